@@ -1,0 +1,65 @@
+# The two commands: `make report` (the main job) and `make test` (every test). Both install what
+# is missing (Debian packages, a .venv with the Python packages), configure, build and run.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+BUILD := build/default
+JOBS ?= $(shell nproc)
+PYPATH := PYTHONPATH=$(CURDIR)/bindings/python:$(CURDIR)/$(BUILD)/python
+REPORT_DIR ?= report
+
+.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz clean
+
+all: build
+
+deps: $(VENV)/.installed
+	@bash tools/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml tools/requirements-dev.txt
+	@bash tools/install-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r tools/requirements-dev.txt
+	touch $@
+
+$(BUILD)/build.ninja: $(VENV)/.installed CMakeLists.txt
+	cmake --preset default -DFP8LAB_PYTHON=ON -DPython3_EXECUTABLE=$(CURDIR)/$(VPY) \
+	  -Dpybind11_DIR=$$($(VPY) -m pybind11 --cmakedir)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+ctest: build
+	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 900
+
+pytest: build
+	$(PYPATH) $(VPY) -m pytest -q tests/python
+
+test: build
+	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 900
+	$(PYPATH) $(VPY) -m pytest -q tests/python
+
+# The package as a user gets it (pip install . through scikit-build-core), then the main job.
+install: deps
+	$(VPY) -m pip install -q --no-build-isolation -Cbuild-dir=build/wheel .
+
+report: install
+	$(VENV)/bin/fp8lab report --out $(REPORT_DIR)
+
+exhaustive: build
+	$(BUILD)/tests/cpp/exhaustive_casts
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b; done
+	$(PYPATH) $(VPY) bench/bench_python.py
+
+peers: deps
+	$(VPY) -m pip install torch mmasim
+
+asan: deps
+	cmake --preset asan -DFP8LAB_PYTHON=OFF
+	cmake --build build/asan -j $(JOBS)
+	ctest --test-dir build/asan -j $(JOBS) --output-on-failure
+
+clean:
+	rm -rf build

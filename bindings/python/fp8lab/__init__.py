@@ -1,0 +1,24 @@
+"""fp8lab: a bit-exact CPU emulator of low-precision (FP8) arithmetic and a test-bed for GPU kernels.
+
+numpy in, numpy out. Every function that changes bits takes its spec by name at the call site.
+"""
+import pkgutil as _pkgutil
+
+# A plain CMake build puts _core into <build>/python/fp8lab; joining every fp8lab/ folder on
+# sys.path lets PYTHONPATH=bindings/python:<build>/python run the package from the source tree.
+__path__ = _pkgutil.extend_path(__path__, __name__)
+
+from . import _core  # noqa: E402
+from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
+
+__version__ = _core.__version__
+
+__all__ = [
+    "__version__",
+    "decode",
+    "encode",
+    "format_info",
+    "formats",
+    "num_threads",
+    "set_num_threads",
+]

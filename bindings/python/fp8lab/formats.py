@@ -1,0 +1,83 @@
+"""Number formats: encode real numbers to bit patterns and decode them back, exactly.
+
+Bit patterns are unsigned integers (uint8 for 8-bit formats, uint16 up to 16 bits, uint32 above),
+right-aligned. ``as_ml_dtypes`` / ``from_ml_dtypes`` reinterpret them as ml_dtypes arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+#: fp8lab format name -> ml_dtypes type name, for the formats ml_dtypes has.
+ML_DTYPES_NAMES = {
+    "e4m3": "float8_e4m3fn",
+    "e5m2": "float8_e5m2",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp32": "float32",
+    "ue8m0": "float8_e8m0fnu",
+    "e2m1": "float4_e2m1fn",
+}
+
+
+def formats() -> list[str]:
+    """Names of the built-in formats. Any ``eXmY`` (IEEE-like) is accepted too."""
+    return list(_core.formats())
+
+
+def format_info(fmt: str) -> dict:
+    """The semantics of ``fmt``: bit layout, bias, non-finite encoding, limits."""
+    return dict(_core.format_info(fmt))
+
+
+def encode(x, fmt: str, rounding: str = "nearest_even", overflow: str = "saturate", seed: int = 0,
+           flush_subnormals: bool = False) -> np.ndarray:
+    """Round float32/float64 ``x`` to ``fmt`` and return the bit patterns (same shape).
+
+    rounding: nearest_even, toward_zero, up, down, stochastic (element i of the flattened array
+    uses the counter-based random word for (seed, i): reproducible and thread-count independent).
+    overflow: saturate (CUDA satfinite: beyond max finite and +-Inf give +-max finite) or
+    inf_or_nan (Inf, or NaN where the format has no Inf; toward_zero stops at max finite).
+    NaN gives the format's canonical NaN (sign clear, all other bits set), as CUDA does.
+    """
+    return _core.encode(x, fmt, rounding, overflow, int(seed), bool(flush_subnormals))
+
+
+def decode(bits, fmt: str) -> np.ndarray:
+    """Exact float64 values of ``fmt`` bit patterns (dtype must be the format's storage type)."""
+    return _core.decode(bits, fmt)
+
+
+def as_ml_dtypes(bits: np.ndarray, fmt: str) -> np.ndarray:
+    """View fp8lab bit patterns as the matching ml_dtypes array (no copy for 8/16-bit formats)."""
+    import ml_dtypes
+
+    if fmt not in ML_DTYPES_NAMES:
+        raise ValueError(f"fmt: {fmt!r} has no ml_dtypes counterpart; those that do: {sorted(ML_DTYPES_NAMES)}")
+    target = np.dtype(getattr(ml_dtypes, ML_DTYPES_NAMES[fmt]) if fmt not in ("fp16", "fp32")
+                      else ML_DTYPES_NAMES[fmt])
+    if target.itemsize == bits.dtype.itemsize:
+        return bits.view(target)
+    raise ValueError(f"bits: dtype {bits.dtype} does not match {fmt}'s storage")
+
+
+def from_ml_dtypes(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """The bit patterns and fp8lab format name of an ml_dtypes (or float16/float32) array."""
+    name = values.dtype.name
+    for fmt, ml_name in ML_DTYPES_NAMES.items():
+        if ml_name == name:
+            storage = {1: np.uint8, 2: np.uint16, 4: np.uint32}[values.dtype.itemsize]
+            return values.view(storage), fmt
+    raise TypeError(f"values: dtype {name} is not one of {sorted(ML_DTYPES_NAMES.values())}")
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the emulator's parallel loops (results never depend on it); 0 = default."""
+    if int(n) < 0:
+        raise ValueError(f"n: {n} is negative; expected 0 (default) or a positive thread count")
+    _core.set_num_threads(int(n))
+
+
+def num_threads() -> int:
+    return int(_core.num_threads())

@@ -1,0 +1,108 @@
+// fp8lab._core: formats — encode, decode, format_info, formats, thread count.
+#include <pybind11/stl.h>
+
+#include <cmath>
+
+#include "arrays.hpp"
+#include "common/parallel.hpp"
+#include "formats/encode.hpp"
+#include "registry.hpp"
+
+namespace fp8lab::bindings {
+namespace {
+
+py::dtype storage_dtype(const Format& f) {
+  switch (f.storage_bits()) {
+    case 8: return py::dtype::of<std::uint8_t>();
+    case 16: return py::dtype::of<std::uint16_t>();
+    default: return py::dtype::of<std::uint32_t>();
+  }
+}
+
+py::array encode_py(const py::object& x, const std::string& fmt_name, const std::string& rounding,
+                    const std::string& overflow, std::uint64_t seed, bool flush_subnormals) {
+  const Format& fmt = format_by_name(fmt_name);
+  EncodeOptions opt;
+  opt.rounding = rounding_by_name(rounding);
+  opt.overflow = overflow_by_name(overflow);
+  opt.seed = seed;
+  opt.flush_subnormals = flush_subnormals;
+  py::array in = require_float(x, "x");
+  py::array out(storage_dtype(fmt), shape_of(in));
+  const auto n = static_cast<std::size_t>(in.size());
+  {
+    py::gil_scoped_release release;
+    if (is_float32(in)) encode_array(static_cast<const float*>(in.data()), n, fmt, opt, out.mutable_data());
+    else encode_array(static_cast<const double*>(in.data()), n, fmt, opt, out.mutable_data());
+  }
+  return out;
+}
+
+py::array decode_py(const py::object& bits, const std::string& fmt_name) {
+  const Format& fmt = format_by_name(fmt_name);
+  py::array in = py::array::ensure(bits);
+  if (!in) throw py::type_error("bits: expected a numpy array of unsigned integers");
+  py::dtype want = storage_dtype(fmt);
+  if (!in.dtype().is(want))
+    throw py::type_error("bits: format " + fmt.name + " is stored as " + py::str(want).cast<std::string>() +
+                         ", got dtype " + dtype_name(in));
+  in = py::array::ensure(in, py::array::c_style);
+  const auto n = static_cast<std::size_t>(in.size());
+  // Reject stray high bits before decoding so the error names the first offending element.
+  if (fmt.total_bits() < fmt.storage_bits()) {
+    const std::uint32_t limit = 1u << fmt.total_bits();
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint32_t b = fmt.storage_bits() == 8 ? static_cast<const std::uint8_t*>(in.data())[i]
+                                                : static_cast<const std::uint16_t*>(in.data())[i];
+      if (b >= limit)
+        throw py::value_error("bits: element " + std::to_string(i) + " = " + std::to_string(b) +
+                              " does not fit the " + std::to_string(fmt.total_bits()) + "-bit format " + fmt.name);
+    }
+  }
+  py::array_t<double> out(shape_of(in));
+  {
+    py::gil_scoped_release release;
+    decode_array(in.data(), n, fmt, out.mutable_data());
+  }
+  return out;
+}
+
+py::dict format_info_py(const std::string& fmt_name) {
+  const Format& f = format_by_name(fmt_name);
+  py::dict d;
+  d["name"] = f.name;
+  d["exponent_bits"] = f.exponent_bits;
+  d["mantissa_bits"] = f.mantissa_bits;
+  d["bias"] = f.bias;
+  d["signed"] = f.is_signed;
+  d["total_bits"] = f.total_bits();
+  d["storage_bits"] = f.storage_bits();
+  static const char* nf[] = {"ieee", "nan_only_all_ones", "finite_only"};
+  d["non_finite"] = nf[static_cast<int>(f.non_finite)];
+  d["has_inf"] = f.has_inf();
+  d["has_nan"] = f.has_nan();
+  d["has_zero"] = f.has_zero();
+  d["has_subnormals"] = f.has_subnormals();
+  d["max_finite"] = f.max_finite();
+  d["min_normal"] = f.min_normal();
+  d["min_positive"] = f.min_positive();
+  d["min_normal_exponent"] = f.min_normal_exponent();
+  d["max_exponent"] = f.max_exponent();
+  if (f.has_nan()) d["nan_bits"] = f.canonical_nan();
+  return d;
+}
+
+Registration formats_registration(0, "formats", [](py::module_& m) {
+  m.def("formats", &format_names, "Names of the built-in formats (any eXmY is accepted as well).");
+  m.def("rounding_modes", &rounding_names);
+  m.def("overflow_modes", &overflow_names);
+  m.def("encode", &encode_py, py::arg("x"), py::arg("fmt"), py::arg("rounding") = "nearest_even",
+        py::arg("overflow") = "saturate", py::arg("seed") = 0, py::arg("flush_subnormals") = false);
+  m.def("decode", &decode_py, py::arg("bits"), py::arg("fmt"));
+  m.def("format_info", &format_info_py, py::arg("fmt"));
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("num_threads", &num_threads);
+});
+
+}  // namespace
+}  // namespace fp8lab::bindings
