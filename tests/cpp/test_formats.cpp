@@ -1,0 +1,137 @@
+// The semantics table and encode/decode on hand-checked values (hex floats, as APFloat's tests).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "formats/encode.hpp"
+
+namespace fp8lab {
+namespace {
+
+const Format& F(const char* name) { return format_by_name(name); }
+
+TEST(FormatTable, LimitsFromTheRowAlone) {
+  EXPECT_EQ(F("e4m3").max_finite(), 448.0);
+  EXPECT_EQ(F("e5m2").max_finite(), 57344.0);
+  EXPECT_EQ(F("fp16").max_finite(), 65504.0);
+  EXPECT_EQ(F("bf16").max_finite(), 0x1.FEp127);
+  EXPECT_EQ(F("fp32").max_finite(), static_cast<double>(std::numeric_limits<float>::max()));
+  EXPECT_EQ(F("e2m1").max_finite(), 6.0);
+  EXPECT_EQ(F("ue8m0").max_finite(), 0x1p127);
+  EXPECT_EQ(F("e5m6").max_finite(), 0x1.FCp15);  // 65024
+  EXPECT_EQ(F("e4m3").min_positive(), 0x1p-9);
+  EXPECT_EQ(F("e5m2").min_positive(), 0x1p-16);
+  EXPECT_EQ(F("ue8m0").min_positive(), 0x1p-127);
+  EXPECT_EQ(F("e2m1").min_positive(), 0.5);
+  EXPECT_EQ(F("e4m3").canonical_nan(), 0x7Fu);
+  EXPECT_EQ(F("ue8m0").canonical_nan(), 0xFFu);
+  EXPECT_EQ(F("e5m6").storage_bits(), 16);
+  EXPECT_EQ(F("e2m1").storage_bits(), 8);
+}
+
+TEST(FormatTable, ParsesAnyExmyAndRejectsUnknownNames) {
+  const Format& f = F("e3m4");
+  EXPECT_EQ(f.bias, 3);
+  EXPECT_EQ(f.max_finite(), 0x1.Fp3);  // IEEE-like: top finite binade field 6, 2^(6-3); 1.1111b * 8 = 15.5
+  EXPECT_THROW(F("e4m3fnuz"), std::invalid_argument);
+  EXPECT_THROW(F("e0m3"), std::invalid_argument);
+  EXPECT_THROW(F("e8m30"), std::invalid_argument);  // 39 bits
+  try {
+    F("fp8");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("fmt: unknown format 'fp8'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("e4m3"), std::string::npos);
+  }
+}
+
+TEST(Encode, RoundsNearestEvenAtMidpoints) {
+  // Between 1 and 1.125 in e4m3 the midpoint 1.0625 ties to the even 1.0; 1.1875 ties up to 1.25.
+  EXPECT_EQ(encode(1.0625, F("e4m3")), 0x38u);
+  EXPECT_EQ(encode(1.1875, F("e4m3")), 0x3Au);
+  EXPECT_EQ(encode(std::nextafter(1.0625, 2.0), F("e4m3")), 0x39u);
+  // 464 is the midpoint between 448 and the (NaN) 480 slot: even wins, so it stays finite.
+  EncodeOptions nosat;
+  nosat.overflow = Overflow::InfOrNan;
+  EXPECT_EQ(encode(464.0, F("e4m3"), nosat), 0x7Eu);
+  EXPECT_EQ(encode(std::nextafter(464.0, 500.0), F("e4m3"), nosat), 0x7Fu);
+  EXPECT_EQ(encode(1e9, F("e4m3")), 0x7Eu);
+  EXPECT_EQ(encode(-1e9, F("e5m2"), nosat), 0xFCu);
+}
+
+TEST(Encode, DirectedRoundingsAndOverflowStops) {
+  EncodeOptions o;
+  o.overflow = Overflow::InfOrNan;
+  o.rounding = Rounding::TowardZero;
+  EXPECT_EQ(encode(1e9, F("e5m2"), o), 0x7Bu);  // toward zero stops at max finite
+  o.rounding = Rounding::Up;
+  EXPECT_EQ(encode(-1e9, F("e5m2"), o), 0xFBu);
+  EXPECT_EQ(encode(1.01, F("e4m3"), o), 0x39u);
+  o.rounding = Rounding::Down;
+  EXPECT_EQ(encode(1.01, F("e4m3"), o), 0x38u);
+  EXPECT_EQ(encode(-1.01, F("e4m3"), o), 0xB9u);
+}
+
+TEST(Encode, SubnormalsAndFlush) {
+  EXPECT_EQ(encode(0x1p-9, F("e4m3")), 0x01u);
+  EXPECT_EQ(encode(0x1p-10, F("e4m3")), 0x00u);            // tie with 0: even
+  EXPECT_EQ(encode(0x1.8p-10, F("e4m3")), 0x01u);
+  EXPECT_EQ(encode(-0x1p-9, F("e4m3")), 0x81u);
+  EncodeOptions flush;
+  flush.flush_subnormals = true;
+  EXPECT_EQ(encode(0x1p-9, F("e4m3"), flush), 0x00u);
+  EXPECT_EQ(encode(-0x1p-9, F("e4m3"), flush), 0x80u);
+  EXPECT_EQ(encode(0x1p-6, F("e4m3"), flush), 0x08u);      // min normal survives
+  EXPECT_EQ(decode(0x07u, F("e4m3")), 0x1.Cp-7);
+}
+
+TEST(Encode, Ue8m0HasNoZeroAndIgnoresSign) {
+  EXPECT_EQ(encode(0.0, F("ue8m0")), 0x00u);
+  EXPECT_EQ(encode(1.0, F("ue8m0")), 0x7Fu);
+  EXPECT_EQ(encode(-2.0, F("ue8m0")), 0x80u);
+  EXPECT_EQ(encode(1.5, F("ue8m0")), 0x80u);  // tie: even exponent field 0x80
+  EXPECT_EQ(decode(0x00u, F("ue8m0")), 0x1p-127);
+  EXPECT_TRUE(std::isnan(decode(0xFFu, F("ue8m0"))));
+}
+
+TEST(Encode, NanAndInf) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(encode(nan, F("e4m3")), 0x7Fu);
+  EXPECT_EQ(encode(-nan, F("bf16")), 0x7FFFu);
+  EXPECT_EQ(encode(nan, F("e2m1")), 0x7u);   // FP4 has no NaN: +max, as CUDA
+  EXPECT_EQ(encode(inf, F("e4m3")), 0x7Eu);  // saturate
+  EncodeOptions nosat;
+  nosat.overflow = Overflow::InfOrNan;
+  EXPECT_EQ(encode(inf, F("e4m3"), nosat), 0x7Fu);
+  EXPECT_EQ(encode(-inf, F("fp16"), nosat), 0xFC00u);
+  EXPECT_TRUE(std::isinf(decode(0x7C00u, F("fp16"))));
+  EXPECT_THROW(decode(0x100u, F("e4m3")), std::invalid_argument);
+}
+
+TEST(Encode, DoubleInputRoundsOnceNotTwice) {
+  // x just above the bf16 midpoint 1 + 2^-8 but below it after a float32 rounding: a double
+  // rounding through float32 would give 1.0, the direct rounding gives 1 + 2^-7.
+  const double x = 1.0 + 0x1p-8 + 0x1p-40;
+  EXPECT_EQ(static_cast<double>(static_cast<float>(x)), 1.0 + 0x1p-8);
+  EXPECT_EQ(encode(x, F("bf16")), 0x3F81u);
+}
+
+TEST(Encode, StochasticIsAFunctionOfSeedAndIndex) {
+  EncodeOptions o;
+  o.rounding = Rounding::Stochastic;
+  o.seed = 42;
+  int ups = 0;
+  for (std::uint64_t i = 0; i < 4000; ++i) {
+    const std::uint32_t b = encode(1.03125, F("e4m3"), o, i);  // 1/4 of the way from 1 to 1.125
+    EXPECT_EQ(b, encode(1.03125, F("e4m3"), o, i));
+    EXPECT_TRUE(b == 0x38u || b == 0x39u);
+    ups += b == 0x39u;
+  }
+  // Binomial(4000, 0.25): mean 1000, sd 27.4; 5 sd either way.
+  EXPECT_NEAR(ups, 1000, 137);
+}
+
+}  // namespace
+}  // namespace fp8lab
