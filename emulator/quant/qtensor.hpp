@@ -1,0 +1,52 @@
+// A block-quantised 2-D tensor: element bit patterns in some Format plus one scale per tile.
+// The contract every producer (quant/) and consumer (gemm/, golden/, mla/) relies on:
+//   value(r, c) = decode(bits[r * cols + c], format) * dequant_scale(r, c)
+// whatever the scale rule: a rule that stores the quantisation multiplier (TransformerEngine's
+// `scale`) keeps its inverse here too, so consumers never need to know the rule.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/encode.hpp"
+
+namespace fp8lab {
+
+// Tile shape in elements. 0 means "the whole dimension": per-tensor = {0, 0}, per-row = {1, 0}.
+struct Tile {
+  std::size_t rows = 1;
+  std::size_t cols = 128;
+  bool operator==(const Tile&) const = default;
+};
+
+struct QTensor {
+  std::size_t rows = 0, cols = 0;
+  std::string fmt = "e4m3";          // element format name (format_by_name)
+  Tile tile;
+  std::string rule;                  // scale rule name that produced it ("deepseek", "te", ...)
+  std::vector<std::uint32_t> bits;   // rows*cols element patterns, row-major
+  // Dequantisation multiplier per tile, row-major over the tile grid (tile_grid_rows() x
+  // tile_grid_cols()); exactly the FP32 value the kernel multiplies by (for UE8M0 rules, 2^(e-127)).
+  std::vector<float> scales;
+  // For rules whose scale is stored as UE8M0: the raw exponent bytes (same layout as scales);
+  // empty otherwise.
+  std::vector<std::uint8_t> scale_bits_ue8m0;
+
+  const Format& format() const { return format_by_name(fmt); }
+  std::size_t tile_rows_eff() const { return tile.rows == 0 ? rows : tile.rows; }
+  std::size_t tile_cols_eff() const { return tile.cols == 0 ? cols : tile.cols; }
+  std::size_t tile_grid_rows() const { return rows == 0 ? 0 : (rows + tile_rows_eff() - 1) / tile_rows_eff(); }
+  std::size_t tile_grid_cols() const { return cols == 0 ? 0 : (cols + tile_cols_eff() - 1) / tile_cols_eff(); }
+  float dequant_scale(std::size_t r, std::size_t c) const {
+    return scales[(r / tile_rows_eff()) * tile_grid_cols() + c / tile_cols_eff()];
+  }
+  // The unscaled element value (exact).
+  double element(std::size_t r, std::size_t c) const { return decode(bits[r * cols + c], format()); }
+  // The dequantised value, computed exactly in double (element * scale is exact in double for
+  // every element format of <= 24 significant bits and a float32 scale).
+  double value(std::size_t r, std::size_t c) const { return element(r, c) * static_cast<double>(dequant_scale(r, c)); }
+};
+
+}  // namespace fp8lab
