@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 PYPATH := PYTHONPATH=$(CURDIR)/bindings/python:$(CURDIR)/$(BUILD)/python
 REPORT_DIR ?= report
 
-.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz clean
+.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz determinism clean
 
 all: build
 
@@ -60,6 +60,14 @@ asan: deps
 	cmake --preset asan -DFP8LAB_PYTHON=OFF
 	cmake --build build/asan -j $(JOBS)
 	ctest --test-dir build/asan -j $(JOBS) --output-on-failure
+
+# libFuzzer on the trace parser (clang); FUZZ_RUNS bounds it (CI runs a bounded number).
+fuzz: deps
+	bash tools/fuzz.sh
+
+# The same GEMM bits from GCC -O3, GCC -O0 and Clang builds.
+determinism: deps
+	bash tools/determinism.sh
 
 clean:
 	rm -rf build
