@@ -108,7 +108,8 @@ inline std::uint32_t encode_one(T x, const Plan& p, std::uint64_t index) {
   // 3.
   const int q = std::max(quantum_exp + kMant, p.emin) - p.m;
   // 4.
-  const int s = std::min(q - quantum_exp, Ieee<T>::kWidth - 1);
+  const int shift = q - quantum_exp;  // >= 0 because the plan fits T
+  const int s = std::min(shift, Ieee<T>::kWidth - 1);  // past this, n = 0 and rem = significand
   U n = significand >> s;
   const U rem = significand & ((U{1} << s) - 1);
   bool up = false;
@@ -120,8 +121,10 @@ inline std::uint32_t encode_one(T x, const Plan& p, std::uint64_t index) {
       case Rounding::Up: up = !negative; break;
       case Rounding::Down: up = negative; break;
       case Rounding::Stochastic: {
+        // The top 32 bits of the discarded fraction rem / 2^shift, with the true shift (not the
+        // clamped one), so the probability does not depend on the input type.
         const std::uint64_t r = static_cast<std::uint64_t>(rem);
-        const std::uint64_t frac32 = s >= 32 ? (r >> (s - 32)) : (r << (32 - s));
+        const std::uint64_t frac32 = shift >= 32 ? (shift - 32 >= 64 ? 0 : r >> (shift - 32)) : (r << (32 - shift));
         up = frac32 + stochastic_bits(p.seed, index) >= (std::uint64_t{1} << 32);
         break;
       }
