@@ -75,7 +75,7 @@ class Parser {
       skip_ws();
       if (!eat(':')) fail("expected ':'");
       skip_ws();
-      v.members.emplace_back(std::move(key), value(depth + 1));
+      v.members.push_back(JsonMember{std::move(key), value(depth + 1)});
       skip_ws();
       if (eat(',')) continue;
       if (eat('}')) return;
@@ -288,7 +288,7 @@ std::string to_canonical_json(const Json& v) {
       return out + "]";
     }
     case Json::Kind::Object: {
-      std::vector<const std::pair<std::string, Json>*> sorted;
+      std::vector<const JsonMember*> sorted;
       for (const auto& m : v.members) sorted.push_back(&m);
       std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
       std::string out = "{";

@@ -19,13 +19,15 @@ struct JsonError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+struct JsonMember;
+
 struct Json {
   enum class Kind : std::uint8_t { Null, Bool, Number, String, Array, Object };
   Kind kind = Kind::Null;
   bool boolean = false;
   std::string text;  // String: the decoded UTF-8; Number: the literal as written
   std::vector<Json> items;                            // Array
-  std::vector<std::pair<std::string, Json>> members;  // Object, in file order (keys unique)
+  std::vector<JsonMember> members;  // Object, in file order (keys unique)
 
   bool is_object() const { return kind == Kind::Object; }
   bool is_array() const { return kind == Kind::Array; }
@@ -35,6 +37,12 @@ struct Json {
   // A Number written as a plain non-negative integer (no sign, fraction or exponent) that fits
   // in 64 bits; false otherwise.
   bool as_u64(std::uint64_t& out) const;
+};
+
+// An object member (a struct, not std::pair, so Json may hold a vector of them while incomplete).
+struct JsonMember {
+  std::string first;
+  Json second;
 };
 
 Json parse_json(std::string_view text, int max_depth = 64);
