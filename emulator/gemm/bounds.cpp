@@ -1,0 +1,198 @@
+#include "gemm/bounds.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "accum/tensor_core.hpp"
+#include "common/parallel.hpp"
+#include "gemm/combine.hpp"
+#include "gemm/gemm.hpp"
+
+namespace fp8lab {
+namespace {
+
+constexpr double kU32 = 0x1p-24;   // unit roundoff of binary32
+constexpr double kEta = 0x1p-149;  // an underflowing binary32 product errs by at most this
+constexpr double kSafety = 1.0 + 0x1p-30;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// floor(log2|x|) clamped below at emin (x != 0).
+int clamped_exponent(double x, int emin) { return std::max(std::ilogb(x), emin); }
+
+struct Fp32Track {  // a binary32 value and the bound on its distance to the exact quantity
+  float v;
+  double err;
+};
+
+// Bound of fl32(acc + c) then of the output rounding; `err` is the bound of acc.
+double finish(float acc, double err, const float* c, std::size_t e, OutputFormat out) {
+  float v = acc;
+  if (c) {
+    v = acc + c[e];
+    err += kU32 * std::fabs(v);
+  }
+  if (out == OutputFormat::Bf16) {
+    const float r = round_to_bf16(v);
+    err += 0x1p-8 * std::fabs(r) + 0x1p-134;
+    v = r;
+  }
+  if (!std::isfinite(v)) return kInf;
+  return err * kSafety;
+}
+
+Fp32Track combine_with_bound(Combine order, float p, double bp, float sa, float sb, Fp32Track acc) {
+  const double asa = std::fabs(sa), asb = std::fabs(sb), ap = std::fabs(p);
+  double err = acc.err;
+  switch (order) {
+    case Combine::DeepGemm: {
+      const float s = sa * sb;
+      const double as = std::fabs(s);
+      // |s*p - sa*sb*P| <= |s|*|p - P| + |s - sa*sb|*|P|, |s - sa*sb| <= u32*|s| + eta.
+      err += as * bp + (kU32 * as + kEta) * (ap + bp) + kEta;
+      break;
+    }
+    case Combine::Triton: {
+      const float q1 = p * sa, q2 = q1 * sb;
+      err += kU32 * std::fabs(q2) + kEta + asb * (kU32 * std::fabs(q1) + kEta) + asa * asb * bp;
+      break;
+    }
+    case Combine::Cublas: {
+      const float q1 = p * sa;
+      err += asb * (kU32 * std::fabs(q1) + kEta) + asa * asb * bp + kEta;
+      break;
+    }
+  }
+  const float v = combine_partial(order, p, sa, sb, acc.v);
+  err += kU32 * std::fabs(v);
+  return {v, err};
+}
+
+// Bound of one product fl(x*y) of dequantised operands (x = fl(a*sa), y = fl(b*sb)) against
+// (a*sa)*(b*sb); also returns the computed product.
+struct ProductTrack {
+  float p;
+  double err;
+};
+ProductTrack product_with_bound(float a, float sa, float b, float sb) {
+  const float x = a * sa, y = b * sb, p = x * y;
+  const double ex = kU32 * std::fabs(x) + kEta, ey = kU32 * std::fabs(y) + kEta;
+  const double ax = std::fabs(x), ay = std::fabs(y);
+  // |xy - XY| <= |x - X||y| + |X||y - Y| with |X| <= |x| + ex.
+  return {p, kU32 * std::fabs(p) + kEta + ex * ay + (ax + ex) * ey};
+}
+
+Fp32Track pairwise_with_bound(const ProductTrack* t, std::size_t n) {
+  if (n == 0) return {0.0f, 0.0};
+  if (n == 1) return {t[0].p, t[0].err};
+  const std::size_t h = n / 2;  // the split gemm's pairwise_sum uses
+  const Fp32Track l = pairwise_with_bound(t, h), r = pairwise_with_bound(t + h, n - h);
+  const float v = l.v + r.v;
+  return {v, l.err + r.err + kU32 * std::fabs(v)};
+}
+
+}  // namespace
+
+TensorCoreBoundParams tensor_core_bound_params(const std::string& instruction) {
+  const TensorCoreModel& model = tensor_core_by_name(instruction);
+  // Hopper wgmma FP8 (REFERENCE.md "Tensor cores"): k = 32, F = 13, P = 14; the exponent clamp is
+  // the input format's minimum normal exponent (E4M3 -6, E5M2 -14).
+  if (&model == &tensor_core_by_name("hopper_fp8")) return {32, 13, 14, -6};
+  if (&model == &tensor_core_by_name("hopper_fp8_e5m2")) return {32, 13, 14, -14};
+  throw std::invalid_argument("instruction: no certified bound is derived for '" + instruction +
+                              "' yet (known: hopper_fp8, hopper_fp8_e5m2)");
+}
+
+std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                     const float* c) {
+  validate_gemm(a, b, spec);
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  std::vector<double> bound(M * N);
+  if (spec.accumulate == Accumulate::Exact) {
+    const int p = output_precision(spec.out), emin = output_min_exponent(spec.out);
+    // The bound is sized by the rounded result, so the result is needed: RNE errs by at most
+    // half an ULP of the result's binade (2^-p * |D|), or half the smallest subnormal.
+    GemmSpec s = spec;
+    const std::vector<double> d = gemm(a, b, s, c);
+    for (std::size_t e = 0; e < M * N; ++e)
+      bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
+    return bound;
+  }
+  if (spec.accumulate == Accumulate::Fp32Sequential || spec.accumulate == Accumulate::Fp32Pairwise) {
+    const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
+    parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
+      std::vector<ProductTrack> t(K);
+      for (std::size_t e = e0; e < e1; ++e) {
+        const std::size_t i = e / N, j = e % N;
+        for (std::size_t k = 0; k < K; ++k) t[k] = product_with_bound(a.row(i)[k], a.scale(i, k), b.row(j)[k], b.scale(j, k));
+        Fp32Track acc{0.0f, 0.0};
+        if (pairwise) {
+          acc = pairwise_with_bound(t.data(), K);
+        } else {
+          for (std::size_t k = 0; k < K; ++k) {
+            acc.v = acc.v + t[k].p;
+            acc.err += t[k].err + kU32 * std::fabs(acc.v);
+          }
+        }
+        bound[e] = finish(acc.v, acc.err, c, e, spec.out);
+      }
+    });
+    return bound;
+  }
+  // Tensor-core chains, promoted or not.
+  const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+  const TensorCoreBoundParams tp = tensor_core_bound_params(spec.instruction);
+  const auto kI = static_cast<std::size_t>(tp.k);
+  const std::size_t NC = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every)
+                                                                  : std::max<std::size_t>(K, 1);
+  parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
+    std::vector<float> pa(kI), pb(kI);
+    for (std::size_t e = e0; e < e1; ++e) {
+      const std::size_t i = e / N, j = e % N;
+      const float* x = a.row(i);
+      const float* y = b.row(j);
+      Fp32Track acc{0.0f, 0.0};
+      for (std::size_t kb = 0; kb < K; kb += NC) {
+        const std::size_t ke = std::min(K, kb + NC);
+        float p = 0.0f;
+        double bp = 0.0;
+        for (std::size_t kc = kb; kc < ke; kc += kI) {
+          const std::size_t kn = std::min(kI, ke - kc);
+          // Step 2: the alignment exponent, and how many terms are not multiples of u.
+          int emax = std::numeric_limits<int>::min();
+          if (p != 0) emax = clamped_exponent(p, -126);
+          for (std::size_t k = kc; k < kc + kn; ++k)
+            if (x[k] != 0 && y[k] != 0)
+              emax = std::max(emax, clamped_exponent(x[k], tp.input_min_exponent) +
+                                        clamped_exponent(y[k], tp.input_min_exponent));
+          if (emax == std::numeric_limits<int>::min()) continue;  // all terms zero: D = 0 exactly
+          const int ue = emax - tp.frac_bits;
+          int inexact = 0;
+          auto not_multiple = [&](double t) {
+            const double q = std::ldexp(std::fabs(t), -ue);
+            return q != std::floor(q);
+          };
+          if (p != 0 && not_multiple(p)) ++inexact;
+          for (std::size_t k = kc; k < kc + kn; ++k)
+            if (not_multiple(static_cast<double>(x[k]) * y[k])) ++inexact;
+          // The instruction itself (accum's model), for the computed D.
+          std::fill(pa.begin(), pa.end(), 0.0f);
+          std::fill(pb.begin(), pb.end(), 0.0f);
+          std::copy_n(x + kc, kn, pa.begin());
+          std::copy_n(y + kc, kn, pb.begin());
+          p = fused_dot_add(pa.data(), pb.data(), p, model);
+          // Step 4: truncation to P significant bits of the computed D.
+          const double norm = p != 0 ? std::ldexp(1.0, std::ilogb(p) + 1 - tp.out_bits) : 0.0;
+          bp += inexact * std::ldexp(1.0, ue) + norm;
+        }
+        acc = combine_with_bound(spec.combine, p, bp, a.scale(i, kb), b.scale(j, kb), acc);
+      }
+      bound[e] = finish(acc.v, acc.err, c, e, spec.out);
+    }
+  });
+  return bound;
+}
+
+}  // namespace fp8lab

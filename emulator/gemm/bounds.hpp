@@ -1,0 +1,59 @@
+// A certified error bound for every output element of an emulated GEMM: |D - exact| <= bound,
+// where exact = C + A·Bᵀ computed exactly from the dequantised inputs. It is a *running* error
+// bound (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., §3.3): the
+// computation is replayed and each rounding step contributes the largest error the spec allows
+// for it, sized by the values actually computed at that step. The derivation, step by step:
+//
+// Tensor-core instruction (model parameters: F fractional alignment bits, P output bits,
+// REFERENCE.md "Tensor cores"):
+//   1. Products are exact.
+//   2. Every term (product, and C = previous D) is aligned to u = 2^(emax - F), emax the largest
+//      term exponent, by truncating its magnitude: the error of one term is < u, and 0 when the
+//      term is a multiple of u. Bound: n_inexact * u.
+//   3. The aligned sum is exact (integer addition).
+//   4. Normalisation truncates the sum S' to P significant bits: error < ulp_P(S'); truncation
+//      keeps the leading bit, so ulp_P(S') = ulp_P(D) = 2^(e(D) + 1 - P) for the computed D
+//      (D = 0 only when S' = 0). Bound: 2^(e(D) + 1 - P).
+//   Chained instructions add their bounds (C carries the previous error exactly into the sum).
+// Promotion with FP32 u32 = 2^-24 (each operation fl(z) = z / (1 + d), |d| <= u32, so the error is
+// <= u32 * |computed|, plus eta = 2^-149 for a product that underflows):
+//   deepgemm  s = fl(sa*sb), acc' = fl(s*p + acc):
+//             |s*p - sa*sb*P| <= |s|*Bp + u32*|s|*(|p| + Bp); + u32*|acc'| + eta
+//   triton    q1 = fl(p*sa), q2 = fl(q1*sb), acc' = fl(q2 + acc):
+//             |q2 - sa*sb*P| <= u32*|q2| + eta + |sb|*(u32*|q1| + eta) + |sa*sb|*Bp; + u32*|acc'|
+//   cublas    q1 = fl(p*sa), acc' = fl(q1*sb + acc):
+//             |q1*sb - sa*sb*P| <= |sb|*(u32*|q1| + eta) + |sa*sb|*Bp; + u32*|acc'| + eta
+//   where P is the block's exact partial sum and Bp the chain bound of p. Errors of acc carry over.
+// C and output: fl32(acc + c) adds u32*|result|; BF16 round-to-nearest-even adds
+//   2^-8*|D| + 2^-134 (half an ULP, or half the smallest subnormal).
+// FP32 accumulation: x = fl(a*sa), y = fl(b*sb), p = fl(x*y) (errors as above, operand errors
+//   propagated through the product), each addition u32*|computed|; pairwise sums the two halves'
+//   bounds at every node.
+// Exact: only the output rounding, 2^-p*|D| + 2^(emin - p).
+// The bound itself is evaluated in binary64 and multiplied by (1 + 2^-30), which covers the
+// relative rounding error of the (at most a few 10^5) binary64 operations per element.
+// Infinite results get an infinite bound.
+#pragma once
+
+#include <vector>
+
+#include "gemm/gemm_spec.hpp"
+#include "gemm/operand.hpp"
+
+namespace fp8lab {
+
+// The bound for each of the M x N outputs of gemm(a, b, spec, c) (c may be nullptr). Throws
+// std::invalid_argument for an instruction whose model parameters gemm does not know.
+std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                     const float* c = nullptr);
+
+// Parameters of a tensor-core model the bound needs (see above).
+struct TensorCoreBoundParams {
+  int k = 32;              // products per instruction
+  int frac_bits = 13;      // F
+  int out_bits = 14;       // P
+  int input_min_exponent = -6;  // operand exponents clamp here (the input format's min normal exponent)
+};
+TensorCoreBoundParams tensor_core_bound_params(const std::string& instruction);
+
+}  // namespace fp8lab

@@ -1,0 +1,195 @@
+#include "gemm/gemm.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "accum/tensor_core.hpp"
+#include "common/parallel.hpp"
+#include "formats/encode.hpp"
+#include "gemm/combine.hpp"
+#include "gemm/exact.hpp"
+#include "gemm/hopper_fp8_kernel.hpp"
+
+namespace fp8lab {
+namespace {
+
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+bool is_hopper_e4m3(const TensorCoreModel& model) { return &model == &tensor_core_by_name("hopper_fp8"); }
+
+// Elements must be values of the instruction's input format: the tensor core has no way to hold
+// anything else (quantise first). Checked for the instruction models whose input format gemm
+// knows; accum's fused_dot_add checks the others.
+void check_representable(const GemmOperand& x, const char* arg, const Format& fmt, const std::string& instruction) {
+  for (std::size_t i = 0; i < x.elements.size(); ++i) {
+    const double v = x.elements[i];
+    if (round_to_format(v, fmt) != v)
+      throw std::invalid_argument(std::string(arg) + ": element [" + std::to_string(i / x.cols) + ", " +
+                                  std::to_string(i % x.cols) + "] = " + num(v) + " is not an " + fmt.name +
+                                  " value, the input format of instruction " + instruction +
+                                  "; quantise it first or use accumulate='fp32'/'exact'");
+  }
+}
+
+void check_scales(const GemmOperand& x, const char* arg, std::size_t len, const std::string& why) {
+  if (!scales_constant_over(x, len))
+    throw std::invalid_argument(std::string(arg) + ": its scales (tile " + std::to_string(x.tile_rows) + " x " +
+                                std::to_string(x.tile_cols) + ") vary within " + why);
+}
+
+std::vector<float> dequantised_fp32(const GemmOperand& x) {
+  std::vector<float> v(x.elements.size());
+  for (std::size_t r = 0; r < x.rows; ++r)
+    for (std::size_t k = 0; k < x.cols; ++k) v[r * x.cols + k] = x.row(r)[k] * x.scale(r, k);
+  return v;
+}
+
+float pairwise_sum(const float* x, std::size_t n) {
+  if (n == 0) return 0.0f;
+  if (n == 1) return x[0];
+  const std::size_t h = n / 2;  // left half [0, n/2), right half [n/2, n)
+  const float l = pairwise_sum(x, h);
+  const float r = pairwise_sum(x + h, n - h);
+  return l + r;
+}
+
+std::vector<float> fp32_accumulate(const GemmOperand& a, const GemmOperand& b, bool pairwise) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const std::vector<float> x = dequantised_fp32(a), y = dequantised_fp32(b);
+  std::vector<float> out(M * N);
+  parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
+    std::vector<float> prod(K);
+    for (std::size_t e = e0; e < e1; ++e) {
+      const float* xi = x.data() + (e / N) * K;
+      const float* yj = y.data() + (e % N) * K;
+      if (pairwise) {
+        for (std::size_t k = 0; k < K; ++k) prod[k] = xi[k] * yj[k];
+        out[e] = pairwise_sum(prod.data(), K);
+      } else {
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < K; ++k) {
+          const float p = xi[k] * yj[k];
+          acc = acc + p;
+        }
+        out[e] = acc;
+      }
+    }
+  });
+  return out;
+}
+
+// The generic path: every instruction through accum's fused_dot_add.
+std::vector<float> tensor_core_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                          std::size_t promote_every, Combine combine) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const auto kI = static_cast<std::size_t>(tensor_core_k(model));
+  const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
+  std::vector<float> out(M * N);
+  parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
+    std::vector<float> pa(kI), pb(kI);
+    for (std::size_t e = e0; e < e1; ++e) {
+      const std::size_t i = e / N, j = e % N;
+      float acc = 0.0f;
+      for (std::size_t kb = 0; kb < K; kb += NC) {
+        const std::size_t ke = std::min(K, kb + NC);
+        float p = 0.0f;
+        for (std::size_t kc = kb; kc < ke; kc += kI) {
+          const std::size_t kn = std::min(kI, ke - kc);
+          if (kn == kI) {
+            p = fused_dot_add(a.row(i) + kc, b.row(j) + kc, p, model);
+          } else {  // ragged tail: zero-padded
+            std::fill(pa.begin(), pa.end(), 0.0f);
+            std::fill(pb.begin(), pb.end(), 0.0f);
+            std::copy_n(a.row(i) + kc, kn, pa.begin());
+            std::copy_n(b.row(j) + kc, kn, pb.begin());
+            p = fused_dot_add(pa.data(), pb.data(), p, model);
+          }
+        }
+        acc = combine_partial(combine, p, a.scale(i, kb), b.scale(j, kb), acc);
+      }
+      out[e] = acc;
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+float round_to_bf16(float x) {
+  const std::uint32_t b = std::bit_cast<std::uint32_t>(x);
+  if (std::isnan(x)) return std::bit_cast<float>(0x7FFF0000u);
+  // Round to nearest even on the upper 16 bits; a carry into the exponent gives the next binade
+  // or Inf, as __float2bfloat16_rn does.
+  const std::uint32_t r = b + 0x7FFFu + ((b >> 16) & 1u);
+  return std::bit_cast<float>(r & 0xFFFF0000u);
+}
+
+void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec) {
+  if (a.cols != b.cols)
+    throw std::invalid_argument("b: has K = " + std::to_string(b.cols) + " columns but a has K = " +
+                                std::to_string(a.cols) + " (b is given N x K, DeepGEMM's NT layout)");
+  if (spec.accumulate != Accumulate::TensorCore && spec.accumulate != Accumulate::Promoted) return;
+  const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+  const int kI = tensor_core_k(model);
+  const std::size_t K = a.cols;
+  if (spec.accumulate == Accumulate::Promoted) {
+    if (spec.promote_every <= 0 || spec.promote_every % kI != 0)
+      throw std::invalid_argument("promote_every: " + std::to_string(spec.promote_every) +
+                                  " is not a positive multiple of the instruction K = " + std::to_string(kI) + " of " +
+                                  spec.instruction);
+    const std::string why = "a promotion interval of " + std::to_string(spec.promote_every) +
+                            " elements; promote_every must not cross a scale tile";
+    check_scales(a, "a", static_cast<std::size_t>(spec.promote_every), why);
+    check_scales(b, "b", static_cast<std::size_t>(spec.promote_every), why);
+  } else {
+    const std::string why = "K; accumulate='tensorcore' applies the scales once, after the whole chain "
+                            "(use per-tensor or per-row scales, or accumulate='promoted')";
+    check_scales(a, "a", std::max<std::size_t>(K, 1), why);
+    check_scales(b, "b", std::max<std::size_t>(K, 1), why);
+  }
+  if (is_hopper_e4m3(model)) {
+    check_representable(a, "a", format_by_name("e4m3"), spec.instruction);
+    check_representable(b, "b", format_by_name("e4m3"), spec.instruction);
+  }
+}
+
+std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+                         const GemmOptions& options) {
+  validate_gemm(a, b, spec);
+  const std::size_t M = a.rows, N = b.rows;
+  if (c)
+    for (std::size_t e = 0; e < M * N; ++e)
+      if (!std::isfinite(c[e]))
+        throw std::invalid_argument("c: element [" + std::to_string(e / N) + ", " + std::to_string(e % N) + "] is " +
+                                    num(c[e]) + "; gemm needs a finite C");
+  if (spec.accumulate == Accumulate::Exact) return gemm_exact(a, b, c, spec.out);
+  std::vector<float> acc;
+  switch (spec.accumulate) {
+    case Accumulate::Fp32Sequential: acc = fp32_accumulate(a, b, false); break;
+    case Accumulate::Fp32Pairwise: acc = fp32_accumulate(a, b, true); break;
+    default: {
+      const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+      const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
+      acc = options.allow_fast_kernel && is_hopper_e4m3(model)
+                ? hopper_e4m3_gemm_accumulate(a, b, nc, spec.combine)
+                : tensor_core_accumulate(a, b, model, nc, spec.combine);
+    }
+  }
+  std::vector<double> d(M * N);
+  for (std::size_t e = 0; e < M * N; ++e) {
+    float v = acc[e];
+    if (c) v = v + c[e];
+    d[e] = spec.out == OutputFormat::Bf16 ? round_to_bf16(v) : v;
+  }
+  return d;
+}
+
+}  // namespace fp8lab

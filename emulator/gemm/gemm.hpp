@@ -1,0 +1,42 @@
+// Block-scaled GEMM emulation: D = C + A·Bᵀ with A M x K, B N x K (DeepGEMM's NT layout), optional
+// FP32 C (M x N), accumulated as GemmSpec says and rounded to its output format.
+//
+// Conventions (each a choice the spec names, not a vendor default):
+// - Scales: a promoted partial sum over [j*N_C, (j+1)*N_C) meets the scales of that interval
+//   (they must be constant over it: 1x128 / 128x128 tiles with N_C = 128, per-row, per-tensor).
+//   TensorCore (no promotion) needs scales constant along the whole K of each row (per-tensor or
+//   per-row) and applies them once at the end with the same combine order (acc = 0).
+// - Fp32Sequential / Fp32Pairwise use the dequantised operands rounded to FP32, x = fl(a*sa),
+//   y = fl(b*sb), products fl(x*y) (no FMA), as a scalar CUDA-core loop would.
+// - C is added last in FP32, D = fl(acc + c), then rounded to the output format; with
+//   Accumulate::Exact, C enters the exact sum.
+// - Ragged K is zero-padded to whole instructions (TMA's out-of-bounds fill); zero terms never
+//   change a tensor-core result.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "gemm/gemm_spec.hpp"
+#include "gemm/operand.hpp"
+
+namespace fp8lab {
+
+struct GemmOptions {
+  // Use the specialised Hopper-E4M3 kernel (gemm/hopper_fp8_kernel) when the instruction is that
+  // preset; false forces accum's generic fused_dot_add (tests prove the two bit-identical).
+  bool allow_fast_kernel = true;
+};
+
+// Returns M x N results as doubles (each exactly a value of the output format). Throws
+// std::invalid_argument naming the argument on bad shapes, scales or values.
+std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c = nullptr,
+                         const GemmOptions& options = {});
+
+// Checks shapes and the spec against the operands (what gemm() checks before computing).
+void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec);
+
+// fp32 -> bf16 round to nearest even (overflow to Inf, NaN to the canonical 0x7FFF), as a float.
+float round_to_bf16(float x);
+
+}  // namespace fp8lab

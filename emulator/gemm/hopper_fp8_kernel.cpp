@@ -1,0 +1,196 @@
+#include "gemm/hopper_fp8_kernel.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+
+#include "common/parallel.hpp"
+#include "gemm/combine.hpp"
+
+namespace fp8lab {
+namespace {
+
+// Model parameters (REFERENCE.md "Tensor cores", Hopper FP8 wgmma):
+constexpr int kInstructionK = 32;   // products per wgmma
+constexpr int kFracBits = 13;       // aligned terms keep 13 fractional bits below the largest exponent
+constexpr int kOutBits = 14;        // the sum is truncated to 14 significant bits
+constexpr int kE4m3MinExp = -6;     // operand exponents clamp here (E4M3 subnormals)
+constexpr int kMantShift = 3;       // E4M3 significand = 1.mmm: value = m * 2^(e - 3), |m| <= 15
+// Exponent given to zero operands / a zero accumulator: low enough never to be the largest
+// (the smallest non-zero product exponent is 2 * -6 = -12; an FP32 C is >= -126).
+constexpr int kZeroExp = -200;
+constexpr int kZeroC = -400;
+
+struct E4m3Parts {
+  int e;  // exponent, clamped at -6; kZeroExp for zero
+  int m;  // signed significand, value = m * 2^(e - 3)
+};
+
+E4m3Parts e4m3_parts(float v) {
+  if (v == 0) return {kZeroExp, 0};
+  int x;
+  std::frexp(v, &x);  // |v| = f * 2^x, f in [0.5, 1)
+  const int e = std::max(x - 1, kE4m3MinExp);
+  return {e, static_cast<int>(std::ldexp(v, kMantShift - e))};
+}
+
+struct Fp32Parts {
+  int e;         // exponent, clamped at -126; kZeroC for zero
+  std::int32_t m;  // 24-bit significand magnitude: |c| = m * 2^(e - 23)
+  bool negative;
+};
+
+inline Fp32Parts fp32_parts(float c) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(c);
+  const int field = static_cast<int>((bits >> 23) & 0xFF);
+  const auto m = static_cast<std::int32_t>((bits & 0x7FFFFF) | (field ? 0x800000u : 0u));
+  return {m == 0 ? kZeroC : (field ? field - 127 : -126), m, (bits >> 31) != 0};
+}
+
+// |S| * 2^(emax - 13) truncated to 14 significant bits, with S's sign.
+inline float normalise(std::int32_t s, int emax) {
+  if (s == 0) return 0.0f;
+  std::uint32_t as = static_cast<std::uint32_t>(s < 0 ? -s : s);
+  const int nb = 32 - std::countl_zero(as);
+  if (nb > kOutBits) as = (as >> (nb - kOutBits)) << (nb - kOutBits);
+  const float v = static_cast<float>(std::ldexp(static_cast<double>(as), emax - kFracBits));
+  return s < 0 ? -v : v;
+}
+
+}  // namespace
+
+float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c) {
+  int pe[kInstructionK], pm[kInstructionK];
+  const Fp32Parts cp = fp32_parts(c);
+  int emax = cp.e;
+  for (std::size_t k = 0; k < n; ++k) {
+    const E4m3Parts x = e4m3_parts(a[k]), y = e4m3_parts(b[k]);
+    pe[k] = x.e + y.e;  // product exponent: not renormalised, significand product in (0, 4)
+    pm[k] = x.m * y.m;  // value = pm * 2^(pe - 6)
+    if (pm[k] != 0) emax = std::max(emax, pe[k]);
+  }
+  // Every term aligned to 2^(emax - 13), truncating its magnitude (not a sign-filling shift).
+  std::int64_t sum = 0;
+  if (cp.m) {
+    const int sh = emax - cp.e + (23 - kFracBits);  // C's lowest bit is 2^(e - 23)
+    const std::int64_t t = sh >= 32 ? 0 : (cp.m >> sh);
+    sum += cp.negative ? -t : t;
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    if (pm[k] == 0) continue;
+    const int d = emax - pe[k];  // product's lowest bit is 2^(pe - 6) = 2^(emax - 13) * 2^(7 - d)
+    const std::int64_t apm = std::abs(pm[k]);
+    const std::int64_t t = d >= 40 ? 0 : ((apm << 7) >> d);
+    sum += pm[k] < 0 ? -t : t;
+  }
+  return normalise(static_cast<std::int32_t>(sum), emax);
+}
+
+std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
+                                               Combine combine) {
+  constexpr std::size_t L = 16;  // output columns per vector group
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
+  const std::size_t JT = (N + L - 1) / L;
+  // A as (exponent, significand) per element; B transposed per group of 16 rows so that the 16
+  // lanes of one k are contiguous. Padding rows of B are zero (never stored).
+  std::vector<std::int16_t> ea(M * K), ma(M * K), eb(JT * K * L, kZeroExp), mb(JT * K * L, 0);
+  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i)
+      for (std::size_t k = 0; k < K; ++k) {
+        const E4m3Parts p = e4m3_parts(a.row(i)[k]);
+        ea[i * K + k] = static_cast<std::int16_t>(p.e);
+        ma[i * K + k] = static_cast<std::int16_t>(p.m);
+      }
+  });
+  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t j = r0; j < r1; ++j)
+      for (std::size_t k = 0; k < K; ++k) {
+        const E4m3Parts p = e4m3_parts(b.row(j)[k]);
+        const std::size_t at = ((j / L) * K + k) * L + j % L;
+        eb[at] = static_cast<std::int16_t>(p.e);
+        mb[at] = static_cast<std::int16_t>(p.m);
+      }
+  });
+  std::vector<float> out(M * N);
+  constexpr std::size_t TM = 8;  // rows of A per task (B's group stays in cache across them)
+  const std::size_t IT = (M + TM - 1) / TM;
+  parallel_for(IT * JT, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t jt = t % JT, i0 = (t / JT) * TM;
+      const std::int16_t* ebt = eb.data() + jt * K * L;
+      const std::int16_t* mbt = mb.data() + jt * K * L;
+      float sb[L];
+      for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
+        const std::int16_t* eai = ea.data() + i * K;
+        const std::int16_t* mai = ma.data() + i * K;
+        float acc[L] = {};
+        for (std::size_t kb = 0; kb < K; kb += NC) {
+          const std::size_t ke = std::min(K, kb + NC);
+          float p[L] = {};
+          for (std::size_t kc = kb; kc < ke; kc += kInstructionK) {
+            const std::size_t kn = std::min<std::size_t>(kInstructionK, ke - kc);
+            alignas(64) std::int32_t emax[L], s[L], ce[L], cm[L], cneg[L];
+            for (std::size_t l = 0; l < L; ++l) {  // the previous D enters as C
+              const std::uint32_t bits = std::bit_cast<std::uint32_t>(p[l]);
+              const std::int32_t field = static_cast<std::int32_t>((bits >> 23) & 0xFF);
+              cm[l] = static_cast<std::int32_t>((bits & 0x7FFFFF) | (field ? 0x800000u : 0u));
+              ce[l] = cm[l] == 0 ? kZeroC : (field ? field - 127 : -126);
+              cneg[l] = static_cast<std::int32_t>(bits >> 31);
+              emax[l] = ce[l];
+            }
+            for (std::size_t k = kc; k < kc + kn; ++k) {
+              const std::int32_t e = eai[k];
+              const std::int16_t* er = ebt + k * L;
+              for (std::size_t l = 0; l < L; ++l) emax[l] = std::max(emax[l], e + er[l]);
+            }
+            for (std::size_t l = 0; l < L; ++l) {
+              const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
+              const std::int32_t tc = cm[l] >> sh;
+              s[l] = cneg[l] ? -tc : tc;
+            }
+            for (std::size_t k = kc; k < kc + kn; ++k) {
+              const std::int32_t e = eai[k], m = mai[k];
+              const std::int16_t* er = ebt + k * L;
+              const std::int16_t* mr = mbt + k * L;
+              for (std::size_t l = 0; l < L; ++l) {
+                const std::int32_t pm = m * mr[l];
+                const std::int32_t d = std::min(emax[l] - (e + er[l]), 31);
+                const std::int32_t apm = pm < 0 ? -pm : pm;
+                const std::int32_t tt = static_cast<std::int32_t>(static_cast<std::uint32_t>(apm << 7) >> d);
+                const std::int32_t sg = pm >> 31;  // 0 or -1
+                s[l] += (tt ^ sg) - sg;
+              }
+            }
+            for (std::size_t l = 0; l < L; ++l) {
+              const std::int32_t sv = s[l];
+              std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
+              const std::int32_t nb = 32 - std::countl_zero(as);
+              const std::int32_t cut = std::max(nb - kOutBits, 0);
+              as = (as >> cut) << cut;
+              // S != 0 implies emax >= -25 (every non-zero p is a multiple of 2^-25 and every
+              // non-zero product has exponent >= -12), so 2^(emax-13) is a normal float; the
+              // clamp only affects S == 0.
+              const std::int32_t e2 = std::max(emax[l] - kFracBits, -126);
+              const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + 127) << 23);
+              const float v = static_cast<float>(static_cast<std::int32_t>(as)) * pow2;
+              p[l] = sv < 0 ? -v : v;
+            }
+          }
+          for (std::size_t l = 0; l < L; ++l) {
+            const std::size_t j = jt * L + l;
+            sb[l] = j < N ? b.scale(j, kb) : 0.0f;
+          }
+          const float sa = a.scale(i, kb);
+          for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(combine, p[l], sa, sb[l], acc[l]);
+        }
+        for (std::size_t l = 0; l < L && jt * L + l < N; ++l) out[i * N + jt * L + l] = acc[l];
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace fp8lab

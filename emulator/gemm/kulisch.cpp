@@ -1,0 +1,122 @@
+#include "gemm/kulisch.hpp"
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace fp8lab {
+
+FloatParts float_parts(float x) {
+  const std::uint32_t b = std::bit_cast<std::uint32_t>(x);
+  const int field = static_cast<int>((b >> 23) & 0xFF);
+  std::uint32_t mag = b & 0x7FFFFF;
+  int e;
+  if (field == 0) {
+    e = -149;  // subnormal (or zero): frac * 2^-149
+  } else {
+    mag |= 0x800000;
+    e = field - 150;
+  }
+  if (mag == 0) return {0, 0};
+  const int tz = std::countr_zero(mag);
+  mag >>= tz;
+  e += tz;
+  const auto m = static_cast<std::int32_t>(mag);
+  return {(b >> 31) ? -m : m, e};
+}
+
+void KulischAccumulator::add(unsigned __int128 magnitude, bool negative, int exponent) {
+  if (magnitude == 0) return;
+  const int shift = exponent - kMinExponent;
+  if (shift < 0 || shift + 128 > (kDigits - 2) * 32)
+    throw std::range_error("KulischAccumulator: term exponent " + std::to_string(exponent) + " out of range");
+  const int idx = shift / 32, off = shift % 32;
+  // magnitude << off spans up to 160 bits: five 32-bit digits.
+  const unsigned __int128 low = magnitude << off;
+  const std::uint64_t top = off ? static_cast<std::uint64_t>(magnitude >> (128 - off)) : 0;
+  const std::int64_t parts[5] = {
+      static_cast<std::int64_t>(static_cast<std::uint32_t>(low)),
+      static_cast<std::int64_t>(static_cast<std::uint32_t>(low >> 32)),
+      static_cast<std::int64_t>(static_cast<std::uint32_t>(low >> 64)),
+      static_cast<std::int64_t>(static_cast<std::uint32_t>(low >> 96)),
+      static_cast<std::int64_t>(top),
+  };
+  if (negative)
+    for (int i = 0; i < 5; ++i) digits_[idx + i] -= parts[i];
+  else
+    for (int i = 0; i < 5; ++i) digits_[idx + i] += parts[i];
+}
+
+void KulischAccumulator::add(float x) {
+  const FloatParts p = float_parts(x);
+  if (p.m != 0) add(static_cast<__int128>(p.m), p.e);
+}
+
+bool KulischAccumulator::is_zero() const {
+  // Carry-save words can cancel across digits, so normalise a copy first.
+  std::int64_t carry = 0;
+  for (int i = 0; i < kDigits; ++i) {
+    const std::int64_t v = digits_[i] + carry;
+    if ((v & 0xFFFFFFFF) != 0) return false;
+    carry = v >> 32;  // arithmetic shift: floor division by 2^32
+  }
+  return carry == 0;
+}
+
+double KulischAccumulator::round(int precision, int min_exponent, int max_exponent) const {
+  // 1. Propagate carries: digits become 32-bit two's-complement words of one wide integer.
+  std::array<std::uint32_t, kDigits> w{};
+  std::int64_t carry = 0;
+  for (int i = 0; i < kDigits; ++i) {
+    const std::int64_t v = digits_[i] + carry;
+    w[i] = static_cast<std::uint32_t>(v & 0xFFFFFFFF);
+    carry = v >> 32;
+  }
+  // 2. Sign: the top word is all ones for a negative total (range leaves two words of headroom).
+  const bool negative = carry < 0 || (w[kDigits - 1] >> 31) != 0;
+  if (negative) {  // two's-complement negation of the whole word array
+    std::uint64_t c = 1;
+    for (int i = 0; i < kDigits; ++i) {
+      const std::uint64_t v = static_cast<std::uint64_t>(static_cast<std::uint32_t>(~w[i])) + c;
+      w[i] = static_cast<std::uint32_t>(v);
+      c = v >> 32;
+    }
+  }
+  // 3. The top nonzero word; gather 96 bits from it down, and a sticky bit for the rest.
+  int top = kDigits - 1;
+  while (top >= 0 && w[top] == 0) --top;
+  if (top < 0) return 0.0;  // exact zero is +0
+  unsigned __int128 mant = 0;
+  for (int i = top; i > top - 3; --i) mant = (mant << 32) | (i >= 0 ? w[i] : 0u);
+  bool sticky = false;
+  for (int i = top - 3; i >= 0; --i) sticky |= w[i] != 0;
+  int lsb = kMinExponent + (top - 2) * 32;  // weight of mant's bit 0
+  // 4. Round to `precision` bits, nearest even, with gradual underflow at min_exponent.
+  const int nbits = 128 - (static_cast<std::uint64_t>(mant >> 64) ? std::countl_zero(static_cast<std::uint64_t>(mant >> 64))
+                                                                   : 64 + std::countl_zero(static_cast<std::uint64_t>(mant)));
+  const int lead = lsb + nbits - 1;
+  const int target = std::max(lead, min_exponent) - precision + 1;  // weight of the result's last bit
+  const int shift = target - lsb;
+  double result;
+  if (shift <= 0) {
+    // Every remaining bit fits (sticky is then necessarily clear, as the precision is >= 96 bits
+    // below the lead only when shift > 0).
+    result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(mant >> 64)), lsb + 64) +
+             std::ldexp(static_cast<double>(static_cast<std::uint64_t>(mant)), lsb);
+  } else if (shift >= 128) {
+    result = 0.0;  // below half of the smallest subnormal (mant < 2^96 <= 2^(shift-1))
+  } else {
+    unsigned __int128 q = mant >> shift;
+    const unsigned __int128 rem = mant & ((static_cast<unsigned __int128>(1) << shift) - 1);
+    const unsigned __int128 half = static_cast<unsigned __int128>(1) << (shift - 1);
+    if (rem > half || (rem == half && (sticky || (q & 1)))) ++q;
+    // q has at most precision + 1 <= 54 bits.
+    result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(q)), target);
+  }
+  if (result >= std::ldexp(1.0, max_exponent + 1) || std::isinf(result)) result = std::numeric_limits<double>::infinity();
+  return negative ? -result : result;
+}
+
+}  // namespace fp8lab
