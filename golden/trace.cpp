@@ -45,7 +45,7 @@ std::string canonical_json(std::string_view text) {
   }
 }
 
-Trace trace_from_safetensors(const Safetensors& file, std::string_view source) {
+Trace trace_from_safetensors(const Safetensors& file, std::string_view source, bool check_digests) {
   const auto& md = file.metadata;
   for (const auto& key : kRequired)
     if (!md.count(key)) fail(source, "not an fp8lab trace: __metadata__ has no \"" + key + "\"");
@@ -83,9 +83,12 @@ Trace trace_from_safetensors(const Safetensors& file, std::string_view source) {
     auto d = digests.find(name);
     if (d == digests.end()) fail(source, "tensor '" + name + "' has no digest in __metadata__[\"sha256\"]");
     const std::string got = sha256_hex(tensor.data.data(), tensor.data.size());
-    if (got != d->second)
-      fail(source, "digest mismatch for tensor '" + name + "': recorded sha256 " + d->second + ", data hashes to " + got +
-                       " (corrupted or hand-edited)");
+    if (got != d->second) {
+      const std::string what = "digest mismatch for tensor '" + name + "': recorded sha256 " + d->second +
+                               ", data hashes to " + got + " (corrupted or hand-edited)";
+      if (check_digests) fail(source, what);
+      t.digest_mismatches.push_back(std::string(source) + ": " + what);
+    }
     t.tensors[name] = {r->second, tensor};
   }
   for (const auto& [name, digest] : digests)
@@ -125,13 +128,13 @@ Safetensors trace_to_safetensors(const Trace& trace) {
   return out;
 }
 
-Trace parse_trace(const std::uint8_t* bytes, std::size_t size, std::string_view source) {
-  return trace_from_safetensors(parse_safetensors(bytes, size, source), source);
+Trace parse_trace(const std::uint8_t* bytes, std::size_t size, std::string_view source, bool check_digests) {
+  return trace_from_safetensors(parse_safetensors(bytes, size, source), source, check_digests);
 }
 
-Trace read_trace(const std::string& path) {
+Trace read_trace(const std::string& path, bool check_digests) {
   const auto bytes = read_file(path);
-  return parse_trace(bytes.data(), bytes.size(), path);
+  return parse_trace(bytes.data(), bytes.size(), path, check_digests);
 }
 
 void write_trace(const std::string& path, const Trace& trace, bool overwrite) {

@@ -34,17 +34,22 @@ struct Trace {
   std::map<std::string, TraceTensor> tensors;
   // Metadata keys beyond the required ones (kept as they are; e.g. "note", "gpu").
   std::map<std::string, std::string> extra;
+  // Only filled when read with check_digests = false: one message per tensor whose bytes do not
+  // hash to their recorded digest (lets `verify` name the edited element instead of just failing).
+  std::vector<std::string> digest_mismatches;
 };
 
 // Checks a parsed file against the rules above and returns the trace. `source` names the file.
-Trace trace_from_safetensors(const Safetensors& file, std::string_view source);
+// With check_digests = false a digest mismatch is recorded in Trace::digest_mismatches instead of
+// thrown (every other check still throws).
+Trace trace_from_safetensors(const Safetensors& file, std::string_view source, bool check_digests = true);
 // The file for a trace: computes spec_sha256 and the per-tensor digests. Throws
 // std::invalid_argument naming the field when the trace itself is malformed (spec not canonical
 // JSON, unknown role, ...).
 Safetensors trace_to_safetensors(const Trace& trace);
 
-Trace parse_trace(const std::uint8_t* bytes, std::size_t size, std::string_view source);
-Trace read_trace(const std::string& path);
+Trace parse_trace(const std::uint8_t* bytes, std::size_t size, std::string_view source, bool check_digests = true);
+Trace read_trace(const std::string& path, bool check_digests = true);
 void write_trace(const std::string& path, const Trace& trace, bool overwrite);
 
 // The canonical form of a JSON text (throws std::invalid_argument if it is not valid JSON).

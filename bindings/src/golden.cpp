@@ -25,6 +25,7 @@ py::dict trace_to_dict(const g::Trace& t) {
   d["producer"] = t.producer;
   d["seed"] = t.seed;
   d["extra"] = t.extra;
+  d["digest_mismatches"] = t.digest_mismatches;
   py::dict tensors;
   for (const auto& [name, tt] : t.tensors) {
     py::tuple shape(tt.tensor.shape.size());
@@ -37,18 +38,18 @@ py::dict trace_to_dict(const g::Trace& t) {
   return d;
 }
 
-py::dict read_trace_py(const std::string& path) {
+py::dict read_trace_py(const std::string& path, bool check_digests) {
   g::Trace t;
   {
     py::gil_scoped_release release;
-    t = g::read_trace(path);
+    t = g::read_trace(path, check_digests);
   }
   return trace_to_dict(t);
 }
 
-py::dict parse_trace_py(const py::bytes& data, const std::string& source) {
+py::dict parse_trace_py(const py::bytes& data, const std::string& source, bool check_digests) {
   const std::string_view v = data;
-  return trace_to_dict(g::parse_trace(reinterpret_cast<const std::uint8_t*>(v.data()), v.size(), source));
+  return trace_to_dict(g::parse_trace(reinterpret_cast<const std::uint8_t*>(v.data()), v.size(), source, check_digests));
 }
 
 // tensors: {name: (role, dtype, shape, bytes)}
@@ -135,8 +136,8 @@ py::tuple compare_py(const py::object& got, const py::object& expected, const py
 
 Registration golden_registration(50, "golden", [](py::module_& m) {
   py::register_exception<g::TraceError>(m, "TraceError", PyExc_ValueError);
-  m.def("golden_read_trace", &read_trace_py, py::arg("path"));
-  m.def("golden_parse_trace", &parse_trace_py, py::arg("data"), py::arg("source"));
+  m.def("golden_read_trace", &read_trace_py, py::arg("path"), py::arg("check_digests") = true);
+  m.def("golden_parse_trace", &parse_trace_py, py::arg("data"), py::arg("source"), py::arg("check_digests") = true);
   m.def("golden_write_trace", &write_trace_py, py::arg("path"), py::arg("op"), py::arg("spec"), py::arg("producer"),
         py::arg("seed"), py::arg("tensors"), py::arg("extra"), py::arg("overwrite"));
   m.def("golden_serialize_trace", &serialize_trace_py, py::arg("op"), py::arg("spec"), py::arg("producer"), py::arg("seed"),

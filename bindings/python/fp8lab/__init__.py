@@ -10,6 +10,7 @@ __path__ = _pkgutil.extend_path(__path__, __name__)
 
 from . import _core  # noqa: E402
 from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
+from .verify import verify  # noqa: E402  (the function; the module is importlib.import_module("fp8lab.verify"))
 
 __version__ = _core.__version__
 
@@ -21,4 +22,5 @@ __all__ = [
     "formats",
     "num_threads",
     "set_num_threads",
+    "verify",
 ]

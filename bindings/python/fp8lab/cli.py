@@ -13,6 +13,8 @@ from . import __version__
 # Modules (relative to the fp8lab package) that contribute subcommands, in --help order.
 COMMAND_MODULES = [
     "cli_formats",
+    "cli_report",
+    "cli_golden",
 ]
 
 

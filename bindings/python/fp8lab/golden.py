@@ -1,0 +1,686 @@
+"""Golden traces: record the exact bits an operation produced for fixed inputs, check them later,
+and explain what changed between two traces.
+
+A trace is a safetensors file (readable by the ``safetensors`` package) holding the inputs, the
+outputs and chosen intermediates of one operation, with ``__metadata__`` (all strings) holding the
+spec as canonical JSON and its SHA-256, the producer, the seed and a SHA-256 per tensor. Reading
+goes through fp8lab's strict C++ parser: a corrupt, truncated or hand-edited file raises
+:class:`TraceError` (a ``ValueError``) naming the file and the problem.
+
+Operations plug in through :class:`Operation` (see :data:`OPERATIONS`): each knows how to generate
+inputs aimed at known failure modes, run the emulator, store its tensors and compare results.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import _core
+from .formats import decode, encode, format_info
+
+TraceError = _core.TraceError
+
+#: safetensors dtype -> numpy dtype used to hold its elements. FP8 and BF16 elements are held as
+#: their bit patterns (uint8 / uint16), which is how fp8lab.encode returns them.
+NUMPY_OF_DTYPE = {
+    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "F8_E5M2": np.uint8, "F8_E4M3": np.uint8,
+    "I16": np.int16, "U16": np.uint16, "F16": np.float16, "BF16": np.uint16, "I32": np.int32,
+    "U32": np.uint32, "F32": np.float32, "F64": np.float64, "I64": np.int64, "U64": np.uint64,
+}
+#: fp8lab format -> the safetensors dtype its bit patterns are stored as.
+DTYPE_OF_FORMAT = {"e4m3": "F8_E4M3", "e5m2": "F8_E5M2", "bf16": "BF16", "fp16": "F16", "fp32": "F32"}
+#: safetensors float dtype -> fp8lab format of its values (for ULP counting).
+FORMAT_OF_DTYPE = {"F8_E4M3": "e4m3", "F8_E5M2": "e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}
+
+ROLES = ("input", "output", "intermediate")
+
+
+def canonical_json(spec) -> str:
+    """The canonical text of a spec (dict or JSON text): keys sorted, no whitespace."""
+    text = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True, separators=(",", ":"),
+                                                          ensure_ascii=False, allow_nan=False)
+    return _core.golden_canonical_json(text)
+
+
+def spec_hash(spec) -> str:
+    return sha256(canonical_json(spec).encode())
+
+
+def sha256(data: bytes) -> str:
+    """SHA-256 (lower-case hex) computed by fp8lab's own implementation."""
+    return _core.golden_sha256(bytes(data))
+
+
+def producer() -> str:
+    from . import __version__
+
+    return f"fp8lab {__version__} emulator"
+
+
+def dtype_for_format(fmt: str) -> str:
+    if fmt in DTYPE_OF_FORMAT:
+        return DTYPE_OF_FORMAT[fmt]
+    return {8: "U8", 16: "U16", 32: "U32"}[format_info(fmt)["storage_bits"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Verdicts
+
+
+@dataclasses.dataclass
+class Verdict:
+    """One comparison's outcome, in fp8lab's one vocabulary (see emulator/checks/verdict.hpp).
+
+    kind: "bit-identical", "within-bound" or "violation"; summary: one readable line; details: the
+    counts, max ULP, max relative error, bound ratio and first offending element (JSON-able)."""
+
+    kind: str
+    summary: str
+    details: dict = dataclasses.field(default_factory=dict)
+
+    RANK = {"bit-identical": 0, "within-bound": 1, "violation": 2}
+
+    @property
+    def ok(self) -> bool:
+        return self.kind != "violation"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "summary": self.summary, **self.details}
+
+    @staticmethod
+    def worst(verdicts: Iterable["Verdict"], what: str = "") -> "Verdict":
+        verdicts = list(verdicts)
+        if not verdicts:
+            return Verdict("bit-identical", f"{what}: nothing to compare", {})
+        worst = max(verdicts, key=lambda v: Verdict.RANK[v.kind])
+        if len(verdicts) == 1:
+            return worst
+        parts = "; ".join(v.summary for v in verdicts if v.kind == worst.kind)
+        return Verdict(worst.kind, parts, {"parts": [v.to_dict() for v in verdicts]})
+
+
+def compare_values(got, expected, *, fmt: str | None, what: str, exact=None, bound=None,
+                   shape=None) -> Verdict:
+    """Compares two arrays of values of format ``fmt`` (ULPs counted in it) with the shared C++
+    comparison. Without ``exact``/``bound`` any difference is a violation (a pinned result)."""
+    got = np.ascontiguousarray(got, dtype=np.float64).ravel()
+    expected = np.ascontiguousarray(expected, dtype=np.float64).ravel()
+    if got.shape != expected.shape:
+        return Verdict("violation", f"{what}: violation: got {got.size} elements, expected {expected.size}",
+                       {"count": int(expected.size)})
+    if fmt is None:
+        mant, emin = 52, -1022
+    else:
+        info = format_info(fmt)
+        mant, emin = info["mantissa_bits"], info["min_normal_exponent"]
+    ex = None if exact is None else np.ascontiguousarray(exact, dtype=np.float64).ravel()
+    bd = None if bound is None else np.ascontiguousarray(bound, dtype=np.float64).ravel()
+    kind, summary, details = _core.verdict_compare(got, expected, ex, bd, list(shape or []), mant, emin, what)
+    return Verdict(kind, summary, json.loads(details))
+
+
+def values_of(array: np.ndarray, dtype: str, fmt: str | None = None) -> np.ndarray:
+    """Float64 values of a trace tensor (FP8/BF16 bit patterns decoded exactly)."""
+    fmt = fmt or FORMAT_OF_DTYPE.get(dtype)
+    if dtype in ("F8_E4M3", "F8_E5M2", "BF16") or (fmt and dtype in ("U8", "U16", "U32")):
+        return decode(np.ascontiguousarray(array), fmt)
+    return np.asarray(array, dtype=np.float64)
+
+
+def compare_tensors(name: str, dtype: str, got: np.ndarray, expected: np.ndarray, *, fmt: str | None = None,
+                    what: str = "", exact=None, bound=None) -> Verdict:
+    """Bits first (so two different NaN encodings, or -0 vs +0, are a difference), then values."""
+    label = f"{what} {name}".strip()
+    if got.shape != expected.shape:
+        return Verdict("violation", f"{label}: violation: shape {tuple(got.shape)}, expected {tuple(expected.shape)}",
+                       {"count": int(expected.size)})
+    if np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(expected).tobytes():
+        return Verdict("bit-identical", f"{label}: bit-identical ({expected.size} elements)",
+                       {"count": int(expected.size), "differing": 0})
+    fmt = fmt or FORMAT_OF_DTYPE.get(dtype)
+    if dtype in NUMPY_OF_DTYPE and not np.issubdtype(NUMPY_OF_DTYPE[dtype], np.floating) and fmt is None:
+        # Integer tensors (indices, counts, raw scale bytes) are pinned: any change is a violation.
+        diff = np.flatnonzero(np.ravel(got) != np.ravel(expected))
+        i = int(diff[0])
+        coord = list(np.unravel_index(i, expected.shape)) if expected.ndim else []
+        return Verdict("violation", f"{label}: violation at {[int(c) for c in coord]}: got {np.ravel(got)[i]}, "
+                       f"expected {np.ravel(expected)[i]} ({diff.size} of {expected.size} elements differ)",
+                       {"count": int(expected.size), "differing": int(diff.size)})
+    v = compare_values(values_of(got, dtype, fmt), values_of(expected, dtype, fmt), fmt=fmt, what=label,
+                       exact=exact, bound=bound, shape=expected.shape)
+    if v.kind == "bit-identical":  # bits differ but values compare equal: NaN payload or sign of NaN
+        gb, eb = np.ravel(got).view(np.uint8), np.ravel(expected).view(np.uint8)
+        i = int(np.flatnonzero(gb != eb)[0]) // got.dtype.itemsize
+        return Verdict("violation", f"{label}: violation at flat index {i}: the bit patterns differ "
+                       f"(0x{np.ravel(got).view(f'u{got.dtype.itemsize}')[i]:x} vs "
+                       f"0x{np.ravel(expected).view(f'u{got.dtype.itemsize}')[i]:x}) though both decode to "
+                       f"{np.ravel(values_of(expected, dtype, fmt))[i]}", v.details)
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# Traces
+
+
+@dataclasses.dataclass
+class TraceTensor:
+    role: str
+    dtype: str  # safetensors dtype
+    array: np.ndarray
+
+
+@dataclasses.dataclass
+class Trace:
+    op: str
+    spec: dict
+    seed: int = 0
+    producer: str = dataclasses.field(default_factory=producer)
+    tensors: dict[str, TraceTensor] = dataclasses.field(default_factory=dict)
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
+    path: str | None = None
+    #: filled only by read_trace(..., check_digests=False): the tensors whose digests do not match
+    digest_mismatches: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def spec_json(self) -> str:
+        return canonical_json(self.spec)
+
+    def of_role(self, role: str) -> dict[str, TraceTensor]:
+        return {k: t for k, t in self.tensors.items() if t.role == role}
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        return {k: t.array for k, t in self.of_role("input").items()}
+
+    def _core_tensors(self) -> dict:
+        out = {}
+        for name, t in self.tensors.items():
+            if t.role not in ROLES:
+                raise ValueError(f"tensors[{name!r}]: role {t.role!r} is not one of {ROLES}")
+            want = NUMPY_OF_DTYPE.get(t.dtype)
+            if want is None:
+                raise ValueError(f"tensors[{name!r}]: unknown dtype {t.dtype!r}; expected one of {sorted(NUMPY_OF_DTYPE)}")
+            a = np.asarray(t.array)
+            if a.dtype != np.dtype(want):
+                raise TypeError(f"tensors[{name!r}]: dtype {t.dtype} is held as {np.dtype(want)}, got {a.dtype}")
+            out[name] = (t.role, t.dtype, tuple(int(d) for d in a.shape),
+                         np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+        return out
+
+    def to_bytes(self) -> bytes:
+        return _core.golden_serialize_trace(self.op, self.spec_json, self.producer, int(self.seed),
+                                            self._core_tensors(), dict(self.extra))
+
+    def write(self, path, update: bool = False) -> None:
+        """Atomic write (temporary file, fsync, rename); refuses to replace ``path`` unless update."""
+        _core.golden_write_trace(os.fspath(path), self.op, self.spec_json, self.producer, int(self.seed),
+                                 self._core_tensors(), dict(self.extra), bool(update))
+        self.path = os.fspath(path)
+
+
+def _from_core(d: dict, path: str | None) -> Trace:
+    tensors = {}
+    for name, (role, dtype, shape, data) in d["tensors"].items():
+        arr = np.frombuffer(data, dtype=np.dtype(NUMPY_OF_DTYPE[dtype]).newbyteorder("<")).astype(
+            NUMPY_OF_DTYPE[dtype]).reshape(shape)
+        tensors[name] = TraceTensor(role, dtype, arr)
+    return Trace(op=d["op"], spec=json.loads(d["spec"]), seed=int(d["seed"]), producer=d["producer"],
+                 tensors=tensors, extra=dict(d["extra"]), path=path, digest_mismatches=list(d["digest_mismatches"]))
+
+
+def read_trace(path, check_digests: bool = True) -> Trace:
+    """Reads and fully validates a trace (header, offsets, dtypes, digests, spec hash).
+
+    With ``check_digests=False`` a digest mismatch is listed in ``Trace.digest_mismatches`` instead
+    of raised, so a caller can still say which element was edited."""
+    return _from_core(_core.golden_read_trace(os.fspath(path), bool(check_digests)), os.fspath(path))
+
+
+def parse_trace(data: bytes, source: str = "<bytes>", check_digests: bool = True) -> Trace:
+    return _from_core(_core.golden_parse_trace(bytes(data), source, bool(check_digests)), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Operations
+
+
+class Operation:
+    """How golden/verify handle one operation. Subclasses fill in the hooks."""
+
+    name = ""
+    #: generator kinds, each aimed at a known failure mode (REFERENCE.md "Known failures")
+    kinds: tuple[str, ...] = ("random",)
+
+    def available(self) -> bool:
+        return True
+
+    def default_spec(self) -> dict:
+        raise NotImplementedError
+
+    def normalize_spec(self, spec) -> dict:
+        """A full spec dict from a dict, JSON text or recipe name (raises ValueError naming it)."""
+        if spec is None:
+            return self.default_spec()
+        if isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"spec: not valid JSON ({err})") from None
+        if not isinstance(spec, dict):
+            raise TypeError(f"spec: expected a dict or JSON object text, got {type(spec).__name__}")
+        full = self.default_spec()
+        unknown = set(spec) - set(full)
+        if unknown:
+            raise ValueError(f"spec: unknown key(s) {sorted(unknown)} for op {self.name!r}; known: {sorted(full)}")
+        full.update(spec)
+        return full
+
+    def fixtures(self) -> list[tuple[str, dict, int, str]]:
+        """(file stem, spec, seed, generator kind) of the committed traces of this op."""
+        return []
+
+    def generate(self, spec: dict, rng: np.random.Generator, kind: str) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def run(self, spec: dict, inputs: dict[str, np.ndarray]) -> dict[str, TraceTensor]:
+        """Outputs and intermediates of the emulator."""
+        raise NotImplementedError
+
+    def input_tensors(self, spec: dict, inputs: dict[str, np.ndarray]) -> dict[str, TraceTensor]:
+        raise NotImplementedError
+
+    def value_format(self, spec: dict, name: str, dtype: str) -> str | None:
+        return FORMAT_OF_DTYPE.get(dtype)
+
+    def bound(self, spec: dict, inputs: dict[str, np.ndarray], name: str):
+        """(exact, bound) arrays for output ``name`` when the spec certifies one, else None."""
+        return None
+
+    def call(self, fn: Callable, spec: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Calls a user kernel ``fn`` on the inputs; returns its outputs by trace name."""
+        raise NotImplementedError
+
+    def shrink(self, inputs: dict[str, np.ndarray]) -> Iterable[dict[str, np.ndarray]]:
+        """Smaller variants of a failing case, most aggressive first."""
+        return []
+
+    def compare(self, spec: dict, inputs: dict[str, np.ndarray], expected: dict[str, TraceTensor],
+                got: dict[str, np.ndarray], what: str) -> Verdict:
+        verdicts = []
+        for name, t in expected.items():
+            if t.role != "output":
+                continue
+            if name not in got:
+                verdicts.append(Verdict("violation", f"{what} {name}: violation: the kernel returned no {name!r}"))
+                continue
+            g = np.asarray(got[name])
+            if g.dtype != t.array.dtype:
+                verdicts.append(Verdict("violation", f"{what} {name}: violation: dtype {g.dtype}, expected {t.array.dtype}"))
+                continue
+            eb = self.bound(spec, inputs, name)
+            exact, bound = eb if eb is not None else (None, None)
+            verdicts.append(compare_tensors(name, t.dtype, g, t.array, fmt=self.value_format(spec, name, t.dtype),
+                                            what=what, exact=exact, bound=bound))
+        return Verdict.worst(verdicts, what)
+
+
+def _ragged_sizes(rng: np.random.Generator, kind: str) -> int:
+    if kind == "ragged":
+        return int(rng.choice([0, 1, 2, 31, 127, 129, 255]))
+    return int(rng.integers(1, 300))
+
+
+class CastOp(Operation):
+    """fp8lab.encode: float32 -> format bit patterns (rounding and overflow from the spec)."""
+
+    name = "cast"
+    kinds = ("random", "extreme", "subnormal", "ties", "zeros", "ragged", "nan_inf")
+
+    def default_spec(self) -> dict:
+        return {"to": "e4m3", "rounding": "nearest_even", "overflow": "saturate", "flush_subnormals": False,
+                "seed": 0}
+
+    def fixtures(self):
+        out = []
+        for fmt in ("e4m3", "e5m2"):
+            for rounding in ("nearest_even", "toward_zero", "stochastic"):
+                for overflow in ("saturate", "inf_or_nan"):
+                    if rounding != "nearest_even" and overflow != "saturate":
+                        continue
+                    spec = {**self.default_spec(), "to": fmt, "rounding": rounding, "overflow": overflow,
+                            "seed": 1234 if rounding == "stochastic" else 0}
+                    out.append((f"cast_{fmt}_{rounding}_{overflow}", spec, 1, "mixed"))
+        for fmt in ("bf16", "ue8m0", "e2m1"):
+            out.append((f"cast_{fmt}_nearest_even_saturate", {**self.default_spec(), "to": fmt}, 2, "mixed"))
+        return out
+
+    def generate(self, spec, rng, kind):
+        info = format_info(spec["to"])
+        fmax, tiny = info["max_finite"], info["min_positive"]
+        if kind == "mixed":  # one array covering every kind (fixtures)
+            parts = [self.generate(spec, rng, k)["x"] for k in self.kinds if k != "ragged"]
+            return {"x": np.concatenate(parts).astype(np.float32)}
+        n = _ragged_sizes(rng, kind)
+        if kind == "random":
+            x = rng.standard_normal(n) * 2.0 ** rng.integers(-8, 8, n)
+        elif kind == "extreme":
+            x = rng.choice([-1, 1], n) * fmax * rng.uniform(0.9, 1.2, n)
+        elif kind == "subnormal":
+            x = rng.choice([-1, 1], n) * tiny * rng.uniform(0, 8, n)
+        elif kind == "ties":
+            # Exact midpoints between neighbours: where rounding modes disagree.
+            bits = rng.integers(0, 1 << min(info["total_bits"], 16), n).astype(np.uint32)
+            bits &= (1 << info["total_bits"]) - 1
+            store = {8: np.uint8, 16: np.uint16, 32: np.uint32}[info["storage_bits"]]
+            v = decode(bits.astype(store), spec["to"])
+            v = v[np.isfinite(v)]
+            step = np.ldexp(1.0, np.maximum(np.frexp(np.abs(v))[1] - 1, info["min_normal_exponent"])
+                            - info["mantissa_bits"])
+            x = v + step / 2
+        elif kind == "zeros":
+            x = np.array([0.0, -0.0] * max(1, n // 2))
+        elif kind == "nan_inf":
+            x = np.array([np.nan, np.inf, -np.inf, -np.nan, fmax, -fmax, 2 * fmax, np.finfo(np.float32).max])
+        else:  # ragged
+            x = rng.standard_normal(n)
+        with np.errstate(over="ignore"):
+            return {"x": np.asarray(x, dtype=np.float64).astype(np.float32)}
+
+    def input_tensors(self, spec, inputs):
+        return {"x": TraceTensor("input", "F32", np.asarray(inputs["x"], dtype=np.float32))}
+
+    def run(self, spec, inputs):
+        y = encode(np.asarray(inputs["x"], dtype=np.float32), spec["to"], spec["rounding"], spec["overflow"],
+                   int(spec["seed"]), bool(spec["flush_subnormals"]))
+        dtype = dtype_for_format(spec["to"])
+        if dtype == "F16":
+            y = y.view(np.float16)
+        elif dtype == "F32":
+            y = y.view(np.float32)
+        return {"y": TraceTensor("output", dtype, y)}
+
+    def value_format(self, spec, name, dtype):
+        return spec["to"]
+
+    def call(self, fn, spec, inputs):
+        y = np.asarray(fn(inputs["x"].copy(), spec))
+        dtype = dtype_for_format(spec["to"])
+        if dtype in ("F16", "F32") and y.dtype.kind == "u":
+            y = y.view(NUMPY_OF_DTYPE[dtype])  # kernels return bit patterns; traces hold F16/F32 values
+        return {"y": y}
+
+    def oracle(self, x, spec):
+        """An independent cast in numpy (exact float64 arithmetic and a table of every pattern), for
+        round-to-nearest-even and toward-zero on signed formats of up to 16 bits with a zero."""
+        info = format_info(spec["to"])
+        if (spec["rounding"] not in ("nearest_even", "toward_zero") or spec["flush_subnormals"]
+                or info["total_bits"] > 16 or not info["signed"] or not info["has_zero"]):
+            raise ValueError(f"spec: the numpy cast oracle does not cover {spec}")
+        store = {8: np.uint8, 16: np.uint16, 32: np.uint32}[info["storage_bits"]]
+        patterns = np.arange(1 << info["total_bits"], dtype=np.uint32).astype(store)
+        values = decode(patterns, spec["to"])
+        finite = np.isfinite(values)
+        # value -> pattern; +0 and -0 are told apart below by the sign of x.
+        table = {float(v): int(p) for v, p in zip(values[finite][::-1], patterns[finite][::-1])}
+        x = np.asarray(x, dtype=np.float64).ravel()
+        out = np.zeros(x.size, dtype=store)
+        fmax, emin, mant = info["max_finite"], info["min_normal_exponent"], info["mantissa_bits"]
+        nan = info.get("nan_bits", 0)
+        sign_bit = 1 << (info["total_bits"] - 1)
+        inf_bits = table[fmax] + 1 if info["has_inf"] else nan  # IEEE: +Inf follows +max finite
+        for i, v in enumerate(x):
+            neg = np.signbit(v)
+            a = abs(v)
+            if np.isnan(v):
+                out[i] = nan
+                continue
+            if np.isinf(a):
+                bits = table[fmax] if spec["overflow"] == "saturate" else inf_bits
+            else:
+                e = max(int(np.frexp(a)[1]) - 1, emin) if a else emin
+                q = np.ldexp(1.0, e - mant)  # the spacing of the format at a; a / q is exact
+                r = np.rint(a / q) if spec["rounding"] == "nearest_even" else np.trunc(a / q)
+                r = r * q
+                if r > fmax:
+                    bits = table[fmax] if (spec["overflow"] == "saturate" or spec["rounding"] == "toward_zero") \
+                        else inf_bits
+                else:
+                    bits = table[float(r)]
+            if neg and not (bits == nan and np.isnan(v)):
+                bits |= sign_bit
+            out[i] = bits
+        return out
+
+    def shrink(self, inputs):
+        x = inputs["x"]
+        n = x.size
+        if n > 1:
+            yield {"x": x[: n // 2]}
+            yield {"x": x[n // 2:]}
+            if n > 2:
+                for i in range(min(n, 64)):  # a single element
+                    yield {"x": x[i:i + 1]}
+
+
+#: Operation name -> implementation. Areas add theirs with register_operation().
+OPERATIONS: dict[str, Operation] = {}
+
+
+def register_operation(op: Operation) -> None:
+    OPERATIONS[op.name] = op
+
+
+register_operation(CastOp())
+
+
+def operation(name: str) -> Operation:
+    if name not in OPERATIONS or not OPERATIONS[name].available():
+        known = sorted(n for n, o in OPERATIONS.items() if o.available())
+        raise ValueError(f"op: unknown or unavailable operation {name!r}; available: {known}")
+    return OPERATIONS[name]
+
+
+# --------------------------------------------------------------------------------------------
+# record / check / diff
+
+
+def record(op: str, spec=None, seed: int = 0, kind: str | None = None, inputs: dict | None = None) -> Trace:
+    """Runs the emulator on generated (or given) inputs and returns the trace (not yet written)."""
+    o = operation(op)
+    spec = o.normalize_spec(spec)
+    if int(seed) < 0:
+        raise ValueError(f"seed: {seed} is negative")
+    if inputs is None:
+        kind = kind or o.kinds[0]
+        if kind not in o.kinds and kind != "mixed":
+            raise ValueError(f"kind: {kind!r} is not one of {list(o.kinds) + ['mixed']}")
+        inputs = o.generate(spec, np.random.default_rng(int(seed)), kind)
+    tensors = dict(o.input_tensors(spec, inputs))
+    tensors.update(o.run(spec, {k: t.array for k, t in tensors.items()}))
+    return Trace(op=op, spec=spec, seed=int(seed), tensors=tensors)
+
+
+def check(trace, fn: Callable | None = None) -> Verdict:
+    """Recomputes a trace from its recorded inputs (with the emulator, or with kernel ``fn``) and
+    compares with the recorded outputs."""
+    if not isinstance(trace, Trace):
+        trace = read_trace(trace)
+    o = operation(trace.op)
+    spec = o.normalize_spec(trace.spec)
+    inputs = trace.inputs()
+    what = f"{Path(trace.path).name if trace.path else 'trace'} ({trace.op})"
+    if fn is None:
+        got = {k: t.array for k, t in o.run(spec, inputs).items()}
+    else:
+        got = o.call(fn, spec, inputs)
+    expected = {k: t for k, t in trace.tensors.items() if t.role == "output"}
+    return o.compare(spec, inputs, expected, got, what)
+
+
+def default_golden_dir() -> Path:
+    """fixtures/golden: $FP8LAB_GOLDEN_DIR, else ./fixtures/golden, else the source tree's."""
+    env = os.environ.get("FP8LAB_GOLDEN_DIR")
+    if env:
+        return Path(env)
+    here = Path.cwd() / "fixtures" / "golden"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[3] / "fixtures" / "golden"
+
+
+def record_all(directory=None, update: bool = False) -> list[Path]:
+    """Regenerates every committed fixture (`fp8lab golden record --all --update`)."""
+    directory = Path(directory or default_golden_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for o in OPERATIONS.values():
+        if not o.available():
+            continue
+        for stem, spec, seed, kind in o.fixtures():
+            path = directory / f"{stem}.safetensors"
+            record(o.name, spec, seed, kind).write(path, update=update)
+            written.append(path)
+    return written
+
+
+def _ulp_histogram(ulps: np.ndarray) -> list[tuple[str, int]]:
+    edges = [(1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 256), (257, math.inf)]
+    out = []
+    finite = ulps[np.isfinite(ulps)]
+    for lo, hi in edges:
+        c = int(np.count_nonzero((finite >= lo - 0.5) & (finite < hi + 0.5))) if hi != math.inf else int(
+            np.count_nonzero(finite >= lo - 0.5))
+        label = f"{lo}" if lo == hi else (f"{lo}–{hi}" if hi != math.inf else f"≥{lo}")
+        out.append((label, c))
+    # Sub-ULP moves (possible across binades or for wider outputs) and non-finite distances.
+    out.insert(0, ("<1", int(np.count_nonzero((finite > 0) & (finite < 0.5)))))
+    out.append(("NaN/Inf change", int(np.count_nonzero(~np.isfinite(ulps)))))
+    return out
+
+
+def _ulp_distances(a: np.ndarray, b: np.ndarray, fmt: str | None) -> np.ndarray:
+    if fmt is None:
+        mant, emin = 52, -1022
+    else:
+        info = format_info(fmt)
+        mant, emin = info["mantissa_bits"], info["min_normal_exponent"]
+    a = a.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
+    out = np.zeros(a.size)
+    with np.errstate(invalid="ignore", over="ignore"):
+        both_nan = np.isnan(a) & np.isnan(b)
+        m = np.maximum(np.abs(a), np.abs(b))
+        e = np.maximum(np.frexp(m)[1] - 1, emin)
+        out = np.abs(a - b) / np.ldexp(1.0, e - mant)
+        out[both_nan] = 0
+        out[(np.isnan(a) ^ np.isnan(b)) | ((np.isinf(a) | np.isinf(b)) & (a != b))] = np.inf
+        out[a == b] = 0
+    return out
+
+
+def _spec_difference(a: dict, b: dict) -> list[str]:
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            lines.append(f"- `{key}`: `{json.dumps(a.get(key, '<absent>'))}` → `{json.dumps(b.get(key, '<absent>'))}`")
+    return lines
+
+
+@dataclasses.dataclass
+class DiffResult:
+    markdown: str
+    verdict: Verdict
+    moved: int
+    compared: int
+
+
+def diff(a, b, block: int = 128) -> DiffResult:
+    """A regression report between traces ``a`` (before) and ``b`` (after) of the same inputs."""
+    ta = a if isinstance(a, Trace) else read_trace(a)
+    tb = b if isinstance(b, Trace) else read_trace(b)
+    name_a = Path(ta.path).name if ta.path else "A"
+    name_b = Path(tb.path).name if tb.path else "B"
+    if ta.op != tb.op:
+        raise ValueError(f"b: {name_b} records op {tb.op!r}, {name_a} records {ta.op!r}; diff compares one operation")
+    ins_a, ins_b = ta.of_role("input"), tb.of_role("input")
+    if sorted(ins_a) != sorted(ins_b) or any(
+            ins_a[k].array.tobytes() != ins_b[k].array.tobytes() or ins_a[k].array.shape != ins_b[k].array.shape
+            for k in ins_a):
+        raise ValueError(f"b: {name_b} and {name_a} do not hold the same inputs; diff needs traces of the same inputs")
+    o = OPERATIONS.get(ta.op)
+    lines = [f"# Regression report: `{name_a}` → `{name_b}`", "",
+             f"- operation: `{ta.op}`",
+             f"- producers: `{ta.producer}` → `{tb.producer}`",
+             f"- spec: `{spec_hash(ta.spec)[:16]}` → `{spec_hash(tb.spec)[:16]}`"]
+    spec_lines = _spec_difference(ta.spec, tb.spec)
+    lines += ["", "## Spec difference", ""] + (spec_lines or ["The specs are identical."])
+    verdicts, total_moved, total = [], 0, 0
+    names = sorted(set(ta.of_role("output")) | set(ta.of_role("intermediate")) |
+                   set(tb.of_role("output")) | set(tb.of_role("intermediate")))
+    for name in names:
+        lines += ["", f"## `{name}`", ""]
+        if name not in ta.tensors or name not in tb.tensors:
+            lines.append(f"Only in {'B' if name not in ta.tensors else 'A'}.")
+            continue
+        x, y = ta.tensors[name], tb.tensors[name]
+        if x.dtype != y.dtype or x.array.shape != y.array.shape:
+            lines.append(f"Changed type: {x.dtype}{list(x.array.shape)} → {y.dtype}{list(y.array.shape)}.")
+            verdicts.append(Verdict("violation", f"{name}: dtype or shape changed"))
+            continue
+        fmt = o.value_format(tb.spec, name, x.dtype) if o else FORMAT_OF_DTYPE.get(x.dtype)
+        moved_mask = (x.array.reshape(x.array.size, -1).view(np.uint8) !=
+                      y.array.reshape(y.array.size, -1).view(np.uint8)).any(axis=1) if x.array.size else np.zeros(0, bool)
+        moved = int(moved_mask.sum())
+        total_moved += moved
+        total += x.array.size
+        lines.append(f"{moved} of {x.array.size} elements moved ({x.dtype}, shape {list(x.array.shape)}, role {x.role}).")
+        if not moved:
+            verdicts.append(Verdict("bit-identical", f"{name}: bit-identical"))
+            continue
+        is_float = fmt is not None or np.issubdtype(x.array.dtype, np.floating)
+        if is_float:
+            va, vb = values_of(x.array, x.dtype, fmt), values_of(y.array, y.dtype, fmt)
+            ulps = _ulp_distances(va, vb, fmt)[moved_mask]
+            lines += ["", f"ULP distance (in {fmt or 'fp64'}) | elements", "--- | ---"]
+            lines += [f"{label} | {count}" for label, count in _ulp_histogram(ulps) if count]
+            lines.append(f"\nmax ULP distance: {np.max(ulps):g}")
+        where = np.flatnonzero(moved_mask)
+        arr_shape = x.array.shape
+        if len(arr_shape) >= 2:
+            coords = np.unravel_index(where, arr_shape)
+            rows, cols = coords[-2], coords[-1]
+            urows, rcount = np.unique(rows, return_counts=True)
+            lines += ["", "Rows with moved elements: " + ", ".join(f"{r} ({c})" for r, c in list(zip(urows, rcount))[:32])
+                      + (" …" if urows.size > 32 else "")]
+            blocks = {}
+            for r, c in zip(rows, cols):
+                key = (int(r) // block, int(c) // block)
+                blocks[key] = blocks.get(key, 0) + 1
+            lines += [f"Blocks ({block}x{block}) with moved elements: " +
+                      ", ".join(f"({br}, {bc}): {n}" for (br, bc), n in sorted(blocks.items())[:32])]
+        else:
+            ublk, bcount = np.unique(where // block, return_counts=True)
+            lines += ["", f"Blocks of {block} with moved elements: " +
+                      ", ".join(f"{int(k)} ({int(c)})" for k, c in zip(ublk, bcount))]
+            lines.append("First moved indices: " + ", ".join(str(int(i)) for i in where[:16]) +
+                         (" …" if where.size > 16 else ""))
+        if x.role != "output":
+            lines.append("\nAn intermediate: informative, not part of the verdict.")
+            continue
+        eb = o.bound(tb.spec, {k: t.array for k, t in ins_b.items()}, name) if o and o.available() else None
+        v = compare_tensors(name, x.dtype, y.array, x.array, fmt=fmt, what="",
+                            exact=None if eb is None else eb[0], bound=None if eb is None else eb[1])
+        if eb is None:
+            lines.append("\nBound: the spec pins these bits, so every moved element is a violation.")
+        else:
+            lines.append(f"\nBound: certified by the spec; {v.details.get('violations', 0)} moved elements are outside it.")
+        lines.append(f"\n**Verdict:** {v.summary}")
+        verdicts.append(v)
+    verdict = Verdict.worst(verdicts, f"{name_a} → {name_b}")
+    lines[1:1] = ["", f"**{verdict.kind}**: {total_moved} of {total} compared elements moved."]
+    return DiffResult("\n".join(lines) + "\n", verdict, total_moved, total)

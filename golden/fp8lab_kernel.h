@@ -1,0 +1,59 @@
+/* fp8lab_kernel.h — the C ABI through which `fp8lab verify --kernel lib.so:symbol --op OP` checks a
+ * kernel that is not part of fp8lab (a CUDA launcher, a vendor library wrapper, a CPU reference).
+ *
+ * A shared library exports one function per operation it implements, with the signature below
+ * for that operation. fp8lab calls it on inputs its generators aim at known failure modes (zero
+ * and extreme blocks, exact ties, ragged shapes, NaN/Inf), and on the inputs of every golden
+ * trace of that operation, and compares the outputs with the emulator's, bit for bit or within
+ * the spec's certified bound. The function must be reentrant; it is called from one thread.
+ *
+ * Conventions common to every operation:
+ *  - Arrays are dense, row-major, little-endian, in host memory; fp8lab owns every buffer.
+ *  - Element bit patterns are right-aligned in the narrowest unsigned integer that holds them
+ *    (uint8_t for 8-bit formats: OCP E4M3FN, OCP E5M2, UE8M0; uint16_t for bf16/fp16; ...).
+ *  - `spec_json` is the operation's spec as canonical JSON (keys sorted, no whitespace), exactly as
+ *    stored in golden traces: the kernel declares what it implements; it may reject a spec it does
+ *    not implement by returning non-zero.
+ *  - Return 0 on success. On failure return non-zero and write a NUL-terminated message of at most
+ *    `error_len` bytes (including the NUL) to `error`; fp8lab reports it as an error (exit code 2),
+ *    never as a verdict.
+ *  - Shapes may be zero (empty inputs): the function must then write nothing and return 0.
+ */
+#ifndef FP8LAB_KERNEL_H
+#define FP8LAB_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this ABI; a library may export `int fp8lab_kernel_abi_version(void)` returning it. */
+#define FP8LAB_KERNEL_ABI_VERSION 1
+
+/* op "cast": y[i] = encode(x[i]) into spec "to", with spec "rounding" (nearest_even, toward_zero,
+ * up, down, stochastic), "overflow" (saturate | inf_or_nan), "flush_subnormals" (bool) and "seed"
+ * (stochastic rounding: the random word of element i is fp8lab's stochastic_bits(seed, i)).
+ * `y` has n elements of the target format's storage width (1, 2 or 4 bytes). */
+typedef int (*fp8lab_cast_fn)(const float* x, size_t n, const char* spec_json, void* y, char* error,
+                              size_t error_len);
+
+/* op "gemm": D = A · Bᵀ (DeepGEMM's NT layout) with block-scaled operands.
+ *  a:        m x k element bit patterns in spec "a_format" (uint8_t for FP8), row-major;
+ *  a_scales: the dequantisation multipliers of A's tiles (spec "a_tile" = [rows, cols], 0 = whole
+ *            dimension), row-major over the ceil(m/rows) x ceil(k/cols) tile grid, as float32;
+ *  b, b_scales: likewise for B, n x k, tiles "b_tile";
+ *  d:        m x n float32 results, each exactly a value of spec "out" (bf16 values are written as
+ *            the float32 with the same value).
+ * The value of A[r][c] is decode(a[r*k + c]) * a_scales[tile of (r, c)]. Spec "accumulate",
+ * "promote_every", "combine", "instruction" say how the sum is accumulated (gemm/gemm_spec.hpp). */
+typedef int (*fp8lab_gemm_fn)(const void* a, const float* a_scales, const void* b, const float* b_scales,
+                              size_t m, size_t n, size_t k, const char* spec_json, float* d, char* error,
+                              size_t error_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FP8LAB_KERNEL_H */
