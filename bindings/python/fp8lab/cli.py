@@ -14,6 +14,7 @@ from . import __version__
 COMMAND_MODULES = [
     "cli_formats",
     "cli_report",
+    "cli_report",
     "cli_golden",
 ]
 

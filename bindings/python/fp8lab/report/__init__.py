@@ -1,0 +1,100 @@
+"""``fp8lab report``: what each of DeepSeek-V3's cheap-training tricks costs in accuracy, measured.
+
+``run(out_dir, mode, seed)`` computes every section, then writes ``results.json`` (every number on
+the page; the same seed gives the same file, byte for byte), ``report.md``, ``index.html``
+(self-contained) and the figures as PNG files. Sections whose fp8lab API is missing from the build
+say so on the page instead of showing numbers.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import traceback
+from pathlib import Path
+
+from .context import MODES, Context
+from .progress import Progress
+from .section import Section
+
+# (module, section id) in page order.
+SECTIONS = [
+    ("sec_formats", "formats", "Number formats: the price of one rounding"),
+    ("sec_accumulation", "accumulation", "Accumulation precision: tensor-core truncation and promotion"),
+    ("sec_granularity", "granularity", "Quantisation granularity and element format"),
+    ("sec_scales", "scales", "Scale conventions: FP32 vs power-of-two scales, and the recipes' bits"),
+    ("sec_routing", "routing", "Routing: gate precision, ties and the balancing bias"),
+    ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
+]
+SECTION_IDS = [sid for _, sid, _ in SECTIONS]
+
+TITLE = "fp8lab report: what DeepSeek-V3's cheap-training tricks cost, measured"
+INTRO = ("Every number below was computed by the fp8lab CPU emulator in this run, from seeded random "
+         "inputs, against exact references; nothing is copied from the paper except the claims shown "
+         "next to our measurements. Relative errors are against the mathematically exact result of the "
+         "same inputs unless a section says otherwise.")
+
+
+def _section_error(number: int, sid: str, title: str, err: BaseException) -> Section:
+    sec = Section(sid, number, title)
+    sec.status = "unavailable"
+    sec.conclusion = f"This section failed in this build ({type(err).__name__}: {err}); it reports no numbers."
+    sec.para("The error, for the maintainers: " + "".join(traceback.format_exception_only(type(err), err)).strip())
+    sec.data = {"error": f"{type(err).__name__}: {err}"}
+    return sec
+
+
+def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict[str, bytes], list[str]]:
+    """All sections' results (JSON-ready), their figures, and the ids of sections that failed."""
+    chosen = SECTION_IDS if sections is None else list(sections)
+    unknown = [s for s in chosen if s not in SECTION_IDS]
+    if unknown:
+        raise ValueError(f"sections: unknown {unknown}; expected a subset of {SECTION_IDS}")
+    from .. import __version__
+
+    out, figures, failed = [], {}, []
+    for number, (mod, sid, title) in enumerate(SECTIONS):
+        if sid not in chosen:
+            continue
+        try:
+            sec = importlib.import_module(f".{mod}", __name__).run(ctx)
+        except Exception as err:  # one broken area must not take the whole page down; it is flagged
+            ctx.progress.finish()
+            traceback.print_exc()
+            sec = _section_error(number, sid, title, err)
+            failed.append(sid)
+        figures.update(sec.figures)
+        out.append(sec.to_json())
+    results = {"meta": {"title": TITLE, "intro": INTRO, "version": __version__, "mode": ctx.mode,
+                        "seed": ctx.seed, "sections": [s["id"] for s in out]},
+               "sections": out}
+    return results, figures, failed
+
+
+def dumps(results: dict) -> str:
+    # allow_nan=False: a NaN in the results is a defect to surface, not to write as invalid JSON.
+    return json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write(out_dir, results: dict, figures: dict[str, bytes]) -> Path:
+    from . import html_writer, markdown_writer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, png in figures.items():
+        (out / name).write_bytes(png)
+    (out / "results.json").write_text(dumps(results), encoding="utf-8")
+    (out / "report.md").write_text(markdown_writer.render(results), encoding="utf-8")
+    (out / "index.html").write_text(html_writer.render(results, figures), encoding="utf-8")
+    return out / "index.html"
+
+
+def run(out_dir="report", mode: str = "default", seed: int = 0, sections: list[str] | None = None,
+        progress: bool = True) -> dict:
+    """Compute and write the report; returns {"results", "index", "failed", "timings"}."""
+    ctx = Context(mode=mode, seed=seed, progress=Progress(enabled=progress))
+    results, figures, failed = compute(ctx, sections)
+    index = write(out_dir, results, figures)
+    return {"results": results, "index": index, "failed": failed, "timings": dict(ctx.progress.timings)}
+
+
+__all__ = ["MODES", "SECTION_IDS", "compute", "dumps", "run", "write"]

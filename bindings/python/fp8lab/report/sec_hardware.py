@@ -1,0 +1,65 @@
+"""Section 5: hardware traces — which emulator spec reproduces each recorded GPU kernel, bit for bit.
+
+Traces are safetensors files recorded on a GPU (golden area) under fixtures/hardware/. Without
+traces there is nothing to compare, and the section says so rather than implying agreement."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import api
+from .context import Context
+from .section import Section
+
+
+def hardware_dir() -> Path:
+    env = os.environ.get("FP8LAB_HARDWARE_TRACES")
+    if env:
+        return Path(env)
+    # Source checkout: <repo>/bindings/python/fp8lab/report/ -> <repo>/fixtures/hardware
+    return Path(__file__).resolve().parents[4] / "fixtures" / "hardware"
+
+
+def run(ctx: Context) -> Section:
+    sec = Section("hardware", 5, "Hardware: which emulator spec reproduces each GPU kernel")
+    ctx.progress.stage("hardware", 1)
+    d = hardware_dir()
+    traces = sorted(p.name for p in d.glob("*.safetensors")) if d.is_dir() else []
+    sec.data = {"directory": str(d.name if d.is_dir() else d), "traces": traces, "checked": []}
+    if not traces:
+        sec.status = "unavailable"
+        sec.conclusion = ("No GPU traces were recorded for this build (fixtures/hardware/ holds none), "
+                          "so this report makes no claim that any emulator spec reproduces real GPU bits.")
+        sec.para("The emulator's tensor-core models are validated elsewhere against published measured "
+                 "single-instruction samples (tests of the accum area); whole-kernel agreement needs traces "
+                 "recorded on a GPU (`fp8lab` golden record on a machine with a device). None exist here: "
+                 "this build was made on a machine without a GPU. Set FP8LAB_HARDWARE_TRACES to a folder "
+                 "of traces to fill this section.")
+        ctx.progress.finish()
+        return sec
+    # Traces exist: check each with the golden area's checker when this build has it.
+    need = ["golden.check"]
+    if api.missing(*need):
+        sec.status = "partial"
+        sec.conclusion = (f"{len(traces)} GPU trace(s) are present but this build cannot check them "
+                          "(the golden checker is missing), so no bit-for-bit claim is made.")
+        sec.not_available("checking hardware traces", api.missing(*need))
+        sec.table("Traces found", ["file"], [[t] for t in traces])
+        ctx.progress.finish()
+        return sec
+    check = api.get("golden.check")
+    rows, identical = [], 0
+    for t in traces:
+        try:
+            v = check(str(d / t))
+            verdict = str(getattr(v, "verdict", v))
+        except Exception as err:  # a broken trace is reported, not fatal to the report
+            verdict = f"error: {err}"
+        sec.data["checked"].append({"trace": t, "verdict": verdict})
+        identical += "identical" in verdict
+        rows.append([t, verdict])
+    sec.conclusion = (f"{identical} of {len(traces)} recorded GPU trace(s) are reproduced bit for bit by "
+                      "the emulator spec stored with them.")
+    sec.table("Emulator vs recorded GPU output", ["trace", "verdict"], rows)
+    ctx.progress.finish()
+    return sec
