@@ -1,0 +1,394 @@
+// GEMM emulation: the exact reference against Boost.Multiprecision, the Hopper E4M3 model against
+// the published single-instruction probes, bit-identity of the fast kernel with accum's
+// fused_dot_add, the paper's K = 4096 observation, certified bounds, and argument errors.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <boost/multiprecision/cpp_int.hpp>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "common/parallel.hpp"
+#include "gemm/bounds.hpp"
+#include "gemm/exact.hpp"
+#include "gemm/gemm.hpp"
+#include "gemm/kulisch.hpp"
+#include "gemm/metrics.hpp"
+#include "test_gemm_support.hpp"
+
+namespace fp8lab {
+namespace {
+
+using boost::multiprecision::cpp_int;
+using testing::gaussian;
+using testing::quantise;
+using testing::quantised_gaussian;
+
+// ---- an independent exact oracle: cpp_int over 2^-700, rounded by hand ----------------------
+constexpr int kOracleLsb = -700;
+
+cpp_int oracle_term(double x) {  // x exactly, in units of 2^-700 (x must be a multiple)
+  if (x == 0) return 0;
+  int e;
+  const double f = std::frexp(std::fabs(x), &e);  // |x| = f * 2^e
+  const auto m = static_cast<std::int64_t>(std::ldexp(f, 53));
+  cpp_int v = m;
+  v <<= (e - 53 - kOracleLsb);
+  return x < 0 ? cpp_int(-v) : v;
+}
+
+// Product of two doubles exactly (each a multiple of 2^-350).
+cpp_int oracle_product(double x, double y) {
+  if (x == 0 || y == 0) return 0;
+  int ex, ey;
+  const double fx = std::frexp(std::fabs(x), &ex), fy = std::frexp(std::fabs(y), &ey);
+  cpp_int v = cpp_int(static_cast<std::int64_t>(std::ldexp(fx, 53))) * static_cast<std::int64_t>(std::ldexp(fy, 53));
+  v <<= (ex + ey - 106 - kOracleLsb);
+  return ((x < 0) != (y < 0)) ? cpp_int(-v) : v;
+}
+
+// Round v * 2^-700 to nearest even with `prec` bits (no underflow in these tests).
+double oracle_round(const cpp_int& v, int prec) {
+  if (v == 0) return 0.0;
+  cpp_int mag = v < 0 ? cpp_int(-v) : v;
+  const int msb = static_cast<int>(boost::multiprecision::msb(mag));
+  const int drop = msb + 1 - prec;
+  if (drop <= 0) return (v < 0 ? -1.0 : 1.0) * std::ldexp(mag.convert_to<double>(), kOracleLsb);
+  cpp_int q = mag >> drop;
+  const cpp_int rem = mag - (q << drop);
+  const cpp_int half = cpp_int(1) << (drop - 1);
+  if (rem > half || (rem == half && boost::multiprecision::bit_test(q, 0))) ++q;
+  const double r = std::ldexp(q.convert_to<double>(), drop + kOracleLsb);
+  return v < 0 ? -r : r;
+}
+
+TEST(Kulisch, CancellationAndTiesHandWorked) {
+  KulischAccumulator k;
+  k.add(static_cast<__int128>(1), 100);
+  k.add(static_cast<__int128>(1), -500);
+  k.add(static_cast<__int128>(-1), 100);
+  EXPECT_EQ(k.to_double(), 0x1p-500);
+  k.clear();
+  // 1 + 2^-24 is a tie between 1 and 1 + 2^-23 in binary32: even wins (1).
+  k.add(1.0f);
+  k.add(static_cast<__int128>(1), -24);
+  EXPECT_EQ(k.round(24, -126, 127), 1.0);
+  // A sticky bit far below breaks the tie upward.
+  k.add(static_cast<__int128>(1), -590);
+  EXPECT_EQ(k.round(24, -126, 127), 0x1.000002p0);
+  k.clear();
+  k.add(-3.0f);
+  EXPECT_EQ(k.round(8, -126, 127), -3.0);
+  // Beyond bf16's largest finite value (0x1.fep127), halfway to 2^128: rounds to Inf.
+  k.clear();
+  k.add(static_cast<__int128>(0x1ff), 119);
+  EXPECT_TRUE(std::isinf(k.round(8, -126, 127)));
+  // Gradual underflow: 3 * 2^-150 rounds to 2^-148 in binary32 (tie 1.5 ULP -> even 2).
+  k.clear();
+  k.add(static_cast<__int128>(3), -150);
+  EXPECT_EQ(k.round(24, -126, 127), 0x1p-148);
+}
+
+TEST(Kulisch, RandomSumsMatchCppInt) {
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    KulischAccumulator k;
+    cpp_int oracle = 0;
+    for (int t = 0; t < 50; ++t) {
+      const auto m = static_cast<std::int64_t>(rng() >> 12) - (std::int64_t{1} << 51);
+      const int e = static_cast<int>(rng() % 200) - 100 - (trial % 3) * 100;
+      k.add(static_cast<__int128>(m), e);
+      cpp_int v = m;
+      v <<= (e - kOracleLsb);
+      oracle += v;
+    }
+    EXPECT_EQ(k.to_double(), oracle_round(oracle, 53)) << trial;
+    const double r24 = oracle_round(oracle, 24);
+    if (std::fabs(r24) < 0x1p128) EXPECT_EQ(k.round(24, -126, 127), r24) << trial;
+    else EXPECT_TRUE(std::isinf(k.round(24, -126, 127))) << trial;  // beyond binary32: overflow
+  }
+}
+
+// Exact GEMM against cpp_int, over scale tilings, wide (fp32) inputs and C.
+void expect_exact_matches_oracle(const GemmOperand& a, const GemmOperand& b, const float* c) {
+  const auto d = gemm_exact(a, b, c, OutputFormat::Fp64);
+  const auto d32 = gemm_exact(a, b, c, OutputFormat::Fp32);
+  for (std::size_t i = 0; i < a.rows; ++i)
+    for (std::size_t j = 0; j < b.rows; ++j) {
+      cpp_int s = c ? oracle_term(c[i * b.rows + j]) : cpp_int(0);
+      for (std::size_t k = 0; k < a.cols; ++k)
+        s += oracle_product(double(a.row(i)[k]) * a.scale(i, k), double(b.row(j)[k]) * b.scale(j, k));
+      ASSERT_EQ(d[i * b.rows + j], oracle_round(s, 53)) << i << "," << j;
+      ASSERT_EQ(d32[i * b.rows + j], oracle_round(s, 24)) << i << "," << j;
+    }
+}
+
+TEST(GemmExact, QuantisedTilingsMatchCppInt) {
+  const std::size_t M = 5, N = 7, K = 300;
+  for (Tile ta : {Tile{1, 128}, Tile{0, 0}, Tile{1, 0}, Tile{128, 128}})
+    for (Tile tb : {Tile{128, 128}, Tile{1, 128}, Tile{1, 0}}) {
+      auto a = operand_from_qtensor(quantise(gaussian(M * K, 1, 3.0), M, K, ta), "a");
+      auto b = operand_from_qtensor(quantise(gaussian(N * K, 2, 0.01), N, K, tb), "b");
+      expect_exact_matches_oracle(a, b, nullptr);
+    }
+}
+
+TEST(GemmExact, WideFloatInputsAndCMatchCppInt) {
+  // Exponent spans beyond 62 bits force the per-term Kulisch path.
+  const std::size_t M = 4, N = 3, K = 40;
+  auto x = gaussian(M * K, 3), y = gaussian(N * K, 4);
+  for (std::size_t i = 0; i < x.size(); i += 3) x[i] = std::ldexp(x[i], static_cast<int>(i % 200) - 100);
+  for (std::size_t i = 0; i < y.size(); i += 5) y[i] = std::ldexp(y[i], -static_cast<int>(i % 120));
+  const auto c = gaussian(M * N, 5, 1e6);
+  expect_exact_matches_oracle(operand_from_floats(x.data(), M, K, "a"), operand_from_floats(y.data(), N, K, "b"),
+                              c.data());
+}
+
+// ---- the tensor-core model ---------------------------------------------------------------
+// REFERENCE.md "Tensor cores": single-instruction probes whose predicted outputs separate the
+// model's features (E4M3, FP32 D, unlisted lanes 0).
+float probe(std::vector<float> a, std::vector<float> b, float c = 0.0f) {
+  a.resize(32, 0.0f);
+  b.resize(32, 0.0f);
+  return hopper_e4m3_dot_add(a.data(), b.data(), 32, c);
+}
+std::uint32_t bits(float x) { return std::bit_cast<std::uint32_t>(x); }
+
+TEST(HopperE4m3Model, PublishedProbes) {
+  EXPECT_EQ(bits(probe({1, 0x1p-7f}, {1, 0x1p-7f})), 0x3F800000u);
+  EXPECT_EQ(bits(probe({1, 0x1p-6f}, {1, 0x1p-7f})), 0x3F800400u);
+  EXPECT_EQ(bits(probe({1, -0x1p-7f}, {1, 0x1p-7f})), 0x3F800000u);
+  EXPECT_EQ(bits(probe({1, 1, 0x1p-6f}, {1, 1, 0x1p-7f})), 0x40000000u);
+  EXPECT_EQ(bits(probe({0}, {0}, std::bit_cast<float>(0x3F800008u))), 0x3F800000u);
+  EXPECT_EQ(probe({1}, {1}, 16384.0f), 16384.0f);
+  EXPECT_EQ(probe({1, -1, 0x1p-6f}, {1, 1, 0x1p-7f}), 0x1p-13f);
+}
+
+TEST(HopperE4m3Model, AccumFusedDotAddAgreesWithGemmReference) {
+  // gemm's scalar reference of the model (which the vector kernel follows) against accum's
+  // implementation, on random E4M3 instructions with random FP32 C.
+  const TensorCoreModel& m = tensor_core_by_name("hopper_fp8");
+  std::mt19937_64 rng(11);
+  const Format& f = format_by_name("e4m3");
+  for (int t = 0; t < 20000; ++t) {
+    float a[32], b[32];
+    for (int k = 0; k < 32; ++k) {
+      std::uint32_t ba = rng() & 0xFF, bb = rng() & 0xFF;
+      if ((ba & 0x7F) == 0x7F) ba &= 0xFE;  // not NaN
+      if ((bb & 0x7F) == 0x7F) bb &= 0xFE;
+      a[k] = static_cast<float>(decode(ba, f));
+      b[k] = static_cast<float>(decode(bb, f));
+      if (rng() % 4 == 0) a[k] = 0;
+    }
+    float c = 0;
+    if (t % 2) c = std::ldexp(static_cast<float>(static_cast<std::int32_t>(rng() % 2000001) - 1000000), static_cast<int>(rng() % 40) - 30);
+    ASSERT_EQ(bits(fused_dot_add(a, b, c, m)), bits(hopper_e4m3_dot_add(a, b, 32, c))) << t;
+  }
+}
+
+// ---- whole GEMMs -------------------------------------------------------------------------
+GemmSpec spec_of(Accumulate acc, Combine comb = Combine::DeepGemm, OutputFormat out = OutputFormat::Fp32,
+                 int nc = 128) {
+  GemmSpec s;
+  s.accumulate = acc;
+  s.combine = comb;
+  s.out = out;
+  s.promote_every = nc;
+  return s;
+}
+
+TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
+  // Random and adversarial operands (huge dynamic range, cancellation, zeros, subnormals), ragged
+  // K and N, every combine order, promoted and not.
+  const std::size_t M = 9, N = 37, K = 333;
+  auto x = gaussian(M * K, 21), y = gaussian(N * K, 22);
+  for (std::size_t i = 0; i < x.size(); i += 7) x[i] = std::ldexp(x[i], static_cast<int>(i % 19) - 9);
+  for (std::size_t i = 0; i < y.size(); i += 11) y[i] = 0;
+  for (std::size_t k = 0; k < K; ++k) y[K + k] = -y[k];   // row 1 of B cancels row 0
+  for (std::size_t k = 0; k < K; ++k) x[2 * K + k] = static_cast<float>(k % 3 == 0 ? 0x1p-9 : 0x1.cp8);  // subnormal + max
+  for (Tile tile : {Tile{1, 128}, Tile{1, 0}}) {
+    auto a = operand_from_qtensor(quantise(x, M, K, tile), "a");
+    auto b = operand_from_qtensor(quantise(y, N, K, tile == Tile{1, 0} ? Tile{0, 0} : Tile{128, 128}), "b");
+    for (Combine comb : {Combine::DeepGemm, Combine::Triton, Combine::Cublas})
+      for (Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore}) {
+        if (acc == Accumulate::TensorCore && tile == Tile{1, 128}) continue;
+        for (int nc : {128, 32, 256}) {
+          if (nc == 256 && tile == Tile{1, 128}) continue;  // would cross a scale tile
+          const GemmSpec s = spec_of(acc, comb, OutputFormat::Fp32, nc);
+          const auto fast = gemm(a, b, s, nullptr, {true});
+          const auto slow = gemm(a, b, s, nullptr, {false});
+          for (std::size_t e = 0; e < fast.size(); ++e)
+            ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e]))
+                << "element " << e << " nc " << nc << " combine " << combine_name(comb);
+        }
+      }
+  }
+}
+
+// Two measures of a K = 4096 GEMM's error on Gaussian inputs: elementwise, the max of
+// |D - X| / |X| over outputs with |X| >= 10% of RMS(X) (the relative error of a near-cancelled
+// output measures the cancellation, not the accumulator); normwise, max |D - X| / RMS(X).
+struct PaperErrors {
+  double max_rel, mean_rel, normwise;
+};
+PaperErrors paper_errors(const GemmSpec& spec, std::size_t K) {
+  const std::size_t M = 32, N = 32;
+  auto a = quantised_gaussian(M, K, Tile{1, 128}, 100 + K);
+  auto b = quantised_gaussian(N, K, Tile{128, 128}, 200 + K);
+  if (spec.accumulate == Accumulate::TensorCore) {  // per-row / per-tensor scales
+    a = quantised_gaussian(M, K, Tile{1, 0}, 100 + K);
+    b = quantised_gaussian(N, K, Tile{0, 0}, 200 + K);
+  }
+  const auto d = gemm(a, b, spec);
+  const auto x = gemm_exact(a, b, nullptr, OutputFormat::Fp64);
+  double rms = 0;
+  for (double v : x) rms += v * v;
+  rms = std::sqrt(rms / x.size());
+  PaperErrors p{0, 0, 0};
+  std::size_t n = 0;
+  for (std::size_t e = 0; e < d.size(); ++e) {
+    p.normwise = std::max(p.normwise, std::fabs(d[e] - x[e]) / rms);
+    if (std::fabs(x[e]) >= 0.1 * rms) {
+      const double r = std::fabs(d[e] - x[e]) / std::fabs(x[e]);
+      p.max_rel = std::max(p.max_rel, r);
+      p.mean_rel += r;
+      ++n;
+    }
+  }
+  p.mean_rel /= n;
+  return p;
+}
+
+TEST(PaperObservation, FourteenBitAccumulationAtK4096AndPromotion) {
+  // DeepSeek-V3 §3.3.2: ~14 retained bits give a max relative error of nearly 2% at K = 4096;
+  // promotion every 128 elements fixes it. Without promotion each of the 128 chained wgmmas
+  // truncates the running sum to 14 bits (2^-14..2^-13 relative, always toward zero, so the
+  // losses add up: 128 * ~2^-15 ~ 0.4% of the running sum) and aligns every new product to the
+  // running sum's exponent. With N_C = 128 only 4 instructions chain, and the per-block errors
+  // have random signs: the floor left is the alignment truncation inside each instruction, which
+  // promotion does not remove. Expected magnitudes: elementwise max ~2% (band [0.5%, 5%]),
+  // normwise ~1% (band [0.2%, 3%]); promotion cuts the normwise error >= 10x (~sqrt(32) from
+  // the random signs times the 4/128 shorter chain, partly offset by the alignment floor). The
+  // elementwise max falls less (~6x): near-cancelled outputs keep the alignment floor.
+  const PaperErrors tc = paper_errors(spec_of(Accumulate::TensorCore), 4096);
+  const PaperErrors pr = paper_errors(spec_of(Accumulate::Promoted), 4096);
+  std::printf("K=4096 tensorcore: max rel %.4g mean rel %.4g normwise %.4g\n", tc.max_rel, tc.mean_rel, tc.normwise);
+  std::printf("K=4096 promoted N_C=128: max rel %.4g mean rel %.4g normwise %.4g (normwise ratio %.1f)\n",
+              pr.max_rel, pr.mean_rel, pr.normwise, tc.normwise / pr.normwise);
+  EXPECT_GE(tc.max_rel, 5e-3);
+  EXPECT_LE(tc.max_rel, 5e-2);
+  EXPECT_GE(tc.normwise, 2e-3);
+  EXPECT_LE(tc.normwise, 3e-2);
+  EXPECT_GE(tc.normwise / pr.normwise, 10.0);
+  EXPECT_GE(tc.mean_rel / pr.mean_rel, 4.0);
+}
+
+TEST(PaperObservation, TensorCoreErrorGrowsWithK) {
+  const double e512 = paper_errors(spec_of(Accumulate::TensorCore), 512).mean_rel;
+  const double e4096 = paper_errors(spec_of(Accumulate::TensorCore), 4096).mean_rel;
+  EXPECT_GT(e4096, 2.0 * e512);
+}
+
+// ---- certified bounds --------------------------------------------------------------------
+TEST(Bounds, NeverExceededAndNotVacuous) {
+  const std::size_t M = 16, N = 16, K = 1024;
+  const auto c = gaussian(M * N, 9);
+  for (Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore, Accumulate::Fp32Sequential,
+                         Accumulate::Fp32Pairwise, Accumulate::Exact})
+    for (OutputFormat out : {OutputFormat::Fp32, OutputFormat::Bf16}) {
+      const bool rowwise = acc == Accumulate::TensorCore;
+      auto a = quantised_gaussian(M, K, rowwise ? Tile{1, 0} : Tile{1, 128}, 31);
+      auto b = quantised_gaussian(N, K, rowwise ? Tile{0, 0} : Tile{128, 128}, 32);
+      const GemmSpec s = spec_of(acc, Combine::DeepGemm, out);
+      const auto d = gemm(a, b, s, c.data());
+      const auto x = gemm_exact(a, b, c.data(), OutputFormat::Fp64);
+      const auto bound = gemm_error_bound(a, b, s, c.data());
+      const GemmMetrics m = gemm_metrics(d.data(), x.data(), d.size(), out, bound.data());
+      std::printf("%-14s %-5s max err/bound %.3f mean %.3f max rel %.3g\n", std::string(accumulate_name(acc)).c_str(),
+                  std::string(output_format_name(out)).c_str(), m.max_bound_ratio, m.mean_bound_ratio, m.max_rel_error);
+      EXPECT_EQ(m.violations, 0u) << accumulate_name(acc);
+      // Not vacuous: on Gaussian inputs the worst element reaches >= 1/10 of its bound. FP32
+      // sums with FP32 output are the exception: a worst-case bound adds every rounding while
+      // the actual errors random-walk, ~sqrt(K) apart (K = 1024: ~1/20 observed).
+      const bool fp32_sum = (acc == Accumulate::Fp32Sequential || acc == Accumulate::Fp32Pairwise) &&
+                            out == OutputFormat::Fp32;
+      EXPECT_GE(m.max_bound_ratio, fp32_sum ? 0.02 : 0.1) << accumulate_name(acc);
+    }
+}
+
+// ---- output rounding, metrics --------------------------------------------------------------
+TEST(Output, Bf16RoundingMatchesFormatsEncode) {
+  std::mt19937 rng(3);
+  const Format& bf = format_by_name("bf16");
+  EncodeOptions inf_overflow;
+  inf_overflow.overflow = Overflow::InfOrNan;
+  for (int t = 0; t < 200000; ++t) {
+    std::uint32_t b = rng();
+    if (t % 3 == 0) b = (b & 0xFFFF0000u) | 0x8000u;  // exact ties
+    const float x = std::bit_cast<float>(b);
+    if (std::isnan(x)) continue;
+    ASSERT_EQ(round_to_bf16(x), static_cast<float>(round_to_format(x, bf, inf_overflow))) << std::hex << b;
+  }
+}
+
+TEST(Metrics, HandWorkedValues) {
+  const double r[] = {1.0, 2.0 + 0x1p-22, 0.0, -4.0};
+  const double x[] = {1.0, 2.0, 0.0, -3.0};
+  const GemmMetrics m = gemm_metrics(r, x, 4, OutputFormat::Fp32);
+  EXPECT_EQ(m.nonzero_exact, 3u);
+  EXPECT_DOUBLE_EQ(m.max_rel_error, 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(m.mean_rel_error, (0x1p-23 + 1.0 / 3.0) / 3.0);
+  EXPECT_EQ(m.ulp_histogram[0], 2u);   // two identical
+  EXPECT_EQ(m.ulp_histogram[1], 1u);   // 2 + 2^-22 vs 2: one binary32 ULP of [2, 4)
+  EXPECT_EQ(m.ulp_histogram[22], 1u);  // -4 vs -3: 2^21 ULPs of [2, 4) counted in [4, 8)'s ULP 2^-21
+  // calc_diff = 1 - 2*sum(xy)/sum(x^2+y^2) by hand.
+  const double sxy = 1 + (2 + 0x1p-22) * 2 + 12, sq = 2 + (2 + 0x1p-22) * (2 + 0x1p-22) + 4 + 25;
+  EXPECT_DOUBLE_EQ(m.calc_diff, 1 - 2 * sxy / sq);
+}
+
+// ---- argument errors --------------------------------------------------------------------
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Errors, NameTheArgumentAndProblem) {
+  auto a = quantised_gaussian(4, 256, Tile{1, 128}, 1);
+  auto b = quantised_gaussian(4, 256, Tile{128, 128}, 2);
+  auto b_short = quantised_gaussian(4, 128, Tile{128, 128}, 2);
+  EXPECT_NE(error_of([&] { gemm(a, b_short, GemmSpec{}); }).find("b: has K = 128"), std::string::npos);
+  GemmSpec s;
+  s.promote_every = 100;
+  EXPECT_NE(error_of([&] { gemm(a, b, s); }).find("promote_every: 100"), std::string::npos);
+  s.promote_every = 256;
+  EXPECT_NE(error_of([&] { gemm(a, b, s); }).find("a: its scales"), std::string::npos);
+  s = GemmSpec{};
+  s.accumulate = Accumulate::TensorCore;
+  EXPECT_NE(error_of([&] { gemm(a, b, s); }).find("accumulate='tensorcore'"), std::string::npos);
+  const std::vector<float> f = {1.0f, 0.1f};
+  auto fa = operand_from_floats(f.data(), 1, 2, "a");
+  EXPECT_NE(error_of([&] { gemm(fa, fa, GemmSpec{}); }).find("a: element [0, 1] = 0.100000001 is not an e4m3"),
+            std::string::npos);
+  const std::vector<float> nan = {1.0f, NAN};
+  EXPECT_NE(error_of([&] { operand_from_floats(nan.data(), 1, 2, "b"); }).find("b: element [0, 1] is nan"),
+            std::string::npos);
+  s = GemmSpec{};
+  s.instruction = "volta_fp8";
+  EXPECT_NE(error_of([&] { gemm(a, b, s); }), "");
+  EXPECT_NE(error_of([] { accumulate_by_name("kahan"); }).find("accumulate: unknown value 'kahan'"), std::string::npos);
+  EXPECT_NE(error_of([] { combine_by_name("x"); }).find("deepgemm, triton, cublas"), std::string::npos);
+  QTensor q = testing::quantise(gaussian(8, 1), 2, 4, Tile{1, 128});
+  q.scales.pop_back();
+  EXPECT_NE(error_of([&] { operand_from_qtensor(q, "a"); }).find("a: QTensor holds 1 scales"), std::string::npos);
+  const std::vector<float> c = {1.0f, INFINITY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_NE(error_of([&] { gemm(a, b, GemmSpec{}, c.data()); }).find("c: element [0, 1] is inf"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fp8lab
