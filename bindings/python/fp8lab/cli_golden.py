@@ -82,7 +82,11 @@ def _verify(args) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed: {args.seed} is negative")
     ops = args.op or None
-    results = verify_mod.run(args.golden, args.cases, args.seed, ops, args.kernel, use_golden=not args.no_golden)
+    spec = args.spec
+    if spec and spec.startswith("@"):
+        spec = Path(spec[1:]).read_text()
+    results = verify_mod.run(args.golden, args.cases, args.seed, ops, args.kernel, use_golden=not args.no_golden,
+                             spec=spec)
     if not results:
         raise ValueError("verify: nothing to check (no traces and no generated cases)")
     if args.junit:
@@ -127,6 +131,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--op", action="append", help="only this operation (repeatable; required with --kernel)")
     p.add_argument("--kernel", help="LIB.so:SYMBOL implementing --op through the C ABI (golden/fp8lab_kernel.h)")
+    p.add_argument("--spec", help="the spec (JSON or @file) --kernel implements; only traces recorded under it "
+                   "are checked (default: the op's default spec)")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("--accept", choices=["within-bound"], help="exit 0 (not 3) when changes stay within bound")

@@ -221,18 +221,21 @@ def load_kernel(target: str, op: str) -> Callable:
 # The `fp8lab verify` run: every golden trace + N generated cases per operation
 
 
-def verify_golden(directory=None, fn: Callable | None = None, op: str | None = None) -> list[CaseResult]:
-    """Checks every trace in ``directory`` (of operation ``op`` only, when given)."""
+def verify_golden(directory=None, fn: Callable | None = None, op: str | None = None,
+                  spec: dict | None = None) -> list[CaseResult]:
+    """Checks every trace in ``directory`` (of operation ``op`` only, and only traces recorded under
+    ``spec`` — the spec a kernel declares it implements — when given)."""
     directory = Path(directory or golden.default_golden_dir())
     if not directory.is_dir():
         raise FileNotFoundError(f"golden: {directory} is not a directory")
     out = []
     for path in sorted(directory.glob("*.safetensors")):
-        out.append(check_file(path, fn, op))
+        out.append(check_file(path, fn, op, spec))
     return [r for r in out if r is not None]
 
 
-def check_file(path, fn: Callable | None = None, op: str | None = None) -> CaseResult | None:
+def check_file(path, fn: Callable | None = None, op: str | None = None,
+               spec: dict | None = None) -> CaseResult | None:
     """Checks one trace file. A trace whose bytes no longer match their digests (an edited or
     corrupted fixture) is still recomputed, so the verdict names the element that changed; it is a
     violation when the recomputation disagrees, an error otherwise."""
@@ -241,6 +244,8 @@ def check_file(path, fn: Callable | None = None, op: str | None = None) -> CaseR
         trace = golden.read_trace(path, check_digests=False)
         if op is not None and trace.op != op:
             return None
+        if spec is not None and golden.operation(trace.op).normalize_spec(trace.spec) != spec:
+            return None  # recorded under a spec the kernel does not implement
         v = golden.check(trace, fn)
         if trace.digest_mismatches:
             note = "; ".join(trace.digest_mismatches)
@@ -259,11 +264,18 @@ def _emulator_oracle(op: str) -> Callable | None:
 
 
 def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None = None,
-        kernel: str | None = None, use_golden: bool = True) -> list[CaseResult]:
+        kernel: str | None = None, use_golden: bool = True, spec=None) -> list[CaseResult]:
+    """What `fp8lab verify` runs. With ``kernel`` (LIB.so:SYMBOL) exactly one op is checked, under
+    ``spec`` (the spec the kernel implements; default the op's default): the traces recorded under
+    that spec and ``cases`` generated cases. Without a kernel every trace is recomputed by the
+    emulator and each op's generated cases compare the emulator with an independent oracle."""
     results: list[CaseResult] = []
     if ops:
         for name in ops:
             operation(name)  # validates the name
+    if spec is not None and (not ops or len(ops) != 1):
+        raise ValueError("spec: --spec needs exactly one --op")
+    kernel_spec = operation(ops[0]).normalize_spec(spec) if spec is not None or kernel else None
     if kernel:
         if not ops or len(ops) != 1:
             raise ValueError("op: --kernel needs exactly one --op (the operation the library implements)")
@@ -271,7 +283,8 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
     else:
         fn = None
     if use_golden:
-        results += verify_golden(golden_dir, fn, ops[0] if (kernel and ops) else None)
+        results += verify_golden(golden_dir, fn, ops[0] if (kernel and ops) else None,
+                                 kernel_spec if kernel else None)
     names = ops or [n for n, o in golden.OPERATIONS.items() if o.available()]
     for name in names:
         if cases <= 0:
@@ -280,7 +293,7 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
         if f is None:
             continue
         try:
-            r = verify(f, op=name, cases=cases, seed=seed)
+            r = verify(f, op=name, spec=kernel_spec, cases=cases, seed=seed)
             label = f"{name}: {cases} generated cases" + ("" if fn else " (emulator vs independent oracle)")
             results.append(CaseResult(label, r.verdict, inputs=r.counterexample))
         except (ValueError, TypeError, OSError, KernelError) as err:
