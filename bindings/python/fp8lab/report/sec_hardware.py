@@ -52,14 +52,14 @@ def run(ctx: Context) -> Section:
     for t in traces:
         try:
             v = check(str(d / t))
-            verdict = str(getattr(v, "verdict", v))
+            kind, summary = str(v.kind), str(v.summary)
         except Exception as err:  # a broken trace is reported, not fatal to the report
-            verdict = f"error: {err}"
-        sec.data["checked"].append({"trace": t, "verdict": verdict})
-        identical += "identical" in verdict
-        rows.append([t, verdict])
+            kind, summary = "error", f"{type(err).__name__}: {err}"
+        sec.data["checked"].append({"trace": t, "verdict": kind, "summary": summary})
+        identical += kind == "bit-identical"
+        rows.append([t, kind, summary])
     sec.conclusion = (f"{identical} of {len(traces)} recorded GPU trace(s) are reproduced bit for bit by "
                       "the emulator spec stored with them.")
-    sec.table("Emulator vs recorded GPU output", ["trace", "verdict"], rows)
+    sec.table("Emulator vs recorded GPU output (golden check)", ["trace", "verdict", "summary"], rows)
     ctx.progress.finish()
     return sec

@@ -1,0 +1,261 @@
+"""Section 1: accumulation precision — what Hopper's ~14-bit FP8 tensor-core accumulation costs
+and what promoting partial sums to FP32 every N_C elements buys (DeepSeek-V3 §3.3.2).
+
+Every error here is an accumulation error: each accumulator is compared with the exact dot
+products of *its own* inputs (the float32 inputs for FP32, their BF16 roundings for BF16, the
+E4M3-quantised values for the FP8 cases), so input rounding does not enter.
+
+Exact references, each independent of the emulator's exact GEMM:
+- float32 / BF16 inputs: products are exact in binary64 (24 + 24 <= 53 significand bits) and
+  math.fsum returns their correctly rounded sum; its 2^-53 relative error is far below every
+  error measured here.
+- E4M3 values are multiples of 2^-9 with |q| <= 448, so a product is a multiple of 2^-18 and any
+  sum of at most 2^16 of them has |S| < 2^34: every partial sum fits in 52 bits, so a float64
+  matmul of the decoded values is exact in any order. The per-row scales multiply it afterwards.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import api, plots
+from .context import Context
+from .inputs import DESCRIPTIONS, DISTRIBUTIONS, operands
+from .metrics import METRIC_LABELS, pct, relative_errors
+from .section import Section
+
+PAPER_CLAIM = 0.02  # DeepSeek-V3 §3.3.2: "a maximum relative error of nearly 2%" at K = 4096
+PAPER_K = 4096
+# "Nearly 2%" is read as reproduced when our figure lies in [1%, 3%]: same order, within 1.5x-2x.
+REPRODUCED_BAND = (0.01, 0.03)
+PROMOTE_EVERY = (32, 64, 128, 256, 512)
+METRICS = ("max_rel", "max_rel_top_half", "normwise", "mean_rel")
+
+
+def accumulator_labels() -> dict:
+    labels = {"fp32_sequential": "FP32 inputs, FP32 sequential",
+              "bf16_fp32_sequential": "BF16 inputs, FP32 sequential",
+              "bf16_tensorcore": "BF16 inputs, Hopper BF16 tensor core (no promotion)",
+              "fp8_tensorcore": "E4M3, Hopper tensor core, no promotion"}
+    for nc in PROMOTE_EVERY:
+        labels[f"fp8_promoted_{nc}"] = f"E4M3, promoted every N_C = {nc}"
+    return labels
+
+
+def fp32_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """acc = fl32(acc + fl32(x*y)), k = 0, 1, ... for every (i, j); np.cumsum is a strictly
+    sequential accumulation in the array's dtype (unlike np.sum, which is pairwise)."""
+    m, n = a.shape[0], b.shape[0]
+    out = np.empty((m, n), dtype=np.float32)
+    for i in range(m):
+        prods = a[i][None, :] * b  # float32 * float32 -> float32, rounded once
+        out[i] = np.cumsum(prods, axis=1, dtype=np.float32)[:, -1]
+    return out
+
+
+def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Correctly rounded (binary64) A·Bᵀ for float32 operands."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.float64)
+    for i in range(a.shape[0]):
+        prods = a64[i][None, :] * b64  # exact
+        for j in range(b.shape[0]):
+            out[i, j] = math.fsum(prods[j].tolist())
+    return out
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    from ..formats import decode, encode
+
+    return decode(encode(x, "bf16"), "bf16").astype(np.float32)
+
+
+class Fp8Path:
+    """E4M3 per-row quantisation (scales constant along K, so the no-promotion and every promoted
+    case see identical inputs) and the emulator's GEMM."""
+
+    NEED = ("quantize", "gemm")
+
+    def __init__(self):
+        self.quantize = api.get("quantize")
+        self.gemm = api.get("gemm")
+
+    def quantized(self, x: np.ndarray):
+        from ..formats import decode
+
+        k = x.shape[1]
+        q = self.quantize(x, tile=(1, k), fmt="e4m3", rule="deepseek")
+        vals = decode(np.asarray(q.bits), "e4m3").reshape(x.shape)
+        scales = np.asarray(q.scales, dtype=np.float64).reshape(x.shape[0], -1)
+        if scales.shape[1] != 1:
+            raise ValueError(f"quantize: expected one scale per row for tile (1, {k}), got {scales.shape}")
+        # The exact reference relies on dequantised = value * scale; check that reading once.
+        deq = np.asarray(q.dequantize(), dtype=np.float64).reshape(x.shape)
+        if not np.array_equal(deq, vals * scales):
+            raise ValueError("quantize: QTensor.dequantize() is not bits * scales per row")
+        return q, vals, scales[:, 0]
+
+    @staticmethod
+    def exact(va, sa, vb, sb) -> np.ndarray:
+        return (va @ vb.T) * sa[:, None] * sb[None, :]
+
+    def tensorcore(self, qa, qb) -> np.ndarray:
+        return np.asarray(self.gemm(qa, qb, accumulate="tensorcore", instruction="hopper_fp8", out="fp32"),
+                          dtype=np.float64)
+
+    def promoted(self, qa, qb, nc: int) -> np.ndarray:
+        return np.asarray(self.gemm(qa, qb, accumulate="promoted", promote_every=nc, combine="deepgemm",
+                                    instruction="hopper_fp8", out="fp32"), dtype=np.float64)
+
+
+def _bf16_tensorcore(a16: np.ndarray, b16: np.ndarray):
+    gemm = api.get("gemm")
+    return np.asarray(gemm(a16, b16, accumulate="tensorcore", instruction="hopper_bf16", out="fp32"),
+                      dtype=np.float64)
+
+
+def _verdict(x: float) -> str:
+    lo, hi = REPRODUCED_BAND
+    if lo <= x <= hi:
+        return "reproduced"
+    return "not reproduced (smaller)" if x < lo else "not reproduced (larger)"
+
+
+def run(ctx: Context) -> Section:
+    sec = Section("accumulation", 1, "Accumulation precision: tensor-core truncation and promotion")
+    ks = ctx.pick([256, 1024, 4096], [256 << i for i in range(7)], [256 << i for i in range(9)])
+    m = n = ctx.pick(16, 64)
+    labels = accumulator_labels()
+    missing = api.missing(*Fp8Path.NEED)
+    fp8 = None if missing else Fp8Path()
+    bf16_tc_ok = fp8 is not None
+    bf16_tc_error = ""
+    series: dict = {}
+    ctx.progress.stage("accumulation", len(DISTRIBUTIONS) * len(ks))
+    for dist in DISTRIBUTIONS:
+        for k in ks:
+            a, b = operands(dist, m, n, k, ctx.rng("accumulation", dist, k))
+            res = {"fp32_sequential": relative_errors(fp32_sequential(a, b), exact_dot(a, b))}
+            a16, b16 = to_bf16(a), to_bf16(b)
+            exact16 = exact_dot(a16, b16)
+            res["bf16_fp32_sequential"] = relative_errors(fp32_sequential(a16, b16), exact16)
+            if bf16_tc_ok:
+                try:
+                    res["bf16_tensorcore"] = relative_errors(_bf16_tensorcore(a16, b16), exact16)
+                except (ValueError, TypeError, RuntimeError) as err:
+                    bf16_tc_ok, bf16_tc_error = False, f"{type(err).__name__}: {err}"
+            if fp8 is not None:
+                qa, va, sa = fp8.quantized(a)
+                qb, vb, sb = fp8.quantized(b)
+                ex = fp8.exact(va, sa, vb, sb)
+                res["fp8_tensorcore"] = relative_errors(fp8.tensorcore(qa, qb), ex)
+                for nc in PROMOTE_EVERY:
+                    if k % nc == 0:
+                        res[f"fp8_promoted_{nc}"] = relative_errors(fp8.promoted(qa, qb, nc), ex)
+            for acc, met in res.items():
+                series.setdefault(acc, {}).setdefault(dist, {})[str(k)] = met
+            ctx.progress.step(f"{dist} K={k}")
+    ctx.progress.finish()
+    if not bf16_tc_ok:
+        series.pop("bf16_tensorcore", None)
+    sec.data = {"K": ks, "M": m, "N": n, "distributions": {d: DESCRIPTIONS[d] for d in DISTRIBUTIONS},
+                "paper_claim": {"K": PAPER_K, "max_rel": PAPER_CLAIM, "reproduced_band": list(REPRODUCED_BAND)},
+                "labels": {k: v for k, v in labels.items() if k in series}, "series": series}
+
+    sec.para(f"Each cell is measured on a {m} x {n} output (A: {m} x K activations, B: {n} x K weights, "
+             "DeepGEMM's NT layout), for K = " + ", ".join(str(k) for k in ks) + ". Inputs: "
+             + "; ".join(f"{d}: {DESCRIPTIONS[d]}" for d in DISTRIBUTIONS) + ". The FP8 cases quantise "
+             "each row to E4M3 with one FP32 scale (DeepSeek's amax/448 rule), so the no-promotion and "
+             "all promoted runs see the same bits; the tensor core is the emulator's `hopper_fp8` model "
+             "(products exact, terms aligned to the largest exponent with 13 fractional bits kept by "
+             "truncation, result truncated to 14 significant bits, chained every 32 elements), the "
+             "promotion combine is DeepGEMM's `fma(sa*sb, p, acc)`, and the output is FP32.")
+    if missing:
+        sec.not_available("FP8 tensor-core accumulation (with and without promotion)", missing)
+        sec.conclusion = _conclusion_without_fp8(series, ks)
+        _tables_and_figures(sec, series, ks, labels)
+        return sec
+    if not bf16_tc_ok and bf16_tc_error:
+        sec.para(f"The BF16 tensor-core baseline was skipped: the GEMM rejected float inputs ({bf16_tc_error}).")
+
+    k0 = str(PAPER_K) if PAPER_K in ks else str(ks[-1])
+    claim_rows = []
+    for dist in DISTRIBUTIONS:
+        mt = series["fp8_tensorcore"][dist][k0]
+        claim_rows.append([dist] + [pct(mt[x]) for x in ("max_rel", "max_rel_top_half", "normwise")]
+                          + [", ".join(f"{METRIC_LABELS[x]}: {_verdict(mt[x])}"
+                                       for x in ("max_rel", "max_rel_top_half", "normwise"))])
+    sec.data["claim_check"] = {dist: {x: _verdict(series["fp8_tensorcore"][dist][k0][x])
+                                      for x in ("max_rel", "max_rel_top_half", "normwise")}
+                               for dist in DISTRIBUTIONS}
+    g = series["fp8_tensorcore"]["gaussian"][k0]
+    p128 = series.get("fp8_promoted_128", {}).get("gaussian", {}).get(k0)
+    gains = {x: (g[x] / p128[x] if p128 and p128[x] > 0 else math.inf) for x in METRICS}
+    sec.data["promotion_128_gain_gaussian"] = {x: (v if math.isfinite(v) else None) for x, v in gains.items()}
+    sec.conclusion = _conclusion(series, k0, gains)
+    sec.table(f"The paper's claim (max relative error nearly 2% at K = {PAPER_K} without promotion) next to "
+              f"our measurement at K = {k0}, E4M3, no promotion; 'reproduced' means within "
+              f"[{pct(REPRODUCED_BAND[0])}, {pct(REPRODUCED_BAND[1])}]",
+              ["inputs", "elementwise max", "max over larger half of |exact|", "normwise", "verdict"], claim_rows)
+    rows = []
+    for acc in series:
+        mt = series[acc]["gaussian"].get(k0)
+        if mt:
+            rows.append([labels[acc]] + [pct(mt[x]) for x in METRICS])
+    sec.table(f"What each accumulator costs at K = {k0}, Gaussian inputs",
+              ["accumulator"] + [METRIC_LABELS[x] for x in METRICS], rows)
+    _tables_and_figures(sec, series, ks, labels)
+    return sec
+
+
+def _fmt_ratio(x: float) -> str:
+    return "unbounded" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def _conclusion(series: dict, k0: str, gains: dict) -> str:
+    g = series["fp8_tensorcore"]["gaussian"][k0]
+    hits = [METRIC_LABELS[x] for x in ("max_rel", "max_rel_top_half", "normwise") if _verdict(g[x]) == "reproduced"]
+    if hits:
+        claim = "the paper's \"nearly 2%\" is reproduced under the " + " and ".join(hits) + " metric" + \
+                ("s" if len(hits) > 1 else "")
+    else:
+        claim = "the paper's \"nearly 2%\" is not reproduced under any of the three metrics"
+    p128 = series.get("fp8_promoted_128", {}).get("gaussian", {}).get(k0)
+    tail = ""
+    if p128:
+        tail = (f"; promoting to FP32 every 128 elements cuts the normwise error {_fmt_ratio(gains['normwise'])}-fold "
+                f"to {pct(p128['normwise'])} and the elementwise max {_fmt_ratio(gains['max_rel'])}-fold to "
+                f"{pct(p128['max_rel'])}")
+    return (f"Without promotion, emulated Hopper FP8 accumulation at K = {k0} on Gaussian inputs has relative "
+            f"error {pct(g['max_rel'])} (elementwise max), {pct(g['max_rel_top_half'])} (max over the larger half "
+            f"of |exact|) and {pct(g['normwise'])} (normwise): {claim}{tail}.")
+
+
+def _conclusion_without_fp8(series: dict, ks: list) -> str:
+    k0 = str(PAPER_K) if PAPER_K in ks else str(ks[-1])
+    f = series["fp32_sequential"]["gaussian"][k0]
+    return (f"This build cannot emulate the FP8 tensor core, so the paper's 2% claim is not checked here; "
+            f"the baselines it would be compared with are small: FP32 sequential accumulation at K = {k0} on "
+            f"Gaussian inputs has normwise relative error {pct(f['normwise'])} (elementwise max {pct(f['max_rel'])}).")
+
+
+def _tables_and_figures(sec: Section, series: dict, ks: list, labels: dict) -> None:
+    for dist in DISTRIBUTIONS:
+        accs = [a for a in series if dist in series[a]]
+        plot = {labels[a]: ([int(k) for k in series[a][dist]], [max(v["max_rel_top_half"], 1e-12)
+                                                                  for v in series[a][dist].values()])
+                for a in accs}
+        hl = {f"paper: nearly 2% at K = {PAPER_K}": PAPER_CLAIM} if dist == "gaussian" else None
+        sec.figure(f"error_vs_k_{dist}", plots.lines(
+            plot, f"Max relative error over the larger half of |exact| vs K — {dist}", "K",
+            "relative error", hlines=hl), f"Error vs K (log-log), {DESCRIPTIONS[dist]}; metric: max over the "
+            "larger half of |exact| (the elementwise max is in the table; it is dominated by near-cancelling outputs).")
+        rows = []
+        for k in ks:
+            row = [str(k)]
+            for a in accs:
+                v = series[a][dist].get(str(k))
+                row.append("–" if v is None else f"{pct(v['max_rel'])} / {pct(v['mean_rel'])}")
+            rows.append(row)
+        sec.table(f"{dist}: elementwise max / mean relative error", ["K"] + [labels[a] for a in accs], rows)
