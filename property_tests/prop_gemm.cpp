@@ -1,0 +1,146 @@
+// Laws of the GEMM emulation, checked on generated shapes and data (RapidCheck).
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "../tests/cpp/test_gemm_support.hpp"
+#include "common/parallel.hpp"
+#include "gemm/bounds.hpp"
+#include "gemm/exact.hpp"
+#include "gemm/gemm.hpp"
+
+namespace fp8lab {
+namespace {
+
+struct Problem {
+  std::size_t M, N, K;
+  std::uint64_t seed;
+  int sigma_exp;   // inputs ~ N(0, 2^sigma_exp) before quantisation
+  bool adversarial;  // wide dynamic range, zeros, cancelling rows
+};
+
+Problem gen_problem(std::size_t max_k = 700) {
+  Problem p;
+  p.M = *rc::gen::inRange<std::size_t>(1, 7);
+  p.N = *rc::gen::inRange<std::size_t>(1, 35);
+  p.K = *rc::gen::inRange<std::size_t>(1, max_k);
+  p.seed = *rc::gen::arbitrary<std::uint32_t>();
+  p.sigma_exp = *rc::gen::inRange(-20, 20);
+  p.adversarial = *rc::gen::arbitrary<bool>();
+  return p;
+}
+
+std::vector<float> data(const Problem& p, std::size_t rows, std::uint64_t salt) {
+  auto x = testing::gaussian(rows * p.K, p.seed * 2654435761u + salt, std::ldexp(1.0, p.sigma_exp));
+  if (p.adversarial) {
+    for (std::size_t i = 0; i < x.size(); i += 3) x[i] = std::ldexp(x[i], static_cast<int>((i * 7919) % 23) - 11);
+    for (std::size_t i = 1; i < x.size(); i += 5) x[i] = 0;
+    if (rows > 1)
+      for (std::size_t k = 0; k < p.K; ++k) x[p.K + k] = -x[k];
+  }
+  return x;
+}
+
+GemmOperand operand(const Problem& p, std::size_t rows, std::uint64_t salt, Tile tile, bool pow2 = false) {
+  return operand_from_qtensor(testing::quantise(data(p, rows, salt), rows, p.K, tile, "e4m3", pow2), "x");
+}
+
+bool same_bits(const std::vector<double>& x, const std::vector<double>& y) {
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
+}
+
+RC_GTEST_PROP(GemmProperties, PromotionWithNcEqualKIsOnePromotion, ()) {
+  Problem p = gen_problem();
+  p.K = 32 * *rc::gen::inRange<std::size_t>(1, 20);
+  const auto a = operand(p, p.M, 1, Tile{1, 0}), b = operand(p, p.N, 2, Tile{0, 0});
+  GemmSpec promoted;
+  promoted.promote_every = static_cast<int>(p.K);
+  promoted.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  GemmSpec chained = promoted;
+  chained.accumulate = Accumulate::TensorCore;
+  RC_ASSERT(same_bits(gemm(a, b, promoted), gemm(a, b, chained)));
+}
+
+RC_GTEST_PROP(GemmProperties, CertifiedBoundIsNeverExceeded, ()) {
+  const Problem p = gen_problem();
+  GemmSpec s;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore, Accumulate::Fp32Sequential,
+                                   Accumulate::Fp32Pairwise, Accumulate::Exact);
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  s.promote_every = *rc::gen::element(32, 64, 128);
+  const bool rowwise = s.accumulate == Accumulate::TensorCore;
+  const auto a = operand(p, p.M, 1, rowwise ? Tile{1, 0} : Tile{1, 128});
+  const auto b = operand(p, p.N, 2, rowwise ? Tile{0, 0} : Tile{128, 128});
+  const bool with_c = *rc::gen::arbitrary<bool>();
+  const auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp));
+  const float* cp = with_c ? c.data() : nullptr;
+  const auto d = gemm(a, b, s, cp);
+  const auto x = gemm_exact(a, b, cp, OutputFormat::Fp64);
+  const auto bound = gemm_error_bound(a, b, s, cp);
+  for (std::size_t e = 0; e < d.size(); ++e) {
+    RC_ASSERT(std::isfinite(d[e]));
+    RC_ASSERT(std::fabs(d[e] - x[e]) <= bound[e]);
+  }
+}
+
+RC_GTEST_PROP(GemmProperties, PowerOfTwoScalesScaleTheOutputExactly, ()) {
+  Problem p = gen_problem();
+  p.sigma_exp = 0;
+  const auto a = operand(p, p.M, 1, Tile{1, 128}), b = operand(p, p.N, 2, Tile{128, 128});
+  GemmSpec s;
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::Exact, Accumulate::Fp32Sequential);
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  const int shift = *rc::gen::inRange(-30, 30);
+  GemmOperand a2 = a;
+  for (auto& sc : a2.scales) sc = std::ldexp(sc, shift);
+  const auto d = gemm(a, b, s), d2 = gemm(a2, b, s);
+  for (std::size_t e = 0; e < d.size(); ++e) RC_ASSERT(d2[e] == std::ldexp(d[e], shift));
+}
+
+RC_GTEST_PROP(GemmProperties, TranspositionSymmetry, ()) {
+  // (A·Bᵀ)ᵀ = B·Aᵀ: products commute inside the tensor core; DeepGEMM's sa*sb commutes too.
+  // Triton's and cuBLAS's orders apply sa before sb, so they commute only with power-of-two scales.
+  const Problem p = gen_problem();
+  GemmSpec s;
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  const bool pow2 = s.combine != Combine::DeepGemm;
+  const auto a = operand(p, p.M, 1, Tile{1, 128}, pow2), b = operand(p, p.N, 2, Tile{1, 128}, pow2);
+  const auto d = gemm(a, b, s), t = gemm(b, a, s);
+  for (std::size_t i = 0; i < p.M; ++i)
+    for (std::size_t j = 0; j < p.N; ++j) RC_ASSERT(d[i * p.N + j] == t[j * p.M + i]);
+}
+
+RC_GTEST_PROP(GemmProperties, ZeroRowsGiveZeros, ()) {
+  const Problem p = gen_problem();
+  auto a = operand(p, p.M, 1, Tile{1, 128});
+  const auto b = operand(p, p.N, 2, Tile{128, 128});
+  const std::size_t zero_row = *rc::gen::inRange<std::size_t>(0, p.M);
+  std::fill(a.elements.begin() + zero_row * p.K, a.elements.begin() + (zero_row + 1) * p.K, 0.0f);
+  GemmSpec s;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::Exact, Accumulate::Fp32Pairwise);
+  const auto d = gemm(a, b, s);
+  for (std::size_t j = 0; j < p.N; ++j) RC_ASSERT(d[zero_row * p.N + j] == 0.0);
+}
+
+RC_GTEST_PROP(GemmProperties, ThreadCountDoesNotChangeBits, ()) {
+  const Problem p = gen_problem(300);
+  const auto a = operand(p, p.M * 5, 1, Tile{1, 128}), b = operand(p, p.N * 3, 2, Tile{128, 128});
+  GemmSpec s;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::Exact, Accumulate::Fp32Sequential);
+  std::vector<std::vector<double>> results;
+  for (int threads : {1, 2, 7}) {
+    set_num_threads(threads);
+    results.push_back(gemm(a, b, s));
+  }
+  set_num_threads(0);
+  RC_ASSERT(same_bits(results[0], results[1]));
+  RC_ASSERT(same_bits(results[0], results[2]));
+}
+
+}  // namespace
+}  // namespace fp8lab
