@@ -273,12 +273,12 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
     if ops:
         for name in ops:
             operation(name)  # validates the name
+    if kernel and (not ops or len(ops) != 1):
+        raise ValueError("op: --kernel needs exactly one --op (the operation the library implements)")
     if spec is not None and (not ops or len(ops) != 1):
         raise ValueError("spec: --spec needs exactly one --op")
     kernel_spec = operation(ops[0]).normalize_spec(spec) if spec is not None or kernel else None
     if kernel:
-        if not ops or len(ops) != 1:
-            raise ValueError("op: --kernel needs exactly one --op (the operation the library implements)")
         fn = load_kernel(kernel, ops[0])
     else:
         fn = None
