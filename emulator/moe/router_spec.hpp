@@ -1,0 +1,95 @@
+// What a MoE router computes, as data: score function, the arithmetic format of each gate step,
+// group / node limits, renormalisation, routed scale and tie policy. The routing code never names
+// a vendor; the named recipes below are rows of this table, each citing the code it models.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fp8lab::moe {
+
+enum class ScoreFunction : std::uint8_t { Sigmoid, Softmax };
+// Format the gate's tensors are rounded to after each step (logits, scores, weight sum, quotient,
+// scaled weight). Bf16 models the DeepSeek reference, whose Gate runs in the default dtype bf16.
+enum class GateFormat : std::uint8_t { Fp32, Bf16 };
+// Format of the selection bias. torch type promotion: bf16 scores + fp32 bias give fp32 biased
+// scores; bf16 + bf16 gives bf16.
+enum class BiasFormat : std::uint8_t { Fp32, Bf16 };
+// Group score: sum of the two largest biased scores of the group (DeepSeek-V3 noaux_tc), or the
+// largest (DeepSeek-V2 group_limited_greedy, and V3's inference Gate when there is no bias).
+enum class GroupScore : std::uint8_t { Top2Sum, Max };
+// Where the routed scale is applied: to the returned weights, or (SGLang's option) to the MoE
+// output after combine — then the returned weights are unscaled.
+enum class ScaleTarget : std::uint8_t { Weights, Output };
+// Equal selection scores resolve to the lower expert index (the policy of the vLLM/SGLang CUDA
+// routing kernels; torch.topk leaves it unspecified). The only policy; named so specs say it.
+enum class TiePolicy : std::uint8_t { LowestIndexFirst };
+
+struct RouterSpec {
+  std::string name = "custom";
+  int experts = 256;
+  int topk = 8;
+  ScoreFunction score = ScoreFunction::Sigmoid;
+  GateFormat gate_format = GateFormat::Fp32;
+  BiasFormat bias_format = BiasFormat::Fp32;
+  // Group-limited selection: `groups` contiguous groups of experts/groups experts; only experts of
+  // the `topk_groups` best groups may be chosen (the rest are masked as if -inf). groups = 1: off.
+  int groups = 1;
+  int topk_groups = 1;
+  GroupScore group_score = GroupScore::Top2Sum;
+  // Node-limited selection (DeepSeek-V3 training, paper §2.1.2): experts laid out contiguously on
+  // `nodes` nodes; a token may use at most `max_nodes`, ranked by the sum of the highest
+  // ceil(topk / max_nodes) biased scores among each node's still-eligible experts. nodes = 0: off.
+  int nodes = 0;
+  int max_nodes = 0;
+  bool renormalize = true;     // weights /= (sum of the selected scores + epsilon)
+  double renorm_epsilon = 0;   // added to the sum in float32 (HF: 1e-20)
+  double routed_scale = 1.0;
+  ScaleTarget scale_target = ScaleTarget::Weights;
+  TiePolicy tie_policy = TiePolicy::LowestIndexFirst;
+  // Certified error a conforming kernel may make in each score before rounding to the gate
+  // format, in ulps of the score's float32 value (a kernel's float32 sigmoid / softmax is not
+  // correctly rounded: CUDA's expf is within 2 ulps, __expf-based ones more). Used by the
+  // tie-aware verdict only; the emulator's own scores are correctly rounded.
+  double kernel_score_ulps = 4;
+
+  // Throws std::invalid_argument naming the field, its value and the constraint.
+  void validate() const;
+  // Canonical JSON (keys sorted).
+  std::string to_json() const;
+  int experts_per_group() const { return experts / groups; }
+  int experts_per_node() const { return nodes > 0 ? experts / nodes : experts; }
+  // Biased scores are bf16 only when both the gate and the bias are bf16 (torch type promotion).
+  bool selection_is_bf16() const { return gate_format == GateFormat::Bf16 && bias_format == BiasFormat::Bf16; }
+};
+
+// Named recipes:
+//   deepseek_v3      DeepSeek-V3 inference/model.py Gate (deepseek-ai/DeepSeek-V3 @1ea5a1a): bf16
+//                    logits (bf16 linear), sigmoid on bf16, bias bf16 (nn.Parameter in the
+//                    default dtype), 8 groups / top-4 by top-2 sum, -inf masking, weights =
+//                    original scores / their sum (bf16), * 2.5 (bf16).
+//   deepseek_v3_fp32_bias  the same with the fp32 bias of the Aug-2025 update (biased scores fp32).
+//   deepseek_v3_hf   transformers' DeepseekV3 noaux_tc: fp32 logits and sigmoid, fp32 bias,
+//                    weights / (sum + 1e-20) * 2.5 in fp32 (masking -inf here: the 0.0 fill of one
+//                    snapshot is a known bug, not a recipe).
+//   deepseek_v2      DeepSeek-V2: softmax over 160 experts in fp32, top-6, 8 groups / top-3 by the
+//                    group max, no renormalisation, routed scale 16.
+//   sglang_output_scale  deepseek_v3_hf with the routed scale applied to the MoE output.
+RouterSpec router_recipe(std::string_view name);  // std::invalid_argument for an unknown name
+std::vector<std::string> router_recipe_names();
+
+std::string_view score_function_name(ScoreFunction f);   // "sigmoid", "softmax"
+std::string_view gate_format_name(GateFormat f);         // "fp32", "bf16"
+std::string_view bias_format_name(BiasFormat f);         // "fp32", "bf16"
+std::string_view group_score_name(GroupScore g);         // "top2_sum", "max"
+std::string_view scale_target_name(ScaleTarget t);       // "weights", "output"
+std::string_view tie_policy_name(TiePolicy t);           // "lowest_index_first"
+ScoreFunction score_function_by_name(std::string_view s);
+GateFormat gate_format_by_name(std::string_view s);
+BiasFormat bias_format_by_name(std::string_view s);
+GroupScore group_score_by_name(std::string_view s);
+ScaleTarget scale_target_by_name(std::string_view s);
+
+}  // namespace fp8lab::moe
