@@ -1,0 +1,197 @@
+"""fp8lab report: runs --quick into a temporary folder, checks the page's structure, determinism,
+and a few numbers against independent computations (exact fractions, ml_dtypes)."""
+import json
+import math
+import os
+import re
+from html import escape
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import fp8lab
+from fp8lab import report
+from fp8lab.cli import main
+from fp8lab.report.context import Context
+from fp8lab.report.inputs import operands
+
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    os.environ["FP8LAB_HARDWARE_TRACES"] = str(tmp_path_factory.mktemp("no_traces"))
+    try:
+        res = report.run(out, mode="quick", seed=SEED, progress=False)
+    finally:
+        del os.environ["FP8LAB_HARDWARE_TRACES"]
+    return out, res
+
+
+def section(res, sid):
+    return next(s for s in res["results"]["sections"] if s["id"] == sid)
+
+
+def test_writes_the_three_files_and_every_section(quick):
+    out, res = quick
+    assert res["failed"] == []
+    for name in ("index.html", "report.md", "results.json"):
+        assert (out / name).stat().st_size > 0
+    on_disk = json.loads((out / "results.json").read_text())
+    assert [s["id"] for s in on_disk["sections"]] == report.SECTION_IDS
+    assert on_disk["meta"]["mode"] == "quick" and on_disk["meta"]["seed"] == SEED
+    for s in on_disk["sections"]:
+        assert s["status"] in ("ok", "partial", "unavailable")
+        # One quotable sentence that carries a number (or says plainly what is missing).
+        assert s["conclusion"].endswith(".") and len(s["conclusion"]) > 40
+        if s["status"] != "unavailable":
+            assert re.search(r"\d", s["conclusion"]), s["id"]
+
+
+def test_html_is_self_contained_with_every_figure_embedded(quick):
+    out, res = quick
+    html = (out / "index.html").read_text()
+    figures = [b for s in res["results"]["sections"] for b in s["blocks"] if b["kind"] == "figure"]
+    assert figures, "the accumulation section always plots its FP32/BF16 baselines"
+    assert html.count("src='data:image/png;base64,") == len(figures)
+    assert not re.search(r"(src|href)=['\"]?(https?:|file:|//)", html)
+    for s in res["results"]["sections"]:
+        assert f"id='{s['id']}'" in html and escape(s["title"]) in html
+    md = (out / "report.md").read_text()
+    for s in res["results"]["sections"]:
+        assert f"## {s['number']}. {s['title']}" in md
+        assert f"> {s['conclusion']}" in md
+    for f in figures:
+        assert (out / f["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_json_bit_for_bit_and_another_seed_differs(quick):
+    _, res = quick
+    os.environ["FP8LAB_HARDWARE_TRACES"] = "/nonexistent-fp8lab-traces"
+    try:
+        again, _, failed = report.compute(Context("quick", SEED))
+        other, _, _ = report.compute(Context("quick", SEED + 1), sections=["accumulation"])
+    finally:
+        del os.environ["FP8LAB_HARDWARE_TRACES"]
+    assert failed == []
+    a = json.loads(report.dumps(res["results"]))
+    b = json.loads(report.dumps(again))
+    for s in a["sections"] + b["sections"]:  # the folder name is the only run-dependent field
+        if s["id"] == "hardware":
+            s["data"].pop("directory")
+    assert report.dumps(a) == report.dumps(b)
+    acc = lambda r: next(s for s in r["sections"] if s["id"] == "accumulation")["data"]["series"]  # noqa: E731
+    assert acc(other) != acc(res["results"])
+
+
+def _fl32_sequential_and_exact(a, b):
+    """A scalar float32 loop (no numpy reductions) and exact rational dot products."""
+    m, n, k = a.shape[0], b.shape[0], a.shape[1]
+    got, exact = [], []
+    fa = [[Fraction(float(v)) for v in row] for row in a]
+    fb = [[Fraction(float(v)) for v in row] for row in b]
+    for i in range(m):
+        for j in range(n):
+            acc = np.float32(0)
+            for t in range(k):
+                acc = np.float32(acc + np.float32(a[i, t] * b[j, t]))
+            got.append(Fraction(float(acc)))
+            exact.append(sum(x * y for x, y in zip(fa[i], fb[j])))
+    return got, exact
+
+
+def test_fp32_sequential_error_at_small_k_matches_exact_fractions(quick):
+    _, res = quick
+    data = section(res, "accumulation")["data"]
+    k = data["K"][0]
+    assert k == 256
+    a, b = operands("gaussian", data["M"], data["N"], k, Context("quick", SEED).rng("accumulation", "gaussian", k))
+    got, exact = _fl32_sequential_and_exact(a, b)
+    rel = [abs(g - e) / abs(e) for g, e in zip(got, exact) if e != 0]
+    max_rel = float(max(rel))
+    mean_rel = float(sum(rel) / len(rel))
+    normwise = math.sqrt(float(sum((g - e) ** 2 for g, e in zip(got, exact)) / sum(e * e for e in exact)))
+    m = data["series"]["fp32_sequential"]["gaussian"][str(k)]
+    # The report divides by the binary64-rounded exact value: agreement to ~1e-15 relative.
+    assert m["max_rel"] == pytest.approx(max_rel, rel=1e-12)
+    assert m["mean_rel"] == pytest.approx(mean_rel, rel=1e-12)
+    assert m["normwise"] == pytest.approx(normwise, rel=1e-12)
+    # Sanity of the oracle itself: every error obeys Higham's dot-product bound (Accuracy and Stability
+    # of Numerical Algorithms, eq. 3.5) |err| <= gamma_k sum|x y|, gamma_k = k u / (1 - k u), u = 2^-24.
+    u = Fraction(1, 2**24)
+    gamma = k * u / (1 - k * u)
+    it = iter(range(len(got)))
+    for i in range(data["M"]):
+        for j in range(data["N"]):
+            idx = next(it)
+            absdot = sum(abs(Fraction(float(x)) * Fraction(float(y))) for x, y in zip(a[i], b[j]))
+            assert abs(got[idx] - exact[idx]) <= gamma * absdot
+
+
+def test_e4m3_rounding_error_matches_ml_dtypes(quick):
+    import ml_dtypes
+
+    _, res = quick
+    d = section(res, "formats")["data"]
+    for fmt, dtype, u in (("e4m3", ml_dtypes.float8_e4m3fn, 2.0 ** -4), ("bf16", ml_dtypes.bfloat16, 2.0 ** -8)):
+        info = fp8lab.format_info(fmt)
+        rng = Context("quick", SEED).rng("formats", fmt)
+        n = d[fmt]["samples"]
+        mags = np.exp2(rng.uniform(np.log2(info["min_normal"]), np.log2(min(info["max_finite"], 2.0 ** 100)), n))
+        x = (np.where(rng.integers(0, 2, n) == 1, 1.0, -1.0) * np.minimum(mags, info["max_finite"])).astype(np.float32)
+        y = x.astype(dtype).astype(np.float64)
+        rel = np.abs(y - x) / np.abs(x.astype(np.float64))
+        assert d[fmt]["normal_range_max_rel"] == rel.max()
+        assert d[fmt]["unit_roundoff"] == u and rel.max() <= u
+
+
+def test_accumulation_claim_check_is_consistent_with_its_numbers(quick):
+    _, res = quick
+    s = section(res, "accumulation")
+    data = s["data"]
+    assert data["paper_claim"] == {"K": 4096, "max_rel": 0.02, "reproduced_band": [0.01, 0.03]}
+    if "fp8_tensorcore" not in data["series"]:
+        assert s["status"] == "partial" and "not available in this build" in json.dumps(s["blocks"])
+        pytest.skip("fp8lab.gemm/quantize not in this build: the section says so")
+    g = data["series"]["fp8_tensorcore"]["gaussian"]["4096"]
+    lo, hi = data["paper_claim"]["reproduced_band"]
+    for metric, verdict in data["claim_check"]["gaussian"].items():
+        assert verdict.startswith("reproduced") == (lo <= g[metric] <= hi)
+    assert ("is reproduced" in s["conclusion"]) == any(lo <= g[x] <= hi for x in data["claim_check"]["gaussian"])
+    p = data["series"]["fp8_promoted_128"]["gaussian"]["4096"]
+    # The paper's fix must help: promotion every 128 elements lowers every error at K = 4096.
+    for metric in ("max_rel", "max_rel_top_half", "normwise"):
+        assert p[metric] < g[metric]
+        assert data["promotion_128_gain_gaussian"][metric] == pytest.approx(g[metric] / p[metric], rel=1e-15)
+    # Without promotion the error grows with K (the truncated running sum loses more bits).
+    ks = [str(k) for k in data["K"]]
+    norm = [data["series"]["fp8_tensorcore"]["gaussian"][k]["normwise"] for k in ks]
+    assert norm[-1] > norm[0]
+
+
+def test_hardware_section_says_plainly_that_there_are_no_traces(quick):
+    _, res = quick
+    s = section(res, "hardware")
+    assert s["status"] == "unavailable" and s["data"]["traces"] == []
+    assert "No GPU traces" in s["conclusion"] and "no claim" in s["conclusion"]
+
+
+def test_cli_writes_a_subset_and_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["report", "--quick", "--quiet", "--sections", "formats", "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["meta"]["sections"] == ["formats"]
+    assert main(["report", "--quick", "--seed", "x1", "--out", str(tmp_path / "s")]) == 2
+    assert "--seed" in capsys.readouterr().err
+    assert main(["report", "--quick", "--sections", "formats,nonsense", "--out", str(tmp_path / "t")]) == 2
+    assert "sections" in capsys.readouterr().err and "nonsense" not in os.listdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--quick", "--full"])
+    assert e.value.code == 2
+
+
+def test_context_rejects_bad_mode_and_seed():
+    with pytest.raises(ValueError, match="mode"):
+        Context("fast", 0)
+    with pytest.raises(ValueError, match="seed"):
+        Context("quick", -1)
