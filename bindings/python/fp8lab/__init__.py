@@ -11,6 +11,7 @@ __path__ = _pkgutil.extend_path(__path__, __name__)
 from . import _core  # noqa: E402
 from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
 from .verify import verify  # noqa: E402  (the function; the module is importlib.import_module("fp8lab.verify"))
+from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 
 __version__ = _core.__version__
 
@@ -20,6 +21,10 @@ __all__ = [
     "encode",
     "format_info",
     "formats",
+    "gemm",
+    "gemm_bound",
+    "gemm_exact",
+    "metrics",
     "num_threads",
     "set_num_threads",
     "verify",

@@ -1,0 +1,102 @@
+"""Block-scaled FP8 GEMM emulation: ``D = C + A @ B.T`` as a tensor core and its promotion compute it.
+
+``a`` is M x K and ``b`` is N x K (DeepGEMM's NT layout). Each is a ``QTensor`` (any tiling: its
+element bits and dequantisation scales are used exactly) or a 2-D float32 array (float64 accepted
+when every value is a float32 value). Results are float64 arrays whose values are exactly values
+of the output format.
+
+accumulate:
+    ``exact``          the exact sum, rounded once to ``out``;
+    ``fp32``           sequential FP32 sum of ``fl(fl(a*sa) * fl(b*sb))``; ``fp32_pairwise`` the same by a
+                       balanced tree;
+    ``tensorcore``     the whole K chained through the tensor-core model (no promotion; scales must be
+                       per-tensor or per-row and are applied at the end);
+    ``promoted``       every ``promote_every`` elements the tensor-core partial sum is scaled and added
+                       into an FP32 accumulator (DeepSeek-V3 §3.3.2).
+combine (the order the scales meet a promoted partial sum p):
+    ``deepgemm`` ``fma(sa*sb, p, acc)``, ``triton`` ``(p*sa)*sb + acc``, ``cublas`` ``fma(p*sa, sb, acc)``.
+instruction: a tensor-core preset of ``fp8lab.accum`` (``hopper_fp8`` = Hopper wgmma E4M3).
+out: ``bf16`` (round to nearest even), ``fp32``, or ``fp64`` (no output rounding).
+c: optional M x N float32 C, added in FP32 after the accumulation (exactly, for ``exact``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+ACCUMULATE = ("exact", "fp32", "fp32_pairwise", "tensorcore", "promoted")
+COMBINE = ("deepgemm", "triton", "cublas")
+OUT = ("bf16", "fp32", "fp64")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, one of {', '.join(choices)}; got {type(value).__name__}")
+    if value not in choices and not (name == "accumulate" and value == "fp32_sequential"):
+        raise ValueError(f"{name}: unknown value {value!r}; expected one of {', '.join(choices)}")
+
+
+def _check_operand(name: str, x) -> None:
+    if isinstance(x, _core.__dict__.get("QTensor", ())):
+        return
+    if isinstance(x, np.ndarray):
+        if x.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-D array (rows x K), got shape {x.shape}")
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {x.dtype}")
+        return
+    raise TypeError(f"{name}: expected a QTensor or a 2-D numpy float array, got {type(x).__name__}")
+
+
+def gemm(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: str = "deepgemm",
+         instruction: str = "hopper_fp8", out: str = "bf16", c=None) -> np.ndarray:
+    """Emulate ``D = C + A @ B.T`` (M x N) under the named accumulation spec; see the module doc."""
+    _check_operand("a", a)
+    _check_operand("b", b)
+    _check_choice("accumulate", accumulate, ACCUMULATE)
+    _check_choice("combine", combine, COMBINE)
+    _check_choice("out", out, OUT)
+    if isinstance(promote_every, bool) or not isinstance(promote_every, (int, np.integer)):
+        raise TypeError(f"promote_every: expected an int, got {type(promote_every).__name__}")
+    if promote_every <= 0:
+        raise ValueError(f"promote_every: must be a positive multiple of the instruction K, got {promote_every}")
+    if not isinstance(instruction, str):
+        raise TypeError(f"instruction: expected a preset name, got {type(instruction).__name__}")
+    return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c)
+
+
+def gemm_bound(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: str = "deepgemm",
+               instruction: str = "hopper_fp8", out: str = "bf16", c=None) -> np.ndarray:
+    """Certified per-element bound on ``|gemm(...) - gemm_exact(...)|`` (same arguments as ``gemm``).
+
+    A running error bound from the spec (truncation per aligned term, normalisation, promotion,
+    scale multiplies, output rounding); the derivation is in emulator/gemm/bounds.hpp.
+    """
+    _check_operand("a", a)
+    _check_operand("b", b)
+    _check_choice("accumulate", accumulate, ACCUMULATE)
+    _check_choice("combine", combine, COMBINE)
+    _check_choice("out", out, OUT)
+    return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c, True)
+
+
+def gemm_exact(a, b, c=None, out: str = "fp64") -> np.ndarray:
+    """The exact ``C + A @ B.T`` of the (dequantised) inputs, rounded once to ``out`` (default binary64)."""
+    _check_operand("a", a)
+    _check_operand("b", b)
+    _check_choice("out", out, OUT)
+    return _core.gemm_exact(a, b, c, out)
+
+
+def metrics(result, exact, out: str = "bf16", bound=None) -> dict:
+    """Error of ``result`` against ``exact``: max/mean relative error (over non-zero exact values),
+    max absolute error, DeepGEMM's ``calc_diff``, max ULP and a ULP histogram (in ``out``'s
+    precision), and with ``bound`` the max/mean error-to-bound ratio and the number of violations."""
+    _check_choice("out", out, OUT)
+    result = np.asarray(result)
+    exact = np.asarray(exact)
+    if result.shape != exact.shape:
+        raise ValueError(f"exact: shape {exact.shape} differs from result's {result.shape}")
+    return dict(_core.gemm_metrics(result.astype(np.float64), exact.astype(np.float64), out,
+                                   None if bound is None else np.asarray(bound, dtype=np.float64)))
