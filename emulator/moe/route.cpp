@@ -146,22 +146,8 @@ void route_token(const float* s, const float* bias, const RouterSpec& spec, Scra
                                 " eligible experts for token " + std::to_string(token) + ", fewer than topk (" +
                                 std::to_string(spec.topk) + ")");
 
-  const GateFormat gf = spec.gate_format;
-  float sum = 0.0f;
-  for (int j = 0; j < spec.topk; ++j) {
-    const std::uint32_t e = index_of(t.keys[j]);
-    ids_out[j] = static_cast<std::int32_t>(e);
-    w_out[j] = s[e];
-    sum += s[e];  // float32, selection order
-  }
-  if (spec.renormalize) {
-    const float denom = round_gate(sum, gf) + static_cast<float>(spec.renorm_epsilon);
-    for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j] / denom, gf);
-  }
-  if (spec.scale_target == ScaleTarget::Weights) {
-    const float scale = static_cast<float>(spec.routed_scale);
-    for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j] * scale, gf);
-  }
+  for (int j = 0; j < spec.topk; ++j) ids_out[j] = static_cast<std::int32_t>(index_of(t.keys[j]));
+  weights_for_ids(s, ids_out, spec, w_out);
 }
 
 RouteResult route_impl(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec) {
@@ -186,6 +172,23 @@ RouteResult route_impl(const float* scores, std::size_t tokens, const float* bia
 }
 
 }  // namespace
+
+void weights_for_ids(const float* s, const std::int32_t* ids, const RouterSpec& spec, float* w_out) {
+  const GateFormat gf = spec.gate_format;
+  float sum = 0.0f;
+  for (int j = 0; j < spec.topk; ++j) {
+    w_out[j] = s[ids[j]];
+    sum += s[ids[j]];  // float32, in the given (selection) order
+  }
+  if (spec.renormalize) {
+    const float denom = round_gate(sum, gf) + static_cast<float>(spec.renorm_epsilon);
+    for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j] / denom, gf);
+  }
+  if (spec.scale_target == ScaleTarget::Weights) {
+    const float scale = static_cast<float>(spec.routed_scale);
+    for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j] * scale, gf);
+  }
+}
 
 void selection_scores(const float* s, const float* bias, const RouterSpec& spec, float* out) {
   const int E = spec.experts;

@@ -53,6 +53,10 @@ RouteResult route_from_scores(const float* scores, std::size_t tokens, const flo
 // One token's biased selection scores (experts floats) from its gate-format scores: round_sel(s+b).
 void selection_scores(const float* scores, const float* bias, const RouterSpec& spec, float* out);
 
+// The weights the spec gives one token for a given set of spec.topk experts, in the given order
+// (the sum runs in that order): `scores` are the token's gate-format scores (experts floats).
+void weights_for_ids(const float* scores, const std::int32_t* ids, const RouterSpec& spec, float* out);
+
 // Rounds to the format of a gate step (identity for fp32).
 float round_gate(float x, GateFormat f);
 
