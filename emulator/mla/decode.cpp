@@ -1,0 +1,270 @@
+#include "mla/decode.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "common/parallel.hpp"
+#include "common/pinned_math.hpp"
+#include "mla/numerics.hpp"
+
+namespace fp8lab::mla {
+
+namespace {
+
+struct SplitPlan {
+  std::size_t blocks = 0, per_split = 0, splits = 0;  // splits actually holding a block
+};
+
+SplitPlan plan(std::size_t L, const MlaSpec& s) {
+  SplitPlan p;
+  p.blocks = (L + s.page - 1) / s.page;
+  if (p.blocks == 0) return p;
+  const std::size_t S = static_cast<std::size_t>(s.num_splits);
+  p.per_split = (p.blocks + S - 1) / S;
+  p.splits = (p.blocks + p.per_split - 1) / p.per_split;
+  return p;
+}
+
+void check_q(const float* q, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(q[i])) throw std::invalid_argument("q: element " + std::to_string(i) + " is not finite");
+}
+
+std::uint16_t bf16_bits_of(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+}  // namespace
+
+DecodeResult decode(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s) {
+  s.validate();
+  validate_cache(cache, s);
+  if (H != static_cast<std::size_t>(s.heads))
+    throw std::invalid_argument("q: expected " + std::to_string(s.heads) + " heads (spec.heads), got " + std::to_string(H));
+  const std::size_t B = cache.batch, C = s.kv_lora, D = s.cache_dim(), P = s.page;
+  check_q(q, B * H * D);
+  const float scale = softmax_scale_value(s);
+  const std::size_t S = static_cast<std::size_t>(s.num_splits);
+  // Partial results per (sequence, split): m and l per head, acc per head.
+  std::vector<float> pm(B * S * H, -std::numeric_limits<float>::infinity()), pl(B * S * H, 0.0f);
+  std::vector<float> pacc(B * S * H * C, 0.0f);
+  parallel_for(B * S, 1, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> rows(P * D), sc(P * H);
+    for (std::size_t item = begin; item < end; ++item) {
+      const std::size_t b = item / S, j = item % S;
+      const SplitPlan sp = plan(static_cast<std::size_t>(cache.seqlens[b]), s);
+      if (j >= sp.splits) continue;
+      const std::size_t L = cache.seqlens[b];
+      float* m = &pm[item * H];
+      float* l = &pl[item * H];
+      float* acc = &pacc[item * H * C];
+      const std::size_t kb0 = j * sp.per_split, kb1 = std::min(sp.blocks, kb0 + sp.per_split);
+      for (std::size_t kb = kb0; kb < kb1; ++kb) {
+        const std::size_t phys = static_cast<std::size_t>(cache.block_table[b * cache.max_blocks_per_seq + kb]);
+        const std::size_t n = std::min(P, L - kb * P);  // valid tokens of this block
+        for (std::size_t t = 0; t < n; ++t)
+          read_row(&cache.bytes[(phys * P + t) * cache.row_bytes], s, &rows[t * D]);
+        for (std::size_t h = 0; h < H; ++h) {
+          const float* qh = q + (b * H + h) * D;
+          float* sh = &sc[h * P];
+          float tile_max = -std::numeric_limits<float>::infinity();
+          for (std::size_t t = 0; t < n; ++t) {
+            const float d = dot_f32(qh, &rows[t * D], D);
+            sh[t] = d * scale;
+            tile_max = std::max(tile_max, sh[t]);
+          }
+          const float m_new = std::max(m[h], tile_max);
+          float* ah = acc + h * C;
+          if (m[h] != m_new) {
+            const float alpha = m[h] == -std::numeric_limits<float>::infinity() ? 0.0f : exp_pinned(m[h] - m_new);
+            l[h] = l[h] * alpha;
+            for (std::size_t c = 0; c < C; ++c) ah[c] = ah[c] * alpha;
+          }
+          for (std::size_t t = 0; t < n; ++t) {
+            const float p = exp_pinned(sh[t] - m_new);
+            l[h] = l[h] + p;
+            const float pv = round_to(s.decode_p, p);
+            const float* v = &rows[t * D];
+            for (std::size_t c = 0; c < C; ++c) {
+              const float prod = pv * v[c];
+              ah[c] = ah[c] + prod;
+            }
+          }
+          m[h] = m_new;
+        }
+      }
+    }
+  });
+  DecodeResult r;
+  r.out.assign(B * H * C, 0.0f);
+  r.out_bf16.assign(B * H * C, 0);
+  r.lse.assign(B * H, std::numeric_limits<float>::infinity());
+  parallel_for(B * H, 4, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> N(C);
+    for (std::size_t i = begin; i < end; ++i) {
+      const std::size_t b = i / H, h = i % H;
+      const SplitPlan sp = plan(static_cast<std::size_t>(cache.seqlens[b]), s);
+      if (sp.splits == 0) continue;  // empty sequence: out 0, lse +inf
+      float M = -std::numeric_limits<float>::infinity();
+      for (std::size_t j = 0; j < sp.splits; ++j) M = std::max(M, pm[(b * S + j) * H + h]);
+      float Lsum = 0;
+      std::fill(N.begin(), N.end(), 0.0f);
+      for (std::size_t j = 0; j < sp.splits; ++j) {
+        const std::size_t item = b * S + j;
+        const float w = exp_pinned(pm[item * H + h] - M);
+        Lsum = Lsum + pl[item * H + h] * w;
+        const float* a = &pacc[(item * H + h) * C];
+        for (std::size_t c = 0; c < C; ++c) {
+          const float x = a[c] * w;
+          N[c] = N[c] + x;
+        }
+      }
+      for (std::size_t c = 0; c < C; ++c) {
+        const float o = bf16_round(N[c] / Lsum);
+        r.out[i * C + c] = o;
+        r.out_bf16[i * C + c] = bf16_bits_of(o);
+      }
+      r.lse[i] = M + log_f32(Lsum);
+    }
+  });
+  return r;
+}
+
+// Bound of |decode - exact| per element (Higham ch. 3 conventions; u = 2^-24):
+//  - score: |s^_t - s_t| <= delta_t = scale * gamma(dot_depth(D)) * sum|q k_t| + u |s^_t|;
+//  - every weight the kernel forms is exp(s_t - M) times e^{theta}, |theta| <= Delta =
+//    max delta + 3u R, R the score range: the subtraction s_t - m' (<= u R), the rescale
+//    arguments m - m' along the split (they sum to <= R, each rounded: <= u R) and the combine's
+//    m_j - M (<= u R); plus at most per_split + 2 correctly rounded exps (1 + u each) and at most
+//    K = tokens_in_split + 2 per_split + S + 8 roundings of products and sums, so
+//    weight-and-sum = exact (1 + theta'), |theta'| <= rho = e^Delta (1+u)^(per_split+2) (1+gamma(K)) - 1
+//    for both L and (times (1 + u_P) for P's rounding) the numerator N;
+//  - out = N / L: |N^/L^ - N/L| <= (rho_N + rho) / (1 - rho) * sum_t p_t |v_t| (first order in
+//    each, exact algebra), then the division (u) and BF16 rounding (2^-8) of the result;
+//  - lse = M + log(L^): |lse^ - lse| <= rho/(1 - rho) + u |log L^| + u |lse^|.
+DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
+                                 double scale) {
+  s.validate();
+  validate_cache(cache, s);
+  const std::size_t B = cache.batch, C = s.kv_lora, D = s.cache_dim(), P = s.page;
+  check_q(q, B * H * D);
+  const double uP = unit_roundoff(s.decode_p);
+  const float scale_f = softmax_scale_value(s);  // the kernel's FP32 scale (bounds use its rounding)
+  (void)scale_f;
+  DecodeReference ref;
+  ref.out.assign(B * H * C, 0.0);
+  ref.out_bound.assign(B * H * C, 0.0);
+  ref.lse.assign(B * H, std::numeric_limits<double>::infinity());
+  ref.lse_bound.assign(B * H, 0.0);
+  parallel_for(B, 1, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> rows;
+    std::vector<double> sc, delta, A(C);
+    for (std::size_t b = begin; b < end; ++b) {
+      const std::size_t L = cache.seqlens[b];
+      if (L == 0) continue;
+      const SplitPlan sp = plan(L, s);
+      rows.resize(L * D);
+      for (std::size_t t = 0; t < L; ++t) {
+        const std::size_t kb = t / P;
+        const std::size_t phys = static_cast<std::size_t>(cache.block_table[b * cache.max_blocks_per_seq + kb]);
+        read_row(&cache.bytes[(phys * P + t % P) * cache.row_bytes], s, &rows[t * D]);
+      }
+      sc.resize(L);
+      delta.resize(L);
+      for (std::size_t h = 0; h < H; ++h) {
+        const float* qh = q + (b * H + h) * D;
+        double mx = -INFINITY, mn = INFINITY, dmax = 0;
+        for (std::size_t t = 0; t < L; ++t) {
+          double d = 0, a = 0;
+          for (std::size_t c = 0; c < D; ++c) {
+            const double pr = static_cast<double>(qh[c]) * rows[t * D + c];  // exact in binary64
+            d += pr;
+            a += std::fabs(pr);
+          }
+          sc[t] = d * scale;
+          const double e = std::fabs(scale) * gamma32(dot_depth(D)) * a;
+          delta[t] = (e + kU32 * std::fabs(sc[t])) / (1 - kU32);
+          mx = std::max(mx, sc[t]);
+          mn = std::min(mn, sc[t]);
+          dmax = std::max(dmax, delta[t]);
+        }
+        double Ls = 0;
+        for (std::size_t t = 0; t < L; ++t) {
+          sc[t] = exp_f64_pinned(sc[t] - mx);
+          Ls += sc[t];
+        }
+        std::fill(A.begin(), A.end(), 0.0);
+        double* o = &ref.out[(b * H + h) * C];
+        for (std::size_t t = 0; t < L; ++t) {
+          const double p = sc[t] / Ls;
+          for (std::size_t c = 0; c < C; ++c) {
+            o[c] += p * rows[t * D + c];
+            A[c] += p * std::fabs(static_cast<double>(rows[t * D + c]));
+          }
+        }
+        ref.lse[b * H + h] = mx + std::log(Ls);
+        const double R = (mx - mn) + 2 * dmax;
+        const double Delta = dmax + 3 * kU32 * R;
+        const double tokens_split = static_cast<double>(std::min(L, sp.per_split * P));
+        const double K = tokens_split + 2.0 * sp.per_split + s.num_splits + 8;
+        const double rho = std::exp(Delta) * std::pow(1 + kUExp, static_cast<double>(sp.per_split + 2)) * (1 + gamma32(K)) - 1;
+        const double rhoN = (1 + rho) * (1 + uP) - 1;
+        const double rel = (rhoN + rho) / (1 - rho);
+        double* ob = &ref.out_bound[(b * H + h) * C];
+        for (std::size_t c = 0; c < C; ++c) {
+          const double e1 = rel * A[c];
+          const double ydiv = (std::fabs(o[c]) + e1) * (1 + kU32);
+          ob[c] = (e1 + kU32 * ydiv + kUBf16 * ydiv * (1 + kUBf16)) * (1 + 0x1p-40) + 0x1p-1000;
+        }
+        const double lerr = rho / (1 - rho);
+        const double logL = std::log(Ls) + lerr;
+        ref.lse_bound[b * H + h] =
+            (lerr + kU32 * std::fabs(logL) + kU32 * (std::fabs(ref.lse[b * H + h]) + lerr + 1e-30) * (1 + kU32) * 2) *
+                (1 + 0x1p-40) + 0x1p-1000;
+      }
+    }
+  });
+  return ref;
+}
+
+DecodeVerdicts check_decode(const DecodeResult& got, const DecodeReference& ref, std::size_t B, std::size_t H,
+                            const MlaSpec& s) {
+  DecodeVerdicts v;
+  const std::size_t C = s.kv_lora;
+  std::vector<double> g(got.out.begin(), got.out.end());
+  CompareInputs in;
+  in.got = g.data();
+  in.expected = ref.out.data();
+  in.exact = ref.out.data();
+  in.bound = ref.out_bound.data();
+  in.count = g.size();
+  in.shape = {B, H, C};
+  in.output_mantissa_bits = 7;
+  in.what = "mla decode out vs exact";
+  v.out = compare(in);
+  std::vector<double> gl(got.lse.begin(), got.lse.end());
+  CompareInputs il = in;
+  il.got = gl.data();
+  il.expected = ref.lse.data();
+  il.exact = ref.lse.data();
+  il.bound = ref.lse_bound.data();
+  il.count = gl.size();
+  il.shape = {B, H};
+  il.output_mantissa_bits = 23;
+  il.what = "mla decode lse vs exact";
+  v.lse = compare(il);
+  for (std::size_t i = 0; i < g.size(); ++i)
+    if (ref.out_bound[i] > 0) v.max_out_ratio = std::max(v.max_out_ratio, std::fabs(g[i] - ref.out[i]) / ref.out_bound[i]);
+  for (std::size_t i = 0; i < gl.size(); ++i)
+    if (ref.lse_bound[i] > 0 && std::isfinite(gl[i]))
+      v.max_lse_ratio = std::max(v.max_lse_ratio, std::fabs(gl[i] - ref.lse[i]) / ref.lse_bound[i]);
+  return v;
+}
+
+}  // namespace fp8lab::mla

@@ -1,0 +1,403 @@
+#include "mla/forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "common/parallel.hpp"
+#include "common/pinned_math.hpp"
+#include "mla/numerics.hpp"
+#include "mla/rope.hpp"
+
+namespace fp8lab::mla {
+
+Form form_by_name(std::string_view name) {
+  if (name == "naive") return Form::Naive;
+  if (name == "absorbed") return Form::Absorbed;
+  throw std::invalid_argument("form: unknown value '" + std::string(name) + "' (expected naive or absorbed)");
+}
+std::string_view form_name(Form f) { return f == Form::Naive ? "naive" : "absorbed"; }
+
+namespace {
+
+// y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in].
+std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, const std::vector<float>& W,
+                                std::size_t out, MatmulFormat f) {
+  std::vector<float> xr(x, x + T * in), wr(W);
+  for (auto& v : xr) v = round_to(f, v);
+  for (auto& v : wr) v = round_to(f, v);
+  std::vector<float> y(T * out);
+  parallel_for(T * out, 256, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      const std::size_t t = i / out, o = i % out;
+      y[i] = round_to(f, dot_f32(&xr[t * in], &wr[o * in], in));
+    }
+  });
+  return y;
+}
+
+void rms_norm(float* x, std::size_t n, const std::vector<float>& gain, double eps, MatmulFormat f) {
+  const float ss = dot_f32(x, x, n);
+  const float ms = ss / static_cast<float>(n);
+  const float r = 1.0f / std::sqrt(ms + static_cast<float>(eps));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float y = x[i] * r;
+    x[i] = round_to(f, y * gain[i]);
+  }
+}
+
+// The rows of W_UK (first nope rows of head h in wkv_b) and W_UV (next v rows).
+const float* w_uk(const MlaWeights& w, const MlaSpec& s, int h, int d) {
+  return &w.wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + d) * s.kv_lora];
+}
+const float* w_uv(const MlaWeights& w, const MlaSpec& s, int h, int d) {
+  return &w.wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora];
+}
+
+double abs_dot(const float* a, const float* b, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(a[i]) * b[i]);
+  return s;
+}
+
+// Softmax of one row of scores with its certified relative error (see the derivation below).
+// Returns rho such that |p_computed - p_exact| <= rho * p_exact before the final rounding R.
+struct SoftmaxOut {
+  double rho = 0;
+};
+
+SoftmaxOut softmax_row(const float* s, const double* delta, std::size_t n, MatmulFormat R, float* p) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  std::vector<float> e(n);
+  float S = 0;
+  double dmax = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const float a = s[j] - m;
+    e[j] = exp_pinned(a);
+    S = S + e[j];
+    if (delta) dmax = std::max(dmax, delta[j] + kU32 * std::fabs(static_cast<double>(a)));
+  }
+  for (std::size_t j = 0; j < n; ++j) p[j] = round_to(R, e[j] / S);
+  // exp(a_j) = exp(s_j - m) e^{theta_j}, |theta_j| <= delta_j + u|a_j| <= dmax (score error and
+  // the rounding of the subtraction); each exp is correctly rounded (1 +- kUExp); the FP32 sum of
+  // n positive terms is within (1 +- gamma(n-1)); the division adds (1 +- u). Numerator and
+  // denominator move at most e^{dmax} each way, so p / p_exact is within [1/(1+rho), 1+rho].
+  const double g = gamma32(static_cast<double>(n > 0 ? n - 1 : 0));
+  SoftmaxOut out;
+  out.rho = std::exp(2 * dmax) * (1 + kUExp) * (1 + kU32) * (1 + kU32) / ((1 - kUExp) * (1 - g)) - 1;
+  return out;
+}
+
+}  // namespace
+
+Projected project(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, long start_pos) {
+  validate_weights(w, s);
+  if (T == 0) throw std::invalid_argument("x: at least one token is needed");
+  if (start_pos < 0) throw std::invalid_argument("start_pos: must be >= 0, got " + std::to_string(start_pos));
+  for (std::size_t i = 0; i < T * s.hidden; ++i)
+    if (!std::isfinite(x[i]))
+      throw std::invalid_argument("x: element " + std::to_string(i) + " is not finite");
+  const std::size_t H = s.heads, qk = s.qk_head(), hid = s.hidden;
+  Projected p;
+  p.tokens = T;
+  std::vector<float> q;
+  MatmulFormat qf;
+  if (s.q_lora > 0) {
+    std::vector<float> qa = project_rows(x, T, hid, w.wq_a, s.q_lora, s.wq_a);
+    for (std::size_t t = 0; t < T; ++t) rms_norm(&qa[t * s.q_lora], s.q_lora, w.q_norm, s.rms_eps, s.wq_a);
+    q = project_rows(qa.data(), T, s.q_lora, w.wq_b, H * qk, s.wq_b);
+    qf = s.wq_b;
+  } else {
+    q = project_rows(x, T, hid, w.wq, H * qk, s.wq_b);
+    qf = s.wq_b;
+  }
+  std::vector<float> kv = project_rows(x, T, hid, w.wkv_a, s.cache_dim(), s.wkv_a);
+  const auto freqs = rope_inverse_frequencies(s);
+  std::vector<float> c(freqs.size()), sn(freqs.size());
+  p.q_nope.resize(T * H * s.nope);
+  p.q_pe.resize(T * H * s.rope);
+  p.latent.resize(T * s.kv_lora);
+  p.k_pe.resize(T * s.rope);
+  for (std::size_t t = 0; t < T; ++t) {
+    rope_cos_sin(s, freqs, start_pos + static_cast<long>(t), c.data(), sn.data());
+    for (std::size_t h = 0; h < H; ++h) {
+      const float* row = &q[(t * H + h) * qk];
+      std::copy(row, row + s.nope, &p.q_nope[(t * H + h) * s.nope]);
+      float* pe = &p.q_pe[(t * H + h) * s.rope];
+      std::copy(row + s.nope, row + qk, pe);
+      apply_rope(s, c.data(), sn.data(), pe);
+      for (int i = 0; i < s.rope; ++i) pe[i] = round_to(qf, pe[i]);
+    }
+    float* lat = &p.latent[t * s.kv_lora];
+    std::copy(&kv[t * s.cache_dim()], &kv[t * s.cache_dim()] + s.kv_lora, lat);
+    rms_norm(lat, s.kv_lora, w.kv_norm, s.rms_eps, s.wkv_a);
+    float* kpe = &p.k_pe[t * s.rope];
+    std::copy(&kv[t * s.cache_dim()] + s.kv_lora, &kv[t * s.cache_dim()] + s.cache_dim(), kpe);
+    apply_rope(s, c.data(), sn.data(), kpe);
+    for (int i = 0; i < s.rope; ++i) kpe[i] = round_to(s.wkv_a, kpe[i]);
+  }
+  return p;
+}
+
+std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
+  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, D = s.cache_dim();
+  std::vector<float> out(T * H * D);
+  parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<float> col(s.nope);
+    for (std::size_t i = b; i < e; ++i) {
+      const std::size_t t = i / H, h = i % H;
+      const float* qn = &p.q_nope[i * s.nope];
+      for (std::size_t c = 0; c < C; ++c) {
+        for (int d = 0; d < s.nope; ++d) col[d] = w_uk(w, s, static_cast<int>(h), d)[c];
+        out[i * D + c] = round_to(s.attn, dot_f32(qn, col.data(), s.nope));
+      }
+      std::copy(&p.q_pe[i * s.rope], &p.q_pe[i * s.rope] + s.rope, &out[i * D + C]);
+      (void)t;
+    }
+  });
+  return out;
+}
+
+// Bound derivation (Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3; all errors
+// measured against the exact attention of the shared inputs, carried per element as E):
+//  - a dot of computed inputs a^, b^ with |a^ - a| <= Ea, |b^ - b| <= Eb in numerics.hpp's order:
+//      |fl(a^.b^) - a.b| <= gamma(depth) sum|a^ b^| + sum (Ea|b^| + |a^|Eb + Ea Eb);
+//  - a rounding R to a format of unit roundoff uR adds uR |R(y)| (round to nearest);
+//  - a score error delta_j becomes a relative error rho of p (softmax_row);
+//  - P.V summed over n keys in key order: gamma(n) sum|p^ v^| + sum (Ep|v^| + |p^|Ev + Ep Ev).
+std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, Form form,
+                             std::vector<double>* bound) {
+  validate_weights(w, s);
+  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
+  const float scale = softmax_scale_value(s);
+  const double uA = unit_roundoff(s.attn), uB = unit_roundoff(s.wkv_b);
+  const std::size_t KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;  // key width
+  const std::size_t VD = form == Form::Naive ? static_cast<std::size_t>(s.v) : C;             // value width
+  // Keys and values per (token, head) with their error bounds. Absorbed: one key/value row per
+  // token (shared by all heads) with no error.
+  const std::size_t kv_heads = form == Form::Naive ? H : 1;
+  std::vector<float> K(T * kv_heads * KD), V(T * kv_heads * VD);
+  std::vector<double> EK(bound ? K.size() : 0, 0.0), EV(bound ? V.size() : 0, 0.0);
+  if (form == Form::Naive) {
+    std::vector<float> wr(w.wkv_b), cr(p.latent);
+    for (auto& x : wr) x = round_to(s.wkv_b, x);
+    for (auto& x : cr) x = round_to(s.wkv_b, x);
+    // What rounding the operands to the projection's format moved: |c^ w^ - c w| summed.
+    auto input_rounding = [&](std::size_t t, std::size_t h, int row) {
+      if (s.wkv_b == MatmulFormat::Fp32) return 0.0;
+      double e = 0;
+      const std::size_t wo = (h * (s.nope + s.v) + row) * C;
+      for (std::size_t c = 0; c < C; ++c) {
+        const double dc = std::fabs(static_cast<double>(cr[t * C + c]) - p.latent[t * C + c]);
+        const double dw = std::fabs(static_cast<double>(wr[wo + c]) - w.wkv_b[wo + c]);
+        e += dc * std::fabs(wr[wo + c]) + std::fabs(cr[t * C + c]) * dw + dc * dw;
+      }
+      return e;
+    };
+    parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) {
+        const std::size_t t = i / H, h = i % H;
+        const float* c = &cr[t * C];
+        for (int d = 0; d < s.nope; ++d) {
+          const float* wrow = &wr[(h * (s.nope + s.v) + d) * C];
+          const float k = round_to(s.wkv_b, dot_f32(c, wrow, C));
+          K[i * KD + d] = k;
+          if (bound) EK[i * KD + d] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + input_rounding(t, h, d) + uB * std::fabs(k);
+        }
+        std::copy(&p.k_pe[t * R], &p.k_pe[t * R] + R, &K[i * KD + s.nope]);
+        for (int d = 0; d < s.v; ++d) {
+          const float* wrow = &wr[(h * (s.nope + s.v) + s.nope + d) * C];
+          const float v = round_to(s.wkv_b, dot_f32(c, wrow, C));
+          V[i * VD + d] = v;
+          if (bound) EV[i * VD + d] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + input_rounding(t, h, s.nope + d) + uB * std::fabs(v);
+        }
+      }
+    });
+  } else {
+    for (std::size_t t = 0; t < T; ++t) {
+      std::copy(&p.latent[t * C], &p.latent[t * C] + C, &K[t * KD]);
+      std::copy(&p.k_pe[t * R], &p.k_pe[t * R] + R, &K[t * KD + C]);
+      std::copy(&p.latent[t * C], &p.latent[t * C] + C, &V[t * VD]);
+    }
+  }
+  // Queries [T, H, KD] with error bounds.
+  std::vector<float> Q(T * H * KD);
+  std::vector<double> EQ(bound ? Q.size() : 0, 0.0);
+  if (form == Form::Naive) {
+    for (std::size_t i = 0; i < T * H; ++i) {
+      std::copy(&p.q_nope[i * s.nope], &p.q_nope[i * s.nope] + s.nope, &Q[i * KD]);
+      std::copy(&p.q_pe[i * R], &p.q_pe[i * R] + R, &Q[i * KD + s.nope]);
+    }
+  } else {
+    Q = absorbed_query(p, w, s);
+    if (bound) {
+      for (std::size_t i = 0; i < T * H; ++i) {
+        const std::size_t h = i % H;
+        for (std::size_t c = 0; c < C; ++c) {
+          double a = 0;
+          for (int d = 0; d < s.nope; ++d) a += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d]) * w_uk(w, s, static_cast<int>(h), d)[c]);
+          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + uA * std::fabs(Q[i * KD + c]);
+        }
+      }
+    }
+  }
+  const std::size_t OD = s.v;
+  std::vector<float> out(T * H * OD);
+  if (bound) bound->assign(out.size(), 0.0);
+  parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<float> sc(T), pr(T), acc(VD);
+    std::vector<double> delta(T), EP(T), EA(VD);
+    for (std::size_t i = b; i < e; ++i) {
+      const std::size_t t = i / H, h = i % H;
+      const std::size_t n = t + 1;  // causal: keys 0..t
+      const float* q = &Q[i * KD];
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t kr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
+        const float* k = &K[kr * KD];
+        const float d = dot_f32(q, k, KD);
+        const float sp = d * scale;
+        sc[j] = round_to(s.attn, sp);
+        if (bound) {
+          double edot = gamma32(dot_depth(KD)) * abs_dot(q, k, KD);
+          for (std::size_t c = 0; c < KD; ++c) {
+            const double eq = EQ.empty() ? 0.0 : EQ[i * KD + c], ek = EK.empty() ? 0.0 : EK[kr * KD + c];
+            edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;
+          }
+          delta[j] = edot * scale + kU32 * std::fabs(sp) + uA * std::fabs(sc[j]);
+        }
+      }
+      const SoftmaxOut so = softmax_row(sc.data(), bound ? delta.data() : nullptr, n, s.attn, pr.data());
+      if (bound)
+        for (std::size_t j = 0; j < n; ++j)
+          EP[j] = so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) + uA * std::fabs(pr[j]);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(EA.begin(), EA.end(), 0.0);
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t vr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
+        const float* v = &V[vr * VD];
+        for (std::size_t c = 0; c < VD; ++c) {
+          const float prod = pr[j] * v[c];
+          acc[c] = acc[c] + prod;
+        }
+        if (bound)
+          for (std::size_t c = 0; c < VD; ++c) {
+            const double ev = EV.empty() ? 0.0 : EV[vr * VD + c];
+            EA[c] += gamma32(static_cast<double>(n)) * std::fabs(static_cast<double>(pr[j]) * v[c]) +
+                     EP[j] * std::fabs(v[c]) + std::fabs(pr[j]) * ev + EP[j] * ev;
+          }
+      }
+      for (std::size_t c = 0; c < VD; ++c) {
+        acc[c] = round_to(s.attn, acc[c]);
+        if (bound) EA[c] += uA * std::fabs(acc[c]);
+      }
+      if (form == Form::Naive) {
+        for (std::size_t c = 0; c < OD; ++c) {
+          out[i * OD + c] = acc[c];
+          if (bound) (*bound)[i * OD + c] = EA[c];
+        }
+      } else {
+        for (int d = 0; d < s.v; ++d) {
+          const float* wrow = w_uv(w, s, static_cast<int>(h), d);
+          const float o = round_to(s.attn, dot_f32(acc.data(), wrow, C));
+          out[i * OD + d] = o;
+          if (bound) {
+            double eo = gamma32(dot_depth(C)) * abs_dot(acc.data(), wrow, C);
+            for (std::size_t c = 0; c < C; ++c) eo += EA[c] * std::fabs(wrow[c]);
+            (*bound)[i * OD + d] = eo + uA * std::fabs(o);
+          }
+        }
+      }
+    }
+  });
+  if (bound)
+    for (auto& b : *bound) b = b * (1 + 0x1p-40) + 0x1p-1000;
+  return out;
+}
+
+std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, double scale) {
+  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
+  std::vector<double> out(T * H * s.v);
+  parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<double> sc(T), acc(s.v);
+    std::vector<double> K(static_cast<std::size_t>(s.nope)), Vv;
+    for (std::size_t i = b; i < e; ++i) {
+      const std::size_t t = i / H, h = i % H;
+      double m = -INFINITY;
+      for (std::size_t j = 0; j <= t; ++j) {
+        double d = 0;
+        for (int dd = 0; dd < s.nope; ++dd) {
+          double k = 0;
+          const float* wr = w_uk(w, s, static_cast<int>(h), dd);
+          for (std::size_t c = 0; c < C; ++c) k += static_cast<double>(wr[c]) * p.latent[j * C + c];
+          d += static_cast<double>(p.q_nope[i * s.nope + dd]) * k;
+        }
+        for (std::size_t r = 0; r < R; ++r) d += static_cast<double>(p.q_pe[i * R + r]) * p.k_pe[j * R + r];
+        sc[j] = d * scale;
+        m = std::max(m, sc[j]);
+      }
+      double S = 0;
+      for (std::size_t j = 0; j <= t; ++j) {
+        sc[j] = exp_f64_pinned(sc[j] - m);
+        S += sc[j];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (std::size_t j = 0; j <= t; ++j)
+        for (int dd = 0; dd < s.v; ++dd) {
+          double v = 0;
+          const float* wr = w_uv(w, s, static_cast<int>(h), dd);
+          for (std::size_t c = 0; c < C; ++c) v += static_cast<double>(wr[c]) * p.latent[j * C + c];
+          acc[dd] += sc[j] / S * v;
+        }
+      for (int dd = 0; dd < s.v; ++dd) out[i * s.v + dd] = acc[dd];
+    }
+  });
+  return out;
+}
+
+std::vector<float> output_projection(const std::vector<float>& o, std::size_t T, const MlaWeights& w, const MlaSpec& s) {
+  return project_rows(o.data(), T, static_cast<std::size_t>(s.heads) * s.v, w.wo, s.hidden, s.wo);
+}
+
+ForwardResult forward(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, Form form, long start_pos) {
+  ForwardResult r;
+  r.projected = project(x, T, w, s, start_pos);
+  r.attn = attention(r.projected, w, s, form);
+  r.out = output_projection(r.attn, T, w, s);
+  return r;
+}
+
+FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
+  FormsComparison fc;
+  fc.absorbed = attention(p, w, s, Form::Absorbed, &fc.bound_absorbed);
+  fc.naive = attention(p, w, s, Form::Naive, &fc.bound_naive);
+  fc.exact = exact_attention(p, w, s, softmax_scale_value(s));
+  const std::size_t n = fc.absorbed.size();
+  std::vector<double> got(n), expected(n), bound(n);
+  double maxexact = 0;
+  for (double v : fc.exact) maxexact = std::max(maxexact, std::fabs(v));
+  for (std::size_t i = 0; i < n; ++i) {
+    got[i] = fc.absorbed[i];
+    expected[i] = fc.naive[i];
+    bound[i] = fc.bound_absorbed[i] + fc.bound_naive[i];
+    const double d = std::fabs(got[i] - expected[i]);
+    fc.max_abs_difference = std::max(fc.max_abs_difference, d);
+    if (bound[i] > 0) fc.max_observed_over_bound = std::max(fc.max_observed_over_bound, d / bound[i]);
+  }
+  fc.max_rel_difference = maxexact > 0 ? fc.max_abs_difference / maxexact : 0;
+  CompareInputs in;
+  in.got = got.data();
+  in.expected = expected.data();
+  in.exact = expected.data();  // |absorbed - naive| against the sum of both bounds
+  in.bound = bound.data();
+  in.count = n;
+  in.shape = {p.tokens, static_cast<std::size_t>(s.heads), static_cast<std::size_t>(s.v)};
+  const bool bf = s.attn == MatmulFormat::Bf16;
+  in.output_mantissa_bits = bf ? 7 : 23;
+  in.what = "mla absorbed vs naive";
+  fc.verdict = compare(in);
+  return fc;
+}
+
+}  // namespace fp8lab::mla

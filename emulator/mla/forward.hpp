@@ -1,0 +1,85 @@
+// Prefill of one MLA layer in the two forms DeepSeek-V3 inference/model.py has (attn_impl "naive"
+// and "absorb"), each returning, if asked, a certified per-element bound on its distance from the
+// exact attention of the shared inputs.
+//
+// Stated arithmetic (every step FP32 unless the spec says BF16; dots in numerics.hpp's order):
+//  1. projections: y = R(dot(R(x), R(W))) with R the projection's MatmulFormat rounding;
+//     RMSNorm: r = 1 / sqrt(fl(dot(x,x) / n) + eps), y = R(fl(fl(x*r)*g)) (query and KV latent only);
+//     RoPE (rope.hpp) on q_pe and k_pe, then R.
+//  These "shared inputs" (q_nope, q_pe, latent, k_pe) are the same bits in both forms.
+//  2. naive: k_nope = R_wkv_b(W_UK c), v = R_wkv_b(W_UV c) per head; s = R_attn(fl(dot(q_nope|q_pe,
+//     k_nope|k_pe) * scale)); absorbed: q_abs = R_attn(W_UK^T q_nope), s = R_attn(fl(dot(q_abs|q_pe,
+//     c|k_pe) * scale)).
+//  3. softmax over keys j <= i (causal within the call): m = max s, e = exp_pinned(fl(s - m)),
+//     S = sum e in key order, p = R_attn(fl(e / S)).
+//  4. naive: o = R_attn(sum_j p_j v_j) in key order; absorbed: o_lat = R_attn(sum_j p_j c_j),
+//     o = R_attn(dot(W_UV, o_lat)).
+//  5. out = wo projection of o (heads*v wide).
+// start_pos shifts the RoPE positions of the T tokens; keys are the T tokens themselves.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+#include "checks/verdict.hpp"
+#include "mla/mla_spec.hpp"
+#include "mla/weights.hpp"
+
+namespace fp8lab::mla {
+
+enum class Form : std::uint8_t { Naive, Absorbed };
+Form form_by_name(std::string_view name);  // naive, absorbed
+std::string_view form_name(Form f);
+
+// Step 1's results, shared by both forms.
+struct Projected {
+  std::size_t tokens = 0;
+  std::vector<float> q_nope;  // [T, heads, nope]
+  std::vector<float> q_pe;    // [T, heads, rope] (after RoPE)
+  std::vector<float> latent;  // [T, kv_lora] (after RMSNorm): the cached c_KV
+  std::vector<float> k_pe;    // [T, rope] (after RoPE): the cached k_pe
+};
+
+// x is [tokens, hidden] (row-major). Throws std::invalid_argument on sizes or non-finite input.
+Projected project(const float* x, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec, long start_pos);
+
+// The absorbed query of decode: [T, heads, kv_lora + rope] = R_attn(W_UK^T q_nope) | q_pe.
+std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& spec);
+
+// Attention output before wo: [T, heads, v]. If bound is given it receives, per element, a
+// certified bound on |result - exact| where exact is the real-number attention of p's values
+// (exact_attention below). Derivation in forward.cpp.
+std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec, Form form,
+                             std::vector<double>* bound = nullptr);
+
+// The exact attention of p (float64 arithmetic with a pinned exp: within ~1e-15 relative of the
+// real-number result, far below every FP32 bound; the bounds add 2^-40 relative to cover it).
+std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec,
+                                    double softmax_scale);
+
+struct ForwardResult {
+  Projected projected;
+  std::vector<float> attn;  // [T, heads, v]
+  std::vector<float> out;   // [T, hidden]
+};
+ForwardResult forward(const float* x, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec, Form form,
+                      long start_pos);
+
+// The wo projection alone: o [T, heads*v] -> [T, hidden].
+std::vector<float> output_projection(const std::vector<float>& o, std::size_t tokens, const MlaWeights& w,
+                                     const MlaSpec& spec);
+
+// absorbed vs naive on the same shared inputs: within bound when every element differs by at
+// most bound_absorbed + bound_naive (both certified against the same exact attention).
+struct FormsComparison {
+  Verdict verdict;
+  std::vector<float> absorbed, naive;
+  std::vector<double> exact, bound_absorbed, bound_naive;
+  double max_observed_over_bound = 0;  // max |absorbed - naive| / (bound_a + bound_n)
+  double max_abs_difference = 0;
+  double max_rel_difference = 0;  // max |a - n| / max |exact| (normwise)
+};
+FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& spec);
+
+}  // namespace fp8lab::mla

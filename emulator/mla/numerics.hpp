@@ -1,0 +1,77 @@
+// The floating-point building blocks of the MLA emulator, each with the order it sums in and the
+// error constant its bound uses. Every function here is a pure function of its input bits (the
+// build uses -ffp-contract=off; no libm call).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "common/pinned_math.hpp"
+#include "mla/mla_spec.hpp"
+
+namespace fp8lab::mla {
+
+inline constexpr double kU32 = 0x1p-24;   // unit roundoff of FP32, round to nearest
+inline constexpr double kUBf16 = 0x1p-8;  // unit roundoff of BF16 (8 significant bits)
+
+// Higham's gamma_n = n u / (1 - n u) for FP32.
+inline double gamma32(double n) { return n * kU32 / (1.0 - n * kU32); }
+
+// Unit roundoff of a rounding step to `f` (0 for FP32: an FP32 result is not rounded again).
+inline double unit_roundoff(MatmulFormat f) { return f == MatmulFormat::Bf16 ? kUBf16 : 0.0; }
+
+// FP32 -> BF16, round to nearest even; NaN stays a quiet NaN, overflow gives +-inf (CUDA
+// __float2bfloat16_rn). Local to mla/ on purpose: both common/ and gemm/ define an
+// fp8lab::round_to_bf16, and referencing it would pull both definitions into one link.
+inline float bf16_round(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+    u = (u | 0x00400000u) & 0xFFFF0000u;
+  } else {
+    u += 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent give the next binade / inf
+    u &= 0xFFFF0000u;
+  }
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Bf16 ? bf16_round(x) : x; }
+
+// The dot-product order of every FP32 dot in mla/: 16 lanes, lane j sums the products of the
+// indices i = j (mod 16) in increasing i, each product rounded to FP32 (no FMA); then the lanes
+// are added as a balanced tree ((0+1)+(2+3))+... . Vectorisable without reassociation, and the
+// same bits on every machine. A product passes at most ceil(n/16) - 1 + 4 additions and one
+// multiplication, so |fl(dot) - dot| <= gamma32(dot_depth(n)) * sum |a_i b_i|.
+inline constexpr std::size_t kDotLanes = 16;
+inline double dot_depth(std::size_t n) { return static_cast<double>((n + kDotLanes - 1) / kDotLanes + 4); }
+
+inline float dot_f32(const float* a, const float* b, std::size_t n) {
+  float lane[kDotLanes] = {};
+  std::size_t i = 0;
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (std::size_t j = 0; j < kDotLanes; ++j) {
+      const float p = a[i + j] * b[i + j];
+      lane[j] = lane[j] + p;
+    }
+  for (std::size_t j = 0; i + j < n; ++j) {
+    const float p = a[i + j] * b[i + j];
+    lane[j] = lane[j] + p;
+  }
+  for (std::size_t width = kDotLanes / 2; width >= 1; width /= 2)
+    for (std::size_t j = 0; j < width; ++j) lane[j] = lane[2 * j] + lane[2 * j + 1];
+  return lane[0];
+}
+
+// The exponential of every bit-exact path: correctly rounded FP32 (common/pinned_math.hpp), so
+// its error is at most kU32 relative.
+inline float exp_pinned(float x) { return fp8lab::exp_f32(x); }
+inline constexpr double kUExp = kU32;
+
+// Natural log correctly rounded to FP32 for finite x > 0 (used for lse); see numerics.cpp.
+float log_f32(float x);
+
+}  // namespace fp8lab::mla

@@ -1,0 +1,42 @@
+// The weights of one MLA layer (row-major, torch Linear's [out, in] layout) and their
+// deterministic generation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mla/mla_spec.hpp"
+
+namespace fp8lab::mla {
+
+struct MlaWeights {
+  std::vector<float> wq_a;     // [q_lora, hidden]            (q_lora > 0)
+  std::vector<float> q_norm;   // [q_lora]                    (q_lora > 0)
+  std::vector<float> wq_b;     // [heads*(nope+rope), q_lora] (q_lora > 0)
+  std::vector<float> wq;       // [heads*(nope+rope), hidden] (q_lora == 0)
+  std::vector<float> wkv_a;    // [kv_lora+rope, hidden]
+  std::vector<float> kv_norm;  // [kv_lora]
+  std::vector<float> wkv_b;    // [heads*(nope+v), kv_lora]: per head, nope rows of W_UK then v rows of W_UV
+  std::vector<float> wo;       // [hidden, heads*v]
+};
+
+// Checks every tensor's size against the spec (std::invalid_argument naming the tensor, its size
+// and the expected size) and that every value is finite.
+void validate_weights(const MlaWeights& w, const MlaSpec& spec);
+
+// Counter-based uniform in [0, 1): SplitMix64 finaliser over (seed, stream, index), top 53 bits.
+// Depends only on its arguments, so any element can be generated alone, in any order.
+double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
+
+// Deterministic weights with realistic scales: every projection uniform on [-a, a] with
+// a = sqrt(3 / fan_in) (standard deviation fan_in^-1/2, the scale of trained DeepSeek-V3
+// projections to within a small factor), RMSNorm gains 1 + U(-1/4, 1/4); all rounded to BF16 (the
+// checkpoint's dtype), so the BF16 projections see exactly these values.
+MlaWeights init_weights(const MlaSpec& spec, std::uint64_t seed);
+
+// Activations for tests and benchmarks: [tokens, hidden] uniform on [-sqrt(3), sqrt(3)] (unit RMS,
+// as the RMSNorm'd input of the attention block), rounded to BF16.
+std::vector<float> random_input(const MlaSpec& spec, std::size_t tokens, std::uint64_t seed);
+
+}  // namespace fp8lab::mla

@@ -1,0 +1,328 @@
+// MLA emulator: spec, layouts, pinned log, decode and both prefill forms against exact references.
+#include <gtest/gtest.h>
+
+#include <boost/multiprecision/cpp_bin_float.hpp>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "mla/decode.hpp"
+#include "mla/forward.hpp"
+#include "mla/numerics.hpp"
+#include "mla/paged_cache.hpp"
+#include "mla/rope.hpp"
+#include "mla/weights.hpp"
+
+using namespace fp8lab;
+using namespace fp8lab::mla;
+
+namespace {
+
+MlaSpec small_spec() {
+  MlaSpec s;
+  s.hidden = 64;
+  s.heads = 4;
+  s.q_lora = 32;
+  s.kv_lora = 128;
+  s.nope = 16;
+  s.rope = 8;
+  s.v = 16;
+  return s;
+}
+
+// Random latents / k_pe / q for decode tests: unit-RMS values rounded to BF16 (the cache dtype).
+std::vector<float> uniform_values(std::size_t n, std::uint64_t seed, double width) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = bf16_round(static_cast<float>(width * (2 * counter_uniform(seed, 9, i) - 1)));
+  return v;
+}
+
+}  // namespace
+
+TEST(MlaSpec, DeepSeekDefaultsAndKvBytes) {
+  MlaSpec s;
+  // Published dims: 128 heads, q_lora 1536, kv_lora 512, nope 128, rope 64, v 128.
+  const KvBytes b = kv_bytes_per_token(s);
+  EXPECT_EQ(b.mha_bf16, 128u * (128 + 64 + 128) * 2);  // 81920
+  EXPECT_EQ(b.mla_bf16, 1152u);                          // 576 x 2
+  EXPECT_EQ(b.mla_fp8, 656u);                            // FlashMLA: 512 + 16 + 128
+  // 192^-0.5 * (0.1 ln 40 + 1)^2 = 0.13523377886088..., computed with Python's math module.
+  EXPECT_EQ(softmax_scale_value(s), static_cast<float>(0x1.14f5728c2d01dp-3));
+  EXPECT_EQ(softmax_scale_named(s, "flashmla"), static_cast<float>(1.0 / 24.0));
+}
+
+TEST(MlaSpec, JsonRoundTripAndErrors) {
+  MlaSpec s = small_spec();
+  s.cache = CacheFormat::Fp8E4m3;
+  s.rope_layout = RopeLayout::HalfSplit;
+  s.num_splits = 3;
+  s.softmax_scale = "0.125";
+  s.yarn.factor = 8;
+  const MlaSpec t = spec_from_json(to_json(s));
+  EXPECT_EQ(to_json(t), to_json(s));
+  EXPECT_THROW(spec_from_json("{\"heads\":0}"), std::invalid_argument);
+  EXPECT_THROW(spec_from_json("{\"colour\":1}"), std::invalid_argument);
+  EXPECT_THROW(spec_from_json("{\"cache\":\"fp4\"}"), std::invalid_argument);
+  MlaSpec bad = small_spec();
+  bad.softmax_scale = "big";
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad = small_spec();
+  bad.cache = CacheFormat::Fp8E4m3;
+  bad.kv_lora = 96;
+  try {
+    bad.validate();
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("kv_lora"), std::string::npos);
+  }
+}
+
+TEST(MlaNumerics, LogIsCorrectlyRounded) {
+  using big = boost::multiprecision::number<boost::multiprecision::cpp_bin_float<120>>;
+  std::size_t checked = 0;
+  for (std::uint32_t i = 0; i < 20000; ++i) {
+    std::uint32_t bits = 0x00800000u + static_cast<std::uint32_t>(counter_uniform(1, 2, i) * (0x7F000000u - 0x00800000u));
+    float x;
+    std::memcpy(&x, &bits, 4);
+    const float got = log_f32(x);
+    const big exact = boost::multiprecision::log(big(static_cast<double>(x)));
+    const big err = boost::multiprecision::abs(big(static_cast<double>(got)) - exact);
+    const big half_ulp_up = boost::multiprecision::abs(big(static_cast<double>(std::nextafter(got, INFINITY))) - big(static_cast<double>(got))) / 2;
+    const big half_ulp_dn = boost::multiprecision::abs(big(static_cast<double>(got)) - big(static_cast<double>(std::nextafter(got, -INFINITY)))) / 2;
+    ASSERT_LE(err, std::max(half_ulp_up, half_ulp_dn)) << "x=" << x;
+    ++checked;
+  }
+  EXPECT_EQ(log_f32(1.0f), 0.0f);
+  EXPECT_EQ(log_f32(0.0f), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(log_f32(-1.0f)));
+  EXPECT_EQ(checked, 20000u);
+}
+
+TEST(MlaNumerics, DotOrderIsLaneStrided) {
+  std::vector<float> a(32, 0x1p-24f), b(32, 1.0f);
+  a[0] = 1.0f;
+  // Lane 0: 1 + 2^-24 (i = 16) -> 1 (tie, even). Lanes 1..15: 2^-23 each. Tree level 1:
+  // (1 + 2^-23) = 1 + 2^-23 exact; the others 2^-22. Level 2: (1+2^-23) + 2^-22 = 1 + 3*2^-23 exact;
+  // level 3: + 2^-21 = 1 + 7*2^-23; level 4: + 2^-20 (8 lanes of 2^-23) = 1 + 15*2^-23.
+  EXPECT_EQ(dot_f32(a.data(), b.data(), 32), 1.0f + 15 * 0x1p-23f);
+  // Sequential order would give 1 (each 2^-24 lost to ties-to-even): the order is observable.
+}
+
+TEST(MlaCache, Fp8TileScaleAndLayout) {
+  EXPECT_EQ(fp8_tile_scale(448.0f), 1.0f);
+  EXPECT_EQ(fp8_tile_scale(449.0f), 2.0f);
+  EXPECT_EQ(fp8_tile_scale(56.0f), 0.125f);
+  EXPECT_EQ(fp8_tile_scale(0.0f), 0x1p-13f);  // 1e-4 clamp, next power of two up is 2^-13
+  MlaSpec s = small_spec();
+  s.kv_lora = 256;
+  s.cache = CacheFormat::Fp8E4m3;
+  std::vector<float> lat(256, 0.0f), kpe(8, 0.0f);
+  lat[0] = 3.0f;    // tile 0 amax 3 -> scale 2^ceil(log2(3/448)) = 2^-7; 3/2^-7 = 384 = E4M3 0x7C
+  lat[128] = -0.5f; // tile 1 amax 0.5 -> 2^-9; -256 = E4M3 0xF8
+  kpe[0] = 1.5f;    // bf16 0x3FC0
+  PagedCache c = build_cache(lat.data(), kpe.data(), {1}, s);
+  ASSERT_EQ(c.row_bytes, 256u + 8u + 16u);
+  const std::uint8_t* row = c.bytes.data();
+  EXPECT_EQ(row[0], 0x7C);
+  EXPECT_EQ(row[128], 0xF8);
+  float s0, s1;
+  std::memcpy(&s0, row + 256, 4);
+  std::memcpy(&s1, row + 260, 4);
+  EXPECT_EQ(s0, 0x1p-7f);
+  EXPECT_EQ(s1, 0x1p-9f);
+  EXPECT_EQ(row[264], 0xC0);  // little-endian 0x3FC0
+  EXPECT_EQ(row[265], 0x3F);
+  std::vector<float> back(264);
+  read_row(row, s, back.data());
+  EXPECT_EQ(back[0], 3.0f);
+  EXPECT_EQ(back[128], -0.5f);
+  EXPECT_EQ(back[256], 1.5f);
+}
+
+TEST(MlaDecode, SingleTokenIsItsValueAndScore) {
+  // One key: p = exp(0) = 1 exactly, l = 1, out = bf16(v / 1) = v, lse = s + log(1) = s.
+  MlaSpec s = small_spec();
+  const std::size_t D = s.cache_dim();
+  auto lat = uniform_values(s.kv_lora, 3, 1.0), kpe = uniform_values(s.rope, 4, 1.0);
+  auto q = uniform_values(s.heads * D, 5, 1.0);
+  PagedCache c = build_cache(lat.data(), kpe.data(), {1}, s);
+  DecodeResult r = decode(q.data(), s.heads, c, s);
+  const float scale = softmax_scale_value(s);
+  for (int h = 0; h < s.heads; ++h) {
+    for (int i = 0; i < s.kv_lora; ++i) EXPECT_EQ(r.out[h * s.kv_lora + i], lat[i]);
+    std::vector<float> k(lat);
+    k.insert(k.end(), kpe.begin(), kpe.end());
+    EXPECT_EQ(r.lse[h], dot_f32(&q[h * D], k.data(), D) * scale);
+  }
+}
+
+TEST(MlaDecode, EmptySequenceGivesZeroAndInfinity) {
+  MlaSpec s = small_spec();
+  auto lat = uniform_values(70 * s.kv_lora, 3, 1.0), kpe = uniform_values(70 * s.rope, 4, 1.0);
+  auto q = uniform_values(3 * s.heads * s.cache_dim(), 5, 1.0);
+  PagedCache c = build_cache(lat.data(), kpe.data(), {0, 70, 0}, s);
+  DecodeResult r = decode(q.data(), s.heads, c, s);
+  for (int h = 0; h < s.heads; ++h) {
+    EXPECT_EQ(r.lse[h], std::numeric_limits<float>::infinity());
+    EXPECT_EQ(r.lse[2 * s.heads + h], std::numeric_limits<float>::infinity());
+    EXPECT_TRUE(std::isfinite(r.lse[s.heads + h]));
+    for (int i = 0; i < s.kv_lora; ++i) EXPECT_EQ(r.out_bf16[h * s.kv_lora + i], 0u);
+  }
+  DecodeReference ref = decode_reference(q.data(), s.heads, c, s, softmax_scale_value(s));
+  DecodeVerdicts v = check_decode(r, ref, 3, s.heads, s);
+  EXPECT_TRUE(v.out.ok()) << v.out.summary();
+  EXPECT_TRUE(v.lse.ok()) << v.lse.summary();
+}
+
+TEST(MlaDecode, WithinBoundOfExactForSplitsAndFormats) {
+  for (CacheFormat cf : {CacheFormat::Bf16, CacheFormat::Fp8E4m3})
+    for (int splits : {1, 2, 5})
+      for (MatmulFormat pf : {MatmulFormat::Fp32, MatmulFormat::Bf16}) {
+        MlaSpec s = small_spec();
+        s.cache = cf;
+        s.num_splits = splits;
+        s.decode_p = pf;
+        const std::vector<std::int32_t> lens = {1, 64, 65, 300};
+        const std::size_t total = 430;
+        auto lat = uniform_values(total * s.kv_lora, 11, 2.0), kpe = uniform_values(total * s.rope, 12, 2.0);
+        auto q = uniform_values(lens.size() * s.heads * s.cache_dim(), 13, 1.5);
+        PagedCache c = build_cache(lat.data(), kpe.data(), lens, s);
+        DecodeResult r = decode(q.data(), s.heads, c, s);
+        DecodeReference ref = decode_reference(q.data(), s.heads, c, s, softmax_scale_value(s));
+        DecodeVerdicts v = check_decode(r, ref, lens.size(), s.heads, s);
+        EXPECT_TRUE(v.out.ok()) << v.out.summary();
+        EXPECT_TRUE(v.lse.ok()) << v.lse.summary();
+        // The bound is not vacuous: the observed error uses a real part of it.
+        EXPECT_GT(v.max_out_ratio, 0.05) << "cache " << cache_format_name(cf) << " splits " << splits;
+        std::printf("[mla] decode cache=%s splits=%d p=%s: out observed/bound %.3f, lse observed/bound %.3f\n",
+                    std::string(cache_format_name(cf)).c_str(), splits, std::string(matmul_format_name(pf)).c_str(),
+                    v.max_out_ratio, v.max_lse_ratio);
+      }
+}
+
+TEST(MlaDecode, BadInputsNameTheArgument) {
+  MlaSpec s = small_spec();
+  auto lat = uniform_values(10 * s.kv_lora, 3, 1.0), kpe = uniform_values(10 * s.rope, 4, 1.0);
+  auto q = uniform_values(s.heads * s.cache_dim(), 5, 1.0);
+  PagedCache c = build_cache(lat.data(), kpe.data(), {10}, s);
+  auto expect_msg = [](auto&& f, const char* word) {
+    try {
+      f();
+      ADD_FAILURE() << "no exception for " << word;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
+    }
+  };
+  expect_msg([&] { decode(q.data(), s.heads + 1, c, s); }, "heads");
+  PagedCache bad = c;
+  bad.block_table[0] = 7;
+  expect_msg([&] { decode(q.data(), s.heads, bad, s); }, "block_table");
+  bad = c;
+  bad.seqlens[0] = 65;
+  expect_msg([&] { decode(q.data(), s.heads, bad, s); }, "seqlens");
+  auto qn = q;
+  qn[3] = std::numeric_limits<float>::quiet_NaN();
+  expect_msg([&] { decode(qn.data(), s.heads, c, s); }, "q");
+  MlaSpec f8 = s;
+  f8.cache = CacheFormat::Fp8E4m3;
+  expect_msg([&] { decode(q.data(), s.heads, c, f8); }, "cache");
+  expect_msg([&] { build_cache(lat.data(), kpe.data(), {-1}, s); }, "seqlens");
+}
+
+TEST(MlaForward, FormsAgreeWithinCertifiedBound) {
+  for (MatmulFormat af : {MatmulFormat::Fp32, MatmulFormat::Bf16}) {
+    MlaSpec s = small_spec();
+    s.attn = af;
+    const MlaWeights w = init_weights(s, 42);
+    const auto x = random_input(s, 12, 7);
+    const Projected p = project(x.data(), 12, w, s, 100);
+    const FormsComparison fc = compare_forms(p, w, s);
+    EXPECT_TRUE(fc.verdict.ok()) << fc.verdict.summary();
+    EXPECT_GT(fc.max_observed_over_bound, 1e-3);
+    // Each form against the exact attention with its own bound.
+    for (auto [got, bnd] : {std::pair{&fc.absorbed, &fc.bound_absorbed}, std::pair{&fc.naive, &fc.bound_naive}})
+      for (std::size_t i = 0; i < got->size(); ++i) ASSERT_LE(std::fabs((*got)[i] - fc.exact[i]), (*bnd)[i]) << i;
+    std::printf("[mla] absorbed vs naive (attn=%s): max |diff| %.3g (%.3g of max |out|), observed/bound %.3f\n",
+                std::string(matmul_format_name(af)).c_str(), fc.max_abs_difference, fc.max_rel_difference,
+                fc.max_observed_over_bound);
+  }
+}
+
+TEST(MlaForward, WrongScaleIsAViolation) {
+  MlaSpec s = small_spec();
+  s.attn = MatmulFormat::Fp32;
+  const MlaWeights w = init_weights(s, 1);
+  const auto x = random_input(s, 8, 2);
+  const Projected p = project(x.data(), 8, w, s, 0);
+  std::vector<double> bound;
+  MlaSpec wrong = s;
+  wrong.softmax_scale = "flashmla";
+  const auto got = attention(p, w, wrong, Form::Absorbed, &bound);
+  const auto exact = exact_attention(p, w, s, softmax_scale_value(s));
+  std::size_t violations = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) violations += std::fabs(got[i] - exact[i]) > bound[i];
+  EXPECT_GT(violations, got.size() / 4);
+}
+
+TEST(MlaForward, DecodeOfLastTokenMatchesPrefill) {
+  // The absorbed prefill's last query over all keys is what decode computes from the cache.
+  MlaSpec s = small_spec();
+  s.attn = MatmulFormat::Fp32;
+  const MlaWeights w = init_weights(s, 5);
+  const std::size_t T = 70;
+  const auto x = random_input(s, T, 6);
+  const Projected p = project(x.data(), T, w, s, 0);
+  const auto qa = absorbed_query(p, w, s);
+  PagedCache c = build_cache(p.latent.data(), p.k_pe.data(), {static_cast<std::int32_t>(T)}, s);
+  const std::size_t D = s.cache_dim();
+  std::vector<float> qlast(qa.end() - s.heads * D, qa.end());
+  DecodeResult r = decode(qlast.data(), s.heads, c, s);
+  DecodeReference ref = decode_reference(qlast.data(), s.heads, c, s, softmax_scale_value(s));
+  DecodeVerdicts v = check_decode(r, ref, 1, s.heads, s);
+  EXPECT_TRUE(v.out.ok()) << v.out.summary();
+  // W_UV applied to the decode output approximates the prefill's attention output of the last token.
+  const auto attn = attention(p, w, s, Form::Absorbed);
+  for (int h = 0; h < s.heads; ++h)
+    for (int d = 0; d < s.v; ++d) {
+      double o = 0, mag = 0;
+      for (int c2 = 0; c2 < s.kv_lora; ++c2) {
+        const double wv = w.wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora + c2];
+        o += wv * r.out[h * s.kv_lora + c2];
+        mag += std::fabs(wv * r.out[h * s.kv_lora + c2]);
+      }
+      EXPECT_NEAR(o, attn[((T - 1) * s.heads + h) * s.v + d], 0x1p-7 * mag + 1e-6);  // BF16 output of decode
+    }
+}
+
+TEST(MlaRope, LayoutsGiveBitIdenticalRotations) {
+  MlaSpec s = small_spec();
+  const auto freqs = rope_inverse_frequencies(s);
+  std::vector<float> c(freqs.size()), sn(freqs.size());
+  rope_cos_sin(s, freqs, 1234, c.data(), sn.data());
+  auto x = uniform_values(s.rope, 8, 1.0);
+  const auto perm = interleaved_to_half_split(s.rope);
+  std::vector<float> xh(s.rope);
+  for (int j = 0; j < s.rope; ++j) xh[j] = x[perm[j]];
+  apply_rope(s, c.data(), sn.data(), x.data());
+  MlaSpec h = s;
+  h.rope_layout = RopeLayout::HalfSplit;
+  apply_rope(h, c.data(), sn.data(), xh.data());
+  for (int j = 0; j < s.rope; ++j) EXPECT_EQ(xh[j], x[perm[j]]);
+}
+
+TEST(MlaRope, YarnFrequenciesFollowTheReference) {
+  // DeepSeek-V3 dims: rope 64, theta 1e4, factor 40, original 4096, beta 32/1. Correction range:
+  // low = floor(64 ln(4096/(32*2pi)) / (2 ln 1e4)) = floor(10.52) = 10,
+  // high = ceil(64 ln(4096/(2pi)) / (2 ln 1e4)) = ceil(22.6) = 23.
+  MlaSpec s;
+  const auto f = rope_inverse_frequencies(s);
+  ASSERT_EQ(f.size(), 32u);
+  // i <= 10: unchanged base frequencies (ramp 0 -> smooth 1); i >= 23: divided by 40.
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_NEAR(f[5], std::pow(1e4, -10.0 / 64), 1e-7 * f[5]);
+  EXPECT_NEAR(f[30], std::pow(1e4, -60.0 / 64) / 40, 1e-6 * f[30]);
+  // In between, the ramp (i - 10) / 13 mixes the two.
+  const double r = (16 - 10) / 13.0;
+  const double base16 = std::pow(1e4, -32.0 / 64);
+  EXPECT_NEAR(f[16], base16 / 40 * r + base16 * (1 - r), 1e-6 * f[16]);
+}
