@@ -61,3 +61,38 @@ def bars(labels: list[str], groups: dict, title: str, ylabel: str, logy: bool = 
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def grid(panels: dict, title: str, xlabel: str, ylabel: str, hlines: dict | None = None, cols: int = 2,
+         size_per=(5.6, 3.6)) -> bytes:
+    """Small multiples on shared axes: panels: panel title -> series (label -> (xs, ys)); one legend.
+    hlines: panel title -> {label: y}."""
+    n = len(panels)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(size_per[0] * cols, size_per[1] * rows), sharex=True,
+                             sharey=True, squeeze=False)
+    handles, labels = [], []
+    for ax, (ptitle, series) in zip(axes.flat, panels.items()):
+        for i, (label, (xs, ys)) in enumerate(series.items()):
+            (h,) = ax.plot(xs, ys, _STYLES[i % len(_STYLES)], label=label, markersize=4, linewidth=1.2)
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+        for label, y in ((hlines or {}).get(ptitle) or {}).items():
+            ax.axhline(y, linestyle="--", color="grey", linewidth=1)
+            ax.annotate(label, xy=(0.01, y), xycoords=("axes fraction", "data"), fontsize=8, color="dimgrey",
+                        va="bottom")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(ptitle, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=11)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * ((len(labels) + 2) // 3)))
+    fig.tight_layout()
+    return _png(fig)
