@@ -167,7 +167,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
             for (std::size_t l = 0; l < L; ++l) {
               const std::int32_t sv = s[l];
               std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
-              const std::int32_t nb = 32 - std::countl_zero(as);
+              const std::int32_t nb = 32 - __builtin_clz(as | 1u);  // branch-free; as = 0 gives 1
               const std::int32_t cut = std::max(nb - kOutBits, 0);
               as = (as >> cut) << cut;
               // S != 0 implies emax >= -25 (every non-zero p is a multiple of 2^-25 and every
@@ -184,7 +184,18 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
             sb[l] = j < N ? b.scale(j, kb) : 0.0f;
           }
           const float sa = a.scale(i, kb);
-          for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(combine, p[l], sa, sb[l], acc[l]);
+          // One loop per order so that each vectorises (combine_partial's switch would not).
+          switch (combine) {
+            case Combine::DeepGemm:
+              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::DeepGemm, p[l], sa, sb[l], acc[l]);
+              break;
+            case Combine::Triton:
+              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::Triton, p[l], sa, sb[l], acc[l]);
+              break;
+            case Combine::Cublas:
+              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::Cublas, p[l], sa, sb[l], acc[l]);
+              break;
+          }
         }
         for (std::size_t l = 0; l < L && jt * L + l < N; ++l) out[i * N + jt * L + l] = acc[l];
       }
