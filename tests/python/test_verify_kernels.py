@@ -157,3 +157,84 @@ def test_exit_codes_and_accept_within_bound():
     assert verify_mod.exit_code([bad, err]) == 2
     xml = verify_mod.junit_xml([same, within], accept_within_bound=True)
     assert 'failures="0"' in xml and "(accepted)" in xml
+
+
+# -- the C ABI: gemm ---------------------------------------------------------------------------
+
+GEMM_SPEC = json.dumps({"accumulate": "fp32", "out": "fp32"})  # what the plug-in implements
+
+
+def gemm_available():
+    return golden.OPERATIONS["gemm"].available()
+
+
+@pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
+def test_correct_gemm_plugin_passes_traces_and_generated_cases(plugins, tmp_path):
+    trace = golden.record("gemm", json.loads(GEMM_SPEC), seed=4, kind="ragged")
+    trace.write(tmp_path / "gemm_fp32.safetensors")
+    golden.record("cast", None, seed=1).write(tmp_path / "other_op.safetensors")  # not the kernel's op: skipped
+    r = cli("verify", "--golden", tmp_path, "--kernel", f"{plugins['correct']}:fp8lab_gemm", "--op", "gemm",
+            "--spec", GEMM_SPEC, "--cases", "40")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "gemm_fp32.safetensors" in r.stdout and "other_op" not in r.stdout
+    assert "bit-identical on all 40 cases" in r.stdout
+
+
+@pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
+def test_planted_bug_gemm_plugin_is_caught_and_shrunk(plugins):
+    r = cli("verify", "--no-golden", "--kernel", f"{plugins['planted_bug']}:fp8lab_gemm", "--op", "gemm",
+            "--spec", GEMM_SPEC, "--cases", "40")
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = next(l for l in r.stdout.splitlines() if "generated cases" in l)
+    # One ULP of FP32 up, found on a ragged K and shrunk to a 1 x 1 GEMM.
+    assert "violation at [0, 0]" in line and "1 of 1 elements differ" in line
+    assert "shrunk counterexample: a[1, " in r.stdout
+
+
+@pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
+def test_unpinned_spec_gives_within_bound_and_accept(plugins, tmp_path):
+    spec = json.dumps({"accumulate": "fp32", "out": "fp32", "pinned": False})
+    args = ["verify", "--no-golden", "--kernel", f"{plugins['planted_bug']}:fp8lab_gemm", "--op", "gemm",
+            "--spec", spec, "--cases", "16"]
+    r = cli(*args)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "within-bound" in r.stdout and "max 1 ULP" in r.stdout
+    junit = tmp_path / "j.xml"
+    r = cli(*args, "--accept", "within-bound", "--junit", junit)
+    assert r.returncode == 0
+    assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+@pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
+def test_python_verify_gemm_with_numpy_kernels():
+    o = golden.OPERATIONS["gemm"]
+    spec = o.oracle_spec()
+    assert fp8lab.verify(o.oracle, op="gemm", spec=spec, cases=21, seed=2).kind == "bit-identical"
+
+    def buggy(a, a_scales, b, b_scales, spec):
+        d = o.oracle(a, a_scales, b, b_scales, spec)
+        if a.shape[1] > 100:  # a bug that needs K > 100: the shrinker must keep K above it
+            d = d.copy()
+            d.flat[0] = np.nextafter(d.flat[0], np.float32(np.inf)) if spec["out"] == "fp32" else d.flat[0] * 2
+        return d
+
+    r = fp8lab.verify(buggy, op="gemm", spec=spec, cases=30, seed=2)
+    assert r.kind == "violation"
+    assert r.counterexample["a"].shape[0] == 1 and r.counterexample["b"].shape[0] == 1
+    assert 100 < r.counterexample["a"].shape[1]
+
+
+@pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
+def test_promoted_trace_partials_add_up_to_the_output():
+    """Independent check of a committed trace's intermediates: with unit scales DeepGEMM's combine
+    fma(sa*sb, p, acc) is acc + p in FP32, so d = bf16(sum of the block partials, in order)."""
+    t = golden.read_trace(ROOT / "fixtures" / "golden" / "gemm_promoted_deepgemm_bf16.safetensors")
+    if not (np.all(t.tensors["a_scales"].array == 1) and np.all(t.tensors["b_scales"].array == 1)):
+        pytest.skip("scaled operands: the unit-scale identity does not apply")
+    parts = t.tensors["block_partials"].array
+    acc = np.zeros(parts.shape[1:], dtype=np.float32)
+    for p in parts:
+        acc = (acc + p).astype(np.float32)
+    u = acc.view(np.uint32).astype(np.uint64)
+    bf16 = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+    np.testing.assert_array_equal(bf16, t.tensors["d"].array)

@@ -95,7 +95,7 @@ def _shrink(o, fn, spec, inputs, what, budget: int = 400):
     progress = True
     while progress and steps < budget:
         progress = False
-        for candidate in o.shrink(current):
+        for candidate in o.shrink(spec, current):
             steps += 1
             if steps > budget:
                 break
@@ -292,8 +292,11 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
         f = fn if fn is not None else _emulator_oracle(name)
         if f is None:
             continue
+        o = golden.OPERATIONS[name]
+        case_spec = kernel_spec if fn is not None or kernel_spec is not None else (
+            o.oracle_spec() if hasattr(o, "oracle_spec") else None)
         try:
-            r = verify(f, op=name, spec=kernel_spec, cases=cases, seed=seed)
+            r = verify(f, op=name, spec=case_spec, cases=cases, seed=seed)
             label = f"{name}: {cases} generated cases" + ("" if fn else " (emulator vs independent oracle)")
             results.append(CaseResult(label, r.verdict, inputs=r.counterexample))
         except (ValueError, TypeError, OSError, KernelError) as err:
