@@ -1,0 +1,150 @@
+// fp8lab._core: gemm — block-scaled GEMM emulation, the exact reference, certified bounds and
+// error metrics. Operands are QTensors (registered by the quant part) or 2-D float arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <optional>
+
+#include "arrays.hpp"
+#include "gemm/bounds.hpp"
+#include "gemm/exact.hpp"
+#include "gemm/gemm.hpp"
+#include "gemm/metrics.hpp"
+#include "registry.hpp"
+
+namespace fp8lab::bindings {
+namespace {
+
+// A 2-D float32 array, or float64 whose values are all float32 values (no silent rounding).
+std::vector<float> float32_matrix(const py::object& obj, const char* arg, std::size_t& rows, std::size_t& cols) {
+  py::array a = require_float(obj, arg);
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(arg) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + " dimensions");
+  rows = static_cast<std::size_t>(a.shape(0));
+  cols = static_cast<std::size_t>(a.shape(1));
+  std::vector<float> v(rows * cols);
+  if (is_float32(a)) {
+    std::copy_n(static_cast<const float*>(a.data()), v.size(), v.begin());
+  } else {
+    const auto* d = static_cast<const double*>(a.data());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      v[i] = static_cast<float>(d[i]);
+      if (static_cast<double>(v[i]) != d[i] && !std::isnan(d[i]))
+        throw py::value_error(std::string(arg) + ": element [" + std::to_string(i / cols) + ", " +
+                              std::to_string(i % cols) + "] = " + py::repr(py::float_(d[i])).cast<std::string>() +
+                              " is not a float32 value; cast the array to float32 first");
+    }
+  }
+  return v;
+}
+
+GemmOperand to_operand(const py::object& obj, const char* arg) {
+  try {
+    const auto& q = obj.cast<const QTensor&>();
+    return operand_from_qtensor(q, arg);
+  } catch (const py::cast_error&) {
+  }
+  std::size_t rows = 0, cols = 0;
+  const std::vector<float> v = float32_matrix(obj, arg, rows, cols);
+  return operand_from_floats(v.data(), rows, cols, arg);
+}
+
+std::optional<std::vector<float>> to_c(const py::object& c, std::size_t M, std::size_t N) {
+  if (c.is_none()) return std::nullopt;
+  std::size_t rows = 0, cols = 0;
+  std::vector<float> v = float32_matrix(c, "c", rows, cols);
+  if (rows != M || cols != N)
+    throw py::value_error("c: expected shape (" + std::to_string(M) + ", " + std::to_string(N) + "), got (" +
+                          std::to_string(rows) + ", " + std::to_string(cols) + ")");
+  return v;
+}
+
+GemmSpec to_spec(const std::string& accumulate, int promote_every, const std::string& combine,
+                 const std::string& instruction, const std::string& out) {
+  GemmSpec s;
+  s.accumulate = accumulate_by_name(accumulate);
+  s.promote_every = promote_every;
+  s.combine = combine_by_name(combine);
+  s.instruction = instruction;
+  s.out = output_format_by_name(out);
+  return s;
+}
+
+py::array_t<double> as_matrix(const std::vector<double>& v, std::size_t M, std::size_t N) {
+  py::array_t<double> r({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+  std::copy(v.begin(), v.end(), r.mutable_data());
+  return r;
+}
+
+py::array_t<double> gemm_py(const py::object& a, const py::object& b, const std::string& accumulate, int promote_every,
+                            const std::string& combine, const std::string& instruction, const std::string& out,
+                            const py::object& c, bool bound) {
+  const GemmSpec spec = to_spec(accumulate, promote_every, combine, instruction, out);
+  const GemmOperand A = to_operand(a, "a"), B = to_operand(b, "b");
+  const auto C = to_c(c, A.rows, B.rows);
+  std::vector<double> d;
+  {
+    py::gil_scoped_release release;
+    d = bound ? gemm_error_bound(A, B, spec, C ? C->data() : nullptr) : gemm(A, B, spec, C ? C->data() : nullptr);
+  }
+  return as_matrix(d, A.rows, B.rows);
+}
+
+py::array_t<double> gemm_exact_py(const py::object& a, const py::object& b, const py::object& c, const std::string& out) {
+  const GemmOperand A = to_operand(a, "a"), B = to_operand(b, "b");
+  if (A.cols != B.cols)
+    throw py::value_error("b: has K = " + std::to_string(B.cols) + " columns but a has K = " + std::to_string(A.cols) +
+                          " (b is given N x K)");
+  const auto C = to_c(c, A.rows, B.rows);
+  const OutputFormat o = output_format_by_name(out);
+  std::vector<double> d;
+  {
+    py::gil_scoped_release release;
+    d = gemm_exact(A, B, C ? C->data() : nullptr, o);
+  }
+  return as_matrix(d, A.rows, B.rows);
+}
+
+py::dict metrics_py(const py::object& result, const py::object& exact, const std::string& out, const py::object& bound) {
+  const auto r = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(require_float(result, "result"));
+  const auto x = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(require_float(exact, "exact"));
+  if (shape_of(r) != shape_of(x)) throw py::value_error("exact: shape differs from result's");
+  py::array_t<double, py::array::c_style | py::array::forcecast> bd;
+  if (!bound.is_none()) {
+    bd = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(require_float(bound, "bound"));
+    if (shape_of(bd) != shape_of(r)) throw py::value_error("bound: shape differs from result's");
+  }
+  const GemmMetrics m = gemm_metrics(r.data(), x.data(), static_cast<std::size_t>(r.size()), output_format_by_name(out),
+                                     bound.is_none() ? nullptr : bd.data());
+  py::dict d;
+  d["count"] = m.count;
+  d["nonzero_exact"] = m.nonzero_exact;
+  d["max_rel_error"] = m.max_rel_error;
+  d["mean_rel_error"] = m.mean_rel_error;
+  d["max_abs_error"] = m.max_abs_error;
+  d["calc_diff"] = m.calc_diff;
+  d["max_ulp"] = m.max_ulp;
+  py::dict hist;
+  const auto labels = ulp_bucket_labels();
+  for (std::size_t i = 0; i < labels.size(); ++i) hist[py::str(labels[i])] = m.ulp_histogram[i];
+  d["ulp_histogram"] = hist;
+  if (m.has_bound) {
+    d["max_bound_ratio"] = m.max_bound_ratio;
+    d["mean_bound_ratio"] = m.mean_bound_ratio;
+    d["violations"] = m.violations;
+  }
+  return d;
+}
+
+Registration gemm_registration(40, "gemm", [](py::module_& m) {
+  m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("accumulate"), py::arg("promote_every"),
+        py::arg("combine"), py::arg("instruction"), py::arg("out"), py::arg("c"), py::arg("bound") = false);
+  m.def("gemm_exact", &gemm_exact_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("out"));
+  m.def("gemm_metrics", &metrics_py, py::arg("result"), py::arg("exact"), py::arg("out"), py::arg("bound"));
+  m.def("gemm_accumulate_names", &accumulate_names);
+  m.def("gemm_combine_names", &combine_names);
+});
+
+}  // namespace
+}  // namespace fp8lab::bindings
