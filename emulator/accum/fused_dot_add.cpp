@@ -1,0 +1,282 @@
+// The arithmetic of one tensor-core instruction, written once against TensorCoreModel's
+// parameters (the model's steps are numbered in accum/tensor_core_model.hpp). Integer arithmetic
+// on the FP32 bit patterns: a product of two 24-bit significands is exact in 48 bits, the aligned
+// terms fit in F + 2 bits, and the sum of at most 64 of them fits an int64 for every preset
+// (F <= 46 is checked by the preset tests).
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include <boost/multiprecision/cpp_int.hpp>
+
+#include "accum/tensor_core_model.hpp"
+
+namespace fp8lab {
+namespace {
+
+constexpr int kMaxBlock = 64;
+constexpr std::uint32_t kExponentMask = 0x7F800000u;
+constexpr std::uint32_t kMagnitudeMask = 0x7FFFFFFFu;
+constexpr std::uint32_t kSignMask = 0x80000000u;
+// The NaN returned for any NaN outcome: sign clear, all other bits set (CUDA's canonical FP32 NaN,
+// what `cvt` and the CUDA math library produce). What the MMA units return is open on hardware
+// (REFERENCE.md "Open on hardware"), so only NaN-ness is part of the model.
+constexpr std::uint32_t kCanonicalNan = 0x7FFFFFFFu;
+constexpr std::uint32_t kPositiveInf = 0x7F800000u;
+
+inline std::uint32_t bits_of(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline float float_of(std::uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// FP32 fields of a finite value: value = sig * 2^(exp - 23), exp the unbiased exponent with
+// subnormals at -126 (IEEE 754-2019 §3.4).
+inline int fp32_exponent(std::uint32_t u) {
+  const int field = static_cast<int>((u >> 23) & 0xFFu);
+  return field != 0 ? field - 127 : -126;
+}
+inline std::uint64_t fp32_significand(std::uint32_t u) {
+  const std::uint32_t frac = u & 0x7FFFFFu;
+  return (u & kExponentMask) != 0 ? (frac | 0x800000u) : frac;
+}
+
+// Right shift of a magnitude: truncation toward zero, and everything shifted out for shifts of 64
+// and more (a plain >> would be undefined there).
+inline std::uint64_t shift_right(std::uint64_t v, int s) { return s >= 64 ? 0 : (v >> s); }
+
+// mag * 2^q as FP32 with the given rounding; mag < 2^64. Overflow (a result of 2^128 or more after
+// rounding) is infinite, as the MATLAB models' Generic_BFMA_TC.m does for truncation too.
+std::uint32_t compose_fp32(bool negative, std::uint64_t mag, int q, OutputRounding rounding) {
+  if (mag == 0) return 0u;  // +0: exact cancellation gives +0 in the published models
+  const int n = 64 - std::countl_zero(mag);
+  const int top = q + n - 1;  // exponent of the leading bit
+  if (top > 127) return kPositiveInf | (negative ? kSignMask : 0u);
+  // The exponent of the last significand bit kept: 23 below the leading bit, or FP32's
+  // subnormal quantum 2^-149.
+  const int lsb = top >= -126 ? top - 23 : -149;
+  const int shift = lsb - q;
+  std::uint64_t kept;
+  if (shift <= 0) {
+    kept = mag << (-shift);
+  } else {
+    kept = shift_right(mag, shift);
+    if (rounding == OutputRounding::NearestEven && shift <= 64) {
+      const std::uint64_t rest = shift == 64 ? mag : mag & ((std::uint64_t{1} << shift) - 1);
+      const std::uint64_t half = std::uint64_t{1} << (shift - 1);
+      if (rest > half || (rest == half && (kept & 1u))) ++kept;
+    }
+  }
+  // Normal: kept in [2^23, 2^24]; adding it to the exponent field one below lets a rounding carry
+  // (kept == 2^24) move into the exponent. Subnormal: kept <= 2^23, and 2^23 is the smallest normal.
+  std::uint32_t out = top >= -126 ? (static_cast<std::uint32_t>(top + 126) << 23) + static_cast<std::uint32_t>(kept)
+                                  : static_cast<std::uint32_t>(kept);
+  if (out >= kPositiveInf) out = kPositiveInf;
+  return out | (negative ? kSignMask : 0u);
+}
+
+// NaN and infinity (the MATLAB models' GEMM.m, which MMA-Sim agrees with): any NaN operand, or an
+// infinite product with a zero factor, or infinities of both signs, give NaN; otherwise an
+// infinity among the terms is the result. Returns false when every operand is finite.
+bool non_finite_result(const float* a, const float* b, int n, float c, std::uint32_t& out) {
+  bool found = (bits_of(c) & kExponentMask) == kExponentMask;
+  for (int i = 0; i < n && !found; ++i)
+    found = (bits_of(a[i]) & kExponentMask) == kExponentMask || (bits_of(b[i]) & kExponentMask) == kExponentMask;
+  if (!found) return false;
+  bool pos_inf = false, neg_inf = false, nan = false;
+  auto classify = [&](std::uint32_t u, bool term_is_nan) {
+    if (term_is_nan) {
+      nan = true;
+    } else if ((u & kMagnitudeMask) == kPositiveInf) {
+      ((u & kSignMask) ? neg_inf : pos_inf) = true;
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    const std::uint32_t ua = bits_of(a[i]), ub = bits_of(b[i]);
+    const bool a_nan = (ua & kMagnitudeMask) > kPositiveInf, b_nan = (ub & kMagnitudeMask) > kPositiveInf;
+    const bool a_inf = (ua & kMagnitudeMask) == kPositiveInf, b_inf = (ub & kMagnitudeMask) == kPositiveInf;
+    const bool a_zero = (ua & kMagnitudeMask) == 0, b_zero = (ub & kMagnitudeMask) == 0;
+    if (a_nan || b_nan || (a_inf && b_zero) || (b_inf && a_zero)) {
+      nan = true;
+    } else if (a_inf || b_inf) {
+      classify(kPositiveInf | ((ua ^ ub) & kSignMask), false);
+    }
+  }
+  const std::uint32_t uc = bits_of(c);
+  classify(uc, (uc & kMagnitudeMask) > kPositiveInf);
+  // `found` means some operand is NaN or infinite, so one of the two branches applies.
+  out = (nan || (pos_inf && neg_inf)) ? kCanonicalNan : (kPositiveInf | (neg_inf ? kSignMask : 0u));
+  return true;
+}
+
+// One exact term: value = (negative ? -1 : 1) * sig * 2^unit, with alignment exponent `align`.
+struct Term {
+  std::uint64_t sig;
+  int unit;
+  int align;
+  bool negative;
+};
+
+// Steps 1-2: the non-zero terms of one block. Returns how many; `top` gets their largest
+// alignment exponent.
+int gather_terms(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale,
+                 Term* terms, int& top) {
+  // (c is passed as 0 by the caller when C is added after the products.)
+  int count = 0;
+  top = INT_MIN;
+  for (int i = 0; i < n; ++i) {
+    const std::uint32_t ua = bits_of(a[i]), ub = bits_of(b[i]);
+    if ((ua & kMagnitudeMask) == 0 || (ub & kMagnitudeMask) == 0) continue;  // zero products take no part
+    const int xa = fp32_exponent(ua), xb = fp32_exponent(ub);
+    const int scale = prod_scale != nullptr ? prod_scale[i] : 0;
+    // Step 1: the clamp makes an input-format subnormal keep the format's minimum exponent, with
+    // leading zeros in its significand (MMA-Sim §4; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
+    const int align = std::max(xa, m.input_min_exponent) + std::max(xb, m.input_min_exponent) + scale;
+    terms[count++] = Term{fp32_significand(ua) * fp32_significand(ub), xa + xb - 46 + scale, align,
+                          ((ua ^ ub) & kSignMask) != 0};
+    top = std::max(top, align);
+  }
+  const std::uint32_t uc = bits_of(c);
+  if ((uc & kMagnitudeMask) != 0) {
+    const int xc = fp32_exponent(uc);
+    terms[count++] = Term{fp32_significand(uc), xc - 23, xc, (uc & kSignMask) != 0};
+    top = std::max(top, xc);
+  }
+  return count;
+}
+
+// Steps 3-5 for the truncating models.
+std::uint32_t truncated_sum(const Term* terms, int count, int top, const TensorCoreModel& m) {
+  const int frac = m.alignment_frac_bits;
+  // Step 3: each term in units of 2^(top - frac), magnitude truncated, then signed.
+  std::int64_t sum = 0;
+  const int base = top - frac;
+  for (int i = 0; i < count; ++i) {
+    const int s = base - terms[i].unit;
+    // s < 0 only for C when frac > 23 (C is then shifted left by at most frac - 23 bits).
+    const std::uint64_t mag = s >= 0 ? shift_right(terms[i].sig, s) : terms[i].sig << (-s);
+    const auto v = static_cast<std::int64_t>(mag);
+    sum += terms[i].negative ? -v : v;
+  }
+  if (sum == 0) return 0u;
+  // Step 5: normalise and keep output_precision significant bits.
+  const bool negative = sum < 0;
+  std::uint64_t mag = negative ? static_cast<std::uint64_t>(-sum) : static_cast<std::uint64_t>(sum);
+  int q = base;
+  const int n = 64 - std::countl_zero(mag);
+  if (n > m.output_precision) {
+    const int s = n - m.output_precision;
+    const std::uint64_t kept = mag >> s;
+    std::uint64_t rounded = kept;
+    if (m.output_rounding == OutputRounding::NearestEven) {
+      const std::uint64_t rest = mag & ((std::uint64_t{1} << s) - 1), half = std::uint64_t{1} << (s - 1);
+      if (rest > half || (rest == half && (kept & 1u))) ++rounded;
+    }
+    mag = rounded;
+    q += s;
+  }
+  // At most 24 significant bits remain, so only FP32 subnormals and overflow round again; the
+  // published models truncate there too (Generic_BFMA_TC.m, `subnormalsignificand`).
+  return compose_fp32(negative, mag, q, m.output_rounding);
+}
+
+// The exact alternative: the exact sum of the exact terms, rounded once to FP32 with the
+// model's output rounding. 128-bit integers hold it when the terms span fewer than 120 bits (always for
+// FP8 products without a far-away C); otherwise an arbitrary-precision integer does.
+std::uint32_t exact_sum(const Term* terms, int count, OutputRounding rounding) {
+  int lo = INT_MAX, hi = INT_MIN;
+  for (int i = 0; i < count; ++i) {
+    lo = std::min(lo, terms[i].unit);
+    hi = std::max(hi, terms[i].unit + 64 - std::countl_zero(terms[i].sig));
+  }
+  if (hi - lo < 120) {
+    __int128 sum = 0;
+    for (int i = 0; i < count; ++i) {
+      const __int128 v = static_cast<__int128>(terms[i].sig) << (terms[i].unit - lo);
+      sum += terms[i].negative ? -v : v;
+    }
+    if (sum == 0) return 0u;
+    const bool negative = sum < 0;
+    unsigned __int128 mag = negative ? static_cast<unsigned __int128>(-sum) : static_cast<unsigned __int128>(sum);
+    int q = lo;
+    // Squeeze into 64 bits keeping a sticky bit: 64 bits are 40 more than FP32 keeps, so the
+    // OR-ed sticky decides ties (and truncation) exactly as the full value would.
+    while ((mag >> 64) != 0) {
+      const bool sticky = (mag & 1u) != 0;
+      mag = (mag >> 1) | (sticky ? 1u : 0u);
+      ++q;
+    }
+    return compose_fp32(negative, static_cast<std::uint64_t>(mag), q, rounding);
+  }
+  using boost::multiprecision::cpp_int;
+  cpp_int sum = 0;
+  for (int i = 0; i < count; ++i) {
+    cpp_int v = cpp_int(terms[i].sig) << (terms[i].unit - lo);
+    if (terms[i].negative) v = -v;
+    sum += v;
+  }
+  if (sum == 0) return 0u;
+  const bool negative = sum < 0;
+  cpp_int mag = negative ? cpp_int(-sum) : sum;
+  int q = lo;
+  const auto bits = static_cast<int>(boost::multiprecision::msb(mag)) + 1;
+  if (bits > 64) {
+    const int s = bits - 63;  // keep 63 bits and a sticky bit below them
+    const bool sticky = boost::multiprecision::lsb(mag) < static_cast<unsigned>(s);
+    mag >>= s;
+    mag = (mag << 1) | (sticky ? 1 : 0);
+    q += s - 1;
+  }
+  return compose_fp32(negative, mag.convert_to<std::uint64_t>(), q, rounding);
+}
+
+float one_block(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale) {
+  std::uint32_t special;
+  if (non_finite_result(a, b, n, c, special)) return float_of(special);
+  Term terms[kMaxBlock + 1];
+  int top;
+  const int count = gather_terms(a, b, n, m.c_after_products ? 0.0f : c, m, prod_scale, terms, top);
+  std::uint32_t sum = 0u;  // +0 for all-zero terms, as in the published models
+  if (count != 0) sum = m.exact_sum ? exact_sum(terms, count, m.output_rounding) : truncated_sum(terms, count, top, m);
+  // C after the products: one FP32 addition, nearest even (the build keeps -ffp-contract=off and
+  // the default rounding mode, so this is IEEE 754 addition).
+  return m.c_after_products ? float_of(sum) + c : float_of(sum);
+}
+
+float instruction(const float* a, const float* b, float c, const TensorCoreModel& m, const int* prod_scale) {
+  // Step 6: blocks in sequence, each consuming the previous result as C.
+  float acc = c;
+  for (int start = 0; start < m.k; start += m.block)
+    acc = one_block(a + start, b + start, m.block, acc, m, prod_scale != nullptr ? prod_scale + start : nullptr);
+  return acc;
+}
+
+}  // namespace
+
+float fused_dot_add(const float* a, const float* b, float c, const TensorCoreModel& model) {
+  return instruction(a, b, c, model, nullptr);
+}
+
+float fused_dot_add_block_scaled(const float* a, const float* b, const int* scale_a_exp, const int* scale_b_exp,
+                                 float c, const TensorCoreModel& model) {
+  if (model.scale_block <= 0)
+    throw std::invalid_argument(std::string("model: preset '") + model.name +
+                                "' is not block-scaled (use fused_dot_add, or a *_mx preset)");
+  int prod_scale[kMaxBlock];
+  for (int i = 0; i < model.k; ++i) {
+    const int blk = i / model.scale_block;
+    prod_scale[i] = scale_a_exp[blk] + scale_b_exp[blk];
+  }
+  return instruction(a, b, c, model, prod_scale);
+}
+
+}  // namespace fp8lab

@@ -1,0 +1,73 @@
+// The parameters of one tensor-core instruction model (declared opaque in accum/tensor_core.hpp).
+// Plain ints and enums only: fused_dot_add reads them on every call, so there is nothing to look
+// up, allocate or dispatch through.
+//
+// The model (REFERENCE.md "Tensor cores"; MMA-Sim, arXiv 2511.10909; Khattak & Mikaitis,
+// arXiv 2512.07004 and github.com/north-numerical-computing/MATLAB-tensor-core):
+//   1. every product a_i*b_i is exact; its alignment exponent is ea + eb, each operand's exponent
+//      clamped below at the input format's minimum normal exponent, and its significand product
+//      (in (0, 4)) is not renormalised;
+//   2. C (FP32) takes part with its own exponent (-126 for FP32 subnormals);
+//   3. every non-zero term is aligned to the largest of these exponents, E, keeping
+//      `alignment_frac_bits` fractional bits below 2^E: the magnitude is truncated (toward zero),
+//      then the sign is applied;
+//   4. the integer sum is exact;
+//   5. the sum is normalised and rounded to `output_precision` significant bits
+//      (`output_rounding`), then to FP32 (subnormal results truncated onto FP32's grid,
+//      results of 2^128 and above are infinite, as in the MATLAB models' GEMM.m);
+//   6. an instruction of k products with block < k is k/block such fused blocks in sequence,
+//      each consuming the previous block's result as C (Ada FP8 mma.sync: two halves of 16).
+// `exact_sum` replaces steps 3-5 by the exact sum rounded once (`output_rounding`) to FP32;
+// `c_after_products` keeps C out of the fused block: the products' sum is formed and rounded
+// first, and C is added to it by one IEEE FP32 addition (nearest even). Together they are the
+// only description found that reproduces the B200 FP8 mma.sync measurements (see the preset).
+#pragma once
+
+#include <cstdint>
+
+#include "accum/tensor_core.hpp"
+
+namespace fp8lab {
+
+enum class OutputRounding : std::uint8_t {
+  TowardZero,   // truncation of the normalised sum (every NVIDIA FP32-output preset)
+  NearestEven,  // ties to even
+};
+
+// How well a preset is backed by the hardware measurements in shared/tc-measurements.
+enum class Evidence : std::uint8_t {
+  Replayed,     // reproduces every published sample of its (architecture, format) bit for bit
+  Contradicted, // published model kept for comparison; the replay test pins how many samples match
+  Unmeasured,   // no measurement exists here; the parameters are the published models' claim
+};
+
+struct TensorCoreModel {
+  const char* name;          // canonical preset name, after the instruction it models
+  const char* alias;         // short name ("hopper_fp8"), or "" when none
+  const char* input_format;  // row of the formats table: "e4m3", "e5m2", "bf16", "fp16", "e8m10" (tf32)
+  int k;                     // products per instruction
+  int block;                 // products per fused block (k when the instruction is one block)
+  int input_min_exponent;    // operand exponents are clamped below at this (step 1)
+  int input_mantissa_bits;   // explicit fraction bits of the input format (for argument checks)
+  int alignment_frac_bits;   // F of step 3
+  int output_precision;      // significant bits kept in step 5 (14 for Hopper FP8, 24 = FP32)
+  OutputRounding output_rounding;
+  bool exact_sum;            // exact sum rounded once instead of steps 3-5
+  bool c_after_products;     // C added after the products' rounded sum, by an FP32 RNE addition
+  int scale_block;           // block-scaled (MX) variants: products per UE8M0 scale, else 0
+  Evidence evidence;
+  const char* source;        // where the parameters come from, and what the data says
+};
+
+// The canonical name of a preset and its short alias ("" when none).
+const char* tensor_core_name(const TensorCoreModel& model);
+
+// Block-scaled instruction (Blackwell tcgen05 kind::mxf8f6f4, OCP MX): the UE8M0 scale exponents
+// of a's and b's blocks of `model.scale_block` elements are added to the product exponents inside
+// the instruction, before alignment (REFERENCE.md "Tensor cores"). scale_a_exp/scale_b_exp hold
+// k/scale_block unbiased exponents each (UE8M0 byte minus 127). Throws std::invalid_argument for a
+// model without scale_block.
+float fused_dot_add_block_scaled(const float* a, const float* b, const int* scale_a_exp, const int* scale_b_exp,
+                                 float c, const TensorCoreModel& model);
+
+}  // namespace fp8lab

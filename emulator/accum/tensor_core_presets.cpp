@@ -1,0 +1,160 @@
+// The tensor-core presets: one row per instruction, each with its source and the evidence that
+// backs it. Sources:
+//   [MMA-Sim] Microsoft, "MMA-Sim", arXiv 2511.10909 (PyPI `mmasim`).
+//   [KM]      F. A. Khattak, M. Mikaitis, "Accurate models of NVIDIA tensor cores", arXiv 2512.07004;
+//             github.com/north-numerical-computing/MATLAB-tensor-core (models/*TC.m give `fma`
+//             = block, `neab` = alignment_frac_bits - 23, `frmode`; GEMM.m keeps 23 + neab output
+//             fraction bits when neab < 0).
+//   [data]    shared/tc-measurements (KM's model_validation, commit b12b5a70), replayed by
+//             tests/cpp/test_accum_replay.cpp. KM measured FP8 with mma.sync.m16n8k32 and
+//             16-bit/tf32 inputs with wmma (model_validation/CUDA/*.cu); REFERENCE.md attributes
+//             the same arithmetic to Hopper's wgmma (k = 32 FP8, k = 16 BF16/FP16).
+// Replay counts quoted below are over the 5000 samples of each file; a 16-bit or tf32 data set
+// with fewer products per sample than the instruction's k is replayed zero-padded (zero products
+// take no part in the model, so padding changes nothing).
+#include <array>
+#include <stdexcept>
+#include <string>
+
+#include "accum/tensor_core_model.hpp"
+
+namespace fp8lab {
+namespace {
+
+constexpr int kE4m3Emin = -6;    // OCP OFP8 v1.0: E4M3 bias 7, min normal 2^-6
+constexpr int kE5m2Emin = -14;   // OCP OFP8 v1.0: E5M2 bias 15, min normal 2^-14
+constexpr int kFp16Emin = -14;   // IEEE 754 binary16
+constexpr int kFp32Emin = -126;  // bf16 and tf32 share FP32's exponent range
+
+constexpr TensorCoreModel row(const char* name, const char* alias, const char* fmt, int k, int block, int emin,
+                              int mant, int frac, int precision, Evidence evidence, const char* source,
+                              OutputRounding rounding = OutputRounding::TowardZero, bool exact = false,
+                              bool c_after = false, int scale_block = 0) {
+  return TensorCoreModel{name,     alias, fmt,     k,           block,    emin,  mant, frac, precision,
+                         rounding, exact, c_after, scale_block, evidence, source};
+}
+
+const std::array kPresets = {
+    // Hopper FP8: 13 fractional alignment bits, output truncated to 14 significant bits (low 10
+    // FP32 mantissa bits zero). [MMA-Sim] [KM H100TC.m: fma 32, neab -10, rz]; REFERENCE.md.
+    // [data] H100/E4M3 and H100/E5M2: 5000/5000 each with C = 0 (the README: the c_*.txt files were
+    // not fed to the FP8 runs). The C != 0 path is the published models' claim. The FP16-output
+    // files (d_H100_fp16.txt) are not modelled: neither published model reproduces them.
+    row("hopper_wgmma_m64nNk32_f32_e4m3", "hopper_fp8", "e4m3", 32, 32, kE4m3Emin, 3, 13, 14, Evidence::Replayed,
+        "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis arXiv 2512.07004 (H100TC.m); H100/E4M3 5000/5000 (C = 0)"),
+    row("hopper_wgmma_m64nNk32_f32_e5m2", "hopper_fp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 13, 14, Evidence::Replayed,
+        "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis arXiv 2512.07004 (H100TC.m); H100/E5M2 5000/5000 (C = 0)"),
+    // Hopper 16-bit inputs: 25 fractional bits (neab 2), truncated FP32 output. [KM H100TC.m: fma
+    // 16, neab 2, rz] [data] H100/bf16, H100/fp16 5000/5000 with non-zero C.
+    row("hopper_wgmma_m64nNk16_f32_bf16", "hopper_bf16", "bf16", 16, 16, kFp32Emin, 7, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (H100TC.m: fma 16, neab 2); H100/bf16 5000/5000"),
+    row("hopper_wgmma_m64nNk16_f32_f16", "hopper_fp16", "fp16", 16, 16, kFp16Emin, 10, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (H100TC.m: fma 16, neab 2); H100/fp16 5000/5000"),
+    // [KM H100TC.m: tf32 fma 8]; the data has 4 products per sample (replayed zero-padded).
+    row("hopper_wgmma_m64nNk8_f32_tf32", "hopper_tf32", "e8m10", 8, 8, kFp32Emin, 10, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (H100TC.m: tf32 fma 8, neab 2); H100/tf32 5000/5000 (4 products per sample)"),
+
+    // Ada FP8 mma.sync: two fused halves of 16 products, 13 fractional bits, 14-bit output; the
+    // second half takes the first half's (truncated) result as C. [KM AdaTC.m: fma 16, neab -10]
+    // REFERENCE.md. [data] Ada/E4M3, Ada/E5M2 5000/5000 with non-zero C.
+    row("ada_mma_m16n8k32_f32_e4m3", "ada_fp8", "e4m3", 32, 16, kE4m3Emin, 3, 13, 14, Evidence::Replayed,
+        "Khattak & Mikaitis (AdaTC.m: fma 16, neab -10); Ada/E4M3 5000/5000"),
+    row("ada_mma_m16n8k32_f32_e5m2", "ada_fp8_e5m2", "e5m2", 32, 16, kE5m2Emin, 2, 13, 14, Evidence::Replayed,
+        "Khattak & Mikaitis (AdaTC.m: fma 16, neab -10); Ada/E5M2 5000/5000"),
+    // Ada and Ampere 16-bit / tf32 inputs: blocks of 8 (tf32: 4) products, 24 fractional bits
+    // (neab 1), truncated FP32 output. [KM AdaTC.m, A100TC.m] The data has one block per sample.
+    row("ada_mma_m16n8k16_f32_bf16", "ada_bf16", "bf16", 16, 8, kFp32Emin, 7, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (AdaTC.m: fma 8, neab 1); Ada/bf16 5000/5000 (8 products per sample)"),
+    row("ada_mma_m16n8k16_f32_f16", "ada_fp16", "fp16", 16, 8, kFp16Emin, 10, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (AdaTC.m: fma 8, neab 1); Ada/fp16 5000/5000 (8 products per sample)"),
+    row("ada_mma_m16n8k8_f32_tf32", "ada_tf32", "e8m10", 8, 4, kFp32Emin, 10, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (AdaTC.m: tf32 fma 4, neab 1); Ada/tf32 5000/5000 (4 products per sample)"),
+    row("ampere_mma_m16n8k16_f32_bf16", "ampere_bf16", "bf16", 16, 8, kFp32Emin, 7, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (A100TC.m: fma 8, neab 1); A100/bf16 5000/5000 (8 products per sample)"),
+    row("ampere_mma_m16n8k16_f32_f16", "ampere_fp16", "fp16", 16, 8, kFp16Emin, 10, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (A100TC.m: fma 8, neab 1); A100/fp16 5000/5000 (8 products per sample)"),
+    row("ampere_mma_m16n8k8_f32_tf32", "ampere_tf32", "e8m10", 8, 4, kFp32Emin, 10, 24, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (A100TC.m: tf32 fma 4, neab 1); A100/tf32 5000/5000 (4 products per sample)"),
+
+    // Blackwell tcgen05 FP8: one fused block of 32, 25 fractional bits, truncated FP32 output
+    // (REFERENCE.md after MMA-Sim; KM B200TC.m: fma 32, neab 2). No tcgen05 measurement exists
+    // here. KM's B200 FP8 data were measured with mma.sync, and this model does NOT reproduce them:
+    // test_accum_replay.cpp pins the count (3207/5000 E4M3, 3236/5000 E5M2): see blackwell_mma_*.
+    row("blackwell_tcgen05_f32_e4m3", "blackwell_fp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24, Evidence::Unmeasured,
+        "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis (B200TC.m: fma 32, neab 2); unmeasured for tcgen05, "
+        "contradicted by the B200 mma.sync data"),
+    row("blackwell_tcgen05_f32_e5m2", "blackwell_fp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
+        Evidence::Unmeasured,
+        "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis (B200TC.m: fma 32, neab 2); unmeasured for tcgen05, "
+        "contradicted by the B200 mma.sync data"),
+    // Blackwell mma.sync FP8 as measured. REFERENCE.md says the B200 samples "match a correctly
+    // rounded sum"; 9999 of 10000 do, but B200/E5M2 sample 3935 does not (exact a.b + c is
+    // -8.8670624, 13/16 of an ulp below the hardware's 0xC10DDF7C, which nearest rounding cannot
+    // give). What reproduces all 5000 + 5000: the 32 products summed exactly and truncated to
+    // FP32, then C added by an FP32 nearest-even addition (KM's `late_partial_sum` idea, with an
+    // exact product sum). Established here from the data; 5000 random samples cannot tell an
+    // exact product sum from a wide enough one, and no published model describes this unit, so
+    // it stays a description of the data, not a claim about the circuit (REFERENCE.md:
+    // unresolved).
+    row("blackwell_mma_m16n8k32_f32_e4m3", "blackwell_mma_fp8", "e4m3", 32, 32, kE4m3Emin, 3, 0, 24,
+        Evidence::Replayed,
+        "B200/E4M3 data 5000/5000: exact product sum truncated to FP32, then + C rounded to nearest "
+        "(established from the data; unresolved in REFERENCE.md)",
+        OutputRounding::TowardZero, true, true),
+    row("blackwell_mma_m16n8k32_f32_e5m2", "blackwell_mma_fp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 0, 24,
+        Evidence::Replayed,
+        "B200/E5M2 data 5000/5000: exact product sum truncated to FP32, then + C rounded to nearest "
+        "(established from the data; unresolved in REFERENCE.md)",
+        OutputRounding::TowardZero, true, true),
+    // Blackwell 16-bit / tf32 inputs: as Hopper (25 fractional bits, blocks of 16 / 8).
+    // [KM B200TC.m] [data] B200/bf16, B200/fp16 5000/5000; B200/tf32 5000/5000 (4 per sample).
+    row("blackwell_tcgen05_f32_bf16", "blackwell_bf16", "bf16", 16, 16, kFp32Emin, 7, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (B200TC.m: fma 16, neab 2); B200/bf16 5000/5000 (measured with wmma)"),
+    row("blackwell_tcgen05_f32_f16", "blackwell_fp16", "fp16", 16, 16, kFp16Emin, 10, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (B200TC.m: fma 16, neab 2); B200/fp16 5000/5000 (measured with wmma)"),
+    row("blackwell_tcgen05_f32_tf32", "blackwell_tf32", "e8m10", 8, 8, kFp32Emin, 10, 25, 24, Evidence::Replayed,
+        "Khattak & Mikaitis (B200TC.m: tf32 fma 8, neab 2); B200/tf32 5000/5000 (4 products per sample)"),
+    // Blackwell tcgen05 kind::mxf8f6f4 (OCP MX v1.0: one UE8M0 scale per 32 elements along K):
+    // the scale exponents enter the product exponents inside the instruction (REFERENCE.md
+    // "Tensor cores"), then the tcgen05 FP8 arithmetic above. Unmeasured.
+    row("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
+        Evidence::Unmeasured, "REFERENCE.md (MMA-Sim arXiv 2511.10909): scales applied inside the instruction; unmeasured",
+        OutputRounding::TowardZero, false, false, 32),
+    row("blackwell_tcgen05_mxf8f6f4_f32_e5m2", "blackwell_mxfp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
+        Evidence::Unmeasured, "REFERENCE.md (MMA-Sim arXiv 2511.10909): scales applied inside the instruction; unmeasured",
+        OutputRounding::TowardZero, false, false, 32),
+};
+
+std::string valid_names() {
+  std::string out;
+  for (const auto& p : kPresets) {
+    out += out.empty() ? "" : ", ";
+    out += p.name;
+    if (p.alias[0] != '\0') out += std::string(" (") + p.alias + ")";
+  }
+  return out;
+}
+
+}  // namespace
+
+const TensorCoreModel& tensor_core_by_name(std::string_view name) {
+  for (const auto& p : kPresets)
+    if (name == p.name || (p.alias[0] != '\0' && name == p.alias)) return p;
+  throw std::invalid_argument("instruction: unknown tensor-core preset '" + std::string(name) +
+                              "'; valid: " + valid_names());
+}
+
+std::vector<std::string> tensor_core_names() {
+  std::vector<std::string> names;
+  for (const auto& p : kPresets) {
+    names.emplace_back(p.name);
+    if (p.alias[0] != '\0') names.emplace_back(p.alias);
+  }
+  return names;
+}
+
+int tensor_core_k(const TensorCoreModel& model) { return model.k; }
+
+const char* tensor_core_name(const TensorCoreModel& model) { return model.name; }
+
+}  // namespace fp8lab
