@@ -1,0 +1,142 @@
+// The tie-aware routing verdict on engineered kernels: identical, near-tie swaps (experts and
+// groups), far swaps, weight errors, pinned specs, malformed ids.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "moe/route.hpp"
+#include "moe/routing_verdict.hpp"
+
+namespace {
+
+using namespace fp8lab::moe;
+
+struct Case {
+  RouterSpec spec = router_recipe("deepseek_v3_hf");
+  std::vector<float> scores = std::vector<float>(256, 0.1f);
+};
+
+RoutingCompareOptions scores_in() {
+  RoutingCompareOptions o;
+  o.inputs_are_scores = true;
+  return o;
+}
+
+// Expert-level near tie inside one group: experts 0..6 at 0.9, expert 7 at 0.5, expert 8 one
+// float32 ulp below 0.5. The reference takes 7; a kernel taking 8 is a near-tie swap.
+Case expert_tie(float runner_up) {
+  Case c;
+  for (int e = 0; e < 7; ++e) c.scores[static_cast<std::size_t>(e)] = 0.9f;
+  c.scores[7] = 0.5f;
+  c.scores[8] = runner_up;
+  return c;
+}
+
+RoutingVerdict judge(const Case& c, std::vector<std::int32_t> kid, const RoutingCompareOptions& o = scores_in(),
+                     const std::vector<float>* kw_in = nullptr) {
+  std::vector<float> kw(8);
+  if (kw_in) kw = *kw_in;
+  else weights_for_ids(c.scores.data(), kid.data(), c.spec, kw.data());
+  return compare_routing(kid.data(), kw.data(), nullptr, nullptr, c.scores.data(), 1, nullptr, c.spec, o);
+}
+
+TEST(MoeVerdict, IdenticalRoutingIsBitIdentical) {
+  const Case c = expert_tie(0.25f);
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  const RoutingVerdict v = compare_routing(r.ids.data(), r.weights.data(), nullptr, nullptr, c.scores.data(), 1,
+                                           nullptr, c.spec, scores_in());
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::BitIdentical) << v.summary();
+  EXPECT_EQ(v.identical_tokens, 1u);
+}
+
+TEST(MoeVerdict, NearTieSwapIsWithinBoundAndNamed) {
+  const Case c = expert_tie(std::nextafter(0.5f, 0.0f));
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  ASSERT_EQ(r.ids[7], 7);
+  const RoutingVerdict v = judge(c, {0, 1, 2, 3, 4, 5, 6, 8});
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+  ASSERT_EQ(v.swaps.size(), 1u);
+  EXPECT_EQ(v.swaps[0].token, 0u);
+  EXPECT_EQ(v.swaps[0].kernel_only, (std::vector<std::int32_t>{8}));
+  EXPECT_EQ(v.swaps[0].reference_only, (std::vector<std::int32_t>{7}));
+  EXPECT_NE(v.to_json().find("\"kind\": \"within-bound\""), std::string::npos);
+  // The same swap under a pinned spec is a violation.
+  RoutingCompareOptions pinned = scores_in();
+  pinned.pinned = true;
+  EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 6, 8}, pinned).kind, fp8lab::VerdictKind::Violation);
+}
+
+TEST(MoeVerdict, FarSwapIsAViolation) {
+  const Case c = expert_tie(0.4f);
+  const RoutingVerdict v = judge(c, {0, 1, 2, 3, 4, 5, 6, 8});
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::Violation);
+  ASSERT_EQ(v.violations.size(), 1u);
+  EXPECT_NE(v.violations[0].what.find("expert 8 chosen over 7"), std::string::npos) << v.violations[0].what;
+}
+
+// The bound scales with the gate format: a gap of 2^-9 at 0.5 is within two bf16 ulps (a
+// bf16-gate kernel may land on either side) but hundreds of float32 ulps.
+TEST(MoeVerdict, BoundComesFromTheGateFormat) {
+  Case c = expert_tie(0.5f - 0x1p-9f);
+  EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 6, 8}).kind, fp8lab::VerdictKind::Violation);
+  c.spec = router_recipe("deepseek_v3");
+  for (float& s : c.scores) s = fp8lab::moe::round_gate(s, GateFormat::Bf16);
+  c.scores[8] = 0.5f - 0x1p-9f;  // a bf16 value (0x1.ffp-2)
+  EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 6, 8}).kind, fp8lab::VerdictKind::WithinBound);
+}
+
+TEST(MoeVerdict, GroupNearTieAndFarGroup) {
+  Case c;
+  for (int g = 0; g < 3; ++g) c.scores[static_cast<std::size_t>(g * 32)] = c.scores[static_cast<std::size_t>(g * 32 + 1)] = 0.9f;
+  c.scores[96] = c.scores[97] = 0.6f;                               // group 3: sum 1.2
+  c.scores[128] = 0.6f;
+  c.scores[129] = std::nextafter(0.6f, 0.0f);                        // group 4: a hair below
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  ASSERT_EQ(r.ids[6], 96);
+  const RoutingVerdict v = judge(c, {0, 1, 32, 33, 64, 65, 128, 129});
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+  // Group 4 well below: choosing its experts is a violation naming the unselected group.
+  c.scores[129] = 0.45f;
+  const RoutingVerdict far = judge(c, {0, 1, 32, 33, 64, 65, 128, 129});
+  EXPECT_EQ(far.kind, fp8lab::VerdictKind::Violation);
+  ASSERT_FALSE(far.violations.empty());
+  EXPECT_NE(far.violations[0].what.find("not a selected group"), std::string::npos) << far.violations[0].what;
+}
+
+TEST(MoeVerdict, WeightsWithinAndBeyondTheirBound) {
+  Case c = expert_tie(0.25f);
+  c.spec = router_recipe("deepseek_v3");
+  for (float& s : c.scores) s = fp8lab::moe::round_gate(s, GateFormat::Bf16);
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  std::vector<float> w = r.weights;
+  w[3] = std::nextafter(w[3], 10.0f);  // one float32 ulp off a bf16 weight: within bound
+  RoutingVerdict v = judge(c, r.ids, scores_in(), &w);
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+  EXPECT_EQ(v.weight_only_tokens, 1u);
+  w[3] = r.weights[3] * 1.1f;  // 10% off
+  v = judge(c, r.ids, scores_in(), &w);
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::Violation);
+  EXPECT_NE(v.violations[0].what.find("weight of expert"), std::string::npos) << v.violations[0].what;
+}
+
+TEST(MoeVerdict, OrderAndMalformedIds) {
+  const Case c = expert_tie(0.25f);
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  // Expert 7 (0.5) listed before the 0.9 experts: fine as a set, a violation when order matters.
+  std::vector<std::int32_t> ids = {7, 0, 1, 2, 3, 4, 5, 6};
+  RoutingVerdict v = judge(c, ids);
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+  EXPECT_EQ(v.reordered_tokens, 1u);
+  RoutingCompareOptions o = scores_in();
+  o.order_sensitive = true;
+  EXPECT_EQ(judge(c, ids, o).kind, fp8lab::VerdictKind::Violation);
+  // Equal scores 0..6 (all 0.9) may come in any order even when order matters.
+  EXPECT_EQ(judge(c, {1, 0, 2, 3, 4, 5, 6, 7}, o).kind, fp8lab::VerdictKind::WithinBound);
+  const std::vector<float> w(8, 0.3125f);
+  EXPECT_EQ(judge(c, {0, 0, 1, 2, 3, 4, 5, 6}, scores_in(), &w).kind, fp8lab::VerdictKind::Violation);
+  EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 6, 256}, scores_in(), &w).kind, fp8lab::VerdictKind::Violation);
+}
+
+}  // namespace
