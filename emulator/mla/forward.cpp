@@ -86,7 +86,8 @@ SoftmaxOut softmax_row(const float* s, const double* delta, std::size_t n, Matmu
   // denominator move at most e^{dmax} each way, so p / p_exact is within [1/(1+rho), 1+rho].
   const double g = gamma32(static_cast<double>(n > 0 ? n - 1 : 0));
   SoftmaxOut out;
-  out.rho = std::exp(2 * dmax) * (1 + kUExp) * (1 + kU32) * (1 + kU32) / ((1 - kUExp) * (1 - g)) - 1;
+  // One key: a = 0 exactly, e = 1, S = 1, p = 1 with no error at all.
+  out.rho = n <= 1 ? 0.0 : std::exp(2 * dmax) * (1 + kUExp) * (1 + kU32) * (1 + kU32) / ((1 - kUExp) * (1 - g)) - 1;
   return out;
 }
 
@@ -271,7 +272,8 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       const SoftmaxOut so = softmax_row(sc.data(), bound ? delta.data() : nullptr, n, s.attn, pr.data());
       if (bound)
         for (std::size_t j = 0; j < n; ++j)
-          EP[j] = so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) + uA * std::fabs(pr[j]);
+          // Both p and p^ lie in [0, 1], so 1 caps the bound when rho is too large to say more.
+          EP[j] = so.rho >= 0.5 ? 1.0 : std::min(1.0, so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) + uA * std::fabs(pr[j]));
       std::fill(acc.begin(), acc.end(), 0.0f);
       std::fill(EA.begin(), EA.end(), 0.0);
       for (std::size_t j = 0; j < n; ++j) {
