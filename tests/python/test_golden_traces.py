@@ -225,6 +225,10 @@ def test_cli_record_check_diff(tmp_path):
     assert "ULP distance (in e4m3) | elements" in md and "\n1 | " in md  # truncation moves by exactly 1 ULP
     assert "Blocks of 128 with moved elements" in md
     assert "every moved element is a violation" in md
+    page = tmp_path / "report.html"
+    assert cli("golden", "diff", a, b, "--html", page, "--out", tmp_path / "r2.md").returncode == 1
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<table>" in text and "<code>rounding</code>" in text
     r = cli("golden", "diff", a, a)
     assert r.returncode == 0 and "**bit-identical**: 0 of" in r.stdout
 

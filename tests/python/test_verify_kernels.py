@@ -140,6 +140,22 @@ def test_torch_tensors_are_accepted():
 
     assert fp8lab.verify(torch_cast, op="cast", spec={"to": "e4m3"}, cases=14).kind == "bit-identical"
 
+    def torch_in_cast(x, spec):
+        assert isinstance(x, torch.Tensor)
+        return golden.OPERATIONS["cast"].oracle(x.numpy(), spec)
+
+    assert fp8lab.verify(torch_in_cast, op="cast", spec={"to": "e4m3"}, cases=14, torch=True).kind == "bit-identical"
+
+
+def test_torch_flag_without_torch_is_a_clear_error():
+    try:
+        import torch  # noqa: F401
+        pytest.skip("torch is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match="torch: torch=True but torch is not installed"):
+        fp8lab.verify(numpy_cast_with_bug, op="cast", torch=True)
+
 
 # -- exit codes --------------------------------------------------------------------------------
 

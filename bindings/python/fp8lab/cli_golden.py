@@ -68,6 +68,8 @@ def _check(args) -> int:
 
 def _diff(args) -> int:
     result = golden.diff(args.a, args.b)
+    if args.html:
+        Path(args.html).write_text(result.html())
     if args.out:
         Path(args.out).write_text(result.markdown)
         print(f"wrote {args.out}: {result.verdict.kind}, {result.moved} of {result.compared} elements moved")
@@ -122,6 +124,7 @@ def add_parser(sub) -> None:
     p.add_argument("a", help="before")
     p.add_argument("b", help="after")
     p.add_argument("--out", help="write the report here (default: stdout)")
+    p.add_argument("--html", help="also write the report as a self-contained HTML page")
     p.set_defaults(func=_diff)
 
     p = sub.add_parser("verify", help="run every golden trace and N generated cases per operation")

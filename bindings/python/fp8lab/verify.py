@@ -82,13 +82,27 @@ def _as_numpy(x):
     return np.asarray(x)
 
 
-def _check_case(o: golden.Operation, fn: Callable, spec: dict, inputs: dict, what: str) -> Verdict:
+def _to_torch(x):
+    import torch
+
+    x = np.array(x)
+    if x.dtype == np.uint16:  # torch has no uint16 before 2.3: hand over BF16/FP16 bits as int16
+        x = x.view(np.int16)
+    return torch.from_numpy(x)
+
+
+def _check_case(o: golden.Operation, fn: Callable, spec: dict, inputs: dict, what: str,
+                torch_inputs: bool = False) -> Verdict:
     expected = o.run(spec, inputs)
-    got = {k: _as_numpy(v) for k, v in o.call(fn, spec, {k: np.array(v) for k, v in inputs.items()}).items()}
+    wrapped = fn
+    if torch_inputs:
+        def wrapped(*args):
+            return fn(*[_to_torch(a) if isinstance(a, np.ndarray) else a for a in args])
+    got = {k: _as_numpy(v) for k, v in o.call(wrapped, spec, {k: np.array(v) for k, v in inputs.items()}).items()}
     return o.compare(spec, inputs, expected, got, what)
 
 
-def _shrink(o, fn, spec, inputs, what, budget: int = 400):
+def _shrink(o, fn, spec, inputs, what, budget: int = 400, torch_inputs: bool = False):
     """Greedy shrinking: keep taking the first smaller variant that still fails (a violation)."""
     current = inputs
     steps = 0
@@ -100,7 +114,7 @@ def _shrink(o, fn, spec, inputs, what, budget: int = 400):
             if steps > budget:
                 break
             try:
-                v = _check_case(o, fn, spec, candidate, what)
+                v = _check_case(o, fn, spec, candidate, what, torch_inputs)
             except (ValueError, TypeError):
                 continue  # a variant the operation or the kernel rejects is not a smaller failure
             if v.kind == "violation":
@@ -111,13 +125,14 @@ def _shrink(o, fn, spec, inputs, what, budget: int = 400):
 
 
 def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: int = 0, shrink: bool = True,
-           stop_at_first: bool = True) -> VerifyResult:
+           stop_at_first: bool = True, torch: bool = False) -> VerifyResult:
     """Calls ``fn`` on ``cases`` generated inputs and compares it with the emulator under ``spec``.
 
     ``fn`` receives numpy arrays (see each operation's ``call``: cast is ``fn(x, spec) -> bits``;
     gemm is ``fn(a, a_scales, b, b_scales, spec) -> d``) and may return numpy arrays or torch
-    tensors. Generators cycle through the operation's kinds (zero/extreme blocks, ties, ragged
-    shapes, NaN/Inf, ...). The first violation is shrunk to a small case and returned with the
+    tensors; with ``torch=True`` (torch installed) it receives CPU torch tensors instead (uint16
+    bit patterns as int16). Generators cycle through the operation's kinds (zero/extreme blocks,
+    ties, ragged shapes, NaN/Inf, ...). The first violation is shrunk to a small case and returned with the
     verdict; within-bound results are collected and summarised.
     """
     if not callable(fn):
@@ -126,6 +141,11 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
         raise ValueError(f"cases: {cases} must be at least 1")
     if int(seed) < 0:
         raise ValueError(f"seed: {seed} is negative")
+    if torch:
+        try:
+            import torch as _torch  # noqa: F401
+        except ImportError:
+            raise ValueError("torch: torch=True but torch is not installed (`make peers`)") from None
     o = operation(op)
     spec = o.normalize_spec(spec)
     rng = np.random.default_rng(int(seed))
@@ -134,11 +154,11 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
         kind = o.kinds[i % len(o.kinds)]
         inputs = o.generate(spec, rng, kind)
         what = f"{op} case {i} ({kind})"
-        v = _check_case(o, fn, spec, inputs, what)
+        v = _check_case(o, fn, spec, inputs, what, torch)
         results.append(CaseResult(what, v))
         if v.kind == "violation":
-            small = _shrink(o, fn, spec, inputs, what) if shrink else inputs
-            vs = _check_case(o, fn, spec, small, f"{op} case {i} ({kind}, shrunk)")
+            small = _shrink(o, fn, spec, inputs, what, torch_inputs=torch) if shrink else inputs
+            vs = _check_case(o, fn, spec, small, f"{op} case {i} ({kind}, shrunk)", torch)
             res = VerifyResult(op, spec, vs, i + 1, small, kind, results)
             results.append(CaseResult(vs.summary, vs, inputs=small))
             if stop_at_first:
