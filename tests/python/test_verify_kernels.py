@@ -254,3 +254,22 @@ def test_promoted_trace_partials_add_up_to_the_output():
     u = acc.view(np.uint32).astype(np.uint64)
     bf16 = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
     np.testing.assert_array_equal(bf16, t.tensors["d"].array)
+
+
+def test_record_a_kernel_trace_then_check_and_diff_it(plugins, tmp_path):
+    """The hardware path: record a kernel's bits once, then check the emulator against them."""
+    good, bad = tmp_path / "good.safetensors", tmp_path / "bad.safetensors"
+    base = ["golden", "record", "--op", "cast", "--seed", "7", "--kind", "ties"]
+    r = cli(*base, "--kernel", f"{plugins['correct']}:fp8lab_cast", "--out", good)
+    assert r.returncode == 2 and "producer" in r.stderr
+    assert cli(*base, "--kernel", f"{plugins['correct']}:fp8lab_cast", "--producer", "plugin correct",
+               "--out", good).returncode == 0
+    assert cli(*base, "--kernel", f"{plugins['planted_bug']}:fp8lab_cast", "--producer", "plugin bug",
+               "--out", bad).returncode == 0
+    assert golden.read_trace(bad).producer == "plugin bug"
+    assert cli("golden", "check", good).returncode == 0  # the emulator reproduces the correct kernel
+    r = cli("golden", "check", bad)
+    assert r.returncode == 1 and "violation at [" in r.stdout
+    r = cli("golden", "diff", good, bad)
+    assert r.returncode == 1
+    assert "`plugin correct` → `plugin bug`" in r.stdout and "\n1 | " in r.stdout

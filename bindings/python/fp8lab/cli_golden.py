@@ -52,7 +52,8 @@ def _record(args) -> int:
     spec = args.spec
     if spec and spec.startswith("@"):
         spec = Path(spec[1:]).read_text()
-    trace = golden.record(args.op, spec, args.seed, args.kind)
+    fn = verify_mod.load_kernel(args.kernel, args.op) if args.kernel else None
+    trace = golden.record(args.op, spec, args.seed, args.kind, fn=fn, producer=args.producer)
     trace.write(args.out, update=args.update)
     print(f"recorded {args.out} ({args.op}, spec {golden.spec_hash(trace.spec)[:16]})")
     return 0
@@ -110,6 +111,9 @@ def add_parser(sub) -> None:
     p.add_argument("--kind", help="input generator kind (e.g. ties, extreme, ragged, mixed)")
     p.add_argument("--out", help="trace file to write")
     p.add_argument("--update", action="store_true", help="replace existing traces")
+    p.add_argument("--kernel", help="record the outputs of LIB.so:SYMBOL (C ABI) instead of the emulator's "
+                   "(e.g. a GPU kernel; needs --producer)")
+    p.add_argument("--producer", help="what produced the outputs, e.g. 'H100 SXM, driver 550.54, my_gemm_v2'")
     p.set_defaults(func=_record)
 
     p = gsub.add_parser("check", help="recompute traces from their inputs and compare bits")

@@ -305,6 +305,10 @@ class Operation:
         """Calls a user kernel ``fn`` on the inputs; returns its outputs by trace name."""
         raise NotImplementedError
 
+    def kernel_outputs(self, spec: dict, got: dict[str, np.ndarray]) -> dict[str, "TraceTensor"]:
+        """A kernel's outputs (from call()) as trace tensors, for traces recorded on hardware."""
+        raise NotImplementedError
+
     def shrink(self, spec: dict, inputs: dict[str, np.ndarray]) -> Iterable[dict[str, np.ndarray]]:
         """Smaller variants of a failing case, most aggressive first."""
         return []
@@ -413,6 +417,14 @@ class CastOp(Operation):
         if dtype in ("F16", "F32") and y.dtype.kind == "u":
             y = y.view(NUMPY_OF_DTYPE[dtype])  # kernels return bit patterns; traces hold F16/F32 values
         return {"y": y}
+
+    def kernel_outputs(self, spec, got):
+        y = np.asarray(got["y"])
+        dtype = dtype_for_format(spec["to"])
+        want = np.dtype(NUMPY_OF_DTYPE[dtype])
+        if y.dtype != want:
+            raise TypeError(f"y: the kernel returned dtype {y.dtype}; {spec['to']} is stored as {want}")
+        return {"y": TraceTensor("output", dtype, y)}
 
     def oracle(self, x, spec):
         """An independent cast in numpy (exact float64 arithmetic and a table of every pattern), for
@@ -602,6 +614,17 @@ class GemmOp(Operation):
         return dict(accumulate=spec["accumulate"], promote_every=int(spec["promote_every"]),
                     combine=spec["combine"], instruction=spec["instruction"], out=spec["out"])
 
+    def kernel_outputs(self, spec, got):
+        d = np.asarray(got["d"], dtype=np.float64)
+        if spec["out"] in ("bf16", "fp32"):
+            back = decode(encode(d, spec["out"]), spec["out"])
+            bad = np.flatnonzero(~((back == d) | (np.isnan(back) & np.isnan(d))))
+            if bad.size:
+                i = np.unravel_index(int(bad[0]), d.shape)
+                raise ValueError(f"d: element {[int(c) for c in i]} = {d[i]!r} from the kernel is not a "
+                                 f"{spec['out']} value")
+        return {"d": self._d_tensor(spec, d)}
+
     def _d_tensor(self, spec, d):
         if spec["out"] == "bf16":
             return TraceTensor("output", "BF16", encode(np.asarray(d, dtype=np.float64), "bf16"))
@@ -741,8 +764,11 @@ def operation(name: str) -> Operation:
 # record / check / diff
 
 
-def record(op: str, spec=None, seed: int = 0, kind: str | None = None, inputs: dict | None = None) -> Trace:
-    """Runs the emulator on generated (or given) inputs and returns the trace (not yet written)."""
+def record(op: str, spec=None, seed: int = 0, kind: str | None = None, inputs: dict | None = None,
+           fn: Callable | None = None, producer: str | None = None) -> Trace:
+    """Runs the emulator (or kernel ``fn``, e.g. a GPU kernel through the C ABI) on generated (or
+    given) inputs and returns the trace, not yet written. ``producer`` names what produced the
+    outputs (for a GPU: GPU name + driver + kernel name); default: this fp8lab's emulator."""
     o = operation(op)
     spec = o.normalize_spec(spec)
     if int(seed) < 0:
@@ -753,8 +779,21 @@ def record(op: str, spec=None, seed: int = 0, kind: str | None = None, inputs: d
             raise ValueError(f"kind: {kind!r} is not one of {list(o.kinds) + ['mixed']}")
         inputs = o.generate(spec, np.random.default_rng(int(seed)), kind)
     tensors = dict(o.input_tensors(spec, inputs))
-    tensors.update(o.run(spec, {k: t.array for k, t in tensors.items()}))
-    return Trace(op=op, spec=spec, seed=int(seed), tensors=tensors)
+    arrays = {k: t.array for k, t in tensors.items()}
+    if fn is None:
+        tensors.update(o.run(spec, arrays))
+    else:
+        if producer is None:
+            raise ValueError("producer: a trace recorded from a kernel must name its producer "
+                             "(GPU name + driver + kernel name)")
+        got = o.call(fn, spec, {k: np.array(v) for k, v in arrays.items()})
+        tensors.update(o.kernel_outputs(spec, {k: np.asarray(v) for k, v in got.items()}))
+    trace = Trace(op=op, spec=spec, seed=int(seed), tensors=tensors)
+    if producer is not None:
+        if not str(producer).strip():
+            raise ValueError("producer: must not be empty")
+        trace.producer = str(producer)
+    return trace
 
 
 def check(trace, fn: Callable | None = None) -> Verdict:
