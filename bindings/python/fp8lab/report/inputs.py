@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-DISTRIBUTIONS = ("gaussian", "uniform", "student_t3", "llm_outliers")
+DISTRIBUTIONS = ("gaussian", "uniform", "student_t3", "llm_outliers", "uniform_positive")
 
 DESCRIPTIONS = {
     "gaussian": "N(0, 1)",
     "uniform": "U(-1, 1)",
     "student_t3": "Student-t, nu = 3 (heavy tails)",
     "llm_outliers": "activations N(0, 1) with K/512 (at least 2) outlier channels scaled x20..x100; weights N(0, 1)",
+    "uniform_positive": "U(0, 1): no cancellation, so truncation errors all push the same way (a worst case)",
 }
 
 
@@ -27,6 +28,8 @@ def sample(dist: str, shape: tuple[int, int], rng: np.random.Generator) -> np.nd
         x = rng.uniform(-1.0, 1.0, shape)
     elif dist == "student_t3":
         x = rng.standard_t(3.0, shape)
+    elif dist == "uniform_positive":
+        x = rng.uniform(0.0, 1.0, shape)
     elif dist == "llm_outliers":
         x = rng.standard_normal(shape)
         k = shape[1]
