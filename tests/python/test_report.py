@@ -195,3 +195,22 @@ def test_context_rejects_bad_mode_and_seed():
         Context("fast", 0)
     with pytest.raises(ValueError, match="seed"):
         Context("quick", -1)
+
+
+def test_hardware_section_checks_traces_when_a_folder_has_them(tmp_path, monkeypatch):
+    golden = pytest.importorskip("fp8lab.golden")
+    # A stand-in for a GPU trace: recorded by the emulator itself, so the verdict must be bit-identical;
+    # a corrupt file next to it is reported as an error without stopping the section.
+    trace = golden.record("cast", None, 3)
+    trace.write(tmp_path / "a_cast.safetensors")
+    monkeypatch.setenv("FP8LAB_HARDWARE_TRACES", str(tmp_path))
+    from fp8lab.report import sec_hardware
+
+    s = sec_hardware.run(Context("quick", 0)).to_json()
+    assert s["status"] == "ok" and s["data"]["traces"] == ["a_cast.safetensors"]
+    assert s["data"]["checked"][0]["verdict"] == "bit-identical"
+    assert s["conclusion"].startswith("1 of 1 recorded GPU trace(s) are reproduced bit for bit")
+    (tmp_path / "b_broken.safetensors").write_bytes(b"not a trace")
+    s = sec_hardware.run(Context("quick", 0)).to_json()
+    assert [c["verdict"] for c in s["data"]["checked"]] == ["bit-identical", "error"]
+    assert s["conclusion"].startswith("1 of 2")
