@@ -116,9 +116,13 @@ def _conclusion(err: dict, dis: dict) -> str:
         worst = max(d, key=lambda p: d[p]["bits_differ"])
         same = [p for p in d if d[p]["bits_differ"] == 0]
         v = d[worst]
-        parts.append(f"the recipes that differ most, {worst}, disagree on {v['bits_differ']} of {v['elements']} "
-                     f"elements ({v['bits_differ'] / v['elements']:.3g})"
-                     + (f", while {', '.join(same)} agree bit for bit" if same else ""))
+        if v["bits_differ"] == 0:
+            parts.append(f"all {len(d)} recipe pairs compared agree bit for bit on these "
+                         f"{v['elements']} elements")
+        else:
+            parts.append(f"the recipes that differ most, {worst}, disagree on {v['bits_differ']} of {v['elements']} "
+                         f"elements ({v['bits_differ'] / v['elements']:.3g})"
+                         + (f", while {len(same)} of the {len(d)} pairs agree bit for bit" if same else ""))
     if not parts:
         return "No scale rule could be measured in this build."
     s = "; ".join(p for p in parts if p)
