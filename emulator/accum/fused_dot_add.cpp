@@ -154,21 +154,9 @@ int gather_terms(const float* a, const float* b, int n, float c, const TensorCor
   return count;
 }
 
-// Steps 3-5 for the truncating models.
-std::uint32_t truncated_sum(const Term* terms, int count, int top, const TensorCoreModel& m) {
-  const int frac = m.alignment_frac_bits;
-  // Step 3: each term in units of 2^(top - frac), magnitude truncated, then signed.
-  std::int64_t sum = 0;
-  const int base = top - frac;
-  for (int i = 0; i < count; ++i) {
-    const int s = base - terms[i].unit;
-    // s < 0 only for C when frac > 23 (C is then shifted left by at most frac - 23 bits).
-    const std::uint64_t mag = s >= 0 ? shift_right(terms[i].sig, s) : terms[i].sig << (-s);
-    const auto v = static_cast<std::int64_t>(mag);
-    sum += terms[i].negative ? -v : v;
-  }
+// Step 5: sum (in units of 2^base) normalised to output_precision significant bits, then FP32.
+std::uint32_t normalise(std::int64_t sum, int base, const TensorCoreModel& m) {
   if (sum == 0) return 0u;
-  // Step 5: normalise and keep output_precision significant bits.
   const bool negative = sum < 0;
   std::uint64_t mag = negative ? static_cast<std::uint64_t>(-sum) : static_cast<std::uint64_t>(sum);
   int q = base;
@@ -187,6 +175,78 @@ std::uint32_t truncated_sum(const Term* terms, int count, int top, const TensorC
   // At most 24 significant bits remain, so only FP32 subnormals and overflow round again; the
   // published models truncate there too (Generic_BFMA_TC.m, `subnormalsignificand`).
   return compose_fp32(negative, mag, q, m.output_rounding);
+}
+
+// Steps 1-5 for the truncating models, without branches over the products so that the two
+// passes vectorise: a zero product has significand 0 and is kept out of the maximum by a select.
+// Returns false when an operand is NaN or infinite (non_finite_result handles those).
+constexpr int kNoTerm = -(1 << 20);
+
+bool truncated_block(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale,
+                     std::uint32_t& out) {
+  std::uint64_t sig[kMaxBlock];
+  int unit[kMaxBlock];
+  std::uint64_t neg[kMaxBlock];
+  int top = kNoTerm;
+  std::uint32_t special = 0;
+  const int emin = m.input_min_exponent;
+  for (int i = 0; i < n; ++i) {
+    const std::uint32_t ua = bits_of(a[i]), ub = bits_of(b[i]);
+    const int fa = static_cast<int>((ua >> 23) & 0xFFu), fb = static_cast<int>((ub >> 23) & 0xFFu);
+    special |= static_cast<std::uint32_t>(fa == 0xFF) | static_cast<std::uint32_t>(fb == 0xFF);
+    // FP32 exponent with subnormals at -126; significand with the implicit bit when normal.
+    const int xa = std::max(fa, 1) - 127, xb = std::max(fb, 1) - 127;
+    const std::uint64_t ma = (ua & 0x7FFFFFu) | (static_cast<std::uint32_t>(fa != 0) << 23);
+    const std::uint64_t mb = (ub & 0x7FFFFFu) | (static_cast<std::uint32_t>(fb != 0) << 23);
+    const int scale = prod_scale != nullptr ? prod_scale[i] : 0;
+    sig[i] = ma * mb;
+    unit[i] = xa + xb - 46 + scale;
+    neg[i] = ((ua ^ ub) >> 31) & 1u;
+    // Step 1: the clamp gives an input-format subnormal the format's minimum exponent, with
+    // leading zeros in its significand (MMA-Sim; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
+    const int align = std::max(xa, emin) + std::max(xb, emin) + scale;
+    top = std::max(top, sig[i] != 0 ? align : kNoTerm);
+  }
+  const std::uint32_t uc = bits_of(c);
+  if (special != 0 || (uc & kExponentMask) == kExponentMask) return false;
+  const bool c_present = (uc & kMagnitudeMask) != 0;
+  const int xc = fp32_exponent(uc);
+  if (c_present) top = std::max(top, xc);  // step 2
+  if (top == kNoTerm) {
+    out = 0u;  // +0 for all-zero terms, as in the published models
+    return true;
+  }
+  // Step 3: units of 2^base; the shift is >= 46 - F >= 0 for every non-zero product (top >= its
+  // alignment exponent >= its unit + 46), and is clamped for zero products, whose significand is 0.
+  const int base = top - m.alignment_frac_bits;
+  std::int64_t sum = 0;
+  for (int i = 0; i < n; ++i) {
+    const int s = std::clamp(base - unit[i], 0, 63);
+    const std::uint64_t v = sig[i] >> s;
+    sum += static_cast<std::int64_t>((v ^ (0 - neg[i])) + neg[i]);  // magnitude truncated, then signed
+  }
+  if (c_present) {
+    // s < 0 only when F > 23 and C has the largest exponent: a left shift by at most F - 23.
+    const int s = base - (xc - 23);
+    const std::uint64_t mc = fp32_significand(uc);
+    const auto v = static_cast<std::int64_t>(s >= 0 ? shift_right(mc, s) : mc << (-s));
+    sum += (uc & kSignMask) != 0 ? -v : v;
+  }
+  out = normalise(sum, base, m);  // steps 4-5
+  return true;
+}
+
+// Steps 3-5 over gathered terms (the path for C added after the products).
+std::uint32_t truncated_sum(const Term* terms, int count, int top, const TensorCoreModel& m) {
+  const int base = top - m.alignment_frac_bits;
+  std::int64_t sum = 0;
+  for (int i = 0; i < count; ++i) {
+    const int s = base - terms[i].unit;
+    const std::uint64_t mag = s >= 0 ? shift_right(terms[i].sig, s) : terms[i].sig << (-s);
+    const auto v = static_cast<std::int64_t>(mag);
+    sum += terms[i].negative ? -v : v;
+  }
+  return normalise(sum, base, m);
 }
 
 // The exact alternative: the exact sum of the exact terms, rounded once to FP32 with the
@@ -240,6 +300,8 @@ std::uint32_t exact_sum(const Term* terms, int count, OutputRounding rounding) {
 }
 
 float one_block(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale) {
+  std::uint32_t out;
+  if (!m.exact_sum && !m.c_after_products && truncated_block(a, b, n, c, m, prod_scale, out)) return float_of(out);
   std::uint32_t special;
   if (non_finite_result(a, b, n, c, special)) return float_of(special);
   Term terms[kMaxBlock + 1];
