@@ -153,7 +153,7 @@ float sigmoid_f32(float x) {
   return sigmoid_f32_fallback(x);
 }
 
-float round_to_bf16(float x) {
+float round_bf16_nearest_even(float x) {
   // bf16 is the top 16 bits of float32 (Google Brain bfloat16; torch.bfloat16): round to nearest
   // even by adding 0x7FFF plus the lowest kept bit, then truncating. Overflow carries into the
   // exponent and yields inf, as IEEE rounding would.
@@ -164,7 +164,7 @@ float round_to_bf16(float x) {
   return std::bit_cast<float>(r);
 }
 
-float sigmoid_bf16(float x) { return round_to_bf16(sigmoid_f32(x)); }
+float sigmoid_bf16(float x) { return round_bf16_nearest_even(sigmoid_f32(x)); }
 
 std::uint64_t pinned_math_fallback_count() { return fallbacks.load(std::memory_order_relaxed); }
 
