@@ -15,23 +15,7 @@ namespace fp8lab {
 
 namespace {
 
-// Everything the inner loop needs about (format, options), worked out once per call.
-struct Plan {
-  int m;                    // target mantissa bits
-  int emin;                 // target min normal exponent
-  int qmin;                 // quantum exponent of the lowest binade: emin - m
-  std::uint64_t code_offset;  // 2^m when exponent field 0 is a normal binade (UE8M0), else 0
-  std::uint32_t max_code;   // largest finite magnitude pattern
-  std::uint32_t sign_bit;
-  std::uint32_t nan_code;   // what NaN inputs become
-  std::uint32_t overflow_code;  // magnitude pattern of an overflow that does not stop at max finite
-  bool overflow_to_max_always;  // saturate, or no Inf/NaN to go to
-  bool has_zero;
-  bool flush;
-  bool is_signed;
-  Rounding rounding;
-  std::uint64_t seed;
-};
+using Plan = detail::EncodePlan;
 
 Plan make_plan(const Format& f, const EncodeOptions& o) {
   Plan p{};
@@ -301,6 +285,18 @@ void decode_array_any(const void* in, std::size_t n, const Format& fmt, Out* out
 
 std::uint32_t stochastic_bits(std::uint64_t seed, std::uint64_t index) {
   return static_cast<std::uint32_t>(splitmix64(splitmix64(seed) ^ (index * 0x9E3779B97F4A7C15ull)) >> 32);
+}
+
+Encoder::Encoder(const Format& fmt, const EncodeOptions& options) : fmt_(&fmt), plan_(make_plan(fmt, options)) {}
+
+std::uint32_t Encoder::operator()(double x, std::uint64_t index) const { return encode_value<double>(x, plan_, index); }
+
+void Encoder::encode(const float* in, std::size_t n, void* out, std::uint64_t first_index) const {
+  switch (fmt_->storage_bits()) {
+    case 8: return encode_range(in, n, plan_, static_cast<std::uint8_t*>(out), first_index);
+    case 16: return encode_range(in, n, plan_, static_cast<std::uint16_t*>(out), first_index);
+    default: return encode_range(in, n, plan_, static_cast<std::uint32_t*>(out), first_index);
+  }
 }
 
 std::uint32_t encode(double x, const Format& fmt, const EncodeOptions& options, std::uint64_t index) {

@@ -43,8 +43,44 @@ std::vector<std::string> overflow_names();
 // fraction truncated to 32 bits.
 std::uint32_t stochastic_bits(std::uint64_t seed, std::uint64_t index);
 
+namespace detail {
+// Everything the inner loop needs about (format, options), worked out once (encode.cpp).
+struct EncodePlan {
+  int m;                        // target mantissa bits
+  int emin;                     // target min normal exponent
+  int qmin;                     // quantum exponent of the lowest binade: emin - m
+  std::uint64_t code_offset;    // 2^m when exponent field 0 is a normal binade (UE8M0), else 0
+  std::uint32_t max_code;       // largest finite magnitude pattern
+  std::uint32_t sign_bit;
+  std::uint32_t nan_code;       // what NaN inputs become
+  std::uint32_t overflow_code;  // magnitude pattern of an overflow that does not stop at max finite
+  bool overflow_to_max_always;  // saturate, or no Inf/NaN to go to
+  bool has_zero;
+  bool flush;
+  bool is_signed;
+  Rounding rounding;
+  std::uint64_t seed;
+};
+}  // namespace detail
+
+// encode() with the (format, options) work done once: for callers that encode many values
+// (quantisers, GEMM outputs). Same bits as encode() and encode_array().
+class Encoder {
+ public:
+  explicit Encoder(const Format& fmt, const EncodeOptions& options = {});
+  std::uint32_t operator()(double x, std::uint64_t index = 0) const;
+  // Serial bulk encode (vectorised for float32 input) with no threads of its own, for callers
+  // that are already parallel. `out` holds n elements of format().storage_bits() width.
+  void encode(const float* in, std::size_t n, void* out, std::uint64_t first_index = 0) const;
+  const Format& format() const { return *fmt_; }
+
+ private:
+  const Format* fmt_;
+  detail::EncodePlan plan_;
+};
+
 // Encodes x into fmt's bit pattern (right-aligned in the returned word). NaN gives
-// fmt.canonical_nan(); for FiniteOnly formats NaN gives +0 ... see format_nan_policy below.
+// fmt.canonical_nan(); formats without NaN (FP4) give +max finite, as CUDA.
 std::uint32_t encode(double x, const Format& fmt, const EncodeOptions& options = {}, std::uint64_t index = 0);
 // Exact value of a bit pattern. Bits above fmt.total_bits() must be zero (std::invalid_argument).
 double decode(std::uint32_t bits, const Format& fmt);

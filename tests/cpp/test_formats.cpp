@@ -135,3 +135,40 @@ TEST(Encode, StochasticIsAFunctionOfSeedAndIndex) {
 
 }  // namespace
 }  // namespace fp8lab
+
+namespace fp8lab {
+namespace {
+
+TEST(Encoder, SameBitsAsEncodeAndEncodeArray) {
+  std::vector<float> x;
+  for (int i = -2000; i <= 2000; ++i) x.push_back(static_cast<float>(i) * 0.37f + (i % 7) * 1e-3f);
+  x.push_back(1e30f);
+  x.push_back(-0.0f);
+  for (const char* name : {"e4m3", "e5m2", "bf16", "ue8m0", "e2m1", "fp32"}) {
+    const Format& f = format_by_name(name);
+    for (auto r : {Rounding::NearestEven, Rounding::Stochastic, Rounding::Up}) {
+      EncodeOptions o;
+      o.rounding = r;
+      o.seed = 3;
+      const Encoder enc(f, o);
+      std::vector<std::uint32_t> serial(x.size()), bulk(x.size());
+      std::vector<std::uint8_t> s8(x.size()), b8(x.size());
+      std::vector<std::uint16_t> s16(x.size()), b16(x.size());
+      void* sp = f.storage_bits() == 8 ? static_cast<void*>(s8.data()) : f.storage_bits() == 16 ? static_cast<void*>(s16.data()) : serial.data();
+      void* bp = f.storage_bits() == 8 ? static_cast<void*>(b8.data()) : f.storage_bits() == 16 ? static_cast<void*>(b16.data()) : bulk.data();
+      enc.encode(x.data(), x.size(), sp, 100);
+      encode_array(x.data(), x.size(), f, o, bp, 100);
+      EXPECT_EQ(s8, b8);
+      EXPECT_EQ(s16, b16);
+      EXPECT_EQ(serial, bulk);
+      for (std::size_t i = 0; i < x.size(); i += 13) {
+        const std::uint32_t one = f.storage_bits() == 8 ? s8[i] : f.storage_bits() == 16 ? s16[i] : serial[i];
+        EXPECT_EQ(enc(x[i], 100 + i), encode(x[i], f, o, 100 + i)) << name;
+        EXPECT_EQ(one, encode(x[i], f, o, 100 + i)) << name << " at " << x[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fp8lab
