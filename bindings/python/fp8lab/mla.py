@@ -1,0 +1,328 @@
+"""Multi-head Latent Attention (DeepSeek-V3): prefill in the naive and the weight-absorbed form,
+a FlashMLA-layout paged latent cache (BF16 or FP8), split-KV decode, and certified bounds.
+
+Everything that changes bits is a field of :class:`MlaSpec` (defaults: DeepSeek-V3). The arithmetic
+each function pins is written in the C++ headers (emulator/mla/forward.hpp, decode.hpp); this module
+converts and validates, then calls ``fp8lab._core``.
+
+Typical use::
+
+    spec = MlaSpec(hidden=256, heads=8)            # any dims; defaults are DeepSeek-V3's
+    w = init_weights(spec, seed=0)
+    r = forward(x, w, spec, form="absorbed")      # r["out"], r["latent"], r["k_pe"], r["q_absorbed"]
+    cache, table, lens = build_cache([r["latent"]], [r["k_pe"]], spec)
+    out, lse = decode(r["q_absorbed"][-1:], cache, table, lens, spec)
+    verdict = compare(out, lse, r["q_absorbed"][-1:], cache, table, lens, spec)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+
+_MATMULS = ("fp32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Yarn:
+    """YaRN RoPE scaling as DeepSeek-V3 ``precompute_freqs_cis`` applies it (active when
+    ``max_seq_len > original_seq_len``)."""
+
+    rope_theta: float = 10000.0
+    factor: float = 40.0
+    original_seq_len: int = 4096
+    max_seq_len: int = 16384
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MlaSpec:
+    """The numeric contract of one MLA layer. Serialisable: ``to_json`` / ``from_json``.
+
+    rope_layout: "interleaved" (DeepSeek reference, adjacent pairs) or "half_split" (HF rotate_half).
+    softmax_scale: "deepseek" ((nope+rope)^-0.5 * mscale^2), "flashmla" ((kv_lora+rope)^-0.5,
+    FlashMLA's default - wrong for DeepSeek-V3) or a positive number as text.
+    wq_a, wq_b, wkv_a, wkv_b, wo, attn, decode_p: "fp32" or "bf16" arithmetic of each projection, of
+    the attention einsums, and of P before P.V in decode. cache: "bf16" or "fp8" (FlashMLA layout).
+    """
+
+    hidden: int = 7168
+    heads: int = 128
+    q_lora: int = 1536
+    kv_lora: int = 512
+    nope: int = 128
+    rope: int = 64
+    v: int = 128
+    rms_eps: float = 1e-6
+    rope_layout: str = "interleaved"
+    yarn: Yarn = dataclasses.field(default_factory=Yarn)
+    softmax_scale: str = "deepseek"
+    wq_a: str = "bf16"
+    wq_b: str = "bf16"
+    wkv_a: str = "bf16"
+    wkv_b: str = "bf16"
+    wo: str = "bf16"
+    attn: str = "fp32"
+    cache: str = "bf16"
+    page: int = 64
+    num_splits: int = 1
+    decode_p: str = "fp32"
+
+    def to_json(self) -> str:
+        """Canonical JSON (keys sorted), validated by the C++ parser."""
+        d = dataclasses.asdict(self)
+        d["softmax_scale"] = str(d["softmax_scale"])
+        return _core.mla_spec_normalize(json.dumps(d, sort_keys=True))
+
+    @classmethod
+    def from_json(cls, text: str) -> "MlaSpec":
+        d = json.loads(_core.mla_spec_normalize(text))
+        d["yarn"] = Yarn(**d["yarn"])
+        return cls(**d)
+
+    def replace(self, **changes) -> "MlaSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def _spec_json(spec) -> str:
+    if isinstance(spec, MlaSpec):
+        return spec.to_json()
+    if isinstance(spec, str):
+        return _core.mla_spec_normalize(spec)
+    if isinstance(spec, dict):
+        return MlaSpec(**{k: (Yarn(**v) if k == "yarn" else v) for k, v in spec.items()}).to_json()
+    raise TypeError(f"spec: expected an MlaSpec, a dict of its fields or its JSON, got {type(spec).__name__}")
+
+
+def _spec(spec) -> MlaSpec:
+    return spec if isinstance(spec, MlaSpec) else MlaSpec.from_json(_spec_json(spec))
+
+
+def _f32(a, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def kv_bytes_per_token(spec=None) -> dict:
+    """KV-cache bytes per token and layer: MHA with the same dims (BF16), MLA BF16, MLA FP8."""
+    return dict(_core.mla_kv_bytes(_spec_json(spec or MlaSpec())))
+
+
+def softmax_scale(spec=None, which: str | None = None) -> float:
+    """The FP32 softmax scale of ``spec`` (or of ``which``: "deepseek", "flashmla", a number)."""
+    return float(_core.mla_softmax_scale(_spec_json(spec or MlaSpec()), which or ""))
+
+
+def init_weights(spec, seed: int) -> dict:
+    """Deterministic weights (counter-based RNG; uniform with std fan_in^-1/2, rounded to BF16)."""
+    return dict(_core.mla_init_weights(_spec_json(spec), int(seed)))
+
+
+def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0) -> dict:
+    """Prefill of x [tokens, hidden]: causal attention over these tokens at positions
+    start_pos.. . Returns out [T, hidden], attn [T, heads, v] and the intermediates q_nope, q_pe,
+    latent [T, kv_lora], k_pe [T, rope], q_absorbed [T, heads, kv_lora+rope] (decode's query)."""
+    if form not in ("naive", "absorbed"):
+        raise ValueError(f"form: expected 'naive' or 'absorbed', got {form!r}")
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
+    if int(start_pos) < 0:
+        raise ValueError(f"start_pos: must be >= 0, got {start_pos}")
+    w = {k: _f32(v, f"weights[{k!r}]") for k, v in weights.items()}
+    return dict(_core.mla_forward(_f32(x, "x"), w, _spec_json(spec), form, int(start_pos)))
+
+
+def compare_forms(x, weights: dict, spec, start_pos: int = 0) -> dict:
+    """Absorbed vs naive attention on the same projections, with the certified bounds of both
+    against the exact attention. Returns a dict with 'verdict' (fp8lab verdict vocabulary),
+    the outputs, exact values, bounds and max_observed_over_bound."""
+    w = {k: _f32(v, f"weights[{k!r}]") for k, v in weights.items()}
+    d = dict(_core.mla_compare_forms(_f32(x, "x"), w, _spec_json(spec), int(start_pos)))
+    d["verdict"] = json.loads(d.pop("verdict_json"))
+    return d
+
+
+def build_cache(latents, k_pe, spec, page: int | None = None, block_order=None):
+    """Paged cache in FlashMLA's layout from per-sequence latents and k_pe.
+
+    latents / k_pe: a list of [L_b, kv_lora] / [L_b, rope] arrays (one per sequence; L_b may be
+    0), or one 2-D array each (a single sequence). page overrides spec.page. block_order: optional
+    permutation of physical block indices (logical block i is stored at block_order[i]).
+    Returns (cache, block_table int32 [batch, max_blocks], seqlens int32 [batch]); cache is uint16
+    BF16 bits [blocks, page, 1, kv_lora+rope] or uint8 bytes [blocks, page, 1, 656] for FP8.
+    """
+    s = _spec(spec)
+    if page is not None:
+        if int(page) <= 0:
+            raise ValueError(f"page: must be positive, got {page}")
+        s = s.replace(page=int(page))
+    if isinstance(latents, np.ndarray) and latents.ndim == 2:
+        latents, k_pe = [latents], [k_pe]
+    if not isinstance(latents, (list, tuple)) or not isinstance(k_pe, (list, tuple)):
+        raise TypeError("latents, k_pe: expected lists of per-sequence arrays (or one 2-D array each)")
+    if len(latents) != len(k_pe):
+        raise ValueError(f"k_pe: {len(k_pe)} sequences, but latents has {len(latents)}")
+    lat = [np.asarray(a, dtype=np.float32).reshape(-1, s.kv_lora) if np.asarray(a).size == 0 else _f32(a, "latents")
+           for a in latents]
+    kpe = [np.asarray(a, dtype=np.float32).reshape(-1, s.rope) if np.asarray(a).size == 0 else _f32(a, "k_pe")
+           for a in k_pe]
+    for b, (a, r) in enumerate(zip(lat, kpe)):
+        if a.ndim != 2 or a.shape[1] != s.kv_lora:
+            raise ValueError(f"latents: sequence {b} has shape {a.shape}, expected [L, {s.kv_lora}]")
+        if r.ndim != 2 or r.shape != (a.shape[0], s.rope):
+            raise ValueError(f"k_pe: sequence {b} has shape {r.shape}, expected [{a.shape[0]}, {s.rope}]")
+    seqlens = np.array([a.shape[0] for a in lat], dtype=np.int32)
+    all_lat = np.concatenate(lat) if lat else np.zeros((0, s.kv_lora), np.float32)
+    all_kpe = np.concatenate(kpe) if kpe else np.zeros((0, s.rope), np.float32)
+    order = None if block_order is None else np.ascontiguousarray(block_order, dtype=np.int32)
+    return _core.mla_build_cache(np.ascontiguousarray(all_lat), np.ascontiguousarray(all_kpe), seqlens,
+                                 s.to_json(), order)
+
+
+def decode(q, cache, block_table, seqlens, spec):
+    """Split-KV decode (emulator/mla/decode.hpp states the split, order and formats).
+
+    q: float32 [batch, heads, kv_lora+rope] or FlashMLA's [batch, 1, heads, kv_lora+rope].
+    Returns (out, lse): out float32 holding BF16 values [.., heads, kv_lora]; lse float32 natural
+    log, [batch, heads] (or [batch, heads, 1] for 4-D q). Empty sequences: out 0, lse +inf."""
+    return _core.mla_decode(_f32(q, "q"), cache, _i32(block_table, "block_table"), _i32(seqlens, "seqlens"),
+                            _spec_json(spec))
+
+
+def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None = None) -> dict:
+    """Exact attention (float64) of the same inputs and the certified bounds of ``decode``:
+    dict(out, lse, out_bound, lse_bound). scale_of picks another softmax scale for the exact side."""
+    return dict(_core.mla_decode_reference(_f32(q, "q"), cache, _i32(block_table, "block_table"),
+                                           _i32(seqlens, "seqlens"), _spec_json(spec), scale_of or ""))
+
+
+def compare(out, lse, q, cache, block_table, seqlens, spec) -> dict:
+    """Judges a decode result (this emulator's or a kernel's: out [b, h, kv_lora], lse [b, h])
+    against the exact attention with the certified bound of ``spec``. Returns
+    {"out": verdict, "lse": verdict, "ok": bool, "max_out_ratio", "max_lse_ratio"}."""
+    d = dict(_core.mla_compare_decode(_f32(out, "out"), _f32(lse, "lse"), _f32(q, "q"), cache,
+                                      _i32(block_table, "block_table"), _i32(seqlens, "seqlens"), _spec_json(spec)))
+    res = {"out": json.loads(d["out_json"]), "lse": json.loads(d["lse_json"]),
+           "out_summary": d["out_summary"], "lse_summary": d["lse_summary"],
+           "max_out_ratio": d["max_out_ratio"], "max_lse_ratio": d["max_lse_ratio"]}
+    res["ok"] = res["out"]["kind"] != "violation" and res["lse"]["kind"] != "violation"
+    return res
+
+
+def _i32(a, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+# --- DeepSeek-V3 checkpoint shards ------------------------------------------------------------
+
+#: fp8lab weight name -> HF DeepSeek-V3 tensor name under model.layers.{i}.self_attn.
+HF_NAMES = {
+    "wq_a": "q_a_proj.weight",
+    "q_norm": "q_a_layernorm.weight",
+    "wq_b": "q_b_proj.weight",
+    "wq": "q_proj.weight",
+    "wkv_a": "kv_a_proj_with_mqa.weight",
+    "kv_norm": "kv_a_layernorm.weight",
+    "wkv_b": "kv_b_proj.weight",
+    "wo": "o_proj.weight",
+}
+
+_ST_DTYPES = {"F32": ("<f4", None), "F16": ("<f2", None), "BF16": ("<u2", "bf16"), "F8_E4M3": ("u1", "e4m3")}
+
+
+def read_safetensors(path) -> dict:
+    """Reads a safetensors file strictly (header length, JSON header, offsets that tile the data
+    exactly) into {name: float32 array}; BF16 and F8_E4M3 are decoded exactly with fp8lab.decode.
+    Other dtypes raise ValueError naming the tensor."""
+    from .formats import decode as _decode
+
+    data = Path(path).read_bytes()
+    if len(data) < 8:
+        raise ValueError(f"path: {path} is too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        raise ValueError(f"path: {path}: header length {n} runs past the end of the file")
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dt = info.get("dtype")
+        if dt not in _ST_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dt}, expected one of {sorted(_ST_DTYPES)}")
+        np_dt, fmt = _ST_DTYPES[dt]
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        if not (0 <= begin <= end <= len(body)) or end - begin != count * np.dtype(np_dt).itemsize:
+            raise ValueError(f"{path}: tensor {name!r} has data_offsets {begin, end} inconsistent with shape {shape}")
+        raw = np.frombuffer(body[begin:end], dtype=np_dt).reshape(shape)
+        out[name] = (raw.astype(np.float32) if fmt is None
+                     else _decode(np.ascontiguousarray(raw.astype(np.uint8 if fmt == "e4m3" else np.uint16)), fmt)
+                     .astype(np.float32))
+        out[name + ".__dtype__"] = dt
+    return out
+
+
+def dequantize_block_fp8(weight: np.ndarray, scale_inv: np.ndarray, block: int = 128) -> np.ndarray:
+    """W[r, c] = e4m3[r, c] * weight_scale_inv[r // 128, c // 128] in float32 (DeepSeek-V3
+    inference/kernel.py weight_dequant; despite its name the stored scale is the multiplier)."""
+    rows, cols = weight.shape
+    gr, gc = -(-rows // block), -(-cols // block)
+    if scale_inv.shape != (gr, gc):
+        raise ValueError(f"weight_scale_inv: expected shape {(gr, gc)} for a {weight.shape} weight, got {scale_inv.shape}")
+    s = np.repeat(np.repeat(scale_inv.astype(np.float32), block, axis=0), block, axis=1)[:rows, :cols]
+    return (weight.astype(np.float32) * s).astype(np.float32)
+
+
+def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
+    """Attention weights of one layer from DeepSeek-V3 safetensors shard(s) (HF names; FP8 weights
+    with 128x128 weight_scale_inv are dequantised, BF16/F32 tensors decoded exactly). Shapes are
+    checked against ``spec`` (default: DeepSeek-V3). Returns the weights dict ``forward`` takes."""
+    s = _spec(spec or MlaSpec())
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    tensors = {}
+    for p in paths:
+        tensors.update(read_safetensors(p))
+    prefix = f"model.layers.{int(layer)}.self_attn."
+    wanted = ["wkv_a", "kv_norm", "wkv_b", "wo"] + (["wq_a", "q_norm", "wq_b"] if s.q_lora > 0 else ["wq"])
+    qk = s.nope + s.rope
+    shapes = {"wq_a": (s.q_lora, s.hidden), "q_norm": (s.q_lora,), "wq_b": (s.heads * qk, s.q_lora),
+              "wq": (s.heads * qk, s.hidden), "wkv_a": (s.kv_lora + s.rope, s.hidden), "kv_norm": (s.kv_lora,),
+              "wkv_b": (s.heads * (s.nope + s.v), s.kv_lora), "wo": (s.hidden, s.heads * s.v)}
+    weights = {}
+    for key in wanted:
+        name = prefix + HF_NAMES[key]
+        if name not in tensors:
+            raise ValueError(f"paths: tensor {name!r} not found in {[str(p) for p in paths]}")
+        w = tensors[name]
+        if tensors[name + ".__dtype__"] == "F8_E4M3":
+            sname = name + "_scale_inv"
+            if sname not in tensors:
+                raise ValueError(f"paths: FP8 tensor {name!r} has no {sname!r}")
+            w = dequantize_block_fp8(w, tensors[sname])
+        if w.shape != shapes[key]:
+            raise ValueError(f"{name}: shape {w.shape} does not match spec (expected {shapes[key]})")
+        weights[key] = np.ascontiguousarray(w, dtype=np.float32)
+    return weights
+
+
+__all__ = [
+    "MlaSpec", "Yarn", "build_cache", "compare", "compare_forms", "decode", "decode_reference",
+    "dequantize_block_fp8", "forward", "init_weights", "kv_bytes_per_token", "load_deepseek_shard",
+    "read_safetensors", "softmax_scale",
+]

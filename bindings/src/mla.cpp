@@ -1,0 +1,355 @@
+// fp8lab._core: mla — MLA prefill (naive / absorbed), paged latent cache, split-KV decode, exact
+// references and certified bounds. Specs travel as their canonical JSON (mla/mla_spec.hpp).
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "arrays.hpp"
+#include "mla/decode.hpp"
+#include "mla/forward.hpp"
+#include "mla/paged_cache.hpp"
+#include "mla/weights.hpp"
+#include "registry.hpp"
+
+namespace fp8lab::bindings {
+namespace {
+
+using namespace fp8lab::mla;
+
+py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<float> a(shape);
+  std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
+  return a;
+}
+py::array_t<double> to_numpy(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<double> a(shape);
+  std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(double));
+  return a;
+}
+
+std::vector<float> float_vector(const py::object& obj, const char* arg, std::size_t expected_size) {
+  auto a = require_dtype<float>(obj, arg, "float32");
+  if (static_cast<std::size_t>(a.size()) != expected_size)
+    throw py::value_error(std::string(arg) + ": expected " + std::to_string(expected_size) + " elements for this spec, got " +
+                          std::to_string(a.size()) + " (shape " + py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>() + ")");
+  return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
+  const char* names[] = {"wq_a", "q_norm", "wq_b", "wq", "wkv_a", "kv_norm", "wkv_b", "wo"};
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    if (std::find(std::begin(names), std::end(names), k) == std::end(names))
+      throw py::value_error("weights: unknown tensor '" + k + "' (expected wq_a q_norm wq_b wq wkv_a kv_norm wkv_b wo)");
+  }
+  auto get = [&](const char* name, std::size_t n) {
+    if (!d.contains(name)) throw py::value_error(std::string("weights: missing tensor '") + name + "'");
+    return float_vector(d[name], (std::string("weights['") + name + "']").c_str(), n);
+  };
+  MlaWeights w;
+  const std::size_t H = s.heads, hid = s.hidden, qk = s.qk_head();
+  if (s.q_lora > 0) {
+    w.wq_a = get("wq_a", static_cast<std::size_t>(s.q_lora) * hid);
+    w.q_norm = get("q_norm", s.q_lora);
+    w.wq_b = get("wq_b", H * qk * s.q_lora);
+  } else {
+    w.wq = get("wq", H * qk * hid);
+  }
+  w.wkv_a = get("wkv_a", static_cast<std::size_t>(s.cache_dim()) * hid);
+  w.kv_norm = get("kv_norm", s.kv_lora);
+  w.wkv_b = get("wkv_b", H * (s.nope + s.v) * s.kv_lora);
+  w.wo = get("wo", hid * H * s.v);
+  validate_weights(w, s);
+  return w;
+}
+
+py::dict weights_to(const MlaWeights& w, const MlaSpec& s) {
+  py::dict d;
+  const py::ssize_t H = s.heads, qk = s.qk_head();
+  if (s.q_lora > 0) {
+    d["wq_a"] = to_numpy(w.wq_a, {s.q_lora, s.hidden});
+    d["q_norm"] = to_numpy(w.q_norm, {s.q_lora});
+    d["wq_b"] = to_numpy(w.wq_b, {H * qk, s.q_lora});
+  } else {
+    d["wq"] = to_numpy(w.wq, {H * qk, s.hidden});
+  }
+  d["wkv_a"] = to_numpy(w.wkv_a, {s.cache_dim(), s.hidden});
+  d["kv_norm"] = to_numpy(w.kv_norm, {s.kv_lora});
+  d["wkv_b"] = to_numpy(w.wkv_b, {H * (s.nope + s.v), s.kv_lora});
+  d["wo"] = to_numpy(w.wo, {s.hidden, H * s.v});
+  return d;
+}
+
+std::vector<float> tokens_input(const py::object& x, const MlaSpec& s, std::size_t& T) {
+  auto a = require_dtype<float>(x, "x", "float32");
+  if (a.ndim() != 2 || a.shape(1) != s.hidden)
+    throw py::value_error("x: expected shape [tokens, " + std::to_string(s.hidden) + "], got " +
+                          py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
+  T = static_cast<std::size_t>(a.shape(0));
+  return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+py::dict projected_dict(const Projected& p, const MlaSpec& s) {
+  const py::ssize_t T = static_cast<py::ssize_t>(p.tokens);
+  py::dict d;
+  d["q_nope"] = to_numpy(p.q_nope, {T, s.heads, s.nope});
+  d["q_pe"] = to_numpy(p.q_pe, {T, s.heads, s.rope});
+  d["latent"] = to_numpy(p.latent, {T, s.kv_lora});
+  d["k_pe"] = to_numpy(p.k_pe, {T, s.rope});
+  return d;
+}
+
+// numpy cache (+ table, lengths) -> PagedCache, checking dtype and shape against the spec.
+PagedCache cache_from(const py::object& cache, const py::object& block_table, const py::object& seqlens, const MlaSpec& s) {
+  py::array c = py::array::ensure(cache, py::array::c_style);
+  if (!c) throw py::type_error("cache: expected a numpy array");
+  PagedCache pc;
+  pc.row_bytes = cache_row_bytes(s);
+  const bool bf = s.cache == CacheFormat::Bf16;
+  const py::ssize_t last = bf ? s.cache_dim() : static_cast<py::ssize_t>(pc.row_bytes);
+  if (bf && !c.dtype().is(py::dtype::of<std::uint16_t>()))
+    throw py::type_error("cache: spec cache=bf16 expects uint16 BF16 bit patterns, got dtype " + dtype_name(c));
+  if (!bf && !c.dtype().is(py::dtype::of<std::uint8_t>()))
+    throw py::type_error("cache: spec cache=fp8 expects uint8 bytes (FlashMLA FP8 layout), got dtype " + dtype_name(c));
+  if (c.ndim() != 4 || c.shape(1) != s.page || c.shape(2) != 1 || c.shape(3) != last)
+    throw py::value_error("cache: expected shape [blocks, " + std::to_string(s.page) + ", 1, " + std::to_string(last) +
+                          "], got " + py::str(py::tuple(py::cast(shape_of(c)))).cast<std::string>());
+  pc.blocks = static_cast<std::size_t>(c.shape(0));
+  pc.bytes.resize(pc.blocks * s.page * pc.row_bytes);
+  if (bf) {  // little-endian bytes whatever the host order
+    const auto* src = static_cast<const std::uint16_t*>(c.data());
+    for (std::size_t i = 0; i < pc.bytes.size() / 2; ++i) {
+      pc.bytes[2 * i] = static_cast<std::uint8_t>(src[i] & 0xFF);
+      pc.bytes[2 * i + 1] = static_cast<std::uint8_t>(src[i] >> 8);
+    }
+  } else {
+    std::memcpy(pc.bytes.data(), c.data(), pc.bytes.size());
+  }
+  auto bt = require_dtype<std::int32_t>(block_table, "block_table", "int32");
+  auto sl = require_dtype<std::int32_t>(seqlens, "seqlens", "int32");
+  if (sl.ndim() != 1) throw py::value_error("seqlens: expected a 1-D array [batch]");
+  pc.batch = static_cast<std::size_t>(sl.shape(0));
+  if (bt.ndim() != 2 || static_cast<std::size_t>(bt.shape(0)) != pc.batch)
+    throw py::value_error("block_table: expected shape [batch=" + std::to_string(pc.batch) + ", max_blocks_per_seq], got " +
+                          py::str(py::tuple(py::cast(shape_of(bt)))).cast<std::string>());
+  pc.max_blocks_per_seq = static_cast<std::size_t>(bt.shape(1));
+  pc.block_table.assign(bt.data(), bt.data() + bt.size());
+  pc.seqlens.assign(sl.data(), sl.data() + sl.size());
+  validate_cache(pc, s);
+  return pc;
+}
+
+py::tuple cache_to(const PagedCache& pc, const MlaSpec& s) {
+  const py::ssize_t blocks = static_cast<py::ssize_t>(pc.blocks);
+  py::array cache;
+  if (s.cache == CacheFormat::Bf16) {
+    py::array_t<std::uint16_t> a({blocks, static_cast<py::ssize_t>(s.page), py::ssize_t{1}, static_cast<py::ssize_t>(s.cache_dim())});
+    auto* dst = a.mutable_data();
+    for (std::size_t i = 0; i < pc.bytes.size() / 2; ++i)
+      dst[i] = static_cast<std::uint16_t>(pc.bytes[2 * i] | (pc.bytes[2 * i + 1] << 8));
+    cache = a;
+  } else {
+    py::array_t<std::uint8_t> a({blocks, static_cast<py::ssize_t>(s.page), py::ssize_t{1}, static_cast<py::ssize_t>(pc.row_bytes)});
+    std::memcpy(a.mutable_data(), pc.bytes.data(), pc.bytes.size());
+    cache = a;
+  }
+  py::array_t<std::int32_t> bt({static_cast<py::ssize_t>(pc.batch), static_cast<py::ssize_t>(pc.max_blocks_per_seq)});
+  std::memcpy(bt.mutable_data(), pc.block_table.data(), pc.block_table.size() * 4);
+  py::array_t<std::int32_t> sl({static_cast<py::ssize_t>(pc.batch)});
+  std::memcpy(sl.mutable_data(), pc.seqlens.data(), pc.seqlens.size() * 4);
+  return py::make_tuple(cache, bt, sl);
+}
+
+// q: [batch, heads, D] or FlashMLA's [batch, 1, heads, D].
+std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t batch, bool& four_d) {
+  auto a = require_dtype<float>(q, "q", "float32");
+  four_d = a.ndim() == 4;
+  const py::ssize_t D = s.cache_dim();
+  const bool ok3 = a.ndim() == 3 && a.shape(0) == static_cast<py::ssize_t>(batch) && a.shape(1) == s.heads && a.shape(2) == D;
+  const bool ok4 = four_d && a.shape(0) == static_cast<py::ssize_t>(batch) && a.shape(1) == 1 && a.shape(2) == s.heads && a.shape(3) == D;
+  if (!ok3 && !ok4)
+    throw py::value_error("q: expected shape [batch=" + std::to_string(batch) + ", heads=" + std::to_string(s.heads) + ", " +
+                          std::to_string(D) + "] or [batch, 1, heads, " + std::to_string(D) + "], got " +
+                          py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
+  return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+}  // namespace
+
+Registration mla_registration(60, "mla", [](py::module_& m) {
+  m.def("mla_spec_normalize", [](const std::string& json) { return mla::to_json(spec_from_json(json)); }, py::arg("spec_json"),
+        "Parses, validates and re-serialises an MlaSpec JSON (canonical form).");
+  m.def("mla_kv_bytes", [](const std::string& json) {
+    const KvBytes b = kv_bytes_per_token(spec_from_json(json));
+    py::dict d;
+    d["mha_bf16"] = b.mha_bf16;
+    d["mla_bf16"] = b.mla_bf16;
+    d["mla_fp8"] = b.mla_fp8;
+    return d;
+  }, py::arg("spec_json"));
+  m.def("mla_softmax_scale", [](const std::string& json, const std::string& which) {
+    const MlaSpec s = spec_from_json(json);
+    return which.empty() ? softmax_scale_value(s) : softmax_scale_named(s, which);
+  }, py::arg("spec_json"), py::arg("which") = "");
+  m.def("mla_init_weights", [](const std::string& json, std::uint64_t seed) {
+    const MlaSpec s = spec_from_json(json);
+    MlaWeights w;
+    {
+      py::gil_scoped_release r;
+      w = init_weights(s, seed);
+    }
+    return weights_to(w, s);
+  }, py::arg("spec_json"), py::arg("seed"));
+  m.def("mla_forward", [](const py::object& x, const py::dict& wd, const std::string& json, const std::string& form,
+                          long start_pos) {
+    const MlaSpec s = spec_from_json(json);
+    const Form f = form_by_name(form);
+    const MlaWeights w = weights_from(wd, s);
+    std::size_t T = 0;
+    const auto xv = tokens_input(x, s, T);
+    if (T == 0) throw py::value_error("x: at least one token is needed");
+    if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
+    ForwardResult r;
+    std::vector<float> qa;
+    {
+      py::gil_scoped_release rel;
+      r = forward(xv.data(), T, w, s, f, start_pos);
+      qa = absorbed_query(r.projected, w, s);
+    }
+    py::dict d = projected_dict(r.projected, s);
+    const py::ssize_t Tp = static_cast<py::ssize_t>(T);
+    d["out"] = to_numpy(r.out, {Tp, s.hidden});
+    d["attn"] = to_numpy(r.attn, {Tp, s.heads, s.v});
+    d["q_absorbed"] = to_numpy(qa, {Tp, s.heads, s.cache_dim()});
+    return d;
+  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"), py::arg("start_pos"));
+  m.def("mla_compare_forms", [](const py::object& x, const py::dict& wd, const std::string& json, long start_pos) {
+    const MlaSpec s = spec_from_json(json);
+    const MlaWeights w = weights_from(wd, s);
+    std::size_t T = 0;
+    const auto xv = tokens_input(x, s, T);
+    if (T == 0) throw py::value_error("x: at least one token is needed");
+    if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
+    FormsComparison fc;
+    {
+      py::gil_scoped_release rel;
+      const Projected p = project(xv.data(), T, w, s, start_pos);
+      fc = compare_forms(p, w, s);
+    }
+    const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.v};
+    py::dict d;
+    d["verdict_json"] = fc.verdict.to_json();
+    d["summary"] = fc.verdict.summary();
+    d["absorbed"] = to_numpy(fc.absorbed, shape);
+    d["naive"] = to_numpy(fc.naive, shape);
+    d["exact"] = to_numpy(fc.exact, shape);
+    d["bound_absorbed"] = to_numpy(fc.bound_absorbed, shape);
+    d["bound_naive"] = to_numpy(fc.bound_naive, shape);
+    d["max_observed_over_bound"] = fc.max_observed_over_bound;
+    d["max_abs_difference"] = fc.max_abs_difference;
+    d["max_rel_difference"] = fc.max_rel_difference;
+    return d;
+  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("start_pos"));
+  m.def("mla_build_cache", [](const py::object& latents, const py::object& k_pe, const py::object& seqlens,
+                              const std::string& json, const py::object& block_order) {
+    const MlaSpec s = spec_from_json(json);
+    auto sl = require_dtype<std::int32_t>(seqlens, "seqlens", "int32");
+    if (sl.ndim() != 1) throw py::value_error("seqlens: expected a 1-D array [batch]");
+    std::vector<std::int32_t> lens(sl.data(), sl.data() + sl.size());
+    std::size_t total = 0;
+    for (std::size_t b = 0; b < lens.size(); ++b) {
+      if (lens[b] < 0) throw py::value_error("seqlens: element " + std::to_string(b) + " is negative (" + std::to_string(lens[b]) + ")");
+      total += static_cast<std::size_t>(lens[b]);
+    }
+    auto la = require_dtype<float>(latents, "latents", "float32");
+    auto ka = require_dtype<float>(k_pe, "k_pe", "float32");
+    if (la.ndim() != 2 || static_cast<std::size_t>(la.shape(0)) != total || la.shape(1) != s.kv_lora)
+      throw py::value_error("latents: expected shape [sum(seqlens)=" + std::to_string(total) + ", " + std::to_string(s.kv_lora) +
+                            "], got " + py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
+    if (ka.ndim() != 2 || static_cast<std::size_t>(ka.shape(0)) != total || ka.shape(1) != s.rope)
+      throw py::value_error("k_pe: expected shape [sum(seqlens)=" + std::to_string(total) + ", " + std::to_string(s.rope) +
+                            "], got " + py::str(py::tuple(py::cast(shape_of(ka)))).cast<std::string>());
+    for (py::ssize_t i = 0; i < la.size(); ++i)
+      if (!std::isfinite(la.data()[i])) throw py::value_error("latents: element " + std::to_string(i) + " is not finite");
+    for (py::ssize_t i = 0; i < ka.size(); ++i)
+      if (!std::isfinite(ka.data()[i])) throw py::value_error("k_pe: element " + std::to_string(i) + " is not finite");
+    std::vector<std::int32_t> order;
+    const std::vector<std::int32_t>* order_ptr = nullptr;
+    if (!block_order.is_none()) {
+      auto bo = require_dtype<std::int32_t>(block_order, "block_order", "int32");
+      order.assign(bo.data(), bo.data() + bo.size());
+      order_ptr = &order;
+    }
+    PagedCache pc;
+    {
+      py::gil_scoped_release rel;
+      pc = build_cache(la.data(), ka.data(), lens, s, order_ptr);
+    }
+    return cache_to(pc, s);
+  }, py::arg("latents"), py::arg("k_pe"), py::arg("seqlens"), py::arg("spec_json"), py::arg("block_order") = py::none());
+  m.def("mla_decode", [](const py::object& q, const py::object& cache, const py::object& block_table,
+                         const py::object& seqlens, const std::string& json) {
+    const MlaSpec s = spec_from_json(json);
+    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
+    bool four = false;
+    const auto qv = query_from(q, s, pc.batch, four);
+    DecodeResult r;
+    {
+      py::gil_scoped_release rel;
+      r = decode(qv.data(), s.heads, pc, s);
+    }
+    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch);
+    py::array_t<float> out = four ? to_numpy(r.out, {B, 1, s.heads, s.kv_lora}) : to_numpy(r.out, {B, s.heads, s.kv_lora});
+    py::array_t<float> lse = four ? to_numpy(r.lse, {B, s.heads, 1}) : to_numpy(r.lse, {B, s.heads});
+    return py::make_tuple(out, lse);
+  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"));
+  m.def("mla_decode_reference", [](const py::object& q, const py::object& cache, const py::object& block_table,
+                                   const py::object& seqlens, const std::string& json, const std::string& scale_of) {
+    const MlaSpec s = spec_from_json(json);
+    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
+    bool four = false;
+    const auto qv = query_from(q, s, pc.batch, four);
+    const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
+    DecodeReference ref;
+    {
+      py::gil_scoped_release rel;
+      ref = decode_reference(qv.data(), s.heads, pc, s, scale);
+    }
+    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch);
+    py::dict d;
+    d["out"] = to_numpy(ref.out, {B, s.heads, s.kv_lora});
+    d["lse"] = to_numpy(ref.lse, {B, s.heads});
+    d["out_bound"] = to_numpy(ref.out_bound, {B, s.heads, s.kv_lora});
+    d["lse_bound"] = to_numpy(ref.lse_bound, {B, s.heads});
+    return d;
+  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
+     py::arg("scale_of") = "");
+  m.def("mla_compare_decode", [](const py::object& out, const py::object& lse, const py::object& q, const py::object& cache,
+                                 const py::object& block_table, const py::object& seqlens, const std::string& json) {
+    const MlaSpec s = spec_from_json(json);
+    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
+    bool four = false;
+    const auto qv = query_from(q, s, pc.batch, four);
+    const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
+    DecodeResult got;
+    got.out = float_vector(out, "out", B * H * C);
+    got.lse = float_vector(lse, "lse", B * H);
+    DecodeVerdicts v;
+    {
+      py::gil_scoped_release rel;
+      const DecodeReference ref = decode_reference(qv.data(), s.heads, pc, s, softmax_scale_value(s));
+      v = check_decode(got, ref, B, H, s);
+    }
+    py::dict d;
+    d["out_json"] = v.out.to_json();
+    d["lse_json"] = v.lse.to_json();
+    d["out_summary"] = v.out.summary();
+    d["lse_summary"] = v.lse.summary();
+    d["max_out_ratio"] = v.max_out_ratio;
+    d["max_lse_ratio"] = v.max_lse_ratio;
+    return d;
+  }, py::arg("out"), py::arg("lse"), py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"),
+     py::arg("spec_json"));
+});
+
+}  // namespace fp8lab::bindings
