@@ -12,6 +12,7 @@ from . import _core  # noqa: E402
 from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
 from .verify import verify  # noqa: E402  (the function; the module is importlib.import_module("fp8lab.verify"))
 from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
+from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
 
 __version__ = _core.__version__
 
@@ -25,6 +26,7 @@ __all__ = [
     "gemm_bound",
     "gemm_exact",
     "metrics",
+    "mla",
     "num_threads",
     "set_num_threads",
     "verify",
