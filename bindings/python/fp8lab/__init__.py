@@ -12,6 +12,7 @@ from . import _core  # noqa: E402
 from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
 from .verify import verify  # noqa: E402  (the function; the module is importlib.import_module("fp8lab.verify"))
 from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
+from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
 from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
 
 __version__ = _core.__version__
@@ -27,6 +28,7 @@ __all__ = [
     "gemm_exact",
     "metrics",
     "mla",
+    "moe",
     "num_threads",
     "set_num_threads",
     "verify",
