@@ -87,6 +87,32 @@ RC_GTEST_PROP(GemmProperties, CertifiedBoundIsNeverExceeded, ()) {
   }
 }
 
+RC_GTEST_PROP(GemmProperties, CertifiedBoundHoldsForEveryInstructionModel, ()) {
+  // The generic path (accum's fused_dot_add) and the bound's handling of split blocks (Ada),
+  // wide alignment (BF16/FP16, Blackwell) and exact sums with C added after (B200 mma.sync).
+  Problem p = gen_problem(300);
+  const std::string instruction = *rc::gen::element<std::string>(
+      "hopper_fp8", "hopper_fp8_e5m2", "hopper_bf16", "ada_fp8", "ada_bf16", "ampere_fp16", "blackwell_fp8",
+      "blackwell_mma_fp8");
+  const TensorCoreModel& model = tensor_core_by_name(instruction);
+  GemmSpec s;
+  s.instruction = instruction;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
+  s.promote_every = model.k * *rc::gen::element(1, 2, 4);
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  const std::size_t tile = static_cast<std::size_t>(s.promote_every);
+  const bool rowwise = s.accumulate == Accumulate::TensorCore;
+  const auto a = operand_from_qtensor(
+      testing::quantise(data(p, p.M, 1), p.M, p.K, rowwise ? Tile{1, 0} : Tile{1, tile}, model.input_format), "a");
+  const auto b = operand_from_qtensor(
+      testing::quantise(data(p, p.N, 2), p.N, p.K, rowwise ? Tile{0, 0} : Tile{tile, tile}, model.input_format), "b");
+  const auto d = gemm(a, b, s);
+  const auto x = gemm_exact(a, b, nullptr, OutputFormat::Fp64);
+  const auto bound = gemm_error_bound(a, b, s);
+  for (std::size_t e = 0; e < d.size(); ++e) RC_ASSERT(std::fabs(d[e] - x[e]) <= bound[e]);
+}
+
 RC_GTEST_PROP(GemmProperties, PowerOfTwoScalesScaleTheOutputExactly, ()) {
   Problem p = gen_problem();
   p.sigma_exp = 0;

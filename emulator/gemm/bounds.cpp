@@ -7,6 +7,7 @@
 #include <string>
 
 #include "accum/tensor_core.hpp"
+#include "accum/tensor_core_model.hpp"
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"
@@ -95,16 +96,6 @@ Fp32Track pairwise_with_bound(const ProductTrack* t, std::size_t n) {
 
 }  // namespace
 
-TensorCoreBoundParams tensor_core_bound_params(const std::string& instruction) {
-  const TensorCoreModel& model = tensor_core_by_name(instruction);
-  // Hopper wgmma FP8 (REFERENCE.md "Tensor cores"): k = 32, F = 13, P = 14; the exponent clamp is
-  // the input format's minimum normal exponent (E4M3 -6, E5M2 -14).
-  if (&model == &tensor_core_by_name("hopper_fp8")) return {32, 13, 14, -6};
-  if (&model == &tensor_core_by_name("hopper_fp8_e5m2")) return {32, 13, 14, -14};
-  throw std::invalid_argument("instruction: no certified bound is derived for '" + instruction +
-                              "' yet (known: hopper_fp8, hopper_fp8_e5m2)");
-}
-
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
                                      const float* c) {
   validate_gemm(a, b, spec);
@@ -143,8 +134,8 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
   }
   // Tensor-core chains, promoted or not.
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
-  const TensorCoreBoundParams tp = tensor_core_bound_params(spec.instruction);
-  const auto kI = static_cast<std::size_t>(tp.k);
+  const auto kI = static_cast<std::size_t>(model.k);
+  const auto blk = static_cast<std::size_t>(model.block > 0 ? model.block : model.k);
   const std::size_t NC = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every)
                                                                   : std::max<std::size_t>(K, 1);
   parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
@@ -158,34 +149,60 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
         const std::size_t ke = std::min(K, kb + NC);
         float p = 0.0f;
         double bp = 0.0;
-        for (std::size_t kc = kb; kc < ke; kc += kI) {
-          const std::size_t kn = std::min(kI, ke - kc);
-          // Step 2: the alignment exponent, and how many terms are not multiples of u.
-          int emax = std::numeric_limits<int>::min();
-          if (p != 0) emax = clamped_exponent(p, -126);
-          for (std::size_t k = kc; k < kc + kn; ++k)
-            if (x[k] != 0 && y[k] != 0)
-              emax = std::max(emax, clamped_exponent(x[k], tp.input_min_exponent) +
-                                        clamped_exponent(y[k], tp.input_min_exponent));
-          if (emax == std::numeric_limits<int>::min()) continue;  // all terms zero: D = 0 exactly
-          const int ue = emax - tp.frac_bits;
-          int inexact = 0;
-          auto not_multiple = [&](double t) {
-            const double q = std::ldexp(std::fabs(t), -ue);
-            return q != std::floor(q);
-          };
-          if (p != 0 && not_multiple(p)) ++inexact;
-          for (std::size_t k = kc; k < kc + kn; ++k)
-            if (not_multiple(static_cast<double>(x[k]) * y[k])) ++inexact;
-          // The instruction itself (accum's model), for the computed D.
+        // Fused blocks in order; a ragged tail is zero-padded, which adds nothing.
+        for (std::size_t kc = kb; kc < ke; kc += blk) {
+          const std::size_t kn = std::min(blk, ke - kc);
+          // The block alone through accum's model: its data in slot 0, zeros elsewhere.
           std::fill(pa.begin(), pa.end(), 0.0f);
           std::fill(pb.begin(), pb.end(), 0.0f);
           std::copy_n(x + kc, kn, pa.begin());
           std::copy_n(y + kc, kn, pb.begin());
-          p = fused_dot_add(pa.data(), pb.data(), p, model);
-          // Step 4: truncation to P significant bits of the computed D.
-          const double norm = p != 0 ? std::ldexp(1.0, std::ilogb(p) + 1 - tp.out_bits) : 0.0;
-          bp += inexact * std::ldexp(1.0, ue) + norm;
+          const float c_in = p;
+          if (model.exact_sum) {
+            // One FP32 rounding (either direction) of the exact sum: one FP32 ULP of the result;
+            // with C after the products, of S_p, then fl32(S_p + C).
+            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+            const float sp = model.c_after_products ? fused_dot_add(pa.data(), pb.data(), 0.0f, model) : p;
+            if (sp != 0) bp += std::ldexp(1.0, std::ilogb(sp) + 1 - 24);
+            if (model.c_after_products) bp += kU32 * std::fabs(p);
+            bp += kEta;
+            continue;
+          }
+          // Step 2: the alignment exponent over the aligned terms, and how many are not
+          // multiples of u (C is not among them when it is added after the products).
+          const bool c_aligned = !model.c_after_products && c_in != 0;
+          int emax = std::numeric_limits<int>::min();
+          if (c_aligned) emax = clamped_exponent(c_in, -126);
+          for (std::size_t k = kc; k < kc + kn; ++k)
+            if (x[k] != 0 && y[k] != 0)
+              emax = std::max(emax, clamped_exponent(x[k], model.input_min_exponent) +
+                                        clamped_exponent(y[k], model.input_min_exponent));
+          double block_err = 0.0;
+          float normalised;  // the value steps 3-4 produced (S_p, or D)
+          if (model.c_after_products) {
+            normalised = fused_dot_add(pa.data(), pb.data(), 0.0f, model);
+            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+            block_err += kU32 * std::fabs(p);  // fl32(S_p + C)
+          } else {
+            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+            normalised = p;
+          }
+          if (emax != std::numeric_limits<int>::min()) {
+            const int ue = emax - model.alignment_frac_bits;
+            int inexact = 0;
+            auto not_multiple = [&](double t) {
+              const double q = std::ldexp(std::fabs(t), -ue);
+              return q != std::floor(q);
+            };
+            if (c_aligned && not_multiple(c_in)) ++inexact;
+            for (std::size_t k = kc; k < kc + kn; ++k)
+              if (not_multiple(static_cast<double>(x[k]) * y[k])) ++inexact;
+            block_err += inexact * std::ldexp(1.0, ue);
+          }
+          // Step 4: rounding to P significant bits costs at most one ULP_P of the result.
+          if (normalised != 0) block_err += std::ldexp(1.0, std::ilogb(normalised) + 1 - model.output_precision);
+          if (std::fabs(p) < 0x1p-125) block_err += kEta;  // onto FP32's subnormal grid
+          bp += block_err;
         }
         acc = combine_with_bound(spec.combine, p, bp, a.scale(i, kb), b.scale(j, kb), acc);
       }

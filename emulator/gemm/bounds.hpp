@@ -15,6 +15,12 @@
 //      keeps the leading bit, so ulp_P(S') = ulp_P(D) = 2^(e(D) + 1 - P) for the computed D
 //      (D = 0 only when S' = 0). Bound: 2^(e(D) + 1 - P).
 //   Chained instructions add their bounds (C carries the previous error exactly into the sum).
+//   An instruction of k/block fused blocks (Ada mma.sync halves) is bounded block by block; a
+//   block's intermediate D is the model evaluated on that block alone (zero blocks then pass it
+//   through unchanged). Variants of accum's model: `exact_sum` (one FP32 rounding of the exact
+//   sum, in either direction: one FP32 ULP of the result, no alignment error); `c_after_products` (the products are aligned among themselves
+//   and normalised, S_p, then fl32(S_p + C): steps 2 and 4 for S_p plus u32*|D|); a result below
+//   2^-125 may also be truncated onto FP32's subnormal grid (2^-149 more).
 // Promotion with FP32 u32 = 2^-24 (each operation fl(z) = z / (1 + d), |d| <= u32, so the error is
 // <= u32 * |computed|, plus eta = 2^-149 for a product that underflows):
 //   deepgemm  s = fl(sa*sb), acc' = fl(s*p + acc):
@@ -42,18 +48,9 @@
 
 namespace fp8lab {
 
-// The bound for each of the M x N outputs of gemm(a, b, spec, c) (c may be nullptr). Throws
-// std::invalid_argument for an instruction whose model parameters gemm does not know.
+// The bound for each of the M x N outputs of gemm(a, b, spec, c) (c may be nullptr).
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
                                      const float* c = nullptr);
 
-// Parameters of a tensor-core model the bound needs (see above).
-struct TensorCoreBoundParams {
-  int k = 32;              // products per instruction
-  int frac_bits = 13;      // F
-  int out_bits = 14;       // P
-  int input_min_exponent = -6;  // operand exponents clamp here (the input format's min normal exponent)
-};
-TensorCoreBoundParams tensor_core_bound_params(const std::string& instruction);
 
 }  // namespace fp8lab

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "accum/tensor_core.hpp"
+#include "accum/tensor_core_model.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "gemm/combine.hpp"
@@ -26,8 +27,7 @@ std::string num(double v) {
 bool is_hopper_e4m3(const TensorCoreModel& model) { return &model == &tensor_core_by_name("hopper_fp8"); }
 
 // Elements must be values of the instruction's input format: the tensor core has no way to hold
-// anything else (quantise first). Checked for the instruction models whose input format gemm
-// knows; accum's fused_dot_add checks the others.
+// anything else (quantise first).
 void check_representable(const GemmOperand& x, const char* arg, const Format& fmt, const std::string& instruction) {
   for (std::size_t i = 0; i < x.elements.size(); ++i) {
     const double v = x.elements[i];
@@ -155,10 +155,13 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
     check_scales(a, "a", std::max<std::size_t>(K, 1), why);
     check_scales(b, "b", std::max<std::size_t>(K, 1), why);
   }
-  if (is_hopper_e4m3(model)) {
-    check_representable(a, "a", format_by_name("e4m3"), spec.instruction);
-    check_representable(b, "b", format_by_name("e4m3"), spec.instruction);
-  }
+  if (model.scale_block > 0)
+    throw std::invalid_argument("instruction: " + spec.instruction +
+                                " applies block scales inside the instruction (MX); gemm drives plain "
+                                "instructions and applies scales at promotion");
+  const Format& in = format_by_name(model.input_format);
+  check_representable(a, "a", in, spec.instruction);
+  check_representable(b, "b", in, spec.instruction);
 }
 
 std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
