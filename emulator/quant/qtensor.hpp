@@ -33,6 +33,10 @@ struct QTensor {
   // For rules whose scale is stored as UE8M0: the raw exponent bytes (same layout as scales);
   // empty otherwise.
   std::vector<std::uint8_t> scale_bits_ue8m0;
+  // The full rule as canonical JSON (ScaleRule::to_json), so a tensor quantised with a custom rule
+  // can be re-tiled or re-checked without the name being in the table. May be empty for tensors
+  // built by hand; then `rule` must be a named rule.
+  std::string rule_spec;
 
   const Format& format() const { return format_by_name(fmt); }
   std::size_t tile_rows_eff() const { return tile.rows == 0 ? rows : tile.rows; }

@@ -14,11 +14,18 @@ from .verify import verify  # noqa: E402  (the function; the module is importlib
 from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
 from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
+from .quant import QTensor, from_parts, quantize, retile, scale_rule, scale_rules  # noqa: E402
 
 __version__ = _core.__version__
 
 __all__ = [
     "__version__",
+    "QTensor",
+    "from_parts",
+    "quantize",
+    "retile",
+    "scale_rule",
+    "scale_rules",
     "decode",
     "encode",
     "format_info",

@@ -1,0 +1,91 @@
+"""Block-scaled quantisation: every vendor's scale rule, bit-exact.
+
+``quantize(x, tile=(1, 128), fmt="e4m3", rule="deepseek")`` cuts a 2-D float32 array into tiles
+(``(0, 0)`` per-tensor, ``(1, 0)`` per-row, ``(1, 128)``, ``(128, 1)``, ``(128, 128)``, MX
+``(1, 32)``, any ``(r, c)``; 0 means the whole dimension), forms one scale per tile from the tile's
+amax with the named rule, and encodes ``x`` scaled into ``fmt``. Ragged edge tiles take their amax over
+their valid elements (zero padding). ``scale_rules()`` lists the named rules and ``scale_rule(name)``
+shows one as an explicit spec (a dict): pass such a dict (edited) as ``rule`` to describe a new
+kernel's convention without code.
+
+The returned ``QTensor`` has ``.bits`` (uint8/uint16 element patterns), ``.scales`` (float32, or the
+UE8M0 bytes as uint8 for rules that store UE8M0; ``.scale_values`` is always float32), ``.fmt``,
+``.tile``, ``.rule``, ``.rule_spec``, ``.shape`` and ``.dequantize()`` (exact, float64).
+``QTensor.from_parts(bits, scales, fmt, tile, rule)`` wraps a GPU kernel's output.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+
+QTensor = _core.QTensor
+
+
+def _tile(tile, name: str = "tile") -> tuple[int, int]:
+    if isinstance(tile, (str, bytes)) or not hasattr(tile, "__len__") or len(tile) != 2:
+        raise TypeError(f"{name}: expected a pair (rows, cols) of ints (0 = the whole dimension), got {tile!r}")
+    out = []
+    for v in tile:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name}: expected ints, got {tile!r}")
+        if v < 0:
+            raise ValueError(f"{name}: sizes must be >= 0 (0 = the whole dimension), got {tile!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def _rule(rule):
+    if isinstance(rule, str):
+        return rule
+    if isinstance(rule, dict):
+        return dict(rule)
+    raise TypeError(f"rule: expected a rule name (see scale_rules()) or a spec dict, got {type(rule).__name__}")
+
+
+def quantize(x, tile=(1, 128), fmt: str = "e4m3", rule="deepseek") -> QTensor:
+    """Quantise the 2-D float32 array ``x`` (float64 accepted when every value is a float32 value).
+
+    Raises TypeError for a wrong dtype/type and ValueError for a wrong shape, an unknown format or
+    rule, or a tile the rule cannot take (MX needs 32-element tiles)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x: expected a 2-D numpy array of float32, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x: expected dtype float32 (or float64 holding float32 values), got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array, got shape {x.shape}")
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt: expected a format name, got {type(fmt).__name__}")
+    return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule))
+
+
+def retile(q: QTensor, tile) -> QTensor:
+    """Re-quantise ``q`` into ``tile`` with its format and rule (dequantise to float32, quantise), as
+    DeepSeek-V3 does for the backward pass (1x128 -> 128x1). Exact when the scales are powers of two
+    and no element leaves the format's normal range."""
+    if not isinstance(q, QTensor):
+        raise TypeError(f"q: expected a QTensor, got {type(q).__name__}")
+    return _core.retile(q, _tile(tile))
+
+
+def scale_rules() -> list[str]:
+    """Names of the built-in scale rules."""
+    return list(_core.scale_rules())
+
+
+def scale_rule(rule) -> dict:
+    """The explicit spec of a rule (name or dict) as a dict: amax NaN policy, floor and where it
+    applies, amax/fmax vs fmax/amax, power-of-two method, how it is applied, the cast's overflow,
+    scale storage, and its source."""
+    return dict(_core.scale_rule(_rule(rule)))
+
+
+def from_parts(bits, scales, fmt: str, tile, rule) -> QTensor:
+    """Wrap existing element bits (2-D, the format's storage dtype) and per-tile scales (float32, or
+    uint8 UE8M0 bytes for UE8M0 rules) as a QTensor, e.g. a GPU kernel's output."""
+    return QTensor.from_parts(bits, scales, fmt, _tile(tile), _rule(rule))
+
+
+__all__ = ["QTensor", "from_parts", "quantize", "retile", "scale_rule", "scale_rules"]

@@ -1,0 +1,211 @@
+// fp8lab._core: quant — the QTensor class (the C++ struct itself, so gemm/golden bindings take it
+// as a fp8lab::QTensor argument), quantize, retile, scale rules. Registered early (order 10).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "arrays.hpp"
+#include "quant/quantize.hpp"
+#include "registry.hpp"
+
+namespace fp8lab::bindings {
+namespace {
+
+py::dtype storage_dtype(const Format& f) {
+  switch (f.storage_bits()) {
+    case 8: return py::dtype::of<std::uint8_t>();
+    case 16: return py::dtype::of<std::uint16_t>();
+    default: return py::dtype::of<std::uint32_t>();
+  }
+}
+
+// A rule given as a name ("deepseek") or as a spec: a dict of ScaleRule fields or its JSON text.
+ScaleRule rule_from_py(const py::object& rule) {
+  if (py::isinstance<py::str>(rule)) {
+    const std::string s = rule.cast<std::string>();
+    if (!s.empty() && s.front() == '{') return scale_rule_from_json(s);
+    return scale_rule_by_name(s);
+  }
+  if (py::isinstance<py::dict>(rule)) {
+    py::object json = py::module_::import("json").attr("dumps")(rule);
+    return scale_rule_from_json(json.cast<std::string>());
+  }
+  throw py::type_error("rule: expected a rule name (str), a spec dict or its JSON text, got " +
+                       py::str(py::type::of(rule).attr("__name__")).cast<std::string>());
+}
+
+Tile tile_from_py(const py::object& t) {
+  if (!py::isinstance<py::sequence>(t) || py::isinstance<py::str>(t) || py::len(t) != 2)
+    throw py::type_error("tile: expected a pair (rows, cols) of non-negative ints (0 = the whole dimension)");
+  auto seq = t.cast<py::sequence>();
+  Tile out;
+  for (int i = 0; i < 2; ++i) {
+    py::object v = seq[i];
+    if (!py::isinstance<py::int_>(v) && !py::hasattr(v, "__index__"))
+      throw py::type_error("tile: expected ints, got " + py::repr(t).cast<std::string>());
+    const long long n = py::int_(v).cast<long long>();
+    if (n < 0) throw py::value_error("tile: sizes must be >= 0 (0 = the whole dimension), got " + py::repr(t).cast<std::string>());
+    (i == 0 ? out.rows : out.cols) = static_cast<std::size_t>(n);
+  }
+  return out;
+}
+
+QTensor quantize_py(const py::object& x_obj, const py::object& tile, const std::string& fmt, const py::object& rule_obj) {
+  py::array x = require_float(x_obj, "x");
+  if (x.ndim() != 2)
+    throw py::value_error("x: expected a 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const auto rows = static_cast<std::size_t>(x.shape(0)), cols = static_cast<std::size_t>(x.shape(1));
+  const Tile t = tile_from_py(tile);
+  const ScaleRule rule = rule_from_py(rule_obj);
+  const bool f32 = is_float32(x);
+  py::gil_scoped_release release;
+  if (f32) return quantize(static_cast<const float*>(x.data()), rows, cols, t, fmt, rule);
+  return quantize(static_cast<const double*>(x.data()), rows, cols, t, fmt, rule);
+}
+
+py::array bits_array(const QTensor& q) {
+  const Format& f = q.format();
+  py::array out(storage_dtype(f), std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
+  const std::size_t n = q.bits.size();
+  if (f.storage_bits() == 8) {
+    auto* o = static_cast<std::uint8_t*>(out.mutable_data());
+    for (std::size_t i = 0; i < n; ++i) o[i] = static_cast<std::uint8_t>(q.bits[i]);
+  } else if (f.storage_bits() == 16) {
+    auto* o = static_cast<std::uint16_t*>(out.mutable_data());
+    for (std::size_t i = 0; i < n; ++i) o[i] = static_cast<std::uint16_t>(q.bits[i]);
+  } else if (n) {
+    std::memcpy(out.mutable_data(), q.bits.data(), n * sizeof(std::uint32_t));
+  }
+  return out;
+}
+
+std::vector<py::ssize_t> grid_shape(const QTensor& q) {
+  return {static_cast<py::ssize_t>(q.tile_grid_rows()), static_cast<py::ssize_t>(q.tile_grid_cols())};
+}
+
+py::array scale_values_array_impl(const QTensor& q) {
+  py::array_t<float> out(grid_shape(q));
+  if (!q.scales.empty()) std::memcpy(out.mutable_data(), q.scales.data(), q.scales.size() * sizeof(float));
+  return out;
+}
+
+py::array scales_array(const QTensor& q) {
+  if (!q.scale_bits_ue8m0.empty()) {
+    py::array_t<std::uint8_t> out(grid_shape(q));
+    std::memcpy(out.mutable_data(), q.scale_bits_ue8m0.data(), q.scale_bits_ue8m0.size());
+    return out;
+  }
+  return scale_values_array_impl(q);
+}
+
+QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, const std::string& fmt_name,
+                   const py::object& tile, const py::object& rule_obj) {
+  const Format& f = format_by_name(fmt_name);
+  const ScaleRule rule = rule_from_py(rule_obj);
+  py::array bits = py::array::ensure(bits_obj);
+  if (!bits) throw py::type_error("bits: expected a numpy array of unsigned integers");
+  const py::dtype want = storage_dtype(f);
+  if (!bits.dtype().is(want))
+    throw py::type_error("bits: format " + f.name + " is stored as " + py::str(want).cast<std::string>() +
+                         ", got dtype " + dtype_name(bits));
+  if (bits.ndim() != 2) throw py::value_error("bits: expected a 2-D array, got " + std::to_string(bits.ndim()) + " dimensions");
+  bits = py::array::ensure(bits, py::array::c_style);
+  QTensor q;
+  q.rows = static_cast<std::size_t>(bits.shape(0));
+  q.cols = static_cast<std::size_t>(bits.shape(1));
+  q.fmt = f.name;
+  q.tile = tile_from_py(tile);
+  q.rule = rule.name;
+  q.rule_spec = rule.to_json();
+  q.bits.resize(q.rows * q.cols);
+  for (std::size_t i = 0; i < q.bits.size(); ++i)
+    q.bits[i] = f.storage_bits() == 8    ? static_cast<const std::uint8_t*>(bits.data())[i]
+                : f.storage_bits() == 16 ? static_cast<const std::uint16_t*>(bits.data())[i]
+                                         : static_cast<const std::uint32_t*>(bits.data())[i];
+  const std::size_t ns = q.tile_grid_rows() * q.tile_grid_cols();
+  py::array sc = py::array::ensure(scales_obj);
+  if (!sc) throw py::type_error("scales: expected a numpy array");
+  if (static_cast<std::size_t>(sc.size()) != ns)
+    throw py::value_error("scales: expected " + std::to_string(ns) + " scales (a " + std::to_string(q.tile_grid_rows()) +
+                          " x " + std::to_string(q.tile_grid_cols()) + " tile grid), got " + std::to_string(sc.size()));
+  sc = py::array::ensure(sc, py::array::c_style);
+  if (rule.storage == ScaleStorage::Ue8m0) {
+    if (!sc.dtype().is(py::dtype::of<std::uint8_t>()))
+      throw py::type_error("scales: rule '" + rule.name + "' stores UE8M0 bytes: expected dtype uint8, got " + dtype_name(sc));
+    const auto* b = static_cast<const std::uint8_t*>(sc.data());
+    q.scale_bits_ue8m0.assign(b, b + ns);
+    q.scales.resize(ns);
+    for (std::size_t i = 0; i < ns; ++i)
+      q.scales[i] = b[i] == 0xFF ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, int(b[i]) - 127);
+  } else {
+    if (!sc.dtype().is(py::dtype::of<float>()))
+      throw py::type_error("scales: rule '" + rule.name + "' stores float32 scales: expected dtype float32, got " +
+                           dtype_name(sc));
+    const auto* s = static_cast<const float*>(sc.data());
+    q.scales.assign(s, s + ns);
+  }
+  validate_qtensor(q, "bits");
+  return q;
+}
+
+py::dict rule_dict(const ScaleRule& r) {
+  py::object loads = py::module_::import("json").attr("loads");
+  return loads(r.to_json()).cast<py::dict>();
+}
+
+Registration quant_registration(10, "quant", [](py::module_& m) {
+  py::class_<Tile>(m, "Tile")
+      .def(py::init([](std::size_t r, std::size_t c) { return Tile{r, c}; }), py::arg("rows"), py::arg("cols"))
+      .def_readonly("rows", &Tile::rows)
+      .def_readonly("cols", &Tile::cols)
+      .def("__repr__", [](const Tile& t) { return "(" + std::to_string(t.rows) + ", " + std::to_string(t.cols) + ")"; });
+
+  py::class_<QTensor>(m, "QTensor",
+                      "A block-quantised matrix: element bit patterns in `fmt` and one scale per tile.\n"
+                      "value[r, c] = decode(bits[r, c]) * scale of its tile.")
+      .def_property_readonly("bits", &bits_array, "element bit patterns (rows x cols; uint8 / uint16 / uint32), a copy")
+      .def_property_readonly("scales", &scales_array,
+                             "one per tile (grid rows x grid cols): float32 dequantisation multipliers, or the "
+                             "UE8M0 bytes (uint8) for rules that store UE8M0")
+      .def_property_readonly("scale_values", &scale_values_array_impl,
+                             "the float32 dequantisation multiplier of every tile (2^(b-127) for UE8M0 bytes)")
+      .def_property_readonly("fmt", [](const QTensor& q) { return q.fmt; })
+      .def_property_readonly("tile", [](const QTensor& q) { return py::make_tuple(q.tile.rows, q.tile.cols); })
+      .def_property_readonly("rule", [](const QTensor& q) { return q.rule; })
+      .def_property_readonly("rule_spec", [](const QTensor& q) { return rule_dict(rule_of(q)); })
+      .def_property_readonly("shape", [](const QTensor& q) { return py::make_tuple(q.rows, q.cols); })
+      .def("dequantize",
+           [](const QTensor& q) {
+             std::vector<double> v;
+             {
+               py::gil_scoped_release release;
+               v = dequantize(q);
+             }
+             py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
+             if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(double));
+             return out;
+           },
+           "exact values element * scale as float64 (rows x cols)")
+      .def_static("from_parts", &from_parts, py::arg("bits"), py::arg("scales"), py::arg("fmt"), py::arg("tile"),
+                  py::arg("rule"))
+      .def("__repr__", [](const QTensor& q) {
+        return "QTensor(shape=(" + std::to_string(q.rows) + ", " + std::to_string(q.cols) + "), fmt='" + q.fmt +
+               "', tile=(" + std::to_string(q.tile.rows) + ", " + std::to_string(q.tile.cols) + "), rule='" + q.rule + "')";
+      });
+
+  m.def("quantize", &quantize_py, py::arg("x"), py::arg("tile"), py::arg("fmt"), py::arg("rule"));
+  m.def("retile", [](const QTensor& q, const py::object& tile) {
+    const Tile t = tile_from_py(tile);
+    py::gil_scoped_release release;
+    return retile(q, t);
+  }, py::arg("q"), py::arg("tile"));
+  m.def("scale_rules", &scale_rule_names);
+  m.def("scale_rule", [](const py::object& rule) { return rule_dict(rule_from_py(rule)); }, py::arg("rule"));
+});
+
+}  // namespace
+}  // namespace fp8lab::bindings

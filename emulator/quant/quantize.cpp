@@ -1,0 +1,196 @@
+// The block quantiser: three deterministic passes (per-row partial amax, per-tile scale, elements),
+// each a parallel_for whose chunking does not depend on the thread count; max is exact and
+// order-free, so the bits never depend on it either.
+#include "quant/quantize.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "common/parallel.hpp"
+#include "quant/fast_encode.hpp"
+
+namespace fp8lab {
+
+namespace {
+
+std::string shape_str(std::size_t r, std::size_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
+
+void check_tile_for_rule(const ScaleRule& rule, std::size_t rows, std::size_t cols, Tile tile) {
+  if (rule.tile_elements == 0 || rows == 0 || cols == 0) return;
+  const std::size_t tr = tile.rows == 0 ? rows : tile.rows, tc = tile.cols == 0 ? cols : tile.cols;
+  if (tr * tc != rule.tile_elements)
+    throw std::invalid_argument("tile: rule '" + rule.name + "' needs tiles of exactly " +
+                                std::to_string(rule.tile_elements) + " elements (e.g. (1, " +
+                                std::to_string(rule.tile_elements) + ")), got " + shape_str(tr, tc) + " = " +
+                                std::to_string(tr * tc) + " elements for a " + shape_str(rows, cols) + " matrix");
+}
+
+}  // namespace
+
+QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
+                 const ScaleRule& rule) {
+  const Format& fmt = format_by_name(fmt_name);  // throws naming the format
+  rule.validate();
+  if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
+  if (fmt.storage_bits() > 32) throw std::invalid_argument("fmt: element format wider than 32 bits");
+  check_tile_for_rule(rule, rows, cols, tile);
+
+  QTensor q;
+  q.rows = rows;
+  q.cols = cols;
+  q.fmt = fmt.name;
+  q.tile = tile;
+  q.rule = rule.name;
+  q.rule_spec = rule.to_json();
+  q.bits.assign(rows * cols, 0u);
+  const std::size_t gr = q.tile_grid_rows(), gc = q.tile_grid_cols();
+  const std::size_t tr = q.tile_rows_eff(), tc = q.tile_cols_eff();
+  q.scales.assign(gr * gc, 1.0f);
+  if (rows == 0 || cols == 0) return q;
+
+  // 1. Partial amax of each row's segment in each tile column.
+  std::vector<float> part(rows * gc, 0.0f);
+  const AmaxNan nan = rule.amax_nan;
+  parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * cols;
+      for (std::size_t t = 0; t < gc; ++t) {
+        const std::size_t c1 = std::min(cols, (t + 1) * tc);
+        float acc = 0.0f;
+        for (std::size_t c = t * tc; c < c1; ++c) acc = amax_step(acc, xr[c], nan);
+        part[r * gc + t] = acc;
+      }
+    }
+  });
+  // 2. Tile amax (max over the tile's rows: exact in any order) and scale.
+  std::vector<TileScale> ts(gr * gc);
+  parallel_for(gr * gc, 256, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t br = i / gc, bc = i % gc;
+      float acc = 0.0f;
+      const std::size_t r1 = std::min(rows, (br + 1) * tr);
+      for (std::size_t r = br * tr; r < r1; ++r) {
+        const float p = part[r * gc + bc];
+        acc = (p != p) ? (nan == AmaxNan::Propagate ? p : acc) : (p > acc ? p : acc);
+      }
+      ts[i] = compute_tile_scale(acc, rule, fmt);
+    }
+  });
+  for (std::size_t i = 0; i < ts.size(); ++i) q.scales[i] = ts[i].dequant;
+  if (rule.storage == ScaleStorage::Ue8m0) {
+    q.scale_bits_ue8m0.resize(ts.size());
+    for (std::size_t i = 0; i < ts.size(); ++i) q.scale_bits_ue8m0[i] = ts[i].ue8m0;
+  }
+  // 3. Elements.
+  const FastEncoder enc(fmt, rule.cast_overflow);
+  const float fmax = static_cast<float>(fmt.max_finite());
+  const bool clamp = rule.clamp_before_cast;
+  const bool divide = rule.apply == Apply::Divide;
+  parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * cols;
+      std::uint32_t* out = q.bits.data() + r * cols;
+      const TileScale* trow = ts.data() + (r / tr) * gc;
+      for (std::size_t t = 0; t < gc; ++t) {
+        const float s = trow[t].apply;
+        const std::size_t c1 = std::min(cols, (t + 1) * tc);
+        for (std::size_t c = t * tc; c < c1; ++c) {
+          float v = divide ? xr[c] / s : xr[c] * s;
+          // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
+          if (clamp) v = v < -fmax ? -fmax : (v > fmax ? fmax : v);
+          out[c] = enc(v);
+        }
+      }
+    }
+  });
+  return q;
+}
+
+QTensor quantize(const double* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt,
+                 const ScaleRule& rule) {
+  if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
+  std::vector<float> f(rows * cols);
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    f[i] = static_cast<float>(x[i]);
+    if (static_cast<double>(f[i]) != x[i] && !std::isnan(x[i]))
+      throw std::invalid_argument("x: element [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) +
+                                  "] is not a float32 value; the scale rules compute in float32, cast first");
+  }
+  return quantize(f.data(), rows, cols, tile, fmt, rule);
+}
+
+void validate_qtensor(const QTensor& q, std::string_view arg_view) {
+  const std::string arg(arg_view);
+  const Format& f = format_by_name(q.fmt);
+  if (q.bits.size() != q.rows * q.cols)
+    throw std::invalid_argument(arg + ": " + std::to_string(q.bits.size()) + " element patterns for a " +
+                                shape_str(q.rows, q.cols) + " matrix");
+  const std::size_t ns = q.tile_grid_rows() * q.tile_grid_cols();
+  if (q.scales.size() != ns)
+    throw std::invalid_argument(arg + ": " + std::to_string(q.scales.size()) + " scales, expected " +
+                                std::to_string(ns) + " for tile " + shape_str(q.tile.rows, q.tile.cols) + " on a " +
+                                shape_str(q.rows, q.cols) + " matrix");
+  const std::uint32_t limit = f.total_bits() >= 32 ? 0xFFFFFFFFu : ((1u << f.total_bits()) - 1u);
+  for (std::size_t i = 0; i < q.bits.size(); ++i)
+    if (q.bits[i] > limit)
+      throw std::invalid_argument(arg + ": element " + std::to_string(i) + " has bits above the " +
+                                  std::to_string(f.total_bits()) + "-bit format '" + f.name + "'");
+  if (!q.scale_bits_ue8m0.empty()) {
+    if (q.scale_bits_ue8m0.size() != ns)
+      throw std::invalid_argument(arg + ": " + std::to_string(q.scale_bits_ue8m0.size()) +
+                                  " UE8M0 scale bytes, expected " + std::to_string(ns));
+    for (std::size_t i = 0; i < ns; ++i) {
+      const std::uint8_t b = q.scale_bits_ue8m0[i];
+      const float want = b == 0xFF ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, int(b) - 127);
+      const float got = q.scales[i];
+      if (!(got == want || (std::isnan(got) && std::isnan(want))))
+        throw std::invalid_argument(arg + ": scale " + std::to_string(i) + " is " + std::to_string(got) +
+                                    " but its UE8M0 byte " + std::to_string(int(b)) + " means 2^" +
+                                    std::to_string(int(b) - 127));
+    }
+  }
+}
+
+const ScaleRule& rule_of(const QTensor& q) {
+  if (!q.rule_spec.empty()) {
+    thread_local ScaleRule custom;
+    custom = scale_rule_from_json(q.rule_spec);
+    return custom;
+  }
+  return scale_rule_by_name(q.rule);
+}
+
+std::vector<double> dequantize(const QTensor& q) {
+  validate_qtensor(q, "q");
+  std::vector<double> out(q.rows * q.cols);
+  const Format& f = q.format();
+  parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t c = 0; c < q.cols; ++c)
+        out[r * q.cols + c] = decode(q.bits[r * q.cols + c], f) * static_cast<double>(q.dequant_scale(r, c));
+  });
+  return out;
+}
+
+std::vector<float> dequantize_fp32(const QTensor& q) {
+  validate_qtensor(q, "q");
+  std::vector<float> out(q.rows * q.cols);
+  const Format& f = q.format();
+  parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t c = 0; c < q.cols; ++c)
+        out[r * q.cols + c] = static_cast<float>(decode(q.bits[r * q.cols + c], f)) * q.dequant_scale(r, c);
+  });
+  return out;
+}
+
+QTensor retile(const QTensor& q, Tile tile) {
+  const ScaleRule rule = rule_of(q);  // a copy: rule_of may hand out a thread-local
+  const std::vector<float> x = dequantize_fp32(q);
+  return quantize(x.data(), q.rows, q.cols, tile, q.fmt, rule);
+}
+
+}  // namespace fp8lab

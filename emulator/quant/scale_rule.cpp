@@ -1,0 +1,422 @@
+// The scale-rule arithmetic and the table of named rules. Each row cites the code it reproduces;
+// tests/python/test_quant_rules.py re-derives every row from those formulas in numpy.
+#include "quant/scale_rule.hpp"
+
+#include <array>
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+namespace fp8lab {
+
+namespace {
+
+ScaleRule row(std::string name, std::string source) {
+  ScaleRule r;
+  r.name = std::move(name);
+  r.source = std::move(source);
+  return r;
+}
+
+std::vector<ScaleRule> make_table() {
+  std::vector<ScaleRule> t;
+  // DeepSeek-V3 inference/kernel.py act_quant_kernel (Triton): amax = tl.max(tl.abs(x)) (max.f32
+  // skips NaN), amax = tl.maximum(amax, 1e-4), s = amax / 448., optional
+  // s = exp2(ceil(log2(s))) when scale_fmt == "ue8m0"; y = x / s; y.to(float8e4nv) is a
+  // satfinite cvt. weight_dequant multiplies by the same stored float32 s.
+  ScaleRule ds = row("deepseek", "DeepSeek-V3 inference/kernel.py act_quant / weight_dequant");
+  ds.amax_nan = AmaxNan::Ignore;
+  ds.floor_at = FloorAt::Amax;
+  ds.epsilon = 1e-4f;
+  ds.form = ScaleForm::AmaxOverFmax;
+  ds.apply = Apply::Divide;
+  ds.cast_overflow = Overflow::Saturate;
+  t.push_back(ds);
+  ScaleRule ds8 = ds;
+  ds8.name = "deepseek_ue8m0";
+  ds8.source = "DeepSeek-V3 inference/kernel.py act_quant(scale_fmt='ue8m0'); scales stay float32 as in the source";
+  ds8.pow2 = Pow2::CeilLog2;
+  t.push_back(ds8);
+  // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8:
+  // x_amax = x.abs().float().amax(...).clamp(1e-4); sf = x_amax / 448.0;
+  // (x * (1.0 / sf)).to(torch.float8_e4m3fn) — a reciprocal then a multiply, and PyTorch's
+  // non-saturating cast.
+  ScaleRule dg = row("deepgemm", "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8");
+  dg.amax_nan = AmaxNan::Propagate;
+  dg.floor_at = FloorAt::Amax;
+  dg.epsilon = 1e-4f;
+  dg.form = ScaleForm::AmaxOverFmax;
+  dg.apply = Apply::ReciprocalMultiply;
+  dg.cast_overflow = Overflow::InfOrNan;
+  t.push_back(dg);
+  ScaleRule dg8 = dg;
+  dg8.name = "deepgemm_ue8m0";
+  dg8.source = "DeepGEMM per_token_cast_to_fp8(use_ue8m0=True) with ceil_to_ue8m0 (exponent bits, clamp [1, 254]); "
+               "packed to UE8M0 bytes as pack_ue8m0_to_int does";
+  dg8.pow2 = Pow2::ExponentBitsCeil;
+  dg8.storage = ScaleStorage::Ue8m0;
+  t.push_back(dg8);
+  // TransformerEngine common/recipe/recipe_common.cuh compute_scale_from_amax, used by the
+  // blockwise kernels (quantize_transpose_square_blockwise.cu / _vector_blockwise.cu): amax by
+  // fmaxf; scale = __fdiv_rn(max_fp8, amax) with its special cases; pow2 by clearing the mantissa;
+  // q = static_cast<fp8>(x * scale) (satfinite); stored scale_inv = 1.0f / scale.
+  ScaleRule te = row("te", "TransformerEngine Float8BlockScaling (power-of-two scales, the default), "
+                           "recipe_common.cuh compute_scale_from_amax");
+  te.amax_nan = AmaxNan::Ignore;
+  te.floor_at = FloorAt::Amax;
+  te.epsilon = 0.0f;
+  te.form = ScaleForm::FmaxOverAmax;
+  te.pow2 = Pow2::MaskMantissa;
+  te.te_special_cases = true;
+  te.apply = Apply::Multiply;
+  te.cast_overflow = Overflow::Saturate;
+  t.push_back(te);
+  ScaleRule te32 = te;
+  te32.name = "te_fp32";
+  te32.source = "TransformerEngine Float8BlockScaling with force_pow_2_scales=False";
+  te32.pow2 = Pow2::None;
+  t.push_back(te32);
+  // FlashMLA tests/quant.py quantize_k_cache (V32_FP8Sparse): s = |x|.max(-1) / 448.0;
+  // _cast_scale_inv_to_ue8m0: torch.pow(2, torch.clamp_min(s, 1e-4).log2().ceil());
+  // (x.float() / s).to(torch.float8_e4m3fn).
+  ScaleRule fm = row("flashmla_cache", "FlashMLA tests/quant.py quantize_k_cache (FP8 latent cache)");
+  fm.amax_nan = AmaxNan::Propagate;
+  fm.floor_at = FloorAt::Scale;
+  fm.epsilon = 1e-4f;
+  fm.form = ScaleForm::AmaxOverFmax;
+  fm.pow2 = Pow2::CeilLog2;
+  fm.apply = Apply::Divide;
+  fm.cast_overflow = Overflow::InfOrNan;
+  t.push_back(fm);
+  // vLLM/SGLang test reference (native per-token-group quantisation): amax.clamp(min=1e-10);
+  // x_s = amax / fp8_max; (x / x_s).clamp(min=fp8_min, max=fp8_max).to(fp8 dtype).
+  ScaleRule vl = row("vllm", "vLLM tests per_token_group_quant_fp8 native reference (eps 1e-10, clamp +-fmax)");
+  vl.amax_nan = AmaxNan::Propagate;
+  vl.floor_at = FloorAt::Amax;
+  vl.epsilon = 1e-10f;
+  vl.form = ScaleForm::AmaxOverFmax;
+  vl.apply = Apply::Divide;
+  vl.clamp_before_cast = true;
+  vl.cast_overflow = Overflow::InfOrNan;
+  t.push_back(vl);
+  // OCP Microscaling Formats (MX) v1.0 §6.3: X = 2^(floor(log2 amax) - emax_elem), elements
+  // v / X rounded to nearest-even and clamped to the element's max normal; an all-zero block gets
+  // the smallest exponent, an exponent above 127 (amax Inf or NaN) makes X NaN (0xFF).
+  ScaleRule mx = row("mx", "OCP Microscaling Formats v1.0 §6.3 (shared E8M0 exponent, 32-element blocks)");
+  mx.amax_nan = AmaxNan::Propagate;
+  mx.floor_at = FloorAt::None;
+  mx.form = ScaleForm::MxSharedExponent;
+  mx.apply = Apply::Divide;
+  mx.cast_overflow = Overflow::Saturate;
+  mx.storage = ScaleStorage::Ue8m0;
+  mx.tile_elements = 32;
+  t.push_back(mx);
+  for (const auto& r : t) r.validate();
+  return t;
+}
+
+const std::vector<ScaleRule>& table() {
+  static const std::vector<ScaleRule> t = make_table();
+  return t;
+}
+
+template <class E, std::size_t N>
+std::string_view enum_name(E v, const std::array<std::string_view, N>& names) {
+  const auto i = static_cast<std::size_t>(v);
+  return i < N ? names[i] : std::string_view("?");
+}
+
+constexpr std::array<std::string_view, 2> kAmaxNan{"propagate", "ignore"};
+constexpr std::array<std::string_view, 3> kFloorAt{"none", "amax", "scale"};
+constexpr std::array<std::string_view, 4> kForm{"amax_over_fmax", "amax_times_inv_fmax", "fmax_over_amax",
+                                                "mx_shared_exponent"};
+constexpr std::array<std::string_view, 4> kPow2{"none", "ceil_log2", "exponent_bits_ceil", "mask_mantissa"};
+constexpr std::array<std::string_view, 3> kApply{"divide", "reciprocal_multiply", "multiply"};
+constexpr std::array<std::string_view, 2> kStorage{"fp32", "ue8m0"};
+
+template <class E, std::size_t N>
+E enum_from(std::string_view key, std::string_view v, const std::array<std::string_view, N>& names) {
+  for (std::size_t i = 0; i < N; ++i)
+    if (names[i] == v) return static_cast<E>(i);
+  std::string valid;
+  for (auto n : names) valid += (valid.empty() ? "" : ", ") + std::string(n);
+  throw std::invalid_argument("scale rule: '" + std::string(key) + "' has unknown value '" + std::string(v) +
+                              "'; valid: " + valid);
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+float pow2f(int e) { return std::ldexp(1.0f, e); }  // exact for -149 <= e <= 127
+
+}  // namespace
+
+std::string_view amax_nan_name(AmaxNan v) { return enum_name(v, kAmaxNan); }
+std::string_view floor_at_name(FloorAt v) { return enum_name(v, kFloorAt); }
+std::string_view scale_form_name(ScaleForm v) { return enum_name(v, kForm); }
+std::string_view pow2_name(Pow2 v) { return enum_name(v, kPow2); }
+std::string_view apply_name(Apply v) { return enum_name(v, kApply); }
+std::string_view scale_storage_name(ScaleStorage v) { return enum_name(v, kStorage); }
+
+void ScaleRule::validate() const {
+  const std::string who = "scale rule '" + name + "': ";
+  const bool multiplier = form == ScaleForm::FmaxOverAmax;
+  if (!(epsilon >= 0.0f) || !std::isfinite(epsilon))
+    throw std::invalid_argument(who + "epsilon must be a finite float32 >= 0, got " + std::to_string(epsilon));
+  if (multiplier != (apply == Apply::Multiply))
+    throw std::invalid_argument(who + "apply '" + std::string(apply_name(apply)) + "' does not fit form '" +
+                                std::string(scale_form_name(form)) +
+                                "' (a multiplier fmax/amax is applied by 'multiply'; a scale amax/fmax by "
+                                "'divide' or 'reciprocal_multiply')");
+  if (pow2 == Pow2::MaskMantissa && !multiplier)
+    throw std::invalid_argument(who + "pow2 'mask_mantissa' rounds a multiplier down; it needs form 'fmax_over_amax'");
+  if ((pow2 == Pow2::CeilLog2 || pow2 == Pow2::ExponentBitsCeil) && multiplier)
+    throw std::invalid_argument(who + "pow2 '" + std::string(pow2_name(pow2)) +
+                                "' rounds a dequantisation scale up; with form 'fmax_over_amax' use 'mask_mantissa'");
+  if (form == ScaleForm::MxSharedExponent && pow2 != Pow2::None)
+    throw std::invalid_argument(who + "form 'mx_shared_exponent' is already a power of two; pow2 must be 'none'");
+  if (te_special_cases && !multiplier)
+    throw std::invalid_argument(who + "te_special_cases apply to form 'fmax_over_amax' only");
+  if (floor_at == FloorAt::Scale && multiplier)
+    throw std::invalid_argument(who + "floor_at 'scale' needs a dequantisation-scale form, not 'fmax_over_amax'");
+  if (storage == ScaleStorage::Ue8m0 && !power_of_two())
+    throw std::invalid_argument(who + "storage 'ue8m0' holds powers of two only; set pow2 or use storage 'fp32'");
+}
+
+std::string ScaleRule::to_json() const {
+  char eps[64];
+  std::snprintf(eps, sizeof eps, "%a", static_cast<double>(epsilon));
+  char epsd[64];
+  std::snprintf(epsd, sizeof epsd, "%.9g", static_cast<double>(epsilon));
+  std::string j = "{";
+  j += "\"amax_nan\":" + json_string(amax_nan_name(amax_nan));
+  j += ",\"apply\":" + json_string(apply_name(apply));
+  j += ",\"cast_overflow\":" + json_string(overflow_name(cast_overflow));
+  j += ",\"clamp_before_cast\":" + std::string(clamp_before_cast ? "true" : "false");
+  j += ",\"epsilon\":" + std::string(epsd);
+  j += ",\"epsilon_hex\":" + json_string(eps);
+  j += ",\"floor_at\":" + json_string(floor_at_name(floor_at));
+  j += ",\"form\":" + json_string(scale_form_name(form));
+  j += ",\"name\":" + json_string(name);
+  j += ",\"pow2\":" + json_string(pow2_name(pow2));
+  j += ",\"source\":" + json_string(source);
+  j += ",\"storage\":" + json_string(scale_storage_name(storage));
+  j += ",\"te_special_cases\":" + std::string(te_special_cases ? "true" : "false");
+  j += ",\"tile_elements\":" + std::to_string(tile_elements);
+  return j + "}";
+}
+
+ScaleRule scale_rule_from_json(std::string_view js) {
+  // A flat object of string / number / bool values: all a ScaleRule holds.
+  std::map<std::string, std::string> kv;
+  std::size_t i = 0;
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("scale rule JSON: " + what + " at offset " + std::to_string(i));
+  };
+  auto ws = [&] {
+    while (i < js.size() && (js[i] == ' ' || js[i] == '\n' || js[i] == '\t' || js[i] == '\r')) ++i;
+  };
+  auto str = [&]() {
+    if (i >= js.size() || js[i] != '"') fail("expected a string");
+    ++i;
+    std::string s;
+    while (i < js.size() && js[i] != '"') {
+      if (js[i] == '\\' && i + 1 < js.size()) ++i;
+      s += js[i++];
+    }
+    if (i >= js.size()) fail("unterminated string");
+    ++i;
+    return s;
+  };
+  ws();
+  if (i >= js.size() || js[i] != '{') fail("expected '{'");
+  ++i;
+  ws();
+  if (i < js.size() && js[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      ws();
+      std::string key = str();
+      ws();
+      if (i >= js.size() || js[i] != ':') fail("expected ':'");
+      ++i;
+      ws();
+      std::string val;
+      if (i < js.size() && js[i] == '"') {
+        val = "s" + str();
+      } else {
+        const std::size_t b = i;
+        while (i < js.size() && js[i] != ',' && js[i] != '}' && js[i] != ' ' && js[i] != '\n') ++i;
+        val = "v" + std::string(js.substr(b, i - b));
+      }
+      if (kv.count(key)) fail("duplicate key '" + key + "'");
+      kv[key] = val;
+      ws();
+      if (i < js.size() && js[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < js.size() && js[i] == '}') {
+        ++i;
+        break;
+      }
+      fail("expected ',' or '}'");
+    }
+  }
+  ws();
+  if (i != js.size()) fail("trailing characters");
+
+  ScaleRule r;
+  r.name = "custom";
+  auto need_str = [&](const std::string& k) -> std::string {
+    const std::string& v = kv.at(k);
+    if (v[0] != 's') throw std::invalid_argument("scale rule JSON: '" + k + "' must be a string");
+    return v.substr(1);
+  };
+  auto need_bool = [&](const std::string& k) {
+    const std::string& v = kv.at(k);
+    if (v == "vtrue") return true;
+    if (v == "vfalse") return false;
+    throw std::invalid_argument("scale rule JSON: '" + k + "' must be true or false");
+  };
+  for (const auto& [k, v] : kv) {
+    if (k == "name") r.name = need_str(k);
+    else if (k == "source") r.source = need_str(k);
+    else if (k == "amax_nan") r.amax_nan = enum_from<AmaxNan>(k, need_str(k), kAmaxNan);
+    else if (k == "floor_at") r.floor_at = enum_from<FloorAt>(k, need_str(k), kFloorAt);
+    else if (k == "form") r.form = enum_from<ScaleForm>(k, need_str(k), kForm);
+    else if (k == "pow2") r.pow2 = enum_from<Pow2>(k, need_str(k), kPow2);
+    else if (k == "apply") r.apply = enum_from<Apply>(k, need_str(k), kApply);
+    else if (k == "storage") r.storage = enum_from<ScaleStorage>(k, need_str(k), kStorage);
+    else if (k == "cast_overflow") r.cast_overflow = overflow_by_name(need_str(k));
+    else if (k == "te_special_cases") r.te_special_cases = need_bool(k);
+    else if (k == "clamp_before_cast") r.clamp_before_cast = need_bool(k);
+    else if (k == "epsilon_hex" || k == "epsilon") {
+      // epsilon_hex wins when both are given (it is exact); the decimal is rounded to float32.
+      if (k == "epsilon" && kv.count("epsilon_hex")) continue;
+      const std::string s = v[0] == 's' ? v.substr(1) : v.substr(1);
+      char* end = nullptr;
+      const double d = std::strtod(s.c_str(), &end);
+      if (s.empty() || end != s.c_str() + s.size())
+        throw std::invalid_argument("scale rule JSON: '" + k + "' is not a number: " + s);
+      r.epsilon = static_cast<float>(d);
+    } else if (k == "tile_elements") {
+      const std::string s = v.substr(1);
+      char* end = nullptr;
+      const long long n = std::strtoll(s.c_str(), &end, 10);
+      if (v[0] != 'v' || s.empty() || end != s.c_str() + s.size() || n < 0)
+        throw std::invalid_argument("scale rule JSON: 'tile_elements' must be an integer >= 0, got " + s);
+      r.tile_elements = static_cast<std::size_t>(n);
+    } else {
+      throw std::invalid_argument("scale rule JSON: unknown key '" + k +
+                                  "'; valid keys: amax_nan, apply, cast_overflow, clamp_before_cast, epsilon, "
+                                  "epsilon_hex, floor_at, form, name, pow2, source, storage, te_special_cases, "
+                                  "tile_elements");
+    }
+  }
+  r.validate();
+  return r;
+}
+
+const ScaleRule& scale_rule_by_name(std::string_view name) {
+  for (const auto& r : table())
+    if (r.name == name) return r;
+  std::string valid;
+  for (const auto& r : table()) valid += (valid.empty() ? "" : ", ") + r.name;
+  throw std::invalid_argument("rule: unknown scale rule '" + std::string(name) + "'; valid rules: " + valid);
+}
+
+std::vector<std::string> scale_rule_names() {
+  std::vector<std::string> n;
+  for (const auto& r : table()) n.push_back(r.name);
+  return n;
+}
+
+TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fmt) {
+  const float fmax = static_cast<float>(fmt.max_finite());
+  // 1. The floor on amax. `amax < eps` is false for NaN, like torch.clamp and tl.maximum on a NaN.
+  if (rule.floor_at == FloorAt::Amax && amax < rule.epsilon) amax = rule.epsilon;
+  float v = 1.0f;  // s (a dequantisation scale) or m (a multiplier), by rule.form
+  bool special = false;
+  // 2. The formed value.
+  switch (rule.form) {
+    case ScaleForm::AmaxOverFmax: v = amax / fmax; break;
+    case ScaleForm::AmaxTimesInvFmax: v = amax * (1.0f / fmax); break;
+    case ScaleForm::FmaxOverAmax:
+      if (rule.te_special_cases && (std::isinf(amax) || amax == 0.0f)) {
+        v = 1.0f;
+        special = true;
+        break;
+      }
+      v = fmax / amax;
+      if (rule.te_special_cases && std::isinf(v)) v = FLT_MAX;  // value_for_inf of a float32 input
+      if (rule.te_special_cases && std::isnan(v)) v = 1.0f;
+      break;
+    case ScaleForm::MxSharedExponent: {
+      // floor(log2 amax) is the float32 exponent (ilogb, exact for subnormals too).
+      if (!std::isfinite(amax)) {
+        v = std::numeric_limits<float>::quiet_NaN();
+      } else {
+        int e = amax == 0.0f ? -127 : std::ilogb(amax) - fmt.max_exponent();
+        if (e < -127) e = -127;
+        v = e > 127 ? std::numeric_limits<float>::quiet_NaN() : pow2f(e);
+      }
+      break;
+    }
+  }
+  // 3. The floor on the scale.
+  if (rule.floor_at == FloorAt::Scale && v < rule.epsilon) v = rule.epsilon;
+  // 4. Power of two.
+  if (!special) {
+    switch (rule.pow2) {
+      case Pow2::None: break;
+      case Pow2::CeilLog2:
+        // 2^ceil(log2 v) for finite v > 0; log2(0) = -inf gives 0, Inf and NaN pass through.
+        if (std::isfinite(v) && v > 0.0f) {
+          int e = std::ilogb(v);
+          if (v != pow2f(e)) ++e;
+          v = e > 127 ? std::numeric_limits<float>::infinity() : pow2f(e);
+        }
+        break;
+      case Pow2::ExponentBitsCeil: {
+        const std::uint32_t b = std::bit_cast<std::uint32_t>(v) & 0x7FFFFFFFu;
+        std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0 ? 1u : 0u);
+        e = e < 1u ? 1u : e > 254u ? 254u : e;
+        v = std::bit_cast<float>(e << 23);
+        break;
+      }
+      case Pow2::MaskMantissa: v = std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xFF800000u); break;
+    }
+  }
+  TileScale ts;
+  if (rule.form == ScaleForm::FmaxOverAmax) {
+    ts.apply = v;
+    ts.dequant = 1.0f / v;  // TE: scale_inv = 1.0f / scale
+  } else {
+    ts.apply = rule.apply == Apply::ReciprocalMultiply ? 1.0f / v : v;
+    ts.dequant = v;
+  }
+  if (rule.storage == ScaleStorage::Ue8m0) {
+    const float d = ts.dequant;
+    int e = 0;
+    const bool ok = std::isfinite(d) && d > 0.0f && (e = std::ilogb(d), e >= -127 && e <= 127) && d == pow2f(e);
+    ts.ue8m0 = ok ? static_cast<std::uint8_t>(e + 127) : std::uint8_t{0xFF};
+    // The stored byte is what a kernel reads: an unrepresentable scale (Inf, 0) reads back as NaN.
+    ts.dequant = ok ? d : std::numeric_limits<float>::quiet_NaN();
+  }
+  return ts;
+}
+
+}  // namespace fp8lab
