@@ -216,16 +216,22 @@ DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache
         const double rho = std::exp(Delta) * std::pow(1 + kUExp, static_cast<double>(sp.per_split + 2)) * (1 + gamma32(K)) - 1;
         const double rhoN = (1 + rho) * (1 + uP) - 1;
         const double rel = (rhoN + rho) / (1 - rho);
+        // Weights below FP32's normal range (exp of an argument under -87) lose the relative
+        // accuracy above; each is off by at most 2^-126 absolute against L >= 1, hence the
+        // absolute term (tokens * 2^-120 * max|v|) for out and (tokens * 2^-120) for lse.
+        double vmax = 0;
+        for (std::size_t i = 0; i < L * D; ++i) vmax = std::max(vmax, std::fabs(static_cast<double>(rows[i])));
+        const double underflow = static_cast<double>(L) * 0x1p-120;
         double* ob = &ref.out_bound[(b * H + h) * C];
         for (std::size_t c = 0; c < C; ++c) {
-          const double e1 = rel * A[c];
+          const double e1 = rel * A[c] + underflow * vmax;
           const double ydiv = (std::fabs(o[c]) + e1) * (1 + kU32);
           ob[c] = (e1 + kU32 * ydiv + kUBf16 * ydiv * (1 + kUBf16)) * (1 + 0x1p-40) + 0x1p-1000;
         }
         const double lerr = rho / (1 - rho);
         const double logL = std::log(Ls) + lerr;
         ref.lse_bound[b * H + h] =
-            (lerr + kU32 * std::fabs(logL) + kU32 * (std::fabs(ref.lse[b * H + h]) + lerr + 1e-30) * (1 + kU32) * 2) *
+            (lerr + underflow + kU32 * std::fabs(logL) + kU32 * (std::fabs(ref.lse[b * H + h]) + lerr + 1e-30) * (1 + kU32) * 2) *
                 (1 + 0x1p-40) + 0x1p-1000;
       }
     }

@@ -273,7 +273,10 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       if (bound)
         for (std::size_t j = 0; j < n; ++j)
           // Both p and p^ lie in [0, 1], so 1 caps the bound when rho is too large to say more.
-          EP[j] = so.rho >= 0.5 ? 1.0 : std::min(1.0, so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) + uA * std::fabs(pr[j]));
+          // (+ 2^-120: an exp result below FP32's normal range is accurate only to 2^-149 absolute.)
+          EP[j] = so.rho >= 0.5 ? 1.0
+                                : std::min(1.0, so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) +
+                                                    uA * std::fabs(pr[j]) + 0x1p-120);
       std::fill(acc.begin(), acc.end(), 0.0f);
       std::fill(EA.begin(), EA.end(), 0.0);
       for (std::size_t j = 0; j < n; ++j) {
