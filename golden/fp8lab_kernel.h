@@ -52,6 +52,18 @@ typedef int (*fp8lab_gemm_fn)(const void* a, const float* a_scales, const void* 
                               size_t m, size_t n, size_t k, const char* spec_json, float* d, char* error,
                               size_t error_len);
 
+/* op "moe_route": top-k routing of `tokens` tokens over spec "experts" experts.
+ *  logits:  tokens x experts float32 gate logits (u . e_i);
+ *  bias:    experts float32 aux-loss-free bias (used for selection only);
+ *  ids:     tokens x topk int32 selected experts, in descending biased-score order (ties: lower
+ *           index first), topk = spec "topk";
+ *  weights: tokens x topk float32 gate weights in the same order (after renormalisation and the
+ *           routed scale, as spec "renormalize", "routed_scale", "scale_target" say).
+ * The spec is the moe area's RouterSpec (score function, gate/bias formats, groups, node limit). */
+typedef int (*fp8lab_moe_route_fn)(const float* logits, const float* bias, size_t tokens, size_t experts,
+                                   const char* spec_json, int32_t* ids, float* weights, char* error,
+                                   size_t error_len);
+
 #ifdef __cplusplus
 }
 #endif

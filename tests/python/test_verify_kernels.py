@@ -242,15 +242,20 @@ def test_python_verify_gemm_with_numpy_kernels():
 
 @pytest.mark.skipif(not gemm_available(), reason="this build has no gemm area")
 def test_promoted_trace_partials_add_up_to_the_output():
-    """Independent check of a committed trace's intermediates: with unit scales DeepGEMM's combine
-    fma(sa*sb, p, acc) is acc + p in FP32, so d = bf16(sum of the block partials, in order)."""
-    t = golden.read_trace(ROOT / "fixtures" / "golden" / "gemm_promoted_deepgemm_bf16.safetensors")
-    if not (np.all(t.tensors["a_scales"].array == 1) and np.all(t.tensors["b_scales"].array == 1)):
-        pytest.skip("scaled operands: the unit-scale identity does not apply")
-    parts = t.tensors["block_partials"].array
+    """Independent check of a committed trace's intermediates: with the Triton combine the
+    promotion is acc = fl(fl(fl(p*sa)*sb) + acc) in FP32, block by block (DeepSeek-V3
+    inference/kernel.py fp8_gemm), and d = bf16(acc) — recomputed here in numpy float32."""
+    t = golden.read_trace(ROOT / "fixtures" / "golden" / "gemm_promoted_triton_bf16.safetensors")
+    assert t.spec["combine"] == "triton" and t.spec["promote_every"] == 128
+    parts = t.tensors["block_partials"].array              # blocks x M x N
+    sa = t.tensors["a_scales"].array                       # M x blocks (1x128 tiles)
+    sb = t.tensors["b_scales"].array                       # ceil(N/128) x blocks (128x128 tiles)
+    n = parts.shape[2]
     acc = np.zeros(parts.shape[1:], dtype=np.float32)
-    for p in parts:
-        acc = (acc + p).astype(np.float32)
+    for j, p in enumerate(parts):
+        col = np.repeat(sb[:, j], 128)[:n][None, :]
+        acc = ((p * sa[:, j:j + 1]).astype(np.float32) * col).astype(np.float32) + acc
+        acc = acc.astype(np.float32)
     u = acc.view(np.uint32).astype(np.uint64)
     bf16 = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
     np.testing.assert_array_equal(bf16, t.tensors["d"].array)
@@ -273,3 +278,55 @@ def test_record_a_kernel_trace_then_check_and_diff_it(plugins, tmp_path):
     r = cli("golden", "diff", good, bad)
     assert r.returncode == 1
     assert "`plugin correct` → `plugin bug`" in r.stdout and "\n1 | " in r.stdout
+
+
+@pytest.mark.skipif(not golden.OPERATIONS["moe_route"].available(), reason="this build has no moe area")
+def test_python_verify_catches_a_router_tie_bug():
+    """A router that breaks exact ties toward the higher expert index (torch.topk leaves tie order
+    unspecified; the pinned policy is lowest index first): the ties generator finds it."""
+    o = golden.OPERATIONS["moe_route"]
+
+    def high_index_ties(logits, bias, spec):
+        ids, w = o.oracle(logits, bias, spec)
+        ids = ids.copy()
+        # Reversing the index order of experts is exactly "ties to the higher index" for the
+        # selection, since every expert's score is permuted along with it.
+        rev_ids, rev_w = o.oracle(np.ascontiguousarray(logits[:, ::-1]), np.ascontiguousarray(bias[::-1]), spec)
+        return (logits.shape[1] - 1 - rev_ids).astype(np.int32), rev_w
+
+    r = fp8lab.verify(high_index_ties, op="moe_route", spec={"base": "deepseek_v3", "experts": 32, "topk": 4,
+                                                             "groups": 1, "topk_groups": 1}, cases=20, seed=0)
+    assert r.kind == "violation", str(r)
+    assert r.counterexample["logits"].shape[0] == 1
+    assert "ids" in r.verdict.summary or "weights" in r.verdict.summary
+
+
+@pytest.mark.skipif(not golden.OPERATIONS["quantize"].available(), reason="this build has no quant area")
+def test_python_verify_catches_a_quantiser_without_the_amax_floor():
+    """The DeepSeek act_quant bug of REFERENCE.md: no epsilon floor, so an all-zero block gets scale
+    0 and NaN elements. The zero_block generator finds it; the case shrinks to one tile."""
+    o = golden.OPERATIONS["quantize"]
+
+    def no_floor(x, spec):
+        q, s = o.oracle(x, spec)
+        tc = spec["tile"][1]
+        q, s = q.copy(), s.copy()
+        for r in range(x.shape[0]):
+            for j in range(s.shape[1]):
+                if x.shape[1] and np.all(x[r, j * tc:(j + 1) * tc] == 0):
+                    s[r, j] = 0.0
+                    q[r, j * tc:(j + 1) * tc] = 0x7F  # 0/0 = NaN
+        return q, s
+
+    r = fp8lab.verify(no_floor, op="quantize", spec={"rule": "deepseek", "tile": [1, 128]}, cases=14, seed=0)
+    assert r.kind == "violation", str(r)
+    x = r.counterexample["x"]
+    assert x.shape[0] == 1 and x.shape[1] <= 128 and np.all(x == 0)
+
+
+@pytest.mark.skipif(not golden.OPERATIONS["quantize"].available(), reason="this build has no quant area")
+def test_quantize_traces_cover_every_scale_rule():
+    from fp8lab import _core
+
+    rules = {golden.read_trace(p).spec["rule"] for p in (ROOT / "fixtures" / "golden").glob("quantize_*.safetensors")}
+    assert rules == set(_core.scale_rules())

@@ -255,6 +255,8 @@ class Operation:
     name = ""
     #: generator kinds, each aimed at a known failure mode (REFERENCE.md "Known failures")
     kinds: tuple[str, ...] = ("random",)
+    #: what `fp8lab verify` compares the emulator with on generated cases (see oracle())
+    oracle_label = "emulator vs independent oracle"
 
     def available(self) -> bool:
         return True
@@ -737,8 +739,220 @@ class GemmOp(Operation):
         return r.view(np.float32)
 
 
+class MoeRouteOp(Operation):
+    """fp8lab's MoE router (moe area, ``_core.moe_route``): top-k expert ids and gate weights per
+    token from the gate logits and the aux-loss-free bias. Spec: the router spec dict (a recipe
+    name in ``base`` plus overrides; normalised through the moe area). Outputs ``ids`` (int32) and
+    ``weights`` (float32) are pinned; intermediate ``scores`` are the gate scores."""
+
+    name = "moe_route"
+    kinds = ("random", "ties", "negative_bias", "extreme", "ragged")
+    oracle_label = "emulator on 1 thread vs N (determinism)"
+
+    def available(self) -> bool:
+        return hasattr(_core, "moe_route") and hasattr(_core, "moe_spec")
+
+    def default_spec(self) -> dict:
+        return dict(_core.moe_spec({"base": "deepseek_v3", "experts": 32, "topk": 4, "groups": 4,
+                                    "topk_groups": 2}))
+
+    def normalize_spec(self, spec) -> dict:
+        if spec is None:
+            return self.default_spec()
+        if isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"spec: not valid JSON ({err})") from None
+        if not isinstance(spec, dict):
+            raise TypeError(f"spec: expected a dict or JSON object text, got {type(spec).__name__}")
+        if "base" not in spec and "name" not in spec:
+            spec = {**self.default_spec(), **spec}
+        return dict(_core.moe_spec(spec))
+
+    def fixtures(self):
+        small = {"experts": 32, "topk": 4, "groups": 4, "topk_groups": 2}
+        return [("moe_route_deepseek_v3_small", {"base": "deepseek_v3", **small}, 21, "mixed"),
+                ("moe_route_deepseek_v3", {"base": "deepseek_v3"}, 22, "mixed"),
+                ("moe_route_deepseek_v3_hf_small", {"base": "deepseek_v3_hf", **small}, 23, "mixed")]
+
+    def generate(self, spec, rng, kind):
+        e = int(spec["experts"])
+        if kind == "mixed":
+            parts = [self.generate(spec, rng, k) for k in ("random", "ties", "negative_bias", "extreme")]
+            return {"logits": np.concatenate([p["logits"] for p in parts]), "bias": parts[0]["bias"]}
+        t = int(rng.choice([0, 1, 3])) if kind == "ragged" else int(rng.integers(1, 9))
+        logits = rng.standard_normal((t, e)) * 2
+        bias = rng.standard_normal(e) * 0.05
+        if kind == "ties":
+            logits = np.round(logits)  # few distinct values: exact ties between experts and groups
+            bias = np.zeros(e)
+        elif kind == "negative_bias":
+            bias = -2.0 - np.abs(bias) * 10  # every biased score negative: masked groups must be -inf, not 0
+        elif kind == "extreme":
+            logits = rng.choice([-40.0, 40.0], (t, e))  # sigmoid saturates to exactly 0 or 1: ties again
+        return {"logits": logits.astype(np.float32), "bias": bias.astype(np.float32)}
+
+    def input_tensors(self, spec, inputs):
+        return {"logits": TraceTensor("input", "F32", np.asarray(inputs["logits"], dtype=np.float32)),
+                "bias": TraceTensor("input", "F32", np.asarray(inputs["bias"], dtype=np.float32))}
+
+    def run(self, spec, inputs):
+        logits = np.ascontiguousarray(inputs["logits"], dtype=np.float32)
+        bias = np.ascontiguousarray(inputs["bias"], dtype=np.float32)
+        ids, weights = _core.moe_route(logits, bias, spec)
+        scores = _core.moe_gate_scores(logits, spec)
+        return {"ids": TraceTensor("output", "I32", np.asarray(ids, dtype=np.int32)),
+                "weights": TraceTensor("output", "F32", np.asarray(weights, dtype=np.float32)),
+                "scores": TraceTensor("intermediate", "F32", np.asarray(scores, dtype=np.float32))}
+
+    def call(self, fn, spec, inputs):
+        ids, weights = fn(inputs["logits"], inputs["bias"], spec)
+        return {"ids": np.asarray(ids), "weights": np.asarray(weights)}
+
+    def kernel_outputs(self, spec, got):
+        ids, w = np.asarray(got["ids"]), np.asarray(got["weights"])
+        if ids.dtype != np.int32 or w.dtype != np.float32:
+            raise TypeError(f"ids/weights: the kernel returned {ids.dtype}/{w.dtype}, expected int32/float32")
+        return {"ids": TraceTensor("output", "I32", ids), "weights": TraceTensor("output", "F32", w)}
+
+    def shrink(self, spec, inputs):
+        logits = inputs["logits"]
+        t = logits.shape[0]
+        if t > 1:
+            for i in range(min(t, 16)):
+                yield {"logits": logits[i:i + 1], "bias": inputs["bias"]}
+            yield {"logits": logits[: t // 2], "bias": inputs["bias"]}
+
+    def oracle(self, logits, bias, spec):
+        """No second router formulation lives here (the moe area tests its own against a naive
+        one): generated cases check determinism instead — the emulator on one thread."""
+        from .formats import num_threads, set_num_threads
+
+        before = num_threads()
+        set_num_threads(1)
+        try:
+            out = self.run(spec, {"logits": logits, "bias": bias})
+        finally:
+            set_num_threads(before)
+        return out["ids"].array, out["weights"].array
+
+
+class QuantizeOp(Operation):
+    """fp8lab.quantize (quant area): a float32 matrix to block-quantised element bits plus one
+    scale per tile under a named scale rule (DeepSeek, DeepGEMM, TransformerEngine, FlashMLA,
+    vLLM, MX, ...). Outputs ``q`` (element bits) and ``scales`` (float32 multipliers, or UE8M0
+    bytes for rules that store them) are pinned; intermediate ``scale_values`` are the float32
+    multipliers of every tile."""
+
+    name = "quantize"
+    kinds = ("random", "zero_block", "extreme", "subnormal", "outlier", "ragged", "nan")
+    oracle_label = "emulator on 1 thread vs N (determinism)"
+
+    def available(self) -> bool:
+        return hasattr(_core, "quantize") and hasattr(_core, "QTensor")
+
+    def default_spec(self) -> dict:
+        return {"rule": "deepseek", "tile": [1, 128], "fmt": "e4m3"}
+
+    def normalize_spec(self, spec) -> dict:
+        full = super().normalize_spec(spec)
+        t = full["tile"]
+        if not (isinstance(t, (list, tuple)) and len(t) == 2 and all(isinstance(v, int) and v >= 0 for v in t)):
+            raise ValueError(f"spec: tile must be [rows, cols] of non-negative ints (0 = whole dimension), got {t!r}")
+        full["tile"] = [int(t[0]), int(t[1])]
+        _core.scale_rule(full["rule"])  # raises, naming the rule, when it is unknown
+        format_info(full["fmt"])
+        return full
+
+    def fixtures(self):
+        out = []
+        for rule in _core.scale_rules():
+            tile = [1, 32] if _core.scale_rule(rule).get("tile_elements") == 32 else [1, 128]
+            out.append((f"quantize_{rule}_{tile[0]}x{tile[1]}", {"rule": rule, "tile": tile, "fmt": "e4m3"}, 31, "mixed"))
+        out.append(("quantize_deepseek_128x128", {"rule": "deepseek", "tile": [128, 128], "fmt": "e4m3"}, 32, "mixed"))
+        return out
+
+    def generate(self, spec, rng, kind):
+        if kind == "mixed":
+            rows, cols = 6, 300  # a ragged last 1x128 tile
+        elif kind == "ragged":
+            rows, cols = int(rng.choice([0, 1, 3, 129])), int(rng.choice([0, 1, 31, 127, 129, 200]))
+        else:
+            rows, cols = int(rng.integers(1, 6)), int(rng.choice([32, 128, 256, int(rng.integers(1, 300))]))
+        x = rng.standard_normal((rows, cols)) * np.ldexp(1.0, rng.integers(-6, 7, (rows, 1)))
+        tc = spec["tile"][1] or max(cols, 1)
+        if kind in ("zero_block", "mixed") and rows and cols:
+            x[0, :min(tc, cols)] = 0  # an all-zero tile: the amax floor decides (the old NaN-scale bug)
+        if kind in ("extreme", "mixed") and rows > 1:
+            x[1] *= 2.0 ** 100  # amax near float32's top: scale overflow paths
+            if rows > 2:
+                x[2] *= 2.0 ** -120  # tiny: scales near float32's subnormals
+        if kind == "subnormal":
+            x *= 2.0 ** -130
+        if kind in ("outlier", "mixed") and rows > 3 and cols:
+            x[3, int(rng.integers(0, cols))] = 1e30
+        if kind in ("nan", "mixed") and rows > 4 and cols:
+            x[4, int(rng.integers(0, cols))] = np.nan  # how NaN enters amax differs between rules
+        with np.errstate(over="ignore"):
+            return {"x": x.astype(np.float32)}
+
+    def input_tensors(self, spec, inputs):
+        return {"x": TraceTensor("input", "F32", np.asarray(inputs["x"], dtype=np.float32))}
+
+    def run(self, spec, inputs):
+        x = np.ascontiguousarray(inputs["x"], dtype=np.float32)
+        q = _core.quantize(x, tuple(spec["tile"]), spec["fmt"], spec["rule"])
+        scales = np.asarray(q.scales)
+        return {"q": TraceTensor("output", dtype_for_format(spec["fmt"]), np.asarray(q.bits)),
+                "scales": TraceTensor("output", "U8" if scales.dtype == np.uint8 else "F32", scales),
+                "scale_values": TraceTensor("intermediate", "F32", np.asarray(q.scale_values, dtype=np.float32))}
+
+    def value_format(self, spec, name, dtype):
+        if name == "q":
+            return spec["fmt"]
+        return None if dtype == "U8" else FORMAT_OF_DTYPE.get(dtype)
+
+    def call(self, fn, spec, inputs):
+        q, scales = fn(inputs["x"], spec)
+        return {"q": np.asarray(q), "scales": np.asarray(scales)}
+
+    def kernel_outputs(self, spec, got):
+        q, s = np.asarray(got["q"]), np.asarray(got["scales"])
+        return {"q": TraceTensor("output", dtype_for_format(spec["fmt"]), q),
+                "scales": TraceTensor("output", "U8" if s.dtype == np.uint8 else "F32", s)}
+
+    def shrink(self, spec, inputs):
+        x = inputs["x"]
+        rows, cols = x.shape
+        tr = spec["tile"][0] or max(rows, 1)
+        tc = spec["tile"][1] or max(cols, 1)
+        for r in range(0, min(rows, 8 * tr), tr):  # one tile row
+            if rows > tr:
+                yield {"x": x[r:r + tr]}
+        for c in range(0, min(cols, 8 * tc), tc):  # one tile column block
+            if cols > tc:
+                yield {"x": x[:, c:c + tc]}
+
+    def oracle(self, x, spec):
+        """Generated cases without a kernel check determinism: the quantiser on one thread (the
+        quant area checks its rules against the published sources)."""
+        from .formats import num_threads, set_num_threads
+
+        before = num_threads()
+        set_num_threads(1)
+        try:
+            out = self.run(spec, {"x": x})
+        finally:
+            set_num_threads(before)
+        return out["q"].array, out["scales"].array
+
+
 def _make_qtensor(qt, bits, scales, fmt, tile):
-    raise ValueError("a_scales: building a QTensor from bits and scales is not wired up in this build")
+    # Any rule that stores float32 scales: the rule only says how scales are stored here; the GEMM
+    # uses the multipliers as given.
+    return qt.from_parts(np.ascontiguousarray(bits), np.ascontiguousarray(scales, dtype=np.float32), fmt,
+                         tuple(tile), "deepseek")
 
 
 #: Operation name -> implementation. Areas add theirs with register_operation().
@@ -750,7 +964,9 @@ def register_operation(op: Operation) -> None:
 
 
 register_operation(CastOp())
+register_operation(QuantizeOp())
 register_operation(GemmOp())
+register_operation(MoeRouteOp())
 
 
 def operation(name: str) -> Operation:

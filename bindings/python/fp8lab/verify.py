@@ -234,7 +234,19 @@ def load_kernel(target: str, op: str) -> Callable:
                      golden.canonical_json(spec).encode(), ptr(d), err_buf, ctypes.c_size_t(len(err_buf))))
             return d
         return gemm
-    raise ValueError(f"op: the C ABI has no entry point for {op!r}; it defines cast and gemm")
+    if op == "moe_route":
+        def moe_route(logits, bias, spec):
+            logits = np.ascontiguousarray(logits, dtype=np.float32)
+            bias = np.ascontiguousarray(bias, dtype=np.float32)
+            t, e = logits.shape
+            k = int(spec["topk"])
+            ids = np.zeros((t, k), dtype=np.int32)
+            weights = np.zeros((t, k), dtype=np.float32)
+            status(f(ptr(logits), ptr(bias), ctypes.c_size_t(t), ctypes.c_size_t(e), golden.canonical_json(spec).encode(),
+                     ptr(ids), ptr(weights), err_buf, ctypes.c_size_t(len(err_buf))))
+            return ids, weights
+        return moe_route
+    raise ValueError(f"op: the C ABI has no entry point for {op!r}; it defines cast, gemm and moe_route")
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +329,7 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
             o.oracle_spec() if hasattr(o, "oracle_spec") else None)
         try:
             r = verify(f, op=name, spec=case_spec, cases=cases, seed=seed)
-            label = f"{name}: {cases} generated cases" + ("" if fn else " (emulator vs independent oracle)")
+            label = f"{name}: {cases} generated cases" + ("" if fn else f" ({o.oracle_label})")
             results.append(CaseResult(label, r.verdict, inputs=r.counterexample))
         except (ValueError, TypeError, OSError, KernelError) as err:
             results.append(CaseResult(f"{name}: generated cases", None, str(err)))
