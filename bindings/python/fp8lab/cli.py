@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "cli_report",
     "cli_report",
     "cli_golden",
+    "cli_moe",
 ]
 
 
