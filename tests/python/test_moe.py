@@ -180,3 +180,17 @@ def test_argument_errors():
         moe.expert_loads(np.array([[0, 9]], np.int32), 4)
     with pytest.raises(ValueError, match="alignment"):
         moe.dispatch(np.array([[0, 1]], np.int32), alignment=0, experts=4)
+
+
+def test_cli_moe(capsys):
+    from fp8lab import cli
+
+    assert cli.main(["moe", "recipes"]) == 0
+    assert "deepseek_v3_hf" in capsys.readouterr().out
+    assert cli.main(["moe", "spec", "deepseek_v2"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == "softmax"
+    assert cli.main(["moe", "figure", "--tokens", "512", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["tokens"] == 512 and 0 < r["differing_tokens"] < 512
+    assert cli.main(["moe", "figure", "--tokens", "0"]) == 2
+    assert "--tokens" in capsys.readouterr().err
