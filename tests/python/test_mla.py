@@ -162,6 +162,18 @@ def test_fp8_cache_bytes_match_flashmla_quantiser():
         assert np.array_equal(c[table[0, t // 64], t % 64, 0], expect), f"token {t}"
 
 
+def test_report_numbers_and_cli(capsys):
+    from fp8lab import cli
+
+    n = mla.report_numbers(tokens=128, heads=4, hidden=256)
+    assert n["kv_bytes_per_token"]["mla_fp8"] == 656
+    assert n["absorbed_vs_naive"]["verdict"] != "violation"
+    assert 0 < n["fp8_vs_bf16_cache"]["normwise_rel_error"] < 0.1
+    assert cli.main(["mla-numbers", "--tokens", "64", "--heads", "2", "--hidden", "128"]) == 0
+    assert "MLA FP8 656" in capsys.readouterr().out
+    assert cli.main(["mla-numbers", "--tokens", "0"]) == 2
+
+
 def test_fp8_vs_bf16_cache_error_on_realistic_inputs():
     """The report's number: attention output of the FP8 cache vs the BF16 cache, DeepSeek-V3 cache
     dims, latents and queries from the emulated projections (reduced hidden size and heads)."""

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "cli_report",
     "cli_golden",
     "cli_moe",
+    "cli_mla",
 ]
 
 
