@@ -16,8 +16,10 @@ def hardware_dir() -> Path:
     env = os.environ.get("FP8LAB_HARDWARE_TRACES")
     if env:
         return Path(env)
-    # Source checkout: <repo>/bindings/python/fp8lab/report/ -> <repo>/fixtures/hardware
-    return Path(__file__).resolve().parents[4] / "fixtures" / "hardware"
+    # `make report` runs from the repository root with the package installed into .venv, so look in
+    # the working directory first, then next to a source checkout (<repo>/bindings/python/fp8lab/report).
+    candidates = [Path.cwd() / "fixtures" / "hardware", Path(__file__).resolve().parents[4] / "fixtures" / "hardware"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 def run(ctx: Context) -> Section:
@@ -25,7 +27,8 @@ def run(ctx: Context) -> Section:
     ctx.progress.stage("hardware", 1)
     d = hardware_dir()
     traces = sorted(p.name for p in d.glob("*.safetensors")) if d.is_dir() else []
-    sec.data = {"directory": str(d.name if d.is_dir() else d), "traces": traces, "checked": []}
+    sec.data = {"directory": "fixtures/hardware" if d.name == "hardware" else str(d), "traces": traces,
+                "checked": []}
     if not traces:
         sec.status = "unavailable"
         sec.conclusion = ("No GPU traces were recorded for this build (fixtures/hardware/ holds none), "

@@ -51,6 +51,12 @@ def run(ctx: Context) -> Section:
             ties[f"{spec}|{label}"] = int(np.count_nonzero(np.any(rsets != sets[spec], axis=1)))
             ctx.progress.step(f"{spec} {label}")
         flips[label] = int(np.count_nonzero(np.any(sets[SPECS[0]] != sets[SPECS[1]], axis=1)))
+    near = {}
+    if api.has("moe.gate_scores"):
+        # Exact equalities among each token's 9 largest gate scores (the 8 chosen and the runner-up).
+        for spec in SPECS:
+            top = -np.sort(-np.asarray(api.get("moe.gate_scores")(logits, spec=spec)), axis=1)[:, :9]
+            near[spec] = int(np.count_nonzero(np.any(top[:, 1:] == top[:, :-1], axis=1)))
     # The balancing bias over a synthetic stream: some experts are systematically favoured.
     steps, batch = ctx.pick((60, 1024), (300, 4096))
     gamma = ctx.pick(0.004, 0.001)
@@ -71,7 +77,7 @@ def run(ctx: Context) -> Section:
     ctx.progress.finish()
     tail = max(steps // 10, 1)
     final = {k: float(np.mean(v[-tail:])) for k, v in imbalance.items()}
-    sec.data = {"tokens": tokens, "experts": EXPERTS, "flips": flips, "ties": ties,
+    sec.data = {"tokens": tokens, "experts": EXPERTS, "flips": flips, "ties": ties, "equal_top9_scores": near,
                 "stream": {"steps": steps, "batch": batch, "gamma": gamma, "max_over_mean_load": imbalance,
                            "final_mean_of_last_10pct": final}}
     sec.para(f"{tokens} tokens of N(0, 1) gate logits over {EXPERTS} experts, routed with the `deepseek_v3` spec "
@@ -83,6 +89,9 @@ def run(ctx: Context) -> Section:
     sec.table("Tokens whose expert set is decided by an exact tie (set changes when expert order is reversed)",
               ["spec", "bias", "tokens", "fraction"],
               [[k.split("|")[0], k.split("|")[1], v, f"{v / tokens:.3g}"] for k, v in ties.items()])
+    if near:
+        sec.table("Tokens with two equal gate scores among their 9 largest (no bias)", ["spec", "tokens", "fraction"],
+                  [[k, v, f"{v / tokens:.3g}"] for k, v in near.items()])
     sec.para(f"Balancing stream: {steps} steps of {batch} tokens; logits N(0, 1) plus a fixed per-expert offset "
              f"N(0, 0.5^2) so some experts are favoured; after each step the bias moves by gamma = {gamma} against "
              "each expert's overload (sign rule). Imbalance = max expert load / mean load (1 is perfect).")

@@ -56,7 +56,7 @@ def run(ctx: Context) -> Section:
                 ba, bb = np.asarray(q[ra].bits).ravel(), np.asarray(q[rb].bits).ravel()
                 da = np.asarray(q[ra].dequantize(), dtype=np.float64).ravel()
                 db = np.asarray(q[rb].dequantize(), dtype=np.float64).ravel()
-                tiles_a = (ba != bb).reshape(rows_n, k // 128, 128).any(axis=2)
+                tiles_a = ((ba != bb) | (da != db)).reshape(rows_n, k // 128, 128).any(axis=2)
                 dis_data[dist][f"{ra} vs {rb}"] = {
                     "elements": int(ba.size), "bits_differ": int(np.count_nonzero(ba != bb)),
                     "values_differ": int(np.count_nonzero(da != db)),
@@ -91,8 +91,8 @@ def run(ctx: Context) -> Section:
                   f"{v['tiles_with_a_difference']} / {v['tiles']}"]
         rows.append(r)
     sec.table("How often two recipes disagree on the same inputs: count (fraction)",
-              ["recipes", "outliers: bits differ", "outliers: values differ", "outliers: tiles affected",
-               "Gaussian: bits differ", "Gaussian: values differ", "Gaussian: tiles affected"], rows)
+              ["recipes", "outliers: bits differ", "outliers: values differ", "outliers: tiles with any difference",
+               "Gaussian: bits differ", "Gaussian: values differ", "Gaussian: tiles with any difference"], rows)
     if rows and err_data[DISTS[0]]:
         rl = [r for r in rules if r in err_data[DISTS[0]]]
         sec.figure("quant_error_by_rule", plots.bars(rl, {d: [err_data[d][r]["normwise"] for r in rl] for d in DISTS},
@@ -113,16 +113,18 @@ def _conclusion(err: dict, dis: dict) -> str:
                      f"({b / a:.3g}x)" if a > 0 else "")
     d = dis["llm_outliers"]
     if d:
-        worst = max(d, key=lambda p: d[p]["bits_differ"])
-        same = [p for p in d if d[p]["bits_differ"] == 0]
-        v = d[worst]
-        if v["bits_differ"] == 0:
-            parts.append(f"all {len(d)} recipe pairs compared agree bit for bit on these "
-                         f"{v['elements']} elements")
-        else:
-            parts.append(f"the recipes that differ most, {worst}, disagree on {v['bits_differ']} of {v['elements']} "
-                         f"elements ({v['bits_differ'] / v['elements']:.3g})"
-                         + (f", while {len(same)} of the {len(d)} pairs agree bit for bit" if same else ""))
+        n = next(iter(d.values()))["elements"]
+        wb = max(d, key=lambda p: d[p]["bits_differ"])
+        wv = max(d, key=lambda p: d[p]["values_differ"])
+        bits_part = (f"no two of the {len(d)} recipe pairs compared produce different E4M3 bits on these {n} elements"
+                     if d[wb]["bits_differ"] == 0 else
+                     f"{wb} produce different E4M3 bits for {d[wb]['bits_differ']} of {n} elements "
+                     f"({d[wb]['bits_differ'] / n:.3g})")
+        if d[wv]["values_differ"] > 0:
+            bits_part += (f", but {wv} dequantise to different values for {d[wv]['values_differ']} of them "
+                          f"({d[wv]['values_differ'] / n:.3g})"
+                          + (" — same bits, so their dequantisation scales differ" if d[wv]["bits_differ"] == 0 else ""))
+        parts.append(bits_part)
     if not parts:
         return "No scale rule could be measured in this build."
     s = "; ".join(p for p in parts if p)
