@@ -15,6 +15,7 @@ from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
 from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
 from .quant import QTensor, from_parts, quantize, retile, scale_rule, scale_rules  # noqa: E402
+from .accum import dot, tensor_cores  # noqa: E402
 
 __version__ = _core.__version__
 
@@ -27,6 +28,7 @@ __all__ = [
     "scale_rule",
     "scale_rules",
     "decode",
+    "dot",
     "encode",
     "format_info",
     "formats",
@@ -38,5 +40,6 @@ __all__ = [
     "moe",
     "num_threads",
     "set_num_threads",
+    "tensor_cores",
     "verify",
 ]

@@ -1,0 +1,203 @@
+// fp8lab._core: accum — single tensor-core instructions (fused_dot_add) batched over leading
+// dimensions, and the preset table.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "accum/tensor_core.hpp"
+#include "accum/tensor_core_model.hpp"
+#include "arrays.hpp"
+#include "common/parallel.hpp"
+#include "formats/encode.hpp"
+#include "formats/format.hpp"
+#include "registry.hpp"
+
+namespace fp8lab::bindings {
+namespace {
+
+// "[i, j, k]" for flat index `flat` of an array of shape `shape`.
+std::string index_text(std::size_t flat, const std::vector<py::ssize_t>& shape) {
+  std::vector<std::size_t> idx(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const auto extent = static_cast<std::size_t>(shape[d]);
+    idx[d] = extent == 0 ? 0 : flat % extent;
+    flat = extent == 0 ? 0 : flat / extent;
+  }
+  std::string out = "[";
+  for (std::size_t d = 0; d < idx.size(); ++d) out += (d ? ", " : "") + std::to_string(idx[d]);
+  return out + "]";
+}
+
+std::string repr(double x) { return py::repr(py::float_(x)).cast<std::string>(); }
+
+// The values of a float32/float64 array as float32, each exactly representable in `fmt`
+// (NaN allowed where the format has one, infinities where it has them). The first element that
+// is not raises ValueError naming `arg`, its index, its value and the format.
+std::vector<float> operand_values(const py::array& arr, const char* arg, const Format& fmt) {
+  const auto n = static_cast<std::size_t>(arr.size());
+  const auto shape = shape_of(arr);
+  std::vector<float> v(n);
+  EncodeOptions exact;
+  exact.overflow = Overflow::InfOrNan;  // an out-of-range value must not saturate into "representable"
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = is_float32(arr) ? static_cast<double>(static_cast<const float*>(arr.data())[i])
+                                     : static_cast<const double*>(arr.data())[i];
+    bool ok;
+    if (std::isnan(x)) {
+      ok = fmt.has_nan();
+    } else {
+      const double r = round_to_format(x, fmt, exact);
+      ok = r == x && static_cast<double>(static_cast<float>(x)) == x;
+    }
+    if (!ok)
+      throw py::value_error(std::string(arg) + ": element " + index_text(i, shape) + " = " + repr(x) +
+                            " is not exactly representable in " + fmt.name +
+                            " (round it first, e.g. fp8lab.decode(fp8lab.encode(x, '" + fmt.name + "'), '" +
+                            fmt.name + "'))");
+    v[i] = static_cast<float>(x);
+  }
+  return v;
+}
+
+std::string shape_text(const std::vector<py::ssize_t>& s) {
+  std::string out = "(";
+  for (std::size_t d = 0; d < s.size(); ++d) out += (d ? ", " : "") + std::to_string(s[d]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// The preset with the same instruction as `m` for input format `fmt`, for the error message.
+std::string sibling_hint(const TensorCoreModel& m, const std::string& fmt) {
+  for (const std::string& name : tensor_core_names()) {
+    const TensorCoreModel& o = tensor_core_by_name(name);
+    if (name == o.name && std::string(o.input_format) == fmt && o.k == m.k && o.block == m.block &&
+        o.alignment_frac_bits == m.alignment_frac_bits && o.exact_sum == m.exact_sum &&
+        o.scale_block == m.scale_block)
+      return "; for " + fmt + " inputs use instruction='" + (o.alias[0] ? o.alias : o.name) + "'";
+  }
+  return "";
+}
+
+py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, const py::object& c_obj,
+                          const std::string& instruction, const std::string& fmt_name, const py::object& sa_obj,
+                          const py::object& sb_obj) {
+  const TensorCoreModel& m = tensor_core_by_name(instruction);
+  const Format& fmt = format_by_name(m.input_format);
+  if (!fmt_name.empty() && format_by_name(fmt_name).name != fmt.name)
+    throw py::value_error("fmt: instruction '" + instruction + "' multiplies " + fmt.name + " values, not " +
+                          fmt_name + sibling_hint(m, format_by_name(fmt_name).name));
+  py::array a = require_float(a_obj, "a");
+  py::array b = require_float(b_obj, "b");
+  const auto sa_shape = shape_of(a), sb_shape = shape_of(b);
+  const auto k = static_cast<py::ssize_t>(m.k);
+  if (a.ndim() < 1 || sa_shape.back() != k)
+    throw py::value_error("a: the last dimension must be the instruction's k = " + std::to_string(k) + " (" +
+                          instruction + "), got shape " + shape_text(sa_shape));
+  if (sb_shape != sa_shape)
+    throw py::value_error("b: shape " + shape_text(sb_shape) + " differs from a's " + shape_text(sa_shape));
+  const std::vector<py::ssize_t> out_shape(sa_shape.begin(), sa_shape.end() - 1);
+  const std::size_t batch = static_cast<std::size_t>(a.size()) / static_cast<std::size_t>(k);
+
+  // C: None (zeros), a scalar, or an array of the batch shape; float32 values only.
+  std::vector<float> c(batch, 0.0f);
+  if (!c_obj.is_none()) {
+    py::array ca = require_float(c_obj, "c");
+    const auto cs = shape_of(ca);
+    if (!(ca.ndim() == 0 || cs == out_shape))
+      throw py::value_error("c: expected shape " + shape_text(out_shape) + " (a's leading dimensions) or a scalar, got " +
+                            shape_text(cs));
+    for (std::size_t i = 0; i < batch; ++i) {
+      const std::size_t j = ca.ndim() == 0 ? 0 : i;
+      const double x = is_float32(ca) ? static_cast<double>(static_cast<const float*>(ca.data())[j])
+                                      : static_cast<const double*>(ca.data())[j];
+      if (!std::isnan(x) && static_cast<double>(static_cast<float>(x)) != x)
+        throw py::value_error("c: element " + index_text(j, cs) + " = " + repr(x) +
+                              " is not a float32 value (the accumulator is FP32); cast c to float32 first");
+      c[i] = static_cast<float>(x);
+    }
+  }
+  const std::vector<float> av = operand_values(a, "a", fmt), bv = operand_values(b, "b", fmt);
+
+  // Block-scaled presets: one integer scale exponent per scale_block elements of a and of b.
+  std::vector<int> sa, sb;
+  const bool scaled = m.scale_block > 0;
+  if (scaled) {
+    const auto nblk = static_cast<py::ssize_t>(m.k / m.scale_block);
+    std::vector<py::ssize_t> want = out_shape;
+    want.push_back(nblk);
+    auto read_scales = [&](const py::object& obj, const char* arg) {
+      if (obj.is_none())
+        throw py::value_error(std::string(arg) + ": instruction '" + instruction +
+                              "' is block-scaled; give the UE8M0 scale exponents (unbiased, shape " +
+                              shape_text(want) + ")");
+      auto s = require_dtype<std::int32_t>(obj, arg, "int32");
+      if (shape_of(s) != want)
+        throw py::value_error(std::string(arg) + ": expected shape " + shape_text(want) + ", got " +
+                              shape_text(shape_of(s)));
+      std::vector<int> v(s.data(), s.data() + s.size());
+      for (std::size_t i = 0; i < v.size(); ++i)
+        if (v[i] < -127 || v[i] > 127)
+          throw py::value_error(std::string(arg) + ": element " + index_text(i, want) + " = " + std::to_string(v[i]) +
+                                " is outside the UE8M0 exponent range [-127, 127]");
+      return v;
+    };
+    sa = read_scales(sa_obj, "scale_a");
+    sb = read_scales(sb_obj, "scale_b");
+  } else if (!sa_obj.is_none() || !sb_obj.is_none()) {
+    throw py::value_error("scale_a: instruction '" + instruction + "' takes no block scales");
+  }
+
+  py::array_t<float> out(out_shape);
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const auto ku = static_cast<std::size_t>(m.k);
+    const std::size_t nblk = scaled ? ku / static_cast<std::size_t>(m.scale_block) : 0;
+    parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i)
+        o[i] = scaled ? fused_dot_add_block_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m)
+                      : fused_dot_add(&av[i * ku], &bv[i * ku], c[i], m);
+    });
+  }
+  return out;
+}
+
+py::list presets_py() {
+  py::list out;
+  static const char* rounding[] = {"toward_zero", "nearest_even"};
+  static const char* evidence[] = {"replayed", "contradicted", "unmeasured"};
+  for (const std::string& name : tensor_core_names()) {
+    const TensorCoreModel& m = tensor_core_by_name(name);
+    if (name != m.name) continue;
+    py::dict d;
+    d["name"] = m.name;
+    d["alias"] = m.alias;
+    d["input_format"] = m.input_format;
+    d["k"] = m.k;
+    d["block"] = m.block;
+    d["input_min_exponent"] = m.input_min_exponent;
+    d["alignment_frac_bits"] = m.exact_sum ? py::object(py::none()) : py::object(py::int_(m.alignment_frac_bits));
+    d["output_precision"] = m.output_precision;
+    d["output_rounding"] = rounding[static_cast<int>(m.output_rounding)];
+    d["exact_sum"] = m.exact_sum;
+    d["c_after_products"] = m.c_after_products;
+    d["scale_block"] = m.scale_block;
+    d["evidence"] = evidence[static_cast<int>(m.evidence)];
+    d["source"] = m.source;
+    out.append(d);
+  }
+  return out;
+}
+
+Registration accum_registration(30, "accum", [](py::module_& m) {
+  m.def("tensor_core_dot", &dot_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("instruction"),
+        py::arg("fmt"), py::arg("scale_a"), py::arg("scale_b"));
+  m.def("tensor_core_presets", &presets_py);
+  m.def("tensor_core_names", &tensor_core_names);
+});
+
+}  // namespace
+}  // namespace fp8lab::bindings

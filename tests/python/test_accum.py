@@ -1,0 +1,215 @@
+"""fp8lab.dot: single tensor-core instructions from Python. The probes of REFERENCE.md, batching
+over leading dimensions, thread-count independence, a replay of published hardware measurements
+through the Python door, and argument checking (errors name the argument and the element)."""
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import fp8lab
+from fp8lab import accum
+
+F32 = np.float32
+
+
+def bits(x):
+    return np.asarray(x, dtype=F32).view(np.uint32)
+
+
+def lanes(values, k=32):
+    out = np.zeros(k, dtype=F32)
+    out[: len(values)] = values
+    return out
+
+
+# REFERENCE.md "Tensor cores": (a lanes, b lanes, C bits, expected D bits), E4M3, FP32 D.
+PROBES = [
+    ([1, 2**-7], [1, 2**-7], 0, 0x3F800000),
+    ([1, 2**-6], [1, 2**-7], 0, 0x3F800400),
+    ([1, -(2**-7)], [1, 2**-7], 0, 0x3F800000),
+    ([1, 1, 2**-6], [1, 1, 2**-7], 0, 0x40000000),
+    ([], [], 0x3F800008, 0x3F800000),
+    ([1], [1], 0x46800000, 0x46800000),  # C = 16384
+    ([1, -1, 2**-6], [1, 1, 2**-7], 0, 0x39000000),  # 2^-13
+]
+
+
+@pytest.mark.parametrize("a,b,c_bits,d_bits", PROBES)
+def test_reference_probes(a, b, c_bits, d_bits):
+    c = np.array(c_bits, dtype=np.uint32).view(F32)
+    d = fp8lab.dot(lanes(a), lanes(b), c, instruction="hopper_fp8", fmt="e4m3")
+    assert d.shape == ()
+    assert int(bits(d)) == d_bits
+
+
+def test_batched_over_leading_dimensions_equals_one_call_per_row():
+    rng = np.random.default_rng(4)
+    # Random E4M3 values: decode random bit patterns, NaN (0x7F/0xFF) replaced by 0.
+    pats = rng.integers(0, 256, size=(3, 5, 32), dtype=np.uint8)
+    pats[(pats & 0x7F) == 0x7F] = 0
+    a = fp8lab.decode(pats, "e4m3").astype(F32)
+    b = fp8lab.decode(np.roll(pats, 1, axis=-1), "e4m3").astype(F32)
+    c = rng.standard_normal((3, 5)).astype(F32)
+    d = fp8lab.dot(a, b, c)
+    assert d.shape == (3, 5) and d.dtype == F32
+    for i in range(3):
+        for j in range(5):
+            assert bits(fp8lab.dot(a[i, j], b[i, j], c[i, j])) == bits(d[i, j])
+    # c as a scalar broadcasts; None means 0.
+    np.testing.assert_array_equal(bits(fp8lab.dot(a, b, 0.0)), bits(fp8lab.dot(a, b)))
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(9)
+    pats = rng.integers(0, 256, size=(5000, 32), dtype=np.uint8)
+    pats[(pats & 0x7F) == 0x7F] = 0
+    a = fp8lab.decode(pats, "e4m3").astype(F32)
+    b = a[::-1].copy()
+    c = rng.standard_normal(5000).astype(F32)
+    before = fp8lab.num_threads()
+    try:
+        fp8lab.set_num_threads(1)
+        one = fp8lab.dot(a, b, c)
+        fp8lab.set_num_threads(4)
+        four = fp8lab.dot(a, b, c)
+    finally:
+        fp8lab.set_num_threads(before)
+    np.testing.assert_array_equal(bits(one), bits(four))
+
+
+def measurements_dir():
+    env = os.environ.get("FP8LAB_TC_MEASUREMENTS")
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "tc-measurements"
+
+
+@pytest.mark.parametrize("arch,fmt,instruction,k_data,c_zero", [
+    ("H100", "E4M3", "hopper_fp8", 32, True),
+    ("Ada", "E5M2", "ada_fp8_e5m2", 32, False),
+    ("A100", "bf16", "ampere_bf16", 8, False),
+    ("B200", "E4M3", "blackwell_mma_fp8", 32, False),
+])
+def test_replay_of_hardware_measurements_through_python(arch, fmt, instruction, k_data, c_zero):
+    d = measurements_dir() / arch / fmt
+    if not (d / f"d_{arch}_fp32.txt").exists():
+        pytest.skip(f"tensor-core measurements not found under {d}; set FP8LAB_TC_MEASUREMENTS")
+    n = 500
+    words = lambda name: np.array([int(w, 16) for w in (d / name).read_text().split()[: n * k_data]], dtype=np.uint32)
+    lines = lambda name: np.array([int(w, 2) for w in (d / name).read_text().split()[:n]], dtype=np.uint32)
+    k = next(t["k"] for t in accum.tensor_cores() if instruction in (t["name"], t["alias"]))
+    a = np.zeros((n, k), dtype=F32)
+    b = np.zeros((n, k), dtype=F32)
+    a[:, :k_data] = words(f"a_{arch}_{fmt}.txt").view(F32).reshape(n, k_data)
+    b[:, :k_data] = words(f"b_{arch}_{fmt}.txt").view(F32).reshape(n, k_data)
+    c = np.zeros(n, dtype=F32) if c_zero else lines(f"c_{arch}_fp32.txt").view(F32)
+    got = bits(fp8lab.dot(a, b, c, instruction=instruction))
+    want = lines(f"d_{arch}_fp32.txt")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_block_scaled_preset_takes_scale_exponents():
+    a = lanes([1.5, -0.125])
+    b = lanes([3.0, 2**-9])
+    plain = fp8lab.dot(a, b, instruction="blackwell_fp8")
+    scaled = fp8lab.dot(a, b, instruction="blackwell_mxfp8", scale_a=np.array([3]), scale_b=np.array([-5]))
+    assert float(scaled) == float(plain) / 4
+    with pytest.raises(ValueError, match="scale_a"):
+        fp8lab.dot(a, b, instruction="blackwell_mxfp8")
+    with pytest.raises(ValueError, match="scale_a.*takes no block scales"):
+        fp8lab.dot(a, b, scale_a=np.array([0]), scale_b=np.array([0]))
+    with pytest.raises(ValueError, match=r"scale_b: element \[0\] = 200"):
+        fp8lab.dot(a, b, instruction="blackwell_mxfp8", scale_a=np.array([0]), scale_b=np.array([200]))
+
+
+def test_presets_are_listed_with_sources():
+    presets = accum.tensor_cores()
+    names = {p["name"] for p in presets}
+    assert "hopper_wgmma_m64nNk32_f32_e4m3" in names
+    for p in presets:
+        assert p["source"], p["name"]
+        assert p["evidence"] in ("replayed", "contradicted", "unmeasured")
+    assert set(accum.tensor_core_names()) >= {"hopper_fp8", "hopper_fp8_e5m2", "hopper_bf16", "hopper_fp16",
+                                               "ada_fp8", "ampere_bf16", "ampere_fp16", "blackwell_fp8"}
+
+
+# --- argument checking -------------------------------------------------------------------------
+
+def test_value_not_representable_names_the_first_bad_element():
+    a = np.ones((2, 32), dtype=F32)
+    a[1, 7] = 0.3  # not an E4M3 value
+    a[1, 9] = 0.3
+    with pytest.raises(ValueError, match=r"a: element \[1, 7\] = 0\.30000001192092896 is not exactly representable in e4m3"):
+        fp8lab.dot(a, np.ones((2, 32), dtype=F32))
+    b = np.ones(32, dtype=F32)
+    b[3] = 500.0  # beyond E4M3's 448: must not saturate into "representable"
+    with pytest.raises(ValueError, match=r"b: element \[3\] = 500\.0"):
+        fp8lab.dot(np.ones(32, dtype=F32), b)
+    with pytest.raises(ValueError, match=r"b: element \[0\] = inf"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.full(32, np.inf, dtype=F32))
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match=r"a: the last dimension must be the instruction's k = 32"):
+        fp8lab.dot(np.ones(16, dtype=F32), np.ones(16, dtype=F32))
+    with pytest.raises(ValueError, match=r"b: shape \(2, 32\) differs from a's \(32,\)"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.ones((2, 32), dtype=F32))
+    with pytest.raises(ValueError, match=r"c: expected shape \(2,\)"):
+        fp8lab.dot(np.ones((2, 32), dtype=F32), np.ones((2, 32), dtype=F32), np.zeros(3, dtype=F32))
+
+
+def test_accumulator_must_be_float32():
+    with pytest.raises(ValueError, match=r"c: element \[\] = 0\.1 is not a float32 value"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.ones(32, dtype=F32), np.float64(0.1))
+
+
+def test_instruction_and_format_errors():
+    with pytest.raises(ValueError, match=r"instruction: unknown tensor-core preset 'volta'.*hopper_fp8"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.ones(32, dtype=F32), instruction="volta")
+    with pytest.raises(ValueError, match=r"fmt: instruction 'hopper_fp8' multiplies e4m3 values, not e5m2; "
+                                         r"for e5m2 inputs use instruction='hopper_fp8_e5m2'"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.ones(32, dtype=F32), fmt="e5m2")
+    with pytest.raises(TypeError, match="instruction"):
+        fp8lab.dot(np.ones(32, dtype=F32), np.ones(32, dtype=F32), instruction=3)
+    with pytest.raises(TypeError, match="a: expected a float32 or float64 array"):
+        fp8lab.dot(np.array(["x"] * 32), np.ones(32, dtype=F32))
+
+
+# --- cross-check against MMA-Sim (PyPI mmasim; needs torch, not installed in .venv) ------------
+
+MMASIM_CASES = [
+    # fp8lab preset, MMA-Sim architecture, mma.sync qualifier, torch input dtype name, k
+    ("hopper_fp8", "Hopper", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
+    ("hopper_fp8_e5m2", "Hopper", "m16n8k32.f32.e5m2.e5m2.f32", "float8_e5m2", 32),
+    ("ada_fp8", "Ada Lovelace", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
+    ("ampere_bf16", "Ampere", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16),
+    ("ampere_fp16", "Ampere", "m16n8k16.f32.f16.f16.f32", "float16", 16),
+    ("hopper_bf16", "Hopper", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16),
+    ("blackwell_mma_fp8", "Blackwell", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
+]
+
+
+@pytest.mark.parametrize("preset,arch,qualifier,dtype_name,k", MMASIM_CASES)
+def test_agrees_with_mmasim(preset, arch, qualifier, dtype_name, k):
+    mmasim_sim = pytest.importorskip(
+        "mmasim.nv_ptx.sim", reason="mmasim (MMA-Sim, needs torch) is not installed; cross-check skipped")
+    torch = pytest.importorskip("torch", reason="torch is not installed; mmasim cross-check skipped")
+    try:
+        sim = mmasim_sim.MMA(arch, qualifier)
+    except Exception as exc:  # a qualifier this mmasim version does not model
+        pytest.skip(f"mmasim has no {arch} {qualifier}: {exc}")
+    rng = np.random.default_rng(hash(preset) & 0xFFFF)
+    tdtype = getattr(torch, dtype_name)
+    fmt = next(t["input_format"] for t in accum.tensor_cores() if preset in (t["name"], t["alias"]))
+    trials = 3  # 3 x 16 x 8 = 384 instruction-level dot products
+    for _ in range(trials):
+        A = torch.randn(16, k).mul(2.0 ** rng.integers(-4, 5)).to(tdtype)
+        B = torch.randn(k, 8).to(tdtype)
+        C = torch.randn(16, 8, dtype=torch.float32)
+        D = sim(A, B, C).numpy()
+        a = A.float().numpy()
+        b = B.float().numpy().T.copy()
+        ours = fp8lab.dot(np.repeat(a[:, None, :], 8, axis=1), np.repeat(b[None, :, :], 16, axis=0),
+                          C.numpy(), instruction=preset, fmt=fmt)
+        np.testing.assert_array_equal(bits(ours), bits(D))
