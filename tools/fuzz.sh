@@ -58,6 +58,6 @@ cat > "$dict" <<'DICT'
 DICT
 
 start=$(date +%s)
-"$build/golden/fuzz_trace_parser" -runs="$runs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+"$build/golden/fuzz_trace_parser" -runs="$runs" -max_len=12288 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -dict="$dict" -artifact_prefix="$build/" "$build/corpus" "$seeds"
 echo "fuzz: $runs executions of fuzz_trace_parser without a crash in $(( $(date +%s) - start )) s"

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 
+#include "golden/fp8lab_kernel.h"
 #include "golden/json.hpp"
 #include "golden/safetensors.hpp"
 #include "golden/sha256.hpp"
@@ -202,3 +204,9 @@ TEST(Json, CanonicalFormAndStrictness) {
   EXPECT_THROW(g::canonical_json("{\"a\":\"\\ud800\"}"), std::invalid_argument);
   EXPECT_EQ(g::canonical_json("\"\\ud83d\\ude00\""), "\"\xf0\x9f\x98\x80\"");  // U+1F600 as UTF-8
 }
+
+// The C ABI header is valid C++ too (extern "C"), and its signatures are what verify.py calls.
+static_assert(FP8LAB_KERNEL_ABI_VERSION == 1);
+static_assert(std::is_same_v<fp8lab_cast_fn, int (*)(const float*, std::size_t, const char*, void*, char*, std::size_t)>);
+static_assert(std::is_same_v<fp8lab_gemm_fn, int (*)(const void*, const float*, const void*, const float*, std::size_t,
+                                                     std::size_t, std::size_t, const char*, float*, char*, std::size_t)>);
