@@ -24,6 +24,7 @@ SECTIONS = [
     ("sec_scales", "scales", "Scale conventions: FP32 vs power-of-two scales, and the recipes' bits"),
     ("sec_routing", "routing", "Routing: gate precision, ties and the balancing bias"),
     ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
+    ("sec_mla", "mla", "Serving: the MLA latent cache and its FP8 form"),
 ]
 SECTION_IDS = [sid for _, sid, _ in SECTIONS]
 
