@@ -85,7 +85,7 @@ def test_junit_and_json_outputs(plugins, tmp_path):
     r = cli("verify", "--kernel", f"{plugins['planted_bug']}:fp8lab_cast", "--op", "cast", "--cases", "20",
             "--junit", junit, "--json")
     assert r.returncode == 1
-    results = json.loads(r.stdout)
+    results = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert results["exit_code"] == 1
     assert {x["kind"] for x in results["results"]} == {"violation"}
     suite = ET.parse(junit).getroot()

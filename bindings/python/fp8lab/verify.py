@@ -42,7 +42,10 @@ class CaseResult:
         else:
             d["verdict"] = self.verdict.to_dict()
         if self.inputs is not None:
-            d["counterexample"] = {k: {"shape": list(np.shape(v)), "values": np.asarray(v).ravel()[:64].tolist()}
+            def plain(x):  # strict JSON: non-finite numbers as strings, like the C++ verdicts
+                return x if not isinstance(x, float) or np.isfinite(x) else repr(x)
+            d["counterexample"] = {k: {"shape": list(np.shape(v)),
+                                       "values": [plain(x) for x in np.asarray(v).ravel()[:64].tolist()]}
                                    for k, v in self.inputs.items()}
         return d
 
