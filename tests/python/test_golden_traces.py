@@ -103,6 +103,20 @@ def test_committed_fixtures_match_a_fresh_recompute(tmp_path):
         assert p.read_bytes() == (FIXTURES / p.name).read_bytes(), f"{p.name} differs from a fresh recording"
 
 
+def test_every_fixture_reads_with_the_safetensors_package_and_hashlib():
+    for path in sorted(FIXTURES.glob("*.safetensors")):
+        data = path.read_bytes()
+        tensors = dict(safetensors.deserialize(data))
+        with safetensors.safe_open(str(path), "numpy") as f:
+            meta = f.metadata()
+        digests = json.loads(meta["sha256"])
+        assert set(digests) == set(tensors), path.name
+        for name, t in tensors.items():
+            assert hashlib.sha256(bytes(t["data"])).hexdigest() == digests[name], (path.name, name)
+        ours = golden.read_trace(path)
+        assert {n: t.dtype for n, t in ours.tensors.items()} == {n: t["dtype"] for n, t in tensors.items()}
+
+
 def test_fixtures_are_small_and_cover_each_op():
     files = list(FIXTURES.glob("*.safetensors"))
     assert sum(p.stat().st_size for p in files) < 600_000
