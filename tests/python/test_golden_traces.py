@@ -130,6 +130,13 @@ def test_verify_passes_on_the_committed_fixtures():
     assert "violation" not in r.stdout.lower()
 
 
+def test_verify_op_filter_and_json():
+    r = cli("verify", "--op", "cast", "--cases", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    names = [x["name"] for x in json.loads(r.stdout)["results"]]
+    assert names and all(n.startswith("cast") for n in names)
+
+
 def test_one_flipped_bit_fails_naming_the_element(tmp_path):
     src = FIXTURES / "cast_e4m3_nearest_even_saturate.safetensors"
     trace = golden.read_trace(src)

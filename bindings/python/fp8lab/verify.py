@@ -256,9 +256,9 @@ def load_kernel(target: str, op: str) -> Callable:
 # The `fp8lab verify` run: every golden trace + N generated cases per operation
 
 
-def verify_golden(directory=None, fn: Callable | None = None, op: str | None = None,
+def verify_golden(directory=None, fn: Callable | None = None, op=None,
                   spec: dict | None = None) -> list[CaseResult]:
-    """Checks every trace in ``directory`` (of operation ``op`` only, and only traces recorded under
+    """Checks every trace in ``directory`` (of operation(s) ``op`` only, and only traces recorded under
     ``spec`` — the spec a kernel declares it implements — when given)."""
     directory = Path(directory or golden.default_golden_dir())
     if not directory.is_dir():
@@ -269,7 +269,7 @@ def verify_golden(directory=None, fn: Callable | None = None, op: str | None = N
     return [r for r in out if r is not None]
 
 
-def check_file(path, fn: Callable | None = None, op: str | None = None,
+def check_file(path, fn: Callable | None = None, op=None,
                spec: dict | None = None) -> CaseResult | None:
     """Checks one trace file. A trace whose bytes no longer match their digests (an edited or
     corrupted fixture) is still recomputed, so the verdict names the element that changed; it is a
@@ -277,7 +277,7 @@ def check_file(path, fn: Callable | None = None, op: str | None = None,
     path = Path(path)
     try:
         trace = golden.read_trace(path, check_digests=False)
-        if op is not None and trace.op != op:
+        if op is not None and trace.op not in ({op} if isinstance(op, str) else set(op)):
             return None
         if spec is not None and golden.operation(trace.op).normalize_spec(trace.spec) != spec:
             return None  # recorded under a spec the kernel does not implement
@@ -318,8 +318,7 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
     else:
         fn = None
     if use_golden:
-        results += verify_golden(golden_dir, fn, ops[0] if (kernel and ops) else None,
-                                 kernel_spec if kernel else None)
+        results += verify_golden(golden_dir, fn, ops or None, kernel_spec if kernel else None)
     names = ops or [n for n, o in golden.OPERATIONS.items() if o.available()]
     for name in names:
         if cases <= 0:
