@@ -30,7 +30,8 @@ struct ProbeCase {
 // The seven single-instruction probes of REFERENCE.md plus the open questions it lists.
 std::vector<ProbeCase> probe_cases();
 
-// The emulator's prediction: d = c, then for each step d = fused_dot_add(a_s, b_s, d, preset).
+// The emulator's prediction: d = c, then for each step d = fused_dot_add(a_s, b_s, d, preset); a
+// k = 16 preset takes each step as two chained k16 instructions.
 // Returns nullopt (and sets `error`) when the model refuses the input.
 std::optional<std::uint32_t> emulate_probe(const ProbeCase& p, const std::string& preset, std::string* error = nullptr);
 
@@ -43,6 +44,7 @@ std::uint32_t run_probe_wgmma(const ProbeCase& p);
 struct ProbeRow {
   ProbeCase probe;
   std::optional<std::uint32_t> emu_hopper, emu_ada;  // hopper_fp8 and ada_fp8 presets
+  std::optional<std::uint32_t> emu_fp16x2;           // two chained hopper_fp16 (k16) instructions
   std::optional<std::uint32_t> hw_wgmma, hw_mma_sync;
 };
 // Runs every case (device columns empty without a device). Never throws for a missing device.
