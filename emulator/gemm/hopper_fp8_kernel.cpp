@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
@@ -59,6 +60,19 @@ inline float normalise(std::int32_t s, int emax) {
   return s < 0 ? -v : v;
 }
 
+// 16 int32 lanes as a GCC/Clang vector extension: element-wise operators, kept in registers
+// (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere). Same arithmetic as the scalar
+// loops; only the register allocation differs.
+using Lanes = std::int32_t __attribute__((vector_size(64)));
+using ULanes = std::uint32_t __attribute__((vector_size(64)));
+inline Lanes load(const std::int32_t* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(std::int32_t* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+inline Lanes select(Lanes mask, Lanes yes, Lanes no) { return (yes & mask) | (no & ~mask); }
+
 }  // namespace
 
 float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c) {
@@ -94,15 +108,18 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
   const std::size_t JT = (N + L - 1) / L;
-  // A as (exponent, significand) per element; B transposed per group of 16 rows so that the 16
-  // lanes of one k are contiguous. Padding rows of B are zero (never stored).
-  std::vector<std::int16_t> ea(M * K), ma(M * K), eb(JT * K * L, kZeroExp), mb(JT * K * L, 0);
+  // A as (exponent, |significand|, sign mask) per element; B the same, transposed per group of 16
+  // rows so that the 16 lanes of one k are contiguous, with |significand| pre-shifted by 7 (the
+  // alignment's headroom, see hopper_e4m3_dot_add). Padding rows of B are zero (never stored).
+  std::vector<std::int32_t> ea(M * K), ma(M * K), sa_mask(M * K);
+  std::vector<std::int32_t> eb(JT * K * L, kZeroExp), mb(JT * K * L, 0), sb_mask(JT * K * L, 0);
   parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t i = r0; i < r1; ++i)
       for (std::size_t k = 0; k < K; ++k) {
         const E4m3Parts p = e4m3_parts(a.row(i)[k]);
-        ea[i * K + k] = static_cast<std::int16_t>(p.e);
-        ma[i * K + k] = static_cast<std::int16_t>(p.m);
+        ea[i * K + k] = p.e;
+        ma[i * K + k] = std::abs(p.m);
+        sa_mask[i * K + k] = p.m < 0 ? -1 : 0;
       }
   });
   parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
@@ -110,8 +127,9 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
       for (std::size_t k = 0; k < K; ++k) {
         const E4m3Parts p = e4m3_parts(b.row(j)[k]);
         const std::size_t at = ((j / L) * K + k) * L + j % L;
-        eb[at] = static_cast<std::int16_t>(p.e);
-        mb[at] = static_cast<std::int16_t>(p.m);
+        eb[at] = p.e;
+        mb[at] = std::abs(p.m) << 7;
+        sb_mask[at] = p.m < 0 ? -1 : 0;
       }
   });
   std::vector<float> out(M * N);
@@ -120,12 +138,14 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
   parallel_for(IT * JT, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t jt = t % JT, i0 = (t / JT) * TM;
-      const std::int16_t* ebt = eb.data() + jt * K * L;
-      const std::int16_t* mbt = mb.data() + jt * K * L;
+      const std::int32_t* ebt = eb.data() + jt * K * L;
+      const std::int32_t* mbt = mb.data() + jt * K * L;
+      const std::int32_t* sbt = sb_mask.data() + jt * K * L;
       float sb[L];
       for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
-        const std::int16_t* eai = ea.data() + i * K;
-        const std::int16_t* mai = ma.data() + i * K;
+        const std::int32_t* eai = ea.data() + i * K;
+        const std::int32_t* mai = ma.data() + i * K;
+        const std::int32_t* sai = sa_mask.data() + i * K;
         float acc[L] = {};
         for (std::size_t kb = 0; kb < K; kb += NC) {
           const std::size_t ke = std::min(K, kb + NC);
@@ -141,28 +161,36 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               cneg[l] = static_cast<std::int32_t>(bits >> 31);
               emax[l] = ce[l];
             }
-            for (std::size_t k = kc; k < kc + kn; ++k) {
-              const std::int32_t e = eai[k];
-              const std::int16_t* er = ebt + k * L;
-              for (std::size_t l = 0; l < L; ++l) emax[l] = std::max(emax[l], e + er[l]);
+            {
+              // The largest exponent per lane, in a register (an array here would carry the loop
+              // dependency through memory).
+              Lanes vmax = load(emax);
+              for (std::size_t k = kc; k < kc + kn; ++k) {
+                const Lanes pe = eai[k] + load(ebt + k * L);
+                vmax = select(pe > vmax, pe, vmax);
+              }
+              store(emax, vmax);
             }
             for (std::size_t l = 0; l < L; ++l) {
               const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
               const std::int32_t tc = cm[l] >> sh;
               s[l] = cneg[l] ? -tc : tc;
             }
-            for (std::size_t k = kc; k < kc + kn; ++k) {
-              const std::int32_t e = eai[k], m = mai[k];
-              const std::int16_t* er = ebt + k * L;
-              const std::int16_t* mr = mbt + k * L;
-              for (std::size_t l = 0; l < L; ++l) {
-                const std::int32_t pm = m * mr[l];
-                const std::int32_t d = std::min(emax[l] - (e + er[l]), 31);
-                const std::int32_t apm = pm < 0 ? -pm : pm;
-                const std::int32_t tt = static_cast<std::int32_t>(static_cast<std::uint32_t>(apm << 7) >> d);
-                const std::int32_t sg = pm >> 31;  // 0 or -1
-                s[l] += (tt ^ sg) - sg;
+            {
+              const Lanes vmax = load(emax);
+              Lanes acc_s = load(s);
+              for (std::size_t k = kc; k < kc + kn; ++k) {
+                // |product| << 7, shifted right by the distance to the largest exponent: the
+                // magnitude truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then
+                // the product's sign (mask 0 or -1) applied as (t ^ m) - m.
+                const Lanes d = vmax - (eai[k] + load(ebt + k * L));
+                const Lanes dc = select(d > 31, Lanes{} + 31, d);
+                const ULanes mag = std::bit_cast<ULanes>(mai[k] * load(mbt + k * L));
+                const Lanes t = std::bit_cast<Lanes>(mag >> std::bit_cast<ULanes>(dc));
+                const Lanes sg = sai[k] ^ load(sbt + k * L);
+                acc_s += (t ^ sg) - sg;
               }
+              store(s, acc_s);
             }
             for (std::size_t l = 0; l < L; ++l) {
               const std::int32_t sv = s[l];
