@@ -305,3 +305,63 @@ def test_nan_payload_and_sign_of_zero_count_as_differences():
     assert golden.compare_tensors("y", "F8_E4M3", a, b).kind == "violation"
     z = np.array([0x80], dtype=np.uint8)  # -0 vs +0
     assert golden.compare_tensors("y", "F8_E4M3", z, np.array([0], dtype=np.uint8)).kind == "violation"
+
+
+# -- traces written by other producers (gpu/hardware_trace.hpp) ---------------------------------
+
+
+@pytest.mark.skipif(not golden.OPERATIONS["gemm"].available(), reason="this build has no gemm area")
+def test_hardware_gemm_trace_layout_is_checked(tmp_path):
+    """gpu/hardware_trace.hpp stores a.bits / a.scales (+ "a.tile" metadata) and the bare GemmSpec
+    JSON; such a trace checks like ours, and a changed output bit is a violation."""
+    ours = golden.record("gemm", {"a_tile": [1, 128], "b_tile": [128, 128]}, seed=9, kind="ragged")
+    spec = {k: ours.spec[k] for k in ("accumulate", "combine", "instruction", "out", "promote_every")}
+    t = ours.tensors
+    m, k = t["a"].array.shape
+    n = t["b"].array.shape[0]
+    hw = golden.Trace(op="gemm", spec=spec, seed=9, producer="NVIDIA H100, driver 550, deepgemm sm90",
+                      tensors={"a.bits": golden.TraceTensor("input", "U8", t["a"].array),
+                               "a.scales": golden.TraceTensor("input", "F32", t["a_scales"].array),
+                               "b.bits": golden.TraceTensor("input", "U8", t["b"].array),
+                               "b.scales": golden.TraceTensor("input", "F32", t["b_scales"].array),
+                               "d": t["d"]},
+                      extra={"a.tile": f"1x{min(128, k)}" if k < 128 else "1x128",
+                             "b.tile": f"{min(128, n)}x{min(128, k)}" if k < 128 or n < 128 else "128x128"})
+    path = tmp_path / "hw_gemm.safetensors"
+    hw.write(path)
+    assert golden.check(path).kind == "bit-identical"
+    hw.tensors["d"] = golden.TraceTensor("output", t["d"].dtype, t["d"].array.copy())
+    hw.tensors["d"].array.flat[0] ^= 1
+    hw.write(path, update=True)
+    v = golden.check(path)
+    assert v.kind == "violation" and "violation at [0, 0]" in v.summary
+
+
+@pytest.mark.skipif(not golden.OPERATIONS["tc_probe"].available(), reason="this build has no accum area")
+def test_tensor_core_probe_trace_against_a_published_probe(tmp_path):
+    """REFERENCE.md's single-instruction probe (E4M3, FP32 D): a = [1, 2^-6], b = [1, 2^-7] gives
+    0x3F800400 on H100 — written as a hardware probe trace, it checks bit-identical; 0x3F800000
+    (what a 13-bit truncation of the *sum* would give) is reported as a violation."""
+    a = np.zeros(32, np.float32)
+    b = np.zeros(32, np.float32)
+    a[:2] = [1.0, 2.0 ** -6]
+    b[:2] = [1.0, 2.0 ** -7]
+    def probe(d_bits):
+        return golden.Trace(op="tc_probe", spec={"instruction": "hopper_fp8"}, producer="H100 probe",
+                            tensors={"p1.a": golden.TraceTensor("input", "F32", a),
+                                     "p1.b": golden.TraceTensor("input", "F32", b),
+                                     "p1.c": golden.TraceTensor("input", "U32", np.zeros(1, np.uint32)),
+                                     "p1.d_wgmma": golden.TraceTensor("output", "U32", np.array([d_bits], np.uint32))})
+    probe(0x3F800400).write(tmp_path / "good.safetensors")
+    probe(0x3F800000).write(tmp_path / "bad.safetensors")
+    assert golden.check(tmp_path / "good.safetensors").kind == "bit-identical"
+    v = golden.check(tmp_path / "bad.safetensors")
+    assert v.kind == "violation" and "p1.d_wgmma" in v.summary
+
+
+def test_a_trace_missing_a_tensor_is_a_clear_error(tmp_path):
+    t = small_trace()
+    del t.tensors["x"]
+    t.write(tmp_path / "t.safetensors")
+    with pytest.raises(ValueError, match="needs tensor 'x'"):
+        golden.check(tmp_path / "t.safetensors")

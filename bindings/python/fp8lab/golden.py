@@ -307,6 +307,10 @@ class Operation:
         """Calls a user kernel ``fn`` on the inputs; returns its outputs by trace name."""
         raise NotImplementedError
 
+    def adapt(self, trace: "Trace") -> "Trace":
+        """Maps another producer's layout of this op's tensors onto this one's (default: as is)."""
+        return trace
+
     def kernel_outputs(self, spec: dict, got: dict[str, np.ndarray]) -> dict[str, "TraceTensor"]:
         """A kernel's outputs (from call()) as trace tensors, for traces recorded on hardware."""
         raise NotImplementedError
@@ -661,6 +665,25 @@ class GemmOp(Operation):
         a, b = self._operand(spec, inputs, "a"), self._operand(spec, inputs, "b")
         return g.gemm_exact(a, b, out="fp64"), g.gemm_bound(a, b, **self._spec_args(spec))
 
+    def adapt(self, trace):
+        """Hardware traces written by gpu/hardware_trace.hpp name the operands "a.bits"/"a.scales"
+        (U8 E4M3 bits, F32 scales) with the effective tiles in metadata "a.tile" = "RxC", and store
+        the GemmSpec's own JSON: mapped here onto this op's names and spec keys."""
+        if "a.bits" not in trace.tensors:
+            return trace
+        tensors = {k: v for k, v in trace.tensors.items() if not k.startswith(("a.", "b."))}
+        spec = dict(trace.spec)
+        for x in ("a", "b"):
+            tile = trace.extra.get(f"{x}.tile", "")
+            try:
+                r, c = (int(v) for v in tile.split("x"))
+            except ValueError:
+                raise ValueError(f"{trace.path or 'trace'}: metadata '{x}.tile' = {tile!r} is not RxC") from None
+            tensors[x] = TraceTensor("input", "F8_E4M3", trace.tensors[f"{x}.bits"].array)
+            tensors[f"{x}_scales"] = TraceTensor("input", "F32", trace.tensors[f"{x}.scales"].array)
+            spec[f"{x}_tile"], spec[f"{x}_format"] = [r, c], "e4m3"
+        return dataclasses.replace(trace, spec=spec, tensors=tensors)
+
     def call(self, fn, spec, inputs):
         d = fn(inputs["a"], inputs["a_scales"], inputs["b"], inputs["b_scales"], spec)
         return {"d": d}
@@ -948,6 +971,48 @@ class QuantizeOp(Operation):
         return out["q"].array, out["scales"].array
 
 
+class TcProbeOp(Operation):
+    """Replays hardware tensor-core probe traces (gpu/hardware_trace.hpp, op "tc_probe"): for each
+    case ``<name>``, inputs ``<name>.a`` / ``<name>.b`` (F32, 32 products per instruction, chained)
+    and ``<name>.c`` (U32 FP32 bits), output ``<name>.d_wgmma`` (U32), recomputed through the spec's
+    ``instruction`` preset with fp8lab.accum's dot. Recorded on a GPU only: no generators."""
+
+    name = "tc_probe"
+
+    def available(self) -> bool:
+        return hasattr(_core, "tensor_core_dot")
+
+    def default_spec(self) -> dict:
+        return {"instruction": "hopper_fp8"}
+
+    def normalize_spec(self, spec) -> dict:
+        spec = dict(spec) if isinstance(spec, dict) else json.loads(spec)
+        if not isinstance(spec.get("instruction"), str):
+            raise ValueError("spec: a tc_probe trace needs an \"instruction\" preset name")
+        return spec
+
+    def run(self, spec, inputs):
+        import importlib
+
+        accum = importlib.import_module("fp8lab.accum")
+        out = {}
+        for name in inputs:
+            if not name.endswith(".c"):
+                continue
+            base = name[:-2]
+            a = np.asarray(inputs[base + ".a"], dtype=np.float32)
+            b = np.asarray(inputs[base + ".b"], dtype=np.float32)
+            d = np.asarray(inputs[name]).view(np.float32).reshape(())
+            for s in range(0, a.size - a.size % 32, 32):  # each wgmma consumes the previous D as C
+                d = np.asarray(accum.dot(a[s:s + 32], b[s:s + 32], d, instruction=spec["instruction"]),
+                               dtype=np.float32).reshape(())
+            out[base + ".d_wgmma"] = TraceTensor("output", "U32", d.reshape(1).view(np.uint32))
+        return out
+
+    def value_format(self, spec, name, dtype):
+        return "fp32" if name.endswith(".d_wgmma") else FORMAT_OF_DTYPE.get(dtype)
+
+
 def _make_qtensor(qt, bits, scales, fmt, tile):
     # Any rule that stores float32 scales: the rule only says how scales are stored here; the GEMM
     # uses the multipliers as given.
@@ -967,6 +1032,7 @@ register_operation(CastOp())
 register_operation(QuantizeOp())
 register_operation(GemmOp())
 register_operation(MoeRouteOp())
+register_operation(TcProbeOp())
 
 
 def operation(name: str) -> Operation:
@@ -1018,13 +1084,18 @@ def check(trace, fn: Callable | None = None) -> Verdict:
     if not isinstance(trace, Trace):
         trace = read_trace(trace)
     o = operation(trace.op)
+    trace = o.adapt(trace)
     spec = o.normalize_spec(trace.spec)
     inputs = trace.inputs()
     what = f"{Path(trace.path).name if trace.path else 'trace'} ({trace.op})"
-    if fn is None:
-        got = {k: t.array for k, t in o.run(spec, inputs).items()}
-    else:
-        got = o.call(fn, spec, inputs)
+    try:
+        if fn is None:
+            got = {k: t.array for k, t in o.run(spec, inputs).items()}
+        else:
+            got = o.call(fn, spec, inputs)
+    except KeyError as err:
+        raise ValueError(f"{trace.path or 'trace'}: op {trace.op!r} needs tensor {err.args[0]!r}, "
+                         "which the trace does not hold") from None
     expected = {k: t for k, t in trace.tensors.items() if t.role == "output"}
     return o.compare(spec, inputs, expected, got, what)
 
