@@ -9,6 +9,8 @@
 #include "common/pinned_math.hpp"
 #include "mla/numerics.hpp"
 #include "mla/rope.hpp"
+#include "gemm/gemm.hpp"
+#include "quant/quantize.hpp"
 
 namespace fp8lab::mla {
 
@@ -21,9 +23,16 @@ std::string_view form_name(Form f) { return f == Form::Naive ? "naive" : "absorb
 
 namespace {
 
-// y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in].
+// y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in]; FP8: see MatmulFormat::Fp8.
 std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, const std::vector<float>& W,
                                 std::size_t out, MatmulFormat f) {
+  if (f == MatmulFormat::Fp8) {
+    const ScaleRule& rule = scale_rule_by_name("deepseek");
+    const QTensor qx = quantize(x, T, in, Tile{1, 128}, "e4m3", rule);
+    const QTensor qw = quantize(W.data(), out, in, Tile{128, 128}, "e4m3", rule);
+    const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(qw, "weight"), GemmSpec{});
+    return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
+  }
   std::vector<float> xr(x, x + T * in), wr(W);
   for (auto& v : xr) v = round_to(f, v);
   for (auto& v : wr) v = round_to(f, v);

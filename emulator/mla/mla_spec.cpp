@@ -35,13 +35,16 @@ RopeLayout rope_layout_by_name(std::string_view n) {
   return by_name<RopeLayout>(n, "rope_layout", {{"interleaved", RopeLayout::Interleaved}, {"half_split", RopeLayout::HalfSplit}});
 }
 MatmulFormat matmul_format_by_name(std::string_view n) {
-  return by_name<MatmulFormat>(n, "matmul format", {{"fp32", MatmulFormat::Fp32}, {"bf16", MatmulFormat::Bf16}});
+  return by_name<MatmulFormat>(n, "matmul format",
+                              {{"fp32", MatmulFormat::Fp32}, {"bf16", MatmulFormat::Bf16}, {"fp8", MatmulFormat::Fp8}});
 }
 CacheFormat cache_format_by_name(std::string_view n) {
   return by_name<CacheFormat>(n, "cache", {{"bf16", CacheFormat::Bf16}, {"fp8", CacheFormat::Fp8E4m3}});
 }
 std::string_view rope_layout_name(RopeLayout x) { return x == RopeLayout::Interleaved ? "interleaved" : "half_split"; }
-std::string_view matmul_format_name(MatmulFormat x) { return x == MatmulFormat::Fp32 ? "fp32" : "bf16"; }
+std::string_view matmul_format_name(MatmulFormat x) {
+  return x == MatmulFormat::Fp32 ? "fp32" : x == MatmulFormat::Bf16 ? "bf16" : "fp8";
+}
 std::string_view cache_format_name(CacheFormat x) { return x == CacheFormat::Bf16 ? "bf16" : "fp8"; }
 
 void MlaSpec::validate() const {
@@ -57,6 +60,13 @@ void MlaSpec::validate() const {
   positive(page, "page");
   positive(num_splits, "num_splits");
   if (q_lora < 0) bad("spec.q_lora: must be >= 0 (0 = no query latent), got " + std::to_string(q_lora));
+  auto no_fp8 = [](MatmulFormat f, const char* name) {
+    if (f == MatmulFormat::Fp8)
+      bad(std::string("spec.") + name + ": fp8 is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32 or bf16)");
+  };
+  no_fp8(wkv_b, "wkv_b");
+  no_fp8(attn, "attn");
+  no_fp8(decode_p, "decode_p");
   if (rope % 2) bad("spec.rope: must be even (rotary pairs), got " + std::to_string(rope));
   if (!(rms_eps > 0) || !std::isfinite(rms_eps)) bad("spec.rms_eps: must be a positive finite number, got " + num(rms_eps));
   if (cache == CacheFormat::Fp8E4m3 && kv_lora % 128)

@@ -23,6 +23,11 @@ enum class MatmulFormat : std::uint8_t {
   Bf16,  // operands rounded to BF16 (products exact in FP32), FP32 accumulation, result rounded to
          // BF16 (nearest even): a BF16 GEMM with FP32 accumulation, as torch's default dtype bf16 runs
          // inference/model.py. Not the tensor-core truncation model (that is the gemm area's).
+  Fp8,   // DeepSeek-V3's FP8 linear (inference/model.py `linear` with fp8 weights): activations
+         // quantised 1x128 and weights 128x128 to E4M3 with the "deepseek" scale rule (quant/), the
+         // product by the gemm area's default spec (Hopper FP8 tensor core, promotion every 128,
+         // DeepGEMM combine, BF16 output). Projections only (wq_a, wq_b, wkv_a, wo): not wkv_b,
+         // attn or decode_p, whose bounds assume the two formats above.
 };
 
 enum class CacheFormat : std::uint8_t {

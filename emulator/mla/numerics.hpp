@@ -20,7 +20,7 @@ inline constexpr double kUBf16 = 0x1p-8;  // unit roundoff of BF16 (8 significan
 inline double gamma32(double n) { return n * kU32 / (1.0 - n * kU32); }
 
 // Unit roundoff of a rounding step to `f` (0 for FP32: an FP32 result is not rounded again).
-inline double unit_roundoff(MatmulFormat f) { return f == MatmulFormat::Bf16 ? kUBf16 : 0.0; }
+inline double unit_roundoff(MatmulFormat f) { return f == MatmulFormat::Fp32 ? 0.0 : kUBf16; }
 
 // FP32 -> BF16, round to nearest even; NaN stays a quiet NaN, overflow gives +-inf (CUDA
 // __float2bfloat16_rn). Local to mla/ on purpose: both common/ and gemm/ define an
@@ -39,7 +39,8 @@ inline float bf16_round(float x) {
   return r;
 }
 
-inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Bf16 ? bf16_round(x) : x; }
+// Rounding of a result in format f: FP8 projections produce BF16 (the GEMM's output format).
+inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Fp32 ? x : bf16_round(x); }
 
 // The dot-product order of every FP32 dot in mla/: 16 lanes, lane j sums the products of the
 // indices i = j (mod 16) in increasing i, each product rounded to FP32 (no FMA); then the lanes

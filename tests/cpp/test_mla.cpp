@@ -326,3 +326,56 @@ TEST(MlaRope, YarnFrequenciesFollowTheReference) {
   const double base16 = std::pow(1e4, -32.0 / 64);
   EXPECT_NEAR(f[16], base16 / 40 * r + base16 * (1 - r), 1e-6 * f[16]);
 }
+
+#include "quant/quantize.hpp"
+
+TEST(MlaCache, Fp8RowsMatchTheQuantAreasFlashMlaRule) {
+  // A second implementation of the same convention: quant/'s "flashmla_cache" scale rule on 1x128
+  // tiles of the BF16 latents must give the bytes and scales the cache stores.
+  MlaSpec s = small_spec();
+  s.kv_lora = 512;
+  s.cache = CacheFormat::Fp8E4m3;
+  const std::size_t T = 40;
+  auto lat = uniform_values(T * 512, 31, 1.0), kpe = uniform_values(T * s.rope, 32, 1.0);
+  for (std::size_t i = 0; i < lat.size(); ++i) lat[i] = bf16_round(lat[i] * static_cast<float>(1 + 40 * counter_uniform(33, 0, i / 128)));
+  std::fill_n(&lat[5 * 512 + 128], 128, 0.0f);  // an all-zero tile: the 1e-4 floor on the scale
+  const PagedCache c = build_cache(lat.data(), kpe.data(), {static_cast<std::int32_t>(T)}, s);
+  const QTensor q = quantize(lat.data(), T, 512, Tile{1, 128}, "e4m3", scale_rule_by_name("flashmla_cache"));
+  for (std::size_t t = 0; t < T; ++t) {
+    const std::uint8_t* row = &c.bytes[t * c.row_bytes];
+    for (std::size_t i = 0; i < 512; ++i) ASSERT_EQ(row[i], q.bits[t * 512 + i]) << "token " << t << " channel " << i;
+    for (std::size_t k = 0; k < 4; ++k) {
+      float sc;
+      std::memcpy(&sc, row + 512 + 4 * k, 4);
+      ASSERT_EQ(sc, q.scales[t * 4 + k]) << "token " << t << " tile " << k;
+    }
+  }
+}
+
+TEST(MlaForward, Fp8ProjectionsRunAndStayNearBf16) {
+  MlaSpec s = small_spec();
+  s.hidden = 256;
+  s.q_lora = 128;
+  MlaSpec f8 = s;
+  f8.wq_a = f8.wq_b = f8.wkv_a = f8.wo = MatmulFormat::Fp8;
+  const MlaWeights w = init_weights(s, 8);
+  const auto x = random_input(s, 6, 9);
+  const ForwardResult a = forward(x.data(), 6, w, s, Form::Absorbed, 0);
+  const ForwardResult b = forward(x.data(), 6, w, f8, Form::Absorbed, 0);
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.out.size(); ++i) {
+    num += (static_cast<double>(a.out[i]) - b.out[i]) * (static_cast<double>(a.out[i]) - b.out[i]);
+    den += static_cast<double>(a.out[i]) * a.out[i];
+  }
+  const double rel = std::sqrt(num / den);
+  // E4M3 (3 mantissa bits) on activations and weights: a few percent, and never exactly zero.
+  EXPECT_GT(rel, 1e-3);
+  EXPECT_LT(rel, 0.15);
+  std::printf("[mla] FP8 projections (wq_a, wq_b, wkv_a, wo) vs BF16: output normwise rel. difference %.3g\n", rel);
+  // The forms still agree within bound: the bound starts after the shared projections.
+  const FormsComparison fc = compare_forms(b.projected, w, f8);
+  EXPECT_TRUE(fc.verdict.ok()) << fc.verdict.summary();
+  MlaSpec bad = s;
+  bad.attn = MatmulFormat::Fp8;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+}

@@ -45,6 +45,9 @@ def test_spec_round_trip_and_errors():
         SMALL.replace(cache="fp4").to_json()
     with pytest.raises(TypeError, match="spec"):
         mla.kv_bytes_per_token(42)
+    with pytest.raises(ValueError, match="attn"):
+        SMALL.replace(attn="fp8").to_json()
+    assert mla.MlaSpec.from_json(SMALL.replace(wq_a="fp8").to_json()).wq_a == "fp8"
 
 
 def test_kv_bytes_per_token_deepseek():
