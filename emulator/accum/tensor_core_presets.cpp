@@ -6,9 +6,13 @@
 //             = block, `neab` = alignment_frac_bits - 23, `frmode`; GEMM.m keeps 23 + neab output
 //             fraction bits when neab < 0).
 //   [data]    shared/tc-measurements (KM's model_validation, commit b12b5a70), replayed by
-//             tests/cpp/test_accum_replay.cpp. KM measured FP8 with mma.sync.m16n8k32 and
-//             16-bit/tf32 inputs with wmma (model_validation/CUDA/*.cu); REFERENCE.md attributes
-//             the same arithmetic to Hopper's wgmma (k = 32 FP8, k = 16 BF16/FP16).
+//             tests/cpp/test_accum_replay.cpp. H100 FP8 was measured with wgmma (its README), Ada
+//             and B200 FP8 with mma.sync.m16n8k32, 16-bit/tf32 inputs with wmma
+//             (model_validation/CUDA/*.cu).
+//   MMA-Sim's own table (src/mmasim/mmasim/nv_ptx/sim.py) agrees with every replayed preset:
+//   F = 13 with a 14-bit output for Hopper wgmma FP8 and Ada mma.sync FP8 (blocks of 16),
+//   F = 24 for Ampere/Ada 16-bit (blocks of 8), F = 25 for Hopper/Blackwell (blocks of 32 bytes).
+//   It gives Hopper *mma.sync* FP8 F = 25, unlike wgmma: that instruction has no preset here.
 // Replay counts quoted below are over the 5000 samples of each file; a 16-bit or tf32 data set
 // with fewer products per sample than the instruction's k is replayed zero-padded (zero products
 // take no part in the model, so padding changes nothing).

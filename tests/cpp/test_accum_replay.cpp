@@ -3,6 +3,11 @@
 // identity sample by sample. Where a published model is kept although the data contradict it, the
 // test pins the number of matching samples established here and says why.
 //
+// Not replayed: the d_*_fp16.txt files (FP16 output). No preset models FP16 output, and
+// REFERENCE.md records that neither published model reproduces the H100 FP8 -> FP16 files; a
+// first look here (sample 0 of H100/E4M3: exact a.b + c = 4.41871, hardware 4.421875, one FP16
+// ulp above nearest and truncation alike) agrees that something else happens there.
+//
 // Data location: $FP8LAB_TC_MEASUREMENTS, else FP8LAB_SOURCE_DIR/../shared/tc-measurements; the
 // tests skip with a message naming both when neither holds the data.
 #include <gtest/gtest.h>

@@ -179,37 +179,57 @@ def test_instruction_and_format_errors():
 # --- cross-check against MMA-Sim (PyPI mmasim; needs torch, not installed in .venv) ------------
 
 MMASIM_CASES = [
-    # fp8lab preset, MMA-Sim architecture, mma.sync qualifier, torch input dtype name, k
-    ("hopper_fp8", "Hopper", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
-    ("hopper_fp8_e5m2", "Hopper", "m16n8k32.f32.e5m2.e5m2.f32", "float8_e5m2", 32),
-    ("ada_fp8", "Ada Lovelace", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
-    ("ampere_bf16", "Ampere", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16),
-    ("ampere_fp16", "Ampere", "m16n8k16.f32.f16.f16.f32", "float16", 16),
-    ("hopper_bf16", "Hopper", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16),
-    ("blackwell_mma_fp8", "Blackwell", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 32),
+    # fp8lab preset, MMA-Sim class, architecture, instruction qualifier, torch dtype, m, k.
+    # MMA-Sim models Hopper's wgmma FP8 with 13 fractional bits but Hopper's mma.sync FP8 with 25
+    # (nv_ptx/sim.py); fp8lab's hopper_fp8 is the wgmma (the H100 measurements were taken with
+    # wgmma), so it is compared with WGMMA. MMA-Sim's Blackwell mma.sync FP8 (25 bits, truncated)
+    # is the published model the B200 measurements contradict (test_accum_replay.cpp), so it is
+    # not expected to agree with blackwell_mma_fp8 and is left out.
+    ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32),
+    ("hopper_fp8_e5m2", "WGMMA", "Hopper", "m64n8k32.f32.e5m2.e5m2", "float8_e5m2", 64, 32),
+    ("hopper_bf16", "WGMMA", "Hopper", "m64n8k16.f32.bf16.bf16", "bfloat16", 64, 16),
+    ("hopper_fp16", "WGMMA", "Hopper", "m64n8k16.f32.f16.f16", "float16", 64, 16),
+    ("ada_fp8", "MMA", "Ada Lovelace", "m16n8k32.f32.e4m3.e4m3.f32", "float8_e4m3fn", 16, 32),
+    ("ada_fp8_e5m2", "MMA", "Ada Lovelace", "m16n8k32.f32.e5m2.e5m2.f32", "float8_e5m2", 16, 32),
+    ("ampere_bf16", "MMA", "Ampere", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16, 16),
+    ("ampere_fp16", "MMA", "Ampere", "m16n8k16.f32.f16.f16.f32", "float16", 16, 16),
 ]
 
 
-@pytest.mark.parametrize("preset,arch,qualifier,dtype_name,k", MMASIM_CASES)
-def test_agrees_with_mmasim(preset, arch, qualifier, dtype_name, k):
-    mmasim_sim = pytest.importorskip(
-        "mmasim.nv_ptx.sim", reason="mmasim (MMA-Sim, needs torch) is not installed; cross-check skipped")
-    torch = pytest.importorskip("torch", reason="torch is not installed; mmasim cross-check skipped")
+def _mmasim_sim_module():
+    """MMA-Sim's simulator module (mmasim.nv_ptx.sim in the versions read for this test)."""
+    pytest.importorskip("torch", reason="torch is not installed (mmasim needs it); mmasim cross-check skipped")
+    pytest.importorskip("mmasim", reason="mmasim (PyPI, MMA-Sim) is not installed; cross-check skipped")
+    import importlib
+
     try:
-        sim = mmasim_sim.MMA(arch, qualifier)
-    except Exception as exc:  # a qualifier this mmasim version does not model
-        pytest.skip(f"mmasim has no {arch} {qualifier}: {exc}")
-    rng = np.random.default_rng(hash(preset) & 0xFFFF)
+        return importlib.import_module("mmasim.nv_ptx.sim")
+    except ImportError as exc:
+        pytest.skip(f"this mmasim version has no mmasim.nv_ptx.sim ({exc}); cross-check skipped")
+
+
+@pytest.mark.parametrize("preset,cls,arch,qualifier,dtype_name,m,k", MMASIM_CASES)
+def test_agrees_with_mmasim(preset, cls, arch, qualifier, dtype_name, m, k):
+    sim_module = _mmasim_sim_module()
+    import torch
+
+    try:
+        sim = getattr(sim_module, cls)(arch, qualifier)
+    except Exception as exc:  # a class or qualifier this mmasim version does not model
+        pytest.skip(f"mmasim has no {cls}({arch!r}, {qualifier!r}): {exc}")
+    rng = np.random.default_rng(sum(map(ord, preset)))
+    torch.manual_seed(int(rng.integers(1 << 30)))
     tdtype = getattr(torch, dtype_name)
     fmt = next(t["input_format"] for t in accum.tensor_cores() if preset in (t["name"], t["alias"]))
-    trials = 3  # 3 x 16 x 8 = 384 instruction-level dot products
+    n = 8
+    trials = max(1, 384 // (m * n))  # a few hundred instruction-level dot products per preset
     for _ in range(trials):
-        A = torch.randn(16, k).mul(2.0 ** rng.integers(-4, 5)).to(tdtype)
-        B = torch.randn(k, 8).to(tdtype)
-        C = torch.randn(16, 8, dtype=torch.float32)
+        A = (torch.randn(m, k) * float(2.0 ** rng.integers(-4, 5))).to(tdtype)
+        B = torch.randn(k, n).to(tdtype)
+        C = torch.randn(m, n, dtype=torch.float32)
         D = sim(A, B, C).numpy()
         a = A.float().numpy()
         b = B.float().numpy().T.copy()
-        ours = fp8lab.dot(np.repeat(a[:, None, :], 8, axis=1), np.repeat(b[None, :, :], 16, axis=0),
+        ours = fp8lab.dot(np.repeat(a[:, None, :], n, axis=1), np.repeat(b[None, :, :], m, axis=0),
                           C.numpy(), instruction=preset, fmt=fmt)
-        np.testing.assert_array_equal(bits(ours), bits(D))
+        np.testing.assert_array_equal(bits(ours), bits(D), err_msg=f"{preset} vs mmasim {cls} {arch} {qualifier}")
