@@ -123,6 +123,18 @@ def test_block_scaled_preset_takes_scale_exponents():
         fp8lab.dot(a, b, instruction="blackwell_mxfp8", scale_a=np.array([0]), scale_b=np.array([200]))
 
 
+def test_accepts_float64_integer_and_ml_dtypes_inputs():
+    import ml_dtypes
+
+    a32 = lanes([1.5, -0.25, 448.0])
+    b32 = lanes([2.0, 3.0, -0.0625])
+    want = bits(fp8lab.dot(a32, b32))
+    assert bits(fp8lab.dot(a32.astype(np.float64), b32.astype(np.float64))) == want
+    assert bits(fp8lab.dot(a32.astype(ml_dtypes.float8_e4m3fn), b32.astype(ml_dtypes.float8_e4m3fn))) == want
+    ones = np.ones(32, dtype=np.int64)
+    assert float(fp8lab.dot(ones, ones)) == 32.0
+
+
 def test_presets_are_listed_with_sources():
     presets = accum.tensor_cores()
     names = {p["name"] for p in presets}
