@@ -3,6 +3,7 @@ what is missing instead of inventing numbers."""
 from __future__ import annotations
 
 import importlib
+import types
 
 import fp8lab
 
@@ -31,6 +32,9 @@ def get(name: str):
             obj = getattr(obj, part)
         else:
             obj = importlib.import_module("fp8lab." + ".".join(parts[: i + 1]))
+    # fp8lab.gemm is the function when the package re-exports it, else the module of the same name.
+    if isinstance(obj, types.ModuleType) and hasattr(obj, parts[-1]):
+        obj = getattr(obj, parts[-1])
     return obj
 
 

@@ -121,7 +121,8 @@ def _conclusion(err: dict, dis: dict) -> str:
                      f"{wb} produce different E4M3 bits for {d[wb]['bits_differ']} of {n} elements "
                      f"({d[wb]['bits_differ'] / n:.3g})")
         if d[wv]["values_differ"] > 0:
-            bits_part += (f", but {wv} dequantise to different values for {d[wv]['values_differ']} of them "
+            who = "they" if wv == wb and d[wb]["bits_differ"] > 0 else wv
+            bits_part += (f", but {who} dequantise to different values for {d[wv]['values_differ']} of them "
                           f"({d[wv]['values_differ'] / n:.3g})"
                           + (" — same bits, so their dequantisation scales differ" if d[wv]["bits_differ"] == 0 else ""))
         parts.append(bits_part)
