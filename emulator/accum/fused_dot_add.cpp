@@ -262,6 +262,18 @@ std::uint32_t exact_sum(const Term* terms, int count, OutputRounding rounding) {
     lo = std::min(lo, terms[i].unit);
     hi = std::max(hi, terms[i].unit + 64 - std::countl_zero(terms[i].sig));
   }
+  if (hi - lo <= 56) {
+    // Up to 65 terms below 2^56 each: the sum stays below 2^63 (E4M3 products span 36 bits).
+    std::int64_t sum = 0;
+    for (int i = 0; i < count; ++i) {
+      const auto v = static_cast<std::int64_t>(terms[i].sig << (terms[i].unit - lo));
+      sum += terms[i].negative ? -v : v;
+    }
+    if (sum == 0) return 0u;
+    const bool negative = sum < 0;
+    return compose_fp32(negative, negative ? static_cast<std::uint64_t>(-sum) : static_cast<std::uint64_t>(sum), lo,
+                        rounding);
+  }
   if (hi - lo < 120) {
     __int128 sum = 0;
     for (int i = 0; i < count; ++i) {
