@@ -198,6 +198,9 @@ py::dict dispatch_py(const py::object& ids, int experts, int alignment) {
   o["counts"] = to_array(d.counts, {experts});
   o["offsets"] = to_array(d.offsets, {experts + 1});
   o["m_indices"] = to_array(d.row_expert, {R});
+  std::vector<std::int64_t> psum(d.counts.size());
+  for (std::size_t e = 0; e < psum.size(); ++e) psum[e] = d.offsets[e] + d.counts[e];
+  o["psum_layout"] = to_array(psum, {experts});
   o["row_token"] = to_array(d.row_token, {R});
   o["row_slot"] = to_array(d.row_slot, {R});
   o["token_row"] = to_array(d.token_row, {T, K});

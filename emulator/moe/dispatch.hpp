@@ -3,7 +3,10 @@
 //   Contiguous (DeepGEMM m_grouped_gemm_*_contiguous): all rows of expert 0, then expert 1, ...;
 //     each expert's segment is padded to a multiple of `alignment` rows (DeepGEMM's block M, 128
 //     on SM90) and padding rows carry expert id -1 in the m_indices / grouped_layout vector, which
-//     the kernel skips.
+//     the kernel skips (DeepGEMM tests/generators.py generate_m_grouped_contiguous:
+//     grouped_layout[start:actual_end] = i, grouped_layout[actual_end:aligned_end] = -1, padding
+//     rows of A zeroed — gather_rows zeroes them too). Its "psum" variant lists, per expert, the
+//     end row of its real rows: offsets[e] + counts[e].
 //   Masked (DeepGEMM m_grouped_gemm_*_masked): a [experts, capacity] block per expert with
 //     masked_m[e] = count of valid rows; rows beyond the count are garbage and never read.
 // Inside an expert, rows are in (token, slot) order — stable, so the layout is a pure function of ids.

@@ -137,6 +137,22 @@ RoutingVerdict compare_routing(const std::int32_t* kid, const float* kw, const s
       for (int i = 0; i < j && problem.empty(); ++i)
         if (ki[i] == ki[j]) violate("expert " + std::to_string(ki[j]) + " listed twice");
     }
+    // Structural limits hold whatever the scores: at most topk_groups groups, max_nodes nodes.
+    if (problem.empty() && (spec.groups > 1 || spec.nodes > 0)) {
+      std::vector<int> gs, ns;
+      for (int j = 0; j < K; ++j) {
+        gs.push_back(ki[j] / spec.experts_per_group());
+        if (spec.nodes > 0) ns.push_back(ki[j] / spec.experts_per_node());
+      }
+      std::sort(gs.begin(), gs.end());
+      std::sort(ns.begin(), ns.end());
+      const long ng = std::unique(gs.begin(), gs.end()) - gs.begin();
+      const long nn = std::unique(ns.begin(), ns.end()) - ns.begin();
+      if (spec.groups > 1 && ng > spec.topk_groups)
+        violate("experts from " + std::to_string(ng) + " groups, more than topk_groups = " + std::to_string(spec.topk_groups));
+      else if (spec.nodes > 0 && nn > spec.max_nodes)
+        violate("experts on " + std::to_string(nn) + " nodes, more than max_nodes = " + std::to_string(spec.max_nodes));
+    }
     if (opt.pinned && problem.empty()) {
       int j = 0;
       while (j < K && ki[j] == ri[j] && same_bits(kwt[j], rwt[j])) ++j;

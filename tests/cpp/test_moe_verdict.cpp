@@ -139,4 +139,22 @@ TEST(MoeVerdict, OrderAndMalformedIds) {
   EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 6, 256}, scores_in(), &w).kind, fp8lab::VerdictKind::Violation);
 }
 
+// A kernel that ignores the node limit is a violation even when every swap is a near-tie.
+TEST(MoeVerdict, NodeLimitIsStructural) {
+  Case c;
+  c.spec.groups = 1;
+  c.spec.topk_groups = 1;
+  c.spec.nodes = 8;
+  c.spec.max_nodes = 2;
+  for (int e = 0; e < 256; ++e) c.scores[static_cast<std::size_t>(e)] = 0.5f;  // all tied
+  const RouteResult r = route_from_scores(c.scores.data(), 1, nullptr, c.spec);
+  EXPECT_EQ(r.ids, (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  // Same scores, experts spread over 3 nodes (0, 1, 2): ties, but 3 nodes > max_nodes 2.
+  const RoutingVerdict v = judge(c, {0, 1, 2, 3, 4, 5, 32, 64});
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::Violation);
+  ASSERT_FALSE(v.violations.empty());
+  EXPECT_NE(v.violations[0].what.find("max_nodes"), std::string::npos) << v.violations[0].what;
+  EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 32, 33}).kind, fp8lab::VerdictKind::WithinBound);
+}
+
 }  // namespace

@@ -145,6 +145,8 @@ def test_dispatch_combine_identity_experts():
             assert rows.shape[0] % 128 == 0
             pad = lay["m_indices"] == -1
             assert np.all(lay["row_token"][pad] == -1)
+            assert np.array_equal(lay["psum_layout"], lay["offsets"][:-1] + lay["counts"])
+            assert np.all(rows[pad] == 0)
             rows[pad] = np.nan  # padding must never be combined
         else:
             assert rows.shape == (256, lay["capacity"], 16)

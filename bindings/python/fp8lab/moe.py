@@ -147,7 +147,9 @@ def dispatch(ids, alignment: int = 128, experts: int | None = None) -> dict:
     """Token -> expert layouts for grouped GEMMs.
 
     Contiguous (DeepGEMM ``m_grouped_*_contiguous``): ``m_indices`` gives each row's expert, -1 on
-    padding rows (each expert's segment padded to a multiple of ``alignment``); ``row_token``,
+    padding rows (each expert's segment padded to a multiple of ``alignment``, as DeepGEMM's
+    tests build ``grouped_layout``); ``psum_layout`` (end row of each expert's real rows, DeepGEMM's
+    psum variant); ``row_token``,
     ``row_slot``, ``offsets``, ``token_row``. Masked (``m_grouped_*_masked``): ``masked_m`` (=
     ``counts``), ``capacity``, ``masked_token`` (experts, capacity), ``token_masked_row``.
     ``experts`` defaults to ``ids.max() + 1``; pass the model's expert count.
