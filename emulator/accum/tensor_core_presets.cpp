@@ -43,7 +43,9 @@ const std::array kPresets = {
     // FP32 mantissa bits zero). [MMA-Sim] [KM H100TC.m: fma 32, neab -10, rz]; REFERENCE.md.
     // [data] H100/E4M3 and H100/E5M2: 5000/5000 each with C = 0 (the README: the c_*.txt files were
     // not fed to the FP8 runs). The C != 0 path is the published models' claim. The FP16-output
-    // files (d_H100_fp16.txt) are not modelled: neither published model reproduces them.
+    // files (d_H100_fp16.txt) are not modelled: neither published model reproduces them; MMA-Sim's
+    // (same alignment, C and D in FP16, nearest-even) matches 3113/5000 E4M3 and 3340/5000 E5M2
+    // (test_accum_replay.cpp, TcReplayFp16Output).
     row("hopper_wgmma_m64nNk32_f32_e4m3", "hopper_fp8", "e4m3", 32, 32, kE4m3Emin, 3, 13, 14, Evidence::Replayed,
         "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis arXiv 2512.07004 (H100TC.m); H100/E4M3 5000/5000 (C = 0)"),
     row("hopper_wgmma_m64nNk32_f32_e5m2", "hopper_fp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 13, 14, Evidence::Replayed,

@@ -20,10 +20,13 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "accum/tensor_core.hpp"
 #include "accum/tensor_core_model.hpp"
+#include "formats/encode.hpp"
+#include "formats/format.hpp"
 
 namespace fp8lab {
 namespace {
@@ -185,6 +188,44 @@ INSTANTIATE_TEST_SUITE_P(PublishedModelContradicted, TcReplay,
                          ::testing::Values(Case{"B200", "E4M3", "blackwell_fp8", 32, false, 3207},
                                            Case{"B200", "E5M2", "blackwell_fp8_e5m2", 32, false, 3236}),
                          case_name);
+
+// H100 FP8 with FP16 output (d_H100_fp16.txt, FP16 values written as FP32 bit strings): the
+// published model (MMA-Sim nv_ptx/sim.py, WGMMA with an f16 accumulator: C and D in FP16, the
+// same 13-bit alignment, then "RNE-FP16") does NOT reproduce the files; REFERENCE.md: neither
+// published model does. It is built here from the hopper_fp8 row with a 24-bit output (exact:
+// the aligned sum has at most 20 significant bits) followed by nearest-even rounding to FP16,
+// with C = the c file rounded to FP16. The counts are what it gives on these files, established
+// by this test; no preset claims FP16 output until a model reproduces them.
+TEST(TcReplayFp16Output, PublishedHopperModelMatchesOnlyPartOfTheH100Files) {
+  const Format& fp16 = format_by_name("fp16");
+  for (const auto& [fmt, preset, expected] :
+       {std::tuple{"E4M3", "hopper_fp8", 3113}, std::tuple{"E5M2", "hopper_fp8_e5m2", 3340}}) {
+    DataSet ds;
+    std::string why;
+    if (!load("H100", fmt, ds, why)) GTEST_SKIP() << why;
+    const fs::path f16 = data_dir() / "H100" / fmt / "d_H100_fp16.txt";
+    if (!fs::exists(f16)) GTEST_SKIP() << "missing " << f16.string();
+    const std::vector<std::uint32_t> d16 = read_binary_lines(f16);
+    ASSERT_EQ(d16.size(), 5000u);
+    TensorCoreModel m = tensor_core_by_name(preset);
+    m.output_precision = 24;  // keep the aligned sum whole; the FP16 rounding follows
+    int matches = 0;
+    float a[32], b[32];
+    for (std::size_t i = 0; i < d16.size(); ++i) {
+      for (std::size_t j = 0; j < 32; ++j) {
+        a[j] = f32(ds.a[i * 32 + j]);
+        b[j] = f32(ds.b[i * 32 + j]);
+      }
+      const float c16 = static_cast<float>(round_to_format(f32(ds.c[i]), fp16));
+      const float s = fused_dot_add(a, b, c16, m);
+      const float d = static_cast<float>(round_to_format(s, fp16));
+      matches += u32(d) == d16[i];
+    }
+    std::cout << "[ replay ] H100/" << fmt << " FP16 output, published model: " << matches
+              << "/5000 bit-identical\n";
+    EXPECT_EQ(matches, expected) << fmt;
+  }
+}
 
 }  // namespace
 }  // namespace fp8lab
