@@ -214,3 +214,52 @@ def test_hardware_section_checks_traces_when_a_folder_has_them(tmp_path, monkeyp
     s = sec_hardware.run(Context("quick", 0)).to_json()
     assert [c["verdict"] for c in s["data"]["checked"]] == ["bit-identical", "error"]
     assert s["conclusion"].startswith("1 of 2")
+
+
+def test_bf16_gemm_error_matches_ml_dtypes_and_a_float64_matmul(quick):
+    import ml_dtypes
+
+    _, res = quick
+    d = section(res, "granularity")["data"]
+    a, b = operands("llm_outliers", d["M"], d["N"], d["K"], Context("quick", SEED).rng("granularity", "llm_outliers"))
+    ref = a.astype(np.float64) @ b.astype(np.float64).T
+    a16 = a.astype(ml_dtypes.bfloat16).astype(np.float64)
+    b16 = b.astype(ml_dtypes.bfloat16).astype(np.float64)
+    err = a16 @ b16.T - ref
+    assert d["results"]["llm_outliers"]["bf16|none"]["normwise"] == pytest.approx(
+        np.linalg.norm(err) / np.linalg.norm(ref), rel=1e-9)
+
+
+def test_deepseek_scale_rule_error_matches_a_numpy_reformulation(quick):
+    """DeepSeek-V3 act_quant (inference/kernel.py): s = max(amax, 1e-4) / 448 in FP32, q = e4m3(x / s)."""
+    import ml_dtypes
+
+    _, res = quick
+    s = section(res, "scales")
+    if s["status"] == "unavailable":
+        pytest.skip("no quantiser in this build: the section says so")
+    d = s["data"]
+    from fp8lab.report.inputs import sample
+
+    x = sample("llm_outliers", (d["rows"], d["K"]), Context("quick", SEED).rng("scales", "llm_outliers"))
+    t = x.reshape(d["rows"], d["K"] // 128, 128)
+    amax = np.maximum(np.abs(t).max(axis=2, keepdims=True), np.float32(1e-4))
+    scale = (amax / np.float32(448.0)).astype(np.float32)
+    q = (t / scale).astype(np.float32).astype(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    deq = (q * scale.astype(np.float64)).reshape(x.shape)
+    x64 = x.astype(np.float64)
+    want = np.linalg.norm(deq - x64) / np.linalg.norm(x64)
+    assert d["quant_error"]["llm_outliers"]["deepseek"]["normwise"] == pytest.approx(want, rel=1e-12)
+
+
+def test_mla_cache_bytes_match_the_published_layouts(quick):
+    _, res = quick
+    s = section(res, "mla")
+    if s["status"] == "unavailable":
+        pytest.skip("no MLA emulator in this build: the section says so")
+    kv = s["data"]["kv_bytes_per_token"]
+    heads, nope, rope, v, kv_lora = 128, 128, 64, 128, 512  # DeepSeek-V3 config (REFERENCE.md, MLA)
+    assert kv["mha_bf16"] == heads * (nope + rope + v) * 2
+    assert kv["mla_bf16"] == (kv_lora + rope) * 2
+    # FlashMLA FP8 cache: 512 E4M3 bytes + 4 FP32 scales (one per 128) + 64 BF16 RoPE values.
+    assert kv["mla_fp8"] == kv_lora + 4 * (kv_lora // 128) + rope * 2

@@ -56,10 +56,14 @@ def bars(labels: list[str], groups: dict, title: str, ylabel: str, logy: bool = 
     ax.set_xticklabels(labels, fontsize=8, rotation=20, ha="right")
     if logy:
         ax.set_yscale("log")
+    else:
+        # Bars start at zero; headroom keeps the legend off the tallest bar.
+        top = max((max(v) for v in groups.values() if len(v)), default=1.0)
+        ax.set_ylim(0, 1.3 * top)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=max(len(groups), 1), loc="upper left")
     return _png(fig)
 
 

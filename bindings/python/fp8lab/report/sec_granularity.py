@@ -99,8 +99,9 @@ def run(ctx: Context) -> Section:
     if fp8_keys:
         groups = {dist: [results[dist][x]["normwise"] for x in fp8_keys] for dist in DISTS}
         sec.figure("e4m3_normwise", plots.bars([x.split("|")[1].split(" (")[0] for x in fp8_keys], groups,
-                                               "E4M3 GEMM output error by scaling granularity", "normwise relative error"),
-                   "Normwise GEMM error with E4M3 operands, by scaling granularity (log scale).")
+                                               "E4M3 GEMM output error by scaling granularity", "normwise relative error",
+                                               logy=False),
+                   "Normwise GEMM error with E4M3 operands, by scaling granularity.")
     sec.conclusion = _conclusion(results, configs)
     return sec
 

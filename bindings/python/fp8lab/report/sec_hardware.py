@@ -35,7 +35,7 @@ def run(ctx: Context) -> Section:
                           "so this report makes no claim that any emulator spec reproduces real GPU bits.")
         sec.para("The emulator's tensor-core models are validated elsewhere against published measured "
                  "single-instruction samples (tests of the accum area); whole-kernel agreement needs traces "
-                 "recorded on a GPU (`fp8lab` golden record on a machine with a device). None exist here: "
+                 "recorded on a GPU (`fp8lab golden record` on a machine with a device). None exist here: "
                  "this build was made on a machine without a GPU. Set FP8LAB_HARDWARE_TRACES to a folder "
                  "of traces to fill this section.")
         ctx.progress.finish()

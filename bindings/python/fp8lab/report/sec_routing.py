@@ -103,7 +103,7 @@ def run(ctx: Context) -> Section:
     f = flips["no bias"]
     t = ties[f"{SPECS[0]}|no bias"]
     sec.conclusion = (f"The BF16 gate of the DeepSeek reference picks a different expert set than an FP32 gate for "
-                      f"{f / tokens:.3g} of tokens ({f} of {tokens}), {t / tokens:.3g} of its selections are decided "
-                      f"by an exact tie, and the balancing bias takes the max/mean expert load from "
+                      f"{f / tokens:.3g} of tokens ({f} of {tokens}), for {t / tokens:.3g} of tokens its choice is decided "
+                      f"by an exact tie between BF16 scores, and the balancing bias takes the max/mean expert load from "
                       f"{final[keys[0]]:.3g} to {final[keys[1]]:.3g} within {steps} steps.")
     return sec
