@@ -196,3 +196,12 @@ def test_cli_moe(capsys):
     assert r["tokens"] == 512 and 0 < r["differing_tokens"] < 512
     assert cli.main(["moe", "figure", "--tokens", "0"]) == 2
     assert "--tokens" in capsys.readouterr().err
+
+
+def test_spec_json_round_trip_and_empty_batch():
+    for name in moe.recipes():
+        assert moe.spec(json.loads(moe.spec_json(name))) == moe.spec(name)
+    custom = {"base": "deepseek_v3_hf", "nodes": 8, "max_nodes": 4, "groups": 1, "topk_groups": 1}
+    assert moe.spec(json.loads(moe.spec_json(custom))) == moe.spec(custom)
+    ids, w = moe.route(np.zeros((0, 256), np.float32), None, "deepseek_v3")
+    assert ids.shape == (0, 8) and w.shape == (0, 8)
