@@ -185,6 +185,9 @@ def test_cli_writes_a_subset_and_rejects_bad_arguments(tmp_path, capsys):
     assert "--seed" in capsys.readouterr().err
     assert main(["report", "--quick", "--sections", "formats,nonsense", "--out", str(tmp_path / "t")]) == 2
     assert "sections" in capsys.readouterr().err and "nonsense" not in os.listdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    assert main(["report", "--quick", "--out", str(tmp_path / "afile")]) == 2
+    assert "out" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["report", "--quick", "--full"])
     assert e.value.code == 2

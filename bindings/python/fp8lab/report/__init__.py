@@ -93,6 +93,8 @@ def run(out_dir="report", mode: str = "default", seed: int = 0, sections: list[s
         progress: bool = True) -> dict:
     """Compute and write the report; returns {"results", "index", "failed", "timings"}."""
     ctx = Context(mode=mode, seed=seed, progress=Progress(enabled=progress))
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"out: {str(out_dir)!r} exists and is not a folder")  # say so before minutes of work
     results, figures, failed = compute(ctx, sections)
     index = write(out_dir, results, figures)
     return {"results": results, "index": index, "failed": failed, "timings": dict(ctx.progress.timings)}
