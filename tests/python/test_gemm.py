@@ -123,6 +123,17 @@ def test_metrics_values():
     assert sum(m["ulp_histogram"].values()) == 3
 
 
+def test_bf16_arrays_are_accepted_exactly():
+    import ml_dtypes
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 50)).astype(ml_dtypes.bfloat16)
+    b = rng.standard_normal((2, 50)).astype(ml_dtypes.bfloat16)
+    got = fp8lab.gemm(a, b, accumulate="exact", out="fp64")
+    want = [[float(sum(Fraction(float(x)) * Fraction(float(y)) for x, y in zip(a[i], b[j]))) for j in range(2)]
+            for i in range(3)]
+    np.testing.assert_array_equal(got, np.array(want))
+
+
 def test_float64_input_must_hold_float32_values():
     with pytest.raises(ValueError, match="a: element \\[0, 0\\]"):
         fp8lab.gemm(np.full((1, 32), 0.1), np.ones((1, 32)), accumulate="fp32")
@@ -175,3 +186,20 @@ def test_qtensor_operands_when_quant_is_available():
     exact = fp8lab.gemm_exact(qa, qb)
     assert np.all(np.abs(d - exact) <= fp8lab.gemm_bound(qa, qb, out="fp32"))
     assert fp8lab.metrics(d, exact)["max_rel_error"] < 0.05
+
+
+def test_tensorcore_chain_matches_mmasim():
+    """The no-promotion chain (C = previous D through every wgmma) against MMA-Sim's WGMMA model."""
+    torch = pytest.importorskip("torch")
+    nv = pytest.importorskip("mmasim.nv_ptx")
+    M, N, K = 64, 8, 128
+    a = e4m3_values((M, K), 11)
+    b = e4m3_values((N, K), 12)
+    ours = fp8lab.gemm(a, b, accumulate="tensorcore", out="fp32")
+    op = nv.WGMMA("Hopper", f"m64n{N}k32.f32.e4m3.e4m3")
+    ta = torch.from_numpy(a).to(torch.float8_e4m3fn)
+    tb = torch.from_numpy(b).to(torch.float8_e4m3fn)
+    d = torch.zeros((M, N), dtype=torch.float32)
+    for kc in range(0, K, 32):
+        d = op(ta[:, kc:kc + 32], tb[:, kc:kc + 32].T.contiguous(), d)
+    np.testing.assert_array_equal(ours.astype(np.float32).view(np.uint32), d.numpy().view(np.uint32))

@@ -37,23 +37,31 @@ def _check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}: unknown value {value!r}; expected one of {', '.join(choices)}")
 
 
-def _check_operand(name: str, x) -> None:
+# Narrow float dtypes converted to float32 exactly before the call (numpy float16 and the
+# ml_dtypes types: bfloat16, float8_*): every value of theirs is a float32 value.
+_NARROW_FLOATS = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3", "float8_e8m0fnu"}
+
+
+def _check_operand(name: str, x):
+    """Returns the operand to pass on (a QTensor, or a float32/float64 array)."""
     if isinstance(x, _core.__dict__.get("QTensor", ())):
-        return
+        return x
     if isinstance(x, np.ndarray):
         if x.ndim != 2:
             raise ValueError(f"{name}: expected a 2-D array (rows x K), got shape {x.shape}")
+        if x.dtype.name in _NARROW_FLOATS:
+            return x.astype(np.float32)
         if x.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name}: expected dtype float32 or float64, got {x.dtype}")
-        return
+            raise TypeError(f"{name}: expected dtype float32 or float64 (or bfloat16/float16/float8), got {x.dtype}")
+        return x
     raise TypeError(f"{name}: expected a QTensor or a 2-D numpy float array, got {type(x).__name__}")
 
 
 def gemm(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: str = "deepgemm",
          instruction: str = "hopper_fp8", out: str = "bf16", c=None) -> np.ndarray:
     """Emulate ``D = C + A @ B.T`` (M x N) under the named accumulation spec; see the module doc."""
-    _check_operand("a", a)
-    _check_operand("b", b)
+    a = _check_operand("a", a)
+    b = _check_operand("b", b)
     _check_choice("accumulate", accumulate, ACCUMULATE)
     _check_choice("combine", combine, COMBINE)
     _check_choice("out", out, OUT)
@@ -73,8 +81,8 @@ def gemm_bound(a, b, accumulate: str = "promoted", promote_every: int = 128, com
     A running error bound from the spec (truncation per aligned term, normalisation, promotion,
     scale multiplies, output rounding); the derivation is in emulator/gemm/bounds.hpp.
     """
-    _check_operand("a", a)
-    _check_operand("b", b)
+    a = _check_operand("a", a)
+    b = _check_operand("b", b)
     _check_choice("accumulate", accumulate, ACCUMULATE)
     _check_choice("combine", combine, COMBINE)
     _check_choice("out", out, OUT)
@@ -83,8 +91,8 @@ def gemm_bound(a, b, accumulate: str = "promoted", promote_every: int = 128, com
 
 def gemm_exact(a, b, c=None, out: str = "fp64") -> np.ndarray:
     """The exact ``C + A @ B.T`` of the (dequantised) inputs, rounded once to ``out`` (default binary64)."""
-    _check_operand("a", a)
-    _check_operand("b", b)
+    a = _check_operand("a", a)
+    b = _check_operand("b", b)
     _check_choice("out", out, OUT)
     return _core.gemm_exact(a, b, c, out)
 
