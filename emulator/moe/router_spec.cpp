@@ -24,7 +24,8 @@ E by_name(std::string_view s, std::initializer_list<std::pair<std::string_view, 
   std::string names;
   for (const auto& [n, e] : table) {
     if (n == s) return e;
-    names += (names.empty() ? "" : ", ") + std::string(n);
+    if (!names.empty()) names += ", ";
+    names.append(n);
   }
   throw std::invalid_argument(std::string(what) + ": unknown value '" + std::string(s) + "' (expected one of " + names + ")");
 }
@@ -88,7 +89,12 @@ std::string RouterSpec::to_json() const {
   std::string j = "{";
   auto field = [&](const char* k, const std::string& v, bool quote) {
     if (j.size() > 1) j += ", ";
-    j += "\"" + std::string(k) + "\": " + (quote ? "\"" + v + "\"" : v);
+    j += '"';
+    j += k;
+    j += "\": ";
+    if (quote) j += '"';
+    j += v;
+    if (quote) j += '"';
   };
   // Keys in sorted order.
   field("bias_format", std::string(bias_format_name(bias_format)), true);
@@ -155,7 +161,10 @@ RouterSpec router_recipe(std::string_view name) {
     s.routed_scale = 16.0;
   } else {
     std::string names;
-    for (const auto& n : router_recipe_names()) names += (names.empty() ? "" : ", ") + n;
+    for (const auto& n : router_recipe_names()) {
+      if (!names.empty()) names += ", ";
+      names += n;
+    }
     throw std::invalid_argument("spec: unknown router recipe '" + std::string(name) + "' (expected one of " + names + ")");
   }
   return s;
