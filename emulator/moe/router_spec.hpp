@@ -69,7 +69,9 @@ struct RouterSpec {
 //   deepseek_v3      DeepSeek-V3 inference/model.py Gate (deepseek-ai/DeepSeek-V3 @1ea5a1a): bf16
 //                    logits (bf16 linear), sigmoid on bf16, bias bf16 (nn.Parameter in the
 //                    default dtype), 8 groups / top-4 by top-2 sum, -inf masking, weights =
-//                    original scores / their sum (bf16), * 2.5 (bf16).
+//                    original scores / their sum (bf16), * 2.5 (bf16). (That Gate falls back to
+//                    the group max when a model has no bias; V3 always has one, so the recipe keeps
+//                    top2_sum even when route() is called without a bias.)
 //   deepseek_v3_fp32_bias  the same with the fp32 bias of the Aug-2025 update (biased scores fp32).
 //   deepseek_v3_hf   transformers' DeepseekV3 noaux_tc: fp32 logits and sigmoid, fp32 bias,
 //                    weights / (sum + 1e-20) * 2.5 in fp32 (masking -inf here: the 0.0 fill of one
