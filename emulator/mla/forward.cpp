@@ -33,6 +33,19 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, c
     const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(qw, "weight"), GemmSpec{});
     return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
   }
+  if (f == MatmulFormat::Bf16TensorCore) {
+    std::vector<float> xb(x, x + T * in), wb(W);
+    for (auto& v : xb) v = bf16_round(v);
+    for (auto& v : wb) v = bf16_round(v);
+    GemmOperand a = operand_from_floats(xb.data(), T, in, "x"), b = operand_from_floats(wb.data(), out, in, "weight");
+    a.fmt = b.fmt = "bf16";  // the values are BF16 exactly; the instruction reads BF16 operands
+    GemmSpec gs;
+    gs.accumulate = Accumulate::TensorCore;
+    gs.instruction = "hopper_bf16";
+    gs.out = OutputFormat::Bf16;
+    const std::vector<double> y = gemm(a, b, gs);
+    return std::vector<float>(y.begin(), y.end());
+  }
   std::vector<float> xr(x, x + T * in), wr(W);
   for (auto& v : xr) v = round_to(f, v);
   for (auto& v : wr) v = round_to(f, v);

@@ -36,14 +36,23 @@ RopeLayout rope_layout_by_name(std::string_view n) {
 }
 MatmulFormat matmul_format_by_name(std::string_view n) {
   return by_name<MatmulFormat>(n, "matmul format",
-                              {{"fp32", MatmulFormat::Fp32}, {"bf16", MatmulFormat::Bf16}, {"fp8", MatmulFormat::Fp8}});
+                              {{"fp32", MatmulFormat::Fp32},
+                               {"bf16", MatmulFormat::Bf16},
+                               {"fp8", MatmulFormat::Fp8},
+                               {"bf16_tc", MatmulFormat::Bf16TensorCore}});
 }
 CacheFormat cache_format_by_name(std::string_view n) {
   return by_name<CacheFormat>(n, "cache", {{"bf16", CacheFormat::Bf16}, {"fp8", CacheFormat::Fp8E4m3}});
 }
 std::string_view rope_layout_name(RopeLayout x) { return x == RopeLayout::Interleaved ? "interleaved" : "half_split"; }
 std::string_view matmul_format_name(MatmulFormat x) {
-  return x == MatmulFormat::Fp32 ? "fp32" : x == MatmulFormat::Bf16 ? "bf16" : "fp8";
+  switch (x) {
+    case MatmulFormat::Fp32: return "fp32";
+    case MatmulFormat::Bf16: return "bf16";
+    case MatmulFormat::Fp8: return "fp8";
+    case MatmulFormat::Bf16TensorCore: return "bf16_tc";
+  }
+  return "?";
 }
 std::string_view cache_format_name(CacheFormat x) { return x == CacheFormat::Bf16 ? "bf16" : "fp8"; }
 
@@ -61,8 +70,9 @@ void MlaSpec::validate() const {
   positive(num_splits, "num_splits");
   if (q_lora < 0) bad("spec.q_lora: must be >= 0 (0 = no query latent), got " + std::to_string(q_lora));
   auto no_fp8 = [](MatmulFormat f, const char* name) {
-    if (f == MatmulFormat::Fp8)
-      bad(std::string("spec.") + name + ": fp8 is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32 or bf16)");
+    if (f == MatmulFormat::Fp8 || f == MatmulFormat::Bf16TensorCore)
+      bad(std::string("spec.") + name + ": " + std::string(matmul_format_name(f)) +
+          " is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32 or bf16)");
   };
   no_fp8(wkv_b, "wkv_b");
   no_fp8(attn, "attn");

@@ -28,6 +28,9 @@ enum class MatmulFormat : std::uint8_t {
          // product by the gemm area's default spec (Hopper FP8 tensor core, promotion every 128,
          // DeepGEMM combine, BF16 output). Projections only (wq_a, wq_b, wkv_a, wo): not wkv_b,
          // attn or decode_p, whose bounds assume the two formats above.
+  Bf16TensorCore,  // BF16 operands through the gemm area's Hopper BF16 wgmma model (accumulate
+                   // TensorCore, instruction "hopper_bf16": truncating alignment inside the tensor
+                   // core, chained over K), BF16 output. Projections only, as Fp8.
 };
 
 enum class CacheFormat : std::uint8_t {

@@ -375,7 +375,21 @@ TEST(MlaForward, Fp8ProjectionsRunAndStayNearBf16) {
   // The forms still agree within bound: the bound starts after the shared projections.
   const FormsComparison fc = compare_forms(b.projected, w, f8);
   EXPECT_TRUE(fc.verdict.ok()) << fc.verdict.summary();
+  // BF16 through the Hopper wgmma model (truncating alignment) vs FP32-accumulated BF16 products:
+  // both round to BF16 at the end, so they differ by at most a few BF16 ulps per projection.
+  MlaSpec tc = s;
+  tc.wq_a = tc.wq_b = tc.wkv_a = tc.wo = MatmulFormat::Bf16TensorCore;
+  const ForwardResult t = forward(x.data(), 6, w, tc, Form::Absorbed, 0);
+  double tnum = 0;
+  for (std::size_t i = 0; i < a.out.size(); ++i)
+    tnum += (static_cast<double>(a.out[i]) - t.out[i]) * (static_cast<double>(a.out[i]) - t.out[i]);
+  EXPECT_LT(std::sqrt(tnum / den), 0x1p-6);
+  std::printf("[mla] BF16 tensor-core projections vs FP32-accumulated BF16: normwise rel. difference %.3g\n",
+              std::sqrt(tnum / den));
   MlaSpec bad = s;
   bad.attn = MatmulFormat::Fp8;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad = s;
+  bad.wkv_b = MatmulFormat::Bf16TensorCore;
   EXPECT_THROW(bad.validate(), std::invalid_argument);
 }

@@ -52,7 +52,8 @@ class MlaSpec:
     wq_a, wq_b, wkv_a, wkv_b, wo, attn, decode_p: "fp32" or "bf16" arithmetic of each projection, of
     the attention einsums, and of P before P.V in decode; the projections wq_a, wq_b, wkv_a and wo
     also take "fp8" (DeepSeek-V3's FP8 linear: 1x128 / 128x128 E4M3 with the "deepseek" scale rule
-    and the gemm area's promoted Hopper FP8 GEMM, BF16 output). cache: "bf16" or "fp8" (FlashMLA).
+    and the gemm area's promoted Hopper FP8 GEMM, BF16 output) and "bf16_tc" (BF16 through the
+    gemm area's Hopper BF16 wgmma model). cache: "bf16" or "fp8" (FlashMLA).
     """
 
     hidden: int = 7168
