@@ -7,7 +7,6 @@
 #pragma once
 
 #include <bit>
-#include <cmath>
 #include <cstdint>
 
 #include "formats/encode.hpp"
@@ -20,26 +19,50 @@ class FastEncoder {
   FastEncoder(const Format& fmt, Overflow overflow);
   std::uint32_t operator()(float x) const {
     const std::uint32_t xb = std::bit_cast<std::uint32_t>(x);
-    const float a = std::bit_cast<float>(xb & 0x7FFFFFFFu);
-    if (!fast_ || !(a < max_finite_) || (!signed_ && (xb >> 31) != 0)) return slow(x);
-    const std::uint32_t sign = (xb >> 31) ? sign_mask_ : 0u;
-    if (a == 0.0f) return sign;
-    // The value's quantum in the target: 2^(max(e, emin) - m). a / quantum is exact (a power of
-    // two), its nearest-even integer n is the magnitude pattern minus the binade offset; a carry
-    // out of the significand moves into the exponent field by itself.
-    const int e = std::ilogb(a);
-    const int qe = (e > emin_ ? e : emin_) - m_;
-    const double n = std::nearbyint(std::ldexp(static_cast<double>(a), -qe));  // default mode: nearest-even
-    const auto ni = static_cast<std::uint32_t>(n);
-    if (e < emin_) return sign | ni;  // subnormal (n == 2^m is the smallest normal, also right)
-    return sign | ((static_cast<std::uint32_t>(e - emin_) << m_) + ni);
+    // Formats of <= 8 bits: the result for every float32 sharing x's top 16 bits, when they all
+    // agree (encode is monotone, so checking the bucket's two ends decides it); 0xFFFF otherwise.
+    if (table_ != nullptr) {
+      const std::uint16_t t = table_[xb >> 16];
+      if (t != kAmbiguous) return t;
+    }
+    return scalar(xb, x);
   }
 
  private:
+  static constexpr std::uint16_t kAmbiguous = 0xFFFF;
+  std::uint32_t scalar(std::uint32_t xb, float x) const {
+    const std::uint32_t ab = xb & 0x7FFFFFFFu;
+    const std::uint32_t sign = (xb >> 31) ? sign_mask_ : 0u;
+    // Short path: normal float32 magnitudes below max finite; zero is exact. Everything else
+    // (float32 subnormals, overflow, Inf, NaN, negative input to an unsigned format) goes slow.
+    if (ab == 0) return signed_ || !(xb >> 31) ? sign : slow(x);
+    if (!fast_ || ab >= max_finite_bits_ || ab < 0x00800000u || (!signed_ && (xb >> 31))) return slow(x);
+    // x = sig * 2^(e - 23) with sig = 1.mant (24 bits). The target quantum is 2^(max(e, emin) - m),
+    // so `shift` low bits of sig are rounded off, nearest-even; a carry out of the significand
+    // moves into the exponent field by itself.
+    const int e = static_cast<int>(ab >> 23) - 127;
+    const std::uint32_t sig = (ab & 0x7FFFFFu) | 0x800000u;
+    const int shift = 23 - m_ + (e < emin_ ? emin_ - e : 0);
+    std::uint32_t n;
+    if (shift > 25) {
+      n = 0;  // below half the smallest subnormal
+    } else if (shift == 0) {
+      n = sig;
+    } else {
+      const std::uint32_t half = 1u << (shift - 1);
+      const std::uint32_t rem = sig & ((half << 1) - 1u);
+      n = sig >> shift;
+      n += (rem > half || (rem == half && (n & 1u))) ? 1u : 0u;
+    }
+    if (e < emin_) return sign | n;  // subnormal (n == 2^m is the smallest normal, also right)
+    return sign | ((static_cast<std::uint32_t>(e - emin_) << m_) + n);
+  }
+
   std::uint32_t slow(float x) const;
+  const std::uint16_t* table_ = nullptr;
   const Format* fmt_;
   EncodeOptions options_;
-  float max_finite_ = 0.0f;
+  std::uint32_t max_finite_bits_ = 0;  // float32 bits of the format's max finite value
   std::uint32_t sign_mask_ = 0;
   int m_ = 0, emin_ = 0;
   bool fast_ = false, signed_ = true;

@@ -4,6 +4,7 @@
 #include "quant/quantize.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -59,9 +60,19 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
       const float* xr = x + r * cols;
       for (std::size_t t = 0; t < gc; ++t) {
         const std::size_t c1 = std::min(cols, (t + 1) * tc);
-        float acc = 0.0f;
-        for (std::size_t c = t * tc; c < c1; ++c) acc = amax_step(acc, xr[c], nan);
-        part[r * gc + t] = acc;
+        // |x| compared as integers: for non-NaN floats the order of (bits & 0x7FFFFFFF) is the order
+        // of |x|, and NaN patterns lie above +Inf, so a plain max propagates NaN; Ignore zeroes
+        // them first. Branch-free, so the compiler vectorises it.
+        std::uint32_t acc = 0;
+        if (nan == AmaxNan::Propagate) {
+          for (std::size_t c = t * tc; c < c1; ++c) acc = std::max(acc, std::bit_cast<std::uint32_t>(xr[c]) & 0x7FFFFFFFu);
+        } else {
+          for (std::size_t c = t * tc; c < c1; ++c) {
+            const std::uint32_t u = std::bit_cast<std::uint32_t>(xr[c]) & 0x7FFFFFFFu;
+            acc = std::max(acc, u > 0x7F800000u ? 0u : u);
+          }
+        }
+        part[r * gc + t] = std::bit_cast<float>(acc);
       }
     }
   });
@@ -97,11 +108,25 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
       for (std::size_t t = 0; t < gc; ++t) {
         const float s = trow[t].apply;
         const std::size_t c1 = std::min(cols, (t + 1) * tc);
-        for (std::size_t c = t * tc; c < c1; ++c) {
-          float v = divide ? xr[c] / s : xr[c] * s;
+        if (clamp) {
           // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
-          if (clamp) v = v < -fmax ? -fmax : (v > fmax ? fmax : v);
-          out[c] = enc(v);
+          for (std::size_t c = t * tc; c < c1; ++c) {
+            float v = divide ? xr[c] / s : xr[c] * s;
+            v = v < -fmax ? -fmax : (v > fmax ? fmax : v);
+            out[c] = enc(v);
+          }
+        } else {
+          // Scale a chunk first (a plain loop the compiler vectorises), then encode it.
+          float buf[256];
+          for (std::size_t c0 = t * tc; c0 < c1; c0 += 256) {
+            const std::size_t len = std::min<std::size_t>(256, c1 - c0);
+            if (divide) {
+              for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] / s;
+            } else {
+              for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] * s;
+            }
+            for (std::size_t i = 0; i < len; ++i) out[c0 + i] = enc(buf[i]);
+          }
         }
       }
     }
