@@ -174,7 +174,8 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
             for (std::size_t l = 0; l < L; ++l) {
               const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
               const std::int32_t tc = cm[l] >> sh;
-              s[l] = cneg[l] ? -tc : tc;
+              const std::int32_t mask = -cneg[l];  // branch-free sign, so that the loop vectorises
+              s[l] = (tc ^ mask) - mask;
             }
             {
               const Lanes vmax = load(emax);
