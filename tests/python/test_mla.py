@@ -180,9 +180,9 @@ def test_report_numbers_and_cli(capsys):
 def test_fp8_vs_bf16_cache_error_on_realistic_inputs():
     """The report's number: attention output of the FP8 cache vs the BF16 cache, DeepSeek-V3 cache
     dims, latents and queries from the emulated projections (reduced hidden size and heads)."""
-    spec = mla.MlaSpec(hidden=512, heads=16)
+    spec = mla.MlaSpec(hidden=256, heads=8)
     w = mla.init_weights(spec, 11)
-    x = bf16(np.random.default_rng(1).uniform(-1.7, 1.7, (256, spec.hidden)))
+    x = bf16(np.random.default_rng(1).uniform(-1.7, 1.7, (192, spec.hidden)))
     r = mla.forward(x, w, spec, "absorbed")
     q = r["q_absorbed"][-1:]
     outs = {}
@@ -194,7 +194,7 @@ def test_fp8_vs_bf16_cache_error_on_realistic_inputs():
     rel = np.linalg.norm(o8 - o16) / np.linalg.norm(o16)
     maxrel = np.abs(o8 - o16).max() / np.abs(o16).max()
     lse_diff = np.abs(outs["fp8"][1] - outs["bf16"][1]).max()
-    print(f"\n[mla] FP8 vs BF16 latent cache (256 tokens, 16 heads): attention output normwise rel. error "
+    print(f"\n[mla] FP8 vs BF16 latent cache (192 tokens, 8 heads): attention output normwise rel. error "
           f"{rel:.3g}, max abs / max |out| {maxrel:.3g}, max |lse diff| {lse_diff:.3g}")
     assert 1e-4 < rel < 0.1  # E4M3 has 3 mantissa bits: a few percent at most, never zero
 
@@ -299,3 +299,24 @@ def test_load_deepseek_shard(tmp_path):
         mla.load_deepseek_shard(path, 4, spec)
     with pytest.raises(ValueError, match="shape"):
         mla.load_deepseek_shard(path, 3, spec.replace(hidden=128))
+
+
+@pytest.mark.parametrize("cache", ["bf16", "fp8"])
+def test_decode_deepseek_dims_within_bound_and_wrong_scale_caught(cache):
+    """Full DeepSeek-V3 cache dims (128 heads, 512 + 64): decode within its certified bound, and the
+    same output judged against a spec with FlashMLA's default scale is a violation."""
+    spec = mla.MlaSpec(num_splits=3, cache=cache)
+    rng = np.random.default_rng(0)
+    lens = [300, 0, 70]
+    lat = [rng.standard_normal((n, 512)).astype(np.float32) for n in lens]
+    kpe = [rng.standard_normal((n, 64)).astype(np.float32) for n in lens]
+    q = (rng.standard_normal((3, 1, 128, 576)) * 0.3).astype(np.float32)  # FlashMLA's [b, s_q, h, d]
+    c, table, seqlens = mla.build_cache(lat, kpe, spec)
+    out, lse = mla.decode(q, c, table, seqlens, spec)
+    assert out.shape == (3, 1, 128, 512) and lse.shape == (3, 128, 1)
+    out3, lse3 = out[:, 0], lse[:, :, 0]
+    v = mla.compare(out3, lse3, q[:, 0], c, table, seqlens, spec)
+    assert v["ok"], v["out_summary"]
+    assert 0.1 < v["max_out_ratio"] <= 1
+    wrong = mla.compare(out3, lse3, q[:, 0], c, table, seqlens, spec.replace(softmax_scale="flashmla"))
+    assert not wrong["ok"] and "violation" in wrong["lse_summary"]
