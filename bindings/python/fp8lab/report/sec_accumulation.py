@@ -228,6 +228,14 @@ def run(ctx: Context) -> Section:
             rows.append([labels[acc]] + [pct(mt[x]) for x in METRICS])
     sec.table(f"What each accumulator costs at K = {k0}, Gaussian inputs",
               ["accumulator"] + [METRIC_LABELS[x] for x in METRICS], rows)
+    ncs = [nc for nc in PROMOTE_EVERY if k0 in series.get(f"fp8_promoted_{nc}", {}).get("gaussian", {})]
+    if ncs:
+        nc_series = {METRIC_LABELS[x]: (ncs, [series[f"fp8_promoted_{nc}"]["gaussian"][k0][x] for nc in ncs])
+                     for x in ("max_rel_top_half", "normwise")}
+        sec.figure("error_vs_nc", plots.lines(
+            nc_series, f"E4M3 accumulation error at K = {k0} vs promotion interval N_C (Gaussian)", "N_C",
+            "relative error", hlines={f"no promotion, {METRIC_LABELS[x]}": g[x] for x in ("max_rel_top_half", "normwise")}),
+            "What the promotion interval buys: error against N_C; dashed lines: the same metrics without promotion.")
     _tables_and_figures(sec, series, ks, labels)
     return sec
 
