@@ -147,6 +147,21 @@ TEST(QuantRules, MxSharedExponent) {
   EXPECT_TRUE(std::isnan(n.value(0, 1)));
 }
 
+TEST(QuantRules, QuantiseOfDequantiseKeepsValuesNotAlwaysBits) {
+  // amax 7.1875 = 230 * 2^-5: s = 2^ceil(log2(7.1875 / 448)) = 2^-5, 230 rounds to 224 (0x76),
+  // dequantised 7.0. Re-quantised: amax 7 -> s = 2^ceil(log2(7 / 448)) = 2^-6 exactly, element 448
+  // (0x7E): another code and scale, the same value (prop_quant checks the value law in general).
+  auto q = q1({7.1875f}, "deepseek_ue8m0");
+  EXPECT_EQ(q.scales[0], 0x1p-5f);
+  EXPECT_EQ(q.bits[0], 0x76u);
+  const std::vector<float> d = dequantize_fp32(q);
+  EXPECT_EQ(d[0], 7.0f);
+  auto q2 = quantize(d.data(), 1, 128, Tile{1, 128}, "e4m3", scale_rule_by_name("deepseek_ue8m0"));
+  EXPECT_EQ(q2.scales[0], 0x1p-6f);
+  EXPECT_EQ(q2.bits[0], 0x7Eu);
+  EXPECT_EQ(dequantize(q2), dequantize(q));
+}
+
 // ---- tiling ----
 TEST(QuantTiling, RaggedEdgeTilesUseTheirValidElements) {
   // 3 x 5 in 2 x 2 tiles: the bottom-right tile is the single element [2, 4].
