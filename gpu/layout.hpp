@@ -90,4 +90,29 @@ inline constexpr std::size_t kGemmBlockN = 128;
 inline constexpr std::size_t kGemmChunkK = 128;
 FP8LAB_HD constexpr std::size_t round_up(std::size_t x, std::size_t to) { return (x + to - 1) / to * to; }
 
+// ---- The promotion schedule of the GEMM kernel, shared by the kernel and the host test that
+// replays it with the emulator's instruction model (gpu/tests/test_gpu_host.cpp): instruction
+// `step` (k32 number) of `k_steps`, promotion every `promote_steps` instructions (0 = once after the
+// last). `first`: the instruction starts the tensor-core sum from zero (wgmma scale-d = 0);
+// `promote`: after it the partial sum is combined into the FP32 accumulator, with the scales of
+// the interval that starts at element `interval_start` of K.
+struct StepPlan {
+  bool first, promote;
+  std::uint32_t interval_start;
+};
+FP8LAB_HD constexpr StepPlan promotion_step(std::uint32_t step, std::uint32_t k_steps, std::uint32_t promote_steps) {
+  if (promote_steps == 0) return {step == 0, step + 1 == k_steps, 0};
+  return {step % promote_steps == 0, (step + 1) % promote_steps == 0 || step + 1 == k_steps,
+          (step / promote_steps) * promote_steps * 32};
+}
+
+// Index of the scale of row `r` (clamped to the operand's rows: padding rows read the last real
+// row's scale, their products are zero) for the K interval starting at `k0`.
+FP8LAB_HD constexpr std::uint32_t scale_index(std::uint32_t r, std::uint32_t k0, std::uint32_t rows,
+                                              std::uint32_t tile_rows, std::uint32_t tile_cols,
+                                              std::uint32_t grid_cols) {
+  const std::uint32_t rr = r < rows ? r : rows - 1;
+  return (rr / tile_rows) * grid_cols + k0 / tile_cols;
+}
+
 }  // namespace fp8lab::gpu

@@ -93,26 +93,25 @@ __global__ void __launch_bounds__(kThreads) sm90_fp8_gemm_promoted_kernel(GemmPa
     unsigned s = 0;
     while (s < 4 && step < p.k_steps) {
       // One run of instructions up to the end of the chunk or of the promotion interval.
-      bool boundary = false;
+      StepPlan plan;
       wgmma_fence();
       do {
-        const bool first = p.promote_steps ? (step % p.promote_steps == 0) : (step == 0);
+        plan = promotion_step(step, p.k_steps, p.promote_steps);
         wgmma_m64n128k32_e4m3(part, wgmma_descriptor(base_a + s * kGemmBlockM * 32),
-                              wgmma_descriptor(base_b + s * kGemmBlockN * 32), first ? 0 : 1);
+                              wgmma_descriptor(base_b + s * kGemmBlockN * 32), plan.first ? 0 : 1);
         ++s;
         ++step;
-        boundary = (p.promote_steps && step % p.promote_steps == 0) || step == p.k_steps;
-      } while (!boundary && s < 4);
+      } while (!plan.promote && s < 4);
       wgmma_commit();
       wgmma_wait_all();
-      if (boundary) {
-        const unsigned k0 = p.promote_steps ? ((step - 1) / p.promote_steps) * p.promote_steps * 32 : 0;
+      if (plan.promote) {
 #pragma unroll
         for (unsigned i = 0; i < 64; ++i) {
           const RowCol rc = wgmma_d_position(tid, i);
-          const unsigned ra = min(m0 + rc.row, p.a_rows - 1), rb = min(n0 + rc.col, p.b_rows - 1);
-          const float sa = p.sa[(ra / p.a_tile_rows) * p.a_grid_cols + k0 / p.a_tile_cols];
-          const float sb = p.sb[(rb / p.b_tile_rows) * p.b_grid_cols + k0 / p.b_tile_cols];
+          const float sa = p.sa[scale_index(m0 + rc.row, plan.interval_start, p.a_rows, p.a_tile_rows, p.a_tile_cols,
+                                            p.a_grid_cols)];
+          const float sb = p.sb[scale_index(n0 + rc.col, plan.interval_start, p.b_rows, p.b_tile_rows, p.b_tile_cols,
+                                            p.b_grid_cols)];
           acc[i] = combine<kCombine>(part[i], sa, sb, acc[i]);
         }
       }

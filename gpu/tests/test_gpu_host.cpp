@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"
+#include "gemm/hopper_fp8_kernel.hpp"
 #include "golden/safetensors.hpp"
 #include "gpu/cublaslt_fp8.hpp"
 #include "gpu/device.hpp"
@@ -61,8 +63,12 @@ TEST(WgmmaLayout, CoreMatricesAreContiguousAndStridesMatchTheDescriptor) {
       EXPECT_EQ(base % 128, 0u);
       for (std::uint32_t i = 0; i < 8; ++i)
         for (std::uint32_t j = 0; j < 16; ++j) EXPECT_EQ(wgmma_kmajor_offset(r + i, k + j, rows), base + 16 * i + j);
-      if (k % 32 == 0) EXPECT_EQ(wgmma_kmajor_offset(r, k + 16, rows) - base, kWgmmaLbo);
-      if (r + 8 < rows) EXPECT_EQ(wgmma_kmajor_offset(r + 8, k, rows) - base, kWgmmaSbo);
+      if (k % 32 == 0) {
+        EXPECT_EQ(wgmma_kmajor_offset(r, k + 16, rows) - base, kWgmmaLbo);
+      }
+      if (r + 8 < rows) {
+        EXPECT_EQ(wgmma_kmajor_offset(r + 8, k, rows) - base, kWgmmaSbo);
+      }
     }
   }
   // Slice s (one k32 instruction) starts at s * rows * 32, the address the kernels put in the descriptor.
@@ -191,7 +197,89 @@ TEST(PromotedGemmHost, RefusesWhatTheKernelDoesNotDo) {
   EXPECT_NE(error_of([&] { validate_promoted_gemm(a, b, s); }).find("spec.accumulate"), std::string::npos);
   const GemmOperand b2 = e4m3_operand(16, 128, Tile{128, 128}, 2);
   EXPECT_THROW(validate_promoted_gemm(a, b2, GemmSpec{}), std::invalid_argument);
-  if (!device_status().available) EXPECT_THROW(sm90_fp8_gemm_promoted(a, b, GemmSpec{}), NoDevice);
+  if (!device_status().available) {
+    EXPECT_THROW(sm90_fp8_gemm_promoted(a, b, GemmSpec{}), NoDevice);
+  }
+}
+
+// The kernel's control flow (promotion_step, scale_index: the functions the kernel itself calls)
+// replayed on the host with the emulator's Hopper instruction in place of wgmma must give gemm()'s
+// bits — ragged K (partial last instruction), N_C = 32 / 64 / 128 / none, every combine order,
+// both outputs, with and without C. What this cannot check is the hardware; the device property
+// test does that.
+TEST(PromotedGemmHost, KernelScheduleWithTheEmulatorInstructionEqualsGemm) {
+  int configs = 0;
+  for (std::size_t k : {1u, 31u, 33u, 127u, 128u, 129u, 300u}) {
+    for (int ps : {0, 32, 64, 128}) {
+      for (int combine = 0; combine < 3; ++combine) {
+        const bool per_tensor = ps == 0 || (k + combine) % 2 == 0;
+        const std::size_t m = 5, n = 9;
+        const Tile ta = per_tensor ? Tile{0, 0} : Tile{1, 128}, tb = per_tensor ? Tile{0, 0} : Tile{128, 128};
+        const GemmOperand a = e4m3_operand(m, k, ta, 17 + k), b = e4m3_operand(n, k, tb, 5 + ps);
+        GemmSpec spec;
+        spec.combine = static_cast<Combine>(combine);
+        spec.out = (k + ps) % 3 ? OutputFormat::Bf16 : OutputFormat::Fp32;
+        if (ps == 0) {
+          spec.accumulate = Accumulate::TensorCore;
+        } else {
+          spec.promote_every = ps;
+        }
+        std::vector<float> c(m * n);
+        for (std::size_t i = 0; i < c.size(); ++i) c[i] = std::ldexp(float(i % 11) - 5.0f, -2);
+        const bool with_c = combine == 1;
+        ASSERT_EQ(validate_promoted_gemm(a, b, spec), ps);
+        const std::vector<double> want = gemm(a, b, spec, with_c ? c.data() : nullptr);
+        const std::uint32_t k_steps = std::uint32_t((k + 31) / 32);
+        for (std::size_t i = 0; i < m; ++i) {
+          for (std::size_t j = 0; j < n; ++j) {
+            float part = 0.0f, acc = 0.0f;
+            for (std::uint32_t step = 0; step < k_steps; ++step) {
+              const StepPlan plan = promotion_step(step, k_steps, std::uint32_t(ps / 32));
+              const std::size_t k0 = std::size_t(step) * 32;
+              part = hopper_e4m3_dot_add(a.row(i) + k0, b.row(j) + k0, std::min<std::size_t>(32, k - k0),
+                                         plan.first ? 0.0f : part);
+              if (plan.promote) {
+                const float sa = a.scales[scale_index(std::uint32_t(i), plan.interval_start, std::uint32_t(m),
+                                                      std::uint32_t(a.tile_rows), std::uint32_t(a.tile_cols),
+                                                      std::uint32_t(a.grid_cols()))];
+                const float sb = b.scales[scale_index(std::uint32_t(j), plan.interval_start, std::uint32_t(n),
+                                                      std::uint32_t(b.tile_rows), std::uint32_t(b.tile_cols),
+                                                      std::uint32_t(b.grid_cols()))];
+                acc = combine_partial(spec.combine, part, sa, sb, acc);
+              }
+            }
+            float v = with_c ? acc + c[i * n + j] : acc;
+            if (spec.out == OutputFormat::Bf16) v = round_to_bf16(v);
+            const float w = static_cast<float>(want[i * n + j]);
+            ASSERT_EQ(std::memcmp(&v, &w, 4), 0) << "K=" << k << " N_C=" << ps << " combine=" << combine << " at ["
+                                                 << i << ", " << j << "]: schedule " << v << ", gemm " << w;
+          }
+        }
+        ++configs;
+      }
+    }
+  }
+  EXPECT_EQ(configs, 7 * 4 * 3);
+}
+
+TEST(PromotedGemmHost, PromotionScheduleHandWorked) {
+  // K = 300 -> 10 instructions; N_C = 128 -> 4 per interval: promote after 3, 7 and 9 (ragged end).
+  std::vector<std::uint32_t> promote_after, first_at;
+  for (std::uint32_t s = 0; s < 10; ++s) {
+    const StepPlan p = promotion_step(s, 10, 4);
+    if (p.promote) promote_after.push_back(s);
+    if (p.first) first_at.push_back(s);
+  }
+  EXPECT_EQ(promote_after, (std::vector<std::uint32_t>{3, 7, 9}));
+  EXPECT_EQ(first_at, (std::vector<std::uint32_t>{0, 4, 8}));
+  EXPECT_EQ(promotion_step(9, 10, 4).interval_start, 256u);
+  // No promotion: one sum from step 0, combined once after the last.
+  EXPECT_TRUE(promotion_step(0, 10, 0).first);
+  EXPECT_FALSE(promotion_step(5, 10, 0).first || promotion_step(5, 10, 0).promote);
+  EXPECT_TRUE(promotion_step(9, 10, 0).promote);
+  // Scale of row 130 (clamped from a padding row 200 of a 131-row operand) for K interval 256,
+  // 128x128 tiles over K = 300 (3 tile columns): tile (1, 2) -> 1 * 3 + 2.
+  EXPECT_EQ(scale_index(200, 256, 131, 128, 128, 3), 5u);
 }
 
 // ---- other launchers' argument checks ---------------------------------------------------------
