@@ -12,6 +12,48 @@ The returned ``QTensor`` has ``.bits`` (uint8/uint16 element patterns), ``.scale
 UE8M0 bytes as uint8 for rules that store UE8M0; ``.scale_values`` is always float32), ``.fmt``,
 ``.tile``, ``.rule``, ``.rule_spec``, ``.shape`` and ``.dequantize()`` (exact, float64).
 ``QTensor.from_parts(bits, scales, fmt, tile, rule)`` wraps a GPU kernel's output.
+
+Every rule computes in float32 like its source (amax, ``amax / fmax``, the floors as float32
+constants: ``1e-4`` is ``0x1.a36e2ep-14``), then casts with nearest-even:
+
+===============  =========================  ==================  ==========  ===============  ==========
+rule             amax (NaN elements)        floor               scale       pow2             apply, cast
+===============  =========================  ==================  ==========  ===============  ==========
+deepseek         skipped (Triton max)       amax >= 1e-4        amax/fmax   -                x / s, satfinite
+deepseek_ue8m0   skipped                    amax >= 1e-4        amax/fmax   2^ceil(log2 s)   x / s, satfinite
+deepgemm         propagate (torch.amax)     amax >= 1e-4        amax/fmax   -                x * fl32(1/s), torch cast
+deepgemm_ue8m0   propagate                  amax >= 1e-4        amax/fmax   exponent bits    x * fl32(1/s), torch cast;
+                                                                            +1, clamp 1..254 UE8M0 bytes
+te               skipped (fmaxf)            (eps 0)             fmax/amax   mantissa cleared x * m, satfinite; stores 1/m
+te_fp32          skipped                    (eps 0)             fmax/amax   -                x * m, satfinite; stores 1/m
+flashmla_cache   propagate (torch.max)      s >= 1e-4           amax/fmax   2^ceil(log2 s)   x / s, torch cast
+vllm             propagate                  amax >= 1e-10       amax/fmax   -                clamp(x / s), torch cast
+mx               propagate                  -                   2^(floor(log2 amax) - emax)  x / X, saturate; UE8M0
+===============  =========================  ==================  ==========  ===============  ==========
+
+The torch cast (``.to(torch.float8_e4m3fn)``) is non-saturating: from 464 up it gives NaN.
+
+Bad input, as each source behaves (tested in tests/python/test_quant_rules.py and test_quant.cpp):
+
+- NaN in a tile: deepseek/te skip it in amax and the element stays NaN (0x7F); deepgemm, flashmla_cache
+  and vllm get a NaN scale and every element of the tile NaN, except deepgemm_ue8m0, whose exponent-bit
+  ceiling turns the NaN scale into 2^127 (byte 254; elements x * 2^-127, NaN stays NaN); mx gives a
+  NaN scale (0xFF).
+- Inf in a tile: amax/fmax rules get s = Inf, so finite elements become 0 and the Inf NaN (deepgemm:
+  x * 0); te takes multiplier 1 (Inf saturates to +-max); deepgemm_ue8m0 clamps to 2^127; mx: NaN
+  scale. A UE8M0 rule whose scale is Inf or 0 stores 0xFF (NaN): the byte is what a kernel reads.
+- All-zero tiles: the floor decides (1e-4 / 448 for deepseek/deepgemm; 2^-13 for flashmla_cache;
+  vllm: 1e-10 / 448; te: multiplier 1; mx: 2^-127, byte 0). Tiles of float32 subnormals get the
+  all-zero scale and quantise to zeros, except te (the multiplier overflows to FLT_MAX: te_fp32
+  stores 1/FLT_MAX, te masks it to 2^127 and stores 2^-127) and mx (2^-127), which keep them.
+- One huge outlier (1e30): the scale follows it and the rest of the tile underflows to 0 or FP8
+  subnormals, in every rule.
+
+Modelling notes: ``log2``/``exp2`` in deepseek_ue8m0 and flashmla_cache are taken exactly (the
+ceiling is read off the float32's bits); a float32 ``log2`` on the GPU can round a scale lying a few
+ULPs above 2^k down to 2^k. Triton's default fp32 ``/`` may lower to an approximate division;
+fp8lab models the IEEE division that the PyTorch references use. Record a hardware trace to settle
+either for a given kernel.
 """
 from __future__ import annotations
 
