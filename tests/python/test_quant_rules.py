@@ -430,3 +430,25 @@ def test_float64_input_holding_float32_values_is_accepted():
     q32 = fp8lab.quantize(x)
     q64 = fp8lab.quantize(x.astype(np.float64))
     assert np.array_equal(q32.bits, q64.bits)
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16", "e5m6", "e3m2", "e2m3"])
+def test_other_element_formats_follow_the_same_formula(fmt):
+    # DeepSeek's formula with fmax = the format's max finite; the cast is formats' encode (tested
+    # against ml_dtypes in the formats area), and ml_dtypes itself where it has the format.
+    x = adversarial((40, 256), seed=21)
+    info = fp8lab.format_info(fmt)
+    fmax = F(info["max_finite"])
+    v = blocks(x, (1, 128))
+    s = (np.fmax(amax_ignore(v), F(1e-4)) / fmax).astype(F)
+    with np.errstate(all="ignore"):
+        scaled = unblock((v / s).astype(F), x.shape)
+    want = fp8lab.encode(np.clip(scaled, -fmax, fmax), fmt)
+    if fmt == "bf16":
+        want_ml = np.clip(scaled, -fmax, fmax).astype(ml_dtypes.bfloat16).view(np.uint16)
+        nan = np.isnan(scaled)
+        assert np.array_equal(want[~nan], want_ml[~nan])
+    q = fp8lab.quantize(x, (1, 128), fmt, "deepseek")
+    assert q.bits.dtype == want.dtype
+    assert np.array_equal(q.bits, want)
+    assert np.array_equal(q.scales, s[:, 0, :, 0])
