@@ -190,10 +190,43 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
 //  - a rounding R to a format of unit roundoff uR adds uR |R(y)| (round to nearest);
 //  - a score error delta_j becomes a relative error rho of p (softmax_row);
 //  - P.V summed over n keys in key order: gamma(n) sum|p^ v^| + sum (Ep|v^| + |p^|Ev + Ep Ev).
+namespace {
+
+// The keys of a call: the prefix's tokens (positions before the call), then the call's own.
+struct Keys {
+  std::size_t prefix = 0, count = 0;
+  std::vector<float> latent, k_pe;
+};
+
+Keys keys_of(const Projected& p, const Projected* prefix, const MlaSpec& s) {
+  Keys k;
+  k.prefix = prefix ? prefix->tokens : 0;
+  k.count = k.prefix + p.tokens;
+  if (prefix) {
+    if (prefix->latent.size() != prefix->tokens * s.kv_lora || prefix->k_pe.size() != prefix->tokens * s.rope)
+      throw std::invalid_argument("prefix: latent must be [tokens, kv_lora] and k_pe [tokens, rope]");
+    for (float v : prefix->latent)
+      if (!std::isfinite(v)) throw std::invalid_argument("prefix: latent holds a non-finite value");
+    for (float v : prefix->k_pe)
+      if (!std::isfinite(v)) throw std::invalid_argument("prefix: k_pe holds a non-finite value");
+    k.latent = prefix->latent;
+    k.k_pe = prefix->k_pe;
+  }
+  k.latent.insert(k.latent.end(), p.latent.begin(), p.latent.end());
+  k.k_pe.insert(k.k_pe.end(), p.k_pe.begin(), p.k_pe.end());
+  return k;
+}
+
+}  // namespace
+
 std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, Form form,
-                             std::vector<double>* bound) {
+                             std::vector<double>* bound, const Projected* prefix) {
   validate_weights(w, s);
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
+  const Keys keys = keys_of(p, prefix, s);
+  const std::size_t TK = keys.count, P0 = keys.prefix;
+  const std::vector<float>& KL = keys.latent;
+  const std::vector<float>& KP = keys.k_pe;
   const float scale = softmax_scale_value(s);
   const double uA = unit_roundoff(s.attn), uB = unit_roundoff(s.wkv_b);
   const std::size_t KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;  // key width
@@ -201,10 +234,10 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   // Keys and values per (token, head) with their error bounds. Absorbed: one key/value row per
   // token (shared by all heads) with no error.
   const std::size_t kv_heads = form == Form::Naive ? H : 1;
-  std::vector<float> K(T * kv_heads * KD), V(T * kv_heads * VD);
+  std::vector<float> K(TK * kv_heads * KD), V(TK * kv_heads * VD);
   std::vector<double> EK(bound ? K.size() : 0, 0.0), EV(bound ? V.size() : 0, 0.0);
   if (form == Form::Naive) {
-    std::vector<float> wr(w.wkv_b), cr(p.latent);
+    std::vector<float> wr(w.wkv_b), cr(KL);
     for (auto& x : wr) x = round_to(s.wkv_b, x);
     for (auto& x : cr) x = round_to(s.wkv_b, x);
     // What rounding the operands to the projection's format moved: |c^ w^ - c w| summed.
@@ -213,13 +246,13 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       double e = 0;
       const std::size_t wo = (h * (s.nope + s.v) + row) * C;
       for (std::size_t c = 0; c < C; ++c) {
-        const double dc = std::fabs(static_cast<double>(cr[t * C + c]) - p.latent[t * C + c]);
+        const double dc = std::fabs(static_cast<double>(cr[t * C + c]) - KL[t * C + c]);
         const double dw = std::fabs(static_cast<double>(wr[wo + c]) - w.wkv_b[wo + c]);
         e += dc * std::fabs(wr[wo + c]) + std::fabs(cr[t * C + c]) * dw + dc * dw;
       }
       return e;
     };
-    parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
+    parallel_for(TK * H, 1, [&](std::size_t b, std::size_t e) {
       for (std::size_t i = b; i < e; ++i) {
         const std::size_t t = i / H, h = i % H;
         const float* c = &cr[t * C];
@@ -229,7 +262,7 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
           K[i * KD + d] = k;
           if (bound) EK[i * KD + d] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + input_rounding(t, h, d) + uB * std::fabs(k);
         }
-        std::copy(&p.k_pe[t * R], &p.k_pe[t * R] + R, &K[i * KD + s.nope]);
+        std::copy(&KP[t * R], &KP[t * R] + R, &K[i * KD + s.nope]);
         for (int d = 0; d < s.v; ++d) {
           const float* wrow = &wr[(h * (s.nope + s.v) + s.nope + d) * C];
           const float v = round_to(s.wkv_b, dot_f32(c, wrow, C));
@@ -239,10 +272,10 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       }
     });
   } else {
-    for (std::size_t t = 0; t < T; ++t) {
-      std::copy(&p.latent[t * C], &p.latent[t * C] + C, &K[t * KD]);
-      std::copy(&p.k_pe[t * R], &p.k_pe[t * R] + R, &K[t * KD + C]);
-      std::copy(&p.latent[t * C], &p.latent[t * C] + C, &V[t * VD]);
+    for (std::size_t t = 0; t < TK; ++t) {
+      std::copy(&KL[t * C], &KL[t * C] + C, &K[t * KD]);
+      std::copy(&KP[t * R], &KP[t * R] + R, &K[t * KD + C]);
+      std::copy(&KL[t * C], &KL[t * C] + C, &V[t * VD]);
     }
   }
   // Queries [T, H, KD] with error bounds.
@@ -270,11 +303,11 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   std::vector<float> out(T * H * OD);
   if (bound) bound->assign(out.size(), 0.0);
   parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
-    std::vector<float> sc(T), pr(T), acc(VD);
-    std::vector<double> delta(T), EP(T), EA(VD);
+    std::vector<float> sc(TK), pr(TK), acc(VD);
+    std::vector<double> delta(TK), EP(TK), EA(VD);
     for (std::size_t i = b; i < e; ++i) {
       const std::size_t t = i / H, h = i % H;
-      const std::size_t n = t + 1;  // causal: keys 0..t
+      const std::size_t n = P0 + t + 1;  // causal: the prefix and the call's keys up to t
       const float* q = &Q[i * KD];
       for (std::size_t j = 0; j < n; ++j) {
         const std::size_t kr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
@@ -343,38 +376,42 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   return out;
 }
 
-std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, double scale) {
+std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, double scale,
+                                    const Projected* prefix) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
+  const Keys keys = keys_of(p, prefix, s);
+  const std::size_t P0 = keys.prefix;
   std::vector<double> out(T * H * s.v);
   parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
-    std::vector<double> sc(T), acc(s.v);
+    std::vector<double> sc(keys.count), acc(s.v);
     std::vector<double> K(static_cast<std::size_t>(s.nope)), Vv;
     for (std::size_t i = b; i < e; ++i) {
       const std::size_t t = i / H, h = i % H;
       double m = -INFINITY;
-      for (std::size_t j = 0; j <= t; ++j) {
+      const std::size_t last = P0 + t;
+      for (std::size_t j = 0; j <= last; ++j) {
         double d = 0;
         for (int dd = 0; dd < s.nope; ++dd) {
           double k = 0;
           const float* wr = w_uk(w, s, static_cast<int>(h), dd);
-          for (std::size_t c = 0; c < C; ++c) k += static_cast<double>(wr[c]) * p.latent[j * C + c];
+          for (std::size_t c = 0; c < C; ++c) k += static_cast<double>(wr[c]) * keys.latent[j * C + c];
           d += static_cast<double>(p.q_nope[i * s.nope + dd]) * k;
         }
-        for (std::size_t r = 0; r < R; ++r) d += static_cast<double>(p.q_pe[i * R + r]) * p.k_pe[j * R + r];
+        for (std::size_t r = 0; r < R; ++r) d += static_cast<double>(p.q_pe[i * R + r]) * keys.k_pe[j * R + r];
         sc[j] = d * scale;
         m = std::max(m, sc[j]);
       }
       double S = 0;
-      for (std::size_t j = 0; j <= t; ++j) {
+      for (std::size_t j = 0; j <= last; ++j) {
         sc[j] = exp_f64_pinned(sc[j] - m);
         S += sc[j];
       }
       std::fill(acc.begin(), acc.end(), 0.0);
-      for (std::size_t j = 0; j <= t; ++j)
+      for (std::size_t j = 0; j <= last; ++j)
         for (int dd = 0; dd < s.v; ++dd) {
           double v = 0;
           const float* wr = w_uv(w, s, static_cast<int>(h), dd);
-          for (std::size_t c = 0; c < C; ++c) v += static_cast<double>(wr[c]) * p.latent[j * C + c];
+          for (std::size_t c = 0; c < C; ++c) v += static_cast<double>(wr[c]) * keys.latent[j * C + c];
           acc[dd] += sc[j] / S * v;
         }
       for (int dd = 0; dd < s.v; ++dd) out[i * s.v + dd] = acc[dd];
@@ -387,19 +424,20 @@ std::vector<float> output_projection(const std::vector<float>& o, std::size_t T,
   return project_rows(o.data(), T, static_cast<std::size_t>(s.heads) * s.v, w.wo, s.hidden, s.wo);
 }
 
-ForwardResult forward(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, Form form, long start_pos) {
+ForwardResult forward(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, Form form, long start_pos,
+                      const Projected* prefix) {
   ForwardResult r;
   r.projected = project(x, T, w, s, start_pos);
-  r.attn = attention(r.projected, w, s, form);
+  r.attn = attention(r.projected, w, s, form, nullptr, prefix);
   r.out = output_projection(r.attn, T, w, s);
   return r;
 }
 
-FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
+FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& s, const Projected* prefix) {
   FormsComparison fc;
-  fc.absorbed = attention(p, w, s, Form::Absorbed, &fc.bound_absorbed);
-  fc.naive = attention(p, w, s, Form::Naive, &fc.bound_naive);
-  fc.exact = exact_attention(p, w, s, softmax_scale_value(s));
+  fc.absorbed = attention(p, w, s, Form::Absorbed, &fc.bound_absorbed, prefix);
+  fc.naive = attention(p, w, s, Form::Naive, &fc.bound_naive, prefix);
+  fc.exact = exact_attention(p, w, s, softmax_scale_value(s), prefix);
   const std::size_t n = fc.absorbed.size();
   std::vector<double> got(n), expected(n), bound(n);
   double maxexact = 0;

@@ -15,7 +15,10 @@
 //  4. naive: o = R_attn(sum_j p_j v_j) in key order; absorbed: o_lat = R_attn(sum_j p_j c_j),
 //     o = R_attn(dot(W_UV, o_lat)).
 //  5. out = wo projection of o (heads*v wide).
-// start_pos shifts the RoPE positions of the T tokens; keys are the T tokens themselves.
+// start_pos shifts the RoPE positions of the T tokens. Keys: an optional prefix (the latents and
+// k_pe of earlier positions, e.g. a cache, as the reference's start_pos > 0 reads its kv_cache)
+// followed by the T tokens; query t sees the whole prefix and the call's tokens up to t. With the
+// same arithmetic per query, a prefill split into chunks gives the same bits as one call.
 #pragma once
 
 #include <cstddef>
@@ -51,12 +54,12 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
 // certified bound on |result - exact| where exact is the real-number attention of p's values
 // (exact_attention below). Derivation in forward.cpp.
 std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec, Form form,
-                             std::vector<double>* bound = nullptr);
+                             std::vector<double>* bound = nullptr, const Projected* prefix = nullptr);
 
 // The exact attention of p (float64 arithmetic with a pinned exp: within ~1e-15 relative of the
 // real-number result, far below every FP32 bound; the bounds add 2^-40 relative to cover it).
 std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec,
-                                    double softmax_scale);
+                                    double softmax_scale, const Projected* prefix = nullptr);
 
 struct ForwardResult {
   Projected projected;
@@ -64,7 +67,7 @@ struct ForwardResult {
   std::vector<float> out;   // [T, hidden]
 };
 ForwardResult forward(const float* x, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec, Form form,
-                      long start_pos);
+                      long start_pos, const Projected* prefix = nullptr);
 
 // The wo projection alone: o [T, heads*v] -> [T, hidden].
 std::vector<float> output_projection(const std::vector<float>& o, std::size_t tokens, const MlaWeights& w,
@@ -80,6 +83,7 @@ struct FormsComparison {
   double max_abs_difference = 0;
   double max_rel_difference = 0;  // max |a - n| / max |exact| (normwise)
 };
-FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& spec);
+FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& spec,
+                              const Projected* prefix = nullptr);
 
 }  // namespace fp8lab::mla
