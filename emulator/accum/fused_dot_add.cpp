@@ -88,6 +88,31 @@ std::uint32_t compose_fp32(bool negative, std::uint64_t mag, int q, OutputRoundi
   return out | (negative ? kSignMask : 0u);
 }
 
+// mag * 2^q rounded onto FP16's grid (IEEE binary16: 11 significant bits, quantum 2^-24),
+// returned as the FP32 bits of that value; from 2^16 after rounding the result is infinite.
+std::uint32_t compose_fp16(bool negative, std::uint64_t mag, int q, OutputRounding rounding) {
+  if (mag == 0) return 0u;
+  const int n = 64 - std::countl_zero(mag);
+  const int top = q + n - 1;
+  const int lsb = std::max(top - 10, -24);
+  const int shift = lsb - q;
+  std::uint64_t kept = mag;
+  int kept_q = q;
+  if (shift > 0) {
+    kept = shift_right(mag, shift);
+    if (rounding == OutputRounding::NearestEven && shift <= 64) {
+      const std::uint64_t rest = shift == 64 ? mag : mag & ((std::uint64_t{1} << shift) - 1);
+      const std::uint64_t half = std::uint64_t{1} << (shift - 1);
+      if (rest > half || (rest == half && (kept & 1u))) ++kept;
+    }
+    kept_q = lsb;
+  }
+  if (kept != 0 && kept_q + (64 - std::countl_zero(kept)) - 1 >= 16)
+    return kPositiveInf | (negative ? kSignMask : 0u);
+  // At most 12 bits above 2^-24: exact in FP32.
+  return compose_fp32(negative, kept, kept_q, OutputRounding::TowardZero);
+}
+
 // NaN and infinity (the MATLAB models' GEMM.m, which MMA-Sim agrees with): any NaN operand, or an
 // infinite product with a zero factor, or infinities of both signs, give NaN; otherwise an
 // infinity among the terms is the result. Returns false when every operand is finite.
@@ -163,6 +188,9 @@ std::uint32_t normalise(std::int64_t sum, int base, const TensorCoreModel& m) {
   if (sum == 0) return 0u;
   const bool negative = sum < 0;
   std::uint64_t mag = negative ? static_cast<std::uint64_t>(-sum) : static_cast<std::uint64_t>(sum);
+  // FP16 accumulators: one rounding onto FP16's grid (its 11 bits are the output precision), so
+  // FP16 subnormals are not rounded twice.
+  if (m.accumulator == AccumulatorFormat::Fp16) return compose_fp16(negative, mag, base, m.output_rounding);
   int q = base;
   const int n = 64 - std::countl_zero(mag);
   if (n > m.output_precision) {

@@ -13,7 +13,7 @@
 //      then the sign is applied;
 //   4. the integer sum is exact;
 //   5. the sum is normalised and rounded to `output_precision` significant bits
-//      (`output_rounding`), then to FP32 (subnormal results truncated onto FP32's grid,
+//      (`output_rounding`), then to the accumulator format: FP32 (subnormal results truncated onto FP32's grid,
 //      results of 2^128 and above are infinite, as in the MATLAB models' GEMM.m); an exactly
 //      zero sum is +0, a non-zero sum truncated to zero keeps its sign (-0 when negative);
 //   6. an instruction of k products with block < k is k/block such fused blocks in sequence,
@@ -33,6 +33,14 @@ namespace fp8lab {
 enum class OutputRounding : std::uint8_t {
   TowardZero,   // truncation of the normalised sum (every NVIDIA FP32-output preset)
   NearestEven,  // ties to even
+};
+
+// The accumulator format (C and D). FP16 results are returned as the float of the same value.
+enum class AccumulatorFormat : std::uint8_t {
+  Fp32,
+  Fp16,  // IEEE binary16: C must be an FP16 value (its alignment exponent is read as for FP32:
+         // no measurement covers an FP16-subnormal C); D is rounded once onto FP16's grid
+         // (11 significant bits, 2^-24 quantum, infinite from 2^16 after rounding)
 };
 
 // How well a preset is backed by the hardware measurements in shared/tc-measurements.
@@ -58,6 +66,7 @@ struct TensorCoreModel {
   int scale_block;           // block-scaled (MX) variants: products per UE8M0 scale, else 0
   Evidence evidence;
   const char* source;        // where the parameters come from, and what the data says
+  AccumulatorFormat accumulator = AccumulatorFormat::Fp32;
 };
 
 // The canonical name of a preset and its short alias ("" when none).

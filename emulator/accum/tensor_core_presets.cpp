@@ -33,9 +33,10 @@ constexpr int kFp32Emin = -126;  // bf16 and tf32 share FP32's exponent range
 constexpr TensorCoreModel row(const char* name, const char* alias, const char* fmt, int k, int block, int emin,
                               int mant, int frac, int precision, Evidence evidence, const char* source,
                               OutputRounding rounding = OutputRounding::TowardZero, bool exact = false,
-                              bool c_after = false, int scale_block = 0) {
-  return TensorCoreModel{name,     alias, fmt,     k,           block,    emin,  mant, frac, precision,
-                         rounding, exact, c_after, scale_block, evidence, source};
+                              bool c_after = false, int scale_block = 0,
+                              AccumulatorFormat accumulator = AccumulatorFormat::Fp32) {
+  return TensorCoreModel{name,     alias, fmt,     k,           block,    emin,   mant,       frac, precision,
+                         rounding, exact, c_after, scale_block, evidence, source, accumulator};
 }
 
 const std::array kPresets = {
@@ -67,6 +68,16 @@ const std::array kPresets = {
         "Khattak & Mikaitis (AdaTC.m: fma 16, neab -10); Ada/E4M3 5000/5000"),
     row("ada_mma_m16n8k32_f32_e5m2", "ada_fp8_e5m2", "e5m2", 32, 16, kE5m2Emin, 2, 13, 14, Evidence::Replayed,
         "Khattak & Mikaitis (AdaTC.m: fma 16, neab -10); Ada/E5M2 5000/5000"),
+    // Ada FP8 mma.sync with an FP16 accumulator (C and D FP16, .f16 variant): the same two halves
+    // and 13 alignment bits, each half's result rounded to nearest even in FP16 (MMA-Sim
+    // nv_ptx/sim.py: rho "RNE-FP16", blocks of 16). [data] Ada/E4M3, Ada/E5M2 d_Ada_fp16.txt:
+    // 5000/5000 each with C = the c file rounded to FP16.
+    row("ada_mma_m16n8k32_f16_e4m3", "ada_fp8_f16", "e4m3", 32, 16, kE4m3Emin, 3, 13, 11, Evidence::Replayed,
+        "MMA-Sim arXiv 2511.10909 (Ada FP8, RNE-FP16); Ada/E4M3 d_Ada_fp16 5000/5000",
+        OutputRounding::NearestEven, false, false, 0, AccumulatorFormat::Fp16),
+    row("ada_mma_m16n8k32_f16_e5m2", "ada_fp8_e5m2_f16", "e5m2", 32, 16, kE5m2Emin, 2, 13, 11, Evidence::Replayed,
+        "MMA-Sim arXiv 2511.10909 (Ada FP8, RNE-FP16); Ada/E5M2 d_Ada_fp16 5000/5000",
+        OutputRounding::NearestEven, false, false, 0, AccumulatorFormat::Fp16),
     // Ada and Ampere 16-bit / tf32 inputs: blocks of 8 (tf32: 4) products, 24 fractional bits
     // (neab 1), truncated FP32 output. [KM AdaTC.m, A100TC.m] The data has one block per sample.
     row("ada_mma_m16n8k16_f32_bf16", "ada_bf16", "bf16", 16, 8, kFp32Emin, 7, 24, 24, Evidence::Replayed,

@@ -96,6 +96,26 @@ TEST(AdaFp8, TwoHalvesChainThroughTheAccumulator) {
   EXPECT_EQ(run("hopper_fp8", a, b, 0), 0x3F800000u);
 }
 
+TEST(AdaFp8Fp16Accumulator, EachHalfRoundsToNearestFp16) {
+  // First half: 1 + 2^-6 * 2^-5 = 1 + 2^-11, a tie between the FP16 neighbours 1 and 1 + 2^-10
+  // -> even -> 1.0. Second half: C = 1.0 plus 1.5*2^-6 * 2^-4 = 1.5 * 2^-10, again a tie, between
+  // 1 + 2^-10 and 1 + 2^-9 -> even -> 1 + 2^-9. (One FP32 block would keep 1 + 2.5 * 2^-10.)
+  std::vector<float> a(32, 0.0f), b(32, 0.0f);
+  a[0] = b[0] = 1.0f;
+  a[1] = 0x1p-6f;
+  b[1] = 0x1p-5f;
+  EXPECT_EQ(run("ada_fp8_f16", a, b, 0), bits(1.0f));
+  a[16] = 0x1.8p-6f;  // 1.5 * 2^-6 * 2^-4 = 1.5 * 2^-10
+  b[16] = 0x1p-4f;
+  EXPECT_EQ(run("ada_fp8_f16", a, b, 0), bits(1.0f + 0x1p-9f));
+  // Beyond FP16's range: 448 * 448 * 2 >= 2^16 -> +Inf.
+  EXPECT_EQ(run("ada_fp8_f16", {448, 448}, {448, 448}, 0), 0x7F800000u);
+  // FP16 subnormal results sit on the 2^-24 grid: 2^-18 = 64 * 2^-24 is kept exactly, and so is
+  // an FP16-subnormal C = 2^-24 on its own.
+  EXPECT_EQ(run("ada_fp8_f16", {}, {}, 0x1p-24f), bits(0x1p-24f));
+  EXPECT_EQ(run("ada_fp8_f16", {0x1p-9f}, {0x1p-9f}, 0), bits(0x1p-18f));
+}
+
 TEST(Hopper16Bit, TwentyFiveAlignmentBitsAndTruncatedOutput) {
   // bf16: 1 + 2^-23 is kept (0x3F800001); 1 + 2^-25 is aligned exactly (F = 25) but the output
   // keeps 24 significant bits -> 1.0.
@@ -244,7 +264,7 @@ TEST(Oracle, TruncatingPresetsMatchTheBigIntegerFormulation) {
   std::mt19937_64 rng(20261129);
   for (const std::string& name : tensor_core_names()) {
     const TensorCoreModel& m = tensor_core_by_name(name);
-    if (m.exact_sum || m.scale_block != 0 || name != m.name) continue;
+    if (m.exact_sum || m.scale_block != 0 || name != m.name || m.accumulator != AccumulatorFormat::Fp32) continue;
     const Format& f = format_by_name(m.input_format);
     SCOPED_TRACE(name);
     std::vector<float> a(static_cast<std::size_t>(m.k)), b(a.size());

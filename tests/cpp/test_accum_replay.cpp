@@ -189,6 +189,41 @@ INSTANTIATE_TEST_SUITE_P(PublishedModelContradicted, TcReplay,
                                            Case{"B200", "E5M2", "blackwell_fp8_e5m2", 32, false, 3236}),
                          case_name);
 
+// FP16 accumulators: Ada FP8 mma.sync .f16 (d_Ada_fp16.txt, FP16 values written as FP32 bit
+// strings), C = the c file rounded to FP16 (the measuring kernel converts it); every sample.
+TEST(TcReplayFp16Output, AdaFp8WithFp16AccumulatorMatchesEverySample) {
+  const Format& fp16 = format_by_name("fp16");
+  for (const auto& [fmt, preset] : {std::pair{"E4M3", "ada_fp8_f16"}, std::pair{"E5M2", "ada_fp8_e5m2_f16"}}) {
+    DataSet ds;
+    std::string why;
+    if (!load("Ada", fmt, ds, why)) GTEST_SKIP() << why;
+    const fs::path f16 = data_dir() / "Ada" / fmt / "d_Ada_fp16.txt";
+    if (!fs::exists(f16)) GTEST_SKIP() << "missing " << f16.string();
+    const std::vector<std::uint32_t> d16 = read_binary_lines(f16);
+    ASSERT_EQ(d16.size(), 5000u);
+    const TensorCoreModel& m = tensor_core_by_name(preset);
+    int matches = 0;
+    std::string first;
+    float a[32], b[32];
+    for (std::size_t i = 0; i < d16.size(); ++i) {
+      for (std::size_t j = 0; j < 32; ++j) {
+        a[j] = f32(ds.a[i * 32 + j]);
+        b[j] = f32(ds.b[i * 32 + j]);
+      }
+      const float c16 = static_cast<float>(round_to_format(f32(ds.c[i]), fp16));
+      const std::uint32_t got = u32(fused_dot_add(a, b, c16, m));
+      if (got == d16[i]) {
+        ++matches;
+      } else if (first.empty()) {
+        first = "sample " + std::to_string(i) + ": model " + std::to_string(got) + ", hardware " + std::to_string(d16[i]);
+      }
+    }
+    std::cout << "[ replay ] Ada/" << fmt << " FP16 output through " << preset << ": " << matches
+              << "/5000 bit-identical\n";
+    EXPECT_EQ(matches, 5000) << first;
+  }
+}
+
 // H100 FP8 with FP16 output (d_H100_fp16.txt, FP16 values written as FP32 bit strings): the
 // published model (MMA-Sim nv_ptx/sim.py, WGMMA with an f16 accumulator: C and D in FP16, the
 // same 13-bit alignment, then "RNE-FP16") does NOT reproduce the files; REFERENCE.md: neither
