@@ -10,6 +10,12 @@
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 
+// The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
+// note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace fp8lab {
 namespace {
 
@@ -71,7 +77,7 @@ inline Lanes load(const std::int32_t* p) {
   return v;
 }
 inline void store(std::int32_t* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
-inline Lanes select(Lanes mask, Lanes yes, Lanes no) { return (yes & mask) | (no & ~mask); }
+inline Lanes select(const Lanes& mask, const Lanes& yes, const Lanes& no) { return (yes & mask) | (no & ~mask); }
 
 }  // namespace
 
