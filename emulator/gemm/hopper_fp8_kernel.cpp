@@ -76,7 +76,7 @@ inline Lanes load(const std::int32_t* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(std::int32_t* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
 inline Lanes select(const Lanes& mask, const Lanes& yes, const Lanes& no) { return (yes & mask) | (no & ~mask); }
 
 }  // namespace
