@@ -9,6 +9,7 @@
 
 #include <cstddef>
 
+#include "gpu/quant_scale.hpp"
 #include "quant/qtensor.hpp"
 #include "quant/scale_rule.hpp"
 
@@ -17,6 +18,9 @@ namespace fp8lab::gpu {
 // Throws std::invalid_argument naming the argument: null x with a non-empty shape, fmt other than
 // e4m3, a rule that does not validate or uses the MX shared exponent. NoDevice without a device.
 QTensor sm90_fp8_quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, const ScaleRule& rule);
+
+// The kernel's view of a rule (throws nothing; validate first).
+QuantRule quant_rule_of(const ScaleRule& rule);
 
 // The argument checks alone (no device needed).
 void validate_sm90_fp8_quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, const ScaleRule& rule);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -315,6 +316,53 @@ TEST(QuantHost, ArgumentChecks) {
   if (!device_status().available) {
     EXPECT_THROW(sm90_fp8_quantize(x, 1, 4, Tile{1, 128}, scale_rule_by_name("deepseek")), NoDevice);
   }
+}
+
+// The kernel's per-tile code (gpu/quant_scale.hpp, the functions the kernel calls) run on the host
+// with cuda_fp8.h's host conversion must equal quantize() bit for bit: elements, scales, UE8M0
+// bytes, for every rule the kernel takes, on zero / extreme / NaN / ragged tiles.
+TEST(QuantHost, KernelTileCodeOnTheHostEqualsQuantize) {
+  int checked = 0;
+  for (const char* name : {"deepseek", "deepgemm", "deepseek_ue8m0", "deepgemm_ue8m0", "te", "te_fp32", "vllm",
+                           "flashmla_cache"}) {
+    const ScaleRule& rule = scale_rule_by_name(name);
+    const QuantRule qr = quant_rule_of(rule);
+    for (Tile tile : {Tile{1, 128}, Tile{128, 128}}) {
+      const std::size_t rows = 130, cols = 300;
+      std::vector<float> x(rows * cols);
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const std::size_t r = i / cols, c = i % cols;
+        float v = std::sin(0.61f * float(i)) * std::ldexp(1.0f, int(r % 40) - 20);
+        if (c < 128 && r % 7 == 0) v = 0.0f;                       // all-zero 1x128 blocks
+        if (r % 11 == 1) v *= 1e30f;                               // extreme rows (amax -> inf/overflow)
+        if (r % 13 == 2) v = std::ldexp(v, -120);                  // subnormal-range rows
+        if (r == 5 && c == 200) v = std::numeric_limits<float>::quiet_NaN();
+        x[i] = v;
+      }
+      const QTensor want = quantize(x.data(), rows, cols, tile, "e4m3", rule);
+      const std::size_t tr = want.tile_rows_eff(), tc = want.tile_cols_eff(), gc = want.tile_grid_cols();
+      for (std::size_t t = 0; t < want.scales.size(); ++t) {
+        const std::size_t r0 = (t / gc) * tr, c0 = (t % gc) * tc;
+        float amax = 0.0f;
+        for (std::size_t r = r0; r < std::min(rows, r0 + tr); ++r)
+          for (std::size_t c = c0; c < std::min(cols, c0 + tc); ++c) amax = quant_amax_step(amax, x[r * cols + c], qr.amax_nan);
+        const QuantScale s = quant_tile_scale(amax, qr);
+        std::uint32_t got_s, want_s;
+        std::memcpy(&got_s, &s.dequant, 4);
+        std::memcpy(&want_s, &want.scales[t], 4);
+        ASSERT_EQ(got_s, want_s) << name << " tile " << t << " amax " << amax;
+        if (!want.scale_bits_ue8m0.empty()) {
+          ASSERT_EQ(s.ue8m0, want.scale_bits_ue8m0[t]) << name << " tile " << t;
+        }
+        for (std::size_t r = r0; r < std::min(rows, r0 + tr); ++r)
+          for (std::size_t c = c0; c < std::min(cols, c0 + tc); ++c)
+            ASSERT_EQ(quant_element(x[r * cols + c], s, qr), want.bits[r * cols + c])
+                << name << " [" << r << ", " << c << "] x = " << x[r * cols + c];
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 100);
 }
 
 TEST(RouterHost, ArgumentChecks) {
