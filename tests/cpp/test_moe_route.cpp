@@ -73,7 +73,7 @@ TEST(MoeRoute, NaiveAgreesOnGaussianLogitsForEveryRecipe) {
 TEST(MoeRoute, NaiveAgreesOnEngineeredTiesNegativeBiasAndNaN) {
   std::mt19937_64 rng(11);
   std::uniform_int_distribution<int> level(0, 3), noise(0, 60), pick(0, 99);
-  for (const std::string& name : {"deepseek_v3", "deepseek_v3_fp32_bias", "deepseek_v3_hf"}) {
+  for (const char* name : {"deepseek_v3", "deepseek_v3_fp32_bias", "deepseek_v3_hf"}) {
     const RouterSpec spec = router_recipe(name);
     const std::size_t T = 300, E = 256;
     std::vector<float> scores(T * E);
