@@ -8,41 +8,19 @@
 
 #include "gpu/device.hpp"
 #include "gpu/device_buffer.hpp"
+#include "gpu/router_select.hpp"
 
 namespace fp8lab::gpu {
 
 namespace {
 
-constexpr int kMaxExperts = 1024;
-constexpr int kMaxTopk = 64;
-
-struct RouterParams {
-  int experts, topk, groups, topk_groups;
-  bool group_top2;  // GroupScore::Top2Sum (else Max)
-  bool renormalize;
-  float epsilon, scale;
-  bool scale_weights;
-};
-
-// moe/route.hpp's order: a larger key is preferred; NaN has the smallest key; -0 and +0 share one.
-__device__ __forceinline__ unsigned order_key(float x) {
-  if (x != x) return 0u;
-  unsigned u = __float_as_uint(x);
-  if ((u & 0x7FFFFFFFu) == 0) u = 0;  // -0 -> +0
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-// Key with the index: ties go to the lower index.
-__device__ __forceinline__ unsigned long long ranked(float x, unsigned i) {
-  return (static_cast<unsigned long long>(order_key(x)) << 32) | (0xFFFFFFFFu - i);
-}
-
 __global__ void router_kernel(const float* logits, const float* bias, RouterParams p, float* scores, int* ids,
                               float* weights) {
-  __shared__ float s[kMaxExperts], sel[kMaxExperts];
+  __shared__ float s[kRouterMaxExperts], sel[kRouterMaxExperts];
   // Selection scratch in shared memory too, so that the kernel uses no local memory (stack).
-  __shared__ unsigned long long gkey[kMaxExperts / 2];
-  __shared__ bool group_ok[kMaxExperts / 2];
-  __shared__ int chosen[kMaxTopk];
+  __shared__ unsigned long long gkey[kRouterMaxExperts / 2];
+  __shared__ bool group_ok[kRouterMaxExperts / 2];
+  __shared__ int chosen[kRouterMaxTopk];
   const std::size_t t = blockIdx.x;
   for (int e = threadIdx.x; e < p.experts; e += blockDim.x) {
     const float x = logits[t * p.experts + e];
@@ -53,59 +31,17 @@ __global__ void router_kernel(const float* logits, const float* bias, RouterPara
   }
   __syncthreads();
   if (threadIdx.x != 0) return;
-
-  // Group limit: eligible[g] for the topk_groups best groups.
-  const int per = p.experts / p.groups;
-  for (int g = 0; g < p.groups; ++g) group_ok[g] = p.groups <= 1;
-  if (p.groups > 1) {
-    for (int g = 0; g < p.groups; ++g) {
-      unsigned long long k1 = 0, k2 = 0;
-      int i1 = 0, i2 = 0;
-      for (int i = 0; i < per; ++i) {
-        const unsigned long long k = ranked(sel[g * per + i], i);
-        if (k > k1) {
-          k2 = k1, i2 = i1;
-          k1 = k, i1 = i;
-        } else if (k > k2) {
-          k2 = k, i2 = i;
-        }
-      }
-      const float score = p.group_top2 ? __fadd_rn(sel[g * per + i1], sel[g * per + i2]) : sel[g * per + i1];
-      gkey[g] = ranked(score, g);
-    }
-    for (int j = 0; j < p.topk_groups; ++j) {
-      int best = -1;
-      for (int g = 0; g < p.groups; ++g)
-        if (!group_ok[g] && (best < 0 || gkey[g] > gkey[best])) best = g;
-      group_ok[best] = true;
-    }
-  }
-  // Top-k experts among the eligible ones, by repeated selection of the largest remaining key.
-  unsigned long long last = ~0ull;
-  for (int j = 0; j < p.topk; ++j) {
-    int best = -1;
-    unsigned long long bestk = 0;
-    for (int e = 0; e < p.experts; ++e) {
-      if (!group_ok[e / per]) continue;
-      const unsigned long long k = ranked(sel[e], e);
-      if (k < last && (best < 0 || k > bestk)) best = e, bestk = k;
-    }
-    chosen[j] = best;
-    last = bestk;
-  }
-  float sum = 0.0f;
-  for (int j = 0; j < p.topk; ++j) sum = __fadd_rn(sum, s[chosen[j]]);  // selection order, as the emulator
-  const float denom = __fadd_rn(sum, p.epsilon);
-  for (int j = 0; j < p.topk; ++j) {
-    float w = s[chosen[j]];
-    if (p.renormalize) w = __fdiv_rn(w, denom);
-    if (p.scale_weights) w = __fmul_rn(w, p.scale);
-    ids[t * p.topk + j] = chosen[j];
-    weights[t * p.topk + j] = w;
-  }
+  router_select_token(s, sel, p, gkey, group_ok, chosen, ids + t * p.topk, weights + t * p.topk);
 }
 
 }  // namespace
+
+RouterParams router_params_of(const moe::RouterSpec& spec) {
+  return RouterParams{spec.experts, spec.topk, spec.groups, spec.topk_groups,
+                      spec.group_score == moe::GroupScore::Top2Sum, spec.renormalize,
+                      static_cast<float>(spec.renorm_epsilon), static_cast<float>(spec.routed_scale),
+                      spec.scale_target == moe::ScaleTarget::Weights};
+}
 
 void validate_gpu_router(const float* logits, std::size_t tokens, const moe::RouterSpec& spec) {
   spec.validate();
@@ -115,8 +51,8 @@ void validate_gpu_router(const float* logits, std::size_t tokens, const moe::Rou
   if (spec.gate_format != GateFormat::Fp32) throw std::invalid_argument("spec.gate_format: the GPU router computes in fp32 only");
   if (spec.bias_format != BiasFormat::Fp32) throw std::invalid_argument("spec.bias_format: the GPU router takes an fp32 bias only");
   if (spec.nodes != 0) throw std::invalid_argument("spec.nodes: node-limited routing is not implemented on the GPU");
-  if (spec.experts > kMaxExperts) throw std::invalid_argument("spec.experts: " + std::to_string(spec.experts) + " > 1024");
-  if (spec.topk > kMaxTopk) throw std::invalid_argument("spec.topk: " + std::to_string(spec.topk) + " > 64");
+  if (spec.experts > kRouterMaxExperts) throw std::invalid_argument("spec.experts: " + std::to_string(spec.experts) + " > 1024");
+  if (spec.topk > kRouterMaxTopk) throw std::invalid_argument("spec.topk: " + std::to_string(spec.topk) + " > 64");
   if (spec.groups > 1 && spec.group_score == GroupScore::Top2Sum && spec.experts_per_group() < 2) {
     throw std::invalid_argument("spec.groups: top-2-sum group scores need at least 2 experts per group");
   }
@@ -135,10 +71,7 @@ GpuRouting router_sigmoid_groups(const float* logits, std::size_t tokens, const 
   DeviceBuffer<float> dl(std::vector<float>(logits, logits + tokens * E)), db, ds(tokens * E), dw(tokens * K);
   if (bias) db = DeviceBuffer<float>(std::vector<float>(bias, bias + E));
   DeviceBuffer<int> di(tokens * K);
-  const RouterParams p{spec.experts, spec.topk, spec.groups, spec.topk_groups,
-                       spec.group_score == moe::GroupScore::Top2Sum, spec.renormalize,
-                       static_cast<float>(spec.renorm_epsilon), static_cast<float>(spec.routed_scale),
-                       spec.scale_target == moe::ScaleTarget::Weights};
+  const RouterParams p = router_params_of(spec);
   router_kernel<<<unsigned(tokens), 256>>>(dl.data(), bias ? db.data() : nullptr, p, ds.data(), di.data(), dw.data());
   check_cuda(cudaGetLastError(), "router_kernel launch");
   check_cuda(cudaDeviceSynchronize(), "router_kernel");

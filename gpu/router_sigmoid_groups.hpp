@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "gpu/router_select.hpp"
 #include "moe/router_spec.hpp"
 
 namespace fp8lab::gpu {
@@ -25,6 +26,9 @@ struct GpuRouting {
 // Throws std::invalid_argument naming the RouterSpec field the kernel does not implement (bf16
 // gate or bias, softmax, nodes, more than 1024 experts, topk > 64) or a null logits pointer.
 void validate_gpu_router(const float* logits, std::size_t tokens, const moe::RouterSpec& spec);
+
+// The kernel's view of a spec (validate first).
+RouterParams router_params_of(const moe::RouterSpec& spec);
 
 // logits [tokens, experts] row-major; bias [experts] or null. NoDevice without a device.
 GpuRouting router_sigmoid_groups(const float* logits, std::size_t tokens, const float* bias,

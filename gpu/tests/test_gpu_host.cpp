@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,7 @@
 #include "gpu/sm90_fp8_gemm_promoted.hpp"
 #include "gpu/sm90_fp8_quant.hpp"
 #include "gpu/tc_probe.hpp"
+#include "moe/route.hpp"
 #include "moe/router_spec.hpp"
 #include "quant/quantize.hpp"
 
@@ -363,6 +365,49 @@ TEST(QuantHost, KernelTileCodeOnTheHostEqualsQuantize) {
     }
   }
   EXPECT_GT(checked, 100);
+}
+
+// The kernel's selection code (gpu/router_select.hpp) run on the host must give
+// moe::route_from_scores()'s ids (in order) and weight bits: exact ties, -0/+0, NaN scores,
+// negative biases, groups where every biased score is negative.
+TEST(RouterHost, KernelSelectionOnTheHostEqualsRouteFromScores) {
+  for (const char* recipe : {"deepseek_v3_hf", "sglang_output_scale"}) {
+    moe::RouterSpec spec = moe::router_recipe(recipe);
+    for (int variant = 0; variant < 3; ++variant) {
+      if (variant == 2) spec.group_score = moe::GroupScore::Max;
+      const std::size_t tokens = 40, E = std::size_t(spec.experts);
+      std::vector<float> scores(tokens * E), bias(E);
+      for (std::size_t e = 0; e < E; ++e) bias[e] = variant == 1 ? -2.0f : float(int(e % 9) - 6) / 8.0f;
+      for (std::size_t i = 0; i < scores.size(); ++i) {
+        const std::size_t t = i / E;
+        float v = float((i * 2654435761u) % 1000) / 1000.0f;
+        if (t % 4 == 1) v = float((i % E) % 5) / 4.0f;  // many exact ties
+        if (t % 4 == 2 && i % 17 == 0) v = std::numeric_limits<float>::quiet_NaN();
+        if (t % 4 == 3 && i % 3 == 0) v = -0.0f;
+        scores[i] = v;
+      }
+      const moe::RouteResult want = moe::route_from_scores(scores.data(), tokens, bias.data(), spec);
+      const RouterParams p = router_params_of(spec);
+      std::vector<float> sel(E);
+      std::vector<unsigned long long> gkey(std::size_t(spec.groups));
+      std::unique_ptr<bool[]> group_ok(new bool[std::size_t(spec.groups)]);
+      std::vector<int> chosen(std::size_t(spec.topk)), ids(std::size_t(spec.topk));
+      std::vector<float> w(std::size_t(spec.topk));
+      for (std::size_t t = 0; t < tokens; ++t) {
+        const float* s = &scores[t * E];
+        for (std::size_t e = 0; e < E; ++e) sel[e] = s[e] + bias[e];
+        router_select_token(s, sel.data(), p, gkey.data(), group_ok.get(), chosen.data(), ids.data(), w.data());
+        for (int j = 0; j < spec.topk; ++j) {
+          const std::size_t at = t * std::size_t(spec.topk) + std::size_t(j);
+          ASSERT_EQ(ids[std::size_t(j)], want.ids[at]) << recipe << " variant " << variant << " token " << t << " rank " << j;
+          std::uint32_t a, b;
+          std::memcpy(&a, &w[std::size_t(j)], 4);
+          std::memcpy(&b, &want.weights[at], 4);
+          ASSERT_EQ(a, b) << recipe << " variant " << variant << " token " << t << " weight " << j;
+        }
+      }
+    }
+  }
 }
 
 TEST(RouterHost, ArgumentChecks) {
