@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <optional>
 
 #include "arrays.hpp"
 #include "mla/decode.hpp"
@@ -87,6 +88,26 @@ std::vector<float> tokens_input(const py::object& x, const MlaSpec& s, std::size
                           py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
   T = static_cast<std::size_t>(a.shape(0));
   return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+// Optional prefix keys (latent [P, kv_lora], k_pe [P, rope]) as a Projected with only those filled.
+std::optional<Projected> prefix_from(const py::object& latent, const py::object& k_pe, const MlaSpec& s) {
+  if (latent.is_none() && k_pe.is_none()) return std::nullopt;
+  if (latent.is_none() || k_pe.is_none())
+    throw py::value_error("prefix: give both prefix_latent and prefix_k_pe, or neither");
+  auto la = require_dtype<float>(latent, "prefix_latent", "float32");
+  auto ka = require_dtype<float>(k_pe, "prefix_k_pe", "float32");
+  if (la.ndim() != 2 || la.shape(1) != s.kv_lora)
+    throw py::value_error("prefix_latent: expected shape [P, " + std::to_string(s.kv_lora) + "], got " +
+                          py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
+  if (ka.ndim() != 2 || ka.shape(0) != la.shape(0) || ka.shape(1) != s.rope)
+    throw py::value_error("prefix_k_pe: expected shape [" + std::to_string(la.shape(0)) + ", " + std::to_string(s.rope) +
+                          "], got " + py::str(py::tuple(py::cast(shape_of(ka)))).cast<std::string>());
+  Projected p;
+  p.tokens = static_cast<std::size_t>(la.shape(0));
+  p.latent.assign(la.data(), la.data() + la.size());
+  p.k_pe.assign(ka.data(), ka.data() + ka.size());
+  return p;
 }
 
 py::dict projected_dict(const Projected& p, const MlaSpec& s) {
@@ -201,7 +222,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     return weights_to(w, s);
   }, py::arg("spec_json"), py::arg("seed"));
   m.def("mla_forward", [](const py::object& x, const py::dict& wd, const std::string& json, const std::string& form,
-                          long start_pos) {
+                          long start_pos, const py::object& prefix_latent, const py::object& prefix_k_pe) {
     const MlaSpec s = spec_from_json(json);
     const Form f = form_by_name(form);
     const MlaWeights w = weights_from(wd, s);
@@ -209,11 +230,12 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     const auto xv = tokens_input(x, s, T);
     if (T == 0) throw py::value_error("x: at least one token is needed");
     if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
+    const std::optional<Projected> prefix = prefix_from(prefix_latent, prefix_k_pe, s);
     ForwardResult r;
     std::vector<float> qa;
     {
       py::gil_scoped_release rel;
-      r = forward(xv.data(), T, w, s, f, start_pos);
+      r = forward(xv.data(), T, w, s, f, start_pos, prefix ? &*prefix : nullptr);
       qa = absorbed_query(r.projected, w, s);
     }
     py::dict d = projected_dict(r.projected, s);
@@ -222,19 +244,22 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     d["attn"] = to_numpy(r.attn, {Tp, s.heads, s.v});
     d["q_absorbed"] = to_numpy(qa, {Tp, s.heads, s.cache_dim()});
     return d;
-  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"), py::arg("start_pos"));
-  m.def("mla_compare_forms", [](const py::object& x, const py::dict& wd, const std::string& json, long start_pos) {
+  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"), py::arg("start_pos"),
+     py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
+  m.def("mla_compare_forms", [](const py::object& x, const py::dict& wd, const std::string& json, long start_pos,
+                                const py::object& prefix_latent, const py::object& prefix_k_pe) {
     const MlaSpec s = spec_from_json(json);
     const MlaWeights w = weights_from(wd, s);
     std::size_t T = 0;
     const auto xv = tokens_input(x, s, T);
     if (T == 0) throw py::value_error("x: at least one token is needed");
     if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
+    const std::optional<Projected> prefix = prefix_from(prefix_latent, prefix_k_pe, s);
     FormsComparison fc;
     {
       py::gil_scoped_release rel;
       const Projected p = project(xv.data(), T, w, s, start_pos);
-      fc = compare_forms(p, w, s);
+      fc = compare_forms(p, w, s, prefix ? &*prefix : nullptr);
     }
     const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.v};
     py::dict d;
@@ -249,7 +274,8 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     d["max_abs_difference"] = fc.max_abs_difference;
     d["max_rel_difference"] = fc.max_rel_difference;
     return d;
-  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("start_pos"));
+  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("start_pos"),
+     py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
   m.def("mla_build_cache", [](const py::object& latents, const py::object& k_pe, const py::object& seqlens,
                               const std::string& json, const py::object& block_order) {
     const MlaSpec s = spec_from_json(json);

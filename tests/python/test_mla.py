@@ -320,3 +320,18 @@ def test_decode_deepseek_dims_within_bound_and_wrong_scale_caught(cache):
     assert 0.1 < v["max_out_ratio"] <= 1
     wrong = mla.compare(out3, lse3, q[:, 0], c, table, seqlens, spec.replace(softmax_scale="flashmla"))
     assert not wrong["ok"] and "violation" in wrong["lse_summary"]
+
+
+def test_chunked_prefill_is_bit_identical():
+    w = mla.init_weights(SMALL, 2)
+    x = bf16(np.random.default_rng(3).uniform(-1.7, 1.7, (10, SMALL.hidden)))
+    whole = mla.forward(x, w, SMALL, "naive", start_pos=5)
+    head = mla.forward(x[:7], w, SMALL, "naive", start_pos=5)
+    tail = mla.forward(x[7:], w, SMALL, "naive", start_pos=12, prefix=head)
+    assert np.array_equal(tail["out"].view(np.uint32), whole["out"][7:].view(np.uint32))
+    r = mla.compare_forms(x[7:], w, SMALL, start_pos=12, prefix=head)
+    assert r["verdict"]["kind"] != "violation"
+    with pytest.raises(TypeError, match="prefix"):
+        mla.forward(x, w, SMALL, prefix=[1, 2])
+    with pytest.raises(ValueError, match="prefix_k_pe"):
+        mla.forward(x, w, SMALL, prefix={"latent": head["latent"], "k_pe": head["k_pe"][:-1]})

@@ -130,10 +130,21 @@ def init_weights(spec, seed: int) -> dict:
     return dict(_core.mla_init_weights(_spec_json(spec), int(seed)))
 
 
-def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0) -> dict:
-    """Prefill of x [tokens, hidden]: causal attention over these tokens at positions
-    start_pos.. . Returns out [T, hidden], attn [T, heads, v] and the intermediates q_nope, q_pe,
-    latent [T, kv_lora], k_pe [T, rope], q_absorbed [T, heads, kv_lora+rope] (decode's query)."""
+def _prefix(prefix):
+    if prefix is None:
+        return None, None
+    if not isinstance(prefix, dict) or "latent" not in prefix or "k_pe" not in prefix:
+        raise TypeError("prefix: expected a dict with 'latent' [P, kv_lora] and 'k_pe' [P, rope] "
+                        "(e.g. an earlier forward's result)")
+    return _f32(prefix["latent"], "prefix['latent']"), _f32(prefix["k_pe"], "prefix['k_pe']")
+
+
+def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0, prefix: dict | None = None) -> dict:
+    """Prefill of x [tokens, hidden] at positions start_pos.. : causal attention over ``prefix``'s
+    keys (latent and k_pe of earlier positions, e.g. an earlier forward's result; a chunked
+    prefill gives the same bits as one call) and these tokens. Returns out [T, hidden], attn
+    [T, heads, v] and the intermediates q_nope, q_pe, latent [T, kv_lora], k_pe [T, rope],
+    q_absorbed [T, heads, kv_lora+rope] (decode's query)."""
     if form not in ("naive", "absorbed"):
         raise ValueError(f"form: expected 'naive' or 'absorbed', got {form!r}")
     if not isinstance(weights, dict):
@@ -141,15 +152,17 @@ def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0) 
     if int(start_pos) < 0:
         raise ValueError(f"start_pos: must be >= 0, got {start_pos}")
     w = {k: _f32(v, f"weights[{k!r}]") for k, v in weights.items()}
-    return dict(_core.mla_forward(_f32(x, "x"), w, _spec_json(spec), form, int(start_pos)))
+    pl, pk = _prefix(prefix)
+    return dict(_core.mla_forward(_f32(x, "x"), w, _spec_json(spec), form, int(start_pos), pl, pk))
 
 
-def compare_forms(x, weights: dict, spec, start_pos: int = 0) -> dict:
+def compare_forms(x, weights: dict, spec, start_pos: int = 0, prefix: dict | None = None) -> dict:
     """Absorbed vs naive attention on the same projections, with the certified bounds of both
     against the exact attention. Returns a dict with 'verdict' (fp8lab verdict vocabulary),
     the outputs, exact values, bounds and max_observed_over_bound."""
     w = {k: _f32(v, f"weights[{k!r}]") for k, v in weights.items()}
-    d = dict(_core.mla_compare_forms(_f32(x, "x"), w, _spec_json(spec), int(start_pos)))
+    pl, pk = _prefix(prefix)
+    d = dict(_core.mla_compare_forms(_f32(x, "x"), w, _spec_json(spec), int(start_pos), pl, pk))
     d["verdict"] = json.loads(d.pop("verdict_json"))
     return d
 
