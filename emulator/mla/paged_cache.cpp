@@ -55,6 +55,19 @@ void write_row(std::uint8_t* row, const float* lat, const float* kpe, const MlaS
   }
   const Format& e4m3 = format_by_name("e4m3");
   EncodeOptions opt;  // nearest even; no value exceeds 448 after the ceiling scale
+  // A BF16 value divided by a power of two is again a BF16 value (the exponent range is float's),
+  // so the cast is a lookup on the top 16 bits: the table holds encode() of every BF16 pattern.
+  static const std::vector<std::uint8_t> from_bf16 = [] {
+    std::vector<std::uint8_t> t(65536);
+    const Format& f8 = format_by_name("e4m3");
+    for (std::uint32_t b = 0; b < 65536; ++b) {
+      const std::uint32_t u = b << 16;
+      float x;
+      std::memcpy(&x, &u, 4);
+      t[b] = static_cast<std::uint8_t>(encode(static_cast<double>(x), f8, EncodeOptions{}));
+    }
+    return t;
+  }();
   for (std::size_t tile = 0; tile < C / 128; ++tile) {
     float bf[128];
     float amax = 0;
@@ -66,7 +79,10 @@ void write_row(std::uint8_t* row, const float* lat, const float* kpe, const MlaS
     store_f32le(row + C + 4 * tile, scale);
     for (std::size_t i = 0; i < 128; ++i) {
       const float q = bf[i] / scale;  // exact: scale is a power of two (barring underflow)
-      row[tile * 128 + i] = static_cast<std::uint8_t>(encode(static_cast<double>(q), e4m3, opt));
+      std::uint32_t u;
+      std::memcpy(&u, &q, 4);
+      row[tile * 128 + i] = (u & 0xFFFFu) == 0 ? from_bf16[u >> 16]
+                                               : static_cast<std::uint8_t>(encode(static_cast<double>(q), e4m3, opt));
     }
   }
   const std::size_t rope_at = C + 4 * (C / 128);
