@@ -42,6 +42,25 @@ std::vector<ScaleRule> make_table() {
   ds8.source = "DeepSeek-V3 inference/kernel.py act_quant(scale_fmt='ue8m0'); scales stay float32 as in the source";
   ds8.pow2 = Pow2::CeilLog2;
   t.push_back(ds8);
+  // DeepSeek-V3.2-Exp / V4 inference/kernel.py act_quant_kernel (TileLang, fast math disabled):
+  // fp8_max_inv = 1 / fp8_max, amax = max(amax, 1e-4), s = amax * fp8_max_inv — a multiply by the
+  // rounded reciprocal, not a division — or, with round_scale, fast_round_scale: exponent field
+  // + (mantissa != 0) read off the float32's bits (no clamp; exact for the normal s the floor
+  // guarantees); y = clamp(x / s, -448, 448), then the cast.
+  ScaleRule v32 = row("deepseek_v32", "DeepSeek-V3.2-Exp inference/kernel.py act_quant (TileLang): s = amax * (1/448)");
+  v32.amax_nan = AmaxNan::Ignore;
+  v32.floor_at = FloorAt::Amax;
+  v32.epsilon = 1e-4f;
+  v32.form = ScaleForm::AmaxTimesInvFmax;
+  v32.apply = Apply::Divide;
+  v32.clamp_before_cast = true;
+  v32.cast_overflow = Overflow::Saturate;
+  t.push_back(v32);
+  ScaleRule v32u = v32;
+  v32u.name = "deepseek_v32_ue8m0";
+  v32u.source = "DeepSeek-V3.2-Exp inference/kernel.py act_quant(round_scale=True): fast_round_scale, float32 scales";
+  v32u.pow2 = Pow2::CeilLog2;
+  t.push_back(v32u);
   // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8:
   // x_amax = x.abs().float().amax(...).clamp(1e-4); sf = x_amax / 448.0;
   // (x * (1.0 / sf)).to(torch.float8_e4m3fn) — a reciprocal then a multiply, and PyTorch's

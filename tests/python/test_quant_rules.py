@@ -80,6 +80,23 @@ def ref_deepseek(x, tile, fmt, ue8m0=False):
     return unblock(cast_satfinite(q, fmt), x.shape), s[:, 0, :, 0]
 
 
+def ref_deepseek_v32(x, tile, fmt, round_scale=False):
+    """DeepSeek-V3.2-Exp inference/kernel.py act_quant_kernel (TileLang): fp8_max_inv = 1 / 448;
+    amax = max(amax, 1e-4); s = amax * fp8_max_inv, or fast_round_scale: bits = reinterpret(s),
+    exp = ((bits >> 23) & 0xFF) - 127 + (mantissa != 0), s = reinterpret((exp + 127) << 23);
+    y = clamp(x / s, -448, 448) cast to FP8."""
+    v = blocks(x, tile)
+    a = np.fmax(amax_ignore(v), F(1e-4))
+    s = (a * F(1.0 / float(FMAX[fmt]))).astype(F)
+    if round_scale:
+        bits = s.view(np.uint32).astype(np.int64)
+        e = ((bits >> 23) & 0xFF) - 127 + ((bits & 0x7FFFFF) != 0)
+        s = ((e + 127) << 23).astype(np.uint32).view(F)
+    with np.errstate(all="ignore"):
+        q = np.clip((v / s).astype(F), -FMAX[fmt], FMAX[fmt])
+    return unblock(cast_torch(q, fmt), x.shape), s[:, 0, :, 0]
+
+
 def ref_deepgemm(x, tile, fmt, ue8m0=False):
     """DeepGEMM per_token_cast_to_fp8: x_amax = x.abs().float().amax().clamp(1e-4); sf = amax / 448;
     ceil_to_ue8m0: exp = ((bits >> 23) & 0xFF) + (bits & 0x7FFFFF).bool(), clamp(1, 254), << 23;
@@ -173,6 +190,8 @@ def ref_mx(x, tile, fmt):
 REFS = {
     "deepseek": lambda x, t, f: ref_deepseek(x, t, f),
     "deepseek_ue8m0": lambda x, t, f: ref_deepseek(x, t, f, ue8m0=True),
+    "deepseek_v32": lambda x, t, f: ref_deepseek_v32(x, t, f),
+    "deepseek_v32_ue8m0": lambda x, t, f: ref_deepseek_v32(x, t, f, round_scale=True),
     "deepgemm": lambda x, t, f: ref_deepgemm(x, t, f),
     "deepgemm_ue8m0": lambda x, t, f: ref_deepgemm(x, t, f, ue8m0=True),
     "te": lambda x, t, f: ref_te(x, t, f),
@@ -452,3 +471,16 @@ def test_other_element_formats_follow_the_same_formula(fmt):
     assert q.bits.dtype == want.dtype
     assert np.array_equal(q.bits, want)
     assert np.array_equal(q.scales, s[:, 0, :, 0])
+
+
+def test_amax_over_fmax_and_amax_times_inverse_differ():
+    # fl32(1/448) = 0x1.24924ap-9 is above 1/448, so amax * fl32(1/448) can land one float32 ULP
+    # above amax / 448. Search the first such amax among a fixed range and check both rules.
+    inv = F(1.0) / F(448.0)
+    cand = np.arange(1, 4096, dtype=F) * F(0.125)
+    hit = cand[(cand * inv).astype(F) != (cand / F(448.0)).astype(F)][0]
+    x = np.zeros((1, 128), F)
+    x[0, 0] = hit
+    a = fp8lab.quantize(x, (1, 128), "e4m3", "deepseek")
+    b = fp8lab.quantize(x, (1, 128), "e4m3", "deepseek_v32")
+    assert a.scales[0, 0] == hit / F(448.0) and b.scales[0, 0] == hit * inv and a.scales[0, 0] != b.scales[0, 0]

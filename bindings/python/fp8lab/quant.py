@@ -21,6 +21,8 @@ rule             amax (NaN elements)        floor               scale       pow2
 ===============  =========================  ==================  ==========  ===============  ==========
 deepseek         skipped (Triton max)       amax >= 1e-4        amax/fmax   -                x / s, satfinite
 deepseek_ue8m0   skipped                    amax >= 1e-4        amax/fmax   2^ceil(log2 s)   x / s, satfinite
+deepseek_v32     skipped                    amax >= 1e-4        amax*fl32(1/fmax) -          clamp(x / s), cast
+deepseek_v32_ue8m0 (as deepseek_v32, then 2^ceil(log2 s) from the exponent bits; float32 scales)
 deepgemm         propagate (torch.amax)     amax >= 1e-4        amax/fmax   -                x * fl32(1/s), torch cast
 deepgemm_ue8m0   propagate                  amax >= 1e-4        amax/fmax   exponent bits    x * fl32(1/s), torch cast;
                                                                             +1, clamp 1..254 UE8M0 bytes
