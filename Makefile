@@ -51,8 +51,8 @@ exhaustive: build
 	$(BUILD)/tests/cpp/exhaustive_casts
 
 bench: build
-	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b; done
-	$(PYPATH) $(VPY) bench/bench_python.py
+	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b || exit 1; done
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PYPATH) $(VPY) $$b || exit 1; done
 
 peers: deps
 	$(VPY) -m pip install torch mmasim
