@@ -183,6 +183,9 @@ TEST(HopperE4m3Model, AccumFusedDotAddAgreesWithGemmReference) {
     }
     float c = 0;
     if (t % 2) c = std::ldexp(static_cast<float>(static_cast<std::int32_t>(rng() % 2000001) - 1000000), static_cast<int>(rng() % 40) - 30);
+    if (t % 7 == 3) c = std::bit_cast<float>(static_cast<std::uint32_t>(rng()) & 0x807FFFFFu);  // ±subnormal or ±0
+    if (t % 11 == 5) c = std::bit_cast<float>((static_cast<std::uint32_t>(rng()) & 0x8FFFFFFFu) | 0x40000000u);  // huge
+    if (t % 13 == 7) for (int k = 0; k < 32; ++k) a[k] = 0;  // C alone
     ASSERT_EQ(bits(fused_dot_add(a, b, c, m)), bits(hopper_e4m3_dot_add(a, b, 32, c))) << t;
   }
 }
