@@ -284,7 +284,10 @@ std::string to_canonical_json(const Json& v) {
     case Json::Kind::String: return json_quote(v.text);
     case Json::Kind::Array: {
       std::string out = "[";
-      for (std::size_t i = 0; i < v.items.size(); ++i) out += (i ? "," : "") + to_canonical_json(v.items[i]);
+      for (std::size_t i = 0; i < v.items.size(); ++i) {
+        if (i) out += ',';
+        out += to_canonical_json(v.items[i]);
+      }
       return out + "]";
     }
     case Json::Kind::Object: {
@@ -292,8 +295,12 @@ std::string to_canonical_json(const Json& v) {
       for (const auto& m : v.members) sorted.push_back(&m);
       std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
       std::string out = "{";
-      for (std::size_t i = 0; i < sorted.size(); ++i)
-        out += (i ? "," : "") + json_quote(sorted[i]->first) + ":" + to_canonical_json(sorted[i]->second);
+      for (std::size_t i = 0; i < sorted.size(); ++i) {
+        if (i) out += ',';
+        out += json_quote(sorted[i]->first);
+        out += ':';
+        out += to_canonical_json(sorted[i]->second);
+      }
       return out + "}";
     }
   }
@@ -304,7 +311,10 @@ std::string json_object_of_strings(const std::map<std::string, std::string>& m) 
   std::string out = "{";
   bool first = true;
   for (const auto& [k, v] : m) {
-    out += (first ? "" : ",") + json_quote(k) + ":" + json_quote(v);
+    if (!first) out += ',';
+    out += json_quote(k);
+    out += ':';
+    out += json_quote(v);
     first = false;
   }
   return out + "}";

@@ -162,7 +162,10 @@ std::vector<std::uint8_t> serialize_safetensors(const Safetensors& file) {
       throw std::invalid_argument("tensors['" + name + "']: " + std::to_string(t.data.size()) + " data bytes but dtype " + t.dtype +
                                   " and shape need " + std::to_string(t.elements() * esize));
     std::string shape = "[";
-    for (std::size_t i = 0; i < t.shape.size(); ++i) shape += (i ? "," : "") + std::to_string(t.shape[i]);
+    for (std::size_t i = 0; i < t.shape.size(); ++i) {
+      if (i) shape += ',';
+      shape += std::to_string(t.shape[i]);
+    }
     shape += "]";
     if (header.size() > 1) header += ",";
     header += json_quote(name) + ":{\"data_offsets\":[" + std::to_string(at) + "," + std::to_string(at + t.data.size()) +
@@ -171,11 +174,16 @@ std::vector<std::uint8_t> serialize_safetensors(const Safetensors& file) {
   }
   header += "}";
   while ((8 + header.size()) % 8) header += ' ';
-  std::vector<std::uint8_t> out(8);
   const std::uint64_t n = header.size();
+  std::vector<std::uint8_t> out(8 + header.size() + at);
   for (int i = 0; i < 8; ++i) out[std::size_t(i)] = static_cast<std::uint8_t>(n >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
-  for (const auto& [name, t] : file.tensors) out.insert(out.end(), t.data.begin(), t.data.end());
+  std::size_t pos = 8;
+  std::copy(header.begin(), header.end(), out.begin() + std::ptrdiff_t(pos));
+  pos += header.size();
+  for (const auto& [name, t] : file.tensors) {
+    std::copy(t.data.begin(), t.data.end(), out.begin() + std::ptrdiff_t(pos));
+    pos += t.data.size();
+  }
   return out;
 }
 
