@@ -14,7 +14,6 @@ from . import __version__
 COMMAND_MODULES = [
     "cli_formats",
     "cli_report",
-    "cli_report",
     "cli_golden",
     "cli_moe",
     "cli_mla",
