@@ -116,6 +116,9 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
       if (!std::isnan(x) && static_cast<double>(static_cast<float>(x)) != x)
         throw py::value_error("c: element " + index_text(j, cs) + " = " + repr(x) +
                               " is not a float32 value (the accumulator is FP32); cast c to float32 first");
+      if (m.accumulator == AccumulatorFormat::Fp16 && !std::isnan(x) && round_to_format(x, format_by_name("fp16")) != x)
+        throw py::value_error("c: element " + index_text(j, cs) + " = " + repr(x) + " is not an fp16 value (instruction '" +
+                              instruction + "' accumulates in FP16)");
       c[i] = static_cast<float>(x);
     }
   }
@@ -186,6 +189,7 @@ py::list presets_py() {
     d["c_after_products"] = m.c_after_products;
     d["scale_block"] = m.scale_block;
     d["evidence"] = evidence[static_cast<int>(m.evidence)];
+    d["accumulator"] = m.accumulator == AccumulatorFormat::Fp16 ? "fp16" : "fp32";
     d["source"] = m.source;
     out.append(d);
   }

@@ -135,6 +135,14 @@ def test_accepts_float64_integer_and_ml_dtypes_inputs():
     assert float(fp8lab.dot(ones, ones)) == 32.0
 
 
+def test_fp16_accumulator_preset_takes_fp16_c():
+    a = lanes([1.0, 2**-6])
+    b = lanes([1.0, 2**-5])
+    assert float(fp8lab.dot(a, b, 0.5, instruction="ada_fp8_f16")) == 1.5  # 1.5 + 2^-11: tie -> even
+    with pytest.raises(ValueError, match=r"c: element \[\] = 0\.100000001\d* is not an fp16 value"):
+        fp8lab.dot(a, b, np.float32(0.1), instruction="ada_fp8_f16")
+
+
 def test_presets_are_listed_with_sources():
     presets = accum.tensor_cores()
     names = {p["name"] for p in presets}
@@ -205,6 +213,12 @@ MMASIM_CASES = [
     ("ada_fp8_e5m2", "MMA", "Ada Lovelace", "m16n8k32.f32.e5m2.e5m2.f32", "float8_e5m2", 16, 32),
     ("ampere_bf16", "MMA", "Ampere", "m16n8k16.f32.bf16.bf16.f32", "bfloat16", 16, 16),
     ("ampere_fp16", "MMA", "Ampere", "m16n8k16.f32.f16.f16.f32", "float16", 16, 16),
+    ("ada_fp8_f16", "MMA", "Ada Lovelace", "m16n8k32.f16.e4m3.e4m3.f16", "float8_e4m3fn", 16, 32),
+    ("ada_fp8_e5m2_f16", "MMA", "Ada Lovelace", "m16n8k32.f16.e5m2.e5m2.f16", "float8_e5m2", 16, 32),
+    ("blackwell_fp8", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32),
+    ("blackwell_fp8_e5m2", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e5m2.e5m2", "float8_e5m2", 64, 32),
+    ("blackwell_bf16", "TCGen05MMA", "Blackwell", "m64n8k16.kind::f16.f32.bf16.bf16", "bfloat16", 64, 16),
+    ("blackwell_fp16", "TCGen05MMA", "Blackwell", "m64n8k16.kind::f16.f32.f16.f16", "float16", 64, 16),
 ]
 
 
@@ -232,16 +246,17 @@ def test_agrees_with_mmasim(preset, cls, arch, qualifier, dtype_name, m, k):
     rng = np.random.default_rng(sum(map(ord, preset)))
     torch.manual_seed(int(rng.integers(1 << 30)))
     tdtype = getattr(torch, dtype_name)
-    fmt = next(t["input_format"] for t in accum.tensor_cores() if preset in (t["name"], t["alias"]))
+    info = next(t for t in accum.tensor_cores() if preset in (t["name"], t["alias"]))
+    fmt = info["input_format"]
     n = 8
     trials = max(1, 384 // (m * n))  # a few hundred instruction-level dot products per preset
     for _ in range(trials):
         A = (torch.randn(m, k) * float(2.0 ** rng.integers(-4, 5))).to(tdtype)
         B = torch.randn(k, n).to(tdtype)
-        C = torch.randn(m, n, dtype=torch.float32)
-        D = sim(A, B, C).numpy()
+        C = torch.randn(m, n, dtype=torch.float16 if info["accumulator"] == "fp16" else torch.float32)
+        D = sim(A, B, C).float().numpy()
         a = A.float().numpy()
         b = B.float().numpy().T.copy()
         ours = fp8lab.dot(np.repeat(a[:, None, :], n, axis=1), np.repeat(b[None, :, :], m, axis=0),
-                          C.numpy(), instruction=preset, fmt=fmt)
+                          C.float().numpy(), instruction=preset, fmt=fmt)
         np.testing.assert_array_equal(bits(ours), bits(D), err_msg=f"{preset} vs mmasim {cls} {arch} {qualifier}")
