@@ -15,7 +15,7 @@ h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:2px solid #d5dbe3;paddin
 .status{display:inline-block;font-size:.7em;padding:.1em .5em;border-radius:3px;margin-left:.6em;
 vertical-align:middle;color:#fff} .status.ok{background:#2e8b57} .status.partial{background:#c98a00}
 .status.unavailable{background:#8a8f96}
-.unavailable{background:#fff6e0;border-left:4px solid #c98a00;padding:.4em 1em}
+.missing{background:#fff6e0;border-left:4px solid #c98a00;padding:.4em 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.88em} caption{text-align:left;
 font-style:italic;color:#3c4550;padding-bottom:.3em} th,td{border:1px solid #d5dbe3;padding:.25em .6em;
 text-align:right} th{background:#f4f6f9} td:first-child,th:first-child{text-align:left}
@@ -51,7 +51,7 @@ def render(results: dict, figures: dict[str, bytes]) -> str:
             if b["kind"] == "para":
                 out.append(f"<p>{_inline(b['text'])}</p>")
             elif b["kind"] == "unavailable":
-                out.append(f"<p class='unavailable'>{_inline(b['text'])}</p>")
+                out.append(f"<p class='missing'>{_inline(b['text'])}</p>")
             elif b["kind"] == "table":
                 out.append(f"<table><caption>{_inline(b['caption'])}</caption><thead><tr>")
                 out.append("".join(f"<th>{_inline(c)}</th>" for c in b["columns"]) + "</tr></thead><tbody>")

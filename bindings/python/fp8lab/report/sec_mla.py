@@ -41,7 +41,7 @@ def run(ctx: Context) -> Section:
                       f"{forms['max_observed_over_bound']:.3g} of its certified bound).")
     sec.table("KV-cache bytes per token and layer (DeepSeek-V3 dims: 128 heads, nope 128, rope 64, v 128, "
               "kv_lora 512)", ["cache", "bytes", "vs MHA"],
-              [["MHA, BF16 keys and values", kv["mha_bf16"], "1"],
+              [["MHA, BF16 keys and values", kv["mha_bf16"], "1x"],
                ["MLA, BF16 latent + RoPE key", kv["mla_bf16"], f"{kv['mha_bf16'] / kv['mla_bf16']:.3g}x smaller"],
                ["MLA, FP8 latent (per-128 power-of-two scales) + BF16 RoPE key", kv["mla_fp8"],
                 f"{kv['mha_bf16'] / kv['mla_fp8']:.3g}x smaller"]])
