@@ -86,7 +86,7 @@ run_test() {
     status=1
   else
     local counts oks why
-    counts=$(grep -E '^\[  (PASSED|SKIPPED) +\] [0-9]+ test' "$one" | sed 's/, listed below://' | tr -s ' ' | tr '\n' ' ')
+    counts=$(grep -E '^\[  (PASSED|SKIPPED) +\] [0-9]+ test' "$one" | sed 's/, listed below://' | tr -s ' ' | tr '\n' ' ' || true)
     oks=$(grep -c '^ok' "$one" || true)
     [[ $oks -gt 0 ]] || oks=
     why=$(grep -m1 -oE 'no device: .*|^SKIP: .*' "$one" || true)
