@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "cli_formats",
     "cli_report",
     "cli_golden",
+    "cli_quant",
     "cli_moe",
     "cli_mla",
 ]
