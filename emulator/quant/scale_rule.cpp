@@ -323,14 +323,20 @@ ScaleRule scale_rule_from_json(std::string_view js) {
     else if (k == "te_special_cases") r.te_special_cases = need_bool(k);
     else if (k == "clamp_before_cast") r.clamp_before_cast = need_bool(k);
     else if (k == "epsilon_hex" || k == "epsilon") {
-      // epsilon_hex wins when both are given (it is exact); the decimal is rounded to float32.
-      if (k == "epsilon" && kv.count("epsilon_hex")) continue;
-      const std::string s = v[0] == 's' ? v.substr(1) : v.substr(1);
-      char* end = nullptr;
-      const double d = std::strtod(s.c_str(), &end);
-      if (s.empty() || end != s.c_str() + s.size())
-        throw std::invalid_argument("scale rule JSON: '" + k + "' is not a number: " + s);
-      r.epsilon = static_cast<float>(d);
+      // Either form, rounded to float32; when both are given they must agree (an edited decimal
+      // next to a stale hex value would otherwise be ignored silently).
+      auto parse = [&](const std::string& key) {
+        const std::string s = kv.at(key).substr(1);
+        char* end = nullptr;
+        const double d = std::strtod(s.c_str(), &end);
+        if (s.empty() || end != s.c_str() + s.size())
+          throw std::invalid_argument("scale rule JSON: '" + key + "' is not a number: " + s);
+        return static_cast<float>(d);
+      };
+      r.epsilon = parse(k);
+      if (kv.count("epsilon") && kv.count("epsilon_hex") && parse("epsilon") != parse("epsilon_hex"))
+        throw std::invalid_argument("scale rule JSON: 'epsilon' (" + kv.at("epsilon").substr(1) + ") and 'epsilon_hex' (" +
+                                    kv.at("epsilon_hex").substr(1) + ") disagree; give one of them");
     } else if (k == "tile_elements") {
       const std::string s = v.substr(1);
       char* end = nullptr;

@@ -430,6 +430,8 @@ def test_retile_pow2_is_exact_for_in_range_values():
          ValueError, "does not fit form"),
         (lambda: fp8lab.quantize(np.ones((4, 4), F), rule={"pow2": "sometimes"}), ValueError, "'pow2'"),
         (lambda: fp8lab.quantize(np.ones((4, 4), F), rule=3), TypeError, "rule: expected"),
+        (lambda: fp8lab.quantize(np.ones((4, 4), F), rule=dict(fp8lab.scale_rule("deepseek"), epsilon=1e-6)),
+         ValueError, "disagree"),
         (lambda: fp8lab.retile("q", (1, 1)), TypeError, "q: expected a QTensor"),
         (lambda: fp8lab.from_parts(np.zeros((2, 2), np.uint16), np.ones((2, 1), F), "e4m3", (1, 2), "deepseek"),
          TypeError, "bits: format e4m3 is stored as uint8"),
@@ -484,3 +486,12 @@ def test_amax_over_fmax_and_amax_times_inverse_differ():
     a = fp8lab.quantize(x, (1, 128), "e4m3", "deepseek")
     b = fp8lab.quantize(x, (1, 128), "e4m3", "deepseek_v32")
     assert a.scales[0, 0] == hit / F(448.0) and b.scales[0, 0] == hit * inv and a.scales[0, 0] != b.scales[0, 0]
+
+
+def test_custom_epsilon_changes_the_floor():
+    spec = dict(fp8lab.scale_rule("deepseek"), name="eps6", epsilon=1e-6)
+    del spec["epsilon_hex"]
+    x = np.zeros((1, 128), F)
+    q = fp8lab.quantize(x, rule=spec)
+    assert q.scales[0, 0] == F(1e-6) / F(448.0)
+    assert fp8lab.scale_rule(spec)["epsilon_hex"] == "0x1.0c6f7ap-20"
