@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gemm/gemm.hpp"
+#include "gpu/cublaslt_fp8.hpp"
 #include "gpu/device.hpp"
 #include "gpu/router_sigmoid_groups.hpp"
 #include "gpu/sm90_fp8_gemm_promoted.hpp"
@@ -166,6 +167,47 @@ TEST(GpuKernels, OneWgmmaMatchesTheHopperModelOnRandomInputs) {
     const std::uint32_t want = emulate_probe(p, "hopper_fp8").value();
     const std::uint32_t got = run_probe_wgmma(p);
     if (got != want) RC_FAIL("wgmma " + std::to_string(got) + " vs model " + std::to_string(want));
+  });
+  EXPECT_TRUE(ok);
+}
+
+// cuBLASLt's FP8 arithmetic is undocumented; the property is that it stays inside the emulator's
+// family of specs: for every random input some GemmSpec (no promotion, or promotion every
+// 32..K elements, any combine order) reproduces every output bit. Power-of-two per-tensor scales,
+// so that where the library applies them cannot matter. A counterexample is a finding: the
+// library does something the emulator cannot yet express.
+TEST(GpuKernels, CublasLtPerTensorIsReproducedBySomeEmulatorSpec) {
+  SKIP_WITHOUT_DEVICE();
+  const bool ok = rc::check("cublaslt per-tensor in the emulator's spec family", [] {
+    const std::size_t m = 16 * *rc::gen::inRange<std::size_t>(1, 8);
+    const std::size_t n = 16 * *rc::gen::inRange<std::size_t>(1, 8);
+    const std::size_t k = 16 * *rc::gen::inRange<std::size_t>(1, 64);
+    const CublasLtMode mode = *rc::gen::arbitrary<bool>() ? CublasLtMode::PerTensor : CublasLtMode::PerTensorFastAccum;
+    const auto xa = gen_matrix(m, k, gen_kind()), xb = gen_matrix(n, k, gen_kind());
+    const ScaleRule& rule = scale_rule_by_name("deepseek_ue8m0");
+    const GemmOperand a = operand_from_qtensor(quantize(xa.data(), m, k, Tile{0, 0}, "e4m3", rule), "a");
+    const GemmOperand b = operand_from_qtensor(quantize(xb.data(), n, k, Tile{0, 0}, "e4m3", rule), "b");
+    const std::vector<double> got = cublaslt_fp8_gemm(a, b, mode, OutputFormat::Fp32);
+    std::string tried;
+    for (int c = 0; c < 3; ++c) {
+      GemmSpec s;
+      s.out = OutputFormat::Fp32;
+      s.combine = static_cast<Combine>(c);
+      for (std::size_t nc = 0; nc <= k; nc = nc ? nc * 2 : 32) {
+        s.accumulate = nc ? Accumulate::Promoted : Accumulate::TensorCore;
+        s.promote_every = nc ? int(nc) : 128;
+        const std::vector<double> want = gemm(a, b, s);
+        bool same = true;
+        for (std::size_t i = 0; i < want.size() && same; ++i) same = bits_of(float(got[i])) == bits_of(float(want[i]));
+        if (same) {
+          RC_TAG(std::string(cublaslt_mode_name(mode)) + " ~ " + to_json(s));
+          return;
+        }
+        tried += " " + to_json(s);
+      }
+    }
+    RC_FAIL(std::string(cublaslt_mode_name(mode)) + " M=" + std::to_string(m) + " N=" + std::to_string(n) +
+            " K=" + std::to_string(k) + ": no spec reproduces it; tried" + tried);
   });
   EXPECT_TRUE(ok);
 }
