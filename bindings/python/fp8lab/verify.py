@@ -131,12 +131,16 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
            stop_at_first: bool = True, torch: bool = False) -> VerifyResult:
     """Calls ``fn`` on ``cases`` generated inputs and compares it with the emulator under ``spec``.
 
-    ``fn`` receives numpy arrays (see each operation's ``call``: cast is ``fn(x, spec) -> bits``;
-    gemm is ``fn(a, a_scales, b, b_scales, spec) -> d``) and may return numpy arrays or torch
-    tensors; with ``torch=True`` (torch installed) it receives CPU torch tensors instead (uint16
-    bit patterns as int16). Generators cycle through the operation's kinds (zero/extreme blocks,
-    ties, ragged shapes, NaN/Inf, ...). The first violation is shrunk to a small case and returned with the
-    verdict; within-bound results are collected and summarised.
+    ``fn`` receives numpy arrays and the full spec dict, and may return numpy arrays or torch
+    tensors (see each operation's ``call``):
+      cast       ``fn(x, spec) -> bits``
+      quantize   ``fn(x, spec) -> (bits, scales)``
+      gemm       ``fn(a_bits, a_scales, b_bits, b_scales, spec) -> d`` (float values of spec "out")
+      moe_route  ``fn(logits, bias, spec) -> (ids int32, weights float32)``
+    With ``torch=True`` (torch installed) it receives CPU torch tensors instead (uint16 bit
+    patterns as int16). Generators cycle through the operation's kinds (zero/extreme blocks, ties,
+    ragged shapes, NaN/Inf, ...). The first violation is shrunk to a small case and returned with
+    the verdict; within-bound results are collected and summarised.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable kernel, got {type(fn).__name__}")
