@@ -428,7 +428,9 @@ TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fm
   TileScale ts;
   if (rule.form == ScaleForm::FmaxOverAmax) {
     ts.apply = v;
-    ts.dequant = 1.0f / v;  // TE: scale_inv = 1.0f / scale
+    // TE's blockwise kernels write scale_inv = 1.0f / scale (float32 division). One older variant
+    // writes `1.0 / scale` (double, then float): the same value whenever scale is a power of two.
+    ts.dequant = 1.0f / v;
   } else {
     ts.apply = rule.apply == Apply::ReciprocalMultiply ? 1.0f / v : v;
     ts.dequant = v;
