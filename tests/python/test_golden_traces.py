@@ -365,3 +365,10 @@ def test_a_trace_missing_a_tensor_is_a_clear_error(tmp_path):
     t.write(tmp_path / "t.safetensors")
     with pytest.raises(ValueError, match="needs tensor 'x'"):
         golden.check(tmp_path / "t.safetensors")
+
+
+def test_record_all_refuses_to_overwrite_without_update(tmp_path):
+    assert cli("golden", "record", "--all", "--dir", tmp_path).returncode == 0
+    r = cli("golden", "record", "--all", "--dir", tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert cli("golden", "record", "--all", "--dir", tmp_path, "--update").returncode == 0
