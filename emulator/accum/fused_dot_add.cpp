@@ -54,6 +54,13 @@ inline std::uint64_t fp32_significand(std::uint32_t u) {
   return (u & kExponentMask) != 0 ? (frac | 0x800000u) : frac;
 }
 
+// Step 2: C's alignment exponent. An FP16 accumulator's subnormals keep FP16's minimum exponent
+// -14 (MMA-Sim's frexp_and_normalize of an fp16 C), as input subnormals keep theirs.
+inline int c_alignment_exponent(std::uint32_t uc, const TensorCoreModel& m) {
+  const int x = fp32_exponent(uc);
+  return m.accumulator == AccumulatorFormat::Fp16 ? std::max(x, -14) : x;
+}
+
 // Right shift of a magnitude: truncation toward zero, and everything shifted out for shifts of 64
 // and more (a plain >> would be undefined there).
 inline std::uint64_t shift_right(std::uint64_t v, int s) { return s >= 64 ? 0 : (v >> s); }
@@ -85,6 +92,10 @@ std::uint32_t compose_fp32(bool negative, std::uint64_t mag, int q, OutputRoundi
   std::uint32_t out = top >= -126 ? (static_cast<std::uint32_t>(top + 126) << 23) + static_cast<std::uint32_t>(kept)
                                   : static_cast<std::uint32_t>(kept);
   if (out >= kPositiveInf) out = kPositiveInf;
+  // A sum truncated (or rounded) to zero is +0 whatever its sign: MMA-Sim's "-0.0 to +0.0"
+  // (mmasim arithmetic/fdpa.py, differentially tested against GPUs). The MATLAB models would
+  // keep -0 there; REFERENCE.md lists signed zeros as open on hardware.
+  if (out == 0u) return 0u;
   return out | (negative ? kSignMask : 0u);
 }
 
@@ -177,8 +188,9 @@ int gather_terms(const float* a, const float* b, int n, float c, const TensorCor
   const std::uint32_t uc = bits_of(c);
   if ((uc & kMagnitudeMask) != 0) {
     const int xc = fp32_exponent(uc);
-    terms[count++] = Term{fp32_significand(uc), xc - 23, xc, (uc & kSignMask) != 0};
-    top = std::max(top, xc);
+    const int align = c_alignment_exponent(uc, m);
+    terms[count++] = Term{fp32_significand(uc), xc - 23, align, (uc & kSignMask) != 0};
+    top = std::max(top, align);
   }
   return count;
 }
@@ -242,7 +254,7 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
   const std::uint32_t uc = bits_of(c);
   if (special != 0 || (uc & kExponentMask) == kExponentMask) return false;
   const bool c_present = (uc & kMagnitudeMask) != 0;
-  const int xc = fp32_exponent(uc);
+  const int xc = c_alignment_exponent(uc, m);
   if (c_present) top = std::max(top, xc);  // step 2
   if (top == kNoTerm) {
     out = 0u;  // +0 for all-zero terms, as in the published models
@@ -259,7 +271,7 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
   }
   if (c_present) {
     // s < 0 only when F > 23 and C has the largest exponent: a left shift by at most F - 23.
-    const int s = base - (xc - 23);
+    const int s = base - (fp32_exponent(uc) - 23);
     const std::uint64_t mc = fp32_significand(uc);
     const auto v = static_cast<std::int64_t>(s >= 0 ? shift_right(mc, s) : mc << (-s));
     sum += (uc & kSignMask) != 0 ? -v : v;

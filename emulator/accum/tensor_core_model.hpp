@@ -14,8 +14,8 @@
 //   4. the integer sum is exact;
 //   5. the sum is normalised and rounded to `output_precision` significant bits
 //      (`output_rounding`), then to the accumulator format: FP32 (subnormal results truncated onto FP32's grid,
-//      results of 2^128 and above are infinite, as in the MATLAB models' GEMM.m); an exactly
-//      zero sum is +0, a non-zero sum truncated to zero keeps its sign (-0 when negative);
+//      results of 2^128 and above are infinite, as in the MATLAB models' GEMM.m); every zero
+//      result is +0, a negative sum truncated to zero included (MMA-Sim; open on hardware);
 //   6. an instruction of k products with block < k is k/block such fused blocks in sequence,
 //      each consuming the previous block's result as C (Ada FP8 mma.sync: two halves of 16).
 // `exact_sum` replaces steps 3-5 by the exact sum rounded once (`output_rounding`) to FP32;

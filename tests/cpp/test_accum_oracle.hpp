@@ -52,6 +52,7 @@ inline float oracle_from_fixed_truncated(const BigInt& value_fix) {
   const int lsb = std::max(top - 23, -149);
   const BigInt kept = mag >> (lsb + kFix);
   const float r = static_cast<float>(std::ldexp(static_cast<double>(kept.convert_to<std::int64_t>()), lsb));
+  if (r == 0.0f) return 0.0f;  // a zero result is +0 (the model's MMA-Sim convention)
   return neg ? -r : r;
 }
 

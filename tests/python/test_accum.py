@@ -260,3 +260,43 @@ def test_agrees_with_mmasim(preset, cls, arch, qualifier, dtype_name, m, k):
         ours = fp8lab.dot(np.repeat(a[:, None, :], n, axis=1), np.repeat(b[None, :, :], m, axis=0),
                           C.float().numpy(), instruction=preset, fmt=fmt)
         np.testing.assert_array_equal(bits(ours), bits(D), err_msg=f"{preset} vs mmasim {cls} {arch} {qualifier}")
+
+
+# Edge cases the random cross-check rarely reaches, against the same MMA-Sim simulators.
+EDGE_CASES = [
+    # (preset, MMA-Sim class, arch, qualifier, torch dtype, m, k, a lanes, b lanes, c)
+    ("hopper_bf16", "WGMMA", "Hopper", "m64n8k16.f32.bf16.bf16", "bfloat16", 64, 16,
+     [-(2.0 ** -100)], [2.0 ** -60], 0.0),                      # negative underflow -> +0
+    ("hopper_bf16", "WGMMA", "Hopper", "m64n8k16.f32.bf16.bf16", "bfloat16", 64, 16,
+     [1.0, -1.0], [1.0, 1.0], -0.0),                            # exact cancellation, C = -0
+    ("hopper_bf16", "WGMMA", "Hopper", "m64n8k16.f32.bf16.bf16", "bfloat16", 64, 16,
+     [1.5 * 2.0 ** -75], [2.0 ** -74], 0.0),                    # FP32 subnormal, truncated
+    ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32,
+     [1.0, -(2.0 ** -7)], [1.0, 2.0 ** -7], 0.0),               # magnitude truncation probe
+    ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32,
+     [0.0], [0.0], float(np.array(0x3F800008, dtype=np.uint32).view(np.float32))),  # C truncated
+    ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32,
+     [2.0 ** -9], [2.0 ** -9], 2.0 ** -30),                     # subnormal input clamp
+    ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32,
+     [1.0], [1.0], float("inf")),                               # infinite C
+]
+
+
+@pytest.mark.parametrize("preset,cls,arch,qualifier,dtype_name,m,k,a_l,b_l,c", EDGE_CASES)
+def test_edge_cases_agree_with_mmasim(preset, cls, arch, qualifier, dtype_name, m, k, a_l, b_l, c):
+    sim_module = _mmasim_sim_module()
+    import torch
+
+    try:
+        sim = getattr(sim_module, cls)(arch, qualifier)
+    except Exception as exc:
+        pytest.skip(f"mmasim has no {cls}({arch!r}, {qualifier!r}): {exc}")
+    a = lanes(a_l, k)
+    b = lanes(b_l, k)
+    n = 8
+    A = torch.from_numpy(np.tile(a, (m, 1))).to(getattr(torch, dtype_name))
+    B = torch.from_numpy(np.tile(b[:, None], (1, n))).to(getattr(torch, dtype_name))
+    C = torch.full((m, n), c, dtype=torch.float32)
+    theirs = bits(sim(A, B, C).float().numpy()[0, 0])
+    ours = bits(fp8lab.dot(a, b, np.float32(c), instruction=preset))
+    assert int(ours) == int(theirs), f"fp8lab {int(ours):#010x}, mmasim {int(theirs):#010x}"
