@@ -118,7 +118,8 @@ RC_GTEST_PROP(MlaDecode, ExactWithinCertifiedBound, ()) {
   c.spec.decode_p = *rc::gen::element(MatmulFormat::Fp32, MatmulFormat::Bf16);
   const PagedCache cache = build_cache(c.lat.data(), c.kpe.data(), c.lens, c.spec);
   const DecodeResult r = decode(c.q.data(), c.spec.heads, cache, c.spec);
-  const DecodeReference ref = decode_reference(c.q.data(), c.spec.heads, cache, c.spec, softmax_scale_value(c.spec));
+  const DecodeReference ref = decode_reference(c.q.data(), c.spec.heads, cache, c.spec, softmax_scale_value(c.spec),
+                                               BoundScope::ThisEmulator);
   const DecodeVerdicts v = check_decode(r, ref, c.lens.size(), c.spec.heads, c.spec);
   RC_ASSERT(v.out.ok());
   RC_ASSERT(v.lse.ok());
@@ -171,8 +172,8 @@ RC_GTEST_PROP(MlaDecode, SplitCountMovesOutputOnlyWithinBound, ()) {
   RC_ASSERT(same_bits(ra, ra1));
   const DecodeResult rb = decode(c.q.data(), b.heads, cache, b);
   const double scale = softmax_scale_value(c.spec);
-  const DecodeReference fa = decode_reference(c.q.data(), a.heads, cache, a, scale);
-  const DecodeReference fb = decode_reference(c.q.data(), b.heads, cache, b, scale);
+  const DecodeReference fa = decode_reference(c.q.data(), a.heads, cache, a, scale, BoundScope::ThisEmulator);
+  const DecodeReference fb = decode_reference(c.q.data(), b.heads, cache, b, scale, BoundScope::ThisEmulator);
   for (std::size_t i = 0; i < ra.out.size(); ++i) {
     const double d = std::fabs(static_cast<double>(ra.out[i]) - rb.out[i]), bound = fa.out_bound[i] + fb.out_bound[i];
     RC_ASSERT(d <= bound);
@@ -190,7 +191,9 @@ RC_GTEST_PROP(MlaDecode, FlashMlaDefaultScaleIsAViolation, ()) {
   wrong.softmax_scale = "flashmla";  // 576^-0.5 instead of 192^-0.5 * mscale^2
   const PagedCache cache = build_cache(c.lat.data(), c.kpe.data(), c.lens, c.spec);
   const DecodeResult r = decode(c.q.data(), c.spec.heads, cache, wrong);
-  const DecodeReference ref = decode_reference(c.q.data(), c.spec.heads, cache, c.spec, softmax_scale_value(c.spec));
+  // Caught even by the loosest (kernel-agnostic) bound.
+  const DecodeReference ref = decode_reference(c.q.data(), c.spec.heads, cache, c.spec, softmax_scale_value(c.spec),
+                                               BoundScope::AnyKernel);
   const DecodeVerdicts v = check_decode(r, ref, c.lens.size(), c.spec.heads, c.spec);
   RC_ASSERT(!v.lse.ok());
   RC_ASSERT(!v.out.ok());

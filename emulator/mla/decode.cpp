@@ -136,20 +136,31 @@ DecodeResult decode(const float* q, std::size_t H, const PagedCache& cache, cons
   return r;
 }
 
-// Bound of |decode - exact| per element (Higham ch. 3 conventions; u = 2^-24):
-//  - score: |s^_t - s_t| <= delta_t = scale * gamma(dot_depth(D)) * sum|q k_t| + u |s^_t|;
+// Bound of |decode - exact| per element (Higham ch. 3 conventions; u = 2^-24). It is written for
+// any kernel of this shape, not only for this emulator's order: every FP32 step may round to
+// nearest or truncate (error < 2u, e.g. a tensor-core accumulator), sums may go in any order
+// (gamma of the full length, not of numerics.hpp's shorter lane depth), and exp may be an
+// approximation within 2^-21 relative (CUDA ex2.approx is within 2 ulp). So a FlashMLA-style
+// kernel that meets the spec (FP32 accumulation, BF16 P when decode_p = bf16) is judged fairly:
+//  - score: |s^_t - s_t| <= delta_t = scale * gamma(2 D) * sum|q k_t| + 2u |s^_t|;
 //  - every weight the kernel forms is exp(s_t - M) times e^{theta}, |theta| <= Delta =
 //    max delta + 3u R, R the score range: the subtraction s_t - m' (<= u R), the rescale
 //    arguments m - m' along the split (they sum to <= R, each rounded: <= u R) and the combine's
-//    m_j - M (<= u R); plus at most per_split + 2 correctly rounded exps (1 + u each) and at most
-//    K = tokens_in_split + 2 per_split + S + 8 roundings of products and sums, so
-//    weight-and-sum = exact (1 + theta'), |theta'| <= rho = e^Delta (1+u)^(per_split+2) (1+gamma(K)) - 1
+//    m_j - M (<= u R; 2u for truncation); plus at most per_split + 2 exps (1 + 2^-21 each) and at
+//    most K = tokens_in_split + 2 per_split + S + 8 roundings of products and sums, so
+//    weight-and-sum = exact (1 + theta'), |theta'| <= rho = e^Delta (1+2^-21)^(per_split+2) (1+gamma(2K)) - 1
 //    for both L and (times (1 + u_P) for P's rounding) the numerator N;
 //  - out = N / L: |N^/L^ - N/L| <= (rho_N + rho) / (1 - rho) * sum_t p_t |v_t| (first order in
 //    each, exact algebra), then the division (u) and BF16 rounding (2^-8) of the result;
 //  - lse = M + log(L^): |lse^ - lse| <= rho/(1 - rho) + u |log L^| + u |lse^|.
 DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
-                                 double scale) {
+                                 double scale, BoundScope scope) {
+  // AnyKernel: the constants of the comment above. ThisEmulator: this file's decode exactly as
+  // written - round to nearest (u), numerics.hpp's lane depth, correctly rounded exp.
+  const bool any = scope == BoundScope::AnyKernel;
+  const double uS = any ? 2 * kU32 : kU32;
+  const double uE = any ? 0x1p-21 : kUExp;
+  auto gam = [&](double n) { return any ? gamma32(2 * n) : gamma32(n); };
   s.validate();
   validate_cache(cache, s);
   const std::size_t B = cache.batch, C = s.kv_lora, D = s.cache_dim(), P = s.page;
@@ -188,8 +199,8 @@ DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache
             a += std::fabs(pr);
           }
           sc[t] = d * scale;
-          const double e = std::fabs(scale) * gamma32(dot_depth(D)) * a;
-          delta[t] = (e + kU32 * std::fabs(sc[t])) / (1 - kU32);
+          const double e = std::fabs(scale) * (any ? gam(static_cast<double>(D)) : gamma32(dot_depth(D))) * a;
+          delta[t] = (e + uS * std::fabs(sc[t])) / (1 - uS);
           mx = std::max(mx, sc[t]);
           mn = std::min(mn, sc[t]);
           dmax = std::max(dmax, delta[t]);
@@ -210,10 +221,10 @@ DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache
         }
         ref.lse[b * H + h] = mx + std::log(Ls);
         const double R = (mx - mn) + 2 * dmax;
-        const double Delta = dmax + 3 * kU32 * R;
+        const double Delta = dmax + 3 * uS * R;
         const double tokens_split = static_cast<double>(std::min(L, sp.per_split * P));
         const double K = tokens_split + 2.0 * sp.per_split + s.num_splits + 8;
-        const double rho = std::exp(Delta) * std::pow(1 + kUExp, static_cast<double>(sp.per_split + 2)) * (1 + gamma32(K)) - 1;
+        const double rho = std::exp(Delta) * std::pow(1 + uE, static_cast<double>(sp.per_split + 2)) * (1 + gam(K)) - 1;
         const double rhoN = (1 + rho) * (1 + uP) - 1;
         const double rel = (rhoN + rho) / (1 - rho);
         // Weights below FP32's normal range (exp of an argument under -87) lose the relative
@@ -225,13 +236,13 @@ DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache
         double* ob = &ref.out_bound[(b * H + h) * C];
         for (std::size_t c = 0; c < C; ++c) {
           const double e1 = rel * A[c] + underflow * vmax;
-          const double ydiv = (std::fabs(o[c]) + e1) * (1 + kU32);
-          ob[c] = (e1 + kU32 * ydiv + kUBf16 * ydiv * (1 + kUBf16)) * (1 + 0x1p-40) + 0x1p-1000;
+          const double ydiv = (std::fabs(o[c]) + e1) * (1 + uS);
+          ob[c] = (e1 + uS * ydiv + kUBf16 * ydiv * (1 + kUBf16)) * (1 + 0x1p-40) + 0x1p-1000;
         }
         const double lerr = rho / (1 - rho);
         const double logL = std::log(Ls) + lerr;
         ref.lse_bound[b * H + h] =
-            (lerr + underflow + kU32 * std::fabs(logL) + kU32 * (std::fabs(ref.lse[b * H + h]) + lerr + 1e-30) * (1 + kU32) * 2) *
+            (lerr + underflow + uS * std::fabs(logL) + uS * (std::fabs(ref.lse[b * H + h]) + lerr + 1e-30) * (1 + kU32) * 2) *
                 (1 + 0x1p-40) + 0x1p-1000;
       }
     }

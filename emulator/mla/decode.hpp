@@ -41,7 +41,12 @@ DecodeResult decode(const float* q, std::size_t heads, const PagedCache& cache, 
 
 // The exact attention of the same inputs (q as given, the cache's dequantised values, the given
 // scale): float64 with a pinned exp, plus, per element, the certified bound on |decode - exact|
-// for spec (its split count, p format). Bound derivation in decode.cpp.
+// for spec (its split count, p format). The bound holds for any summation order, truncating or
+// nearest FP32 steps and an exp within 2^-21, so it also judges real kernels (decode.cpp).
+// Whom the bound is for: this emulator's decode exactly as stated (tight), or any kernel of the
+// same algorithm (any summation order, truncating FP32 steps, exp within 2^-21; see decode.cpp).
+enum class BoundScope : std::uint8_t { ThisEmulator, AnyKernel };
+
 struct DecodeReference {
   std::vector<double> out;        // [batch, heads, kv_lora]
   std::vector<double> lse;        // [batch, heads]; +inf for empty sequences
@@ -49,7 +54,7 @@ struct DecodeReference {
   std::vector<double> lse_bound;
 };
 DecodeReference decode_reference(const float* q, std::size_t heads, const PagedCache& cache, const MlaSpec& spec,
-                                 double softmax_scale);
+                                 double softmax_scale, BoundScope scope = BoundScope::AnyKernel);
 
 // decode result vs reference: out and lse in one verdict each.
 struct DecodeVerdicts {
