@@ -133,7 +133,10 @@ const std::array kPresets = {
         "Khattak & Mikaitis (B200TC.m: tf32 fma 8, neab 2); B200/tf32 5000/5000 (4 products per sample)"),
     // Blackwell tcgen05 kind::mxf8f6f4 (OCP MX v1.0: one UE8M0 scale per 32 elements along K):
     // the scale exponents enter the product exponents inside the instruction (REFERENCE.md
-    // "Tensor cores"), then the tcgen05 FP8 arithmetic above. Unmeasured.
+    // "Tensor cores"), then the tcgen05 FP8 arithmetic above. Unmeasured; bit-identical to
+    // MMA-Sim's TCGen05MMABlockScale (F = 25, RZ-FP32) on 2 x 1024 random dot products
+    // (tests/python/test_accum.py, when mmasim is installed), as the tcgen05 rows are to
+    // TCGen05MMA.
     row("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
         Evidence::Unmeasured, "REFERENCE.md (MMA-Sim arXiv 2511.10909): scales applied inside the instruction; unmeasured",
         OutputRounding::TowardZero, false, false, 32),
