@@ -12,7 +12,7 @@
 //   MMA-Sim's own table (src/mmasim/mmasim/nv_ptx/sim.py) agrees with every replayed preset:
 //   F = 13 with a 14-bit output for Hopper wgmma FP8 and Ada mma.sync FP8 (blocks of 16),
 //   F = 24 for Ampere/Ada 16-bit (blocks of 8), F = 25 for Hopper/Blackwell (blocks of 32 bytes).
-//   It gives Hopper *mma.sync* FP8 F = 25, unlike wgmma: that instruction has no preset here.
+//   (mmasim 2.1.1 does not offer mma.sync FP8 on Hopper; Hopper FP8 means wgmma here.)
 // Replay counts quoted below are over the 5000 samples of each file; a 16-bit or tf32 data set
 // with fewer products per sample than the instruction's k is replayed zero-padded (zero products
 // take no part in the model, so padding changes nothing).

@@ -200,9 +200,8 @@ def test_instruction_and_format_errors():
 
 MMASIM_CASES = [
     # fp8lab preset, MMA-Sim class, architecture, instruction qualifier, torch dtype, m, k.
-    # MMA-Sim models Hopper's wgmma FP8 with 13 fractional bits but Hopper's mma.sync FP8 with 25
-    # (nv_ptx/sim.py); fp8lab's hopper_fp8 is the wgmma (the H100 measurements were taken with
-    # wgmma), so it is compared with WGMMA. MMA-Sim's Blackwell mma.sync FP8 (25 bits, truncated)
+    # fp8lab's hopper_fp8 is the wgmma (the H100 measurements were taken with wgmma; mmasim
+    # 2.1.1 offers no mma.sync FP8 on Hopper), so it is compared with WGMMA. MMA-Sim's Blackwell mma.sync FP8 (25 bits, truncated)
     # is the published model the B200 measurements contradict (test_accum_replay.cpp), so it is
     # not expected to agree with blackwell_mma_fp8 and is left out.
     ("hopper_fp8", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "float8_e4m3fn", 64, 32),
