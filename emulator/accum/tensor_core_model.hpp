@@ -7,15 +7,16 @@
 //   1. every product a_i*b_i is exact; its alignment exponent is ea + eb, each operand's exponent
 //      clamped below at the input format's minimum normal exponent, and its significand product
 //      (in (0, 4)) is not renormalised;
-//   2. C (FP32) takes part with its own exponent (-126 for FP32 subnormals);
+//   2. C takes part with its own exponent (-126 for FP32 subnormals, -14 for FP16 ones);
 //   3. every non-zero term is aligned to the largest of these exponents, E, keeping
 //      `alignment_frac_bits` fractional bits below 2^E: the magnitude is truncated (toward zero),
 //      then the sign is applied;
 //   4. the integer sum is exact;
 //   5. the sum is normalised and rounded to `output_precision` significant bits
-//      (`output_rounding`), then to the accumulator format: FP32 (subnormal results truncated onto FP32's grid,
-//      results of 2^128 and above are infinite, as in the MATLAB models' GEMM.m); every zero
-//      result is +0, a negative sum truncated to zero included (MMA-Sim; open on hardware);
+//      (`output_rounding`), then onto the accumulator format's grid: FP32 (subnormal results
+//      truncated onto 2^-149 multiples, results of 2^128 and above infinite, as in the MATLAB
+//      models' GEMM.m) or FP16 (one nearest-even rounding); every zero result is +0, a negative
+//      sum truncated to zero included (MMA-Sim's convention; open on hardware);
 //   6. an instruction of k products with block < k is k/block such fused blocks in sequence,
 //      each consuming the previous block's result as C (Ada FP8 mma.sync: two halves of 16).
 // `exact_sum` replaces steps 3-5 by the exact sum rounded once (`output_rounding`) to FP32;
@@ -31,7 +32,7 @@
 namespace fp8lab {
 
 enum class OutputRounding : std::uint8_t {
-  TowardZero,   // truncation of the normalised sum (every NVIDIA FP32-output preset)
+  TowardZero,   // truncation of the normalised sum (every fused FP32-accumulator preset)
   NearestEven,  // ties to even
 };
 
@@ -46,7 +47,7 @@ enum class AccumulatorFormat : std::uint8_t {
 // How well a preset is backed by the hardware measurements in shared/tc-measurements.
 enum class Evidence : std::uint8_t {
   Replayed,     // reproduces every published sample of its (architecture, format) bit for bit
-  Contradicted, // published model kept for comparison; the replay test pins how many samples match
+  Contradicted, // (unused by the current presets) kept for a published model the data refute
   Unmeasured,   // no measurement exists here; the parameters are the published models' claim
 };
 
