@@ -333,3 +333,18 @@ def test_block_scaled_agrees_with_mmasim(preset, a_type, dtype_name):
     ours = fp8lab.dot(a, b, C.numpy(), instruction=preset,
                       scale_a=np.repeat(sa[:, None, :], n, axis=1), scale_b=np.repeat(sb.T[None, :, :], m, axis=0))
     np.testing.assert_array_equal(bits(ours), bits(D))
+
+
+def test_cli_lists_the_presets(capsys):
+    from fp8lab.cli import main
+
+    assert main(["tensor-cores"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["hopper_wgmma_m64nNk32_f32_e4m3"][1:5] == ["hopper_fp8", "e4m3", "32", "32"]
+    assert rows["blackwell_mma_m16n8k32_f32_e4m3"][5] == "-"  # exact sum: no alignment bits
+    assert main(["tensor-cores", "--json"]) == 0
+    import json
+
+    presets = json.loads(capsys.readouterr().out)
+    assert any(p["alias"] == "ada_fp8_f16" and p["accumulator"] == "fp16" for p in presets)

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cli_quant",
     "cli_moe",
     "cli_mla",
+    "cli_accum",
 ]
 
 
