@@ -195,6 +195,12 @@ std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
+BoundScope scope_by_name(const std::string& name) {
+  if (name == "any_kernel") return BoundScope::AnyKernel;
+  if (name == "emulator") return BoundScope::ThisEmulator;
+  throw py::value_error("scope: expected 'any_kernel' or 'emulator', got '" + name + "'");
+}
+
 }  // namespace
 
 Registration mla_registration(60, "mla", [](py::module_& m) {
@@ -330,7 +336,9 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     return py::make_tuple(out, lse);
   }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"));
   m.def("mla_decode_reference", [](const py::object& q, const py::object& cache, const py::object& block_table,
-                                   const py::object& seqlens, const std::string& json, const std::string& scale_of) {
+                                   const py::object& seqlens, const std::string& json, const std::string& scale_of,
+                                   const std::string& scope) {
+    const BoundScope sc = scope_by_name(scope);
     const MlaSpec s = spec_from_json(json);
     const PagedCache pc = cache_from(cache, block_table, seqlens, s);
     bool four = false;
@@ -339,7 +347,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     DecodeReference ref;
     {
       py::gil_scoped_release rel;
-      ref = decode_reference(qv.data(), s.heads, pc, s, scale);
+      ref = decode_reference(qv.data(), s.heads, pc, s, scale, sc);
     }
     const py::ssize_t B = static_cast<py::ssize_t>(pc.batch);
     py::dict d;
@@ -349,9 +357,11 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     d["lse_bound"] = to_numpy(ref.lse_bound, {B, s.heads});
     return d;
   }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
-     py::arg("scale_of") = "");
+     py::arg("scale_of") = "", py::arg("scope") = "any_kernel");
   m.def("mla_compare_decode", [](const py::object& out, const py::object& lse, const py::object& q, const py::object& cache,
-                                 const py::object& block_table, const py::object& seqlens, const std::string& json) {
+                                 const py::object& block_table, const py::object& seqlens, const std::string& json,
+                                 const std::string& scope) {
+    const BoundScope sc = scope_by_name(scope);
     const MlaSpec s = spec_from_json(json);
     const PagedCache pc = cache_from(cache, block_table, seqlens, s);
     bool four = false;
@@ -363,7 +373,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     DecodeVerdicts v;
     {
       py::gil_scoped_release rel;
-      const DecodeReference ref = decode_reference(qv.data(), s.heads, pc, s, softmax_scale_value(s));
+      const DecodeReference ref = decode_reference(qv.data(), s.heads, pc, s, softmax_scale_value(s), sc);
       v = check_decode(got, ref, B, H, s);
     }
     py::dict d;
@@ -375,7 +385,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     d["max_lse_ratio"] = v.max_lse_ratio;
     return d;
   }, py::arg("out"), py::arg("lse"), py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"),
-     py::arg("spec_json"));
+     py::arg("spec_json"), py::arg("scope") = "any_kernel");
 });
 
 }  // namespace fp8lab::bindings

@@ -125,6 +125,10 @@ def test_decode_against_numpy_attention(cache, splits):
         assert np.all(np.abs(lse[b] - l) <= ref["lse_bound"][b])
     v = mla.compare(out, lse, q, c, table, seqlens, spec)
     assert v["ok"], v["out_summary"]
+    tight = mla.compare(out, lse, q, c, table, seqlens, spec, scope="emulator")
+    assert tight["ok"] and tight["max_lse_ratio"] >= v["max_lse_ratio"]
+    with pytest.raises(ValueError, match="scope"):
+        mla.compare(out, lse, q, c, table, seqlens, spec, scope="loose")
 
 
 def ref_dequantised(c, table_row, n, spec):

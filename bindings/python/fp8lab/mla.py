@@ -214,19 +214,24 @@ def decode(q, cache, block_table, seqlens, spec):
                             _spec_json(spec))
 
 
-def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None = None) -> dict:
-    """Exact attention (float64) of the same inputs and the certified bounds of ``decode``:
-    dict(out, lse, out_bound, lse_bound). scale_of picks another softmax scale for the exact side."""
+def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None = None,
+                     scope: str = "any_kernel") -> dict:
+    """Exact attention (float64) of the same inputs and certified bounds: dict(out, lse, out_bound,
+    lse_bound). scope "any_kernel" (default): the bound of any kernel of this algorithm (any
+    summation order, truncating FP32 steps, exp within 2^-21); "emulator": the tighter bound of
+    ``decode`` exactly as written. scale_of picks another softmax scale for the exact side."""
     return dict(_core.mla_decode_reference(_f32(q, "q"), cache, _i32(block_table, "block_table"),
-                                           _i32(seqlens, "seqlens"), _spec_json(spec), scale_of or ""))
+                                           _i32(seqlens, "seqlens"), _spec_json(spec), scale_of or "", scope))
 
 
-def compare(out, lse, q, cache, block_table, seqlens, spec) -> dict:
+def compare(out, lse, q, cache, block_table, seqlens, spec, scope: str = "any_kernel") -> dict:
     """Judges a decode result (this emulator's or a kernel's: out [b, h, kv_lora], lse [b, h])
-    against the exact attention with the certified bound of ``spec``. Returns
-    {"out": verdict, "lse": verdict, "ok": bool, "max_out_ratio", "max_lse_ratio"}."""
+    against the exact attention with the certified bound of ``spec`` (scope as in
+    decode_reference). Returns {"out": verdict, "lse": verdict, "ok": bool, "max_out_ratio",
+    "max_lse_ratio", "out_summary", "lse_summary"}."""
     d = dict(_core.mla_compare_decode(_f32(out, "out"), _f32(lse, "lse"), _f32(q, "q"), cache,
-                                      _i32(block_table, "block_table"), _i32(seqlens, "seqlens"), _spec_json(spec)))
+                                      _i32(block_table, "block_table"), _i32(seqlens, "seqlens"), _spec_json(spec),
+                                      scope))
     res = {"out": json.loads(d["out_json"]), "lse": json.loads(d["lse_json"]),
            "out_summary": d["out_summary"], "lse_summary": d["lse_summary"],
            "max_out_ratio": d["max_out_ratio"], "max_lse_ratio": d["max_lse_ratio"]}
