@@ -95,7 +95,9 @@ const std::array kPresets = {
 
     // Blackwell tcgen05 FP8: one fused block of 32, 25 fractional bits, truncated FP32 output
     // (REFERENCE.md after MMA-Sim; KM B200TC.m: fma 32, neab 2). No tcgen05 measurement exists
-    // here. KM's B200 FP8 data were measured with mma.sync, and this model does NOT reproduce them:
+    // here (it agrees bit for bit with mmasim's TCGen05MMA, tests/python/test_accum.py). KM's B200
+    // FP8 data were measured with mma.sync, which mmasim 2.1.1 does not model on Blackwell; KM's
+    // B200TC.m applies these parameters to it, and they do NOT reproduce the data:
     // test_accum_replay.cpp pins the count (3207/5000 E4M3, 3236/5000 E5M2): see blackwell_mma_*.
     row("blackwell_tcgen05_f32_e4m3", "blackwell_fp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24, Evidence::Unmeasured,
         "MMA-Sim arXiv 2511.10909; Khattak & Mikaitis (B200TC.m: fma 32, neab 2); unmeasured for tcgen05, "
