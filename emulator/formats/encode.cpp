@@ -299,6 +299,10 @@ void Encoder::encode(const float* in, std::size_t n, void* out, std::uint64_t fi
   }
 }
 
+void Encoder::encode_u32(const float* in, std::size_t n, std::uint32_t* out, std::uint64_t first_index) const {
+  encode_range(in, n, plan_, out, first_index);
+}
+
 std::uint32_t encode(double x, const Format& fmt, const EncodeOptions& options, std::uint64_t index) {
   return encode_value<double>(x, make_plan(fmt, options), index);
 }

@@ -72,6 +72,8 @@ class Encoder {
   // Serial bulk encode (vectorised for float32 input) with no threads of its own, for callers
   // that are already parallel. `out` holds n elements of format().storage_bits() width.
   void encode(const float* in, std::size_t n, void* out, std::uint64_t first_index = 0) const;
+  // The same into 32-bit words, whatever the format's storage width (QTensor keeps uint32 bits).
+  void encode_u32(const float* in, std::size_t n, std::uint32_t* out, std::uint64_t first_index = 0) const;
   const Format& format() const { return *fmt_; }
 
  private:

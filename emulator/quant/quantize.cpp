@@ -11,7 +11,6 @@
 #include <string>
 
 #include "common/parallel.hpp"
-#include "quant/fast_encode.hpp"
 
 namespace fp8lab {
 
@@ -96,11 +95,14 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
     for (std::size_t i = 0; i < ts.size(); ++i) q.scale_bits_ue8m0[i] = ts[i].ue8m0;
   }
   // 3. Elements.
-  const FastEncoder enc(fmt, rule.cast_overflow);
+  EncodeOptions cast;
+  cast.overflow = rule.cast_overflow;
+  const Encoder enc(fmt, cast);
   const float fmax = static_cast<float>(fmt.max_finite());
   const bool clamp = rule.clamp_before_cast;
   const bool divide = rule.apply == Apply::Divide;
   parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
+    float buf[256];
     for (std::size_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
       std::uint32_t* out = q.bits.data() + r * cols;
@@ -108,25 +110,19 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
       for (std::size_t t = 0; t < gc; ++t) {
         const float s = trow[t].apply;
         const std::size_t c1 = std::min(cols, (t + 1) * tc);
-        if (clamp) {
-          // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
-          for (std::size_t c = t * tc; c < c1; ++c) {
-            float v = divide ? xr[c] / s : xr[c] * s;
-            v = v < -fmax ? -fmax : (v > fmax ? fmax : v);
-            out[c] = enc(v);
+        // Scale (and clamp) a chunk in plain loops the compiler vectorises, then encode it in bulk.
+        for (std::size_t c0 = t * tc; c0 < c1; c0 += 256) {
+          const std::size_t len = std::min<std::size_t>(256, c1 - c0);
+          if (divide) {
+            for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] / s;
+          } else {
+            for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] * s;
           }
-        } else {
-          // Scale a chunk first (a plain loop the compiler vectorises), then encode it.
-          float buf[256];
-          for (std::size_t c0 = t * tc; c0 < c1; c0 += 256) {
-            const std::size_t len = std::min<std::size_t>(256, c1 - c0);
-            if (divide) {
-              for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] / s;
-            } else {
-              for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] * s;
-            }
-            for (std::size_t i = 0; i < len; ++i) out[c0 + i] = enc(buf[i]);
+          if (clamp) {
+            // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
+            for (std::size_t i = 0; i < len; ++i) buf[i] = buf[i] < -fmax ? -fmax : (buf[i] > fmax ? fmax : buf[i]);
           }
+          enc.encode_u32(buf, len, out + c0);
         }
       }
     }

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "common/parallel.hpp"
-#include "quant/fast_encode.hpp"
 #include "quant/quantize.hpp"
 
 namespace fp8lab {
@@ -196,35 +195,6 @@ TEST(QuantTiling, ResultDoesNotDependOnThreadCount) {
     EXPECT_EQ(a.scale_bits_ue8m0, b.scale_bits_ue8m0) << name;
     ASSERT_EQ(a.scales.size(), b.scales.size());
     for (std::size_t i = 0; i < a.scales.size(); ++i) EXPECT_EQ(fbits(a.scales[i]), fbits(b.scales[i])) << name;
-  }
-}
-
-// ---- the fast encoder is formats' encode ----
-TEST(QuantFastEncode, AgreesWithFormatsEncode) {
-  std::mt19937 g(3);
-  std::vector<float> probes;
-  // Every float32 around each format's interesting binades, plus random patterns.
-  for (std::uint32_t b = 0x3F000000u; b < 0x3F000000u + (1u << 20); b += 7) probes.push_back(std::bit_cast<float>(b));
-  for (std::uint32_t b = 0x43C00000u; b < 0x43F00000u; b += 3) probes.push_back(std::bit_cast<float>(b));  // 384..480
-  for (std::uint32_t b = 0x3A000000u; b < 0x3C800000u; b += 97) probes.push_back(std::bit_cast<float>(b));  // e4m3 subnormals
-  for (int i = 0; i < 400000; ++i) probes.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(g())));
-  for (float f : {0.0f, -0.0f, kInf, -kInf, kNaN, -kNaN, FLT_MAX, FLT_MIN, 1e-45f, 448.0f, 464.0f, 57344.0f, 61440.0f, 6.0f})
-    probes.push_back(f);
-  for (const char* fmt : {"e4m3", "e5m2", "e2m1", "e5m6", "bf16", "fp16", "e3m2", "fp32", "ue8m0"}) {
-    const Format& f = format_by_name(fmt);
-    for (Overflow o : {Overflow::Saturate, Overflow::InfOrNan}) {
-      FastEncoder enc(f, o);
-      EncodeOptions opt;
-      opt.overflow = o;
-      std::size_t bad = 0;
-      for (float x : probes) {
-        const std::uint32_t want = encode(static_cast<double>(x), f, opt);
-        const std::uint32_t got = enc(x);
-        if (got != want && bad++ < 3)
-          ADD_FAILURE() << fmt << " " << overflow_name(o) << " x=" << std::hexfloat << x << " got " << got << " want " << want;
-      }
-      EXPECT_EQ(bad, 0u) << fmt;
-    }
   }
 }
 
