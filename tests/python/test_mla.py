@@ -263,15 +263,18 @@ def write_safetensors(path, tensors):
     path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def test_load_deepseek_shard(tmp_path):
+@pytest.mark.parametrize("naming", ["hf", "converted"])
+def test_load_deepseek_shard(tmp_path, naming):
     spec = mla.MlaSpec(hidden=256, heads=2, q_lora=128, kv_lora=128, nope=32, rope=16, v=32)
     w = mla.init_weights(spec, 21)
     rng = np.random.default_rng(2)
     tensors, expected = {}, {}
-    pre = "model.layers.3.self_attn."
+    pre = "model.layers.3.self_attn." if naming == "hf" else "layers.3.attn."
     for key, hf in mla.HF_NAMES.items():
         if key not in w:
             continue
+        if naming == "converted":  # inference/convert.py: wq_a.weight, its scale wq_a.scale
+            hf = key + ".weight"
         a = w[key]
         if a.ndim == 2:  # FP8 with one float32 multiplier per 128x128 block, as the checkpoint
             gr, gc = -(-a.shape[0] // 128), -(-a.shape[1] // 128)
@@ -284,12 +287,12 @@ def test_load_deepseek_shard(tmp_path):
             big = np.repeat(np.repeat(sc, 128, 0), 128, 1)[:a.shape[0], :a.shape[1]]
             q8 = (a / big).astype(ml_dtypes.float8_e4m3fn)
             tensors[pre + hf] = ("F8_E4M3", q8.view(np.uint8))
-            tensors[pre + hf + "_scale_inv"] = ("F32", sc)
+            tensors[pre + (key + ".scale" if naming == "converted" else hf + "_scale_inv")] = ("F32", sc)
             expected[key] = q8.astype(np.float32) * big
         else:
             tensors[pre + hf] = ("BF16", a.astype(ml_dtypes.bfloat16).view(np.uint16))
             expected[key] = a
-    tensors["model.layers.3.mlp.gate.weight"] = ("BF16", np.zeros((2, 2), np.uint16))
+    tensors[pre.replace("self_attn.", "").replace("attn.", "") + "mlp.gate.weight"] = ("BF16", np.zeros((2, 2), np.uint16))
     path = tmp_path / "model-00001-of-00001.safetensors"
     write_safetensors(path, tensors)
     loaded = mla.load_deepseek_shard(path, 3, spec)

@@ -348,8 +348,10 @@ def dequantize_block_fp8(weight: np.ndarray, scale_inv: np.ndarray, block: int =
 
 
 def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
-    """Attention weights of one layer from DeepSeek-V3 safetensors shard(s) (HF names; FP8 weights
-    with 128x128 weight_scale_inv are dequantised, BF16/F32 tensors decoded exactly). Shapes are
+    """Attention weights of one layer from DeepSeek-V3 safetensors shard(s): the HF checkpoint's
+    names (model.layers.{i}.self_attn.q_a_proj.weight + .weight_scale_inv), or those of the
+    reference's inference/convert.py (layers.{i}.attn.wq_a.weight + .scale, model-parallel 1).
+    FP8 weights with 128x128 scales are dequantised, BF16/F32 tensors decoded exactly. Shapes are
     checked against ``spec`` (default: DeepSeek-V3). Returns the weights dict ``forward`` takes."""
     s = _spec(spec or MlaSpec())
     if isinstance(paths, (str, Path)):
@@ -359,7 +361,9 @@ def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
         t, d = read_safetensors(p)
         tensors.update(t)
         dtypes.update(d)
-    prefix = f"model.layers.{int(layer)}.self_attn."
+    hf_prefix = f"model.layers.{int(layer)}.self_attn."
+    converted = not any(k.startswith(hf_prefix) for k in tensors)
+    prefix = f"layers.{int(layer)}.attn." if converted else hf_prefix
     wanted = ["wkv_a", "kv_norm", "wkv_b", "wo"] + (["wq_a", "q_norm", "wq_b"] if s.q_lora > 0 else ["wq"])
     qk = s.nope + s.rope
     shapes = {"wq_a": (s.q_lora, s.hidden), "q_norm": (s.q_lora,), "wq_b": (s.heads * qk, s.q_lora),
@@ -367,12 +371,12 @@ def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
               "wkv_b": (s.heads * (s.nope + s.v), s.kv_lora), "wo": (s.hidden, s.heads * s.v)}
     weights = {}
     for key in wanted:
-        name = prefix + HF_NAMES[key]
+        name = prefix + (key + ".weight" if converted else HF_NAMES[key])
         if name not in tensors:
             raise ValueError(f"paths: tensor {name!r} not found in {[str(p) for p in paths]}")
         w = tensors[name]
         if dtypes[name] == "F8_E4M3":
-            sname = name + "_scale_inv"
+            sname = name[:-len("weight")] + "scale" if converted else name + "_scale_inv"
             if sname not in tensors:
                 raise ValueError(f"paths: FP8 tensor {name!r} has no {sname!r}")
             w = dequantize_block_fp8(w, tensors[sname])
