@@ -57,7 +57,7 @@ rc::Gen<std::vector<std::int32_t>> genSeqlens() {
 
 std::vector<float> values(std::size_t n, std::uint64_t seed, std::uint64_t stream, double width) {
   std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = bf16_round(static_cast<float>(width * (2 * counter_uniform(seed, stream, i) - 1)));
+  for (std::size_t i = 0; i < n; ++i) v[i] = round_to_bf16(static_cast<float>(width * (2 * counter_uniform(seed, stream, i) - 1)));
   return v;
 }
 

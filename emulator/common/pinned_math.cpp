@@ -153,18 +153,7 @@ float sigmoid_f32(float x) {
   return sigmoid_f32_fallback(x);
 }
 
-float round_bf16_nearest_even(float x) {
-  // bf16 is the top 16 bits of float32 (Google Brain bfloat16; torch.bfloat16): round to nearest
-  // even by adding 0x7FFF plus the lowest kept bit, then truncating. Overflow carries into the
-  // exponent and yields inf, as IEEE rounding would.
-  if (std::isnan(x)) return std::numeric_limits<float>::quiet_NaN();
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
-  const std::uint32_t lsb = (u >> 16) & 1u;
-  const std::uint32_t r = (u + 0x7FFFu + lsb) & 0xFFFF0000u;
-  return std::bit_cast<float>(r);
-}
-
-float sigmoid_bf16(float x) { return round_bf16_nearest_even(sigmoid_f32(x)); }
+float sigmoid_bf16(float x) { return round_to_bf16(sigmoid_f32(x)); }
 
 std::uint64_t pinned_math_fallback_count() { return fallbacks.load(std::memory_order_relaxed); }
 

@@ -7,6 +7,8 @@
 // result is settled with Boost.Multiprecision (a Ziv-style "round, and recompute if unsure").
 #pragma once
 
+#include "common/bf16.hpp"  // round_to_bf16, the last step of sigmoid_bf16
+
 #include <cstdint>
 
 namespace fp8lab {
@@ -34,16 +36,12 @@ float sigmoid_f32(float x);
 // sigmoid as torch computes it on a bfloat16 tensor: the bf16 input is widened to float32, the
 // sigmoid is computed in float32 and the result is rounded to bfloat16 once (round to nearest
 // even) — PyTorch's CPU/CUDA kernels for reduced-precision floats use an `opmath` of float.
-// Here: round_bf16_nearest_even(sigmoid_f32(x)). The float32 step is correctly rounded, so this is a double
+// Here: round_to_bf16(sigmoid_f32(x)) (common/bf16.hpp). The float32 step is correctly rounded, so this is a double
 // rounding (real -> f32 -> bf16), which is what the kernels do too. The input is used as given
 // (callers pass a value already rounded to bf16 when modelling a bf16 tensor). Returns the bf16
 // value as a float (exactly representable).
 float sigmoid_bf16(float x);
 
-// x rounded to bfloat16 (1 sign, 8 exponent, 7 fraction bits), round to nearest even, returned as
-// a float; NaN stays a quiet NaN, overflow gives ±inf (IEEE; bf16 has the float32 exponent range).
-// A local helper so that common/ needs no other area; formats/ has the general encoder.
-float round_bf16_nearest_even(float x);
 
 // How many evaluations (exp_f32 and sigmoid_f32 together) needed the multiprecision fallback since
 // the process started. For tests and benchmarks: shows that the fallback path is exercised.

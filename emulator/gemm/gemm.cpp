@@ -123,15 +123,6 @@ std::vector<float> tensor_core_accumulate(const GemmOperand& a, const GemmOperan
 
 }  // namespace
 
-float round_to_bf16(float x) {
-  const std::uint32_t b = std::bit_cast<std::uint32_t>(x);
-  if (std::isnan(x)) return std::bit_cast<float>(0x7FFF0000u);
-  // Round to nearest even on the upper 16 bits; a carry into the exponent gives the next binade
-  // or Inf, as __float2bfloat16_rn does.
-  const std::uint32_t r = b + 0x7FFFu + ((b >> 16) & 1u);
-  return std::bit_cast<float>(r & 0xFFFF0000u);
-}
-
 void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec) {
   if (a.cols != b.cols)
     throw std::invalid_argument("b: has K = " + std::to_string(b.cols) + " columns but a has K = " +

@@ -14,6 +14,8 @@
 //   change a tensor-core result.
 #pragma once
 
+#include "common/bf16.hpp"  // round_to_bf16, used with gemm outputs
+
 #include <cstddef>
 #include <vector>
 
@@ -36,7 +38,5 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
 // Checks shapes and the spec against the operands (what gemm() checks before computing).
 void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec);
 
-// fp32 -> bf16 round to nearest even (overflow to Inf, NaN to the canonical 0x7FFF), as a float.
-float round_to_bf16(float x);
 
 }  // namespace fp8lab

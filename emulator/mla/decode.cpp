@@ -126,7 +126,7 @@ DecodeResult decode(const float* q, std::size_t H, const PagedCache& cache, cons
         }
       }
       for (std::size_t c = 0; c < C; ++c) {
-        const float o = bf16_round(N[c] / Lsum);
+        const float o = round_to_bf16(N[c] / Lsum);
         r.out[i * C + c] = o;
         r.out_bf16[i * C + c] = bf16_bits_of(o);
       }

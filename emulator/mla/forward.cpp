@@ -35,8 +35,8 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, c
   }
   if (f == MatmulFormat::Bf16TensorCore) {
     std::vector<float> xb(x, x + T * in), wb(W);
-    for (auto& v : xb) v = bf16_round(v);
-    for (auto& v : wb) v = bf16_round(v);
+    for (auto& v : xb) v = round_to_bf16(v);
+    for (auto& v : wb) v = round_to_bf16(v);
     GemmOperand a = operand_from_floats(xb.data(), T, in, "x"), b = operand_from_floats(wb.data(), out, in, "weight");
     a.fmt = b.fmt = "bf16";  // the values are BF16 exactly; the instruction reads BF16 operands
     GemmSpec gs;

@@ -3,6 +3,8 @@
 // build uses -ffp-contract=off; no libm call).
 #pragma once
 
+#include "common/bf16.hpp"
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -22,25 +24,8 @@ inline double gamma32(double n) { return n * kU32 / (1.0 - n * kU32); }
 // Unit roundoff of a rounding step to `f` (0 for FP32: an FP32 result is not rounded again).
 inline double unit_roundoff(MatmulFormat f) { return f == MatmulFormat::Fp32 ? 0.0 : kUBf16; }
 
-// FP32 -> BF16, round to nearest even; NaN stays a quiet NaN, overflow gives +-inf (CUDA
-// __float2bfloat16_rn). Local to mla/ on purpose: both common/ and gemm/ define an
-// fp8lab::round_to_bf16, and referencing it would pull both definitions into one link.
-inline float bf16_round(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
-    u = (u | 0x00400000u) & 0xFFFF0000u;
-  } else {
-    u += 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent give the next binade / inf
-    u &= 0xFFFF0000u;
-  }
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
-
 // Rounding of a result in format f: FP8 projections produce BF16 (the GEMM's output format).
-inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Fp32 ? x : bf16_round(x); }
+inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Fp32 ? x : round_to_bf16(x); }
 
 // The dot-product order of every FP32 dot in mla/: 16 lanes, lane j sums the products of the
 // indices i = j (mod 16) in increasing i, each product rounded to FP32 (no FMA); then the lanes

@@ -15,7 +15,7 @@ namespace fp8lab::mla {
 namespace {
 
 std::uint16_t bf16_bits(float x) {
-  const float r = bf16_round(x);
+  const float r = round_to_bf16(x);
   std::uint32_t u;
   std::memcpy(&u, &r, 4);
   return static_cast<std::uint16_t>(u >> 16);
@@ -72,7 +72,7 @@ void write_row(std::uint8_t* row, const float* lat, const float* kpe, const MlaS
     float bf[128];
     float amax = 0;
     for (std::size_t i = 0; i < 128; ++i) {
-      bf[i] = bf16_round(lat[tile * 128 + i]);
+      bf[i] = round_to_bf16(lat[tile * 128 + i]);
       amax = std::max(amax, std::fabs(bf[i]));
     }
     const float scale = fp8_tile_scale(amax);

@@ -23,7 +23,7 @@ std::vector<float> uniform_bf16(std::size_t n, double half_width, std::uint64_t 
   std::vector<float> out(n);
   for (std::size_t i = 0; i < n; ++i) {
     const double u = counter_uniform(seed, stream, i);
-    out[i] = bf16_round(static_cast<float>(centre + half_width * (2.0 * u - 1.0)));
+    out[i] = round_to_bf16(static_cast<float>(centre + half_width * (2.0 * u - 1.0)));
   }
   return out;
 }

@@ -46,7 +46,7 @@ std::vector<float> update_bias(const float* bias, int experts, const std::int32_
     float b = bias[e];
     if (lhs > total) b = b - g;
     else if (lhs < total) b = b + g;
-    out[static_cast<std::size_t>(e)] = bias_format == BiasFormat::Bf16 ? round_bf16_nearest_even(b) : b;
+    out[static_cast<std::size_t>(e)] = bias_format == BiasFormat::Bf16 ? round_to_bf16(b) : b;
   }
   return out;
 }

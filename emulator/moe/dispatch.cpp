@@ -104,7 +104,7 @@ std::vector<float> combine(const float* y, std::size_t y_rows, std::size_t hidde
       if (scale != 1.0f)
         for (std::size_t h = 0; h < hidden; ++h) o[h] = o[h] * scale;
       if (out_format == GateFormat::Bf16)
-        for (std::size_t h = 0; h < hidden; ++h) o[h] = round_bf16_nearest_even(o[h]);
+        for (std::size_t h = 0; h < hidden; ++h) o[h] = round_to_bf16(o[h]);
     }
   });
   return out;

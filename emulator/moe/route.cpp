@@ -21,7 +21,7 @@ std::uint32_t score_order_key(float x) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-float round_gate(float x, GateFormat f) { return f == GateFormat::Bf16 ? round_bf16_nearest_even(x) : x; }
+float round_gate(float x, GateFormat f) { return f == GateFormat::Bf16 ? round_to_bf16(x) : x; }
 
 namespace {
 
@@ -58,7 +58,7 @@ void top_indices(const std::vector<std::uint64_t>& keys, int k, std::vector<std:
   for (int i = 0; i < k; ++i) out[static_cast<std::size_t>(i)] = index_of(sorted[static_cast<std::size_t>(i)]);
 }
 
-float round_sel(float x, const RouterSpec& spec) { return spec.selection_is_bf16() ? round_bf16_nearest_even(x) : x; }
+float round_sel(float x, const RouterSpec& spec) { return spec.selection_is_bf16() ? round_to_bf16(x) : x; }
 
 void check_topk_capacity(const RouterSpec& spec) {
   if (spec.topk > 64) {
@@ -160,7 +160,7 @@ RouteResult route_impl(const float* scores, std::size_t tokens, const float* bia
   if (bias) {
     b.assign(bias, bias + spec.experts);
     if (spec.bias_format == BiasFormat::Bf16)
-      for (float& x : b) x = round_bf16_nearest_even(x);
+      for (float& x : b) x = round_to_bf16(x);
   }
   const std::size_t E = static_cast<std::size_t>(spec.experts), K = static_cast<std::size_t>(spec.topk);
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
@@ -209,7 +209,7 @@ void gate_scores(const float* logits, std::size_t tokens, const RouterSpec& spec
       float* o = out + t * E;
       if (spec.score == ScoreFunction::Sigmoid) {
         if (spec.gate_format == GateFormat::Bf16)
-          for (std::size_t e = 0; e < E; ++e) o[e] = sigmoid_bf16(round_bf16_nearest_even(x[e]));
+          for (std::size_t e = 0; e < E; ++e) o[e] = sigmoid_bf16(round_to_bf16(x[e]));
         else
           for (std::size_t e = 0; e < E; ++e) o[e] = sigmoid_f32(x[e]);
       } else {
@@ -249,7 +249,7 @@ RouteResult route_from_scores(const float* scores, std::size_t tokens, const flo
   check_topk_capacity(spec);
   if (spec.gate_format == GateFormat::Fp32) return route_impl(scores, tokens, bias, spec);
   std::vector<float> s(scores, scores + tokens * static_cast<std::size_t>(spec.experts));
-  for (float& x : s) x = round_bf16_nearest_even(x);
+  for (float& x : s) x = round_to_bf16(x);
   return route_impl(s.data(), tokens, bias, spec);
 }
 

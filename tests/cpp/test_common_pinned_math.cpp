@@ -179,17 +179,17 @@ TEST(PinnedMath, KnownValues) {
 }
 
 TEST(PinnedMath, RoundToBf16) {
-  using fp8lab::round_bf16_nearest_even;
-  EXPECT_EQ(round_bf16_nearest_even(1.0f), 1.0f);
-  EXPECT_EQ(round_bf16_nearest_even(1.0f + 0x1p-8f), 1.0f);                       // tie, to even (down)
-  EXPECT_EQ(round_bf16_nearest_even(1.0f + 0x1p-7f + 0x1p-8f), 1.0f + 0x1p-6f);   // tie, to even (up)
-  EXPECT_EQ(round_bf16_nearest_even(1.0f + 0x1p-8f + 0x1p-20f), 1.0f + 0x1p-7f);  // above the tie
-  EXPECT_EQ(round_bf16_nearest_even(-1.0f - 0x1p-8f - 0x1p-20f), -1.0f - 0x1p-7f);
-  EXPECT_TRUE(std::isinf(round_bf16_nearest_even(std::numeric_limits<float>::max())));  // 0x1.fffffep127 -> 2^128
-  EXPECT_EQ(round_bf16_nearest_even(0x1.fe0000p127f), 0x1.fe0000p127f);               // bf16's largest finite
-  EXPECT_EQ(round_bf16_nearest_even(0x1p-149f), 0x1p-149f * 0.0f);                    // below bf16's smallest subnormal/2
-  EXPECT_EQ(round_bf16_nearest_even(0x1p-133f), 0x1p-133f);                           // bf16's smallest subnormal
-  EXPECT_TRUE(std::isnan(round_bf16_nearest_even(std::numeric_limits<float>::quiet_NaN())));
+  using fp8lab::round_to_bf16;
+  EXPECT_EQ(round_to_bf16(1.0f), 1.0f);
+  EXPECT_EQ(round_to_bf16(1.0f + 0x1p-8f), 1.0f);                       // tie, to even (down)
+  EXPECT_EQ(round_to_bf16(1.0f + 0x1p-7f + 0x1p-8f), 1.0f + 0x1p-6f);   // tie, to even (up)
+  EXPECT_EQ(round_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 1.0f + 0x1p-7f);  // above the tie
+  EXPECT_EQ(round_to_bf16(-1.0f - 0x1p-8f - 0x1p-20f), -1.0f - 0x1p-7f);
+  EXPECT_TRUE(std::isinf(round_to_bf16(std::numeric_limits<float>::max())));  // 0x1.fffffep127 -> 2^128
+  EXPECT_EQ(round_to_bf16(0x1.fe0000p127f), 0x1.fe0000p127f);               // bf16's largest finite
+  EXPECT_EQ(round_to_bf16(0x1p-149f), 0x1p-149f * 0.0f);                    // below bf16's smallest subnormal/2
+  EXPECT_EQ(round_to_bf16(0x1p-133f), 0x1p-133f);                           // bf16's smallest subnormal
+  EXPECT_TRUE(std::isnan(round_to_bf16(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // sigmoid_bf16 = bf16(f32(sigmoid)): checked against the exact sigmoid rounded twice by the

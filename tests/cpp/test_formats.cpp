@@ -1,6 +1,7 @@
 // The semantics table and encode/decode on hand-checked values (hex floats, as APFloat's tests).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -168,6 +169,33 @@ TEST(Encoder, SameBitsAsEncodeAndEncodeArray) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace fp8lab
+
+#include "common/bf16.hpp"
+
+namespace fp8lab {
+namespace {
+
+TEST(RoundToBf16, IsEncodeToBf16OnFloat32Inputs) {
+  // The shared fast helper (common/bf16.hpp) against the general encoder: every float32 whose
+  // low 16 bits are one of the rounding-relevant patterns, for every top half, NaN and Inf included.
+  const Format& bf16 = format_by_name("bf16");
+  EncodeOptions ieee;
+  ieee.overflow = Overflow::InfOrNan;
+  std::size_t bad = 0;
+  for (std::uint32_t hi = 0; hi < 0x10000u; ++hi) {
+    for (std::uint32_t lo : {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu, 0x4000u, 0xC000u}) {
+      const std::uint32_t u = (hi << 16) | lo;
+      const float x = std::bit_cast<float>(u);
+      const std::uint32_t want = encode(static_cast<double>(x), bf16, ieee);
+      const std::uint32_t got = std::bit_cast<std::uint32_t>(round_to_bf16(x)) >> 16;
+      if (got != want && ++bad <= 5) ADD_FAILURE() << std::hex << "x bits 0x" << u << ": got 0x" << got << ", want 0x" << want;
+    }
+  }
+  EXPECT_EQ(bad, 0u);
 }
 
 }  // namespace

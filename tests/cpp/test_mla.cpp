@@ -33,7 +33,7 @@ MlaSpec small_spec() {
 // Random latents / k_pe / q for decode tests: unit-RMS values rounded to BF16 (the cache dtype).
 std::vector<float> uniform_values(std::size_t n, std::uint64_t seed, double width) {
   std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = bf16_round(static_cast<float>(width * (2 * counter_uniform(seed, 9, i) - 1)));
+  for (std::size_t i = 0; i < n; ++i) v[i] = round_to_bf16(static_cast<float>(width * (2 * counter_uniform(seed, 9, i) - 1)));
   return v;
 }
 
@@ -341,7 +341,7 @@ TEST(MlaCache, Fp8RowsMatchTheQuantAreasFlashMlaRule) {
   s.cache = CacheFormat::Fp8E4m3;
   const std::size_t T = 40;
   auto lat = uniform_values(T * 512, 31, 1.0), kpe = uniform_values(T * s.rope, 32, 1.0);
-  for (std::size_t i = 0; i < lat.size(); ++i) lat[i] = bf16_round(lat[i] * static_cast<float>(1 + 40 * counter_uniform(33, 0, i / 128)));
+  for (std::size_t i = 0; i < lat.size(); ++i) lat[i] = round_to_bf16(lat[i] * static_cast<float>(1 + 40 * counter_uniform(33, 0, i / 128)));
   std::fill_n(&lat[5 * 512 + 128], 128, 0.0f);  // an all-zero tile: the 1e-4 floor on the scale
   const PagedCache c = build_cache(lat.data(), kpe.data(), {static_cast<std::int32_t>(T)}, s);
   const QTensor q = quantize(lat.data(), T, 512, Tile{1, 128}, "e4m3", scale_rule_by_name("flashmla_cache"));
