@@ -37,8 +37,8 @@ pytest: build
 
 test: build
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 900
-	$(PYPATH) $(VPY) -m pytest -q tests/python
 	FUZZ_RUNS=$${FUZZ_RUNS:-200000} bash tools/fuzz.sh
+	$(PYPATH) $(VPY) -m pytest -q tests/python
 
 # The package as a user gets it (pip install . through scikit-build-core; tuned for this machine,
 # which changes speed, never bits), then the main job.
