@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 PYPATH := PYTHONPATH=$(CURDIR)/bindings/python:$(CURDIR)/$(BUILD)/python
 REPORT_DIR ?= report
 
-.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz determinism clean
+.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz determinism verify gpu-check clean
 
 all: build
 
@@ -62,6 +62,14 @@ asan: deps
 	cmake --preset asan -DFP8LAB_PYTHON=OFF
 	cmake --build build/asan -j $(JOBS)
 	ctest --test-dir build/asan -j $(JOBS) --output-on-failure
+
+# Every golden trace in fixtures/golden plus generated cases per operation, as a CI gate would run it.
+verify: build
+	$(PYPATH) $(VPY) -m fp8lab verify --junit $(BUILD)/verify.xml
+
+# What a session lent a GPU runs, once: builds gpu/, runs every GPU check, writes logs and traces to $$OUT.
+gpu-check: deps
+	OUT=$${OUT:-$(CURDIR)/gpu-check-out} bash gpu/check.sh
 
 # libFuzzer on the trace parser (clang); FUZZ_RUNS bounds it (CI runs a bounded number).
 fuzz: deps
