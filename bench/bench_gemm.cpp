@@ -55,29 +55,43 @@ double seconds(F&& f, int reps) {
   return best;
 }
 
-void run(std::size_t M, std::size_t N, std::size_t K, int reps) {
-  const GemmOperand a = random_operand(M, K, 1, 128, 1), b = random_operand(N, K, 128, 128, 2);
-  fp8lab::GemmSpec spec;  // promoted, N_C = 128, deepgemm, hopper_fp8, bf16
-  std::vector<double> d;
-  const double t_emu = seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
-  const double flop = 2.0 * M * N * K;
-  std::printf("shape M=%zu N=%zu K=%zu threads=%d\n", M, N, K, fp8lab::num_threads());
-  std::printf("  emulated hopper_fp8 promoted GEMM: %8.3f s  %8.2f GFLOP/s-equivalent\n", t_emu, flop / t_emu * 1e-9);
+struct Shape {
+  std::size_t M, N, K;
+  int reps;
+};
+
+// Every emulated GEMM is timed before any sgemm runs: OpenBLAS leaves its worker threads
+// busy-waiting after a call, and on 2 cores they would steal time from the emulator's threads.
+void run(const std::vector<Shape>& shapes) {
+  std::vector<double> t_emu;
+  for (const Shape& s : shapes) {
+    const GemmOperand a = random_operand(s.M, s.K, 1, 128, 1), b = random_operand(s.N, s.K, 128, 128, 2);
+    fp8lab::GemmSpec spec;  // promoted, N_C = 128, deepgemm, hopper_fp8, bf16
+    std::vector<double> d;
+    t_emu.push_back(seconds([&] { d = fp8lab::gemm(a, b, spec); }, s.reps));
+  }
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    const auto [M, N, K, reps] = shapes[i];
+    const double flop = 2.0 * M * N * K;
+    std::printf("shape M=%zu N=%zu K=%zu threads=%d\n", M, N, K, fp8lab::num_threads());
+    std::printf("  emulated hopper_fp8 promoted GEMM: %8.3f s  %8.2f GFLOP/s-equivalent\n", t_emu[i], flop / t_emu[i] * 1e-9);
 #ifdef FP8LAB_HAVE_BLAS
-  std::vector<float> fa(M * K), fb(N * K), fc(M * N);
-  for (std::size_t i = 0; i < fa.size(); ++i) fa[i] = a.elements[i];
-  for (std::size_t i = 0; i < fb.size(); ++i) fb[i] = b.elements[i];
-  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
-  const float one = 1.0f, zero = 0.0f;
-  // Row-major D (M x N) = A (M x K) * B^T: column-major D^T (N x M) = B (as K x N col-major, transposed) ...
-  // i.e. sgemm('T', 'N', N, M, K, B[k + j*K], A[k + i*K]).
-  const double t_blas = seconds([&] { sgemm_("T", "N", &n, &m, &k, &one, fb.data(), &k, fa.data(), &k, &zero, fc.data(), &n); },
-                                reps + 1);
-  std::printf("  BLAS sgemm (same shape):           %8.3f s  %8.2f GFLOP/s\n", t_blas, flop / t_blas * 1e-9);
-  std::printf("  ratio emulated / sgemm: %.3fx (goal >= 0.25x)\n", t_blas / t_emu);
+    const GemmOperand a = random_operand(M, K, 1, 128, 1), b = random_operand(N, K, 128, 128, 2);
+    std::vector<float> fa(M * K), fb(N * K), fc(M * N);
+    for (std::size_t j = 0; j < fa.size(); ++j) fa[j] = a.elements[j];
+    for (std::size_t j = 0; j < fb.size(); ++j) fb[j] = b.elements[j];
+    const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+    const float one = 1.0f, zero = 0.0f;
+    // Row-major D (M x N) = A (M x K) * B^T: column-major D^T (N x M) = B (as K x N col-major, transposed) ...
+    // i.e. sgemm('T', 'N', N, M, K, B[k + j*K], A[k + i*K]).
+    const double t_blas = seconds([&] { sgemm_("T", "N", &n, &m, &k, &one, fb.data(), &k, fa.data(), &k, &zero, fc.data(), &n); },
+                                  reps + 1);
+    std::printf("  BLAS sgemm (same shape):           %8.3f s  %8.2f GFLOP/s\n", t_blas, flop / t_blas * 1e-9);
+    std::printf("  ratio emulated / sgemm: %.3fx (goal >= 0.25x)\n", t_blas / t_emu[i]);
 #else
-  std::printf("  BLAS not found at configure time: no sgemm baseline, no ratio\n");
+    std::printf("  BLAS not found at configure time: no sgemm baseline, no ratio\n");
 #endif
+  }
 }
 
 }  // namespace
@@ -85,10 +99,9 @@ void run(std::size_t M, std::size_t N, std::size_t K, int reps) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   if (quick) {
-    run(256, 256, 1024, 1);
+    run({{256, 256, 1024, 1}});
     return 0;
   }
-  run(2048, 2048, 2048, 2);
-  run(2048, 7168, 2048, 1);  // DeepSeek-V3 shape (hidden 7168)
+  run({{2048, 2048, 2048, 2}, {2048, 7168, 2048, 1}});  // the second: DeepSeek-V3 shape (hidden 7168)
   return 0;
 }

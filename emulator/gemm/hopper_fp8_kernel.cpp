@@ -77,7 +77,10 @@ inline Lanes load(const std::int32_t* p) {
   return v;
 }
 inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
-inline Lanes select(const Lanes& mask, const Lanes& yes, const Lanes& no) { return (yes & mask) | (no & ~mask); }
+// Lane-wise max and min written as vector conditionals, which GCC and Clang lower to vpmaxsd /
+// vpminsd: a bitwise blend here made the per-k max a 4-instruction loop-carried chain.
+inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
+inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
 
 }  // namespace
 
@@ -147,7 +150,15 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
       const std::int32_t* ebt = eb.data() + jt * K * L;
       const std::int32_t* mbt = mb.data() + jt * K * L;
       const std::int32_t* sbt = sb_mask.data() + jt * K * L;
-      float sb[L];
+      // B's scales of this column group, per promotion block: looked up once per task, not once
+      // per row (the lookup divides by the tile size).
+      const std::size_t KB = (K + NC - 1) / NC;
+      std::vector<float> sb_blocks(KB * L);
+      for (std::size_t kb = 0; kb < KB; ++kb)
+        for (std::size_t l = 0; l < L; ++l) {
+          const std::size_t j = jt * L + l;
+          sb_blocks[kb * L + l] = j < N ? b.scale(j, kb * NC) : 0.0f;
+        }
       for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
         const std::int32_t* eai = ea.data() + i * K;
         const std::int32_t* mai = ma.data() + i * K;
@@ -173,7 +184,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               Lanes vmax = load(emax);
               for (std::size_t k = kc; k < kc + kn; ++k) {
                 const Lanes pe = eai[k] + load(ebt + k * L);
-                vmax = select(pe > vmax, pe, vmax);
+                vmax = lanes_max(pe, vmax);
               }
               store(emax, vmax);
             }
@@ -191,7 +202,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
                 // magnitude truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then
                 // the product's sign (mask 0 or -1) applied as (t ^ m) - m.
                 const Lanes d = vmax - (eai[k] + load(ebt + k * L));
-                const Lanes dc = select(d > 31, Lanes{} + 31, d);
+                const Lanes dc = lanes_min(d, Lanes{} + 31);
                 const ULanes mag = std::bit_cast<ULanes>(mai[k] * load(mbt + k * L));
                 const Lanes t = std::bit_cast<Lanes>(mag >> std::bit_cast<ULanes>(dc));
                 const Lanes sg = sai[k] ^ load(sbt + k * L);
@@ -214,10 +225,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               p[l] = sv < 0 ? -v : v;
             }
           }
-          for (std::size_t l = 0; l < L; ++l) {
-            const std::size_t j = jt * L + l;
-            sb[l] = j < N ? b.scale(j, kb) : 0.0f;
-          }
+          const float* sb = sb_blocks.data() + (kb / NC) * L;
           const float sa = a.scale(i, kb);
           // One loop per order so that each vectorises (combine_partial's switch would not).
           switch (combine) {
