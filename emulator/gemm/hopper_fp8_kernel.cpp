@@ -10,6 +10,19 @@
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 
+#if defined(__AVX512BW__)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_epi32 in the shift intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+// With AVX-512BW the two per-k loops run on pairs of k in 16-bit lanes (see PairedB below):
+// exponents, |products| and shifts all fit in int16, and vpmaddwd applies both signs and adds a
+// pair into the int32 sum in one instruction. Same integers, same sums: the bits cannot change
+// (test_gemm checks this kernel against fused_dot_add in either build).
+#define FP8LAB_PAIRED_K 1
+#endif
+
 // The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
 // note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
 #if defined(__GNUC__)
@@ -141,15 +154,46 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
         sb_mask[at] = p.m < 0 ? -1 : 0;
       }
   });
+#ifdef FP8LAB_PAIRED_K
+  // k pairs (k even in the low half of an int32, k odd in the high half); a missing k (odd K)
+  // is a zero product. A: one int32 word per (row, pair), broadcast to all lanes. B: per column
+  // group, per pair, 16 lanes x 2 int16. Signs as +-1 so that vpmaddwd multiplies them in.
+  const std::size_t K2 = (K + 1) / 2;
+  auto pack = [](std::int32_t lo, std::int32_t hi) {
+    return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
+  };
+  std::vector<std::int32_t> ea2(M * K2), ma2(M * K2), sa2(M * K2);
+  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i)
+      for (std::size_t q = 0; q < K2; ++q) {
+        const std::size_t k0 = i * K + 2 * q, has1 = 2 * q + 1 < K;
+        ea2[i * K2 + q] = pack(ea[k0], has1 ? ea[k0 + 1] : kZeroExp);
+        ma2[i * K2 + q] = pack(ma[k0], has1 ? ma[k0 + 1] : 0);
+        sa2[i * K2 + q] = pack(sa_mask[k0] ? -1 : 1, has1 && sa_mask[k0 + 1] ? -1 : 1);
+      }
+  });
+  std::vector<std::int16_t> eb2(JT * K2 * 2 * L, static_cast<std::int16_t>(kZeroExp)), mb2(JT * K2 * 2 * L, 0),
+      sb2(JT * K2 * 2 * L, 1);
+  parallel_for(JT, 1, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t jt = j0; jt < j1; ++jt)
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t l = 0; l < L; ++l) {
+          const std::size_t from = (jt * K + k) * L + l, to = ((jt * K2 + k / 2) * L + l) * 2 + (k & 1);
+          eb2[to] = static_cast<std::int16_t>(eb[from]);
+          mb2[to] = static_cast<std::int16_t>(mb[from]);
+          sb2[to] = static_cast<std::int16_t>(sb_mask[from] ? -1 : 1);
+        }
+  });
+#endif
   std::vector<float> out(M * N);
   constexpr std::size_t TM = 8;  // rows of A per task (B's group stays in cache across them)
   const std::size_t IT = (M + TM - 1) / TM;
   parallel_for(IT * JT, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t jt = t % JT, i0 = (t / JT) * TM;
-      const std::int32_t* ebt = eb.data() + jt * K * L;
-      const std::int32_t* mbt = mb.data() + jt * K * L;
-      const std::int32_t* sbt = sb_mask.data() + jt * K * L;
+      [[maybe_unused]] const std::int32_t* ebt = eb.data() + jt * K * L;  // the int32 path's B
+      [[maybe_unused]] const std::int32_t* mbt = mb.data() + jt * K * L;
+      [[maybe_unused]] const std::int32_t* sbt = sb_mask.data() + jt * K * L;
       // B's scales of this column group, per promotion block: looked up once per task, not once
       // per row (the lookup divides by the tile size).
       const std::size_t KB = (K + NC - 1) / NC;
@@ -160,9 +204,9 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
           sb_blocks[kb * L + l] = j < N ? b.scale(j, kb * NC) : 0.0f;
         }
       for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
-        const std::int32_t* eai = ea.data() + i * K;
-        const std::int32_t* mai = ma.data() + i * K;
-        const std::int32_t* sai = sa_mask.data() + i * K;
+        [[maybe_unused]] const std::int32_t* eai = ea.data() + i * K;
+        [[maybe_unused]] const std::int32_t* mai = ma.data() + i * K;
+        [[maybe_unused]] const std::int32_t* sai = sa_mask.data() + i * K;
         float acc[L] = {};
         for (std::size_t kb = 0; kb < K; kb += NC) {
           const std::size_t ke = std::min(K, kb + NC);
@@ -178,6 +222,45 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               cneg[l] = static_cast<std::int32_t>(bits >> 31);
               emax[l] = ce[l];
             }
+#ifdef FP8LAB_PAIRED_K
+            {
+              const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2;
+              __m512i vmax = _mm512_set1_epi16(-32768);
+              for (std::size_t q = q0; q < q1; ++q) {
+                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2[i * K2 + q]),
+                                                    _mm512_loadu_si512(eb2.data() + (jt * K2 + q) * 2 * L));
+                vmax = _mm512_max_epi16(vmax, pe);
+              }
+              // The larger of each int32 lane's two halves, sign-extended; then C's exponent.
+              const __m512i hi = _mm512_srai_epi32(vmax, 16), lo = _mm512_srai_epi32(_mm512_slli_epi32(vmax, 16), 16);
+              const __m512i e = _mm512_max_epi32(_mm512_max_epi32(hi, lo), _mm512_loadu_si512(emax));
+              _mm512_storeu_si512(emax, e);
+            }
+            for (std::size_t l = 0; l < L; ++l) {
+              const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
+              const std::int32_t tc = cm[l] >> sh;
+              const std::int32_t mask = -cneg[l];
+              s[l] = (tc ^ mask) - mask;
+            }
+            {
+              const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2;
+              const __m512i e = _mm512_loadu_si512(emax);
+              const __m512i e2 = _mm512_or_si512(_mm512_and_si512(e, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(e, 16));
+              const __m512i fifteen = _mm512_set1_epi16(15);
+              __m512i acc_s = _mm512_loadu_si512(s);
+              for (std::size_t q = q0; q < q1; ++q) {
+                const std::size_t at = (jt * K2 + q) * 2 * L;
+                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2[i * K2 + q]), _mm512_loadu_si512(eb2.data() + at));
+                // |products| < 2^15, so a shift of 15 or more gives 0, as the int32 path's 31 does.
+                const __m512i d = _mm512_min_epi16(_mm512_sub_epi16(e2, pe), fifteen);
+                const __m512i mag = _mm512_mullo_epi16(_mm512_set1_epi32(ma2[i * K2 + q]), _mm512_loadu_si512(mb2.data() + at));
+                const __m512i t = _mm512_srlv_epi16(mag, d);
+                const __m512i sg = _mm512_mullo_epi16(_mm512_set1_epi32(sa2[i * K2 + q]), _mm512_loadu_si512(sb2.data() + at));
+                acc_s = _mm512_add_epi32(acc_s, _mm512_madd_epi16(t, sg));
+              }
+              _mm512_storeu_si512(s, acc_s);
+            }
+#else
             {
               // The largest exponent per lane, in a register (an array here would carry the loop
               // dependency through memory).
@@ -210,6 +293,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               }
               store(s, acc_s);
             }
+#endif
             for (std::size_t l = 0; l < L; ++l) {
               const std::int32_t sv = s[l];
               std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
