@@ -29,13 +29,36 @@ bool is_hopper_e4m3(const TensorCoreModel& model) { return &model == &tensor_cor
 // Elements must be values of the instruction's input format: the tensor core has no way to hold
 // anything else (quantise first).
 void check_representable(const GemmOperand& x, const char* arg, const Format& fmt, const std::string& instruction) {
-  for (std::size_t i = 0; i < x.elements.size(); ++i) {
+  // An element is a value of fmt iff encoding it and decoding the bits gives it back. In bulk and
+  // in parallel (this runs on every GEMM call); the first offender by index is reported.
+  const Encoder enc(fmt);
+  std::vector<double> value_of;  // decode table for formats up to 16 bits
+  if (fmt.total_bits() <= 16) {
+    value_of.resize(std::size_t{1} << fmt.total_bits());
+    for (std::uint32_t b = 0; b < value_of.size(); ++b) value_of[b] = decode(b, fmt);
+  }
+  const std::size_t n = x.elements.size();
+  constexpr std::size_t kGrain = 1 << 14;
+  std::vector<std::size_t> first_bad((n + kGrain - 1) / kGrain, n);
+  parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
+    std::uint32_t bits[kGrain];
+    enc.encode_u32(x.elements.data() + begin, end - begin, bits);
+    for (std::size_t i = begin; i < end; ++i) {
+      const std::uint32_t b = bits[i - begin];
+      const double back = value_of.empty() ? decode(b, fmt) : value_of[b];
+      if (back != static_cast<double>(x.elements[i])) {
+        first_bad[begin / kGrain] = i;
+        return;
+      }
+    }
+  });
+  for (const std::size_t i : first_bad) {
+    if (i == n) continue;
     const double v = x.elements[i];
-    if (round_to_format(v, fmt) != v)
-      throw std::invalid_argument(std::string(arg) + ": element [" + std::to_string(i / x.cols) + ", " +
-                                  std::to_string(i % x.cols) + "] = " + num(v) + " is not an " + fmt.name +
-                                  " value, the input format of instruction " + instruction +
-                                  "; quantise it first or use accumulate='fp32'/'exact'");
+    throw std::invalid_argument(std::string(arg) + ": element [" + std::to_string(i / x.cols) + ", " +
+                                std::to_string(i % x.cols) + "] = " + num(v) + " is not an " + fmt.name +
+                                " value, the input format of instruction " + instruction +
+                                "; quantise it first or use accumulate='fp32'/'exact'");
   }
 }
 
