@@ -191,6 +191,12 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
   parallel_for(IT * JT, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t jt = t % JT, i0 = (t / JT) * TM;
+#ifdef FP8LAB_PAIRED_K
+      // Plain local pointers: read through the lambda's captures, they were reloaded every k.
+      const std::int16_t* const eb2t = eb2.data() + jt * K2 * 2 * L;
+      const std::int16_t* const mb2t = mb2.data() + jt * K2 * 2 * L;
+      const std::int16_t* const sb2t = sb2.data() + jt * K2 * 2 * L;
+#endif
       [[maybe_unused]] const std::int32_t* ebt = eb.data() + jt * K * L;  // the int32 path's B
       [[maybe_unused]] const std::int32_t* mbt = mb.data() + jt * K * L;
       [[maybe_unused]] const std::int32_t* sbt = sb_mask.data() + jt * K * L;
@@ -204,6 +210,11 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
           sb_blocks[kb * L + l] = j < N ? b.scale(j, kb * NC) : 0.0f;
         }
       for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
+#ifdef FP8LAB_PAIRED_K
+        const std::int32_t* const ea2i = ea2.data() + i * K2;
+        const std::int32_t* const ma2i = ma2.data() + i * K2;
+        const std::int32_t* const sa2i = sa2.data() + i * K2;
+#endif
         [[maybe_unused]] const std::int32_t* eai = ea.data() + i * K;
         [[maybe_unused]] const std::int32_t* mai = ma.data() + i * K;
         [[maybe_unused]] const std::int32_t* sai = sa_mask.data() + i * K;
@@ -227,8 +238,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2;
               __m512i vmax = _mm512_set1_epi16(-32768);
               for (std::size_t q = q0; q < q1; ++q) {
-                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2[i * K2 + q]),
-                                                    _mm512_loadu_si512(eb2.data() + (jt * K2 + q) * 2 * L));
+                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2i[q]), _mm512_loadu_si512(eb2t + q * 2 * L));
                 vmax = _mm512_max_epi16(vmax, pe);
               }
               // The larger of each int32 lane's two halves, sign-extended; then C's exponent.
@@ -249,13 +259,13 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               const __m512i fifteen = _mm512_set1_epi16(15);
               __m512i acc_s = _mm512_loadu_si512(s);
               for (std::size_t q = q0; q < q1; ++q) {
-                const std::size_t at = (jt * K2 + q) * 2 * L;
-                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2[i * K2 + q]), _mm512_loadu_si512(eb2.data() + at));
+                const std::size_t at = q * 2 * L;
+                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2i[q]), _mm512_loadu_si512(eb2t + at));
                 // |products| < 2^15, so a shift of 15 or more gives 0, as the int32 path's 31 does.
                 const __m512i d = _mm512_min_epi16(_mm512_sub_epi16(e2, pe), fifteen);
-                const __m512i mag = _mm512_mullo_epi16(_mm512_set1_epi32(ma2[i * K2 + q]), _mm512_loadu_si512(mb2.data() + at));
+                const __m512i mag = _mm512_mullo_epi16(_mm512_set1_epi32(ma2i[q]), _mm512_loadu_si512(mb2t + at));
                 const __m512i t = _mm512_srlv_epi16(mag, d);
-                const __m512i sg = _mm512_mullo_epi16(_mm512_set1_epi32(sa2[i * K2 + q]), _mm512_loadu_si512(sb2.data() + at));
+                const __m512i sg = _mm512_mullo_epi16(_mm512_set1_epi32(sa2i[q]), _mm512_loadu_si512(sb2t + at));
                 acc_s = _mm512_add_epi32(acc_s, _mm512_madd_epi16(t, sg));
               }
               _mm512_storeu_si512(s, acc_s);
