@@ -24,6 +24,19 @@ import numpy as np
 from . import _core
 from .formats import decode, encode, format_info
 
+
+def _spec_as_dict(spec) -> dict:
+    """A spec given as a dict or as JSON object text, as a dict (errors name the argument)."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"spec: not valid JSON ({err})") from None
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec: expected a dict or JSON object text, got {type(spec).__name__}")
+    return spec
+
+
 TraceError = _core.TraceError
 
 #: safetensors dtype -> numpy dtype used to hold its elements. FP8 and BF16 elements are held as
@@ -268,13 +281,7 @@ class Operation:
         """A full spec dict from a dict, JSON text or recipe name (raises ValueError naming it)."""
         if spec is None:
             return self.default_spec()
-        if isinstance(spec, str):
-            try:
-                spec = json.loads(spec)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"spec: not valid JSON ({err})") from None
-        if not isinstance(spec, dict):
-            raise TypeError(f"spec: expected a dict or JSON object text, got {type(spec).__name__}")
+        spec = _spec_as_dict(spec)
         full = self.default_spec()
         unknown = set(spec) - set(full)
         if unknown:
@@ -782,13 +789,7 @@ class MoeRouteOp(Operation):
     def normalize_spec(self, spec) -> dict:
         if spec is None:
             return self.default_spec()
-        if isinstance(spec, str):
-            try:
-                spec = json.loads(spec)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"spec: not valid JSON ({err})") from None
-        if not isinstance(spec, dict):
-            raise TypeError(f"spec: expected a dict or JSON object text, got {type(spec).__name__}")
+        spec = _spec_as_dict(spec)
         if "base" not in spec and "name" not in spec:
             spec = {**self.default_spec(), **spec}
         return dict(_core.moe_spec(spec))
