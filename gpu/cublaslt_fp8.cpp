@@ -11,6 +11,7 @@
 #include "gemm/gemm.hpp"
 #include "gpu/device.hpp"
 #include "gpu/device_buffer.hpp"
+#include "gpu/event_timer.hpp"
 
 namespace fp8lab::gpu {
 
@@ -211,18 +212,7 @@ double time_cublaslt_fp8_gemm(std::size_t m, std::size_t n, std::size_t k, Cubla
   LtCall call(m, n, k, mode, OutputFormat::Bf16, dsa.data(), dsb.data());
   call.run(da.data(), db.data(), dd.data());  // warm-up
   check_cuda(cudaDeviceSynchronize(), "cublasLt warm-up");
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start);
-  for (int i = 0; i < iters; ++i) call.run(da.data(), db.data(), dd.data());
-  cudaEventRecord(stop);
-  check_cuda(cudaEventSynchronize(stop), "cublasLt timing");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms * 1e-3 / iters;
+  return seconds_per_call(iters, [&] { call.run(da.data(), db.data(), dd.data()); }, "cublasLt timing");
 }
 
 }  // namespace fp8lab::gpu

@@ -20,6 +20,7 @@
 #include "gemm/gemm.hpp"
 #include "gpu/device.hpp"
 #include "gpu/device_buffer.hpp"
+#include "gpu/event_timer.hpp"
 #include "gpu/sm90_wgmma.cuh"
 
 namespace fp8lab::gpu {
@@ -305,18 +306,7 @@ double time_sm90_fp8_gemm_promoted(std::size_t m, std::size_t n, std::size_t k, 
   auto fn = kernel_for(Combine::DeepGemm, true);
   fn<<<grid, kThreads>>>(prm);
   check_cuda(cudaDeviceSynchronize(), "time_sm90_fp8_gemm_promoted warm-up");
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  cudaEventRecord(start);
-  for (int i = 0; i < iters; ++i) fn<<<grid, kThreads>>>(prm);
-  cudaEventRecord(stop);
-  check_cuda(cudaEventSynchronize(stop), "time_sm90_fp8_gemm_promoted");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms * 1e-3 / iters;
+  return seconds_per_call(iters, [&] { fn<<<grid, kThreads>>>(prm); }, "time_sm90_fp8_gemm_promoted");
 }
 
 }  // namespace fp8lab::gpu
