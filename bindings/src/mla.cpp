@@ -110,6 +110,28 @@ std::optional<Projected> prefix_from(const py::object& latent, const py::object&
   return p;
 }
 
+// What both prefill entry points take: spec, weights, tokens, start position and optional prefix,
+// checked once (errors name the argument).
+struct PrefillInputs {
+  MlaSpec spec;
+  MlaWeights weights;
+  std::size_t tokens = 0;
+  std::vector<float> x;
+  std::optional<Projected> prefix;
+};
+
+PrefillInputs prefill_inputs(const py::object& x, const py::dict& wd, const std::string& json, long start_pos,
+                             const py::object& prefix_latent, const py::object& prefix_k_pe) {
+  PrefillInputs in;
+  in.spec = spec_from_json(json);
+  in.weights = weights_from(wd, in.spec);
+  in.x = tokens_input(x, in.spec, in.tokens);
+  if (in.tokens == 0) throw py::value_error("x: at least one token is needed");
+  if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
+  in.prefix = prefix_from(prefix_latent, prefix_k_pe, in.spec);
+  return in;
+}
+
 py::dict projected_dict(const Projected& p, const MlaSpec& s) {
   const py::ssize_t T = static_cast<py::ssize_t>(p.tokens);
   py::dict d;
@@ -229,14 +251,13 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
   }, py::arg("spec_json"), py::arg("seed"));
   m.def("mla_forward", [](const py::object& x, const py::dict& wd, const std::string& json, const std::string& form,
                           long start_pos, const py::object& prefix_latent, const py::object& prefix_k_pe) {
-    const MlaSpec s = spec_from_json(json);
     const Form f = form_by_name(form);
-    const MlaWeights w = weights_from(wd, s);
-    std::size_t T = 0;
-    const auto xv = tokens_input(x, s, T);
-    if (T == 0) throw py::value_error("x: at least one token is needed");
-    if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
-    const std::optional<Projected> prefix = prefix_from(prefix_latent, prefix_k_pe, s);
+    const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
+    const MlaSpec& s = in.spec;
+    const MlaWeights& w = in.weights;
+    const std::size_t T = in.tokens;
+    const auto& xv = in.x;
+    const std::optional<Projected>& prefix = in.prefix;
     ForwardResult r;
     std::vector<float> qa;
     {
@@ -254,13 +275,12 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
      py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
   m.def("mla_compare_forms", [](const py::object& x, const py::dict& wd, const std::string& json, long start_pos,
                                 const py::object& prefix_latent, const py::object& prefix_k_pe) {
-    const MlaSpec s = spec_from_json(json);
-    const MlaWeights w = weights_from(wd, s);
-    std::size_t T = 0;
-    const auto xv = tokens_input(x, s, T);
-    if (T == 0) throw py::value_error("x: at least one token is needed");
-    if (start_pos < 0) throw py::value_error("start_pos: must be >= 0, got " + std::to_string(start_pos));
-    const std::optional<Projected> prefix = prefix_from(prefix_latent, prefix_k_pe, s);
+    const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
+    const MlaSpec& s = in.spec;
+    const MlaWeights& w = in.weights;
+    const std::size_t T = in.tokens;
+    const auto& xv = in.x;
+    const std::optional<Projected>& prefix = in.prefix;
     FormsComparison fc;
     {
       py::gil_scoped_release rel;
