@@ -2,9 +2,14 @@
 // gpu/check.sh on a real GPU) and requires bit-identity: a "gemm" trace against the GemmSpec it
 // names, a "tc_probe" trace against its instruction preset. With no trace committed the test is
 // SKIPPED and says so — hardware bits come from hardware, never from a guess.
+// FP8LAB_HARDWARE_TRACES_DIR, when set, names the folder instead of the checkout's
+// fixtures/hardware compiled in: gpu/check.sh sets it (a build carried to another machine does not
+// find its build machine's source path there), and tools/import-hardware-traces.sh uses it to
+// replay traces returned by a device run before they are committed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,9 +21,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> hardware_traces() {
+fs::path hardware_dir() {
+  if (const char* env = std::getenv("FP8LAB_HARDWARE_TRACES_DIR"); env != nullptr && *env != '\0') return env;
+  return fs::path(FP8LAB_SOURCE_DIR) / "fixtures" / "hardware";
+}
+
+std::vector<std::string> hardware_traces(const fs::path& dir) {
   std::vector<std::string> files;
-  const fs::path dir = fs::path(FP8LAB_SOURCE_DIR) / "fixtures" / "hardware";
   if (!fs::is_directory(dir)) return files;
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path().string());
@@ -27,10 +36,15 @@ std::vector<std::string> hardware_traces() {
 }
 
 TEST(GpuReplay, EmulatorReproducesEveryCommittedHardwareTrace) {
-  const std::vector<std::string> files = hardware_traces();
+  const fs::path dir = hardware_dir();
+  // A folder named explicitly must exist: a typo must not pass as "no traces yet".
+  if (const char* env = std::getenv("FP8LAB_HARDWARE_TRACES_DIR"); env != nullptr && *env != '\0') {
+    ASSERT_TRUE(fs::is_directory(dir)) << "FP8LAB_HARDWARE_TRACES_DIR=" << dir.string() << " is not a folder";
+  }
+  const std::vector<std::string> files = hardware_traces(dir);
   if (files.empty()) {
-    GTEST_SKIP() << "no hardware traces exist yet in fixtures/hardware/: they are captured by gpu/check.sh on an "
-                    "H100/H200 (see fixtures/hardware/README.md)";
+    GTEST_SKIP() << "no hardware traces exist yet in " << dir.string()
+                 << ": they are captured by gpu/check.sh on an H100/H200 (see fixtures/hardware/README.md)";
   }
   for (const std::string& path : files) {
     SCOPED_TRACE(path);
