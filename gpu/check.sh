@@ -176,7 +176,7 @@ fi
 if [[ $build_only -eq 0 ]]; then
   {
     echo "=== preflight ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
-    echo "machine: $(uname -srm), $(nproc) cores, $(ldd --version 2>/dev/null | head -1 || echo 'ldd missing')"
+    echo "machine: $(uname -srm), $(nproc) cores, $(ldd --version 2>/dev/null | sed -n 1p || true)"
     echo "repo root: $here"
     echo "build dir: $BUILD_DIR (configured for: ${cache_home:-none}; carried: $([[ $prebuilt -eq 1 ]] && echo yes || echo no))"
     echo "OUT: $OUT; budget ${BUDGET_S}s; skip:${SKIP% }"
@@ -214,7 +214,7 @@ if [[ $build_only -eq 0 ]]; then
         echo "  (missing)"
       fi
     done
-  } 2>&1 | tee -a "$log"
+  } 2>&1 | tee -a "$log" || true
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -233,9 +233,9 @@ configure_and_build() {
       -DFP8LAB_PYTHON=OFF -DFP8LAB_BENCH=OFF -DFP8LAB_NATIVE=OFF \
       "-DCMAKE_BUILD_RPATH=/usr/local/cuda/lib64;/usr/local/cuda/targets/x86_64-linux/lib"
     if [[ $step_rc -ne 0 ]]; then
-      local missing
-      missing=$(grep -oE 'Could NOT find [A-Za-z0-9_]+|Could not find a package configuration file provided by "[A-Za-z0-9_]+"|No CMAKE_CUDA_COMPILER could be found|does not match the source' "$log" | sort -u | tr '\n' ';' || true)
-      say "configure FAILED${missing:+ ($missing)}. This machine cannot build fp8lab's GPU checks: build on a" \
+      local why
+      why=$(grep -A4 -m1 'CMake Error' "$log" | tr -s ' \n' ' ' | cut -c1-400 || true)
+      say "configure FAILED${why:+ ($why)}. This machine cannot build fp8lab's GPU checks: build on a" \
         "machine with cmake, ninja, nvcc 13, GTest, RapidCheck and Boost with 'bash gpu/check.sh --build-only'," \
         "carry build/gpu-check and run with FP8LAB_PREBUILT=1 BUILD_DIR=build/gpu-check (gpu/README.md)."
       return 0
@@ -248,8 +248,8 @@ configure_and_build() {
       echo "commit: $(git -C "$here" rev-parse HEAD 2>/dev/null || echo '?')"
       echo "uncommitted: $(git -C "$here" status --short --untracked-files=no 2>/dev/null | tr '\n' ' ' || echo '?')"
       echo "source digest: $(source_digest)"
-      echo "built: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), $(ldd --version 2>/dev/null | head -1)"
-      echo "compilers: $(c++ --version 2>/dev/null | head -1); $("$(find_tool nvcc || echo nvcc)" --version 2>/dev/null | grep release || echo 'nvcc ?')"
+      echo "built: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), $(ldd --version 2>/dev/null | sed -n 1p)"
+      echo "compilers: $(c++ --version 2>/dev/null | sed -n 1p); $("$(find_tool nvcc || echo nvcc)" --version 2>/dev/null | grep release || echo 'nvcc ?')"
       echo "source dir: $here"
     } >"$BUILD_DIR/fp8lab-build-info.txt"
     sed 's/^/  /' "$BUILD_DIR/fp8lab-build-info.txt" | tee -a "$log"
@@ -279,6 +279,11 @@ if [[ $build_only -eq 1 ]]; then
   say "build only: done (status $status)"
   exit $status
 fi
+if [[ ! -x "$BUILD_DIR/gpu/fp8lab_gpu_check" ]]; then
+  say "=== nothing to run: $BUILD_DIR/gpu/fp8lab_gpu_check does not exist (the build failed, see above)"
+  echo "RESULT: FAILED: no build to run (status 1; see check.log)" >>"$summary"
+  exit 1
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The loader must find libcublasLt.so.13.
@@ -292,7 +297,7 @@ resolve_libraries() {
   say "shared libraries not found: $(echo "$nf" | awk '{print $1}' | sort -u | tr '\n' ' ')"
   if grep -q 'libcublasLt.so.13' <<<"$nf"; then
     local d
-    d=$(cublaslt_dirs | head -1)
+    d=$(cublaslt_dirs | sed -n 1p || true)
     if [[ -n "$d" ]]; then
       export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
       say "libcublasLt.so.13 found in $d (other candidates: $(cublaslt_dirs | sed 1d | sort -u | tr '\n' ' ')); LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
@@ -302,10 +307,10 @@ resolve_libraries() {
   fi
   nf=""
   for b in "${binaries[@]}"; do
-    [[ -f "$BUILD_DIR/$b" ]] && nf+=$(ldd "$BUILD_DIR/$b" 2>&1 | grep 'not found' | sed "s|^|$b: |" || true)
+    [[ -f "$BUILD_DIR/$b" ]] && nf+=$(ldd "$BUILD_DIR/$b" 2>&1 | grep 'not found' | sed "s|^\s*|$b: |; s|\$|; |" || true)
   done
   if [[ -n "$nf" ]]; then
-    say "still not found (these binaries will fail to start): $nf"
+    say "still not found (these binaries will not start): $nf"
   else
     say "shared libraries: all found now"
   fi
@@ -336,8 +341,10 @@ if [[ $have_device == unknown && $prebuilt -eq 1 ]]; then
   device_step
 fi
 if [[ $have_device == unknown ]]; then
-  say "=== device: FAILED (exit $step_rc): fp8lab_gpu_check does not run here"
-  status=1
+  say "=== device: FAILED (exit $step_rc): fp8lab_gpu_check does not run here, so nothing can be checked;" \
+    "see the preflight's ldd lines and the output above"
+  echo "RESULT: FAILED: fp8lab_gpu_check does not run on this machine (status 1; see check.log)" >>"$summary"
+  exit 1
 fi
 if [[ $have_device == no ]]; then
   echo "NO DEVICE: nothing in this file was measured on hardware (see check.log)" >>"$summary"
@@ -412,7 +419,7 @@ elif [[ $have_device == no ]]; then
   status=3
   result="NO DEVICE: host-side checks passed, every device check was SKIPPED (status 3; not a pass)"
 else
-  result="PASSED: every step ran on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'the device') and passed (status 0)"
+  result="PASSED: every step ran on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p || echo 'the device') and passed (status 0)"
 fi
 echo "RESULT: $result" >>"$summary"
 say "=== gpu/check.sh finished after $(elapsed)s: $result ($(date -u +%H:%M:%S))"
