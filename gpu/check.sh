@@ -6,6 +6,8 @@
 #   OUT=/dir FP8LAB_PREBUILT=1 BUILD_DIR=build/gpu-check bash gpu/check.sh
 #                                              on the device: run a carried build, build nothing
 #   OUT=/dir bash gpu/check.sh                 configure + build with CUDA there, then run everything
+#   bash gpu/check.sh --rehearse               here, before spending device time: the device command
+#                                              on a copy of what the device tool sends (see below)
 #
 # A carried build is detected (FP8LAB_PREBUILT=1, or its CMakeCache.txt names another source
 # folder than this one): it is then neither configured nor built — ninja would re-run CMake, which
@@ -17,27 +19,78 @@
 # libcublasLt.so.13 not found by the loader: searched in /usr/local/cuda*/ and python3's
 # site-packages (nvidia/*/lib) and put on LD_LIBRARY_PATH; check.log says where.
 #
-# Runs, in this order (what only hardware can give first): the preflight (GPU, driver, tools, ldd,
-# build info); device; the tensor-core probe (features table vs the emulator's Hopper model, every
-# disagreement a FINDING line); the search for the emulator spec of every GEMM kernel (ours and
-# cuBLASLt's); the hardware traces; the GPU tests (host tests, kernel-vs-emulator properties,
-# replay of fixtures/hardware, SASS/resource/ptxas checks); the benchmarks (TFLOP/s ours vs
-# cuBLASLt on DeepSeek-V3 shapes, ratio ours/cuBLASLt).
+# Runs, in this order (what only hardware can give first, so that the time budget cuts the rest):
+# the preflight (GPU, driver, tools, ldd, build info); device; the tensor-core probe (features
+# table vs the emulator's Hopper model, every disagreement a FINDING line); the search for the
+# emulator spec of every GEMM kernel (ours and cuBLASLt's); the hardware traces; the benchmarks
+# (TFLOP/s ours vs cuBLASLt on DeepSeek-V3 shapes, ratio ours/cuBLASLt); the GPU tests
+# (kernel-vs-emulator properties, host tests, replay of fixtures/hardware, SASS/resource/ptxas).
 # Writes under $OUT (at most 8 files, two folder levels, each far below 16 MiB):
 #   check.log   everything, in order       summary.txt  result line, probe table, spec matches, benchmark
 #   ctest.log   the test executables' output         traces/*.safetensors (5 files, fixtures/hardware/README.md)
-# Budget: FP8LAB_CHECK_BUDGET_S (default 360 s) for everything after the build; a step that would
-# run past it is cut short or not started (and the run counts as failed). On an H200 with a carried
-# build: well under 5 minutes. FP8LAB_CHECK_SKIP="bench tests sass ..." skips steps by name (a rerun).
+# Budget: FP8LAB_CHECK_BUDGET_S (default 360 s), counted from the start; a step that would run past
+# it is cut short or not started (and the run counts as failed); configure/build are not cut. On an
+# H200 with a carried build: well under 5 minutes. FP8LAB_CHECK_SKIP="..." skips steps by name
+# (a rerun): probe match traces bench tests (= the four below) prop_gpu_kernels test_gpu_host
+# test_gpu_replay sass.
 # Exit status:
 #   0  a device was found and every step ran and passed
-#   1  a step failed or was not run (the logs say which)
+#   1  a step failed or was not run (the logs say which); also "no device" where nvidia-smi lists a
+#      GPU or FP8LAB_EXPECT_DEVICE=1 (the device recipe sets it)
 #   3  NO DEVICE: the host-side checks passed, every device step was skipped. This is not a pass of
 #      the device checks: nothing was measured on hardware, and no trace was written.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
+
+# --rehearse: what the device tool does, here: copies the working tree (tracked + untracked files
+# git does not ignore) to another folder with $BUILD_DIR as build/gpu-check, runs the device
+# command there with cmake/ninja replaced by stubs that record any call, and checks the outcome:
+# exit 0 or 3 (3 where there is no GPU), no configure/build attempted, what would travel <= 64 MiB,
+# at most 8 files under OUT, names [A-Za-z0-9._-], at most two folders down, each < 16 MiB.
+if [[ "${1:-}" == "--rehearse" ]]; then
+  src_build=${BUILD_DIR:-build/gpu-check}
+  [[ "$src_build" == /* ]] || src_build=$here/$src_build
+  [[ -x "$src_build/gpu/fp8lab_gpu_check" ]] || { echo "rehearse: no $src_build: run 'bash gpu/check.sh --build-only' first"; exit 1; }
+  sim=$(mktemp -d /tmp/fp8lab-devsim.XXXXXX)
+  mkdir -p "$sim/tree/build" "$sim/stubs" "$sim/out"
+  git -C "$here" ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$sim/tree" -xf -
+  cp -a "$src_build" "$sim/tree/build/gpu-check"
+  travel_mb=$(du -sm "$sim/tree" | cut -f1)
+  for t in cmake ninja; do
+    printf '#!/bin/sh\necho "%s $*" >>%s/stub-calls.log\nexit 97\n' "$t" "$sim" >"$sim/stubs/$t"
+    chmod +x "$sim/stubs/$t"
+  done
+  echo "rehearse: tree + build = ${travel_mb} MiB in $sim/tree; running the device command there"
+  t_start=$(date +%s)
+  rc=0
+  (cd "$sim/tree" && PATH=$sim/stubs:$PATH OUT=$sim/out FP8LAB_PREBUILT=1 BUILD_DIR=build/gpu-check \
+    bash gpu/check.sh >"$sim/console.log" 2>&1) || rc=$?
+  took=$(($(date +%s) - t_start))
+  bad=0
+  problem() { echo "rehearse: PROBLEM: $*"; bad=1; }
+  [[ $rc -eq 0 || $rc -eq 3 ]] || problem "exit status $rc (see $sim/out/check.log)"
+  [[ $travel_mb -le 60 ]] || problem "the working tree and the build are ${travel_mb} MiB (the device tool takes 64 MiB)"
+  [[ ! -s "$sim/stub-calls.log" ]] || problem "cmake/ninja were called: $(tr '\n' ';' <"$sim/stub-calls.log")"
+  nfiles=$(find "$sim/out" -type f | wc -l)
+  [[ $nfiles -le 8 ]] || problem "$nfiles files under OUT (at most 8 come back)"
+  (cd "$sim/out" && find . -mindepth 1 | sed 's|^\./||' | grep -vE '^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+){0,2}$') &&
+    problem "names or depth the device tool would not bring back (above)"
+  find "$sim/out" -type f -size +15M | grep . && problem "files over 15 MiB (above)"
+  grep -q '^=== preflight' "$sim/out/check.log" || problem "no preflight in check.log"
+  echo "rehearse: exit $rc in ${took}s; $(grep -m1 '^RESULT' "$sim/out/summary.txt" || echo 'no RESULT line')"
+  echo "rehearse: files under OUT ($nfiles):"
+  (cd "$sim/out" && find . -type f -printf '  %p %s bytes\n' | sort)
+  rm -rf "$sim/tree"
+  if [[ $bad -eq 0 ]]; then
+    echo "rehearse: OK (logs kept in $sim/out)"
+  else
+    echo "rehearse: FAILED (logs kept in $sim/out, console in $sim/console.log)"
+  fi
+  exit $bad
+fi
+
 build_only=0
 [[ "${1:-}" == "--build-only" ]] && build_only=1
 OUT=${OUT:-$here/gpu-check-out}
@@ -266,6 +319,7 @@ if [[ $prebuilt -eq 1 ]]; then
     BUILD_DIR=$here/build/gpu-check-local
   else
     say "carried build (configured in ${cache_home:-?}): not configuring or building here, running its binaries"
+    for f in "${binaries[@]}"; do chmod +x "$BUILD_DIR/$f" 2>/dev/null || true; done  # in case the copy lost the mode
   fi
 fi
 if [[ $prebuilt -eq 0 ]]; then
@@ -348,6 +402,13 @@ if [[ $have_device == unknown ]]; then
 fi
 if [[ $have_device == no ]]; then
   echo "NO DEVICE: nothing in this file was measured on hardware (see check.log)" >>"$summary"
+  gpus=$(timeout 30 nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  if [[ ${gpus:-0} -gt 0 || ${FP8LAB_EXPECT_DEVICE:-0} == 1 ]]; then
+    # On a device machine "no device" is a failure, never the benign exit status 3.
+    say "=== device: FAILED: the CUDA runtime finds no usable device, yet nvidia-smi lists ${gpus:-0} GPU(s)" \
+      "(FP8LAB_EXPECT_DEVICE=${FP8LAB_EXPECT_DEVICE:-0}); the reason is in the device line above"
+    status=1
+  fi
 fi
 
 # The hardware facts first: they are what only this run can give.
@@ -356,10 +417,13 @@ step "probe" 120 bash -c "'$check' probe | tee -a '$summary'; exit \${PIPESTATUS
 echo "# Which emulator spec reproduces each GEMM kernel" >>"$summary"
 step "match" 240 bash -c "'$check' match | tee -a '$summary'; exit \${PIPESTATUS[0]}"
 step "traces" 240 "$check" traces "$OUT/traces"
+echo "# Benchmarks (DeepSeek-V3 shapes)" >>"$summary"
+step "bench" 180 bash -c "'$check' bench | tee -a '$summary'; exit \${PIPESTATUS[0]}"
 
 # The test executables are run directly, not through ctest: a build carried from another machine
-# keeps working even where its absolute paths do not exist. Property tests: 50 cases per
-# property keeps them near a minute; a failure prints the shrunk counterexample.
+# keeps working even where its absolute paths do not exist. Property tests first (they need the
+# device; the others run the same anywhere): 50 cases per property keeps them near a minute; a
+# failure prints the shrunk counterexample (shrinking is cut by the time budget).
 tests_log=$OUT/ctest.log
 : >"$tests_log"
 run_test() {
@@ -392,8 +456,8 @@ run_test() {
 }
 say "=== tests ($(date -u +%H:%M:%S))"
 export RC_PARAMS=${RC_PARAMS:-"max_success=50"}
-run_test test_gpu_host "$BUILD_DIR/gpu/test_gpu_host"
 run_test prop_gpu_kernels "$BUILD_DIR/gpu/prop_gpu_kernels"
+run_test test_gpu_host "$BUILD_DIR/gpu/test_gpu_host"
 # The replay reads this checkout's fixtures/hardware, not the folder compiled into the build.
 run_test test_gpu_replay env FP8LAB_HARDWARE_TRACES_DIR="$here/fixtures/hardware" \
   "$BUILD_DIR/tests/cpp/test_gpu_replay"
@@ -408,12 +472,12 @@ nvcc=$(find_tool nvcc || echo /usr/local/cuda/bin/nvcc)
 say "SASS checks with cuobjdump=${cuobjdump:-none} nvcc=$nvcc"
 run_test sass bash "$here/gpu/tests/check_sass.sh" "$BUILD_DIR/gpu/libfp8lab_gpu.a" "$cuobjdump" "$nvcc" "$here"
 
-echo "# Benchmarks (DeepSeek-V3 shapes)" >>"$summary"
-step "bench" 180 bash -c "'$check' bench | tee -a '$summary'; exit \${PIPESTATUS[0]}"
 
 say "=== files under $OUT:"
 (cd "$OUT" && find . -type f -printf '%p %s bytes\n' | sort) | tee -a "$log"
-if [[ $status -ne 0 ]]; then
+if [[ $status -ne 0 && $have_device == no ]]; then
+  result="FAILED: no usable device, and this run expected one or a step failed (status 1; see check.log)"
+elif [[ $status -ne 0 ]]; then
   result="FAILED: a step failed or was not run (status 1; see check.log)"
 elif [[ $have_device == no ]]; then
   status=3
