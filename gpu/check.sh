@@ -201,7 +201,7 @@ cublaslt_dirs() {
     [[ -e "$c/libcublasLt.so.13" ]] && echo "$c"
   done
   for d in $(py_nvidia_dirs); do
-    find "$d" -maxdepth 4 -name 'libcublasLt.so.13*' -printf '%h\n' 2>/dev/null | sort -u
+    find "$d" -maxdepth 4 -name 'libcublasLt.so.13' -printf '%h\n' 2>/dev/null | sort -u
   done
   if command -v ldconfig >/dev/null; then
     ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13 /{print $NF}' | xargs -r -n1 dirname
