@@ -239,6 +239,8 @@ if [[ $build_only -eq 0 ]]; then
     else
       echo "nvidia-smi: not found"
     fi
+    echo "/proc/driver/nvidia/version: $(sed -n 1p /proc/driver/nvidia/version 2>/dev/null ||
+      echo 'unreadable (the traces will carry an empty driver release; nvidia-smi above has it)')"
     for t in nvcc cuobjdump nvdisasm cmake ninja python3 ldd; do
       printf '%-10s %s\n' "$t:" "$(find_tool "$t" || echo MISSING)"
     done

@@ -8,7 +8,8 @@
 # DEST          where committable traces go (default: fixtures/hardware of this checkout).
 #
 # For each returned trace: prints op, kernel, GPU, driver and `matched` from its __metadata__;
-# rejects a file that names no GPU and driver (not a hardware trace); replays it alone against the
+# rejects a file without the gpu and driver keys or with an empty gpu (not a hardware trace; an
+# empty driver, where /proc/driver/nvidia/version was unreadable, is a warning); replays it alone against the
 # emulator with test_gpu_replay (FP8LAB_HARDWARE_TRACES_DIR=<that one file's folder>); copies into
 # DEST the ones fixtures/hardware/README.md says to commit — a "gemm" trace with matched=true or a
 # "tc_probe" trace — and only when their replay is bit-identical. Every other trace is a FINDING
@@ -61,7 +62,7 @@ import json, struct, sys
 with open(sys.argv[1], "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]
     m = json.loads(f.read(n)).get("__metadata__", {})
-print("|".join(m.get(k, "") for k in ("op", "kernel", "gpu", "driver", "matched")).replace("\n", " "))
+print("|".join(m.get(k, "<missing>") for k in ("op", "kernel", "gpu", "driver", "matched")).replace("\n", " "))
 EOF
 }
 
@@ -72,10 +73,15 @@ for t in "${traces[@]}"; do
   name=$(basename "$t")
   IFS='|' read -r op kernel gpu driver matched < <(meta "$t" || echo "unreadable||||")
   echo "== $name: op=$op${kernel:+ kernel=$kernel} gpu='$gpu' driver='$driver' matched=${matched:-n/a}"
-  if [[ -z "$gpu" || -z "$driver" ]]; then
+  if [[ -z "$gpu" || "$gpu" == "<missing>" || "$driver" == "<missing>" ]]; then
     echo "   REJECTED: no gpu/driver in __metadata__: not a hardware trace"
     rejected=$((rejected + 1))
     continue
+  fi
+  if [[ -z "$driver" ]]; then
+    # fp8lab_gpu_check reads the release from /proc/driver/nvidia/version, absent on some sandboxes.
+    echo "   WARNING: empty driver release in the trace; nvidia-smi in check.log says:" \
+      "$(grep -m1 -A1 '^name, driver_version' "$src/check.log" 2>/dev/null | sed -n 2p || echo '?')"
   fi
   one=$tmp/one
   rm -rf "$one" && mkdir -p "$one" && cp "$t" "$one/"
