@@ -326,6 +326,10 @@ if [[ $prebuilt -eq 1 ]]; then
 fi
 if [[ $prebuilt -eq 0 ]]; then
   if [[ -n "$cache_home" && "$(realpath -m "$cache_home")" != "$(realpath "$here")" && -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+    if [[ $build_only -eq 1 ]]; then
+      say "$BUILD_DIR was configured for $cache_home, not $here: remove it or choose another BUILD_DIR"
+      exit 1
+    fi
     say "$BUILD_DIR was configured for $cache_home, not $here: building in $here/build/gpu-check-local instead"
     BUILD_DIR=$here/build/gpu-check-local
   fi
