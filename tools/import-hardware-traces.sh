@@ -45,13 +45,15 @@ if [[ ! -x "$replay" ]]; then
   exit 1
 fi
 
-for f in "$src/summary.txt" "$src/check.log"; do
+# The device tool may put $OUT's files one folder down in files_at: look a few levels deep.
+checklog=$(find "$src" -maxdepth 3 -name check.log -type f | sed -n 1p)
+for f in "$(find "$src" -maxdepth 3 -name summary.txt -type f | sed -n 1p)" "$checklog"; do
   [[ -f "$f" ]] && grep -m1 -E '^RESULT: |gpu/check.sh finished' "$f" | sed "s|^|$(basename "$f"): |" || true
 done
 
-mapfile -t traces < <(find "$src" -maxdepth 2 -name '*.safetensors' -type f | LC_ALL=C sort)
+mapfile -t traces < <(find "$src" -maxdepth 4 -name '*.safetensors' -type f | LC_ALL=C sort)
 if [[ ${#traces[@]} -eq 0 ]]; then
-  echo "no *.safetensors under $src (or $src/traces): nothing to import" >&2
+  echo "no *.safetensors under $src (searched 4 levels down): nothing to import" >&2
   exit 1
 fi
 
@@ -81,7 +83,7 @@ for t in "${traces[@]}"; do
   if [[ -z "$driver" ]]; then
     # fp8lab_gpu_check reads the release from /proc/driver/nvidia/version, absent on some sandboxes.
     echo "   WARNING: empty driver release in the trace; nvidia-smi in check.log says:" \
-      "$(grep -m1 -A1 '^name, driver_version' "$src/check.log" 2>/dev/null | sed -n 2p || echo '?')"
+      "$(grep -m1 -A1 '^name, driver_version' "${checklog:-/dev/null}" 2>/dev/null | sed -n 2p || echo '?')"
   fi
   one=$tmp/one
   rm -rf "$one" && mkdir -p "$one" && cp "$t" "$one/"
