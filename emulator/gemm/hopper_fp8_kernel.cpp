@@ -10,7 +10,7 @@
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 
-#if defined(__AVX512BW__)
+#if defined(__AVX512BW__) && defined(__AVX512CD__)
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_epi32 in the shift intrinsics).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -95,6 +95,348 @@ inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v
 inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
 inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
 
+constexpr std::size_t kLanes = 16;  // output columns per vector group
+constexpr std::size_t kRowsPerTask = 8;
+constexpr std::size_t kGroupsPerTask = 2;  // column groups of 16 per task
+
+// e4m3_parts from the float's bits, for the bulk decomposition of the operands (v must be an
+// E4M3 value: the caller checks). A subnormal E4M3 value is a normal float of exponent -7..-9
+// whose significand has few enough bits to shift right exactly.
+inline E4m3Parts e4m3_parts_from_bits(float v) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(v);
+  if ((bits & 0x7FFFFFFFu) == 0) return {kZeroExp, 0};
+  const int e = static_cast<int>((bits >> 23) & 0xFF) - 127;
+  const int m = static_cast<int>(8 | ((bits >> 20) & 7)) >> std::max(kE4m3MinExp - e, 0);
+  return {std::max(e, kE4m3MinExp), (bits >> 31) ? -m : m};
+}
+
+// The scales of every row (of A) or column (of B) per promotion block, looked up once: the
+// operand's lookup divides by its tile sizes.
+std::vector<float> block_scales(const GemmOperand& x, std::size_t blocks, std::size_t nc) {
+  std::vector<float> s(x.rows * blocks);
+  for (std::size_t r = 0; r < x.rows; ++r)
+    for (std::size_t kb = 0; kb < blocks; ++kb) s[r * blocks + kb] = x.scale(r, kb * nc);
+  return s;
+}
+
+#ifdef FP8LAB_PAIRED_K
+// Operands in k pairs: k even in the low int16, k odd in the high one; a missing k (odd K) is
+// a zero product. A: per (row, pair) three int32 words, of exponents, |significands| and sign
+// masks (0 or -1), each broadcast to all lanes; stored per block of kRowsPerTask rows, pair by
+// pair, so that a task reads A as one stream (rows a power-of-two apart would share L1 sets).
+// B: per (column group, pair) 16 lanes x 2 int16 of the same, |significand| pre-shifted by 7
+// (the alignment's headroom, see hopper_e4m3_dot_add). Padding columns of B are zero products.
+// The first pass (the largest exponent) reads exponents alone, four k per 32-bit lane as int8
+// (E4M3 exponents are -6..8; a zero operand is -64, so that any product with a zero operand
+// sums to -128..-56, below every real product's -12..16, without overflow): A one int32 word per
+// (row, quad) in the same row-block order, B 16 lanes x 4 int8 per (group, quad).
+constexpr std::size_t kPairStride = kRowsPerTask * 3;  // int32 words of A per pair in a row block
+constexpr int kZeroExp8 = -64;
+struct PairedA {
+  const std::int32_t* w;   // this row's words of pair 0
+  const std::int8_t* w4;   // this row's exponent bytes of quad 0
+  std::int32_t e(std::size_t q) const { return w[q * kPairStride]; }
+  std::int32_t m(std::size_t q) const { return w[q * kPairStride + 1]; }
+  std::int32_t s(std::size_t q) const { return w[q * kPairStride + 2]; }
+  std::int32_t e4(std::size_t u) const {
+    std::int32_t v;
+    std::memcpy(&v, w4 + u * kRowsPerTask * 4, sizeof v);
+    return v;
+  }
+};
+struct PairedB {
+  const std::int16_t *e, *m, *s;
+  const std::int8_t* e4;
+};
+struct PairedOperands {
+  std::size_t pairs, quads;
+  std::vector<std::int32_t> a;
+  std::vector<std::int8_t> a4;
+  std::vector<std::int16_t> eb, mb, sb;
+  std::vector<std::int8_t> eb4;
+  PairedA row(std::size_t i) const {
+    const std::size_t blk = i / kRowsPerTask, r = i % kRowsPerTask;
+    return {a.data() + blk * pairs * kPairStride + r * 3, a4.data() + (blk * quads * kRowsPerTask + r) * 4};
+  }
+  PairedB group(std::size_t jt) const {
+    const std::size_t at = jt * pairs * 2 * kLanes;
+    return {eb.data() + at, mb.data() + at, sb.data() + at, eb4.data() + jt * quads * 4 * kLanes};
+  }
+};
+
+PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols, K2 = (K + 1) / 2, K4 = (K + 3) / 4;
+  const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
+  PairedOperands o{K2,
+                   K4,
+                   std::vector<std::int32_t>(row_blocks * K2 * kPairStride, 0),
+                   std::vector<std::int8_t>(row_blocks * K4 * kRowsPerTask * 4, static_cast<std::int8_t>(kZeroExp8)),
+                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, static_cast<std::int16_t>(kZeroExp)),
+                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
+                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
+                   std::vector<std::int8_t>(groups * K4 * 4 * kLanes, static_cast<std::int8_t>(kZeroExp8))};
+  auto exp8 = [](const E4m3Parts& p) { return static_cast<std::int8_t>(p.m ? p.e : kZeroExp8); };
+  auto pack = [](int lo, int hi) {
+    return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
+  };
+  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i)
+      for (std::size_t q = 0; q < K2; ++q) {
+        const float* x = a.row(i) + 2 * q;
+        const E4m3Parts p0 = e4m3_parts_from_bits(x[0]);
+        const E4m3Parts p1 = 2 * q + 1 < K ? e4m3_parts_from_bits(x[1]) : E4m3Parts{kZeroExp, 0};
+        std::int32_t* w = o.a.data() + ((i / kRowsPerTask) * K2 + q) * kPairStride + (i % kRowsPerTask) * 3;
+        w[0] = pack(p0.e, p1.e);
+        w[1] = pack(std::abs(p0.m), std::abs(p1.m));
+        w[2] = pack(p0.m < 0 ? -1 : 0, p1.m < 0 ? -1 : 0);
+        std::int8_t* w4 = o.a4.data() + (((i / kRowsPerTask) * K4 + q / 2) * kRowsPerTask + i % kRowsPerTask) * 4 + (q % 2) * 2;
+        w4[0] = exp8(p0);
+        w4[1] = exp8(p1);
+      }
+  });
+  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t j = r0; j < r1; ++j)
+      for (std::size_t k = 0; k < K; ++k) {
+        const E4m3Parts p = e4m3_parts_from_bits(b.row(j)[k]);
+        const std::size_t to = (((j / kLanes) * K2 + k / 2) * kLanes + j % kLanes) * 2 + (k & 1);
+        o.eb[to] = static_cast<std::int16_t>(p.e);
+        o.mb[to] = static_cast<std::int16_t>(std::abs(p.m) << 7);
+        o.sb[to] = static_cast<std::int16_t>(p.m < 0 ? -1 : 0);
+        o.eb4[(((j / kLanes) * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4] = exp8(p);
+      }
+  });
+  return o;
+}
+
+// The accumulator input C (the previous partial sum) per lane: exponent (kZeroC for zero),
+// 24-bit significand magnitude and sign, as fp32_parts.
+struct CLanes {
+  __m512i e, m;
+  __mmask16 negative;
+};
+inline CLanes c_lanes(__m512 c) {
+  const __m512i bits = _mm512_castps_si512(c);
+  const __m512i field = _mm512_and_si512(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(0xFF));
+  __m512i m = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF));
+  m = _mm512_mask_or_epi32(m, _mm512_test_epi32_mask(field, field), m, _mm512_set1_epi32(0x800000));
+  __m512i e = _mm512_sub_epi32(_mm512_max_epi32(field, _mm512_set1_epi32(1)), _mm512_set1_epi32(127));
+  e = _mm512_mask_mov_epi32(e, _mm512_testn_epi32_mask(m, m), _mm512_set1_epi32(kZeroC));
+  return {e, m, _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512())};
+}
+
+// normalise() on 16 lanes: |S| * 2^(emax - 13) truncated to 14 significant bits, S's sign.
+// S != 0 implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero
+// product has exponent >= -12), so 2^(emax-13) is a normal float; the clamp only affects S == 0.
+inline __m512 normalise_lanes(__m512i s, __m512i emax) {
+  const __m512i as = _mm512_abs_epi32(s);
+  const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1)));
+  const __m512i cut = _mm512_max_epi32(_mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), lz), _mm512_setzero_si512());
+  const __m512i kept = _mm512_sllv_epi32(_mm512_srlv_epi32(as, cut), cut);
+  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(emax, _mm512_set1_epi32(kFracBits)), _mm512_set1_epi32(-126));
+  const __m512 pow2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(127)), 23));
+  const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(kept), pow2);
+  const __m512i sign = _mm512_and_si512(s, _mm512_set1_epi32(static_cast<std::int32_t>(0x80000000u)));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
+}
+
+// Keeps a loaded vector in a register: without it the compiler folds the load into every use,
+// and the loads, not the arithmetic, become the limit (each B vector serves R rows).
+inline __m512i in_register(__m512i v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
+// One instruction (products k in [kc, kc + kn), kc even) for R rows of A against C groups of 16
+// columns, each (row, group)'s D replacing its C in p[r][c]. Loads of B are shared by the rows
+// and broadcasts of A by the groups.
+template <int R, int C>
+inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc, std::size_t kn,
+                              float (*p)[kGroupsPerTask][kLanes]) {
+  const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
+  __m512i vmax[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_set1_epi8(-128);
+  // Pass 1: the largest product exponent per lane and k mod 4 (int8, see PairedA).
+  for (std::size_t u = u0; u < u1; ++u) {
+    __m512i eb[C];
+    for (int c = 0; c < C; ++c) eb[c] = in_register(_mm512_loadu_si512(b[c].e4 + u * 4 * kLanes));
+    for (int r = 0; r < R; ++r) {
+      const __m512i ea = _mm512_set1_epi32(a[r].e4(u));
+      for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_max_epi8(vmax[r][c], _mm512_add_epi8(ea, eb[c]));
+    }
+  }
+  // The largest of each lane's four bytes, sign-extended (below -12 when no product is non-zero:
+  // then none counts), and C's exponent; C aligned (its lowest bit is 2^(e - 23); a shift of 32
+  // or more gives 0 in vpsrlvd, like the model's cut-off).
+  __m512i emax[R][C], e2[R][C], s[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const CLanes cl = c_lanes(_mm512_load_ps(p[r][c]));
+      __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_srli_epi32(vmax[r][c], 16));
+      m = _mm512_max_epi8(m, _mm512_srli_epi32(m, 8));
+      __m512i e = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
+      e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * kE4m3MinExp)), _mm512_set1_epi32(kZeroExp));
+      emax[r][c] = _mm512_max_epi32(e, cl.e);
+      e2[r][c] = _mm512_or_si512(_mm512_and_si512(emax[r][c], _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(emax[r][c], 16));
+      const __m512i shift = _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], cl.e), _mm512_set1_epi32(23 - kFracBits));
+      const __m512i tc = _mm512_srlv_epi32(cl.m, shift);
+      s[r][c] = _mm512_mask_sub_epi32(tc, cl.negative, _mm512_setzero_si512(), tc);
+    }
+  // Pass 2: |product| << 7 shifted right by its distance to the largest exponent (a count of 16
+  // or more gives 0 in vpsrlvw, and |products| < 2^15); the product's sign as +-1 is
+  // (sign mask of a ^ sign mask of b) | 1, one vpternlog; vpmaddwd applies it and adds the pair
+  // into the int32 sum.
+  const __m512i one = _mm512_set1_epi16(1);
+  for (std::size_t q = q0; q < q1; ++q) {
+    const std::size_t at = q * 2 * kLanes;
+    __m512i eb[C], mb[C], sb[C];
+    for (int c = 0; c < C; ++c) {
+      eb[c] = in_register(_mm512_loadu_si512(b[c].e + at));
+      mb[c] = in_register(_mm512_loadu_si512(b[c].m + at));
+      sb[c] = in_register(_mm512_loadu_si512(b[c].s + at));
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512i ea = _mm512_set1_epi32(a[r].e(q)), ma = _mm512_set1_epi32(a[r].m(q)), sa = _mm512_set1_epi32(a[r].s(q));
+      for (int c = 0; c < C; ++c) {
+        const __m512i d = _mm512_sub_epi16(e2[r][c], _mm512_add_epi16(ea, eb[c]));
+        const __m512i t = _mm512_srlv_epi16(_mm512_mullo_epi16(ma, mb[c]), d);
+        const __m512i sg = _mm512_ternarylogic_epi32(sa, sb[c], one, 0xBE);
+#ifdef __AVX512VNNI__
+        s[r][c] = _mm512_dpwssd_epi32(s[r][c], t, sg);  // vpmaddwd and the add in one (not saturating)
+#else
+        s[r][c] = _mm512_add_epi32(s[r][c], _mm512_madd_epi16(t, sg));
+#endif
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) _mm512_store_ps(p[r][c], normalise_lanes(s[r][c], emax[r][c]));
+}
+
+using Operands = PairedOperands;
+inline Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) { return pair_operands(a, b, groups); }
+
+// One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt).
+inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
+                        std::size_t kc, std::size_t kn, float (*p)[kGroupsPerTask][kLanes]) {
+  PairedA a[kRowsPerTask];
+  PairedB b[kGroupsPerTask];
+  for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
+  for (std::size_t c = 0; c < groups; ++c) b[c] = o.group(jt + c);
+  std::size_t r = 0;
+  if (groups == 2) {
+    for (; r + 2 <= rows; r += 2) instruction_block<2, 2>(a + r, b, kc, kn, p + r);
+    if (r < rows) instruction_block<1, 2>(a + r, b, kc, kn, p + r);
+  } else {
+    for (; r + 2 <= rows; r += 2) instruction_block<2, 1>(a + r, b, kc, kn, p + r);
+    if (r < rows) instruction_block<1, 1>(a + r, b, kc, kn, p + r);
+  }
+}
+#else
+// Portable path. A: per (row, k) exponent, |significand| and sign mask (0 or -1). B: per
+// (column group, k) 16 lanes of the same, |significand| pre-shifted by 7 (the alignment's
+// headroom, see hopper_e4m3_dot_add); padding columns are zero products.
+struct Operands {
+  std::size_t K;
+  std::vector<std::int32_t> ea, ma, sa, eb, mb, sb;
+};
+
+Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  Operands o{K,
+             std::vector<std::int32_t>(M * K),
+             std::vector<std::int32_t>(M * K),
+             std::vector<std::int32_t>(M * K),
+             std::vector<std::int32_t>(groups * K * kLanes, kZeroExp),
+             std::vector<std::int32_t>(groups * K * kLanes, 0),
+             std::vector<std::int32_t>(groups * K * kLanes, 0)};
+  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i)
+      for (std::size_t k = 0; k < K; ++k) {
+        const E4m3Parts p = e4m3_parts_from_bits(a.row(i)[k]);
+        o.ea[i * K + k] = p.e;
+        o.ma[i * K + k] = std::abs(p.m);
+        o.sa[i * K + k] = p.m < 0 ? -1 : 0;
+      }
+  });
+  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t j = r0; j < r1; ++j)
+      for (std::size_t k = 0; k < K; ++k) {
+        const E4m3Parts p = e4m3_parts_from_bits(b.row(j)[k]);
+        const std::size_t at = ((j / kLanes) * K + k) * kLanes + j % kLanes;
+        o.eb[at] = p.e;
+        o.mb[at] = std::abs(p.m) << 7;
+        o.sb[at] = p.m < 0 ? -1 : 0;
+      }
+  });
+  return o;
+}
+
+// One instruction (products k in [kc, kc + kn)) for row i of A against column group jt, D
+// replacing C in p.
+inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn, float* p) {
+  constexpr std::size_t L = kLanes;
+  const std::int32_t *ea = o.ea.data() + i * o.K, *ma = o.ma.data() + i * o.K, *sa = o.sa.data() + i * o.K;
+  const std::int32_t *eb = o.eb.data() + jt * o.K * L, *mb = o.mb.data() + jt * o.K * L, *sb = o.sb.data() + jt * o.K * L;
+  alignas(64) std::int32_t emax[L], s[L], ce[L], cm[L], cneg[L];
+  for (std::size_t l = 0; l < L; ++l) {  // the previous D enters as C
+    const Fp32Parts cp = fp32_parts(p[l]);
+    ce[l] = cp.e;
+    cm[l] = cp.m;
+    cneg[l] = cp.negative;
+    emax[l] = ce[l];
+  }
+  {
+    // The largest exponent per lane, in a register (an array here would carry the loop
+    // dependency through memory).
+    Lanes vmax = load(emax);
+    for (std::size_t k = kc; k < kc + kn; ++k) vmax = lanes_max(ea[k] + load(eb + k * L), vmax);
+    store(emax, vmax);
+  }
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
+    const std::int32_t tc = cm[l] >> sh;
+    const std::int32_t mask = -cneg[l];  // branch-free sign, so that the loop vectorises
+    s[l] = (tc ^ mask) - mask;
+  }
+  {
+    const Lanes vmax = load(emax);
+    Lanes acc_s = load(s);
+    for (std::size_t k = kc; k < kc + kn; ++k) {
+      // |product| << 7, shifted right by the distance to the largest exponent: the magnitude
+      // truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then the product's sign
+      // (mask 0 or -1) applied as (t ^ m) - m.
+      const Lanes d = vmax - (ea[k] + load(eb + k * L));
+      const Lanes dc = lanes_min(d, Lanes{} + 31);
+      const ULanes mag = std::bit_cast<ULanes>(ma[k] * load(mb + k * L));
+      const Lanes t = std::bit_cast<Lanes>(mag >> std::bit_cast<ULanes>(dc));
+      const Lanes sg = sa[k] ^ load(sb + k * L);
+      acc_s += (t ^ sg) - sg;
+    }
+    store(s, acc_s);
+  }
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::int32_t sv = s[l];
+    std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
+    const std::int32_t nb = 32 - __builtin_clz(as | 1u);  // branch-free; as = 0 gives 1
+    const std::int32_t cut = std::max(nb - kOutBits, 0);
+    as = (as >> cut) << cut;
+    // S != 0 implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero
+    // product has exponent >= -12), so 2^(emax-13) is a normal float; the clamp only affects S == 0.
+    const std::int32_t e2 = std::max(emax[l] - kFracBits, -126);
+    const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + 127) << 23);
+    const float v = static_cast<float>(static_cast<std::int32_t>(as)) * pow2;
+    p[l] = sv < 0 ? -v : v;
+  }
+}
+
+inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
+                        std::size_t kc, std::size_t kn, float (*p)[kGroupsPerTask][kLanes]) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < groups; ++c) instruction_row(o, i0 + r, jt + c, kc, kn, p[r][c]);
+}
+#endif
+
 }  // namespace
 
 float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c) {
@@ -126,216 +468,55 @@ float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c
 
 std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
                                                Combine combine) {
-  constexpr std::size_t L = 16;  // output columns per vector group
+  constexpr std::size_t L = kLanes, TM = kRowsPerTask, TG = kGroupsPerTask;
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
-  const std::size_t JT = (N + L - 1) / L;
-  // A as (exponent, |significand|, sign mask) per element; B the same, transposed per group of 16
-  // rows so that the 16 lanes of one k are contiguous, with |significand| pre-shifted by 7 (the
-  // alignment's headroom, see hopper_e4m3_dot_add). Padding rows of B are zero (never stored).
-  std::vector<std::int32_t> ea(M * K), ma(M * K), sa_mask(M * K);
-  std::vector<std::int32_t> eb(JT * K * L, kZeroExp), mb(JT * K * L, 0), sb_mask(JT * K * L, 0);
-  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = e4m3_parts(a.row(i)[k]);
-        ea[i * K + k] = p.e;
-        ma[i * K + k] = std::abs(p.m);
-        sa_mask[i * K + k] = p.m < 0 ? -1 : 0;
-      }
-  });
-  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t j = r0; j < r1; ++j)
-      for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = e4m3_parts(b.row(j)[k]);
-        const std::size_t at = ((j / L) * K + k) * L + j % L;
-        eb[at] = p.e;
-        mb[at] = std::abs(p.m) << 7;
-        sb_mask[at] = p.m < 0 ? -1 : 0;
-      }
-  });
-#ifdef FP8LAB_PAIRED_K
-  // k pairs (k even in the low half of an int32, k odd in the high half); a missing k (odd K)
-  // is a zero product. A: one int32 word per (row, pair), broadcast to all lanes. B: per column
-  // group, per pair, 16 lanes x 2 int16. Signs as +-1 so that vpmaddwd multiplies them in.
-  const std::size_t K2 = (K + 1) / 2;
-  auto pack = [](std::int32_t lo, std::int32_t hi) {
-    return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
-  };
-  std::vector<std::int32_t> ea2(M * K2), ma2(M * K2), sa2(M * K2);
-  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t q = 0; q < K2; ++q) {
-        const std::size_t k0 = i * K + 2 * q, has1 = 2 * q + 1 < K;
-        ea2[i * K2 + q] = pack(ea[k0], has1 ? ea[k0 + 1] : kZeroExp);
-        ma2[i * K2 + q] = pack(ma[k0], has1 ? ma[k0 + 1] : 0);
-        sa2[i * K2 + q] = pack(sa_mask[k0] ? -1 : 1, has1 && sa_mask[k0 + 1] ? -1 : 1);
-      }
-  });
-  std::vector<std::int16_t> eb2(JT * K2 * 2 * L, static_cast<std::int16_t>(kZeroExp)), mb2(JT * K2 * 2 * L, 0),
-      sb2(JT * K2 * 2 * L, 1);
-  parallel_for(JT, 1, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t jt = j0; jt < j1; ++jt)
-      for (std::size_t k = 0; k < K; ++k)
-        for (std::size_t l = 0; l < L; ++l) {
-          const std::size_t from = (jt * K + k) * L + l, to = ((jt * K2 + k / 2) * L + l) * 2 + (k & 1);
-          eb2[to] = static_cast<std::int16_t>(eb[from]);
-          mb2[to] = static_cast<std::int16_t>(mb[from]);
-          sb2[to] = static_cast<std::int16_t>(sb_mask[from] ? -1 : 1);
-        }
-  });
-#endif
+  const std::size_t JT = (N + L - 1) / L, KB = (K + NC - 1) / NC;
+  const Operands o = prepare(a, b, JT);
+  const std::vector<float> a_scales = block_scales(a, KB, NC), b_scales = block_scales(b, KB, NC);
+  // Each task: TM rows of A against TG groups of 16 columns of B, instruction by instruction for
+  // all of them in turn, so that B's slice of one instruction is read from L1 by every row; the
+  // partial sums and FP32 accumulators wait in small arrays.
   std::vector<float> out(M * N);
-  constexpr std::size_t TM = 8;  // rows of A per task (B's group stays in cache across them)
-  const std::size_t IT = (M + TM - 1) / TM;
-  parallel_for(IT * JT, 1, [&](std::size_t t0, std::size_t t1) {
+  const std::size_t IT = (M + TM - 1) / TM, JS = (JT + TG - 1) / TG;
+  parallel_for(IT * JS, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t jt = t % JT, i0 = (t / JT) * TM;
-#ifdef FP8LAB_PAIRED_K
-      // Plain local pointers: read through the lambda's captures, they were reloaded every k.
-      const std::int16_t* const eb2t = eb2.data() + jt * K2 * 2 * L;
-      const std::int16_t* const mb2t = mb2.data() + jt * K2 * 2 * L;
-      const std::int16_t* const sb2t = sb2.data() + jt * K2 * 2 * L;
-#endif
-      [[maybe_unused]] const std::int32_t* ebt = eb.data() + jt * K * L;  // the int32 path's B
-      [[maybe_unused]] const std::int32_t* mbt = mb.data() + jt * K * L;
-      [[maybe_unused]] const std::int32_t* sbt = sb_mask.data() + jt * K * L;
-      // B's scales of this column group, per promotion block: looked up once per task, not once
-      // per row (the lookup divides by the tile size).
-      const std::size_t KB = (K + NC - 1) / NC;
-      std::vector<float> sb_blocks(KB * L);
-      for (std::size_t kb = 0; kb < KB; ++kb)
-        for (std::size_t l = 0; l < L; ++l) {
-          const std::size_t j = jt * L + l;
-          sb_blocks[kb * L + l] = j < N ? b.scale(j, kb * NC) : 0.0f;
-        }
-      for (std::size_t i = i0; i < std::min(M, i0 + TM); ++i) {
-#ifdef FP8LAB_PAIRED_K
-        const std::int32_t* const ea2i = ea2.data() + i * K2;
-        const std::int32_t* const ma2i = ma2.data() + i * K2;
-        const std::int32_t* const sa2i = sa2.data() + i * K2;
-#endif
-        [[maybe_unused]] const std::int32_t* eai = ea.data() + i * K;
-        [[maybe_unused]] const std::int32_t* mai = ma.data() + i * K;
-        [[maybe_unused]] const std::int32_t* sai = sa_mask.data() + i * K;
-        float acc[L] = {};
-        for (std::size_t kb = 0; kb < K; kb += NC) {
-          const std::size_t ke = std::min(K, kb + NC);
-          float p[L] = {};
-          for (std::size_t kc = kb; kc < ke; kc += kInstructionK) {
-            const std::size_t kn = std::min<std::size_t>(kInstructionK, ke - kc);
-            alignas(64) std::int32_t emax[L], s[L], ce[L], cm[L], cneg[L];
-            for (std::size_t l = 0; l < L; ++l) {  // the previous D enters as C
-              const std::uint32_t bits = std::bit_cast<std::uint32_t>(p[l]);
-              const std::int32_t field = static_cast<std::int32_t>((bits >> 23) & 0xFF);
-              cm[l] = static_cast<std::int32_t>((bits & 0x7FFFFF) | (field ? 0x800000u : 0u));
-              ce[l] = cm[l] == 0 ? kZeroC : (field ? field - 127 : -126);
-              cneg[l] = static_cast<std::int32_t>(bits >> 31);
-              emax[l] = ce[l];
-            }
-#ifdef FP8LAB_PAIRED_K
-            {
-              const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2;
-              __m512i vmax = _mm512_set1_epi16(-32768);
-              for (std::size_t q = q0; q < q1; ++q) {
-                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2i[q]), _mm512_loadu_si512(eb2t + q * 2 * L));
-                vmax = _mm512_max_epi16(vmax, pe);
-              }
-              // The larger of each int32 lane's two halves, sign-extended; then C's exponent.
-              const __m512i hi = _mm512_srai_epi32(vmax, 16), lo = _mm512_srai_epi32(_mm512_slli_epi32(vmax, 16), 16);
-              const __m512i e = _mm512_max_epi32(_mm512_max_epi32(hi, lo), _mm512_loadu_si512(emax));
-              _mm512_storeu_si512(emax, e);
-            }
+      const std::size_t jt = (t / IT) * TG, i0 = (t % IT) * TM;
+      const std::size_t rows = std::min(TM, M - i0), groups = std::min(TG, JT - jt);
+      alignas(64) float acc[TM][TG][L] = {};
+      alignas(64) float p[TM][TG][L];
+      for (std::size_t kb = 0; kb < K; kb += NC) {
+        const std::size_t ke = std::min(K, kb + NC), blk = kb / NC;
+        std::memset(p, 0, sizeof p);
+        for (std::size_t kc = kb; kc < ke; kc += kInstructionK)
+          instruction(o, i0, rows, jt, groups, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t c = 0; c < groups; ++c) {
+            const float sa = a_scales[(i0 + r) * KB + blk];
+            alignas(64) float sb[L];
             for (std::size_t l = 0; l < L; ++l) {
-              const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
-              const std::int32_t tc = cm[l] >> sh;
-              const std::int32_t mask = -cneg[l];
-              s[l] = (tc ^ mask) - mask;
+              const std::size_t j = (jt + c) * L + l;
+              sb[l] = j < N ? b_scales[j * KB + blk] : 0.0f;
             }
-            {
-              const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2;
-              const __m512i e = _mm512_loadu_si512(emax);
-              const __m512i e2 = _mm512_or_si512(_mm512_and_si512(e, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(e, 16));
-              const __m512i fifteen = _mm512_set1_epi16(15);
-              __m512i acc_s = _mm512_loadu_si512(s);
-              for (std::size_t q = q0; q < q1; ++q) {
-                const std::size_t at = q * 2 * L;
-                const __m512i pe = _mm512_add_epi16(_mm512_set1_epi32(ea2i[q]), _mm512_loadu_si512(eb2t + at));
-                // |products| < 2^15, so a shift of 15 or more gives 0, as the int32 path's 31 does.
-                const __m512i d = _mm512_min_epi16(_mm512_sub_epi16(e2, pe), fifteen);
-                const __m512i mag = _mm512_mullo_epi16(_mm512_set1_epi32(ma2i[q]), _mm512_loadu_si512(mb2t + at));
-                const __m512i t = _mm512_srlv_epi16(mag, d);
-                const __m512i sg = _mm512_mullo_epi16(_mm512_set1_epi32(sa2i[q]), _mm512_loadu_si512(sb2t + at));
-                acc_s = _mm512_add_epi32(acc_s, _mm512_madd_epi16(t, sg));
-              }
-              _mm512_storeu_si512(s, acc_s);
-            }
-#else
-            {
-              // The largest exponent per lane, in a register (an array here would carry the loop
-              // dependency through memory).
-              Lanes vmax = load(emax);
-              for (std::size_t k = kc; k < kc + kn; ++k) {
-                const Lanes pe = eai[k] + load(ebt + k * L);
-                vmax = lanes_max(pe, vmax);
-              }
-              store(emax, vmax);
-            }
-            for (std::size_t l = 0; l < L; ++l) {
-              const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
-              const std::int32_t tc = cm[l] >> sh;
-              const std::int32_t mask = -cneg[l];  // branch-free sign, so that the loop vectorises
-              s[l] = (tc ^ mask) - mask;
-            }
-            {
-              const Lanes vmax = load(emax);
-              Lanes acc_s = load(s);
-              for (std::size_t k = kc; k < kc + kn; ++k) {
-                // |product| << 7, shifted right by the distance to the largest exponent: the
-                // magnitude truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then
-                // the product's sign (mask 0 or -1) applied as (t ^ m) - m.
-                const Lanes d = vmax - (eai[k] + load(ebt + k * L));
-                const Lanes dc = lanes_min(d, Lanes{} + 31);
-                const ULanes mag = std::bit_cast<ULanes>(mai[k] * load(mbt + k * L));
-                const Lanes t = std::bit_cast<Lanes>(mag >> std::bit_cast<ULanes>(dc));
-                const Lanes sg = sai[k] ^ load(sbt + k * L);
-                acc_s += (t ^ sg) - sg;
-              }
-              store(s, acc_s);
-            }
-#endif
-            for (std::size_t l = 0; l < L; ++l) {
-              const std::int32_t sv = s[l];
-              std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
-              const std::int32_t nb = 32 - __builtin_clz(as | 1u);  // branch-free; as = 0 gives 1
-              const std::int32_t cut = std::max(nb - kOutBits, 0);
-              as = (as >> cut) << cut;
-              // S != 0 implies emax >= -25 (every non-zero p is a multiple of 2^-25 and every
-              // non-zero product has exponent >= -12), so 2^(emax-13) is a normal float; the
-              // clamp only affects S == 0.
-              const std::int32_t e2 = std::max(emax[l] - kFracBits, -126);
-              const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + 127) << 23);
-              const float v = static_cast<float>(static_cast<std::int32_t>(as)) * pow2;
-              p[l] = sv < 0 ? -v : v;
+            float* acc_rc = acc[r][c];
+            const float* p_rc = p[r][c];
+            // One loop per order so that each vectorises (combine_partial's switch would not).
+            switch (combine) {
+              case Combine::DeepGemm:
+                for (std::size_t l = 0; l < L; ++l) acc_rc[l] = combine_partial(Combine::DeepGemm, p_rc[l], sa, sb[l], acc_rc[l]);
+                break;
+              case Combine::Triton:
+                for (std::size_t l = 0; l < L; ++l) acc_rc[l] = combine_partial(Combine::Triton, p_rc[l], sa, sb[l], acc_rc[l]);
+                break;
+              case Combine::Cublas:
+                for (std::size_t l = 0; l < L; ++l) acc_rc[l] = combine_partial(Combine::Cublas, p_rc[l], sa, sb[l], acc_rc[l]);
+                break;
             }
           }
-          const float* sb = sb_blocks.data() + (kb / NC) * L;
-          const float sa = a.scale(i, kb);
-          // One loop per order so that each vectorises (combine_partial's switch would not).
-          switch (combine) {
-            case Combine::DeepGemm:
-              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::DeepGemm, p[l], sa, sb[l], acc[l]);
-              break;
-            case Combine::Triton:
-              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::Triton, p[l], sa, sb[l], acc[l]);
-              break;
-            case Combine::Cublas:
-              for (std::size_t l = 0; l < L; ++l) acc[l] = combine_partial(Combine::Cublas, p[l], sa, sb[l], acc[l]);
-              break;
-          }
-        }
-        for (std::size_t l = 0; l < L && jt * L + l < N; ++l) out[i * N + jt * L + l] = acc[l];
       }
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < groups; ++c)
+          for (std::size_t l = 0; l < L && (jt + c) * L + l < N; ++l) out[(i0 + r) * N + (jt + c) * L + l] = acc[r][c][l];
     }
   });
   return out;
