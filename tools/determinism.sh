@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Determinism across compilers and optimisation levels (`make determinism`): builds the GEMM digest
 # program (bench/bench_gemm_digest.cpp) the way the CMake presets default (GCC -O3), O0 (GCC -O0)
-# and clang (Clang -O3) build the library, each in its own minimal build directory (no tests, no
+# and clang (Clang -O3) build the library, and portably (GCC -O3 without -march=native), each in its own minimal build directory (no tests, no
 # Python, no CUDA), runs each, and requires identical output — and, inside each run, identical
 # results with 1 and 3 threads. Exit status 0 when everything agrees, 1 otherwise.
 # Environment: FP8LAB_DET_JOBS (parallel build jobs, default 1), FP8LAB_DET_DIR (build root,
@@ -23,6 +23,9 @@ mkdir -p "$root"
 builds=(default O0)
 configure default -DCMAKE_BUILD_TYPE=Release
 configure O0 -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g"
+# Without -march=native the GEMM kernel takes its portable path instead of the AVX-512 one.
+configure portable -DCMAKE_BUILD_TYPE=Release -DFP8LAB_NATIVE=OFF
+builds+=(portable)
 if command -v clang++ >/dev/null 2>&1; then
   configure clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++
   builds+=(clang)

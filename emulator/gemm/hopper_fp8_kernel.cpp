@@ -96,7 +96,7 @@ inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
 inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
 
 constexpr std::size_t kLanes = 16;  // output columns per vector group
-constexpr std::size_t kRowsPerTask = 8;
+constexpr std::size_t kRowsPerTask = 6;
 constexpr std::size_t kGroupsPerTask = 2;  // column groups of 16 per task
 
 // e4m3_parts from the float's bits, for the bulk decomposition of the operands (v must be an
@@ -324,10 +324,13 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
   for (std::size_t c = 0; c < groups; ++c) b[c] = o.group(jt + c);
   std::size_t r = 0;
+  // 3 rows x 2 groups: 6 sums, 6 exponent vectors and 4 B vectors stay in the 32 registers.
   if (groups == 2) {
+    for (; r + 3 <= rows; r += 3) instruction_block<3, 2>(a + r, b, kc, kn, p + r);
     for (; r + 2 <= rows; r += 2) instruction_block<2, 2>(a + r, b, kc, kn, p + r);
     if (r < rows) instruction_block<1, 2>(a + r, b, kc, kn, p + r);
   } else {
+    for (; r + 3 <= rows; r += 3) instruction_block<3, 1>(a + r, b, kc, kn, p + r);
     for (; r + 2 <= rows; r += 2) instruction_block<2, 1>(a + r, b, kc, kn, p + r);
     if (r < rows) instruction_block<1, 1>(a + r, b, kc, kn, p + r);
   }

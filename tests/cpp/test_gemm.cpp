@@ -203,8 +203,11 @@ GemmSpec spec_of(Accumulate acc, Combine comb = Combine::DeepGemm, OutputFormat 
 
 TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
   // Random and adversarial operands (huge dynamic range, cancellation, zeros, subnormals), ragged
-  // K and N, every combine order, promoted and not.
-  const std::size_t M = 9, N = 37, K = 333;
+  // K and N, every combine order, promoted and not. M = 9, 10, 11 and N = 37 reach every row
+  // and column blocking of the vector kernel (rows in threes, twos and ones; column groups of 16
+  // in pairs and alone).
+  for (const std::size_t M : {9, 10, 11}) {
+  const std::size_t N = 37, K = 333;
   auto x = gaussian(M * K, 21), y = gaussian(N * K, 22);
   for (std::size_t i = 0; i < x.size(); i += 7) x[i] = std::ldexp(x[i], static_cast<int>(i % 19) - 9);
   for (std::size_t i = 0; i < y.size(); i += 11) y[i] = 0;
@@ -223,9 +226,10 @@ TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
           const auto slow = gemm(a, b, s, nullptr, {false});
           for (std::size_t e = 0; e < fast.size(); ++e)
             ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e]))
-                << "element " << e << " nc " << nc << " combine " << combine_name(comb);
+                << "M " << M << " element " << e << " nc " << nc << " combine " << combine_name(comb);
         }
       }
+  }
   }
 }
 
