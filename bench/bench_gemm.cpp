@@ -102,6 +102,6 @@ int main(int argc, char** argv) {
     run({{256, 256, 1024, 1}});
     return 0;
   }
-  run({{2048, 2048, 2048, 2}, {2048, 7168, 2048, 1}});  // the second: DeepSeek-V3 shape (hidden 7168)
+  run({{2048, 2048, 2048, 5}, {2048, 7168, 2048, 3}});  // the second: DeepSeek-V3 shape (hidden 7168)
   return 0;
 }

@@ -201,11 +201,13 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
     }
   }
   std::vector<double> d(M * N);
-  for (std::size_t e = 0; e < M * N; ++e) {
-    float v = acc[e];
-    if (c) v = v + c[e];
-    d[e] = spec.out == OutputFormat::Bf16 ? round_to_bf16(v) : v;
-  }
+  parallel_for(M * N, 1 << 16, [&](std::size_t e0, std::size_t e1) {
+    for (std::size_t e = e0; e < e1; ++e) {
+      float v = acc[e];
+      if (c) v = v + c[e];
+      d[e] = spec.out == OutputFormat::Bf16 ? round_to_bf16(v) : v;
+    }
+  });
   return d;
 }
 
