@@ -208,35 +208,22 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   return o;
 }
 
-// The accumulator input C (the previous partial sum) per lane: exponent (kZeroC for zero),
-// 24-bit significand magnitude and sign, as fp32_parts.
-struct CLanes {
-  __m512i e, m;
-  __mmask16 negative;
+// A partial sum between instructions, per lane: kept * 2^(emax - 13) with |kept| < 2^14 (the
+// instruction's D, normalise()'s value, kept as integers so that the next instruction need not
+// take a float apart). Zero: kept = 0.
+struct PartialSum {
+  alignas(64) std::int32_t kept[kLanes];
+  alignas(64) std::int32_t emax[kLanes];
 };
-inline CLanes c_lanes(__m512 c) {
-  const __m512i bits = _mm512_castps_si512(c);
-  const __m512i field = _mm512_and_si512(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(0xFF));
-  __m512i m = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF));
-  m = _mm512_mask_or_epi32(m, _mm512_test_epi32_mask(field, field), m, _mm512_set1_epi32(0x800000));
-  __m512i e = _mm512_sub_epi32(_mm512_max_epi32(field, _mm512_set1_epi32(1)), _mm512_set1_epi32(127));
-  e = _mm512_mask_mov_epi32(e, _mm512_testn_epi32_mask(m, m), _mm512_set1_epi32(kZeroC));
-  return {e, m, _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512())};
-}
 
-// normalise() on 16 lanes: |S| * 2^(emax - 13) truncated to 14 significant bits, S's sign.
-// S != 0 implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero
-// product has exponent >= -12), so 2^(emax-13) is a normal float; the clamp only affects S == 0.
-inline __m512 normalise_lanes(__m512i s, __m512i emax) {
-  const __m512i as = _mm512_abs_epi32(s);
-  const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1)));
-  const __m512i cut = _mm512_max_epi32(_mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), lz), _mm512_setzero_si512());
-  const __m512i kept = _mm512_sllv_epi32(_mm512_srlv_epi32(as, cut), cut);
-  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(emax, _mm512_set1_epi32(kFracBits)), _mm512_set1_epi32(-126));
+// The partial sum as the float D it stands for (exact: 14 bits). A non-zero sum has emax >= -25
+// (every non-zero term is a multiple of 2^-25 and every non-zero product has exponent >= -12),
+// so 2^(emax - 13) is a normal float; the clamp only affects zero.
+inline void partial_to_float(const PartialSum& p, float* out) {
+  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.emax), _mm512_set1_epi32(kFracBits)),
+                                      _mm512_set1_epi32(-126));
   const __m512 pow2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(127)), 23));
-  const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(kept), pow2);
-  const __m512i sign = _mm512_and_si512(s, _mm512_set1_epi32(static_cast<std::int32_t>(0x80000000u)));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.kept)), pow2));
 }
 
 // Keeps a loaded vector in a register: without it the compiler folds the load into every use,
@@ -251,7 +238,7 @@ inline __m512i in_register(__m512i v) {
 // and broadcasts of A by the groups.
 template <int R, int C>
 inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc, std::size_t kn,
-                              float (*p)[kGroupsPerTask][kLanes]) {
+                              PartialSum (*p)[kGroupsPerTask]) {
   const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
   __m512i vmax[R][C];
   for (int r = 0; r < R; ++r)
@@ -266,21 +253,29 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
     }
   }
   // The largest of each lane's four bytes, sign-extended (below -12 when no product is non-zero:
-  // then none counts), and C's exponent; C aligned (its lowest bit is 2^(e - 23); a shift of 32
-  // or more gives 0 in vpsrlvd, like the model's cut-off).
+  // then none counts), and C's exponent. C = kept * 2^(pe - 13), |kept| < 2^14, as a float has
+  // exponent pe - 13 + floor(log2 |kept|) = pe + 18 - lzcnt(|kept|) (the float model's field;
+  // C is never subnormal, see partial_to_float). Aligned to 2^(emax - 13) and truncated, C is
+  // |kept| * 2^(pe - emax) rounded down: pe - emax <= 13 - floor(log2 |kept|), so |kept| << 14
+  // stays below 2^28 and the right shift by emax - pe + 14 is at least 1 (32 or more gives 0 in
+  // vpsrlvd, like the model's cut-off).
   __m512i emax[R][C], e2[R][C], s[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
-      const CLanes cl = c_lanes(_mm512_load_ps(p[r][c]));
+      const __m512i kept = _mm512_load_si512(p[r][c].kept), pe = _mm512_load_si512(p[r][c].emax);
+      const __m512i ck = _mm512_abs_epi32(kept);
+      const __m512i ce = _mm512_mask_mov_epi32(_mm512_sub_epi32(_mm512_add_epi32(pe, _mm512_set1_epi32(32 - kOutBits)),
+                                                                _mm512_lzcnt_epi32(ck)),
+                                               _mm512_testn_epi32_mask(ck, ck), _mm512_set1_epi32(kZeroC));
       __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_srli_epi32(vmax[r][c], 16));
       m = _mm512_max_epi8(m, _mm512_srli_epi32(m, 8));
       __m512i e = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
       e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * kE4m3MinExp)), _mm512_set1_epi32(kZeroExp));
-      emax[r][c] = _mm512_max_epi32(e, cl.e);
+      emax[r][c] = _mm512_max_epi32(e, ce);
       e2[r][c] = _mm512_or_si512(_mm512_and_si512(emax[r][c], _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(emax[r][c], 16));
-      const __m512i shift = _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], cl.e), _mm512_set1_epi32(23 - kFracBits));
-      const __m512i tc = _mm512_srlv_epi32(cl.m, shift);
-      s[r][c] = _mm512_mask_sub_epi32(tc, cl.negative, _mm512_setzero_si512(), tc);
+      const __m512i tc = _mm512_srlv_epi32(_mm512_slli_epi32(ck, 14),
+                                           _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], pe), _mm512_set1_epi32(14)));
+      s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(kept, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
     }
   // Pass 2: |product| << 7 shifted right by its distance to the largest exponent (a count of 16
   // or more gives 0 in vpsrlvw, and |products| < 2^15); the product's sign as +-1 is
@@ -309,8 +304,18 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       }
     }
   }
+  // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax.
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) _mm512_store_ps(p[r][c], normalise_lanes(s[r][c], emax[r][c]));
+    for (int c = 0; c < C; ++c) {
+      const __m512i as = _mm512_abs_epi32(s[r][c]);
+      const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1)));
+      const __m512i cut = _mm512_max_epi32(_mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), lz), _mm512_setzero_si512());
+      const __m512i kept = _mm512_sllv_epi32(_mm512_srlv_epi32(as, cut), cut);
+      _mm512_store_si512(p[r][c].kept,
+                         _mm512_mask_sub_epi32(kept, _mm512_cmplt_epi32_mask(s[r][c], _mm512_setzero_si512()),
+                                               _mm512_setzero_si512(), kept));
+      _mm512_store_si512(p[r][c].emax, emax[r][c]);
+    }
 }
 
 using Operands = PairedOperands;
@@ -318,7 +323,7 @@ inline Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t 
 
 // One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt).
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
-                        std::size_t kc, std::size_t kn, float (*p)[kGroupsPerTask][kLanes]) {
+                        std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
   PairedA a[kRowsPerTask];
   PairedB b[kGroupsPerTask];
   for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
@@ -433,10 +438,16 @@ inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, st
   }
 }
 
+// The partial sum between instructions: the float D itself.
+struct PartialSum {
+  float v[kLanes];
+};
+inline void partial_to_float(const PartialSum& p, float* out) { std::memcpy(out, p.v, sizeof p.v); }
+
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
-                        std::size_t kc, std::size_t kn, float (*p)[kGroupsPerTask][kLanes]) {
+                        std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < groups; ++c) instruction_row(o, i0 + r, jt + c, kc, kn, p[r][c]);
+    for (std::size_t c = 0; c < groups; ++c) instruction_row(o, i0 + r, jt + c, kc, kn, p[r][c].v);
 }
 #endif
 
@@ -487,7 +498,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
       const std::size_t jt = (t / IT) * TG, i0 = (t % IT) * TM;
       const std::size_t rows = std::min(TM, M - i0), groups = std::min(TG, JT - jt);
       alignas(64) float acc[TM][TG][L] = {};
-      alignas(64) float p[TM][TG][L];
+      PartialSum p[TM][TG];
       for (std::size_t kb = 0; kb < K; kb += NC) {
         const std::size_t ke = std::min(K, kb + NC), blk = kb / NC;
         std::memset(p, 0, sizeof p);
@@ -502,7 +513,8 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
               sb[l] = j < N ? b_scales[j * KB + blk] : 0.0f;
             }
             float* acc_rc = acc[r][c];
-            const float* p_rc = p[r][c];
+            alignas(64) float p_rc[L];
+            partial_to_float(p[r][c], p_rc);
             // One loop per order so that each vectorises (combine_partial's switch would not).
             switch (combine) {
               case Combine::DeepGemm:
