@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Determinism across compilers and optimisation levels (`make determinism`): builds the GEMM digest
 # program (bench/bench_gemm_digest.cpp) the way the CMake presets default (GCC -O3), O0 (GCC -O0)
-# and clang (Clang -O3) build the library, and portably (GCC -O3 without -march=native), each in its own minimal build directory (no tests, no
-# Python, no CUDA), runs each, and requires identical output — and, inside each run, identical
-# results with 1 and 3 threads. Exit status 0 when everything agrees, 1 otherwise.
+# and clang (Clang -O3) build the library, and portably (GCC -O3 without -march=native, so the
+# GEMM kernel's portable path), each in its own minimal build directory (no tests, no Python, no
+# CUDA), runs each, and requires identical output — and, inside each run, identical results with
+# 1 and 3 threads. Exit status 0 when everything agrees, 1 otherwise.
 # Environment: FP8LAB_DET_JOBS (parallel build jobs, default 1), FP8LAB_DET_DIR (build root,
 # default build/determinism).
 set -euo pipefail
