@@ -1,5 +1,6 @@
 // quant: RapidCheck properties of the block quantiser, for every named rule.
 #include <gtest/gtest.h>
+#include <iostream>
 #include <rapidcheck/gtest.h>
 
 #include <bit>
@@ -170,14 +171,19 @@ RC_GTEST_PROP(QuantProps, RetileIsExactWhileElementsStayNormal, ()) {
     }
 }
 
-// ... and without that condition a counterexample exists, and RapidCheck finds it.
+// ... and without that condition a counterexample exists: inputs drawn from the same generator
+// (sampled directly, so that a passing run logs no failed-property banner) find one quickly.
 TEST(QuantProps, RetileIsNotExactInGeneralAndACounterexampleIsFound) {
-  const bool holds = rc::check("retile 1x128 -> 128x1 keeps every value (false claim)", [] {
-    const QuantInput in = gen_quant_input(false);
+  const auto inputs = rc::gen::exec([] { return gen_quant_input(false); });
+  int found_after = -1;
+  for (int n = 0; n < 200 && found_after < 0; ++n) {
+    const rc::Random random(rc::Random::Key{0x5eed, 0xf8, 0x1ab, static_cast<std::uint64_t>(n)});
+    const QuantInput in = inputs(random, 50).value();
     const QTensor q = quantize(in.x.data(), in.rows, in.cols, Tile{1, 128}, "e4m3", scale_rule_by_name("deepseek_ue8m0"));
-    RC_ASSERT(dequantize(retile(q, Tile{128, 1})) == dequantize(q));
-  });
-  EXPECT_FALSE(holds);
+    if (dequantize(retile(q, Tile{128, 1})) != dequantize(q)) found_after = n + 1;
+  }
+  ASSERT_GT(found_after, 0) << "no input among 200 changed a value when retiled 1x128 -> 128x1";
+  std::cout << "retile 1x128 -> 128x1 changed a value on input " << found_after << " of the sample\n";
 }
 
 }  // namespace
