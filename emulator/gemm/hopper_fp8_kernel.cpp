@@ -210,7 +210,8 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
 
 // A partial sum between instructions, per lane: kept * 2^(emax - 13) with |kept| < 2^14 (the
 // instruction's D, normalise()'s value, kept as integers so that the next instruction need not
-// take a float apart). Zero: kept = 0.
+// take a float apart; emax here is the instruction's emax plus the bits its normalisation cut
+// off, so that kept holds just the 14 significant bits). Zero: kept = 0.
 struct PartialSum {
   alignas(64) std::int32_t kept[kLanes];
   alignas(64) std::int32_t emax[kLanes];
@@ -310,11 +311,12 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       const __m512i as = _mm512_abs_epi32(s[r][c]);
       const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1)));
       const __m512i cut = _mm512_max_epi32(_mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), lz), _mm512_setzero_si512());
-      const __m512i kept = _mm512_sllv_epi32(_mm512_srlv_epi32(as, cut), cut);
+      // Kept as its 14 significant bits: kept * 2^(emax - 13) = (kept >> cut) * 2^(emax + cut - 13).
+      const __m512i kept = _mm512_srlv_epi32(as, cut);
       _mm512_store_si512(p[r][c].kept,
                          _mm512_mask_sub_epi32(kept, _mm512_cmplt_epi32_mask(s[r][c], _mm512_setzero_si512()),
                                                _mm512_setzero_si512(), kept));
-      _mm512_store_si512(p[r][c].emax, emax[r][c]);
+      _mm512_store_si512(p[r][c].emax, _mm512_add_epi32(emax[r][c], cut));
     }
 }
 

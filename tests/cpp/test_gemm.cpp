@@ -213,6 +213,10 @@ TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
   for (std::size_t i = 0; i < y.size(); i += 11) y[i] = 0;
   for (std::size_t k = 0; k < K; ++k) y[K + k] = -y[k];   // row 1 of B cancels row 0
   for (std::size_t k = 0; k < K; ++k) x[2 * K + k] = static_cast<float>(k % 3 == 0 ? 0x1p-9 : 0x1.cp8);  // subnormal + max
+  // Every product at the largest exponent: the aligned sums need all their bits (|S| near 2^20
+  // units of the alignment grid), and each instruction's D, entering the next as C, is as wide.
+  for (std::size_t k = 0; k < K; ++k) x[3 * K + k] = static_cast<float>(k % 5 == 0 ? -0x1.ep7 : 0x1.cp8);
+  for (std::size_t k = 0; k < K; ++k) y[2 * K + k] = static_cast<float>(k % 7 == 0 ? 0x1.ep7 : 0x1.cp8);
   for (Tile tile : {Tile{1, 128}, Tile{1, 0}}) {
     auto a = operand_from_qtensor(quantise(x, M, K, tile), "a");
     auto b = operand_from_qtensor(quantise(y, N, K, tile == Tile{1, 0} ? Tile{0, 0} : Tile{128, 128}), "b");
