@@ -9,6 +9,7 @@
 #include "common/pinned_math.hpp"
 #include "mla/numerics.hpp"
 #include "mla/rope.hpp"
+#include "gemm/bounds.hpp"
 #include "gemm/gemm.hpp"
 #include "quant/quantize.hpp"
 
@@ -69,12 +70,15 @@ void rms_norm(float* x, std::size_t n, const std::vector<float>& gain, double ep
   }
 }
 
-// The rows of W_UK (first nope rows of head h in wkv_b) and W_UV (next v rows).
-const float* w_uk(const MlaWeights& w, const MlaSpec& s, int h, int d) {
-  return &w.wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + d) * s.kv_lora];
+// The rows of W_UK (first nope rows of head h in wkv_b) and W_UV (next v rows) of a wkv_b-shaped
+// array (the weights as given, the absorbed form's wkv_b_absorbed, or the exact wkv_b_exact).
+template <class T>
+const T* w_uk(const std::vector<T>& wkv_b, const MlaSpec& s, int h, int d) {
+  return &wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + d) * s.kv_lora];
 }
-const float* w_uv(const MlaWeights& w, const MlaSpec& s, int h, int d) {
-  return &w.wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora];
+template <class T>
+const T* w_uv(const std::vector<T>& wkv_b, const MlaSpec& s, int h, int d) {
+  return &wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora];
 }
 
 double abs_dot(const float* a, const float* b, std::size_t n) {
@@ -166,6 +170,7 @@ Projected project(const float* x, std::size_t T, const MlaWeights& w, const MlaS
 
 std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, D = s.cache_dim();
+  const std::vector<float> wa = wkv_b_absorbed(w, s);
   std::vector<float> out(T * H * D);
   parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
     std::vector<float> col(s.nope);
@@ -173,7 +178,7 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
       const std::size_t t = i / H, h = i % H;
       const float* qn = &p.q_nope[i * s.nope];
       for (std::size_t c = 0; c < C; ++c) {
-        for (int d = 0; d < s.nope; ++d) col[d] = w_uk(w, s, static_cast<int>(h), d)[c];
+        for (int d = 0; d < s.nope; ++d) col[d] = w_uk(wa, s, static_cast<int>(h), d)[c];
         out[i * D + c] = round_to(s.attn, dot_f32(qn, col.data(), s.nope));
       }
       std::copy(&p.q_pe[i * s.rope], &p.q_pe[i * s.rope] + s.rope, &out[i * D + C]);
@@ -181,6 +186,113 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
     }
   });
   return out;
+}
+
+QTensor wkv_b_fp8(const MlaWeights& w, const MlaSpec& s) {
+  validate_weights(w, s);
+  const std::size_t rows = static_cast<std::size_t>(s.heads) * (s.nope + s.v), cols = s.kv_lora;
+  QTensor q = w.wkv_b_fp8.rows != 0 ? w.wkv_b_fp8
+                                    : quantize(w.wkv_b.data(), rows, cols, Tile{128, 128}, "e4m3", scale_rule_by_name("deepseek"));
+  (void)operand_from_qtensor(q, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
+  return q;
+}
+
+std::vector<double> wkv_b_exact(const MlaWeights& w, const MlaSpec& s) {
+  if (s.wkv_b != MatmulFormat::Fp8) {
+    validate_weights(w, s);
+    return std::vector<double>(w.wkv_b.begin(), w.wkv_b.end());
+  }
+  return dequantize(wkv_b_fp8(w, s));  // e4m3 * scale: <= 4 + 24 significant bits, exact in binary64
+}
+
+std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& s) {
+  if (s.wkv_b != MatmulFormat::Fp8) {
+    validate_weights(w, s);
+    return w.wkv_b;
+  }
+  // kernel.py weight_dequant_kernel: y = x.to(float32) * s (one FP32 rounding), stored in the
+  // default dtype (BF16 in the reference; R_attn here, so an FP32 attention keeps FP32 weights).
+  std::vector<float> y = dequantize_fp32(wkv_b_fp8(w, s));
+  for (auto& v : y) v = round_to(s.attn, v);
+  return y;
+}
+
+// Naive keys/values and their bound. Exact value: k[t, o] = sum_c W[o, c] c[t, c], W = wkv_b_exact.
+//  fp32 / bf16: k^ = R(fl(dot(R(c), R(W)))) (numerics.hpp order). Error = the dot's rounding,
+//    gamma32(depth) sum |c^ w^|, + what rounding the operands moved, sum |c^ w^ - c w| <=
+//    sum (dc |w^| + |c^| dw + dc dw), + the result rounding uR |k^|.
+//  fp8 (the FP8 linear): c_q = dequant(act_quant(c)) (1x128, E4M3, "deepseek"), W = e4m3 * scale
+//    exactly, D = gemm(c_q, W) with BF16 output. Split the error at the exact product of the
+//    quantised operands, K_q = sum_c c_q W:
+//      |D - k| <= |D - K_q| + |K_q - k|.
+//    1. |D - K_q| <= gemm_error_bound(c_q, W) (gemm/bounds.hpp: a running bound of the promoted FP8
+//       GEMM: tensor-core alignment and truncation, FP32 promotion, and the BF16 output rounding,
+//       replayed on the actual values), so the BF16 rounding of the result is already inside it.
+//    2. K_q - k = sum_c (c_q - c) W =: delta, the activation quantisation's effect, known exactly
+//       a posteriori: every c_q is exact in binary64 (E4M3 element x FP32 scale), c is FP32 and W
+//       is exact in binary64, so delta is evaluated in binary64 with |fl(delta) - delta| <=
+//       gamma64(C + 2) sum_c |c_q - c| |W| (one subtraction, one product, C - 1 additions per
+//       term; Higham 3.1). We use |fl(delta)| + that term instead of the cruder
+//       sum_c |c_q - c| |W| (which also bounds |delta|, but ignores the cancellation of the
+//       quantisation errors' signs, ~sqrt(C) times looser on random data).
+//    The bound is evaluated in binary64 (a few C operations per element) and multiplied by
+//    (1 + 2^-40), far above the relative rounding of that evaluation.
+std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
+                               std::vector<double>* bound) {
+  validate_weights(w, s);
+  const std::size_t C = s.kv_lora, N = static_cast<std::size_t>(s.heads) * (s.nope + s.v);
+  for (std::size_t i = 0; i < T * C; ++i)
+    if (!std::isfinite(latent[i])) throw std::invalid_argument("latent: element " + std::to_string(i) + " is not finite");
+  if (s.wkv_b == MatmulFormat::Fp8) {
+    const QTensor qx = quantize(latent, T, C, Tile{1, 128}, "e4m3", scale_rule_by_name("deepseek"));
+    const QTensor qw = wkv_b_fp8(w, s);
+    const GemmOperand a = operand_from_qtensor(qx, "latent"), b = operand_from_qtensor(qw, "weights.wkv_b_fp8");
+    const std::vector<double> y = gemm(a, b, GemmSpec{});
+    if (bound) {
+      *bound = gemm_error_bound(a, b, GemmSpec{});
+      const std::vector<double> cq = dequantize(qx), we = dequantize(qw);
+      const double g64 = (C + 2) * 0x1p-53 / (1 - (C + 2) * 0x1p-53);
+      parallel_for(T * N, 64, [&](std::size_t bb, std::size_t ee) {
+        for (std::size_t i = bb; i < ee; ++i) {
+          const std::size_t t = i / N, o = i % N;
+          double delta = 0, mag = 0;
+          for (std::size_t c = 0; c < C; ++c) {
+            const double d = cq[t * C + c] - static_cast<double>(latent[t * C + c]);
+            delta += d * we[o * C + c];
+            mag += std::fabs(d * we[o * C + c]);
+          }
+          (*bound)[i] = ((*bound)[i] + std::fabs(delta) + g64 * mag) * (1 + 0x1p-40);
+        }
+      });
+    }
+    return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
+  }
+  const double uB = unit_roundoff(s.wkv_b);
+  std::vector<float> wr(w.wkv_b), cr(latent, latent + T * C);
+  for (auto& x : wr) x = round_to(s.wkv_b, x);
+  for (auto& x : cr) x = round_to(s.wkv_b, x);
+  std::vector<float> y(T * N);
+  if (bound) bound->assign(T * N, 0.0);
+  parallel_for(T * N, 64, [&](std::size_t bb, std::size_t ee) {
+    for (std::size_t i = bb; i < ee; ++i) {
+      const std::size_t t = i / N, o = i % N;
+      const float* c = &cr[t * C];
+      const float* wrow = &wr[o * C];
+      const float k = round_to(s.wkv_b, dot_f32(c, wrow, C));
+      y[i] = k;
+      if (!bound) continue;
+      // What rounding the operands to the projection's format moved: |c^ w^ - c w| summed.
+      double in = 0;
+      if (s.wkv_b != MatmulFormat::Fp32)
+        for (std::size_t j = 0; j < C; ++j) {
+          const double dc = std::fabs(static_cast<double>(cr[t * C + j]) - latent[t * C + j]);
+          const double dw = std::fabs(static_cast<double>(wr[o * C + j]) - w.wkv_b[o * C + j]);
+          in += dc * std::fabs(wr[o * C + j]) + std::fabs(cr[t * C + j]) * dw + dc * dw;
+        }
+      (*bound)[i] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + in + uB * std::fabs(k);
+    }
+  });
+  return y;
 }
 
 // Bound derivation (Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3; all errors
@@ -228,7 +340,7 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   const std::vector<float>& KL = keys.latent;
   const std::vector<float>& KP = keys.k_pe;
   const float scale = softmax_scale_value(s);
-  const double uA = unit_roundoff(s.attn), uB = unit_roundoff(s.wkv_b);
+  const double uA = unit_roundoff(s.attn);
   const std::size_t KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;  // key width
   const std::size_t VD = form == Form::Naive ? static_cast<std::size_t>(s.v) : C;             // value width
   // Keys and values per (token, head) with their error bounds. Absorbed: one key/value row per
@@ -236,42 +348,33 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   const std::size_t kv_heads = form == Form::Naive ? H : 1;
   std::vector<float> K(TK * kv_heads * KD), V(TK * kv_heads * VD);
   std::vector<double> EK(bound ? K.size() : 0, 0.0), EV(bound ? V.size() : 0, 0.0);
+  // Absorbed: the weights the einsums multiply by, and how far each is from the exact weight
+  // (zero unless wkv_b is FP8: then the dequantised R_attn(fl32(e4m3 * scale)) against e4m3 * scale).
+  std::vector<float> wa;
+  std::vector<double> dW;
   if (form == Form::Naive) {
-    std::vector<float> wr(w.wkv_b), cr(KL);
-    for (auto& x : wr) x = round_to(s.wkv_b, x);
-    for (auto& x : cr) x = round_to(s.wkv_b, x);
-    // What rounding the operands to the projection's format moved: |c^ w^ - c w| summed.
-    auto input_rounding = [&](std::size_t t, std::size_t h, int row) {
-      if (s.wkv_b == MatmulFormat::Fp32) return 0.0;
-      double e = 0;
-      const std::size_t wo = (h * (s.nope + s.v) + row) * C;
-      for (std::size_t c = 0; c < C; ++c) {
-        const double dc = std::fabs(static_cast<double>(cr[t * C + c]) - KL[t * C + c]);
-        const double dw = std::fabs(static_cast<double>(wr[wo + c]) - w.wkv_b[wo + c]);
-        e += dc * std::fabs(wr[wo + c]) + std::fabs(cr[t * C + c]) * dw + dc * dw;
+    const std::size_t KV = static_cast<std::size_t>(s.nope + s.v);
+    std::vector<double> EKV;
+    const std::vector<float> kv = wkv_b_naive(KL.data(), TK, w, s, bound ? &EKV : nullptr);
+    for (std::size_t i = 0; i < TK * H; ++i) {
+      const std::size_t t = i / H;
+      for (int d = 0; d < s.nope; ++d) {
+        K[i * KD + d] = kv[i * KV + d];
+        if (bound) EK[i * KD + d] = EKV[i * KV + d];
       }
-      return e;
-    };
-    parallel_for(TK * H, 1, [&](std::size_t b, std::size_t e) {
-      for (std::size_t i = b; i < e; ++i) {
-        const std::size_t t = i / H, h = i % H;
-        const float* c = &cr[t * C];
-        for (int d = 0; d < s.nope; ++d) {
-          const float* wrow = &wr[(h * (s.nope + s.v) + d) * C];
-          const float k = round_to(s.wkv_b, dot_f32(c, wrow, C));
-          K[i * KD + d] = k;
-          if (bound) EK[i * KD + d] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + input_rounding(t, h, d) + uB * std::fabs(k);
-        }
-        std::copy(&KP[t * R], &KP[t * R] + R, &K[i * KD + s.nope]);
-        for (int d = 0; d < s.v; ++d) {
-          const float* wrow = &wr[(h * (s.nope + s.v) + s.nope + d) * C];
-          const float v = round_to(s.wkv_b, dot_f32(c, wrow, C));
-          V[i * VD + d] = v;
-          if (bound) EV[i * VD + d] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + input_rounding(t, h, s.nope + d) + uB * std::fabs(v);
-        }
+      std::copy(&KP[t * R], &KP[t * R] + R, &K[i * KD + s.nope]);
+      for (int d = 0; d < s.v; ++d) {
+        V[i * VD + d] = kv[i * KV + s.nope + d];
+        if (bound) EV[i * VD + d] = EKV[i * KV + s.nope + d];
       }
-    });
+    }
   } else {
+    wa = wkv_b_absorbed(w, s);
+    if (bound && s.wkv_b == MatmulFormat::Fp8) {
+      const std::vector<double> we = wkv_b_exact(w, s);
+      dW.resize(we.size());
+      for (std::size_t i = 0; i < we.size(); ++i) dW[i] = std::fabs(static_cast<double>(wa[i]) - we[i]);  // exact (Sterbenz: w^ is within a factor 2 of W)
+    }
     for (std::size_t t = 0; t < TK; ++t) {
       std::copy(&KL[t * C], &KL[t * C] + C, &K[t * KD]);
       std::copy(&KP[t * R], &KP[t * R] + R, &K[t * KD + C]);
@@ -292,9 +395,14 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       for (std::size_t i = 0; i < T * H; ++i) {
         const std::size_t h = i % H;
         for (std::size_t c = 0; c < C; ++c) {
-          double a = 0;
-          for (int d = 0; d < s.nope; ++d) a += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d]) * w_uk(w, s, static_cast<int>(h), d)[c]);
-          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + uA * std::fabs(Q[i * KD + c]);
+          // |fl(q . w^) - q . W| <= gamma sum |q w^| + sum |q| |w^ - W| (the weight term is 0 unless
+          // wkv_b is FP8: the dequantised weights' FP32 and R_attn roundings, known exactly).
+          double a = 0, dw = 0;
+          for (int d = 0; d < s.nope; ++d) {
+            a += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d]) * w_uk(wa, s, static_cast<int>(h), d)[c]);
+            if (!dW.empty()) dw += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d])) * w_uk(dW, s, static_cast<int>(h), d)[c];
+          }
+          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + dw + uA * std::fabs(Q[i * KD + c]);
         }
       }
     }
@@ -359,12 +467,17 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
         }
       } else {
         for (int d = 0; d < s.v; ++d) {
-          const float* wrow = w_uv(w, s, static_cast<int>(h), d);
+          const float* wrow = w_uv(wa, s, static_cast<int>(h), d);
           const float o = round_to(s.attn, dot_f32(acc.data(), wrow, C));
           out[i * OD + d] = o;
           if (bound) {
+            // acc^ . w^ - a . W = (acc^ - a) . w^ + a . (w^ - W), |a| <= |acc^| + EA.
             double eo = gamma32(dot_depth(C)) * abs_dot(acc.data(), wrow, C);
             for (std::size_t c = 0; c < C; ++c) eo += EA[c] * std::fabs(wrow[c]);
+            if (!dW.empty()) {
+              const double* drow = w_uv(dW, s, static_cast<int>(h), d);
+              for (std::size_t c = 0; c < C; ++c) eo += (std::fabs(static_cast<double>(acc[c])) + EA[c]) * drow[c];
+            }
             (*bound)[i * OD + d] = eo + uA * std::fabs(o);
           }
         }
@@ -381,6 +494,7 @@ std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, con
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
   const Keys keys = keys_of(p, prefix, s);
   const std::size_t P0 = keys.prefix;
+  const std::vector<double> W = wkv_b_exact(w, s);  // under FP8: the dequantised e4m3 * scale
   std::vector<double> out(T * H * s.v);
   parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
     std::vector<double> sc(keys.count), acc(s.v);
@@ -393,8 +507,8 @@ std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, con
         double d = 0;
         for (int dd = 0; dd < s.nope; ++dd) {
           double k = 0;
-          const float* wr = w_uk(w, s, static_cast<int>(h), dd);
-          for (std::size_t c = 0; c < C; ++c) k += static_cast<double>(wr[c]) * keys.latent[j * C + c];
+          const double* wr = w_uk(W, s, static_cast<int>(h), dd);
+          for (std::size_t c = 0; c < C; ++c) k += wr[c] * keys.latent[j * C + c];
           d += static_cast<double>(p.q_nope[i * s.nope + dd]) * k;
         }
         for (std::size_t r = 0; r < R; ++r) d += static_cast<double>(p.q_pe[i * R + r]) * keys.k_pe[j * R + r];
@@ -410,8 +524,8 @@ std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, con
       for (std::size_t j = 0; j <= last; ++j)
         for (int dd = 0; dd < s.v; ++dd) {
           double v = 0;
-          const float* wr = w_uv(w, s, static_cast<int>(h), dd);
-          for (std::size_t c = 0; c < C; ++c) v += static_cast<double>(wr[c]) * keys.latent[j * C + c];
+          const double* wr = w_uv(W, s, static_cast<int>(h), dd);
+          for (std::size_t c = 0; c < C; ++c) v += wr[c] * keys.latent[j * C + c];
           acc[dd] += sc[j] / S * v;
         }
       for (int dd = 0; dd < s.v; ++dd) out[i * s.v + dd] = acc[dd];

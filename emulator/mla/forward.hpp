@@ -50,6 +50,42 @@ Projected project(const float* x, std::size_t tokens, const MlaWeights& w, const
 // The absorbed query of decode: [T, heads, kv_lora + rope] = R_attn(W_UK^T q_nope) | q_pe.
 std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& spec);
 
+// wkv_b with spec.wkv_b == Fp8: "FP8 checkpoint weights as DeepSeek-V3 runs them". What the
+// reference does (deepseek-ai/DeepSeek-V3 inference/, commit 9b4e978, files as of Aug 2025):
+//  - model.py 184-187: a Linear whose weight has element_size 1 (float8_e4m3fn) carries a float32
+//    `scale` of [ceil(out/128), ceil(in/128)] (block_size = 128, model.py 15); convert.py 60 renames
+//    the HF checkpoint's `weight_scale_inv` to `scale`: the multiplier, W = e4m3 * scale.
+//  - naive, model.py 471-473: kv = self.wkv_b(self.kv_norm(kv)) -> Linear.forward -> linear()
+//    (model.py 131-162): with gemm_impl == "fp8", x, s = act_quant(x, 128, scale_fmt) (kernel.py
+//    10-35: 1x128 blocks, s = max(amax, 1e-4) / 448, y = x / s cast to E4M3) and
+//    y = fp8_gemm(x, s, weight, weight.scale), written in torch's default dtype (kernel.py 193),
+//    which generate.py 109 (and model.py 802) set to bfloat16. (Its Triton fp8_gemm combines
+//    `acc += dot * a_s * b_s`, kernel.py 163; fp8lab uses the gemm area's default DeepGEMM combine,
+//    as every FP8 projection here does: GemmSpec combine "triton" would model kernel.py itself.) With the module default gemm_impl == "bf16"
+//    (model.py 16) the naive path instead dequantises like the absorbed one (model.py 155-157):
+//    that case is spec.wkv_b = bf16 on the dequantised weights (wkv_b_absorbed below).
+//  - absorbed, model.py 481-483 and 494-495: wkv_b = weight_dequant(weight, scale, block_size)
+//    (kernel.py 61-110: y = fl32(x * s), stored in the default dtype, so BF16 under model.py 802),
+//    then the einsums q_nope . W_UK and o_lat . W_UV run on those values.
+// fp8lab models exactly this: naive k_nope/v = gemm() of the 1x128 "deepseek"-quantised latent and
+// the E4M3 weight with the default GemmSpec (Hopper FP8 tensor core, promotion every 128, DeepGEMM
+// combine, BF16 out); absorbed weights = R_attn(fl32(e4m3 * scale)) (R_attn = BF16 when spec.attn is
+// bf16, as the default dtype; FP32 otherwise). The exact weights of both forms (exact_attention) are
+// the real products e4m3 * scale (wkv_b_exact).
+//
+// The FP8 wkv_b: w.wkv_b_fp8 when given (a checkpoint's), else w.wkv_b quantised 128x128 to E4M3
+// with the "deepseek" rule. Throws std::invalid_argument naming weights.wkv_b_fp8 on bad input.
+QTensor wkv_b_fp8(const MlaWeights& w, const MlaSpec& spec);
+// The exact weights both forms approximate: e4m3 * scale in binary64 (exact) under Fp8, else wkv_b.
+std::vector<double> wkv_b_exact(const MlaWeights& w, const MlaSpec& spec);
+// The weights the absorbed form multiplies by: R_attn(fl32(e4m3 * scale)) under Fp8, else wkv_b.
+std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& spec);
+// The naive form's per-head keys and values: [tokens, heads, nope + v] = R_wkv_b(W_UKV c) for
+// latent [tokens, kv_lora] (Fp8: the FP8 linear above). If bound is given it receives, per element,
+// a certified bound on |result - sum_c wkv_b_exact[o, c] * latent[t, c]| (derivation in forward.cpp).
+std::vector<float> wkv_b_naive(const float* latent, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec,
+                               std::vector<double>* bound = nullptr);
+
 // Attention output before wo: [T, heads, v]. If bound is given it receives, per element, a
 // certified bound on |result - exact| where exact is the real-number attention of p's values
 // (exact_attention below). Derivation in forward.cpp.

@@ -72,9 +72,13 @@ void MlaSpec::validate() const {
   auto no_fp8 = [](MatmulFormat f, const char* name) {
     if (f == MatmulFormat::Fp8 || f == MatmulFormat::Bf16TensorCore)
       bad(std::string("spec.") + name + ": " + std::string(matmul_format_name(f)) +
-          " is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32 or bf16)");
+          " is for the projections only (wq_a, wq_b, wkv_a, wo; and fp8 for wkv_b); the attention einsums' "
+          "bounds assume fp32 or bf16 (expected fp32 or bf16)");
   };
-  no_fp8(wkv_b, "wkv_b");
+  // wkv_b takes fp8 (forward.hpp: the FP8 checkpoint weights in both forms, with bounds), not
+  // bf16_tc (no bound of the BF16 tensor-core model is wired into the attention bounds).
+  if (wkv_b == MatmulFormat::Bf16TensorCore)
+    bad("spec.wkv_b: bf16_tc is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32, bf16 or fp8)");
   no_fp8(attn, "attn");
   no_fp8(decode_p, "decode_p");
   if (rope % 2) bad("spec.rope: must be even (rotary pairs), got " + std::to_string(rope));

@@ -26,8 +26,10 @@ enum class MatmulFormat : std::uint8_t {
   Fp8,   // DeepSeek-V3's FP8 linear (inference/model.py `linear` with fp8 weights): activations
          // quantised 1x128 and weights 128x128 to E4M3 with the "deepseek" scale rule (quant/), the
          // product by the gemm area's default spec (Hopper FP8 tensor core, promotion every 128,
-         // DeepGEMM combine, BF16 output). Projections only (wq_a, wq_b, wkv_a, wo): not wkv_b,
-         // attn or decode_p, whose bounds assume the two formats above.
+         // DeepGEMM combine, BF16 output). Projections wq_a, wq_b, wkv_a, wo; and wkv_b, where it
+         // means "FP8 checkpoint weights as DeepSeek runs them" (forward.hpp wkv_b_fp8: naive =
+         // this FP8 linear, absorbed = the dequantised weights). Not attn or decode_p, whose
+         // bounds assume fp32 or bf16.
   Bf16TensorCore,  // BF16 operands through the gemm area's Hopper BF16 wgmma model (accumulate
                    // TensorCore, instruction "hopper_bf16": truncating alignment inside the tensor
                    // core, chained over K), BF16 output. Projections only, as Fp8.
@@ -90,7 +92,7 @@ struct MlaSpec {
 };
 
 RopeLayout rope_layout_by_name(std::string_view name);      // interleaved, half_split
-MatmulFormat matmul_format_by_name(std::string_view name);  // fp32, bf16
+MatmulFormat matmul_format_by_name(std::string_view name);  // fp32, bf16, fp8, bf16_tc
 CacheFormat cache_format_by_name(std::string_view name);    // bf16, fp8
 std::string_view rope_layout_name(RopeLayout x);
 std::string_view matmul_format_name(MatmulFormat x);

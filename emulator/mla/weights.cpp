@@ -58,6 +58,26 @@ void validate_weights(const MlaWeights& w, const MlaSpec& s) {
   check_size(w.kv_norm, s.kv_lora, "kv_norm");
   check_size(w.wkv_b, H * (s.nope + s.v) * s.kv_lora, "wkv_b");
   check_size(w.wo, hid * H * s.v, "wo");
+  const QTensor& q = w.wkv_b_fp8;
+  if (q.rows != 0 || !q.bits.empty() || !q.scales.empty()) {
+    const std::size_t rows = H * (s.nope + s.v), cols = s.kv_lora;
+    if (q.rows != rows || q.cols != cols)
+      throw std::invalid_argument("weights.wkv_b_fp8: expected shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                                  "] for this spec, got [" + std::to_string(q.rows) + ", " + std::to_string(q.cols) + "]");
+    if (q.fmt != "e4m3" || !(q.tile == Tile{128, 128}))
+      throw std::invalid_argument("weights.wkv_b_fp8: expected E4M3 elements with 128x128 block scales (DeepSeek-V3's FP8 "
+                                  "checkpoint layout), got format '" + q.fmt + "' tile " + std::to_string(q.tile.rows) + "x" +
+                                  std::to_string(q.tile.cols));
+    const std::size_t grid = ((rows + 127) / 128) * ((cols + 127) / 128);
+    if (q.bits.size() != rows * cols || q.scales.size() != grid)
+      throw std::invalid_argument("weights.wkv_b_fp8: expected " + std::to_string(rows * cols) + " element bits and " +
+                                  std::to_string(grid) + " block scales, got " + std::to_string(q.bits.size()) + " and " +
+                                  std::to_string(q.scales.size()));
+    for (std::size_t i = 0; i < q.scales.size(); ++i)
+      if (!std::isfinite(q.scales[i]) || !(q.scales[i] > 0))
+        throw std::invalid_argument("weights.wkv_b_fp8: block scale " + std::to_string(i) + " must be finite and positive, got " +
+                                    std::to_string(q.scales[i]));
+  }
 }
 
 MlaWeights init_weights(const MlaSpec& s, std::uint64_t seed) {

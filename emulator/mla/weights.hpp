@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mla/mla_spec.hpp"
+#include "quant/qtensor.hpp"
 
 namespace fp8lab::mla {
 
@@ -19,6 +20,11 @@ struct MlaWeights {
   std::vector<float> kv_norm;  // [kv_lora]
   std::vector<float> wkv_b;    // [heads*(nope+v), kv_lora]: per head, nope rows of W_UK then v rows of W_UV
   std::vector<float> wo;       // [hidden, heads*v]
+  // Optional: wkv_b as an FP8 checkpoint stores it (E4M3 elements, one FP32 multiplier per 128x128
+  // block: HF `kv_b_proj.weight_scale_inv`, inference/convert.py's `scale`). Used only when
+  // spec.wkv_b is Fp8; empty (rows == 0) means "quantise wkv_b above with the deepseek rule"
+  // (forward.hpp wkv_b_fp8). When given, validate_weights checks its shape, format and tiling.
+  QTensor wkv_b_fp8;
 };
 
 // Checks every tensor's size against the spec (std::invalid_argument naming the tensor, its size
