@@ -60,7 +60,9 @@ void check_shape(const PagedCache& cache, const MlaSpec& s, std::size_t Q, std::
 }  // namespace
 
 DecodeResult decode(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s) {
-  return decode(q, 1, H, cache, s, true);  // one query: the causal mask hides nothing
+  // One query: the causal mask hides nothing (FlashMLA sets is_causal = false for s_q = 1), so the
+  // 1-query path does not go through the mask at all.
+  return decode(q, 1, H, cache, s, false);
 }
 
 DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
@@ -188,7 +190,7 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
 //  - lse = M + log(L^): |lse^ - lse| <= rho/(1 - rho) + u |log L^| + u |lse^|.
 DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
                                  double scale, BoundScope scope) {
-  return decode_reference(q, 1, H, cache, s, scale, true, scope);
+  return decode_reference(q, 1, H, cache, s, scale, false, scope);  // one query: no mask (see decode)
 }
 
 DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, const PagedCache& cache,

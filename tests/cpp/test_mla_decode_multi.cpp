@@ -101,7 +101,7 @@ DecodeResult one_query_prefix(const Tokens& tk, std::size_t b, std::size_t V, co
 // (always for num_splits = 1). With several splits this also pins that the plan comes from the full
 // length: a plan from V would cut the prefix elsewhere.
 TEST(MlaDecodeMulti, CausalQueryIsOneQueryDecodeOfItsPrefix) {
-  std::size_t compared = 0, compared_multi = 0;
+  std::size_t compared = 0, compared_multi = 0, per_query_differs = 0;
   for (CacheFormat cf : {CacheFormat::Bf16, CacheFormat::Fp8E4m3})
     for (MatmulFormat pf : {MatmulFormat::Fp32, MatmulFormat::Bf16})
       for (int splits : {1, 2, 3})
@@ -121,6 +121,18 @@ TEST(MlaDecodeMulti, CausalQueryIsOneQueryDecodeOfItsPrefix) {
           for (std::size_t b = 0; b < B; ++b)
             for (std::size_t i = 0; i < Q; ++i) {
               const std::size_t L = static_cast<std::size_t>(tk.lens[b]), V = visible(L, Q, i);
+              // Where V's own plan would cut the prefix elsewhere, a kernel planning splits per query
+              // (from V) would give the 1-query decode of V with the same split count: not FlashMLA.
+              const std::size_t nbV = (V + s.page - 1) / s.page;
+              if (blocks_per_split(V, s) < blocks_per_split(L, s) && nbV > blocks_per_split(V, s)) {
+                const DecodeResult per_query = one_query_prefix(tk, b, V, &q[(b * Q + i) * H * D], s);
+                bool differs = false;
+                for (std::size_t k = 0; k < H * C && !differs; ++k)
+                  differs = per_query.out_bf16[k] != r.out_bf16[(b * Q + i) * H * C + k];
+                for (std::size_t h = 0; h < H && !differs; ++h)
+                  differs = bits(per_query.lse[h]) != bits(r.lse[(b * H + h) * Q + i]);
+                per_query_differs += differs;
+              }
               MlaSpec s1 = s;
               s1.num_splits = matching_splits(V, L, s);
               if (s1.num_splits == 0) continue;
@@ -137,8 +149,10 @@ TEST(MlaDecodeMulti, CausalQueryIsOneQueryDecodeOfItsPrefix) {
             }
         }
   EXPECT_GT(compared_multi, 20u);
+  EXPECT_GT(per_query_differs, 5u);
   std::printf("[mla] s_q decode: %zu causal queries bit-identical to the 1-query decode of their prefix "
-              "(%zu of them combining several splits)\n", compared, compared_multi);
+              "(%zu of them combining several splits); %zu differ from a per-query split plan\n",
+              compared, compared_multi, per_query_differs);
 }
 
 // A query that sees no key (L < s_q - i, or L = 0) gives out = 0 and lse = +inf, and the
