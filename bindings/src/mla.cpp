@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "arrays.hpp"
+#include "formats/encode.hpp"
 #include "mla/decode.hpp"
 #include "mla/forward.hpp"
 #include "mla/paged_cache.hpp"
@@ -37,11 +38,12 @@ std::vector<float> float_vector(const py::object& obj, const char* arg, std::siz
 }
 
 MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
-  const char* names[] = {"wq_a", "q_norm", "wq_b", "wq", "wkv_a", "kv_norm", "wkv_b", "wo"};
+  const char* names[] = {"wq_a", "q_norm", "wq_b", "wq", "wkv_a", "kv_norm", "wkv_b", "wo", "wkv_b_e4m3", "wkv_b_scale_inv"};
   for (auto item : d) {
     const std::string k = py::str(item.first);
     if (std::find(std::begin(names), std::end(names), k) == std::end(names))
-      throw py::value_error("weights: unknown tensor '" + k + "' (expected wq_a q_norm wq_b wq wkv_a kv_norm wkv_b wo)");
+      throw py::value_error("weights: unknown tensor '" + k +
+                            "' (expected wq_a q_norm wq_b wq wkv_a kv_norm wkv_b wo, optionally wkv_b_e4m3 + wkv_b_scale_inv)");
   }
   auto get = [&](const char* name, std::size_t n) {
     if (!d.contains(name)) throw py::value_error(std::string("weights: missing tensor '") + name + "'");
@@ -60,6 +62,29 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
   w.kv_norm = get("kv_norm", s.kv_lora);
   w.wkv_b = get("wkv_b", H * (s.nope + s.v) * s.kv_lora);
   w.wo = get("wo", hid * H * s.v);
+  // Optional FP8 checkpoint wkv_b (used when spec.wkv_b is fp8): E4M3 element values as float32
+  // and the float32 multiplier of each 128x128 block (HF weight_scale_inv), both or neither.
+  if (d.contains("wkv_b_e4m3") != d.contains("wkv_b_scale_inv"))
+    throw py::value_error("weights: give both 'wkv_b_e4m3' and 'wkv_b_scale_inv', or neither");
+  if (d.contains("wkv_b_e4m3")) {
+    const std::size_t rows = H * (s.nope + s.v), cols = s.kv_lora;
+    const std::vector<float> e = get("wkv_b_e4m3", rows * cols);
+    QTensor& q = w.wkv_b_fp8;
+    q.rows = rows;
+    q.cols = cols;
+    q.fmt = "e4m3";
+    q.tile = Tile{128, 128};
+    q.rule = "deepseek";
+    q.bits.resize(e.size());
+    const Format& f = format_by_name("e4m3");
+    for (std::size_t i = 0; i < e.size(); ++i) {
+      q.bits[i] = encode(e[i], f);
+      if (!(decode(q.bits[i], f) == e[i]))
+        throw py::value_error("weights['wkv_b_e4m3']: element " + std::to_string(i) + " (" + std::to_string(e[i]) +
+                              ") is not an E4M3 value");
+    }
+    q.scales = get("wkv_b_scale_inv", ((rows + 127) / 128) * ((cols + 127) / 128));
+  }
   validate_weights(w, s);
   return w;
 }
@@ -302,6 +327,25 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     return d;
   }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("start_pos"),
      py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
+  m.def("mla_wkv_b_naive", [](const py::object& latent, const py::dict& wd, const std::string& json) {
+    const MlaSpec s = spec_from_json(json);
+    const MlaWeights w = weights_from(wd, s);
+    auto la = require_dtype<float>(latent, "latent", "float32");
+    if (la.ndim() != 2 || la.shape(1) != s.kv_lora || la.shape(0) == 0)
+      throw py::value_error("latent: expected shape [tokens >= 1, " + std::to_string(s.kv_lora) + "], got " +
+                            py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
+    const std::size_t T = static_cast<std::size_t>(la.shape(0));
+    const std::vector<float> lv(la.data(), la.data() + la.size());
+    std::vector<float> kv;
+    std::vector<double> bound;
+    {
+      py::gil_scoped_release rel;
+      kv = wkv_b_naive(lv.data(), T, w, s, &bound);
+    }
+    const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.nope + s.v};
+    return py::make_tuple(to_numpy(kv, shape), to_numpy(bound, shape));
+  }, py::arg("latent"), py::arg("weights"), py::arg("spec_json"),
+     "The naive form's keys|values [T, heads, nope+v] of latent [T, kv_lora] and their certified bound.");
   m.def("mla_build_cache", [](const py::object& latents, const py::object& k_pe, const py::object& seqlens,
                               const std::string& json, const py::object& block_order) {
     const MlaSpec s = spec_from_json(json);

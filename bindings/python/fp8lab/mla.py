@@ -53,7 +53,11 @@ class MlaSpec:
     the attention einsums, and of P before P.V in decode; the projections wq_a, wq_b, wkv_a and wo
     also take "fp8" (DeepSeek-V3's FP8 linear: 1x128 / 128x128 E4M3 with the "deepseek" scale rule
     and the gemm area's promoted Hopper FP8 GEMM, BF16 output) and "bf16_tc" (BF16 through the
-    gemm area's Hopper BF16 wgmma model). cache: "bf16" or "fp8" (FlashMLA).
+    gemm area's Hopper BF16 wgmma model). wkv_b also takes "fp8": the FP8 checkpoint weights as
+    DeepSeek-V3 runs them (naive: that FP8 linear; absorbed: the dequantised weights in the attention
+    format; both certified against the exact attention of the dequantised weights; the weights are
+    ``weights['wkv_b']`` quantised 128x128 with the "deepseek" rule, or a checkpoint's
+    ``wkv_b_e4m3`` + ``wkv_b_scale_inv`` when given). cache: "bf16" or "fp8" (FlashMLA).
     """
 
     hidden: int = 7168
@@ -165,6 +169,18 @@ def compare_forms(x, weights: dict, spec, start_pos: int = 0, prefix: dict | Non
     d = dict(_core.mla_compare_forms(_f32(x, "x"), w, _spec_json(spec), int(start_pos), pl, pk))
     d["verdict"] = json.loads(d.pop("verdict_json"))
     return d
+
+
+def wkv_b_naive(latent, weights: dict, spec) -> tuple[np.ndarray, np.ndarray]:
+    """The naive form's per-head keys|values [T, heads, nope+v] of ``latent`` [T, kv_lora] under
+    ``spec.wkv_b`` (with "fp8": 1x128 "deepseek" act_quant + the promoted FP8 GEMM, BF16 out), and
+    a certified per-element bound on their distance from latent @ W.T with W the exact (dequantised)
+    weights."""
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
+    w = {k: _f32(v, f"weights[{k!r}]") for k, v in weights.items()}
+    kv, bound = _core.mla_wkv_b_naive(_f32(latent, "latent"), w, _spec_json(spec))
+    return kv, bound
 
 
 def build_cache(latents, k_pe, spec, page: int | None = None, block_order=None):
@@ -347,12 +363,15 @@ def dequantize_block_fp8(weight: np.ndarray, scale_inv: np.ndarray, block: int =
     return (weight.astype(np.float32) * s).astype(np.float32)
 
 
-def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
+def load_deepseek_shard(paths, layer: int, spec=None, fp8_wkv_b: bool = False) -> dict:
     """Attention weights of one layer from DeepSeek-V3 safetensors shard(s): the HF checkpoint's
     names (model.layers.{i}.self_attn.q_a_proj.weight + .weight_scale_inv), or those of the
     reference's inference/convert.py (layers.{i}.attn.wq_a.weight + .scale, model-parallel 1).
     FP8 weights with 128x128 scales are dequantised, BF16/F32 tensors decoded exactly. Shapes are
-    checked against ``spec`` (default: DeepSeek-V3). Returns the weights dict ``forward`` takes."""
+    checked against ``spec`` (default: DeepSeek-V3). Returns the weights dict ``forward`` takes.
+    With ``fp8_wkv_b`` and an FP8 wkv_b in the shard, the dict also holds its E4M3 elements
+    ('wkv_b_e4m3', float32 values) and block multipliers ('wkv_b_scale_inv'), which a spec with
+    wkv_b="fp8" then uses as they are (no re-quantisation of the dequantised weights)."""
     s = _spec(spec or MlaSpec())
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -379,6 +398,9 @@ def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
             sname = name[:-len("weight")] + "scale" if converted else name + "_scale_inv"
             if sname not in tensors:
                 raise ValueError(f"paths: FP8 tensor {name!r} has no {sname!r}")
+            if key == "wkv_b" and fp8_wkv_b:
+                weights["wkv_b_e4m3"] = np.ascontiguousarray(w, dtype=np.float32)
+                weights["wkv_b_scale_inv"] = np.ascontiguousarray(tensors[sname], dtype=np.float32)
             w = dequantize_block_fp8(w, tensors[sname])
         if w.shape != shapes[key]:
             raise ValueError(f"{name}: shape {w.shape} does not match spec (expected {shapes[key]})")
@@ -389,5 +411,5 @@ def load_deepseek_shard(paths, layer: int, spec=None) -> dict:
 __all__ = [
     "MlaSpec", "Yarn", "build_cache", "compare", "compare_forms", "decode", "decode_reference",
     "dequantize_block_fp8", "forward", "init_weights", "kv_bytes_per_token", "load_deepseek_shard",
-    "read_safetensors", "report_numbers", "softmax_scale",
+    "read_safetensors", "report_numbers", "softmax_scale", "wkv_b_naive",
 ]
