@@ -228,16 +228,19 @@ py::tuple cache_to(const PagedCache& pc, const MlaSpec& s) {
   return py::make_tuple(cache, bt, sl);
 }
 
-// q: [batch, heads, D] or FlashMLA's [batch, 1, heads, D].
-std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t batch, bool& four_d) {
+// q for decode: [batch, heads, D] (one query per sequence) or FlashMLA's [batch, s_q, heads, D].
+std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t batch, bool& four_d, std::size_t& s_q) {
   auto a = require_dtype<float>(q, "q", "float32");
   four_d = a.ndim() == 4;
   const py::ssize_t D = s.cache_dim();
+  if (four_d && a.shape(1) == 0)
+    throw py::value_error("q: s_q (dimension 1 of [batch, s_q, heads, " + std::to_string(D) + "]) must be at least 1, got 0");
+  s_q = four_d ? static_cast<std::size_t>(a.shape(1)) : 1;
   const bool ok3 = a.ndim() == 3 && a.shape(0) == static_cast<py::ssize_t>(batch) && a.shape(1) == s.heads && a.shape(2) == D;
-  const bool ok4 = four_d && a.shape(0) == static_cast<py::ssize_t>(batch) && a.shape(1) == 1 && a.shape(2) == s.heads && a.shape(3) == D;
+  const bool ok4 = four_d && a.shape(0) == static_cast<py::ssize_t>(batch) && a.shape(2) == s.heads && a.shape(3) == D;
   if (!ok3 && !ok4)
     throw py::value_error("q: expected shape [batch=" + std::to_string(batch) + ", heads=" + std::to_string(s.heads) + ", " +
-                          std::to_string(D) + "] or [batch, 1, heads, " + std::to_string(D) + "], got " +
+                          std::to_string(D) + "] or [batch, s_q, heads, " + std::to_string(D) + "], got " +
                           py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
   return std::vector<float>(a.data(), a.data() + a.size());
 }
@@ -384,61 +387,82 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     return cache_to(pc, s);
   }, py::arg("latents"), py::arg("k_pe"), py::arg("seqlens"), py::arg("spec_json"), py::arg("block_order") = py::none());
   m.def("mla_decode", [](const py::object& q, const py::object& cache, const py::object& block_table,
-                         const py::object& seqlens, const std::string& json) {
+                         const py::object& seqlens, const std::string& json, bool causal) {
     const MlaSpec s = spec_from_json(json);
     const PagedCache pc = cache_from(cache, block_table, seqlens, s);
     bool four = false;
-    const auto qv = query_from(q, s, pc.batch, four);
+    std::size_t sq = 1;
+    const auto qv = query_from(q, s, pc.batch, four, sq);
     DecodeResult r;
     {
       py::gil_scoped_release rel;
-      r = decode(qv.data(), s.heads, pc, s);
+      r = decode(qv.data(), sq, s.heads, pc, s, causal);
     }
-    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch);
-    py::array_t<float> out = four ? to_numpy(r.out, {B, 1, s.heads, s.kv_lora}) : to_numpy(r.out, {B, s.heads, s.kv_lora});
-    py::array_t<float> lse = four ? to_numpy(r.lse, {B, s.heads, 1}) : to_numpy(r.lse, {B, s.heads});
+    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
+    // FlashMLA's layouts for 4-D q: out [b, s_q, h, kv_lora], lse [b, h, s_q].
+    py::array_t<float> out = four ? to_numpy(r.out, {B, Q, s.heads, s.kv_lora}) : to_numpy(r.out, {B, s.heads, s.kv_lora});
+    py::array_t<float> lse = four ? to_numpy(r.lse, {B, s.heads, Q}) : to_numpy(r.lse, {B, s.heads});
     return py::make_tuple(out, lse);
-  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"));
+  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
+     py::arg("causal") = true);
   m.def("mla_decode_reference", [](const py::object& q, const py::object& cache, const py::object& block_table,
                                    const py::object& seqlens, const std::string& json, const std::string& scale_of,
-                                   const std::string& scope) {
+                                   const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
     const MlaSpec s = spec_from_json(json);
     const PagedCache pc = cache_from(cache, block_table, seqlens, s);
     bool four = false;
-    const auto qv = query_from(q, s, pc.batch, four);
+    std::size_t sq = 1;
+    const auto qv = query_from(q, s, pc.batch, four, sq);
     const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
     DecodeReference ref;
     {
       py::gil_scoped_release rel;
-      ref = decode_reference(qv.data(), s.heads, pc, s, scale, sc);
+      ref = decode_reference(qv.data(), sq, s.heads, pc, s, scale, causal, sc);
     }
-    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch);
+    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
+    // 3-D q: [b, h, kv_lora] and [b, h] as before; 4-D q: decode's FlashMLA layouts.
+    const std::vector<py::ssize_t> os = four ? std::vector<py::ssize_t>{B, Q, s.heads, s.kv_lora}
+                                             : std::vector<py::ssize_t>{B, s.heads, s.kv_lora};
+    const std::vector<py::ssize_t> ls = four ? std::vector<py::ssize_t>{B, s.heads, Q} : std::vector<py::ssize_t>{B, s.heads};
     py::dict d;
-    d["out"] = to_numpy(ref.out, {B, s.heads, s.kv_lora});
-    d["lse"] = to_numpy(ref.lse, {B, s.heads});
-    d["out_bound"] = to_numpy(ref.out_bound, {B, s.heads, s.kv_lora});
-    d["lse_bound"] = to_numpy(ref.lse_bound, {B, s.heads});
+    d["out"] = to_numpy(ref.out, os);
+    d["lse"] = to_numpy(ref.lse, ls);
+    d["out_bound"] = to_numpy(ref.out_bound, os);
+    d["lse_bound"] = to_numpy(ref.lse_bound, ls);
     return d;
   }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
-     py::arg("scale_of") = "", py::arg("scope") = "any_kernel");
+     py::arg("scale_of") = "", py::arg("scope") = "any_kernel", py::arg("causal") = true);
   m.def("mla_compare_decode", [](const py::object& out, const py::object& lse, const py::object& q, const py::object& cache,
                                  const py::object& block_table, const py::object& seqlens, const std::string& json,
-                                 const std::string& scope) {
+                                 const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
     const MlaSpec s = spec_from_json(json);
     const PagedCache pc = cache_from(cache, block_table, seqlens, s);
     bool four = false;
-    const auto qv = query_from(q, s, pc.batch, four);
+    std::size_t sq = 1;
+    const auto qv = query_from(q, s, pc.batch, four, sq);
     const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
+    if (four) {  // s_q queries: out and lse in decode's FlashMLA layouts, checked dimension by dimension
+      auto expect_shape = [](const py::object& a, const char* arg, std::vector<py::ssize_t> want, const char* names) {
+        auto arr = require_dtype<float>(a, arg, "float32");
+        if (shape_of(arr) != want)
+          throw py::value_error(std::string(arg) + ": expected shape " + names + " = " +
+                                py::str(py::tuple(py::cast(want))).cast<std::string>() + " for 4-D q, got " +
+                                py::str(py::tuple(py::cast(shape_of(arr)))).cast<std::string>());
+      };
+      const auto b = static_cast<py::ssize_t>(B), q4 = static_cast<py::ssize_t>(sq);
+      expect_shape(out, "out", {b, q4, s.heads, s.kv_lora}, "[batch, s_q, heads, kv_lora]");
+      expect_shape(lse, "lse", {b, s.heads, q4}, "[batch, heads, s_q]");
+    }
     DecodeResult got;
-    got.out = float_vector(out, "out", B * H * C);
-    got.lse = float_vector(lse, "lse", B * H);
+    got.out = float_vector(out, "out", B * sq * H * C);
+    got.lse = float_vector(lse, "lse", B * sq * H);
     DecodeVerdicts v;
     {
       py::gil_scoped_release rel;
-      const DecodeReference ref = decode_reference(qv.data(), s.heads, pc, s, softmax_scale_value(s), sc);
-      v = check_decode(got, ref, B, H, s);
+      const DecodeReference ref = decode_reference(qv.data(), sq, s.heads, pc, s, softmax_scale_value(s), causal, sc);
+      v = four ? check_decode(got, ref, B, sq, H, s) : check_decode(got, ref, B, H, s);
     }
     py::dict d;
     d["out_json"] = v.out.to_json();
@@ -449,7 +473,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     d["max_lse_ratio"] = v.max_lse_ratio;
     return d;
   }, py::arg("out"), py::arg("lse"), py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"),
-     py::arg("spec_json"), py::arg("scope") = "any_kernel");
+     py::arg("spec_json"), py::arg("scope") = "any_kernel", py::arg("causal") = true);
 });
 
 }  // namespace fp8lab::bindings

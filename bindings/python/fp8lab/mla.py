@@ -220,34 +220,51 @@ def build_cache(latents, k_pe, spec, page: int | None = None, block_order=None):
                                  s.to_json(), order)
 
 
-def decode(q, cache, block_table, seqlens, spec):
-    """Split-KV decode (emulator/mla/decode.hpp states the split, order and formats).
+def _causal(causal) -> bool:
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
+    return bool(causal)
 
-    q: float32 [batch, heads, kv_lora+rope] or FlashMLA's [batch, 1, heads, kv_lora+rope].
-    Returns (out, lse): out float32 holding BF16 values [.., heads, kv_lora]; lse float32 natural
-    log, [batch, heads] (or [batch, heads, 1] for 4-D q). Empty sequences: out 0, lse +inf."""
+
+def decode(q, cache, block_table, seqlens, spec, *, causal: bool = True):
+    """Split-KV decode (emulator/mla/decode.hpp states the split, mask, order and formats).
+
+    q: float32 [batch, heads, kv_lora+rope] (one query token per sequence) or FlashMLA's
+    [batch, s_q, heads, kv_lora+rope] with s_q >= 1 query tokens per sequence (multi-token
+    prediction / speculative decoding: the last s_q of the sequence's seqlens[b] cached tokens).
+    causal (FlashMLA's flag, default True): query i (0-based) sees keys [0, seqlens[b] - s_q + i];
+    False: every query sees all seqlens[b] keys. Split boundaries come from seqlens[b] alone.
+    Returns (out, lse): out float32 holding BF16 values, [batch, heads, kv_lora] for 3-D q or
+    [batch, s_q, heads, kv_lora] for 4-D q; lse float32 natural log, [batch, heads] or
+    [batch, heads, s_q] (FlashMLA's layouts). A query that sees no key (empty sequence, or causal
+    with seqlens[b] < s_q - i): out 0, lse +inf."""
     return _core.mla_decode(_f32(q, "q"), cache, _i32(block_table, "block_table"), _i32(seqlens, "seqlens"),
-                            _spec_json(spec))
+                            _spec_json(spec), _causal(causal))
 
 
 def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None = None,
-                     scope: str = "any_kernel") -> dict:
+                     scope: str = "any_kernel", *, causal: bool = True) -> dict:
     """Exact attention (float64) of the same inputs and certified bounds: dict(out, lse, out_bound,
-    lse_bound). scope "any_kernel" (default): the bound of any kernel of this algorithm (any
+    lse_bound), in ``decode``'s shapes for the same q (3-D or 4-D). Each query's exact attention
+    and bound use its own visible keys (causal as in ``decode``) and the split plan of the full
+    length. scope "any_kernel" (default): the bound of any kernel of this algorithm (any
     summation order, truncating FP32 steps, exp within 2^-21); "emulator": the tighter bound of
     ``decode`` exactly as written. scale_of picks another softmax scale for the exact side."""
     return dict(_core.mla_decode_reference(_f32(q, "q"), cache, _i32(block_table, "block_table"),
-                                           _i32(seqlens, "seqlens"), _spec_json(spec), scale_of or "", scope))
+                                           _i32(seqlens, "seqlens"), _spec_json(spec), scale_of or "", scope,
+                                           _causal(causal)))
 
 
-def compare(out, lse, q, cache, block_table, seqlens, spec, scope: str = "any_kernel") -> dict:
-    """Judges a decode result (this emulator's or a kernel's: out [b, h, kv_lora], lse [b, h])
-    against the exact attention with the certified bound of ``spec`` (scope as in
+def compare(out, lse, q, cache, block_table, seqlens, spec, scope: str = "any_kernel", *,
+            causal: bool = True) -> dict:
+    """Judges a decode result (this emulator's or a kernel's: out [b, h, kv_lora], lse [b, h] for
+    3-D q; out [b, s_q, h, kv_lora], lse [b, h, s_q] for 4-D q, FlashMLA's layouts) against the
+    exact attention with the certified bound of ``spec`` (scope and causal as in
     decode_reference). Returns {"out": verdict, "lse": verdict, "ok": bool, "max_out_ratio",
     "max_lse_ratio", "out_summary", "lse_summary"}."""
     d = dict(_core.mla_compare_decode(_f32(out, "out"), _f32(lse, "lse"), _f32(q, "q"), cache,
                                       _i32(block_table, "block_table"), _i32(seqlens, "seqlens"), _spec_json(spec),
-                                      scope))
+                                      scope, _causal(causal)))
     res = {"out": json.loads(d["out_json"]), "lse": json.loads(d["lse_json"]),
            "out_summary": d["out_summary"], "lse_summary": d["lse_summary"],
            "max_out_ratio": d["max_out_ratio"], "max_lse_ratio": d["max_lse_ratio"]}
