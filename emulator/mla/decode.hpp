@@ -12,12 +12,18 @@
 //    s_q_idx = row / q_head_per_hk, right border seqlen_k - mask_len; its tests' reference
 //    (tests/test_flash_mla_dense_decoding.py) masks with tril(diagonal = s_k - s_q). Without
 //    causal every query sees all L_b keys. (FlashMLA turns causal off for s_q = 1: the same.)
+//    Default here causal = true (MTP drafts need the mask); flash_mla_with_kvcache defaults to
+//    causal=False, so pass it explicitly when mirroring a FlashMLA call. FlashMLA's FP8 cache is
+//    served by its sparse kernel, which rejects causal; the emulator masks either cache format
+//    the same way (the mask does not depend on how a row is stored).
 //    The cache holds L_b tokens, the last s_q of them being the queries' own (MTP drafts).
 //  Split: from the sequence's FULL length, whatever the mask or s_q (FlashMLA's
 //    get_decoding_sched_meta splits by seqlens_k alone; the kernel then clamps each split's end
 //    block to the causal border): sequence b has nb = ceil(L_b / page) blocks; with
 //    S = spec.num_splits, each split takes bps = ceil(nb / S) consecutive blocks (split j: blocks
-//    [j*bps, min(nb, (j+1)*bps))); splits with no block are empty and skipped.
+//    [j*bps, min(nb, (j+1)*bps))); splits with no block are empty and skipped. (FlashMLA
+//    balances blocks over SM parts by a payload; the equal-block split is this emulator's pinned
+//    choice. What carries over: boundaries depend on seqlens_k and the split count only.)
 //  Within a split, blocks in order; for each block and each (query i, head h) row, the tile is the
 //    block's tokens that the query sees (masked keys contribute nothing: skipping them is
 //    bit-identical to FlashMLA's -inf score, p = 0; a tile with no visible token leaves the
@@ -33,12 +39,16 @@
 //    lse = fl(M + log(L)).
 //  exp is correctly rounded FP32 (common/pinned_math.hpp), log too (numerics.hpp): no libm.
 //  Slots past a sequence's length are never read, so their contents (NaN, garbage) cannot matter;
-//    keys a causal query does not see never reach its row.
+//    keys a causal query does not see never reach its row. (Difference, read from FlashMLA's
+//    code, not run: there a masked key inside seqlen_k still enters P.V with p = 0, so a NaN in
+//    such a row would give 0 * NaN = NaN; only rows past seqlen_k are zeroed (fill_oob_V). With
+//    finite rows - the drafts' real latents - both give the same bits.)
 //  A query that sees no key (L_b = 0, or causal with L_b < s_q - i): out = 0, lse = +inf
 //    (FlashMLA's convention: its reference sets "lonely" queries' out to 0 and lse to +inf).
 //  Consequence used by the tests: with num_splits = 1, causal query i is bit-identical to a
-//    1-query decode of the same cache with seqlen V_{b,i}; with several splits it is not (the
-//    split boundaries come from L_b), only within the certified bound of the exact reference.
+//    1-query decode of the same cache with seqlen V_{b,i}; with several splits only where V_{b,i}'s
+//    own plan would cut its blocks as L_b's does (the boundaries come from L_b); otherwise it is
+//    within the certified bound of the exact reference.
 //  Output layout as FlashMLA's: out [batch, s_q, heads, kv_lora], lse [batch, heads, s_q].
 #pragma once
 

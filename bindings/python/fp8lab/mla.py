@@ -232,8 +232,9 @@ def decode(q, cache, block_table, seqlens, spec, *, causal: bool = True):
     q: float32 [batch, heads, kv_lora+rope] (one query token per sequence) or FlashMLA's
     [batch, s_q, heads, kv_lora+rope] with s_q >= 1 query tokens per sequence (multi-token
     prediction / speculative decoding: the last s_q of the sequence's seqlens[b] cached tokens).
-    causal (FlashMLA's flag, default True): query i (0-based) sees keys [0, seqlens[b] - s_q + i];
-    False: every query sees all seqlens[b] keys. Split boundaries come from seqlens[b] alone.
+    causal (FlashMLA's flag; default True here, False in flash_mla_with_kvcache): query i (0-based)
+    sees keys [0, seqlens[b] - s_q + i]; False: every query sees all seqlens[b] keys. Split
+    boundaries come from seqlens[b] alone (not from s_q or the mask), as FlashMLA's scheduler's.
     Returns (out, lse): out float32 holding BF16 values, [batch, heads, kv_lora] for 3-D q or
     [batch, s_q, heads, kv_lora] for 4-D q; lse float32 natural log, [batch, heads] or
     [batch, heads, s_q] (FlashMLA's layouts). A query that sees no key (empty sequence, or causal
