@@ -188,6 +188,9 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
 //  - out = N / L: |N^/L^ - N/L| <= (rho_N + rho) / (1 - rho) * sum_t p_t |v_t| (first order in
 //    each, exact algebra), then the division (u) and BF16 rounding (2^-8) of the result;
 //  - lse = M + log(L^): |lse^ - lse| <= rho/(1 - rho) + u |log L^| + u |lse^|.
+// With s_q queries each (query, head) row is bounded alone over its own V visible keys (scores,
+// R, A, the underflow term and tokens_in_split = min(V, per_split * page)), with per_split and S
+// of the full-length plan: a row meets at most per_split blocks per split and at most S splits.
 DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
                                  double scale, BoundScope scope) {
   return decode_reference(q, 1, H, cache, s, scale, false, scope);  // one query: no mask (see decode)
