@@ -15,12 +15,16 @@
 #include "quant/quantize.hpp"
 
 namespace fp8lab::mla {
+
+// RapidCheck prints a counterexample's spec as its canonical JSON (found by argument-dependent lookup).
+inline void showValue(const MlaSpec& s, std::ostream& os) { os << to_json(s); }
+
 namespace {
 
 // Largest observed/bound ratios: absorbed vs naive over all outputs, and over queries that see
 // more than one key (a query with one key has p = 1 exactly, so its naive error is the value's
 // own, which the a-posteriori quantisation term bounds almost exactly).
-double g_ratio_fp32 = 0, g_ratio_bf16 = 0, g_ratio_multi_fp32 = 0, g_bound_over_exact = 0, g_min_multi_fp32 = 1;
+double g_ratio_fp32 = 0, g_ratio_bf16 = 0, g_min_ratio_bf16 = 1, g_ratio_multi_fp32 = 0, g_bound_over_exact = 0, g_min_multi_fp32 = 1;
 int g_bound_above_exact = 0, g_cases_fp32 = 0;
 
 rc::Gen<MlaSpec> genSpec() {
@@ -56,8 +60,10 @@ RC_GTEST_PROP(MlaFp8Wkvb, BothFormsWithinCertifiedBound, ()) {
   const Projected p = project(x.data(), T, w, s, start);
   const FormsComparison fc = compare_forms(p, w, s);
   RC_ASSERT(fc.verdict.ok());
-  // Not vacuous in any case: somewhere the forms differ by at least a tenth of the summed bound.
-  RC_ASSERT(fc.max_observed_over_bound >= 0.1);
+  // Not vacuous: with FP32 einsums the forms differ somewhere by at least a tenth of the summed
+  // bound in every case. (With BF16 einsums the worst case of rounding q_abs and the scores to 8
+  // bits, sum |q_abs||c| >> |q_abs . c|, dominates; there the ratio is only reported.)
+  if (s.attn == MatmulFormat::Fp32) RC_ASSERT(fc.max_observed_over_bound >= 0.1);
   double maxexact = 0, maxbound = 0, multi = 0;
   const std::size_t per_token = static_cast<std::size_t>(s.heads) * s.v;
   for (std::size_t i = 0; i < fc.exact.size(); ++i) {
@@ -70,7 +76,6 @@ RC_GTEST_PROP(MlaFp8Wkvb, BothFormsWithinCertifiedBound, ()) {
   }
   if (s.attn == MatmulFormat::Fp32) {
     g_bound_over_exact = std::max(g_bound_over_exact, maxbound / maxexact);
-    RC_LOG() << to_json(s) << " maxbound " << maxbound << " maxexact " << maxexact << " multi " << multi << "\n";
     g_ratio_fp32 = std::max(g_ratio_fp32, fc.max_observed_over_bound);
     g_ratio_multi_fp32 = std::max(g_ratio_multi_fp32, multi);
     if (T > 1) g_min_multi_fp32 = std::min(g_min_multi_fp32, multi);
@@ -78,13 +83,14 @@ RC_GTEST_PROP(MlaFp8Wkvb, BothFormsWithinCertifiedBound, ()) {
     ++g_cases_fp32;
   } else {
     g_ratio_bf16 = std::max(g_ratio_bf16, fc.max_observed_over_bound);
+    g_min_ratio_bf16 = std::min(g_min_ratio_bf16, fc.max_observed_over_bound);
   }
 }
 
 TEST(MlaFp8Wkvb, ZzReportRatios) {
   std::printf("[mla fp8 wkv_b] max observed/bound: attn fp32 %.3f (queries with >1 key: max %.3f, smallest per case %.3f), "
-              "attn bf16 %.3f; max bound / max |exact| (fp32) %.3f, above 1 in %d of %d cases\n",
-              g_ratio_fp32, g_ratio_multi_fp32, g_min_multi_fp32, g_ratio_bf16, g_bound_over_exact, g_bound_above_exact,
+              "attn bf16 %.3f (smallest per case %.3f); max bound / max |exact| (fp32) %.3f, above 1 in %d of %d cases\n",
+              g_ratio_fp32, g_ratio_multi_fp32, g_min_multi_fp32, g_ratio_bf16, g_min_ratio_bf16, g_bound_over_exact, g_bound_above_exact,
               g_cases_fp32);
 }
 

@@ -81,6 +81,9 @@ const T* w_uv(const std::vector<T>& wkv_b, const MlaSpec& s, int h, int d) {
   return &wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora];
 }
 
+// Higham's gamma_n for binary64 (the a-posteriori sums of the FP8 activation-quantisation effect).
+double gamma64(double n) { return n * 0x1p-53 / (1.0 - n * 0x1p-53); }
+
 double abs_dot(const float* a, const float* b, std::size_t n) {
   double s = 0;
   for (std::size_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(a[i]) * b[i]);
@@ -237,8 +240,14 @@ std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& s) {
 //       quantisation errors' signs, ~sqrt(C) times looser on random data).
 //    The bound is evaluated in binary64 (a few C operations per element) and multiplied by
 //    (1 + 2^-40), far above the relative rounding of that evaluation.
-std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
-                               std::vector<double>* bound) {
+namespace {
+
+// wkv_b_naive with the FP8 error kept in two parts: bound0 = (gemm bound + the evaluation error of
+// delta) and the signed delta itself (empty unless FP8), so attention() can let the signs of delta
+// cancel in q . delta and sum_j p_j delta_j instead of summing their magnitudes (see there).
+std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
+                                  std::vector<double>* bound0, std::vector<double>* delta_out) {
+  std::vector<double>* bound = bound0;
   validate_weights(w, s);
   const std::size_t C = s.kv_lora, N = static_cast<std::size_t>(s.heads) * (s.nope + s.v);
   for (std::size_t i = 0; i < T * C; ++i)
@@ -250,8 +259,9 @@ std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeig
     const std::vector<double> y = gemm(a, b, GemmSpec{});
     if (bound) {
       *bound = gemm_error_bound(a, b, GemmSpec{});
+      delta_out->assign(T * N, 0.0);
       const std::vector<double> cq = dequantize(qx), we = dequantize(qw);
-      const double g64 = (C + 2) * 0x1p-53 / (1 - (C + 2) * 0x1p-53);
+      const double g64 = gamma64(static_cast<double>(C + 2));
       parallel_for(T * N, 64, [&](std::size_t bb, std::size_t ee) {
         for (std::size_t i = bb; i < ee; ++i) {
           const std::size_t t = i / N, o = i % N;
@@ -261,7 +271,8 @@ std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeig
             delta += d * we[o * C + c];
             mag += std::fabs(d * we[o * C + c]);
           }
-          (*bound)[i] = ((*bound)[i] + std::fabs(delta) + g64 * mag) * (1 + 0x1p-40);
+          (*bound)[i] = ((*bound)[i] + g64 * mag) * (1 + 0x1p-40);
+          (*delta_out)[i] = delta;
         }
       });
     }
@@ -292,6 +303,17 @@ std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeig
       (*bound)[i] = gamma32(dot_depth(C)) * abs_dot(c, wrow, C) + in + uB * std::fabs(k);
     }
   });
+  return y;
+}
+
+}  // namespace
+
+std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
+                               std::vector<double>* bound) {
+  std::vector<double> delta;
+  std::vector<float> y = naive_kv_parts(latent, T, w, s, bound, &delta);
+  if (bound && !delta.empty())
+    for (std::size_t i = 0; i < bound->size(); ++i) (*bound)[i] = ((*bound)[i] + std::fabs(delta[i])) * (1 + 0x1p-40);
   return y;
 }
 
@@ -348,24 +370,41 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   const std::size_t kv_heads = form == Form::Naive ? H : 1;
   std::vector<float> K(TK * kv_heads * KD), V(TK * kv_heads * VD);
   std::vector<double> EK(bound ? K.size() : 0, 0.0), EV(bound ? V.size() : 0, 0.0);
+  // Naive with FP8 wkv_b: the activation quantisation's signed effect on each key/value element,
+  // delta (forward.hpp wkv_b_naive); EK/EV then hold only the rest (gemm bound + delta's own
+  // evaluation error). With k^ - k = e + delta, |e| <= EK:
+  //   q . k^ - q . k = q . e + q . delta, so |.| <= sum |q| EK + |fl(q . delta)| + g64 sum |q delta|
+  // (q is exact in the naive form: the shared input), and in P.V
+  //   sum p^ v^ - sum p v = sum (p^ - p) v^ + sum p^ (e + delta) - sum (p^ - p)(e + delta),
+  //   |.| <= sum EP |v^| + sum |p^| EV + |fl(sum p^ delta)| + g64 sum |p^ delta| + sum EP (EV + |delta|).
+  // The signed sums let the quantisation errors cancel as they do in the computation, instead of
+  // adding their magnitudes (~sqrt(nope) and ~sqrt(keys) tighter on random data). g64 = gamma64 of
+  // the sum's length, for its binary64 evaluation.
+  std::vector<double> DK, DV;
   // Absorbed: the weights the einsums multiply by, and how far each is from the exact weight
   // (zero unless wkv_b is FP8: then the dequantised R_attn(fl32(e4m3 * scale)) against e4m3 * scale).
   std::vector<float> wa;
   std::vector<double> dW;
   if (form == Form::Naive) {
     const std::size_t KV = static_cast<std::size_t>(s.nope + s.v);
-    std::vector<double> EKV;
-    const std::vector<float> kv = wkv_b_naive(KL.data(), TK, w, s, bound ? &EKV : nullptr);
+    std::vector<double> EKV, DKV;
+    const std::vector<float> kv = naive_kv_parts(KL.data(), TK, w, s, bound ? &EKV : nullptr, &DKV);
+    if (!DKV.empty()) {
+      DK.assign(K.size(), 0.0);  // rope columns: no quantisation effect
+      DV.assign(V.size(), 0.0);
+    }
     for (std::size_t i = 0; i < TK * H; ++i) {
       const std::size_t t = i / H;
       for (int d = 0; d < s.nope; ++d) {
         K[i * KD + d] = kv[i * KV + d];
         if (bound) EK[i * KD + d] = EKV[i * KV + d];
+        if (!DK.empty()) DK[i * KD + d] = DKV[i * KV + d];
       }
       std::copy(&KP[t * R], &KP[t * R] + R, &K[i * KD + s.nope]);
       for (int d = 0; d < s.v; ++d) {
         V[i * VD + d] = kv[i * KV + s.nope + d];
         if (bound) EV[i * VD + d] = EKV[i * KV + s.nope + d];
+        if (!DV.empty()) DV[i * VD + d] = DKV[i * KV + s.nope + d];
       }
     }
   } else {
@@ -412,7 +451,7 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   if (bound) bound->assign(out.size(), 0.0);
   parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
     std::vector<float> sc(TK), pr(TK), acc(VD);
-    std::vector<double> delta(TK), EP(TK), EA(VD);
+    std::vector<double> delta(TK), EP(TK), EA(VD), PD(DV.empty() ? 0 : VD), PDA(DV.empty() ? 0 : VD);
     for (std::size_t i = b; i < e; ++i) {
       const std::size_t t = i / H, h = i % H;
       const std::size_t n = P0 + t + 1;  // causal: the prefix and the call's keys up to t
@@ -429,6 +468,14 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
             const double eq = EQ.empty() ? 0.0 : EQ[i * KD + c], ek = EK.empty() ? 0.0 : EK[kr * KD + c];
             edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;
           }
+          if (!DK.empty()) {  // naive: EQ is empty (q exact)
+            double qd = 0, qda = 0;
+            for (std::size_t c = 0; c < KD; ++c) {
+              qd += static_cast<double>(q[c]) * DK[kr * KD + c];
+              qda += std::fabs(static_cast<double>(q[c]) * DK[kr * KD + c]);
+            }
+            edot += std::fabs(qd) + gamma64(static_cast<double>(KD)) * qda;
+          }
           delta[j] = edot * scale + kU32 * std::fabs(sp) + uA * std::fabs(sc[j]);
         }
       }
@@ -442,6 +489,10 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
                                                     uA * std::fabs(pr[j]) + 0x1p-120);
       std::fill(acc.begin(), acc.end(), 0.0f);
       std::fill(EA.begin(), EA.end(), 0.0);
+      if (!DV.empty()) {
+        std::fill(PD.begin(), PD.end(), 0.0);
+        std::fill(PDA.begin(), PDA.end(), 0.0);
+      }
       for (std::size_t j = 0; j < n; ++j) {
         const std::size_t vr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
         const float* v = &V[vr * VD];
@@ -454,8 +505,16 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
             const double ev = EV.empty() ? 0.0 : EV[vr * VD + c];
             EA[c] += gamma32(static_cast<double>(n)) * std::fabs(static_cast<double>(pr[j]) * v[c]) +
                      EP[j] * std::fabs(v[c]) + std::fabs(pr[j]) * ev + EP[j] * ev;
+            if (!DV.empty()) {
+              const double dv = DV[vr * VD + c];
+              PD[c] += static_cast<double>(pr[j]) * dv;
+              PDA[c] += std::fabs(static_cast<double>(pr[j]) * dv);
+              EA[c] += EP[j] * std::fabs(dv);
+            }
           }
       }
+      if (!DV.empty())
+        for (std::size_t c = 0; c < VD; ++c) EA[c] += std::fabs(PD[c]) + gamma64(static_cast<double>(n)) * PDA[c];
       for (std::size_t c = 0; c < VD; ++c) {
         acc[c] = round_to(s.attn, acc[c]);
         if (bound) EA[c] += uA * std::fabs(acc[c]);
