@@ -421,10 +421,12 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
       ref = decode_reference(qv.data(), sq, s.heads, pc, s, scale, causal, sc);
     }
     const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
-    // 3-D q: [b, h, kv_lora] and [b, h] as before; 4-D q: decode's FlashMLA layouts.
-    const std::vector<py::ssize_t> os = four ? std::vector<py::ssize_t>{B, Q, s.heads, s.kv_lora}
-                                             : std::vector<py::ssize_t>{B, s.heads, s.kv_lora};
-    const std::vector<py::ssize_t> ls = four ? std::vector<py::ssize_t>{B, s.heads, Q} : std::vector<py::ssize_t>{B, s.heads};
+    // One query (3-D q, or 4-D with s_q = 1): [b, h, kv_lora] and [b, h] as before; s_q > 1:
+    // decode's FlashMLA layouts.
+    const bool multi = four && sq > 1;
+    const std::vector<py::ssize_t> os = multi ? std::vector<py::ssize_t>{B, Q, s.heads, s.kv_lora}
+                                              : std::vector<py::ssize_t>{B, s.heads, s.kv_lora};
+    const std::vector<py::ssize_t> ls = multi ? std::vector<py::ssize_t>{B, s.heads, Q} : std::vector<py::ssize_t>{B, s.heads};
     py::dict d;
     d["out"] = to_numpy(ref.out, os);
     d["lse"] = to_numpy(ref.lse, ls);
@@ -443,7 +445,10 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     std::size_t sq = 1;
     const auto qv = query_from(q, s, pc.batch, four, sq);
     const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
-    if (four) {  // s_q queries: out and lse in decode's FlashMLA layouts, checked dimension by dimension
+    // s_q > 1: out and lse in decode's FlashMLA layouts, checked dimension by dimension (one query:
+    // any shape of the right size, as before - the layouts coincide).
+    const bool multi = four && sq > 1;
+    if (multi) {
       auto expect_shape = [](const py::object& a, const char* arg, std::vector<py::ssize_t> want, const char* names) {
         auto arr = require_dtype<float>(a, arg, "float32");
         if (shape_of(arr) != want)
@@ -462,7 +467,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     {
       py::gil_scoped_release rel;
       const DecodeReference ref = decode_reference(qv.data(), sq, s.heads, pc, s, softmax_scale_value(s), causal, sc);
-      v = four ? check_decode(got, ref, B, sq, H, s) : check_decode(got, ref, B, H, s);
+      v = multi ? check_decode(got, ref, B, sq, H, s) : check_decode(got, ref, B, H, s);
     }
     py::dict d;
     d["out_json"] = v.out.to_json();

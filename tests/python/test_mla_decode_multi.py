@@ -93,7 +93,12 @@ def test_three_d_q_and_s_q_1_unchanged():
     # causal is irrelevant for one query (FlashMLA switches it off for s_q = 1)
     o5, l5 = mla.decode(q, c, table, seqlens, spec, causal=False)
     assert np.array_equal(o5.view(np.uint32), o4.view(np.uint32))
-    assert mla.decode_reference(q[:, 0], c, table, seqlens, spec)["out"].shape == (2, spec.heads, spec.kv_lora)
+    # The reference and compare keep their 1-query shapes for 4-D q with s_q = 1 (as before).
+    for qq in (q[:, 0], q):
+        r = mla.decode_reference(qq, c, table, seqlens, spec)
+        assert r["out"].shape == (2, spec.heads, spec.kv_lora) and r["lse"].shape == (2, spec.heads)
+        assert mla.compare(o3, l3, qq, c, table, seqlens, spec)["ok"]
+        assert mla.compare(o4, l4, qq, c, table, seqlens, spec)["ok"]
 
 
 @pytest.mark.parametrize("splits", [1, 2])

@@ -246,7 +246,9 @@ def decode(q, cache, block_table, seqlens, spec, *, causal: bool = True):
 def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None = None,
                      scope: str = "any_kernel", *, causal: bool = True) -> dict:
     """Exact attention (float64) of the same inputs and certified bounds: dict(out, lse, out_bound,
-    lse_bound), in ``decode``'s shapes for the same q (3-D or 4-D). Each query's exact attention
+    lse_bound): [batch, heads, kv_lora] and [batch, heads] for one query (3-D q, or 4-D with
+    s_q = 1, as before), ``decode``'s [batch, s_q, heads, kv_lora] and [batch, heads, s_q] for
+    s_q > 1. Each query's exact attention
     and bound use its own visible keys (causal as in ``decode``) and the split plan of the full
     length. scope "any_kernel" (default): the bound of any kernel of this algorithm (any
     summation order, truncating FP32 steps, exp within 2^-21); "emulator": the tighter bound of
@@ -259,7 +261,8 @@ def decode_reference(q, cache, block_table, seqlens, spec, scale_of: str | None 
 def compare(out, lse, q, cache, block_table, seqlens, spec, scope: str = "any_kernel", *,
             causal: bool = True) -> dict:
     """Judges a decode result (this emulator's or a kernel's: out [b, h, kv_lora], lse [b, h] for
-    3-D q; out [b, s_q, h, kv_lora], lse [b, h, s_q] for 4-D q, FlashMLA's layouts) against the
+    one query, any shape of that size; out [b, s_q, h, kv_lora], lse [b, h, s_q] exactly for
+    s_q > 1, FlashMLA's layouts) against the
     exact attention with the certified bound of ``spec`` (scope and causal as in
     decode_reference). Returns {"out": verdict, "lse": verdict, "ok": bool, "max_out_ratio",
     "max_lse_ratio", "out_summary", "lse_summary"}."""
