@@ -381,10 +381,16 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   // adding their magnitudes (~sqrt(nope) and ~sqrt(keys) tighter on random data). g64 = gamma64 of
   // the sum's length, for its binary64 evaluation.
   std::vector<double> DK, DV;
-  // Absorbed: the weights the einsums multiply by, and how far each is from the exact weight
-  // (zero unless wkv_b is FP8: then the dequantised R_attn(fl32(e4m3 * scale)) against e4m3 * scale).
+  // Absorbed: the weights the einsums multiply by, and their signed distance dW = w^ - W from the
+  // exact weights (empty unless wkv_b is FP8: then w^ = R_attn(fl32(e4m3 * scale)), W = e4m3 * scale).
+  // dW is known exactly, so its effect is carried signed, like DK/DV:
+  //   q_abs: Q^ - Q = r + DQ with DQ_c = sum_d q_d dW[d, c] (binary64, error <= g64 sum |q_d dW|,
+  //          added to EQ) and |r| <= gamma32 sum |q w^| + uA |Q^| (the FP32 dot and R_attn);
+  //   scores: (Q^ - Q) . c = DQ . c + r . c, |.| <= |fl(DQ . c)| + g64 sum |DQ c| + sum EQ |c|;
+  //   W_UV:  acc^ . w^ - a . W = (acc^ - a) . w^ + acc^ . dW - (acc^ - a) . dW,
+  //          |.| <= sum EA |w^| + |fl(acc^ . dW)| + g64 sum |acc^ dW| + sum EA |dW|.
   std::vector<float> wa;
-  std::vector<double> dW;
+  std::vector<double> dW, DQ;
   if (form == Form::Naive) {
     const std::size_t KV = static_cast<std::size_t>(s.nope + s.v);
     std::vector<double> EKV, DKV;
@@ -412,7 +418,7 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
     if (bound && s.wkv_b == MatmulFormat::Fp8) {
       const std::vector<double> we = wkv_b_exact(w, s);
       dW.resize(we.size());
-      for (std::size_t i = 0; i < we.size(); ++i) dW[i] = std::fabs(static_cast<double>(wa[i]) - we[i]);  // exact (Sterbenz: w^ is within a factor 2 of W)
+      for (std::size_t i = 0; i < we.size(); ++i) dW[i] = static_cast<double>(wa[i]) - we[i];  // exact (Sterbenz: w^ is within a factor 2 of W)
     }
     for (std::size_t t = 0; t < TK; ++t) {
       std::copy(&KL[t * C], &KL[t * C] + C, &K[t * KD]);
@@ -430,18 +436,24 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
     }
   } else {
     Q = absorbed_query(p, w, s);
+    if (bound && !dW.empty()) DQ.assign(Q.size(), 0.0);  // the q_pe columns: exact
     if (bound) {
       for (std::size_t i = 0; i < T * H; ++i) {
         const std::size_t h = i % H;
         for (std::size_t c = 0; c < C; ++c) {
-          // |fl(q . w^) - q . W| <= gamma sum |q w^| + sum |q| |w^ - W| (the weight term is 0 unless
-          // wkv_b is FP8: the dequantised weights' FP32 and R_attn roundings, known exactly).
-          double a = 0, dw = 0;
+          // |fl(q . w^) - q . w^| <= gamma sum |q w^|, plus R_attn; the weights' own error q . dW
+          // goes to DQ (signed, see above) with its binary64 evaluation error in EQ.
+          double a = 0, dq = 0, dqa = 0;
           for (int d = 0; d < s.nope; ++d) {
-            a += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d]) * w_uk(wa, s, static_cast<int>(h), d)[c]);
-            if (!dW.empty()) dw += std::fabs(static_cast<double>(p.q_nope[i * s.nope + d])) * w_uk(dW, s, static_cast<int>(h), d)[c];
+            const double qd = p.q_nope[i * s.nope + d];
+            a += std::fabs(qd * w_uk(wa, s, static_cast<int>(h), d)[c]);
+            if (!dW.empty()) {
+              dq += qd * w_uk(dW, s, static_cast<int>(h), d)[c];
+              dqa += std::fabs(qd * w_uk(dW, s, static_cast<int>(h), d)[c]);
+            }
           }
-          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + dw + uA * std::fabs(Q[i * KD + c]);
+          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + gamma64(static_cast<double>(s.nope)) * dqa + uA * std::fabs(Q[i * KD + c]);
+          if (!dW.empty()) DQ[i * KD + c] = dq;
         }
       }
     }
@@ -467,6 +479,14 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
           for (std::size_t c = 0; c < KD; ++c) {
             const double eq = EQ.empty() ? 0.0 : EQ[i * KD + c], ek = EK.empty() ? 0.0 : EK[kr * KD + c];
             edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;
+          }
+          if (!DQ.empty()) {  // absorbed with FP8 wkv_b: k is exact (EK empty)
+            double dk = 0, dka = 0;
+            for (std::size_t c = 0; c < KD; ++c) {
+              dk += DQ[i * KD + c] * k[c];
+              dka += std::fabs(DQ[i * KD + c] * k[c]);
+            }
+            edot += std::fabs(dk) + gamma64(static_cast<double>(KD)) * dka;
           }
           if (!DK.empty()) {  // naive: EQ is empty (q exact)
             double qd = 0, qda = 0;
@@ -530,12 +550,17 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
           const float o = round_to(s.attn, dot_f32(acc.data(), wrow, C));
           out[i * OD + d] = o;
           if (bound) {
-            // acc^ . w^ - a . W = (acc^ - a) . w^ + a . (w^ - W), |a| <= |acc^| + EA.
             double eo = gamma32(dot_depth(C)) * abs_dot(acc.data(), wrow, C);
             for (std::size_t c = 0; c < C; ++c) eo += EA[c] * std::fabs(wrow[c]);
-            if (!dW.empty()) {
+            if (!dW.empty()) {  // the W_UV line of the derivation above
               const double* drow = w_uv(dW, s, static_cast<int>(h), d);
-              for (std::size_t c = 0; c < C; ++c) eo += (std::fabs(static_cast<double>(acc[c])) + EA[c]) * drow[c];
+              double ad = 0, ada = 0;
+              for (std::size_t c = 0; c < C; ++c) {
+                ad += static_cast<double>(acc[c]) * drow[c];
+                ada += std::fabs(static_cast<double>(acc[c]) * drow[c]);
+                eo += EA[c] * std::fabs(drow[c]);
+              }
+              eo += std::fabs(ad) + gamma64(static_cast<double>(C)) * ada;
             }
             (*bound)[i * OD + d] = eo + uA * std::fabs(o);
           }
