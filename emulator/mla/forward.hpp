@@ -7,7 +7,8 @@
 //     RMSNorm: r = 1 / sqrt(fl(dot(x,x) / n) + eps), y = R(fl(fl(x*r)*g)) (query and KV latent only);
 //     RoPE (rope.hpp) on q_pe and k_pe, then R.
 //  These "shared inputs" (q_nope, q_pe, latent, k_pe) are the same bits in both forms.
-//  2. naive: k_nope = R_wkv_b(W_UK c), v = R_wkv_b(W_UV c) per head; s = R_attn(fl(dot(q_nope|q_pe,
+//  2. naive: k_nope = R_wkv_b(W_UK c), v = R_wkv_b(W_UV c) per head (wkv_b fp8: the FP8 linear,
+//     and the absorbed form's W_UK/W_UV are the dequantised weights; see wkv_b_fp8 below); s = R_attn(fl(dot(q_nope|q_pe,
 //     k_nope|k_pe) * scale)); absorbed: q_abs = R_attn(W_UK^T q_nope), s = R_attn(fl(dot(q_abs|q_pe,
 //     c|k_pe) * scale)).
 //  3. softmax over keys j <= i (causal within the call): m = max s, e = exp_pinned(fl(s - m)),
