@@ -234,20 +234,19 @@ std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& s) {
 //    2. K_q - k = sum_c (c_q - c) W =: delta, the activation quantisation's effect, known exactly
 //       a posteriori: every c_q is exact in binary64 (E4M3 element x FP32 scale), c is FP32 and W
 //       is exact in binary64, so delta is evaluated in binary64 with |fl(delta) - delta| <=
-//       gamma64(C + 2) sum_c |c_q - c| |W| (one subtraction, one product, C - 1 additions per
-//       term; Higham 3.1). We use |fl(delta)| + that term instead of the cruder
+//       gamma64(C + 2) sum_c |c_q - c| |W| (one subtraction - exact by Sterbenz's lemma, as c_q is
+//       within a factor 2 of c or 0 - one product, C - 1 additions; Higham 3.1). We use |fl(delta)| + that term instead of the cruder
 //       sum_c |c_q - c| |W| (which also bounds |delta|, but ignores the cancellation of the
 //       quantisation errors' signs, ~sqrt(C) times looser on random data).
 //    The bound is evaluated in binary64 (a few C operations per element) and multiplied by
 //    (1 + 2^-40), far above the relative rounding of that evaluation.
 namespace {
 
-// wkv_b_naive with the FP8 error kept in two parts: bound0 = (gemm bound + the evaluation error of
+// wkv_b_naive with the FP8 error kept in two parts: bound = (gemm bound + the evaluation error of
 // delta) and the signed delta itself (empty unless FP8), so attention() can let the signs of delta
 // cancel in q . delta and sum_j p_j delta_j instead of summing their magnitudes (see there).
 std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
-                                  std::vector<double>* bound0, std::vector<double>* delta_out) {
-  std::vector<double>* bound = bound0;
+                                  std::vector<double>* bound, std::vector<double>* delta_out) {
   validate_weights(w, s);
   const std::size_t C = s.kv_lora, N = static_cast<std::size_t>(s.heads) * (s.nope + s.v);
   for (std::size_t i = 0; i < T * C; ++i)
