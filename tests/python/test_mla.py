@@ -175,6 +175,10 @@ def test_report_numbers_and_cli(capsys):
     n = mla.report_numbers(tokens=128, heads=4, hidden=256)
     assert n["kv_bytes_per_token"]["mla_fp8"] == 656
     assert n["absorbed_vs_naive"]["verdict"] != "violation"
+    # FP8 checkpoint wkv_b: still within its bound, and further apart than BF16's (2^-4 vs 2^-9 steps).
+    f8 = n["absorbed_vs_naive_fp8_wkv_b"]
+    assert f8["verdict"] != "violation" and 0 < f8["max_observed_over_bound"] <= 1
+    assert f8["max_rel_difference"] > 2 * n["absorbed_vs_naive"]["max_rel_difference"]
     assert 0 < n["fp8_vs_bf16_cache"]["normwise_rel_error"] < 0.1
     assert cli.main(["mla-numbers", "--tokens", "64", "--heads", "2", "--hidden", "128"]) == 0
     assert "MLA FP8 656" in capsys.readouterr().out

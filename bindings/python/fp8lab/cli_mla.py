@@ -17,14 +17,15 @@ def _numbers(args) -> int:
         return 0
     b = n["kv_bytes_per_token"]
     c = n["fp8_vs_bf16_cache"]
-    f = n["absorbed_vs_naive"]
     print(f"KV cache bytes per token per layer (DeepSeek-V3 dims): MHA {b['mha_bf16']}, MLA BF16 {b['mla_bf16']} "
           f"({b['mha_bf16'] / b['mla_bf16']:.1f}x less), MLA FP8 {b['mla_fp8']} ({b['mha_bf16'] / b['mla_fp8']:.1f}x less)")
     print(f"FP8 vs BF16 latent cache, decode over {c['tokens']} tokens, {c['heads']} heads: output normwise rel. error "
           f"{c['normwise_rel_error']:.3g}, max abs / max |out| {c['max_abs_over_max_out']:.3g}, "
           f"max |lse diff| {c['max_lse_diff']:.3g}")
-    print(f"absorbed vs naive prefill: {f['verdict']}, max |diff| {f['max_abs_difference']:.3g} "
-          f"({f['max_rel_difference']:.3g} of max |attn|), observed/bound {f['max_observed_over_bound']:.3f}")
+    for label, f in (("absorbed vs naive prefill", n["absorbed_vs_naive"]),
+                     ("  the same, wkv_b an FP8 checkpoint", n["absorbed_vs_naive_fp8_wkv_b"])):
+        print(f"{label}: {f['verdict']}, max |diff| {f['max_abs_difference']:.3g} "
+              f"({f['max_rel_difference']:.3g} of max |attn|), observed/bound {f['max_observed_over_bound']:.3f}")
     return 0
 
 

@@ -289,7 +289,8 @@ def report_numbers(tokens: int = 256, heads: int = 16, hidden: int = 512, seed: 
     KV bytes per token (MHA vs MLA BF16 vs MLA FP8, full DeepSeek-V3 dims), the attention-output
     error of the FP8 latent cache vs the BF16 cache (decode of the last token over ``tokens``
     cached tokens, latents and queries from the emulated projections of deterministic weights),
-    and the absorbed-vs-naive discrepancy of the prefill (first 16 tokens) with its bound ratio."""
+    and the absorbed-vs-naive discrepancy of the prefill (first 16 tokens) with its bound ratio, with
+    wkv_b in BF16 and as an FP8 checkpoint (``wkv_b="fp8"``)."""
     spec = MlaSpec(hidden=int(hidden), heads=int(heads))
     w = init_weights(spec, seed)
     rng = np.random.default_rng(seed)
@@ -303,6 +304,7 @@ def report_numbers(tokens: int = 256, heads: int = 16, hidden: int = 512, seed: 
         outs[cache] = decode(q, c, table, lens, s)
     o8, o16 = outs["fp8"][0].astype(np.float64), outs["bf16"][0].astype(np.float64)
     forms = compare_forms(x[:16], w, spec)
+    forms8 = compare_forms(x[:16], w, spec.replace(wkv_b="fp8"))
     return {
         "kv_bytes_per_token": kv_bytes_per_token(MlaSpec()),
         "fp8_vs_bf16_cache": {
@@ -316,6 +318,14 @@ def report_numbers(tokens: int = 256, heads: int = 16, hidden: int = 512, seed: 
             "max_abs_difference": forms["max_abs_difference"],
             "max_rel_difference": forms["max_rel_difference"],
             "max_observed_over_bound": forms["max_observed_over_bound"],
+        },
+        # wkv_b as DeepSeek-V3 runs an FP8 checkpoint: naive through the FP8 linear, absorbed on
+        # the dequantised weights.
+        "absorbed_vs_naive_fp8_wkv_b": {
+            "verdict": forms8["verdict"]["kind"],
+            "max_abs_difference": forms8["max_abs_difference"],
+            "max_rel_difference": forms8["max_rel_difference"],
+            "max_observed_over_bound": forms8["max_observed_over_bound"],
         },
     }
 
