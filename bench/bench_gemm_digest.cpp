@@ -1,5 +1,6 @@
 // Prints a digest of GEMM emulation results (every accumulator, combine order and output format,
-// the exact reference and the certified bounds) on fixed pseudo-random inputs, with 1 and 3
+// the exact reference and the certified bounds) on fixed pseudo-random inputs (random E4M3 bytes,
+// and the same with every exponent crowded at the top), with 1 and 3
 // threads. tools/determinism.sh builds this program with GCC -O3, GCC -O0 and Clang and requires
 // identical output: the emulator's results are a pure function of (inputs, spec).
 // The inputs come from a fixed 64-bit LCG (std:: distributions differ between standard libraries).
@@ -25,7 +26,11 @@ struct Lcg {  // Knuth's MMIX constants
   }
 };
 
-fp8lab::GemmOperand operand(std::size_t rows, std::size_t cols, std::size_t tr, std::size_t tc, std::uint64_t seed) {
+// crowded: every element's exponent is the format's second largest (values 128..240 in magnitude),
+// so that a tensor-core instruction's aligned sum and the D it carries into the next use all their
+// bits (the vector kernel's widest integers).
+fp8lab::GemmOperand operand(std::size_t rows, std::size_t cols, std::size_t tr, std::size_t tc, std::uint64_t seed,
+                            bool crowded = false) {
   Lcg g{seed};
   const fp8lab::Format& f = fp8lab::format_by_name("e4m3");
   fp8lab::GemmOperand x;
@@ -39,6 +44,7 @@ fp8lab::GemmOperand operand(std::size_t rows, std::size_t cols, std::size_t tr, 
   for (auto& v : x.elements) {
     std::uint32_t b = g.next() & 0xFF;
     if ((b & 0x7F) == 0x7F) b ^= 1;  // not NaN
+    if (crowded) b = (b & 0x87) | 0x70;
     v = static_cast<float>(fp8lab::decode(b, f));
   }
   x.scales.resize(((rows + tr - 1) / tr) * x.grid_cols());
@@ -62,12 +68,15 @@ int main() {
   const std::size_t M = 37, N = 45, K = 700;
   const GemmOperand a = operand(M, K, 1, 128, 1), b = operand(N, K, 128, 128, 2);
   const GemmOperand ar = operand(M, K, 1, K, 3), br = operand(N, K, N, K, 4);  // per-row / per-tensor
+  const GemmOperand ac = operand(M, K, 1, 128, 6, true), bc = operand(N, K, 128, 128, 7, true);
+  const GemmOperand arc = operand(M, K, 1, K, 8, true), brc = operand(N, K, N, K, 9, true);
   std::vector<float> c(M * N);
   Lcg g{5};
   for (auto& v : c) v = static_cast<float>(static_cast<std::int32_t>(g.next())) * 0x1p-24f;
   std::uint64_t total = 0;
   for (int threads : {1, 3}) {
     set_num_threads(threads);
+    for (bool crowded : {false, true})
     for (Accumulate acc : {Accumulate::Exact, Accumulate::Fp32Sequential, Accumulate::Fp32Pairwise,
                            Accumulate::TensorCore, Accumulate::Promoted})
       for (Combine comb : {Combine::DeepGemm, Combine::Triton, Combine::Cublas})
@@ -77,11 +86,11 @@ int main() {
           s.combine = comb;
           s.out = out;
           const bool rowwise = acc == Accumulate::TensorCore;
-          const GemmOperand& x = rowwise ? ar : a;
-          const GemmOperand& y = rowwise ? br : b;
+          const GemmOperand& x = crowded ? (rowwise ? arc : ac) : (rowwise ? ar : a);
+          const GemmOperand& y = crowded ? (rowwise ? brc : bc) : (rowwise ? br : b);
           const std::uint64_t hd = fnv1a(gemm(x, y, s, c.data()));
           const std::uint64_t hb = fnv1a(gemm_error_bound(x, y, s, c.data()));
-          std::printf("threads=%d %s: result %016llx bound %016llx\n", threads, to_json(s).c_str(),
+          std::printf("threads=%d %s%s: result %016llx bound %016llx\n", threads, crowded ? "crowded " : "", to_json(s).c_str(),
                       static_cast<unsigned long long>(hd), static_cast<unsigned long long>(hb));
           total = total * 31 + hd * 7 + hb;
         }
