@@ -12,29 +12,16 @@
 #include "mla/paged_cache.hpp"
 #include "mla/rope.hpp"
 #include "mla/weights.hpp"
+#include "test_mla_support.hpp"
 
 using namespace fp8lab;
 using namespace fp8lab::mla;
 
 namespace {
 
-MlaSpec small_spec() {
-  MlaSpec s;
-  s.hidden = 64;
-  s.heads = 4;
-  s.q_lora = 32;
-  s.kv_lora = 128;
-  s.nope = 16;
-  s.rope = 8;
-  s.v = 16;
-  return s;
-}
-
-// Random latents / k_pe / q for decode tests: unit-RMS values rounded to BF16 (the cache dtype).
+using fp8lab::mla::testing::small_spec;
 std::vector<float> uniform_values(std::size_t n, std::uint64_t seed, double width) {
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = round_to_bf16(static_cast<float>(width * (2 * counter_uniform(seed, 9, i) - 1)));
-  return v;
+  return fp8lab::mla::testing::uniform_values(n, seed, width, 9);
 }
 
 }  // namespace
