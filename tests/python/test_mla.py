@@ -2,13 +2,13 @@
 FlashMLA's FP8 cache quantiser, hand-computed byte counts, and a safetensors shard written here."""
 import json
 import math
-import struct
 
 import ml_dtypes
 import numpy as np
 import pytest
 
 from fp8lab import mla
+from shard_writer import write_safetensors
 
 SMALL = mla.MlaSpec(hidden=64, heads=4, q_lora=32, kv_lora=128, nope=16, rope=8, v=16)
 
@@ -252,19 +252,6 @@ def test_decode_rejects_bad_input():
         mla.decode(q, c, table, np.array([1.0]), SMALL)
     with pytest.raises(ValueError, match="k_pe"):
         mla.build_cache(lat, [kpe[0][:-1]], SMALL)
-
-
-def write_safetensors(path, tensors):
-    """A minimal safetensors writer (8-byte header length, JSON header, raw little-endian data)."""
-    header, blobs, off = {}, [], 0
-    for name, (dtype, arr) in tensors.items():
-        raw = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 @pytest.mark.parametrize("naming", ["hf", "converted"])

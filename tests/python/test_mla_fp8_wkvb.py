@@ -3,7 +3,6 @@ independent oracles: a numpy/ml_dtypes rewrite of DeepSeek-V3's act_quant and 12
 quantisation fed to fp8lab.gemm, a float64 numpy attention of the dequantised weights, and a
 safetensors shard written here."""
 import json
-import struct
 
 import ml_dtypes
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from fp8lab.gemm import gemm as emulated_gemm
 from fp8lab import mla, quant
+from shard_writer import write_safetensors
 
 SPEC = mla.MlaSpec(hidden=64, heads=2, q_lora=32, kv_lora=256, nope=32, rope=8, v=32, wkv_b="fp8")
 
@@ -143,19 +143,6 @@ def test_checkpoint_weights_bad_input():
                                   wkv_b_scale_inv=np.full_like(wscale, -1.0)), SPEC)
     with pytest.raises(ValueError, match="latent"):
         mla.wkv_b_naive(np.zeros((2, 7), np.float32), w, SPEC)
-
-
-def write_safetensors(path, tensors):
-    """A minimal safetensors writer (8-byte header length, JSON header, raw little-endian data)."""
-    header, blobs, off = {}, [], 0
-    for name, (dtype, arr) in tensors.items():
-        raw = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def test_shard_fp8_wkv_b_used_as_stored(tmp_path):
