@@ -24,8 +24,13 @@ enum class Accumulate : std::uint8_t {
 // the build uses -ffp-contract=off so nothing else is fused.
 enum class Combine : std::uint8_t {
   DeepGemm,  // acc = fma(fl(sa*sb), p, acc): DeepGEMM sm90 fp8 GEMM (REFERENCE.md "Promotion")
-  Triton,    // acc = fl(fl(fl(p*sa)*sb) + acc): DeepSeek-V3 inference/kernel.py fp8_gemm, left to right
-  Cublas,    // acc = fma(fl(p*sa), sb, acc): TransformerEngine's cuBLAS-style reference
+  Triton,    // acc = fl(fl(fl(p*sa)*sb) + acc): DeepSeek-V3 inference/kernel.py fp8_gemm as written
+             // (left to right), which is what Triton compiles with its FP fusion off (the default
+             // from Triton 3.10).
+  Cublas,    // acc = fma(fl(p*sa), sb, acc): TransformerEngine's cuBLAS-style reference; also what
+             // that same kernel.py line compiles to with Triton's FP fusion on (the default through
+             // 3.9, and in the triton==3.0.0 DeepSeek-V3 pins): mul.f32 then fma.rn.f32 in the PTX
+             // (tests/python/test_triton_promotion.py compiles it for sm_90 and checks).
 };
 
 enum class OutputFormat : std::uint8_t {

@@ -29,7 +29,10 @@ enum class MatmulFormat : std::uint8_t {
          // DeepGEMM combine, BF16 output). Projections wq_a, wq_b, wkv_a, wo; and wkv_b, where it
          // means "FP8 checkpoint weights as DeepSeek runs them" (forward.hpp wkv_b_fp8: naive =
          // this FP8 linear, absorbed = the dequantised weights). Not attn or decode_p, whose
-         // bounds assume fp32 or bf16.
+         // bounds assume fp32 or bf16. Not bit-faithful to that Triton kernel: it promotes as
+         // fma(fl(p*sa), sb, acc) under Triton's default FP fusion, and its 16-row tiles use FP16
+         // mma.sync rather than FP8 wgmma (gpu/README.md, finding 3); the DeepGEMM recipe here is
+         // the one DeepSeek serves with.
   Bf16TensorCore,  // BF16 operands through the gemm area's Hopper BF16 wgmma model (accumulate
                    // TensorCore, instruction "hopper_bf16": truncating alignment inside the tensor
                    // core, chained over K), BF16 output. Projections only, as Fp8.

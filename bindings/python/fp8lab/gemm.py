@@ -15,6 +15,8 @@ accumulate:
                        into an FP32 accumulator (DeepSeek-V3 §3.3.2).
 combine (the order the scales meet a promoted partial sum p):
     ``deepgemm`` ``fma(sa*sb, p, acc)``, ``triton`` ``(p*sa)*sb + acc``, ``cublas`` ``fma(p*sa, sb, acc)``.
+    DeepSeek-V3's Triton ``fp8_gemm`` is ``triton`` as written but compiles to ``cublas`` while
+    Triton's FP fusion is on (the default through Triton 3.9; DeepSeek pins 3.0.0).
 instruction: a tensor-core preset of ``fp8lab.accum`` (``hopper_fp8`` = Hopper wgmma E4M3).
 out: ``bf16`` (round to nearest even), ``fp32``, or ``fp64`` (no output rounding).
 c: optional M x N float32 C, added in FP32 after the accumulation (exactly, for ``exact``).
