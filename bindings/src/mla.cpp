@@ -245,6 +245,25 @@ std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
+// The arguments every decode binding takes, parsed and checked once: spec, paged cache and the
+// queries (3-D q, or 4-D with s_q; multi when s_q > 1, where FlashMLA's 4-D layouts apply).
+struct DecodeArgs {
+  MlaSpec spec;
+  PagedCache cache;
+  std::vector<float> q;
+  bool four_d = false;
+  std::size_t s_q = 1;
+  bool multi() const { return four_d && s_q > 1; }
+};
+DecodeArgs decode_args(const py::object& q, const py::object& cache, const py::object& block_table,
+                       const py::object& seqlens, const std::string& json) {
+  DecodeArgs d;
+  d.spec = spec_from_json(json);
+  d.cache = cache_from(cache, block_table, seqlens, d.spec);
+  d.q = query_from(q, d.spec, d.cache.batch, d.four_d, d.s_q);
+  return d;
+}
+
 BoundScope scope_by_name(const std::string& name) {
   if (name == "any_kernel") return BoundScope::AnyKernel;
   if (name == "emulator") return BoundScope::ThisEmulator;
@@ -388,11 +407,12 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
   }, py::arg("latents"), py::arg("k_pe"), py::arg("seqlens"), py::arg("spec_json"), py::arg("block_order") = py::none());
   m.def("mla_decode", [](const py::object& q, const py::object& cache, const py::object& block_table,
                          const py::object& seqlens, const std::string& json, bool causal) {
-    const MlaSpec s = spec_from_json(json);
-    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
-    bool four = false;
-    std::size_t sq = 1;
-    const auto qv = query_from(q, s, pc.batch, four, sq);
+    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+    const MlaSpec& s = a.spec;
+    const PagedCache& pc = a.cache;
+    const std::size_t sq = a.s_q;
+    const bool four = a.four_d;
+    const std::vector<float>& qv = a.q;
     DecodeResult r;
     {
       py::gil_scoped_release rel;
@@ -409,11 +429,11 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
                                    const py::object& seqlens, const std::string& json, const std::string& scale_of,
                                    const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
-    const MlaSpec s = spec_from_json(json);
-    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
-    bool four = false;
-    std::size_t sq = 1;
-    const auto qv = query_from(q, s, pc.batch, four, sq);
+    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+    const MlaSpec& s = a.spec;
+    const PagedCache& pc = a.cache;
+    const std::size_t sq = a.s_q;
+    const std::vector<float>& qv = a.q;
     const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
     DecodeReference ref;
     {
@@ -423,7 +443,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
     const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
     // One query (3-D q, or 4-D with s_q = 1): [b, h, kv_lora] and [b, h] as before; s_q > 1:
     // decode's FlashMLA layouts.
-    const bool multi = four && sq > 1;
+    const bool multi = a.multi();
     const std::vector<py::ssize_t> os = multi ? std::vector<py::ssize_t>{B, Q, s.heads, s.kv_lora}
                                               : std::vector<py::ssize_t>{B, s.heads, s.kv_lora};
     const std::vector<py::ssize_t> ls = multi ? std::vector<py::ssize_t>{B, s.heads, Q} : std::vector<py::ssize_t>{B, s.heads};
@@ -439,15 +459,15 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
                                  const py::object& block_table, const py::object& seqlens, const std::string& json,
                                  const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
-    const MlaSpec s = spec_from_json(json);
-    const PagedCache pc = cache_from(cache, block_table, seqlens, s);
-    bool four = false;
-    std::size_t sq = 1;
-    const auto qv = query_from(q, s, pc.batch, four, sq);
+    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+    const MlaSpec& s = a.spec;
+    const PagedCache& pc = a.cache;
+    const std::size_t sq = a.s_q;
+    const std::vector<float>& qv = a.q;
     const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
     // s_q > 1: out and lse in decode's FlashMLA layouts, checked dimension by dimension (one query:
     // any shape of the right size, as before - the layouts coincide).
-    const bool multi = four && sq > 1;
+    const bool multi = a.multi();
     if (multi) {
       auto expect_shape = [](const py::object& a, const char* arg, std::vector<py::ssize_t> want, const char* names) {
         auto arr = require_dtype<float>(a, arg, "float32");
