@@ -153,12 +153,14 @@ RC_GTEST_PROP(GemmProperties, ZeroRowsGiveZeros, ()) {
   for (std::size_t j = 0; j < p.N; ++j) RC_ASSERT(d[zero_row * p.N + j] == 0.0);
 }
 
-// The vector Hopper E4M3 kernel against instruction-by-instruction fused_dot_add chains, on
+// The vector Hopper FP8 kernel (E4M3 or E5M2) against instruction-by-instruction fused_dot_add chains, on
 // every blocking of rows and columns and on data whose products crowd the largest exponent
 // (quantised tiles are near-uniform in magnitude: the aligned sums and each D carried into the
 // next instruction then use all their bits).
 RC_GTEST_PROP(GemmProperties, FastKernelEqualsInstructionChains, ()) {
   Problem p = gen_problem(400);
+  const bool e5m2 = *rc::gen::arbitrary<bool>();
+  const char* fmt = e5m2 ? "e5m2" : "e4m3";
   p.M = *rc::gen::inRange<std::size_t>(1, 14);
   const bool uniform = *rc::gen::arbitrary<bool>();
   auto values = [&](std::size_t rows, std::uint64_t salt) {
@@ -173,11 +175,12 @@ RC_GTEST_PROP(GemmProperties, FastKernelEqualsInstructionChains, ()) {
   s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
   s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
   s.out = OutputFormat::Fp32;
+  s.instruction = e5m2 ? "hopper_fp8_e5m2" : "hopper_fp8";
   const bool promoted = s.accumulate == Accumulate::Promoted;
   if (promoted) s.promote_every = *rc::gen::element(32, 64, 128);
   const Tile ta = promoted ? Tile{1, 128} : Tile{1, 0}, tb = promoted ? Tile{128, 128} : Tile{0, 0};
-  const auto a = operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, "e4m3"), "a");
-  const auto b = operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, "e4m3"), "b");
+  const auto a = operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, fmt), "a");
+  const auto b = operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, fmt), "b");
   RC_ASSERT(same_bits(gemm(a, b, s, nullptr, {true}), gemm(a, b, s, nullptr, {false})));
 }
 

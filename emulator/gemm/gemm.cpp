@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -24,7 +25,12 @@ std::string num(double v) {
   return buf;
 }
 
-bool is_hopper_e4m3(const TensorCoreModel& model) { return &model == &tensor_core_by_name("hopper_fp8"); }
+// The vector kernel's operand format for model, when the kernel covers it.
+std::optional<Fp8Operands> fast_kernel_operands(const TensorCoreModel& model) {
+  if (&model == &tensor_core_by_name("hopper_fp8")) return Fp8Operands::E4m3;
+  if (&model == &tensor_core_by_name("hopper_fp8_e5m2")) return Fp8Operands::E5m2;
+  return std::nullopt;
+}
 
 // Elements must be values of the instruction's input format: the tensor core has no way to hold
 // anything else (quantise first).
@@ -195,9 +201,9 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
     default: {
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
-      acc = options.allow_fast_kernel && is_hopper_e4m3(model)
-                ? hopper_e4m3_gemm_accumulate(a, b, nc, spec.combine)
-                : tensor_core_accumulate(a, b, model, nc, spec.combine);
+      const std::optional<Fp8Operands> fast = fast_kernel_operands(model);
+      acc = options.allow_fast_kernel && fast ? hopper_fp8_gemm_accumulate(a, b, nc, spec.combine, *fast)
+                                              : tensor_core_accumulate(a, b, model, nc, spec.combine);
     }
   }
   std::vector<double> d(M * N);

@@ -43,6 +43,23 @@ constexpr int kMantShift = 3;       // E4M3 significand = 1.mmm: value = m * 2^(
 constexpr int kZeroExp = -200;
 constexpr int kZeroC = -400;
 
+// The operands of the two Hopper FP8 presets the vector kernel covers (accum's hopper_fp8 and
+// hopper_fp8_e5m2 share k = 32, one fused block, 13 fractional alignment bits and 14 output bits;
+// they differ in the operands): exponents clamp at min_exp (subnormals), significand 1.m with
+// mant_bits fraction bits, so value = m * 2^(e - mant_bits) and a product is
+// pm * 2^(pe - 2 * mant_bits) with |pm| <= (2^(mant_bits+1) - 1)^2.
+struct Fp8Layout {
+  int min_exp;
+  int mant_bits;
+};
+constexpr Fp8Layout kE4m3Layout{-6, 3}, kE5m2Layout{-14, 2};
+// |product| shifted up onto the alignment grid's headroom: the product's lowest bit is
+// 2^(pe - 2 * mant_bits) = 2^(emax - 13) * 2^(13 - 2 * mant_bits - d), d = emax - pe.
+constexpr int product_shift(Fp8Layout op) { return kFracBits - 2 * op.mant_bits; }
+// Every shifted |product| fits int16 (vpmullw / vpsrlvw lanes): 15^2 << 7 and 7^2 << 9.
+static_assert(((15 * 15) << product_shift(kE4m3Layout)) < (1 << 15));
+static_assert(((7 * 7) << product_shift(kE5m2Layout)) < (1 << 15));
+
 struct E4m3Parts {
   int e;  // exponent, clamped at -6; kZeroExp for zero
   int m;  // signed significand, value = m * 2^(e - 3)
@@ -99,15 +116,17 @@ constexpr std::size_t kLanes = 16;  // output columns per vector group
 constexpr std::size_t kRowsPerTask = 6;
 constexpr std::size_t kGroupsPerTask = 2;  // column groups of 16 per task
 
-// e4m3_parts from the float's bits, for the bulk decomposition of the operands (v must be an
-// E4M3 value: the caller checks). A subnormal E4M3 value is a normal float of exponent -7..-9
-// whose significand has few enough bits to shift right exactly.
-inline E4m3Parts e4m3_parts_from_bits(float v) {
+// e4m3_parts from the float's bits, for the bulk decomposition of the operands, for either
+// layout (v must be a value of the operand format: the caller checks). A subnormal FP8 value is a
+// normal float below 2^min_exp whose significand has few enough bits to shift right exactly.
+template <Fp8Layout Op>
+inline E4m3Parts fp8_parts_from_bits(float v) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(v);
   if ((bits & 0x7FFFFFFFu) == 0) return {kZeroExp, 0};
   const int e = static_cast<int>((bits >> 23) & 0xFF) - 127;
-  const int m = static_cast<int>(8 | ((bits >> 20) & 7)) >> std::max(kE4m3MinExp - e, 0);
-  return {std::max(e, kE4m3MinExp), (bits >> 31) ? -m : m};
+  const int top = static_cast<int>((1u << Op.mant_bits) | ((bits >> (23 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)));
+  const int m = top >> std::max(Op.min_exp - e, 0);
+  return {std::max(e, Op.min_exp), (bits >> 31) ? -m : m};
 }
 
 // The scales of every row (of A) or column (of B) per promotion block, looked up once: the
@@ -127,9 +146,9 @@ std::vector<float> block_scales(const GemmOperand& x, std::size_t blocks, std::s
 // B: per (column group, pair) 16 lanes x 2 int16 of the same, |significand| pre-shifted by 7
 // (the alignment's headroom, see hopper_e4m3_dot_add). Padding columns of B are zero products.
 // The first pass (the largest exponent) reads exponents alone, four k per 32-bit lane as int8
-// (E4M3 exponents are -6..8; a zero operand is -64, so that any product with a zero operand
-// sums to -128..-56, below every real product's -12..16, without overflow): A one int32 word per
-// (row, quad) in the same row-block order, B 16 lanes x 4 int8 per (group, quad).
+// (exponents are -6..8 in E4M3, -14..15 in E5M2; a zero operand is -64, so that any product with
+// a zero operand sums to -128..-49, below every real product's -28..30, without overflow): A one
+// int32 word per (row, quad) in the same row-block order, B 16 lanes x 4 int8 per (group, quad).
 constexpr std::size_t kPairStride = kRowsPerTask * 3;  // int32 words of A per pair in a row block
 constexpr int kZeroExp8 = -64;
 struct PairedA {
@@ -164,6 +183,7 @@ struct PairedOperands {
   }
 };
 
+template <Fp8Layout Op>
 PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K2 = (K + 1) / 2, K4 = (K + 3) / 4;
   const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
@@ -183,8 +203,8 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
     for (std::size_t i = r0; i < r1; ++i)
       for (std::size_t q = 0; q < K2; ++q) {
         const float* x = a.row(i) + 2 * q;
-        const E4m3Parts p0 = e4m3_parts_from_bits(x[0]);
-        const E4m3Parts p1 = 2 * q + 1 < K ? e4m3_parts_from_bits(x[1]) : E4m3Parts{kZeroExp, 0};
+        const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
+        const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
         std::int32_t* w = o.a.data() + ((i / kRowsPerTask) * K2 + q) * kPairStride + (i % kRowsPerTask) * 3;
         w[0] = pack(p0.e, p1.e);
         w[1] = pack(std::abs(p0.m), std::abs(p1.m));
@@ -197,10 +217,10 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t j = r0; j < r1; ++j)
       for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = e4m3_parts_from_bits(b.row(j)[k]);
+        const E4m3Parts p = fp8_parts_from_bits<Op>(b.row(j)[k]);
         const std::size_t to = (((j / kLanes) * K2 + k / 2) * kLanes + j % kLanes) * 2 + (k & 1);
         o.eb[to] = static_cast<std::int16_t>(p.e);
-        o.mb[to] = static_cast<std::int16_t>(std::abs(p.m) << 7);
+        o.mb[to] = static_cast<std::int16_t>(std::abs(p.m) << product_shift(Op));
         o.sb[to] = static_cast<std::int16_t>(p.m < 0 ? -1 : 0);
         o.eb4[(((j / kLanes) * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4] = exp8(p);
       }
@@ -217,9 +237,10 @@ struct PartialSum {
   alignas(64) std::int32_t emax[kLanes];
 };
 
-// The partial sum as the float D it stands for (exact: 14 bits). A non-zero sum has emax >= -25
-// (every non-zero term is a multiple of 2^-25 and every non-zero product has exponent >= -12),
-// so 2^(emax - 13) is a normal float; the clamp only affects zero.
+// The partial sum as the float D it stands for (exact: 14 bits). A non-zero sum has
+// emax >= 2 * min_exp (every non-zero product has exponent >= 2 * min_exp, -12 or -28, and every
+// non-zero term is a multiple of 2^(2 * min_exp - 13)), so 2^(emax - 13) is a normal float; the
+// clamp only affects zero.
 inline void partial_to_float(const PartialSum& p, float* out) {
   const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.emax), _mm512_set1_epi32(kFracBits)),
                                       _mm512_set1_epi32(-126));
@@ -237,7 +258,7 @@ inline __m512i in_register(__m512i v) {
 // One instruction (products k in [kc, kc + kn), kc even) for R rows of A against C groups of 16
 // columns, each (row, group)'s D replacing its C in p[r][c]. Loads of B are shared by the rows
 // and broadcasts of A by the groups.
-template <int R, int C>
+template <Fp8Layout Op, int R, int C>
 inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc, std::size_t kn,
                               PartialSum (*p)[kGroupsPerTask]) {
   const std::size_t q0 = kc / 2, q1 = (kc + kn + 1) / 2, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
@@ -253,7 +274,7 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_max_epi8(vmax[r][c], _mm512_add_epi8(ea, eb[c]));
     }
   }
-  // The largest of each lane's four bytes, sign-extended (below -12 when no product is non-zero:
+  // The largest of each lane's four bytes, sign-extended (below 2 * min_exp when no product is non-zero:
   // then none counts), and C's exponent. C = kept * 2^(pe - 13), |kept| < 2^14, as a float has
   // exponent pe - 13 + floor(log2 |kept|) = pe + 18 - lzcnt(|kept|) (the float model's field;
   // C is never subnormal, see partial_to_float). Aligned to 2^(emax - 13) and truncated, C is
@@ -271,15 +292,15 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_srli_epi32(vmax[r][c], 16));
       m = _mm512_max_epi8(m, _mm512_srli_epi32(m, 8));
       __m512i e = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
-      e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * kE4m3MinExp)), _mm512_set1_epi32(kZeroExp));
+      e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * Op.min_exp)), _mm512_set1_epi32(kZeroExp));
       emax[r][c] = _mm512_max_epi32(e, ce);
       e2[r][c] = _mm512_or_si512(_mm512_and_si512(emax[r][c], _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(emax[r][c], 16));
       const __m512i tc = _mm512_srlv_epi32(_mm512_slli_epi32(ck, 14),
                                            _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], pe), _mm512_set1_epi32(14)));
       s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(kept, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
     }
-  // Pass 2: |product| << 7 shifted right by its distance to the largest exponent (a count of 16
-  // or more gives 0 in vpsrlvw, and |products| < 2^15); the product's sign as +-1 is
+  // Pass 2: |product| << product_shift shifted right by its distance to the largest exponent (a
+  // count of 16 or more gives 0 in vpsrlvw, and shifted |products| < 2^15); the product's sign as +-1 is
   // (sign mask of a ^ sign mask of b) | 1, one vpternlog; vpmaddwd applies it and adds the pair
   // into the int32 sum.
   const __m512i one = _mm512_set1_epi16(1);
@@ -321,9 +342,13 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
 }
 
 using Operands = PairedOperands;
-inline Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) { return pair_operands(a, b, groups); }
+template <Fp8Layout Op>
+inline Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
+  return pair_operands<Op>(a, b, groups);
+}
 
 // One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt).
+template <Fp8Layout Op>
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
                         std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
   PairedA a[kRowsPerTask];
@@ -334,24 +359,25 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   // 3 rows x 2 groups: 6 sums, 6 exponent vectors, 6 B vectors and 3 A broadcasts fit the 32
   // registers (4 rows measured slower).
   if (groups == 2) {
-    for (; r + 3 <= rows; r += 3) instruction_block<3, 2>(a + r, b, kc, kn, p + r);
-    for (; r + 2 <= rows; r += 2) instruction_block<2, 2>(a + r, b, kc, kn, p + r);
-    if (r < rows) instruction_block<1, 2>(a + r, b, kc, kn, p + r);
+    for (; r + 3 <= rows; r += 3) instruction_block<Op, 3, 2>(a + r, b, kc, kn, p + r);
+    for (; r + 2 <= rows; r += 2) instruction_block<Op, 2, 2>(a + r, b, kc, kn, p + r);
+    if (r < rows) instruction_block<Op, 1, 2>(a + r, b, kc, kn, p + r);
   } else {
-    for (; r + 3 <= rows; r += 3) instruction_block<3, 1>(a + r, b, kc, kn, p + r);
-    for (; r + 2 <= rows; r += 2) instruction_block<2, 1>(a + r, b, kc, kn, p + r);
-    if (r < rows) instruction_block<1, 1>(a + r, b, kc, kn, p + r);
+    for (; r + 3 <= rows; r += 3) instruction_block<Op, 3, 1>(a + r, b, kc, kn, p + r);
+    for (; r + 2 <= rows; r += 2) instruction_block<Op, 2, 1>(a + r, b, kc, kn, p + r);
+    if (r < rows) instruction_block<Op, 1, 1>(a + r, b, kc, kn, p + r);
   }
 }
 #else
 // Portable path. A: per (row, k) exponent, |significand| and sign mask (0 or -1). B: per
-// (column group, k) 16 lanes of the same, |significand| pre-shifted by 7 (the alignment's
-// headroom, see hopper_e4m3_dot_add); padding columns are zero products.
+// (column group, k) 16 lanes of the same, |significand| pre-shifted by product_shift (the
+// alignment's headroom, see hopper_e4m3_dot_add); padding columns are zero products.
 struct Operands {
   std::size_t K;
   std::vector<std::int32_t> ea, ma, sa, eb, mb, sb;
 };
 
+template <Fp8Layout Op>
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   Operands o{K,
@@ -364,7 +390,7 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t i = r0; i < r1; ++i)
       for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = e4m3_parts_from_bits(a.row(i)[k]);
+        const E4m3Parts p = fp8_parts_from_bits<Op>(a.row(i)[k]);
         o.ea[i * K + k] = p.e;
         o.ma[i * K + k] = std::abs(p.m);
         o.sa[i * K + k] = p.m < 0 ? -1 : 0;
@@ -373,10 +399,10 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t j = r0; j < r1; ++j)
       for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = e4m3_parts_from_bits(b.row(j)[k]);
+        const E4m3Parts p = fp8_parts_from_bits<Op>(b.row(j)[k]);
         const std::size_t at = ((j / kLanes) * K + k) * kLanes + j % kLanes;
         o.eb[at] = p.e;
-        o.mb[at] = std::abs(p.m) << 7;
+        o.mb[at] = std::abs(p.m) << product_shift(Op);
         o.sb[at] = p.m < 0 ? -1 : 0;
       }
   });
@@ -414,7 +440,7 @@ inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, st
     const Lanes vmax = load(emax);
     Lanes acc_s = load(s);
     for (std::size_t k = kc; k < kc + kn; ++k) {
-      // |product| << 7, shifted right by the distance to the largest exponent: the magnitude
+      // |product| << product_shift, shifted right by the distance to the largest exponent: the magnitude
       // truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then the product's sign
       // (mask 0 or -1) applied as (t ^ m) - m.
       const Lanes d = vmax - (ea[k] + load(eb + k * L));
@@ -447,6 +473,7 @@ struct PartialSum {
 };
 inline void partial_to_float(const PartialSum& p, float* out) { std::memcpy(out, p.v, sizeof p.v); }
 
+template <Fp8Layout Op>
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
                         std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
   for (std::size_t r = 0; r < rows; ++r)
@@ -483,13 +510,15 @@ float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c
   return normalise(static_cast<std::int32_t>(sum), emax);
 }
 
-std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
-                                               Combine combine) {
+namespace {
+
+template <Fp8Layout Op>
+std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine) {
   constexpr std::size_t L = kLanes, TM = kRowsPerTask, TG = kGroupsPerTask;
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
   const std::size_t JT = (N + L - 1) / L, KB = (K + NC - 1) / NC;
-  const Operands o = prepare(a, b, JT);
+  const Operands o = prepare<Op>(a, b, JT);
   const std::vector<float> a_scales = block_scales(a, KB, NC), b_scales = block_scales(b, KB, NC);
   // Each task: TM rows of A against TG groups of 16 columns of B, instruction by instruction for
   // all of them in turn, so that B's slice of one instruction is read from L1 by every row; the
@@ -506,7 +535,7 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
         const std::size_t ke = std::min(K, kb + NC), blk = kb / NC;
         std::memset(p, 0, sizeof p);
         for (std::size_t kc = kb; kc < ke; kc += kInstructionK)
-          instruction(o, i0, rows, jt, groups, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
+          instruction<Op>(o, i0, rows, jt, groups, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t c = 0; c < groups; ++c) {
             const float sa = a_scales[(i0 + r) * KB + blk];
@@ -538,6 +567,14 @@ std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmO
     }
   });
   return out;
+}
+
+}  // namespace
+
+std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
+                                              Combine combine, Fp8Operands operands) {
+  return operands == Fp8Operands::E5m2 ? accumulate<kE5m2Layout>(a, b, promote_every, combine)
+                                       : accumulate<kE4m3Layout>(a, b, promote_every, combine);
 }
 
 }  // namespace fp8lab

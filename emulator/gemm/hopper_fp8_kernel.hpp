@@ -1,11 +1,12 @@
-// A specialised kernel for the Hopper FP8 E4M3 wgmma model (k = 32, 13 fractional alignment
-// bits, result truncated to 14 significant bits; REFERENCE.md "Tensor cores", after MMA-Sim arXiv
-// 2511.10909 and Khattak & Mikaitis arXiv 2512.07004). It computes 16 output columns at once with
-// integer lanes that the compiler vectorises; tests/cpp/test_gemm_kernel.cpp proves it
-// bit-identical to accum's generic fused_dot_add.
+// A specialised kernel for the Hopper FP8 wgmma model with E4M3 or E5M2 operands (k = 32, 13
+// fractional alignment bits, result truncated to 14 significant bits; REFERENCE.md "Tensor cores",
+// after MMA-Sim arXiv 2511.10909 and Khattak & Mikaitis arXiv 2512.07004). It computes 16 output
+// columns at once in integer vector lanes; tests/cpp/test_gemm.cpp (HopperFp8Kernel) and
+// property_tests/prop_gemm.cpp prove it bit-identical to chains of accum's generic fused_dot_add.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "gemm/gemm_spec.hpp"
@@ -17,10 +18,14 @@ namespace fp8lab {
 // the reference the vector kernel is written from, also used by tests.
 float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c);
 
+// The operand formats the vector kernel covers: accum's presets hopper_fp8 (E4M3) and
+// hopper_fp8_e5m2 (the same instruction model, E5M2 operands).
+enum class Fp8Operands : std::uint8_t { E4m3, E5m2 };
+
 // Scaled tensor-core accumulation over K for all M x N outputs, before C and output rounding:
 // promote_every = 0 means no promotion (TensorCore: one chain, scales applied at the end).
-// Operand elements must be E4M3 values (checked by the caller).
-std::vector<float> hopper_e4m3_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
-                                               Combine combine);
+// Operand elements must be values of the operand format (checked by the caller).
+std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
+                                              Combine combine, Fp8Operands operands);
 
 }  // namespace fp8lab

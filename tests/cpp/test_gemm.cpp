@@ -201,11 +201,12 @@ GemmSpec spec_of(Accumulate acc, Combine comb = Combine::DeepGemm, OutputFormat 
   return s;
 }
 
-TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
+TEST(HopperFp8Kernel, BitIdenticalToFusedDotAddChains) {
   // Random and adversarial operands (huge dynamic range, cancellation, zeros, subnormals), ragged
-  // K and N, every combine order, promoted and not. M = 9, 10, 11 and N = 37 reach every row
-  // and column blocking of the vector kernel (rows in threes, twos and ones; column groups of 16
-  // in pairs and alone).
+  // K and N, every combine order, promoted and not, E4M3 and E5M2 operands. M = 9, 10, 11 and
+  // N = 37 reach every row and column blocking of the vector kernel (rows in threes, twos and
+  // ones; column groups of 16 in pairs and alone).
+  for (const auto& [fmt, instruction] : {std::pair{"e4m3", "hopper_fp8"}, std::pair{"e5m2", "hopper_fp8_e5m2"}})
   for (const std::size_t M : {9, 10, 11}) {
   const std::size_t N = 37, K = 333;
   auto x = gaussian(M * K, 21), y = gaussian(N * K, 22);
@@ -217,20 +218,26 @@ TEST(HopperE4m3Kernel, BitIdenticalToFusedDotAddChains) {
   // units of the alignment grid), and each instruction's D, entering the next as C, is as wide.
   for (std::size_t k = 0; k < K; ++k) x[3 * K + k] = static_cast<float>(k % 5 == 0 ? -0x1.ep7 : 0x1.cp8);
   for (std::size_t k = 0; k < K; ++k) y[2 * K + k] = static_cast<float>(k % 7 == 0 ? 0x1.ep7 : 0x1.cp8);
+  // Whole instructions of elements about 2^22 below their tile's largest (448, in the next
+  // instruction): E5M2's smallest normals and subnormals (E4M3 zeros), whose products then set
+  // the instruction's alignment themselves.
+  for (std::size_t k = 0; k < K; ++k)
+    x[4 * K + k] = static_cast<float>((k / 32) % 2 ? 0x1.cp8 : (k % 3 ? 0x1.4p-14 : -0x1.8p-15));
   for (Tile tile : {Tile{1, 128}, Tile{1, 0}}) {
-    auto a = operand_from_qtensor(quantise(x, M, K, tile), "a");
-    auto b = operand_from_qtensor(quantise(y, N, K, tile == Tile{1, 0} ? Tile{0, 0} : Tile{128, 128}), "b");
+    auto a = operand_from_qtensor(quantise(x, M, K, tile, fmt), "a");
+    auto b = operand_from_qtensor(quantise(y, N, K, tile == Tile{1, 0} ? Tile{0, 0} : Tile{128, 128}, fmt), "b");
     for (Combine comb : {Combine::DeepGemm, Combine::Triton, Combine::Cublas})
       for (Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore}) {
         if (acc == Accumulate::TensorCore && tile == Tile{1, 128}) continue;
         for (int nc : {128, 32, 256}) {
           if (nc == 256 && tile == Tile{1, 128}) continue;  // would cross a scale tile
-          const GemmSpec s = spec_of(acc, comb, OutputFormat::Fp32, nc);
+          GemmSpec s = spec_of(acc, comb, OutputFormat::Fp32, nc);
+          s.instruction = instruction;
           const auto fast = gemm(a, b, s, nullptr, {true});
           const auto slow = gemm(a, b, s, nullptr, {false});
           for (std::size_t e = 0; e < fast.size(); ++e)
             ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e]))
-                << "M " << M << " element " << e << " nc " << nc << " combine " << combine_name(comb);
+                << fmt << " M " << M << " element " << e << " nc " << nc << " combine " << combine_name(comb);
         }
       }
   }
