@@ -408,11 +408,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
   m.def("mla_decode", [](const py::object& q, const py::object& cache, const py::object& block_table,
                          const py::object& seqlens, const std::string& json, bool causal) {
     const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const MlaSpec& s = a.spec;
-    const PagedCache& pc = a.cache;
-    const std::size_t sq = a.s_q;
-    const bool four = a.four_d;
-    const std::vector<float>& qv = a.q;
+    const auto& [s, pc, qv, four, sq] = a;
     DecodeResult r;
     {
       py::gil_scoped_release rel;
@@ -430,10 +426,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
                                    const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
     const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const MlaSpec& s = a.spec;
-    const PagedCache& pc = a.cache;
-    const std::size_t sq = a.s_q;
-    const std::vector<float>& qv = a.q;
+    const auto& [s, pc, qv, four, sq] = a;
     const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
     DecodeReference ref;
     {
@@ -460,10 +453,7 @@ Registration mla_registration(60, "mla", [](py::module_& m) {
                                  const std::string& scope, bool causal) {
     const BoundScope sc = scope_by_name(scope);
     const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const MlaSpec& s = a.spec;
-    const PagedCache& pc = a.cache;
-    const std::size_t sq = a.s_q;
-    const std::vector<float>& qv = a.q;
+    const auto& [s, pc, qv, four, sq] = a;
     const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
     // s_q > 1: out and lse in decode's FlashMLA layouts, checked dimension by dimension (one query:
     // any shape of the right size, as before - the layouts coincide).
