@@ -55,8 +55,8 @@ bench: build
 	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b || exit 1; done
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PYPATH) $(VPY) $$b || exit 1; done
 
+# The peers are part of the dev environment now (tools/requirements-dev.txt); kept as an alias.
 peers: deps
-	$(VPY) -m pip install torch mmasim
 
 asan: deps
 	cmake --preset asan -DFP8LAB_PYTHON=OFF
