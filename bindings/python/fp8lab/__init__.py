@@ -16,6 +16,7 @@ from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
 from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
 from .quant import QTensor, from_parts, quantize, retile, scale_rule, scale_rules  # noqa: E402
 from .accum import dot, tensor_cores  # noqa: E402
+from .sweep import sweep  # noqa: E402  (the function; the package is importlib.import_module("fp8lab.sweep"))
 
 __version__ = _core.__version__
 
@@ -40,6 +41,7 @@ __all__ = [
     "moe",
     "num_threads",
     "set_num_threads",
+    "sweep",
     "tensor_cores",
     "verify",
 ]

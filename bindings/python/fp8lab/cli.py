@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "cli_moe",
     "cli_mla",
     "cli_accum",
+    "cli_sweep",
 ]
 
 
