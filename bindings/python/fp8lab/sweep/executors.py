@@ -270,6 +270,7 @@ def make_executor(executor=None, workers: int | None = None, timeout: float = 10
     None or "pool" -> PoolExecutor(workers); "serial" -> in this process; an int n -> a pool of n;
     "dask" or "dask:local" -> a LocalCluster; "tcp://HOST:PORT" or "dask:tcp://..." -> that scheduler;
     an Executor -> itself; a distributed.Client -> tasks on its cluster."""
+    check_executor(executor)
     if isinstance(executor, Executor):
         return executor, False
     if executor is None or executor == "pool":
@@ -280,11 +281,26 @@ def make_executor(executor=None, workers: int | None = None, timeout: float = 10
         return PoolExecutor(executor), True
     if isinstance(executor, str):
         addr = executor[5:] if executor.startswith("dask:") else executor
-        if executor in ("dask", "dask:local") or addr.startswith(("tcp://", "tls://")):
-            return DaskExecutor("local" if executor in ("dask", "dask:local") else addr, workers, timeout), True
+        return DaskExecutor("local" if executor in ("dask", "dask:local") else addr, workers, timeout), True
+    return DaskExecutor(client=executor), False
+
+
+def check_executor(executor) -> None:
+    """Refuse an executor argument that cannot work, before any file is opened or any task runs."""
+    if executor is None or isinstance(executor, Executor) or executor in ("pool", "serial", "dask", "dask:local"):
+        return
+    if isinstance(executor, int) and not isinstance(executor, bool):
+        if executor < 1:
+            raise ValueError(f"executor: a pool needs at least 1 worker, got {executor}")
+        return
+    if isinstance(executor, str):
+        addr = executor[5:] if executor.startswith("dask:") else executor
+        if "://" in addr:
+            check_address(addr)
+            return
         raise ValueError(f"executor: unknown executor {executor!r}; expected 'pool', 'serial', a worker count, "
                          "'dask:local', a tcp://HOST:PORT scheduler address, or a distributed.Client")
     if type(executor).__name__ == "Client" and type(executor).__module__.startswith("distributed"):
-        return DaskExecutor(client=executor), False
+        return
     raise TypeError(f"executor: expected None, 'pool', 'serial', an int, a Dask address or a distributed.Client, "
                     f"got {type(executor).__name__}")

@@ -38,6 +38,18 @@ def standard_figures(res: Results) -> list[dict]:
 def render(res: Results, x: str, y: str, agg: str = "mean", panel: str | None = None, logx: bool = False,
            logy: bool = False, title: str = "") -> bytes:
     """One figure as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(res, x, y, agg, panel, logx, logy, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure(res: Results, x: str, y: str, agg: str = "mean", panel: str | None = None, logx: bool = False,
+           logy: bool = False, title: str = ""):
+    """The matplotlib Figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,10 +107,7 @@ def render(res: Results, x: str, y: str, agg: str = "mean", panel: str | None = 
         head += f" ({left_out} of {expected} points had no successful task)"
     fig.suptitle(head, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def plot(path, out_dir=None, x: str | None = None, y: str | None = None, agg: str = "mean",

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 from .execute import error_record, run_task
-from .executors import DaskExecutor, PoolExecutor, make_executor
+from .executors import DaskExecutor, PoolExecutor, check_executor, make_executor
 from .grid import Grid, parse_grid
 from .kinds import get_kind
 from .results import Results
@@ -56,6 +56,7 @@ def sweep(grid, fn=None, executor=None, store=None, workers: int | None = None, 
     Returns ``Results``: ``.records``, ``.counts()`` (computed in this call, resumed, errors),
     ``.digest()`` (equal digests: bit-identical numbers), ``.rows()``, ``.table(...)``.
     """
+    check_executor(executor)
     if not isinstance(grid, Grid):
         grid = parse_grid(grid, fn=fn)
     runner = _runner(grid, fn)

@@ -26,6 +26,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import Results
 
 FORMAT_VERSION = 1
 
