@@ -18,6 +18,7 @@ from .section import Section
 
 # (module, section id) in page order.
 SECTIONS = [
+    ("sec_costs", "costs", "Savings: the cost model, from first principles and datasheets"),
     ("sec_formats", "formats", "Number formats: the price of one rounding"),
     ("sec_accumulation", "accumulation", "Accumulation precision: tensor-core truncation and promotion"),
     ("sec_granularity", "granularity", "Quantisation granularity and element format"),
@@ -28,11 +29,13 @@ SECTIONS = [
 ]
 SECTION_IDS = [sid for _, sid, _ in SECTIONS]
 
-TITLE = "fp8lab report: what DeepSeek-V3's cheap-training tricks cost, measured"
-INTRO = ("Every number below was computed by the fp8lab CPU emulator in this run, from seeded random "
-         "inputs, against exact references; nothing is copied from the paper except the claims shown "
-         "next to our measurements. Relative errors are against the mathematically exact result of the "
-         "same inputs unless a section says otherwise.")
+TITLE = "fp8lab report: what DeepSeek-V3's cheap-training tricks save and what they cost"
+INTRO = ("What each trick saves comes from a stated cost model (first principles and datasheet figures, every "
+         "one with its formula and source in `results.json`); what it costs was measured by the fp8lab CPU "
+         "emulator in this run, from seeded random inputs, against exact references, and the headline figures "
+         "over several seeds. Nothing is copied from the paper except the claims shown next to our numbers. "
+         "Relative errors are against the mathematically exact result of the same inputs unless a section says "
+         "otherwise, and are written as percentages throughout.")
 
 
 def _section_error(number: int, sid: str, title: str, err: BaseException) -> Section:
@@ -44,8 +47,24 @@ def _section_error(number: int, sid: str, title: str, err: BaseException) -> Sec
     return sec
 
 
+def training_headline(sections: dict) -> dict | None:
+    """The training lab's headline numbers, when its section ran and exposes them (else None: the
+    summary then says plainly that the loss cost was not measured)."""
+    sec = sections.get("training")
+    if not sec or sec.get("status") == "unavailable":
+        return None
+    try:
+        mod = importlib.import_module(".sec_training", __name__)
+    except ImportError:
+        return None
+    fn = getattr(mod, "headline", None)
+    return fn(sec) if callable(fn) else None
+
+
 def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict[str, bytes], list[str]]:
     """All sections' results (JSON-ready), their figures, and the ids of sections that failed."""
+    from . import cost_model, headlines, summary
+
     chosen = SECTION_IDS if sections is None else list(sections)
     unknown = [s for s in chosen if s not in SECTION_IDS]
     if unknown:
@@ -53,9 +72,7 @@ def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict
     from .. import __version__
 
     out, figures, failed = [], {}, []
-    for number, (mod, sid, title) in enumerate(SECTIONS):
-        if sid not in chosen:
-            continue
+    for number, (mod, sid, title) in enumerate(m for m in SECTIONS if m[1] in chosen):
         try:
             sec = importlib.import_module(f".{mod}", __name__).run(ctx)
         except Exception as err:  # one broken area must not take the whole page down; it is flagged
@@ -63,10 +80,20 @@ def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict
             traceback.print_exc()
             sec = _section_error(number, sid, title, err)
             failed.append(sid)
+        sec.number = number  # page order, whatever the section module says
         figures.update(sec.figures)
         out.append(sec.to_json())
+    by_id = {s["id"]: s for s in out}
+    heads = headlines.run(ctx, {sid: s for sid, s in by_id.items() if sid not in failed})
+    cm = cost_model.build().figures
+    training = training_headline(by_id)
     results = {"meta": {"title": TITLE, "intro": INTRO, "version": __version__, "mode": ctx.mode,
                         "seed": ctx.seed, "sections": [s["id"] for s in out]},
+               "summary": {"question": summary.seed_paragraph(cm, heads, training),
+                           "columns": summary.COLUMNS, "rows": summary.rows(cm, heads, by_id, training),
+                           "noisy": summary.noisy(heads), "training": training},
+               "cost_model": cost_model.build().to_json(),
+               "headlines": heads,
                "sections": out}
     return results, figures, failed
 

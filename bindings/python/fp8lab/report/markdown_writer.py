@@ -12,7 +12,19 @@ def render(results: dict) -> str:
     out = [f"# {meta['title']}", "",
            f"fp8lab {meta['version']} · mode `{meta['mode']}` · seed {meta['seed']} · "
            f"regenerate with `fp8lab report --seed {meta['seed']}{' --' + meta['mode'] if meta['mode'] != 'default' else ''}`",
-           "", meta["intro"], "", "## Conclusions", ""]
+           "", meta["intro"], ""]
+    sm = results.get("summary")
+    if sm:
+        out += ["## The question, and the summary", "", sm["question"], "",
+                "| " + " | ".join(_cell(c) for c in sm["columns"]) + " |",
+                "|" + "|".join(" --- " for _ in sm["columns"]) + "|"]
+        out += ["| " + " | ".join(_cell(r[k]) for k in ("trick", "saves", "costs", "claim", "ours", "verdict")) + " |"
+                for r in sm["rows"]]
+        out.append("")
+        if sm["noisy"]:
+            out += ["**Too noisy to quote at this run's size** (seed-to-seed standard deviation above 10% of the "
+                    "mean): " + "; ".join(n["figure"] for n in sm["noisy"]) + ".", ""]
+    out += ["## Conclusions", ""]
     for s in results["sections"]:
         out.append(f"- **{s['number']}. {s['title']}** — {s['conclusion']}")
     out.append("")

@@ -5,7 +5,7 @@ its certified bound. The measurement itself is fp8lab.mla.report_numbers (the ML
 FlashMLA cache layout, split-KV decode, pinned exp)."""
 from __future__ import annotations
 
-from . import api
+from . import api, cost_model, plots
 from .context import Context
 from .metrics import pct
 from .section import Section
@@ -48,6 +48,15 @@ def run(ctx: Context) -> Section:
                ["MLA, BF16 latent + RoPE key", kv["mla_bf16"], f"{kv['mha_bf16'] / kv['mla_bf16']:.3g}x smaller"],
                ["MLA, FP8 latent (per-128 power-of-two scales) + BF16 RoPE key", kv["mla_fp8"],
                 f"{kv['mha_bf16'] / kv['mla_fp8']:.3g}x smaller"]])
+    cm = cost_model.build()
+    kinds = [("MHA", "mha"), ("GQA, 8 KV heads", "gqa"), ("MLA", "mla")]
+    sec.figure("kv_bytes", plots.bars(
+        [k for k, _ in kinds], {fmt: [cm[f"kv_{key}_{fmt}_model"] / 1e3 for _, key in kinds] for fmt in ("bf16", "fp8")},
+        "KV cache per token, all 61 layers, DeepSeek-V3 dims", "kilobytes per token (log scale)", logy=True,
+        xlabel="attention form (128 query heads, keys 192 wide, values 128 wide)"),
+        f"KV-cache bytes per token over DeepSeek-V3's 61 layers (cost model, section 0): MLA caches "
+        f"{cm['kv_mla_bf16_model'] / 1e3:.4g} kB in BF16 and {cm['kv_mla_fp8_model'] / 1e3:.4g} kB in FlashMLA's FP8 "
+        f"layout; FP8 for MHA and GQA means E4M3 with one FP32 scale per 128 elements.")
     sec.para(f"Accuracy measured on DeepSeek-V3 cache dims with a reduced model ({heads} heads, hidden {hidden}) so it runs "
              f"in seconds: decode of the last token over {tokens} cached tokens whose latents and queries come from the "
              "emulated projections of deterministic weights; absorbed vs naive prefill on the first 16 tokens.")

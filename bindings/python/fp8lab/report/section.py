@@ -24,10 +24,11 @@ class Section:
         self.blocks.append({"kind": "table", "caption": caption, "columns": list(columns),
                             "rows": [[str(c) for c in r] for r in rows]})
 
-    def figure(self, name: str, png: bytes, caption: str) -> None:
+    def figure(self, name: str, plot, caption: str) -> None:
+        """plot: a plots.Plot (PNG bytes and what the figure was inspected to hold before saving)."""
         fname = f"{self.id}_{name}.png"
-        self.figures[fname] = png
-        self.blocks.append({"kind": "figure", "file": fname, "caption": caption})
+        self.figures[fname] = plot.png
+        self.blocks.append({"kind": "figure", "file": fname, "caption": caption, "inspected": plot.info})
 
     def not_available(self, what: str, missing: list[str]) -> None:
         """Record, and say on the page, that a part could not be measured in this build."""
