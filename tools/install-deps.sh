@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages fp8lab builds with, when any is missing (needs root or sudo).
 set -euo pipefail
+# chromium: headless, for the report's screenshot test and tools/screenshot.sh.
 packages=(cmake ninja-build g++ clang make libgtest-dev librapidcheck-dev libboost-dev libopenblas-dev
-          python3-dev python3-venv)
+          python3-dev python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

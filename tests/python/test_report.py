@@ -67,11 +67,11 @@ def test_html_is_self_contained_with_every_figure_embedded(quick):
         assert (out / f["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_same_seed_same_json_bit_for_bit_and_another_seed_differs(quick):
+def test_same_seed_same_json_and_page_bit_for_bit_and_another_seed_differs(quick):
     _, res = quick
     os.environ["FP8LAB_HARDWARE_TRACES"] = "/nonexistent-fp8lab-traces"
     try:
-        again, _, failed = report.compute(Context("quick", SEED))
+        again, figs, failed = report.compute(Context("quick", SEED))
         other, _, _ = report.compute(Context("quick", SEED + 1), sections=["accumulation"])
     finally:
         del os.environ["FP8LAB_HARDWARE_TRACES"]
@@ -82,6 +82,14 @@ def test_same_seed_same_json_bit_for_bit_and_another_seed_differs(quick):
         if s["id"] == "hardware":
             s["data"].pop("directory")
     assert report.dumps(a) == report.dumps(b)
+    # The page itself, byte for byte (the trace folder appears only in results.json, not on the page).
+    from fp8lab.report import html_writer, markdown_writer
+
+    out, _ = quick
+    assert html_writer.render(again, figs).encode() == (out / "index.html").read_bytes()
+    assert markdown_writer.render(again).encode() == (out / "report.md").read_bytes()
+    for name, png in figs.items():
+        assert (out / name).read_bytes() == png
     acc = lambda r: next(s for s in r["sections"] if s["id"] == "accumulation")["data"]["series"]  # noqa: E731
     assert acc(other) != acc(res["results"])
 
@@ -266,3 +274,128 @@ def test_mla_cache_bytes_match_the_published_layouts(quick):
     assert kv["mla_bf16"] == (kv_lora + rope) * 2
     # FlashMLA FP8 cache: 512 E4M3 bytes + 4 FP32 scales (one per 128) + 64 BF16 RoPE values.
     assert kv["mla_fp8"] == kv_lora + 4 * (kv_lora // 128) + rope * 2
+
+
+# --- the summary, the seeds, the figures, the page (issue 20) ------------------------------------
+
+
+def test_summary_has_one_row_per_trick_with_numbers_or_a_plain_not_measured(quick):
+    _, res = quick
+    sm = res["results"]["summary"]
+    assert sm["columns"][0] == "trick" and len(sm["columns"]) == 6
+    tricks = [r["trick"].split(":")[0] for r in sm["rows"]]
+    assert tricks == ["FP8 GEMMs", "Promotion", "Power-of-two (UE8M0) scales",
+                      "FP8 activation cache and BF16 AdamW moments", "MLA", "DeepSeekMoE",
+                      "Multi-token prediction (one extra depth)"]
+    for r in sm["rows"]:
+        assert set(r) == {"trick", "saves", "costs", "claim", "ours", "verdict"}
+        assert re.search(r"\d", r["saves"]) and r["verdict"], r["trick"]
+        # A measured cost is a number with its spread over seeds, or the words "not measured".
+        assert ("±" in r["costs"] and "seeds" in r["costs"]) or "not measured" in r["costs"], r["trick"]
+    if sm["training"] is None:  # no training lab in this build: said plainly, no placeholder number
+        fp8 = sm["rows"][0]
+        assert fp8["ours"].startswith("not measured") and "not measured" in fp8["costs"]
+    q = sm["question"]
+    assert q.startswith("Is DeepSeek-V3 cheap") and "do not say" in q and len(q) > 400
+    html = (quick[0] / "index.html").read_text()
+    assert html.index("class='summary'") < html.index("<h2>Conclusions</h2>")
+    assert html.count("<tr>") > 7 and escape(sm["rows"][4]["saves"]) in html
+
+
+def test_cost_model_in_results_json_with_formula_and_source_for_every_figure(quick):
+    out, _ = quick
+    cm = json.loads((out / "results.json").read_text())["cost_model"]
+    assert len(cm["figures"]) > 100
+    for name, f in cm["figures"].items():
+        assert set(f) == {"value", "unit", "formula", "inputs", "source", "note"}, name
+        assert f["source"] in cm["sources"] and (f["formula"] is None) == (f["source"] != "derived"), name
+    assert cm["figures"]["kv_mla_bf16_model"]["value"] == 70272
+    assert cm["figures"]["weights_bytes_bf16"]["formula"] == "elem_bytes_bf16*total_params"
+
+
+def test_headlines_have_spread_over_seeds_and_replicate_zero_is_the_section(quick):
+    _, res = quick
+    from fp8lab.report import headlines
+
+    h = res["results"]["headlines"]
+    assert h["replicates"] == 3  # quick; default mode runs 5 (headlines.replicates)
+    assert headlines.replicates(Context("default", 0)) >= 5
+    ctx = Context("quick", SEED)
+    for name in ("scales", "routing", "granularity"):
+        m = h["measurements"][name]
+        assert m["status"] == "ok"
+        fn, _, first = headlines.MEASUREMENTS[name]
+        sec = section(res, name)
+        # The headline measurement run at replicate 0 reproduces the section's own number exactly.
+        assert fn(ctx, 0) == first(sec["data"])
+        for fig, st in m["figures"].items():
+            vals = st["values"]
+            assert len(vals) == 3 and st["mean"] == pytest.approx(np.mean(vals), rel=1e-12)
+            assert st["sd"] == pytest.approx(np.std(vals, ddof=1), rel=1e-12)
+            assert st["noisy"] == (st["sd"] > 0.10 * abs(st["mean"]))
+            assert len(set(vals)) == 3, (name, fig)  # independent inputs per seed
+        assert sec["blocks"][-1]["caption"].startswith("Seed-to-seed spread")
+    noisy = res["results"]["summary"]["noisy"]
+    flagged = {(n["measurement"], n["name"]) for n in noisy}
+    for (meas, fig) in flagged:
+        assert h["measurements"][meas]["figures"][fig]["noisy"]
+    html = (quick[0] / "index.html").read_text()
+    assert ("Too noisy to quote at this run" in html) == bool(noisy)
+
+
+def test_every_figure_was_inspected_one_legend_off_the_data_labels_on_every_panel(quick):
+    _, res = quick
+    figures = [b for s in res["results"]["sections"] for b in s["blocks"] if b["kind"] == "figure"]
+    assert any(f["file"].startswith("mla_") for f in figures), "an MLA figure"
+    for f in figures:
+        ins = f["inspected"]
+        assert ins["legends"] == 1 and not ins["legend_covers_data"], f["file"]
+        assert ins["axes"] and all(a["xlabel"] and a["ylabel"] for a in ins["axes"]), f["file"]
+
+
+def test_figure_inspection_refuses_bad_figures():
+    import matplotlib.pyplot as plt
+
+    from fp8lab.report import plots
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [1, 2, 3], label="a")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    with pytest.raises(ValueError, match="0 legends"):
+        plots.inspect(fig)
+    ax.legend(loc="center")  # sits on the point (2, 2)
+    with pytest.raises(ValueError, match="covers data"):
+        plots.inspect(fig)
+    ax.get_legend().remove()
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0))
+    ax.set_xlabel("")
+    with pytest.raises(ValueError, match="lacks an axis label"):
+        plots.inspect(fig)
+    ax.set_xlabel("x")
+    assert plots.inspect(fig)["legends"] == 1
+    plt.close(fig)
+
+
+def test_screenshot_at_1400px_renders_the_page(quick, tmp_path):
+    """Headless Chromium (tools/screenshot.sh) renders the page at 1400 px; the PNG has that width and
+    a page's worth of height. A missing browser fails under CI (tools/install-deps.sh installs it)."""
+    import shutil
+    import subprocess
+    import struct
+    from pathlib import Path
+
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (tools/install-deps.sh) but is not installed")
+        pytest.skip("chromium is not installed here; tools/install-deps.sh installs it")
+    out, _ = quick
+    script = Path(__file__).resolve().parents[2] / "tools" / "screenshot.sh"
+    png = tmp_path / "page.png"
+    subprocess.run(["bash", str(script), str(out), str(png)], check=True, timeout=120,
+                   env={**os.environ, "WIDTH": "1400", "HEIGHT": "2400"}, capture_output=True)
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert (width, height) == (1400, 2400)
+    assert png.stat().st_size > 50_000  # text and tables, not a blank page

@@ -85,6 +85,9 @@ def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict
         out.append(sec.to_json())
     by_id = {s["id"]: s for s in out}
     heads = headlines.run(ctx, {sid: s for sid, s in by_id.items() if sid not in failed})
+    for name, meas in heads["measurements"].items():
+        if meas["status"] == "ok":
+            by_id[name]["blocks"].append(summary.spread_table(name, meas, heads["replicates"]))
     cm = cost_model.build().figures
     training = training_headline(by_id)
     results = {"meta": {"title": TITLE, "intro": INTRO, "version": __version__, "mode": ctx.mode,

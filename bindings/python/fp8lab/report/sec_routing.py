@@ -12,6 +12,7 @@ import numpy as np
 
 from . import api, plots
 from .context import Context
+from .metrics import pct
 from .section import Section
 
 EXPERTS = 256
@@ -85,13 +86,13 @@ def run(ctx: Context) -> Section:
              "8 groups, top-4 groups, top-8 experts.")
     sec.table("Tokens whose expert set differs between the BF16 and the FP32 gate",
               ["bias", "tokens differing", "fraction"],
-              [[k, v, f"{v / tokens:.3g}"] for k, v in flips.items()])
+              [[k, v, pct(v / tokens)] for k, v in flips.items()])
     sec.table("Tokens whose expert set is decided by an exact tie (set changes when expert order is reversed)",
               ["spec", "bias", "tokens", "fraction"],
-              [[k.split("|")[0], k.split("|")[1], v, f"{v / tokens:.3g}"] for k, v in ties.items()])
+              [[k.split("|")[0], k.split("|")[1], v, pct(v / tokens)] for k, v in ties.items()])
     if near:
         sec.table("Tokens with two equal gate scores among their 9 largest (no bias)", ["spec", "tokens", "fraction"],
-                  [[k, v, f"{v / tokens:.3g}"] for k, v in near.items()])
+                  [[k, v, pct(v / tokens)] for k, v in near.items()])
     sec.para(f"Balancing stream: {steps} steps of {batch} tokens; logits N(0, 1) plus a fixed per-expert offset "
              f"N(0, 0.5^2) so some experts are favoured; after each step the bias moves by gamma = {gamma} against "
              "each expert's overload (sign rule). Imbalance = max expert load / mean load (1 is perfect).")
@@ -103,7 +104,7 @@ def run(ctx: Context) -> Section:
     f = flips["no bias"]
     t = ties[f"{SPECS[0]}|no bias"]
     sec.conclusion = (f"The BF16 gate of the DeepSeek reference picks a different expert set than an FP32 gate for "
-                      f"{f / tokens:.3g} of tokens ({f} of {tokens}), for {t / tokens:.3g} of tokens its choice is decided "
+                      f"{pct(f / tokens)} of tokens ({f} of {tokens}), for {pct(t / tokens)} of tokens its choice is decided "
                       f"by an exact tie between BF16 scores, and the balancing bias takes the max/mean expert load from "
                       f"{final[keys[0]]:.3g} to {final[keys[1]]:.3g} within {steps} steps.")
     return sec

@@ -57,10 +57,16 @@ def run(ctx: Context) -> Section:
                 da = np.asarray(q[ra].dequantize(), dtype=np.float64).ravel()
                 db = np.asarray(q[rb].dequantize(), dtype=np.float64).ravel()
                 tiles_a = ((ba != bb) | (da != db)).reshape(rows_n, k // 128, 128).any(axis=2)
+                diff = da != db
+                # How far apart two recipes' values are where they differ, relative to the input.
+                rel = np.abs(da[diff] - db[diff]) / np.maximum(np.abs(x64.ravel()[diff]), np.finfo(np.float64).tiny)
                 dis_data[dist][f"{ra} vs {rb}"] = {
                     "elements": int(ba.size), "bits_differ": int(np.count_nonzero(ba != bb)),
                     "values_differ": int(np.count_nonzero(da != db)),
-                    "tiles": int(tiles_a.size), "tiles_with_a_difference": int(np.count_nonzero(tiles_a))}
+                    "tiles": int(tiles_a.size), "tiles_with_a_difference": int(np.count_nonzero(tiles_a)),
+                    "max_rel_value_difference": float(rel.max()) if rel.size else 0.0,
+                    "median_rel_value_difference": float(np.median(rel)) if rel.size else 0.0,
+                    "normwise_value_difference": float(np.linalg.norm(da - db) / np.linalg.norm(x64))}
             ctx.progress.step(f"{dist} {ra}/{rb}")
     ctx.progress.finish()
     sec.data = {"rows": rows_n, "K": k, "tile": [1, 128], "format": "e4m3", "quant_error": err_data,
@@ -86,8 +92,9 @@ def run(ctx: Context) -> Section:
         r = [pair]
         for d in DISTS:
             v = dis_data[d][pair]
-            r += [f"{v['bits_differ']} ({v['bits_differ'] / v['elements']:.3g})",
-                  f"{v['values_differ']} ({v['values_differ'] / v['elements']:.3g})",
+            r += [f"{v['bits_differ']} ({pct(v['bits_differ'] / v['elements'])})",
+                  f"{v['values_differ']} ({pct(v['values_differ'] / v['elements'])}; by at most "
+                  f"{pct(v['max_rel_value_difference'])})",
                   f"{v['tiles_with_a_difference']} / {v['tiles']}"]
         rows.append(r)
     sec.table("How often two recipes disagree on the same inputs: count (fraction)",
@@ -119,11 +126,14 @@ def _conclusion(err: dict, dis: dict) -> str:
         bits_part = (f"no two of the {len(d)} recipe pairs compared produce different E4M3 bits on these {n} elements"
                      if d[wb]["bits_differ"] == 0 else
                      f"{wb} produce different E4M3 bits for {d[wb]['bits_differ']} of {n} elements "
-                     f"({d[wb]['bits_differ'] / n:.3g})")
+                     f"({pct(d[wb]['bits_differ'] / n)})")
         if d[wv]["values_differ"] > 0:
             who = "they" if wv == wb and d[wb]["bits_differ"] > 0 else wv
-            bits_part += (f", but {who} dequantise to different values for {d[wv]['values_differ']} of them "
-                          f"({d[wv]['values_differ'] / n:.3g})"
+            v = d[wv]
+            bits_part += (f", but {who} dequantise to different values for {v['values_differ']} of the {n} elements "
+                          f"({pct(v['values_differ'] / n)}), by {pct(v['median_rel_value_difference'])} of the input "
+                          f"typically and {pct(v['max_rel_value_difference'])} at most (normwise "
+                          f"{pct(v['normwise_value_difference'])})"
                           + (" — same bits, so their dequantisation scales differ" if d[wv]["bits_differ"] == 0 else ""))
         parts.append(bits_part)
     if not parts:
