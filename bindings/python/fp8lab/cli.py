@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cli_mla",
     "cli_accum",
     "cli_sweep",
+    "cli_audit",
 ]
 
 

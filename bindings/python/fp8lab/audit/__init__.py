@@ -28,9 +28,9 @@ from pathlib import Path
 from . import ptx as _ptx
 from . import sass as _sass
 from .contract import APPROX_NOTES, Contract, preset_for
-from .toolchain import ToolchainError, compile_cuda, compile_triton, sass_of, toolchain_versions
+from .toolchain import ToolchainError, compile_cuda, compile_triton, find_tool, sass_of, toolchain_versions
 
-__all__ = ["audit", "Contract", "ToolchainError", "LIMITS", "project_kernels", "load_contract"]
+__all__ = ["audit", "Contract", "ToolchainError", "LIMITS", "project_kernels", "load_contract", "find_tool"]
 
 #: What a contract does not establish (documented limits of the static audit).
 LIMITS = (
@@ -143,7 +143,8 @@ def _audit_file(path: Path, arch: str, op, spec, label, want_sass: bool) -> Cont
     suffix = path.suffix
     if suffix == ".cu":
         root = Path(__file__).resolve().parents[4]
-        out = compile_cuda(path, arch=arch, include=[str(root), str(root / "emulator"), str(path.parent)])
+        out = compile_cuda(path, arch=arch, include=[str(root), str(root / "emulator"), str(path.parent)],
+                           cubin=want_sass)
         return _build(label, "cuda", arch, op, spec, out["ptx"], _sass_text(out["cubin"]) if want_sass else "",
                       out["options"], fusion=None, explicit_fma=None)
     if suffix == ".ptx":
@@ -174,7 +175,11 @@ def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusi
         a["what"] = APPROX_NOTES.get(".".join(a["ptx"].split(".")[:2]), "approximate")
     fmas = _ptx.fma_ops(instrs)
     n_fma = sum(f["count"] for f in fmas)
-    combines = _ptx.promotion_combines(instrs)
+    per_fn_combines = _ptx.promotion_combines(instrs)
+    combines: dict[str, int] = {}
+    for c in per_fn_combines.values():
+        for k, v in c.items():
+            combines[k] = combines.get(k, 0) + v
     contraction = {"fma": n_fma, "enabled": fusion, "at": sorted({f["where"] for f in fmas})}
     if explicit_fma is not None:
         contraction["explicit_fma"] = max(explicit_fma, 0)
@@ -187,10 +192,13 @@ def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusi
         contraction["combines"] = combines
     census = _sass.census(sass_text) if sass_text else {}
     functions = {}
+    for fn_name, c in per_fn_combines.items():
+        functions.setdefault(fn_name, {})["combine"] = next(iter(c)) if len(c) == 1 else c
     if sass_text:
         for fn_name in _sass.functions(sass_text):
             c = _sass.census(sass_text, only=fn_name)
-            functions[fn_name] = {k: v for k, v in c.items() if "MMA" in k or k.startswith(("F2FP", "F2F", "MUFU"))}
+            functions.setdefault(fn_name, {})["sass"] = {k: v for k, v in c.items()
+                                                         if "MMA" in k or k.startswith(("F2FP", "F2F", "MUFU"))}
     notes, unpinned = [], []
     for a in approx:
         unpinned.append(f"{a['ptx']} x{a['count']} at {a['where']}" + (f" ({a['source']})" if a["source"] else "")
@@ -198,10 +206,18 @@ def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusi
     for r in _reductions(instrs):
         unpinned.append(r)
     if not ptx_text:
-        notes.append("no PTX (binary input): conversion modifiers and source lines come from PTX only; SASS census given")
-        for k, v in census.items():
-            if k.startswith("MUFU"):
-                unpinned.append(f"{k} x{v}: special-function-unit approximation")
+        notes.append("no PTX (binary input): source lines and contraction come from PTX only; the tensor-core "
+                     "instructions and conversions below are read from SASS")
+        mufu = {k: v for k, v in census.items() if k.startswith("MUFU")}
+        if mufu:
+            # MUFU.RCP/RSQ also seed the Newton iterations of IEEE div.rn / sqrt.rn: only PTX tells.
+            unpinned.append(f"SASS has {mufu}: approximate operations, or the seeds of IEEE division/sqrt "
+                            "sequences; without PTX the audit cannot tell which (audit the source)")
+        mma = _sass.mma_instructions(sass_text)
+        for m in mma:
+            alias, note = preset_for(m, arch)
+            m["preset"], m["preset_name"], m["note"] = alias, _preset_name(alias), note
+        convs = _sass.conversions(sass_text)
     if len(combines) > 1:
         notes.append(f"several promotion combines in one compilation: {combines} (one per kernel instantiation?)")
     spec = _spec(op, declared, mma, convs, contraction, unpinned, notes)
@@ -292,7 +308,7 @@ def _spec(op, declared, mma, convs, contraction, unpinned, notes):
         casts = [c for c in convs if c["from"] == "fp32" and c["to"] == spec["fmt"]]
         for c in casts:
             if c["overflow"] != rule.get("cast_overflow") or c["rounding"] != "nearest_even":
-                unpinned.append(f"{c['ptx']} ({c['rounding']}, overflow {c['overflow']}) differs from rule "
+                unpinned.append(f"{c['ptx'] or c.get('sass')} ({c['rounding']}, overflow {c['overflow']}) differs from rule "
                                 f"{spec['rule']!r} (nearest_even, overflow {rule.get('cast_overflow')})")
         if not casts:
             notes.append(f"quantize: no fp32 -> {spec['fmt']} cvt found in the PTX")

@@ -76,7 +76,7 @@ def preset_for(mma: dict, arch: str) -> tuple[str | None, str]:
     key = (fam, mma["family"], mma.get("a"), mma.get("acc"))
     alias = _PRESETS.get(key)
     if alias is None:
-        return None, f"no fp8lab preset models {mma['ptx']} on {arch}"
+        return None, f"no fp8lab preset models {mma['ptx'] or mma.get('sass')} on {arch}"
     note = ""
     if fam == "sm90" and mma["family"] == "mma.sync":
         note = ("sm_90 has no FP8/FP16 mma.sync unit of its own: ptxas issues HMMA.16816 (FP8 operands converted "
@@ -157,7 +157,7 @@ class Contract:
             lines.append("  tensor-core instructions:")
             for m in self.mma:
                 preset = m.get("preset") or "none"
-                lines.append(f"    {m['ptx']} x{m['count']} -> preset {preset}"
+                lines.append(f"    {m['ptx'] or m.get('sass')} x{m['count']} -> preset {preset}"
                              + (f" ({m['preset_name']})" if m.get("preset_name") else "")
                              + (f" at {', '.join(m['lines'])}" if m.get("lines") else ""))
                 if m.get("note"):
@@ -169,7 +169,7 @@ class Contract:
             lines.append("  conversions:")
             for c in self.conversions:
                 mode = "exact" if c["exact"] else f"{c['rounding']}, overflow {c['overflow']}"
-                lines.append(f"    {c['ptx']}: {c['from']} -> {c['to']} ({mode}) x{c['count']}"
+                lines.append(f"    {c['ptx'] or c.get('sass')}: {c['from']} -> {c['to']} ({mode}) x{c['count']}"
                              + (f" at {', '.join(c['lines'])}" if c.get("lines") else ""))
         ctr = self.contraction
         if ctr:
@@ -180,7 +180,8 @@ class Contract:
         if self.approximate:
             lines.append("  approximate operations (fp8lab cannot pin these):")
             for a in self.approximate:
-                lines.append(f"    {a['ptx']} x{a['count']} at {a['where']}" + (f": {a['source']}" if a.get("source") else ""))
+                lines.append(f"    {a['ptx']} x{a['count']} at {a['where']}" + (f" (inlined {a['via']})" if a.get("via") else "")
+                             + (f": {a['source']}" if a.get("source") else ""))
         if self.spec is not None:
             lines.append(f"  fp8lab spec ({self.op}): {json.dumps(self.spec, sort_keys=True)}")
         lines.append("  pinned: yes — fp8lab reproduces every bit" if self.pinned else "  cannot pin:")

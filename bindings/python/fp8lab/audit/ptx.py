@@ -34,7 +34,7 @@ _APPROX = re.compile(r"^(div\.full|div\.approx|rcp\.approx|ex2\.approx|lg2\.appr
                      r"sin\.approx|cos\.approx|tanh\.approx)(\.[a-z0-9]+)*$")
 _LOC = re.compile(r"^\s*\.loc\s+(\d+)\s+(\d+)\s+(\d+)(?:.*inlined_at\s+(\d+)\s+(\d+)\s+(\d+))?")
 _FILE = re.compile(r'^\s*\.file\s+(\d+)\s+"([^"]*)"', re.M)
-_FUNC = re.compile(r"^\s*\.(?:visible\s+)?(?:entry|func)\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
+_FUNC = re.compile(r"^\s*(?:\.(?:visible|weak|extern)\s+)*\.(?:entry|func)\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
 _REG = re.compile(r"%[A-Za-z_$][\w$]*")
 
 
@@ -69,7 +69,8 @@ def parse(ptx: str) -> list[Instruction]:
     out: list[Instruction] = []
     fn, loc, counter = "", (None, None, None), 0
     for raw in ptx.splitlines():
-        line = raw.split("//", 1)[0].strip()
+        # Inline asm arrives wrapped in braces on one line: "{  cvt.rn.bf16.f32 %rs9, %f1;}".
+        line = raw.split("//", 1)[0].strip().lstrip("{").rstrip("}").strip()
         if not line:
             continue
         m = _FUNC.match(line)
@@ -86,7 +87,7 @@ def parse(ptx: str) -> list[Instruction]:
             else:
                 loc = (files.get(int(m.group(1))), int(m.group(2)), None)
             continue
-        if line.startswith((".", "{", "}", "$")) or line.endswith(":"):
+        if line.startswith((".", "$")) or line.endswith(":"):
             continue
         if line.startswith("@"):  # predicate guard
             parts = line.split(None, 1)
@@ -213,18 +214,20 @@ def fma_ops(instrs: list[Instruction]) -> list[dict]:
     return list(groups.values())
 
 
-def promotion_combines(instrs: list[Instruction]) -> dict[str, int]:
+def promotion_combines(instrs: list[Instruction]) -> dict[str, dict[str, int]]:
     """How scalar FP32 arithmetic after each function's last tensor-core instruction combines the
     partial sum p (an MMA result register) with scales and the accumulator, counted per output:
       ``cublas``   fma(fl(p*sa), sb, acc)  — mul of p, then an fma taking that product;
       ``deepgemm`` fma(fl(sa*sb), p, acc)  — an fma taking p and a product of two non-p values;
       ``triton``   fl(fl(fl(p*sa)*sb) + acc) — two muls then a separate add.
-    Registers are followed through ``mov``. Returns {combine: count} ({} when no MMA)."""
-    counts: dict[str, int] = {}
+    Registers are followed through ``mov``. Returns {function: {combine: count}} for functions with
+    an MMA and at least one recognised combine."""
+    per_fn: dict[str, dict[str, int]] = {}
     by_fn: dict[str, list[Instruction]] = {}
     for ins in instrs:
         by_fn.setdefault(ins.function, []).append(ins)
-    for body in by_fn.values():
+    for fn_name, body in by_fn.items():
+        counts: dict[str, int] = {}
         last = max((i for i, ins in enumerate(body) if ins.opcode.startswith(("wgmma.mma_async", "mma.sync",
                                                                                 "tcgen05.mma"))), default=None)
         if last is None:
@@ -260,4 +263,6 @@ def promotion_combines(instrs: list[Instruction]) -> dict[str, int]:
                         counts["triton"] = counts.get("triton", 0) + 1
                         break
                 defs[dst] = ("add", srcs)
-    return counts
+        if counts:
+            per_fn[fn_name] = counts
+    return per_fn

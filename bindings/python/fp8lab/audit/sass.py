@@ -52,3 +52,67 @@ def census(sass: str, only: str | None = None) -> dict[str, int]:
             key = base if base in ("FFMA", "FMUL", "FADD", "FMNMX", "HFMA2", "HADD2", "HMUL2") else op
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
+
+
+_SASS_TYPES = {"F64": "fp64", "F32": "fp32", "TF32": "e8m10", "F16": "fp16", "BF16": "bf16", "E4M3": "e4m3",
+               "E5M2": "e5m2", "E2M1": "e2m1", "UE8M0": "ue8m0", "E2M3": "e2m3", "E3M2": "e3m2"}
+_SASS_ROUND = {"RZ": "toward_zero", "RM": "down", "RP": "up", "RN": "nearest_even", "RS": "stochastic"}
+
+
+def mma_instructions(sass: str) -> list[dict]:
+    """Tensor-core mnemonics in the same shape as ptx.mma_instructions (binary-only audits).
+    ``QGMMA.64x128x32.F32.E4M3.E4M3``: shape, accumulator, A, B; ``HMMA.16816.F32[.BF16]``: m16n8k16
+    with FP16 operands unless a second type says otherwise."""
+    out: dict[str, dict] = {}
+    for body in functions(sass).values():
+        for op in body:
+            if not re.match(r"^(HGMMA|QGMMA|HMMA|UTC\w*MMA)", op):
+                continue
+            g = out.get(op)
+            if g is None:
+                parts = op.split(".")
+                types = [_SASS_TYPES[t] for t in parts[1:] if t in _SASS_TYPES]
+                acc = types[0] if types else None
+                if parts[0] in ("HGMMA", "QGMMA"):
+                    family = "wgmma"
+                    m = re.match(r"(\d+)x(\d+)x(\d+)", parts[1]) if len(parts) > 1 else None
+                    shape = [int(x) for x in m.groups()] if m else None
+                    a = types[1] if len(types) > 1 else "fp16"
+                elif parts[0] == "HMMA":
+                    family = "mma.sync"
+                    m = re.match(r"(\d\d)(\d)(\d+)", parts[1]) if len(parts) > 1 else None
+                    shape = [int(m.group(1)), int(m.group(2)), int(m.group(3))] if m else None
+                    a = types[1] if len(types) > 1 else "fp16"
+                else:
+                    family, shape, a, acc = "tcgen05.mma", None, None, None
+                g = out[op] = {"ptx": None, "sass": op, "family": family, "count": 0, "shape": shape, "a": a, "b": a,
+                               "acc": acc, "kind": None, "block_scaled": False, "lines": []}
+            g["count"] += 1
+    return list(out.values())
+
+
+def conversions(sass: str) -> list[dict]:
+    """``F2FP``/``F2F`` conversions: destination type first (``F2FP.BF16.F32.PACK_AB`` is fp32 -> bf16),
+    ``SATFINITE`` for saturation, a rounding token if any (round to nearest even otherwise)."""
+    from .ptx import _wider_or_equal
+
+    out: dict[str, dict] = {}
+    for body in functions(sass).values():
+        for op in body:
+            if not op.startswith(("F2FP.", "F2F.")):
+                continue
+            g = out.get(op)
+            if g is None:
+                parts = op.split(".")[1:]
+                types = [_SASS_TYPES[t] for t in parts if t in _SASS_TYPES]
+                if len(types) < 2:
+                    continue
+                dst, src = types[0], types[1]
+                exact = _wider_or_equal(dst, src)
+                rnd = next((_SASS_ROUND[t] for t in parts if t in _SASS_ROUND), "nearest_even")
+                g = out[op] = {"ptx": None, "sass": op, "from": src, "to": dst, "count": 0, "exact": exact,
+                               "rounding": None if exact else rnd,
+                               "overflow": None if exact else ("saturate" if "SATFINITE" in parts else "inf_or_nan"),
+                               "relu": "RELU" in parts, "flush_subnormals": "FTZ" in parts, "lines": []}
+            g["count"] += 1
+    return list(out.values())

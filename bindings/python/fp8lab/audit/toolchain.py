@@ -134,8 +134,10 @@ def compile_triton(fn, signature: dict, constexprs: dict, arch: int = 90, num_wa
     return out
 
 
-def compile_cuda(path, arch: str = "sm_90a", flags: list[str] | None = None, include: list[str] | None = None) -> dict:
-    """Compile one CUDA source to PTX (with line info) and to a cubin. Returns {"ptx", "cubin"}."""
+def compile_cuda(path, arch: str = "sm_90a", flags: list[str] | None = None, include: list[str] | None = None,
+                 cubin: bool = True) -> dict:
+    """Compile one CUDA source to PTX (with line info) and, with ``cubin``, to a cubin (None otherwise).
+    Returns {"ptx", "cubin", "options"}."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"kernel: {path} does not exist")
@@ -143,15 +145,19 @@ def compile_cuda(path, arch: str = "sm_90a", flags: list[str] | None = None, inc
     flags = list(flags or ["-O3", "-std=c++20", "--expt-relaxed-constexpr"])
     inc = [f"-I{d}" for d in (include or [])]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    key = ("cuda", str(path.resolve()), digest, arch, tuple(flags), tuple(inc))
+    key = ("cuda", str(path.resolve()), digest, arch, tuple(flags), tuple(inc), cubin)
     if key in _MEMO:
         return _MEMO[key]
     with tempfile.TemporaryDirectory() as tmp:
-        ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+        ptx = os.path.join(tmp, "k.ptx")
         _run([nvcc, "-ptx", "-lineinfo", f"-arch={arch}", *flags, *inc, "-o", ptx, str(path)], f"nvcc -ptx {path.name}")
-        _run([nvcc, "-cubin", "-lineinfo", f"-arch={arch}", *flags, *inc, "-o", cubin, str(path)],
-             f"nvcc -cubin {path.name}")
-        out = {"ptx": Path(ptx).read_text(), "cubin": Path(cubin).read_bytes(),
+        binary = None
+        if cubin:
+            out_bin = os.path.join(tmp, "k.cubin")
+            _run([nvcc, "-cubin", "-lineinfo", f"-arch={arch}", *flags, *inc, "-o", out_bin, str(path)],
+                 f"nvcc -cubin {path.name}")
+            binary = Path(out_bin).read_bytes()
+        out = {"ptx": Path(ptx).read_text(), "cubin": binary,
                "options": {"arch": arch, "flags": flags}}
     _MEMO[key] = out
     return out
