@@ -203,3 +203,53 @@ def test_dot_without_a_preset_and_bad_arguments_are_clear_errors():
     with pytest.raises(RuntimeError, match="not re-entrant"), ft.faithful(instruction="hopper_fp8"):
         with ft.faithful(instruction="hopper_fp8"):
             pass
+
+
+# -- fp8lab.verify takes the audited contract as the spec
+
+def test_verify_checks_the_triton_gemm_against_its_audited_spec():
+    c = contract("fp8_gemm_16")
+    run_kernel = ft.interpret(fg.fp8_gemm_kernel)
+
+    def kernel(a, a_s, b, b_s, spec):
+        with ft.faithful(c):
+            d = fg.fp8_gemm(torch.from_numpy(np.ascontiguousarray(a)).view(torch.float8_e4m3fn), torch.from_numpy(a_s),
+                            torch.from_numpy(np.ascontiguousarray(b)).view(torch.float8_e4m3fn), torch.from_numpy(b_s),
+                            bm=16, bn=16, kernel=run_kernel)
+        return d.float().numpy()
+
+    r = fp8lab.verify(kernel, op="gemm", spec=c, cases=7, seed=3)
+    assert r.kind == "bit-identical", str(r)
+    assert r.spec["instruction"] == "hopper_fp16" and r.spec["combine"] == "cublas"
+
+
+def test_verify_takes_contract_json_for_the_quantiser_and_router():
+    cq = contract("act_quant")
+
+    def quant(x, spec):
+        with ft.faithful(cq):
+            y, s = aq.act_quant(torch.from_numpy(np.asarray(x, np.float32)), kernel=ft.interpret(aq.act_quant_kernel))
+        return y.view(torch.uint8).numpy(), s.numpy()
+
+    x = _quant_inputs()
+    bits, scales = quant(x, None)
+    ref = fp8lab.quantize(x, tile=(1, 128), rule="deepseek")
+    np.testing.assert_array_equal(bits, np.asarray(ref.bits))
+    # Generated cases: ragged tiles, zero / tiny / huge blocks, NaN and an outlier.
+    r = fp8lab.verify(quant, op="quantize", spec=cq.to_json(), cases=7, seed=1)
+    assert r.kind == "bit-identical", str(r)
+
+    cr = contract("router")
+
+    def router(logits, bias, spec):
+        scores = fp8lab.moe.gate_scores(np.asarray(logits, np.float32), spec)
+        with ft.faithful(cr):
+            ids, w = rt.route(torch.from_numpy(scores), torch.from_numpy(np.asarray(bias, np.float32)),
+                              experts_per_token=spec["topk"], groups=spec["groups"], topk_groups=spec["topk_groups"],
+                              eps=spec["renorm_epsilon"], scale=spec["routed_scale"],
+                              kernel=ft.interpret(rt.router_kernel))
+        return ids.numpy(), w.numpy()
+
+    assert fp8lab.verify(router, op="moe_route", spec=cr, cases=2, seed=4).kind == "bit-identical"
+    with pytest.raises(ValueError, match="is for op 'moe_route', not 'gemm'"):
+        fp8lab.verify(router, op="gemm", spec=cr, cases=1)

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import golden
+from .audit.contract import audited_spec
 from .golden import Verdict, operation
 
 #: exit codes of `fp8lab verify` and `fp8lab golden check`
@@ -137,7 +138,8 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
       quantize   ``fn(x, spec) -> (bits, scales)``
       gemm       ``fn(a_bits, a_scales, b_bits, b_scales, spec) -> d`` (float values of spec "out")
       moe_route  ``fn(logits, bias, spec) -> (ids int32, weights float32)``
-    With ``torch=True`` (torch installed) it receives CPU torch tensors instead (uint16 bit
+    ``spec`` may be an audit contract (``fp8lab.audit``): the kernel is then checked against the
+    arithmetic it compiles to. With ``torch=True`` (torch installed) it receives CPU torch tensors instead (uint16 bit
     patterns as int16). Generators cycle through the operation's kinds (zero/extreme blocks, ties,
     ragged shapes, NaN/Inf, ...). The first violation is shrunk to a small case and returned with
     the verdict; within-bound results are collected and summarised.
@@ -154,7 +156,7 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
         except ImportError:
             raise ValueError("torch: torch=True but torch is not installed (`make peers`)") from None
     o = operation(op)
-    spec = o.normalize_spec(spec)
+    spec = o.normalize_spec(audited_spec(spec, op))  # a contract: the arithmetic the kernel compiles to
     rng = np.random.default_rng(int(seed))
     results, worst_within = [], None
     for i in range(int(cases)):
@@ -316,6 +318,8 @@ def run(golden_dir=None, cases: int = 20, seed: int = 0, ops: list[str] | None =
         raise ValueError("op: --kernel needs exactly one --op (the operation the library implements)")
     if spec is not None and (not ops or len(ops) != 1):
         raise ValueError("spec: --spec needs exactly one --op")
+    if spec is not None:
+        spec = audited_spec(spec, ops[0])  # `--spec @contract.json`: the audited kernel's spec
     kernel_spec = operation(ops[0]).normalize_spec(spec) if spec is not None or kernel else None
     if kernel:
         fn = load_kernel(kernel, ops[0])

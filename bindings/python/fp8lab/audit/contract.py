@@ -193,3 +193,18 @@ class Contract:
 
     def __str__(self) -> str:
         return self.text()
+
+
+def audited_spec(spec, op: str):
+    """``spec`` unchanged, unless it is a contract (a Contract, its dict, or its JSON text): then the
+    spec the audited kernel compiles to, for ``op`` (``fp8lab.verify(fn, op, spec=contract)``)."""
+    if isinstance(spec, str) and "fp8lab_contract" in spec:
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError:
+            return spec  # not JSON: the operation's own spec parser reports it
+    if isinstance(spec, dict) and "fp8lab_contract" in spec:
+        spec = Contract.from_dict(spec)
+    if isinstance(spec, Contract):
+        return spec.spec_for_verify(op)
+    return spec

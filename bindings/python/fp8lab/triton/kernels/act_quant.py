@@ -30,19 +30,25 @@ def act_quant_kernel(x_ptr, y_ptr, s_ptr, BLOCK: tl.constexpr, DIV_RN: tl.conste
 
 
 def act_quant(x, block: int = 128, div_rn: bool = True, kernel=act_quant_kernel):
-    """x: float32 torch tensor whose last dimension is a multiple of ``block`` -> (e4m3 tensor,
-    float32 scales [..., n/block]). ``kernel`` lets the faithful interpreter pass its own copy."""
+    """x: float32 [rows, cols] torch tensor -> (e4m3 [rows, cols], float32 scales [rows,
+    ceil(cols/block)]). A ragged last tile is padded with zeros, which leave its amax unchanged.
+    ``kernel`` lets the faithful interpreter pass its own copy."""
     import torch
 
     if x.dtype != torch.float32:
         raise TypeError(f"x: expected a float32 tensor, got {x.dtype}")
-    if x.ndim < 1 or x.shape[-1] % block:
-        raise ValueError(f"x: last dimension {tuple(x.shape)[-1:]} must be a multiple of block={block}")
-    x = x.contiguous()
-    y = torch.empty(x.shape, dtype=torch.float8_e4m3fn)
-    s = torch.empty((*x.shape[:-1], x.shape[-1] // block), dtype=torch.float32)
-    kernel[(x.numel() // block,)](x, y, s, BLOCK=block, DIV_RN=div_rn)
-    return y, s
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D tensor (rows, cols), got shape {tuple(x.shape)}")
+    rows, cols = x.shape
+    tiles = -(-cols // block)
+    if rows == 0 or cols == 0:
+        return torch.empty((rows, cols), dtype=torch.float8_e4m3fn), torch.empty((rows, tiles), dtype=torch.float32)
+    xp = torch.zeros((rows, tiles * block), dtype=torch.float32)
+    xp[:, :cols] = x
+    y = torch.empty((rows, tiles * block), dtype=torch.float8_e4m3fn)
+    s = torch.empty((rows, tiles), dtype=torch.float32)
+    kernel[(rows * tiles,)](xp, y, s, BLOCK=block, DIV_RN=div_rn)
+    return y[:, :cols].contiguous(), s
 
 
 AUDIT = {

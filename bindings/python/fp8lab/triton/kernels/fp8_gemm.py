@@ -39,8 +39,9 @@ def fp8_gemm_kernel(a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr, M, N, K: tl.constexpr,
 
 
 def fp8_gemm(a, a_s, b, b_s, bm: int = 64, bn: int = 64, kernel=fp8_gemm_kernel):
-    """a: [M, K] float8_e4m3fn, a_s: [M, K/128] float32, b: [N, K] float8_e4m3fn,
-    b_s: [ceil(N/128), K/128] float32 (CPU torch tensors) -> C [M, N] bfloat16."""
+    """a: [M, K] float8_e4m3fn, a_s: [M, ceil(K/128)] float32, b: [N, K] float8_e4m3fn,
+    b_s: [ceil(N/128), ceil(K/128)] float32 (CPU torch tensors) -> C [M, N] bfloat16. A ragged K is
+    padded with zeros to a multiple of 128."""
     import torch
 
     for name, t, dt in (("a", a, torch.float8_e4m3fn), ("b", b, torch.float8_e4m3fn),
@@ -49,13 +50,20 @@ def fp8_gemm(a, a_s, b, b_s, bm: int = 64, bn: int = 64, kernel=fp8_gemm_kernel)
             raise TypeError(f"{name}: expected {dt}, got {t.dtype}")
     m, k = a.shape
     n = b.shape[0]
-    if b.shape[1] != k or k % 128:
-        raise ValueError(f"b: shape {tuple(b.shape)} must be [N, K] with K = {k} a multiple of 128")
-    if tuple(a_s.shape) != (m, k // 128) or tuple(b_s.shape) != (-(-n // 128), k // 128):
+    nk = -(-k // 128)
+    if b.shape[1] != k:
+        raise ValueError(f"b: shape {tuple(b.shape)} must be [N, K] with K = {k}")
+    if tuple(a_s.shape) != (m, nk) or tuple(b_s.shape) != (-(-n // 128), nk):
         raise ValueError(f"a_s/b_s: shapes {tuple(a_s.shape)}/{tuple(b_s.shape)} do not match the 1x128 / "
-                         f"128x128 tile grids ({m}, {k // 128}) / ({-(-n // 128)}, {k // 128})")
+                         f"128x128 tile grids ({m}, {nk}) / ({-(-n // 128)}, {nk})")
     if 128 % bn:
         raise ValueError(f"bn: {bn} must divide 128 (one weight scale per column block)")
+    if m == 0 or n == 0 or k == 0:
+        return torch.zeros((m, n), dtype=torch.bfloat16)
+    if k % 128:  # a ragged last K block: zero elements under the block's own scale add nothing
+        a = torch.cat([a.view(torch.uint8), torch.zeros((m, nk * 128 - k), dtype=torch.uint8)], 1).view(a.dtype)
+        b = torch.cat([b.view(torch.uint8), torch.zeros((n, nk * 128 - k), dtype=torch.uint8)], 1).view(b.dtype)
+        k = nk * 128
     c = torch.empty((m, n), dtype=torch.bfloat16)
     grid = (-(-m // bm), -(-n // bn))
     kernel[grid](a.contiguous(), b.contiguous(), c, a_s.contiguous(), b_s.contiguous(), m, n, K=k,
