@@ -31,6 +31,10 @@ def _line_of(file: str, text: str) -> str:
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_matches_the_checked_in_one(name):
     c = contract(name)
+    import triton
+
+    if not triton.__version__.startswith("3.9.") and not update_requested():
+        pytest.skip(f"the checked-in contracts are Triton 3.9's (tools/requirements-dev.txt); this is {triton.__version__}")
     got = json.loads(c.to_json(stable=True))
     path = CONTRACTS / f"{name}.json"
     if update_requested() or not path.exists():

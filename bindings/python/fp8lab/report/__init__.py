@@ -26,6 +26,7 @@ SECTIONS = [
     ("sec_routing", "routing", "Routing: gate precision, ties and the balancing bias"),
     ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
     ("sec_mla", "mla", "Serving: the MLA latent cache and its FP8 form"),
+    ("sec_audit", "audit", "Compiled kernels: numerics contracts read from PTX and SASS"),
 ]
 SECTION_IDS = [sid for _, sid, _ in SECTIONS]
 
