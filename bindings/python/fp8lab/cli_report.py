@@ -13,7 +13,13 @@ def _report(args) -> int:
     if args.sections:
         sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     t0 = time.monotonic()
-    res = report.run(args.out, mode=mode, seed=args.seed, sections=sections, progress=not args.quiet)
+    executor = None  # heavy stages in this process unless --workers or --dask says otherwise
+    if args.dask:
+        executor = "dask:local" if args.dask == "local" else args.dask
+    elif args.workers:
+        executor = "pool"
+    res = report.run(args.out, mode=mode, seed=args.seed, sections=sections, progress=not args.quiet,
+                     executor=executor, workers=args.workers)
     print(f"fp8lab report: wrote {res['index']} (+ report.md, results.json) in {time.monotonic() - t0:.1f}s",
           file=sys.stderr)
     if res["failed"]:
@@ -46,9 +52,14 @@ def add_parser(sub) -> None:
     p.add_argument("--sections", default="", metavar="LIST",
                    help=f"comma-separated subset of: {','.join(SECTION_IDS)}")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run the heavy stages' cells on a local pool of N processes (same numbers; see fp8lab sweep)")
+    p.add_argument("--dask", metavar="local|tcp://HOST:PORT", help="run the heavy stages' cells on Dask")
 
     def func(args):
         args.seed = _seed(args.seed)
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers: expected at least 1, got {args.workers}")
         return _report(args)
 
     p.set_defaults(func=func)

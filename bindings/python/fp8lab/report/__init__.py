@@ -121,12 +121,25 @@ def write(out_dir, results: dict, figures: dict[str, bytes]) -> Path:
 
 
 def run(out_dir="report", mode: str = "default", seed: int = 0, sections: list[str] | None = None,
-        progress: bool = True) -> dict:
-    """Compute and write the report; returns {"results", "index", "failed", "timings"}."""
-    ctx = Context(mode=mode, seed=seed, progress=Progress(enabled=progress))
+        progress: bool = True, executor=None, workers: int | None = None) -> dict:
+    """Compute and write the report; returns {"results", "index", "failed", "timings"}.
+
+    executor: where the heavy stages' independent cells run (``Context.map``): None (in order, in
+    this process), or anything ``fp8lab.sweep`` accepts — "pool" (``workers`` processes), "dask:local",
+    "tcp://HOST:PORT", a distributed.Client. The numbers are the same bits either way."""
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"out: {str(out_dir)!r} exists and is not a folder")  # say so before minutes of work
-    results, figures, failed = compute(ctx, sections)
+    ex, owned = None, False
+    if executor is not None:
+        from ..sweep.executors import make_executor
+
+        ex, owned = make_executor(executor, workers)
+    ctx = Context(mode=mode, seed=seed, progress=Progress(enabled=progress), executor=ex)
+    try:
+        results, figures, failed = compute(ctx, sections)
+    finally:
+        if owned:
+            ex.close()
     index = write(out_dir, results, figures)
     return {"results": results, "index": index, "failed": failed, "timings": dict(ctx.progress.timings)}
 

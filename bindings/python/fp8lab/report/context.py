@@ -1,5 +1,6 @@
 """What every section receives: the run's mode and seed, sized problem dimensions, a named random
-stream per purpose, the progress bar, and a place for figures."""
+stream per purpose, the progress bar, a place for figures, and ``map`` for independent cells of
+heavy stages (run in order here, or on a sweep executor: a local process pool or Dask)."""
 from __future__ import annotations
 
 import zlib
@@ -12,7 +13,7 @@ MODES = ("quick", "default", "full")
 
 
 class Context:
-    def __init__(self, mode: str = "default", seed: int = 0, progress: Progress | None = None):
+    def __init__(self, mode: str = "default", seed: int = 0, progress: Progress | None = None, executor=None):
         if mode not in MODES:
             raise ValueError(f"mode: {mode!r} is not one of {MODES}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -20,6 +21,29 @@ class Context:
         self.mode = mode
         self.seed = int(seed)
         self.progress = progress if progress is not None else Progress(enabled=False)
+        self.executor = executor  # an fp8lab.sweep Executor, or None: cells run in order in this process
+
+    def map(self, fn, cells, label=None) -> list:
+        """``[fn(*cell) for cell in cells]``, one progress step per finished cell (``label(cell)`` names
+        it). With an executor the cells run there (``fn`` and the cells must pickle: a module-level
+        function, arrays, numpy Generators); the results come back in cell order, so a section's
+        numbers do not depend on where its cells ran. The first cell that raises stops the stage."""
+        cells = list(cells)
+        if self.executor is None:
+            out = []
+            for cell in cells:
+                out.append(fn(*cell))
+                self.progress.step(label(cell) if label else "")
+            return out
+        out = [None] * len(cells)
+        for i, outcome, value in self.executor.imap_unordered(fn, cells):
+            if outcome == "raised":
+                raise value
+            if outcome == "lost":
+                raise RuntimeError(f"{getattr(fn, '__name__', fn)}: cell {i}: {value}")
+            out[i] = value
+            self.progress.step(label(cells[i]) if label else "")
+        return out
 
     @property
     def quick(self) -> bool:

@@ -128,6 +128,30 @@ def _bf16_tensorcore(a16: np.ndarray, b16: np.ndarray):
                       dtype=np.float64)
 
 
+def _cell(dist: str, k: int, m: int, n: int, rng: np.random.Generator, with_fp8: bool) -> tuple[dict, str]:
+    """Every accumulator's relative errors on one (distribution, K) cell, and the BF16 tensor-core
+    baseline's error message if the GEMM rejected it ("" otherwise)."""
+    a, b = operands(dist, m, n, k, rng)
+    res = {"fp32_sequential": relative_errors(fp32_sequential(a, b), exact_dot(a, b))}
+    a16, b16 = to_bf16(a), to_bf16(b)
+    exact16 = exact_dot(a16, b16)
+    res["bf16_fp32_sequential"] = relative_errors(fp32_sequential(a16, b16), exact16)
+    bf16_error = ""
+    if with_fp8:
+        try:
+            res["bf16_tensorcore"] = relative_errors(_bf16_tensorcore(a16, b16), exact16)
+        except (ValueError, TypeError, RuntimeError) as err:
+            bf16_error = f"{type(err).__name__}: {err}"
+        fp8 = Fp8Path()
+        va, vb = to_e4m3_rows(a), to_e4m3_rows(b)
+        ex = fp8.exact(va, vb)
+        res["fp8_tensorcore"] = relative_errors(fp8.tensorcore(va, vb), ex)
+        for nc in PROMOTE_EVERY:
+            if k % nc == 0:
+                res[f"fp8_promoted_{nc}"] = relative_errors(fp8.promoted(va, vb, nc), ex)
+    return res, bf16_error
+
+
 def _verdict(x: float) -> str:
     lo, hi = REPRODUCED_BAND
     if lo <= x <= hi:
@@ -142,32 +166,17 @@ def run(ctx: Context) -> Section:
     labels = accumulator_labels()
     missing = api.missing(*Fp8Path.NEED)
     fp8 = None if missing else Fp8Path()
-    bf16_tc_ok = fp8 is not None
-    bf16_tc_error = ""
     series: dict = {}
     ctx.progress.stage("accumulation", len(DISTRIBUTIONS) * len(ks))
-    for dist in DISTRIBUTIONS:
-        for k in ks:
-            a, b = operands(dist, m, n, k, ctx.rng("accumulation", dist, k))
-            res = {"fp32_sequential": relative_errors(fp32_sequential(a, b), exact_dot(a, b))}
-            a16, b16 = to_bf16(a), to_bf16(b)
-            exact16 = exact_dot(a16, b16)
-            res["bf16_fp32_sequential"] = relative_errors(fp32_sequential(a16, b16), exact16)
-            if bf16_tc_ok:
-                try:
-                    res["bf16_tensorcore"] = relative_errors(_bf16_tensorcore(a16, b16), exact16)
-                except (ValueError, TypeError, RuntimeError) as err:
-                    bf16_tc_ok, bf16_tc_error = False, f"{type(err).__name__}: {err}"
-            if fp8 is not None:
-                va, vb = to_e4m3_rows(a), to_e4m3_rows(b)
-                ex = fp8.exact(va, vb)
-                res["fp8_tensorcore"] = relative_errors(fp8.tensorcore(va, vb), ex)
-                for nc in PROMOTE_EVERY:
-                    if k % nc == 0:
-                        res[f"fp8_promoted_{nc}"] = relative_errors(fp8.promoted(va, vb, nc), ex)
-            for acc, met in res.items():
-                series.setdefault(acc, {}).setdefault(dist, {})[str(k)] = met
-            ctx.progress.step(f"{dist} K={k}")
+    cells = [(dist, k, m, n, ctx.rng("accumulation", dist, k), fp8 is not None) for dist in DISTRIBUTIONS for k in ks]
+    # Each cell is a pure function of its arguments (its random stream included), so ctx.map may run
+    # the cells on a sweep executor (a process pool, Dask) with the same bits as in order here.
+    bf16_tc_error = ""
+    for (dist, k, *_), (res, err) in zip(cells, ctx.map(_cell, cells, label=lambda c: f"{c[0]} K={c[1]}")):
+        bf16_tc_error = bf16_tc_error or err
+        for acc, met in res.items():
+            series.setdefault(acc, {}).setdefault(dist, {})[str(k)] = met
+    bf16_tc_ok = fp8 is not None and not bf16_tc_error
     ctx.progress.finish()
     if not bf16_tc_ok:
         series.pop("bf16_tensorcore", None)
