@@ -48,8 +48,8 @@ def _run(args) -> int:
     if len(args.target) != 1:
         raise ValueError(f"expected one SPEC.json, got {len(args.target)} arguments: {' '.join(args.target)}")
     _only(args, {"out", "workers", "serial", "dask", "dask_timeout", "retry_errors", "json"}, "SPEC.json")
-    if sum(bool(v) for v in (args.workers is not None, args.serial, args.dask is not None)) > 1:
-        raise ValueError("--workers, --serial and --dask choose the executor: give at most one")
+    if args.serial and (args.workers is not None or args.dask is not None):
+        raise ValueError("--serial runs every task in this process: it takes neither --workers nor --dask")
     spec_path = Path(args.target[0])
     spec = load_spec(spec_path)
     out = Path(args.out) if args.out else _default_out(spec_path)

@@ -53,7 +53,10 @@ def read(path) -> tuple[dict, list[dict], int]:
     """(header, records in file order, byte length of the complete lines). An unterminated last line
     (a write cut short by a kill) is left out."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise OSError(f"store: cannot read {path}: {err.strerror or err}") from None
     end = data.rfind(b"\n") + 1
     lines = data[:end].split(b"\n")[:-1]
     if not lines:
