@@ -66,6 +66,7 @@ def test_kinds_lists_axes(capsys):
     (["sweep", "g.json", "--x", "K"], "--x does not apply"),
     (["sweep", "g.json", "--serial", "--dask", "local"], "--serial runs every task in this process"),
     (["sweep", "plot", "nowhere.jsonl"], "cannot read nowhere.jsonl"),
+    (["sweep", "g.json", "--workers", "2", "--dask", "tcp://127.0.0.1:1"], "has the workers it has"),
     (["sweep", "g.json", "--workers", "0"], "--workers: expected at least 1"),
     (["sweep", "g.json", "--dask-timeout", "-1"], "--dask-timeout"),
     (["sweep", "g.json", "--dask", "http://x:1"], "not a scheduler address"),

@@ -114,6 +114,13 @@ def test_parquet_export_has_one_row_per_sample(tmp_path):
     t = pq.read_table(to_parquet(store, tmp_path / "r.parquet"))
     assert t.num_rows == 3 * 2 * 4
     assert set(t.column_names) >= {"a", "b", "sample", "x", "task"}
+    assert t.column("x").to_pylist() == [r["x"] for r in load(store).rows()]
+    # an axis mixing numbers and strings (nc = [32, "none"]) goes in as JSON text, not a crash
+    mixed = tmp_path / "m.jsonl"
+    fp8lab.sweep({"kind": "gemm_error", "axes": {"K": [64], "nc": [32, "none"], "tile": ["per_row"]},
+                  "params": {"M": 2, "N": 2}}, executor="serial", store=mixed, progress=False)
+    tm = pq.read_table(to_parquet(mixed, tmp_path / "m.parquet"))
+    assert tm.column("nc").to_pylist() == ["32", '"none"'] and tm.num_rows == 2
 
 
 def _env():

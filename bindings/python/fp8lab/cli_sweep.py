@@ -50,6 +50,9 @@ def _run(args) -> int:
     _only(args, {"out", "workers", "serial", "dask", "dask_timeout", "retry_errors", "json"}, "SPEC.json")
     if args.serial and (args.workers is not None or args.dask is not None):
         raise ValueError("--serial runs every task in this process: it takes neither --workers nor --dask")
+    if args.workers is not None and args.dask not in (None, "local"):
+        raise ValueError("--workers sizes the local pool or a --dask local cluster; a running scheduler "
+                         "has the workers it has")
     spec_path = Path(args.target[0])
     spec = load_spec(spec_path)
     out = Path(args.out) if args.out else _default_out(spec_path)

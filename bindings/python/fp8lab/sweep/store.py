@@ -106,6 +106,8 @@ class ResultStore:
             else:
                 try:
                     os.link(tmp, self.path)  # never replaces a store another process just created
+                except FileExistsError:
+                    pass                     # it did: that one is opened and checked below
                 finally:
                     os.unlink(tmp)
         self._f = open(self.path, "r+b")
@@ -190,7 +192,15 @@ def to_parquet(path, out) -> Path:
 
     res = load(path)
     rows = res.rows()
-    table = pa.Table.from_pylist(rows)
+    columns = {}
+    for name in dict.fromkeys(k for r in rows for k in r):
+        values = [r.get(name) for r in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # mixed types (an axis like nc = [128, "none"]) or ragged structures: JSON text, lossless
+            columns[name] = pa.array([None if v is None else json.dumps(v, sort_keys=True) for v in values])
+    table = pa.table(columns)
     out = Path(out)
     pq.write_table(table, out)
     return out
