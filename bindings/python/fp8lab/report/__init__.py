@@ -18,7 +18,6 @@ from .section import Section
 
 # (module, section id) in page order.
 SECTIONS = [
-    ("sec_costs", "costs", "Savings: the cost model, from first principles and datasheets"),
     ("sec_formats", "formats", "Number formats: the price of one rounding"),
     ("sec_accumulation", "accumulation", "Accumulation precision: tensor-core truncation and promotion"),
     ("sec_granularity", "granularity", "Quantisation granularity and element format"),
@@ -27,6 +26,7 @@ SECTIONS = [
     ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
     ("sec_mla", "mla", "Serving: the MLA latent cache and its FP8 form"),
     ("sec_audit", "audit", "Compiled kernels: numerics contracts read from PTX and SASS"),
+    ("sec_costs", "costs", "Savings: the cost model, from first principles and datasheets"),
 ]
 SECTION_IDS = [sid for _, sid, _ in SECTIONS]
 
@@ -95,7 +95,8 @@ def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict
                         "seed": ctx.seed, "sections": [s["id"] for s in out]},
                "summary": {"question": summary.seed_paragraph(cm, heads, training),
                            "columns": summary.COLUMNS, "rows": summary.rows(cm, heads, by_id, training),
-                           "noisy": summary.noisy(heads), "training": training},
+                           "noisy": summary.noisy(heads), "size_note": summary.size_note(ctx.mode),
+                           "training": training},
                "cost_model": cost_model.build().to_json(),
                "headlines": heads,
                "sections": out}

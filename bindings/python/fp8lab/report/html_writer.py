@@ -24,7 +24,7 @@ figure{margin:1em 0 2em} figure img{max-width:100%;border:1px solid #e3e7ec}
 figcaption{font-size:.88em;color:#3c4550} ul.toc li{margin:.3em 0}
 .scroll{overflow-x:auto} .question{font-size:1.05em;background:#f6f8fa;border-left:4px solid #2e8b57;padding:.6em 1em}
 table.summary{width:100%;font-size:.85em} table.summary td,table.summary th{text-align:left;vertical-align:top}
-table.summary td:first-child{font-weight:600;width:14%}
+table.summary td:first-child{font-weight:600;width:14%} td.text,th.text{text-align:left}
 """
 
 
@@ -33,12 +33,13 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def _table(caption: str, columns: list, rows: list, cls: str = "") -> str:
+def _table(caption: str, columns: list, rows: list, cls: str = "", text_columns=()) -> str:
     out = [f"<div class='scroll'><table{f' class={chr(39)}{cls}{chr(39)}' if cls else ''}>"
            f"<caption>{_inline(caption)}</caption><thead><tr>"]
-    out.append("".join(f"<th>{_inline(c)}</th>" for c in columns) + "</tr></thead><tbody>")
+    left = lambda i: " class='text'" if i in text_columns else ""  # noqa: E731
+    out.append("".join(f"<th{left(i)}>{_inline(c)}</th>" for i, c in enumerate(columns)) + "</tr></thead><tbody>")
     for r in rows:
-        out.append("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in r) + "</tr>")
+        out.append("<tr>" + "".join(f"<td{left(i)}>{_inline(str(c))}</td>" for i, c in enumerate(r)) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
 
@@ -51,9 +52,11 @@ def _summary(summary: dict | None) -> list[str]:
         return []
     out = ["<h2 id='summary'>The question, and the summary</h2>",
            f"<p class='question'>{_inline(summary['question'])}</p>",
-           _table("What each trick saves (cost model, section 0) and what it costs (measured; mean ± standard "
-                  "deviation over seeds)", summary["columns"],
+           _table("What each trick saves (the cost model, last section) and what it costs (measured; mean ± "
+                  "standard deviation over seeds)", summary["columns"],
                   [[r[k] for k in SUMMARY_KEYS] for r in summary["rows"]], cls="summary")]
+    if summary.get("size_note"):
+        out.append(f"<p class='missing'>{_inline(summary['size_note'])}</p>")
     if summary["noisy"]:
         out.append("<p class='missing'>Too noisy to quote at this run's size (seed-to-seed standard deviation above "
                    "10% of the mean): " + "; ".join(f"{_inline(n['figure'])} ({n['cv'] * 100:.3g}%)"
@@ -90,7 +93,7 @@ def render(results: dict, figures: dict[str, bytes]) -> str:
             elif b["kind"] == "unavailable":
                 out.append(f"<p class='missing'>{_inline(b['text'])}</p>")
             elif b["kind"] == "table":
-                out.append(_table(b["caption"], b["columns"], b["rows"]))
+                out.append(_table(b["caption"], b["columns"], b["rows"], text_columns=b.get("text_columns", ())))
             elif b["kind"] == "figure":
                 data = base64.b64encode(figures[b["file"]]).decode("ascii")
                 out.append(f"<figure><img alt='{html.escape(b['caption'])}' src='data:image/png;base64,{data}'>"

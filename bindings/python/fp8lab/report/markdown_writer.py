@@ -21,6 +21,8 @@ def render(results: dict) -> str:
         out += ["| " + " | ".join(_cell(r[k]) for k in ("trick", "saves", "costs", "claim", "ours", "verdict")) + " |"
                 for r in sm["rows"]]
         out.append("")
+        if sm.get("size_note"):
+            out += [f"**{sm['size_note']}**", ""]
         if sm["noisy"]:
             out += ["**Too noisy to quote at this run's size** (seed-to-seed standard deviation above 10% of the "
                     "mean): " + "; ".join(n["figure"] for n in sm["noisy"]) + ".", ""]

@@ -16,7 +16,7 @@ def fmt(value, unit: str) -> str:
         return pct(value)
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return f"{int(value):,}"
-    return f"{value:.4g}"
+    return f"{value:.6g}"
 
 
 def run(ctx: Context) -> Section:
@@ -44,8 +44,8 @@ def run(ctx: Context) -> Section:
             e = f[n]
             how = e["formula"] if e["formula"] else f"given ({e['source']})"
             rows.append([f"`{n}`", fmt(e["value"], e["unit"]), e["unit"], how + (f" — {e['note']}" if e["note"] else "")])
-        sec.table(group, ["figure", "value", "unit", "formula or source"], rows)
-    sec.table("Sources", ["key", "source"], [[k, s] for k, s in m.to_json()["sources"].items()])
+        sec.table(group, ["figure", "value", "unit", "formula or source"], rows, text_columns=[2, 3])
+    sec.table("Sources", ["key", "source"], [[k, s] for k, s in m.to_json()["sources"].items()], text_columns=[1])
     ncs = [32, 64, 128, 256, 512]
     share = v["H800_promotion_time_share"]
     sec.figure("promotion_cost", plots.lines(

@@ -20,9 +20,13 @@ class Section:
     def para(self, text: str) -> None:
         self.blocks.append({"kind": "para", "text": text})
 
-    def table(self, caption: str, columns: list[str], rows: list[list]) -> None:
-        self.blocks.append({"kind": "table", "caption": caption, "columns": list(columns),
-                            "rows": [[str(c) for c in r] for r in rows]})
+    def table(self, caption: str, columns: list[str], rows: list[list], text_columns: list[int] | None = None) -> None:
+        """text_columns: indices of columns holding prose (set flush left; numbers stay flush right)."""
+        block = {"kind": "table", "caption": caption, "columns": list(columns),
+                 "rows": [[str(c) for c in r] for r in rows]}
+        if text_columns:
+            block["text_columns"] = list(text_columns)
+        self.blocks.append(block)
 
     def figure(self, name: str, plot, caption: str) -> None:
         """plot: a plots.Plot (PNG bytes and what the figure was inspected to hold before saving)."""

@@ -79,6 +79,19 @@ def noisy(headlines: dict) -> list[dict]:
     return out
 
 
+def size_note(mode: str) -> str:
+    """Seeds are not the only source of variation: several figures depend on the problem size, so
+    pages of different modes differ by more than their seed spread. Said on every page."""
+    base = ("Figures depend on problem size as well as on the seed (the UE8M0 penalty, for one, grows with "
+            "the number of 1x128 tiles that hold an outlier channel; elementwise maxima grow with the number of "
+            "outputs), so pages made in different modes differ by more than the spread shown; each section's "
+            "spread table names the size it measured.")
+    if mode == "quick":
+        return ("This is the --quick page: its inputs are smaller and it runs 3 seeds, not 5, so quote the default "
+                "page (`fp8lab report`) rather than this one. " + base)
+    return base
+
+
 def _section(results_sections: dict, sid: str) -> dict:
     s = results_sections.get(sid)
     return s["data"] if s and s.get("status") != "unavailable" else {}
