@@ -173,6 +173,11 @@ MEASUREMENTS = {
 }
 
 
+def _replicate(mode: str, seed: int, name: str, r: int) -> dict:
+    """One replicate of one measurement, from plain arguments (picklable for an executor)."""
+    return MEASUREMENTS[name][0](Context(mode, seed), r)
+
+
 def stats(values: list[float]) -> dict:
     v = np.asarray(values, dtype=np.float64)
     finite = bool(np.all(np.isfinite(v)))
@@ -204,9 +209,10 @@ def run(ctx: Context, sections: dict) -> dict:
             reps = [first(sec["data"])]
         except (KeyError, TypeError):  # the section could not measure it in this build: measure here
             reps = [fn(ctx, 0)]
-        for r in range(1, n):
-            reps.append(fn(ctx, r))
-            ctx.progress.step(f"{name} seed {r + 1}/{n}")
+        # Replicates are independent cells (a pure function of mode, seed and replicate), so a sweep
+        # executor may run them elsewhere with the same bits (Context.map).
+        reps += ctx.map(_replicate, [(ctx.mode, ctx.seed, name, r) for r in range(1, n)],
+                        label=lambda c: f"{c[2]} seed {c[3] + 1}/{n}")
         out["measurements"][name] = {"status": "ok", "size": _size(ctx, name),
                                      "figures": {k: stats([rep[k] for rep in reps]) for k in reps[0]}}
     ctx.progress.finish()
