@@ -97,6 +97,14 @@ def test_sigmoid_is_ex2_approx_inlined_at_the_kernel_line():
     assert contract("router").pinned and not c.pinned
 
 
+def test_blackwell_is_tcgen05_f8f6f4_with_the_promotion_as_packed_fma():
+    c = contract("fp8_gemm_64", arch="sm_100a", sass=False)
+    (mma,) = c.mma
+    assert mma["ptx"].startswith("tcgen05.mma") and mma["kind"] == "f8f6f4" and mma["preset"] == "blackwell_fp8"
+    assert "instruction descriptor" in mma["note"]  # the operand type is assumed, and says so
+    assert c.contraction["combine"] == "cublas" and c.spec["instruction"] == "blackwell_fp8"
+
+
 def test_fusion_off_gives_the_left_to_right_order():
     c = contract("fp8_gemm_64", fp_fusion=False)
     assert c.contraction["fma"] == 0 and c.contraction["combine"] == "triton"
@@ -113,10 +121,16 @@ _MMA = "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%r1,%r2}, %rd1, %rd
     ("mul.f32 %r10, %r5, %r6;\nfma.rn.f32 %r20, %r10, %r1, %r20;\n", "deepgemm"),
     ("mul.rn.f32 %r10, %r1, %r5;\nmul.rn.f32 %r11, %r10, %r6;\nadd.rn.f32 %r20, %r20, %r11;\n", "triton"),
     ("mov.b32 %r9, %r2;\nmul.f32 %r10, %r9, %r5;\nfma.rn.f32 %r20, %r10, %r6, %r20;\n", "cublas"),
+    # Blackwell: p loaded back from tensor memory, unpacked, scaled, repacked, packed FMA.
+    ("tcgen05.ld.sync.aligned.16x32bx2.x32.b32 {%r30, %r31}, [%r4 + 0], 32;\nmov.b64 %rd1, {%r30, %r31};\n"
+     "mov.b64 {%r40, %r41}, %rd1;\nmul.f32 %r42, %r5, %r40;\nmul.f32 %r43, %r5, %r41;\nmov.b64 %rd2, {%r43, %r42};\n"
+     "fma.rn.f32x2 %rd9, %rd2, %rd7, %rd9;\n", "cublas"),
+    ("mul.f32 %r10, %r1, %r5;\nld.shared.f32 %r10, [%r3];\nfma.rn.f32 %r20, %r10, %r6, %r20;\n", None),
 ])
 def test_promotion_combine_is_read_from_register_flow(body, combine):
     ptx = ".visible .entry k(\n)\n{\n" + _MMA + body + "}\n"
-    assert P.promotion_combines(P.parse(ptx)) == {"k": {combine: 1}}
+    # (the last case: the product's register is overwritten by a load before the fma: no combine)
+    assert P.promotion_combines(P.parse(ptx)) == ({"k": {combine: 1}} if combine else {})
 
 
 def test_reader_takes_loc_inline_asm_and_predicates():
@@ -208,3 +222,18 @@ def test_cli_prints_the_contract_and_exits_3_when_unpinned(capsys):
     assert main(["audit", "fp8lab.triton.kernels.act_quant:act_quant"]) == 0
     assert "cvt.rn.satfinite.e4m3x2.f32" in capsys.readouterr().out
     assert main(["audit"]) == 2
+
+
+def test_cli_verify_takes_a_contract_file_as_the_spec(tmp_path, capsys):
+    from fp8lab.cli import main
+
+    path = tmp_path / "act_quant.json"
+    path.write_text(contract("act_quant").to_json())
+    rc = main(["verify", "--op", "quantize", "--spec", f"@{path}", "--no-golden", "--cases", "3", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "bit-identical on all 3 cases" in out, out
+    # The file was read as a contract (its op is checked), not as a quantize spec dict.
+    with pytest.raises(ValueError, match="is for op 'quantize', not 'gemm'"):
+        from fp8lab.verify import run
+
+        run(None, 1, 0, ["gemm"], None, use_golden=False, spec=path.read_text())

@@ -294,6 +294,9 @@ def _spec(op, declared, mma, convs, contraction, unpinned, notes):
             notes.append(f"gemm: several tensor-core presets {presets}; the declared instruction is kept")
         if contraction.get("combine"):
             spec["combine"] = contraction["combine"]
+        elif mma and spec.get("accumulate") == "promoted":
+            unpinned.append(f"promotion combine: not recognised in the compiled code; the spec's "
+                            f"{spec['combine']!r} is {'declared' if 'combine' in declared else 'the default'}, not verified")
         out_cvt = [c for c in convs if c["from"] == "fp32" and c["to"] == spec.get("out")]
         if out_cvt and out_cvt[0]["rounding"] != "nearest_even":
             unpinned.append(f"output conversion {out_cvt[0]['ptx']} rounds {out_cvt[0]['rounding']}; fp8lab's gemm "

@@ -208,61 +208,80 @@ def fma_ops(instrs: list[Instruction]) -> list[dict]:
     """``fma.rn`` instructions grouped by opcode and source line."""
     groups: dict[tuple, dict] = {}
     for ins in instrs:
-        if re.match(r"^fma\.(rn|rz|rm|rp)(\.ftz)?(\.sat)?\.(f32|f64|f16|bf16|f16x2|bf16x2)$", ins.opcode):
+        if re.match(r"^fma\.(rn|rz|rm|rp)(\.ftz)?(\.sat)?\.(f32|f32x2|f64|f16|bf16|f16x2|bf16x2)$", ins.opcode):
             g = groups.setdefault((ins.opcode, ins.where), {"ptx": ins.opcode, "where": ins.where, "count": 0})
             g["count"] += 1
     return list(groups.values())
 
 
 def promotion_combines(instrs: list[Instruction]) -> dict[str, dict[str, int]]:
-    """How scalar FP32 arithmetic after each function's last tensor-core instruction combines the
-    partial sum p (an MMA result register) with scales and the accumulator, counted per output:
-      ``cublas``   fma(fl(p*sa), sb, acc)  — mul of p, then an fma taking that product;
+    """How scalar FP32 arithmetic after the tensor-core instructions of each function combines the
+    partial sum p with scales and the accumulator, counted per fused/added output:
+      ``cublas``   fma(fl(p*sa), sb, acc)  — an fma taking a product of p;
       ``deepgemm`` fma(fl(sa*sb), p, acc)  — an fma taking p and a product of two non-p values;
-      ``triton``   fl(fl(fl(p*sa)*sb) + acc) — two muls then a separate add.
-    Registers are followed through ``mov``. Returns {function: {combine: count}} for functions with
-    an MMA and at least one recognised combine."""
+      ``triton``   fl(fl(fl(p*sa)*sb) + acc) — a product of a product of p, then a separate add.
+    p is what an MMA writes to registers (the brace list of ``wgmma``/``mma.sync``) or what
+    ``tcgen05.ld`` loads back from tensor memory (Blackwell). Values are followed through moves,
+    packs and unpacks (``mov.b64 %rd, {%r1, %r2}``) and packed ``.f32x2`` arithmetic.
+    Returns {function: {combine: count}} for functions with at least one recognised combine."""
     per_fn: dict[str, dict[str, int]] = {}
     by_fn: dict[str, list[Instruction]] = {}
     for ins in instrs:
         by_fn.setdefault(ins.function, []).append(ins)
+    mma_ops = ("wgmma.mma_async", "mma.sync", "tcgen05.mma")
     for fn_name, body in by_fn.items():
-        counts: dict[str, int] = {}
-        last = max((i for i, ins in enumerate(body) if ins.opcode.startswith(("wgmma.mma_async", "mma.sync",
-                                                                                "tcgen05.mma"))), default=None)
-        if last is None:
+        first = next((i for i, ins in enumerate(body) if ins.opcode.startswith((*mma_ops, "tcgen05.ld"))), None)
+        if first is None:
             continue
-        mma = body[last]
-        brace = re.match(r"\s*\{([^}]*)\}", mma.operands)
-        p_regs = set(_REG.findall(brace.group(1))) if brace else set(mma.regs()[:1])
-        defs: dict[str, tuple[str, list[str]]] = {}
-        for ins in body[last + 1:]:
-            regs = ins.regs()
-            if not regs:
-                continue
-            dst, srcs = regs[0], regs[1:]
+        cls: dict[str, str] = {}  # register -> "p" | "mp" (p*s) | "mpp" (p*s*s) | "ms" (s*s)
+        counts: dict[str, int] = {}
+        for ins in body[first:]:
             op = ins.opcode
-            if op.startswith("mov.") and len(srcs) == 1 and srcs[0] in p_regs:
-                p_regs.add(dst)
+            dsts, srcs = _dst_src(ins)
+            if op.startswith(("wgmma.mma_async", "mma.sync", "tcgen05.ld")):
+                for r in dsts:
+                    cls[r] = "p"
                 continue
-            if re.match(r"^mul(\.rn)?(\.ftz)?\.f32$", op):
-                defs[dst] = ("mul", srcs)
-            elif re.match(r"^fma\.rn(\.ftz)?\.f32$", op) and len(srcs) == 3:
-                a, b, _c = srcs
-                prod = next((r for r in (a, b) if defs.get(r, ("",))[0] == "mul"), None)
-                if prod is not None and any(s in p_regs for s in defs[prod][1]):
+            if op.startswith("mov.") or op.startswith("cvt.f32.f32"):
+                found = next((cls[r] for r in srcs if r in cls), None)
+                for r in dsts:
+                    if found:
+                        cls[r] = found
+                    else:
+                        cls.pop(r, None)
+                continue
+            kinds = [cls.get(r) for r in srcs]
+            if re.match(r"^mul(\.rn)?(\.ftz)?\.f32(x2)?$", op):
+                k = "mp" if "p" in kinds else "mpp" if "mp" in kinds else "ms"
+            elif re.match(r"^fma\.rn(\.ftz)?\.f32(x2)?$", op) and len(srcs) == 3:
+                a, b = kinds[0], kinds[1]
+                if "mp" in (a, b):
                     counts["cublas"] = counts.get("cublas", 0) + 1
-                elif prod is not None and (a in p_regs or b in p_regs):
+                elif "p" in (a, b) and "ms" in (a, b):
                     counts["deepgemm"] = counts.get("deepgemm", 0) + 1
-                defs[dst] = ("fma", srcs)
-            elif re.match(r"^add(\.rn)?(\.ftz)?\.f32$", op) and len(srcs) == 2:
-                for r in srcs:
-                    d = defs.get(r)
-                    if d and d[0] == "mul" and any(defs.get(s, ("",))[0] == "mul" and
-                                                   any(t in p_regs for t in defs[s][1]) for s in d[1]):
-                        counts["triton"] = counts.get("triton", 0) + 1
-                        break
-                defs[dst] = ("add", srcs)
+                k = None
+            elif re.match(r"^add(\.rn)?(\.ftz)?\.f32(x2)?$", op):
+                if "mpp" in kinds:
+                    counts["triton"] = counts.get("triton", 0) + 1
+                k = None
+            else:
+                k = None
+            for r in dsts:
+                if k:
+                    cls[r] = k
+                else:
+                    cls.pop(r, None)
         if counts:
             per_fn[fn_name] = counts
     return per_fn
+
+
+def _dst_src(ins: Instruction) -> tuple[list[str], list[str]]:
+    """Destination and source registers; a leading brace list is the destinations (vector or
+    unpacking forms), ``_`` sinks are dropped."""
+    text = ins.operands.strip()
+    if text.startswith("{"):
+        close = text.find("}")
+        return _REG.findall(text[:close]), _REG.findall(text[close + 1:])
+    regs = _REG.findall(text)
+    return regs[:1], regs[1:]
