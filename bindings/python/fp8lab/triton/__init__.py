@@ -21,6 +21,14 @@ the builder's methods are replaced by fp8lab's:
     source line, or with ``approx="flag"`` computed by the stock interpreter and listed in
     ``FaithfulRun.flags``.
 
+Hook points (Triton 3.9, ``triton/runtime/interpreter.py``): the methods ``create_fp_to_fp``,
+``create_fp_trunc``, ``create_fp_ext``, ``cast_impl``, ``create_dot``, ``create_fmul``/``create_fadd``/
+``create_fsub`` and the approximate ``create_*`` of the module-level ``interpreter_builder`` are
+shadowed by instance attributes for the duration of the context, ``ReduceOps.sum`` likewise; and
+since ``@triton.jit`` picks compiled or interpreted at decoration time (TRITON_INTERPRET), a launch
+through :func:`interpret` routes calls of jit functions (``tl.max``, ``tl.sigmoid`` ...) to
+interpreted copies, so no environment variable is needed and compiled kernels stay auditable.
+
 Outside the context the interpreter is Triton's own (``interpret(kernel)`` gives the stock run).
 
 What this cannot model (see :data:`LIMITS`): warp-level races and anything that depends on which
@@ -53,7 +61,9 @@ LIMITS = (
     "Contraction is applied at the source lines where the audited PTX has fma.rn.f32; without a contract, "
     "at every float32 add of a product (contraction=True) or nowhere. A product formed in a different basic "
     "block from its add is not contracted by LLVM but would be here if both lines are listed.",
-    "tl.dot: 2-D operands only; fp8/fp16/bf16 inputs with an FP32 accumulator, through the audited preset.",
+    "tl.dot: 2-D operands only; fp8/fp16/bf16 inputs with an FP32 accumulator, through the audited preset "
+    "(fp32 operands, i.e. TF32 with its own input rounding, and block-scaled tl.dot_scaled are not modelled).",
+    "Float reductions written with tl.reduce and a custom combine function run in numpy's order unflagged.",
 )
 
 _APPROX_BUILDER_OPS = {
