@@ -59,7 +59,9 @@ def training_headline(sections: dict) -> dict | None:
     except ImportError:
         return None
     fn = getattr(mod, "headline", None)
-    return fn(sec) if callable(fn) else None
+    h = fn(sec) if callable(fn) else None
+    return h if isinstance(h, dict) and h.get("available", True) and h.get("rel_loss_error_vs_bf16") is not None \
+        else None
 
 
 def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict[str, bytes], list[str]]:
@@ -89,6 +91,7 @@ def compute(ctx: Context, sections: list[str] | None = None) -> tuple[dict, dict
     for name, meas in heads["measurements"].items():
         if meas["status"] == "ok":
             by_id[name]["blocks"].append(summary.spread_table(name, meas, heads["replicates"]))
+            by_id[name]["conclusion"] += summary.conclusion_spread(name, meas)
     cm = cost_model.build().figures
     training = training_headline(by_id)
     results = {"meta": {"title": TITLE, "intro": INTRO, "version": __version__, "mode": ctx.mode,
