@@ -118,7 +118,7 @@ std::string RouterSpec::to_json() const {
 }
 
 std::vector<std::string> router_recipe_names() {
-  return {"deepseek_v3", "deepseek_v3_fp32_bias", "deepseek_v3_hf", "deepseek_v2", "sglang_output_scale"};
+  return {"deepseek_v3", "deepseek_v3_2025_02", "deepseek_v3_hf", "deepseek_v2", "sglang_output_scale"};
 }
 
 RouterSpec router_recipe(std::string_view name) {
@@ -135,12 +135,13 @@ RouterSpec router_recipe(std::string_view name) {
   s.renormalize = true;
   s.routed_scale = 2.5;
   if (name == "deepseek_v3") {
-    s.gate_format = GateFormat::Bf16;
-    s.bias_format = BiasFormat::Bf16;
-    s.kernel_score_ulps = 4;
-  } else if (name == "deepseek_v3_fp32_bias") {
+    // deepseek-ai/DeepSeek-V3 inference/model.py Gate @4592be4 (2025-08-26), current main.
     s.gate_format = GateFormat::Bf16;
     s.bias_format = BiasFormat::Fp32;
+  } else if (name == "deepseek_v3_2025_02") {
+    // The same Gate @1398800 (2025-02-14), main until 4592be4: bias in the default dtype bf16.
+    s.gate_format = GateFormat::Bf16;
+    s.bias_format = BiasFormat::Bf16;
   } else if (name == "deepseek_v3_hf" || name == "sglang_output_scale") {
     s.gate_format = GateFormat::Fp32;
     s.bias_format = BiasFormat::Fp32;

@@ -65,14 +65,18 @@ struct RouterSpec {
   bool selection_is_bf16() const { return gate_format == GateFormat::Bf16 && bias_format == BiasFormat::Bf16; }
 };
 
-// Named recipes:
-//   deepseek_v3      DeepSeek-V3 inference/model.py Gate (deepseek-ai/DeepSeek-V3 @1ea5a1a): bf16
-//                    logits (bf16 linear), sigmoid on bf16, bias bf16 (nn.Parameter in the
-//                    default dtype), 8 groups / top-4 by top-2 sum, -inf masking, weights =
-//                    original scores / their sum (bf16), * 2.5 (bf16). (That Gate falls back to
-//                    the group max when a model has no bias; V3 always has one, so the recipe keeps
-//                    top2_sum even when route() is called without a bias.)
-//   deepseek_v3_fp32_bias  the same with the fp32 bias of the Aug-2025 update (biased scores fp32).
+// Named recipes (each row in router_spec.cpp names the code it models, by commit and date):
+//   deepseek_v3      the DeepSeek-V3 reference Gate as on its main branch today
+//                    (deepseek-ai/DeepSeek-V3 inference/model.py @4592be4, 2025-08-26 "fp32 gate
+//                    bias"; the Gate is unchanged up to main's 9b4e978, 2025-08-27): bf16 logits
+//                    (bf16 linear), sigmoid on bf16, bias an fp32 Parameter, so the biased
+//                    selection scores are fp32 (torch type promotion); 8 groups / top-4 by the fp32
+//                    top-2 sum, -inf masking, weights = original bf16 scores / their bf16 sum, * 2.5
+//                    (bf16). (That Gate falls back to the group max when a model has no bias; V3
+//                    always has one, so the recipe keeps top2_sum even when route() has no bias.)
+//   deepseek_v3_2025_02  the same Gate before that commit (@1398800, 2025-02-14 "fix scores mask",
+//                    main's Gate from then until 2025-08-26): the bias a Parameter in the default
+//                    dtype bf16, so the biased scores and group sums are bf16.
 //   deepseek_v3_hf   transformers' DeepseekV3 noaux_tc: fp32 logits and sigmoid, fp32 bias,
 //                    weights / (sum + 1e-20) * 2.5 in fp32 (masking -inf here: the 0.0 fill of one
 //                    snapshot is a known bug, not a recipe).

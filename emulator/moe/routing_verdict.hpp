@@ -1,22 +1,18 @@
 // Verdicts for a kernel's routing, in fp8lab's three-kind vocabulary (checks/verdict.hpp):
 //   bit-identical — every token has the reference's ids (same order) and weight bits;
-//   within bound  — some tokens differ, each only (a) by weights within their certified bound, or
-//                   (b) by swapping experts whose selection scores differ by less than the
-//                   certified score-error bound of the gating format (a near-tie), every such token
-//                   named in `swaps`;
+//   within bound  — some tokens differ, each only in ways a correct kernel may: its experts are a
+//                   top-k under some resolution of the ties (experts, groups, nodes) of selection
+//                   scores within their certified bounds (routing_feasible.hpp: exact ties, near
+//                   ties, a tied group chosen instead, a selected group none of whose experts won),
+//                   and its weights are the spec's weights for its own experts within their bound
+//                   (routing_bounds.hpp); every token whose expert set differs is named in `swaps`;
 //   violation     — anything else (named in `violations`: token, what, both values, the bound).
-// With `pinned` set the spec is taken as bit-exact: any difference is a violation.
-//
-// Certified score error (per expert, in the selection scores a kernel compares): a conforming
-// kernel computes each score in float32 within spec.kernel_score_ulps ulps of the real value
-// (softmax adds experts * 2^-24 relative for its float32 sum in another order), rounds it to the
-// gate format (at most one ulp of that format away from ours), then adds the bias and rounds to
-// the selection format (one more ulp of that format). Two experts may swap iff their selection
-// score gap is <= the sum of their bounds; a group may swap iff its group score gap is <= the sum
-// of the bounds of the scores it adds (plus one selection ulp).
-// Weight bound (first order, both sides rounding): |w| * (d_e/s_e + sum_j d_j / S + k 2^-24
-// + 2 u) + 2 ulp(w), u = 2^-8 (bf16) or 2^-24 (fp32), d the score bounds; weights are compared
-// with the reference weights recomputed for the kernel's own expert set.
+// With `pinned` set the bounds are zero: the experts must be a top-k of fp8lab's exact scores under
+// some tie resolution (torch.topk leaves the tie order unspecified, so even a bit-exact spec cannot
+// pin it) and the weights must be the spec's weights for those experts, bit for bit.
+// NaN policy (every mode): a NaN weight matches any NaN weight whatever its sign and payload, and
+// never a number; NaN scores rank below every number (route.hpp). An all -inf token (scores 0,
+// weights 0/0) therefore passes with any tie resolution and NaN weights on both sides.
 #pragma once
 
 #include <cstddef>

@@ -73,7 +73,7 @@ TEST(MoeRoute, NaiveAgreesOnGaussianLogitsForEveryRecipe) {
 TEST(MoeRoute, NaiveAgreesOnEngineeredTiesNegativeBiasAndNaN) {
   std::mt19937_64 rng(11);
   std::uniform_int_distribution<int> level(0, 3), noise(0, 60), pick(0, 99);
-  for (const char* name : {"deepseek_v3", "deepseek_v3_fp32_bias", "deepseek_v3_hf"}) {
+  for (const char* name : {"deepseek_v3", "deepseek_v3_2025_02", "deepseek_v3_hf"}) {
     const RouterSpec spec = router_recipe(name);
     const std::size_t T = 300, E = 256;
     std::vector<float> scores(T * E);
@@ -243,10 +243,18 @@ TEST(MoeRoute, SpecValidationNamesTheField) {
   EXPECT_THROW(score_function_by_name("relu"), std::invalid_argument);
 }
 
+// The rows: deepseek_v3 is DeepSeek-V3's Gate on main since 4592be4 (2025-08-26: FP32 bias);
+// deepseek_v3_2025_02 the one before (1398800, 2025-02-14: bias in the default dtype, BF16).
 TEST(MoeRoute, RecipesSerialise) {
+  RouterSpec feb = router_recipe("deepseek_v3_2025_02");
+  EXPECT_EQ(feb.bias_format, BiasFormat::Bf16);
+  EXPECT_EQ(feb.gate_format, GateFormat::Bf16);
+  feb.bias_format = BiasFormat::Fp32;
+  feb.name = "deepseek_v3";
+  EXPECT_EQ(feb.to_json(), router_recipe("deepseek_v3").to_json());
   const std::string j = router_recipe("deepseek_v3").to_json();
   EXPECT_EQ(j,
-            "{\"bias_format\": \"bf16\", \"experts\": 256, \"gate_format\": \"bf16\", \"group_score\": \"top2_sum\", "
+            "{\"bias_format\": \"fp32\", \"experts\": 256, \"gate_format\": \"bf16\", \"group_score\": \"top2_sum\", "
             "\"groups\": 8, \"kernel_score_ulps\": 4, \"max_nodes\": 0, \"name\": \"deepseek_v3\", \"nodes\": 0, "
             "\"renorm_epsilon\": 0, \"renormalize\": true, \"routed_scale\": 2.5, \"scale_target\": \"weights\", "
             "\"score\": \"sigmoid\", \"tie_policy\": \"lowest_index_first\", \"topk\": 8, \"topk_groups\": 4}");

@@ -1,8 +1,12 @@
 // The tie-aware routing verdict on engineered kernels: identical, near-tie swaps (experts and
-// groups), far swaps, weight errors, pinned specs, malformed ids.
+// groups), exact group ties resolved the other way, a selected group none of whose experts won,
+// all -inf tokens with NaN weights, far swaps, weight errors, pinned specs, malformed ids.
+// (prop_moe_ties checks the verdict against an enumeration of every tie resolution.)
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -155,6 +159,94 @@ TEST(MoeVerdict, NodeLimitIsStructural) {
   ASSERT_FALSE(v.violations.empty());
   EXPECT_NE(v.violations[0].what.find("max_nodes"), std::string::npos) << v.violations[0].what;
   EXPECT_EQ(judge(c, {0, 1, 2, 3, 4, 5, 32, 33}).kind, fp8lab::VerdictKind::WithinBound);
+}
+
+// A small spec: 8 experts in 4 groups of 2, top-2 groups, top-2 experts, fp32, no bias.
+RouterSpec small_spec() {
+  RouterSpec s;
+  s.name = "small";
+  s.experts = 8;
+  s.groups = 4;
+  s.topk_groups = 2;
+  s.topk = 2;
+  return s;
+}
+
+RoutingVerdict judge_small(const std::vector<float>& scores, std::vector<std::int32_t> kid, bool pinned = false) {
+  const RouterSpec s = small_spec();
+  std::vector<float> kw(2);
+  weights_for_ids(scores.data(), kid.data(), s, kw.data());
+  RoutingCompareOptions o = scores_in();
+  o.pinned = pinned;
+  return compare_routing(kid.data(), kw.data(), nullptr, nullptr, scores.data(), 1, nullptr, s, o);
+}
+
+// Groups 0 and 1 tie exactly (top-2 sums 1.0); the reference takes group 0 (lower index) and its
+// expert 0 (0.875); a kernel that takes group 1 correctly returns its expert 2 (0.75), although
+// 0.875 > 0.75 — expert 0 is not eligible under the kernel's group choice.
+TEST(MoeVerdict, ExactGroupTieResolvedTheOtherWay) {
+  const std::vector<float> s = {0.875f, 0.125f, 0.75f, 0.25f, 0.625f, 0.625f, 0.0f, 0.0f};
+  const RouteResult r = route_from_scores(s.data(), 1, nullptr, small_spec());
+  ASSERT_EQ(r.ids, (std::vector<std::int32_t>{0, 4}));
+  for (bool pinned : {false, true}) {
+    const RoutingVerdict v = judge_small(s, {4, 2}, pinned);
+    EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+    ASSERT_EQ(v.swaps.size(), 1u);
+    EXPECT_EQ(v.swaps[0].kernel_only, (std::vector<std::int32_t>{2}));
+    EXPECT_EQ(v.swaps[0].gap, 0.0);  // expert 0 was not eligible for this kernel: no score gap
+  }
+  // Group 3 (sum 0) is not tied with anything: its experts are a violation.
+  const RoutingVerdict far = judge_small(s, {4, 6});
+  EXPECT_EQ(far.kind, fp8lab::VerdictKind::Violation);
+  EXPECT_NE(far.violations[0].what.find("not a selected group"), std::string::npos) << far.violations[0].what;
+  // Within the kernel's groups the top-2 must still win: {2, 3} drops expert 4 (0.625 > 0.25).
+  EXPECT_EQ(judge_small(s, {2, 3}).kind, fp8lab::VerdictKind::Violation);
+}
+
+// Group 2 = {0.625, 0.625} wins; groups 0 = {0.875, 0.125} and 1 = {0.5, 0.5} tie for second.
+// Choosing group 1 makes both experts of group 2 the top-2: a selected group (1) none of whose
+// experts won, which only a tie resolution of the groups explains.
+TEST(MoeVerdict, SelectedGroupWithoutWinningExperts) {
+  const std::vector<float> s = {0.875f, 0.125f, 0.5f, 0.5f, 0.625f, 0.625f, 0.0f, 0.0f};
+  const RouteResult r = route_from_scores(s.data(), 1, nullptr, small_spec());
+  ASSERT_EQ(r.ids, (std::vector<std::int32_t>{0, 4}));
+  const RoutingVerdict v = judge_small(s, {4, 5}, true);
+  EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+  // Without the tie (group 1 a little lower) the same routing is wrong.
+  std::vector<float> s2 = s;
+  s2[3] = 0.25f;
+  const RoutingVerdict w = judge_small(s2, {4, 5});
+  EXPECT_EQ(w.kind, fp8lab::VerdictKind::Violation) << w.summary();
+  EXPECT_NE(w.violations[0].what.find("leaves out expert 0"), std::string::npos) << w.violations[0].what;
+}
+
+// An all -inf token: every score is 0, every expert and group ties, the weights are 0/0. A kernel
+// returning another tie resolution with CUDA's canonical NaN (0x7FFFFFFF) is right; a number where
+// NaN is due is not.
+TEST(MoeVerdict, AllMinusInfTokenWithNaNWeights) {
+  const RouterSpec spec = router_recipe("deepseek_v3");
+  const std::vector<float> logits(256, -std::numeric_limits<float>::infinity());
+  const RouteResult r = route(logits.data(), 1, nullptr, spec);
+  ASSERT_TRUE(std::isnan(r.weights[0]));
+  std::vector<std::int32_t> ids = {255, 254, 253, 252, 200, 199, 198, 160};  // groups 7, 6, 5
+  std::vector<float> w(8, std::bit_cast<float>(0x7FFFFFFFu));
+  for (bool pinned : {false, true}) {
+    RoutingCompareOptions o;
+    o.pinned = pinned;
+    const RoutingVerdict v = compare_routing(ids.data(), w.data(), nullptr, nullptr, logits.data(), 1, nullptr, spec, o);
+    EXPECT_EQ(v.kind, fp8lab::VerdictKind::WithinBound) << v.summary();
+    // The same ids and NaN bits as the reference's are identical, whatever the NaN's payload.
+    std::vector<float> rw = r.weights;
+    const RoutingVerdict same = compare_routing(r.ids.data(), rw.data(), nullptr, nullptr, logits.data(), 1, nullptr, spec, o);
+    EXPECT_EQ(same.kind, fp8lab::VerdictKind::BitIdentical) << same.summary();
+    rw[5] = std::bit_cast<float>(0x7FC00001u);
+    EXPECT_EQ(compare_routing(r.ids.data(), rw.data(), nullptr, nullptr, logits.data(), 1, nullptr, spec, o).kind,
+              fp8lab::VerdictKind::WithinBound);
+  }
+  w[3] = 0.0f;  // a kernel that zeroes NaN
+  const RoutingVerdict bad = compare_routing(ids.data(), w.data(), nullptr, nullptr, logits.data(), 1, nullptr, spec, {});
+  EXPECT_EQ(bad.kind, fp8lab::VerdictKind::Violation);
+  EXPECT_NE(bad.violations[0].what.find("weight of expert 252"), std::string::npos) << bad.violations[0].what;
 }
 
 }  // namespace

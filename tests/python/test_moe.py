@@ -208,8 +208,8 @@ def test_spec_json_round_trip_and_empty_batch():
 
 
 def test_bf16_kernel_in_numpy_is_judged_within_bound():
-    """A torch-like BF16 gate written in numpy + ml_dtypes (float32 math with numpy's exp, rounded to
-    bf16 after each step, stable sorts) against the deepseek_v3 recipe: any difference must be a
+    """A torch-like BF16 gate with a BF16 bias written in numpy + ml_dtypes (float32 math with numpy's
+    exp, rounded to bf16 after each step, stable sorts) against its recipe, deepseek_v3_2025_02: any difference must be a
     near-tie swap or a weight within the bf16 bound — never a violation."""
     ml = pytest.importorskip("ml_dtypes")
 
@@ -230,7 +230,7 @@ def test_bf16_kernel_in_numpy_is_judged_within_bound():
     ids = np.argsort(-masked, axis=1, kind="stable")[:, :8].astype(np.int32)
     w = np.take_along_axis(s, ids, 1)
     w = r(r(w / r(w.sum(1, keepdims=True, dtype=np.float32))) * np.float32(2.5))
-    v = moe.compare(ids, w, None, None, x, "deepseek_v3", bias)
+    v = moe.compare(ids, w, None, None, x, "deepseek_v3_2025_02", bias)
     assert v.ok, v["summary"]
     assert v["identical_tokens"] > 0.9 * t
     # The same kernel with the 0-mask bug (unselected groups filled with 0, not -inf) and biases
@@ -245,5 +245,5 @@ def test_bf16_kernel_in_numpy_is_judged_within_bound():
     ids0 = ids0.astype(np.int32)
     w0 = np.take_along_axis(s, ids0, 1)
     w0 = r(r(w0 / r(w0.sum(1, keepdims=True, dtype=np.float32))) * np.float32(2.5))
-    v0 = moe.compare(ids0, w0, None, None, x, "deepseek_v3", bneg)
+    v0 = moe.compare(ids0, w0, None, None, x, "deepseek_v3_2025_02", bneg)
     assert not v0.ok and v0["violation_tokens"] == t

@@ -4,8 +4,9 @@ The router is a reference, not a fast path: every step is rounded as its spec sa
 and exp are correctly rounded float32 (fp8lab's pinned math, no libm), ties go to the lower
 expert index, and NaN scores rank below every number. See emulator/moe/route.hpp.
 
-A *spec* is a recipe name (``recipes()``: ``deepseek_v3`` — the DeepSeek reference's BF16 gate;
-``deepseek_v3_fp32_bias``; ``deepseek_v3_hf`` — FP32 gate, ``sum + 1e-20``; ``deepseek_v2`` —
+A *spec* is a recipe name (``recipes()``: ``deepseek_v3`` — the DeepSeek reference's BF16 gate
+with its FP32 bias, as on its main branch since 4592be4 (2025-08-26); ``deepseek_v3_2025_02`` — the
+same gate with the BF16 bias it had before (1398800, 2025-02-14); ``deepseek_v3_hf`` — FP32 gate, ``sum + 1e-20``; ``deepseek_v2`` —
 softmax; ``sglang_output_scale`` — routed scale applied to the output) or a dict of fields over a
 ``"base"`` recipe, e.g. ``{"base": "deepseek_v3_hf", "nodes": 8, "max_nodes": 4}``.
 
@@ -199,10 +200,13 @@ class RoutingVerdict(dict):
 def compare(ids_a, w_a, ids_b, w_b, logits, spec: Any = "deepseek_v3", bias=None, *, pinned: bool = False,
             order_sensitive: bool = False, from_scores: bool = False) -> RoutingVerdict:
     """Judge routing A (a kernel's) against B (the reference; pass ``None, None`` to use fp8lab's own
-    route of ``logits``). Bit-identical tokens pass; a token may otherwise differ only by weights
-    within their certified bound or by swapping experts (or groups) whose selection scores differ
-    by less than the certified score-error bound of the gating format — each such token is named.
-    ``pinned=True``: any difference is a violation."""
+    route of ``logits``). A token passes when its experts are a top-k under some resolution of the
+    ties (between experts and between groups) of selection scores within the certified
+    score-error bound of the gating format, and its weights are the spec's weights for those
+    experts within their bound; every token whose expert set differs is named in ``swaps``.
+    ``pinned=True``: zero bounds — a top-k of fp8lab's exact scores under some tie resolution, with
+    the weights bit for bit. NaN weights match any NaN (sign and payload are not compared) and
+    nothing else."""
     x = _float32(logits, "scores" if from_scores else "logits")
     ia = _ids(ids_a, "ids_a")
     wa = _float32(w_a, "weights_a")
