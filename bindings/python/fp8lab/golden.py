@@ -798,6 +798,7 @@ class MoeRouteOp(Operation):
         small = {"experts": 32, "topk": 4, "groups": 4, "topk_groups": 2}
         return [("moe_route_deepseek_v3_small", {"base": "deepseek_v3", **small}, 21, "mixed"),
                 ("moe_route_deepseek_v3", {"base": "deepseek_v3"}, 22, "mixed"),
+                ("moe_route_deepseek_v3_2025_02", {"base": "deepseek_v3_2025_02"}, 22, "mixed"),
                 ("moe_route_deepseek_v3_hf_small", {"base": "deepseek_v3_hf", **small}, 23, "mixed")]
 
     def generate(self, spec, rng, kind):
