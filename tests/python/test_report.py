@@ -399,3 +399,13 @@ def test_screenshot_at_1400px_renders_the_page(quick, tmp_path):
     width, height = struct.unpack(">II", head[16:24])
     assert (width, height) == (1400, 2400)
     assert png.stat().st_size > 50_000  # text and tables, not a blank page
+    # The DOM as the browser built it: the summary table with one row per trick, and every figure.
+    browser = next(b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          (out / "index.html").resolve().as_uri()], check=True, timeout=120, capture_output=True,
+                         text=True).stdout
+    table = dom[dom.index('<table class="summary">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(quick[1]["results"]["summary"]["rows"])
+    figures = [b for s in quick[1]["results"]["sections"] for b in s["blocks"] if b["kind"] == "figure"]
+    assert dom.count('src="data:image/png;base64,') == len(figures)

@@ -54,7 +54,7 @@ def run(ctx: Context) -> Section:
         [k for k, _ in kinds], {fmt: [cm[f"kv_{key}_{fmt}_model"] / 1e3 for _, key in kinds] for fmt in ("bf16", "fp8")},
         "KV cache per token, all 61 layers, DeepSeek-V3 dims", "kilobytes per token (log scale)", logy=True,
         xlabel="attention form (128 query heads, keys 192 wide, values 128 wide)"),
-        f"KV-cache bytes per token over DeepSeek-V3's 61 layers (cost model, section 0): MLA caches "
+        f"KV-cache bytes per token over DeepSeek-V3's 61 layers (the cost-model section): MLA caches "
         f"{cm['kv_mla_bf16_model'] / 1e3:.4g} kB in BF16 and {cm['kv_mla_fp8_model'] / 1e3:.4g} kB in FlashMLA's FP8 "
         f"layout; FP8 for MHA and GQA means E4M3 with one FP32 scale per 128 elements.")
     sec.para(f"Accuracy measured on DeepSeek-V3 cache dims with a reduced model ({heads} heads, hidden {hidden}) so it runs "
