@@ -146,6 +146,19 @@ def test_reader_takes_loc_inline_asm_and_predicates():
     assert P.approximate_ops(ins)[0]["where"] == "k.py:7"
 
 
+def test_conversion_modifiers_are_read():
+    ptx = (".visible .entry k()\n{\ncvt.rz.satfinite.e5m2x2.f32 %rs1, %f2, %f1;\ncvt.rs.satfinite.e4m3x4.f32 %r1, "
+           "{%f1, %f2, %f3, %f4}, %r9;\ncvt.rn.relu.satfinite.e4m3x2.f32 %rs2, %f2, %f1;\ncvt.rn.f32.f16 %f9, %rs3;\n"
+           "cvt.rn.f16.f32 %rs4, %f9;\ncvt.u64.u32 %rd1, %r1;\n}\n")
+    conv = {c["ptx"]: c for c in P.conversions(P.parse(ptx))}
+    assert conv["cvt.rz.satfinite.e5m2x2.f32"]["rounding"] == "toward_zero"
+    assert conv["cvt.rs.satfinite.e4m3x4.f32"]["rounding"] == "stochastic"
+    assert conv["cvt.rn.relu.satfinite.e4m3x2.f32"]["relu"]
+    assert conv["cvt.rn.f32.f16"]["exact"] and conv["cvt.rn.f32.f16"]["rounding"] is None
+    assert conv["cvt.rn.f16.f32"]["overflow"] == "inf_or_nan"
+    assert "cvt.u64.u32" not in conv  # integer conversions are not numerics of interest
+
+
 def test_empty_and_garbage_ptx_give_empty_scans():
     for text in ("", "garbage { } ;;; \x00", ".visible .entry k()\n{\n}\n"):
         ins = P.parse(text)
@@ -186,6 +199,22 @@ def test_cuda_quant_object_names_the_saturating_e4m3_cast():
     assert cast["sass"].startswith("F2FP.SATFINITE.E4M3.F32") and cast["overflow"] == "saturate"
     assert cast["rounding"] == "nearest_even"
     assert not c.pinned  # binary only: MUFU.RCP could be an approximation or an IEEE-division seed
+
+
+def test_cuda_source_audit_reads_the_cast_modifier_and_its_header_line():
+    from fp8lab.audit import ToolchainError, audit
+
+    src = Path(__file__).resolve().parents[2] / "gpu" / "sm90_fp8_quant.cu"
+    try:
+        c = audit(src, sass=False)  # nvcc -ptx -lineinfo only (the SASS comes from the build's objects above)
+    except ToolchainError as err:
+        pytest.skip(f"no nvcc here: {err}")
+    (cast,) = [x for x in c.conversions if x["to"] == "e4m3"]
+    assert cast["ptx"] == "cvt.rn.satfinite.e4m3x2.f32" and cast["overflow"] == "saturate"
+    header = (src.parent / "quant_scale.hpp").read_text().splitlines()
+    file, line = cast["lines"][0].split(":")
+    assert file == "quant_scale.hpp" and "__nv_cvt_float_to_fp8" in header[int(line) - 1]
+    assert c.approximate == [] and c.pinned  # its divisions are IEEE div.rn.f32
 
 
 # -- errors name the argument

@@ -41,6 +41,9 @@ LIMITS = (
     "The spec's tiling, scale rule and output format are what the kernel declares (its AUDIT entry); the audit "
     "checks the compiled conversions and tensor-core instructions against them, not the indexing.",
     "mma.sync on sm_90 and tcgen05 operand types are mapped by convention (see each instruction's note).",
+    "Conversions written as integer code have no cvt to read: cuda_fp8.h's __NV_NOSAT path (software on every "
+    "architecture; gpu/sm90_fp8_quant.cu selects it at run time) shows only as the satfinite cvt of the other "
+    "branch. The scan lists the cvt instructions present, not every way a kernel can convert.",
 )
 
 
