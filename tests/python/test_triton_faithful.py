@@ -223,6 +223,26 @@ def test_verify_checks_the_triton_gemm_against_its_audited_spec():
     assert r.spec["instruction"] == "hopper_fp16" and r.spec["combine"] == "cublas"
 
 
+def test_a_golden_trace_checks_the_interpreted_kernel():
+    # A trace recorded by the emulator under the audited spec (as CI keeps them) checks the real
+    # Triton kernel's bits through the faithful interpreter; under a wrong spec it fails.
+    from fp8lab import golden
+
+    c = contract("fp8_gemm_64")
+
+    def kernel(a, a_s, b, b_s, spec):
+        with ft.faithful(c):
+            return fg.fp8_gemm(torch.from_numpy(np.ascontiguousarray(a)).view(torch.float8_e4m3fn), torch.from_numpy(a_s),
+                               torch.from_numpy(np.ascontiguousarray(b)).view(torch.float8_e4m3fn),
+                               torch.from_numpy(b_s), kernel=ft.interpret(fg.fp8_gemm_kernel)).float().numpy()
+
+    trace = golden.record("gemm", c.spec, seed=5, kind="mixed")
+    assert golden.check(trace, kernel).kind == "bit-identical"
+    # The same inputs recorded under the FP16 mma.sync preset move 2 of the 30 BF16 outputs (seed 5).
+    wrong = golden.record("gemm", {**c.spec, "instruction": "hopper_fp16"}, seed=5, kind="mixed")
+    assert golden.check(wrong, kernel).kind != "bit-identical"
+
+
 def test_verify_takes_contract_json_for_the_quantiser_and_router():
     cq = contract("act_quant")
 
