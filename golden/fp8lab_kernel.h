@@ -18,6 +18,13 @@
  *    `error_len` bytes (including the NUL) to `error`; fp8lab reports it as an error (exit code 2),
  *    never as a verdict.
  *  - Shapes may be zero (empty inputs): the function must then write nothing and return 0.
+ *  - fp8lab loads the library into a worker process, not its own: a kernel that crashes (a signal)
+ *    or does not return within the per-case timeout (`--timeout`, default 30 s) is a *violation* of
+ *    that case (exit code 1), named with the signal; the case's inputs are saved as a trace
+ *    (`--failures DIR`) that `fp8lab golden check --kernel` replays. Output written by the kernel
+ *    to stdout goes to stderr.
+ *  - If the library exports `fp8lab_kernel_abi_version`, it must return FP8LAB_KERNEL_ABI_VERSION;
+ *    another value is refused when the library is loaded (exit code 2).
  */
 #ifndef FP8LAB_KERNEL_H
 #define FP8LAB_KERNEL_H

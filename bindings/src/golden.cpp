@@ -134,6 +134,21 @@ py::tuple compare_py(const py::object& got, const py::object& expected, const py
   return py::make_tuple(std::string(verdict_kind_name(v.kind)), v.summary(), v.to_json());
 }
 
+// The verdict's ULP distance (checks/verdict.hpp), elementwise: the regression report counts moves
+// with the same measure the verdict uses.
+py::array_t<double> ulp_distances_py(const py::object& a, const py::object& b, int mantissa_bits,
+                                     int min_normal_exponent) {
+  auto a_arr = require_dtype<double>(a, "a", "float64");
+  auto b_arr = require_dtype<double>(b, "b", "float64");
+  if (a_arr.size() != b_arr.size())
+    throw py::value_error("b: " + std::to_string(b_arr.size()) + " elements, a has " + std::to_string(a_arr.size()));
+  py::array_t<double> out(a_arr.size());
+  double* o = out.mutable_data();
+  for (py::ssize_t i = 0; i < a_arr.size(); ++i)
+    o[i] = ulp_distance(a_arr.data()[i], b_arr.data()[i], mantissa_bits, min_normal_exponent);
+  return out;
+}
+
 Registration golden_registration(50, "golden", [](py::module_& m) {
   py::register_exception<g::TraceError>(m, "TraceError", PyExc_ValueError);
   m.def("golden_read_trace", &read_trace_py, py::arg("path"), py::arg("check_digests") = true);
@@ -148,6 +163,8 @@ Registration golden_registration(50, "golden", [](py::module_& m) {
   m.def("verdict_compare", &compare_py, py::arg("got"), py::arg("expected"), py::arg("exact") = py::none(),
         py::arg("bound") = py::none(), py::arg("shape") = std::vector<std::size_t>{}, py::arg("mantissa_bits") = 23,
         py::arg("min_normal_exponent") = -126, py::arg("what") = "");
+  m.def("verdict_ulp_distances", &ulp_distances_py, py::arg("a"), py::arg("b"), py::arg("mantissa_bits"),
+        py::arg("min_normal_exponent"));
 });
 
 }  // namespace

@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from fp8lab.gemm import gemm as emulated_gemm
+from fp8lab import gemm as emulated_gemm
 from fp8lab import mla, quant
 from shard_writer import write_safetensors
 

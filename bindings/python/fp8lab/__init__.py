@@ -10,12 +10,13 @@ __path__ = _pkgutil.extend_path(__path__, __name__)
 
 from . import _core  # noqa: E402
 from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
-from .verify import verify  # noqa: E402  (the function; the module is importlib.import_module("fp8lab.verify"))
-from .gemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
+from .verification import verify  # noqa: E402  (the module is fp8lab.verification)
+from .blockgemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
 from . import mla  # noqa: E402  (fp8lab.mla.init_weights, .forward, .build_cache, .decode, .compare)
 from .quant import QTensor, from_parts, quantize, retile, scale_rule, scale_rules  # noqa: E402
 from .accum import dot, tensor_cores  # noqa: E402
+from .scale_check import check_scales  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the package is importlib.import_module("fp8lab.sweep"))
 
 __version__ = _core.__version__
@@ -23,6 +24,7 @@ __version__ = _core.__version__
 __all__ = [
     "__version__",
     "QTensor",
+    "check_scales",
     "from_parts",
     "quantize",
     "retile",

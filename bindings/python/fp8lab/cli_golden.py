@@ -1,6 +1,7 @@
 """``fp8lab golden record|check|diff`` and ``fp8lab verify``.
 
-Exit codes (verify and golden check): 0 all bit-identical, 1 a violation, 2 usage or file error,
+Exit codes (verify and golden check): 0 all bit-identical, 1 a violation (also when something else
+in the run failed: the violation is never hidden), 2 usage or file error,
 3 changed but within bound (``--accept within-bound`` turns 3 into 0).
 """
 from __future__ import annotations
@@ -9,12 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-import importlib
-
 from . import golden
-
-# fp8lab.verify is the function (re-exported by the package); the module is reached by name.
-verify_mod = importlib.import_module("fp8lab.verify")
+from . import verification as verify_mod
 
 
 def _print_results(results, as_json: bool, accept: bool) -> int:
@@ -26,6 +23,9 @@ def _print_results(results, as_json: bool, accept: bool) -> int:
         for r in results:
             text = r.error if r.kind == "error" else r.verdict.summary
             print(f"{r.kind.upper():14} {r.name}: {text}")
+            if r.kind != "error" and r.kind != "bit-identical":
+                for line in verify_mod.offender_lines(r.verdict):
+                    print(f"{'':14} {line}")
             if r.inputs is not None:
                 shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in r.inputs.items())
                 print(f"{'':14} shrunk counterexample: {shapes}")
@@ -53,21 +53,51 @@ def _record(args) -> int:
     if spec and spec.startswith("@"):
         spec = Path(spec[1:]).read_text()
     fn = verify_mod.load_kernel(args.kernel, args.op) if args.kernel else None
-    trace = golden.record(args.op, spec, args.seed, args.kind, fn=fn, producer=args.producer)
+    try:
+        trace = golden.record(args.op, spec, args.seed, args.kind, fn=fn, producer=args.producer)
+    finally:
+        if fn is not None:
+            fn.close()
     trace.write(args.out, update=args.update)
     print(f"recorded {args.out} ({args.op}, spec {golden.spec_hash(trace.spec)[:16]})")
     return 0
 
 
 def _check(args) -> int:
-    fn = verify_mod.load_kernel(args.kernel, args.op) if args.kernel else None
-    results = []
-    for path in args.traces:
-        results.append(verify_mod.check_file(path, fn))
+    results, kernels = [], {}
+    try:
+        for path in args.traces:
+            fn = None
+            if args.kernel:
+                op = args.op
+                if op is None:  # the kernel implements the op each trace records
+                    problem = verify_mod.session.trace_path_problem(Path(path))
+                    if problem:
+                        results.append(verify_mod.CaseResult(Path(path).name or str(path), None, problem))
+                        continue
+                    try:
+                        op = golden.read_trace(path, check_digests=False).op
+                    except (ValueError, OSError) as err:
+                        results.append(verify_mod.CaseResult(Path(path).name, None, str(err)))
+                        continue
+                if op not in kernels:
+                    kernels[op] = verify_mod.load_kernel(args.kernel, op, args.timeout)
+                fn = kernels[op]
+            results.append(verify_mod.check_file(path, fn, args.op))
+    finally:
+        for k in kernels.values():
+            k.close()
+    results = [r for r in results if r is not None]
+    if not results:
+        raise ValueError(f"check: no trace of op {args.op!r} among the files given")
     return _print_results(results, args.json, _accept(args))
 
 
 def _diff(args) -> int:
+    for path in (args.a, args.b):
+        problem = verify_mod.session.trace_path_problem(Path(path))
+        if problem:
+            raise ValueError(problem)
     result = golden.diff(args.a, args.b)
     if args.html:
         Path(args.html).write_text(result.html())
@@ -89,7 +119,7 @@ def _verify(args) -> int:
     if spec and spec.startswith("@"):
         spec = Path(spec[1:]).read_text()
     results = verify_mod.run(args.golden, args.cases, args.seed, ops, args.kernel, use_golden=not args.no_golden,
-                             spec=spec)
+                             spec=spec, timeout=args.timeout, failures_dir=args.failures)
     if not results:
         raise ValueError("verify: nothing to check (no traces and no generated cases)")
     if args.junit:
@@ -119,7 +149,9 @@ def add_parser(sub) -> None:
     p = gsub.add_parser("check", help="recompute traces from their inputs and compare bits")
     p.add_argument("traces", nargs="+")
     p.add_argument("--kernel", help="check LIB.so:SYMBOL (C ABI, golden/fp8lab_kernel.h) instead of the emulator")
-    p.add_argument("--op", help="the operation --kernel implements")
+    p.add_argument("--op", help="only traces of this operation (default: each trace's own; --kernel implements it)")
+    p.add_argument("--timeout", type=float, default=verify_mod.DEFAULT_TIMEOUT,
+                   help=f"seconds a --kernel may take per trace (default {verify_mod.DEFAULT_TIMEOUT:g})")
     p.add_argument("--json", action="store_true", help="machine-readable results")
     p.add_argument("--accept", choices=["within-bound"], help="exit 0 on within-bound changes")
     p.set_defaults(func=_check)
@@ -140,6 +172,12 @@ def add_parser(sub) -> None:
     p.add_argument("--kernel", help="LIB.so:SYMBOL implementing --op through the C ABI (golden/fp8lab_kernel.h)")
     p.add_argument("--spec", help="the spec (JSON or @file) --kernel implements; only traces recorded under it "
                    "are checked (default: the op's default spec)")
+    p.add_argument("--timeout", type=float, default=verify_mod.DEFAULT_TIMEOUT,
+                   help=f"seconds --kernel may take per case before it is a violation (default "
+                   f"{verify_mod.DEFAULT_TIMEOUT:g}); the kernel runs in a worker process")
+    p.add_argument("--failures", default="fp8lab-failures",
+                   help="where the inputs of a case that crashed or timed out are saved as traces "
+                   "(default ./fp8lab-failures)")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("--accept", choices=["within-bound"], help="exit 0 (not 3) when changes stay within bound")

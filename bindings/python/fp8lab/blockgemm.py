@@ -101,8 +101,11 @@ def gemm_exact(a, b, c=None, out: str = "fp64") -> np.ndarray:
 
 def metrics(result, exact, out: str = "bf16", bound=None) -> dict:
     """Error of ``result`` against ``exact``: max/mean relative error (over non-zero exact values),
-    max absolute error, DeepGEMM's ``calc_diff``, max ULP and a ULP histogram (in ``out``'s
-    precision), and with ``bound`` the max/mean error-to-bound ratio and the number of violations."""
+    the normwise relative error ``||result - exact||_2 / ||exact||_2``, max absolute error,
+    DeepGEMM's ``calc_diff``, max ULP and a ULP histogram (in ``out``'s precision), and with
+    ``bound`` the max/mean error-to-bound ratio and the number of violations. NaN/Inf results are
+    counted (``nan_results``, ``inf_results``; ``nonfinite_where_exact_finite``) and make the
+    errors infinite: a NaN never reads as a zero error."""
     _check_choice("out", out, OUT)
     result = np.asarray(result)
     exact = np.asarray(exact)
