@@ -121,6 +121,10 @@ py::dict metrics_py(const py::object& result, const py::object& exact, const std
   d["count"] = m.count;
   d["nonzero_exact"] = m.nonzero_exact;
   d["max_rel_error"] = m.max_rel_error;
+  d["normwise_rel_error"] = m.normwise_rel_error;
+  d["nan_results"] = m.nan_results;
+  d["inf_results"] = m.inf_results;
+  d["nonfinite_where_exact_finite"] = m.nonfinite_where_exact_finite;
   d["mean_rel_error"] = m.mean_rel_error;
   d["max_abs_error"] = m.max_abs_error;
   d["calc_diff"] = m.calc_diff;

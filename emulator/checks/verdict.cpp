@@ -93,8 +93,9 @@ Verdict compare(const CompareInputs& in) {
                       (std::isnan(g) && std::isnan(x));
     const double exact = in.exact ? in.exact[i] : x;
     const double err = std::fabs(g - exact);
-    if (in.exact && exact != 0 && std::isfinite(exact) && std::isfinite(g))
-      v.max_rel_error = std::max(v.max_rel_error, err / std::fabs(exact));
+    if (exact != 0 && std::isfinite(exact))
+      v.max_rel_error = std::isfinite(g) ? std::max(v.max_rel_error, err / std::fabs(exact))
+                                         : std::numeric_limits<double>::infinity();
     if (in.bound) {
       const double ratio = in.bound[i] > 0 ? err / in.bound[i] : (err == 0 ? 0 : std::numeric_limits<double>::infinity());
       if (!std::isnan(ratio)) v.max_bound_ratio = std::max(v.max_bound_ratio, ratio);
@@ -108,6 +109,7 @@ Verdict compare(const CompareInputs& in) {
     if (!within) {
       ++v.violations;
       if (!v.first_violation) v.first_violation = o;
+      if (v.first_violations.size() < kMaxOffenders) v.first_violations.push_back(o);
     }
   }
   v.kind = v.violations ? VerdictKind::Violation : v.differing ? VerdictKind::WithinBound : VerdictKind::BitIdentical;
@@ -141,6 +143,12 @@ std::string Verdict::to_json() const {
   json_offender(out, first_difference);
   out << ",\"first_violation\":";
   json_offender(out, first_violation);
+  out << ",\"first_violations\":[";
+  for (std::size_t i = 0; i < first_violations.size(); ++i) {
+    if (i) out << ",";
+    json_offender(out, first_violations[i]);
+  }
+  out << "]";
   out << ",\"kind\":\"" << verdict_kind_name(kind) << "\",\"max_bound_ratio\":";
   json_number(out, max_bound_ratio);
   out << ",\"max_rel_error\":";

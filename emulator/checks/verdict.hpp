@@ -15,6 +15,9 @@
 
 namespace fp8lab {
 
+// How many offending elements a verdict lists (text, JSON, JUnit show them decoded).
+inline constexpr std::size_t kMaxOffenders = 8;
+
 enum class VerdictKind : std::uint8_t { BitIdentical, WithinBound, Violation };
 std::string_view verdict_kind_name(VerdictKind k);  // "bit-identical", "within-bound", "violation"
 
@@ -30,9 +33,12 @@ struct Verdict {
   std::size_t differing = 0;         // elements whose bits differ from expected
   std::size_t violations = 0;        // elements outside their bound
   double max_ulp = 0;                // max distance in units in the last place of the output format
-  double max_rel_error = 0;          // max |got - exact| / |exact| over non-zero exact values
+  // max |got - exact| / |exact| over non-zero finite exact values (exact = expected when the
+  // spec pins the bits); +inf when a result is NaN/Inf where the exact value is finite.
+  double max_rel_error = 0;
   double max_bound_ratio = 0;        // max |got - exact| / bound (<= 1 unless a violation)
   std::optional<Offender> first_violation;
+  std::vector<Offender> first_violations;  // the first kMaxOffenders violations, in index order
   std::optional<Offender> first_difference;
   std::string what;                  // what was compared (operation, spec name)
 

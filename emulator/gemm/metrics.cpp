@@ -19,15 +19,28 @@ GemmMetrics gemm_metrics(const double* r, const double* x, std::size_t n, Output
   m.count = n;
   m.has_bound = bound != nullptr;
   m.ulp_histogram.assign(kUlpBuckets, 0);
-  double sum_rel = 0, sxy = 0, sxx_yy = 0, sum_ratio = 0;
+  double sum_rel = 0, sxy = 0, sxx_yy = 0, sum_ratio = 0, sum_err2 = 0, sum_x2 = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double err = std::fabs(r[i] - x[i]);
-    if (std::isfinite(err)) m.max_abs_error = std::max(m.max_abs_error, err);
-    if (x[i] != 0) {
+    m.nan_results += std::isnan(r[i]);
+    m.inf_results += std::isinf(r[i]);
+    if (!std::isfinite(r[i]) && std::isfinite(x[i])) {
+      // std::max drops a NaN operand, so a wrong NaN is counted here instead of compared.
+      ++m.nonfinite_where_exact_finite;
+      m.max_abs_error = m.max_rel_error = HUGE_VAL;
+      sum_err2 = HUGE_VAL;
+    } else if (std::isfinite(err)) {
+      m.max_abs_error = std::max(m.max_abs_error, err);
+      sum_err2 += err * err;
+      sum_x2 += x[i] * x[i];
+    }
+    if (x[i] != 0 && std::isfinite(err)) {
       ++m.nonzero_exact;
       const double rel = err / std::fabs(x[i]);
       m.max_rel_error = std::max(m.max_rel_error, rel);
       sum_rel += rel;
+    } else if (x[i] != 0) {
+      ++m.nonzero_exact;
     }
     sxy += r[i] * x[i];
     sxx_yy += r[i] * r[i] + x[i] * x[i];
@@ -47,7 +60,9 @@ GemmMetrics gemm_metrics(const double* r, const double* x, std::size_t n, Output
       if (!(err <= bound[i])) ++m.violations;
     }
   }
-  m.mean_rel_error = m.nonzero_exact ? sum_rel / static_cast<double>(m.nonzero_exact) : 0.0;
+  m.mean_rel_error = m.nonfinite_where_exact_finite ? HUGE_VAL
+                     : m.nonzero_exact ? sum_rel / static_cast<double>(m.nonzero_exact) : 0.0;
+  m.normwise_rel_error = sum_err2 == 0 ? 0.0 : sum_x2 == 0 ? HUGE_VAL : std::sqrt(sum_err2 / sum_x2);
   m.calc_diff = sxx_yy == 0 ? 0.0 : 1.0 - 2.0 * sxy / sxx_yy;
   m.mean_bound_ratio = bound && n ? sum_ratio / static_cast<double>(n) : 0.0;
   return m;

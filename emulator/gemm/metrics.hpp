@@ -12,9 +12,16 @@ namespace fp8lab {
 struct GemmMetrics {
   std::size_t count = 0;
   std::size_t nonzero_exact = 0;   // elements whose exact value is non-zero (the relative errors' domain)
-  double max_rel_error = 0;        // max |r - x| / |x| over x != 0
+  // Results that are NaN or ±Inf where the exact value is finite (each makes the errors below
+  // infinite: a NaN never hides as a zero error), and NaN/Inf results in all.
+  std::size_t nonfinite_where_exact_finite = 0;
+  std::size_t nan_results = 0, inf_results = 0;
+  double max_rel_error = 0;        // max |r - x| / |x| over x != 0 (+inf when a result is non-finite there)
+  // The report's headline metric: ||r - x||_2 / ||x||_2 over all elements, in binary64 (0 when
+  // both are all zero; +inf when a result is non-finite where the exact value is finite).
+  double normwise_rel_error = 0;
   double mean_rel_error = 0;       // mean of the same
-  double max_abs_error = 0;
+  double max_abs_error = 0;        // +inf when a result is non-finite where the exact value is finite
   // DeepGEMM's calc_diff (deep_gemm/testing/numeric.py): 1 - 2*sum(x*y) / sum(x*x + y*y), in
   // binary64; 0 when both are all zero (where DeepGEMM's would be 0/0).
   double calc_diff = 0;
