@@ -26,7 +26,7 @@ def _print_results(results, as_json: bool, accept: bool) -> int:
             if r.kind != "error" and r.kind != "bit-identical":
                 for line in verify_mod.offender_lines(r.verdict):
                     print(f"{'':14} {line}")
-            if r.inputs is not None:
+            if r.inputs is not None and not (r.verdict and r.verdict.details.get("crash")):
                 shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in r.inputs.items())
                 print(f"{'':14} shrunk counterexample: {shapes}")
         counts = {}
@@ -73,7 +73,7 @@ def _check(args) -> int:
                 if op is None:  # the kernel implements the op each trace records
                     problem = verify_mod.session.trace_path_problem(Path(path))
                     if problem:
-                        results.append(verify_mod.CaseResult(Path(path).name or str(path), None, problem))
+                        results.append(verify_mod.CaseResult(str(path), None, problem))
                         continue
                     try:
                         op = golden.read_trace(path, check_digests=False).op
@@ -97,7 +97,7 @@ def _diff(args) -> int:
     for path in (args.a, args.b):
         problem = verify_mod.session.trace_path_problem(Path(path))
         if problem:
-            raise ValueError(problem)
+            raise ValueError(f"{path}: {problem}")
     result = golden.diff(args.a, args.b)
     if args.html:
         Path(args.html).write_text(result.html())

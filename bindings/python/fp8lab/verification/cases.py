@@ -163,7 +163,7 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
         results.append(CaseResult(what, v))
         if v.kind == "violation":
             small = _shrink(o, fn, spec, inputs, what, torch_inputs=torch) if shrink else inputs
-            vs = check_case(o, fn, spec, small, f"{op} case {i} ({kind}, shrunk)", torch)
+            vs = check_case(o, fn, spec, small, f"{op} case {i} ({kind}{', shrunk' if shrink else ''})", torch)
             res = VerifyResult(op, spec, vs, i + 1, small, kind, results)
             results.append(CaseResult(vs.summary, vs, inputs=small, op=op, spec=spec))
             if stop_at_first:

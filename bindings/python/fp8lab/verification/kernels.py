@@ -86,10 +86,10 @@ def signal_text(returncode: int) -> tuple[str, str]:
     if returncode < 0:
         try:
             sig = signal.Signals(-returncode)
-            return sig.name, f"killed by {sig.name} (signal {-returncode}: {signal.strsignal(sig)})"
+            return sig.name, f"was killed by {sig.name} (signal {-returncode}: {signal.strsignal(sig)})"
         except ValueError:
-            return f"signal {-returncode}", f"killed by signal {-returncode}"
-    return f"exit {returncode}", f"exited with status {returncode} inside the kernel"
+            return f"signal {-returncode}", f"was killed by signal {-returncode}"
+    return f"exit {returncode}", f"exited the process with status {returncode}"
 
 
 def _canonical_dtype(a):

@@ -17,11 +17,11 @@ from .results import CaseResult
 def trace_path_problem(path: Path) -> str | None:
     """Why ``path`` cannot be read as a trace file (a usage error), or None."""
     if not path.exists():
-        return f"{path}: no such file"
+        return "no such file"
     if path.is_dir():
-        return f"{path}: is a directory, not a trace file (give the .safetensors files, or `fp8lab verify --golden DIR`)"
+        return "is a directory, not a trace file (give the .safetensors files, or `fp8lab verify --golden DIR`)"
     if not os.access(path, os.R_OK):
-        return f"{path}: cannot be read (permission denied)"
+        return "cannot be read (permission denied)"
     return None
 
 
@@ -48,7 +48,7 @@ def check_file(path, fn: Callable | None = None, op=None,
     path = Path(path)
     problem = trace_path_problem(path)
     if problem:
-        return CaseResult(path.name or str(path), None, problem)
+        return CaseResult(str(path), None, problem)
     try:
         trace = golden.read_trace(path, check_digests=False)
         if op is not None and trace.op not in ({op} if isinstance(op, str) else set(op)):
