@@ -45,7 +45,7 @@ def _normwise(d: np.ndarray, ref: np.ndarray) -> float:
 
 
 def run(task) -> dict:
-    from ..gemm import gemm, gemm_exact, metrics
+    from ..blockgemm import gemm, gemm_exact, metrics
     from ..quant import quantize
     from ..report.inputs import operands
 
