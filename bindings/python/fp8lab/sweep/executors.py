@@ -207,17 +207,18 @@ class DaskExecutor(Executor):
         elif address == "local":
             from distributed import Client, LocalCluster
 
-            n = workers or min(os.cpu_count() or 1, 4)
+            n = min(os.cpu_count() or 1, 4) if workers is None else workers
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"workers: expected a positive integer, got {workers!r}")
+            # silence_logs: worker restarts and shutdown chatter stay off the terminal; task errors are in the store
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address=None, silence_logs=50)  # worker restarts and shutdown chatter; task errors are in the store
+                                        dashboard_address=None, silence_logs=50)
             self.client = Client(self.cluster, set_as_default=False)
         else:
             self.client = connect(address, timeout)
         self.address = self.client.scheduler.address
-        self.workers = max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})) if hasattr(
-            self.client, "scheduler_info") else 1)
+        # Sizes the submission window only (a cluster may grow or shrink while the sweep runs).
+        self.workers = max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
 
     def imap_unordered(self, fn, items):
         from distributed import as_completed
