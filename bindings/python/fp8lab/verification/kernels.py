@@ -114,9 +114,11 @@ class CKernel:
             raise FileNotFoundError(f"kernel: library {lib_path} does not exist")
         if not (float(timeout) > 0):
             raise ValueError(f"timeout: {timeout} must be a positive number of seconds")
-        from ..golden import operation
+        from ..golden import OPERATIONS, Operation, operation
 
-        operation(op).call_c  # noqa: B018  (validates the op name)
+        if type(operation(op)).call_c is Operation.call_c:
+            with_abi = sorted(n for n, o in OPERATIONS.items() if type(o).call_c is not Operation.call_c)
+            raise ValueError(f"op: the C ABI has no entry point for {op!r}; it defines {', '.join(with_abi)}")
         self.target, self.lib_path, self.symbol, self.op = target, os.path.abspath(lib_path), symbol, op
         self.timeout = float(timeout)
         self.abi_version: int | None = None
