@@ -130,27 +130,48 @@ def _env():
     return env
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def test_killed_cli_sweep_resumes_with_only_the_missing_tasks(tmp_path):
-    """SIGKILL a running `fp8lab sweep` after a few tasks; the rerun computes exactly the rest (counted)
-    and the results are those of an uninterrupted in-process run."""
+    """SIGKILL a running `fp8lab sweep` (local pool of 2) after a few tasks: its pool workers leave too,
+    and the rerun (in process this time) computes exactly the rest (counted), with the numbers of an
+    uninterrupted in-process run."""
     spec = {"fn": "sweep_tasks:slow", "axes": {"a": [1, 2, 3, 4], "b": [1, 2]}, "samples": 2, "shard": 1,
             "params": {"sleep": 0.15}}  # 16 tasks
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     out = tmp_path / "spec.results.jsonl"
-    cmd = [sys.executable, "-m", "fp8lab", "sweep", str(path), "--serial", "--quiet", "--json"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "fp8lab", "sweep", str(path), "--quiet", "--json"]
+    proc = subprocess.Popen(cmd + ["--workers", "2"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if out.exists() and out.read_bytes().count(b"\n") >= 1 + 4:
             break
         time.sleep(0.05)
+    workers = [c for c in _children(proc.pid)]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    assert len(workers) >= 2  # the pool's processes (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "pool workers outlived the killed sweep"
     done = len(load(out).by_index)
     assert 4 <= done < 16, done
-    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(cmd + ["--serial"], env=_env(), capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert (summary["computed"], summary["resumed"], summary["ok"]) == (16 - done, done, 16)

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 import uuid
 
 
@@ -68,12 +69,21 @@ class SerialExecutor(Executor):
             yield i, "ok", value
 
 
-def _init_worker(threads):
+def _exit_with_parent(parent: int) -> None:
+    # A ProcessPoolExecutor worker outlives a parent killed with SIGKILL (it waits on its queue
+    # forever); a killed sweep must not leave orphans, so each worker leaves when its parent does.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _init_worker(threads, parent):
     # Imported once per worker so that the first task does not pay for it; fp8lab's own thread pool
     # is sized to `threads` so N workers do not each start one thread per core.
     from ..formats import set_num_threads
     if threads:
         set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="fp8lab-parent-watch", daemon=True).start()
 
 
 class PoolExecutor(Executor):
@@ -92,7 +102,7 @@ class PoolExecutor(Executor):
 
     def _new_pool(self):
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(self.threads,))
+                                      initializer=_init_worker, initargs=(self.threads, os.getpid()))
 
     def imap_unordered(self, fn, items):
         items = list(items)
