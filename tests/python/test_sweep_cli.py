@@ -93,3 +93,20 @@ def test_bad_spec_files(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "axis.json"), "--serial"]) == 2
     assert "unknown axis 'N_C'" in capsys.readouterr().err
     assert not (tmp_path / "axis.results.jsonl").exists()  # refused before any file is written
+
+
+def test_progress_bar_counts_resumed_tasks_and_errors(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from fp8lab.sweep.progress import bar
+
+    with bar(10, 4, "sweep t", True) as pb:
+        for err in (False, True, False):
+            pb.update(err)
+    text = capsys.readouterr().err
+    assert "7/10" in text and "errors=1" in text
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm missing: one line at each end instead
+    with bar(10, 4, "sweep t", True) as pb:
+        pb.update(True)
+    text = capsys.readouterr().err
+    assert "sweep t: 4/10 tasks done" in text and "done, 1 task(s) with errors" in text

@@ -1,5 +1,6 @@
 """The sweep's progress bar (tqdm, on stderr): tasks done out of the grid's total, counting those
-already in the store, with the number of failed tasks in its postfix. Never touches the results."""
+already in the store, with the number of failed tasks in its postfix; a line at the start and the
+end where tqdm is not installed. Never touches the results."""
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,15 @@ def bar(total: int, initial: int, desc: str, enabled: bool = True):
     if not enabled:
         yield _Bar(None)
         return
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with the `sweep` extra; the local pool works without it
+        print(f"{desc}: {initial}/{total} tasks done, running the rest (pip install tqdm for a progress bar)",
+              file=sys.stderr, flush=True)
+        b = _Bar(None)
+        yield b
+        print(f"{desc}: done, {b.errors} task(s) with errors", file=sys.stderr, flush=True)
+        return
 
     tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
     # Off a terminal (CI logs) a redraw every 10 s instead of many per second keeps logs short.
