@@ -186,14 +186,17 @@ def add_parser(sub) -> None:
         if args.dask_timeout is not None:
             args.dask_timeout = _positive_float(args.dask_timeout)
         action = args.target[0]
-        if action == "plot":
-            return _plot(args)
-        if action == "show":
-            return _show(args)
-        if action == "kinds":
-            if len(args.target) != 1:
-                raise ValueError("usage: fp8lab sweep kinds [--json]")
-            return _kinds(args)
-        return _run(args)
+        try:
+            if action == "plot":
+                return _plot(args)
+            if action == "show":
+                return _show(args)
+            if action == "kinds":
+                if len(args.target) != 1:
+                    raise ValueError("usage: fp8lab sweep kinds [--json]")
+                return _kinds(args)
+            return _run(args)
+        except ImportError as err:  # an optional package (distributed, pyarrow, tqdm): one line, exit 2
+            raise ValueError(str(err)) from None
 
     p.set_defaults(func=func)

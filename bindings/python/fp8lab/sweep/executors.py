@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import importlib.util
 from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 import os
@@ -212,6 +213,9 @@ class DaskExecutor(Executor):
         self.cluster = None
         self._own_client = client is None
         self.threads = threads
+        if importlib.util.find_spec("distributed") is None:
+            raise ImportError("dask: the `distributed` package is not installed (pip install 'fp8lab[sweep]'); "
+                              "the local process pool needs nothing extra")
         if client is not None:
             self.client = client
         elif address == "local":
