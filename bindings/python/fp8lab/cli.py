@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cli_accum",
     "cli_sweep",
     "cli_audit",
+    "cli_train",
 ]
 
 

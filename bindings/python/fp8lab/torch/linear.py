@@ -1,0 +1,209 @@
+"""``Fp8Linear``: a drop-in ``torch.nn.Linear`` whose three GEMMs run through fp8lab's quantisers and
+GEMM emulator under a training recipe (``fp8lab.torch.recipes``).
+
+Tensors cross into numpy as views (``Tensor.numpy()`` on contiguous float32 CPU tensors, no copy);
+the emulator returns float64 arrays whose values are values of the pass's output format, so the
+cast back to float32 is exact. The emulated GEMMs are bit-identical for any fp8lab thread count
+(``fp8lab.set_num_threads``); torch does no arithmetic inside this layer except the optional bias add.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import fp8lab
+
+from .recipes import PASSES, recipe as _recipe
+
+
+class NonFiniteError(ValueError):
+    """A GEMM operand holds NaN or Inf (the emulated GEMMs need finite inputs); the trainer turns it
+    into a divergence record with its step."""
+
+
+def bf16_values(x: np.ndarray) -> np.ndarray:
+    """``x`` (float32) rounded to BF16 nearest-even by fp8lab's encoder, as float32 values."""
+    bits = fp8lab.encode(x, "bf16")
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def quantize_operand(x: np.ndarray, spec: dict):
+    """The operand a pass feeds ``fp8lab.gemm``: a QTensor for scaled formats, else float32 values."""
+    fmt = spec["fmt"]
+    if fmt == "fp32":
+        return x
+    if fmt == "bf16":
+        return bf16_values(x)
+    return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"])
+
+
+def run_pass(a: np.ndarray, b: np.ndarray, spec: dict) -> np.ndarray:
+    """One pass: quantise A [M, K] and B [N, K] by the pass's operand specs, then ``fp8lab.gemm``
+    with the pass's GEMM spec. Returns float32 [M, N] (exact: the values are of the output format)."""
+    qa = quantize_operand(a, spec["a"])
+    qb = quantize_operand(b, spec["b"])
+    return fp8lab.gemm(qa, qb, **spec["gemm"]).astype(np.float32)
+
+
+def cached_activation(x: np.ndarray, cache: dict) -> np.ndarray:
+    """What the forward keeps of ``x`` for Wgrad: ``x`` itself, or its quantised copy dequantised to
+    float32 (nearest-even from the exact float64 value)."""
+    if cache.get("from", "input") == "input":
+        return x
+    q = fp8lab.quantize(x, tuple(cache["tile"]), cache["fmt"], cache["rule"])
+    return q.dequantize().astype(np.float32)
+
+
+def _first_nonfinite(a: np.ndarray):
+    bad = np.argwhere(~np.isfinite(a))
+    return tuple(int(i) for i in bad[0]) if len(bad) else None
+
+
+def _check_finite(a: np.ndarray, layer: str, what: str) -> None:
+    at = _first_nonfinite(a)
+    if at is not None:
+        raise NonFiniteError(f"{layer}: {what} holds {a[at]} at {list(at)}; the emulated GEMMs need finite inputs")
+
+
+def _tile_k(spec: dict):
+    fmt = spec["fmt"]
+    return None if fmt in ("bf16", "fp32") else spec["tile"][1]
+
+
+def check_tiling(row: dict, k: int, pass_name: str, where: str) -> None:
+    """Raise ValueError when the pass's operand tiles cannot be accumulated over K = ``k``:
+    a promoted GEMM applies one scale per operand per promotion interval, a tensor-core chain one
+    scale per operand for the whole K."""
+    spec = row["passes"][pass_name]
+    g = spec["gemm"]
+    acc = g.get("accumulate", "promoted")
+    for side in ("a", "b"):
+        tk = _tile_k(spec[side])
+        if tk is None or tk == 0 or tk >= k:
+            continue
+        if acc == "promoted":
+            pe = g.get("promote_every", 128)
+            if tk % pe != 0:
+                raise ValueError(f"{where}: recipe {row['name']!r} cannot tile {pass_name}: operand {side}'s tile "
+                                 f"{spec[side]['tile']} holds {tk} elements along K = {k}, which does not divide into "
+                                 f"promotion intervals of {pe} (a scale must be constant over each interval)")
+        elif acc == "tensorcore":
+            raise ValueError(f"{where}: recipe {row['name']!r} cannot tile {pass_name}: accumulate='tensorcore' "
+                             f"applies one scale per row over the whole K = {k}, but operand {side}'s tile "
+                             f"{spec[side]['tile']} has {tk} elements along K")
+
+
+class _Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, layer):
+        xn = x.detach().numpy()
+        wn = weight.detach().numpy()
+        row, name = layer.recipe, layer.fp8lab_name
+        _check_finite(xn, name, "fprop input x")
+        _check_finite(wn, name, "weight")
+        y = layer._pass("fprop", xn, wn)
+        cache = row.get("cache_attn_out") if layer.role == "attn_out" and "cache_attn_out" in row else row["cache"]
+        ctx.x_cached = cached_activation(xn, cache)
+        ctx.layer = layer
+        ctx.save_for_backward(weight)
+        if layer.sample_errors:
+            layer._record("fprop", y, xn, wn)
+        return torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (weight,) = ctx.saved_tensors
+        layer = ctx.layer
+        dyn = dy.detach().to(torch.float32).contiguous().numpy()
+        _check_finite(dyn, layer.fp8lab_name, "output gradient dy")
+        wt = np.ascontiguousarray(weight.detach().numpy().T)
+        dx = layer._pass("dgrad", dyn, wt)
+        dyt = np.ascontiguousarray(dyn.T)
+        xt = np.ascontiguousarray(ctx.x_cached.T)
+        dw = layer._pass("wgrad", dyt, xt)
+        if layer.sample_errors:
+            layer._record("dgrad", dx, dyn, wt)
+            layer._record("wgrad", dw, dyt, np.ascontiguousarray(ctx.layer._last_x.T))
+        ctx.x_cached = None
+        return torch.from_numpy(dx), torch.from_numpy(dw), None
+
+
+class Fp8Linear(torch.nn.Module):
+    """``y = x @ W.T (+ b)`` with Fprop, Dgrad and Wgrad emulated under ``recipe`` (a name of
+    ``fp8lab.torch.recipes()`` or a row dict). Float32 parameters (the FP32 master weights); inputs of
+    any leading shape, last dimension ``in_features``. ``role="attn_out"`` marks the Linear after
+    attention, whose cached input the DeepSeek rows keep in E5M6 (``cache_attn_out``).
+
+    Raises ValueError when the recipe cannot tile this layer's shapes, ``NonFiniteError`` (a
+    ValueError) when an operand holds NaN or Inf."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, recipe="deepseek_fp8",
+                 role: str = "", name: str = "Fp8Linear"):
+        super().__init__()
+        for arg, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{arg}: expected a positive int, got {v!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.recipe = _recipe(recipe)
+        self.role = role
+        self.fp8lab_name = name
+        self.weight = torch.nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = torch.nn.Parameter(torch.zeros(out_features)) if bias else None
+        torch.nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Linear's default
+        self.sample_errors = False
+        self.gemm_errors = {p: [] for p in PASSES}
+        self._last_x = None
+        if self.recipe["kind"] == "emulated":
+            check_tiling(self.recipe, in_features, "fprop", name)
+            check_tiling(self.recipe, out_features, "dgrad", name)
+
+    @classmethod
+    def from_linear(cls, lin: torch.nn.Linear, recipe, role: str = "", name: str = "Fp8Linear") -> "Fp8Linear":
+        new = cls(lin.in_features, lin.out_features, bias=lin.bias is not None, recipe=recipe, role=role, name=name)
+        with torch.no_grad():
+            new.weight.copy_(lin.weight.to(torch.float32))
+            if lin.bias is not None:
+                new.bias.copy_(lin.bias.to(torch.float32))
+        return new
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"recipe={self.recipe['name']!r}" + (f", role={self.role!r}" if self.role else ""))
+
+    def _pass(self, pass_name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.shape[0] == 0 or b.shape[0] == 0 or a.shape[1] == 0:
+            return np.zeros((a.shape[0], b.shape[0]), np.float32)
+        try:
+            return run_pass(a, b, self.recipe["passes"][pass_name])
+        except NonFiniteError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{self.fp8lab_name}: {pass_name} under recipe {self.recipe['name']!r}: {err}") from None
+
+    def _record(self, pass_name: str, d: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        """Normwise relative error of the pass's result against the exact product of its unquantised
+        float32 operands (float64 matmul: exact products, one rounding per add at 53 bits)."""
+        exact = a.astype(np.float64) @ b.astype(np.float64).T
+        den = float(np.linalg.norm(exact))
+        if den > 0:
+            self.gemm_errors[pass_name].append(float(np.linalg.norm(d.astype(np.float64) - exact)) / den)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{self.fp8lab_name}: input's last dimension is {x.shape[-1]}, expected "
+                             f"in_features = {self.in_features}")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features).to(torch.float32).contiguous()
+        if self.recipe["kind"] == "torch":
+            y = torch.nn.functional.linear(x2, self.weight)
+        else:
+            if self.sample_errors:
+                self._last_x = x2.detach().numpy().copy()
+            y = _Fn.apply(x2, self.weight, self)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+
+__all__ = ["Fp8Linear", "NonFiniteError", "bf16_values", "cached_activation", "check_tiling", "quantize_operand",
+           "run_pass"]

@@ -1,0 +1,243 @@
+"""Training recipes as rows of data: how each of a Linear's three GEMMs quantises its operands and
+accumulates, what is cached for the backward pass, and what the optimizer keeps.
+
+A row is a plain dict (``recipe(name)`` returns a deep copy a user may edit and pass back, e.g. to
+``convert(model, my_row)``); ``recipes()`` lists the names. Every row cites its source and says, in
+``choices``, what fp8lab decided where the source is silent.
+
+The GEMMs, in DeepGEMM's NT layout ``D = A @ B.T`` (``fp8lab.gemm``), for ``y = x @ W.T`` with
+``x`` [T, in] and ``W`` [out, in]:
+
+=======  ==========================  ==========================  ===========
+pass     A (M x K)                   B (N x K)                   D
+=======  ==========================  ==========================  ===========
+fprop    x        [T, in]            W        [out, in]          y  [T, out]
+dgrad    dy       [T, out]           W.T      [in, out]          dx [T, in]
+wgrad    dy.T     [out, T]           x.T      [in, T]            dW [out, in]
+=======  ==========================  ==========================  ===========
+
+So a tile ``(1, 128)`` on an operand always runs along that pass's K: the wgrad row's ``(1, 128)``
+on ``x.T`` is the paper's 128x1 tile of ``x`` (128 tokens of one channel, §3.3 "re-tiled ... for the
+backward pass").
+
+An operand is ``{"fmt", "tile", "rule"}`` (``fp8lab.quantize``'s arguments) or ``{"fmt": "bf16"}``
+(round to BF16, nearest-even, no scale) or ``{"fmt": "fp32"}`` (as is). A pass's ``gemm`` holds
+``fp8lab.gemm``'s keyword arguments. ``kind: "torch"`` (the ``fp32`` row) runs torch's own FP32
+matmul instead of the emulator. ``cache`` says how the input ``x`` is kept for Wgrad:
+``{"from": "input"}`` quantises x itself with the wgrad operand's rule; ``{"from": "cached", "fmt",
+"tile", "rule"}`` quantises x once as the cached copy (the paper's FP8 activation cache), dequantises
+it and quantises that with the wgrad operand's tile and rule (``fp8lab.retile``'s definition);
+``cache_attn_out`` overrides it for the Linear after attention (``role="attn_out"``).
+
+Ragged shapes need no padding by the caller: ``fp8lab.quantize`` takes a ragged edge tile's amax over
+its valid elements (the rest count as zeros) and the GEMM's last K block holds the remaining
+``K mod 128`` products (zero-padded to the instruction's K = 32, exact zeros).
+"""
+from __future__ import annotations
+
+import copy
+
+_PAPER = "DeepSeek-V3 technical report, arXiv 2412.19437"
+
+
+def _q(fmt, tile, rule):
+    return {"fmt": fmt, "tile": list(tile), "rule": rule}
+
+
+def _gemm(accumulate="promoted", out="bf16", combine="deepgemm", instruction="hopper_fp8", promote_every=128):
+    g = {"accumulate": accumulate, "instruction": instruction, "out": out}
+    if accumulate == "promoted":
+        g.update(promote_every=promote_every, combine=combine)
+    return g
+
+
+def _deepseek(rule="deepseek", dgrad_a_tile=(1, 128), accumulate="promoted"):
+    e4 = lambda tile: _q("e4m3", tile, rule)  # noqa: E731
+    return {
+        "fprop": {"a": e4((1, 128)), "b": e4((128, 128)), "gemm": _gemm(accumulate, "bf16")},
+        "dgrad": {"a": e4(dgrad_a_tile), "b": e4((128, 128)), "gemm": _gemm(accumulate, "bf16")},
+        "wgrad": {"a": e4((1, 128)), "b": e4((1, 128)), "gemm": _gemm(accumulate, "fp32")},
+    }
+
+
+_DEEPSEEK_CHOICES = [
+    "Output formats: fprop and dgrad write BF16 (the activations and activation gradients the next "
+    "operator reads), wgrad writes FP32 (the paper keeps weight gradients in FP32); the paper says "
+    "'BF16 or FP32' without naming each GEMM.",
+    "Scale rule 'deepseek' (DeepSeek-V3 inference act_quant: amax floored at 1e-4, s = amax/448 in "
+    "FP32, x / s, satfinite) for every operand; the paper computes amax online and does not state a "
+    "floor.",
+    "The Wgrad activation is the FP8 copy cached by the forward (1x128), dequantised and re-tiled to "
+    "128x1 with the same rule (a second rounding where scales are not powers of two; the paper "
+    "avoids it with power-of-two scales only for the attention-output Linear's input, which "
+    "cache_attn_out models: E5M6, power-of-two scales). The re-tiled E5M6 values are quantised to "
+    "E4M3 for the GEMM, since the paper does not say how an E5M6 tile enters the FP8 Wgrad GEMM.",
+    "The activation gradient is quantised from the BF16 dgrad output of the layer above, once per "
+    "pass with that pass's tile (1x128 along out for Dgrad, along tokens for Wgrad).",
+    "Weights: the FP32 master weight is quantised directly (128x128) for Fprop and its transpose for "
+    "Dgrad (the same blocks, so the same scales and bits).",
+    "SwiGLU inputs are not cached in FP8 (the paper does): its backward uses the FP32 values.",
+    "promote_every = 128 (N_C = 128, four WGMMAs of K = 32); combine 'deepgemm' = "
+    "fma(sa*sb, p, acc) (DeepGEMM sm90_fp8_gemm_1d2d).",
+]
+
+_CACHE_DEEPSEEK = {"from": "cached", "fmt": "e4m3", "tile": [1, 128], "rule": "deepseek"}
+_CACHE_ATTN_OUT = {"from": "cached", "fmt": "e5m6", "tile": [1, 128], "rule": "deepseek_ue8m0"}
+
+_OPT_FP8 = {"master_weights": "fp32", "weight_grads": "fp32", "adam_moments": "bf16",
+            "source": _PAPER + " §3.3.3 (FP32 master weights and gradients, BF16 AdamW moments)"}
+
+
+def _row(name, source, passes, cache, choices, kind="emulated", optimizer=None, cache_attn_out=None):
+    r = {"name": name, "source": source, "kind": kind, "passes": passes, "cache": cache,
+         "optimizer": optimizer or dict(_OPT_FP8), "choices": list(choices)}
+    if cache_attn_out is not None:
+        r["cache_attn_out"] = cache_attn_out
+    return r
+
+
+_ROWS = [
+    _row("fp32", "the reference: torch's FP32 matmul (torch.nn.functional.linear) for every GEMM",
+         {p: None for p in ("fprop", "dgrad", "wgrad")}, {"from": "input"},
+         ["Not emulated: torch's own CPU FP32 GEMM, so it is the fastest run and the upper reference.",
+          "FP32 master weights and FP32 AdamW moments."], kind="torch",
+         optimizer={"master_weights": "fp32", "weight_grads": "fp32", "adam_moments": "fp32",
+                    "source": "reference"}),
+    _row("bf16",
+         _PAPER + " §3.3 / App. B.1 baseline (BF16 training); Hopper BF16 wgmma model (fp8lab.tensor_cores(): "
+         "hopper_wgmma_m64nNk16_f32_bf16)",
+         {"fprop": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "bf16", instruction="hopper_bf16")},
+          "dgrad": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "bf16", instruction="hopper_bf16")},
+          "wgrad": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "fp32", instruction="hopper_bf16")}},
+         {"from": "input"},
+         ["Operands rounded to BF16 (nearest-even), the whole K chained through the Hopper BF16 "
+          "tensor-core model (25 alignment bits, FP32 accumulator truncated to 24 bits): the "
+          "hardware keeps BF16 GEMMs in the tensor core, with no promotion.",
+          "Fprop and dgrad write BF16, wgrad writes FP32 (Megatron-style gradient accumulation in FP32); "
+          "the paper does not describe its BF16 baseline's GEMMs.",
+          "Optimizer: FP32 master weights and FP32 AdamW moments (standard BF16 mixed precision; the "
+          "paper does not say what its baseline keeps)."],
+         optimizer={"master_weights": "fp32", "weight_grads": "fp32", "adam_moments": "fp32",
+                    "source": "choice: standard BF16 mixed precision (Megatron-LM)"}),
+    _row("deepseek_fp8", _PAPER + " §3.3 (fine-grained FP8 training), §3.3.2 (promotion, N_C = 128); "
+         "DeepGEMM sm90_fp8_gemm_1d2d (combine)", _deepseek(), _CACHE_DEEPSEEK, _DEEPSEEK_CHOICES,
+         cache_attn_out=_CACHE_ATTN_OUT),
+    _row("deepseek_fp8_no_promotion",
+         _PAPER + " §3.3.2 (the limited accumulation precision promotion fixes)",
+         {p: {"a": _q("e4m3", (1, 0), "deepseek"), "b": _q("e4m3", (1, 0), "deepseek"),
+              "gemm": _gemm("tensorcore", "fp32" if p == "wgrad" else "bf16")} for p in ("fprop", "dgrad", "wgrad")},
+         {"from": "cached", "fmt": "e4m3", "tile": [1, 0], "rule": "deepseek"},
+         ["Without promotion the whole K is one tensor-core chain (14-bit truncated running sum), and "
+          "a chain can apply only one scale per row: fine-grained 1x128 / 128x128 scales need the "
+          "promotion step to be applied at all. This row therefore scales per row along K (per token "
+          "for activations and gradients, per channel for weights) and accumulates without promotion; "
+          "it changes granularity as well as accumulation (compare deepseek_fp8 and tensorwise_fp8)."]
+         + _DEEPSEEK_CHOICES[:1] + _DEEPSEEK_CHOICES[4:6]),
+    _row("deepseek_fp8_act_grad_128x128",
+         _PAPER + " App. B.2 (block-wise quantisation of activation gradients, which made a 16B MoE diverge)",
+         _deepseek(dgrad_a_tile=(128, 128)), _CACHE_DEEPSEEK,
+         ["As deepseek_fp8, except that Dgrad's activation-gradient operand takes 128x128 blocks "
+          "(tokens x out) instead of 1x128 tiles; Wgrad keeps its per-token-column tiles."]
+         + _DEEPSEEK_CHOICES, cache_attn_out=_CACHE_ATTN_OUT),
+    _row("deepseek_fp8_ue8m0",
+         "DeepSeek-V3.1 model card (UE8M0 scales on weights and activations); V3.2 inference act_quant "
+         "scale_fmt='ue8m0' (scale 2^ceil(log2(amax/448)))",
+         _deepseek(rule="deepseek_ue8m0"), dict(_CACHE_DEEPSEEK, rule="deepseek_ue8m0"),
+         ["As deepseek_fp8 with rule 'deepseek_ue8m0' (power-of-two scales) on every operand and on the "
+          "cache, so re-tiling 1x128 -> 128x1 adds no rounding unless an element leaves the normal range."]
+         + _DEEPSEEK_CHOICES[:1] + _DEEPSEEK_CHOICES[3:]),
+    _row("tensorwise_fp8",
+         "NVIDIA TransformerEngine Float8CurrentScaling (one scale per tensor from its current amax; "
+         "fprop with cuBLAS fast accumulation, dgrad/wgrad with split accumulation)",
+         {"fprop": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
+                    "gemm": _gemm("tensorcore", "bf16")},
+          "dgrad": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
+                    "gemm": _gemm("promoted", "bf16", combine="cublas")},
+          "wgrad": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
+                    "gemm": _gemm("promoted", "fp32", combine="cublas")}},
+         {"from": "input"},
+         ["Scale rule 'te_fp32' (448/amax in FP32, x * scale, satfinite): current scaling does not "
+          "round scales to powers of two by default.",
+          "E4M3 for gradients too: TE's default HYBRID format puts gradients in E5M2, but fp8lab's Hopper "
+          "FP8 models take one operand format per instruction (E4M3 x E5M2 is not modelled).",
+          "Fprop without promotion (TE's fast accumulation for fprop); dgrad and wgrad promoted every "
+          "128 elements (cuBLAS's split-accumulation interval is undocumented; 128 is a choice), "
+          "combine fma(p*sa, sb, acc).",
+          "Wgrad quantises x afresh (per tensor) rather than re-tiling a cached copy; with per-tensor "
+          "scales there is no re-tiling.",
+          "FP32 master weights and gradients, BF16 AdamW moments, as the DeepSeek rows, so the "
+          "comparison isolates the GEMMs."]),
+]
+
+_BY_NAME = {r["name"]: r for r in _ROWS}
+PASSES = ("fprop", "dgrad", "wgrad")
+
+
+def recipes() -> list[str]:
+    """The names of the built-in training recipes."""
+    return [r["name"] for r in _ROWS]
+
+
+def recipe(name) -> dict:
+    """A deep copy of the named row (or, given a dict, the dict validated and copied)."""
+    if isinstance(name, dict):
+        return validate(copy.deepcopy(name))
+    if not isinstance(name, str):
+        raise TypeError(f"recipe: expected a recipe name or a recipe dict, got {type(name).__name__}")
+    if name not in _BY_NAME:
+        raise ValueError(f"recipe: unknown recipe {name!r}; known recipes: {', '.join(recipes())}")
+    return copy.deepcopy(_BY_NAME[name])
+
+
+_OPERAND_FMTS_UNSCALED = ("bf16", "fp32")
+
+
+def _check_operand(where, op):
+    if not isinstance(op, dict) or "fmt" not in op:
+        raise ValueError(f"{where}: expected a dict with 'fmt' (and 'tile', 'rule' for scaled formats), got {op!r}")
+    if op["fmt"] in _OPERAND_FMTS_UNSCALED:
+        return
+    for key in ("tile", "rule"):
+        if key not in op:
+            raise ValueError(f"{where}: scaled format {op['fmt']!r} needs {key!r}")
+    t = op["tile"]
+    if (not isinstance(t, (list, tuple)) or len(t) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in t)):
+        raise ValueError(f"{where}.tile: expected [rows, cols] of ints >= 0 (0 = whole dimension), got {t!r}")
+
+
+def validate(row: dict) -> dict:
+    """Check a recipe row's structure (the shapes it can tile are checked per layer by Fp8Linear)."""
+    if not isinstance(row, dict):
+        raise TypeError(f"recipe: expected a dict, got {type(row).__name__}")
+    for key in ("name", "kind", "passes"):
+        if key not in row:
+            raise ValueError(f"recipe: missing key {key!r} (see fp8lab.torch.recipe('deepseek_fp8') for a full row)")
+    if row["kind"] not in ("torch", "emulated"):
+        raise ValueError(f"recipe {row['name']!r}: kind must be 'torch' or 'emulated', got {row['kind']!r}")
+    row.setdefault("cache", {"from": "input"})
+    row.setdefault("optimizer", dict(_OPT_FP8))
+    if row["kind"] == "emulated":
+        for p in PASSES:
+            spec = row["passes"].get(p) if isinstance(row["passes"], dict) else None
+            if not isinstance(spec, dict):
+                raise ValueError(f"recipe {row['name']!r}: passes.{p} must be a dict with 'a', 'b', 'gemm'")
+            _check_operand(f"recipe {row['name']!r}: passes.{p}.a", spec.get("a"))
+            _check_operand(f"recipe {row['name']!r}: passes.{p}.b", spec.get("b"))
+            if not isinstance(spec.get("gemm"), dict):
+                raise ValueError(f"recipe {row['name']!r}: passes.{p}.gemm must be a dict of fp8lab.gemm keywords")
+    for key in ("cache", "cache_attn_out"):
+        c = row.get(key)
+        if c is None:
+            continue
+        if c.get("from") not in ("input", "cached"):
+            raise ValueError(f"recipe {row['name']!r}: {key}.from must be 'input' or 'cached', got {c.get('from')!r}")
+        if c["from"] == "cached":
+            _check_operand(f"recipe {row['name']!r}: {key}", c)
+    moments = row["optimizer"].get("adam_moments", "fp32")
+    if moments not in ("fp32", "bf16"):
+        raise ValueError(f"recipe {row['name']!r}: optimizer.adam_moments must be 'fp32' or 'bf16', got {moments!r}")
+    return row
+
+
+__all__ = ["PASSES", "recipe", "recipes", "validate"]
