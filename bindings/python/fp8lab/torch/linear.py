@@ -37,20 +37,30 @@ def quantize_operand(x: np.ndarray, spec: dict):
     return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"])
 
 
-def run_pass(a: np.ndarray, b: np.ndarray, spec: dict) -> np.ndarray:
+def run_pass(a: np.ndarray, b: np.ndarray, spec: dict, keep_a: bool = False):
     """One pass: quantise A [M, K] and B [N, K] by the pass's operand specs, then ``fp8lab.gemm``
-    with the pass's GEMM spec. Returns float32 [M, N] (exact: the values are of the output format)."""
+    with the pass's GEMM spec. Returns float32 [M, N] (exact: the values are of the output format),
+    and with ``keep_a`` also A's quantised operand."""
     qa = quantize_operand(a, spec["a"])
     qb = quantize_operand(b, spec["b"])
-    return fp8lab.gemm(qa, qb, **spec["gemm"]).astype(np.float32)
+    d = fp8lab.gemm(qa, qb, **spec["gemm"]).astype(np.float32)
+    return (d, qa) if keep_a else d
 
 
-def cached_activation(x: np.ndarray, cache: dict) -> np.ndarray:
+def _same_quantisation(cache: dict, op: dict) -> bool:
+    return all(cache.get(k) == op.get(k) for k in ("fmt", "tile", "rule"))
+
+
+def cached_activation(x: np.ndarray, cache: dict, fprop_a=None, fprop_a_spec=None) -> np.ndarray:
     """What the forward keeps of ``x`` for Wgrad: ``x`` itself, or its quantised copy dequantised to
-    float32 (nearest-even from the exact float64 value)."""
+    float32 (nearest-even from the exact float64 value). ``fprop_a`` (the Fprop's quantised x) is
+    reused when the cache quantises x the same way."""
     if cache.get("from", "input") == "input":
         return x
-    q = fp8lab.quantize(x, tuple(cache["tile"]), cache["fmt"], cache["rule"])
+    if hasattr(fprop_a, "dequantize") and fprop_a_spec is not None and _same_quantisation(cache, fprop_a_spec):
+        q = fprop_a
+    else:
+        q = fp8lab.quantize(x, tuple(cache["tile"]), cache["fmt"], cache["rule"])
     return q.dequantize().astype(np.float32)
 
 
@@ -60,6 +70,8 @@ def _first_nonfinite(a: np.ndarray):
 
 
 def _check_finite(a: np.ndarray, layer: str, what: str) -> None:
+    if np.isfinite(a).all():
+        return
     at = _first_nonfinite(a)
     if at is not None:
         raise NonFiniteError(f"{layer}: {what} holds {a[at]} at {list(at)}; the emulated GEMMs need finite inputs")
@@ -101,9 +113,9 @@ class _Fn(torch.autograd.Function):
         row, name = layer.recipe, layer.fp8lab_name
         _check_finite(xn, name, "fprop input x")
         _check_finite(wn, name, "weight")
-        y = layer._pass("fprop", xn, wn)
+        y, qx = layer._pass("fprop", xn, wn, keep_a=True)
         cache = row.get("cache_attn_out") if layer.role == "attn_out" and "cache_attn_out" in row else row["cache"]
-        ctx.x_cached = cached_activation(xn, cache)
+        ctx.x_cached = cached_activation(xn, cache, qx, row["passes"]["fprop"]["a"])
         ctx.layer = layer
         ctx.save_for_backward(weight)
         if layer.sample_errors:
@@ -170,11 +182,12 @@ class Fp8Linear(torch.nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"recipe={self.recipe['name']!r}" + (f", role={self.role!r}" if self.role else ""))
 
-    def _pass(self, pass_name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _pass(self, pass_name: str, a: np.ndarray, b: np.ndarray, keep_a: bool = False):
         if a.shape[0] == 0 or b.shape[0] == 0 or a.shape[1] == 0:
-            return np.zeros((a.shape[0], b.shape[0]), np.float32)
+            d = np.zeros((a.shape[0], b.shape[0]), np.float32)
+            return (d, None) if keep_a else d
         try:
-            return run_pass(a, b, self.recipe["passes"][pass_name])
+            return run_pass(a, b, self.recipe["passes"][pass_name], keep_a)
         except NonFiniteError:
             raise
         except (ValueError, TypeError) as err:
