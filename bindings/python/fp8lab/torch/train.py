@@ -261,38 +261,49 @@ def router_health(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def plot(runs: list[dict]) -> bytes:
+def loss_figure(runs: list[dict]):
+    """Train loss (moving mean) and validation loss per run, one colour per recipe; one legend, below
+    the panels (outside every axes), axis labels on both panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
-    names = sorted({r["recipe"] for r in runs})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(dict.fromkeys(r["recipe"] for r in runs))
     colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
-    seen = set()
+    handles = {}
     for r in runs:
         if not r.get("bias_update", True):
             continue
-        label = r["recipe"] if r["recipe"] not in seen else None
-        seen.add(r["recipe"])
         tl = np.asarray(r["train_loss"], dtype=np.float64)
         if len(tl):
             k = max(1, len(tl) // 30)
             sm = np.convolve(tl, np.ones(k) / k, mode="valid")
-            ax1.plot(np.arange(len(sm)) + k, sm, color=colors[r["recipe"]], lw=1, label=label)
+            (h,) = ax1.plot(np.arange(len(sm)) + k, sm, color=colors[r["recipe"]], lw=1)
+            handles.setdefault(r["recipe"], h)
         if r["val"]:
             s, v = zip(*r["val"])
-            ax2.plot(s, v, color=colors[r["recipe"]], lw=1, marker=".", label=label)
-    ax1.set_title("train loss (moving mean)")
-    ax2.set_title("validation loss")
+            ax2.plot(s, v, color=colors[r["recipe"]], lw=1, marker=".")
+    ax1.set_title("train loss (moving mean)", fontsize=10)
+    ax2.set_title("validation loss (fixed batches)", fontsize=10)
     for ax in (ax1, ax2):
         ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats per byte)")
         ax.grid(alpha=0.3)
-    ax2.legend(fontsize=7)
     fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    return fig
+
+
+def plot(runs: list[dict]) -> bytes:
+    """``loss_figure`` as PNG bytes (no metadata: the bytes depend only on the data)."""
+    import matplotlib.pyplot as plt
+
+    fig = loss_figure(runs)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
@@ -431,4 +442,4 @@ def write(out, results: dict) -> Path:
     return o
 
 
-__all__ = ["TrainConfig", "cache_key", "markdown", "plot", "run_one", "summarise", "train", "write"]
+__all__ = ["TrainConfig", "cache_key", "loss_figure", "markdown", "plot", "run_one", "summarise", "train", "write"]
