@@ -296,7 +296,8 @@ def test_summary_has_one_row_per_trick_with_numbers_or_a_plain_not_measured(quic
         fp8 = sm["rows"][0]
         assert fp8["ours"].startswith("not measured") and "not measured" in fp8["costs"]
     q = sm["question"]
-    assert q.startswith("Is DeepSeek-V3 cheap") and "do not say" in q and len(q) > 400
+    assert q.startswith("Is DeepSeek-V3 cheap") and len(q) > 400
+    assert ("do not say" in q) if sm["training"] is None else ("The training lab measured the loss cost" in q)
     html = (quick[0] / "index.html").read_text()
     assert html.index("class='summary'") < html.index("<h2>Conclusions</h2>")
     assert html.count("<tr>") > 7 and escape(sm["rows"][4]["saves"]) in html

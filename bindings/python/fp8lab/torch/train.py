@@ -308,8 +308,8 @@ def plot(runs: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def _pct(v):
-    return "n/a" if v is None else f"{100 * v:+.3f}%"
+def _pct(v, signed=True):
+    return "n/a" if v is None else (f"{100 * v:+.3f}%" if signed else f"{100 * v:.3f}%")
 
 
 def markdown(results: dict) -> str:
@@ -320,7 +320,7 @@ def markdown(results: dict) -> str:
              f"byte tokens from `{m['data']['name']}` (sha256 {m['data']['sha256'][:12]}), torch threads "
              f"{m['train']['threads']}.", "",
              f"Noise floor (seed-to-seed spread of final validation loss, (max - min) / mean): bf16 "
-             f"{_pct(s['noise_floor']['bf16'])}, fp32 {_pct(s['noise_floor']['fp32'])}.", "",
+             f"{_pct(s['noise_floor']['bf16'], False)}, fp32 {_pct(s['noise_floor']['fp32'], False)}.", "",
              "| recipe | seeds | final val | best val | rel. error vs bf16 | > bf16 noise? | vs fp32 | worst GEMM | diverged |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
