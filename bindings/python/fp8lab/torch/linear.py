@@ -37,14 +37,30 @@ def quantize_operand(x: np.ndarray, spec: dict):
     return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"])
 
 
-def run_pass(a: np.ndarray, b: np.ndarray, spec: dict, keep_a: bool = False):
+def run_pass(a: np.ndarray, b: np.ndarray, spec: dict, keep: bool = False, qb=None):
     """One pass: quantise A [M, K] and B [N, K] by the pass's operand specs, then ``fp8lab.gemm``
     with the pass's GEMM spec. Returns float32 [M, N] (exact: the values are of the output format),
-    and with ``keep_a`` also A's quantised operand."""
+    and with ``keep`` also both quantised operands. ``qb``: B already quantised by its spec."""
     qa = quantize_operand(a, spec["a"])
-    qb = quantize_operand(b, spec["b"])
+    if qb is None:
+        qb = quantize_operand(b, spec["b"])
     d = fp8lab.gemm(qa, qb, **spec["gemm"]).astype(np.float32)
-    return (d, qa) if keep_a else d
+    return (d, qa, qb) if keep else d
+
+
+def transposed(q, spec: dict, want: dict):
+    """``q`` (a QTensor quantised by ``spec``) as the quantisation of its transpose by ``want``, when
+    that is the same thing: same format and rule, and ``want``'s tile is ``spec``'s transposed (a
+    tile's amax does not depend on orientation, so scales and bits carry over). Else None. This is
+    how Dgrad reuses the Fprop's FP8 weight, as DeepSeek-V3 keeps one FP8 copy per weight."""
+    if not hasattr(q, "bits") or want.get("fmt") in ("bf16", "fp32"):
+        return None
+    if want.get("fmt") != spec.get("fmt") or want.get("rule") != spec.get("rule"):
+        return None
+    if list(want.get("tile", [])) != list(spec.get("tile", []))[::-1]:
+        return None
+    return fp8lab.from_parts(np.ascontiguousarray(q.bits.T), np.ascontiguousarray(q.scales.T), want["fmt"],
+                             tuple(want["tile"]), want["rule"])
 
 
 def _same_quantisation(cache: dict, op: dict) -> bool:
@@ -113,7 +129,8 @@ class _Fn(torch.autograd.Function):
         row, name = layer.recipe, layer.fp8lab_name
         _check_finite(xn, name, "fprop input x")
         _check_finite(wn, name, "weight")
-        y, qx = layer._pass("fprop", xn, wn, keep_a=True)
+        y, qx, qw = layer._pass("fprop", xn, wn, keep=True)
+        ctx.qw = qw
         cache = row.get("cache_attn_out") if layer.role == "attn_out" and "cache_attn_out" in row else row["cache"]
         ctx.x_cached = cached_activation(xn, cache, qx, row["passes"]["fprop"]["a"])
         ctx.layer = layer
@@ -129,7 +146,9 @@ class _Fn(torch.autograd.Function):
         dyn = dy.detach().to(torch.float32).contiguous().numpy()
         _check_finite(dyn, layer.fp8lab_name, "output gradient dy")
         wt = np.ascontiguousarray(weight.detach().numpy().T)
-        dx = layer._pass("dgrad", dyn, wt)
+        passes = layer.recipe["passes"]
+        dx = layer._pass("dgrad", dyn, wt, qb=transposed(ctx.qw, passes["fprop"]["b"], passes["dgrad"]["b"]))
+        ctx.qw = None
         dyt = np.ascontiguousarray(dyn.T)
         xt = np.ascontiguousarray(ctx.x_cached.T)
         dw = layer._pass("wgrad", dyt, xt)
@@ -182,12 +201,12 @@ class Fp8Linear(torch.nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"recipe={self.recipe['name']!r}" + (f", role={self.role!r}" if self.role else ""))
 
-    def _pass(self, pass_name: str, a: np.ndarray, b: np.ndarray, keep_a: bool = False):
+    def _pass(self, pass_name: str, a: np.ndarray, b: np.ndarray, keep: bool = False, qb=None):
         if a.shape[0] == 0 or b.shape[0] == 0 or a.shape[1] == 0:
             d = np.zeros((a.shape[0], b.shape[0]), np.float32)
-            return (d, None) if keep_a else d
+            return (d, None, None) if keep else d
         try:
-            return run_pass(a, b, self.recipe["passes"][pass_name], keep_a)
+            return run_pass(a, b, self.recipe["passes"][pass_name], keep, qb)
         except NonFiniteError:
             raise
         except (ValueError, TypeError) as err:
