@@ -8,10 +8,10 @@ Built-in kinds (their modules register them when first asked for):
   ``gemm_error``     block-scaled FP8 GEMM error vs K, N_C, scale rule, instruction, tiling, input
                      distribution (kind_gemm.py);
   ``routing_flips``  tokens whose expert set changes between a gate precision and a reference gate
-                     (kind_routing.py).
-Extension point: a new kind (e.g. training recipe x seed, once ``fp8lab.torch.train`` exists) is a
-module with a ``KIND = Kind(...)`` added to BUILTIN_MODULES, or ``register_kind(Kind(...))`` from user
-code (then its module must be importable on every worker).
+                     (kind_routing.py);
+  ``train``          training recipe x seed through the training lab, fp8lab.torch (kind_train.py).
+Extension point: a new kind is a module with a ``KIND = Kind(...)`` added to BUILTIN_MODULES, or
+``register_kind(Kind(...))`` from user code (then its module must be importable on every worker).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-BUILTIN_MODULES = ("kind_gemm", "kind_routing")
+BUILTIN_MODULES = ("kind_gemm", "kind_routing", "kind_train")
 _KINDS: dict = {}
 _loaded = False
 
