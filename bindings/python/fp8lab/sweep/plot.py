@@ -87,7 +87,9 @@ def figure(res: Results, x: str, y: str, agg: str = "mean", panel: str | None = 
         for rest, pts in sorted(lines.items(), key=lambda kv: [order[s][repr(v)] for s, v in zip(series_axes, kv[0])]):
             pts.sort()
             label = ", ".join(f"{a}={v}" for a, v in zip(series_axes, rest)) or y
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            # categories (recipes, gates) are not a continuum: points only, no connecting line
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="-" if numeric else "none",
+                    label=label)
         if logx and numeric and all(v > 0 for v in xs):
             ax.set_xscale("log", base=2)
         if logy and all(v > 0 for v in table.values()):
