@@ -263,6 +263,6 @@ def test_cli_verify_takes_a_contract_file_as_the_spec(tmp_path, capsys):
     assert rc == 0 and "bit-identical on all 3 cases" in out, out
     # The file was read as a contract (its op is checked), not as a quantize spec dict.
     with pytest.raises(ValueError, match="is for op 'quantize', not 'gemm'"):
-        from fp8lab.verify import run
+        from fp8lab.verification import run
 
         run(None, 1, 0, ["gemm"], None, use_golden=False, spec=path.read_text())
