@@ -204,7 +204,8 @@ def rows(cm: dict, headlines: dict, sections: dict, training: dict | None) -> li
                   f"({v['state_bytes_deepseek']:.0f} vs {v['state_bytes_fp32_adam']:.0f} bytes of state per parameter, "
                   f"{v['moments_saving_total_tb']:.3g} TB less for 671B parameters)"),
         "costs": (f"the cached activations' quantisation error: {spread(fp32s)} normwise (1x128, E4M3, FP32 scales); "
-                  "BF16 moments: not measured (needs the training lab)"),
+                  + ("BF16 moments: measured only jointly, in the training loss of deepseek_fp8 (first row)" if training
+                     else "BF16 moments: not measured (needs the training lab)")),
         "claim": "part of the < 0.25% training-loss claim (§3.3.3)",
         "ours": ("not measured separately; both are part of the deepseek_fp8 recipe whose loss error vs BF16 is "
                  f"{pct(training['rel_loss_error_vs_bf16'])}" if training else "not measured separately"),
@@ -288,9 +289,14 @@ def seed_paragraph(cm: dict, headlines: dict, training: dict | None) -> str:
     n = headlines.get("replicates", 0)
     meas = ("; ".join(measured) + f" (means over {n} seeds)") if measured else \
         "no operation-level accuracy could be measured in this build"
-    loss = ("The training lab measured the loss cost: " + training["sentence"]) if training and \
-        training.get("sentence") else ("What they do not say: the training-loss cost (no training run in this "
-                                       "build, so the paper's < 0.25% is neither confirmed nor refuted)")
+    if training and training.get("sentence"):
+        loss = (f"The training lab measured the loss cost: {training['sentence'].rstrip('.')}. What the numbers do "
+                "not say: whether that holds at DeepSeek-V3's scale (the lab trains a small DeepSeek-shaped model"
+                + (f" for {training['steps']} steps" if training.get("steps") else "") + "), nor the wall-clock "
+                "speed on a GPU")
+    else:
+        loss = ("What they do not say: the training-loss cost (no training run in this build, so the paper's < 0.25% "
+                "is neither confirmed nor refuted), nor the wall-clock speed on a GPU")
     return (
         "Is DeepSeek-V3 cheap to train and serve because of these tricks? By the cost model, most of the saving "
         f"is structural and costs no accuracy at all: MoE activates {pct(v['active_fraction'])} of the weights, "
@@ -298,7 +304,7 @@ def seed_paragraph(cm: dict, headlines: dict, training: dict | None) -> str:
         f"caches {v['mla_vs_mha']:.3g}x fewer bytes per token than MHA. FP8 adds at most "
         f"{v['H800_fp8_over_bf16_peak']:.3g}x on tensor-core peak and halves the bytes of weights and activations. "
         f"The numerical tricks are where the accuracy goes, and what we measured is its price per operation: "
-        f"{meas}. {loss}, nor the wall-clock speed on a GPU: DeepSeek's reported {v['pretrain_gpu_hours'] / 1e6:.3g}M "
+        f"{meas}. {loss}: DeepSeek's reported {v['pretrain_gpu_hours'] / 1e6:.3g}M "
         f"H800 GPU hours for {v['pretrain_tokens'] / 1e12:.3g}T tokens imply {pct(v['implied_util_fp8_peak'])} of "
         f"the FP8 dense peak ({pct(v['implied_util_bf16_peak'])} of BF16's), so the 2x that FP8 offers on paper is "
         "not visible in their hours, and how much of it they realised is not something a CPU emulator can tell.")
