@@ -9,7 +9,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "golden/json.hpp"
+#include "common/json.hpp"
 
 namespace fp8lab::golden {
 

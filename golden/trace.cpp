@@ -3,7 +3,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "golden/json.hpp"
+#include "common/json.hpp"
 #include "golden/sha256.hpp"
 
 namespace fp8lab::golden {

@@ -24,7 +24,7 @@
 #include "accum/tensor_core.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/operand.hpp"
-#include "golden/json.hpp"
+#include "common/json.hpp"
 #include "golden/trace.hpp"
 #include "quant/qtensor.hpp"
 
@@ -46,9 +46,9 @@ inline std::string tile_text(const QTensor& q) {
 
 // Parses to_json(GemmSpec) (any key order). Throws std::invalid_argument naming the key.
 inline GemmSpec gemm_spec_from_trace_json(const std::string& text) {
-  const golden::Json j = golden::parse_json(text);
+  const Json j = parse_json(text);
   auto str = [&](const char* key) -> std::string {
-    const golden::Json* v = j.find(key);
+    const Json* v = j.find(key);
     if (!v || !v->is_string()) throw std::invalid_argument(std::string("spec: key '") + key + "' missing or not a string");
     return v->text;
   };
@@ -57,7 +57,7 @@ inline GemmSpec gemm_spec_from_trace_json(const std::string& text) {
   s.combine = combine_by_name(str("combine"));
   s.instruction = str("instruction");
   s.out = output_format_by_name(str("out"));
-  const golden::Json* pe = j.find("promote_every");
+  const Json* pe = j.find("promote_every");
   std::uint64_t n = 0;
   if (!pe || !pe->as_u64(n)) throw std::invalid_argument("spec: key 'promote_every' missing or not an integer");
   s.promote_every = static_cast<int>(n);
@@ -156,8 +156,8 @@ inline std::string replay_gemm_trace(const golden::Trace& t) {
 
 // Replays a "tc_probe" trace: every <name>.d_wgmma against the spec's instruction preset.
 inline std::string replay_probe_trace(const golden::Trace& t) {
-  const golden::Json j = golden::parse_json(t.spec);
-  const golden::Json* ins = j.find("instruction");
+  const Json j = parse_json(t.spec);
+  const Json* ins = j.find("instruction");
   if (!ins || !ins->is_string()) return "spec: no \"instruction\" preset";
   const TensorCoreModel& model = tensor_core_by_name(ins->text);
   std::ostringstream o;

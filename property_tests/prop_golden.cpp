@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "golden/json.hpp"
+#include "common/json.hpp"
 #include "golden/safetensors.hpp"
 #include "golden/trace.hpp"
 
@@ -105,7 +105,7 @@ RC_GTEST_PROP(GoldenJson, CanonicalFormIsAFixedPoint, ()) {
       rc::gen::element<std::string>("b", "a", "\xc3\xa9", "z", "a\"q", "tab\t"));
   std::string text = "{";
   for (std::size_t i = 0; i < keys.size(); ++i)
-    text += (i ? ", " : " ") + g::json_quote(keys[i] + std::to_string(i)) + " : [" + std::to_string(i) + ", null, true]";
+    text += (i ? ", " : " ") + fp8lab::json_quote(keys[i] + std::to_string(i)) + " : [" + std::to_string(i) + ", null, true]";
   text += " }";
   const std::string c = g::canonical_json(text);
   RC_ASSERT(g::canonical_json(c) == c);

@@ -196,7 +196,7 @@ py::list presets_py() {
   return out;
 }
 
-Registration accum_registration(30, "accum", [](py::module_& m) {
+Registration accum_registration("accum", {}, [](py::module_& m) {
   m.def("tensor_core_dot", &dot_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("instruction"),
         py::arg("fmt"), py::arg("scale_a"), py::arg("scale_b"));
   m.def("tensor_core_presets", &presets_py);

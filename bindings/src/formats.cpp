@@ -92,7 +92,7 @@ py::dict format_info_py(const std::string& fmt_name) {
   return d;
 }
 
-Registration formats_registration(0, "formats", [](py::module_& m) {
+Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("formats", &format_names, "Names of the built-in formats (any eXmY is accepted as well).");
   m.def("rounding_modes", &rounding_names);
   m.def("overflow_modes", &overflow_names);

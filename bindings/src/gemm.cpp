@@ -11,7 +11,9 @@
 #include "gemm/exact.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/metrics.hpp"
+#include "gemm/recipe.hpp"
 #include "registry.hpp"
+#include "specs.hpp"
 
 namespace fp8lab::bindings {
 namespace {
@@ -141,13 +143,27 @@ py::dict metrics_py(const py::object& result, const py::object& exact, const std
   return d;
 }
 
-Registration gemm_registration(40, "gemm", [](py::module_& m) {
+// A recipe given as a row name, a row dict (e.g. recipe(name) with a field changed), a dict with
+// "base" plus the fields it changes, or the JSON text of either.
+GemmRecipe recipe_from_py(const py::object& r) {
+  if (py::isinstance<py::str>(r)) {
+    const std::string s = r.cast<std::string>();
+    if (s.empty() || s.front() != '{') return gemm_recipe(s);
+  }
+  return gemm_recipe_from_json(to_canonical_json(spec_object_from_py(r, "recipe")));
+}
+
+Registration gemm_registration("gemm", {"quant"}, [](py::module_& m) {
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("accumulate"), py::arg("promote_every"),
         py::arg("combine"), py::arg("instruction"), py::arg("out"), py::arg("c"), py::arg("bound") = false);
   m.def("gemm_exact", &gemm_exact_py, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("out"));
   m.def("gemm_metrics", &metrics_py, py::arg("result"), py::arg("exact"), py::arg("out"), py::arg("bound"));
   m.def("gemm_accumulate_names", &accumulate_names);
   m.def("gemm_combine_names", &combine_names);
+  m.def("gemm_recipes", &gemm_recipe_names);
+  m.def("gemm_recipe", [](const py::object& r) { return spec_to_dict(recipe_from_py(r), gemm_recipe_schema()); },
+        py::arg("recipe"));
+  m.attr("default_gemm_recipe") = std::string(kDefaultGemmRecipe);
 });
 
 }  // namespace

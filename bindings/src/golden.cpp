@@ -7,7 +7,7 @@
 
 #include "arrays.hpp"
 #include "checks/verdict.hpp"
-#include "golden/json.hpp"
+#include "common/json.hpp"
 #include "golden/safetensors.hpp"
 #include "golden/sha256.hpp"
 #include "golden/trace.hpp"
@@ -149,7 +149,7 @@ py::array_t<double> ulp_distances_py(const py::object& a, const py::object& b, i
   return out;
 }
 
-Registration golden_registration(50, "golden", [](py::module_& m) {
+Registration golden_registration("golden", {"quant"}, [](py::module_& m) {
   py::register_exception<g::TraceError>(m, "TraceError", PyExc_ValueError);
   m.def("golden_read_trace", &read_trace_py, py::arg("path"), py::arg("check_digests") = true);
   m.def("golden_parse_trace", &parse_trace_py, py::arg("data"), py::arg("source"), py::arg("check_digests") = true);

@@ -272,7 +272,7 @@ BoundScope scope_by_name(const std::string& name) {
 
 }  // namespace
 
-Registration mla_registration(60, "mla", [](py::module_& m) {
+Registration mla_registration("mla", {"quant"}, [](py::module_& m) {
   m.def("mla_spec_normalize", [](const std::string& json) { return mla::to_json(spec_from_json(json)); }, py::arg("spec_json"),
         "Parses, validates and re-serialises an MlaSpec JSON (canonical form).");
   m.def("mla_kv_bytes", [](const std::string& json) {

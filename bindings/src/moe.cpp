@@ -314,7 +314,7 @@ py::dict compare_py(const py::object& ids_a, const py::object& w_a, const py::ob
   return d;
 }
 
-Registration moe_registration(60, "moe", [](py::module_& m) {
+Registration moe_registration("moe", {}, [](py::module_& m) {
   m.def("moe_recipe_names", &router_recipe_names);
   m.def("moe_spec", [](const py::dict& d) { return spec_to_dict(spec_from_dict(d)); }, py::arg("spec"));
   m.def("moe_spec_json", [](const py::dict& d) { return spec_from_dict(d).to_json(); }, py::arg("spec"));

@@ -1,5 +1,5 @@
 // fp8lab._core: quant — the QTensor class (the C++ struct itself, so gemm/golden bindings take it
-// as a fp8lab::QTensor argument), quantize, retile, scale rules. Registered early (order 10).
+// as a fp8lab::QTensor argument), quantize, retile, scale rules.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -157,7 +157,7 @@ py::dict rule_dict(const ScaleRule& r) {
   return loads(r.to_json()).cast<py::dict>();
 }
 
-Registration quant_registration(10, "quant", [](py::module_& m) {
+Registration quant_registration("quant", {}, [](py::module_& m) {
   py::class_<Tile>(m, "Tile")
       .def(py::init([](std::size_t r, std::size_t c) { return Tile{r, c}; }), py::arg("rows"), py::arg("cols"))
       .def_readonly("rows", &Tile::rows)

@@ -3,6 +3,7 @@
 #include "formats/encode.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -359,33 +360,31 @@ void decode_array(const void* in, std::size_t n, const Format& fmt, float* out) 
   decode_array_any(in, n, fmt, out);
 }
 
-Rounding rounding_by_name(std::string_view name) {
-  for (auto r : {Rounding::NearestEven, Rounding::TowardZero, Rounding::Up, Rounding::Down, Rounding::Stochastic})
-    if (rounding_name(r) == name) return r;
-  throw std::invalid_argument("rounding: unknown mode '" + std::string(name) +
-                              "'; valid modes: nearest_even, toward_zero, up, down, stochastic");
+namespace {
+constexpr std::array<schema::EnumRow<Rounding>, 5> kRounding{{{"nearest_even", Rounding::NearestEven},
+                                                              {"toward_zero", Rounding::TowardZero},
+                                                              {"up", Rounding::Up},
+                                                              {"down", Rounding::Down},
+                                                              {"stochastic", Rounding::Stochastic}}};
+constexpr std::array<schema::EnumRow<Overflow>, 2> kOverflow{
+    {{"saturate", Overflow::Saturate}, {"inf_or_nan", Overflow::InfOrNan}}};
+
+template <class E>
+E mode_by_name(std::span<const schema::EnumRow<E>> table, std::string_view name, const char* arg) {
+  for (const auto& r : table)
+    if (r.name == name) return r.value;
+  throw std::invalid_argument(std::string(arg) + ": unknown mode '" + std::string(name) + "'; valid modes: " +
+                              schema::join_names(schema::enum_names(table)));
 }
+}  // namespace
 
-Overflow overflow_by_name(std::string_view name) {
-  for (auto o : {Overflow::Saturate, Overflow::InfOrNan})
-    if (overflow_name(o) == name) return o;
-  throw std::invalid_argument("overflow: unknown mode '" + std::string(name) + "'; valid modes: saturate, inf_or_nan");
-}
-
-std::string_view rounding_name(Rounding r) {
-  switch (r) {
-    case Rounding::NearestEven: return "nearest_even";
-    case Rounding::TowardZero: return "toward_zero";
-    case Rounding::Up: return "up";
-    case Rounding::Down: return "down";
-    case Rounding::Stochastic: return "stochastic";
-  }
-  return "?";
-}
-
-std::string_view overflow_name(Overflow o) { return o == Overflow::Saturate ? "saturate" : "inf_or_nan"; }
-
-std::vector<std::string> rounding_names() { return {"nearest_even", "toward_zero", "up", "down", "stochastic"}; }
-std::vector<std::string> overflow_names() { return {"saturate", "inf_or_nan"}; }
+std::span<const schema::EnumRow<Rounding>> rounding_table() { return kRounding; }
+std::span<const schema::EnumRow<Overflow>> overflow_table() { return kOverflow; }
+Rounding rounding_by_name(std::string_view name) { return mode_by_name(rounding_table(), name, "rounding"); }
+Overflow overflow_by_name(std::string_view name) { return mode_by_name(overflow_table(), name, "overflow"); }
+std::string_view rounding_name(Rounding r) { return schema::enum_name(rounding_table(), r); }
+std::string_view overflow_name(Overflow o) { return schema::enum_name(overflow_table(), o); }
+std::vector<std::string> rounding_names() { return schema::enum_names(rounding_table()); }
+std::vector<std::string> overflow_names() { return schema::enum_names(overflow_table()); }
 
 }  // namespace fp8lab

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/schema.hpp"
 #include "formats/format.hpp"
 
 namespace fp8lab {
@@ -36,6 +37,9 @@ std::string_view rounding_name(Rounding r);
 std::string_view overflow_name(Overflow o);
 std::vector<std::string> rounding_names();
 std::vector<std::string> overflow_names();
+// The (name, value) rows of the two enums, for the spec schemas that hold them.
+std::span<const schema::EnumRow<Rounding>> rounding_table();
+std::span<const schema::EnumRow<Overflow>> overflow_table();
 
 // The 32 random bits used to round element `index` stochastically: a counter-based hash
 // (SplitMix64 finaliser over seed and index). Round away from zero iff

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/schema.hpp"
+
 namespace fp8lab {
 
 enum class Accumulate : std::uint8_t {
@@ -63,7 +65,10 @@ int output_precision(OutputFormat o);
 int output_min_exponent(OutputFormat o);
 int output_max_exponent(OutputFormat o);
 
-// Canonical JSON of the spec (keys sorted).
+// The declared fields of GemmSpec (common/schema.hpp): canonical JSON (keys sorted), the strict
+// reader (missing keys keep the defaults above) and the Python binding's field list.
+const schema::Schema<GemmSpec>& gemm_spec_schema();
 std::string to_json(const GemmSpec& spec);
+GemmSpec gemm_spec_from_json(std::string_view json);
 
 }  // namespace fp8lab

@@ -11,6 +11,7 @@
 #include "mla/rope.hpp"
 #include "gemm/bounds.hpp"
 #include "gemm/gemm.hpp"
+#include "gemm/recipe.hpp"
 #include "quant/quantize.hpp"
 
 namespace fp8lab::mla {
@@ -24,14 +25,16 @@ std::string_view form_name(Form f) { return f == Form::Naive ? "naive" : "absorb
 
 namespace {
 
+const GemmRecipe& fp8_linear_recipe() { return gemm_recipe(kFp8LinearRecipe); }
+
 // y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in]; FP8: see MatmulFormat::Fp8.
 std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, const std::vector<float>& W,
                                 std::size_t out, MatmulFormat f) {
   if (f == MatmulFormat::Fp8) {
-    const ScaleRule& rule = scale_rule_by_name("deepseek");
-    const QTensor qx = quantize(x, T, in, Tile{1, 128}, "e4m3", rule);
-    const QTensor qw = quantize(W.data(), out, in, Tile{128, 128}, "e4m3", rule);
-    const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(qw, "weight"), GemmSpec{});
+    const GemmRecipe& r = fp8_linear_recipe();
+    const QTensor qx = quantize_operand(x, T, in, r.a);
+    const QTensor qw = quantize_operand(W.data(), out, in, r.b);
+    const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(qw, "weight"), r.gemm);
     return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
   }
   if (f == MatmulFormat::Bf16TensorCore) {
@@ -195,7 +198,7 @@ QTensor wkv_b_fp8(const MlaWeights& w, const MlaSpec& s) {
   validate_weights(w, s);
   const std::size_t rows = static_cast<std::size_t>(s.heads) * (s.nope + s.v), cols = s.kv_lora;
   QTensor q = w.wkv_b_fp8.rows != 0 ? w.wkv_b_fp8
-                                    : quantize(w.wkv_b.data(), rows, cols, Tile{128, 128}, "e4m3", scale_rule_by_name("deepseek"));
+                                    : quantize_operand(w.wkv_b.data(), rows, cols, fp8_linear_recipe().b);
   (void)operand_from_qtensor(q, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
   return q;
 }
@@ -252,12 +255,13 @@ std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaW
   for (std::size_t i = 0; i < T * C; ++i)
     if (!std::isfinite(latent[i])) throw std::invalid_argument("latent: element " + std::to_string(i) + " is not finite");
   if (s.wkv_b == MatmulFormat::Fp8) {
-    const QTensor qx = quantize(latent, T, C, Tile{1, 128}, "e4m3", scale_rule_by_name("deepseek"));
+    const GemmRecipe& r = fp8_linear_recipe();
+    const QTensor qx = quantize_operand(latent, T, C, r.a);
     const QTensor qw = wkv_b_fp8(w, s);
     const GemmOperand a = operand_from_qtensor(qx, "latent"), b = operand_from_qtensor(qw, "weights.wkv_b_fp8");
-    const std::vector<double> y = gemm(a, b, GemmSpec{});
+    const std::vector<double> y = gemm(a, b, r.gemm);
     if (bound) {
-      *bound = gemm_error_bound(a, b, GemmSpec{});
+      *bound = gemm_error_bound(a, b, r.gemm);
       delta_out->assign(T * N, 0.0);
       const std::vector<double> cq = dequantize(qx), we = dequantize(qw);
       const double g64 = gamma64(static_cast<double>(C + 2));

@@ -22,21 +22,24 @@ enum class MatmulFormat : std::uint8_t {
   Fp32,  // FP32 operands and accumulation, FP32 result
   Bf16,  // operands rounded to BF16 (products exact in FP32), FP32 accumulation, result rounded to
          // BF16 (nearest even): a BF16 GEMM with FP32 accumulation, as torch's default dtype bf16 runs
-         // inference/model.py. Not the tensor-core truncation model (that is the gemm area's).
-  Fp8,   // DeepSeek-V3's FP8 linear (inference/model.py `linear` with fp8 weights): activations
-         // quantised 1x128 and weights 128x128 to E4M3 with the "deepseek" scale rule (quant/), the
-         // product by the gemm area's default spec (Hopper FP8 tensor core, promotion every 128,
-         // DeepGEMM combine, BF16 output). Projections wq_a, wq_b, wkv_a, wo; and wkv_b, where it
+         // inference/model.py. Not the tensor-core truncation model (Bf16TensorCore is).
+  Fp8,   // DeepSeek-V3's FP8 linear (inference/model.py `linear` with fp8 weights): the GEMM
+         // recipe kFp8LinearRecipe (gemm/recipe.hpp: activations 1x128 and weights 128x128 E4M3
+         // under the "deepseek" scale rule, Hopper FP8 tensor core, promotion every 128, DeepGEMM
+         // combine, BF16 output). Projections wq_a, wq_b, wkv_a, wo; and wkv_b, where it
          // means "FP8 checkpoint weights as DeepSeek runs them" (forward.hpp wkv_b_fp8: naive =
          // this FP8 linear, absorbed = the dequantised weights). Not attn or decode_p, whose
          // bounds assume fp32 or bf16. Not bit-faithful to that Triton kernel: it promotes as
          // fma(fl(p*sa), sb, acc) under Triton's default FP fusion, and its 16-row tiles use FP16
          // mma.sync rather than FP8 wgmma (gpu/README.md, finding 3); the DeepGEMM recipe here is
          // the one DeepSeek serves with.
-  Bf16TensorCore,  // BF16 operands through the gemm area's Hopper BF16 wgmma model (accumulate
+  Bf16TensorCore,  // BF16 operands through gemm/'s Hopper BF16 wgmma model (accumulate
                    // TensorCore, instruction "hopper_bf16": truncating alignment inside the tensor
                    // core, chained over K), BF16 output. Projections only, as Fp8.
 };
+
+// The GEMM recipe (gemm/recipe.hpp) of every MatmulFormat::Fp8 projection.
+inline constexpr std::string_view kFp8LinearRecipe = "deepseek_v3_fp8_linear";
 
 enum class CacheFormat : std::uint8_t {
   Bf16,     // [blocks, page, 1, 576] bf16: latent 512 + k_pe 64

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "common/pinned_math.hpp"
+#include "gemm/recipe.hpp"
 #include "mla/numerics.hpp"
 
 namespace fp8lab::mla {
@@ -64,11 +65,13 @@ void validate_weights(const MlaWeights& w, const MlaSpec& s) {
     if (q.rows != rows || q.cols != cols)
       throw std::invalid_argument("weights.wkv_b_fp8: expected shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
                                   "] for this spec, got [" + std::to_string(q.rows) + ", " + std::to_string(q.cols) + "]");
-    if (q.fmt != "e4m3" || !(q.tile == Tile{128, 128}))
-      throw std::invalid_argument("weights.wkv_b_fp8: expected E4M3 elements with 128x128 block scales (DeepSeek-V3's FP8 "
-                                  "checkpoint layout), got format '" + q.fmt + "' tile " + std::to_string(q.tile.rows) + "x" +
-                                  std::to_string(q.tile.cols));
-    const std::size_t grid = ((rows + 127) / 128) * ((cols + 127) / 128);
+    const OperandRecipe& want = gemm_recipe(kFp8LinearRecipe).b;  // DeepSeek-V3's FP8 checkpoint layout
+    if (q.fmt != want.format || !(q.tile == want.tile))
+      throw std::invalid_argument("weights.wkv_b_fp8: expected " + want.format + " elements with " +
+                                  std::to_string(want.tile.rows) + "x" + std::to_string(want.tile.cols) +
+                                  " block scales (recipe " + std::string(kFp8LinearRecipe) + "), got format '" + q.fmt +
+                                  "' tile " + std::to_string(q.tile.rows) + "x" + std::to_string(q.tile.cols));
+    const std::size_t grid = q.tile_grid_rows() * q.tile_grid_cols();
     if (q.bits.size() != rows * cols || q.scales.size() != grid)
       throw std::invalid_argument("weights.wkv_b_fp8: expected " + std::to_string(rows * cols) + " element bits and " +
                                   std::to_string(grid) + " block scales, got " + std::to_string(q.bits.size()) + " and " +

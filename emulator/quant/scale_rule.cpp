@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
-#include <map>
 #include <stdexcept>
 
 namespace fp8lab {
@@ -144,49 +143,97 @@ const std::vector<ScaleRule>& table() {
   return t;
 }
 
-template <class E, std::size_t N>
-std::string_view enum_name(E v, const std::array<std::string_view, N>& names) {
-  const auto i = static_cast<std::size_t>(v);
-  return i < N ? names[i] : std::string_view("?");
-}
+using schema::EnumRow;
+constexpr std::array<EnumRow<AmaxNan>, 2> kAmaxNan{{{"propagate", AmaxNan::Propagate}, {"ignore", AmaxNan::Ignore}}};
+constexpr std::array<EnumRow<FloorAt>, 3> kFloorAt{
+    {{"none", FloorAt::None}, {"amax", FloorAt::Amax}, {"scale", FloorAt::Scale}}};
+constexpr std::array<EnumRow<ScaleForm>, 4> kForm{{{"amax_over_fmax", ScaleForm::AmaxOverFmax},
+                                                   {"amax_times_inv_fmax", ScaleForm::AmaxTimesInvFmax},
+                                                   {"fmax_over_amax", ScaleForm::FmaxOverAmax},
+                                                   {"mx_shared_exponent", ScaleForm::MxSharedExponent}}};
+constexpr std::array<EnumRow<Pow2>, 4> kPow2{{{"none", Pow2::None},
+                                              {"ceil_log2", Pow2::CeilLog2},
+                                              {"exponent_bits_ceil", Pow2::ExponentBitsCeil},
+                                              {"mask_mantissa", Pow2::MaskMantissa}}};
+constexpr std::array<EnumRow<Apply>, 3> kApply{
+    {{"divide", Apply::Divide}, {"reciprocal_multiply", Apply::ReciprocalMultiply}, {"multiply", Apply::Multiply}}};
+constexpr std::array<EnumRow<ScaleStorage>, 2> kStorage{{{"fp32", ScaleStorage::Fp32}, {"ue8m0", ScaleStorage::Ue8m0}}};
 
-constexpr std::array<std::string_view, 2> kAmaxNan{"propagate", "ignore"};
-constexpr std::array<std::string_view, 3> kFloorAt{"none", "amax", "scale"};
-constexpr std::array<std::string_view, 4> kForm{"amax_over_fmax", "amax_times_inv_fmax", "fmax_over_amax",
-                                                "mx_shared_exponent"};
-constexpr std::array<std::string_view, 4> kPow2{"none", "ceil_log2", "exponent_bits_ceil", "mask_mantissa"};
-constexpr std::array<std::string_view, 3> kApply{"divide", "reciprocal_multiply", "multiply"};
-constexpr std::array<std::string_view, 2> kStorage{"fp32", "ue8m0"};
-
-template <class E, std::size_t N>
-E enum_from(std::string_view key, std::string_view v, const std::array<std::string_view, N>& names) {
-  for (std::size_t i = 0; i < N; ++i)
-    if (names[i] == v) return static_cast<E>(i);
-  std::string valid;
-  for (auto n : names) valid += (valid.empty() ? "" : ", ") + std::string(n);
-  throw std::invalid_argument("scale rule: '" + std::string(key) + "' has unknown value '" + std::string(v) +
-                              "'; valid: " + valid);
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+// The epsilon is written twice, as a decimal (%.9g, enough to round-trip a float32) and as a hex
+// float; a reader takes either, and when both are given they must agree (an edited decimal next to
+// a stale hex value would otherwise be ignored silently).
+float read_epsilon(const Json& v, const Json& object, const std::string& where, bool hex) {
+  std::string text;
+  if (hex) {
+    text = schema::read_string(v, where);
+  } else {
+    (void)schema::read_number(v, where);
+    text = v.text;
   }
-  return out + "\"";
+  char* end = nullptr;
+  const double d = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size())
+    schema::fail(where, "\"" + text + "\"", "a hex float such as \"0x1.a36e2ep-14\"");
+  const float f = static_cast<float>(d);
+  const Json* other = object.find(hex ? "epsilon" : "epsilon_hex");
+  if (other && (other->is_number() || other->is_string())) {
+    const float g = static_cast<float>(std::strtod(other->text.c_str(), nullptr));
+    if (f != g)
+      throw std::invalid_argument("ScaleRule: 'epsilon' (" + (hex ? other->text : text) + ") and 'epsilon_hex' (" +
+                                  (hex ? text : other->text) + ") disagree; give one of them");
+  }
+  return f;
+}
+
+std::string eps_text(float e, const char* fmt) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, static_cast<double>(e));
+  return buf;
+}
+
+schema::Field<ScaleRule> epsilon_field(bool hex) {
+  return {hex ? "epsilon_hex" : "epsilon", hex ? "string" : "number", {},
+          "a finite float32 >= 0" + std::string(hex ? " as a hex float" : ""),
+          [hex](const ScaleRule& r) {
+            return hex ? schema::string_json(eps_text(r.epsilon, "%a")) : schema::number_json(eps_text(r.epsilon, "%.9g"));
+          },
+          [hex](ScaleRule& r, const Json& v, const Json& o, const std::string& w) { r.epsilon = read_epsilon(v, o, w, hex); }};
 }
 
 float pow2f(int e) { return std::ldexp(1.0f, e); }  // exact for -149 <= e <= 127
 
 }  // namespace
 
-std::string_view amax_nan_name(AmaxNan v) { return enum_name(v, kAmaxNan); }
-std::string_view floor_at_name(FloorAt v) { return enum_name(v, kFloorAt); }
-std::string_view scale_form_name(ScaleForm v) { return enum_name(v, kForm); }
-std::string_view pow2_name(Pow2 v) { return enum_name(v, kPow2); }
-std::string_view apply_name(Apply v) { return enum_name(v, kApply); }
-std::string_view scale_storage_name(ScaleStorage v) { return enum_name(v, kStorage); }
+std::string_view amax_nan_name(AmaxNan v) { return schema::enum_name<AmaxNan>(kAmaxNan, v); }
+std::string_view floor_at_name(FloorAt v) { return schema::enum_name<FloorAt>(kFloorAt, v); }
+std::string_view scale_form_name(ScaleForm v) { return schema::enum_name<ScaleForm>(kForm, v); }
+std::string_view pow2_name(Pow2 v) { return schema::enum_name<Pow2>(kPow2, v); }
+std::string_view apply_name(Apply v) { return schema::enum_name<Apply>(kApply, v); }
+std::string_view scale_storage_name(ScaleStorage v) { return schema::enum_name<ScaleStorage>(kStorage, v); }
+
+const schema::Schema<ScaleRule>& scale_rule_schema() {
+  using S = ScaleRule;
+  static const schema::Schema<S> sc{
+      "ScaleRule",
+      {
+          schema::enumeration<S, AmaxNan>("amax_nan", &S::amax_nan, kAmaxNan),
+          schema::enumeration<S, Apply>("apply", &S::apply, kApply),
+          schema::enumeration<S, Overflow>("cast_overflow", &S::cast_overflow, overflow_table()),
+          schema::boolean<S>("clamp_before_cast", &S::clamp_before_cast),
+          epsilon_field(false),
+          epsilon_field(true),
+          schema::enumeration<S, FloorAt>("floor_at", &S::floor_at, kFloorAt),
+          schema::enumeration<S, ScaleForm>("form", &S::form, kForm),
+          schema::text<S>("name", &S::name),
+          schema::enumeration<S, Pow2>("pow2", &S::pow2, kPow2),
+          schema::text<S>("source", &S::source),
+          schema::enumeration<S, ScaleStorage>("storage", &S::storage, kStorage),
+          schema::boolean<S>("te_special_cases", &S::te_special_cases),
+          schema::integer<S, std::size_t>("tile_elements", &S::tile_elements, 0, 1LL << 40),
+      },
+      [](const S& r) { r.validate(); }};
+  return sc;
+}
 
 void ScaleRule::validate() const {
   const std::string who = "scale rule '" + name + "': ";
@@ -213,154 +260,41 @@ void ScaleRule::validate() const {
     throw std::invalid_argument(who + "storage 'ue8m0' holds powers of two only; set pow2 or use storage 'fp32'");
 }
 
-std::string ScaleRule::to_json() const {
-  char eps[64];
-  std::snprintf(eps, sizeof eps, "%a", static_cast<double>(epsilon));
-  char epsd[64];
-  std::snprintf(epsd, sizeof epsd, "%.9g", static_cast<double>(epsilon));
-  std::string j = "{";
-  j += "\"amax_nan\":" + json_string(amax_nan_name(amax_nan));
-  j += ",\"apply\":" + json_string(apply_name(apply));
-  j += ",\"cast_overflow\":" + json_string(overflow_name(cast_overflow));
-  j += ",\"clamp_before_cast\":" + std::string(clamp_before_cast ? "true" : "false");
-  j += ",\"epsilon\":" + std::string(epsd);
-  j += ",\"epsilon_hex\":" + json_string(eps);
-  j += ",\"floor_at\":" + json_string(floor_at_name(floor_at));
-  j += ",\"form\":" + json_string(scale_form_name(form));
-  j += ",\"name\":" + json_string(name);
-  j += ",\"pow2\":" + json_string(pow2_name(pow2));
-  j += ",\"source\":" + json_string(source);
-  j += ",\"storage\":" + json_string(scale_storage_name(storage));
-  j += ",\"te_special_cases\":" + std::string(te_special_cases ? "true" : "false");
-  j += ",\"tile_elements\":" + std::to_string(tile_elements);
-  return j + "}";
-}
+std::string ScaleRule::to_json() const { return schema::to_json(*this, scale_rule_schema()); }
 
 ScaleRule scale_rule_from_json(std::string_view js) {
-  // A flat object of string / number / bool values: all a ScaleRule holds.
-  std::map<std::string, std::string> kv;
-  std::size_t i = 0;
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument("scale rule JSON: " + what + " at offset " + std::to_string(i));
-  };
-  auto ws = [&] {
-    while (i < js.size() && (js[i] == ' ' || js[i] == '\n' || js[i] == '\t' || js[i] == '\r')) ++i;
-  };
-  auto str = [&]() {
-    if (i >= js.size() || js[i] != '"') fail("expected a string");
-    ++i;
-    std::string s;
-    while (i < js.size() && js[i] != '"') {
-      if (js[i] == '\\' && i + 1 < js.size()) ++i;
-      s += js[i++];
-    }
-    if (i >= js.size()) fail("unterminated string");
-    ++i;
-    return s;
-  };
-  ws();
-  if (i >= js.size() || js[i] != '{') fail("expected '{'");
-  ++i;
-  ws();
-  if (i < js.size() && js[i] == '}') {
-    ++i;
-  } else {
-    for (;;) {
-      ws();
-      std::string key = str();
-      ws();
-      if (i >= js.size() || js[i] != ':') fail("expected ':'");
-      ++i;
-      ws();
-      std::string val;
-      if (i < js.size() && js[i] == '"') {
-        val = "s" + str();
-      } else {
-        const std::size_t b = i;
-        while (i < js.size() && js[i] != ',' && js[i] != '}' && js[i] != ' ' && js[i] != '\n') ++i;
-        val = "v" + std::string(js.substr(b, i - b));
-      }
-      if (kv.count(key)) fail("duplicate key '" + key + "'");
-      kv[key] = val;
-      ws();
-      if (i < js.size() && js[i] == ',') {
-        ++i;
-        continue;
-      }
-      if (i < js.size() && js[i] == '}') {
-        ++i;
-        break;
-      }
-      fail("expected ',' or '}'");
-    }
-  }
-  ws();
-  if (i != js.size()) fail("trailing characters");
-
+  const Json j = schema::parse_spec_text(js, "ScaleRule");
+  // A rule is either complete (every field but name and source: no hidden default decides how a
+  // kernel scales) or names the row it edits in "base".
   ScaleRule r;
   r.name = "custom";
-  auto need_str = [&](const std::string& k) -> std::string {
-    const std::string& v = kv.at(k);
-    if (v[0] != 's') throw std::invalid_argument("scale rule JSON: '" + k + "' must be a string");
-    return v.substr(1);
-  };
-  auto need_bool = [&](const std::string& k) {
-    const std::string& v = kv.at(k);
-    if (v == "vtrue") return true;
-    if (v == "vfalse") return false;
-    throw std::invalid_argument("scale rule JSON: '" + k + "' must be true or false");
-  };
-  for (const auto& [k, v] : kv) {
-    if (k == "name") r.name = need_str(k);
-    else if (k == "source") r.source = need_str(k);
-    else if (k == "amax_nan") r.amax_nan = enum_from<AmaxNan>(k, need_str(k), kAmaxNan);
-    else if (k == "floor_at") r.floor_at = enum_from<FloorAt>(k, need_str(k), kFloorAt);
-    else if (k == "form") r.form = enum_from<ScaleForm>(k, need_str(k), kForm);
-    else if (k == "pow2") r.pow2 = enum_from<Pow2>(k, need_str(k), kPow2);
-    else if (k == "apply") r.apply = enum_from<Apply>(k, need_str(k), kApply);
-    else if (k == "storage") r.storage = enum_from<ScaleStorage>(k, need_str(k), kStorage);
-    else if (k == "cast_overflow") r.cast_overflow = overflow_by_name(need_str(k));
-    else if (k == "te_special_cases") r.te_special_cases = need_bool(k);
-    else if (k == "clamp_before_cast") r.clamp_before_cast = need_bool(k);
-    else if (k == "epsilon_hex" || k == "epsilon") {
-      // Either form, rounded to float32; when both are given they must agree (an edited decimal
-      // next to a stale hex value would otherwise be ignored silently).
-      auto parse = [&](const std::string& key) {
-        const std::string s = kv.at(key).substr(1);
-        char* end = nullptr;
-        const double d = std::strtod(s.c_str(), &end);
-        if (s.empty() || end != s.c_str() + s.size())
-          throw std::invalid_argument("scale rule JSON: '" + key + "' is not a number: " + s);
-        return static_cast<float>(d);
-      };
-      r.epsilon = parse(k);
-      if (kv.count("epsilon") && kv.count("epsilon_hex") && parse("epsilon") != parse("epsilon_hex"))
-        throw std::invalid_argument("scale rule JSON: 'epsilon' (" + kv.at("epsilon").substr(1) + ") and 'epsilon_hex' (" +
-                                    kv.at("epsilon_hex").substr(1) + ") disagree; give one of them");
-    } else if (k == "tile_elements") {
-      const std::string s = v.substr(1);
-      char* end = nullptr;
-      const long long n = std::strtoll(s.c_str(), &end, 10);
-      if (v[0] != 'v' || s.empty() || end != s.c_str() + s.size() || n < 0)
-        throw std::invalid_argument("scale rule JSON: 'tile_elements' must be an integer >= 0, got " + s);
-      r.tile_elements = static_cast<std::size_t>(n);
-    } else {
-      throw std::invalid_argument("scale rule JSON: unknown key '" + k +
-                                  "'; valid keys: amax_nan, apply, cast_overflow, clamp_before_cast, epsilon, "
-                                  "epsilon_hex, floor_at, form, name, pow2, source, storage, te_special_cases, "
-                                  "tile_elements");
-    }
+  Json fields = j;
+  if (const Json* base = j.is_object() ? j.find("base") : nullptr) {
+    r = scale_rule_by_name(schema::read_string(*base, "ScaleRule.base"));
+    std::erase_if(fields.members, [](const JsonMember& m) { return m.first == "base"; });
+    if (!j.find("name")) r.name += "+custom";
   }
+  schema::read_into(r, fields, scale_rule_schema());
   r.validate();
+  if (!j.find("base")) {
+    std::vector<std::string> missing;
+    for (const auto& f : scale_rule_schema().fields)
+      if (f.key != "name" && f.key != "source" && f.key != "epsilon" && f.key != "epsilon_hex" && !j.find(f.key))
+        missing.push_back(f.key);
+    if (!j.find("epsilon") && !j.find("epsilon_hex")) missing.push_back("epsilon");
+    if (!missing.empty())
+      throw std::invalid_argument("ScaleRule: missing key(s) " + schema::join_names(missing) +
+                                  "; a rule gives every field, or names the rule it edits in \"base\" (one of " +
+                                  schema::join_names(scale_rule_names()) + ")");
+  }
   return r;
 }
 
 const ScaleRule& scale_rule_by_name(std::string_view name) {
   for (const auto& r : table())
     if (r.name == name) return r;
-  std::string valid;
-  for (const auto& r : table()) valid += (valid.empty() ? "" : ", ") + r.name;
-  throw std::invalid_argument("rule: unknown scale rule '" + std::string(name) + "'; valid rules: " + valid);
+  throw std::invalid_argument("rule: unknown scale rule '" + std::string(name) + "'; valid rules: " +
+                              schema::join_names(scale_rule_names()));
 }
 
 std::vector<std::string> scale_rule_names() {

@@ -99,8 +99,11 @@ struct ScaleRule {
 // The named rules, in a fixed order; unknown names throw std::invalid_argument listing them.
 const ScaleRule& scale_rule_by_name(std::string_view name);
 std::vector<std::string> scale_rule_names();
-// Parses ScaleRule::to_json() output (or a hand-written object with the same keys; missing keys take
-// the defaults above). Throws std::invalid_argument naming the offending key.
+// The declared fields of ScaleRule (common/schema.hpp).
+const schema::Schema<ScaleRule>& scale_rule_schema();
+// Parses ScaleRule::to_json() output, or a hand-written object: either every field (name and
+// source may be left out) or {"base": "<named rule>", ...the fields it changes}. Throws
+// std::invalid_argument naming the offending key, its value and what it takes.
 ScaleRule scale_rule_from_json(std::string_view json);
 
 std::string_view amax_nan_name(AmaxNan v);

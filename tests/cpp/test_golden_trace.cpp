@@ -11,7 +11,7 @@
 #include <type_traits>
 
 #include "golden/fp8lab_kernel.h"
-#include "golden/json.hpp"
+#include "common/json.hpp"
 #include "golden/safetensors.hpp"
 #include "golden/sha256.hpp"
 #include "golden/trace.hpp"

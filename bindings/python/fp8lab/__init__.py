@@ -18,6 +18,7 @@ from .quant import QTensor, from_parts, quantize, retile, scale_rule, scale_rule
 from .accum import dot, tensor_cores  # noqa: E402
 from .scale_check import check_scales  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the package is importlib.import_module("fp8lab.sweep"))
+from ._recipes import recipe, recipes  # noqa: E402
 
 __version__ = _core.__version__
 
@@ -27,6 +28,8 @@ __all__ = [
     "check_scales",
     "from_parts",
     "quantize",
+    "recipe",
+    "recipes",
     "retile",
     "scale_rule",
     "scale_rules",

@@ -20,6 +20,8 @@ combine (the order the scales meet a promoted partial sum p):
 instruction: a tensor-core preset of ``fp8lab.accum`` (``hopper_fp8`` = Hopper wgmma E4M3).
 out: ``bf16`` (round to nearest even), ``fp32``, or ``fp64`` (no output rounding).
 c: optional M x N float32 C, added in FP32 after the accumulation (exactly, for ``exact``).
+recipe: a named recipe (``fp8lab.recipes()``) or an edited row; its ``gemm`` part gives every
+    argument above that is not passed. Default ``deepseek_v3_fp8_linear``.
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ import numpy as np
 
 from . import _core
 
-ACCUMULATE = ("exact", "fp32", "fp32_pairwise", "tensorcore", "promoted")
-COMBINE = ("deepgemm", "triton", "cublas")
-OUT = ("bf16", "fp32", "fp64")
+from . import _recipes
+
+# The choices come from the GemmSpec schema in the emulator (emulator/gemm/gemm_spec.cpp).
+_FIELDS = {f["key"]: f for f in _core.spec_fields("gemm")}
+ACCUMULATE = tuple(_FIELDS["accumulate"]["choices"])
+COMBINE = tuple(_FIELDS["combine"]["choices"])
+OUT = tuple(_FIELDS["out"]["choices"])
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -59,9 +65,20 @@ def _check_operand(name: str, x):
     raise TypeError(f"{name}: expected a QTensor or a 2-D numpy float array, got {type(x).__name__}")
 
 
-def gemm(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: str = "deepgemm",
-         instruction: str = "hopper_fp8", out: str = "bf16", c=None) -> np.ndarray:
+def _spec(recipe, accumulate, promote_every, combine, instruction, out) -> dict:
+    """The GEMM spec: the recipe's ``gemm`` part, with every argument that was passed in its place."""
+    spec = dict(_recipes.recipe(_recipes.DEFAULT if recipe is None else recipe)["gemm"])
+    given = dict(accumulate=accumulate, promote_every=promote_every, combine=combine, instruction=instruction, out=out)
+    spec.update({k: v for k, v in given.items() if v is not None})
+    return spec
+
+
+def gemm(a, b, accumulate: str | None = None, promote_every: int | None = None, combine: str | None = None,
+         instruction: str | None = None, out: str | None = None, c=None, *, recipe=None) -> np.ndarray:
     """Emulate ``D = C + A @ B.T`` (M x N) under the named accumulation spec; see the module doc."""
+    s = _spec(recipe, accumulate, promote_every, combine, instruction, out)
+    accumulate, promote_every, combine, instruction, out = (s["accumulate"], s["promote_every"], s["combine"],
+                                                           s["instruction"], s["out"])
     a = _check_operand("a", a)
     b = _check_operand("b", b)
     _check_choice("accumulate", accumulate, ACCUMULATE)
@@ -76,13 +93,16 @@ def gemm(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: 
     return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c)
 
 
-def gemm_bound(a, b, accumulate: str = "promoted", promote_every: int = 128, combine: str = "deepgemm",
-               instruction: str = "hopper_fp8", out: str = "bf16", c=None) -> np.ndarray:
+def gemm_bound(a, b, accumulate: str | None = None, promote_every: int | None = None, combine: str | None = None,
+               instruction: str | None = None, out: str | None = None, c=None, *, recipe=None) -> np.ndarray:
     """Certified per-element bound on ``|gemm(...) - gemm_exact(...)|`` (same arguments as ``gemm``).
 
     A running error bound from the spec (truncation per aligned term, normalisation, promotion,
     scale multiplies, output rounding); the derivation is in emulator/gemm/bounds.hpp.
     """
+    s = _spec(recipe, accumulate, promote_every, combine, instruction, out)
+    accumulate, promote_every, combine, instruction, out = (s["accumulate"], s["promote_every"], s["combine"],
+                                                           s["instruction"], s["out"])
     a = _check_operand("a", a)
     b = _check_operand("b", b)
     _check_choice("accumulate", accumulate, ACCUMULATE)

@@ -63,7 +63,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, _recipes
 
 QTensor = _core.QTensor
 
@@ -89,11 +89,20 @@ def _rule(rule):
     raise TypeError(f"rule: expected a rule name (see scale_rules()) or a spec dict, got {type(rule).__name__}")
 
 
-def quantize(x, tile=(1, 128), fmt: str = "e4m3", rule="deepseek") -> QTensor:
+def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, operand: str = "a") -> QTensor:
     """Quantise the 2-D float32 array ``x`` (float64 accepted when every value is a float32 value).
+
+    ``tile``, ``fmt`` and ``rule`` not passed come from operand ``operand`` ("a": activations, "b":
+    weights) of ``recipe`` (a name from ``fp8lab.recipes()`` or an edited row; default
+    ``deepseek_v3_fp8_linear``, whose activations are 1x128 E4M3 under the "deepseek" rule).
 
     Raises TypeError for a wrong dtype/type and ValueError for a wrong shape, an unknown format or
     rule, or a tile the rule cannot take (MX needs 32-element tiles)."""
+    if tile is None or fmt is None or rule is None or recipe is not None:
+        op = _recipes.operand(_recipes.DEFAULT if recipe is None else recipe, operand)
+        tile = op["tile"] if tile is None else tile
+        fmt = op["format"] if fmt is None else fmt
+        rule = op["rule"] if rule is None else rule
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x: expected a 2-D numpy array of float32, got {type(x).__name__}")
     if x.dtype not in (np.float32, np.float64):

@@ -13,16 +13,24 @@ from .context import Context
 from .inputs import DESCRIPTIONS, operands
 from .metrics import pct, relative_errors
 from .section import Section
+from .._recipes import recipe
 
 DISTS = ("llm_outliers", "gaussian")
 
 
+#: the GEMM recipe (fp8lab.recipes()) whose operands and product the section measures end to end
+RECIPE = "deepseek_v3_fp8_linear"
+
+
 def tilings(m: int, n: int, k: int) -> list[tuple[str, tuple, tuple, str]]:
     """(label, A tile, B tile, rule). B is N x K (NT layout), so its tiles run along K too."""
+    ra, rb = recipe(RECIPE)["a"], recipe(RECIPE)["b"]
+    rule = ra["rule"]
     return [
-        ("per-tensor", (m, k), (n, k), "deepseek"),
-        ("per-row (per token / per output channel)", (1, k), (1, k), "deepseek"),
-        ("1x128 activations, 128x128 weights (DeepSeek-V3)", (1, 128), (128, 128), "deepseek"),
+        ("per-tensor", (m, k), (n, k), rule),
+        ("per-row (per token / per output channel)", (1, k), (1, k), rule),
+        (f"{ra['tile'][0]}x{ra['tile'][1]} activations, {rb['tile'][0]}x{rb['tile'][1]} weights (DeepSeek-V3)",
+         tuple(ra["tile"]), tuple(rb["tile"]), rule),
         ("MX 1x32, UE8M0 shared exponent (OCP MX)", (1, 32), (1, 32), "mx"),
     ]
 
@@ -65,10 +73,9 @@ def run(ctx: Context) -> Section:
                 ctx.progress.step(f"{dist} {fmt} {label[:12]}")
         if api.has("gemm"):
             try:
-                qa = quantize(a, tile=(1, 128), fmt="e4m3", rule="deepseek")
-                qb = quantize(b, tile=(128, 128), fmt="e4m3", rule="deepseek")
-                out = api.get("gemm")(qa, qb, accumulate="promoted", promote_every=128, combine="deepgemm",
-                                      instruction="hopper_fp8", out="bf16")
+                qa = quantize(a, recipe=RECIPE, operand="a")
+                qb = quantize(b, recipe=RECIPE, operand="b")
+                out = api.get("gemm")(qa, qb, recipe=RECIPE)
                 results[dist]["e4m3|DeepSeek-V3 recipe end to end"] = relative_errors(np.asarray(out, np.float64), ref)
             except (ValueError, TypeError, RuntimeError) as err:
                 errors["e4m3|DeepSeek-V3 recipe end to end"] = f"{type(err).__name__}: {err}"

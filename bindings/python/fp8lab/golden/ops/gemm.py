@@ -29,9 +29,9 @@ class GemmOp(Operation):
     kinds = ("random", "zero_block", "extreme", "ragged", "subnormal", "cancel", "outlier")
 
     def default_spec(self) -> dict:
-        return {"a_format": "e4m3", "a_tile": [1, 128], "b_format": "e4m3", "b_tile": [128, 128],
-                "accumulate": "promoted", "promote_every": 128, "combine": "deepgemm",
-                "instruction": "hopper_fp8", "out": "bf16", "pinned": True}
+        r = _core.gemm_recipe(_core.default_gemm_recipe)  # operands' format and tile, then the GemmSpec
+        return {"a_format": r["a"]["format"], "a_tile": r["a"]["tile"], "b_format": r["b"]["format"],
+                "b_tile": r["b"]["tile"], **r["gemm"], "pinned": True}
 
     def oracle_spec(self) -> dict:
         return {**self.default_spec(), "accumulate": "fp32", "a_tile": [1, 0], "b_tile": [1, 0]}

@@ -26,7 +26,8 @@ class QuantizeOp(Operation):
     oracle_label = "emulator on 1 thread vs N (determinism)"
 
     def default_spec(self) -> dict:
-        return {"rule": "deepseek", "tile": [1, 128], "fmt": "e4m3"}
+        a = _core.gemm_recipe(_core.default_gemm_recipe)["a"]  # the activations' quantiser
+        return {"rule": a["rule"], "tile": a["tile"], "fmt": a["format"]}
 
     def normalize_spec(self, spec) -> dict:
         full = super().normalize_spec(spec)

@@ -1,9 +1,9 @@
-#include "golden/json.hpp"
+#include "common/json.hpp"
 
 #include <algorithm>
 #include <cstdio>
 
-namespace fp8lab::golden {
+namespace fp8lab {
 
 namespace {
 
@@ -320,4 +320,4 @@ std::string json_object_of_strings(const std::map<std::string, std::string>& m) 
   return out + "}";
 }
 
-}  // namespace fp8lab::golden
+}  // namespace fp8lab

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace fp8lab::golden {
+namespace fp8lab {
 
 struct JsonError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -54,4 +54,4 @@ std::string json_quote(std::string_view s);
 // Canonical JSON of a flat string -> string map (keys sorted by std::map).
 std::string json_object_of_strings(const std::map<std::string, std::string>& m);
 
-}  // namespace fp8lab::golden
+}  // namespace fp8lab

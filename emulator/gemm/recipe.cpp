@@ -1,0 +1,210 @@
+#include "gemm/recipe.hpp"
+
+#include <stdexcept>
+
+#include "accum/tensor_core.hpp"
+#include "formats/format.hpp"
+#include "quant/quantize.hpp"
+
+namespace fp8lab {
+
+namespace {
+
+OperandRecipe operand(std::string_view format, Tile tile, std::string_view rule) {
+  return {std::string(format), tile, scale_rule_by_name(rule)};
+}
+
+GemmSpec promoted(int every, Combine combine, std::string instruction, OutputFormat out) {
+  GemmSpec s;
+  s.accumulate = Accumulate::Promoted;
+  s.promote_every = every;
+  s.combine = combine;
+  s.instruction = std::move(instruction);
+  s.out = out;
+  return s;
+}
+
+std::vector<GemmRecipe> make_table() {
+  std::vector<GemmRecipe> t;
+  // DeepSeek-V3 inference/model.py `linear` with FP8 weights: act_quant (inference/kernel.py) makes
+  // 1x128 E4M3 activations with float32 scales amax/448, the checkpoint holds 128x128 E4M3 weight
+  // blocks with their float32 scales (weight_dequant). The product is modelled as DeepGEMM's SM90
+  // kernel runs it, the one DeepSeek serves with (paper §3.3: promotion every 128 = 4 WGMMAs).
+  // kernel.py's own Triton fp8_gemm differs: it promotes as fma(fl(p*sa), sb, acc) under Triton's
+  // default FP fusion and its 16-row tiles use FP16 mma.sync (gpu/README.md, finding 3).
+  t.push_back({"deepseek_v3_fp8_linear",
+               "DeepSeek-V3 inference/kernel.py act_quant (1x128) + FP8 checkpoint weights (128x128, "
+               "weight_dequant), product as DeepGEMM sm90 (promotion every 128, fma(sa*sb, p, acc), BF16 out)",
+               operand("e4m3", {1, 128}, "deepseek"), operand("e4m3", {128, 128}, "deepseek"),
+               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 (1x128) and per_block_cast_to_fp8
+  // (128x128) feeding sm90_fp8_gemm_1d2d: WGMMA E4M3 K = 32, the accumulator reset every 128 of K,
+  // final = fma(sa*sb, partial, final), output __float22bfloat162_rn (REFERENCE.md "FP8 GEMM").
+  t.push_back({"deepgemm_sm90",
+               "DeepGEMM utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8 + sm90_fp8_gemm_1d2d",
+               operand("e4m3", {1, 128}, "deepgemm"), operand("e4m3", {128, 128}, "deepgemm"),
+               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  // TransformerEngine Float8BlockScaling (power-of-two scales, the default): 1x128 activations,
+  // 128x128 weights, multiplier 448/amax with its mantissa cleared (recipe_common.cuh); the GEMM is
+  // cuBLASLt's VEC128 / BLK128x128 block-scaled FP8 matmul, whose promotion interval is not
+  // documented (REFERENCE.md): 128 and TE's cuBLAS-style combine fma(p*sa, sb, acc) are assumed.
+  t.push_back({"te_blockwise",
+               "TransformerEngine Float8BlockScaling (quantize_transpose_*_blockwise.cu) + cuBLASLt "
+               "VEC128_32F / BLK128x128_32F; promotion interval assumed 128",
+               operand("e4m3", {1, 128}, "te"), operand("e4m3", {128, 128}, "te"),
+               promoted(128, Combine::Cublas, "hopper_fp8", OutputFormat::Bf16)});
+  for (const auto& r : t) r.validate();
+  return t;
+}
+
+const std::vector<GemmRecipe>& table() {
+  static const std::vector<GemmRecipe> t = make_table();
+  return t;
+}
+
+long long read_tile_size(const Json& v, const std::string& where) { return schema::read_integer(v, where, 0, 1LL << 40); }
+
+schema::Field<OperandRecipe> tile_field() {
+  return {"tile", "tile", {}, "[rows, cols] of integers >= 0 (0 = the whole dimension)",
+          [](const OperandRecipe& o) {
+            Json a;
+            a.kind = Json::Kind::Array;
+            a.items = {schema::number_json(std::to_string(o.tile.rows)), schema::number_json(std::to_string(o.tile.cols))};
+            return a;
+          },
+          [](OperandRecipe& o, const Json& v, const Json&, const std::string& w) {
+            if (!v.is_array() || v.items.size() != 2)
+              schema::fail(w, to_canonical_json(v), "[rows, cols] of integers >= 0 (0 = the whole dimension)");
+            o.tile = Tile{static_cast<std::size_t>(read_tile_size(v.items[0], w + "[0]")),
+                          static_cast<std::size_t>(read_tile_size(v.items[1], w + "[1]"))};
+          }};
+}
+
+bool is_named_row(const ScaleRule& r) {
+  for (const auto& n : scale_rule_names())
+    if (n == r.name) return scale_rule_by_name(n) == r;
+  return false;
+}
+
+schema::Field<OperandRecipe> rule_field() {
+  return {"rule", "rule", scale_rule_names(), "a scale rule name or a ScaleRule object",
+          [](const OperandRecipe& o) {
+            return is_named_row(o.rule) ? schema::string_json(o.rule.name) : schema::to_json_value(o.rule, scale_rule_schema());
+          },
+          [](OperandRecipe& o, const Json& v, const Json&, const std::string& w) {
+            if (v.is_string()) {
+              o.rule = scale_rule_by_name(v.text);
+            } else if (v.is_object()) {
+              o.rule = scale_rule_from_json(to_canonical_json(v));
+            } else {
+              schema::fail(w, to_canonical_json(v), "a scale rule name or a ScaleRule object");
+            }
+          }};
+}
+
+template <class S>
+void require_keys(const Json& obj, const schema::Schema<S>& sc, const std::string& where,
+                  std::initializer_list<std::string_view> optional) {
+  std::vector<std::string> missing;
+  for (const auto& f : sc.fields) {
+    bool opt = false;
+    for (auto o : optional) opt = opt || o == f.key;
+    if (!opt && !obj.find(f.key)) missing.push_back(f.key);
+  }
+  if (!missing.empty())
+    throw std::invalid_argument(where + ": missing key(s) " + schema::join_names(missing) +
+                                "; a recipe gives every field, or names the row it edits in \"base\" (one of " +
+                                schema::join_names(gemm_recipe_names()) + ")");
+}
+
+}  // namespace
+
+const schema::Schema<OperandRecipe>& operand_recipe_schema() {
+  using S = OperandRecipe;
+  static const schema::Schema<S> sc{"GemmRecipe operand",
+                                    {schema::text<S>("format", &S::format), rule_field(), tile_field()},
+                                    {}};
+  return sc;
+}
+
+const schema::Schema<GemmRecipe>& gemm_recipe_schema() {
+  using S = GemmRecipe;
+  static const schema::Schema<S> sc{"GemmRecipe",
+                                    {
+                                        schema::object<S, OperandRecipe>("a", &S::a, operand_recipe_schema()),
+                                        schema::object<S, OperandRecipe>("b", &S::b, operand_recipe_schema()),
+                                        schema::object<S, GemmSpec>("gemm", &S::gemm, gemm_spec_schema()),
+                                        schema::text<S>("name", &S::name),
+                                        schema::text<S>("source", &S::source),
+                                    },
+                                    [](const S& r) { r.validate(); }};
+  return sc;
+}
+
+void GemmRecipe::validate() const {
+  for (const auto* op : {&a, &b}) {
+    const std::string w = "GemmRecipe." + std::string(op == &a ? "a" : "b");
+    try {
+      (void)format_by_name(op->format);
+    } catch (const std::invalid_argument& e) {
+      schema::fail(w + ".format", "\"" + op->format + "\"", "a format name (" + schema::join_names(format_names()) + ")");
+    }
+    op->rule.validate();
+    const std::size_t n = op->tile.rows * op->tile.cols;
+    if (op->rule.tile_elements != 0 && n != op->rule.tile_elements)
+      schema::fail(w + ".tile", "[" + std::to_string(op->tile.rows) + "," + std::to_string(op->tile.cols) + "]",
+                   "a tile of " + std::to_string(op->rule.tile_elements) + " elements (rule '" + op->rule.name + "')");
+    // A promoted partial sum is scaled once, so one promotion block must not span two scale tiles.
+    if (gemm.accumulate == Accumulate::Promoted && op->tile.cols != 0 &&
+        op->tile.cols % static_cast<std::size_t>(gemm.promote_every) != 0)
+      schema::fail(w + ".tile", "[" + std::to_string(op->tile.rows) + "," + std::to_string(op->tile.cols) + "]",
+                   "tile columns a multiple of gemm.promote_every (" + std::to_string(gemm.promote_every) +
+                   ") or 0, so no promotion block crosses a scale tile");
+  }
+  (void)tensor_core_by_name(gemm.instruction);
+}
+
+const GemmRecipe& gemm_recipe(std::string_view name) {
+  for (const auto& r : table())
+    if (r.name == name) return r;
+  throw std::invalid_argument("recipe: unknown GEMM recipe '" + std::string(name) + "'; known recipes: " +
+                              schema::join_names(gemm_recipe_names()));
+}
+
+std::vector<std::string> gemm_recipe_names() {
+  std::vector<std::string> n;
+  for (const auto& r : table()) n.push_back(r.name);
+  return n;
+}
+
+QTensor quantize_operand(const float* x, std::size_t rows, std::size_t cols, const OperandRecipe& op) {
+  return quantize(x, rows, cols, op.tile, op.format, op.rule);
+}
+
+std::string to_json(const GemmRecipe& r) { return schema::to_json(r, gemm_recipe_schema()); }
+
+GemmRecipe gemm_recipe_from_json(std::string_view json) {
+  const Json j = schema::parse_spec_text(json, "GemmRecipe");
+  if (!j.is_object()) schema::not_an_object("GemmRecipe", j);
+  GemmRecipe r;
+  Json fields = j;
+  if (const Json* base = j.find("base")) {
+    r = gemm_recipe(schema::read_string(*base, "GemmRecipe.base"));
+    std::erase_if(fields.members, [](const JsonMember& m) { return m.first == "base"; });
+    if (!j.find("name")) r.name += "+custom";
+  } else {
+    require_keys(j, gemm_recipe_schema(), "GemmRecipe", {"name", "source"});
+    for (const char* op : {"a", "b"})
+      if (j.find(op)->is_object()) require_keys(*j.find(op), operand_recipe_schema(), std::string("GemmRecipe.") + op, {});
+    if (j.find("gemm")->is_object()) require_keys(*j.find("gemm"), gemm_spec_schema(), "GemmRecipe.gemm", {});
+    r.name = "custom";
+  }
+  schema::read_into(r, fields, gemm_recipe_schema());
+  r.validate();
+  // A copied row with a field changed is no longer that row: it must not pass for it by name.
+  for (const auto& row : table())
+    if (row.name == r.name && to_json(row) != to_json(r)) r.name += "+custom";
+  return r;
+}
+
+}  // namespace fp8lab
