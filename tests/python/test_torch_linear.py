@@ -25,6 +25,12 @@ def _operand(x, spec):
 
 
 def _gemm(a, b, spec):
+    """A pass that names a GEMM recipe row: quantise each operand by the row and multiply by the
+    row (fp8lab's own recipe= entry points); an explicit pass: by its operand specs and keywords."""
+    if "gemm_recipe" in spec:
+        g = spec["gemm_recipe"]
+        return fp8lab.gemm(fp8lab.quantize(a, recipe=g, operand="a"), fp8lab.quantize(b, recipe=g, operand="b"),
+                           recipe=g)
     return fp8lab.gemm(_operand(a, spec["a"]), _operand(b, spec["b"]), **spec["gemm"])
 
 
@@ -137,7 +143,7 @@ def test_fprop_matches_numpy_act_quant_oracle_and_catches_a_wrong_scale_conventi
     # DeepSeek-V3's FP32 scales): the oracle sees different bits.
     wrong = ft.recipe("deepseek_fp8")
     wrong["name"] = "wrong_weight_rule"
-    wrong["passes"]["fprop"]["b"]["rule"] = "deepseek_ue8m0"
+    wrong["passes"]["fprop"] = {"gemm_recipe": {"base": "deepseek_v3_fp8_linear", "b": {"rule": "deepseek_ue8m0"}}}
     y_wrong, _, _ = _run(_layer(wrong, w), x, dy)
     assert not np.array_equal(y_wrong, oracle)
     # A floor of the wrong size (amax floored at 100 instead of 1e-4, as in the act_quant history's
@@ -148,7 +154,7 @@ def test_fprop_matches_numpy_act_quant_oracle_and_catches_a_wrong_scale_conventi
     rule = fp8lab.scale_rule("deepseek")
     rule.update(name="bad", epsilon=100.0)
     rule.pop("epsilon_hex")
-    bad["passes"]["fprop"]["b"]["rule"] = rule
+    bad["passes"]["fprop"] = {"gemm_recipe": {"base": "deepseek_v3_fp8_linear", "b": {"rule": rule}}}
     exact = x.astype(np.float64) @ w.astype(np.float64).T
     rel = lambda d: np.linalg.norm(d - exact) / np.linalg.norm(exact)  # noqa: E731
     y_bad, _, _ = _run(_layer(bad, w), x, dy)
@@ -209,13 +215,15 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match=r"unknown recipe 'fp9'.*deepseek_fp8.*tensorwise_fp8"):
         ft.Fp8Linear(128, 128, recipe="fp9")
     row = ft.recipe("deepseek_fp8")
-    row["passes"]["fprop"]["a"]["tile"] = [1, 96]
+    row["passes"]["fprop"] = {"a": {"fmt": "e4m3", "tile": [1, 96], "rule": "deepseek"},
+                              "b": {"fmt": "e4m3", "tile": [128, 128], "rule": "deepseek"},
+                              "gemm": {"accumulate": "promoted", "promote_every": 128, "out": "bf16"}}
     row["name"] = "tile96"
     with pytest.raises(ValueError, match=r"cannot tile fprop.*\[1, 96\].*K = 256.*128"):
         ft.Fp8Linear(256, 128, recipe=row)
     ft.Fp8Linear(96, 128, recipe=row)  # K = 96 fits in one tile: fine
     tw = ft.recipe("deepseek_fp8_no_promotion")
-    tw["passes"]["dgrad"]["a"]["tile"] = [1, 128]
+    tw["passes"]["dgrad"] = {"gemm_recipe": {"base": "deepseek_v3_fp8_no_promotion", "a": {"tile": [1, 128]}}}
     with pytest.raises(ValueError, match=r"cannot tile dgrad.*tensorcore"):
         ft.Fp8Linear(128, 256, recipe=tw)
     layer = ft.Fp8Linear(136, 72)
@@ -225,5 +233,10 @@ def test_bad_inputs_are_clear_errors():
         layer(x)
     with pytest.raises(ValueError, match="last dimension is 100"):
         layer(torch.zeros(4, 100))
+    # A GEMM row the emulator's table refuses: named with the pass.
+    bad = ft.recipe("deepseek_fp8")
+    bad["passes"]["wgrad"] = {"gemm_recipe": "no_such_gemm_row"}
+    with pytest.raises(ValueError, match=r"passes.wgrad.gemm_recipe: .*no_such_gemm_row.*deepseek_v3_fp8_linear"):
+        ft.Fp8Linear(128, 128, recipe=bad)
     with pytest.raises(ValueError, match="kind must be"):
         ft.recipe({"name": "x", "kind": "fp7", "passes": {}})

@@ -36,7 +36,8 @@ def test_results_files_summary_and_cache(tmp_path, monkeypatch):
     res = ft.train(["fp32", "deepseek_fp8"], seeds=[0, 1], cache_dir=cache, out=tmp_path / "o", **TINY)
     on_disk = json.loads((tmp_path / "o" / "results.json").read_text())
     assert {r["recipe"] for r in on_disk["runs"]} == {"fp32", "deepseek_fp8"}
-    assert on_disk["recipes"]["deepseek_fp8"]["passes"]["fprop"]["b"]["tile"] == [128, 128]
+    assert on_disk["recipes"]["deepseek_fp8"]["passes"]["fprop"] == {"gemm_recipe": "deepseek_v3_fp8_linear"}
+    assert on_disk["recipes"]["deepseek_fp8"]["resolved"]["fprop"]["b"]["tile"] == [128, 128]
     assert (tmp_path / "o" / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "deepseek_fp8" in (tmp_path / "o" / "summary.md").read_text()
     s = res["summary"]
@@ -54,7 +55,7 @@ def test_results_files_summary_and_cache(tmp_path, monkeypatch):
     assert [r["train_loss"] for r in again["runs"]] == [r["train_loss"] for r in res["runs"]]
     # Any input changed (a recipe row's detail, the steps, the torch thread count): retrained.
     row = ft.recipe("deepseek_fp8")
-    row["passes"]["wgrad"]["gemm"]["out"] = "bf16"
+    row["passes"]["wgrad"] = {"gemm_recipe": {"base": "deepseek_v3_fp8_wgrad", "gemm": {"out": "bf16"}}}
     for args in (dict(recipes=[row]), dict(recipes=["fp32"], threads=2), dict(recipes=["fp32"], lr=1e-3)):
         kw = dict(TINY, **{k: v for k, v in args.items() if k != "recipes"})
         with pytest.raises(pytest.fail.Exception):

@@ -13,7 +13,7 @@ import torch
 
 import fp8lab
 
-from .recipes import PASSES, recipe as _recipe
+from .recipes import PASSES, recipe as _recipe, resolve
 
 
 class NonFiniteError(ValueError):
@@ -98,11 +98,11 @@ def _tile_k(spec: dict):
     return None if fmt in ("bf16", "fp32") else spec["tile"][1]
 
 
-def check_tiling(row: dict, k: int, pass_name: str, where: str) -> None:
+def check_tiling(row: dict, k: int, pass_name: str, where: str, specs: dict | None = None) -> None:
     """Raise ValueError when the pass's operand tiles cannot be accumulated over K = ``k``:
     a promoted GEMM applies one scale per operand per promotion interval, a tensor-core chain one
-    scale per operand for the whole K."""
-    spec = row["passes"][pass_name]
+    scale per operand for the whole K. ``specs``: the row's resolved passes (``resolve(row)``)."""
+    spec = (specs or resolve(row))[pass_name]
     g = spec["gemm"]
     acc = g.get("accumulate", "promoted")
     for side in ("a", "b"):
@@ -132,7 +132,7 @@ class _Fn(torch.autograd.Function):
         y, qx, qw = layer._pass("fprop", xn, wn, keep=True)
         ctx.qw = qw
         cache = row.get("cache_attn_out") if layer.role == "attn_out" and "cache_attn_out" in row else row["cache"]
-        ctx.x_cached = cached_activation(xn, cache, qx, row["passes"]["fprop"]["a"])
+        ctx.x_cached = cached_activation(xn, cache, qx, layer.specs["fprop"]["a"])
         ctx.layer = layer
         ctx.save_for_backward(weight)
         if layer.sample_errors:
@@ -146,7 +146,7 @@ class _Fn(torch.autograd.Function):
         dyn = dy.detach().to(torch.float32).contiguous().numpy()
         _check_finite(dyn, layer.fp8lab_name, "output gradient dy")
         wt = np.ascontiguousarray(weight.detach().numpy().T)
-        passes = layer.recipe["passes"]
+        passes = layer.specs
         dx = layer._pass("dgrad", dyn, wt, qb=transposed(ctx.qw, passes["fprop"]["b"], passes["dgrad"]["b"]))
         ctx.qw = None
         dyt = np.ascontiguousarray(dyn.T)
@@ -176,6 +176,7 @@ class Fp8Linear(torch.nn.Module):
                 raise ValueError(f"{arg}: expected a positive int, got {v!r}")
         self.in_features, self.out_features = in_features, out_features
         self.recipe = _recipe(recipe)
+        self.specs = resolve(self.recipe)  # each pass as {"a", "b", "gemm"}, GEMM rows looked up once
         self.role = role
         self.fp8lab_name = name
         self.weight = torch.nn.Parameter(torch.empty(out_features, in_features))
@@ -185,8 +186,8 @@ class Fp8Linear(torch.nn.Module):
         self.gemm_errors = {p: [] for p in PASSES}
         self._last_x = None
         if self.recipe["kind"] == "emulated":
-            check_tiling(self.recipe, in_features, "fprop", name)
-            check_tiling(self.recipe, out_features, "dgrad", name)
+            check_tiling(self.recipe, in_features, "fprop", name, self.specs)
+            check_tiling(self.recipe, out_features, "dgrad", name, self.specs)
 
     @classmethod
     def from_linear(cls, lin: torch.nn.Linear, recipe, role: str = "", name: str = "Fp8Linear") -> "Fp8Linear":
@@ -206,7 +207,7 @@ class Fp8Linear(torch.nn.Module):
             d = np.zeros((a.shape[0], b.shape[0]), np.float32)
             return (d, None, None) if keep else d
         try:
-            return run_pass(a, b, self.recipe["passes"][pass_name], keep, qb)
+            return run_pass(a, b, self.specs[pass_name], keep, qb)
         except NonFiniteError:
             raise
         except (ValueError, TypeError) as err:

@@ -20,9 +20,14 @@ So a tile ``(1, 128)`` on an operand always runs along that pass's K: the wgrad 
 on ``x.T`` is the paper's 128x1 tile of ``x`` (128 tokens of one channel, §3.3 "re-tiled ... for the
 backward pass").
 
-An operand is ``{"fmt", "tile", "rule"}`` (``fp8lab.quantize``'s arguments) or ``{"fmt": "bf16"}``
-(round to BF16, nearest-even, no scale) or ``{"fmt": "fp32"}`` (as is). A pass's ``gemm`` holds
-``fp8lab.gemm``'s keyword arguments. ``kind: "torch"`` (the ``fp32`` row) runs torch's own FP32
+A pass names a row of the emulator's GEMM recipe table (``fp8lab.recipes()``: per operand format,
+tile and scale rule, plus the GEMM spec), ``{"gemm_recipe": "deepseek_v3_fp8_linear"}``, or such a
+row with the fields the pass changes, ``{"gemm_recipe": {"base": "deepseek_v3_fp8_linear", "gemm":
+{"out": "fp32"}}}``; the GEMM row's ``a`` is the pass's A and ``b`` its B. ``resolve(row)`` gives
+each pass as ``{"a", "b", "gemm"}`` (operands ``{"fmt", "tile", "rule"}``, ``fp8lab.quantize``'s
+arguments; ``gemm``, ``fp8lab.gemm``'s keywords). A pass may also be written that way directly;
+the ``bf16`` row's operands are ``{"fmt": "bf16"}`` (round to BF16, nearest-even, no scale), which
+is not a block-scaled GEMM row. ``kind: "torch"`` (the ``fp32`` row) runs torch's own FP32
 matmul instead of the emulator. ``cache`` says how the input ``x`` is kept for Wgrad:
 ``{"from": "input"}`` quantises x itself with the wgrad operand's rule; ``{"from": "cached", "fmt",
 "tile", "rule"}`` quantises x once as the cached copy (the paper's FP8 activation cache), dequantises
@@ -40,10 +45,6 @@ import copy
 _PAPER = "DeepSeek-V3 technical report, arXiv 2412.19437"
 
 
-def _q(fmt, tile, rule):
-    return {"fmt": fmt, "tile": list(tile), "rule": rule}
-
-
 def _gemm(accumulate="promoted", out="bf16", combine="deepgemm", instruction="hopper_fp8", promote_every=128):
     g = {"accumulate": accumulate, "instruction": instruction, "out": out}
     if accumulate == "promoted":
@@ -51,13 +52,18 @@ def _gemm(accumulate="promoted", out="bf16", combine="deepgemm", instruction="ho
     return g
 
 
-def _deepseek(rule="deepseek", dgrad_a_tile=(1, 128), accumulate="promoted"):
-    e4 = lambda tile: _q("e4m3", tile, rule)  # noqa: E731
-    return {
-        "fprop": {"a": e4((1, 128)), "b": e4((128, 128)), "gemm": _gemm(accumulate, "bf16")},
-        "dgrad": {"a": e4(dgrad_a_tile), "b": e4((128, 128)), "gemm": _gemm(accumulate, "bf16")},
-        "wgrad": {"a": e4((1, 128)), "b": e4((1, 128)), "gemm": _gemm(accumulate, "fp32")},
-    }
+def _g(base: str, **edits) -> dict:
+    """A pass that names a GEMM recipe row, with the fields it changes."""
+    return {"gemm_recipe": dict(base=base, **edits) if edits else base}
+
+
+_FP32_OUT = {"out": "fp32"}
+
+
+def _deepseek(linear="deepseek_v3_fp8_linear", wgrad=None, dgrad_edits=None):
+    return {"fprop": _g(linear),
+            "dgrad": _g(linear, **(dgrad_edits or {})),
+            "wgrad": _g(wgrad) if isinstance(wgrad, str) else _g(linear, b={"tile": [1, 128]}, gemm=_FP32_OUT)}
 
 
 _DEEPSEEK_CHOICES = [
@@ -120,12 +126,13 @@ _ROWS = [
          optimizer={"master_weights": "fp32", "weight_grads": "fp32", "adam_moments": "fp32",
                     "source": "choice: standard BF16 mixed precision (Megatron-LM)"}),
     _row("deepseek_fp8", _PAPER + " §3.3 (fine-grained FP8 training), §3.3.2 (promotion, N_C = 128); "
-         "DeepGEMM sm90_fp8_gemm_1d2d (combine)", _deepseek(), _CACHE_DEEPSEEK, _DEEPSEEK_CHOICES,
+         "DeepGEMM sm90_fp8_gemm_1d2d (combine)", _deepseek(wgrad="deepseek_v3_fp8_wgrad"), _CACHE_DEEPSEEK,
+         _DEEPSEEK_CHOICES,
          cache_attn_out=_CACHE_ATTN_OUT),
     _row("deepseek_fp8_no_promotion",
          _PAPER + " §3.3.2 (the limited accumulation precision promotion fixes)",
-         {p: {"a": _q("e4m3", (1, 0), "deepseek"), "b": _q("e4m3", (1, 0), "deepseek"),
-              "gemm": _gemm("tensorcore", "fp32" if p == "wgrad" else "bf16")} for p in ("fprop", "dgrad", "wgrad")},
+         {"fprop": _g("deepseek_v3_fp8_no_promotion"), "dgrad": _g("deepseek_v3_fp8_no_promotion"),
+          "wgrad": _g("deepseek_v3_fp8_no_promotion", gemm=_FP32_OUT)},
          {"from": "cached", "fmt": "e4m3", "tile": [1, 0], "rule": "deepseek"},
          ["Without promotion the whole K is one tensor-core chain (14-bit truncated running sum), and "
           "a chain can apply only one scale per row: fine-grained 1x128 / 128x128 scales need the "
@@ -135,26 +142,22 @@ _ROWS = [
          + _DEEPSEEK_CHOICES[:1] + _DEEPSEEK_CHOICES[4:6]),
     _row("deepseek_fp8_act_grad_128x128",
          _PAPER + " App. B.2 (block-wise quantisation of activation gradients, which made a 16B MoE diverge)",
-         _deepseek(dgrad_a_tile=(128, 128)), _CACHE_DEEPSEEK,
+         _deepseek(wgrad="deepseek_v3_fp8_wgrad", dgrad_edits={"a": {"tile": [128, 128]}}), _CACHE_DEEPSEEK,
          ["As deepseek_fp8, except that Dgrad's activation-gradient operand takes 128x128 blocks "
           "(tokens x out) instead of 1x128 tiles; Wgrad keeps its per-token-column tiles."]
          + _DEEPSEEK_CHOICES, cache_attn_out=_CACHE_ATTN_OUT),
     _row("deepseek_fp8_ue8m0",
          "DeepSeek-V3.1 model card (UE8M0 scales on weights and activations); V3.2 inference act_quant "
          "scale_fmt='ue8m0' (scale 2^ceil(log2(amax/448)))",
-         _deepseek(rule="deepseek_ue8m0"), dict(_CACHE_DEEPSEEK, rule="deepseek_ue8m0"),
+         _deepseek(linear="deepseek_v31_fp8_ue8m0"), dict(_CACHE_DEEPSEEK, rule="deepseek_ue8m0"),
          ["As deepseek_fp8 with rule 'deepseek_ue8m0' (power-of-two scales) on every operand and on the "
           "cache, so re-tiling 1x128 -> 128x1 adds no rounding unless an element leaves the normal range."]
          + _DEEPSEEK_CHOICES[:1] + _DEEPSEEK_CHOICES[3:]),
     _row("tensorwise_fp8",
          "NVIDIA TransformerEngine Float8CurrentScaling (one scale per tensor from its current amax; "
          "fprop with cuBLAS fast accumulation, dgrad/wgrad with split accumulation)",
-         {"fprop": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
-                    "gemm": _gemm("tensorcore", "bf16")},
-          "dgrad": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
-                    "gemm": _gemm("promoted", "bf16", combine="cublas")},
-          "wgrad": {"a": _q("e4m3", (0, 0), "te_fp32"), "b": _q("e4m3", (0, 0), "te_fp32"),
-                    "gemm": _gemm("promoted", "fp32", combine="cublas")}},
+         {"fprop": _g("te_tensorwise_fp8", gemm={"accumulate": "tensorcore"}), "dgrad": _g("te_tensorwise_fp8"),
+          "wgrad": _g("te_tensorwise_fp8", gemm=_FP32_OUT)},
          {"from": "input"},
          ["Scale rule 'te_fp32' (448/amax in FP32, x * scale, satfinite): current scaling does not "
           "round scales to powers of two by default.",
@@ -192,6 +195,33 @@ def recipe(name) -> dict:
 _OPERAND_FMTS_UNSCALED = ("bf16", "fp32")
 
 
+def _operand_spec(op: dict) -> dict:
+    return {"fmt": op["format"], "tile": list(op["tile"]), "rule": op["rule"]}
+
+
+def resolve_pass(spec: dict, where: str = "pass") -> dict:
+    """A pass as ``{"a", "b", "gemm"}``: a named GEMM recipe row (with its edits) looked up in the
+    emulator's table, or the explicit form as given. ``gemm_recipe`` records the row's name."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: expected a dict ({{'gemm_recipe': name}} or 'a', 'b', 'gemm'), got {spec!r}")
+    if "gemm_recipe" not in spec:
+        return spec
+    import fp8lab
+
+    try:
+        r = fp8lab.recipe(spec["gemm_recipe"])
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{where}.gemm_recipe: {err}") from None
+    return {"a": _operand_spec(r["a"]), "b": _operand_spec(r["b"]), "gemm": dict(r["gemm"]), "gemm_recipe": r["name"]}
+
+
+def resolve(row: dict) -> dict:
+    """The row's passes, each as ``{"a", "b", "gemm"}`` (``{}`` for the ``torch`` kind)."""
+    if row["kind"] != "emulated":
+        return {}
+    return {p: resolve_pass(row["passes"][p], f"recipe {row['name']!r}: passes.{p}") for p in PASSES}
+
+
 def _check_operand(where, op):
     if not isinstance(op, dict) or "fmt" not in op:
         raise ValueError(f"{where}: expected a dict with 'fmt' (and 'tile', 'rule' for scaled formats), got {op!r}")
@@ -221,7 +251,9 @@ def validate(row: dict) -> dict:
         for p in PASSES:
             spec = row["passes"].get(p) if isinstance(row["passes"], dict) else None
             if not isinstance(spec, dict):
-                raise ValueError(f"recipe {row['name']!r}: passes.{p} must be a dict with 'a', 'b', 'gemm'")
+                raise ValueError(f"recipe {row['name']!r}: passes.{p} must be a dict: {{'gemm_recipe': name}} or "
+                                 "'a', 'b', 'gemm'")
+            spec = resolve_pass(spec, f"recipe {row['name']!r}: passes.{p}")
             _check_operand(f"recipe {row['name']!r}: passes.{p}.a", spec.get("a"))
             _check_operand(f"recipe {row['name']!r}: passes.{p}.b", spec.get("b"))
             if not isinstance(spec.get("gemm"), dict):
@@ -240,4 +272,4 @@ def validate(row: dict) -> dict:
     return row
 
 
-__all__ = ["PASSES", "recipe", "recipes", "validate"]
+__all__ = ["PASSES", "recipe", "recipes", "resolve", "resolve_pass", "validate"]

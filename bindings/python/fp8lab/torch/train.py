@@ -33,7 +33,7 @@ from .data import ByteData
 from .linear import NonFiniteError
 from .model import ModelConfig, Transformer, sized
 from .optim import AdamW
-from .recipes import PASSES, recipe as _recipe
+from .recipes import PASSES, recipe as _recipe, resolve
 
 CACHE_FORMAT = 1
 
@@ -88,7 +88,9 @@ def _version() -> str:
 
 
 def cache_key(row: dict, model_cfg: ModelConfig, tc: TrainConfig, data_sha: str, seed: int) -> str:
-    inputs = {"format": CACHE_FORMAT, "recipe": row, "model": model_cfg.to_dict(), "train": dataclasses.asdict(tc),
+    # The resolved passes too: a change to a named GEMM row of the emulator's table changes the key.
+    inputs = {"format": CACHE_FORMAT, "recipe": row, "resolved": resolve(row), "model": model_cfg.to_dict(),
+              "train": dataclasses.asdict(tc),
               "data": data_sha, "seed": seed, "fp8lab": _version(), "torch": torch.__version__}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -419,7 +421,7 @@ def train(recipes=("fp32", "bf16", "deepseek_fp8"), seeds=(0,), model="moe", ste
             bar.close()
     recipe_rows = {}
     for row, _, _ in jobs:
-        recipe_rows.setdefault(row["name"], row)
+        recipe_rows.setdefault(row["name"], dict(row, resolved=resolve(row)))
     results = {"meta": {"fp8lab": _version(), "torch": torch.__version__, "model_name": model_name,
                         "model": model_cfg.to_dict(), "train": dataclasses.asdict(tc),
                         "data": {"name": data.name, "sha256": data.sha256, "bytes": int(len(data.tokens)),
