@@ -53,6 +53,46 @@ std::vector<GemmRecipe> make_table() {
                "VEC128_32F / BLK128x128_32F; promotion interval assumed 128",
                operand("e4m3", {1, 128}, "te"), operand("e4m3", {128, 128}, "te"),
                promoted(128, Combine::Cublas, "hopper_fp8", OutputFormat::Bf16)});
+  // --- Training rows (fp8lab.torch's recipes name them per pass: Fprop, Dgrad, Wgrad). ---
+  // DeepSeek-V3 §3.3, Figure 6: Wgrad multiplies the activation gradient by the cached activation,
+  // both re-tiled to 128 tokens x 1 channel, i.e. 1x128 tiles along this GEMM's K (tokens) for
+  // A = dy^T and B = x^T; the weight gradient is kept in FP32 ("master weights and gradients ...
+  // retained in FP32"). Scales as deepseek_v3_fp8_linear; promotion every 128 as §3.3.2.
+  t.push_back({"deepseek_v3_fp8_wgrad",
+               "DeepSeek-V3 technical report arXiv 2412.19437 §3.3 (Wgrad on 128x1-re-tiled activations and "
+               "gradients, FP32 weight gradients) with deepseek_v3_fp8_linear's quantiser and product",
+               operand("e4m3", {1, 128}, "deepseek"), operand("e4m3", {1, 128}, "deepseek"),
+               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Fp32)});
+  // DeepSeek-V3.1 trains with UE8M0 (power-of-two) scales on weights and activations (model card);
+  // V3.2 inference act_quant scale_fmt="ue8m0": scale 2^ceil(log2(max(amax, 1e-4)/448)).
+  t.push_back({"deepseek_v31_fp8_ue8m0",
+               "DeepSeek-V3.1 model card (UE8M0 scale format for weights and activations); V3.2 inference "
+               "act_quant scale_fmt='ue8m0'; product as deepseek_v3_fp8_linear",
+               operand("e4m3", {1, 128}, "deepseek_ue8m0"), operand("e4m3", {128, 128}, "deepseek_ue8m0"),
+               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  // TransformerEngine Float8CurrentScaling: one scale per tensor from its current amax, multiplier
+  // 448/amax in FP32 (no power-of-two rounding by default); dgrad/wgrad with split accumulation,
+  // cuBLAS-style combine fma(p*sa, sb, acc), interval assumed 128 (undocumented). Fprop uses fast
+  // accumulation (no promotion): the same row with gemm.accumulate = tensorcore.
+  t.push_back({"te_tensorwise_fp8",
+               "TransformerEngine Float8CurrentScaling (per-tensor current scaling, E4M3) + cuBLASLt FP8 "
+               "matmul with split accumulation; promotion interval assumed 128",
+               operand("e4m3", {0, 0}, "te_fp32"), operand("e4m3", {0, 0}, "te_fp32"),
+               promoted(128, Combine::Cublas, "hopper_fp8", OutputFormat::Bf16)});
+  // Without promotion the whole K is one chain of Hopper FP8 WGMMAs (14-bit truncated running sum,
+  // §3.3.2), which can apply one scale per row of each operand only, after the chain: per-row
+  // (1 x K) scales with DeepSeek-V3's rule.
+  {
+    GemmSpec chain;
+    chain.accumulate = Accumulate::TensorCore;
+    chain.instruction = "hopper_fp8";
+    chain.out = OutputFormat::Bf16;
+    t.push_back({"deepseek_v3_fp8_no_promotion",
+                 "DeepSeek-V3 technical report arXiv 2412.19437 §3.3.2 (FP8 GEMM without promotion: the "
+                 "tensor core's ~14-bit accumulation over the whole K); per-row scales, the finest a single "
+                 "chain can apply",
+                 operand("e4m3", {1, 0}, "deepseek"), operand("e4m3", {1, 0}, "deepseek"), chain});
+  }
   for (const auto& r : t) r.validate();
   return t;
 }
