@@ -354,6 +354,27 @@ Keys keys_of(const Projected& p, const Projected* prefix, const MlaSpec& s) {
   return k;
 }
 
+// The score dot of attn_ops deepseek_reference before its scale, as inference/model.py computes it
+// in BF16 (forward.hpp step 2r): naive (split == n) R(dot(q, k)); absorbed (split = kv_lora)
+// R(fl(R(dot(q_abs, c)) + R(dot(q_pe, k_pe)))): two einsums, each rounded to BF16 by torch, and
+// their BF16 sum (torch adds BF16 tensors in FP32 and rounds the sum to BF16). Each rounding to
+// BF16 adds kUBf16 times its result to the bound (round to nearest: |R(y) - y| <= u |R(y)|), the
+// FP32 addition kU32 |dn + dp| (exact unless the exponents differ by more than 16; kept rather
+// than argued away).
+float reference_score_dot(const float* q, const float* k, std::size_t split, std::size_t n, double* err) {
+  if (split == n) {
+    const float d = round_to_bf16(dot_f32(q, k, n));
+    if (err) *err = kUBf16 * std::fabs(d);
+    return d;
+  }
+  const float dn = round_to_bf16(dot_f32(q, k, split)), dp = round_to_bf16(dot_f32(q + split, k + split, n - split));
+  const float sum = dn + dp;
+  const float d = round_to_bf16(sum);
+  if (err)
+    *err = kUBf16 * (std::fabs(dn) + std::fabs(dp) + std::fabs(d)) + kU32 * std::fabs(static_cast<double>(sum));
+  return d;
+}
+
 }  // namespace
 
 std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, Form form,
@@ -366,6 +387,7 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   const std::vector<float>& KP = keys.k_pe;
   const float scale = softmax_scale_value(s);
   const double uA = unit_roundoff(s.attn);
+  const bool ref = s.attn_ops == AttnOps::DeepseekReference;
   const std::size_t KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;  // key width
   const std::size_t VD = form == Form::Naive ? static_cast<std::size_t>(s.v) : C;             // value width
   // Keys and values per (token, head) with their error bounds. Absorbed: one key/value row per
@@ -474,11 +496,15 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
       for (std::size_t j = 0; j < n; ++j) {
         const std::size_t kr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
         const float* k = &K[kr * KD];
-        const float d = dot_f32(q, k, KD);
+        double eref = 0;  // the reference's extra roundings (below), before the scale
+        const float d = ref ? reference_score_dot(q, k, form == Form::Naive ? KD : C, KD, bound ? &eref : nullptr)
+                            : dot_f32(q, k, KD);
         const float sp = d * scale;
         sc[j] = round_to(s.attn, sp);
         if (bound) {
-          double edot = gamma32(dot_depth(KD)) * abs_dot(q, k, KD);
+          // Under deepseek_reference the nope and rope dots of the absorbed form run separately;
+          // each one's gamma32(dot_depth(part)) sum|q k| over its part is at most this term.
+          double edot = gamma32(dot_depth(KD)) * abs_dot(q, k, KD) + eref;
           for (std::size_t c = 0; c < KD; ++c) {
             const double eq = EQ.empty() ? 0.0 : EQ[i * KD + c], ek = EK.empty() ? 0.0 : EK[kr * KD + c];
             edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;

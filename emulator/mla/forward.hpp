@@ -11,6 +11,27 @@
 //     and the absorbed form's W_UK/W_UV are the dequantised weights; see wkv_b_fp8 below); s = R_attn(fl(dot(q_nope|q_pe,
 //     k_nope|k_pe) * scale)); absorbed: q_abs = R_attn(W_UK^T q_nope), s = R_attn(fl(dot(q_abs|q_pe,
 //     c|k_pe) * scale)).
+//  2r. attn_ops deepseek_reference (mla_spec.hpp AttnOps) replaces step 2's scores by the op
+//     sequence of deepseek-ai/DeepSeek-V3 inference/model.py MLA.forward (commit 9b4e978) under
+//     its default dtype BF16 (generate.py: torch.set_default_dtype(torch.bfloat16)):
+//       naive   `scores = torch.einsum("bshd,bthd->bsht", q, k_cache) * self.softmax_scale`:
+//               s = R(fl(R(dot(q, k)) * scale)) - the einsum's BF16 output, then torch's BF16
+//               multiply by a Python float (computed in FP32 opmath with the scale as FP32, rounded
+//               to BF16: checked against torch CPU, tests/python/test_mla_reference.py);
+//       absorb  `(einsum(q_nope, kv_cache) + einsum(q_pe, pe_cache)) * self.softmax_scale`:
+//               s = R(fl(R(fl(R(dot(q_abs, c)) + R(dot(q_pe, k_pe)))) * scale)), q_abs =
+//               R(einsum(q_nope, W_UK)) as in step 2.
+//     The rest is step 3-4 unchanged, which is already the reference's: `scores += mask` adds 0
+//     or -inf in BF16 (exact; -inf becomes exp = 0, here the causal truncation), `.softmax(dim=-1,
+//     dtype=torch.float32)` is an FP32 softmax of the BF16 scores, `.type_as(x)` is R, and each
+//     value einsum ("bsht,bthd->bshd"; absorb "bsht,btc->bshc" then "bshc,hdc->bshd") is an FP32
+//     accumulation rounded once to BF16. What is pinned is this sequence of roundings. Inside one
+//     FP32 accumulation and inside the FP32 softmax, torch's order and exp are its build's and
+//     ISA's (oneDNN/MKL blocking, AVX2 or AVX-512 lanes, a vectorised exp that is not correctly
+//     rounded); fp8lab keeps numerics.hpp's dot order, the key-order sum and the correctly rounded
+//     exp there, so bits equal torch's except where those FP32 differences cross a BF16 rounding
+//     boundary (torch 2.15 CPU, AVX-512: none in the test's 2 x 3072 elements). The bound is
+//     certified for fp8lab's values; each extra BF16 rounding adds kUBf16 times its result.
 //  3. softmax over keys j <= i (causal within the call): m = max s, e = exp_pinned(fl(s - m)),
 //     S = sum e in key order, p = R_attn(fl(e / S)).
 //  4. naive: o = R_attn(sum_j p_j v_j) in key order; absorbed: o_lat = R_attn(sum_j p_j c_j),

@@ -44,6 +44,10 @@ MatmulFormat matmul_format_by_name(std::string_view n) {
 CacheFormat cache_format_by_name(std::string_view n) {
   return by_name<CacheFormat>(n, "cache", {{"bf16", CacheFormat::Bf16}, {"fp8", CacheFormat::Fp8E4m3}});
 }
+AttnOps attn_ops_by_name(std::string_view n) {
+  return by_name<AttnOps>(n, "attn_ops", {{"fused", AttnOps::Fused}, {"deepseek_reference", AttnOps::DeepseekReference}});
+}
+std::string_view attn_ops_name(AttnOps x) { return x == AttnOps::Fused ? "fused" : "deepseek_reference"; }
 std::string_view rope_layout_name(RopeLayout x) { return x == RopeLayout::Interleaved ? "interleaved" : "half_split"; }
 std::string_view matmul_format_name(MatmulFormat x) {
   switch (x) {
@@ -81,6 +85,17 @@ void MlaSpec::validate() const {
     bad("spec.wkv_b: bf16_tc is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32, bf16 or fp8)");
   no_fp8(attn, "attn");
   no_fp8(decode_p, "decode_p");
+  if (attn_ops == AttnOps::DeepseekReference) {
+    // The reference runs every einsum in its default dtype BF16 on BF16 tensors; an FP32 einsum or
+    // an FP32 input would be another op sequence than the one this mode pins.
+    if (attn != MatmulFormat::Bf16)
+      bad("spec.attn: attn_ops deepseek_reference runs the einsums in BF16 as the reference does, so attn must be "
+          "bf16, got " + std::string(matmul_format_name(attn)));
+    for (auto [f, name] : {std::pair{wq_b, "wq_b"}, std::pair{wkv_a, "wkv_a"}, std::pair{wkv_b, "wkv_b"}})
+      if (f == MatmulFormat::Fp32)
+        bad(std::string("spec.") + name + ": attn_ops deepseek_reference needs BF16 attention inputs (the reference's "
+            "tensors are BF16), so " + name + " must be bf16, bf16_tc or fp8, got fp32");
+  }
   if (rope % 2) bad("spec.rope: must be even (rotary pairs), got " + std::to_string(rope));
   if (!(rms_eps > 0) || !std::isfinite(rms_eps)) bad("spec.rms_eps: must be a positive finite number, got " + num(rms_eps));
   if (cache == CacheFormat::Fp8E4m3 && kv_lora % 128)
@@ -132,7 +147,8 @@ std::size_t cache_row_bytes(const MlaSpec& s) {
 std::string to_json(const MlaSpec& s) {
   std::ostringstream o;
   auto str = [](std::string_view v) { return "\"" + std::string(v) + "\""; };
-  o << "{\"attn\":" << str(matmul_format_name(s.attn)) << ",\"cache\":" << str(cache_format_name(s.cache))
+  o << "{\"attn\":" << str(matmul_format_name(s.attn)) << ",\"attn_ops\":" << str(attn_ops_name(s.attn_ops))
+    << ",\"cache\":" << str(cache_format_name(s.cache))
     << ",\"decode_p\":" << str(matmul_format_name(s.decode_p)) << ",\"heads\":" << s.heads
     << ",\"hidden\":" << s.hidden << ",\"kv_lora\":" << s.kv_lora << ",\"nope\":" << s.nope
     << ",\"num_splits\":" << s.num_splits << ",\"page\":" << s.page << ",\"q_lora\":" << s.q_lora
@@ -231,6 +247,7 @@ MlaSpec spec_from_json(std::string_view json) {
     if (p.peek('"')) {
       const std::string v = p.string();
       if (key == "attn") s.attn = matmul_format_by_name(v);
+      else if (key == "attn_ops") s.attn_ops = attn_ops_by_name(v);
       else if (key == "cache") s.cache = cache_format_by_name(v);
       else if (key == "decode_p") s.decode_p = matmul_format_by_name(v);
       else if (key == "rope_layout") s.rope_layout = rope_layout_by_name(v);

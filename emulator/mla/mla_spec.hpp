@@ -47,6 +47,17 @@ enum class CacheFormat : std::uint8_t {
             // (one per 128 latent channels) | 64 x BF16 k_pe (FlashMLA tests/quant.py)
 };
 
+// The op sequence of the attention einsums (scores, softmax, P.V, absorption) under attn = bf16.
+enum class AttnOps : std::uint8_t {
+  Fused,  // fp8lab's: the scale is applied to the FP32 dot before the one BF16 rounding of a score,
+          // s = R(fl(dot(q, k) * scale)); the absorbed form's score is one dot over [q_abs | q_pe]
+          // . [c | k_pe] (forward.hpp step 2).
+  DeepseekReference,  // DeepSeek-V3 inference/model.py MLA.forward under its default dtype BF16,
+          // every torch op's output rounded to BF16 where the reference's is (forward.hpp step 2r):
+          // naive s = R(fl(R(dot(q, k)) * scale)); absorbed s = R(fl(R(fl(R(dot(q_abs, c)) +
+          // R(dot(q_pe, k_pe)))) * scale)). Requires attn = bf16 and BF16 attention inputs.
+};
+
 // YaRN (arXiv 2309.00071) as inference/model.py precompute_freqs_cis applies it; active only
 // when max_seq_len > original_seq_len, exactly like the reference.
 struct Yarn {
@@ -86,6 +97,7 @@ struct MlaSpec {
   MatmulFormat wkv_b = MatmulFormat::Bf16;
   MatmulFormat wo = MatmulFormat::Bf16;
   MatmulFormat attn = MatmulFormat::Fp32;
+  AttnOps attn_ops = AttnOps::Fused;
   CacheFormat cache = CacheFormat::Bf16;
   int page = 64;           // tokens per cache block (FlashMLA: 64)
   int num_splits = 1;      // split-KV count of decode (see decode.hpp for the exact split)
@@ -100,6 +112,8 @@ struct MlaSpec {
 RopeLayout rope_layout_by_name(std::string_view name);      // interleaved, half_split
 MatmulFormat matmul_format_by_name(std::string_view name);  // fp32, bf16, fp8, bf16_tc
 CacheFormat cache_format_by_name(std::string_view name);    // bf16, fp8
+AttnOps attn_ops_by_name(std::string_view name);            // fused, deepseek_reference
+std::string_view attn_ops_name(AttnOps x);
 std::string_view rope_layout_name(RopeLayout x);
 std::string_view matmul_format_name(MatmulFormat x);
 std::string_view cache_format_name(CacheFormat x);

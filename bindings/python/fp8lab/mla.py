@@ -58,6 +58,11 @@ class MlaSpec:
     format; both certified against the exact attention of the dequantised weights; the weights are
     ``weights['wkv_b']`` quantised 128x128 with the "deepseek" rule, or a checkpoint's
     ``wkv_b_e4m3`` + ``wkv_b_scale_inv`` when given). cache: "bf16" or "fp8" (FlashMLA).
+    attn_ops: the op sequence of the attention einsums. "fused" (fp8lab's: one BF16 rounding of
+    fl32(q.k * scale) per score, the absorbed score as one dot) or "deepseek_reference"
+    (DeepSeek-V3 inference/model.py in BF16: bf16(bf16(q.k) * scale), absorbed
+    bf16(bf16(bf16(q_abs.c) + bf16(q_pe.k_pe)) * scale); needs attn="bf16" and BF16 inputs;
+    emulator/mla/forward.hpp step 2r says what is pinned and what is bounded).
     """
 
     hidden: int = 7168
@@ -77,6 +82,7 @@ class MlaSpec:
     wkv_b: str = "bf16"
     wo: str = "bf16"
     attn: str = "fp32"
+    attn_ops: str = "fused"
     cache: str = "bf16"
     page: int = 64
     num_splits: int = 1
