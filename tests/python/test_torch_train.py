@@ -161,3 +161,11 @@ def test_text_file_and_cli(tmp_path, capsys):
     assert "| deepseek_fp8 |" in capsys.readouterr().out
     assert main(["train", "--recipes", "nope", "--out", str(out), "--no-cache", "--quiet"]) == 2
     assert "unknown recipe 'nope'" in capsys.readouterr().err
+
+
+def test_runs_without_the_bias_update_are_their_own_group(tmp_path):
+    res = ft.train(["fp32"], seeds=[0], cache_dir=False, out=tmp_path, bias_update=False,
+                   extra_runs=[("fp32", 0, {"bias_update": True})], **TINY)
+    assert set(res["summary"]["recipes"]) == {"fp32 (no bias update)", "fp32"}
+    assert [r["bias_update"] for r in res["summary"]["router"]] == [False, True]
+    assert (tmp_path / "loss_curves.png").stat().st_size > 0

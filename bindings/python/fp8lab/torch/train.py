@@ -200,8 +200,7 @@ def summarise(runs: list[dict]) -> dict:
     ((max - min) / mean of final validation loss), and whether each difference exceeds it."""
     by = {}
     for r in runs:
-        if r.get("bias_update", True):
-            by.setdefault(r["recipe"], []).append(r)
+        by.setdefault(run_label(r), []).append(r)
 
     def spread(name):
         finals = [r["final_val"] for r in by.get(name, []) if r["final_val"] is not None]
@@ -248,6 +247,11 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def run_label(r: dict) -> str:
+    """A run's group in the summary and the plot: its recipe, marked when the bias update was off."""
+    return r["recipe"] if r.get("bias_update", True) else f"{r['recipe']} (no bias update)"
+
+
 def router_health(runs: list[dict]) -> list[dict]:
     """Max/mean expert load per run: mean over steps (of the worst MoE layer), and over the last
     quarter of training, with the run's bias_update setting."""
@@ -272,21 +276,20 @@ def loss_figure(runs: list[dict]):
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    names = list(dict.fromkeys(r["recipe"] for r in runs))
+    names = list(dict.fromkeys(run_label(r) for r in runs))
     colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
     handles = {}
     for r in runs:
-        if not r.get("bias_update", True):
-            continue
+        name = run_label(r)
         tl = np.asarray(r["train_loss"], dtype=np.float64)
         if len(tl):
             k = max(1, len(tl) // 30)
             sm = np.convolve(tl, np.ones(k) / k, mode="valid")
-            (h,) = ax1.plot(np.arange(len(sm)) + k, sm, color=colors[r["recipe"]], lw=1)
-            handles.setdefault(r["recipe"], h)
+            (h,) = ax1.plot(np.arange(len(sm)) + k, sm, color=colors[name], lw=1)
+            handles.setdefault(name, h)
         if r["val"]:
             s, v = zip(*r["val"])
-            ax2.plot(s, v, color=colors[r["recipe"]], lw=1, marker=".")
+            ax2.plot(s, v, color=colors[name], lw=1, marker=".")
     ax1.set_title("train loss (moving mean)", fontsize=10)
     ax2.set_title("validation loss (fixed batches)", fontsize=10)
     for ax in (ax1, ax2):
@@ -295,7 +298,7 @@ def loss_figure(runs: list[dict]):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(handles), 4), fontsize=8, frameon=False)
+               ncol=max(1, min(len(handles), 4)), fontsize=8, frameon=False)
     return fig
 
 
