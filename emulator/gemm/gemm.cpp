@@ -15,6 +15,7 @@
 #include "gemm/combine.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
+#include "gemm/non_finite.hpp"
 
 namespace fp8lab {
 namespace {
@@ -50,6 +51,12 @@ void check_representable(const GemmOperand& x, const char* arg, const Format& fm
     std::uint32_t bits[kGrain];
     enc.encode_u32(x.elements.data() + begin, end - begin, bits);
     for (std::size_t i = begin; i < end; ++i) {
+      const float v = x.elements[i];
+      if (!std::isfinite(v)) {  // NaN and Inf are values of the formats that encode them
+        if (std::isnan(v) ? fmt.has_nan() : fmt.has_inf()) continue;
+        first_bad[begin / kGrain] = i;
+        return;
+      }
       const std::uint32_t b = bits[i - begin];
       const double back = value_of.empty() ? decode(b, fmt) : value_of[b];
       if (back != static_cast<double>(x.elements[i])) {
@@ -115,39 +122,87 @@ std::vector<float> fp32_accumulate(const GemmOperand& a, const GemmOperand& b, b
   return out;
 }
 
-// The generic path: every instruction through accum's fused_dot_add.
+// The generic path for one output: every instruction through accum's fused_dot_add, which applies
+// the NaN/Inf policy (gemm/non_finite.hpp) inside the tensor core; the FP32 partial sums carry it on.
+// pa, pb: scratch of the instruction's K.
+float tensor_core_element(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model, std::size_t NC,
+                          Combine combine, std::size_t i, std::size_t j, std::vector<float>& pa, std::vector<float>& pb) {
+  const std::size_t K = a.cols, kI = pa.size();
+  float acc = 0.0f;
+  for (std::size_t kb = 0; kb < K; kb += NC) {
+    const std::size_t ke = std::min(K, kb + NC);
+    float p = 0.0f;
+    for (std::size_t kc = kb; kc < ke; kc += kI) {
+      const std::size_t kn = std::min(kI, ke - kc);
+      if (kn == kI) {
+        p = fused_dot_add(a.row(i) + kc, b.row(j) + kc, p, model);
+      } else {  // ragged tail: zero-padded
+        std::fill(pa.begin(), pa.end(), 0.0f);
+        std::fill(pb.begin(), pb.end(), 0.0f);
+        std::copy_n(a.row(i) + kc, kn, pa.begin());
+        std::copy_n(b.row(j) + kc, kn, pb.begin());
+        p = fused_dot_add(pa.data(), pb.data(), p, model);
+      }
+    }
+    acc = combine_partial(combine, p, a.scale(i, kb), b.scale(j, kb), acc);
+  }
+  return acc;
+}
+
+std::size_t promotion_interval(std::size_t promote_every, std::size_t K) {
+  return promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
+}
+
 std::vector<float> tensor_core_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
                                           std::size_t promote_every, Combine combine) {
-  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const std::size_t M = a.rows, N = b.rows;
   const auto kI = static_cast<std::size_t>(tensor_core_k(model));
-  const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
+  const std::size_t NC = promotion_interval(promote_every, a.cols);
   std::vector<float> out(M * N);
   parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
     std::vector<float> pa(kI), pb(kI);
-    for (std::size_t e = e0; e < e1; ++e) {
-      const std::size_t i = e / N, j = e % N;
-      float acc = 0.0f;
-      for (std::size_t kb = 0; kb < K; kb += NC) {
-        const std::size_t ke = std::min(K, kb + NC);
-        float p = 0.0f;
-        for (std::size_t kc = kb; kc < ke; kc += kI) {
-          const std::size_t kn = std::min(kI, ke - kc);
-          if (kn == kI) {
-            p = fused_dot_add(a.row(i) + kc, b.row(j) + kc, p, model);
-          } else {  // ragged tail: zero-padded
-            std::fill(pa.begin(), pa.end(), 0.0f);
-            std::fill(pb.begin(), pb.end(), 0.0f);
-            std::copy_n(a.row(i) + kc, kn, pa.begin());
-            std::copy_n(b.row(j) + kc, kn, pb.begin());
-            p = fused_dot_add(pa.data(), pb.data(), p, model);
-          }
-        }
-        acc = combine_partial(combine, p, a.scale(i, kb), b.scale(j, kb), acc);
-      }
-      out[e] = acc;
-    }
+    for (std::size_t e = e0; e < e1; ++e) out[e] = tensor_core_element(a, b, model, NC, combine, e / N, e % N, pa, pb);
   });
   return out;
+}
+
+// The vector kernel takes finite operands only: with a NaN or Inf anywhere it runs on the finite
+// parts and the outputs of the rows and columns holding them are recomputed by the generic path.
+// The finite case pays one pass over A and B (O((M + N) K) against the kernel's O(M N K)).
+std::vector<float> fast_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                   std::size_t promote_every, Combine combine, Fp8Operands operands) {
+  const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
+  if (!ra.any && !rb.any) return hopper_fp8_gemm_accumulate(a, b, promote_every, combine, operands);
+  std::vector<float> out = hopper_fp8_gemm_accumulate(finite_part(a), finite_part(b), promote_every, combine, operands);
+  const std::size_t M = a.rows, N = b.rows, NC = promotion_interval(promote_every, a.cols);
+  const auto kI = static_cast<std::size_t>(tensor_core_k(model));
+  parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
+    std::vector<float> pa(kI), pb(kI);
+    for (std::size_t e = e0; e < e1; ++e)
+      if (ra.row[e / N] || rb.row[e % N]) out[e] = tensor_core_element(a, b, model, NC, combine, e / N, e % N, pa, pb);
+  });
+  return out;
+}
+
+// Exact accumulation of real numbers has no NaN or Inf: the finite parts go through the exact
+// sum, and every output with a non-finite term takes the policy's class.
+std::vector<double> exact_with_policy(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out) {
+  const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
+  const std::size_t M = a.rows, N = b.rows;
+  bool c_bad = false;
+  for (std::size_t e = 0; c && e < M * N; ++e) c_bad |= !std::isfinite(c[e]);
+  if (!ra.any && !rb.any && !c_bad) return gemm_exact(a, b, c, out);
+  std::vector<float> c_finite;
+  if (c) {
+    c_finite.assign(c, c + M * N);
+    for (float& v : c_finite)
+      if (!std::isfinite(v)) v = 0.0f;
+  }
+  std::vector<double> d = gemm_exact(finite_part(a), finite_part(b), c ? c_finite.data() : nullptr, out);
+  for (std::size_t e = 0; e < M * N; ++e)
+    if (ra.row[e / N] || rb.row[e % N] || (c && !std::isfinite(c[e])))
+      if (const std::optional<double> v = non_finite_dot(a, b, e / N, e % N, c)) d[e] = *v;
+  return d;
 }
 
 }  // namespace
@@ -188,12 +243,7 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
                          const GemmOptions& options) {
   validate_gemm(a, b, spec);
   const std::size_t M = a.rows, N = b.rows;
-  if (c)
-    for (std::size_t e = 0; e < M * N; ++e)
-      if (!std::isfinite(c[e]))
-        throw std::invalid_argument("c: element [" + std::to_string(e / N) + ", " + std::to_string(e % N) + "] is " +
-                                    num(c[e]) + "; gemm needs a finite C");
-  if (spec.accumulate == Accumulate::Exact) return gemm_exact(a, b, c, spec.out);
+  if (spec.accumulate == Accumulate::Exact) return exact_with_policy(a, b, c, spec.out);
   std::vector<float> acc;
   switch (spec.accumulate) {
     case Accumulate::Fp32Sequential: acc = fp32_accumulate(a, b, false); break;
@@ -202,7 +252,7 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
       const std::optional<Fp8Operands> fast = fast_kernel_operands(model);
-      acc = options.allow_fast_kernel && fast ? hopper_fp8_gemm_accumulate(a, b, nc, spec.combine, *fast)
+      acc = options.allow_fast_kernel && fast ? fast_accumulate(a, b, model, nc, spec.combine, *fast)
                                               : tensor_core_accumulate(a, b, model, nc, spec.combine);
     }
   }

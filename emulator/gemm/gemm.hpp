@@ -12,6 +12,8 @@
 //   Accumulate::Exact, C enters the exact sum.
 // - Ragged K is zero-padded to whole instructions (TMA's out-of-bounds fill); zero terms never
 //   change a tensor-core result.
+// - NaN and Inf operands and C follow one policy in every mode (gemm/non_finite.hpp: NaN in a
+//   product, Inf x 0 and +Inf + -Inf give NaN; an Inf otherwise propagates); scales are finite.
 #pragma once
 
 #include "common/bf16.hpp"  // round_to_bf16, used with gemm outputs

@@ -51,11 +51,9 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
       throw std::invalid_argument(arg + ": element " + at(i / q.cols, i % q.cols) + " has bits " +
                                   std::to_string(q.bits[i]) + " outside the " + std::to_string(f.total_bits()) +
                                   "-bit format " + f.name);
-    const double v = decode(q.bits[i], f);
-    if (!std::isfinite(v))
-      throw std::invalid_argument(arg + ": element " + at(i / q.cols, i % q.cols) + " is " + num(v) +
-                                  "; gemm needs finite inputs");
-    x.elements[i] = static_cast<float>(v);  // exact: <= 24 significant bits, fp32 exponent range
+    // Exact: <= 24 significant bits, fp32 exponent range. NaN and Inf elements are kept: the
+    // GEMM's NaN/Inf policy (gemm/non_finite.hpp) says what they give.
+    x.elements[i] = static_cast<float>(decode(q.bits[i], f));
   }
   return x;
 }
@@ -69,11 +67,7 @@ GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size
   x.tile_rows = rows ? rows : 1;
   x.tile_cols = cols ? cols : 1;
   x.scales.assign(rows && cols ? 1 : 0, 1.0f);
-  x.elements.assign(values, values + rows * cols);
-  for (std::size_t i = 0; i < x.elements.size(); ++i)
-    if (!std::isfinite(x.elements[i]))
-      throw std::invalid_argument(arg + ": element " + at(i / cols, i % cols) + " is " + num(x.elements[i]) +
-                                  "; gemm needs finite inputs");
+  x.elements.assign(values, values + rows * cols);  // NaN and Inf kept (gemm/non_finite.hpp)
   return x;
 }
 

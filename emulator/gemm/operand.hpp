@@ -27,9 +27,10 @@ struct GemmOperand {
 };
 
 // Validates and decodes `q` (named `arg` in errors): bits/scales sizes, known format, finite
-// elements and scales. Throws std::invalid_argument naming `arg`, the element and the problem.
+// scales. NaN and Inf elements are kept (the GEMM's policy, gemm/non_finite.hpp, says what they
+// give). Throws std::invalid_argument naming `arg`, the element and the problem.
 GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg);
-// A plain row-major rows x cols float array (scale 1). Non-finite values are rejected.
+// A plain row-major rows x cols float array (scale 1); NaN and Inf kept as in operand_from_qtensor.
 GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg);
 
 // True when, for every row, the scale is constant over each K-interval [j*len, (j+1)*len).

@@ -83,7 +83,7 @@ def coerce_output(got, expected, fmt: str | None, name: str) -> tuple[str, np.nd
         v = g.astype(np.float64)
         if fmt is not None and v.size:
             with np.errstate(over="ignore", invalid="ignore"):
-                back = decode(encode(v, fmt), fmt)
+                back = decode(encode(v, fmt, overflow="inf_or_nan"), fmt)  # Inf is a value where fmt has one
             bad = np.flatnonzero(~((back == v) | np.isnan(v)))
             if bad.size:
                 i = int(bad[0])
