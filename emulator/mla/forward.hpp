@@ -30,8 +30,13 @@
 //     ISA's (oneDNN/MKL blocking, AVX2 or AVX-512 lanes, a vectorised exp that is not correctly
 //     rounded); fp8lab keeps numerics.hpp's dot order, the key-order sum and the correctly rounded
 //     exp there, so bits equal torch's except where those FP32 differences cross a BF16 rounding
-//     boundary (torch 2.15 CPU, AVX-512: none in the test's 2 x 3072 elements). The bound is
-//     certified for fp8lab's values; each extra BF16 rounding adds kUBf16 times its result.
+//     boundary. Torch 2.15 CPU (AVX-512): none in the test's 2 x 3072 elements; at DeepSeek's head
+//     dims (nope 128, rope 64, kv_lora 512, v 128; 16 heads, 64 tokens) 171 (naive) and 137
+//     (absorbed) of 131072, against 70623 and 87722 for the fused sequence. Its BF16 einsum alone
+//     equalled bf16(sequential FP32 sum) on 4 x 6144 random dots (n = 16..512) and this order's in
+//     all but 2: the rest comes from those flips carried through the softmax, and from torch's
+//     softmax. The bound is certified for fp8lab's values; each extra BF16 rounding adds kUBf16
+//     times its result.
 //  3. softmax over keys j <= i (causal within the call): m = max s, e = exp_pinned(fl(s - m)),
 //     S = sum e in key order, p = R_attn(fl(e / S)).
 //  4. naive: o = R_attn(sum_j p_j v_j) in key order; absorbed: o_lat = R_attn(sum_j p_j c_j),
