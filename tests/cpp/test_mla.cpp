@@ -50,6 +50,13 @@ TEST(MlaSpec, JsonRoundTripAndErrors) {
   EXPECT_THROW(spec_from_json("{\"heads\":0}"), std::invalid_argument);
   EXPECT_THROW(spec_from_json("{\"colour\":1}"), std::invalid_argument);
   EXPECT_THROW(spec_from_json("{\"cache\":\"fp4\"}"), std::invalid_argument);
+  // attn_ops: read and written; deepseek_reference only with BF16 einsums on BF16 inputs.
+  EXPECT_EQ(s.attn_ops, AttnOps::Fused);
+  EXPECT_NE(to_json(s).find("\"attn_ops\":\"fused\""), std::string::npos);
+  EXPECT_EQ(spec_from_json(R"({"attn":"bf16","attn_ops":"deepseek_reference"})").attn_ops, AttnOps::DeepseekReference);
+  EXPECT_THROW(spec_from_json(R"({"attn_ops":"deepseek_reference"})"), std::invalid_argument);  // attn fp32
+  EXPECT_THROW(spec_from_json(R"({"attn":"bf16","attn_ops":"deepseek_reference","wkv_a":"fp32"})"), std::invalid_argument);
+  EXPECT_THROW(spec_from_json(R"({"attn_ops":"torch"})"), std::invalid_argument);
   MlaSpec bad = small_spec();
   bad.softmax_scale = "big";
   EXPECT_THROW(bad.validate(), std::invalid_argument);

@@ -208,6 +208,18 @@ def test_bound_and_torch(run, form):
           f"vs fused {fused_diff}; max |err|/bound {np.max(err / bound):.3g}")
 
 
+def test_fp8_wkv_b_within_bound():
+    # FP8 checkpoint weights (naive: the FP8 linear, absorbed: the dequantised weights) under the
+    # reference's score sequence: both forms stay within their certified bounds.
+    spec = SPEC.replace(wkv_b="fp8")
+    w = mla.init_weights(spec, 2)
+    x = np.random.default_rng(4).normal(0, 1, (8, spec.hidden)).astype(np.float32)
+    cf = mla.compare_forms(x, w, spec, start_pos=5)
+    assert cf["verdict"]["kind"] == "within-bound", cf["summary"]
+    for form in ("naive", "absorbed"):
+        assert np.all(np.abs(cf[form].astype(np.float64) - cf["exact"]) <= cf[f"bound_{form}"])
+
+
 def test_bad_specs():
     with pytest.raises(ValueError, match="attn"):
         SPEC.replace(attn="fp32").to_json()
