@@ -76,3 +76,17 @@ def test_training_headline_reads_the_training_section_only_when_it_measured(monk
     assert report.training_headline({"training": {"status": "ok", "data": {"h": {"available": False}}}}) is None
     assert report.training_headline({"training": {"status": "unavailable", "data": {"h": h}}}) is None
     assert report.training_headline({}) is None
+
+
+def test_the_fp8_row_names_the_recipe_when_the_build_has_the_table(monkeypatch):
+    import fp8lab
+
+    cm = cost_model.build().figures
+    monkeypatch.setattr(fp8lab, "recipes", lambda: {summary.FP8_RECIPE: {"source": "test"}}, raising=False)
+    assert summary.gemm_recipe_name() == summary.FP8_RECIPE
+    assert summary.rows(cm, _heads({}), {}, None)[0]["trick"].endswith(f"(recipe `{summary.FP8_RECIPE}`)")
+    monkeypatch.setattr(fp8lab, "recipes", lambda: {"other": {}}, raising=False)
+    assert summary.gemm_recipe_name() is None
+    monkeypatch.setattr(fp8lab, "recipes", lambda: ["a", "list"], raising=False)  # not the table: no name
+    assert summary.gemm_recipe_name() is None
+    assert "recipe" not in summary.rows(cm, _heads({}), {}, None)[0]["trick"]

@@ -113,6 +113,22 @@ def _section(results_sections: dict, sid: str) -> dict:
     return s["data"] if s and s.get("status") != "unavailable" else {}
 
 
+# The named GEMM recipe of the DeepSeek-V3 Linear (fp8lab.recipes(), when this build has the table).
+FP8_RECIPE = "deepseek_v3_fp8_linear"
+
+
+def gemm_recipe_name() -> str | None:
+    """FP8_RECIPE when this build's recipe table (fp8lab.recipes()) has it, else None."""
+    import fp8lab
+
+    fn = getattr(fp8lab, "recipes", None)
+    try:
+        table = fn() if callable(fn) else None
+    except Exception:  # noqa: BLE001 - a build without the table simply has no name to show
+        return None
+    return FP8_RECIPE if isinstance(table, dict) and FP8_RECIPE in table else None
+
+
 def rows(cm: dict, headlines: dict, sections: dict, training: dict | None) -> list[dict]:
     """The summary rows as data; ``cm`` is the cost model's figures (name -> entry)."""
     v = {k: e["value"] for k, e in cm.items()}
@@ -130,7 +146,8 @@ def rows(cm: dict, headlines: dict, sections: dict, training: dict | None) -> li
         ours = "not measured: this build has no training run (the training lab's section is absent)"
         verdict = "not checked (needs the training lab)"
     out.append({
-        "trick": "FP8 GEMMs: E4M3, 1x128 activation / 128x128 weight FP32 scales",
+        "trick": "FP8 GEMMs: E4M3, 1x128 activation / 128x128 weight FP32 scales"
+                 + (f" (recipe `{recipe}`)" if (recipe := gemm_recipe_name()) else ""),
         "saves": (f"{v['H800_fp8_over_bf16_peak']:.3g}x tensor-core peak on H800, H100 and H200 "
                   f"({v['H800_fp8_tflops']:.0f} vs {v['H800_bf16_tflops']:.1f} dense TFLOP/s); weights "
                   f"{pct(v['weight_bytes_ratio'])} and activations {pct(v['act_bytes_ratio'])} of BF16's bytes "
@@ -191,7 +208,8 @@ def rows(cm: dict, headlines: dict, sections: dict, training: dict | None) -> li
         "saves": (f"1 scale byte per 128 elements instead of 4 ({pct((v['elem_bytes_fp8'] + 1 / 128) / 2)} vs "
                   f"{pct(v['act_bytes_ratio'])} of BF16's bytes); scaling becomes an exact exponent add, so "
                   "re-tiling 1x128 to 128x1 for the backward pass adds no error"),
-        "costs": f"activation quantisation error {spread(pen, 'x')} that of FP32 scales ({spread(fp32s)} normwise)",
+        "costs": (f"activation quantisation error (rule `deepseek_ue8m0`) {spread(pen, 'x')} that of FP32 scales "
+                  f"(rule `deepseek`: {spread(fp32s)} normwise)"),
         "claim": "none quantified (DeepSeek-V3.1 trains with UE8M0 scales, model card)",
         "ours": f"{spread(pen, 'x')} the error of FP32 scales" if pen else "not measured",
         "verdict": "cost measured; no published figure to check it against"})
@@ -248,7 +266,8 @@ def rows(cm: dict, headlines: dict, sections: dict, training: dict | None) -> li
                   f"({pct(v['active_fraction'])}); {v['train_flops_per_token'] / 1e9:.0f} GFLOP per training token "
                   f"against {v['dense_train_flops_per_token'] / 1e12:.2f} TFLOP for a dense model of the same size "
                   f"({v['moe_flops_saving']:.3g}x less)"),
-        "costs": (f"the BF16 gate picks a different expert set than an FP32 gate for {spread(flips)} of tokens" + bal),
+        "costs": (f"the BF16 gate (router recipe `deepseek_v3`) picks a different expert set than an FP32 gate "
+                  f"(`deepseek_v3_hf`) for {spread(flips)} of tokens" + bal),
         "claim": (f"{v['paper_total_params'] / 1e9:.0f}B total, {v['paper_active_params'] / 1e9:.0f}B active; "
                   f"{v['paper_train_gflops_per_token']:.0f} GFLOP per token (ISCA 2025 Table 2)"),
         "ours": (f"{v['total_params'] / 1e9:.2f}B total, {v['active_params'] / 1e9:.2f}B active; "
