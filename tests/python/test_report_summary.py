@@ -90,3 +90,9 @@ def test_the_fp8_row_names_the_recipe_when_the_build_has_the_table(monkeypatch):
     monkeypatch.setattr(fp8lab, "recipes", lambda: ["a", "list"], raising=False)  # not the table: no name
     assert summary.gemm_recipe_name() is None
     assert "recipe" not in summary.rows(cm, _heads({}), {}, None)[0]["trick"]
+
+
+def test_the_summary_names_the_recipe_the_granularity_section_runs():
+    from fp8lab.report import sec_granularity
+
+    assert summary.FP8_RECIPE == sec_granularity.RECIPE

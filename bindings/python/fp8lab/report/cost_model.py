@@ -198,9 +198,9 @@ def _fp8_bytes(m: CostModel) -> None:
              "FP8 Linears with 128x128 FP32 scales; embedding, head, router, norms in BF16")
     m.derive("weights_fp8_over_bf16", "weights_bytes_fp8 / weights_bytes_bf16", "fraction")
     # A roofline for one Linear: the time is the larger of compute and memory traffic.
-    for tag, mm in (("decode", 64), ("prefill", 4096)):
-        m.given(f"gemm_{tag}_M", mm, "tokens", "assumption",
-                f"{'a decode batch: 64 tokens routed to one expert' if tag == 'decode' else 'a 4096-token prefill or training micro-batch'}")
+    for tag, mm, what in (("decode", 64, "a decode batch: 64 tokens routed to one expert"),
+                          ("prefill", 4096, "a 4096-token prefill or training micro-batch")):
+        m.given(f"gemm_{tag}_M", mm, "tokens", "assumption", what)
         m.derive(f"gemm_{tag}_flops", f"2*gemm_{tag}_M*moe_inter_dim*dim", "FLOP",
                  "one expert's up projection: M x 7168 times 7168 x 2048")
         m.derive(f"gemm_{tag}_bytes_bf16", f"elem_bytes_bf16*(gemm_{tag}_M*dim + moe_inter_dim*dim"

@@ -54,7 +54,7 @@ def accumulation(ctx: Context, r: int) -> dict:
 
 
 def granularity(ctx: Context, r: int) -> dict:
-    """The DeepSeek-V3 recipe end to end (1x128 / 128x128 E4M3, promoted, BF16 out) and plain BF16
+    """The DeepSeek-V3 recipe end to end (sec_granularity.RECIPE: 1x128 / 128x128 E4M3, promoted) and plain BF16
     operands, against the FP64 product of the unquantised outlier-heavy inputs (sec_granularity)."""
     from ..formats import decode, encode
 
@@ -63,11 +63,12 @@ def granularity(ctx: Context, r: int) -> dict:
     ref = a.astype(np.float64) @ b.astype(np.float64).T
     a16 = decode(encode(a, "bf16"), "bf16")
     b16 = decode(encode(b, "bf16"), "bf16")
+    from .sec_granularity import RECIPE
+
     quantize, gemm = api.get("quantize"), api.get("gemm")
-    qa = quantize(a, tile=(1, 128), fmt="e4m3", rule="deepseek")
-    qb = quantize(b, tile=(128, 128), fmt="e4m3", rule="deepseek")
-    out = gemm(qa, qb, accumulate="promoted", promote_every=128, combine="deepgemm", instruction="hopper_fp8",
-               out="bf16")
+    qa = quantize(a, recipe=RECIPE, operand="a")
+    qb = quantize(b, recipe=RECIPE, operand="b")
+    out = gemm(qa, qb, recipe=RECIPE)
     return {"recipe_normwise": relative_errors(np.asarray(out, np.float64), ref)["normwise"],
             "bf16_normwise": relative_errors(a16 @ b16.T, ref)["normwise"]}
 

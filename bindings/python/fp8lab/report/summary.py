@@ -113,8 +113,9 @@ def _section(results_sections: dict, sid: str) -> dict:
     return s["data"] if s and s.get("status") != "unavailable" else {}
 
 
-# The named GEMM recipe of the DeepSeek-V3 Linear (fp8lab.recipes(), when this build has the table).
-FP8_RECIPE = "deepseek_v3_fp8_linear"
+# The named GEMM recipe of the DeepSeek-V3 Linear (fp8lab.recipes()): the one the granularity section
+# and its seed replicates run.
+FP8_RECIPE = "deepseek_v3_fp8_linear"  # = sec_granularity.RECIPE (a test checks they agree)
 
 
 def gemm_recipe_name() -> str | None:
