@@ -102,8 +102,23 @@ py::array scales_array(const QTensor& q) {
   return scale_values_array_impl(q);
 }
 
+// A scale a kernel hands over must be a finite number > 0: a negative, zero, NaN or infinite scale
+// would make every value of its tile wrong (or NaN) downstream without a word. allow_nonfinite
+// admits NaN and +Inf, which the quantisers themselves produce from NaN/Inf input (quant.py).
+void check_scale(float s, std::uint8_t byte, bool ue8m0, std::size_t i, const QTensor& q, bool allow_nonfinite) {
+  const bool nonfinite = std::isnan(s) || s == std::numeric_limits<float>::infinity();
+  if ((std::isfinite(s) && s > 0.0f) || (allow_nonfinite && nonfinite)) return;
+  const std::size_t gc = q.tile_grid_cols();
+  char v[48];
+  if (ue8m0) std::snprintf(v, sizeof v, "0x%02X (NaN in UE8M0)", static_cast<unsigned>(byte));
+  else std::snprintf(v, sizeof v, "%.9g", static_cast<double>(s));
+  throw py::value_error("scales: tile [" + std::to_string(i / gc) + ", " + std::to_string(i % gc) + "] = " + v +
+                        ": expected a finite scale > 0" +
+                        (nonfinite ? " (pass allow_nonfinite=True to wrap a quantiser's output for NaN/Inf input)" : ""));
+}
+
 QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, const std::string& fmt_name,
-                   const py::object& tile, const py::object& rule_obj) {
+                   const py::object& tile, const py::object& rule_obj, bool allow_nonfinite) {
   const Format& f = format_by_name(fmt_name);
   const ScaleRule rule = rule_from_py(rule_obj);
   py::array bits = py::array::ensure(bits_obj);
@@ -148,6 +163,9 @@ QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, con
     const auto* s = static_cast<const float*>(sc.data());
     q.scales.assign(s, s + ns);
   }
+  for (std::size_t i = 0; i < ns; ++i)
+    check_scale(q.scales[i], q.scale_bits_ue8m0.empty() ? 0 : q.scale_bits_ue8m0[i], !q.scale_bits_ue8m0.empty(), i, q,
+                allow_nonfinite);
   validate_qtensor(q, "bits");
   return q;
 }
@@ -191,7 +209,7 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
            },
            "exact values element * scale as float64 (rows x cols)")
       .def_static("from_parts", &from_parts, py::arg("bits"), py::arg("scales"), py::arg("fmt"), py::arg("tile"),
-                  py::arg("rule"))
+                  py::arg("rule"), py::kw_only(), py::arg("allow_nonfinite") = false)
       .def("__repr__", [](const QTensor& q) {
         return "QTensor(shape=(" + std::to_string(q.rows) + ", " + std::to_string(q.cols) + "), fmt='" + q.fmt +
                "', tile=(" + std::to_string(q.tile.rows) + ", " + std::to_string(q.tile.cols) + "), rule='" + q.rule + "')";

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <stdexcept>
 #include <exception>
 #include <string>
 #include <thread>
@@ -13,10 +15,19 @@ namespace fp8lab {
 namespace {
 std::atomic<int> thread_override{0};
 
+// FP8LAB_THREADS, when set, must be a whole positive number: a typo ("0", "-3", "abc") is an error,
+// not a silent fall back to every core, since thread count is the one knob a user sets to share a
+// machine (results never depend on it).
 int default_threads() {
   if (const char* env = std::getenv("FP8LAB_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return n;
+    const std::string text(env);
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || n < 1 || n > kMaxThreads)
+      throw std::invalid_argument("FP8LAB_THREADS = '" + text + "': expected a positive integer in [1, " +
+                                  std::to_string(kMaxThreads) + "] (the emulator's thread count; unset it to use every core)");
+    return static_cast<int>(n);
   }
   return std::max(1u, std::thread::hardware_concurrency());
 }
@@ -27,7 +38,12 @@ int num_threads() {
   return n >= 1 ? n : default_threads();
 }
 
-void set_num_threads(int n) { thread_override.store(n < 0 ? 0 : n); }
+void set_num_threads(int n) {
+  if (n < 0 || n > kMaxThreads)
+    throw std::invalid_argument("n = " + std::to_string(n) + ": expected 0 (the default) or a thread count in [1, " +
+                                std::to_string(kMaxThreads) + "]");
+  thread_override.store(n);
+}
 
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
   if (n == 0) return;

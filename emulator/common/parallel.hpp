@@ -8,9 +8,14 @@
 
 namespace fp8lab {
 
-// Threads used by parallel loops: FP8LAB_THREADS if set, else std::thread::hardware_concurrency().
+inline constexpr int kMaxThreads = 4096;
+
+// Threads used by parallel loops: the set_num_threads() override, else FP8LAB_THREADS if set (an
+// integer in [1, kMaxThreads], anything else throws std::invalid_argument naming it), else
+// std::thread::hardware_concurrency().
 int num_threads();
-// Overrides the thread count for this process (n >= 1); 0 restores the default.
+// Overrides the thread count for this process (1 <= n <= kMaxThreads); 0 restores the default.
+// Other values throw std::invalid_argument naming `n`.
 void set_num_threads(int n);
 
 // Calls body(begin, end) for consecutive chunks [begin, end) of [0, n), each at most `grain` long.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -37,6 +38,17 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
   if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
   if (fmt.storage_bits() > 32) throw std::invalid_argument("fmt: element format wider than 32 bits");
   check_tile_for_rule(rule, rows, cols, tile);
+  // An unsigned element format (UE8M0) has no sign bit: encoding a negative element would drop its
+  // sign silently, so it is an error (quantise |x| if magnitudes are what is meant). -0 and NaN pass.
+  if (!fmt.is_signed)
+    for (std::size_t i = 0; i < rows * cols; ++i)
+      if (x[i] < 0.0f) {
+        char v[32];
+        std::snprintf(v, sizeof v, "%.9g", static_cast<double>(x[i]));
+        throw std::invalid_argument("x: element [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "] = " + v +
+                                    " is negative, but format " + fmt.name +
+                                    " is unsigned (no sign bit); quantise |x| or use a signed format");
+      }
 
   QTensor q;
   q.rows = rows;

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _core
 
-from . import _recipes
+from . import _args, _recipes
 
 # The choices come from the GemmSpec schema in the emulator (emulator/gemm/gemm_spec.cpp).
 _FIELDS = {f["key"]: f for f in _core.spec_fields("gemm")}
@@ -84,10 +84,7 @@ def gemm(a, b, accumulate: str | None = None, promote_every: int | None = None, 
     _check_choice("accumulate", accumulate, ACCUMULATE)
     _check_choice("combine", combine, COMBINE)
     _check_choice("out", out, OUT)
-    if isinstance(promote_every, bool) or not isinstance(promote_every, (int, np.integer)):
-        raise TypeError(f"promote_every: expected an int, got {type(promote_every).__name__}")
-    if promote_every <= 0:
-        raise ValueError(f"promote_every: must be a positive multiple of the instruction K, got {promote_every}")
+    promote_every = _args.integer("promote_every", promote_every, 1, _args.INT32_MAX)
     if not isinstance(instruction, str):
         raise TypeError(f"instruction: expected a preset name, got {type(instruction).__name__}")
     return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c)
@@ -108,6 +105,7 @@ def gemm_bound(a, b, accumulate: str | None = None, promote_every: int | None = 
     _check_choice("accumulate", accumulate, ACCUMULATE)
     _check_choice("combine", combine, COMBINE)
     _check_choice("out", out, OUT)
+    promote_every = _args.integer("promote_every", promote_every, 1, _args.INT32_MAX)
     return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c, True)
 
 

@@ -5,9 +5,11 @@ right-aligned. ``as_ml_dtypes`` / ``from_ml_dtypes`` reinterpret them as ml_dtyp
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from . import _core
+from . import _args, _core
 
 #: fp8lab format name -> ml_dtypes type name, for the formats ml_dtypes has.
 ML_DTYPES_NAMES = {
@@ -41,7 +43,8 @@ def encode(x, fmt: str, rounding: str = "nearest_even", overflow: str = "saturat
     inf_or_nan (Inf, or NaN where the format has no Inf; toward_zero stops at max finite).
     NaN gives the format's canonical NaN (sign clear, all other bits set), as CUDA does.
     """
-    return _core.encode(x, fmt, rounding, overflow, int(seed), bool(flush_subnormals))
+    seed = _args.integer("seed", seed, 0, _args.UINT64_MAX)
+    return _core.encode(x, fmt, rounding, overflow, seed, bool(flush_subnormals))
 
 
 def decode(bits, fmt: str) -> np.ndarray:
@@ -74,9 +77,9 @@ def from_ml_dtypes(values: np.ndarray) -> tuple[np.ndarray, str]:
 
 def set_num_threads(n: int) -> None:
     """Threads used by the emulator's parallel loops (results never depend on it); 0 = default."""
-    if int(n) < 0:
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n < 0:
         raise ValueError(f"n: {n} is negative; expected 0 (default) or a positive thread count")
-    _core.set_num_threads(int(n))
+    _core.set_num_threads(_args.integer("n", n, 0, 4096))  # kMaxThreads, emulator/common/parallel.hpp
 
 
 def num_threads() -> int:

@@ -63,7 +63,7 @@ import numbers
 
 import numpy as np
 
-from . import _core, _recipes
+from . import _args, _core, _recipes
 
 QTensor = _core.QTensor
 
@@ -77,6 +77,8 @@ def _tile(tile, name: str = "tile") -> tuple[int, int]:
             raise TypeError(f"{name}: expected ints, got {tile!r}")
         if v < 0:
             raise ValueError(f"{name}: sizes must be >= 0 (0 = the whole dimension), got {tile!r}")
+        if v > _args.TILE_MAX:
+            raise ValueError(f"{name}: sizes must be <= 2^40, got {tile!r}")
         out.append(int(v))
     return out[0], out[1]
 
@@ -135,10 +137,15 @@ def scale_rule(rule) -> dict:
     return dict(_core.scale_rule(_rule(rule)))
 
 
-def from_parts(bits, scales, fmt: str, tile, rule) -> QTensor:
+def from_parts(bits, scales, fmt: str, tile, rule, *, allow_nonfinite: bool = False) -> QTensor:
     """Wrap existing element bits (2-D, the format's storage dtype) and per-tile scales (float32, or
-    uint8 UE8M0 bytes for UE8M0 rules) as a QTensor, e.g. a GPU kernel's output."""
-    return QTensor.from_parts(bits, scales, fmt, _tile(tile), _rule(rule))
+    uint8 UE8M0 bytes for UE8M0 rules) as a QTensor, e.g. a GPU kernel's output.
+
+    Every scale must be finite and > 0 (ValueError naming the first bad tile); with
+    ``allow_nonfinite=True`` NaN and +Inf scales (what the rules make of NaN/Inf input) pass."""
+    if not isinstance(allow_nonfinite, bool):
+        raise TypeError(f"allow_nonfinite: expected True or False, got {allow_nonfinite!r}")
+    return QTensor.from_parts(bits, scales, fmt, _tile(tile), _rule(rule), allow_nonfinite=allow_nonfinite)
 
 
 __all__ = ["QTensor", "from_parts", "quantize", "retile", "scale_rule", "scale_rules"]

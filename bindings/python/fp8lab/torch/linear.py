@@ -60,7 +60,7 @@ def transposed(q, spec: dict, want: dict):
     if list(want.get("tile", [])) != list(spec.get("tile", []))[::-1]:
         return None
     return fp8lab.from_parts(np.ascontiguousarray(q.bits.T), np.ascontiguousarray(q.scales.T), want["fmt"],
-                             tuple(want["tile"]), want["rule"])
+                             tuple(want["tile"]), want["rule"], allow_nonfinite=True)  # q is fp8lab's own output
 
 
 def _same_quantisation(cache: dict, op: dict) -> bool:

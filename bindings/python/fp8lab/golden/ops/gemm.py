@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import dataclasses
 
 import numpy as np
@@ -44,8 +45,10 @@ class GemmOp(Operation):
             if not (isinstance(t, (list, tuple)) and len(t) == 2 and all(isinstance(v, int) and v >= 0 for v in t)):
                 raise ValueError(f"spec: {key} must be [rows, cols] of non-negative ints (0 = whole dimension), got {t!r}")
             full[key] = [int(t[0]), int(t[1])]
-        if full["out"] not in ("bf16", "fp32", "fp64"):
-            raise ValueError(f"spec: out must be bf16, fp32 or fp64, got {full['out']!r}")
+        # The GemmSpec part is read by the emulator's GemmSpec schema (strict types, named errors).
+        full.update(_core.gemm_spec({f["key"]: full[f["key"]] for f in _core.spec_fields("gemm")}))
+        if not isinstance(full["pinned"], bool):
+            raise ValueError(f"spec.pinned = {json.dumps(full['pinned'])}: expected true or false (a JSON boolean)")
         return full
 
     def fixtures(self):
