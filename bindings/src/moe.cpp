@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -15,78 +16,33 @@
 #include "moe/router_spec.hpp"
 #include "moe/routing_verdict.hpp"
 #include "registry.hpp"
+#include "specs.hpp"
 
 namespace fp8lab::bindings {
 namespace {
 
 using namespace fp8lab::moe;
 
-py::dict spec_to_dict(const RouterSpec& s) {
-  py::dict d;
-  d["name"] = s.name;
-  d["experts"] = s.experts;
-  d["topk"] = s.topk;
-  d["score"] = std::string(score_function_name(s.score));
-  d["gate_format"] = std::string(gate_format_name(s.gate_format));
-  d["bias_format"] = std::string(bias_format_name(s.bias_format));
-  d["groups"] = s.groups;
-  d["topk_groups"] = s.topk_groups;
-  d["group_score"] = std::string(group_score_name(s.group_score));
-  d["nodes"] = s.nodes;
-  d["max_nodes"] = s.max_nodes;
-  d["renormalize"] = s.renormalize;
-  d["renorm_epsilon"] = s.renorm_epsilon;
-  d["routed_scale"] = s.routed_scale;
-  d["scale_target"] = std::string(scale_target_name(s.scale_target));
-  d["tie_policy"] = std::string(tie_policy_name(s.tie_policy));
-  d["kernel_score_ulps"] = s.kernel_score_ulps;
-  return d;
-}
-
-template <class T>
-T field(const py::dict& d, const char* key) {
-  try {
-    return d[key].cast<T>();
-  } catch (const py::cast_error&) {
-    throw py::type_error(std::string("spec['") + key + "']: wrong type " +
-                         py::str(py::type::of(d[key])).cast<std::string>());
-  }
-}
-
-// A spec from a dict: "base" (a recipe name, default "deepseek_v3") plus any fields to override.
+// A spec from a dict: "base" (a recipe name, default "deepseek_v3") plus any fields to override,
+// read by RouterSpec's schema (strict types, one error vocabulary).
 RouterSpec spec_from_dict(const py::dict& d) {
-  static const char* known[] = {"base", "name", "experts", "topk", "score", "gate_format", "bias_format", "groups",
-                                "topk_groups", "group_score", "nodes", "max_nodes", "renormalize", "renorm_epsilon",
-                                "routed_scale", "scale_target", "tie_policy", "kernel_score_ulps"};
-  for (auto item : d) {
-    const std::string k = py::str(item.first).cast<std::string>();
-    bool ok = false;
-    for (const char* n : known) ok = ok || k == n;
-    if (!ok) throw py::value_error("spec: unknown field '" + k + "'");
-  }
-  RouterSpec s = router_recipe(d.contains("base") ? field<std::string>(d, "base") : std::string("deepseek_v3"));
-  if (d.contains("name")) s.name = field<std::string>(d, "name");
-  else if (d.size() > (d.contains("base") ? 1u : 0u)) s.name += "+custom";
-  if (d.contains("experts")) s.experts = field<int>(d, "experts");
-  if (d.contains("topk")) s.topk = field<int>(d, "topk");
-  if (d.contains("score")) s.score = score_function_by_name(field<std::string>(d, "score"));
-  if (d.contains("gate_format")) s.gate_format = gate_format_by_name(field<std::string>(d, "gate_format"));
-  if (d.contains("bias_format")) s.bias_format = bias_format_by_name(field<std::string>(d, "bias_format"));
-  if (d.contains("groups")) s.groups = field<int>(d, "groups");
-  if (d.contains("topk_groups")) s.topk_groups = field<int>(d, "topk_groups");
-  if (d.contains("group_score")) s.group_score = group_score_by_name(field<std::string>(d, "group_score"));
-  if (d.contains("nodes")) s.nodes = field<int>(d, "nodes");
-  if (d.contains("max_nodes")) s.max_nodes = field<int>(d, "max_nodes");
-  if (d.contains("renormalize")) s.renormalize = field<bool>(d, "renormalize");
-  if (d.contains("renorm_epsilon")) s.renorm_epsilon = field<double>(d, "renorm_epsilon");
-  if (d.contains("routed_scale")) s.routed_scale = field<double>(d, "routed_scale");
-  if (d.contains("scale_target")) s.scale_target = scale_target_by_name(field<std::string>(d, "scale_target"));
-  if (d.contains("tie_policy") && field<std::string>(d, "tie_policy") != "lowest_index_first")
-    throw py::value_error("spec['tie_policy']: only 'lowest_index_first' is defined");
-  if (d.contains("kernel_score_ulps")) s.kernel_score_ulps = field<double>(d, "kernel_score_ulps");
+  Json j = json_from_py(d, "spec");
+  std::vector<std::string> keys{"base"};
+  for (const auto& f : router_spec_schema().fields) keys.push_back(f.key);
+  for (const auto& m : j.members)
+    if (std::find(keys.begin(), keys.end(), m.first) == keys.end())
+      throw py::value_error("spec: unknown field '" + m.first + "'; valid fields: " + schema::join_names(keys));
+  const Json* base = j.find("base");
+  RouterSpec s = router_recipe(base ? schema::read_string(*base, "spec.base") : std::string("deepseek_v3"));
+  const bool overrides = j.members.size() > (base ? 1u : 0u);
+  std::erase_if(j.members, [](const JsonMember& m) { return m.first == "base"; });
+  schema::read_into(s, j, router_spec_schema());
+  if (!j.find("name") && overrides) s.name += "+custom";
   s.validate();
   return s;
 }
+
+py::dict spec_to_dict(const RouterSpec& s) { return fp8lab::bindings::spec_to_dict(s, router_spec_schema()); }
 
 py::array_t<float, py::array::c_style> float2d(const py::object& o, const char* arg, int cols, const char* what) {
   auto a = require_dtype<float>(o, arg, "float32");

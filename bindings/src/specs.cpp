@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gemm/recipe.hpp"
+#include "moe/router_spec.hpp"
 #include "registry.hpp"
 
 namespace fp8lab::bindings {
@@ -57,7 +58,8 @@ Registration specs_registration("specs", {}, [](py::module_& m) {
     if (spec == "gemm") return fields_to_py(gemm_spec_schema());
     if (spec == "scale_rule") return fields_to_py(scale_rule_schema());
     if (spec == "recipe") return fields_to_py(gemm_recipe_schema(), gemm_recipe(kDefaultGemmRecipe));
-    throw py::value_error("spec: unknown value '" + spec + "'; expected one of gemm, scale_rule, recipe");
+    if (spec == "router") return fields_to_py(moe::router_spec_schema(), moe::router_recipe("deepseek_v3"));
+    throw py::value_error("spec: unknown value '" + spec + "'; expected one of gemm, scale_rule, recipe, router");
   }, py::arg("spec"), "The declared fields of a spec: key, kind, choices, default and what each takes.");
 });
 }  // namespace

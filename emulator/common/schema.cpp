@@ -37,10 +37,14 @@ Json bool_json(bool b) {
   return j;
 }
 
+// A double always reads back as a float (4.0, not 4), so a spec that passes through Python's json
+// keeps float fields floats and its canonical text is the same whichever way it went.
 std::string g17(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  std::string s = buf;
+  if (std::isfinite(v) && s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s;
 }
 
 std::string range_text(long long lo, long long hi) { return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]"; }

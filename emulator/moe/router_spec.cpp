@@ -1,5 +1,6 @@
 #include "moe/router_spec.hpp"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -13,46 +14,66 @@ namespace {
   throw std::invalid_argument("RouterSpec." + field + " = " + value + ": " + why);
 }
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
+std::string num(double v) { return schema::g17(v); }
 
-template <class E>
-E by_name(std::string_view s, std::initializer_list<std::pair<std::string_view, E>> table, const char* what) {
-  std::string names;
-  for (const auto& [n, e] : table) {
-    if (n == s) return e;
-    if (!names.empty()) names += ", ";
-    names.append(n);
-  }
-  throw std::invalid_argument(std::string(what) + ": unknown value '" + std::string(s) + "' (expected one of " + names + ")");
-}
+using schema::EnumRow;
+constexpr std::array<EnumRow<ScoreFunction>, 2> kScore{
+    {{"sigmoid", ScoreFunction::Sigmoid}, {"softmax", ScoreFunction::Softmax}}};
+constexpr std::array<EnumRow<GateFormat>, 2> kGate{{{"fp32", GateFormat::Fp32}, {"bf16", GateFormat::Bf16}}};
+constexpr std::array<EnumRow<BiasFormat>, 2> kBias{{{"fp32", BiasFormat::Fp32}, {"bf16", BiasFormat::Bf16}}};
+constexpr std::array<EnumRow<GroupScore>, 2> kGroupScore{{{"top2_sum", GroupScore::Top2Sum}, {"max", GroupScore::Max}}};
+constexpr std::array<EnumRow<ScaleTarget>, 2> kTarget{
+    {{"weights", ScaleTarget::Weights}, {"output", ScaleTarget::Output}}};
+constexpr std::array<EnumRow<TiePolicy>, 1> kTie{{{"lowest_index_first", TiePolicy::LowestIndexFirst}}};
+
+constexpr long long kMaxExperts = 1 << 20;
+bool finite_nonneg(double v) { return std::isfinite(v) && v >= 0; }
+bool finite_positive(double v) { return std::isfinite(v) && v > 0; }
 
 }  // namespace
 
-std::string_view score_function_name(ScoreFunction f) { return f == ScoreFunction::Sigmoid ? "sigmoid" : "softmax"; }
-std::string_view gate_format_name(GateFormat f) { return f == GateFormat::Fp32 ? "fp32" : "bf16"; }
-std::string_view bias_format_name(BiasFormat f) { return f == BiasFormat::Fp32 ? "fp32" : "bf16"; }
-std::string_view group_score_name(GroupScore g) { return g == GroupScore::Top2Sum ? "top2_sum" : "max"; }
-std::string_view scale_target_name(ScaleTarget t) { return t == ScaleTarget::Weights ? "weights" : "output"; }
-std::string_view tie_policy_name(TiePolicy) { return "lowest_index_first"; }
+std::string_view score_function_name(ScoreFunction f) { return schema::enum_name<ScoreFunction>(kScore, f); }
+std::string_view gate_format_name(GateFormat f) { return schema::enum_name<GateFormat>(kGate, f); }
+std::string_view bias_format_name(BiasFormat f) { return schema::enum_name<BiasFormat>(kBias, f); }
+std::string_view group_score_name(GroupScore g) { return schema::enum_name<GroupScore>(kGroupScore, g); }
+std::string_view scale_target_name(ScaleTarget t) { return schema::enum_name<ScaleTarget>(kTarget, t); }
+std::string_view tie_policy_name(TiePolicy t) { return schema::enum_name<TiePolicy>(kTie, t); }
 
-ScoreFunction score_function_by_name(std::string_view s) {
-  return by_name<ScoreFunction>(s, {{"sigmoid", ScoreFunction::Sigmoid}, {"softmax", ScoreFunction::Softmax}}, "score");
-}
-GateFormat gate_format_by_name(std::string_view s) {
-  return by_name<GateFormat>(s, {{"fp32", GateFormat::Fp32}, {"bf16", GateFormat::Bf16}}, "gate_format");
-}
-BiasFormat bias_format_by_name(std::string_view s) {
-  return by_name<BiasFormat>(s, {{"fp32", BiasFormat::Fp32}, {"bf16", BiasFormat::Bf16}}, "bias_format");
-}
+ScoreFunction score_function_by_name(std::string_view s) { return schema::enum_by_name<ScoreFunction>(kScore, s, "score"); }
+GateFormat gate_format_by_name(std::string_view s) { return schema::enum_by_name<GateFormat>(kGate, s, "gate_format"); }
+BiasFormat bias_format_by_name(std::string_view s) { return schema::enum_by_name<BiasFormat>(kBias, s, "bias_format"); }
 GroupScore group_score_by_name(std::string_view s) {
-  return by_name<GroupScore>(s, {{"top2_sum", GroupScore::Top2Sum}, {"max", GroupScore::Max}}, "group_score");
+  return schema::enum_by_name<GroupScore>(kGroupScore, s, "group_score");
 }
 ScaleTarget scale_target_by_name(std::string_view s) {
-  return by_name<ScaleTarget>(s, {{"weights", ScaleTarget::Weights}, {"output", ScaleTarget::Output}}, "scale_target");
+  return schema::enum_by_name<ScaleTarget>(kTarget, s, "scale_target");
+}
+
+const schema::Schema<RouterSpec>& router_spec_schema() {
+  using S = RouterSpec;
+  static const schema::Schema<S> sc{
+      "RouterSpec",
+      {
+          schema::enumeration<S, BiasFormat>("bias_format", &S::bias_format, kBias),
+          schema::integer<S, int>("experts", &S::experts, 1, kMaxExperts),
+          schema::enumeration<S, GateFormat>("gate_format", &S::gate_format, kGate),
+          schema::enumeration<S, GroupScore>("group_score", &S::group_score, kGroupScore),
+          schema::integer<S, int>("groups", &S::groups, 1, kMaxExperts),
+          schema::real<S>("kernel_score_ulps", &S::kernel_score_ulps, finite_nonneg, "a finite value >= 0"),
+          schema::integer<S, int>("max_nodes", &S::max_nodes, 0, kMaxExperts),
+          schema::text<S>("name", &S::name),
+          schema::integer<S, int>("nodes", &S::nodes, 0, kMaxExperts),
+          schema::real<S>("renorm_epsilon", &S::renorm_epsilon, finite_nonneg, "a finite value >= 0"),
+          schema::boolean<S>("renormalize", &S::renormalize),
+          schema::real<S>("routed_scale", &S::routed_scale, finite_positive, "a finite value > 0"),
+          schema::enumeration<S, ScaleTarget>("scale_target", &S::scale_target, kTarget),
+          schema::enumeration<S, ScoreFunction>("score", &S::score, kScore),
+          schema::enumeration<S, TiePolicy>("tie_policy", &S::tie_policy, kTie),
+          schema::integer<S, int>("topk", &S::topk, 1, kMaxExperts),
+          schema::integer<S, int>("topk_groups", &S::topk_groups, 1, kMaxExperts),
+      },
+      [](const S& s) { s.validate(); }};
+  return sc;
 }
 
 void RouterSpec::validate() const {
@@ -85,37 +106,7 @@ void RouterSpec::validate() const {
     bad("kernel_score_ulps", num(kernel_score_ulps), "expected a finite value >= 0");
 }
 
-std::string RouterSpec::to_json() const {
-  std::string j = "{";
-  auto field = [&](const char* k, const std::string& v, bool quote) {
-    if (j.size() > 1) j += ", ";
-    j += '"';
-    j += k;
-    j += "\": ";
-    if (quote) j += '"';
-    j += v;
-    if (quote) j += '"';
-  };
-  // Keys in sorted order.
-  field("bias_format", std::string(bias_format_name(bias_format)), true);
-  field("experts", std::to_string(experts), false);
-  field("gate_format", std::string(gate_format_name(gate_format)), true);
-  field("group_score", std::string(group_score_name(group_score)), true);
-  field("groups", std::to_string(groups), false);
-  field("kernel_score_ulps", num(kernel_score_ulps), false);
-  field("max_nodes", std::to_string(max_nodes), false);
-  field("name", name, true);
-  field("nodes", std::to_string(nodes), false);
-  field("renorm_epsilon", num(renorm_epsilon), false);
-  field("renormalize", renormalize ? "true" : "false", false);
-  field("routed_scale", num(routed_scale), false);
-  field("scale_target", std::string(scale_target_name(scale_target)), true);
-  field("score", std::string(score_function_name(score)), true);
-  field("tie_policy", std::string(tie_policy_name(tie_policy)), true);
-  field("topk", std::to_string(topk), false);
-  field("topk_groups", std::to_string(topk_groups), false);
-  return j + "}";
-}
+std::string RouterSpec::to_json() const { return schema::to_json(*this, router_spec_schema()); }
 
 std::vector<std::string> router_recipe_names() {
   return {"deepseek_v3", "deepseek_v3_2025_02", "deepseek_v3_hf", "deepseek_v2", "sglang_output_scale"};

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/schema.hpp"
+
 namespace fp8lab::moe {
 
 enum class ScoreFunction : std::uint8_t { Sigmoid, Softmax };
@@ -57,7 +59,7 @@ struct RouterSpec {
 
   // Throws std::invalid_argument naming the field, its value and the constraint.
   void validate() const;
-  // Canonical JSON (keys sorted).
+  // Canonical JSON (keys sorted; router_spec_schema()).
   std::string to_json() const;
   int experts_per_group() const { return experts / groups; }
   int experts_per_node() const { return nodes > 0 ? experts / nodes : experts; }
@@ -84,6 +86,8 @@ struct RouterSpec {
 //                    group max, no renormalisation, routed scale 16.
 //   sglang_output_scale  deepseek_v3_hf with the routed scale applied to the MoE output.
 RouterSpec router_recipe(std::string_view name);  // std::invalid_argument for an unknown name
+// The declared fields of RouterSpec (common/schema.hpp): JSON in and out, the binding's field list.
+const schema::Schema<RouterSpec>& router_spec_schema();
 std::vector<std::string> router_recipe_names();
 
 std::string_view score_function_name(ScoreFunction f);   // "sigmoid", "softmax"
