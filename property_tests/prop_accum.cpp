@@ -13,7 +13,6 @@
 
 #include "../tests/cpp/test_accum_oracle.hpp"
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
 

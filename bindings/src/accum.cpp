@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "arrays.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
@@ -170,8 +169,6 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
 
 py::list presets_py() {
   py::list out;
-  static const char* rounding[] = {"toward_zero", "nearest_even"};
-  static const char* evidence[] = {"replayed", "contradicted", "unmeasured"};
   for (const std::string& name : tensor_core_names()) {
     const TensorCoreModel& m = tensor_core_by_name(name);
     if (name != m.name) continue;
@@ -184,11 +181,11 @@ py::list presets_py() {
     d["input_min_exponent"] = m.input_min_exponent;
     d["alignment_frac_bits"] = m.exact_sum ? py::object(py::none()) : py::object(py::int_(m.alignment_frac_bits));
     d["output_precision"] = m.output_precision;
-    d["output_rounding"] = rounding[static_cast<int>(m.output_rounding)];
+    d["output_rounding"] = std::string(rounding_name(m.output_rounding));
     d["exact_sum"] = m.exact_sum;
     d["c_after_products"] = m.c_after_products;
     d["scale_block"] = m.scale_block;
-    d["evidence"] = evidence[static_cast<int>(m.evidence)];
+    d["evidence"] = evidence_name(m.evidence);
     d["accumulator"] = m.accumulator == AccumulatorFormat::Fp16 ? "fp16" : "fp32";
     d["source"] = m.source;
     out.append(d);

@@ -1,5 +1,5 @@
 // The arithmetic of one tensor-core instruction, written once against TensorCoreModel's
-// parameters (the model's steps are numbered in accum/tensor_core_model.hpp). Integer arithmetic
+// parameters (the model's steps are numbered in accum/tensor_core.hpp). Integer arithmetic
 // on the FP32 bit patterns: a product of two 24-bit significands is exact in 48 bits, the aligned
 // terms fit in F + 2 bits, and the sum of at most 65 of them fits an int64 for every preset
 // (F <= 46 is checked by tests/cpp/test_accum.cpp). (A variant on 32-bit lanes with
@@ -17,7 +17,9 @@
 
 #include <boost/multiprecision/cpp_int.hpp>
 
-#include "accum/tensor_core_model.hpp"
+#include "accum/tensor_core.hpp"
+#include "formats/format.hpp"
+#include "formats/round_pack.hpp"
 
 namespace fp8lab {
 namespace {
@@ -65,63 +67,46 @@ inline int c_alignment_exponent(std::uint32_t uc, const TensorCoreModel& m) {
 // and more (a plain >> would be undefined there).
 inline std::uint64_t shift_right(std::uint64_t v, int s) { return s >= 64 ? 0 : (v >> s); }
 
-// mag * 2^q as FP32 with the given rounding; mag < 2^64. Overflow (a result of 2^128 or more after
-// rounding) is infinite, as the MATLAB models' Generic_BFMA_TC.m does for truncation too.
-std::uint32_t compose_fp32(bool negative, std::uint64_t mag, int q, OutputRounding rounding) {
-  if (mag == 0) return 0u;  // +0: exact cancellation gives +0 in the published models
-  const int n = 64 - std::countl_zero(mag);
-  const int top = q + n - 1;  // exponent of the leading bit
-  if (top > 127) return kPositiveInf | (negative ? kSignMask : 0u);
-  // The exponent of the last significand bit kept: 23 below the leading bit, or FP32's
-  // subnormal quantum 2^-149.
-  const int lsb = top >= -126 ? top - 23 : -149;
-  const int shift = lsb - q;
-  std::uint64_t kept;
-  if (shift <= 0) {
-    kept = mag << (-shift);
-  } else {
-    kept = shift_right(mag, shift);
-    if (rounding == OutputRounding::NearestEven && shift <= 64) {
-      const std::uint64_t rest = shift == 64 ? mag : mag & ((std::uint64_t{1} << shift) - 1);
-      const std::uint64_t half = std::uint64_t{1} << (shift - 1);
-      if (rest > half || (rest == half && (kept & 1u))) ++kept;
-    }
-  }
-  // Normal: kept in [2^23, 2^24]; adding it to the exponent field one below lets a rounding carry
-  // (kept == 2^24) move into the exponent. Subnormal: kept <= 2^23, and 2^23 is the smallest normal.
-  std::uint32_t out = top >= -126 ? (static_cast<std::uint32_t>(top + 126) << 23) + static_cast<std::uint32_t>(kept)
-                                  : static_cast<std::uint32_t>(kept);
-  if (out >= kPositiveInf) out = kPositiveInf;
-  // A sum truncated (or rounded) to zero is +0 whatever its sign: MMA-Sim's "-0.0 to +0.0"
-  // (mmasim arithmetic/fdpa.py, differentially tested against GPUs). The MATLAB models would
-  // keep -0 there; REFERENCE.md lists signed zeros as open on hardware.
-  if (out == 0u) return 0u;
-  return out | (negative ? kSignMask : 0u);
+// The accumulator format's row for round_pack, with the published models' conventions: a result
+// of 2^emax+1 or more after rounding is infinite whatever the rounding (the MATLAB models'
+// Generic_BFMA_TC.m and GEMM.m do so for truncation too), and a sum rounded to zero is +0 whatever
+// its sign (MMA-Sim's "-0.0 to +0.0", mmasim arithmetic/fdpa.py, differentially tested against
+// GPUs; the MATLAB models would keep -0, and REFERENCE.md lists signed zeros as open on hardware).
+detail::EncodePlan accumulator_plan(const char* format, OutputRounding rounding) {
+  detail::EncodePlan p = detail::make_encode_plan(format_by_name(format), {rounding, Overflow::InfOrNan});
+  p.overflow_pos = p.overflow_neg = p.inf_code;
+  p.signed_zero = false;
+  return p;
+}
+
+// Plans for the two roundings the presets use, worked out once.
+const detail::EncodePlan& accumulator_plan_for(AccumulatorFormat f, OutputRounding rounding) {
+  static const detail::EncodePlan kFp32Tz = accumulator_plan("fp32", Rounding::TowardZero),
+                                  kFp32Ne = accumulator_plan("fp32", Rounding::NearestEven),
+                                  kFp16Tz = accumulator_plan("fp16", Rounding::TowardZero),
+                                  kFp16Ne = accumulator_plan("fp16", Rounding::NearestEven);
+  if (rounding != Rounding::TowardZero && rounding != Rounding::NearestEven)
+    throw std::invalid_argument("model: output_rounding must be toward_zero or nearest_even");
+  const bool ne = rounding == Rounding::NearestEven;
+  return f == AccumulatorFormat::Fp16 ? (ne ? kFp16Ne : kFp16Tz) : (ne ? kFp32Ne : kFp32Tz);
+}
+
+// mag * 2^q (+ sticky below mag's last bit) as FP32 bits with the given rounding.
+template <class U>
+std::uint32_t compose_fp32(bool negative, U mag, int q, OutputRounding rounding, bool sticky = false) {
+  return round_pack(accumulator_plan_for(AccumulatorFormat::Fp32, rounding), negative, mag, q, sticky);
 }
 
 // mag * 2^q rounded onto FP16's grid (IEEE binary16: 11 significant bits, quantum 2^-24),
-// returned as the FP32 bits of that value; from 2^16 after rounding the result is infinite.
+// returned as the FP32 bits of that value (exact); from 2^16 after rounding the result is infinite.
 std::uint32_t compose_fp16(bool negative, std::uint64_t mag, int q, OutputRounding rounding) {
-  if (mag == 0) return 0u;
-  const int n = 64 - std::countl_zero(mag);
-  const int top = q + n - 1;
-  const int lsb = std::max(top - 10, -24);
-  const int shift = lsb - q;
-  std::uint64_t kept = mag;
-  int kept_q = q;
-  if (shift > 0) {
-    kept = shift_right(mag, shift);
-    if (rounding == OutputRounding::NearestEven && shift <= 64) {
-      const std::uint64_t rest = shift == 64 ? mag : mag & ((std::uint64_t{1} << shift) - 1);
-      const std::uint64_t half = std::uint64_t{1} << (shift - 1);
-      if (rest > half || (rest == half && (kept & 1u))) ++kept;
-    }
-    kept_q = lsb;
-  }
-  if (kept != 0 && kept_q + (64 - std::countl_zero(kept)) - 1 >= 16)
-    return kPositiveInf | (negative ? kSignMask : 0u);
-  // At most 12 bits above 2^-24: exact in FP32.
-  return compose_fp32(negative, kept, kept_q, OutputRounding::TowardZero);
+  const std::uint32_t h = round_pack(accumulator_plan_for(AccumulatorFormat::Fp16, rounding), negative, mag, q, false);
+  const std::uint32_t sign = (h & 0x8000u) != 0 ? kSignMask : 0u;
+  const std::uint32_t field = (h >> 10) & 0x1Fu, frac = h & 0x3FFu;
+  if (field == 0x1Fu) return kPositiveInf | sign;  // overflow gives Inf, never NaN
+  // value = sig * 2^(max(field, 1) - 25): at most 11 bits, exact in FP32.
+  const std::uint64_t sig = field != 0 ? (frac | 0x400u) : frac;
+  return compose_fp32(sign != 0, sig, static_cast<int>(std::max(field, 1u)) - 25, Rounding::TowardZero);
 }
 
 // NaN and infinity (the MATLAB models' GEMM.m, which MMA-Sim agrees with): any NaN operand, or an
@@ -203,22 +188,12 @@ std::uint32_t normalise(std::int64_t sum, int base, const TensorCoreModel& m) {
   // FP16 accumulators: one rounding onto FP16's grid (its 11 bits are the output precision), so
   // FP16 subnormals are not rounded twice.
   if (m.accumulator == AccumulatorFormat::Fp16) return compose_fp16(negative, mag, base, m.output_rounding);
-  int q = base;
-  const int n = 64 - std::countl_zero(mag);
-  if (n > m.output_precision) {
-    const int s = n - m.output_precision;
-    const std::uint64_t kept = mag >> s;
-    std::uint64_t rounded = kept;
-    if (m.output_rounding == OutputRounding::NearestEven) {
-      const std::uint64_t rest = mag & ((std::uint64_t{1} << s) - 1), half = std::uint64_t{1} << (s - 1);
-      if (rest > half || (rest == half && (kept & 1u))) ++rounded;
-    }
-    mag = rounded;
-    q += s;
-  }
+  // output_precision significant bits, with no exponent range of their own.
+  const Rounded<std::uint64_t> r =
+      round_to_grid(negative, mag, base, false, m.output_precision, INT_MIN / 2, m.output_rounding);
   // At most 24 significant bits remain, so only FP32 subnormals and overflow round again; the
   // published models truncate there too (Generic_BFMA_TC.m, `subnormalsignificand`).
-  return compose_fp32(negative, mag, q, m.output_rounding);
+  return compose_fp32(negative, r.sig, r.exp, m.output_rounding);
 }
 
 // Steps 1-5 for the truncating models, without branches over the products so that the two
@@ -322,16 +297,8 @@ std::uint32_t exact_sum(const Term* terms, int count, OutputRounding rounding) {
     }
     if (sum == 0) return 0u;
     const bool negative = sum < 0;
-    unsigned __int128 mag = negative ? static_cast<unsigned __int128>(-sum) : static_cast<unsigned __int128>(sum);
-    int q = lo;
-    // Squeeze into 64 bits keeping a sticky bit: 64 bits are 40 more than FP32 keeps, so the
-    // OR-ed sticky decides ties (and truncation) exactly as the full value would.
-    while ((mag >> 64) != 0) {
-      const bool sticky = (mag & 1u) != 0;
-      mag = (mag >> 1) | (sticky ? 1u : 0u);
-      ++q;
-    }
-    return compose_fp32(negative, static_cast<std::uint64_t>(mag), q, rounding);
+    return compose_fp32(negative, negative ? static_cast<unsigned __int128>(-sum) : static_cast<unsigned __int128>(sum),
+                        lo, rounding);
   }
   using boost::multiprecision::cpp_int;
   cpp_int sum = 0;
@@ -344,15 +311,16 @@ std::uint32_t exact_sum(const Term* terms, int count, OutputRounding rounding) {
   const bool negative = sum < 0;
   cpp_int mag = negative ? cpp_int(-sum) : sum;
   int q = lo;
+  bool sticky = false;
   const auto bits = static_cast<int>(boost::multiprecision::msb(mag)) + 1;
   if (bits > 64) {
-    const int s = bits - 63;  // keep 63 bits and a sticky bit below them
-    const bool sticky = boost::multiprecision::lsb(mag) < static_cast<unsigned>(s);
+    // Keep 64 bits, 40 more than FP32 keeps, and whether anything non-zero lies below them.
+    const int s = bits - 64;
+    sticky = boost::multiprecision::lsb(mag) < static_cast<unsigned>(s);
     mag >>= s;
-    mag = (mag << 1) | (sticky ? 1 : 0);
-    q += s - 1;
+    q += s;
   }
-  return compose_fp32(negative, mag.convert_to<std::uint64_t>(), q, rounding);
+  return compose_fp32(negative, mag.convert_to<std::uint64_t>(), q, rounding, sticky);
 }
 
 float one_block(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale) {

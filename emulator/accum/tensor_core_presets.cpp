@@ -20,7 +20,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "accum/tensor_core_model.hpp"
+#include "accum/tensor_core.hpp"
 
 namespace fp8lab {
 namespace {
@@ -175,8 +175,6 @@ std::vector<std::string> tensor_core_names() {
   return names;
 }
 
-int tensor_core_k(const TensorCoreModel& model) { return model.k; }
-
-const char* tensor_core_name(const TensorCoreModel& model) { return model.name; }
+const char* evidence_name(Evidence e) { return e == Evidence::Replayed ? "replayed" : "unmeasured"; }
 
 }  // namespace fp8lab

@@ -1,5 +1,6 @@
-// The one rounding routine: float32 or float64 in, any Format out, every rounding and overflow
-// mode. Written on integers so that it is exact, branch-light and vectorisable.
+// Encoding float32 or float64 into any Format, every rounding and overflow mode: the input's
+// fields go to the one round-and-pack (formats/round_pack.hpp); float32 arrays take its lane twin
+// below. Written on integers so that it is exact, branch-light and vectorisable.
 #include "formats/encode.hpp"
 
 #include <algorithm>
@@ -11,15 +12,14 @@
 #include <type_traits>
 
 #include "common/parallel.hpp"
+#include "formats/round_pack.hpp"
 
 namespace fp8lab {
 
-namespace {
+namespace detail {
 
-using Plan = detail::EncodePlan;
-
-Plan make_plan(const Format& f, const EncodeOptions& o) {
-  Plan p{};
+EncodePlan make_encode_plan(const Format& f, const EncodeOptions& o) {
+  EncodePlan p{};
   p.m = f.mantissa_bits;
   p.emin = f.min_normal_exponent();
   p.qmin = p.emin - p.m;
@@ -30,15 +30,31 @@ Plan make_plan(const Format& f, const EncodeOptions& o) {
   // CUDA's host conversions turn every NaN into the positive all-ones pattern, and, for FP4
   // (no NaN), into +max finite (cuda_fp4.h __nv_cvt_float_to_fp4; see test_formats_cuda).
   p.nan_code = f.has_nan() ? f.canonical_nan() : p.max_code;
-  p.overflow_code = f.has_inf() ? f.inf_bits(false) : f.has_nan() ? f.canonical_nan() : p.max_code;
-  p.overflow_to_max_always = o.overflow == Overflow::Saturate || !f.has_nan();
-  p.has_zero = f.has_zero();
+  const std::uint32_t beyond = f.has_inf() ? f.inf_bits(false) : f.has_nan() ? f.canonical_nan() : p.max_code;
+  const bool to_max_always = o.overflow == Overflow::Saturate || !f.has_nan();
+  p.inf_code = to_max_always ? p.max_code : beyond;
+  // IEEE 754 §7.4: roundings that point back toward zero stop at the largest finite value.
+  auto stops = [&](bool negative) {
+    return o.rounding == Rounding::TowardZero || (o.rounding == Rounding::Up && negative) ||
+           (o.rounding == Rounding::Down && !negative);
+  };
+  p.overflow_pos = to_max_always || stops(false) ? p.max_code : beyond;
+  p.overflow_neg = to_max_always || stops(true) ? p.max_code : beyond;
+  p.signed_zero = f.has_zero();
   p.flush = o.flush_subnormals && f.has_subnormals();
   p.is_signed = f.is_signed;
   p.rounding = o.rounding;
   p.seed = o.seed;
   return p;
 }
+
+}  // namespace detail
+
+namespace {
+
+using Plan = detail::EncodePlan;
+
+Plan make_plan(const Format& f, const EncodeOptions& o) { return detail::make_encode_plan(f, o); }
 
 template <class T>
 struct Ieee;
@@ -66,10 +82,9 @@ std::uint64_t splitmix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// 1. NaN and Inf inputs; 2. the significand and its quantum exponent E; 3. the target quantum
-// q = max(exponent, emin) - m; 4. shift out s = q - E bits and round on the remainder; 5. the
-// code: carries out of the significand run into the exponent field by themselves because the
-// code is n + ((q - qmin) << m); 6. underflow to zero, flush, overflow; 7. the sign.
+// 1. NaN and Inf inputs; 2. the significand and its quantum exponent; 3. round_pack (formats/
+// round_pack.hpp): the target quantum, rounding on the remainder, the code, underflow, flush,
+// overflow, the sign.
 template <class T>
 inline std::uint32_t encode_one(T x, const Plan& p, std::uint64_t index) {
   using U = typename Ieee<T>::U;
@@ -77,59 +92,19 @@ inline std::uint32_t encode_one(T x, const Plan& p, std::uint64_t index) {
   const U u = std::bit_cast<U>(x);
   const bool negative_input = (u >> (Ieee<T>::kWidth - 1)) != 0;
   const bool negative = negative_input && p.is_signed;  // unsigned formats take |x|, as CUDA's E8M0
-  const std::uint32_t sign = negative ? p.sign_bit : 0u;
   const U magnitude = u & (~U{0} >> 1);
   const int exponent_field = static_cast<int>(magnitude >> kMant);
   const U fraction = magnitude & ((U{1} << kMant) - 1);
-
   // 1.
   if (exponent_field == Ieee<T>::kExpMax) {
     if (fraction != 0) return p.nan_code;
-    return (p.overflow_to_max_always ? p.max_code : p.overflow_code) | sign;
+    return p.inf_code | (negative ? p.sign_bit : 0u);
   }
   // 2.
   const U significand = exponent_field != 0 ? (fraction | (U{1} << kMant)) : fraction;
   const int quantum_exp = std::max(exponent_field, 1) - Ieee<T>::kBias - kMant;
   // 3.
-  const int q = std::max(quantum_exp + kMant, p.emin) - p.m;
-  // 4.
-  const int shift = q - quantum_exp;  // >= 0 because the plan fits T
-  const int s = std::min(shift, Ieee<T>::kWidth - 1);  // past this, n = 0 and rem = significand
-  U n = significand >> s;
-  const U rem = significand & ((U{1} << s) - 1);
-  bool up = false;
-  if (rem != 0) {
-    const U half = U{1} << (s - 1);
-    switch (p.rounding) {
-      case Rounding::NearestEven: up = rem > half || (rem == half && (n & 1) != 0); break;
-      case Rounding::TowardZero: break;
-      case Rounding::Up: up = !negative; break;
-      case Rounding::Down: up = negative; break;
-      case Rounding::Stochastic: {
-        // The top 32 bits of the discarded fraction rem / 2^shift, with the true shift (not the
-        // clamped one), so the probability does not depend on the input type.
-        const std::uint64_t r = static_cast<std::uint64_t>(rem);
-        const std::uint64_t frac32 = shift >= 32 ? (shift - 32 >= 64 ? 0 : r >> (shift - 32)) : (r << (32 - shift));
-        up = frac32 + stochastic_bits(p.seed, index) >= (std::uint64_t{1} << 32);
-        break;
-      }
-    }
-  }
-  n += up ? 1 : 0;
-  // 5. and 6.
-  if (n == 0) return p.has_zero ? sign : 0u;  // no zero (UE8M0): the smallest value, 0x00
-  const std::uint64_t code = static_cast<std::uint64_t>(n) +
-                             (static_cast<std::uint64_t>(q - p.qmin) << p.m) - p.code_offset;
-  if (p.flush && code < (std::uint64_t{1} << p.m)) return sign;
-  if (code > p.max_code) {
-    if (p.overflow_to_max_always) return p.max_code | sign;
-    // IEEE 754 §7.4: roundings that point back toward zero stop at the largest finite value.
-    const bool stops = p.rounding == Rounding::TowardZero || (p.rounding == Rounding::Up && negative) ||
-                       (p.rounding == Rounding::Down && !negative);
-    return (stops ? p.max_code : p.overflow_code) | sign;
-  }
-  // 7.
-  return static_cast<std::uint32_t>(code) | sign;
+  return round_pack(p, negative, significand, quantum_exp, false, index);
 }
 
 template <class T>
@@ -138,10 +113,12 @@ std::uint32_t encode_value(T x, const Plan& p, std::uint64_t index) {
   return encode_one<double>(static_cast<double>(x), p, index);
 }
 
-// encode_one<float> without its early returns and rounding switch, so that the compiler can
-// vectorise a loop of it: every decision is a select on 32-bit lanes, and every flag of the plan
-// is folded into a constant first (loop-invariant branches make GCC split the loop and give up).
-// Same arithmetic and steps as encode_one; test_formats_cuda checks both against CUDA.
+// The lane twin of encode_one and round_pack for float32 arrays, without their early returns and
+// rounding switch, so that the compiler can vectorise a loop of it: every decision is a select on
+// 32-bit lanes, and every flag of the plan is folded into a constant first (loop-invariant
+// branches make GCC split the loop and give up). Same arithmetic and steps; test_formats
+// (Encoder.SameBitsAsEncodeAndEncodeArray) checks it against the scalar path bit for bit, and
+// test_formats_cuda checks both against CUDA.
 struct LanePlan {
   std::uint32_t sign_shift;      // 31 for signed formats; 32 (-> via mask) for unsigned
   std::uint32_t sign_keep;       // 1 for signed formats, 0 for unsigned (|x| is taken)
@@ -167,13 +144,10 @@ LanePlan make_lane_plan(const Plan& p) {
   l.code_offset = static_cast<std::uint32_t>(p.code_offset);
   l.max_code = p.max_code;
   l.flush_limit = p.flush ? (1u << p.m) : 0u;
-  l.zero_sign_keep = p.has_zero ? 1u : 0u;
-  auto stops = [](bool negative) {
-    return R == Rounding::TowardZero || (R == Rounding::Up && negative) || (R == Rounding::Down && !negative);
-  };
-  l.overflow_pos = (p.overflow_to_max_always || stops(false)) ? p.max_code : p.overflow_code;
-  l.overflow_neg = (p.overflow_to_max_always || stops(true)) ? p.max_code : p.overflow_code;
-  l.inf_result = p.overflow_to_max_always ? p.max_code : p.overflow_code;
+  l.zero_sign_keep = p.signed_zero ? 1u : 0u;
+  l.overflow_pos = p.overflow_pos;  // p.rounding is R (encode_range dispatches on it)
+  l.overflow_neg = p.overflow_neg;
+  l.inf_result = p.inf_code;
   l.nan_code = p.nan_code;
   return l;
 }

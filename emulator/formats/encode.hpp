@@ -48,7 +48,8 @@ std::span<const schema::EnumRow<Overflow>> overflow_table();
 std::uint32_t stochastic_bits(std::uint64_t seed, std::uint64_t index);
 
 namespace detail {
-// Everything the inner loop needs about (format, options), worked out once (encode.cpp).
+// Everything round_pack (formats/round_pack.hpp) needs about (format, options), worked out once
+// (encode.cpp).
 struct EncodePlan {
   int m;                        // target mantissa bits
   int emin;                     // target min normal exponent
@@ -57,9 +58,12 @@ struct EncodePlan {
   std::uint32_t max_code;       // largest finite magnitude pattern
   std::uint32_t sign_bit;
   std::uint32_t nan_code;       // what NaN inputs become
-  std::uint32_t overflow_code;  // magnitude pattern of an overflow that does not stop at max finite
-  bool overflow_to_max_always;  // saturate, or no Inf/NaN to go to
-  bool has_zero;
+  std::uint32_t inf_code;       // magnitude pattern infinite inputs become
+  // Magnitude pattern of a finite result beyond max_code, by sign: max_code when saturating, when
+  // the format has no Inf or NaN, or when the rounding points back toward zero (IEEE 754 §7.4);
+  // else Inf, or NaN where the format has no Inf.
+  std::uint32_t overflow_pos, overflow_neg;
+  bool signed_zero;  // a zero result keeps the sign (false: +0, and UE8M0's 0x00, which has no zero)
   bool flush;
   bool is_signed;
   Rounding rounding;

@@ -7,7 +7,6 @@
 #include <string>
 
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"

@@ -9,7 +9,6 @@
 #include <string>
 
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "gemm/combine.hpp"

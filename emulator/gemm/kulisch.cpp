@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "formats/round_pack.hpp"
+
 namespace fp8lab {
 
 FloatParts float_parts(float x) {
@@ -93,28 +95,11 @@ double KulischAccumulator::round(int precision, int min_exponent, int max_expone
   bool sticky = false;
   for (int i = top - 3; i >= 0; --i) sticky |= w[i] != 0;
   int lsb = kMinExponent + (top - 2) * 32;  // weight of mant's bit 0
-  // 4. Round to `precision` bits, nearest even, with gradual underflow at min_exponent.
-  const int nbits = 128 - (static_cast<std::uint64_t>(mant >> 64) ? std::countl_zero(static_cast<std::uint64_t>(mant >> 64))
-                                                                   : 64 + std::countl_zero(static_cast<std::uint64_t>(mant)));
-  const int lead = lsb + nbits - 1;
-  const int target = std::max(lead, min_exponent) - precision + 1;  // weight of the result's last bit
-  const int shift = target - lsb;
-  double result;
-  if (shift <= 0) {
-    // Every remaining bit fits (sticky is then necessarily clear, as the precision is >= 96 bits
-    // below the lead only when shift > 0).
-    result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(mant >> 64)), lsb + 64) +
-             std::ldexp(static_cast<double>(static_cast<std::uint64_t>(mant)), lsb);
-  } else if (shift >= 128) {
-    result = 0.0;  // below half of the smallest subnormal (mant < 2^96 <= 2^(shift-1))
-  } else {
-    unsigned __int128 q = mant >> shift;
-    const unsigned __int128 rem = mant & ((static_cast<unsigned __int128>(1) << shift) - 1);
-    const unsigned __int128 half = static_cast<unsigned __int128>(1) << (shift - 1);
-    if (rem > half || (rem == half && (sticky || (q & 1)))) ++q;
-    // q has at most precision + 1 <= 54 bits.
-    result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(q)), target);
-  }
+  // 4. Round to `precision` bits, nearest even, with gradual underflow at min_exponent: the
+  // result has at most precision + 1 <= 54 bits (a carry), so the double below is exact.
+  const Rounded<unsigned __int128> r =
+      round_to_grid(negative, mant, lsb, sticky, precision, min_exponent - precision + 1, Rounding::NearestEven);
+  double result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(r.sig)), r.exp);
   if (result >= std::ldexp(1.0, max_exponent + 1) || std::isinf(result)) result = std::numeric_limits<double>::infinity();
   return negative ? -result : result;
 }

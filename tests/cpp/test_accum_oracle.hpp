@@ -1,5 +1,5 @@
 // An independent formulation of the tensor-core model for tests (tests/cpp/test_accum*.cpp,
-// property_tests/prop_accum*.cpp): written from the model's text in accum/tensor_core_model.hpp
+// property_tests/prop_accum*.cpp): written from the model's text in accum/tensor_core.hpp
 // with exact big-integer arithmetic and <cmath> (frexp, ldexp) instead of FP32 bit fields, so a
 // slip in fused_dot_add's bit manipulation cannot repeat itself here.
 #pragma once
@@ -13,7 +13,7 @@
 #include <limits>
 #include <vector>
 
-#include "accum/tensor_core_model.hpp"
+#include "accum/tensor_core.hpp"
 
 namespace fp8lab::testing {
 

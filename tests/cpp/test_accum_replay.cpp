@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
 

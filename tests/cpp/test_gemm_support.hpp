@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "accum/tensor_core.hpp"
-#include "accum/tensor_core_model.hpp"
 #include "formats/encode.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
 #include "gemm/operand.hpp"

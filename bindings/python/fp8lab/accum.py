@@ -2,7 +2,7 @@
 
 The model (exact products, alignment of every term to the largest exponent keeping a fixed
 number of fractional bits by truncation, exact integer sum, normalised and truncated result) and
-its presets are documented in ``emulator/accum/tensor_core_model.hpp`` and
+its presets are documented in ``emulator/accum/tensor_core.hpp`` and
 ``emulator/accum/tensor_core_presets.cpp``; ``tensor_cores()`` lists the presets with their
 sources and how well the hardware measurements back them.
 """
