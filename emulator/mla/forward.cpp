@@ -93,34 +93,37 @@ double abs_dot(const float* a, const float* b, std::size_t n) {
   return s;
 }
 
-// Softmax of one row of scores with its certified relative error (see the derivation below).
-// Returns rho such that |p_computed - p_exact| <= rho * p_exact before the final rounding R.
-struct SoftmaxOut {
-  double rho = 0;
-};
-
-SoftmaxOut softmax_row(const float* s, const double* delta, std::size_t n, MatmulFormat R, float* p) {
+// Softmax of one row of n scores into p, each probability rounded to R.
+void softmax_row(const float* s, std::size_t n, MatmulFormat R, float* p) {
   float m = -std::numeric_limits<float>::infinity();
   for (std::size_t j = 0; j < n; ++j) m = std::max(m, s[j]);
   std::vector<float> e(n);
   float S = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    e[j] = exp_pinned(s[j] - m);
+    S = S + e[j];
+  }
+  for (std::size_t j = 0; j < n; ++j) p[j] = round_to(R, e[j] / S);
+}
+
+// softmax_row's certified relative error for scores with errors delta: rho such that
+// |p_computed - p_exact| <= rho * p_exact before the final rounding R.
+double softmax_rho(const float* s, const double* delta, std::size_t n) {
+  // One key: a = 0 exactly, e = 1, S = 1, p = 1 with no error at all.
+  if (n <= 1) return 0.0;
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < n; ++j) m = std::max(m, s[j]);
   double dmax = 0;
   for (std::size_t j = 0; j < n; ++j) {
     const float a = s[j] - m;
-    e[j] = exp_pinned(a);
-    S = S + e[j];
-    if (delta) dmax = std::max(dmax, delta[j] + kU32 * std::fabs(static_cast<double>(a)));
+    dmax = std::max(dmax, delta[j] + kU32 * std::fabs(static_cast<double>(a)));
   }
-  for (std::size_t j = 0; j < n; ++j) p[j] = round_to(R, e[j] / S);
   // exp(a_j) = exp(s_j - m) e^{theta_j}, |theta_j| <= delta_j + u|a_j| <= dmax (score error and
   // the rounding of the subtraction); each exp is correctly rounded (1 +- kUExp); the FP32 sum of
   // n positive terms is within (1 +- gamma(n-1)); the division adds (1 +- u). Numerator and
   // denominator move at most e^{dmax} each way, so p / p_exact is within [1/(1+rho), 1+rho].
-  const double g = gamma32(static_cast<double>(n > 0 ? n - 1 : 0));
-  SoftmaxOut out;
-  // One key: a = 0 exactly, e = 1, S = 1, p = 1 with no error at all.
-  out.rho = n <= 1 ? 0.0 : std::exp(2 * dmax) * (1 + kUExp) * (1 + kU32) * (1 + kU32) / ((1 - kUExp) * (1 - g)) - 1;
-  return out;
+  const double g = gamma32(static_cast<double>(n - 1));
+  return std::exp(2 * dmax) * (1 + kUExp) * (1 + kU32) * (1 + kU32) / ((1 - kUExp) * (1 - g)) - 1;
 }
 
 }  // namespace
@@ -320,13 +323,6 @@ std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeig
   return y;
 }
 
-// Bound derivation (Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3; all errors
-// measured against the exact attention of the shared inputs, carried per element as E):
-//  - a dot of computed inputs a^, b^ with |a^ - a| <= Ea, |b^ - b| <= Eb in numerics.hpp's order:
-//      |fl(a^.b^) - a.b| <= gamma(depth) sum|a^ b^| + sum (Ea|b^| + |a^|Eb + Ea Eb);
-//  - a rounding R to a format of unit roundoff uR adds uR |R(y)| (round to nearest);
-//  - a score error delta_j becomes a relative error rho of p (softmax_row);
-//  - P.V summed over n keys in key order: gamma(n) sum|p^ v^| + sum (Ep|v^| + |p^|Ev + Ep Ev).
 namespace {
 
 // The keys of a call: the prefix's tokens (positions before the call), then the call's own.
@@ -377,224 +373,326 @@ float reference_score_dot(const float* q, const float* k, std::size_t split, std
 
 }  // namespace
 
+namespace {
+
+// What one attention call multiplies: keys and values per (key token, kv head), queries per
+// (token, head), and, absorbed, the weights its einsums use. Values only; their errors are
+// OperandErrors'.
+struct AttentionOperands {
+  std::size_t kv_heads = 1;  // naive: one key/value row per (token, head); absorbed: per token
+  std::size_t KD = 0, VD = 0;  // key and value widths
+  std::vector<float> K, V, Q;
+  std::vector<float> wa;  // absorbed: wkv_b as the einsums multiply it (wkv_b_absorbed)
+  std::size_t kv_row(std::size_t j, std::size_t h) const { return j * kv_heads + (kv_heads == 1 ? 0 : h); }
+};
+
+// Under attn_ops deepseek_reference the absorbed score is two einsums (nope over the first
+// kv_lora columns, rope over the rest); naive is one (reference_score_dot).
+std::size_t score_split(const AttentionOperands& o, const MlaSpec& s, Form form) {
+  return form == Form::Naive ? o.KD : static_cast<std::size_t>(s.kv_lora);
+}
+
+// kv: the naive form's keys|values of every key token (naive_kv_parts), empty when absorbed.
+AttentionOperands attention_operands(const Projected& p, const Keys& keys, const std::vector<float>& kv,
+                                     const MlaWeights& w, const MlaSpec& s, Form form) {
+  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope, TK = keys.count;
+  AttentionOperands o;
+  o.KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;
+  o.VD = form == Form::Naive ? static_cast<std::size_t>(s.v) : C;
+  o.kv_heads = form == Form::Naive ? H : 1;
+  o.K.resize(TK * o.kv_heads * o.KD);
+  o.V.resize(TK * o.kv_heads * o.VD);
+  o.Q.resize(T * H * o.KD);
+  const std::size_t KD = o.KD, VD = o.VD;
+  if (form == Form::Naive) {
+    const std::size_t KV = static_cast<std::size_t>(s.nope + s.v);
+    for (std::size_t i = 0; i < TK * H; ++i) {
+      const std::size_t t = i / H;
+      std::copy(&kv[i * KV], &kv[i * KV] + s.nope, &o.K[i * KD]);
+      std::copy(&keys.k_pe[t * R], &keys.k_pe[t * R] + R, &o.K[i * KD + s.nope]);
+      std::copy(&kv[i * KV + s.nope], &kv[i * KV + s.nope] + s.v, &o.V[i * VD]);
+    }
+    for (std::size_t i = 0; i < T * H; ++i) {
+      std::copy(&p.q_nope[i * s.nope], &p.q_nope[i * s.nope] + s.nope, &o.Q[i * KD]);
+      std::copy(&p.q_pe[i * R], &p.q_pe[i * R] + R, &o.Q[i * KD + s.nope]);
+    }
+  } else {
+    o.wa = wkv_b_absorbed(w, s);
+    for (std::size_t t = 0; t < TK; ++t) {
+      std::copy(&keys.latent[t * C], &keys.latent[t * C] + C, &o.K[t * KD]);
+      std::copy(&keys.k_pe[t * R], &keys.k_pe[t * R] + R, &o.K[t * KD + C]);
+      std::copy(&keys.latent[t * C], &keys.latent[t * C] + C, &o.V[t * VD]);
+    }
+    o.Q = absorbed_query(p, w, s);
+  }
+  return o;
+}
+
+// One (token, head) row's values, kept for its bound: scaled scores before (sp) and after (sc)
+// the rounding to the attention format, probabilities, and the rounded P.V accumulator.
+struct RowValues {
+  std::vector<float> sp, sc, pr, acc;
+  RowValues(std::size_t keys, std::size_t VD) : sp(keys), sc(keys), pr(keys), acc(VD) {}
+};
+
+// Row i = (t, h) over its n causal keys: scores, softmax, P.V and, absorbed, W_UV; writes s.v
+// outputs to out.
+void attend_row(const AttentionOperands& o, const MlaSpec& s, Form form, float scale, std::size_t i, std::size_t n,
+                RowValues& r, float* out) {
+  const std::size_t h = i % static_cast<std::size_t>(s.heads), KD = o.KD, VD = o.VD;
+  const bool reference = s.attn_ops == AttnOps::DeepseekReference;
+  const float* q = &o.Q[i * KD];
+  for (std::size_t j = 0; j < n; ++j) {
+    const float* k = &o.K[o.kv_row(j, h) * KD];
+    const float d = reference ? reference_score_dot(q, k, score_split(o, s, form), KD, nullptr) : dot_f32(q, k, KD);
+    r.sp[j] = d * scale;
+    r.sc[j] = round_to(s.attn, r.sp[j]);
+  }
+  softmax_row(r.sc.data(), n, s.attn, r.pr.data());
+  std::fill(r.acc.begin(), r.acc.end(), 0.0f);
+  for (std::size_t j = 0; j < n; ++j) {
+    const float* v = &o.V[o.kv_row(j, h) * VD];
+    for (std::size_t c = 0; c < VD; ++c) {
+      const float prod = r.pr[j] * v[c];
+      r.acc[c] = r.acc[c] + prod;
+    }
+  }
+  for (std::size_t c = 0; c < VD; ++c) r.acc[c] = round_to(s.attn, r.acc[c]);
+  if (form == Form::Naive) {
+    std::copy(r.acc.begin(), r.acc.begin() + s.v, out);
+    return;
+  }
+  for (int d = 0; d < s.v; ++d)
+    out[d] = round_to(s.attn, dot_f32(r.acc.data(), w_uv(o.wa, s, static_cast<int>(h), d), s.kv_lora));
+}
+
+}  // namespace
+
+// Bound derivation (Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3; all errors
+// measured against the exact attention of the shared inputs, carried per element as E):
+//  - a dot of computed inputs a^, b^ with |a^ - a| <= Ea, |b^ - b| <= Eb in numerics.hpp's order:
+//      |fl(a^.b^) - a.b| <= gamma(depth) sum|a^ b^| + sum (Ea|b^| + |a^|Eb + Ea Eb);
+//  - a rounding R to a format of unit roundoff uR adds uR |R(y)| (round to nearest);
+//  - a score error delta_j becomes a relative error rho of p (softmax_rho);
+//  - P.V summed over n keys in key order: gamma(n) sum|p^ v^| + sum (Ep|v^| + |p^|Ev + Ep Ev).
+namespace {
+
+// What is known of the operands' errors, for attention's bound (OperandErrors' derivation):
+// magnitudes E* and exactly known signed parts D* (evaluated in binary64).
+// Naive with FP8 wkv_b: the activation quantisation's signed effect on each key/value element,
+// delta (forward.hpp wkv_b_naive), is DK/DV; EK/EV then hold only the rest (gemm bound + delta's
+// own evaluation error). With k^ - k = e + delta, |e| <= EK:
+//   q . k^ - q . k = q . e + q . delta, so |.| <= sum |q| EK + |fl(q . delta)| + g64 sum |q delta|
+// (q is exact in the naive form: the shared input), and in P.V
+//   sum p^ v^ - sum p v = sum (p^ - p) v^ + sum p^ (e + delta) - sum (p^ - p)(e + delta),
+//   |.| <= sum EP |v^| + sum |p^| EV + |fl(sum p^ delta)| + g64 sum |p^ delta| + sum EP (EV + |delta|).
+// The signed sums let the quantisation errors cancel as they do in the computation, instead of
+// adding their magnitudes (~sqrt(nope) and ~sqrt(keys) tighter on random data). g64 = gamma64 of
+// the sum's length, for its binary64 evaluation.
+// Absorbed: the einsums' weights w^ and their signed distance dW = w^ - W from the exact weights
+// (empty unless wkv_b is FP8: then w^ = R_attn(fl32(e4m3 * scale)), W = e4m3 * scale). dW is
+// known exactly, so its effect is carried signed, like DK/DV:
+//   q_abs: Q^ - Q = r + DQ with DQ_c = sum_d q_d dW[d, c] (binary64, error <= g64 sum |q_d dW|,
+//          added to EQ) and |r| <= gamma32 sum |q w^| + uA |Q^| (the FP32 dot and R_attn);
+//   scores: (Q^ - Q) . c = DQ . c + r . c, |.| <= |fl(DQ . c)| + g64 sum |DQ c| + sum EQ |c|;
+//   W_UV:  acc^ . w^ - a . W = (acc^ - a) . w^ + acc^ . dW - (acc^ - a) . dW,
+//          |.| <= sum EA |w^| + |fl(acc^ . dW)| + g64 sum |acc^ dW| + sum EA |dW|.
+struct OperandErrors {
+  std::vector<double> EK, EV, DK, DV;  // keys and values
+  std::vector<double> EQ, DQ;          // queries
+  std::vector<double> dW;              // absorbed with FP8 wkv_b: w^ - W
+};
+
+// EKV, DKV: naive_kv_parts' bound and signed effect for the naive form's keys|values.
+OperandErrors operand_errors(const Projected& p, const AttentionOperands& o, const std::vector<double>& EKV,
+                             const std::vector<double>& DKV, const MlaWeights& w, const MlaSpec& s, Form form) {
+  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, KD = o.KD, VD = o.VD;
+  const double uA = unit_roundoff(s.attn);
+  OperandErrors e;
+  e.EK.assign(o.K.size(), 0.0);
+  e.EV.assign(o.V.size(), 0.0);
+  e.EQ.assign(o.Q.size(), 0.0);
+  if (form == Form::Naive) {
+    const std::size_t KV = static_cast<std::size_t>(s.nope + s.v), TK = o.K.size() / (H * KD);
+    if (!DKV.empty()) {
+      e.DK.assign(o.K.size(), 0.0);  // rope columns: no quantisation effect
+      e.DV.assign(o.V.size(), 0.0);
+    }
+    for (std::size_t i = 0; i < TK * H; ++i) {
+      for (int d = 0; d < s.nope; ++d) {
+        e.EK[i * KD + d] = EKV[i * KV + d];
+        if (!e.DK.empty()) e.DK[i * KD + d] = DKV[i * KV + d];
+      }
+      for (int d = 0; d < s.v; ++d) {
+        e.EV[i * VD + d] = EKV[i * KV + s.nope + d];
+        if (!e.DV.empty()) e.DV[i * VD + d] = DKV[i * KV + s.nope + d];
+      }
+    }
+    return e;
+  }
+  if (s.wkv_b == MatmulFormat::Fp8) {
+    const std::vector<double> we = wkv_b_exact(w, s);
+    e.dW.resize(we.size());
+    for (std::size_t i = 0; i < we.size(); ++i) e.dW[i] = static_cast<double>(o.wa[i]) - we[i];  // exact (Sterbenz: w^ is within a factor 2 of W)
+    e.DQ.assign(o.Q.size(), 0.0);  // the q_pe columns: exact
+  }
+  for (std::size_t i = 0; i < T * H; ++i) {
+    const int h = static_cast<int>(i % H);
+    for (std::size_t c = 0; c < C; ++c) {
+      // |fl(q . w^) - q . w^| <= gamma sum |q w^|, plus R_attn; the weights' own error q . dW
+      // goes to DQ (signed, see above) with its binary64 evaluation error in EQ.
+      double a = 0, dq = 0, dqa = 0;
+      for (int d = 0; d < s.nope; ++d) {
+        const double qd = p.q_nope[i * s.nope + d];
+        a += std::fabs(qd * w_uk(o.wa, s, h, d)[c]);
+        if (!e.dW.empty()) {
+          dq += qd * w_uk(e.dW, s, h, d)[c];
+          dqa += std::fabs(qd * w_uk(e.dW, s, h, d)[c]);
+        }
+      }
+      e.EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + gamma64(static_cast<double>(s.nope)) * dqa + uA * std::fabs(o.Q[i * KD + c]);
+      if (!e.dW.empty()) e.DQ[i * KD + c] = dq;
+    }
+  }
+  return e;
+}
+
+// One row's bound terms, reused across rows.
+struct RowBoundScratch {
+  std::vector<double> delta, EP, EA, PD, PDA;
+  RowBoundScratch(std::size_t keys, std::size_t VD, bool signed_values)
+      : delta(keys), EP(keys), EA(VD), PD(signed_values ? VD : 0), PDA(signed_values ? VD : 0) {}
+};
+
+// Each score's error delta_j: the dot's (Higham 3.1 with the operands' errors), its scaling by an
+// FP32 multiplication, and the rounding to the attention format.
+void score_errors(const AttentionOperands& o, const OperandErrors& e, const MlaSpec& s, Form form, float scale,
+                  std::size_t i, std::size_t n, const RowValues& r, double* delta) {
+  const std::size_t h = i % static_cast<std::size_t>(s.heads), KD = o.KD;
+  const bool reference = s.attn_ops == AttnOps::DeepseekReference;
+  const double uA = unit_roundoff(s.attn);
+  const float* q = &o.Q[i * KD];
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::size_t kr = o.kv_row(j, h);
+    const float* k = &o.K[kr * KD];
+    // Under deepseek_reference the nope and rope dots of the absorbed form run separately; each
+    // one's gamma32(dot_depth(part)) sum|q k| over its part is at most the first term. eref: the
+    // reference's extra roundings, before the scale.
+    double eref = 0;
+    if (reference) reference_score_dot(q, k, score_split(o, s, form), KD, &eref);
+    double edot = gamma32(dot_depth(KD)) * abs_dot(q, k, KD) + eref;
+    for (std::size_t c = 0; c < KD; ++c) {
+      const double eq = e.EQ[i * KD + c], ek = e.EK[kr * KD + c];
+      edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;
+    }
+    if (!e.DQ.empty()) {  // absorbed with FP8 wkv_b: k is exact (EK zero)
+      double dk = 0, dka = 0;
+      for (std::size_t c = 0; c < KD; ++c) {
+        dk += e.DQ[i * KD + c] * k[c];
+        dka += std::fabs(e.DQ[i * KD + c] * k[c]);
+      }
+      edot += std::fabs(dk) + gamma64(static_cast<double>(KD)) * dka;
+    }
+    if (!e.DK.empty()) {  // naive: EQ is zero (q exact)
+      double qd = 0, qda = 0;
+      for (std::size_t c = 0; c < KD; ++c) {
+        qd += static_cast<double>(q[c]) * e.DK[kr * KD + c];
+        qda += std::fabs(static_cast<double>(q[c]) * e.DK[kr * KD + c]);
+      }
+      edot += std::fabs(qd) + gamma64(static_cast<double>(KD)) * qda;
+    }
+    delta[j] = edot * scale + kU32 * std::fabs(r.sp[j]) + uA * std::fabs(r.sc[j]);
+  }
+}
+
+// The error of the P.V accumulator after its rounding, EA (the P.V line of the derivation above).
+void pv_errors(const AttentionOperands& o, const OperandErrors& e, const MlaSpec& s, std::size_t i, std::size_t n,
+               const RowValues& r, RowBoundScratch& b) {
+  const std::size_t h = i % static_cast<std::size_t>(s.heads), VD = o.VD;
+  const double uA = unit_roundoff(s.attn);
+  std::fill(b.EA.begin(), b.EA.end(), 0.0);
+  std::fill(b.PD.begin(), b.PD.end(), 0.0);
+  std::fill(b.PDA.begin(), b.PDA.end(), 0.0);
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::size_t vr = o.kv_row(j, h);
+    const float* v = &o.V[vr * VD];
+    for (std::size_t c = 0; c < VD; ++c) {
+      const double ev = e.EV[vr * VD + c];
+      b.EA[c] += gamma32(static_cast<double>(n)) * std::fabs(static_cast<double>(r.pr[j]) * v[c]) +
+                 b.EP[j] * std::fabs(v[c]) + std::fabs(r.pr[j]) * ev + b.EP[j] * ev;
+      if (!e.DV.empty()) {
+        const double dv = e.DV[vr * VD + c];
+        b.PD[c] += static_cast<double>(r.pr[j]) * dv;
+        b.PDA[c] += std::fabs(static_cast<double>(r.pr[j]) * dv);
+        b.EA[c] += b.EP[j] * std::fabs(dv);
+      }
+    }
+  }
+  if (!e.DV.empty())
+    for (std::size_t c = 0; c < VD; ++c) b.EA[c] += std::fabs(b.PD[c]) + gamma64(static_cast<double>(n)) * b.PDA[c];
+  for (std::size_t c = 0; c < VD; ++c) b.EA[c] += uA * std::fabs(r.acc[c]);
+}
+
+// Row i's bound from its values r and outputs out (attend_row's), written to bound[0 .. s.v).
+void bound_row(const AttentionOperands& o, const OperandErrors& e, const MlaSpec& s, Form form, float scale,
+               std::size_t i, std::size_t n, const RowValues& r, const float* out, RowBoundScratch& b, double* bound) {
+  const double uA = unit_roundoff(s.attn);
+  score_errors(o, e, s, form, scale, i, n, r, b.delta.data());
+  const double rho = softmax_rho(r.sc.data(), b.delta.data(), n);
+  for (std::size_t j = 0; j < n; ++j)
+    // Both p and p^ lie in [0, 1], so 1 caps the bound when rho is too large to say more.
+    // (+ 2^-120: an exp result below FP32's normal range is accurate only to 2^-149 absolute.)
+    b.EP[j] = rho >= 0.5 ? 1.0
+                         : std::min(1.0, rho * (1 + uA) * std::fabs(r.pr[j]) / (1 - rho) + uA * std::fabs(r.pr[j]) +
+                                             0x1p-120);
+  pv_errors(o, e, s, i, n, r, b);
+  if (form == Form::Naive) {
+    std::copy(b.EA.begin(), b.EA.begin() + s.v, bound);
+    return;
+  }
+  const std::size_t C = s.kv_lora;
+  const int h = static_cast<int>(i % static_cast<std::size_t>(s.heads));
+  for (int d = 0; d < s.v; ++d) {
+    const float* wrow = w_uv(o.wa, s, h, d);
+    double eo = gamma32(dot_depth(C)) * abs_dot(r.acc.data(), wrow, C);
+    for (std::size_t c = 0; c < C; ++c) eo += b.EA[c] * std::fabs(wrow[c]);
+    if (!e.dW.empty()) {  // the W_UV line of the derivation above
+      const double* drow = w_uv(e.dW, s, h, d);
+      double ad = 0, ada = 0;
+      for (std::size_t c = 0; c < C; ++c) {
+        ad += static_cast<double>(r.acc[c]) * drow[c];
+        ada += std::fabs(static_cast<double>(r.acc[c]) * drow[c]);
+        eo += b.EA[c] * std::fabs(drow[c]);
+      }
+      eo += std::fabs(ad) + gamma64(static_cast<double>(C)) * ada;
+    }
+    bound[d] = eo + uA * std::fabs(out[d]);
+  }
+}
+
+}  // namespace
+
 std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, Form form,
                              std::vector<double>* bound, const Projected* prefix) {
   validate_weights(w, s);
-  const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
   const Keys keys = keys_of(p, prefix, s);
-  const std::size_t TK = keys.count, P0 = keys.prefix;
-  const std::vector<float>& KL = keys.latent;
-  const std::vector<float>& KP = keys.k_pe;
+  std::vector<float> kv;         // naive: keys|values of every key token,
+  std::vector<double> EKV, DKV;  // with a bound: their error bound and signed FP8 effect
+  if (form == Form::Naive) kv = naive_kv_parts(keys.latent.data(), keys.count, w, s, bound ? &EKV : nullptr, &DKV);
+  const AttentionOperands o = attention_operands(p, keys, kv, w, s, form);
+  OperandErrors e;
+  if (bound) e = operand_errors(p, o, EKV, DKV, w, s, form);
+  const std::size_t H = s.heads, OD = s.v;
   const float scale = softmax_scale_value(s);
-  const double uA = unit_roundoff(s.attn);
-  const bool ref = s.attn_ops == AttnOps::DeepseekReference;
-  const std::size_t KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;  // key width
-  const std::size_t VD = form == Form::Naive ? static_cast<std::size_t>(s.v) : C;             // value width
-  // Keys and values per (token, head) with their error bounds. Absorbed: one key/value row per
-  // token (shared by all heads) with no error.
-  const std::size_t kv_heads = form == Form::Naive ? H : 1;
-  std::vector<float> K(TK * kv_heads * KD), V(TK * kv_heads * VD);
-  std::vector<double> EK(bound ? K.size() : 0, 0.0), EV(bound ? V.size() : 0, 0.0);
-  // Naive with FP8 wkv_b: the activation quantisation's signed effect on each key/value element,
-  // delta (forward.hpp wkv_b_naive); EK/EV then hold only the rest (gemm bound + delta's own
-  // evaluation error). With k^ - k = e + delta, |e| <= EK:
-  //   q . k^ - q . k = q . e + q . delta, so |.| <= sum |q| EK + |fl(q . delta)| + g64 sum |q delta|
-  // (q is exact in the naive form: the shared input), and in P.V
-  //   sum p^ v^ - sum p v = sum (p^ - p) v^ + sum p^ (e + delta) - sum (p^ - p)(e + delta),
-  //   |.| <= sum EP |v^| + sum |p^| EV + |fl(sum p^ delta)| + g64 sum |p^ delta| + sum EP (EV + |delta|).
-  // The signed sums let the quantisation errors cancel as they do in the computation, instead of
-  // adding their magnitudes (~sqrt(nope) and ~sqrt(keys) tighter on random data). g64 = gamma64 of
-  // the sum's length, for its binary64 evaluation.
-  std::vector<double> DK, DV;
-  // Absorbed: the weights the einsums multiply by, and their signed distance dW = w^ - W from the
-  // exact weights (empty unless wkv_b is FP8: then w^ = R_attn(fl32(e4m3 * scale)), W = e4m3 * scale).
-  // dW is known exactly, so its effect is carried signed, like DK/DV:
-  //   q_abs: Q^ - Q = r + DQ with DQ_c = sum_d q_d dW[d, c] (binary64, error <= g64 sum |q_d dW|,
-  //          added to EQ) and |r| <= gamma32 sum |q w^| + uA |Q^| (the FP32 dot and R_attn);
-  //   scores: (Q^ - Q) . c = DQ . c + r . c, |.| <= |fl(DQ . c)| + g64 sum |DQ c| + sum EQ |c|;
-  //   W_UV:  acc^ . w^ - a . W = (acc^ - a) . w^ + acc^ . dW - (acc^ - a) . dW,
-  //          |.| <= sum EA |w^| + |fl(acc^ . dW)| + g64 sum |acc^ dW| + sum EA |dW|.
-  std::vector<float> wa;
-  std::vector<double> dW, DQ;
-  if (form == Form::Naive) {
-    const std::size_t KV = static_cast<std::size_t>(s.nope + s.v);
-    std::vector<double> EKV, DKV;
-    const std::vector<float> kv = naive_kv_parts(KL.data(), TK, w, s, bound ? &EKV : nullptr, &DKV);
-    if (!DKV.empty()) {
-      DK.assign(K.size(), 0.0);  // rope columns: no quantisation effect
-      DV.assign(V.size(), 0.0);
-    }
-    for (std::size_t i = 0; i < TK * H; ++i) {
-      const std::size_t t = i / H;
-      for (int d = 0; d < s.nope; ++d) {
-        K[i * KD + d] = kv[i * KV + d];
-        if (bound) EK[i * KD + d] = EKV[i * KV + d];
-        if (!DK.empty()) DK[i * KD + d] = DKV[i * KV + d];
-      }
-      std::copy(&KP[t * R], &KP[t * R] + R, &K[i * KD + s.nope]);
-      for (int d = 0; d < s.v; ++d) {
-        V[i * VD + d] = kv[i * KV + s.nope + d];
-        if (bound) EV[i * VD + d] = EKV[i * KV + s.nope + d];
-        if (!DV.empty()) DV[i * VD + d] = DKV[i * KV + s.nope + d];
-      }
-    }
-  } else {
-    wa = wkv_b_absorbed(w, s);
-    if (bound && s.wkv_b == MatmulFormat::Fp8) {
-      const std::vector<double> we = wkv_b_exact(w, s);
-      dW.resize(we.size());
-      for (std::size_t i = 0; i < we.size(); ++i) dW[i] = static_cast<double>(wa[i]) - we[i];  // exact (Sterbenz: w^ is within a factor 2 of W)
-    }
-    for (std::size_t t = 0; t < TK; ++t) {
-      std::copy(&KL[t * C], &KL[t * C] + C, &K[t * KD]);
-      std::copy(&KP[t * R], &KP[t * R] + R, &K[t * KD + C]);
-      std::copy(&KL[t * C], &KL[t * C] + C, &V[t * VD]);
-    }
-  }
-  // Queries [T, H, KD] with error bounds.
-  std::vector<float> Q(T * H * KD);
-  std::vector<double> EQ(bound ? Q.size() : 0, 0.0);
-  if (form == Form::Naive) {
-    for (std::size_t i = 0; i < T * H; ++i) {
-      std::copy(&p.q_nope[i * s.nope], &p.q_nope[i * s.nope] + s.nope, &Q[i * KD]);
-      std::copy(&p.q_pe[i * R], &p.q_pe[i * R] + R, &Q[i * KD + s.nope]);
-    }
-  } else {
-    Q = absorbed_query(p, w, s);
-    if (bound && !dW.empty()) DQ.assign(Q.size(), 0.0);  // the q_pe columns: exact
-    if (bound) {
-      for (std::size_t i = 0; i < T * H; ++i) {
-        const std::size_t h = i % H;
-        for (std::size_t c = 0; c < C; ++c) {
-          // |fl(q . w^) - q . w^| <= gamma sum |q w^|, plus R_attn; the weights' own error q . dW
-          // goes to DQ (signed, see above) with its binary64 evaluation error in EQ.
-          double a = 0, dq = 0, dqa = 0;
-          for (int d = 0; d < s.nope; ++d) {
-            const double qd = p.q_nope[i * s.nope + d];
-            a += std::fabs(qd * w_uk(wa, s, static_cast<int>(h), d)[c]);
-            if (!dW.empty()) {
-              dq += qd * w_uk(dW, s, static_cast<int>(h), d)[c];
-              dqa += std::fabs(qd * w_uk(dW, s, static_cast<int>(h), d)[c]);
-            }
-          }
-          EQ[i * KD + c] = gamma32(dot_depth(s.nope)) * a + gamma64(static_cast<double>(s.nope)) * dqa + uA * std::fabs(Q[i * KD + c]);
-          if (!dW.empty()) DQ[i * KD + c] = dq;
-        }
-      }
-    }
-  }
-  const std::size_t OD = s.v;
-  std::vector<float> out(T * H * OD);
+  std::vector<float> out(p.tokens * H * OD);
   if (bound) bound->assign(out.size(), 0.0);
-  parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
-    std::vector<float> sc(TK), pr(TK), acc(VD);
-    std::vector<double> delta(TK), EP(TK), EA(VD), PD(DV.empty() ? 0 : VD), PDA(DV.empty() ? 0 : VD);
-    for (std::size_t i = b; i < e; ++i) {
-      const std::size_t t = i / H, h = i % H;
-      const std::size_t n = P0 + t + 1;  // causal: the prefix and the call's keys up to t
-      const float* q = &Q[i * KD];
-      for (std::size_t j = 0; j < n; ++j) {
-        const std::size_t kr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
-        const float* k = &K[kr * KD];
-        double eref = 0;  // the reference's extra roundings (below), before the scale
-        const float d = ref ? reference_score_dot(q, k, form == Form::Naive ? KD : C, KD, bound ? &eref : nullptr)
-                            : dot_f32(q, k, KD);
-        const float sp = d * scale;
-        sc[j] = round_to(s.attn, sp);
-        if (bound) {
-          // Under deepseek_reference the nope and rope dots of the absorbed form run separately;
-          // each one's gamma32(dot_depth(part)) sum|q k| over its part is at most this term.
-          double edot = gamma32(dot_depth(KD)) * abs_dot(q, k, KD) + eref;
-          for (std::size_t c = 0; c < KD; ++c) {
-            const double eq = EQ.empty() ? 0.0 : EQ[i * KD + c], ek = EK.empty() ? 0.0 : EK[kr * KD + c];
-            edot += eq * std::fabs(k[c]) + std::fabs(q[c]) * ek + eq * ek;
-          }
-          if (!DQ.empty()) {  // absorbed with FP8 wkv_b: k is exact (EK empty)
-            double dk = 0, dka = 0;
-            for (std::size_t c = 0; c < KD; ++c) {
-              dk += DQ[i * KD + c] * k[c];
-              dka += std::fabs(DQ[i * KD + c] * k[c]);
-            }
-            edot += std::fabs(dk) + gamma64(static_cast<double>(KD)) * dka;
-          }
-          if (!DK.empty()) {  // naive: EQ is empty (q exact)
-            double qd = 0, qda = 0;
-            for (std::size_t c = 0; c < KD; ++c) {
-              qd += static_cast<double>(q[c]) * DK[kr * KD + c];
-              qda += std::fabs(static_cast<double>(q[c]) * DK[kr * KD + c]);
-            }
-            edot += std::fabs(qd) + gamma64(static_cast<double>(KD)) * qda;
-          }
-          delta[j] = edot * scale + kU32 * std::fabs(sp) + uA * std::fabs(sc[j]);
-        }
-      }
-      const SoftmaxOut so = softmax_row(sc.data(), bound ? delta.data() : nullptr, n, s.attn, pr.data());
-      if (bound)
-        for (std::size_t j = 0; j < n; ++j)
-          // Both p and p^ lie in [0, 1], so 1 caps the bound when rho is too large to say more.
-          // (+ 2^-120: an exp result below FP32's normal range is accurate only to 2^-149 absolute.)
-          EP[j] = so.rho >= 0.5 ? 1.0
-                                : std::min(1.0, so.rho * (1 + uA) * std::fabs(pr[j]) / (1 - so.rho) +
-                                                    uA * std::fabs(pr[j]) + 0x1p-120);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(EA.begin(), EA.end(), 0.0);
-      if (!DV.empty()) {
-        std::fill(PD.begin(), PD.end(), 0.0);
-        std::fill(PDA.begin(), PDA.end(), 0.0);
-      }
-      for (std::size_t j = 0; j < n; ++j) {
-        const std::size_t vr = (j * kv_heads + (kv_heads == 1 ? 0 : h));
-        const float* v = &V[vr * VD];
-        for (std::size_t c = 0; c < VD; ++c) {
-          const float prod = pr[j] * v[c];
-          acc[c] = acc[c] + prod;
-        }
-        if (bound)
-          for (std::size_t c = 0; c < VD; ++c) {
-            const double ev = EV.empty() ? 0.0 : EV[vr * VD + c];
-            EA[c] += gamma32(static_cast<double>(n)) * std::fabs(static_cast<double>(pr[j]) * v[c]) +
-                     EP[j] * std::fabs(v[c]) + std::fabs(pr[j]) * ev + EP[j] * ev;
-            if (!DV.empty()) {
-              const double dv = DV[vr * VD + c];
-              PD[c] += static_cast<double>(pr[j]) * dv;
-              PDA[c] += std::fabs(static_cast<double>(pr[j]) * dv);
-              EA[c] += EP[j] * std::fabs(dv);
-            }
-          }
-      }
-      if (!DV.empty())
-        for (std::size_t c = 0; c < VD; ++c) EA[c] += std::fabs(PD[c]) + gamma64(static_cast<double>(n)) * PDA[c];
-      for (std::size_t c = 0; c < VD; ++c) {
-        acc[c] = round_to(s.attn, acc[c]);
-        if (bound) EA[c] += uA * std::fabs(acc[c]);
-      }
-      if (form == Form::Naive) {
-        for (std::size_t c = 0; c < OD; ++c) {
-          out[i * OD + c] = acc[c];
-          if (bound) (*bound)[i * OD + c] = EA[c];
-        }
-      } else {
-        for (int d = 0; d < s.v; ++d) {
-          const float* wrow = w_uv(wa, s, static_cast<int>(h), d);
-          const float o = round_to(s.attn, dot_f32(acc.data(), wrow, C));
-          out[i * OD + d] = o;
-          if (bound) {
-            double eo = gamma32(dot_depth(C)) * abs_dot(acc.data(), wrow, C);
-            for (std::size_t c = 0; c < C; ++c) eo += EA[c] * std::fabs(wrow[c]);
-            if (!dW.empty()) {  // the W_UV line of the derivation above
-              const double* drow = w_uv(dW, s, static_cast<int>(h), d);
-              double ad = 0, ada = 0;
-              for (std::size_t c = 0; c < C; ++c) {
-                ad += static_cast<double>(acc[c]) * drow[c];
-                ada += std::fabs(static_cast<double>(acc[c]) * drow[c]);
-                eo += EA[c] * std::fabs(drow[c]);
-              }
-              eo += std::fabs(ad) + gamma64(static_cast<double>(C)) * ada;
-            }
-            (*bound)[i * OD + d] = eo + uA * std::fabs(o);
-          }
-        }
-      }
+  parallel_for(p.tokens * H, 1, [&](std::size_t b, std::size_t end) {
+    RowValues r(keys.count, o.VD);
+    RowBoundScratch rb(keys.count, o.VD, !e.DV.empty());
+    for (std::size_t i = b; i < end; ++i) {
+      const std::size_t n = keys.prefix + i / H + 1;  // causal: the prefix and the call's keys up to t
+      attend_row(o, s, form, scale, i, n, r, &out[i * OD]);
+      if (bound) bound_row(o, e, s, form, scale, i, n, r, &out[i * OD], rb, &(*bound)[i * OD]);
     }
   });
   if (bound)

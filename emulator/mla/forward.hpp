@@ -87,9 +87,9 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
 //    10-35: 1x128 blocks, s = max(amax, 1e-4) / 448, y = x / s cast to E4M3) and
 //    y = fp8_gemm(x, s, weight, weight.scale), written in torch's default dtype (kernel.py 193),
 //    which generate.py 109 (and model.py 802) set to bfloat16. (Its Triton fp8_gemm combines
-//    `acc += dot * a_s * b_s`, kernel.py 163; fp8lab uses the gemm area's default DeepGEMM combine,
-//    as every FP8 projection here does: GemmSpec combine "triton" would model kernel.py itself.) With the module default gemm_impl == "bf16"
-//    (model.py 16) the naive path instead dequantises like the absorbed one (model.py 155-157):
+//    `acc += dot * a_s * b_s`, kernel.py 163; fp8lab uses the default GemmSpec's DeepGEMM combine
+//    (gemm/gemm_spec.hpp), as every FP8 projection here does: GemmSpec combine "triton" would
+//    model kernel.py itself.) With the module default gemm_impl == "bf16" (model.py 16) the naive path instead dequantises like the absorbed one (model.py 155-157):
 //    that case is spec.wkv_b = bf16 on the dequantised weights (wkv_b_absorbed below).
 //  - absorbed, model.py 481-483 and 494-495: wkv_b = weight_dequant(weight, scale, block_size)
 //    (kernel.py 61-110: y = fl32(x * s), stored in the default dtype, so BF16 under model.py 802),
