@@ -5,13 +5,24 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "formats/format.hpp"
 
 namespace fp8lab::bindings {
 
 namespace py = pybind11;
 
+// The numpy dtype that holds one value of f (its storage width).
+inline py::dtype storage_dtype(const Format& f) {
+  switch (f.storage_bits()) {
+    case 8: return py::dtype::of<std::uint8_t>();
+    case 16: return py::dtype::of<std::uint16_t>();
+    default: return py::dtype::of<std::uint32_t>();
+  }
+}
 inline std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
 // A C-contiguous array of exactly dtype T. Accepts any array-like whose dtype is T already; other

@@ -11,14 +11,6 @@
 namespace fp8lab::bindings {
 namespace {
 
-py::dtype storage_dtype(const Format& f) {
-  switch (f.storage_bits()) {
-    case 8: return py::dtype::of<std::uint8_t>();
-    case 16: return py::dtype::of<std::uint16_t>();
-    default: return py::dtype::of<std::uint32_t>();
-  }
-}
-
 py::array encode_py(const py::object& x, const std::string& fmt_name, const std::string& rounding,
                     const std::string& overflow, std::uint64_t seed, bool flush_subnormals) {
   const Format& fmt = format_by_name(fmt_name);

@@ -29,11 +29,13 @@ py::array_t<double> to_numpy(const std::vector<double>& v, std::vector<py::ssize
   return a;
 }
 
+std::string shape_text(const py::array& a) { return py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>(); }
+
 std::vector<float> float_vector(const py::object& obj, const char* arg, std::size_t expected_size) {
   auto a = require_dtype<float>(obj, arg, "float32");
   if (static_cast<std::size_t>(a.size()) != expected_size)
     throw py::value_error(std::string(arg) + ": expected " + std::to_string(expected_size) + " elements for this spec, got " +
-                          std::to_string(a.size()) + " (shape " + py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>() + ")");
+                          std::to_string(a.size()) + " (shape " + shape_text(a) + ")");
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
@@ -110,7 +112,7 @@ std::vector<float> tokens_input(const py::object& x, const MlaSpec& s, std::size
   auto a = require_dtype<float>(x, "x", "float32");
   if (a.ndim() != 2 || a.shape(1) != s.hidden)
     throw py::value_error("x: expected shape [tokens, " + std::to_string(s.hidden) + "], got " +
-                          py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
+                          shape_text(a));
   T = static_cast<std::size_t>(a.shape(0));
   return std::vector<float>(a.data(), a.data() + a.size());
 }
@@ -124,10 +126,10 @@ std::optional<Projected> prefix_from(const py::object& latent, const py::object&
   auto ka = require_dtype<float>(k_pe, "prefix_k_pe", "float32");
   if (la.ndim() != 2 || la.shape(1) != s.kv_lora)
     throw py::value_error("prefix_latent: expected shape [P, " + std::to_string(s.kv_lora) + "], got " +
-                          py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
+                          shape_text(la));
   if (ka.ndim() != 2 || ka.shape(0) != la.shape(0) || ka.shape(1) != s.rope)
     throw py::value_error("prefix_k_pe: expected shape [" + std::to_string(la.shape(0)) + ", " + std::to_string(s.rope) +
-                          "], got " + py::str(py::tuple(py::cast(shape_of(ka)))).cast<std::string>());
+                          "], got " + shape_text(ka));
   Projected p;
   p.tokens = static_cast<std::size_t>(la.shape(0));
   p.latent.assign(la.data(), la.data() + la.size());
@@ -181,7 +183,7 @@ PagedCache cache_from(const py::object& cache, const py::object& block_table, co
     throw py::type_error("cache: spec cache=fp8 expects uint8 bytes (FlashMLA FP8 layout), got dtype " + dtype_name(c));
   if (c.ndim() != 4 || c.shape(1) != s.page || c.shape(2) != 1 || c.shape(3) != last)
     throw py::value_error("cache: expected shape [blocks, " + std::to_string(s.page) + ", 1, " + std::to_string(last) +
-                          "], got " + py::str(py::tuple(py::cast(shape_of(c)))).cast<std::string>());
+                          "], got " + shape_text(c));
   pc.blocks = static_cast<std::size_t>(c.shape(0));
   pc.bytes.resize(pc.blocks * s.page * pc.row_bytes);
   if (bf) {  // little-endian bytes whatever the host order
@@ -199,7 +201,7 @@ PagedCache cache_from(const py::object& cache, const py::object& block_table, co
   pc.batch = static_cast<std::size_t>(sl.shape(0));
   if (bt.ndim() != 2 || static_cast<std::size_t>(bt.shape(0)) != pc.batch)
     throw py::value_error("block_table: expected shape [batch=" + std::to_string(pc.batch) + ", max_blocks_per_seq], got " +
-                          py::str(py::tuple(py::cast(shape_of(bt)))).cast<std::string>());
+                          shape_text(bt));
   pc.max_blocks_per_seq = static_cast<std::size_t>(bt.shape(1));
   pc.block_table.assign(bt.data(), bt.data() + bt.size());
   pc.seqlens.assign(sl.data(), sl.data() + sl.size());
@@ -241,7 +243,7 @@ std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t
   if (!ok3 && !ok4)
     throw py::value_error("q: expected shape [batch=" + std::to_string(batch) + ", heads=" + std::to_string(s.heads) + ", " +
                           std::to_string(D) + "] or [batch, s_q, heads, " + std::to_string(D) + "], got " +
-                          py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>());
+                          shape_text(a));
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
@@ -270,225 +272,249 @@ BoundScope scope_by_name(const std::string& name) {
   throw py::value_error("scope: expected 'any_kernel' or 'emulator', got '" + name + "'");
 }
 
+py::dict kv_bytes_py(const std::string& json) {
+  const KvBytes b = kv_bytes_per_token(spec_from_json(json));
+  py::dict d;
+  d["mha_bf16"] = b.mha_bf16;
+  d["mla_bf16"] = b.mla_bf16;
+  d["mla_fp8"] = b.mla_fp8;
+  return d;
+}
+
+double softmax_scale_py(const std::string& json, const std::string& which) {
+  const MlaSpec s = spec_from_json(json);
+  return which.empty() ? softmax_scale_value(s) : softmax_scale_named(s, which);
+}
+
+py::dict init_weights_py(const std::string& json, std::uint64_t seed) {
+  const MlaSpec s = spec_from_json(json);
+  MlaWeights w;
+  {
+    py::gil_scoped_release r;
+    w = init_weights(s, seed);
+  }
+  return weights_to(w, s);
+}
+
+const Projected* prefix_of(const PrefillInputs& in) { return in.prefix ? &*in.prefix : nullptr; }
+
+py::dict forward_py(const py::object& x, const py::dict& wd, const std::string& json, const std::string& form,
+                    long start_pos, const py::object& prefix_latent, const py::object& prefix_k_pe) {
+  const Form f = form_by_name(form);
+  const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
+  const MlaSpec& s = in.spec;
+  ForwardResult r;
+  std::vector<float> qa;
+  {
+    py::gil_scoped_release rel;
+    r = forward(in.x.data(), in.tokens, in.weights, s, f, start_pos, prefix_of(in));
+    qa = absorbed_query(r.projected, in.weights, s);
+  }
+  py::dict d = projected_dict(r.projected, s);
+  const auto T = static_cast<py::ssize_t>(in.tokens);
+  d["out"] = to_numpy(r.out, {T, s.hidden});
+  d["attn"] = to_numpy(r.attn, {T, s.heads, s.v});
+  d["q_absorbed"] = to_numpy(qa, {T, s.heads, s.cache_dim()});
+  return d;
+}
+
+py::dict compare_forms_py(const py::object& x, const py::dict& wd, const std::string& json, long start_pos,
+                          const py::object& prefix_latent, const py::object& prefix_k_pe) {
+  const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
+  const MlaSpec& s = in.spec;
+  FormsComparison fc;
+  {
+    py::gil_scoped_release rel;
+    const Projected p = project(in.x.data(), in.tokens, in.weights, s, start_pos);
+    fc = compare_forms(p, in.weights, s, prefix_of(in));
+  }
+  const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(in.tokens), s.heads, s.v};
+  py::dict d;
+  d["verdict_json"] = fc.verdict.to_json();
+  d["summary"] = fc.verdict.summary();
+  d["absorbed"] = to_numpy(fc.absorbed, shape);
+  d["naive"] = to_numpy(fc.naive, shape);
+  d["exact"] = to_numpy(fc.exact, shape);
+  d["bound_absorbed"] = to_numpy(fc.bound_absorbed, shape);
+  d["bound_naive"] = to_numpy(fc.bound_naive, shape);
+  d["max_observed_over_bound"] = fc.max_observed_over_bound;
+  d["max_abs_difference"] = fc.max_abs_difference;
+  d["max_rel_difference"] = fc.max_rel_difference;
+  return d;
+}
+
+py::tuple wkv_b_naive_py(const py::object& latent, const py::dict& wd, const std::string& json) {
+  const MlaSpec s = spec_from_json(json);
+  const MlaWeights w = weights_from(wd, s);
+  auto la = require_dtype<float>(latent, "latent", "float32");
+  if (la.ndim() != 2 || la.shape(1) != s.kv_lora || la.shape(0) == 0)
+    throw py::value_error("latent: expected shape [tokens >= 1, " + std::to_string(s.kv_lora) + "], got " + shape_text(la));
+  const std::size_t T = static_cast<std::size_t>(la.shape(0));
+  const std::vector<float> lv(la.data(), la.data() + la.size());
+  std::vector<float> kv;
+  std::vector<double> bound;
+  {
+    py::gil_scoped_release rel;
+    kv = wkv_b_naive(lv.data(), T, w, s, &bound);
+  }
+  const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.nope + s.v};
+  return py::make_tuple(to_numpy(kv, shape), to_numpy(bound, shape));
+}
+
+// A [sum(seqlens), width] float32 array.
+py::array_t<float> token_rows(const py::object& obj, const char* arg, std::size_t total, int width) {
+  auto a = require_dtype<float>(obj, arg, "float32");
+  if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(0)) != total || a.shape(1) != width)
+    throw py::value_error(std::string(arg) + ": expected shape [sum(seqlens)=" + std::to_string(total) + ", " +
+                          std::to_string(width) + "], got " + shape_text(a));
+  return a;
+}
+
+void require_finite(const py::array_t<float>& a, const char* arg) {
+  for (py::ssize_t i = 0; i < a.size(); ++i)
+    if (!std::isfinite(a.data()[i]))
+      throw py::value_error(std::string(arg) + ": element " + std::to_string(i) + " is not finite");
+}
+
+py::tuple build_cache_py(const py::object& latents, const py::object& k_pe, const py::object& seqlens,
+                         const std::string& json, const py::object& block_order) {
+  const MlaSpec s = spec_from_json(json);
+  auto sl = require_dtype<std::int32_t>(seqlens, "seqlens", "int32");
+  if (sl.ndim() != 1) throw py::value_error("seqlens: expected a 1-D array [batch]");
+  std::vector<std::int32_t> lens(sl.data(), sl.data() + sl.size());
+  std::size_t total = 0;
+  for (std::size_t b = 0; b < lens.size(); ++b) {
+    if (lens[b] < 0) throw py::value_error("seqlens: element " + std::to_string(b) + " is negative (" + std::to_string(lens[b]) + ")");
+    total += static_cast<std::size_t>(lens[b]);
+  }
+  const auto la = token_rows(latents, "latents", total, s.kv_lora);
+  const auto ka = token_rows(k_pe, "k_pe", total, s.rope);
+  require_finite(la, "latents");
+  require_finite(ka, "k_pe");
+  std::vector<std::int32_t> order;
+  const std::vector<std::int32_t>* order_ptr = nullptr;
+  if (!block_order.is_none()) {
+    auto bo = require_dtype<std::int32_t>(block_order, "block_order", "int32");
+    order.assign(bo.data(), bo.data() + bo.size());
+    order_ptr = &order;
+  }
+  PagedCache pc;
+  {
+    py::gil_scoped_release rel;
+    pc = build_cache(la.data(), ka.data(), lens, s, order_ptr);
+  }
+  return cache_to(pc, s);
+}
+
+// decode's layouts: FlashMLA's for 4-D q, out [b, s_q, h, kv_lora] and lse [b, h, s_q]; for 3-D q
+// (`four` false) out [b, h, kv_lora] and lse [b, h].
+std::vector<py::ssize_t> out_shape(const DecodeArgs& a, bool four) {
+  const auto B = static_cast<py::ssize_t>(a.cache.batch), Q = static_cast<py::ssize_t>(a.s_q);
+  return four ? std::vector<py::ssize_t>{B, Q, a.spec.heads, a.spec.kv_lora}
+              : std::vector<py::ssize_t>{B, a.spec.heads, a.spec.kv_lora};
+}
+std::vector<py::ssize_t> lse_shape(const DecodeArgs& a, bool four) {
+  const auto B = static_cast<py::ssize_t>(a.cache.batch), Q = static_cast<py::ssize_t>(a.s_q);
+  return four ? std::vector<py::ssize_t>{B, a.spec.heads, Q} : std::vector<py::ssize_t>{B, a.spec.heads};
+}
+
+py::tuple decode_py(const py::object& q, const py::object& cache, const py::object& block_table,
+                    const py::object& seqlens, const std::string& json, bool causal) {
+  const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+  DecodeResult r;
+  {
+    py::gil_scoped_release rel;
+    r = decode(a.q.data(), a.s_q, a.spec.heads, a.cache, a.spec, causal);
+  }
+  return py::make_tuple(to_numpy(r.out, out_shape(a, a.four_d)), to_numpy(r.lse, lse_shape(a, a.four_d)));
+}
+
+py::dict decode_reference_py(const py::object& q, const py::object& cache, const py::object& block_table,
+                             const py::object& seqlens, const std::string& json, const std::string& scale_of,
+                             const std::string& scope, bool causal) {
+  const BoundScope sc = scope_by_name(scope);
+  const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+  const MlaSpec& s = a.spec;
+  const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
+  DecodeReference ref;
+  {
+    py::gil_scoped_release rel;
+    ref = decode_reference(a.q.data(), a.s_q, s.heads, a.cache, s, scale, causal, sc);
+  }
+  // One query (3-D q, or 4-D with s_q = 1): the 3-D layouts; s_q > 1: decode's FlashMLA layouts.
+  const std::vector<py::ssize_t> os = out_shape(a, a.multi()), ls = lse_shape(a, a.multi());
+  py::dict d;
+  d["out"] = to_numpy(ref.out, os);
+  d["lse"] = to_numpy(ref.lse, ls);
+  d["out_bound"] = to_numpy(ref.out_bound, os);
+  d["lse_bound"] = to_numpy(ref.lse_bound, ls);
+  return d;
+}
+
+void expect_shape(const py::object& a, const char* arg, const std::vector<py::ssize_t>& want, const char* names) {
+  auto arr = require_dtype<float>(a, arg, "float32");
+  if (shape_of(arr) != want)
+    throw py::value_error(std::string(arg) + ": expected shape " + names + " = " +
+                          py::str(py::tuple(py::cast(want))).cast<std::string>() + " for 4-D q, got " + shape_text(arr));
+}
+
+py::dict compare_decode_py(const py::object& out, const py::object& lse, const py::object& q, const py::object& cache,
+                           const py::object& block_table, const py::object& seqlens, const std::string& json,
+                           const std::string& scope, bool causal) {
+  const BoundScope sc = scope_by_name(scope);
+  const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
+  const MlaSpec& s = a.spec;
+  const std::size_t B = a.cache.batch, H = s.heads, C = s.kv_lora, sq = a.s_q;
+  // s_q > 1: out and lse in decode's FlashMLA layouts, checked dimension by dimension (one query:
+  // any shape of the right size, the layouts coinciding).
+  const bool multi = a.multi();
+  if (multi) {
+    expect_shape(out, "out", out_shape(a, true), "[batch, s_q, heads, kv_lora]");
+    expect_shape(lse, "lse", lse_shape(a, true), "[batch, heads, s_q]");
+  }
+  DecodeResult got;
+  got.out = float_vector(out, "out", B * sq * H * C);
+  got.lse = float_vector(lse, "lse", B * sq * H);
+  DecodeVerdicts v;
+  {
+    py::gil_scoped_release rel;
+    const DecodeReference ref = decode_reference(a.q.data(), sq, s.heads, a.cache, s, softmax_scale_value(s), causal, sc);
+    v = multi ? check_decode(got, ref, B, sq, H, s) : check_decode(got, ref, B, H, s);
+  }
+  py::dict d;
+  d["out_json"] = v.out.to_json();
+  d["lse_json"] = v.lse.to_json();
+  d["out_summary"] = v.out.summary();
+  d["lse_summary"] = v.lse.summary();
+  d["max_out_ratio"] = v.max_out_ratio;
+  d["max_lse_ratio"] = v.max_lse_ratio;
+  return d;
+}
+
 }  // namespace
 
 Registration mla_registration("mla", {"quant"}, [](py::module_& m) {
   m.def("mla_spec_normalize", [](const std::string& json) { return mla::to_json(spec_from_json(json)); }, py::arg("spec_json"),
         "Parses, validates and re-serialises an MlaSpec JSON (canonical form).");
-  m.def("mla_kv_bytes", [](const std::string& json) {
-    const KvBytes b = kv_bytes_per_token(spec_from_json(json));
-    py::dict d;
-    d["mha_bf16"] = b.mha_bf16;
-    d["mla_bf16"] = b.mla_bf16;
-    d["mla_fp8"] = b.mla_fp8;
-    return d;
-  }, py::arg("spec_json"));
-  m.def("mla_softmax_scale", [](const std::string& json, const std::string& which) {
-    const MlaSpec s = spec_from_json(json);
-    return which.empty() ? softmax_scale_value(s) : softmax_scale_named(s, which);
-  }, py::arg("spec_json"), py::arg("which") = "");
-  m.def("mla_init_weights", [](const std::string& json, std::uint64_t seed) {
-    const MlaSpec s = spec_from_json(json);
-    MlaWeights w;
-    {
-      py::gil_scoped_release r;
-      w = init_weights(s, seed);
-    }
-    return weights_to(w, s);
-  }, py::arg("spec_json"), py::arg("seed"));
-  m.def("mla_forward", [](const py::object& x, const py::dict& wd, const std::string& json, const std::string& form,
-                          long start_pos, const py::object& prefix_latent, const py::object& prefix_k_pe) {
-    const Form f = form_by_name(form);
-    const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
-    const MlaSpec& s = in.spec;
-    const MlaWeights& w = in.weights;
-    const std::size_t T = in.tokens;
-    const auto& xv = in.x;
-    const std::optional<Projected>& prefix = in.prefix;
-    ForwardResult r;
-    std::vector<float> qa;
-    {
-      py::gil_scoped_release rel;
-      r = forward(xv.data(), T, w, s, f, start_pos, prefix ? &*prefix : nullptr);
-      qa = absorbed_query(r.projected, w, s);
-    }
-    py::dict d = projected_dict(r.projected, s);
-    const py::ssize_t Tp = static_cast<py::ssize_t>(T);
-    d["out"] = to_numpy(r.out, {Tp, s.hidden});
-    d["attn"] = to_numpy(r.attn, {Tp, s.heads, s.v});
-    d["q_absorbed"] = to_numpy(qa, {Tp, s.heads, s.cache_dim()});
-    return d;
-  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"), py::arg("start_pos"),
-     py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
-  m.def("mla_compare_forms", [](const py::object& x, const py::dict& wd, const std::string& json, long start_pos,
-                                const py::object& prefix_latent, const py::object& prefix_k_pe) {
-    const PrefillInputs in = prefill_inputs(x, wd, json, start_pos, prefix_latent, prefix_k_pe);
-    const MlaSpec& s = in.spec;
-    const MlaWeights& w = in.weights;
-    const std::size_t T = in.tokens;
-    const auto& xv = in.x;
-    const std::optional<Projected>& prefix = in.prefix;
-    FormsComparison fc;
-    {
-      py::gil_scoped_release rel;
-      const Projected p = project(xv.data(), T, w, s, start_pos);
-      fc = compare_forms(p, w, s, prefix ? &*prefix : nullptr);
-    }
-    const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.v};
-    py::dict d;
-    d["verdict_json"] = fc.verdict.to_json();
-    d["summary"] = fc.verdict.summary();
-    d["absorbed"] = to_numpy(fc.absorbed, shape);
-    d["naive"] = to_numpy(fc.naive, shape);
-    d["exact"] = to_numpy(fc.exact, shape);
-    d["bound_absorbed"] = to_numpy(fc.bound_absorbed, shape);
-    d["bound_naive"] = to_numpy(fc.bound_naive, shape);
-    d["max_observed_over_bound"] = fc.max_observed_over_bound;
-    d["max_abs_difference"] = fc.max_abs_difference;
-    d["max_rel_difference"] = fc.max_rel_difference;
-    return d;
-  }, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("start_pos"),
-     py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
-  m.def("mla_wkv_b_naive", [](const py::object& latent, const py::dict& wd, const std::string& json) {
-    const MlaSpec s = spec_from_json(json);
-    const MlaWeights w = weights_from(wd, s);
-    auto la = require_dtype<float>(latent, "latent", "float32");
-    if (la.ndim() != 2 || la.shape(1) != s.kv_lora || la.shape(0) == 0)
-      throw py::value_error("latent: expected shape [tokens >= 1, " + std::to_string(s.kv_lora) + "], got " +
-                            py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
-    const std::size_t T = static_cast<std::size_t>(la.shape(0));
-    const std::vector<float> lv(la.data(), la.data() + la.size());
-    std::vector<float> kv;
-    std::vector<double> bound;
-    {
-      py::gil_scoped_release rel;
-      kv = wkv_b_naive(lv.data(), T, w, s, &bound);
-    }
-    const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.nope + s.v};
-    return py::make_tuple(to_numpy(kv, shape), to_numpy(bound, shape));
-  }, py::arg("latent"), py::arg("weights"), py::arg("spec_json"),
-     "The naive form's keys|values [T, heads, nope+v] of latent [T, kv_lora] and their certified bound.");
-  m.def("mla_build_cache", [](const py::object& latents, const py::object& k_pe, const py::object& seqlens,
-                              const std::string& json, const py::object& block_order) {
-    const MlaSpec s = spec_from_json(json);
-    auto sl = require_dtype<std::int32_t>(seqlens, "seqlens", "int32");
-    if (sl.ndim() != 1) throw py::value_error("seqlens: expected a 1-D array [batch]");
-    std::vector<std::int32_t> lens(sl.data(), sl.data() + sl.size());
-    std::size_t total = 0;
-    for (std::size_t b = 0; b < lens.size(); ++b) {
-      if (lens[b] < 0) throw py::value_error("seqlens: element " + std::to_string(b) + " is negative (" + std::to_string(lens[b]) + ")");
-      total += static_cast<std::size_t>(lens[b]);
-    }
-    auto la = require_dtype<float>(latents, "latents", "float32");
-    auto ka = require_dtype<float>(k_pe, "k_pe", "float32");
-    if (la.ndim() != 2 || static_cast<std::size_t>(la.shape(0)) != total || la.shape(1) != s.kv_lora)
-      throw py::value_error("latents: expected shape [sum(seqlens)=" + std::to_string(total) + ", " + std::to_string(s.kv_lora) +
-                            "], got " + py::str(py::tuple(py::cast(shape_of(la)))).cast<std::string>());
-    if (ka.ndim() != 2 || static_cast<std::size_t>(ka.shape(0)) != total || ka.shape(1) != s.rope)
-      throw py::value_error("k_pe: expected shape [sum(seqlens)=" + std::to_string(total) + ", " + std::to_string(s.rope) +
-                            "], got " + py::str(py::tuple(py::cast(shape_of(ka)))).cast<std::string>());
-    for (py::ssize_t i = 0; i < la.size(); ++i)
-      if (!std::isfinite(la.data()[i])) throw py::value_error("latents: element " + std::to_string(i) + " is not finite");
-    for (py::ssize_t i = 0; i < ka.size(); ++i)
-      if (!std::isfinite(ka.data()[i])) throw py::value_error("k_pe: element " + std::to_string(i) + " is not finite");
-    std::vector<std::int32_t> order;
-    const std::vector<std::int32_t>* order_ptr = nullptr;
-    if (!block_order.is_none()) {
-      auto bo = require_dtype<std::int32_t>(block_order, "block_order", "int32");
-      order.assign(bo.data(), bo.data() + bo.size());
-      order_ptr = &order;
-    }
-    PagedCache pc;
-    {
-      py::gil_scoped_release rel;
-      pc = build_cache(la.data(), ka.data(), lens, s, order_ptr);
-    }
-    return cache_to(pc, s);
-  }, py::arg("latents"), py::arg("k_pe"), py::arg("seqlens"), py::arg("spec_json"), py::arg("block_order") = py::none());
-  m.def("mla_decode", [](const py::object& q, const py::object& cache, const py::object& block_table,
-                         const py::object& seqlens, const std::string& json, bool causal) {
-    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const auto& [s, pc, qv, four, sq] = a;
-    DecodeResult r;
-    {
-      py::gil_scoped_release rel;
-      r = decode(qv.data(), sq, s.heads, pc, s, causal);
-    }
-    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
-    // FlashMLA's layouts for 4-D q: out [b, s_q, h, kv_lora], lse [b, h, s_q].
-    py::array_t<float> out = four ? to_numpy(r.out, {B, Q, s.heads, s.kv_lora}) : to_numpy(r.out, {B, s.heads, s.kv_lora});
-    py::array_t<float> lse = four ? to_numpy(r.lse, {B, s.heads, Q}) : to_numpy(r.lse, {B, s.heads});
-    return py::make_tuple(out, lse);
-  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
-     py::arg("causal") = true);
-  m.def("mla_decode_reference", [](const py::object& q, const py::object& cache, const py::object& block_table,
-                                   const py::object& seqlens, const std::string& json, const std::string& scale_of,
-                                   const std::string& scope, bool causal) {
-    const BoundScope sc = scope_by_name(scope);
-    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const auto& [s, pc, qv, four, sq] = a;
-    const double scale = scale_of.empty() ? softmax_scale_value(s) : softmax_scale_named(s, scale_of);
-    DecodeReference ref;
-    {
-      py::gil_scoped_release rel;
-      ref = decode_reference(qv.data(), sq, s.heads, pc, s, scale, causal, sc);
-    }
-    const py::ssize_t B = static_cast<py::ssize_t>(pc.batch), Q = static_cast<py::ssize_t>(sq);
-    // One query (3-D q, or 4-D with s_q = 1): [b, h, kv_lora] and [b, h] as before; s_q > 1:
-    // decode's FlashMLA layouts.
-    const bool multi = a.multi();
-    const std::vector<py::ssize_t> os = multi ? std::vector<py::ssize_t>{B, Q, s.heads, s.kv_lora}
-                                              : std::vector<py::ssize_t>{B, s.heads, s.kv_lora};
-    const std::vector<py::ssize_t> ls = multi ? std::vector<py::ssize_t>{B, s.heads, Q} : std::vector<py::ssize_t>{B, s.heads};
-    py::dict d;
-    d["out"] = to_numpy(ref.out, os);
-    d["lse"] = to_numpy(ref.lse, ls);
-    d["out_bound"] = to_numpy(ref.out_bound, os);
-    d["lse_bound"] = to_numpy(ref.lse_bound, ls);
-    return d;
-  }, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"),
-     py::arg("scale_of") = "", py::arg("scope") = "any_kernel", py::arg("causal") = true);
-  m.def("mla_compare_decode", [](const py::object& out, const py::object& lse, const py::object& q, const py::object& cache,
-                                 const py::object& block_table, const py::object& seqlens, const std::string& json,
-                                 const std::string& scope, bool causal) {
-    const BoundScope sc = scope_by_name(scope);
-    const DecodeArgs a = decode_args(q, cache, block_table, seqlens, json);
-    const auto& [s, pc, qv, four, sq] = a;
-    const std::size_t B = pc.batch, H = s.heads, C = s.kv_lora;
-    // s_q > 1: out and lse in decode's FlashMLA layouts, checked dimension by dimension (one query:
-    // any shape of the right size, as before - the layouts coincide).
-    const bool multi = a.multi();
-    if (multi) {
-      auto expect_shape = [](const py::object& a, const char* arg, std::vector<py::ssize_t> want, const char* names) {
-        auto arr = require_dtype<float>(a, arg, "float32");
-        if (shape_of(arr) != want)
-          throw py::value_error(std::string(arg) + ": expected shape " + names + " = " +
-                                py::str(py::tuple(py::cast(want))).cast<std::string>() + " for 4-D q, got " +
-                                py::str(py::tuple(py::cast(shape_of(arr)))).cast<std::string>());
-      };
-      const auto b = static_cast<py::ssize_t>(B), q4 = static_cast<py::ssize_t>(sq);
-      expect_shape(out, "out", {b, q4, s.heads, s.kv_lora}, "[batch, s_q, heads, kv_lora]");
-      expect_shape(lse, "lse", {b, s.heads, q4}, "[batch, heads, s_q]");
-    }
-    DecodeResult got;
-    got.out = float_vector(out, "out", B * sq * H * C);
-    got.lse = float_vector(lse, "lse", B * sq * H);
-    DecodeVerdicts v;
-    {
-      py::gil_scoped_release rel;
-      const DecodeReference ref = decode_reference(qv.data(), sq, s.heads, pc, s, softmax_scale_value(s), causal, sc);
-      v = multi ? check_decode(got, ref, B, sq, H, s) : check_decode(got, ref, B, H, s);
-    }
-    py::dict d;
-    d["out_json"] = v.out.to_json();
-    d["lse_json"] = v.lse.to_json();
-    d["out_summary"] = v.out.summary();
-    d["lse_summary"] = v.lse.summary();
-    d["max_out_ratio"] = v.max_out_ratio;
-    d["max_lse_ratio"] = v.max_lse_ratio;
-    return d;
-  }, py::arg("out"), py::arg("lse"), py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"),
-     py::arg("spec_json"), py::arg("scope") = "any_kernel", py::arg("causal") = true);
+  m.def("mla_kv_bytes", &kv_bytes_py, py::arg("spec_json"));
+  m.def("mla_softmax_scale", &softmax_scale_py, py::arg("spec_json"), py::arg("which") = "");
+  m.def("mla_init_weights", &init_weights_py, py::arg("spec_json"), py::arg("seed"));
+  m.def("mla_forward", &forward_py, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"),
+        py::arg("start_pos"), py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
+  m.def("mla_compare_forms", &compare_forms_py, py::arg("x"), py::arg("weights"), py::arg("spec_json"),
+        py::arg("start_pos"), py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
+  m.def("mla_wkv_b_naive", &wkv_b_naive_py, py::arg("latent"), py::arg("weights"), py::arg("spec_json"),
+        "The naive form's keys|values [T, heads, nope+v] of latent [T, kv_lora] and their certified bound.");
+  m.def("mla_build_cache", &build_cache_py, py::arg("latents"), py::arg("k_pe"), py::arg("seqlens"),
+        py::arg("spec_json"), py::arg("block_order") = py::none());
+  m.def("mla_decode", &decode_py, py::arg("q"), py::arg("cache"), py::arg("block_table"), py::arg("seqlens"),
+        py::arg("spec_json"), py::arg("causal") = true);
+  m.def("mla_decode_reference", &decode_reference_py, py::arg("q"), py::arg("cache"), py::arg("block_table"),
+        py::arg("seqlens"), py::arg("spec_json"), py::arg("scale_of") = "", py::arg("scope") = "any_kernel",
+        py::arg("causal") = true);
+  m.def("mla_compare_decode", &compare_decode_py, py::arg("out"), py::arg("lse"), py::arg("q"), py::arg("cache"),
+        py::arg("block_table"), py::arg("seqlens"), py::arg("spec_json"), py::arg("scope") = "any_kernel",
+        py::arg("causal") = true);
 });
 
 }  // namespace fp8lab::bindings

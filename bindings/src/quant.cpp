@@ -15,14 +15,6 @@
 namespace fp8lab::bindings {
 namespace {
 
-py::dtype storage_dtype(const Format& f) {
-  switch (f.storage_bits()) {
-    case 8: return py::dtype::of<std::uint8_t>();
-    case 16: return py::dtype::of<std::uint16_t>();
-    default: return py::dtype::of<std::uint32_t>();
-  }
-}
-
 // A rule given as a name ("deepseek") or as a spec: a dict of ScaleRule fields or its JSON text.
 ScaleRule rule_from_py(const py::object& rule) {
   if (py::isinstance<py::str>(rule)) {

@@ -304,6 +304,23 @@ DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, c
 
 namespace {
 
+// got against the reference (its value is the exact one) and its certified bound; ULPs counted in
+// a format of `mantissa_bits`.
+Verdict against_reference(const std::vector<double>& got, const std::vector<double>& ref,
+                          const std::vector<double>& bound, std::vector<std::size_t> shape, int mantissa_bits,
+                          const char* what) {
+  CompareInputs in;
+  in.got = got.data();
+  in.expected = ref.data();
+  in.exact = ref.data();
+  in.bound = bound.data();
+  in.count = got.size();
+  in.shape = std::move(shape);
+  in.output_mantissa_bits = mantissa_bits;
+  in.what = what;
+  return compare(in);
+}
+
 DecodeVerdicts check_shaped(const DecodeResult& got, const DecodeReference& ref, std::vector<std::size_t> out_shape,
                             std::vector<std::size_t> lse_shape) {
   DecodeVerdicts v;
@@ -316,28 +333,9 @@ DecodeVerdicts check_shaped(const DecodeResult& got, const DecodeReference& ref,
   if (got.lse.size() != n_lse || ref.lse.size() != n_lse || ref.lse_bound.size() != n_lse)
     throw std::invalid_argument("got.lse: expected " + std::to_string(n_lse) + " elements (and the reference as many), got " +
                                 std::to_string(got.lse.size()) + " (reference " + std::to_string(ref.lse.size()) + ")");
-  std::vector<double> g(got.out.begin(), got.out.end());
-  CompareInputs in;
-  in.got = g.data();
-  in.expected = ref.out.data();
-  in.exact = ref.out.data();
-  in.bound = ref.out_bound.data();
-  in.count = g.size();
-  in.shape = std::move(out_shape);
-  in.output_mantissa_bits = 7;
-  in.what = "mla decode out vs exact";
-  v.out = compare(in);
-  std::vector<double> gl(got.lse.begin(), got.lse.end());
-  CompareInputs il = in;
-  il.got = gl.data();
-  il.expected = ref.lse.data();
-  il.exact = ref.lse.data();
-  il.bound = ref.lse_bound.data();
-  il.count = gl.size();
-  il.shape = std::move(lse_shape);
-  il.output_mantissa_bits = 23;
-  il.what = "mla decode lse vs exact";
-  v.lse = compare(il);
+  const std::vector<double> g(got.out.begin(), got.out.end()), gl(got.lse.begin(), got.lse.end());
+  v.out = against_reference(g, ref.out, ref.out_bound, std::move(out_shape), 7, "mla decode out vs exact");
+  v.lse = against_reference(gl, ref.lse, ref.lse_bound, std::move(lse_shape), 23, "mla decode lse vs exact");
   for (std::size_t i = 0; i < g.size(); ++i)
     if (ref.out_bound[i] > 0) v.max_out_ratio = std::max(v.max_out_ratio, std::fabs(g[i] - ref.out[i]) / ref.out_bound[i]);
   for (std::size_t i = 0; i < gl.size(); ++i)

@@ -196,29 +196,28 @@ const ScaleRule& rule_of(const QTensor& q) {
   return scale_rule_by_name(q.rule);
 }
 
-std::vector<double> dequantize(const QTensor& q) {
+namespace {
+
+// element * scale in T: binary64 (exact for every format and scale here) or binary32 (one rounding,
+// as a kernel's FP32 dequantisation).
+template <class T>
+std::vector<T> dequantize_as(const QTensor& q) {
   validate_qtensor(q, "q");
-  std::vector<double> out(q.rows * q.cols);
+  std::vector<T> out(q.rows * q.cols);
   const Format& f = q.format();
   parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r)
       for (std::size_t c = 0; c < q.cols; ++c)
-        out[r * q.cols + c] = decode(q.bits[r * q.cols + c], f) * static_cast<double>(q.dequant_scale(r, c));
+        out[r * q.cols + c] = static_cast<T>(decode(q.bits[r * q.cols + c], f)) * static_cast<T>(q.dequant_scale(r, c));
   });
   return out;
 }
 
-std::vector<float> dequantize_fp32(const QTensor& q) {
-  validate_qtensor(q, "q");
-  std::vector<float> out(q.rows * q.cols);
-  const Format& f = q.format();
-  parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r)
-      for (std::size_t c = 0; c < q.cols; ++c)
-        out[r * q.cols + c] = static_cast<float>(decode(q.bits[r * q.cols + c], f)) * q.dequant_scale(r, c);
-  });
-  return out;
-}
+}  // namespace
+
+std::vector<double> dequantize(const QTensor& q) { return dequantize_as<double>(q); }
+
+std::vector<float> dequantize_fp32(const QTensor& q) { return dequantize_as<float>(q); }
 
 QTensor retile(const QTensor& q, Tile tile) {
   const ScaleRule rule = rule_of(q);  // a copy: rule_of may hand out a thread-local
