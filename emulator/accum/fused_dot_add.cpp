@@ -79,16 +79,21 @@ detail::EncodePlan accumulator_plan(const char* format, OutputRounding rounding)
   return p;
 }
 
-// Plans for the two roundings the presets use, worked out once.
+// The plans, worked out once, for every Rounding (the presets use TowardZero and NearestEven).
 const detail::EncodePlan& accumulator_plan_for(AccumulatorFormat f, OutputRounding rounding) {
-  static const detail::EncodePlan kFp32Tz = accumulator_plan("fp32", Rounding::TowardZero),
-                                  kFp32Ne = accumulator_plan("fp32", Rounding::NearestEven),
-                                  kFp16Tz = accumulator_plan("fp16", Rounding::TowardZero),
-                                  kFp16Ne = accumulator_plan("fp16", Rounding::NearestEven);
-  if (rounding != Rounding::TowardZero && rounding != Rounding::NearestEven)
-    throw std::invalid_argument("model: output_rounding must be toward_zero or nearest_even");
-  const bool ne = rounding == Rounding::NearestEven;
-  return f == AccumulatorFormat::Fp16 ? (ne ? kFp16Ne : kFp16Tz) : (ne ? kFp32Ne : kFp32Tz);
+  struct Plans {
+    detail::EncodePlan fp32[5], fp16[5];
+  };
+  static const Plans kPlans = [] {
+    Plans p;
+    for (Rounding r : {Rounding::NearestEven, Rounding::TowardZero, Rounding::Up, Rounding::Down, Rounding::Stochastic}) {
+      p.fp32[static_cast<int>(r)] = accumulator_plan("fp32", r);
+      p.fp16[static_cast<int>(r)] = accumulator_plan("fp16", r);
+    }
+    return p;
+  }();
+  const int r = static_cast<int>(rounding);
+  return f == AccumulatorFormat::Fp16 ? kPlans.fp16[r] : kPlans.fp32[r];
 }
 
 // mag * 2^q (+ sticky below mag's last bit) as FP32 bits with the given rounding.

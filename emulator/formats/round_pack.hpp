@@ -91,8 +91,10 @@ constexpr Rounded<U> round_to_grid(bool negative, U sig, int exp, bool sticky, i
   const int shift = q - exp;
   if (shift <= 0) return {static_cast<U>(sig << -shift), q};  // exact: at most `precision` bits
   const U kept = shift >= kWidth ? U{0} : static_cast<U>(sig >> shift);
-  bool away;
-  if (mode == Rounding::Stochastic) {
+  bool away = false;
+  if (mode == Rounding::TowardZero) {
+    // Truncation: nothing to look at below the kept bits (the tensor cores' common case).
+  } else if (mode == Rounding::Stochastic) {
     // The top 32 bits of the fraction rem / 2^shift, with the true shift, so that the
     // probability does not depend on the significand's type.
     using Wide = std::conditional_t<(kWidth <= 64), std::uint64_t, U>;
