@@ -73,21 +73,25 @@ def _spec(recipe, accumulate, promote_every, combine, instruction, out) -> dict:
     return spec
 
 
+def _checked_call(a, b, recipe, accumulate, promote_every, combine, instruction, out):
+    """The recipe merged with the explicit arguments, every argument checked: the positional
+    arguments of ``_core.gemm`` up to ``c`` (gemm and gemm_bound take the same spec)."""
+    s = _spec(recipe, accumulate, promote_every, combine, instruction, out)
+    a = _check_operand("a", a)
+    b = _check_operand("b", b)
+    _check_choice("accumulate", s["accumulate"], ACCUMULATE)
+    _check_choice("combine", s["combine"], COMBINE)
+    _check_choice("out", s["out"], OUT)
+    promote_every = _args.integer("promote_every", s["promote_every"], 1, _args.INT32_MAX)
+    if not isinstance(s["instruction"], str):
+        raise TypeError(f"instruction: expected a preset name, got {type(s['instruction']).__name__}")
+    return a, b, s["accumulate"], int(promote_every), s["combine"], s["instruction"], s["out"]
+
+
 def gemm(a, b, accumulate: str | None = None, promote_every: int | None = None, combine: str | None = None,
          instruction: str | None = None, out: str | None = None, c=None, *, recipe=None) -> np.ndarray:
     """Emulate ``D = C + A @ B.T`` (M x N) under the named accumulation spec; see the module doc."""
-    s = _spec(recipe, accumulate, promote_every, combine, instruction, out)
-    accumulate, promote_every, combine, instruction, out = (s["accumulate"], s["promote_every"], s["combine"],
-                                                           s["instruction"], s["out"])
-    a = _check_operand("a", a)
-    b = _check_operand("b", b)
-    _check_choice("accumulate", accumulate, ACCUMULATE)
-    _check_choice("combine", combine, COMBINE)
-    _check_choice("out", out, OUT)
-    promote_every = _args.integer("promote_every", promote_every, 1, _args.INT32_MAX)
-    if not isinstance(instruction, str):
-        raise TypeError(f"instruction: expected a preset name, got {type(instruction).__name__}")
-    return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c)
+    return _core.gemm(*_checked_call(a, b, recipe, accumulate, promote_every, combine, instruction, out), c)
 
 
 def gemm_bound(a, b, accumulate: str | None = None, promote_every: int | None = None, combine: str | None = None,
@@ -97,16 +101,7 @@ def gemm_bound(a, b, accumulate: str | None = None, promote_every: int | None = 
     A running error bound from the spec (truncation per aligned term, normalisation, promotion,
     scale multiplies, output rounding); the derivation is in emulator/gemm/bounds.hpp.
     """
-    s = _spec(recipe, accumulate, promote_every, combine, instruction, out)
-    accumulate, promote_every, combine, instruction, out = (s["accumulate"], s["promote_every"], s["combine"],
-                                                           s["instruction"], s["out"])
-    a = _check_operand("a", a)
-    b = _check_operand("b", b)
-    _check_choice("accumulate", accumulate, ACCUMULATE)
-    _check_choice("combine", combine, COMBINE)
-    _check_choice("out", out, OUT)
-    promote_every = _args.integer("promote_every", promote_every, 1, _args.INT32_MAX)
-    return _core.gemm(a, b, accumulate, int(promote_every), combine, instruction, out, c, True)
+    return _core.gemm(*_checked_call(a, b, recipe, accumulate, promote_every, combine, instruction, out), c, True)
 
 
 def gemm_exact(a, b, c=None, out: str = "fp64") -> np.ndarray:
