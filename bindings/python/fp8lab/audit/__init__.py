@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import linecache
 import os
 import re
@@ -129,7 +130,8 @@ def audit(kernel, *, signature: dict | None = None, constexprs: dict | None = No
     llir = out.get("llir", "")
     explicit_fma = len(re.findall(r"@llvm\.fma\.f32\(", llir)) - (1 if "declare float @llvm.fma.f32" in llir else 0)
     return _build(label, "triton", arch, op, spec, out["ptx"], _sass_text(out["cubin"]) if sass else "",
-                  out["options"], fusion=out["options"].get("enable_fp_fusion"), explicit_fma=explicit_fma)
+                  out["options"], fusion=out["options"].get("enable_fp_fusion"), explicit_fma=explicit_fma,
+                  source_file=inspect.getsourcefile(kernel.fn))
 
 
 def _sass_text(binary) -> str:
@@ -157,13 +159,19 @@ def _audit_file(path: Path, arch: str, op, spec, label, want_sass: bool) -> Cont
     raise ValueError(f"kernel: {path} is not a .cu, .ptx, .cubin, .o, .a or .so file, nor module:NAME")
 
 
-def _source_text(file, line) -> str:
+def _source_text(file, line, source_file=None) -> str:
     if not file or not line:
         return ""
+    # Triton's cache is keyed by the kernel's source, not its path: a PTX compiled earlier from
+    # another checkout names that checkout's file, which may be gone. The kernel's own file is the
+    # same source then.
+    if source_file and not os.path.exists(file) and os.path.basename(file) == os.path.basename(source_file):
+        file = source_file
     return linecache.getline(file, int(line)).strip()
 
 
-def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusion, explicit_fma) -> Contract:
+def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusion, explicit_fma,
+           source_file=None) -> Contract:
     instrs = _ptx.parse(ptx_text) if ptx_text else []
     mma = _ptx.mma_instructions(instrs)
     for m in mma:
@@ -174,7 +182,7 @@ def _build(label, source, arch, op, declared, ptx_text, sass_text, options, fusi
     convs = _ptx.conversions(instrs)
     approx = _ptx.approximate_ops(instrs)
     for a in approx:
-        a["source"] = _source_text(a.pop("file"), a["line"])
+        a["source"] = _source_text(a.pop("file"), a["line"], source_file)
         a["what"] = APPROX_NOTES.get(".".join(a["ptx"].split(".")[:2]), "approximate")
     fmas = _ptx.fma_ops(instrs)
     n_fma = sum(f["count"] for f in fmas)
