@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "moe/route.hpp"
+#include "moe/routing_number_text.hpp"
 
 namespace fp8lab::moe {
 
@@ -19,16 +20,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 double rank_of(double x) { return std::isnan(x) ? -kInf : (x == -kInf ? -DBL_MAX : x); }
 double real_of(double r) { return r == -kInf ? std::numeric_limits<double>::quiet_NaN() : (r == -DBL_MAX ? -kInf : r); }
 
-std::string hexnum(double v) {
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%a (%.9g)", v, v);
-  return buf;
-}
-std::string num(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
+using detail::hexnum;
+using detail::num;
 
 // The score of a unit (group or node) from the rank values of its eligible experts: the sum of the
 // `take` largest (route.cpp: float32 sum, largest first, rounded to the selection format once;

@@ -10,21 +10,14 @@
 #include "moe/route.hpp"
 #include "moe/routing_bounds.hpp"
 #include "moe/routing_feasible.hpp"
+#include "moe/routing_number_text.hpp"
 
 namespace fp8lab::moe {
 
 namespace {
 
-std::string hexnum(double v) {
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%a (%.9g)", v, v);
-  return buf;
-}
-std::string num(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
+using detail::hexnum;
+using detail::num;
 
 bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
 // The NaN policy: a NaN weight matches any NaN (sign and payload are not part of any spec: x86's
