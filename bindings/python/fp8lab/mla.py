@@ -450,3 +450,4 @@ __all__ = [
     "dequantize_block_fp8", "forward", "init_weights", "kv_bytes_per_token", "load_deepseek_shard",
     "read_safetensors", "report_numbers", "softmax_scale", "wkv_b_naive",
 ]
+from .mla_index import check_selection, index, index_bound, index_exact, indexer_spec, selection_changes, selection_verdict, topk_stability  # noqa: E402,F401,I001  (DeepSeek-V3.2 lightning indexer)
