@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <bit>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "common/parallel.hpp"
+#include "gemm/exact_kernel.hpp"
 #include "gemm/kulisch.hpp"
 
 namespace fp8lab {
@@ -74,10 +76,13 @@ void add_scaled(KulischAccumulator& acc, __int128 value, int e, FloatParts sa, F
 
 }  // namespace
 
-std::vector<double> gemm_exact(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out) {
+std::vector<double> gemm_exact(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out,
+                               bool allow_fast_kernel) {
   if (a.cols != b.cols)
     throw std::invalid_argument("b: has K = " + std::to_string(b.cols) + " columns but a has K = " +
                                 std::to_string(a.cols) + " (b is given N x K)");
+  if (allow_fast_kernel)
+    if (std::optional<std::vector<double>> d = exact_integer_gemm(a, b, c, out)) return std::move(*d);
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   // Intervals of K over which both operands' scales are constant: the gcd of the tile widths
   // (capped so that int64 sums keep their headroom).

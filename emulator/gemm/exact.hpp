@@ -20,6 +20,9 @@ namespace fp8lab {
 // integer widths plus log2(interval) fit 63 (or 126) bits the interval's dot product is an exact
 // int64 (or __int128) sum; otherwise every product goes straight into the Kulisch accumulator.
 // Each interval's sum then enters the accumulator multiplied exactly by the scales' significands.
-std::vector<double> gemm_exact(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out);
+// With allow_fast_kernel (the default) narrow formats take gemm/exact_kernel's integer GEMM, the
+// same values by a faster route; false forces the general path below (tests compare the two).
+std::vector<double> gemm_exact(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out,
+                               bool allow_fast_kernel = true);
 
 }  // namespace fp8lab

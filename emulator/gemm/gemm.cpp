@@ -13,6 +13,7 @@
 #include "formats/encode.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/exact.hpp"
+#include "gemm/fp32_kernel.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
 #include "gemm/non_finite.hpp"
 
@@ -185,19 +186,20 @@ std::vector<float> fast_accumulate(const GemmOperand& a, const GemmOperand& b, c
 
 // Exact accumulation of real numbers has no NaN or Inf: the finite parts go through the exact
 // sum, and every output with a non-finite term takes the policy's class.
-std::vector<double> exact_with_policy(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out) {
+std::vector<double> exact_with_policy(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out,
+                                      bool fast) {
   const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
   const std::size_t M = a.rows, N = b.rows;
   bool c_bad = false;
   for (std::size_t e = 0; c && e < M * N; ++e) c_bad |= !std::isfinite(c[e]);
-  if (!ra.any && !rb.any && !c_bad) return gemm_exact(a, b, c, out);
+  if (!ra.any && !rb.any && !c_bad) return gemm_exact(a, b, c, out, fast);
   std::vector<float> c_finite;
   if (c) {
     c_finite.assign(c, c + M * N);
     for (float& v : c_finite)
       if (!std::isfinite(v)) v = 0.0f;
   }
-  std::vector<double> d = gemm_exact(finite_part(a), finite_part(b), c ? c_finite.data() : nullptr, out);
+  std::vector<double> d = gemm_exact(finite_part(a), finite_part(b), c ? c_finite.data() : nullptr, out, fast);
   for (std::size_t e = 0; e < M * N; ++e)
     if (ra.row[e / N] || rb.row[e % N] || (c && !std::isfinite(c[e])))
       if (const std::optional<double> v = non_finite_dot(a, b, e / N, e % N, c)) d[e] = *v;
@@ -242,11 +244,15 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
                          const GemmOptions& options) {
   validate_gemm(a, b, spec);
   const std::size_t M = a.rows, N = b.rows;
-  if (spec.accumulate == Accumulate::Exact) return exact_with_policy(a, b, c, spec.out);
+  if (spec.accumulate == Accumulate::Exact) return exact_with_policy(a, b, c, spec.out, options.allow_fast_kernel);
   std::vector<float> acc;
   switch (spec.accumulate) {
-    case Accumulate::Fp32Sequential: acc = fp32_accumulate(a, b, false); break;
-    case Accumulate::Fp32Pairwise: acc = fp32_accumulate(a, b, true); break;
+    case Accumulate::Fp32Sequential:
+    case Accumulate::Fp32Pairwise: {
+      const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
+      acc = options.allow_fast_kernel ? fp32_gemm_accumulate(a, b, pairwise) : fp32_accumulate(a, b, pairwise);
+      break;
+    }
     default: {
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;

@@ -94,11 +94,17 @@ double KulischAccumulator::round(int precision, int min_exponent, int max_expone
   for (int i = top; i > top - 3; --i) mant = (mant << 32) | (i >= 0 ? w[i] : 0u);
   bool sticky = false;
   for (int i = top - 3; i >= 0; --i) sticky |= w[i] != 0;
-  int lsb = kMinExponent + (top - 2) * 32;  // weight of mant's bit 0
-  // 4. Round to `precision` bits, nearest even, with gradual underflow at min_exponent: the
+  const int lsb = kMinExponent + (top - 2) * 32;  // weight of mant's bit 0
+  return round_exact(negative, mant, lsb, sticky, precision, min_exponent, max_exponent);
+}
+
+double round_exact(bool negative, unsigned __int128 mag, int lsb, bool sticky, int precision, int min_exponent,
+                   int max_exponent) {
+  if (mag == 0 && !sticky) return 0.0;
+  // Round to `precision` bits, nearest even, with gradual underflow at min_exponent: the
   // result has at most precision + 1 <= 54 bits (a carry), so the double below is exact.
   const Rounded<unsigned __int128> r =
-      round_to_grid(negative, mant, lsb, sticky, precision, min_exponent - precision + 1, Rounding::NearestEven);
+      round_to_grid(negative, mag, lsb, sticky, precision, min_exponent - precision + 1, Rounding::NearestEven);
   double result = std::ldexp(static_cast<double>(static_cast<std::uint64_t>(r.sig)), r.exp);
   if (result >= std::ldexp(1.0, max_exponent + 1) || std::isinf(result)) result = std::numeric_limits<double>::infinity();
   return negative ? -result : result;

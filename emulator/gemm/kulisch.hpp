@@ -35,6 +35,12 @@ class KulischAccumulator {
   std::array<std::int64_t, kDigits> digits_{};
 };
 
+// (negative ? -1 : 1) * (mag + sticky) * 2^lsb rounded once, to nearest even, as
+// KulischAccumulator::round says (sticky only below mag's lowest bit, mag at least 2 bits wider
+// than precision when set). Returned as the (exactly representable) double; exact zero is +0.
+double round_exact(bool negative, unsigned __int128 mag, int lsb, bool sticky, int precision, int min_exponent,
+                   int max_exponent);
+
 // m * 2^e with m a signed integer of at most 24 bits (odd, or zero): the exact decomposition of a
 // finite float.
 struct FloatParts {

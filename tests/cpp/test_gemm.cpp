@@ -244,6 +244,113 @@ TEST(HopperFp8Kernel, BitIdenticalToFusedDotAddChains) {
   }
 }
 
+// Equal bits, or both NaN (a NaN's payload is not part of the model: gemm/non_finite.hpp).
+void expect_same_values(const std::vector<double>& fast, const std::vector<double>& slow, const std::string& what) {
+  ASSERT_EQ(fast.size(), slow.size()) << what;
+  for (std::size_t e = 0; e < fast.size(); ++e) {
+    if (std::isnan(fast[e]) && std::isnan(slow[e])) continue;
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e])) << what << " element " << e;
+  }
+}
+
+TEST(Fp32Kernel, BitIdenticalToPerElementLoops) {
+  // Every row blocking (M = 1..13 against blocks of 2 or 6 rows), ragged column groups (N = 1,
+  // 17, 33, 40 against pairs of 16), K = 0, 1, 2, 3 (the pairwise tree's leaves), 333 and 1000
+  // (a deeper tree), wide dynamic range with cancellation, NaN and Inf in A, B and C, 1 and 3
+  // threads.
+  for (const bool pairwise : {false, true})
+    for (const std::size_t K : {0, 1, 2, 3, 333, 1000})
+      for (const std::size_t N : {1, 17, 33, 40})
+        for (std::size_t M = 1; M <= 13; M += (K > 3 ? 3 : 1)) {
+          auto x = gaussian(M * K, 31 + K, 1e3), y = gaussian(N * K, 32 + N);
+          for (std::size_t i = 0; i < x.size(); i += 5) x[i] = std::ldexp(x[i], static_cast<int>(i % 41) - 20);
+          if (N > 1) for (std::size_t k = 0; k < K; ++k) y[K + k] = -y[k];  // cancelling columns
+          if (M > 2 && K > 2) {
+            x[K + 1] = INFINITY;
+            x[2 * K + 2] = NAN;
+            y[K - 1] = -INFINITY;
+          }
+          const auto a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+          const auto c = gaussian(M * N, 33);
+          GemmSpec s;
+          s.accumulate = pairwise ? Accumulate::Fp32Pairwise : Accumulate::Fp32Sequential;
+          s.out = OutputFormat::Fp32;
+          const std::string what = std::string(pairwise ? "pairwise" : "sequential") + " M " + std::to_string(M) +
+                                   " N " + std::to_string(N) + " K " + std::to_string(K);
+          set_num_threads(M % 2 ? 1 : 3);
+          const auto fast = gemm(a, b, s, c.data(), {true});
+          set_num_threads(0);
+          expect_same_values(fast, gemm(a, b, s, c.data(), {false}), what);
+        }
+  // Quantised operands: the scales are applied per tile (1x128 and 128x128) before the products.
+  const std::size_t M = 7, N = 35, K = 300;
+  const auto a = quantised_gaussian(M, K, Tile{1, 128}, 34), b = quantised_gaussian(N, K, Tile{128, 128}, 35);
+  for (const Accumulate acc : {Accumulate::Fp32Sequential, Accumulate::Fp32Pairwise}) {
+    GemmSpec s;
+    s.accumulate = acc;
+    expect_same_values(gemm(a, b, s, nullptr, {true}), gemm(a, b, s, nullptr, {false}), "quantised");
+  }
+}
+
+// The integer exact kernel against the general (Kulisch) path: FP8/FP4 operands (E5M2 is too
+// wide for it: the fallback must give the same bits too), every
+// tiling, arbitrary and power-of-two scales, scales 2^+-100 apart within a row (the per-output
+// integer spills into the Kulisch accumulator), exact cancellation, the largest and smallest
+// magnitudes, C tiny or huge, each output format, and K beyond one binary64 chunk (2^17 for E4M3).
+std::vector<double> exact_both_ways(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out,
+                                    const std::string& what) {
+  const auto fast = gemm_exact(a, b, c, out);
+  const auto slow = gemm_exact(a, b, c, out, false);
+  for (std::size_t e = 0; e < fast.size(); ++e)
+    EXPECT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e])) << what << " element " << e;
+  return fast;
+}
+
+TEST(ExactKernel, BitIdenticalToTheKulischPath) {
+  for (const auto& [fa, fb] : {std::pair{"e4m3", "e4m3"}, std::pair{"e2m1", "e4m3"}, std::pair{"e2m1", "e2m1"}, std::pair{"e5m2", "e5m2"}})
+    for (const std::size_t M : {1, 7, 13})
+      for (const std::size_t N : {1, 17, 40})
+        for (const bool pow2 : {false, true}) {
+          const std::size_t K = 300;
+          auto x = gaussian(M * K, 41 + M), y = gaussian(N * K, 42 + N, 1e-3);
+          for (std::size_t i = 0; i < x.size(); i += 3) x[i] = std::ldexp(x[i], static_cast<int>(i % 17) - 8);
+          if (N > 1) for (std::size_t k = 0; k < K; ++k) y[K + k] = -y[k];  // exact zeros
+          auto a = operand_from_qtensor(quantise(x, M, K, Tile{1, 128}, fa, pow2), "a");
+          auto b = operand_from_qtensor(quantise(y, N, K, N > 1 ? Tile{128, 128} : Tile{0, 0}, fb, pow2), "b");
+          if (M > 1) {
+            for (std::size_t q = 0; q < a.grid_cols(); ++q) a.scales[a.grid_cols() + q] *= std::ldexp(1.0f, q % 2 ? 100 : -100);
+            a.scales[2 * a.grid_cols()] = 0.0f;                // a zero scale
+            a.scales[2 * a.grid_cols() + 1] = 0x1.8p-140f;    // a subnormal scale
+          }
+          auto c = gaussian(M * N, 43);
+          c[0] = 1e-30f;
+          c[c.size() - 1] = -3e30f;
+          const std::string what = std::string(fa) + " x " + fb + " M " + std::to_string(M) + " N " + std::to_string(N);
+          for (const OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32, OutputFormat::Fp64}) {
+            exact_both_ways(a, b, c.data(), out, what);
+            exact_both_ways(a, b, nullptr, out, what);
+          }
+        }
+  // Largest and smallest E4M3 magnitudes, each output's sum using all 53 bits of a chunk.
+  const std::size_t M = 2, N = 3, K = (std::size_t{1} << 17) + 300;
+  std::vector<float> x(M * K), y(N * K);
+  for (std::size_t k = 0; k < K; ++k) {
+    x[k] = 448.0f;
+    x[K + k] = k % 2 ? 0x1p-9f : -448.0f;
+    y[k] = 448.0f;
+    y[K + k] = k % 3 ? -448.0f : 0x1p-9f;
+    y[2 * K + k] = k < K / 2 ? 448.0f : -448.0f;
+  }
+  auto a = operand_from_qtensor(quantise(x, M, K, Tile{0, 0}), "a");
+  auto b = operand_from_qtensor(quantise(y, N, K, Tile{0, 0}), "b");
+  a.scales[0] = 1.0f;
+  b.scales[0] = 3.0f;
+  const auto d = exact_both_ways(a, b, nullptr, OutputFormat::Fp64, "K large");
+  EXPECT_EQ(d[0], 448.0 * 448.0 * 3.0 * static_cast<double>(K));  // exact: below 2^53
+  EXPECT_EQ(d[2], 0.0);                                             // exact cancellation
+  expect_exact_matches_oracle(a, b, nullptr);
+}
+
 // Two measures of a K = 4096 GEMM's error on Gaussian inputs: elementwise, the max of
 // |D - X| / |X| over outputs with |X| >= 10% of RMS(X) (the relative error of a near-cancelled
 // output measures the cancellation, not the accumulator); normwise, max |D - X| / RMS(X).

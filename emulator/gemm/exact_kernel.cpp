@@ -1,0 +1,333 @@
+#include "gemm/exact_kernel.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+
+#include "common/parallel.hpp"
+#include "formats/format.hpp"
+#include "gemm/kulisch.hpp"
+
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+// The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
+// note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace fp8lab {
+namespace {
+
+// 8 binary64 lanes (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere).
+using V = double __attribute__((vector_size(64)));
+constexpr std::size_t kLanes = 8;   // output columns per vector
+constexpr std::size_t kGroups = 2;  // column vectors per task
+#if defined(__AVX512F__)
+constexpr std::size_t kRows = 6;  // 12 independent FMA chains; with 2 B vectors and a broadcast in 32 zmm
+#else
+constexpr std::size_t kRows = 2;
+#endif
+
+inline V load(const double* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// z + x * y. Every operand and result here is an integer below 2^53 (see exact_kernel.hpp), so the
+// fused and unfused forms are both exact and equal; the FMA is only the faster instruction.
+inline V mul_add(const V& x, const V& y, const V& z) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<V>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(x), reinterpret_cast<__m512d>(y),
+                                             reinterpret_cast<__m512d>(z)));
+#elif defined(__FMA__)
+  using H = double __attribute__((vector_size(32)));
+  H xh[2], yh[2], zh[2];
+  std::memcpy(xh, &x, sizeof x);
+  std::memcpy(yh, &y, sizeof y);
+  std::memcpy(zh, &z, sizeof z);
+  for (int h = 0; h < 2; ++h)
+    zh[h] = reinterpret_cast<H>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(xh[h]), reinterpret_cast<__m256d>(yh[h]),
+                                                reinterpret_cast<__m256d>(zh[h])));
+  V r;
+  std::memcpy(&r, zh, sizeof r);
+  return r;
+#else
+  return z + x * y;
+#endif
+}
+
+// A format's integer grid: every value is n * 2^lsb with |n| < 2^width. lsb is the weight of the
+// last significand bit at the smallest normal exponent (the subnormal step), width the bits of
+// max_finite / 2^lsb.
+struct IntGrid {
+  int lsb = 0, width = 0;
+};
+
+std::optional<IntGrid> int_grid(const GemmOperand& x) {
+  const Format& f = format_by_name(x.fmt);
+  IntGrid g;
+  g.lsb = f.min_normal_exponent() - f.mantissa_bits;
+  const double top = std::ldexp(f.max_finite(), -g.lsb);
+  if (!(top < 0x1p53)) return std::nullopt;
+  g.width = std::bit_width(static_cast<std::uint64_t>(top));
+  return g;
+}
+
+// Operands as binary64 integers n, packed for the kernel: A per block of kRows rows as
+// K x kRows, B per group of 8 rows as K x 8 (rows past the end are zeros). `ok` is false when an
+// element is not on the grid (not finite, not a multiple of 2^lsb, or too large).
+struct Packed {
+  std::size_t K = 0, row_blocks = 0, groups = 0;
+  std::vector<double> x, y;
+  bool ok = true;
+  const double* block(std::size_t ib) const { return x.data() + ib * K * kRows; }
+  const double* group(std::size_t g) const { return y.data() + g * K * kLanes; }
+};
+
+bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, std::vector<double>& dst) {
+  const double to_int = std::ldexp(1.0, -g.lsb), limit = std::ldexp(1.0, g.width);
+  const std::size_t K = op.cols;
+  std::vector<char> bad((op.rows + 63) / 64, 0);
+  parallel_for(op.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      double* out = dst.data() + (r / per) * K * per + r % per;
+      const float* e = op.row(r);
+      bool fail = false;
+      for (std::size_t k = 0; k < K; ++k) {
+        const double n = static_cast<double>(e[k]) * to_int;  // exact: a power of two, in range
+        fail |= !(std::fabs(n) < limit) || n != std::trunc(n);
+        out[k * per] = n;
+      }
+      if (fail) bad[r0 / 64] = 1;
+    }
+  });
+  return std::none_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
+}
+
+Packed pack(const GemmOperand& a, const GemmOperand& b, IntGrid ga, IntGrid gb) {
+  Packed p;
+  p.K = a.cols;
+  p.row_blocks = (a.rows + kRows - 1) / kRows;
+  p.groups = ((b.rows + kLanes * kGroups - 1) / (kLanes * kGroups)) * kGroups;
+  p.x.assign(p.row_blocks * p.K * kRows, 0.0);
+  p.y.assign(p.groups * p.K * kLanes, 0.0);
+  p.ok = pack_rows(a, ga, kRows, p.x) && pack_rows(b, gb, kLanes, p.y);
+  return p;
+}
+
+// Chunks of K: inside one interval of constant scales of both operands, at most max_len long.
+struct Chunk {
+  std::size_t k0, k1;
+};
+std::vector<Chunk> chunks_of(const GemmOperand& a, const GemmOperand& b, std::size_t max_len) {
+  const std::size_t K = a.cols;
+  const std::size_t len = std::max<std::size_t>(std::gcd(std::min(a.tile_cols, K), std::min(b.tile_cols, K)), 1);
+  std::vector<Chunk> out;
+  for (std::size_t q = 0; q < K; q += len)
+    for (std::size_t c = q; c < std::min(K, q + len); c += max_len) out.push_back({c, std::min({K, q + len, c + max_len})});
+  return out;
+}
+
+// The scale of each row for each chunk as m * 2^(base + shift): shift >= 0 from the row's smallest
+// scale exponent, span its largest shift (zero scales: m = 0, shift 0).
+struct ChunkScales {
+  std::size_t chunks = 0;
+  std::vector<std::int64_t> m;
+  std::vector<int> shift, base, span;
+};
+ChunkScales chunk_scales(const GemmOperand& x, const std::vector<Chunk>& chunks) {
+  ChunkScales s;
+  s.chunks = chunks.size();
+  s.m.resize(x.rows * s.chunks);
+  s.shift.resize(x.rows * s.chunks);
+  s.base.assign(x.rows, 0);
+  s.span.assign(x.rows, 0);
+  std::vector<FloatParts> parts(s.chunks);
+  for (std::size_t r = 0; r < x.rows; ++r) {
+    int lo = 1 << 20, hi = -(1 << 20);
+    for (std::size_t c = 0; c < s.chunks; ++c) {
+      parts[c] = float_parts(x.scale(r, chunks[c].k0));
+      if (parts[c].m != 0) lo = std::min(lo, parts[c].e), hi = std::max(hi, parts[c].e);
+    }
+    if (hi < lo) lo = hi = 0;
+    s.base[r] = lo;
+    s.span[r] = hi - lo;
+    for (std::size_t c = 0; c < s.chunks; ++c) {
+      s.m[r * s.chunks + c] = parts[c].m;
+      s.shift[r * s.chunks + c] = parts[c].m ? parts[c].e - lo : 0;
+    }
+  }
+  return s;
+}
+
+int bits(unsigned __int128 m) {
+  const auto hi = static_cast<std::uint64_t>(m >> 64), lo = static_cast<std::uint64_t>(m);
+  return hi ? 128 - std::countl_zero(hi) : 64 - std::countl_zero(lo);
+}
+unsigned __int128 magnitude(__int128 v) { return v < 0 ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v); }
+
+// One output's exact sum: an __int128 v times 2^e while the terms' exponents are close enough
+// that every shifted term and the running sum stay below 2^123 (no overflow in a sum of two);
+// beyond that, the Kulisch accumulator.
+struct ExactSum {
+  __int128 v = 0;
+  int e = 0;
+  bool spilled = false;
+
+  void add(__int128 t, int te, KulischAccumulator& k) {
+    if (t == 0) return;
+    if (spilled) return k.add(t, te);
+    if (v == 0) {
+      v = t;
+      e = te;
+      return;
+    }
+    const int lo = std::min(e, te), sv = e - lo, st = te - lo;
+    if (bits(magnitude(v)) + sv <= 123 && bits(magnitude(t)) + st <= 123) {
+      v = (v << sv) + (t << st);
+      e = lo;
+      return;
+    }
+    spilled = true;
+    k.clear();
+    k.add(v, e);
+    k.add(t, te);
+  }
+  double round(const KulischAccumulator& k, int prec, int emin, int emax) const {
+    if (spilled) return k.round(prec, emin, emax);
+    return round_exact(v < 0, magnitude(v), e, false, prec, emin, emax);
+  }
+};
+
+using Block = V[kRows][kGroups];
+constexpr std::size_t kTileOut = kRows * kGroups * kLanes;  // outputs of one row block x column slice
+constexpr std::size_t kBlocksPerTask = 8;  // row blocks that share one L1-resident slice of B
+constexpr std::size_t kKc = 128;           // k per pass: B's slice (2 x 8 x 128 doubles) is 16 KiB
+
+// acc += the integer dot products over k in [k0, k1) for every output of the tile: exact (see
+// exact_kernel.hpp).
+void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::size_t k1, Block& acc) {
+  V s[kRows][kGroups];  // in registers: element-wise copies, no address taken
+  for (std::size_t r = 0; r < kRows; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) s[r][g] = acc[r][g];
+  for (std::size_t k = k0; k < k1; ++k) {
+    V y[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
+    for (std::size_t r = 0; r < kRows; ++r) {
+      const double xv = xb[k * kRows + r];
+      const V x = {xv, xv, xv, xv, xv, xv, xv, xv};
+      for (std::size_t g = 0; g < kGroups; ++g) s[r][g] = mul_add(x, y[g], s[r][g]);
+    }
+  }
+  for (std::size_t r = 0; r < kRows; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) acc[r][g] = s[r][g];
+}
+
+// The exact sums of one row block x column slice across chunks. Per output: while the scale
+// exponents of its row and column span few enough binades that every term S * ma * mb (< 2^101)
+// shifted onto their smallest exponent, and the sum of all chunks' terms, stay below 2^126, one
+// __int128 at that exponent (no checks per term); otherwise ExactSum's checked path.
+struct TileSums {
+  const ChunkScales *sa, *sb;
+  std::size_t i0, j0, rows, cols;  // the tile's first row and column, and how many are real
+  int lsb;
+  __int128 fast[kRows][kGroups * kLanes];
+  ExactSum sums[kRows][kGroups * kLanes];
+  bool is_fast[kRows][kGroups * kLanes];
+
+  void start() {
+    const int chunk_bits = std::bit_width(sa->chunks);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t l = 0; l < cols; ++l) {
+        fast[r][l] = 0;
+        sums[r][l] = ExactSum{};
+        is_fast[r][l] = sa->span[i0 + r] + sb->span[j0 + l] + 101 + chunk_bits <= 125;
+      }
+  }
+  int base(std::size_t r, std::size_t l) const { return lsb + sa->base[i0 + r] + sb->base[j0 + l]; }
+  // Adds chunk q's sums s.
+  void fold(std::size_t q, const Block& s, KulischAccumulator* spill) {
+    const std::size_t C = sa->chunks;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t ia = (i0 + r) * C + q;
+      for (std::size_t l = 0; l < cols; ++l) {
+        const std::size_t jb = (j0 + l) * C + q;
+        // |S| < 2^53 and |ma * mb| < 2^48: the product is exact in 101 bits.
+        const auto S = static_cast<std::int64_t>(s[r][l / kLanes][l % kLanes]);
+        const __int128 term = static_cast<__int128>(S) * (sa->m[ia] * sb->m[jb]);
+        const int shift = sa->shift[ia] + sb->shift[jb];
+        if (is_fast[r][l]) fast[r][l] += term << shift;
+        else sums[r][l].add(term, base(r, l) + shift, spill[r * kGroups * kLanes + l]);
+      }
+    }
+  }
+  // Adds C and writes the rounded outputs to d (row-major, N columns).
+  void finish(const float* c, std::size_t N, int prec, int emin, int emax, KulischAccumulator* spill, double* d) {
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t l = 0; l < cols; ++l) {
+        const std::size_t e = (i0 + r) * N + j0 + l;
+        KulischAccumulator& k = spill[r * kGroups * kLanes + l];
+        ExactSum& sum = sums[r][l];
+        if (is_fast[r][l]) sum.add(fast[r][l], base(r, l), k);
+        if (c) {
+          const FloatParts pc = float_parts(c[e]);
+          sum.add(pc.m, pc.e, k);
+        }
+        d[e] = sum.round(k, prec, emin, emax);
+      }
+  }
+};
+
+}  // namespace
+
+std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, const GemmOperand& b, const float* c,
+                                                      OutputFormat out) {
+  const std::optional<IntGrid> ga = int_grid(a), gb = int_grid(b);
+  if (!ga || !gb || ga->width + gb->width > 53) return std::nullopt;
+  for (std::size_t e = 0; c && e < a.rows * b.rows; ++e)
+    if (!std::isfinite(c[e])) return std::nullopt;
+  const Packed p = pack(a, b, *ga, *gb);
+  if (!p.ok) return std::nullopt;
+  const std::size_t M = a.rows, N = b.rows;
+  const std::vector<Chunk> chunks = chunks_of(a, b, std::size_t{1} << (53 - ga->width - gb->width));
+  const ChunkScales sa = chunk_scales(a, chunks), sb = chunk_scales(b, chunks);
+  const std::size_t IT = (p.row_blocks + kBlocksPerTask - 1) / kBlocksPerTask, GB = p.groups / kGroups;
+  const int prec = output_precision(out), emin = output_min_exponent(out), emax = output_max_exponent(out);
+  std::vector<double> d(M * N);
+  // A task: up to kBlocksPerTask row blocks against one column slice, k in passes of kKc so that
+  // the slice of B stays in L1 while every row block uses it.
+  parallel_for(IT * GB, 1, [&](std::size_t t0, std::size_t t1) {
+    std::vector<KulischAccumulator> spill(kBlocksPerTask * kTileOut);
+    std::vector<TileSums> tiles(kBlocksPerTask);
+    std::vector<Block> acc(kBlocksPerTask);
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t ib0 = (t % IT) * kBlocksPerTask, g0 = (t / IT) * kGroups;
+      const std::size_t blocks = std::min(kBlocksPerTask, p.row_blocks - ib0);
+      const double* yg[kGroups];
+      for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
+      for (std::size_t u = 0; u < blocks; ++u) {
+        const std::size_t i0 = (ib0 + u) * kRows, j0 = g0 * kLanes;
+        tiles[u] = TileSums{&sa, &sb, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0), ga->lsb + gb->lsb};
+        tiles[u].start();
+      }
+      for (std::size_t q = 0; q < chunks.size(); ++q) {
+        for (std::size_t u = 0; u < blocks; ++u) std::memset(&acc[u], 0, sizeof(Block));
+        for (std::size_t kc = chunks[q].k0; kc < chunks[q].k1; kc += kKc)
+          for (std::size_t u = 0; u < blocks; ++u)
+            chunk_sums(p.block(ib0 + u), yg, kc, std::min(chunks[q].k1, kc + kKc), acc[u]);
+        for (std::size_t u = 0; u < blocks; ++u) tiles[u].fold(q, acc[u], spill.data() + u * kTileOut);
+      }
+      for (std::size_t u = 0; u < blocks; ++u) tiles[u].finish(c, N, prec, emin, emax, spill.data() + u * kTileOut, d.data());
+    }
+  });
+  return d;
+}
+
+}  // namespace fp8lab

@@ -1,0 +1,139 @@
+#include "gemm/fp32_kernel.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/parallel.hpp"
+
+// The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
+// note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace fp8lab {
+namespace {
+
+// 16 float lanes as a GCC/Clang vector extension (a zmm with AVX-512, two ymm with AVX2, scalar
+// code elsewhere). Lane-wise * and + are the IEEE binary32 operations of the scalar loop, one per
+// lane; -ffp-contract=off keeps them unfused.
+using V = float __attribute__((vector_size(64)));
+constexpr std::size_t kLanes = 16;  // output columns per vector
+constexpr std::size_t kGroups = 2;  // column vectors per task
+// Rows per task: R x 2 independent sums hide the add latency (4 cycles, 2 ports: 8 chains) and,
+// with the two B vectors and a broadcast, fit the register file (32 zmm; 16 ymm halves).
+#if defined(__AVX512F__)
+constexpr std::size_t kRows = 6;
+#else
+constexpr std::size_t kRows = 2;
+#endif
+
+inline V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Dequantised operands, packed for the kernel: A per block of kRows rows as K x kRows (a row past
+// M is zeros), B per group of 16 rows as K x 16 (rows past N zeros). Each element is fl(e * s),
+// the scale read once per tile.
+struct Packed {
+  std::size_t K = 0, row_blocks = 0, groups = 0;
+  std::vector<float> x, y;
+  const float* block(std::size_t ib) const { return x.data() + ib * K * kRows; }
+  const float* group(std::size_t g) const { return y.data() + g * K * kLanes; }
+};
+
+// Writes fl(e * s) of row r of op to dst[k * stride] for every k.
+void dequantise_row(const GemmOperand& op, std::size_t r, float* dst, std::size_t stride) {
+  const float* e = op.row(r);
+  for (std::size_t k0 = 0; k0 < op.cols; k0 += op.tile_cols) {
+    const float s = op.scale(r, k0);
+    for (std::size_t k = k0; k < std::min(op.cols, k0 + op.tile_cols); ++k) dst[k * stride] = e[k] * s;
+  }
+}
+
+Packed pack(const GemmOperand& a, const GemmOperand& b) {
+  Packed p;
+  p.K = a.cols;
+  p.row_blocks = (a.rows + kRows - 1) / kRows;
+  p.groups = ((b.rows + kLanes * kGroups - 1) / (kLanes * kGroups)) * kGroups;
+  p.x.assign(p.row_blocks * p.K * kRows, 0.0f);
+  p.y.assign(p.groups * p.K * kLanes, 0.0f);
+  parallel_for(a.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i) dequantise_row(a, i, p.x.data() + (i / kRows) * p.K * kRows + i % kRows, kRows);
+  });
+  parallel_for(b.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t j = r0; j < r1; ++j)
+      dequantise_row(b, j, p.y.data() + (j / kLanes) * p.K * kLanes + j % kLanes, kLanes);
+  });
+  return p;
+}
+
+using Block = V[kRows][kGroups];
+
+// acc = fl(acc + fl(x * y)) for k in [0, K), in order, for every output of the tile.
+void sequential(const float* xb, const float* const* yg, std::size_t K, Block& out) {
+  V s[kRows][kGroups] = {};
+  for (std::size_t k = 0; k < K; ++k) {
+    V y[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
+    for (std::size_t r = 0; r < kRows; ++r) {
+      const float x = xb[k * kRows + r];
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        const V prod = x * y[g];
+        s[r][g] = s[r][g] + prod;
+      }
+    }
+  }
+  std::memcpy(out, s, sizeof s);
+}
+
+inline void products(const float* xb, const float* const* yg, std::size_t k, Block& out) {
+  for (std::size_t g = 0; g < kGroups; ++g) {
+    const V y = load(yg[g] + k * kLanes);
+    for (std::size_t r = 0; r < kRows; ++r) out[r][g] = xb[k * kRows + r] * y;
+  }
+}
+
+// The pairwise tree of gemm's pairwise_sum over products k0 .. k0 + n - 1 (n >= 1): leaves are the
+// products, each node fl(left + right) with left the first n/2 of its products.
+void pairwise(const float* xb, const float* const* yg, std::size_t k0, std::size_t n, Block& out) {
+  if (n == 1) return products(xb, yg, k0, out);
+  const std::size_t h = n / 2;
+  Block right;
+  pairwise(xb, yg, k0, h, out);
+  pairwise(xb, yg, k0 + h, n - h, right);
+  for (std::size_t r = 0; r < kRows; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = out[r][g] + right[r][g];
+}
+
+}  // namespace
+
+std::vector<float> fp32_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, bool pairwise_order) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  std::vector<float> out(M * N);
+  if (M == 0 || N == 0) return out;
+  const Packed p = pack(a, b);
+  const std::size_t IB = p.row_blocks, GB = p.groups / kGroups;
+  // Tasks walk the rows for one slice of B columns, so that slice stays in cache across them.
+  parallel_for(IB * GB, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t ib = t % IB, g0 = (t / IB) * kGroups;
+      const float* yg[kGroups];
+      for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
+      alignas(64) Block acc = {};
+      if (!pairwise_order) sequential(p.block(ib), yg, K, acc);
+      else if (K > 0) pairwise(p.block(ib), yg, 0, K, acc);
+      for (std::size_t r = 0; r < kRows && ib * kRows + r < M; ++r)
+        for (std::size_t g = 0; g < kGroups; ++g)
+          for (std::size_t l = 0; l < kLanes; ++l) {
+            const std::size_t j = (g0 + g) * kLanes + l;
+            if (j < N) out[(ib * kRows + r) * N + j] = acc[r][g][l];
+          }
+    }
+  });
+  return out;
+}
+
+}  // namespace fp8lab
