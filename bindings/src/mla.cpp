@@ -12,6 +12,7 @@
 #include "mla/paged_cache.hpp"
 #include "mla/weights.hpp"
 #include "registry.hpp"
+#include "specs.hpp"
 
 namespace fp8lab::bindings {
 namespace {
@@ -494,8 +495,10 @@ py::dict compare_decode_py(const py::object& out, const py::object& lse, const p
 }  // namespace
 
 Registration mla_registration("mla", {"quant"}, [](py::module_& m) {
-  m.def("mla_spec_normalize", [](const std::string& json) { return mla::to_json(spec_from_json(json)); }, py::arg("spec_json"),
-        "Parses, validates and re-serialises an MlaSpec JSON (canonical form).");
+  m.def("mla_spec", [](const py::object& spec) { return spec_to_dict(spec_from_py(spec, mla_spec_schema()), mla_spec_schema()); },
+        py::arg("spec"), "An MlaSpec dict (or JSON text) read strictly over the defaults, validated and returned complete.");
+  m.def("mla_spec_json", [](const py::object& spec) { return mla::to_json(spec_from_py(spec, mla_spec_schema())); },
+        py::arg("spec"), "The canonical JSON of an MlaSpec dict (or JSON text), read strictly and validated.");
   m.def("mla_kv_bytes", &kv_bytes_py, py::arg("spec_json"));
   m.def("mla_softmax_scale", &softmax_scale_py, py::arg("spec_json"), py::arg("which") = "");
   m.def("mla_init_weights", &init_weights_py, py::arg("spec_json"), py::arg("seed"));

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gemm/recipe.hpp"
+#include "mla/mla_spec.hpp"
 #include "moe/router_spec.hpp"
 #include "registry.hpp"
 
@@ -59,7 +60,9 @@ Registration specs_registration("specs", {}, [](py::module_& m) {
     if (spec == "scale_rule") return fields_to_py(scale_rule_schema());
     if (spec == "recipe") return fields_to_py(gemm_recipe_schema(), gemm_recipe(kDefaultGemmRecipe));
     if (spec == "router") return fields_to_py(moe::router_spec_schema(), moe::router_recipe("deepseek_v3"));
-    throw py::value_error("spec: unknown value '" + spec + "'; expected one of gemm, scale_rule, recipe, router");
+    if (spec == "mla") return fields_to_py(mla::mla_spec_schema());
+    if (spec == "mla.yarn") return fields_to_py(mla::yarn_schema());
+    throw py::value_error("spec: unknown value '" + spec + "'; expected one of gemm, scale_rule, recipe, router, mla, mla.yarn");
   }, py::arg("spec"), "The declared fields of a spec: key, kind, choices, default and what each takes.");
 });
 }  // namespace

@@ -21,6 +21,15 @@ Json json_from_py(py::handle obj, const std::string& where);
 Json spec_object_from_py(const py::object& obj, const std::string& where);
 py::object py_from_json_text(const std::string& text);
 
+// A spec read strictly by its schema from a dict or JSON text (absent keys keep `base`'s values),
+// then validated.
+template <class S>
+S spec_from_py(const py::object& obj, const schema::Schema<S>& sc, S base = S{}) {
+  schema::read_into(base, spec_object_from_py(obj, sc.name), sc);
+  if (sc.validate) sc.validate(base);
+  return base;
+}
+
 template <class S>
 py::dict spec_to_dict(const S& s, const schema::Schema<S>& sc) {
   return py_from_json_text(schema::to_json(s, sc)).template cast<py::dict>();

@@ -1,111 +1,139 @@
 #include "mla/mla_spec.hpp"
 
-#include <cctype>
+#include <array>
+#include <climits>
 #include <cmath>
-#include <cstdio>
-#include <map>
-#include <sstream>
+#include <cstdlib>
 #include <stdexcept>
 
 namespace fp8lab::mla {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+using schema::EnumRow;
 
-template <class E>
-E by_name(std::string_view name, std::string_view arg, std::initializer_list<std::pair<const char*, E>> table) {
-  std::string valid;
-  for (auto& [n, e] : table) {
-    if (name == n) return e;
-    valid += (valid.empty() ? "" : ", ") + std::string(n);
-  }
-  bad(std::string(arg) + ": unknown value '" + std::string(name) + "' (expected one of " + valid + ")");
-}
+constexpr std::array<EnumRow<RopeLayout>, 2> kRopeLayout{
+    {{"interleaved", RopeLayout::Interleaved}, {"half_split", RopeLayout::HalfSplit}}};
+constexpr std::array<EnumRow<MatmulFormat>, 4> kMatmul{{{"fp32", MatmulFormat::Fp32},
+                                                        {"bf16", MatmulFormat::Bf16},
+                                                        {"fp8", MatmulFormat::Fp8},
+                                                        {"bf16_tc", MatmulFormat::Bf16TensorCore}}};
+constexpr std::array<EnumRow<CacheFormat>, 2> kCache{{{"bf16", CacheFormat::Bf16}, {"fp8", CacheFormat::Fp8E4m3}}};
+constexpr std::array<EnumRow<AttnOps>, 2> kAttnOps{
+    {{"fused", AttnOps::Fused}, {"deepseek_reference", AttnOps::DeepseekReference}}};
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+constexpr long long kMaxDim = 1 << 20;
+bool finite_positive(double v) { return std::isfinite(v) && v > 0; }
+bool finite_at_least_one(double v) { return std::isfinite(v) && v >= 1; }
+bool finite_above_one(double v) { return std::isfinite(v) && v > 1; }
+bool finite(double v) { return std::isfinite(v); }
+
+// The one error vocabulary (common/schema.hpp): "MlaSpec.<field> = <value>: expected ...".
+[[noreturn]] void bad(std::string_view field, const std::string& value, const std::string& expected) {
+  schema::fail("MlaSpec." + std::string(field), value, expected);
 }
+std::string quoted(MatmulFormat f) { return json_quote(matmul_format_name(f)); }
 
 }  // namespace
 
-RopeLayout rope_layout_by_name(std::string_view n) {
-  return by_name<RopeLayout>(n, "rope_layout", {{"interleaved", RopeLayout::Interleaved}, {"half_split", RopeLayout::HalfSplit}});
+RopeLayout rope_layout_by_name(std::string_view n) { return schema::enum_by_name<RopeLayout>(kRopeLayout, n, "rope_layout"); }
+MatmulFormat matmul_format_by_name(std::string_view n) { return schema::enum_by_name<MatmulFormat>(kMatmul, n, "matmul format"); }
+CacheFormat cache_format_by_name(std::string_view n) { return schema::enum_by_name<CacheFormat>(kCache, n, "cache"); }
+AttnOps attn_ops_by_name(std::string_view n) { return schema::enum_by_name<AttnOps>(kAttnOps, n, "attn_ops"); }
+std::string_view attn_ops_name(AttnOps x) { return schema::enum_name<AttnOps>(kAttnOps, x); }
+std::string_view rope_layout_name(RopeLayout x) { return schema::enum_name<RopeLayout>(kRopeLayout, x); }
+std::string_view matmul_format_name(MatmulFormat x) { return schema::enum_name<MatmulFormat>(kMatmul, x); }
+std::string_view cache_format_name(CacheFormat x) { return schema::enum_name<CacheFormat>(kCache, x); }
+
+const schema::Schema<Yarn>& yarn_schema() {
+  using Y = Yarn;
+  static const schema::Schema<Y> sc{
+      "Yarn",
+      {
+          schema::real<Y>("beta_fast", &Y::beta_fast, finite_positive, "a finite value > 0"),
+          schema::real<Y>("beta_slow", &Y::beta_slow, finite_positive, "a finite value > 0"),
+          schema::real<Y>("factor", &Y::factor, finite_at_least_one, "a finite value >= 1"),
+          schema::integer<Y, int>("max_seq_len", &Y::max_seq_len, 1, INT_MAX),
+          schema::real<Y>("mscale", &Y::mscale, finite, "a finite number"),
+          schema::integer<Y, int>("original_seq_len", &Y::original_seq_len, 1, INT_MAX),
+          schema::real<Y>("rope_theta", &Y::rope_theta, finite_above_one, "a finite value > 1"),
+      },
+      {}};
+  return sc;
 }
-MatmulFormat matmul_format_by_name(std::string_view n) {
-  return by_name<MatmulFormat>(n, "matmul format",
-                              {{"fp32", MatmulFormat::Fp32},
-                               {"bf16", MatmulFormat::Bf16},
-                               {"fp8", MatmulFormat::Fp8},
-                               {"bf16_tc", MatmulFormat::Bf16TensorCore}});
+
+const schema::Schema<MlaSpec>& mla_spec_schema() {
+  using S = MlaSpec;
+  static const schema::Schema<S> sc{
+      "MlaSpec",
+      {
+          schema::enumeration<S, MatmulFormat>("attn", &S::attn, kMatmul),
+          schema::enumeration<S, AttnOps>("attn_ops", &S::attn_ops, kAttnOps),
+          schema::enumeration<S, CacheFormat>("cache", &S::cache, kCache),
+          schema::enumeration<S, MatmulFormat>("decode_p", &S::decode_p, kMatmul),
+          schema::integer<S, int>("heads", &S::heads, 1, kMaxDim),
+          schema::integer<S, int>("hidden", &S::hidden, 1, kMaxDim),
+          schema::integer<S, int>("kv_lora", &S::kv_lora, 1, kMaxDim),
+          schema::integer<S, int>("nope", &S::nope, 1, kMaxDim),
+          schema::integer<S, int>("num_splits", &S::num_splits, 1, kMaxDim),
+          schema::integer<S, int>("page", &S::page, 1, kMaxDim),
+          schema::integer<S, int>("q_lora", &S::q_lora, 0, kMaxDim),
+          schema::real<S>("rms_eps", &S::rms_eps, finite_positive, "a finite value > 0"),
+          schema::integer<S, int>("rope", &S::rope, 2, kMaxDim),
+          schema::enumeration<S, RopeLayout>("rope_layout", &S::rope_layout, kRopeLayout),
+          schema::text<S>("softmax_scale", &S::softmax_scale),
+          schema::integer<S, int>("v", &S::v, 1, kMaxDim),
+          schema::enumeration<S, MatmulFormat>("wkv_a", &S::wkv_a, kMatmul),
+          schema::enumeration<S, MatmulFormat>("wkv_b", &S::wkv_b, kMatmul),
+          schema::enumeration<S, MatmulFormat>("wo", &S::wo, kMatmul),
+          schema::enumeration<S, MatmulFormat>("wq_a", &S::wq_a, kMatmul),
+          schema::enumeration<S, MatmulFormat>("wq_b", &S::wq_b, kMatmul),
+          schema::object<S, Yarn>("yarn", &S::yarn, yarn_schema()),
+      },
+      [](const S& s) { s.validate(); }};
+  return sc;
 }
-CacheFormat cache_format_by_name(std::string_view n) {
-  return by_name<CacheFormat>(n, "cache", {{"bf16", CacheFormat::Bf16}, {"fp8", CacheFormat::Fp8E4m3}});
-}
-AttnOps attn_ops_by_name(std::string_view n) {
-  return by_name<AttnOps>(n, "attn_ops", {{"fused", AttnOps::Fused}, {"deepseek_reference", AttnOps::DeepseekReference}});
-}
-std::string_view attn_ops_name(AttnOps x) { return x == AttnOps::Fused ? "fused" : "deepseek_reference"; }
-std::string_view rope_layout_name(RopeLayout x) { return x == RopeLayout::Interleaved ? "interleaved" : "half_split"; }
-std::string_view matmul_format_name(MatmulFormat x) {
-  switch (x) {
-    case MatmulFormat::Fp32: return "fp32";
-    case MatmulFormat::Bf16: return "bf16";
-    case MatmulFormat::Fp8: return "fp8";
-    case MatmulFormat::Bf16TensorCore: return "bf16_tc";
-  }
-  return "?";
-}
-std::string_view cache_format_name(CacheFormat x) { return x == CacheFormat::Bf16 ? "bf16" : "fp8"; }
 
 void MlaSpec::validate() const {
-  auto positive = [](int v, const char* name) {
-    if (v <= 0) bad(std::string("spec.") + name + ": must be positive, got " + std::to_string(v));
-  };
-  positive(hidden, "hidden");
-  positive(heads, "heads");
-  positive(kv_lora, "kv_lora");
-  positive(nope, "nope");
-  positive(rope, "rope");
-  positive(v, "v");
-  positive(page, "page");
-  positive(num_splits, "num_splits");
-  if (q_lora < 0) bad("spec.q_lora: must be >= 0 (0 = no query latent), got " + std::to_string(q_lora));
-  auto no_fp8 = [](MatmulFormat f, const char* name) {
-    if (f == MatmulFormat::Fp8 || f == MatmulFormat::Bf16TensorCore)
-      bad(std::string("spec.") + name + ": " + std::string(matmul_format_name(f)) +
-          " is for the projections only (wq_a, wq_b, wkv_a, wo; and fp8 for wkv_b); the attention einsums' "
-          "bounds assume fp32 or bf16 (expected fp32 or bf16)");
-  };
-  // wkv_b takes fp8 (forward.hpp: the FP8 checkpoint weights in both forms, with bounds), not
-  // bf16_tc (no bound of the BF16 tensor-core model is wired into the attention bounds).
+  // The schema's ranges, for a spec built in C++ rather than read from JSON.
+  for (const auto& [v, name] : {std::pair{hidden, "hidden"}, {heads, "heads"}, {kv_lora, "kv_lora"}, {nope, "nope"},
+                                {rope, "rope"}, {this->v, "v"}, {page, "page"}, {num_splits, "num_splits"}})
+    if (v <= 0) bad(name, std::to_string(v), "an integer in " + schema::range_text(1, kMaxDim));
+  if (q_lora < 0) bad("q_lora", std::to_string(q_lora), "an integer >= 0 (0 = no query latent)");
+  if (rope % 2) bad("rope", std::to_string(rope), "an even integer (rotary pairs)");
+  if (!finite_positive(rms_eps)) bad("rms_eps", schema::g17(rms_eps), "a finite value > 0");
+  // The einsums' and decode's bounds assume fp32 or bf16. wkv_b takes fp8 (forward.hpp: the FP8
+  // checkpoint weights in both forms, with bounds), not bf16_tc (no bound of the BF16 tensor-core
+  // model is wired into the attention bounds).
   if (wkv_b == MatmulFormat::Bf16TensorCore)
-    bad("spec.wkv_b: bf16_tc is for the projections wq_a, wq_b, wkv_a and wo only (expected fp32, bf16 or fp8)");
-  no_fp8(attn, "attn");
-  no_fp8(decode_p, "decode_p");
+    bad("wkv_b", quoted(wkv_b), "fp32, bf16 or fp8 (bf16_tc is for the projections wq_a, wq_b, wkv_a and wo only)");
+  for (const auto& [f, name] : {std::pair{attn, "attn"}, {decode_p, "decode_p"}})
+    if (f == MatmulFormat::Fp8 || f == MatmulFormat::Bf16TensorCore)
+      bad(name, quoted(f),
+          "fp32 or bf16 (fp8 and bf16_tc are for the projections wq_a, wq_b, wkv_a, wo, and fp8 for wkv_b; the "
+          "attention einsums' bounds assume fp32 or bf16)");
   if (attn_ops == AttnOps::DeepseekReference) {
     // The reference runs every einsum in its default dtype BF16 on BF16 tensors; an FP32 einsum or
     // an FP32 input would be another op sequence than the one this mode pins.
     if (attn != MatmulFormat::Bf16)
-      bad("spec.attn: attn_ops deepseek_reference runs the einsums in BF16 as the reference does, so attn must be "
-          "bf16, got " + std::string(matmul_format_name(attn)));
-    for (auto [f, name] : {std::pair{wq_b, "wq_b"}, std::pair{wkv_a, "wkv_a"}, std::pair{wkv_b, "wkv_b"}})
+      bad("attn", quoted(attn), "bf16 under attn_ops deepseek_reference (the reference runs the einsums in BF16)");
+    for (const auto& [f, name] : {std::pair{wq_b, "wq_b"}, {wkv_a, "wkv_a"}, {wkv_b, "wkv_b"}})
       if (f == MatmulFormat::Fp32)
-        bad(std::string("spec.") + name + ": attn_ops deepseek_reference needs BF16 attention inputs (the reference's "
-            "tensors are BF16), so " + name + " must be bf16, bf16_tc or fp8, got fp32");
+        bad(name, quoted(f),
+            "bf16, bf16_tc or fp8 under attn_ops deepseek_reference (the reference's attention inputs are BF16)");
   }
-  if (rope % 2) bad("spec.rope: must be even (rotary pairs), got " + std::to_string(rope));
-  if (!(rms_eps > 0) || !std::isfinite(rms_eps)) bad("spec.rms_eps: must be a positive finite number, got " + num(rms_eps));
   if (cache == CacheFormat::Fp8E4m3 && kv_lora % 128)
-    bad("spec.kv_lora: the FP8 cache scales every 128 latent channels, so kv_lora must be a multiple of 128, got " +
-        std::to_string(kv_lora));
-  if (!(yarn.factor >= 1) || !std::isfinite(yarn.factor)) bad("spec.yarn.factor: must be >= 1, got " + num(yarn.factor));
-  if (!(yarn.rope_theta > 1) || !std::isfinite(yarn.rope_theta)) bad("spec.yarn.rope_theta: must be > 1, got " + num(yarn.rope_theta));
-  if (yarn.original_seq_len <= 0) bad("spec.yarn.original_seq_len: must be positive");
-  if (yarn.max_seq_len <= 0) bad("spec.yarn.max_seq_len: must be positive");
-  if (!(yarn.beta_fast > 0) || !(yarn.beta_slow > 0)) bad("spec.yarn.beta_fast/beta_slow: must be positive");
+    bad("kv_lora", std::to_string(kv_lora),
+        "a multiple of 128 with cache fp8 (the FP8 cache scales every 128 latent channels)");
+  if (!finite_above_one(yarn.rope_theta)) bad("yarn.rope_theta", schema::g17(yarn.rope_theta), "a finite value > 1");
+  if (!finite_at_least_one(yarn.factor)) bad("yarn.factor", schema::g17(yarn.factor), "a finite value >= 1");
+  if (yarn.original_seq_len <= 0)
+    bad("yarn.original_seq_len", std::to_string(yarn.original_seq_len), "an integer in " + schema::range_text(1, INT_MAX));
+  if (yarn.max_seq_len <= 0)
+    bad("yarn.max_seq_len", std::to_string(yarn.max_seq_len), "an integer in " + schema::range_text(1, INT_MAX));
+  if (!finite_positive(yarn.beta_fast)) bad("yarn.beta_fast", schema::g17(yarn.beta_fast), "a finite value > 0");
+  if (!finite_positive(yarn.beta_slow)) bad("yarn.beta_slow", schema::g17(yarn.beta_slow), "a finite value > 0");
+  if (!finite(yarn.mscale)) bad("yarn.mscale", schema::g17(yarn.mscale), "a finite number");
   (void)softmax_scale_value(*this);
 }
 
@@ -124,7 +152,7 @@ float softmax_scale_named(const MlaSpec& spec, std::string_view which) {
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
   if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || !std::isfinite(v))
-    bad("spec.softmax_scale: expected 'deepseek', 'flashmla' or a positive number, got '" + text + "'");
+    bad("softmax_scale", json_quote(text), "\"deepseek\", \"flashmla\" or a positive finite number as text (\"0.125\")");
   return static_cast<float>(v);
 }
 
@@ -144,140 +172,8 @@ std::size_t cache_row_bytes(const MlaSpec& s) {
   return s.cache == CacheFormat::Bf16 ? b.mla_bf16 : b.mla_fp8;
 }
 
-std::string to_json(const MlaSpec& s) {
-  std::ostringstream o;
-  auto str = [](std::string_view v) { return "\"" + std::string(v) + "\""; };
-  o << "{\"attn\":" << str(matmul_format_name(s.attn)) << ",\"attn_ops\":" << str(attn_ops_name(s.attn_ops))
-    << ",\"cache\":" << str(cache_format_name(s.cache))
-    << ",\"decode_p\":" << str(matmul_format_name(s.decode_p)) << ",\"heads\":" << s.heads
-    << ",\"hidden\":" << s.hidden << ",\"kv_lora\":" << s.kv_lora << ",\"nope\":" << s.nope
-    << ",\"num_splits\":" << s.num_splits << ",\"page\":" << s.page << ",\"q_lora\":" << s.q_lora
-    << ",\"rms_eps\":" << num(s.rms_eps) << ",\"rope\":" << s.rope
-    << ",\"rope_layout\":" << str(rope_layout_name(s.rope_layout)) << ",\"softmax_scale\":" << str(s.softmax_scale)
-    << ",\"v\":" << s.v << ",\"wkv_a\":" << str(matmul_format_name(s.wkv_a))
-    << ",\"wkv_b\":" << str(matmul_format_name(s.wkv_b)) << ",\"wo\":" << str(matmul_format_name(s.wo))
-    << ",\"wq_a\":" << str(matmul_format_name(s.wq_a)) << ",\"wq_b\":" << str(matmul_format_name(s.wq_b))
-    << ",\"yarn\":{\"beta_fast\":" << num(s.yarn.beta_fast) << ",\"beta_slow\":" << num(s.yarn.beta_slow)
-    << ",\"factor\":" << num(s.yarn.factor) << ",\"max_seq_len\":" << s.yarn.max_seq_len
-    << ",\"mscale\":" << num(s.yarn.mscale) << ",\"original_seq_len\":" << s.yarn.original_seq_len
-    << ",\"rope_theta\":" << num(s.yarn.rope_theta) << "}}";
-  return o.str();
-}
+std::string to_json(const MlaSpec& s) { return schema::to_json(s, mla_spec_schema()); }
 
-namespace {
-
-// A parser for the JSON to_json writes: objects of strings, numbers and (one level of) objects.
-struct Parser {
-  std::string_view t;
-  std::size_t i = 0;
-  void ws() {
-    while (i < t.size() && std::isspace(static_cast<unsigned char>(t[i]))) ++i;
-  }
-  [[noreturn]] void fail(const std::string& what) { bad("spec json: " + what + " at offset " + std::to_string(i)); }
-  void expect(char c) {
-    ws();
-    if (i >= t.size() || t[i] != c) fail(std::string("expected '") + c + "'");
-    ++i;
-  }
-  std::string string() {
-    expect('"');
-    std::string s;
-    while (i < t.size() && t[i] != '"') {
-      if (t[i] == '\\') fail("escapes are not used in specs");
-      s += t[i++];
-    }
-    if (i >= t.size()) fail("unterminated string");
-    ++i;
-    return s;
-  }
-  double number() {
-    ws();
-    std::size_t start = i;
-    while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || std::string_view("+-.eE").find(t[i]) != std::string_view::npos)) ++i;
-    std::string s(t.substr(start, i - start));
-    char* end = nullptr;
-    double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || end != s.c_str() + s.size()) fail("expected a number");
-    return v;
-  }
-  bool peek(char c) {
-    ws();
-    return i < t.size() && t[i] == c;
-  }
-};
-
-int as_int(double v, const std::string& key) {
-  if (v != std::floor(v) || std::fabs(v) > 1e9) bad("spec json: " + key + " must be an integer, got " + num(v));
-  return static_cast<int>(v);
-}
-
-}  // namespace
-
-MlaSpec spec_from_json(std::string_view json) {
-  MlaSpec s;
-  Parser p{json};
-  p.expect('{');
-  bool first = true;
-  while (!p.peek('}')) {
-    if (!first) p.expect(',');
-    first = false;
-    const std::string key = p.string();
-    p.expect(':');
-    if (key == "yarn") {
-      p.expect('{');
-      bool yfirst = true;
-      while (!p.peek('}')) {
-        if (!yfirst) p.expect(',');
-        yfirst = false;
-        const std::string k = p.string();
-        p.expect(':');
-        const double v = p.number();
-        if (k == "beta_fast") s.yarn.beta_fast = v;
-        else if (k == "beta_slow") s.yarn.beta_slow = v;
-        else if (k == "factor") s.yarn.factor = v;
-        else if (k == "max_seq_len") s.yarn.max_seq_len = as_int(v, k);
-        else if (k == "mscale") s.yarn.mscale = v;
-        else if (k == "original_seq_len") s.yarn.original_seq_len = as_int(v, k);
-        else if (k == "rope_theta") s.yarn.rope_theta = v;
-        else bad("spec json: unknown key yarn." + k);
-      }
-      p.expect('}');
-      continue;
-    }
-    if (p.peek('"')) {
-      const std::string v = p.string();
-      if (key == "attn") s.attn = matmul_format_by_name(v);
-      else if (key == "attn_ops") s.attn_ops = attn_ops_by_name(v);
-      else if (key == "cache") s.cache = cache_format_by_name(v);
-      else if (key == "decode_p") s.decode_p = matmul_format_by_name(v);
-      else if (key == "rope_layout") s.rope_layout = rope_layout_by_name(v);
-      else if (key == "softmax_scale") s.softmax_scale = v;
-      else if (key == "wkv_a") s.wkv_a = matmul_format_by_name(v);
-      else if (key == "wkv_b") s.wkv_b = matmul_format_by_name(v);
-      else if (key == "wo") s.wo = matmul_format_by_name(v);
-      else if (key == "wq_a") s.wq_a = matmul_format_by_name(v);
-      else if (key == "wq_b") s.wq_b = matmul_format_by_name(v);
-      else bad("spec json: unknown key " + key);
-    } else {
-      const double v = p.number();
-      if (key == "heads") s.heads = as_int(v, key);
-      else if (key == "hidden") s.hidden = as_int(v, key);
-      else if (key == "kv_lora") s.kv_lora = as_int(v, key);
-      else if (key == "nope") s.nope = as_int(v, key);
-      else if (key == "num_splits") s.num_splits = as_int(v, key);
-      else if (key == "page") s.page = as_int(v, key);
-      else if (key == "q_lora") s.q_lora = as_int(v, key);
-      else if (key == "rms_eps") s.rms_eps = v;
-      else if (key == "rope") s.rope = as_int(v, key);
-      else if (key == "v") s.v = as_int(v, key);
-      else bad("spec json: unknown key " + key);
-    }
-  }
-  p.expect('}');
-  p.ws();
-  if (p.i != json.size()) p.fail("trailing text");
-  s.validate();
-  return s;
-}
+MlaSpec spec_from_json(std::string_view json) { return schema::from_json(json, mla_spec_schema()); }
 
 }  // namespace fp8lab::mla

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/schema.hpp"
+
 namespace fp8lab::mla {
 
 // Which rotary pairs are rotated together.
@@ -105,7 +107,8 @@ struct MlaSpec {
 
   int qk_head() const { return nope + rope; }
   int cache_dim() const { return kv_lora + rope; }
-  // Throws std::invalid_argument naming the field when a value is impossible.
+  // Throws std::invalid_argument naming the field ("MlaSpec.<field> = <value>: expected ...") when
+  // a value is impossible or two fields disagree.
   void validate() const;
 };
 
@@ -134,8 +137,13 @@ KvBytes kv_bytes_per_token(const MlaSpec& spec);
 // Bytes of one token's row in the paged cache of spec.cache.
 std::size_t cache_row_bytes(const MlaSpec& spec);
 
-// Canonical JSON (keys sorted) and its inverse. from_json accepts exactly what to_json writes (any
-// key order, any subset of keys: missing keys keep their defaults); unknown keys are errors.
+// The declared fields of MlaSpec and of its nested `yarn` object (common/schema.hpp): JSON in and
+// out, the binding's field list (`fp8lab._core.spec_fields("mla")`, `"mla.yarn"`).
+const schema::Schema<MlaSpec>& mla_spec_schema();
+const schema::Schema<Yarn>& yarn_schema();
+// Canonical JSON (keys sorted) and its strict inverse (any key order, any subset of keys: missing
+// keys keep their defaults; unknown keys, wrong JSON kinds and out-of-range values are errors in
+// the schema vocabulary, "MlaSpec.<field> = <value>: expected ...").
 std::string to_json(const MlaSpec& spec);
 MlaSpec spec_from_json(std::string_view json);
 

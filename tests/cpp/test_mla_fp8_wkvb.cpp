@@ -76,13 +76,13 @@ TEST(MlaFp8Wkvb, SpecAcceptsFp8ForWkvbOnly) {
   EXPECT_NE(to_json(s).find("\"wkv_b\":\"fp8\""), std::string::npos);
   MlaSpec bad = s;
   bad.attn = MatmulFormat::Fp8;
-  EXPECT_NE(message_of(bad).find("spec.attn: fp8"), std::string::npos) << message_of(bad);
+  EXPECT_NE(message_of(bad).find("MlaSpec.attn = \"fp8\": expected fp32 or bf16"), std::string::npos) << message_of(bad);
   bad = s;
   bad.decode_p = MatmulFormat::Fp8;
-  EXPECT_NE(message_of(bad).find("spec.decode_p: fp8"), std::string::npos) << message_of(bad);
+  EXPECT_NE(message_of(bad).find("MlaSpec.decode_p = \"fp8\": expected fp32 or bf16"), std::string::npos) << message_of(bad);
   bad = s;
   bad.wkv_b = MatmulFormat::Bf16TensorCore;
-  EXPECT_NE(message_of(bad).find("spec.wkv_b: bf16_tc"), std::string::npos) << message_of(bad);
+  EXPECT_NE(message_of(bad).find("MlaSpec.wkv_b = \"bf16_tc\": expected fp32, bf16 or fp8"), std::string::npos) << message_of(bad);
   EXPECT_THROW(spec_from_json(R"({"attn":"fp8"})"), std::invalid_argument);
   EXPECT_EQ(spec_from_json(R"({"wkv_b":"fp8"})").wkv_b, MatmulFormat::Fp8);
 }

@@ -59,11 +59,11 @@ def numpy_attention(q_nope, q_pe, latent, k_pe, W, spec, scale):
 def test_spec_validation():
     assert json.loads(SPEC.to_json())["wkv_b"] == "fp8"
     assert mla.MlaSpec.from_json(SPEC.to_json()) == SPEC
-    with pytest.raises(ValueError, match="spec.attn: fp8"):
+    with pytest.raises(ValueError, match='MlaSpec.attn = "fp8": expected fp32 or bf16'):
         SPEC.replace(attn="fp8").to_json()
-    with pytest.raises(ValueError, match="spec.decode_p: fp8"):
+    with pytest.raises(ValueError, match='MlaSpec.decode_p = "fp8": expected fp32 or bf16'):
         SPEC.replace(decode_p="fp8").to_json()
-    with pytest.raises(ValueError, match="spec.wkv_b: bf16_tc"):
+    with pytest.raises(ValueError, match='MlaSpec.wkv_b = "bf16_tc": expected fp32, bf16 or fp8'):
         SPEC.replace(wkv_b="bf16_tc").to_json()
 
 

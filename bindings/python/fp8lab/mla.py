@@ -25,92 +25,89 @@ import numpy as np
 
 from . import _core
 
-_MATMULS = ("fp32", "bf16")
+#: Python type of each schema kind (fp8lab._core.spec_fields).
+_PY_TYPES = {"int": int, "number": float, "bool": bool, "string": str, "enum": str}
 
 
-@dataclasses.dataclass(frozen=True)
-class Yarn:
-    """YaRN RoPE scaling as DeepSeek-V3 ``precompute_freqs_cis`` applies it (active when
-    ``max_seq_len > original_seq_len``)."""
+def _spec_class(name: str, spec: str, doc: str, nested: dict, methods: dict):
+    """A frozen dataclass whose fields, types and defaults are the emulator's declared schema
+    (emulator/mla/mla_spec.cpp, ``_core.spec_fields(spec)``): nothing here restates them."""
+    fields = []
+    for f in _core.spec_fields(spec):
+        if f["kind"] == "object":
+            sub = nested[f["key"]]
+            fields.append((f["key"], sub, dataclasses.field(default_factory=sub)))
+        else:
+            fields.append((f["key"], _PY_TYPES[f["kind"]], dataclasses.field(default=f["default"])))
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, namespace=methods)
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
 
-    rope_theta: float = 10000.0
-    factor: float = 40.0
-    original_seq_len: int = 4096
-    max_seq_len: int = 16384
-    beta_fast: float = 32.0
-    beta_slow: float = 1.0
-    mscale: float = 1.0
+
+Yarn = _spec_class("Yarn", "mla.yarn", """YaRN RoPE scaling as DeepSeek-V3 ``precompute_freqs_cis`` applies
+it (active when ``max_seq_len > original_seq_len``). Fields and defaults: ``MlaSpec.yarn``'s
+schema (``fp8lab._core.spec_fields("mla.yarn")``).""", {}, {})
 
 
-@dataclasses.dataclass(frozen=True)
-class MlaSpec:
-    """The numeric contract of one MLA layer. Serialisable: ``to_json`` / ``from_json``.
+def _to_json(self) -> str:
+    """Canonical JSON (keys sorted), read strictly and validated by the emulator's schema."""
+    return _core.mla_spec_json(_spec_dict(self))
 
-    rope_layout: "interleaved" (DeepSeek reference, adjacent pairs) or "half_split" (HF rotate_half).
-    softmax_scale: "deepseek" ((nope+rope)^-0.5 * mscale^2), "flashmla" ((kv_lora+rope)^-0.5,
-    FlashMLA's default - wrong for DeepSeek-V3) or a positive number as text.
-    wq_a, wq_b, wkv_a, wkv_b, wo, attn, decode_p: "fp32" or "bf16" arithmetic of each projection, of
-    the attention einsums, and of P before P.V in decode; the projections wq_a, wq_b, wkv_a and wo
-    also take "fp8" (DeepSeek-V3's FP8 linear: 1x128 / 128x128 E4M3 with the "deepseek" scale rule
-    and the gemm area's promoted Hopper FP8 GEMM, BF16 output) and "bf16_tc" (BF16 through the
-    gemm area's Hopper BF16 wgmma model). wkv_b also takes "fp8": the FP8 checkpoint weights as
-    DeepSeek-V3 runs them (naive: that FP8 linear; absorbed: the dequantised weights in the attention
-    format; both certified against the exact attention of the dequantised weights; the weights are
-    ``weights['wkv_b']`` quantised 128x128 with the "deepseek" rule, or a checkpoint's
-    ``wkv_b_e4m3`` + ``wkv_b_scale_inv`` when given). cache: "bf16" or "fp8" (FlashMLA).
-    attn_ops: the op sequence of the attention einsums. "fused" (fp8lab's: one BF16 rounding of
-    fl32(q.k * scale) per score, the absorbed score as one dot) or "deepseek_reference"
-    (DeepSeek-V3 inference/model.py in BF16: bf16(bf16(q.k) * scale), absorbed
-    bf16(bf16(bf16(q_abs.c) + bf16(q_pe.k_pe)) * scale); needs attn="bf16" and BF16 inputs;
-    emulator/mla/forward.hpp step 2r says what is pinned and what is bounded).
-    """
 
-    hidden: int = 7168
-    heads: int = 128
-    q_lora: int = 1536
-    kv_lora: int = 512
-    nope: int = 128
-    rope: int = 64
-    v: int = 128
-    rms_eps: float = 1e-6
-    rope_layout: str = "interleaved"
-    yarn: Yarn = dataclasses.field(default_factory=Yarn)
-    softmax_scale: str = "deepseek"
-    wq_a: str = "bf16"
-    wq_b: str = "bf16"
-    wkv_a: str = "bf16"
-    wkv_b: str = "bf16"
-    wo: str = "bf16"
-    attn: str = "fp32"
-    attn_ops: str = "fused"
-    cache: str = "bf16"
-    page: int = 64
-    num_splits: int = 1
-    decode_p: str = "fp32"
+def _from_json(cls, text: str):
+    """The spec of JSON text (any subset of fields; strict types, unknown keys are errors)."""
+    return _from_dict(_core.mla_spec(text))
 
-    def to_json(self) -> str:
-        """Canonical JSON (keys sorted), validated by the C++ parser."""
-        d = dataclasses.asdict(self)
-        d["softmax_scale"] = str(d["softmax_scale"])
-        return _core.mla_spec_normalize(json.dumps(d, sort_keys=True))
 
-    @classmethod
-    def from_json(cls, text: str) -> "MlaSpec":
-        d = json.loads(_core.mla_spec_normalize(text))
-        d["yarn"] = Yarn(**d["yarn"])
-        return cls(**d)
+def _replace(self, **changes):
+    return dataclasses.replace(self, **changes)
 
-    def replace(self, **changes) -> "MlaSpec":
-        return dataclasses.replace(self, **changes)
+
+MlaSpec = _spec_class("MlaSpec", "mla", """The numeric contract of one MLA layer (defaults:
+DeepSeek-V3). Serialisable: ``to_json`` / ``from_json``. Its fields, their kinds, choices and
+defaults are the emulator's schema (emulator/mla/mla_spec.hpp says what each means;
+``fp8lab._core.spec_fields("mla")`` lists them).
+
+rope_layout: "interleaved" (DeepSeek reference, adjacent pairs) or "half_split" (HF rotate_half).
+softmax_scale: "deepseek" ((nope+rope)^-0.5 * mscale^2), "flashmla" ((kv_lora+rope)^-0.5,
+FlashMLA's default - wrong for DeepSeek-V3) or a positive number as text.
+wq_a, wq_b, wkv_a, wkv_b, wo, attn, decode_p: "fp32" or "bf16" arithmetic of each projection, of
+the attention einsums, and of P before P.V in decode; the projections wq_a, wq_b, wkv_a and wo
+also take "fp8" (the GEMM recipe ``deepseek_v3_fp8_linear``: DeepSeek-V3's FP8 linear, BF16
+output) and "bf16_tc" (BF16 through the Hopper BF16 wgmma model). wkv_b also takes "fp8": the FP8
+checkpoint weights as DeepSeek-V3 runs them (naive: that FP8 linear; absorbed: the dequantised
+weights in the attention format; both certified against the exact attention of the dequantised
+weights; the weights are ``weights['wkv_b']`` quantised 128x128 with the "deepseek" rule, or a
+checkpoint's ``wkv_b_e4m3`` + ``wkv_b_scale_inv`` when given). cache: "bf16" or "fp8" (FlashMLA).
+attn_ops: the op sequence of the attention einsums. "fused" (fp8lab's: one BF16 rounding of
+fl32(q.k * scale) per score, the absorbed score as one dot) or "deepseek_reference"
+(DeepSeek-V3 inference/model.py in BF16: bf16(bf16(q.k) * scale), absorbed
+bf16(bf16(bf16(q_abs.c) + bf16(q_pe.k_pe)) * scale); needs attn="bf16" and BF16 inputs;
+emulator/mla/forward.hpp step 2r says what is pinned and what is bounded).
+""", {"yarn": Yarn}, {"to_json": _to_json, "from_json": classmethod(_from_json), "replace": _replace})
+
+
+def _spec_dict(spec) -> dict:
+    """An MlaSpec (or a dict of its fields, ``yarn`` a Yarn or a dict) as the dict the schema reads."""
+    d = dataclasses.asdict(spec) if isinstance(spec, MlaSpec) else dict(spec)
+    if isinstance(d.get("yarn"), Yarn):
+        d["yarn"] = dataclasses.asdict(d["yarn"])
+    if isinstance(d.get("softmax_scale"), (int, float)) and not isinstance(d["softmax_scale"], bool):
+        d["softmax_scale"] = str(d["softmax_scale"])  # a number is written as text ("0.125")
+    return d
+
+
+def _from_dict(d: dict) -> MlaSpec:
+    return MlaSpec(**{**d, "yarn": Yarn(**d["yarn"])})
 
 
 def _spec_json(spec) -> str:
     if isinstance(spec, MlaSpec):
         return spec.to_json()
     if isinstance(spec, str):
-        return _core.mla_spec_normalize(spec)
+        return _core.mla_spec_json(spec)
     if isinstance(spec, dict):
-        return MlaSpec(**{k: (Yarn(**v) if k == "yarn" else v) for k, v in spec.items()}).to_json()
+        return _core.mla_spec_json(_spec_dict(spec))
     raise TypeError(f"spec: expected an MlaSpec, a dict of its fields or its JSON, got {type(spec).__name__}")
 
 
