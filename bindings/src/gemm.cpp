@@ -161,11 +161,10 @@ Registration gemm_registration("gemm", {"quant"}, [](py::module_& m) {
   m.def("gemm_accumulate_names", &accumulate_names);
   m.def("gemm_combine_names", &combine_names);
   m.def("gemm_spec", [](const py::object& spec) {
-    GemmSpec s;
-    schema::read_into(s, spec_object_from_py(spec, "GemmSpec"), gemm_spec_schema());
-    gemm_spec_schema().validate(s);
-    return spec_to_dict(s, gemm_spec_schema());
+    return spec_to_dict(spec_from_py(spec, gemm_spec_schema()), gemm_spec_schema());
   }, py::arg("spec"), "A GemmSpec dict read strictly over the defaults and returned complete.");
+  m.def("gemm_spec_json", [](const py::object& spec) { return to_json(spec_from_py(spec, gemm_spec_schema())); },
+        py::arg("spec"), "to_json(GemmSpec) of a dict (or JSON text) read strictly over the defaults.");
   m.def("gemm_recipes", &gemm_recipe_names);
   m.def("gemm_recipe", [](const py::object& r) { return spec_to_dict(recipe_from_py(r), gemm_recipe_schema()); },
         py::arg("recipe"));

@@ -95,12 +95,32 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path):
 # -- committed fixtures ----------------------------------------------------------------------
 
 
+def _read_back(trace):
+    """What a trace means once read: op, seed, producer, every tensor's role, dtype, shape and bytes,
+    and the spec as its operation reads it (whatever form the file stores it in)."""
+    o = golden.operation(trace.op)
+    tensors = {k: (t.role, t.dtype, t.array.shape, t.array.tobytes()) for k, t in trace.tensors.items()}
+    return trace.op, trace.seed, trace.producer, tensors, o.normalize_spec(o.adapt(trace).spec)
+
+
 def test_committed_fixtures_match_a_fresh_recompute(tmp_path):
+    """Every committed fixture is what a fresh recording gives: byte for byte, or, for a fixture
+    written before its spec's stored form changed (gemm traces stored the op's dict before they
+    stored to_json(GemmSpec); specs that gained a field with a default), the same tensor bytes and
+    the same spec once read back. The fixtures are never rewritten for such a change."""
     written = golden.record_all(tmp_path)
     committed = sorted(p.name for p in FIXTURES.glob("*.safetensors"))
     assert sorted(p.name for p in written) == committed, "run `fp8lab golden record --all --update`"
+    earlier_form = []
     for p in written:
-        assert p.read_bytes() == (FIXTURES / p.name).read_bytes(), f"{p.name} differs from a fresh recording"
+        if p.read_bytes() == (FIXTURES / p.name).read_bytes():
+            continue
+        fresh, old = golden.read_trace(p), golden.read_trace(FIXTURES / p.name)
+        assert _read_back(fresh) == _read_back(old), f"{p.name} differs from a fresh recording"
+        assert fresh.spec != old.spec  # only the stored form of the spec may differ
+        earlier_form.append(p.name)
+    # The gemm fixtures keep the earlier form (the op's dict, "a_format", ...): it must go on reading.
+    assert {n for n in committed if n.startswith("gemm_")} <= set(earlier_form)
 
 
 def test_every_fixture_reads_with_the_safetensors_package_and_hashlib():
@@ -305,6 +325,72 @@ def test_nan_payload_and_sign_of_zero_count_as_differences():
     assert golden.compare_tensors("y", "F8_E4M3", a, b).kind == "violation"
     z = np.array([0x80], dtype=np.uint8)  # -0 vs +0
     assert golden.compare_tensors("y", "F8_E4M3", z, np.array([0], dtype=np.uint8)).kind == "violation"
+
+
+# -- what a gemm trace stores ----------------------------------------------------------------
+
+
+def test_gemm_trace_stores_exactly_to_json_of_its_gemm_spec(tmp_path):
+    spec = {"combine": "triton", "out": "fp32", "a_tile": [1, 128], "b_tile": [128, 128], "pinned": False}
+    path = tmp_path / "g.safetensors"
+    golden.record("gemm", spec, seed=4, kind="random").write(path)
+    with safetensors.safe_open(str(path), "numpy") as f:
+        meta = f.metadata()
+    # The spec metadata is the emulator's to_json(GemmSpec), byte for byte (keys sorted, nothing else).
+    assert meta["spec"] == ('{"accumulate":"promoted","combine":"triton","instruction":"hopper_fp8","out":"fp32",'
+                            '"promote_every":128}')
+    assert meta["spec"] == fp8lab._core.gemm_spec_json({"combine": "triton", "out": "fp32"})
+    assert meta["spec_sha256"] == hashlib.sha256(meta["spec"].encode()).hexdigest()
+    assert (meta["a.format"], meta["a.tile"], meta["b.format"], meta["b.tile"], meta["pinned"]) == \
+        ("e4m3", "1x128", "e4m3", "128x128", "false")
+    t = golden.read_trace(path)
+    o = golden.operation("gemm")
+    full = o.normalize_spec(o.adapt(t).spec)
+    assert full == o.normalize_spec(spec) and full["pinned"] is False
+    assert golden.check(path).kind == "bit-identical"
+
+
+def test_gemm_trace_in_the_earlier_form_still_checks(tmp_path):
+    """A trace that stores the op's own dict (a_format, a_tile, ..., pinned: what the committed
+    fixtures hold) reads to the same spec and checks like one in the current form; a changed
+    output bit is a violation in both."""
+    new = golden.record("gemm", {"a_tile": [1, 128], "b_tile": [128, 128]}, seed=3, kind="mixed")
+    o = golden.operation("gemm")
+    full = o.normalize_spec(o.adapt(new).spec)
+    old = golden.Trace(op="gemm", spec=full, seed=3, tensors=dict(new.tensors))
+    for name, t in (("new", new), ("old", old)):
+        path = tmp_path / f"{name}.safetensors"
+        t.write(path)
+        back = golden.read_trace(path)
+        assert ("a_format" in back.spec) == (name == "old")
+        assert o.normalize_spec(o.adapt(back).spec) == full
+        assert golden.check(path).kind == "bit-identical"
+        d = t.tensors["d"]
+        t.tensors["d"] = golden.TraceTensor("output", d.dtype, d.array.copy())
+        t.tensors["d"].array.flat[0] ^= 1
+        t.write(path, update=True)
+        assert golden.check(path).kind == "violation"
+        t.tensors["d"] = d
+    committed = golden.read_trace(FIXTURES / "gemm_promoted_triton_bf16.safetensors")
+    assert committed.spec["a_format"] == "e4m3" and golden.check(committed).kind == "bit-identical"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"a.tile": "1by128"}, "metadata 'a.tile' = '1by128' is not RxC"),
+    ({"a.format": None}, "needs metadata 'a.format'"),
+    ({"pinned": "yes"}, "metadata 'pinned' = 'yes': expected 'true' or 'false'"),
+])
+def test_gemm_trace_metadata_errors_name_the_key(tmp_path, extra, message):
+    t = golden.record("gemm", None, seed=1, kind="random")
+    for k, v in extra.items():
+        if v is None:
+            del t.extra[k]
+        else:
+            t.extra[k] = v
+    path = tmp_path / "bad.safetensors"
+    t.write(path)
+    with pytest.raises(ValueError, match=message):
+        golden.check(path)
 
 
 # -- traces written by other producers (gpu/hardware_trace.hpp) ---------------------------------

@@ -45,7 +45,8 @@ def record(op: str, spec=None, seed: int = 0, kind: str | None = None, inputs: d
                              "(GPU name + driver + kernel name)")
         got = run_kernel(fn, o, spec, {k: np.array(v) for k, v in arrays.items()})
         tensors.update(o.kernel_outputs(spec, {k: as_host_array(v) for k, v in got.items()}))
-    trace = Trace(op=op, spec=spec, seed=int(seed), tensors=tensors)
+    stored, extra = o.stored_spec(spec)
+    trace = Trace(op=op, spec=stored, seed=int(seed), tensors=tensors, extra=extra)
     if producer is not None:
         if not str(producer).strip():
             raise ValueError("producer: must not be empty")

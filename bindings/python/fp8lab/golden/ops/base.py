@@ -92,8 +92,14 @@ class Operation:
         raise ValueError(f"op: the C ABI has no entry point for {self.name!r}")
 
     def adapt(self, trace: Trace) -> Trace:
-        """Maps another producer's layout of this op's tensors onto this one's (default: as is)."""
+        """Maps a stored trace (this op's stored form, an earlier form, another producer's layout)
+        onto the spec dict and tensor names this op runs on (default: as is)."""
         return trace
+
+    def stored_spec(self, spec: dict) -> tuple[dict, dict[str, str]]:
+        """What a trace of ``spec`` stores: its ``spec`` metadata and any further metadata strings
+        (default: the spec itself, nothing else). ``adapt`` reads it back."""
+        return spec, {}
 
     def kernel_outputs(self, spec: dict, got: dict[str, np.ndarray]) -> dict[str, TraceTensor]:
         """A kernel's outputs (from call()) as trace tensors, for traces recorded on hardware."""

@@ -192,24 +192,53 @@ class GemmOp(Operation):
         a, b = self._operand(spec, inputs, "a"), self._operand(spec, inputs, "b")
         return gemm_exact(a, b, out="fp64"), gemm_bound(a, b, **self._spec_args(spec))
 
+    # -- what a trace stores: exactly the emulator's to_json(GemmSpec) as its spec, the operands'
+    # formats and tiles and `pinned` as metadata strings ("a.format", "a.tile" = "RxC", as the
+    # hardware traces of gpu/hardware_trace.hpp write them, "pinned" = "true" / "false").
+
+    def stored_spec(self, spec):
+        stored = json.loads(_core.gemm_spec_json({f["key"]: spec[f["key"]] for f in _core.spec_fields("gemm")}))
+        extra = {"pinned": "true" if spec["pinned"] else "false"}
+        for x in ("a", "b"):
+            extra[f"{x}.format"] = spec[f"{x}_format"]
+            extra[f"{x}.tile"] = "{}x{}".format(*spec[f"{x}_tile"])
+        return stored, extra
+
+    @staticmethod
+    def _tile_of(trace, x):
+        tile = trace.extra.get(f"{x}.tile", "")
+        try:
+            r, c = (int(v) for v in tile.split("x"))
+        except ValueError:
+            raise ValueError(f"{trace.path or 'trace'}: metadata '{x}.tile' = {tile!r} is not RxC") from None
+        return [r, c]
+
     def adapt(self, trace):
-        """Hardware traces written by gpu/hardware_trace.hpp name the operands "a.bits"/"a.scales"
-        (U8 E4M3 bits, F32 scales) with the effective tiles in metadata "a.tile" = "RxC", and store
-        the GemmSpec's own JSON: mapped here onto this op's names and spec keys."""
-        if "a.bits" not in trace.tensors:
-            return trace
-        tensors = {k: v for k, v in trace.tensors.items() if not k.startswith(("a.", "b."))}
+        """The op's spec dict and tensor names from what a trace stores: the GemmSpec JSON with the
+        operands in metadata (this op's traces), the op's own dict (traces written before it stored
+        to_json(GemmSpec): keys "a_format", "a_tile", ...), or a hardware trace of
+        gpu/hardware_trace.hpp (operands "a.bits"/"a.scales", U8 E4M3 bits and F32 scales)."""
+        if "a.bits" in trace.tensors:
+            tensors = {k: v for k, v in trace.tensors.items() if not k.startswith(("a.", "b."))}
+            spec = dict(trace.spec)
+            for x in ("a", "b"):
+                tensors[x] = TraceTensor("input", "F8_E4M3", trace.tensors[f"{x}.bits"].array)
+                tensors[f"{x}_scales"] = TraceTensor("input", "F32", trace.tensors[f"{x}.scales"].array)
+                spec[f"{x}_tile"], spec[f"{x}_format"] = self._tile_of(trace, x), "e4m3"
+            return dataclasses.replace(trace, spec=spec, tensors=tensors)
+        if "a_format" in trace.spec:
+            return trace  # the earlier form: the op's dict as it is
         spec = dict(trace.spec)
         for x in ("a", "b"):
-            tile = trace.extra.get(f"{x}.tile", "")
-            try:
-                r, c = (int(v) for v in tile.split("x"))
-            except ValueError:
-                raise ValueError(f"{trace.path or 'trace'}: metadata '{x}.tile' = {tile!r} is not RxC") from None
-            tensors[x] = TraceTensor("input", "F8_E4M3", trace.tensors[f"{x}.bits"].array)
-            tensors[f"{x}_scales"] = TraceTensor("input", "F32", trace.tensors[f"{x}.scales"].array)
-            spec[f"{x}_tile"], spec[f"{x}_format"] = [r, c], "e4m3"
-        return dataclasses.replace(trace, spec=spec, tensors=tensors)
+            if f"{x}.format" not in trace.extra:
+                raise ValueError(f"{trace.path or 'trace'}: a gemm trace needs metadata '{x}.format' "
+                                 "(or the spec key 'a_format' of the earlier form)")
+            spec[f"{x}_format"], spec[f"{x}_tile"] = trace.extra[f"{x}.format"], self._tile_of(trace, x)
+        pinned = trace.extra.get("pinned", "true")
+        if pinned not in ("true", "false"):
+            raise ValueError(f"{trace.path or 'trace'}: metadata 'pinned' = {pinned!r}: expected 'true' or 'false'")
+        spec["pinned"] = pinned == "true"
+        return dataclasses.replace(trace, spec=spec)
 
     def call(self, fn, spec, inputs):
         d = fn(inputs["a"], inputs["a_scales"], inputs["b"], inputs["b_scales"], spec)
