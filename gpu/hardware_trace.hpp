@@ -6,8 +6,9 @@
 //   "gemm"      inputs  a.bits U8 [M,K], a.scales F32 [grid], b.bits U8 [N,K], b.scales F32 [grid]
 //               (E4M3 elements; tile shapes in metadata "a.tile" / "b.tile" as "RxC")
 //               output  d F32 or BF16 [M,N]; spec = the emulator GemmSpec that is claimed to
-//               reproduce it (to_json); metadata "kernel", "gpu", "driver", "matched" ("true" when
-//               check.sh found the spec bit-identical, "false" when `spec` is only the closest).
+//               reproduce it (to_json, read back by GemmSpec's schema: gemm_spec_from_json);
+//               metadata "kernel", "gpu", "driver", "matched" ("true" when check.sh found the
+//               spec bit-identical, "false" when `spec` is only the closest).
 //   "tc_probe"  per case <name>.a / <name>.b F32 [32*steps] and <name>.c U32 [1] inputs,
 //               <name>.d_wgmma U32 [1] output (replayed against the spec's "instruction" preset
 //               through accum's fused_dot_add, chained), <name>.d_mma_sync U32 [1] intermediate
@@ -42,26 +43,6 @@ inline golden::Tensor trace_tensor(std::string dtype, std::vector<std::uint64_t>
 
 inline std::string tile_text(const QTensor& q) {
   return std::to_string(q.tile_rows_eff()) + "x" + std::to_string(q.tile_cols_eff());
-}
-
-// Parses to_json(GemmSpec) (any key order). Throws std::invalid_argument naming the key.
-inline GemmSpec gemm_spec_from_trace_json(const std::string& text) {
-  const Json j = parse_json(text);
-  auto str = [&](const char* key) -> std::string {
-    const Json* v = j.find(key);
-    if (!v || !v->is_string()) throw std::invalid_argument(std::string("spec: key '") + key + "' missing or not a string");
-    return v->text;
-  };
-  GemmSpec s;
-  s.accumulate = accumulate_by_name(str("accumulate"));
-  s.combine = combine_by_name(str("combine"));
-  s.instruction = str("instruction");
-  s.out = output_format_by_name(str("out"));
-  const Json* pe = j.find("promote_every");
-  std::uint64_t n = 0;
-  if (!pe || !pe->as_u64(n)) throw std::invalid_argument("spec: key 'promote_every' missing or not an integer");
-  s.promote_every = static_cast<int>(n);
-  return s;
 }
 
 inline golden::Trace make_gemm_trace(const QTensor& a, const QTensor& b, const GemmSpec& spec,
@@ -125,7 +106,7 @@ inline QTensor trace_operand(const golden::Trace& t, const std::string& p) {
 
 // Replays a "gemm" trace: "" when the emulator reproduces d bit for bit, else what differs.
 inline std::string replay_gemm_trace(const golden::Trace& t) {
-  const GemmSpec spec = gemm_spec_from_trace_json(t.spec);
+  const GemmSpec spec = gemm_spec_from_json(t.spec);  // the schema reader: strict, errors name the field
   const QTensor qa = trace_operand(t, "a"), qb = trace_operand(t, "b");
   const std::vector<double> emu = gemm(operand_from_qtensor(qa, "a"), operand_from_qtensor(qb, "b"), spec);
   const auto& d = t.tensors.at("d").tensor;

@@ -506,7 +506,19 @@ TEST(HardwareTrace, GemmTraceRoundTripsAndReplayNamesTheDifference) {
   t.combine = Combine::Triton;
   t.promote_every = 64;
   t.out = OutputFormat::Bf16;
-  EXPECT_EQ(to_json(gemm_spec_from_trace_json(to_json(t))), to_json(t));
+  EXPECT_EQ(to_json(gemm_spec_from_json(to_json(t))), to_json(t));
+  // A trace's spec is read by GemmSpec's schema: a wrong kind or an unknown key is an error naming it.
+  golden::Trace bad = off;
+  bad.spec = R"({"accumulate":"promoted","promote_every":"128"})";
+  try {
+    (void)replay_gemm_trace(bad);
+    ADD_FAILURE() << "a string promote_every was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("GemmSpec.promote_every = \"128\": expected an integer"), std::string::npos)
+        << e.what();
+  }
+  bad.spec = R"({"accumulate":"promoted","colour":1})";
+  EXPECT_THROW((void)replay_gemm_trace(bad), std::invalid_argument);
 }
 
 }  // namespace
