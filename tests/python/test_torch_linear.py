@@ -162,6 +162,40 @@ def test_fprop_matches_numpy_act_quant_oracle_and_catches_a_wrong_scale_conventi
     assert rel(y) < 0.1 and rel(y_bad) < 0.1
 
 
+def test_training_rows_take_formats_tiles_and_rules_from_the_emulator_table():
+    """#17: the training table restates no format, tile, rule or GEMM spec of the emulator's GEMM
+    recipe table: every FP8 pass names a row of it, and the FP8 activation caches are the named
+    row's activation operand (the attention-output cache: the UE8M0 row's, in the paper's E5M6)."""
+    import inspect
+
+    from fp8lab.torch import recipes as R
+
+    src = inspect.getsource(R)
+    for literal in ('"e4m3"', '"hopper_fp8"', '"deepgemm"', '"deepseek"', "promote_every="):
+        assert literal not in src, literal
+    names = set(fp8lab.recipes())
+    for name in EMULATED:
+        row = ft.recipe(name)
+        for p in ("fprop", "dgrad", "wgrad"):
+            spec = row["passes"][p]
+            if "gemm_recipe" not in spec:  # only the BF16 row, which is not a block-scaled GEMM
+                assert spec["a"] == spec["b"] == {"fmt": "bf16"}, (name, p)
+                continue
+            g = spec["gemm_recipe"]
+            assert (g if isinstance(g, str) else g["base"]) in names, (name, p)
+
+    def cached(recipe, **edits):
+        a = fp8lab.recipe(recipe)["a"]
+        return {"from": "cached", "fmt": a["format"], "tile": list(a["tile"]), "rule": a["rule"], **edits}
+
+    assert ft.recipe("deepseek_fp8")["cache"] == cached("deepseek_v3_fp8_linear")
+    assert ft.recipe("deepseek_fp8")["cache_attn_out"] == cached("deepseek_v31_fp8_ue8m0", fmt="e5m6")
+    assert ft.recipe("deepseek_fp8_ue8m0")["cache"] == cached("deepseek_v31_fp8_ue8m0")
+    assert ft.recipe("deepseek_fp8_no_promotion")["cache"] == cached("deepseek_v3_fp8_no_promotion")
+    # What those rows hold, from DeepSeek-V3 inference act_quant (1x128 E4M3, rule "deepseek").
+    assert cached("deepseek_v3_fp8_linear") == {"from": "cached", "fmt": "e4m3", "tile": [1, 128], "rule": "deepseek"}
+
+
 def test_fp32_recipe_agrees_with_nn_linear_in_float64_to_rounding():
     x, w, dy = _data(5)
     y, dx, dw = _run(_layer(ft.recipe("fp32"), w), x, dy)

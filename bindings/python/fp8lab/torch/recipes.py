@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import copy
 
+from .. import _core
+
 _PAPER = "DeepSeek-V3 technical report, arXiv 2412.19437"
 
 
-def _gemm(accumulate="promoted", out="bf16", combine="deepgemm", instruction="hopper_fp8", promote_every=128):
-    g = {"accumulate": accumulate, "instruction": instruction, "out": out}
-    if accumulate == "promoted":
-        g.update(promote_every=promote_every, combine=combine)
-    return g
+def _operand_spec(op: dict) -> dict:
+    """An emulator recipe operand ({"format", "tile", "rule"}) as fp8lab.quantize's arguments."""
+    return {"fmt": op["format"], "tile": list(op["tile"]), "rule": op["rule"]}
 
 
 def _g(base: str, **edits) -> dict:
@@ -87,8 +87,16 @@ _DEEPSEEK_CHOICES = [
     "fma(sa*sb, p, acc) (DeepGEMM sm90_fp8_gemm_1d2d).",
 ]
 
-_CACHE_DEEPSEEK = {"from": "cached", "fmt": "e4m3", "tile": [1, 128], "rule": "deepseek"}
-_CACHE_ATTN_OUT = {"from": "cached", "fmt": "e5m6", "tile": [1, 128], "rule": "deepseek_ue8m0"}
+def _cached(gemm_recipe: str, **edits) -> dict:
+    """The FP8 activation cache as the named GEMM row quantises its activations (operand ``a``),
+    with the fields the row changes: formats, tiles and rules are the emulator table's."""
+    return {"from": "cached", **_operand_spec(_core.gemm_recipe(gemm_recipe)["a"]), **edits}
+
+
+_CACHE_DEEPSEEK = _cached("deepseek_v3_fp8_linear")
+# §3.3.3: the attention-output Linear's input is cached in E5M6 with power-of-two scales; the
+# rule is the UE8M0 row's (deepseek_v31_fp8_ue8m0), the element format the paper's.
+_CACHE_ATTN_OUT = _cached("deepseek_v31_fp8_ue8m0", fmt="e5m6")
 
 _OPT_FP8 = {"master_weights": "fp32", "weight_grads": "fp32", "adam_moments": "bf16",
             "source": _PAPER + " §3.3.3 (FP32 master weights and gradients, BF16 AdamW moments)"}
@@ -112,9 +120,9 @@ _ROWS = [
     _row("bf16",
          _PAPER + " §3.3 / App. B.1 baseline (BF16 training); Hopper BF16 wgmma model (fp8lab.tensor_cores(): "
          "hopper_wgmma_m64nNk16_f32_bf16)",
-         {"fprop": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "bf16", instruction="hopper_bf16")},
-          "dgrad": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "bf16", instruction="hopper_bf16")},
-          "wgrad": {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"}, "gemm": _gemm("tensorcore", "fp32", instruction="hopper_bf16")}},
+         {p: {"a": {"fmt": "bf16"}, "b": {"fmt": "bf16"},
+              "gemm": {"accumulate": "tensorcore", "instruction": "hopper_bf16", "out": out}}
+          for p, out in (("fprop", "bf16"), ("dgrad", "bf16"), ("wgrad", "fp32"))},
          {"from": "input"},
          ["Operands rounded to BF16 (nearest-even), the whole K chained through the Hopper BF16 "
           "tensor-core model (25 alignment bits, FP32 accumulator truncated to 24 bits): the "
@@ -133,7 +141,7 @@ _ROWS = [
          _PAPER + " §3.3.2 (the limited accumulation precision promotion fixes)",
          {"fprop": _g("deepseek_v3_fp8_no_promotion"), "dgrad": _g("deepseek_v3_fp8_no_promotion"),
           "wgrad": _g("deepseek_v3_fp8_no_promotion", gemm=_FP32_OUT)},
-         {"from": "cached", "fmt": "e4m3", "tile": [1, 0], "rule": "deepseek"},
+         _cached("deepseek_v3_fp8_no_promotion"),
          ["Without promotion the whole K is one tensor-core chain (14-bit truncated running sum), and "
           "a chain can apply only one scale per row: fine-grained 1x128 / 128x128 scales need the "
           "promotion step to be applied at all. This row therefore scales per row along K (per token "
@@ -149,7 +157,7 @@ _ROWS = [
     _row("deepseek_fp8_ue8m0",
          "DeepSeek-V3.1 model card (UE8M0 scales on weights and activations); V3.2 inference act_quant "
          "scale_fmt='ue8m0' (scale 2^ceil(log2(amax/448)))",
-         _deepseek(linear="deepseek_v31_fp8_ue8m0"), dict(_CACHE_DEEPSEEK, rule="deepseek_ue8m0"),
+         _deepseek(linear="deepseek_v31_fp8_ue8m0"), _cached("deepseek_v31_fp8_ue8m0"),
          ["As deepseek_fp8 with rule 'deepseek_ue8m0' (power-of-two scales) on every operand and on the "
           "cache, so re-tiling 1x128 -> 128x1 adds no rounding unless an element leaves the normal range."]
          + _DEEPSEEK_CHOICES[:1] + _DEEPSEEK_CHOICES[3:]),
@@ -193,10 +201,6 @@ def recipe(name) -> dict:
 
 
 _OPERAND_FMTS_UNSCALED = ("bf16", "fp32")
-
-
-def _operand_spec(op: dict) -> dict:
-    return {"fmt": op["format"], "tile": list(op["tile"]), "rule": op["rule"]}
 
 
 def resolve_pass(spec: dict, where: str = "pass") -> dict:
