@@ -188,6 +188,8 @@ void weights_for_ids(const float* s, const std::int32_t* ids, const RouterSpec& 
     const float scale = static_cast<float>(spec.routed_scale);
     for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j] * scale, gf);
   }
+  if (spec.weights_format != GateFormat::Fp32)
+    for (int j = 0; j < spec.topk; ++j) w_out[j] = round_gate(w_out[j], spec.weights_format);
 }
 
 void selection_scores(const float* s, const float* bias, const RouterSpec& spec, float* out) {

@@ -71,6 +71,7 @@ const schema::Schema<RouterSpec>& router_spec_schema() {
           schema::enumeration<S, TiePolicy>("tie_policy", &S::tie_policy, kTie),
           schema::integer<S, int>("topk", &S::topk, 1, kMaxExperts),
           schema::integer<S, int>("topk_groups", &S::topk_groups, 1, kMaxExperts),
+          schema::enumeration<S, GateFormat>("weights_format", &S::weights_format, kGate),
       },
       [](const S& s) { s.validate(); }};
   return sc;

@@ -50,6 +50,12 @@ struct RouterSpec {
   double renorm_epsilon = 0;   // added to the sum in float32 (HF: 1e-20)
   double routed_scale = 1.0;
   ScaleTarget scale_target = ScaleTarget::Weights;
+  // The format the returned weights are rounded to, once (nearest even), after the arithmetic
+  // above: fp32 leaves them as computed; bf16 is vLLM's fused DeepSeek routing kernel
+  // (csrc/moe/grouped_topk_kernels.cu group_idx_and_topk_idx_kernel, from TensorRT-LLM
+  // noAuxTcKernels.cu: score / topk_sum * routed_scaling_factor in float, stored in the scores'
+  // dtype T, bf16 for a bf16 model), where the DeepSeek reference rounds every step (gate_format).
+  GateFormat weights_format = GateFormat::Fp32;
   TiePolicy tie_policy = TiePolicy::LowestIndexFirst;
   // Certified error a conforming kernel may make in each score before rounding to the gate
   // format, in ulps of the score's float32 value (a kernel's float32 sigmoid / softmax is not

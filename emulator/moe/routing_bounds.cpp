@@ -39,7 +39,7 @@ double weight_bound(const TokenBounds& b, const std::int32_t* ids, int j, double
   if (b.exact) return 0;
   const int K = spec.topk;
   const double u = spec.gate_format == GateFormat::Bf16 ? 0x1p-8 : 0x1p-24;
-  const int gate_mant = spec.gate_format == GateFormat::Bf16 ? 7 : 23;
+  const int gate_mant = spec.gate_format == GateFormat::Bf16 || spec.weights_format == GateFormat::Bf16 ? 7 : 23;
   double S = 0, dS = 0;
   for (int i = 0; i < K; ++i) {
     S += b.scores[static_cast<std::size_t>(ids[i])];

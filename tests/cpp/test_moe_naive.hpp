@@ -131,6 +131,8 @@ inline Route route_token(const float* scores, const float* bias, const fp8lab::m
       w = w * static_cast<float>(spec.routed_scale);
       if (g16) w = bf16(w);
     }
+  if (spec.weights_format == GateFormat::Bf16)
+    for (float& w : r.w) w = bf16(w);
   return r;
 }
 

@@ -258,7 +258,8 @@ TEST(MoeRoute, RecipesSerialise) {
             "{\"bias_format\":\"fp32\",\"experts\":256,\"gate_format\":\"bf16\",\"group_score\":\"top2_sum\","
             "\"groups\":8,\"kernel_score_ulps\":4.0,\"max_nodes\":0,\"name\":\"deepseek_v3\",\"nodes\":0,"
             "\"renorm_epsilon\":0.0,\"renormalize\":true,\"routed_scale\":2.5,\"scale_target\":\"weights\","
-            "\"score\":\"sigmoid\",\"tie_policy\":\"lowest_index_first\",\"topk\":8,\"topk_groups\":4}");
+            "\"score\":\"sigmoid\",\"tie_policy\":\"lowest_index_first\",\"topk\":8,\"topk_groups\":4,"
+            "\"weights_format\":\"fp32\"}");
   EXPECT_EQ(fp8lab::schema::from_json(j, router_spec_schema()).to_json(), j);
   EXPECT_NE(router_recipe("deepseek_v3_hf").to_json().find("\"renorm_epsilon\":9.9999999999999995e-21"), std::string::npos);
   EXPECT_NE(router_recipe("sglang_output_scale").to_json().find("\"scale_target\":\"output\""), std::string::npos);

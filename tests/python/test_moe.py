@@ -35,6 +35,35 @@ def test_recipes_and_spec():
     assert moe.spec("deepseek_v2")["score"] == "softmax"
 
 
+def _bf16_rne(w):
+    """float32 -> bfloat16 -> float32, nearest even, by the bit trick (finite values)."""
+    u = w.view(np.uint32).astype(np.uint64)
+    return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_weights_format_set_through_json_rounds_the_returned_weights_once():
+    """RouterSpec.weights_format = bf16 (vLLM csrc/moe/grouped_topk_kernels.cu: weights computed in
+    float, stored once in the scores' dtype): the same experts, and weights that are the FP32
+    gate's weights rounded once to BF16 — bits the FP32 spec does not give."""
+    x = _logits(1024, seed=7)
+    bias = (np.random.default_rng(8).standard_normal(256) * 0.02).astype(np.float32)
+    assert moe.spec("deepseek_v3_hf")["weights_format"] == "fp32"
+    spec = json.loads('{"base": "deepseek_v3_hf", "weights_format": "bf16"}')
+    assert json.loads(moe.spec_json(spec))["weights_format"] == "bf16"
+    ids32, w32 = moe.route(x, bias, "deepseek_v3_hf")
+    ids16, w16 = moe.route(x, bias, spec)
+    assert np.array_equal(ids16, ids32)
+    assert np.array_equal(w16.view(np.uint32), _bf16_rne(w32).view(np.uint32))
+    assert (w16 != w32).mean() > 0.9  # the bits change
+    assert moe.compare(ids16, w16, ids16, w16, x, spec, bias).ok
+    # Under the DeepSeek reference's BF16 gate every step is already BF16: nothing changes.
+    a = moe.route(x, bias, "deepseek_v3")
+    b = moe.route(x, bias, {"base": "deepseek_v3", "weights_format": "bf16"})
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="RouterSpec.weights_format: unknown value 'fp16'"):
+        moe.spec({"base": "deepseek_v3", "weights_format": "fp16"})
+
+
 def test_route_shapes_and_invariants():
     x = _logits()
     bias = (np.random.default_rng(1).standard_normal(256) * 0.05).astype(np.float32)
