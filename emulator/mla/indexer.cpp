@@ -56,7 +56,8 @@ GemmOperand unit_operand(const std::vector<float>& elements, std::size_t r0, std
 
 std::vector<float> decode_elements(const QTensor& q) {
   std::vector<float> e(q.bits.size());
-  for (std::size_t i = 0; i < e.size(); ++i) e[i] = static_cast<float>(decode(q.bits[i], q.format()));
+  const Format& f = q.format();
+  for (std::size_t i = 0; i < e.size(); ++i) e[i] = static_cast<float>(decode(q.bits[i], f));
   return e;
 }
 

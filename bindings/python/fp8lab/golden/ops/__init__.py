@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Operation
 from .cast import CastOp
 from .gemm import GemmOp
+from .mla_index import MlaIndexOp
 from .moe_route import MoeRouteOp
 from .quantize import QuantizeOp
 from .tc_probe import TcProbeOp
@@ -19,6 +20,7 @@ def register_operation(op: Operation) -> None:
 
 for _op in (CastOp(), QuantizeOp(), GemmOp(), MoeRouteOp(), TcProbeOp()):
     register_operation(_op)
+register_operation(MlaIndexOp())
 
 
 def operation(name: str) -> Operation:
