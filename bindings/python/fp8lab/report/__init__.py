@@ -25,6 +25,7 @@ SECTIONS = [
     ("sec_routing", "routing", "Routing: gate precision, ties and the balancing bias"),
     ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
     ("sec_mla", "mla", "Serving: the MLA latent cache and its FP8 form"),
+    ("sec_indexer", "indexer", "Sparse attention: the FP8 lightning indexer's top-2048"),
     ("sec_training", "training", "Training: the loss cost of each recipe"),
     ("sec_audit", "audit", "Compiled kernels: numerics contracts read from PTX and SASS"),
     ("sec_costs", "costs", "Savings: the cost model, from first principles and datasheets"),
