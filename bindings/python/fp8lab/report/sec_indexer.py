@@ -119,10 +119,10 @@ def run(ctx: Context) -> Section:
         f"indexer's choice at {lo['context'] // 1024}k tokens of context and {hi['changed_vs_exact']:.3g} at "
         f"{hi['context'] // 1024}k ({pct(lo['changed_vs_exact'] / TOPK)} and {pct(hi['changed_vs_exact'] / TOPK)}; "
         f"synthetic activations). Against float64 on the same quantised inputs {hi['changed_vs_exact_quantised']:.3g} "
-        f"change at {hi['context'] // 1024}k, so the E4M3/UE8M0 quantisation, not the FP8 accumulation, causes "
-        f"{pct(_share(hi))} of the changes there. Under a proxy "
-        f"attention model the changed tokens move the attention output by {pct(lo['attention_rel_error'])} to "
-        f"{pct(hi['attention_rel_error'])}.")
+        f"tokens change at {hi['context'] // 1024}k, so the E4M3/UE8M0 quantisation, not the FP8 accumulation, causes "
+        f"{pct(_share(hi))} of the changes there. Under a proxy attention model the changed tokens move the attention "
+        f"output by {pct(lo['attention_rel_error'])} at {lo['context'] // 1024}k and {pct(hi['attention_rel_error'])} "
+        f"at {hi['context'] // 1024}k.")
     sec.table(f"Selected tokens that change (tie-aware, per query, mean over {queries} "
               f"quer{'y' if queries == 1 else 'ies'}), and what that does to attention",
               ["context", "vs exact (BF16 inputs)", "vs exact (same FP8 inputs)", "fraction of 2048",
