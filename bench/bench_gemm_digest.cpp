@@ -4,12 +4,17 @@
 // threads. tools/determinism.sh builds this program with GCC -O3, GCC -O0 and Clang and requires
 // identical output: the emulator's results are a pure function of (inputs, spec).
 // The inputs come from a fixed 64-bit LCG (std:: distributions differ between standard libraries).
+// Usage: bench_gemm_digest [--every-isa [--expect HEX]]
+//   --every-isa: the digest once per kernel variant this CPU runs (common/isa.hpp), one line each;
+//   exits 1 unless they agree (and equal HEX when given). The gemm_digest_every_isa test runs it.
 #include <bit>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "gemm/bounds.hpp"
@@ -63,7 +68,9 @@ std::uint64_t fnv1a(const std::vector<double>& v) {
 
 }  // namespace
 
-int main() {
+// Every accumulator, combine order, output format and operand set, with 1 and 3 threads; `verbose`
+// prints a line per case.
+std::uint64_t digest(bool verbose) {
   using namespace fp8lab;
   const std::size_t M = 37, N = 45, K = 700;
   const GemmOperand a = operand(M, K, 1, 128, 1), b = operand(N, K, 128, 128, 2);
@@ -90,11 +97,31 @@ int main() {
           const GemmOperand& y = crowded ? (rowwise ? brc : bc) : (rowwise ? br : b);
           const std::uint64_t hd = fnv1a(gemm(x, y, s, c.data()));
           const std::uint64_t hb = fnv1a(gemm_error_bound(x, y, s, c.data()));
-          std::printf("threads=%d %s%s: result %016llx bound %016llx\n", threads, crowded ? "crowded " : "", to_json(s).c_str(),
+          if (verbose) std::printf("threads=%d %s%s: result %016llx bound %016llx\n", threads, crowded ? "crowded " : "", to_json(s).c_str(),
                       static_cast<unsigned long long>(hd), static_cast<unsigned long long>(hb));
           total = total * 31 + hd * 7 + hb;
         }
   }
-  std::printf("digest %016llx\n", static_cast<unsigned long long>(total));
+  return total;
+}
+
+int main(int argc, char** argv) {
+  using namespace fp8lab;
+  if (argc > 1 && std::strcmp(argv[1], "--every-isa") == 0) {
+    const char* expect = argc > 3 && std::strcmp(argv[2], "--expect") == 0 ? argv[3] : nullptr;
+    char first[17] = "";
+    int bad = 0;
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(digest(false)));
+      std::printf("isa=%s digest %s\n", std::string(isa_name(isa)).c_str(), hex);
+      if (!*first) std::memcpy(first, hex, sizeof hex);
+      bad |= std::strcmp(hex, first) != 0 || (expect && std::strcmp(hex, expect) != 0);
+    }
+    std::printf("%s\n", bad ? "MISMATCH" : "every variant agrees");
+    return bad;
+  }
+  std::printf("digest %016llx\n", static_cast<unsigned long long>(digest(true)));
   return 0;
 }

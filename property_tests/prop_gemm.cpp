@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "../tests/cpp/test_gemm_support.hpp"
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "gemm/bounds.hpp"
 #include "gemm/exact.hpp"
@@ -156,7 +157,7 @@ RC_GTEST_PROP(GemmProperties, ZeroRowsGiveZeros, ()) {
 // The vector Hopper FP8 kernel (E4M3 or E5M2) against instruction-by-instruction fused_dot_add chains, on
 // every blocking of rows and columns and on data whose products crowd the largest exponent
 // (quantised tiles are near-uniform in magnitude: the aligned sums and each D carried into the
-// next instruction then use all their bits).
+// next instruction then use all their bits). Each run draws the kernel variant (common/isa.hpp).
 RC_GTEST_PROP(GemmProperties, FastKernelEqualsInstructionChains, ()) {
   Problem p = gen_problem(400);
   const bool e5m2 = *rc::gen::arbitrary<bool>();
@@ -181,6 +182,7 @@ RC_GTEST_PROP(GemmProperties, FastKernelEqualsInstructionChains, ()) {
   const Tile ta = promoted ? Tile{1, 128} : Tile{1, 0}, tb = promoted ? Tile{128, 128} : Tile{0, 0};
   const auto a = operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, fmt), "a");
   const auto b = operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, fmt), "b");
+  const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));  // each kernel variant this CPU runs
   RC_ASSERT(same_bits(gemm(a, b, s, nullptr, {true}), gemm(a, b, s, nullptr, {false})));
 }
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "gemm/combine.hpp"
 
@@ -29,7 +30,9 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-namespace fp8lab {
+// Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
+// own namespace; the entry points at the end choose one at run time.
+namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 // Model parameters (REFERENCE.md "Tensor cores", Hopper FP8 wgmma):
@@ -577,4 +580,10 @@ std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOp
                                        : accumulate<kE4m3Layout>(a, b, promote_every, combine);
 }
 
-}  // namespace fp8lab
+}  // namespace fp8lab::FP8LAB_ISA_NS
+
+FP8LAB_DISPATCH_ENTRY(float, hopper_e4m3_dot_add, (const float* a, const float* b, std::size_t n, float c), (a, b, n, c))
+FP8LAB_DISPATCH_ENTRY(std::vector<float>, hopper_fp8_gemm_accumulate,
+                      (const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine,
+                       Fp8Operands operands),
+                      (a, b, promote_every, combine, operands))

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <random>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "gemm/bounds.hpp"
 #include "gemm/exact.hpp"
@@ -205,7 +206,9 @@ TEST(HopperFp8Kernel, BitIdenticalToFusedDotAddChains) {
   // Random and adversarial operands (huge dynamic range, cancellation, zeros, subnormals), ragged
   // K and N, every combine order, promoted and not, E4M3 and E5M2 operands. M = 9, 10, 11 and
   // N = 37 reach every row and column blocking of the vector kernel (rows in threes, twos and
-  // ones; column groups of 16 in pairs and alone).
+  // ones; column groups of 16 in pairs and alone). Every kernel variant this CPU runs (common/isa.hpp).
+  for (const Isa isa : runnable_isas()) {
+  const ScopedIsa use(isa);
   for (const auto& [fmt, instruction] : {std::pair{"e4m3", "hopper_fp8"}, std::pair{"e5m2", "hopper_fp8_e5m2"}})
   for (const std::size_t M : {9, 10, 11}) {
   const std::size_t N = 37, K = 333;
@@ -237,9 +240,11 @@ TEST(HopperFp8Kernel, BitIdenticalToFusedDotAddChains) {
           const auto slow = gemm(a, b, s, nullptr, {false});
           for (std::size_t e = 0; e < fast.size(); ++e)
             ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e]))
-                << fmt << " M " << M << " element " << e << " nc " << nc << " combine " << combine_name(comb);
+                << isa_name(isa) << " " << fmt << " M " << M << " element " << e << " nc " << nc
+                << " combine " << combine_name(comb);
         }
       }
+  }
   }
   }
 }
