@@ -4,9 +4,11 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdio>
 #include <optional>
 
 #include "arrays.hpp"
+#include "common/profile.hpp"
 #include "gemm/bounds.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/gemm.hpp"
@@ -48,8 +50,8 @@ GemmOperand to_operand(const py::object& obj, const char* arg) {
   } catch (const py::cast_error&) {
   }
   std::size_t rows = 0, cols = 0;
-  const std::vector<float> v = float32_matrix(obj, arg, rows, cols);
-  return operand_from_floats(v.data(), rows, cols, arg);
+  std::vector<float> v = float32_matrix(obj, arg, rows, cols);
+  return operand_from_floats(std::move(v), rows, cols, arg);
 }
 
 std::optional<std::vector<float>> to_c(const py::object& c, std::size_t M, std::size_t N) {
@@ -73,24 +75,51 @@ GemmSpec to_spec(const std::string& accumulate, int promote_every, const std::st
   return s;
 }
 
-py::array_t<double> as_matrix(const std::vector<double>& v, std::size_t M, std::size_t N) {
-  py::array_t<double> r({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
-  std::copy(v.begin(), v.end(), r.mutable_data());
-  return r;
+// The result handed to numpy without a copy: the array owns the vector's buffer.
+py::array_t<double> as_matrix(std::vector<double>&& v, std::size_t M, std::size_t N) {
+  auto* owned = new std::vector<double>(std::move(v));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+  return py::array_t<double>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, owned->data(), free_when_done);
+}
+
+// FP8LAB_PROFILE=1 / fp8lab profile (common/profile.hpp): one line per call on sys.stderr, the
+// seconds of each stage since `before`.
+void print_stages(const char* what, std::size_t M, std::size_t N, std::size_t K, const StageTotals& before) {
+  const StageTotals now = stage_totals();
+  std::string line = std::string("fp8lab profile: ") + what + " " + std::to_string(M) + "x" + std::to_string(N) + "x" +
+                     std::to_string(K) + ":";
+  double total = 0;
+  for (std::size_t i = 0; i < kStageCount; ++i) {
+    const double s = now.seconds[i] - before.seconds[i];
+    total += s;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " %s %.2f ms%s", std::string(stage_name(static_cast<Stage>(i))).c_str(), s * 1e3,
+                  i + 1 < kStageCount ? "," : "");
+    line += buf;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "; total %.2f ms", total * 1e3);
+  py::print(line + buf, py::arg("file") = py::module_::import("sys").attr("stderr"));
 }
 
 py::array_t<double> gemm_py(const py::object& a, const py::object& b, const std::string& accumulate, int promote_every,
                             const std::string& combine, const std::string& instruction, const std::string& out,
                             const py::object& c, bool bound) {
   const GemmSpec spec = to_spec(accumulate, promote_every, combine, instruction, out);
+  const bool profile = profiling();
+  const StageTotals before = profile ? stage_totals() : StageTotals{};
+  std::optional<StageTimer> prep(std::in_place, Stage::OperandPreparation);
   const GemmOperand A = to_operand(a, "a"), B = to_operand(b, "b");
   const auto C = to_c(c, A.rows, B.rows);
+  prep.reset();
   std::vector<double> d;
   {
     py::gil_scoped_release release;
     d = bound ? gemm_error_bound(A, B, spec, C ? C->data() : nullptr) : gemm(A, B, spec, C ? C->data() : nullptr);
   }
-  return as_matrix(d, A.rows, B.rows);
+  py::array_t<double> r = as_matrix(std::move(d), A.rows, B.rows);
+  if (profile) print_stages(bound ? "gemm_bound" : "gemm", A.rows, B.rows, A.cols, before);
+  return r;
 }
 
 py::array_t<double> gemm_exact_py(const py::object& a, const py::object& b, const py::object& c, const std::string& out) {
@@ -105,7 +134,7 @@ py::array_t<double> gemm_exact_py(const py::object& a, const py::object& b, cons
     py::gil_scoped_release release;
     d = gemm_exact(A, B, C ? C->data() : nullptr, o);
   }
-  return as_matrix(d, A.rows, B.rows);
+  return as_matrix(std::move(d), A.rows, B.rows);
 }
 
 py::dict metrics_py(const py::object& result, const py::object& exact, const std::string& out, const py::object& bound) {

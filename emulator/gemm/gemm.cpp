@@ -10,6 +10,7 @@
 
 #include "accum/tensor_core.hpp"
 #include "common/parallel.hpp"
+#include "common/profile.hpp"
 #include "formats/encode.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/exact.hpp"
@@ -242,8 +243,12 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
 
 std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
                          const GemmOptions& options) {
-  validate_gemm(a, b, spec);
+  {
+    const StageTimer timer(Stage::RepresentabilityChecks);  // fp8lab profile (common/profile.hpp)
+    validate_gemm(a, b, spec);
+  }
   const std::size_t M = a.rows, N = b.rows;
+  std::optional<StageTimer> kernel_timer(std::in_place, Stage::Kernel);
   if (spec.accumulate == Accumulate::Exact) return exact_with_policy(a, b, c, spec.out, options.allow_fast_kernel);
   std::vector<float> acc;
   switch (spec.accumulate) {
@@ -261,6 +266,8 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
                                               : tensor_core_accumulate(a, b, model, nc, spec.combine);
     }
   }
+  kernel_timer.reset();
+  const StageTimer rounding_timer(Stage::OutputRounding);
   std::vector<double> d(M * N);
   parallel_for(M * N, 1 << 16, [&](std::size_t e0, std::size_t e1) {
     for (std::size_t e = e0; e < e1; ++e) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "common/parallel.hpp"
 #include "formats/encode.hpp"
 
 namespace fp8lab {
@@ -16,6 +17,52 @@ std::string num(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
+}
+
+// q's elements as floats (exact: <= 24 significant bits, fp32 exponent range; NaN and Inf kept, the
+// GEMM's NaN/Inf policy in gemm/non_finite.hpp says what they give). Formats up to 16 bits go
+// through a table of every pattern, in parallel chunks: one load per element, no per-element
+// decode call (the Python GEMM path builds its operands here on every call). The first pattern
+// outside the format, by index, is the error.
+void decode_elements(const QTensor& q, const Format& f, const std::string& arg, std::vector<float>& out) {
+  const std::size_t n = q.bits.size();
+  const std::uint32_t limit = f.total_bits() >= 32 ? 0xFFFFFFFFu : (1u << f.total_bits()) - 1u;
+  std::vector<float> table;
+  if (f.total_bits() <= 16) {
+    table.resize(std::size_t{limit} + 1);
+    for (std::uint32_t b = 0; b <= limit; ++b) table[b] = static_cast<float>(decode(b, f));
+  }
+  out.resize(n);
+  constexpr std::size_t kGrain = 1 << 16;
+  std::vector<std::size_t> first_bad((n + kGrain - 1) / kGrain, n);
+  parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
+    const std::uint32_t* bits = q.bits.data();
+    float* o = out.data();
+    bool bad = false;
+    if (table.empty()) {
+      for (std::size_t i = begin; i < end; ++i) {
+        bad |= bits[i] > limit;
+        o[i] = static_cast<float>(decode(bits[i] & limit, f));
+      }
+    } else {
+      const float* t = table.data();
+      for (std::size_t i = begin; i < end; ++i) {
+        bad |= bits[i] > limit;
+        o[i] = t[bits[i] & limit];
+      }
+    }
+    if (bad)
+      for (std::size_t i = begin; i < end; ++i)
+        if (bits[i] > limit) {
+          first_bad[begin / kGrain] = i;
+          return;
+        }
+  });
+  for (const std::size_t i : first_bad)
+    if (i != n)
+      throw std::invalid_argument(arg + ": element " + at(i / q.cols, i % q.cols) + " has bits " +
+                                  std::to_string(q.bits[i]) + " outside the " + std::to_string(f.total_bits()) +
+                                  "-bit format " + f.name);
 }
 
 }  // namespace
@@ -44,22 +91,18 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
     if (!std::isfinite(x.scales[i]))
       throw std::invalid_argument(arg + ": scale " + std::to_string(i) + " is " + num(x.scales[i]) +
                                   "; gemm needs finite scales");
-  x.elements.resize(q.bits.size());
-  const std::uint32_t limit = f.total_bits() >= 32 ? 0xFFFFFFFFu : (1u << f.total_bits()) - 1u;
-  for (std::size_t i = 0; i < q.bits.size(); ++i) {
-    if (q.bits[i] > limit)
-      throw std::invalid_argument(arg + ": element " + at(i / q.cols, i % q.cols) + " has bits " +
-                                  std::to_string(q.bits[i]) + " outside the " + std::to_string(f.total_bits()) +
-                                  "-bit format " + f.name);
-    // Exact: <= 24 significant bits, fp32 exponent range. NaN and Inf elements are kept: the
-    // GEMM's NaN/Inf policy (gemm/non_finite.hpp) says what they give.
-    x.elements[i] = static_cast<float>(decode(q.bits[i], f));
-  }
+  decode_elements(q, f, arg, x.elements);
   return x;
 }
 
-GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg_view) {
-  const std::string arg(arg_view);
+GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg) {
+  return operand_from_floats(std::vector<float>(values, values + rows * cols), rows, cols, arg);
+}
+
+GemmOperand operand_from_floats(std::vector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg) {
+  if (values.size() != rows * cols)
+    throw std::invalid_argument(std::string(arg) + ": holds " + std::to_string(values.size()) + " values for a " +
+                                std::to_string(rows) + " x " + std::to_string(cols) + " shape");
   GemmOperand x;
   x.rows = rows;
   x.cols = cols;
@@ -67,7 +110,7 @@ GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size
   x.tile_rows = rows ? rows : 1;
   x.tile_cols = cols ? cols : 1;
   x.scales.assign(rows && cols ? 1 : 0, 1.0f);
-  x.elements.assign(values, values + rows * cols);  // NaN and Inf kept (gemm/non_finite.hpp)
+  x.elements = std::move(values);  // NaN and Inf kept (gemm/non_finite.hpp)
   return x;
 }
 

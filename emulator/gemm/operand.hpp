@@ -32,6 +32,8 @@ struct GemmOperand {
 GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg);
 // A plain row-major rows x cols float array (scale 1); NaN and Inf kept as in operand_from_qtensor.
 GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg);
+// The same, taking over `values` (rows * cols of them) without a copy.
+GemmOperand operand_from_floats(std::vector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg);
 
 // True when, for every row, the scale is constant over each K-interval [j*len, (j+1)*len).
 bool scales_constant_over(const GemmOperand& x, std::size_t len);

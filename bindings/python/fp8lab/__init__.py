@@ -19,11 +19,14 @@ from .accum import dot, tensor_cores  # noqa: E402
 from .scale_check import check_scales  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the package is importlib.import_module("fp8lab.sweep"))
 from ._recipes import recipe, recipes  # noqa: E402
+from .system import build_info, set_cpu  # noqa: E402  (kernel variants: runtime CPU dispatch)
 
 __version__ = _core.__version__
 
 __all__ = [
     "__version__",
+    "build_info",
+    "set_cpu",
     "QTensor",
     "check_scales",
     "from_parts",

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cli_sweep",
     "cli_audit",
     "cli_train",
+    "cli_profile",
 ]
 
 
