@@ -9,35 +9,18 @@
 
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
+#include "mla/attention_row.hpp"
 #include "mla/numerics.hpp"
 
 namespace fp8lab::mla {
 
 namespace {
 
-struct SplitPlan {
-  std::size_t blocks = 0, per_split = 0, splits = 0;  // splits actually holding a block
-};
-
-SplitPlan plan(std::size_t L, const MlaSpec& s) {
-  SplitPlan p;
-  p.blocks = (L + s.page - 1) / s.page;
-  if (p.blocks == 0) return p;
-  const std::size_t S = static_cast<std::size_t>(s.num_splits);
-  p.per_split = (p.blocks + S - 1) / S;
-  p.splits = (p.blocks + p.per_split - 1) / p.per_split;
-  return p;
-}
+SplitPlan plan(std::size_t L, const MlaSpec& s) { return split_plan(L, static_cast<std::size_t>(s.page), s.num_splits); }
 
 void check_q(const float* q, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(q[i])) throw std::invalid_argument("q: element " + std::to_string(i) + " is not finite");
-}
-
-std::uint16_t bf16_bits_of(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return static_cast<std::uint16_t>(u >> 16);
 }
 
 // Keys query i (0-based) of Q sees in a sequence of L tokens: FlashMLA's get_mask_len gives
@@ -102,29 +85,7 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
             float& m = pm[item * QH + row];
             float& l = pl[item * QH + row];
             float* ah = &pacc[(item * QH + row) * C];
-            float tile_max = -std::numeric_limits<float>::infinity();
-            for (std::size_t t = 0; t < ni; ++t) {
-              const float d = dot_f32(qh, &rows[t * D], D);
-              sc[t] = d * scale;
-              tile_max = std::max(tile_max, sc[t]);
-            }
-            const float m_new = std::max(m, tile_max);
-            if (m != m_new) {
-              const float alpha = m == -std::numeric_limits<float>::infinity() ? 0.0f : exp_pinned(m - m_new);
-              l = l * alpha;
-              for (std::size_t c = 0; c < C; ++c) ah[c] = ah[c] * alpha;
-            }
-            for (std::size_t t = 0; t < ni; ++t) {
-              const float p = exp_pinned(sc[t] - m_new);
-              l = l + p;
-              const float pv = round_to(s.decode_p, p);
-              const float* v = &rows[t * D];
-              for (std::size_t c = 0; c < C; ++c) {
-                const float prod = pv * v[c];
-                ah[c] = ah[c] + prod;
-              }
-            }
-            m = m_new;
+            absorb_tile(qh, rows.data(), ni, D, C, scale, s.decode_p, m, l, ah, sc.data());
           }
         }
       }
@@ -146,51 +107,18 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
       // lse_accum = -inf for them, i.e. weight 0 in the combine).
       const std::size_t split_tokens = sp.per_split * P;
       const std::size_t nj = std::min(sp.splits, (vis + split_tokens - 1) / split_tokens);
-      float M = -std::numeric_limits<float>::infinity();
-      for (std::size_t j = 0; j < nj; ++j) M = std::max(M, pm[(b * S + j) * QH + row]);
-      float Lsum = 0;
-      std::fill(N.begin(), N.end(), 0.0f);
-      for (std::size_t j = 0; j < nj; ++j) {
-        const std::size_t st = (b * S + j) * QH + row;
-        const float w = exp_pinned(pm[st] - M);
-        Lsum = Lsum + pl[st] * w;
-        const float* a = &pacc[st * C];
-        for (std::size_t c = 0; c < C; ++c) {
-          const float x = a[c] * w;
-          N[c] = N[c] + x;
-        }
-      }
-      for (std::size_t c = 0; c < C; ++c) {
-        const float o = round_to_bf16(N[c] / Lsum);
-        r.out[idx * C + c] = o;
-        r.out_bf16[idx * C + c] = bf16_bits_of(o);
-      }
-      r.lse[(b * H + h) * Q + i] = M + log_f32(Lsum);  // FlashMLA's lse layout [batch, heads, s_q]
+      const std::size_t st = b * S * QH + row;
+      r.lse[(b * H + h) * Q + i] =  // FlashMLA's lse layout [batch, heads, s_q]
+          combine_splits(&pm[st], &pl[st], &pacc[st * C], nj, QH, QH * C, C, -std::numeric_limits<float>::infinity(),
+                         &r.out[idx * C], &r.out_bf16[idx * C], N.data());
     }
   });
   return r;
 }
 
-// Bound of |decode - exact| per element (Higham ch. 3 conventions; u = 2^-24). It is written for
-// any kernel of this shape, not only for this emulator's order: every FP32 step may round to
-// nearest or truncate (error < 2u, e.g. a tensor-core accumulator), sums may go in any order
-// (gamma of the full length, not of numerics.hpp's shorter lane depth), and exp may be an
-// approximation within 2^-21 relative (CUDA ex2.approx is within 2 ulp). So a FlashMLA-style
-// kernel that meets the spec (FP32 accumulation, BF16 P when decode_p = bf16) is judged fairly:
-//  - score: |s^_t - s_t| <= delta_t = scale * gamma(2 D) * sum|q k_t| + 2u |s^_t|;
-//  - every weight the kernel forms is exp(s_t - M) times e^{theta}, |theta| <= Delta =
-//    max delta + 3u R, R the score range: the subtraction s_t - m' (<= u R), the rescale
-//    arguments m - m' along the split (they sum to <= R, each rounded: <= u R) and the combine's
-//    m_j - M (<= u R; 2u for truncation); plus at most per_split + 2 exps (1 + 2^-21 each) and at
-//    most K = tokens_in_split + 2 per_split + S + 8 roundings of products and sums, so
-//    weight-and-sum = exact (1 + theta'), |theta'| <= rho = e^Delta (1+2^-21)^(per_split+2) (1+gamma(2K)) - 1
-//    for both L and (times (1 + u_P) for P's rounding) the numerator N;
-//  - out = N / L: |N^/L^ - N/L| <= (rho_N + rho) / (1 - rho) * sum_t p_t |v_t| (first order in
-//    each, exact algebra), then the division (u) and BF16 rounding (2^-8) of the result;
-//  - lse = M + log(L^): |lse^ - lse| <= rho/(1 - rho) + u |log L^| + u |lse^|.
-// With s_q queries each (query, head) row is bounded alone over its own V visible keys (scores,
-// R, A, the underflow term and tokens_in_split = min(V, per_split * page)), with per_split and S
-// of the full-length plan: a row meets at most per_split blocks per split and at most S splits.
+// The bound of each (query, head) row is row_reference's (attention_row.cpp states it): each row
+// over its own V visible keys, with per_split and S of the full-length plan: a row meets at most
+// per_split blocks per split and at most S splits.
 DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache& cache, const MlaSpec& s,
                                  double scale, BoundScope scope) {
   return decode_reference(q, 1, H, cache, s, scale, false, scope);  // one query: no mask (see decode)
@@ -198,16 +126,9 @@ DecodeReference decode_reference(const float* q, std::size_t H, const PagedCache
 
 DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, const PagedCache& cache,
                                  const MlaSpec& s, double scale, bool causal, BoundScope scope) {
-  // AnyKernel: the constants of the comment above. ThisEmulator: this file's decode exactly as
-  // written - round to nearest (u), numerics.hpp's lane depth, correctly rounded exp.
-  const bool any = scope == BoundScope::AnyKernel;
-  const double uS = any ? 2 * kU32 : kU32;
-  const double uE = any ? 0x1p-21 : kUExp;
-  auto gam = [&](double n) { return any ? gamma32(2 * n) : gamma32(n); };
   check_shape(cache, s, Q, H);
   const std::size_t B = cache.batch, C = s.kv_lora, D = s.cache_dim(), P = s.page, QH = Q * H;
   check_q(q, B * QH * D);
-  const double uP = unit_roundoff(s.decode_p);
   DecodeReference ref;
   ref.out.assign(B * QH * C, 0.0);
   ref.out_bound.assign(B * QH * C, 0.0);
@@ -215,86 +136,35 @@ DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, c
   ref.lse_bound.assign(B * QH, 0.0);
   parallel_for(B, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> rows;
-    std::vector<double> sc, delta, A(C), vmax_prefix;
     for (std::size_t b = begin; b < end; ++b) {
       const std::size_t L = cache.seqlens[b];
       if (L == 0) continue;
       const SplitPlan sp = plan(L, s);  // the kernel's splits come from the full length
       rows.resize(L * D);
-      vmax_prefix.assign(L, 0.0);  // max |value| over the first t+1 rows
       for (std::size_t t = 0; t < L; ++t) {
-        const std::size_t kb = t / P;
-        const std::size_t phys = static_cast<std::size_t>(cache.block_table[b * cache.max_blocks_per_seq + kb]);
+        const std::size_t phys = static_cast<std::size_t>(cache.block_table[b * cache.max_blocks_per_seq + t / P]);
         read_row(&cache.bytes[(phys * P + t % P) * cache.row_bytes], s, &rows[t * D]);
-        double vm = t > 0 ? vmax_prefix[t - 1] : 0.0;
-        for (std::size_t c = 0; c < D; ++c) vm = std::max(vm, std::fabs(static_cast<double>(rows[t * D + c])));
-        vmax_prefix[t] = vm;
       }
-      sc.resize(L);
-      delta.resize(L);
       for (std::size_t i = 0; i < Q; ++i) {
         const std::size_t V = visible_keys(L, Q, i, causal);  // this query's own length
         if (V == 0) continue;                                 // out 0, lse +inf, bound 0
+        RowBoundPlan bp;
+        bp.per_split = sp.per_split;
+        // A split holds at most per_split blocks of the full-length plan, of which this query sees
+        // at most min(V, per_split * page) tokens.
+        bp.tokens_split = std::min(V, sp.per_split * P);
+        bp.num_splits = s.num_splits;
+        bp.decode_p = s.decode_p;
+        bp.any_kernel = scope == BoundScope::AnyKernel;
         for (std::size_t h = 0; h < H; ++h) {
           const std::size_t row = i * H + h;
-          const float* qh = q + (b * QH + row) * D;
-          double mx = -INFINITY, mn = INFINITY, dmax = 0;
-          for (std::size_t t = 0; t < V; ++t) {
-            double d = 0, a = 0;
-            for (std::size_t c = 0; c < D; ++c) {
-              const double pr = static_cast<double>(qh[c]) * rows[t * D + c];  // exact in binary64
-              d += pr;
-              a += std::fabs(pr);
-            }
-            sc[t] = d * scale;
-            const double e = std::fabs(scale) * (any ? gam(static_cast<double>(D)) : gamma32(dot_depth(D))) * a;
-            delta[t] = (e + uS * std::fabs(sc[t])) / (1 - uS);
-            mx = std::max(mx, sc[t]);
-            mn = std::min(mn, sc[t]);
-            dmax = std::max(dmax, delta[t]);
-          }
-          double Ls = 0;
-          for (std::size_t t = 0; t < V; ++t) {
-            sc[t] = exp_f64_pinned(sc[t] - mx);
-            Ls += sc[t];
-          }
-          std::fill(A.begin(), A.end(), 0.0);
-          const std::size_t oi = b * QH + row;          // out [batch, s_q, heads, kv_lora]
-          const std::size_t li = (b * H + h) * Q + i;   // lse [batch, heads, s_q]
-          double* o = &ref.out[oi * C];
-          for (std::size_t t = 0; t < V; ++t) {
-            const double p = sc[t] / Ls;
-            for (std::size_t c = 0; c < C; ++c) {
-              o[c] += p * rows[t * D + c];
-              A[c] += p * std::fabs(static_cast<double>(rows[t * D + c]));
-            }
-          }
-          ref.lse[li] = mx + std::log(Ls);
-          const double R = (mx - mn) + 2 * dmax;
-          const double Delta = dmax + 3 * uS * R;
-          // A split holds at most per_split blocks of the full-length plan, of which this query
-          // sees at most min(V, per_split * page) tokens.
-          const double tokens_split = static_cast<double>(std::min(V, sp.per_split * P));
-          const double K = tokens_split + 2.0 * sp.per_split + s.num_splits + 8;
-          const double rho = std::exp(Delta) * std::pow(1 + uE, static_cast<double>(sp.per_split + 2)) * (1 + gam(K)) - 1;
-          const double rhoN = (1 + rho) * (1 + uP) - 1;
-          const double rel = (rhoN + rho) / (1 - rho);
-          // Weights below FP32's normal range (exp of an argument under -87) lose the relative
-          // accuracy above; each is off by at most 2^-126 absolute against L >= 1, hence the
-          // absolute term (tokens * 2^-120 * max|v|) for out and (tokens * 2^-120) for lse.
-          const double vmax = vmax_prefix[V - 1];
-          const double underflow = static_cast<double>(V) * 0x1p-120;
-          double* ob = &ref.out_bound[oi * C];
-          for (std::size_t c = 0; c < C; ++c) {
-            const double e1 = rel * A[c] + underflow * vmax;
-            const double ydiv = (std::fabs(o[c]) + e1) * (1 + uS);
-            ob[c] = (e1 + uS * ydiv + kUBf16 * ydiv * (1 + kUBf16)) * (1 + 0x1p-40) + 0x1p-1000;
-          }
-          const double lerr = rho / (1 - rho);
-          const double logL = std::log(Ls) + lerr;
-          ref.lse_bound[li] =
-              (lerr + underflow + uS * std::fabs(logL) + uS * (std::fabs(ref.lse[li]) + lerr + 1e-30) * (1 + kU32) * 2) *
-                  (1 + 0x1p-40) + 0x1p-1000;
+          const RowReference rr = row_reference(q + (b * QH + row) * D, rows.data(), V, D, C, scale, bp);
+          const std::size_t oi = b * QH + row;         // out [batch, s_q, heads, kv_lora]
+          const std::size_t li = (b * H + h) * Q + i;  // lse [batch, heads, s_q]
+          std::copy(rr.out.begin(), rr.out.end(), ref.out.begin() + static_cast<std::ptrdiff_t>(oi * C));
+          std::copy(rr.out_bound.begin(), rr.out_bound.end(), ref.out_bound.begin() + static_cast<std::ptrdiff_t>(oi * C));
+          ref.lse[li] = rr.lse;
+          ref.lse_bound[li] = rr.lse_bound;
         }
       }
     }

@@ -7,44 +7,13 @@
 #include <string>
 
 #include "common/pinned_math.hpp"
+#include "mla/cache_bytes.hpp"
 #include "mla/numerics.hpp"
 #include "formats/encode.hpp"
 
 namespace fp8lab::mla {
 
 namespace {
-
-std::uint16_t bf16_bits(float x) {
-  const float r = round_to_bf16(x);
-  std::uint32_t u;
-  std::memcpy(&u, &r, 4);
-  return static_cast<std::uint16_t>(u >> 16);
-}
-
-float from_bf16_bits(std::uint16_t b) {
-  const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-void store_u16le(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v & 0xFF);
-  p[1] = static_cast<std::uint8_t>(v >> 8);
-}
-std::uint16_t load_u16le(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
-void store_f32le(std::uint8_t* p, float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(u >> (8 * i));
-}
-float load_f32le(const std::uint8_t* p) {
-  std::uint32_t u = 0;
-  for (int i = 0; i < 4; ++i) u |= static_cast<std::uint32_t>(p[i]) << (8 * i);
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 void write_row(std::uint8_t* row, const float* lat, const float* kpe, const MlaSpec& s) {
   const std::size_t C = s.kv_lora, R = s.rope;
@@ -106,13 +75,7 @@ void read_row(const std::uint8_t* row, const MlaSpec& s, float* out) {
     for (std::size_t i = 0; i < C + R; ++i) out[i] = from_bf16_bits(load_u16le(row + 2 * i));
     return;
   }
-  static const Format& e4m3 = format_by_name("e4m3");
-  static const std::vector<float> table = [] {
-    std::vector<float> t(256);
-    for (int b = 0; b < 256; ++b) t[b] = static_cast<float>(decode(static_cast<std::uint32_t>(b), format_by_name("e4m3")));
-    return t;
-  }();
-  (void)e4m3;
+  const auto& table = e4m3_values();
   for (std::size_t tile = 0; tile < C / 128; ++tile) {
     const float scale = load_f32le(row + C + 4 * tile);
     for (std::size_t i = 0; i < 128; ++i) out[tile * 128 + i] = table[row[tile * 128 + i]] * scale;
