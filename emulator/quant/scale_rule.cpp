@@ -111,6 +111,15 @@ std::vector<ScaleRule> make_table() {
   fm.apply = Apply::Divide;
   fm.cast_overflow = Overflow::InfOrNan;
   t.push_back(fm);
+  // FlashMLA tests/quant.py quantize_k_cache (MODEL1_FP8Sparse, the 584-byte sparse layout): the
+  // same scale as above (_cast_scale_inv_to_ue8m0), stored as one torch.float8_e8m0fnu byte per
+  // 64-element tile; the kernel reads it with __nv_cvt_e8m0x2_to_bf162raw
+  // (csrc/sm90/decode/sparse_fp8/splitkv_mla.cuh).
+  ScaleRule fm8 = fm;
+  fm8.name = "flashmla_cache_ue8m0";
+  fm8.source = "FlashMLA tests/quant.py quantize_k_cache (MODEL1_FP8Sparse: UE8M0 scale bytes)";
+  fm8.storage = ScaleStorage::Ue8m0;
+  t.push_back(fm8);
   // vLLM/SGLang test reference (native per-token-group quantisation): amax.clamp(min=1e-10);
   // x_s = amax / fp8_max; (x / x_s).clamp(min=fp8_min, max=fp8_max).to(fp8 dtype).
   ScaleRule vl = row("vllm", "vLLM tests per_token_group_quant_fp8 native reference (eps 1e-10, clamp +-fmax)");

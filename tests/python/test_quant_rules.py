@@ -155,6 +155,15 @@ def ref_flashmla(x, tile, fmt):
     return unblock(cast_torch(q, fmt), x.shape), s[:, 0, :, 0]
 
 
+def ref_flashmla_ue8m0(x, tile, fmt):
+    """FlashMLA tests/quant.py MODEL1_FP8Sparse: the scale above stored as float8_e8m0fnu bytes
+    (2^e -> e + 127; a NaN or infinite scale reads back as the NaN byte 0xFF)."""
+    bits, s = ref_flashmla(x, tile, fmt)
+    ok = np.isfinite(s) & (s > 0)
+    e = np.where(ok, np.log2(np.where(ok, s, 1)).round() + 127, 255)
+    return bits, e.astype(np.uint8)
+
+
 def ref_vllm(x, tile, fmt):
     """vLLM native per_token_group_quant_fp8: amax.clamp(min=1e-10); x_s = amax / fp8_max;
     (x / x_s).clamp(fp8_min, fp8_max).to(fp8)."""
@@ -197,6 +206,7 @@ REFS = {
     "te": lambda x, t, f: ref_te(x, t, f),
     "te_fp32": lambda x, t, f: ref_te(x, t, f, pow2=False),
     "flashmla_cache": ref_flashmla,
+    "flashmla_cache_ue8m0": ref_flashmla_ue8m0,
     "vllm": ref_vllm,
     "mx": ref_mx,
 }

@@ -29,6 +29,7 @@ deepgemm_ue8m0   propagate                  amax >= 1e-4        amax/fmax   expo
 te               skipped (fmaxf)            (eps 0)             fmax/amax   mantissa cleared x * m, satfinite; stores 1/m
 te_fp32          skipped                    (eps 0)             fmax/amax   -                x * m, satfinite; stores 1/m
 flashmla_cache   propagate (torch.max)      s >= 1e-4           amax/fmax   2^ceil(log2 s)   x / s, torch cast
+flashmla_cache_ue8m0 (as flashmla_cache, the scale stored as a UE8M0 byte: FlashMLA MODEL1_FP8Sparse)
 vllm             propagate                  amax >= 1e-10       amax/fmax   -                clamp(x / s), torch cast
 mx               propagate                  -                   2^(floor(log2 amax) - emax)  x / X, saturate; UE8M0
 ===============  =========================  ==================  ==========  ===============  ==========
