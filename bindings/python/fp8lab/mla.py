@@ -448,3 +448,4 @@ __all__ = [
     "read_safetensors", "report_numbers", "softmax_scale", "wkv_b_naive",
 ]
 from .mla_index import check_selection, index, index_bound, index_exact, indexer_spec, selection_changes, selection_verdict, topk_stability  # noqa: E402,F401,I001  (DeepSeek-V3.2 lightning indexer)
+from .mla_sparse import *  # noqa: E402,F401,F403  (sparse decode, FlashMLA FP8 sparse KV layouts: mla_sparse.py)
