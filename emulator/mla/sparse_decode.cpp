@@ -16,6 +16,7 @@ namespace fp8lab::mla {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr std::size_t kHeadGroup = 8;  // heads per work item (one gather of the tile's rows each)
 
 std::size_t counted(const SparseDecodeInputs& in, std::size_t b) {
   return in.topk_length ? static_cast<std::size_t>(in.topk_length[b]) : in.topk;
@@ -138,18 +139,21 @@ DecodeResult sparse_decode(const SparseDecodeInputs& in, const SparseDecodeSpec&
   const std::size_t B = in.batch, Q = in.s_q, H = in.heads, D = L.d_qk, C = L.d_v, T = kSparseTopkBlock;
   const std::size_t S = static_cast<std::size_t>(s.num_splits), QH = Q * H;
   const float scale = static_cast<float>(s.softmax_scale);
-  // Partial states per (sequence, query, split, head).
+  // Partial states per (sequence, query, split, head). Work items are (sequence, query, split,
+  // group of kHeadGroup heads): heads never interact, so the grouping changes no bit.
+  const std::size_t G = (H + kHeadGroup - 1) / kHeadGroup;
   std::vector<float> pm(B * Q * S * H, kNegInf), pl(B * Q * S * H, 0.0f), pacc(B * Q * S * H * C, 0.0f);
-  parallel_for(B * Q * S, 1, [&](std::size_t begin, std::size_t end) {
+  parallel_for(B * Q * S * G, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> rows(T * D), sc(T);
-    for (std::size_t item = begin; item < end; ++item) {
+    for (std::size_t w = begin; w < end; ++w) {
+      const std::size_t item = w / G, g = w % G;
       const std::size_t bi = item / S, j = item % S, b = bi / Q, i = bi % Q;
       const std::size_t n = counted(in, b);
       const SplitPlan sp = split_plan(n, T, s.num_splits);
       if (j >= sp.splits) continue;
       for (std::size_t kb = j * sp.per_split; kb < std::min(sp.blocks, (j + 1) * sp.per_split); ++kb) {
         const std::size_t nv = gather(in, s, b, i, kb * T, std::min(n, (kb + 1) * T), rows.data());
-        for (std::size_t h = 0; h < H; ++h) {
+        for (std::size_t h = g * kHeadGroup; h < std::min(H, (g + 1) * kHeadGroup); ++h) {
           const std::size_t st = item * H + h;
           absorb_tile(in.q + (bi * H + h) * D, rows.data(), nv, D, C, scale, s.decode_p, pm[st], pl[st], &pacc[st * C],
                       sc.data());
@@ -188,10 +192,11 @@ DecodeReference sparse_decode_reference(const SparseDecodeInputs& in, const Spar
   ref.out_bound.assign(B * QH * C, 0.0);
   ref.lse.assign(B * QH, std::numeric_limits<double>::infinity());
   ref.lse_bound.assign(B * QH, 0.0);
-  parallel_for(B * Q, 1, [&](std::size_t begin, std::size_t end) {
+  const std::size_t G = (H + kHeadGroup - 1) / kHeadGroup;
+  parallel_for(B * Q * G, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> rows(in.topk * D);
-    for (std::size_t bi = begin; bi < end; ++bi) {
-      const std::size_t b = bi / Q, i = bi % Q, n = counted(in, b);
+    for (std::size_t w = begin; w < end; ++w) {
+      const std::size_t bi = w / G, g = w % G, b = bi / Q, i = bi % Q, n = counted(in, b);
       const std::size_t V = gather(in, s, b, i, 0, n, rows.data());
       if (V == 0) continue;  // out 0, lse +inf, bound 0
       const SplitPlan sp = split_plan(n, kSparseTopkBlock, s.num_splits);
@@ -201,7 +206,7 @@ DecodeReference sparse_decode_reference(const SparseDecodeInputs& in, const Spar
       bp.num_splits = s.num_splits;
       bp.decode_p = s.decode_p;
       bp.any_kernel = scope == BoundScope::AnyKernel;
-      for (std::size_t h = 0; h < H; ++h) {
+      for (std::size_t h = g * kHeadGroup; h < std::min(H, (g + 1) * kHeadGroup); ++h) {
         RowReference rr = row_reference(in.q + (bi * H + h) * D, rows.data(), V, D, C, scale, bp);
         if (in.attn_sink) apply_sink(rr, static_cast<double>(in.attn_sink[h]), bp.any_kernel);
         const std::size_t oi = bi * H + h, li = (b * H + h) * Q + i;
