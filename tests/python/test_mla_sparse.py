@@ -75,10 +75,10 @@ def np_sparse_decode(q, kv_values, indices, scale, topk_length=None, attn_sink=N
     b, s_q, h, d = q.shape
     topk = indices.shape[-1]
     kv = kv_values.reshape(-1, d).astype(np.float64)
-    gathered = kv[np.maximum(indices, 0).reshape(-1)].reshape(b, s_q, topk, d)
     invalid = indices == -1
     if topk_length is not None:
         invalid = invalid | (np.arange(topk)[None, None, :] >= (topk_length + topk_shift)[:, None, None])
+    gathered = kv[np.where(invalid, 0, indices).reshape(-1)].reshape(b, s_q, topk, d)
     gathered[np.isnan(gathered)] = 0.0
     attn = np.einsum("bshd,bstd->bsht", q.astype(np.float64), gathered) * scale
     attn = np.where(invalid[:, :, None, :], -np.inf, attn)
@@ -353,3 +353,47 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="scales: expected dtype uint8"):
         mla.sparse_kv_pack({**mla.sparse_kv_unpack(np_quantize(np.zeros((1, 2, 512), np.float32), "model1"), "model1", 2),
                             "scales": np.ones((1, 2, 7), np.float32)}, "model1")
+
+
+# ---- the golden / verify operation ----
+def test_verify_operation_accepts_the_emulator_and_catches_wrong_kernels():
+    import fp8lab
+    from fp8lab import golden
+
+    o = golden.OPERATIONS["mla_sparse_decode"]
+    small = {"heads": 8, "topk": 128, "blocks": 4, "page_block_size": 32}  # 2 tiles of 64: splits matter
+
+    def emulator(q, kv, ind, tl, sink, spec, splits=None):
+        return mla.sparse_decode(q, kv, ind, layout=spec["layout"], softmax_scale=spec["softmax_scale"],
+                                 topk_length=tl, attn_sink=sink, page_block_size=spec["page_block_size"],
+                                 num_splits=splits or spec["num_splits"])
+
+    r = fp8lab.verify(emulator, op="mla_sparse_decode", spec={**small, "num_splits": 2}, cases=len(o.kinds))
+    assert r.kind == "bit-identical", r
+
+    def two_splits(*args):  # a kernel that splits where the spec does not: other bits, same bound
+        return emulator(*args, splits=2)
+
+    r = fp8lab.verify(two_splits, op="mla_sparse_decode", spec=small, cases=len(o.kinds))
+    assert r.ok and r.kind == "within-bound", r
+    pinned = {**small, "pinned": True}
+    assert fp8lab.verify(two_splits, op="mla_sparse_decode", spec=pinned, cases=2, shrink=False).kind == "violation"
+
+    def sink_flipped(q, kv, ind, tl, sink, spec):
+        return emulator(q, kv, ind, tl, np.where(np.isinf(sink), sink, -sink).astype(np.float32), spec)
+
+    def topk_length_plus_one(q, kv, ind, tl, sink, spec):
+        ind = np.where(ind == 2**31 - 1, 0, ind).astype(np.int32)  # the slot it now reads must be an index
+        return emulator(q, kv, ind, np.minimum(tl + 1, ind.shape[-1]).astype(np.int32), sink, spec)
+
+    def reads_invalid_slots(q, kv, ind, tl, sink, spec):  # -1 read as token 0, as if valid (NaN kept)
+        values = mla.sparse_kv_dequantize(kv, spec["layout"], spec["page_block_size"])
+        out, lse = np_sparse_decode(q, values, np.where(ind == -1, 0, ind), 576 ** -0.5, tl, sink)
+        with np.errstate(invalid="ignore"):
+            return out.astype(BF16).astype(np.float32), lse.astype(np.float32)
+
+    for bad in (sink_flipped, topk_length_plus_one):
+        r = fp8lab.verify(bad, op="mla_sparse_decode", spec=small, cases=len(o.kinds), shrink=False)
+        assert r.kind == "violation", (bad.__name__, r)
+    r = fp8lab.verify(reads_invalid_slots, op="mla_sparse_decode", spec=small, cases=len(o.kinds), shrink=False)
+    assert r.kind == "violation", r

@@ -126,6 +126,7 @@ def verify(fn: Callable, op: str = "gemm", spec=None, cases: int = 200, seed: in
       gemm       ``fn(a_bits, a_scales, b_bits, b_scales, spec) -> d`` (values of spec "out")
       moe_route  ``fn(logits, bias, spec) -> (ids int32, weights float32)``
       mla_index  ``fn(q, k, weights, starts, ends, spec) -> (logits float32, indices int32)``
+      mla_sparse_decode ``fn(q, kv_cache, indices, topk_length, attn_sink, spec) -> (out, lse)``
     It may return numpy, ml_dtypes or torch arrays (any device; DLPack producers too): bit
     patterns in the trace's storage type, the format's own float type (bfloat16, float8_e4m3fn),
     or float16/bfloat16/float32/float64 values of the output format. ``spec`` may be an audit

@@ -6,6 +6,7 @@ from .base import Operation
 from .cast import CastOp
 from .gemm import GemmOp
 from .mla_index import MlaIndexOp
+from .mla_sparse_decode import MlaSparseDecodeOp
 from .moe_route import MoeRouteOp
 from .quantize import QuantizeOp
 from .tc_probe import TcProbeOp
@@ -18,7 +19,7 @@ def register_operation(op: Operation) -> None:
     OPERATIONS[op.name] = op
 
 
-for _op in (CastOp(), QuantizeOp(), GemmOp(), MoeRouteOp(), TcProbeOp()):
+for _op in (CastOp(), QuantizeOp(), GemmOp(), MoeRouteOp(), TcProbeOp(), MlaSparseDecodeOp()):
     register_operation(_op)
 register_operation(MlaIndexOp())
 
