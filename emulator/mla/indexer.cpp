@@ -260,6 +260,11 @@ IndexerResult index(const IndexerInputs& in, const IndexerSpec& spec) {
   IndexerResult r;
   r.ops = indexer_operands(in, spec);
   r.logits = indexer_logits(r.ops, in, spec);
+  for (std::size_t x = 0; x < r.logits.size(); ++x)
+    if (std::isnan(r.logits[x]))
+      throw std::invalid_argument("q/k/weights: the FP32 logit of query " + std::to_string(x / in.n) + ", token " +
+                                  std::to_string(x % in.n) +
+                                  " is NaN (+inf + -inf in the head reduction): the inputs are too large for FP32 logits");
   r.indices = indexer_topk(r.logits.data(), in, spec.topk);
   return r;
 }

@@ -386,6 +386,8 @@ def test_bad_input_is_a_clear_error():
     q2[1, 2, 3] = 0.1
     with pytest.raises(ValueError, match=r"q: element \(1, 2, 3\) = .* is not a BF16 value"):
         mla.index(q2, k, w, topk=4)
+    with pytest.raises(ValueError, match=r"q/k/weights: the FP32 logit of query 0, token \d+ is NaN .* too large"):
+        mla.index(q, k, bf16(w * 1e37), topk=4)  # +inf + -inf among the heads
     with pytest.raises(ValueError, match=r"starts/ends: query 1 has range \[5, 21\)"):
         mla.index(q, k, w, topk=4, starts=np.array([0, 5]), ends=np.array([20, 21]))
     with pytest.raises(ValueError, match=r"ends: expected shape \(2,\)"):
