@@ -7,6 +7,7 @@
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "registry.hpp"
+#include "specs.hpp"
 
 namespace fp8lab::bindings {
 namespace {
@@ -59,21 +60,17 @@ py::array decode_py(const py::object& bits, const std::string& fmt_name) {
   return out;
 }
 
+// The row's declared fields (format_schema()) and the facts derived from them.
 py::dict format_info_py(const std::string& fmt_name) {
   const Format& f = format_by_name(fmt_name);
-  py::dict d;
-  d["name"] = f.name;
-  d["exponent_bits"] = f.exponent_bits;
-  d["mantissa_bits"] = f.mantissa_bits;
-  d["bias"] = f.bias;
-  d["signed"] = f.is_signed;
+  py::dict d = spec_to_dict(f, format_schema());
+  d["signed"] = f.is_signed;  // the key before the row had a schema (golden/ops/cast.py reads it)
   d["total_bits"] = f.total_bits();
   d["storage_bits"] = f.storage_bits();
-  static const char* nf[] = {"ieee", "nan_only_all_ones", "finite_only"};
-  d["non_finite"] = nf[static_cast<int>(f.non_finite)];
   d["has_inf"] = f.has_inf();
   d["has_nan"] = f.has_nan();
   d["has_zero"] = f.has_zero();
+  d["has_negative_zero"] = f.has_negative_zero();
   d["has_subnormals"] = f.has_subnormals();
   d["max_finite"] = f.max_finite();
   d["min_normal"] = f.min_normal();
@@ -86,6 +83,11 @@ py::dict format_info_py(const std::string& fmt_name) {
 
 Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("formats", &format_names, "Names of the built-in formats (any eXmY is accepted as well).");
+  m.def("format_rows", [] {
+    py::list rows;
+    for (const Format& f : format_rows()) rows.append(spec_to_dict(f, format_schema()));
+    return rows;
+  }, "Every row of the format table as its declared fields (name, layout, NaN encoding, ml_dtypes, source).");
   m.def("rounding_modes", &rounding_names);
   m.def("overflow_modes", &overflow_names);
   m.def("encode", &encode_py, py::arg("x"), py::arg("fmt"), py::arg("rounding") = "nearest_even",

@@ -40,7 +40,7 @@ EncodePlan make_encode_plan(const Format& f, const EncodeOptions& o) {
   };
   p.overflow_pos = to_max_always || stops(false) ? p.max_code : beyond;
   p.overflow_neg = to_max_always || stops(true) ? p.max_code : beyond;
-  p.signed_zero = f.has_zero();
+  p.signed_zero = f.has_negative_zero();
   p.flush = o.flush_subnormals && f.has_subnormals();
   p.is_signed = f.is_signed;
   p.rounding = o.rounding;
@@ -127,7 +127,7 @@ struct LanePlan {
   std::uint32_t code_offset;
   std::uint32_t max_code;
   std::uint32_t flush_limit;     // codes below this become zero (0 when not flushing)
-  std::uint32_t zero_sign_keep;  // 1 when the format has a signed zero, 0 for UE8M0
+  std::uint32_t zero_sign_keep;  // 1 when the format has -0; 0 for UE8M0 (no zero) and FNUZ (-0 is NaN)
   std::uint32_t overflow_pos, overflow_neg;  // result magnitude of a finite overflow, by sign
   std::uint32_t inf_result;      // magnitude for +-Inf inputs
   std::uint32_t nan_code;
@@ -184,10 +184,10 @@ inline std::uint32_t encode_float_lane(std::uint32_t u, const LanePlan& p) {
   }
   n += up;
   const std::uint32_t code = n + (static_cast<std::uint32_t>(q - p.qmin) << p.m) - p.code_offset;
-  std::uint32_t r = code < p.flush_limit ? 0u : code;
-  r = code > p.max_code ? (negative ? p.overflow_neg : p.overflow_pos) : r;
-  r = n == 0 ? 0u : r;
-  r |= n == 0 ? sign * p.zero_sign_keep : sign;
+  const bool zero = n == 0 || code < p.flush_limit;
+  std::uint32_t r = code > p.max_code ? (negative ? p.overflow_neg : p.overflow_pos) : code;
+  r = zero ? 0u : r;
+  r |= zero ? sign * p.zero_sign_keep : sign;
   r = exponent_field == 255 ? (fraction != 0 ? p.nan_code : (p.inf_result | sign)) : r;
   return r;
 }
@@ -306,13 +306,14 @@ double decode(std::uint32_t bits, const Format& f) {
 }
 
 bool is_nan_bits(std::uint32_t bits, const Format& f) {
+  if (!f.has_nan()) return false;
   const std::uint32_t magnitude = bits & ~f.sign_mask();
-  switch (f.non_finite) {
-    case NonFinite::IEEE:
+  switch (f.nan_encoding) {
+    case NanEncoding::IEEE:
       return (magnitude >> f.mantissa_bits) == f.exponent_field_max() &&
              (magnitude & ((1u << f.mantissa_bits) - 1u)) != 0;
-    case NonFinite::NanOnlyAllOnes: return magnitude == f.canonical_nan();
-    case NonFinite::FiniteOnly: return false;
+    case NanEncoding::AllOnes: return magnitude == f.canonical_nan();
+    case NanEncoding::NegativeZero: return bits == f.canonical_nan();
   }
   return false;
 }

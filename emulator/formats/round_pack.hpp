@@ -117,12 +117,14 @@ inline std::uint32_t round_pack(const detail::EncodePlan& p, bool negative, U si
   const std::uint32_t sign = negative ? p.sign_bit : 0u;
   const std::uint32_t random = p.rounding == Rounding::Stochastic ? stochastic_bits(p.seed, index) : 0u;
   const Rounded<U> r = round_to_grid(negative, sig, exp, sticky, p.m + 1, p.qmin, p.rounding, random);
-  if (r.sig == 0) return p.signed_zero ? sign : 0u;  // no zero (UE8M0): 0x00, the smallest value
+  // No -0 (FNUZ: that pattern is NaN) or no zero at all (UE8M0: 0x00, the smallest value): +0.
+  const std::uint32_t zero = p.signed_zero ? sign : 0u;
+  if (r.sig == 0) return zero;
   // The code is n + ((q - qmin) << m): a carry out of the significand runs into the exponent
   // field by itself.
   const std::uint64_t code = static_cast<std::uint64_t>(r.sig) +
                              (static_cast<std::uint64_t>(r.exp - p.qmin) << p.m) - p.code_offset;
-  if (p.flush && code < (std::uint64_t{1} << p.m)) return sign;
+  if (p.flush && code < (std::uint64_t{1} << p.m)) return zero;
   if (code > p.max_code) return (negative ? p.overflow_neg : p.overflow_pos) | sign;
   return static_cast<std::uint32_t>(code) | sign;
 }

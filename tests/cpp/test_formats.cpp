@@ -47,6 +47,86 @@ TEST(FormatTable, ParsesAnyExmyAndRejectsUnknownNames) {
   }
 }
 
+TEST(FormatTable, EveryRowIsItsSchemaAndRoundTripsThroughJson) {
+  for (const Format& f : format_rows()) {
+    const Format back = format_from_json(f.to_json());
+    EXPECT_TRUE(back == f) << f.name;
+    EXPECT_EQ(back.name, f.name);
+    EXPECT_EQ(back.source, f.source);
+    EXPECT_EQ(back.to_json(), f.to_json());
+    EXPECT_FALSE(f.source.empty()) << f.name << " cites no source";
+    EXPECT_EQ(&format_by_name(f.name), &f);
+    if (!f.ml_dtypes.empty()) EXPECT_EQ(&format_by_name(f.ml_dtypes), &f) << f.ml_dtypes;
+  }
+  EXPECT_EQ(F("e4m3").to_json().find("\"nan_encoding\":\"all_ones\",\"non_finite\":\"nan_only\""),
+            F("e4m3").to_json().find("\"nan_encoding\""));
+}
+
+// LLVM's fltSemantics pairs; each error names the field, the value and what it takes.
+TEST(FormatTable, SchemaRejectsInconsistentRows) {
+  auto error_of = [](const std::string& json) {
+    try {
+      format_from_json(json);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string base = R"({"name":"x","exponent_bits":4,"mantissa_bits":3,"bias":7,)";
+  EXPECT_NE(error_of(base + R"("non_finite":"ieee754","nan_encoding":"all_ones"})").find("Format.nan_encoding = \"all_ones\""),
+            std::string::npos);
+  EXPECT_NE(error_of(base + R"("non_finite":"nan_only","nan_encoding":"ieee"})").find("Format.nan_encoding"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + R"("non_finite":"nan_only","nan_encoding":"negative_zero","is_signed":false})")
+                .find("a signed format with a zero"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + R"("non_finite":"nan_ony"})").find("Format.non_finite: unknown value 'nan_ony'"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"exponent_bits":12})").find("Format.exponent_bits = 12"), std::string::npos);
+  EXPECT_NE(error_of(R"({"exponent_bits":8,"mantissa_bits":30})").find("2 to 32 bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"exponent_bits":"4"})").find("Format.exponent_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"signed":true})").find("signed"), std::string::npos);  // unknown key
+}
+
+// The NegativeZero encoding, on a row declared in JSON (AMD FNUZ layout: bias 8, NaN 0x80).
+TEST(FormatTable, NegativeZeroNanEncodingHasNoNegativeZero) {
+  const Format f = format_from_json(
+      R"({"name":"fnuz","exponent_bits":4,"mantissa_bits":3,"bias":8,"non_finite":"nan_only","nan_encoding":"negative_zero"})");
+  EXPECT_EQ(f.max_finite(), 240.0);          // 0x7F = 1.875 * 2^7: the all-ones binade is finite
+  EXPECT_EQ(f.min_positive(), 0x1p-10);
+  EXPECT_EQ(f.canonical_nan(), 0x80u);
+  EXPECT_FALSE(f.has_negative_zero());
+  EXPECT_TRUE(is_nan_bits(0x80u, f));
+  EXPECT_FALSE(is_nan_bits(0xFFu, f));
+  EXPECT_EQ(decode(0xFFu, f), -240.0);
+  EXPECT_EQ(encode(-0.0, f), 0x00u);
+  EXPECT_EQ(encode(-0x1p-12, f), 0x00u);     // rounds to zero: +0, never the NaN pattern
+  EncodeOptions flush;
+  flush.flush_subnormals = true;
+  EXPECT_EQ(encode(-0x1p-9, f, flush), 0x00u);
+  EncodeOptions nosat;
+  nosat.overflow = Overflow::InfOrNan;
+  EXPECT_EQ(encode(-1e9, f, nosat), 0x80u);  // no Inf: NaN, whatever the sign
+  EXPECT_EQ(encode(1e9, f), 0x7Fu);
+  EXPECT_EQ(encode(-std::numeric_limits<double>::infinity(), f), 0xFFu);
+  EXPECT_EQ(encode(std::numeric_limits<double>::quiet_NaN(), f), 0x80u);
+  // The bulk float path (the lane twin) agrees, flush included.
+  const float x[] = {-0.0f, -0x1p-12f, -0x1p-9f, -1e9f, 3.0f, -3.0f};
+  std::uint8_t out[6];
+  encode_array(x, 6, f, flush, out);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(out[i], encode(x[i], f, flush)) << x[i];
+  EXPECT_EQ(out[2], 0x00u);
+}
+
+TEST(FormatTable, ExplicitIeeeSpellingAndMlDtypesAliases) {
+  EXPECT_TRUE(F("e3m4_ieee") == F("e3m4"));
+  EXPECT_EQ(F("e3m4_ieee").name, "e3m4_ieee");
+  EXPECT_TRUE(F("e4m3_ieee").has_inf());  // the IEEE-like layout, not OCP E4M3
+  EXPECT_EQ(F("e4m3_ieee").max_finite(), 240.0);
+  EXPECT_EQ(&F("float8_e4m3fn"), &F("e4m3"));
+  EXPECT_EQ(&F("bfloat16"), &F("bf16"));
+}
+
 TEST(Encode, RoundsNearestEvenAtMidpoints) {
   // Between 1 and 1.125 in e4m3 the midpoint 1.0625 ties to the even 1.0; 1.1875 ties up to 1.25.
   EXPECT_EQ(encode(1.0625, F("e4m3")), 0x38u);

@@ -9,8 +9,13 @@ import pytest
 import fp8lab
 from fp8lab.formats import ML_DTYPES_NAMES, as_ml_dtypes, from_ml_dtypes
 
-ML = {name: np.dtype(getattr(ml_dtypes, ml)) for name, ml in ML_DTYPES_NAMES.items() if name not in ("fp16", "fp32")}
-ML["fp16"] = np.dtype(np.float16)
+# Every row with an ml_dtypes counterpart (the table's `ml_dtypes` field): a new row is checked here
+# without editing this file. fp32 (2^32 patterns) is the exhaustive_casts target's.
+ML = {name: np.dtype(getattr(ml_dtypes, ml) if hasattr(ml_dtypes, ml) else ml)
+      for name, ml in ML_DTYPES_NAMES.items() if name != "fp32"}
+# Whether ml_dtypes' cast saturates (formats without Inf/NaN) or overflows to Inf/NaN (like CUDA
+# NOSAT and PyTorch): the fp8lab overflow mode that matches it.
+ML_OVERFLOW = {name: "inf_or_nan" if fp8lab.format_info(name)["has_nan"] else "saturate" for name in ML}
 STORAGE = {1: np.uint8, 2: np.uint16}
 # ml_dtypes warns when a cast overflows to Inf/NaN; those results are what is being compared.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -21,7 +26,11 @@ def all_patterns(fmt):
     return np.arange(1 << info["total_bits"], dtype={8: np.uint8, 16: np.uint16}[info["storage_bits"]])
 
 
-@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "bf16", "fp16", "ue8m0", "e2m1"])
+def test_every_row_with_an_ml_dtypes_type_is_checked():
+    assert {"e4m3", "e5m2", "bf16", "fp16", "ue8m0", "e2m1"} <= set(ML)
+
+
+@pytest.mark.parametrize("fmt", sorted(ML))
 def test_decode_matches_ml_dtypes_for_every_pattern(fmt):
     bits = all_patterns(fmt)
     ours = fp8lab.decode(bits, fmt)
@@ -42,10 +51,10 @@ def sample_inputs(fmt, rng):
     return np.concatenate([near, -near, raw, np.float32([np.inf, -np.inf, 1e30, -1e30])])
 
 
-@pytest.mark.parametrize("fmt, overflow", [("e4m3", "inf_or_nan"), ("e5m2", "inf_or_nan"), ("bf16", "inf_or_nan"),
-                                           ("fp16", "inf_or_nan"), ("e2m1", "saturate")])
-def test_encode_matches_ml_dtypes_on_every_non_nan_input(fmt, overflow):
-    # ml_dtypes casts are non-saturating for float8_e4m3fn/e5m2 (like CUDA NOSAT and PyTorch).
+@pytest.mark.parametrize("fmt", sorted(set(ML) - {"ue8m0"}))  # ue8m0: the test below
+def test_encode_matches_ml_dtypes_on_every_non_nan_input(fmt):
+    # ml_dtypes casts are non-saturating where the format has NaN (like CUDA NOSAT and PyTorch).
+    overflow = ML_OVERFLOW[fmt]
     x = sample_inputs(fmt, np.random.default_rng(1))
     x = x[~np.isnan(x)]
     ours = fp8lab.encode(x, fmt, overflow=overflow)
@@ -161,6 +170,23 @@ def test_format_info_and_names():
     assert (info["max_finite"], info["min_positive"], info["nan_bits"], info["has_inf"]) == (448.0, 2.0**-9, 0x7F, False)
     assert fp8lab.format_info("e5m6")["max_finite"] == 65024.0
     assert fp8lab.format_info("e3m4")["bias"] == 3
+
+
+def test_rows_carry_their_schema_and_sources():
+    rows = fp8lab.formats(detail=True)
+    assert [r["name"] for r in rows] == fp8lab.formats()
+    for r in rows:
+        assert r["source"], f"{r['name']} cites no source"
+        assert set(r) == {"name", "exponent_bits", "mantissa_bits", "bias", "is_signed", "non_finite",
+                          "nan_encoding", "zero_exponent", "ml_dtypes", "source"}
+        info = fp8lab.format_info(r["name"])
+        assert {k: info[k] for k in r} == r
+    e4m3 = fp8lab.format_info("e4m3")
+    assert (e4m3["non_finite"], e4m3["nan_encoding"], e4m3["ml_dtypes"]) == ("nan_only", "all_ones", "float8_e4m3fn")
+    assert fp8lab.format_info("float8_e4m3fn")["name"] == "e4m3"  # ml_dtypes names are aliases
+    assert fp8lab.format_info("e3m4_ieee")["has_inf"] and fp8lab.format_info("e4m3_ieee")["max_finite"] == 240.0
+    with pytest.raises(TypeError, match="detail: expected True or False"):
+        fp8lab.formats(detail="yes")
 
 
 def test_ml_dtypes_interop_round_trip():

@@ -6,7 +6,7 @@ from .formats import format_info, formats
 
 def format_table() -> str:
     cols = ["name", "exponent_bits", "mantissa_bits", "bias", "non_finite", "max_finite", "min_normal",
-            "min_positive"]
+            "min_positive", "nan_encoding"]
     rows = [[str(format_info(f)[c]) for c in cols] for f in formats()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731

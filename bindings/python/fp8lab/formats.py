@@ -11,25 +11,26 @@ import numpy as np
 
 from . import _args, _core
 
-#: fp8lab format name -> ml_dtypes type name, for the formats ml_dtypes has.
-ML_DTYPES_NAMES = {
-    "e4m3": "float8_e4m3fn",
-    "e5m2": "float8_e5m2",
-    "bf16": "bfloat16",
-    "fp16": "float16",
-    "fp32": "float32",
-    "ue8m0": "float8_e8m0fnu",
-    "e2m1": "float4_e2m1fn",
-}
+#: fp8lab format name -> ml_dtypes (or numpy) type name, for the rows that have one: read off the
+#: format table (each row's ``ml_dtypes`` field), so a new row needs no edit here.
+ML_DTYPES_NAMES = {row["name"]: row["ml_dtypes"] for row in _core.format_rows() if row["ml_dtypes"]}
 
 
-def formats() -> list[str]:
-    """Names of the built-in formats. Any ``eXmY`` (IEEE-like) is accepted too."""
+def formats(detail: bool = False) -> list:
+    """Names of the built-in formats, in table order; with ``detail=True`` the rows themselves
+    (name, bit layout, bias, non_finite, nan_encoding, zero_exponent, ml_dtypes, source). Any
+    ``eXmY`` / ``eXmY_ieee`` (IEEE-like) is accepted too, except a bare ``eXmY`` that starts a
+    row's name (``e3m2`` of ``e3m2fn``), which is an error naming both readings."""
+    if not isinstance(detail, bool):
+        raise TypeError(f"detail: expected True or False, got {type(detail).__name__}")
+    if detail:
+        return [dict(row) for row in _core.format_rows()]
     return list(_core.formats())
 
 
 def format_info(fmt: str) -> dict:
-    """The semantics of ``fmt``: bit layout, bias, non-finite encoding, limits."""
+    """The semantics of ``fmt``: its row (bit layout, bias, non-finite behaviour, NaN encoding,
+    ml_dtypes name, source) and the facts derived from it (limits, NaN pattern)."""
     return dict(_core.format_info(fmt))
 
 
@@ -56,10 +57,11 @@ def as_ml_dtypes(bits: np.ndarray, fmt: str) -> np.ndarray:
     """View fp8lab bit patterns as the matching ml_dtypes array (no copy for 8/16-bit formats)."""
     import ml_dtypes
 
+    fmt = _core.format_info(fmt)["name"] if isinstance(fmt, str) else fmt  # ml_dtypes names are aliases
     if fmt not in ML_DTYPES_NAMES:
         raise ValueError(f"fmt: {fmt!r} has no ml_dtypes counterpart; those that do: {sorted(ML_DTYPES_NAMES)}")
-    target = np.dtype(getattr(ml_dtypes, ML_DTYPES_NAMES[fmt]) if fmt not in ("fp16", "fp32")
-                      else ML_DTYPES_NAMES[fmt])
+    ml_name = ML_DTYPES_NAMES[fmt]
+    target = np.dtype(getattr(ml_dtypes, ml_name) if hasattr(ml_dtypes, ml_name) else ml_name)
     if target.itemsize == bits.dtype.itemsize:
         return bits.view(target)
     raise ValueError(f"bits: dtype {bits.dtype} does not match {fmt}'s storage")
