@@ -76,7 +76,7 @@ RC_GTEST_PROP(QuantProps, EveryElementIsWithinHalfAnUlpOfItsScaledValue, ()) {
   const std::string name = *rc::gen::elementOf(names);
   const ScaleRule& rule = scale_rule_by_name(name);
   const std::string fmt = name == "mx" ? *rc::gen::element<std::string>("e4m3", "e5m2", "e2m1")
-                                       : *rc::gen::element<std::string>("e4m3", "e5m2", "e3m2");
+                                       : *rc::gen::element<std::string>("e4m3", "e5m2", "e3m2fn");
   const Format& f = format_by_name(fmt);
   const QuantInput in = gen_quant_input(true);
   const Tile tile = gen_tile(name);

@@ -1,5 +1,5 @@
 // NVIDIA's own definition of the conversions: the host-side functions of cuda_fp8.h, cuda_bf16.h,
-// cuda_fp16.h and cuda_fp4.h, paired with the fp8lab (format, rounding, overflow) each one is.
+// cuda_fp16.h, cuda_fp4.h and cuda_fp6.h, paired with the fp8lab (format, rounding, overflow) each one is.
 // Used by test_formats_cuda (boundary values + a fixed 2^24 sample) and exhaustive_casts (all
 // 2^32 float32 inputs). Header-only use of CUDA: no device, no nvcc.
 #pragma once
@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp4.h>
+#include <cuda_fp6.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -79,6 +80,19 @@ inline const std::vector<CudaCast>& cuda_casts() {
      [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundNearest); }, nullptr},
     {"__nv_cvt_float_to_fp4(E2M1, RZ)", "e2m1", Rounding::TowardZero, Overflow::Saturate,
      [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundZero); }, nullptr},
+    // FP6 always saturates (no Inf or NaN); NaN gives +max (0x1F), as FP4's gives +6.
+    {"__nv_cvt_float_to_fp6(E2M3, RN)", "e2m3fn", Rounding::NearestEven, Overflow::Saturate,
+     [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp6(x, __NV_E2M3, cudaRoundNearest); },
+     [](double x) -> std::uint32_t { return __nv_cvt_double_to_fp6(x, __NV_E2M3, cudaRoundNearest); }},
+    {"__nv_cvt_float_to_fp6(E2M3, RZ)", "e2m3fn", Rounding::TowardZero, Overflow::Saturate,
+     [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp6(x, __NV_E2M3, cudaRoundZero); },
+     [](double x) -> std::uint32_t { return __nv_cvt_double_to_fp6(x, __NV_E2M3, cudaRoundZero); }},
+    {"__nv_cvt_float_to_fp6(E3M2, RN)", "e3m2fn", Rounding::NearestEven, Overflow::Saturate,
+     [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp6(x, __NV_E3M2, cudaRoundNearest); },
+     [](double x) -> std::uint32_t { return __nv_cvt_double_to_fp6(x, __NV_E3M2, cudaRoundNearest); }},
+    {"__nv_cvt_float_to_fp6(E3M2, RZ)", "e3m2fn", Rounding::TowardZero, Overflow::Saturate,
+     [](float x) -> std::uint32_t { return __nv_cvt_float_to_fp6(x, __NV_E3M2, cudaRoundZero); },
+     [](double x) -> std::uint32_t { return __nv_cvt_double_to_fp6(x, __NV_E3M2, cudaRoundZero); }},
   };
   return casts;
 }

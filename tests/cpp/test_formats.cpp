@@ -127,6 +127,57 @@ TEST(FormatTable, ExplicitIeeeSpellingAndMlDtypesAliases) {
   EXPECT_EQ(&F("bfloat16"), &F("bf16"));
 }
 
+// OCP MX v1.0 FP6: the limits and patterns written from the specification's value formula.
+TEST(FormatTable, OcpFp6RowsAreFiniteOnlyAndSaturate) {
+  const Format& e2m3 = F("e2m3fn");
+  const Format& e3m2 = F("e3m2fn");
+  EXPECT_EQ(e2m3.total_bits(), 6);
+  EXPECT_EQ(e2m3.max_finite(), 7.5);        // 2^(3-1) * 1.875
+  EXPECT_EQ(e2m3.min_normal(), 1.0);        // 2^(1-1)
+  EXPECT_EQ(e2m3.min_positive(), 0.125);    // 2^0 * 1/8
+  EXPECT_EQ(e3m2.max_finite(), 28.0);       // 2^(7-3) * 1.75
+  EXPECT_EQ(e3m2.min_normal(), 0.25);       // 2^(1-3)
+  EXPECT_EQ(e3m2.min_positive(), 0.0625);   // 2^-2 * 1/4
+  EXPECT_FALSE(e2m3.has_nan() || e2m3.has_inf() || e3m2.has_nan() || e3m2.has_inf());
+  EXPECT_EQ(decode(0x1Fu, e2m3), 7.5);
+  EXPECT_EQ(decode(0x3Fu, e2m3), -7.5);
+  EXPECT_EQ(decode(0x01u, e2m3), 0.125);
+  EXPECT_EQ(decode(0x1Fu, e3m2), 28.0);
+  EXPECT_EQ(decode(0x01u, e3m2), 0.0625);
+  EXPECT_TRUE(std::signbit(decode(0x20u, e2m3)));
+  EXPECT_THROW(decode(0x40u, e2m3), std::invalid_argument);
+  const double inf = std::numeric_limits<double>::infinity();
+  EncodeOptions nosat;
+  nosat.overflow = Overflow::InfOrNan;
+  EXPECT_EQ(encode(1e9, e2m3, nosat), 0x1Fu);  // no Inf/NaN: always saturates
+  EXPECT_EQ(encode(-inf, e3m2, nosat), 0x3Fu);
+  EXPECT_EQ(encode(std::numeric_limits<double>::quiet_NaN(), e2m3), 0x1Fu);  // +max, as __nv_cvt_float_to_fp6
+  EXPECT_EQ(encode(7.75, e2m3), 0x1Fu);
+  EXPECT_EQ(encode(1.0625, e2m3), 0x08u);   // tie between 1 (0x08) and 1.125: even
+  EXPECT_EQ(encode(1.1875, e2m3), 0x0Au);   // tie between 1.125 and 1.25: even
+  EXPECT_EQ(encode(-0x1p-5, e3m2), 0x20u);  // half the smallest subnormal ties to -0
+  EXPECT_EQ(encode(24.0, e3m2), 0x1Eu);
+  EXPECT_EQ(encode(26.0, e3m2), 0x1Eu);     // tie between 24 and 28: even
+}
+
+// The short names meant the IEEE-like layouts before the OCP rows existed: an error, not a change.
+TEST(FormatTable, BareFp6NamesAreAmbiguous) {
+  for (const char* name : {"e2m3", "e3m2"}) {
+    try {
+      F(name);
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(std::string("fmt: '") + name + "' is ambiguous"), std::string::npos) << w;
+      EXPECT_NE(w.find(std::string(name) + "fn"), std::string::npos) << w;
+      EXPECT_NE(w.find(std::string(name) + "_ieee"), std::string::npos) << w;
+    }
+  }
+  EXPECT_TRUE(F("e3m2_ieee").has_inf());
+  EXPECT_EQ(F("e3m2_ieee").max_finite(), 14.0);  // the old meaning of "e3m2": field 6, 2^3 * 1.75
+  EXPECT_EQ(&F("float6_e3m2fn"), &F("e3m2fn"));
+}
+
 TEST(Encode, RoundsNearestEvenAtMidpoints) {
   // Between 1 and 1.125 in e4m3 the midpoint 1.0625 ties to the even 1.0; 1.1875 ties up to 1.25.
   EXPECT_EQ(encode(1.0625, F("e4m3")), 0x38u);

@@ -93,8 +93,10 @@ def test_documented_divergences_from_ml_dtypes():
     # negatives; ml_dtypes gives NaN for both.
     assert list(fp8lab.encode(np.float32([0.0, -2.0]), "ue8m0")) == [0x00, 0x80]
     assert list(np.float32([0.0, -2.0]).astype(ml_dtypes.float8_e8m0fnu).view(np.uint8)) == [0xFF, 0xFF]
-    # FP4 has no NaN: CUDA maps NaN to +6 (0x7); ml_dtypes to a zero.
+    # FP4 and FP6 have no NaN: CUDA maps NaN to +max; ml_dtypes to a zero.
     assert list(fp8lab.encode(nan, "e2m1")) == [0x7, 0x7]
+    assert list(fp8lab.encode(nan, "e2m3fn")) == [0x1F, 0x1F]
+    assert np.float32([np.nan]).astype(ml_dtypes.float6_e2m3fn).astype(np.float32)[0] == 0
 
 
 def test_saturate_is_cuda_satfinite():
@@ -164,8 +166,36 @@ def test_bad_arguments_raise_clear_errors():
         fp8lab.set_num_threads(-1)
 
 
+@pytest.mark.parametrize("fmt, e, m, bias", [("e3m2fn", 3, 2, 3), ("e2m3fn", 2, 3, 1), ("e2m1", 2, 1, 1)])
+def test_ocp_mx_elements_decode_as_the_spec_formula(fmt, e, m, bias):
+    # OCP MX v1.0 FP6/FP4 (no Inf/NaN): exponent field 0 is (-1)^S 2^(1-bias) 0.M, else
+    # (-1)^S 2^(E-bias) 1.M. Every pattern, zero tolerance, signed zeros included.
+    bits = np.arange(1 << (1 + e + m))
+    S, E, M = bits >> (e + m), (bits >> m) & ((1 << e) - 1), bits & ((1 << m) - 1)
+    mag = np.where(E == 0, np.ldexp(M / 2**m, 1 - bias), np.ldexp(1 + M / 2**m, E - bias))
+    want = np.where(S == 1, -mag, mag)
+    got = fp8lab.decode(bits.astype(np.uint8), fmt)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    info = fp8lab.format_info(fmt)
+    assert (info["max_finite"], info["has_nan"], info["has_inf"]) == (want.max(), False, False)
+    # Saturating whatever the overflow mode; NaN gives +max as CUDA's __nv_cvt_float_to_fp6/fp4.
+    top = (1 << (e + m)) - 1
+    for overflow in ("saturate", "inf_or_nan"):
+        assert list(fp8lab.encode(np.float32([1e30, -np.inf, np.nan]), fmt, overflow=overflow)) == \
+            [top, top | (1 << (e + m)), top]
+
+
+def test_bare_fp6_names_are_ambiguous_not_silently_changed():
+    for short in ("e3m2", "e2m3"):
+        with pytest.raises(ValueError, match=rf"fmt: '{short}' is ambiguous.*{short}fn.*'{short}_ieee'"):
+            fp8lab.encode(np.float32([1.0]), short)
+    assert fp8lab.format_info("e3m2_ieee")["max_finite"] == 14.0  # what "e3m2" used to mean
+    assert fp8lab.format_info("float6_e3m2fn")["name"] == "e3m2fn"
+
+
 def test_format_info_and_names():
-    assert fp8lab.formats() == ["fp32", "bf16", "fp16", "e5m6", "e4m3", "e5m2", "e2m1", "ue8m0"]
+    assert fp8lab.formats() == ["fp32", "bf16", "fp16", "e5m6", "e4m3", "e5m2", "e3m2fn", "e2m3fn", "e2m1", "ue8m0"]
     info = fp8lab.format_info("e4m3")
     assert (info["max_finite"], info["min_positive"], info["nan_bits"], info["has_inf"]) == (448.0, 2.0**-9, 0x7F, False)
     assert fp8lab.format_info("e5m6")["max_finite"] == 65024.0

@@ -463,7 +463,7 @@ def test_float64_input_holding_float32_values_is_accepted():
     assert np.array_equal(q32.bits, q64.bits)
 
 
-@pytest.mark.parametrize("fmt", ["bf16", "fp16", "e5m6", "e3m2", "e2m3"])
+@pytest.mark.parametrize("fmt", ["bf16", "fp16", "e5m6", "e3m2fn", "e2m3fn", "e3m2_ieee"])
 def test_other_element_formats_follow_the_same_formula(fmt):
     # DeepSeek's formula with fmax = the format's max finite; the cast is formats' encode (tested
     # against ml_dtypes in the formats area), and ml_dtypes itself where it has the format.
