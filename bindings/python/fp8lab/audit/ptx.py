@@ -23,7 +23,7 @@ __all__ = ["Instruction", "parse", "mma_instructions", "conversions", "approxima
 #: PTX type suffix -> fp8lab format name (PTX ISA "Fundamental types" and the packed fp8 types).
 PTX_TYPE_FORMAT = {
     "f32": "fp32", "f16": "fp16", "bf16": "bf16", "f64": "fp64", "tf32": "e8m10",
-    "e4m3": "e4m3", "e5m2": "e5m2", "e2m1": "e2m1", "ue8m0": "ue8m0", "e2m3": "e2m3", "e3m2": "e3m2",
+    "e4m3": "e4m3", "e5m2": "e5m2", "e2m1": "e2m1", "ue8m0": "ue8m0", "e2m3": "e2m3fn", "e3m2": "e3m2fn",
     "f16x2": "fp16", "bf16x2": "bf16", "e4m3x2": "e4m3", "e5m2x2": "e5m2", "e2m1x2": "e2m1",
     "ue8m0x2": "ue8m0", "e4m3x4": "e4m3", "e5m2x4": "e5m2",
 }
@@ -182,7 +182,7 @@ def conversions(instrs: list[Instruction]) -> list[dict]:
 # Exponent range and significand bits of the formats a cvt can name; used only to decide whether
 # a conversion can round (narrowing) or is exact (every source value is a destination value).
 _RANGE = {"fp64": (11, 52), "fp32": (8, 23), "e8m10": (8, 10), "bf16": (8, 7), "fp16": (5, 10), "e5m2": (5, 2),
-          "e4m3": (4, 3), "e3m2": (3, 2), "e2m3": (2, 3), "e2m1": (2, 1), "ue8m0": (8, 0)}
+          "e4m3": (4, 3), "e3m2fn": (3, 2), "e2m3fn": (2, 3), "e2m1": (2, 1), "ue8m0": (8, 0)}
 
 
 def _wider_or_equal(dst: str, src: str) -> bool:

@@ -55,7 +55,7 @@ def census(sass: str, only: str | None = None) -> dict[str, int]:
 
 
 _SASS_TYPES = {"F64": "fp64", "F32": "fp32", "TF32": "e8m10", "F16": "fp16", "BF16": "bf16", "E4M3": "e4m3",
-               "E5M2": "e5m2", "E2M1": "e2m1", "UE8M0": "ue8m0", "E2M3": "e2m3", "E3M2": "e3m2"}
+               "E5M2": "e5m2", "E2M1": "e2m1", "UE8M0": "ue8m0", "E2M3": "e2m3fn", "E3M2": "e3m2fn"}
 _SASS_ROUND = {"RZ": "toward_zero", "RM": "down", "RP": "up", "RN": "nearest_even", "RS": "stochastic"}
 
 
