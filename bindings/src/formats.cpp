@@ -6,6 +6,7 @@
 #include "arrays.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
+#include "formats/fnuz.hpp"
 #include "registry.hpp"
 #include "specs.hpp"
 
@@ -81,6 +82,25 @@ py::dict format_info_py(const std::string& fmt_name) {
   return d;
 }
 
+// OCP <-> FNUZ on uint8 patterns (formats/fnuz.hpp); the scale is Python's (times or over 2).
+py::array ocp_fnuz_py(const py::array& bits, const std::string& from_name, bool to_fnuz, const std::string& overflow) {
+  const Format& from = format_by_name(from_name);
+  if (to_fnuz == (from.nan_encoding == NanEncoding::NegativeZero))
+    throw py::value_error("fmt: '" + from.name + "' is not an " + (to_fnuz ? "OCP" : "FNUZ") + " format; " +
+                          (to_fnuz ? "ocp_to_fnuz takes e4m3 or e5m2" : "fnuz_to_ocp takes e4m3fnuz or e5m2fnuz"));
+  const Format& to = fnuz_twin(from);
+  EncodeOptions opt;
+  opt.overflow = overflow_by_name(overflow);
+  py::array in = py::array::ensure(bits, py::array::c_style);
+  py::array out(py::dtype("uint8"), shape_of(in));
+  const auto* src = static_cast<const std::uint8_t*>(in.data());
+  auto* dst = static_cast<std::uint8_t*>(out.mutable_data());
+  const auto n = static_cast<std::size_t>(in.size());
+  if (to_fnuz) ocp_to_fnuz_array(src, n, from, to, dst);
+  else fnuz_to_ocp_array(src, n, from, to, opt, dst);
+  return out;
+}
+
 Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("formats", &format_names, "Names of the built-in formats (any eXmY is accepted as well).");
   m.def("format_rows", [] {
@@ -93,6 +113,11 @@ Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("encode", &encode_py, py::arg("x"), py::arg("fmt"), py::arg("rounding") = "nearest_even",
         py::arg("overflow") = "saturate", py::arg("seed") = 0, py::arg("flush_subnormals") = false);
   m.def("decode", &decode_py, py::arg("bits"), py::arg("fmt"));
+  m.def("ocp_to_fnuz", [](const py::array& bits, const std::string& fmt) { return ocp_fnuz_py(bits, fmt, true, "saturate"); },
+        py::arg("bits"), py::arg("fmt"));
+  m.def("fnuz_to_ocp", [](const py::array& bits, const std::string& fmt, const std::string& overflow) {
+    return ocp_fnuz_py(bits, fmt, false, overflow);
+  }, py::arg("bits"), py::arg("fmt"), py::arg("overflow"));
   m.def("format_info", &format_info_py, py::arg("fmt"));
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("num_threads", &num_threads);

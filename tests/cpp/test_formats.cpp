@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "formats/encode.hpp"
+#include "formats/fnuz.hpp"
 
 namespace fp8lab {
 namespace {
@@ -35,7 +36,7 @@ TEST(FormatTable, ParsesAnyExmyAndRejectsUnknownNames) {
   const Format& f = F("e3m4");
   EXPECT_EQ(f.bias, 3);
   EXPECT_EQ(f.max_finite(), 0x1.Fp3);  // IEEE-like: top finite binade field 6, 2^(6-3); 1.1111b * 8 = 15.5
-  EXPECT_THROW(F("e4m3fnuz"), std::invalid_argument);
+  EXPECT_THROW(F("e4m3fnu"), std::invalid_argument);
   EXPECT_THROW(F("e0m3"), std::invalid_argument);
   EXPECT_THROW(F("e8m30"), std::invalid_argument);  // 39 bits
   try {
@@ -176,6 +177,61 @@ TEST(FormatTable, BareFp6NamesAreAmbiguous) {
   EXPECT_TRUE(F("e3m2_ieee").has_inf());
   EXPECT_EQ(F("e3m2_ieee").max_finite(), 14.0);  // the old meaning of "e3m2": field 6, 2^3 * 1.75
   EXPECT_EQ(&F("float6_e3m2fn"), &F("e3m2fn"));
+}
+
+// AMD FNUZ: limits written from LLVM's Float8E4M3FNUZ {maxExp 7, minExp -7, precision 4} and
+// Float8E5M2FNUZ {15, -15, 3} (NanOnly, NegativeZero).
+TEST(FormatTable, FnuzRowsHaveOneNanAndNoNegativeZero) {
+  const Format& a = F("e4m3fnuz");
+  const Format& b = F("e5m2fnuz");
+  EXPECT_EQ(a.max_finite(), 240.0);  // 0x7F: 2^7 * 1.875
+  EXPECT_EQ(a.min_normal(), 0x1p-7);
+  EXPECT_EQ(a.min_positive(), 0x1p-10);
+  EXPECT_EQ(b.max_finite(), 57344.0);  // 0x7F: 2^15 * 1.75
+  EXPECT_EQ(b.min_normal(), 0x1p-15);
+  EXPECT_EQ(b.min_positive(), 0x1p-17);
+  for (const Format* f : {&a, &b}) {
+    int nans = 0;
+    for (std::uint32_t p = 0; p < 256; ++p) nans += is_nan_bits(p, *f) ? 1 : 0;
+    EXPECT_EQ(nans, 1) << f->name;
+    EXPECT_EQ(f->canonical_nan(), 0x80u);
+    EXPECT_FALSE(f->has_inf());
+    EXPECT_EQ(encode(-0.0, *f), 0x00u);
+    EXPECT_EQ(encode(-std::numeric_limits<double>::denorm_min(), *f), 0x00u);
+    EXPECT_EQ(encode(std::numeric_limits<double>::quiet_NaN(), *f), 0x80u);
+    EncodeOptions nosat;
+    nosat.overflow = Overflow::InfOrNan;
+    EXPECT_EQ(encode(-1e30, *f, nosat), 0x80u);
+    EXPECT_EQ(encode(1e30, *f), 0x7Fu);
+  }
+}
+
+// vLLM normalize_e4m3fn_to_e4m3fnuz: the same pattern, scale x 2; every pattern of both pairs.
+TEST(FormatTable, OcpToFnuzKeepsEveryValueWithTheScaleDoubled) {
+  for (const char* name : {"e4m3", "e5m2"}) {
+    const Format& ocp = F(name);
+    const Format& fnuz = fnuz_twin(ocp);
+    EXPECT_EQ(&fnuz_twin(fnuz), &ocp);
+    for (std::uint32_t p = 0; p < 256; ++p) {
+      const std::uint32_t q = ocp_to_fnuz_bits(p, ocp, fnuz);
+      const double v = decode(p, ocp);
+      if (std::isnan(v) || std::isinf(v)) {
+        EXPECT_EQ(q, 0x80u) << name << " " << p;
+        continue;
+      }
+      EXPECT_EQ(q, v == 0 ? 0u : p) << name << " " << p;
+      EXPECT_EQ(kOcpToFnuzScale * decode(q, fnuz), v) << name << " " << p;  // exact, zero tolerance
+      EXPECT_EQ(fnuz_to_ocp_bits(q, fnuz, ocp), v == 0 ? 0u : p) << name << " " << p;
+    }
+  }
+  // E4M3FNUZ 240 is 480 in OCP terms, beyond E4M3's 448: saturated, or NaN without saturation.
+  EXPECT_EQ(fnuz_to_ocp_bits(0x7Fu, F("e4m3fnuz"), F("e4m3")), 0x7Eu);
+  EncodeOptions nosat;
+  nosat.overflow = Overflow::InfOrNan;
+  EXPECT_EQ(fnuz_to_ocp_bits(0xFFu, F("e4m3fnuz"), F("e4m3"), nosat), 0xFFu);  // -480: NaN, signed as CUDA NOSAT
+  EXPECT_EQ(fnuz_to_ocp_bits(0x80u, F("e5m2fnuz"), F("e5m2")), 0x7Fu);  // NaN
+  EXPECT_THROW(ocp_to_fnuz_bits(0, F("e4m3"), F("e5m2fnuz")), std::invalid_argument);
+  EXPECT_THROW(fnuz_twin(F("bf16")), std::invalid_argument);
 }
 
 TEST(Encode, RoundsNearestEvenAtMidpoints) {

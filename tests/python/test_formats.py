@@ -195,7 +195,8 @@ def test_bare_fp6_names_are_ambiguous_not_silently_changed():
 
 
 def test_format_info_and_names():
-    assert fp8lab.formats() == ["fp32", "bf16", "fp16", "e5m6", "e4m3", "e5m2", "e3m2fn", "e2m3fn", "e2m1", "ue8m0"]
+    assert fp8lab.formats() == ["fp32", "bf16", "fp16", "e5m6", "e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz", "e3m2fn",
+                                "e2m3fn", "e2m1", "ue8m0"]
     info = fp8lab.format_info("e4m3")
     assert (info["max_finite"], info["min_positive"], info["nan_bits"], info["has_inf"]) == (448.0, 2.0**-9, 0x7F, False)
     assert fp8lab.format_info("e5m6")["max_finite"] == 65024.0
@@ -219,6 +220,31 @@ def test_rows_carry_their_schema_and_sources():
         fp8lab.formats(detail="yes")
 
 
+@pytest.mark.parametrize("ocp, fnuz", [("e4m3", "e4m3fnuz"), ("e5m2", "e5m2fnuz")])
+def test_ocp_to_fnuz_is_vllms_rule(ocp, fnuz):
+    # vLLM normalize_e4m3fn_to_e4m3fnuz, restated with ml_dtypes: reinterpret the bits, set the
+    # OCP -0 (0x80, the FNUZ NaN) to 0, double the scale. Every pattern, dequantised values equal.
+    bits = np.arange(256, dtype=np.uint8)
+    scale = np.float32(0.375)
+    ocp_values = bits.view(ML[ocp]).astype(np.float64) * scale
+    finite = np.isfinite(ocp_values)
+    want = np.where(bits == 0x80, 0, bits).astype(np.uint8)
+    got, got_scale = fp8lab.ocp_to_fnuz(bits, scale, ocp)
+    assert got_scale == np.float32(0.75) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got[finite], want[finite])
+    np.testing.assert_array_equal(got[~finite], 0x80)  # OCP NaN/Inf: the FNUZ NaN (vLLM would keep the bits)
+    np.testing.assert_array_equal(got[finite].view(ML[fnuz]).astype(np.float64) * got_scale, ocp_values[finite])
+    back, back_scale = fp8lab.fnuz_to_ocp(got, got_scale, fnuz)
+    assert back_scale == scale
+    np.testing.assert_array_equal(back[finite], np.where(bits == 0x80, 0, bits)[finite])
+    with pytest.raises(ValueError, match="has no OCP/FNUZ twin"):
+        fp8lab.ocp_to_fnuz(bits, scale, "bf16")
+    with pytest.raises(ValueError, match="fmt: 'e4m3fnuz' is not an OCP format"):
+        fp8lab.ocp_to_fnuz(bits, scale, "e4m3fnuz")
+    with pytest.raises(TypeError, match="bits: expected dtype uint8"):
+        fp8lab.ocp_to_fnuz(bits.astype(np.uint16), scale, ocp)
+
+
 def test_ml_dtypes_interop_round_trip():
     x = np.float32([0.5, -3.0, 448.0])
     bits = fp8lab.encode(x, "e4m3")
@@ -230,3 +256,9 @@ def test_ml_dtypes_interop_round_trip():
     np.testing.assert_array_equal(back, bits)
     with pytest.raises(TypeError, match="values: dtype int8"):
         from_ml_dtypes(np.int8([1]))
+    for fmt in ("e3m2fn", "e2m3fn", "e4m3fnuz", "e5m2fnuz", "e2m1"):  # the new rows interoperate too
+        bits = fp8lab.encode(x, fmt)
+        view = as_ml_dtypes(bits, fmt)
+        assert view.dtype == np.dtype(getattr(ml_dtypes, ML_DTYPES_NAMES[fmt]))
+        np.testing.assert_array_equal(view.astype(np.float64), fp8lab.decode(bits, fmt))
+        assert from_ml_dtypes(view)[1] == fmt

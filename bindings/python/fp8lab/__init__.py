@@ -9,7 +9,7 @@ import pkgutil as _pkgutil
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
 from . import _core  # noqa: E402
-from .formats import decode, encode, format_info, formats, num_threads, set_num_threads  # noqa: E402
+from .formats import decode, encode, fnuz_to_ocp, format_info, formats, num_threads, ocp_to_fnuz, set_num_threads  # noqa: E402
 from .verification import verify  # noqa: E402  (the module is fp8lab.verification)
 from .blockgemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
@@ -39,6 +39,7 @@ __all__ = [
     "decode",
     "dot",
     "encode",
+    "fnuz_to_ocp",
     "format_info",
     "formats",
     "gemm",
@@ -48,6 +49,7 @@ __all__ = [
     "mla",
     "moe",
     "num_threads",
+    "ocp_to_fnuz",
     "set_num_threads",
     "sweep",
     "tensor_cores",

@@ -77,6 +77,39 @@ def from_ml_dtypes(values: np.ndarray) -> tuple[np.ndarray, str]:
     raise TypeError(f"values: dtype {name} is not one of {sorted(ML_DTYPES_NAMES.values())}")
 
 
+def ocp_to_fnuz(bits, scale, fmt: str = "e4m3"):
+    """OCP FP8 bit patterns of ``fmt`` (e4m3 or e5m2) and their scale as AMD FNUZ ones (e4m3fnuz /
+    e5m2fnuz) with the scale doubled, as AMD's stacks convert them (vLLM
+    ``normalize_e4m3fn_to_e4m3fnuz``): each pattern is kept (its FNUZ value is half the OCP value),
+    OCP -0 becomes 0, and an OCP NaN/Inf becomes the FNUZ NaN 0x80. Returns ``(bits, scale * 2)``;
+    ``decode(bits) * scale`` is unchanged, exactly."""
+    return _core.ocp_to_fnuz(_uint8_bits(bits), fmt), _scaled(scale, 2.0)
+
+
+def fnuz_to_ocp(bits, scale, fmt: str = "e4m3fnuz", overflow: str = "saturate"):
+    """The inverse of ``ocp_to_fnuz``: FNUZ patterns of ``fmt`` as OCP ones with the scale halved.
+    Exact except the top of E4M3FNUZ (+-240 is +-480 in OCP terms, past E4M3's 448), which
+    ``overflow`` decides (saturate: 448; inf_or_nan: NaN). NaN (0x80) gives the OCP NaN."""
+    return _core.fnuz_to_ocp(_uint8_bits(bits), fmt, overflow), _scaled(scale, 0.5)
+
+
+def _uint8_bits(bits) -> np.ndarray:
+    arr = np.asarray(bits)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"bits: expected dtype uint8 (8-bit patterns), got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def _scaled(scale, factor: float):
+    arr = np.asarray(scale)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"scale: expected a float scale or array of scales, got dtype {arr.dtype}")
+    out = arr * arr.dtype.type(factor)  # a power of two: exact unless it leaves the range
+    if not np.all(np.isfinite(out) | ~np.isfinite(arr)):
+        raise ValueError(f"scale: times {factor} leaves the {arr.dtype} range")
+    return out[()] if out.ndim == 0 else out
+
+
 def set_num_threads(n: int) -> None:
     """Threads used by the emulator's parallel loops (results never depend on it); 0 = default."""
     if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n < 0:
