@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 PYPATH := PYTHONPATH=$(CURDIR)/bindings/python:$(CURDIR)/$(BUILD)/python
 REPORT_DIR ?= report
 
-.PHONY: all deps build test ctest pytest report install exhaustive bench peers asan fuzz determinism verify gpu-check clean
+.PHONY: all deps build test ctest pytest report install wheel-test exhaustive bench peers asan fuzz determinism verify gpu-check clean
 
 all: build
 
@@ -44,6 +44,12 @@ test: build
 # which changes speed, never bits), then the main job.
 install: deps
 	$(VPY) -m pip install -q --no-build-isolation -Cbuild-dir=build/wheel -Ccmake.define.FP8LAB_NATIVE=ON .
+
+# The wheel as a user installs it (pip wheel with pyproject.toml's settings, pip install into a fresh
+# venv, build dir build/wheel-user kept): the dispatched kernel variant and its bits. `make test`
+# runs the same test with the rest of tests/python.
+wheel-test: build
+	$(PYPATH) $(VPY) -m pytest -q -s tests/python/test_wheel_install.py
 
 report: install
 	$(VENV)/bin/fp8lab report --out $(REPORT_DIR)

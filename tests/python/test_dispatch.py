@@ -17,32 +17,7 @@ import pytest
 
 import fp8lab
 
-# What each variant needs, in /proc/cpuinfo's flag names (cmake/dispatch.cmake's flags).
-NEEDS = {
-    "avx2": {"avx2", "fma", "bmi1", "bmi2", "popcnt"},
-    "avx512": {"avx2", "fma", "bmi1", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl",
-               "avx512_vnni"},
-}
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def expected_variant(built) -> str:
-    flags = cpu_flags()
-    best = "portable"
-    for v in ("avx2", "avx512"):
-        if v in built and NEEDS[v] <= flags:
-            best = v
-    return best
+from cpu_support import NEEDS, cpu_flags, expected_variant  # noqa: E402
 
 
 def run_py(code: str, **env) -> subprocess.CompletedProcess:
