@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Determinism across compilers and optimisation levels (`make determinism`): builds the GEMM digest
 # program (bench/bench_gemm_digest.cpp) the way the CMake presets default (GCC -O3), O0 (GCC -O0)
-# and clang (Clang -O3) build the library, and portably (GCC -O3 without -march=native, so the
-# GEMM kernel's portable path), each in its own minimal build directory (no tests, no Python, no
+# and clang (Clang -O3) build the library, and portably (GCC -O3 without -march=native, run with
+# FP8LAB_CPU=portable: the kernels' portable variant, common/isa.hpp), each in its own minimal build directory (no tests, no Python, no
 # CUDA), runs each, and requires identical output — and, inside each run, identical results with
 # 1 and 3 threads. Exit status 0 when everything agrees, 1 otherwise.
 # Environment: FP8LAB_DET_JOBS (parallel build jobs, default 1), FP8LAB_DET_DIR (build root,
@@ -24,7 +24,7 @@ mkdir -p "$root"
 builds=(default O0)
 configure default -DCMAKE_BUILD_TYPE=Release
 configure O0 -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g"
-# Without -march=native the GEMM kernel takes its portable path instead of the AVX-512 one.
+# Without -march=native, and run with FP8LAB_CPU=portable (below): the kernels' portable variant.
 configure portable -DCMAKE_BUILD_TYPE=Release -DFP8LAB_NATIVE=OFF
 builds+=(portable)
 if command -v clang++ >/dev/null 2>&1; then
@@ -38,7 +38,9 @@ status=0
 for b in "${builds[@]}"; do
   cmake --build "$root/$b" -j "$jobs" --target bench_gemm_digest >"$root/$b.build.log" 2>&1 ||
     { echo "determinism: building $b failed; see $root/$b.build.log" >&2; exit 1; }
-  "$root/$b/bench/bench_gemm_digest" >"$root/$b.digest"
+  cpu=""
+  [ "$b" = portable ] && cpu=portable
+  FP8LAB_CPU=$cpu "$root/$b/bench/bench_gemm_digest" >"$root/$b.digest"
   # Thread-count independence inside one build: the threads=1 and threads=3 halves agree.
   if ! diff <(grep '^threads=1 ' "$root/$b.digest" | cut -d' ' -f2-) \
             <(grep '^threads=3 ' "$root/$b.digest" | cut -d' ' -f2-) >/dev/null; then
