@@ -71,6 +71,24 @@ typedef int (*fp8lab_moe_route_fn)(const float* logits, const float* bias, size_
                                    const char* spec_json, int32_t* ids, float* weights, char* error,
                                    size_t error_len);
 
+/* op "mla_sparse_decode": sparse MLA decode as FlashMLA's flash_mla_with_kvcache with `indices`
+ * (emulator/mla/sparse_decode.hpp).
+ *  q:           batch x s_q x heads x d_qk float32 (BF16 values); d_qk 576 (v32_fp8_sparse) or 512
+ *               (model1_fp8_sparse), spec "layout";
+ *  kv_cache:    blocks x block_bytes bytes in the layout, spec "page_block_size" tokens per block;
+ *  indices:     batch x s_q x topk int32 token indices (block * page + slot), -1 invalid;
+ *  topk_length: batch int32, only the first topk_length[b] indices of sequence b's queries count;
+ *  attn_sink:   heads float32 (-inf: none); out is scaled by 1 / (1 + exp(sink - lse));
+ *  out:         batch x s_q x heads x 512 float32, each a BF16 value;
+ *  lse:         batch x heads x s_q float32 (natural log, without the sink; +inf where nothing is
+ *               attended, and out 0 there).
+ * Spec "softmax_scale" (null: d_qk^-0.5), "num_splits", "decode_p", "dequant" say what is pinned. */
+typedef int (*fp8lab_mla_sparse_decode_fn)(const float* q, size_t batch, size_t s_q, size_t heads, size_t d_qk,
+                                           const uint8_t* kv_cache, size_t blocks, size_t block_bytes,
+                                           const int32_t* indices, size_t topk, const int32_t* topk_length,
+                                           const float* attn_sink, const char* spec_json, float* out, float* lse,
+                                           char* error, size_t error_len);
+
 #ifdef __cplusplus
 }
 #endif

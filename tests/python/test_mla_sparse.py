@@ -397,3 +397,35 @@ def test_verify_operation_accepts_the_emulator_and_catches_wrong_kernels():
         assert r.kind == "violation", (bad.__name__, r)
     r = fp8lab.verify(reads_invalid_slots, op="mla_sparse_decode", spec=small, cases=len(o.kinds), shrink=False)
     assert r.kind == "violation", r
+
+
+def test_c_abi_kernel_is_checked_by_fp8lab_verify(tmp_path):
+    """tests/plugins/sparse_decode_kernel.c, a plain-C formulation of FlashMLA's tests/ref.py, through
+    golden/fp8lab_kernel.h's fp8lab_mla_sparse_decode_fn: the correct build passes within bound on the
+    committed trace and generated cases; the planted sign-flipped sink is a violation."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler (cc) to build the test plug-in")
+    root = Path(__file__).resolve().parents[2]
+    libs = {}
+    for name, flags in (("correct", []), ("planted_bug", ["-DPLANTED_BUG"])):
+        libs[name] = tmp_path / f"libsparse_{name}.so"
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-ffp-contract=off", *flags, "-I", str(root / "golden"), "-o",
+                        str(libs[name]), str(root / "tests" / "plugins" / "sparse_decode_kernel.c"), "-lm"], check=True)
+
+    def verify(lib, *extra):
+        return subprocess.run([sys.executable, "-m", "fp8lab", "verify", "--kernel", f"{lib}:fp8lab_mla_sparse_decode",
+                               "--op", "mla_sparse_decode", "--cases", "7", "--spec",
+                               '{"heads": 8, "topk": 64, "blocks": 2, "page_block_size": 32, "num_splits": 2}', *extra],
+                              capture_output=True, text=True, cwd=root)
+
+    r = verify(libs["correct"], "--accept", "within-bound")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mla_sparse_decode_v32_small.safetensors" in r.stdout and "WITHIN-BOUND" in r.stdout
+    r = verify(libs["planted_bug"])
+    assert r.returncode == 1 and "VIOLATION" in r.stdout, r.stdout + r.stderr

@@ -2,6 +2,7 @@
 its FP8 sparse KV layouts (fp8lab.mla.sparse_decode; emulator/mla/sparse_decode.hpp)."""
 from __future__ import annotations
 
+import ctypes
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from ...mla_sparse import (sparse_decode, sparse_decode_reference, sparse_kv_blo
                            sparse_kv_quantize)
 from ..outputs import as_host_array
 from ..trace import TraceTensor
-from .base import Operation
+from .base import Operation, c_ptr
 
 _INT32_MAX = 2**31 - 1
 
@@ -124,6 +125,24 @@ class MlaSparseDecodeOp(Operation):
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             return {}  # judged as "the kernel returned no 'out'"
         return {"out": out[0], "lse": out[1]}
+
+    def call_c(self, f, spec, spec_json, inputs, error):
+        # fp8lab_mla_sparse_decode_fn(q, batch, s_q, heads, d_qk, kv_cache, blocks, block_bytes, indices, topk,
+        #                             topk_length, attn_sink, spec_json, out, lse, error, error_len)
+        q = np.ascontiguousarray(inputs["q"], dtype=np.float32)
+        kv = np.ascontiguousarray(inputs["kv_cache"], dtype=np.uint8)
+        ind = np.ascontiguousarray(inputs["indices"], dtype=np.int32)
+        tl = np.ascontiguousarray(inputs["topk_length"], dtype=np.int32)
+        sink = np.ascontiguousarray(inputs["attn_sink"], dtype=np.float32)
+        (b, s_q, h, d), topk = q.shape, ind.shape[-1]
+        d_v = sparse_kv_layout(spec["layout"])["d_v"]
+        out = np.zeros((b, s_q, h, d_v), dtype=np.float32)
+        lse = np.zeros((b, h, s_q), dtype=np.float32)
+        size = ctypes.c_size_t
+        rc = f(c_ptr(q), size(b), size(s_q), size(h), size(d), c_ptr(kv), size(kv.shape[0]), size(kv.shape[1]),
+               c_ptr(ind), size(topk), c_ptr(tl), c_ptr(sink), spec_json, c_ptr(out), c_ptr(lse), error,
+               size(len(error)))
+        return rc, {"out": out, "lse": lse}
 
     def kernel_outputs(self, spec, got):
         out, lse = as_host_array(got["out"]), as_host_array(got["lse"])
