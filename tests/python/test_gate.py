@@ -90,7 +90,7 @@ def test_looping_kernel_times_out_per_case(hostile, tmp_path):
 def test_abi_version_is_checked(hostile):
     r = cli("verify", "--no-golden", "--kernel", f"{hostile['abi2']}:gemm_one_ulp", "--op", "gemm", "--cases", "1")
     assert r.returncode == 2 and "ABI version 2" in r.stderr, r.stdout + r.stderr
-    with pytest.raises(ValueError, match="no entry point for 'quantize'; it defines cast, gemm, moe_route"):
+    with pytest.raises(ValueError, match="no entry point for 'quantize'; it defines cast, gemm, mla_sparse_decode, moe_route"):
         verification.load_kernel(f"{hostile['ok']}:fp8lab_gemm", "quantize")
 
 
