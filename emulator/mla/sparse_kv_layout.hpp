@@ -70,7 +70,10 @@ SparseKvFields unpack_sparse_kv(const std::uint8_t* bytes, std::size_t blocks, s
 std::vector<std::uint8_t> pack_sparse_kv(const SparseKvFields& f, SparseKvLayout l);
 
 // values [blocks, page, d_qk] (rounded to BF16 first: the cache's input dtype) -> bytes. Non-finite
-// values throw std::invalid_argument naming `values` and the element.
+// values throw std::invalid_argument naming `values` and the element. quantize(dequantize(b)) keeps
+// the values but not always the bytes: a tile whose largest element rounded to 224 (amax / s in
+// (224, 232]) re-quantises with s / 2 and elements twice as large; the byte round trip is
+// pack(unpack(b)) == b.
 std::vector<std::uint8_t> quantize_sparse_kv(const float* values, std::size_t blocks, std::size_t page,
                                              SparseKvLayout l);
 
