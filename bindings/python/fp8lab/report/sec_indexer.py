@@ -64,6 +64,29 @@ def _attention_error(exact_row: np.ndarray, a_sel: np.ndarray, f_sel: np.ndarray
     return float(np.linalg.norm(of - oa) / np.linalg.norm(oa)), float(pa[lost].sum())
 
 
+def _sparse_decode_error(z_row: np.ndarray, a_sel: np.ndarray, f_sel: np.ndarray, rng: np.random.Generator) -> float:
+    """The same proxy through fp8lab.mla.sparse_decode (FlashMLA's sparse decode on its V32 FP8 KV layout,
+    656 bytes per token): each selected token's cached 576-vector is [512 Gaussian latents | z_j, 0, ...]
+    and the query [0, ..., 0 | 1, 0, ...] with softmax_scale 1, so its attention score is z_j (BF16)
+    and its value the FP8 latent. Returns ||out(FP8 sel.) - out(exact sel.)|| / ||out(exact sel.)||."""
+    decode, quantize = api.get("mla.sparse_decode"), api.get("mla.sparse_kv_quantize")
+    union = np.union1d(a_sel, f_sel)
+    page = 64
+    blocks = -(-len(union) // page)
+    vals = np.zeros((blocks * page, 576), dtype=np.float32)
+    vals[:len(union), :LATENT] = rng.standard_normal((len(union), LATENT))
+    z = z_row[union]
+    vals[:len(union), LATENT] = (z - z.mean()) / (z.std() or 1.0)
+    cache = quantize(_bf16(vals).reshape(blocks, page, 576), "v32")
+    q = np.zeros((1, 1, 8, 576), dtype=np.float32)
+    q[..., LATENT] = 1.0
+    pos = np.searchsorted(union, np.stack([a_sel, f_sel]))
+    outs = [decode(q, cache, pos[s][None, None, :].astype(np.int32), layout="v32", softmax_scale=1.0)[0][0, 0, 0]
+            for s in range(2)]
+    outs = [o.astype(np.float64) for o in outs]
+    return float(np.linalg.norm(outs[1] - outs[0]) / np.linalg.norm(outs[0]))
+
+
 def measure(ctx: Context, lengths: list[int], queries: int, topk: int = TOPK) -> list[dict]:
     """Per context length: mean changed tokens per query against the two exact indexers, the
     largest count, and the proxy attention-output error and lost mass (see the module docstring)."""
@@ -72,21 +95,25 @@ def measure(ctx: Context, lengths: list[int], queries: int, topk: int = TOPK) ->
     spec = {"topk": topk}
     fp8 = index(q, k, w, spec=spec)["logits"].astype(np.float64)
     ref = {which: exact(q, k, w, spec=spec, inputs=which) for which in ("unquantised", "quantised")}
+    sparse = api.has("mla.sparse_decode", "mla.sparse_kv_quantize")
     rows = []
     for L in lengths:
         ends = np.full(queries, L, dtype=np.int32)
         flips = {which: changes(fp8, r, topk, ends=ends) for which, r in ref.items()}
-        errs, mass = [], []
+        errs, mass, sparse_errs = [], [], []
         for i in range(queries):
             a_sel, f_sel = _top(ref["unquantised"][i], L, topk), _top(fp8[i], L, topk)
             e, m = _attention_error(ref["unquantised"][i], a_sel, f_sel, ctx.rng("indexer-v", L, i))
             errs.append(e)
             mass.append(m)
+            if sparse:
+                sparse_errs.append(_sparse_decode_error(ref["unquantised"][i], a_sel, f_sel, ctx.rng("indexer-s", L, i)))
         rows.append({"context": L, "queries": queries,
                      "changed_vs_exact": flips["unquantised"]["total_changed"] / queries,
                      "changed_vs_exact_quantised": flips["quantised"]["total_changed"] / queries,
                      "max_changed_vs_exact": int(flips["unquantised"]["changed"].max()),
-                     "attention_rel_error": float(np.mean(errs)), "lost_attention_mass": float(np.mean(mass))})
+                     "attention_rel_error": float(np.mean(errs)), "lost_attention_mass": float(np.mean(mass)),
+                     "sparse_decode_rel_error": float(np.mean(sparse_errs)) if sparse else None})
     return rows
 
 
@@ -112,23 +139,30 @@ def run(ctx: Context) -> Section:
     ctx.progress.step("FP8 and exact indexers")
     ctx.progress.finish()
     sec.data = {"heads": HEADS, "topk": TOPK, "queries": queries, "spec": api.get("mla.indexer_spec")(),
-                "rows": rows, "attention_output": "numpy float64 over the two selected sets (proxy model)"}
+                "rows": rows, "attention_output": "numpy float64 over the two selected sets (proxy model)"
+                + ("; and fp8lab.mla.sparse_decode on FlashMLA's V32 FP8 cache" if rows[0]["sparse_decode_rel_error"]
+                   is not None else "")}
+    has_sparse = rows[0]["sparse_decode_rel_error"] is not None
     lo, hi = rows[0], rows[-1]
     sec.conclusion = (
         f"Of the {TOPK} tokens DeepSeek-V3.2's FP8 indexer selects, {lo['changed_vs_exact']:.3g} differ from the exact "
         f"indexer's choice at {lo['context'] // 1024}k tokens of context and {hi['changed_vs_exact']:.3g} at "
         f"{hi['context'] // 1024}k ({pct(lo['changed_vs_exact'] / TOPK)} and {pct(hi['changed_vs_exact'] / TOPK)}; "
         f"synthetic activations). Against float64 on the same quantised inputs {hi['changed_vs_exact_quantised']:.3g} "
-        f"tokens change at {hi['context'] // 1024}k, so the E4M3/UE8M0 quantisation, not the FP8 accumulation, causes "
+        f"token{'' if hi['changed_vs_exact_quantised'] == 1 else 's'} change at {hi['context'] // 1024}k, so the E4M3/UE8M0 quantisation, not the FP8 accumulation, causes "
         f"{pct(_share(hi))} of the changes there. Under a proxy attention model the changed tokens move the attention "
         f"output by {pct(lo['attention_rel_error'])} at {lo['context'] // 1024}k and {pct(hi['attention_rel_error'])} "
-        f"at {hi['context'] // 1024}k.")
+        f"at {hi['context'] // 1024}k" + (f" ({pct(lo['sparse_decode_rel_error'])} and "
+                                          f"{pct(hi['sparse_decode_rel_error'])} through the sparse MLA decode emulator "
+                                          "on FlashMLA's FP8 cache)." if has_sparse else "."))
     sec.table(f"Selected tokens that change (tie-aware, per query, mean over {queries} "
               f"quer{'y' if queries == 1 else 'ies'}), and what that does to attention",
               ["context", "vs exact (BF16 inputs)", "vs exact (same FP8 inputs)", "fraction of 2048",
-               "attention output rel. error", "attention mass on lost tokens"],
+               "attention output rel. error (float64)", "attention mass on lost tokens"]
+              + (["same, sparse_decode on the FP8 cache"] if has_sparse else []),
               [[f"{r['context'] // 1024}k", f"{r['changed_vs_exact']:.4g}", f"{r['changed_vs_exact_quantised']:.4g}",
                 pct(r["changed_vs_exact"] / TOPK), pct(r["attention_rel_error"]), pct(r["lost_attention_mass"])]
+               + ([pct(r["sparse_decode_rel_error"])] if has_sparse else [])
                for r in rows])
     xs = [r["context"] for r in rows]
     sec.figure("flips", plots.lines(
@@ -149,9 +183,11 @@ def run(ctx: Context) -> Section:
         "tokens [0, L). Real activations have more structure (outlier channels, which the Hadamard rotation exists "
         "to spread), so the counts are indicative, not DeepSeek-V3.2's.")
     sec.para(
-        "Attention-output error: computed in numpy float64 over the two selected sets (the sparse MLA decode "
-        "emulator was not used here), with a stated proxy model: each token's attention logit is its exact indexer "
-        "logit standardised over the context, values are Gaussian 512-wide latents; the error is "
+        "Attention-output error, under a stated proxy model: each token's attention logit is its exact indexer "
+        "logit standardised over the two selections' tokens, values are Gaussian 512-wide latents; the error is "
         "||out(FP8 selection) - out(exact selection)|| / ||out(exact selection)||, and the lost mass is the exact "
-        "selection's softmax weight on tokens the FP8 selection dropped.")
+        "selection's softmax weight on tokens the FP8 selection dropped. Computed in numpy float64 over the two "
+        "selected sets" + (", and again through fp8lab.mla.sparse_decode (FlashMLA's sparse decode arithmetic on its "
+        "V32 FP8 cache, 656 bytes per token: the latents cached as E4M3 with power-of-two scales, the score carried "
+        "in the BF16 RoPE part, softmax_scale 1)." if has_sparse else " (no sparse MLA decode emulator in this build)."))
     return sec
