@@ -234,26 +234,84 @@ void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::
 // exponents of its row and column span few enough binades that every term S * ma * mb (< 2^101)
 // shifted onto their smallest exponent, and the sum of all chunks' terms, stay below 2^126, one
 // __int128 at that exponent (no checks per term); otherwise ExactSum's checked path.
+//
+// The vector fold: when the tile's scale exponents span at most 12 - bit_width(chunks) binades,
+// each term goes in 8 lanes at once as four exact binary64 partial products, S = Sh 2^26 + Sl
+// (|Sh| < 2^27, |Sl| < 2^26) and ma mb = mh 2^24 + ml (both < 2^24): Sl ml, Sl mh 2^24,
+// Sh ml 2^26, Sh mh 2^50, each below 2^51, converted to int64, shifted by the term's exponent
+// offset and summed per weight in int64 (below 2^(51 + 12) over all chunks); finish() joins the
+// four sums in one __int128.
+using VI = std::int64_t __attribute__((vector_size(64)));
+struct LaneScales {  // B's scales per (group of 8 columns, chunk, lane): significand and shift
+  std::vector<double> m;
+  std::vector<std::int64_t> shift;
+};
+LaneScales lane_scales(const ChunkScales& sb, std::size_t groups, std::size_t N) {
+  const std::size_t C = sb.chunks;
+  LaneScales t{std::vector<double>(groups * C * kLanes, 0.0), std::vector<std::int64_t>(groups * C * kLanes, 0)};
+  for (std::size_t j = 0; j < N; ++j)
+    for (std::size_t q = 0; q < C; ++q) {
+      const std::size_t at = ((j / kLanes) * C + q) * kLanes + j % kLanes;
+      t.m[at] = static_cast<double>(sb.m[j * C + q]);
+      t.shift[at] = sb.shift[j * C + q];
+    }
+  return t;
+}
+inline V split_high(const V& x, double down) {  // trunc(x * down) for |x * down| < 2^52: exact
+  return __builtin_convertvector(__builtin_convertvector(x * down, VI), V);
+}
+
 struct TileSums {
   const ChunkScales *sa, *sb;
+  const LaneScales* lanes;
   std::size_t i0, j0, rows, cols;  // the tile's first row and column, and how many are real
   int lsb;
   __int128 fast[kRows][kGroups * kLanes];
   ExactSum sums[kRows][kGroups * kLanes];
   bool is_fast[kRows][kGroups * kLanes];
+  bool vec;
+  VI limbs[4][kRows][kGroups];
 
   void start() {
     const int chunk_bits = std::bit_width(sa->chunks);
+    int span_a = 0, span_b = 0;
+    for (std::size_t r = 0; r < rows; ++r) span_a = std::max(span_a, sa->span[i0 + r]);
+    for (std::size_t l = 0; l < cols; ++l) span_b = std::max(span_b, sb->span[j0 + l]);
+    vec = span_a + span_b + chunk_bits <= 12;
+    std::memset(limbs, 0, sizeof limbs);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
         fast[r][l] = 0;
         sums[r][l] = ExactSum{};
-        is_fast[r][l] = sa->span[i0 + r] + sb->span[j0 + l] + 101 + chunk_bits <= 125;
+        is_fast[r][l] = vec || sa->span[i0 + r] + sb->span[j0 + l] + 101 + chunk_bits <= 125;
       }
   }
   int base(std::size_t r, std::size_t l) const { return lsb + sa->base[i0 + r] + sb->base[j0 + l]; }
+  void fold_vector(std::size_t q, const Block& s) {
+    const std::size_t C = sa->chunks;
+    for (std::size_t r = 0; r < kRows; ++r) {
+      const std::size_t ia = (std::min(i0 + r, i0 + rows - 1)) * C + q;  // rows past M: any real row's scale
+      const double ma = static_cast<double>(sa->m[ia]);
+      const std::int64_t sha = sa->shift[ia];
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        const std::size_t at = ((j0 / kLanes + g) * C + q) * kLanes;
+        V mb;
+        VI shb;
+        std::memcpy(&mb, lanes->m.data() + at, sizeof mb);
+        std::memcpy(&shb, lanes->shift.data() + at, sizeof shb);
+        const V S = s[r][g], Sh = split_high(S, 0x1p-26), Sl = S - Sh * 0x1p26;
+        const V m = ma * mb, mh = split_high(m, 0x1p-24), ml = m - mh * 0x1p24;
+        const VI sh = sha + shb;
+        limbs[0][r][g] += __builtin_convertvector(Sl * ml, VI) << sh;
+        limbs[1][r][g] += __builtin_convertvector(Sl * mh, VI) << sh;
+        limbs[2][r][g] += __builtin_convertvector(Sh * ml, VI) << sh;
+        limbs[3][r][g] += __builtin_convertvector(Sh * mh, VI) << sh;
+      }
+    }
+  }
   // Adds chunk q's sums s.
   void fold(std::size_t q, const Block& s, KulischAccumulator* spill) {
+    if (vec) return fold_vector(q, s);
     const std::size_t C = sa->chunks;
     for (std::size_t r = 0; r < rows; ++r) {
       const std::size_t ia = (i0 + r) * C + q;
@@ -275,6 +333,11 @@ struct TileSums {
         const std::size_t e = (i0 + r) * N + j0 + l;
         KulischAccumulator& k = spill[r * kGroups * kLanes + l];
         ExactSum& sum = sums[r][l];
+        if (vec) {
+          const std::size_t g = l / kLanes, u = l % kLanes;
+          fast[r][l] = static_cast<__int128>(limbs[0][r][g][u]) + (static_cast<__int128>(limbs[1][r][g][u]) << 24) +
+                       (static_cast<__int128>(limbs[2][r][g][u]) << 26) + (static_cast<__int128>(limbs[3][r][g][u]) << 50);
+        }
         if (is_fast[r][l]) sum.add(fast[r][l], base(r, l), k);
         if (c) {
           const FloatParts pc = float_parts(c[e]);
@@ -298,6 +361,7 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   const std::size_t M = a.rows, N = b.rows;
   const std::vector<Chunk> chunks = chunks_of(a, b, std::size_t{1} << (53 - ga->width - gb->width));
   const ChunkScales sa = chunk_scales(a, chunks), sb = chunk_scales(b, chunks);
+  const LaneScales lanes = lane_scales(sb, p.groups, N);
   const std::size_t IT = (p.row_blocks + kBlocksPerTask - 1) / kBlocksPerTask, GB = p.groups / kGroups;
   const int prec = output_precision(out), emin = output_min_exponent(out), emax = output_max_exponent(out);
   std::vector<double> d(M * N);
@@ -314,7 +378,7 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
       for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
       for (std::size_t u = 0; u < blocks; ++u) {
         const std::size_t i0 = (ib0 + u) * kRows, j0 = g0 * kLanes;
-        tiles[u] = TileSums{&sa, &sb, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0), ga->lsb + gb->lsb};
+        tiles[u] = TileSums{&sa, &sb, &lanes, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0), ga->lsb + gb->lsb};
         tiles[u].start();
       }
       for (std::size_t q = 0; q < chunks.size(); ++q) {
