@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -13,6 +14,8 @@
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
+#include "formats/representable.hpp"
+#include "gemm/dot_batch.hpp"
 #include "registry.hpp"
 
 namespace fp8lab::bindings {
@@ -35,29 +38,41 @@ std::string repr(double x) { return py::repr(py::float_(x)).cast<std::string>();
 
 // The values of a float32/float64 array as float32, each exactly representable in `fmt`
 // (NaN allowed where the format has one, infinities where it has them). The first element that
-// is not raises ValueError naming `arg`, its index, its value and the format.
+// is not raises ValueError naming `arg`, its index, its value and the format. The checks run
+// in bulk without the GIL (formats/representable's vectorised test, on the parallel_for threads).
 std::vector<float> operand_values(const py::array& arr, const char* arg, const Format& fmt) {
   const auto n = static_cast<std::size_t>(arr.size());
-  const auto shape = shape_of(arr);
   std::vector<float> v(n);
-  EncodeOptions exact;
-  exact.overflow = Overflow::InfOrNan;  // an out-of-range value must not saturate into "representable"
-  for (std::size_t i = 0; i < n; ++i) {
-    const double x = is_float32(arr) ? static_cast<double>(static_cast<const float*>(arr.data())[i])
-                                     : static_cast<const double*>(arr.data())[i];
-    bool ok;
-    if (std::isnan(x)) {
-      ok = fmt.has_nan();
-    } else {
-      const double r = round_to_format(x, fmt, exact);
-      ok = r == x && static_cast<double>(static_cast<float>(x)) == x;
+  std::size_t bad = n;
+  {
+    py::gil_scoped_release release;
+    if (is_float32(arr)) {
+      std::memcpy(v.data(), arr.data(), n * sizeof(float));
+    } else {  // float64: each element must be a float32 value first (NaN aside)
+      const auto* x = static_cast<const double*>(arr.data());
+      constexpr std::size_t kGrain = 1 << 16;
+      std::vector<std::size_t> first((n + kGrain - 1) / kGrain, n);
+      parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
+        bool any = false;
+        for (std::size_t i = begin; i < end; ++i) {
+          v[i] = static_cast<float>(x[i]);
+          any |= !(static_cast<double>(v[i]) == x[i] || x[i] != x[i]);
+        }
+        if (any)
+          for (std::size_t i = begin; i < end && first[begin / kGrain] == n; ++i)
+            if (!(static_cast<double>(v[i]) == x[i] || x[i] != x[i])) first[begin / kGrain] = i;
+      });
+      for (const std::size_t i : first) bad = std::min(bad, i);
     }
-    if (!ok)
-      throw py::value_error(std::string(arg) + ": element " + index_text(i, shape) + " = " + repr(x) +
-                            " is not exactly representable in " + fmt.name +
-                            " (round it first, e.g. fp8lab.decode(fp8lab.encode(x, '" + fmt.name + "'), '" +
-                            fmt.name + "'))");
-    v[i] = static_cast<float>(x);
+    bad = std::min(bad, RepresentableTest(fmt).first_bad_parallel(v.data(), bad));
+  }
+  if (bad != n) {
+    const double x = is_float32(arr) ? static_cast<double>(static_cast<const float*>(arr.data())[bad])
+                                     : static_cast<const double*>(arr.data())[bad];
+    throw py::value_error(std::string(arg) + ": element " + index_text(bad, shape_of(arr)) + " = " + repr(x) +
+                          " is not exactly representable in " + fmt.name +
+                          " (round it first, e.g. fp8lab.decode(fp8lab.encode(x, '" + fmt.name + "'), '" +
+                          fmt.name + "'))");
   }
   return v;
 }
@@ -158,11 +173,14 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
     py::gil_scoped_release release;
     const auto ku = static_cast<std::size_t>(m.k);
     const std::size_t nblk = scaled ? ku / static_cast<std::size_t>(m.scale_block) : 0;
-    parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i)
-        o[i] = scaled ? fused_dot_add_block_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m)
-                      : fused_dot_add(&av[i * ku], &bv[i * ku], c[i], m);
-    });
+    if (!scaled) {
+      fused_dot_add_batch(av.data(), bv.data(), c.data(), batch, m, o);  // the GEMM's kernel where it covers m
+    } else {
+      parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i)
+          o[i] = fused_dot_add_block_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m);
+      });
+    }
   }
   return out;
 }

@@ -11,7 +11,7 @@
 #include "accum/tensor_core.hpp"
 #include "common/parallel.hpp"
 #include "common/profile.hpp"
-#include "formats/encode.hpp"
+#include "formats/representable.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/fp32_kernel.hpp"
@@ -27,47 +27,11 @@ std::string num(double v) {
   return buf;
 }
 
-// The vector kernel's operand format for model, when the kernel covers it.
-std::optional<Fp8Operands> fast_kernel_operands(const TensorCoreModel& model) {
-  if (&model == &tensor_core_by_name("hopper_fp8")) return Fp8Operands::E4m3;
-  if (&model == &tensor_core_by_name("hopper_fp8_e5m2")) return Fp8Operands::E5m2;
-  return std::nullopt;
-}
-
 // Elements must be values of the instruction's input format: the tensor core has no way to hold
 // anything else (quantise first).
 void check_representable(const GemmOperand& x, const char* arg, const Format& fmt, const std::string& instruction) {
-  // An element is a value of fmt iff encoding it and decoding the bits gives it back. In bulk and
-  // in parallel (this runs on every GEMM call); the first offender by index is reported.
-  const Encoder enc(fmt);
-  std::vector<double> value_of;  // decode table for formats up to 16 bits
-  if (fmt.total_bits() <= 16) {
-    value_of.resize(std::size_t{1} << fmt.total_bits());
-    for (std::uint32_t b = 0; b < value_of.size(); ++b) value_of[b] = decode(b, fmt);
-  }
-  const std::size_t n = x.elements.size();
-  constexpr std::size_t kGrain = 1 << 14;
-  std::vector<std::size_t> first_bad((n + kGrain - 1) / kGrain, n);
-  parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
-    std::uint32_t bits[kGrain];
-    enc.encode_u32(x.elements.data() + begin, end - begin, bits);
-    for (std::size_t i = begin; i < end; ++i) {
-      const float v = x.elements[i];
-      if (!std::isfinite(v)) {  // NaN and Inf are values of the formats that encode them
-        if (std::isnan(v) ? fmt.has_nan() : fmt.has_inf()) continue;
-        first_bad[begin / kGrain] = i;
-        return;
-      }
-      const std::uint32_t b = bits[i - begin];
-      const double back = value_of.empty() ? decode(b, fmt) : value_of[b];
-      if (back != static_cast<double>(x.elements[i])) {
-        first_bad[begin / kGrain] = i;
-        return;
-      }
-    }
-  });
-  for (const std::size_t i : first_bad) {
-    if (i == n) continue;
+  const std::size_t i = RepresentableTest(fmt).first_bad_parallel(x.elements.data(), x.elements.size());
+  if (i != x.elements.size()) {
     const double v = x.elements[i];
     throw std::invalid_argument(std::string(arg) + ": element [" + std::to_string(i / x.cols) + ", " +
                                 std::to_string(i % x.cols) + "] = " + num(v) + " is not an " + fmt.name +
@@ -261,7 +225,7 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
     default: {
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
-      const std::optional<Fp8Operands> fast = fast_kernel_operands(model);
+      const std::optional<Fp8Operands> fast = hopper_fp8_operands(model);
       acc = options.allow_fast_kernel && fast ? fast_accumulate(a, b, model, nc, spec.combine, *fast)
                                               : tensor_core_accumulate(a, b, model, nc, spec.combine);
     }

@@ -95,7 +95,10 @@ inline float normalise(std::int32_t s, int emax) {
   std::uint32_t as = static_cast<std::uint32_t>(s < 0 ? -s : s);
   const int nb = 32 - std::countl_zero(as);
   if (nb > kOutBits) as = (as >> (nb - kOutBits)) << (nb - kOutBits);
-  const float v = static_cast<float>(std::ldexp(static_cast<double>(as), emax - kFracBits));
+  // as * 2^(emax - 13) in binary64 (exact: 14 bits, and 2^(emax - 13) is a normal double for any
+  // emax here, >= kZeroC), then to float; the power of two built from its bits, not std::ldexp.
+  const double pow2 = std::bit_cast<double>(static_cast<std::uint64_t>(emax - kFracBits + 1023) << 52);
+  const float v = static_cast<float>(static_cast<double>(as) * pow2);
   return s < 0 ? -v : v;
 }
 
@@ -515,6 +518,78 @@ float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c
 
 namespace {
 
+// op over the 16 lanes, by halving (shuffles, not 16 lane extractions).
+template <class Op>
+inline std::int32_t reduce(Lanes v, Op op) {
+  using H8 = std::int32_t __attribute__((vector_size(32)));
+  using H4 = std::int32_t __attribute__((vector_size(16)));
+  H8 h8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+  const H8 g8 = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int l = 0; l < 8; ++l) h8[l] = op(h8[l], g8[l]);
+  H4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3);
+  const H4 g4 = __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+  for (int l = 0; l < 4; ++l) h4[l] = op(h4[l], g4[l]);
+  return op(op(h4[0], h4[2]), op(h4[1], h4[3]));
+}
+
+// One instruction with its 32 k in vector lanes (two groups of 16): the decomposition of
+// fp8_parts_from_bits, the largest exponent and the aligned, truncated sum of
+// hopper_e4m3_dot_add, lane-wise. False when an operand or C is NaN or infinite (accum's
+// fused_dot_add applies the policy to those).
+template <Fp8Layout Op>
+inline bool dot_lanes(const float* a, const float* b, float c, float& out) {
+  constexpr int mb = Op.mant_bits;
+  Lanes pe[2], pm[2];
+  Lanes special{};
+  for (int h = 0; h < 2; ++h) {
+    Lanes e[2], m[2];
+    for (int o = 0; o < 2; ++o) {
+      ULanes u;
+      std::memcpy(&u, (o ? b : a) + 16 * h, sizeof u);
+      const Lanes field = std::bit_cast<Lanes>((u >> 23) & 0xFFu);
+      special |= field == 0xFF;
+      const Lanes zero = (u & 0x7FFFFFFFu) == 0;
+      const Lanes top = (1 << mb) | std::bit_cast<Lanes>((u >> (23 - mb)) & ((1u << mb) - 1u));
+      const Lanes ex = field - 127;
+      const Lanes mag = top >> lanes_max(Op.min_exp - ex, Lanes{});
+      const Lanes neg = std::bit_cast<Lanes>(u >> 31) != 0;
+      m[o] = zero ? Lanes{} : (neg ? -mag : mag);
+      e[o] = zero ? Lanes{} + kZeroExp : lanes_max(ex, Lanes{} + Op.min_exp);
+    }
+    pe[h] = e[0] + e[1];
+    pm[h] = m[0] * m[1];
+  }
+  if (reduce(special, [](std::int32_t x, std::int32_t y) { return x | y; }) || !std::isfinite(c)) return false;
+  const Fp32Parts cp = fp32_parts(c);
+  const Lanes em = lanes_max(pm[0] != 0 ? pe[0] : Lanes{} + kZeroExp, pm[1] != 0 ? pe[1] : Lanes{} + kZeroExp);
+  const int emax = std::max(cp.e, reduce(em, [](std::int32_t x, std::int32_t y) { return std::max(x, y); }));
+  Lanes sum{};
+  for (int h = 0; h < 2; ++h) {
+    // |product| << product_shift (< 2^15) shifted right by its distance to the largest exponent:
+    // 16 or more leaves 0, as does the reference's cut-off.
+    const Lanes d = lanes_min(emax - pe[h], Lanes{} + 31);
+    const Lanes ap = (pm[h] < 0 ? -pm[h] : pm[h]) << product_shift(Op);
+    const Lanes t = std::bit_cast<Lanes>(std::bit_cast<ULanes>(ap) >> std::bit_cast<ULanes>(d));
+    sum += pm[h] < 0 ? -t : t;
+  }
+  std::int32_t s = reduce(sum, [](std::int32_t x, std::int32_t y) { return x + y; });
+  if (cp.m) {
+    const int sh = emax - cp.e + (23 - kFracBits);  // C's lowest bit is 2^(e - 23)
+    const std::int32_t t = sh >= 32 ? 0 : (cp.m >> sh);
+    s += cp.negative ? -t : t;
+  }
+  out = normalise(s, emax);
+  return true;
+}
+
+}  // namespace
+
+bool hopper_fp8_dot(const float* a, const float* b, float c, Fp8Operands operands, float& out) {
+  return operands == Fp8Operands::E5m2 ? dot_lanes<kE5m2Layout>(a, b, c, out) : dot_lanes<kE4m3Layout>(a, b, c, out);
+}
+
+namespace {
+
 template <Fp8Layout Op>
 std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine) {
   constexpr std::size_t L = kLanes, TM = kRowsPerTask, TG = kGroupsPerTask;
@@ -583,6 +658,8 @@ std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOp
 }  // namespace fp8lab::FP8LAB_ISA_NS
 
 FP8LAB_DISPATCH_ENTRY(float, hopper_e4m3_dot_add, (const float* a, const float* b, std::size_t n, float c), (a, b, n, c))
+FP8LAB_DISPATCH_ENTRY(bool, hopper_fp8_dot, (const float* a, const float* b, float c, Fp8Operands operands, float& out),
+                      (a, b, c, operands, out))
 FP8LAB_DISPATCH_ENTRY(std::vector<float>, hopper_fp8_gemm_accumulate,
                       (const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine,
                        Fp8Operands operands),

@@ -7,7 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
+
+#include "accum/tensor_core.hpp"
 
 #include "gemm/gemm_spec.hpp"
 #include "gemm/operand.hpp"
@@ -21,6 +24,14 @@ float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c
 // The operand formats the vector kernel covers: accum's presets hopper_fp8 (E4M3) and
 // hopper_fp8_e5m2 (the same instruction model, E5M2 operands).
 enum class Fp8Operands : std::uint8_t { E4m3, E5m2 };
+// The vector kernel's operand format for an instruction model, when the kernel covers it
+// (gemm/hopper_fp8_presets.cpp).
+std::optional<Fp8Operands> hopper_fp8_operands(const TensorCoreModel& model);
+
+// One instruction of 32 products (a, b: 32 values of the operand format each) with C = c, into
+// out; false (out untouched) when an operand or c is NaN or infinite. The batched form of the
+// kernel for fp8lab.dot (gemm/dot_batch), bit-identical to accum's fused_dot_add.
+bool hopper_fp8_dot(const float* a, const float* b, float c, Fp8Operands operands, float& out);
 
 // Scaled tensor-core accumulation over K for all M x N outputs, before C and output rounding:
 // promote_every = 0 means no promotion (TensorCore: one chain, scales applied at the end).

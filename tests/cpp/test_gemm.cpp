@@ -12,6 +12,7 @@
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "gemm/bounds.hpp"
+#include "gemm/dot_batch.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/kulisch.hpp"
@@ -300,8 +301,9 @@ TEST(Fp32Kernel, BitIdenticalToPerElementLoops) {
 // The integer exact kernel against the general (Kulisch) path: FP8/FP4 operands (E5M2 is too
 // wide for it: the fallback must give the same bits too), every
 // tiling, arbitrary and power-of-two scales, scales 2^+-100 apart within a row (the per-output
-// integer spills into the Kulisch accumulator), exact cancellation, the largest and smallest
-// magnitudes, C tiny or huge, each output format, and K beyond one binary64 chunk (2^17 for E4M3).
+// integer spills into the Kulisch accumulator) or 2^+-9 (the checked __int128, not the vector
+// fold), exact cancellation, the largest and smallest magnitudes, C tiny or huge, each output
+// format, and K beyond one binary64 chunk (2^17 for E4M3).
 std::vector<double> exact_both_ways(const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out,
                                     const std::string& what) {
   const auto fast = gemm_exact(a, b, c, out);
@@ -324,6 +326,7 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
           auto b = operand_from_qtensor(quantise(y, N, K, N > 1 ? Tile{128, 128} : Tile{0, 0}, fb, pow2), "b");
           if (M > 1) {
             for (std::size_t q = 0; q < a.grid_cols(); ++q) a.scales[a.grid_cols() + q] *= std::ldexp(1.0f, q % 2 ? 100 : -100);
+            for (std::size_t q = 0; q < a.grid_cols(); ++q) a.scales[3 * a.grid_cols() + q] *= std::ldexp(1.0f, q % 2 ? 9 : -9);
             a.scales[2 * a.grid_cols()] = 0.0f;                // a zero scale
             a.scales[2 * a.grid_cols() + 1] = 0x1.8p-140f;    // a subnormal scale
           }
@@ -354,6 +357,55 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
   EXPECT_EQ(d[0], 448.0 * 448.0 * 3.0 * static_cast<double>(K));  // exact: below 2^53
   EXPECT_EQ(d[2], 0.0);                                             // exact cancellation
   expect_exact_matches_oracle(a, b, nullptr);
+}
+
+// Batched single instructions (fp8lab.dot) on the vector kernel against accum's fused_dot_add one
+// by one: E4M3 and E5M2 operands with zeros, subnormals, the largest values, cancellation,
+// C = +-0, tiny, huge and random, and NaN / Inf in operands and C; a preset the kernel does not
+// cover goes to fused_dot_add; 1 and 3 threads give the same bits.
+TEST(DotBatch, BitIdenticalToFusedDotAdd) {
+  for (const char* instruction : {"hopper_fp8", "hopper_fp8_e5m2", "hopper_bf16"}) {
+    const TensorCoreModel& model = tensor_core_by_name(instruction);
+    const Format& fmt = format_by_name(model.input_format);
+    const std::size_t k = static_cast<std::size_t>(model.k), batch = 3000;
+    std::mt19937_64 rng(51);
+    std::vector<float> a(batch * k), b(batch * k), c(batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+      const int spread = static_cast<int>(i % 40) - 20;  // per instruction: 2^-20 .. 2^19 magnitudes
+      for (std::size_t j = 0; j < k; ++j) {
+        const std::size_t e = i * k + j;
+        std::normal_distribution<double> g(0.0, 1.0);
+        a[e] = static_cast<float>(round_to_format(std::ldexp(g(rng), static_cast<int>(rng() % 24) - 12 + spread / 4), fmt));
+        b[e] = static_cast<float>(round_to_format(std::ldexp(g(rng), static_cast<int>(rng() % 24) - 12), fmt));
+        if (rng() % 7 == 0) a[e] = 0.0f;
+        if (i % 5 == 1) b[e] = j % 2 ? b[e - 1] : b[e];  // pairs
+        if (i % 5 == 1 && j % 2) a[e] = -a[e - 1];          // ... that cancel exactly
+        if (i % 11 == 3) a[e] = static_cast<float>(fmt.max_finite()) * (j % 3 ? 1.0f : -1.0f);
+        if (i % 13 == 4) b[e] = static_cast<float>(fmt.min_positive()) * static_cast<float>(1 + j % 3);
+      }
+      const float choices[] = {0.0f, -0.0f, 0x1p-120f, -3e30f, static_cast<float>(std::ldexp(1.0 + (rng() % 100) / 100.0, spread))};
+      c[i] = choices[i % 5];
+    }
+    if (fmt.has_inf()) a[7 * k + 3] = INFINITY, b[8 * k + 1] = -INFINITY, a[9 * k] = INFINITY, b[9 * k] = 0.0f;
+    a[10 * k + 5] = NAN;
+    c[11] = NAN;
+    c[12] = -INFINITY;
+    std::vector<float> want(batch), fast(batch), fast3(batch);
+    for (std::size_t i = 0; i < batch; ++i) want[i] = fused_dot_add(a.data() + i * k, b.data() + i * k, c[i], model);
+    set_num_threads(1);
+    fused_dot_add_batch(a.data(), b.data(), c.data(), batch, model, fast.data());
+    set_num_threads(3);
+    fused_dot_add_batch(a.data(), b.data(), c.data(), batch, model, fast3.data());
+    set_num_threads(0);
+    for (std::size_t i = 0; i < batch; ++i) {
+      if (std::isnan(want[i])) {
+        EXPECT_TRUE(std::isnan(fast[i]) && std::isnan(fast3[i])) << instruction << " " << i;
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[i]), std::bit_cast<std::uint32_t>(want[i])) << instruction << " " << i;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(fast3[i]), std::bit_cast<std::uint32_t>(want[i])) << instruction << " " << i;
+    }
+  }
 }
 
 // Two measures of a K = 4096 GEMM's error on Gaussian inputs: elementwise, the max of

@@ -170,6 +170,28 @@ def test_value_not_representable_names_the_first_bad_element():
         fp8lab.dot(np.ones(32, dtype=F32), np.full(32, np.inf, dtype=F32))
 
 
+def test_bulk_checks_name_the_first_offender_of_either_kind():
+    # float64 inputs fail two ways (not a float32, or not an E4M3 value); the checks run in bulk and
+    # in parallel chunks of 65536 elements, and the error names the first offender whichever kind.
+    a = np.ones((5000, 32), dtype=np.float64)
+    a[3000, 1] = 1.0 + 2.0**-40  # not a float32
+    a[4000, 2] = 0.3              # not an E4M3 value, later
+    with pytest.raises(ValueError, match=r"a: element \[3000, 1\] = 1\.0000000000009095 is not exactly representable"):
+        fp8lab.dot(a, np.ones((5000, 32)))
+    a[2500, 31] = 17.0            # not an E4M3 value (16 and 18 are), earlier
+    with pytest.raises(ValueError, match=r"a: element \[2500, 31\] = 17\.0 is not exactly representable"):
+        fp8lab.dot(a, np.ones((5000, 32)))
+    b = np.ones((5000, 32), dtype=F32)
+    b[4999, 31] = -np.inf         # the very last element: E4M3 has no infinity
+    with pytest.raises(ValueError, match=r"b: element \[4999, 31\] = -inf"):
+        fp8lab.dot(np.ones((5000, 32), dtype=F32), b)
+    # E5M2 has infinities and NaN: both are operands of its instruction.
+    b[4999, 31] = np.nan
+    b[0, 0] = np.inf
+    d = fp8lab.dot(np.ones((5000, 32), dtype=F32), b, instruction="hopper_fp8_e5m2")
+    assert np.isnan(d[4999]) and d[0] == np.inf and np.all(d[1:4999] == 32.0)
+
+
 def test_shape_errors():
     with pytest.raises(ValueError, match=r"a: the last dimension must be the instruction's k = 32"):
         fp8lab.dot(np.ones(16, dtype=F32), np.ones(16, dtype=F32))
