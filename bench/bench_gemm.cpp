@@ -1,7 +1,8 @@
 // Emulated Hopper-FP8 GEMM with promotion (DeepGEMM recipe: 1x128 activation tiles, 128x128
 // weight tiles, N_C = 128, fma(sa*sb, p, acc), BF16 output), and the same operands accumulated
 // in FP32 (sequential, pairwise) and exactly, against single-precision BLAS sgemm on the same
-// shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode.
+// shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode, and
+// the certified bound's time against the GEMM's.
 // Usage: bench_gemm [--quick | M N K]   (--quick: smaller shapes, for smoke runs)
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
+#include "gemm/bounds.hpp"
 #include "gemm/gemm.hpp"
 
 #ifdef FP8LAB_HAVE_BLAS
@@ -116,6 +118,19 @@ void run(const std::vector<Shape>& shapes) {
   }
 }
 
+// gemm_error_bound against gemm on the same operands and spec (promoted hopper_fp8, the
+// default), in the same run: the goal is a bound at most 2x the GEMM's time.
+void run_bound(std::size_t M, std::size_t N, std::size_t K) {
+  const GemmOperand a = random_operand(M, K, 1, 128, 1), b = random_operand(N, K, 128, 128, 2);
+  const fp8lab::GemmSpec spec;
+  std::vector<double> d;
+  const double t_gemm = seconds([&] { d = fp8lab::gemm(a, b, spec); }, 3);
+  const double t_bound = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec); }, 1);
+  std::printf("shape M=%zu N=%zu K=%zu threads=%d\n", M, N, K, fp8lab::num_threads());
+  std::printf("  gemm %.3f s, gemm_error_bound %.3f s: bound / gemm = %.1fx (goal <= 2x)\n", t_gemm, t_bound,
+              t_bound / t_gemm);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -126,8 +141,10 @@ int main(int argc, char** argv) {
   }
   if (quick) {
     run({{256, 256, 1024, 1}});
+    run_bound(64, 64, 512);
     return 0;
   }
   run({{2048, 2048, 2048, 5}, {2048, 7168, 2048, 3}});  // the second: DeepSeek-V3 shape (hidden 7168)
+  run_bound(256, 512, 1024);
   return 0;
 }

@@ -46,7 +46,7 @@ static inline std::uint32_t bad_bit(float x, float max_finite, float min_positiv
                                   static_cast<std::uint32_t>(a <= max_finite) & (is_signed | ((b >> 31) ^ 1u));
   const std::uint32_t is_zero = mag == 0, is_inf = mag == 0x7F800000u, is_nan = mag > 0x7F800000u;
   const std::uint32_t ok = (is_zero & zero) | (is_inf & inf) | (is_nan & nan) |
-                           ((is_zero | is_inf | is_nan) ^ 1u) & finite_ok;
+                           (((is_zero | is_inf | is_nan) ^ 1u) & finite_ok);
   return ok ^ 1u;
 }
 

@@ -272,7 +272,16 @@ struct TileSums {
   bool vec;
   VI limbs[4][kRows][kGroups];
 
-  void start() {
+  void start(const ChunkScales* a_scales, const ChunkScales* b_scales, const LaneScales* b_lanes, std::size_t row0,
+             std::size_t col0, std::size_t real_rows, std::size_t real_cols, int grid_lsb) {
+    sa = a_scales;
+    sb = b_scales;
+    lanes = b_lanes;
+    i0 = row0;
+    j0 = col0;
+    rows = real_rows;
+    cols = real_cols;
+    lsb = grid_lsb;
     const int chunk_bits = std::bit_width(sa->chunks);
     int span_a = 0, span_b = 0;
     for (std::size_t r = 0; r < rows; ++r) span_a = std::max(span_a, sa->span[i0 + r]);
@@ -378,8 +387,8 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
       for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
       for (std::size_t u = 0; u < blocks; ++u) {
         const std::size_t i0 = (ib0 + u) * kRows, j0 = g0 * kLanes;
-        tiles[u] = TileSums{&sa, &sb, &lanes, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0), ga->lsb + gb->lsb};
-        tiles[u].start();
+        tiles[u].start(&sa, &sb, &lanes, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0),
+                       ga->lsb + gb->lsb);
       }
       for (std::size_t q = 0; q < chunks.size(); ++q) {
         for (std::size_t u = 0; u < blocks; ++u) std::memset(&acc[u], 0, sizeof(Block));

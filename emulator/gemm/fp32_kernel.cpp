@@ -101,13 +101,23 @@ inline void products(const float* xb, const float* const* yg, std::size_t k, Blo
 void pairwise(const float* xb, const float* const* yg, std::size_t k0, std::size_t n, Block& out) {
   if (n == 1) return products(xb, yg, k0, out);
   if (n <= 4) {  // the small trees written out (p0+p1; p0+(p1+p2); (p0+p1)+(p2+p3)): fewer calls
-    Block p[4];
-    for (std::size_t t = 0; t < n; ++t) products(xb, yg, k0 + t, p[t]);
+    Block p0, p1, p2;
+    products(xb, yg, k0, p0);
+    products(xb, yg, k0 + 1, p1);
+    if (n == 2) {
+      for (std::size_t r = 0; r < kRows; ++r)
+        for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = p0[r][g] + p1[r][g];
+      return;
+    }
+    products(xb, yg, k0 + 2, p2);
+    if (n == 3) {
+      for (std::size_t r = 0; r < kRows; ++r)
+        for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = p0[r][g] + (p1[r][g] + p2[r][g]);
+      return;
+    }
+    products(xb, yg, k0 + 3, out);
     for (std::size_t r = 0; r < kRows; ++r)
-      for (std::size_t g = 0; g < kGroups; ++g)
-        out[r][g] = n == 2 ? p[0][r][g] + p[1][r][g]
-                  : n == 3 ? p[0][r][g] + (p[1][r][g] + p[2][r][g])
-                           : (p[0][r][g] + p[1][r][g]) + (p[2][r][g] + p[3][r][g]);
+      for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = (p0[r][g] + p1[r][g]) + (p2[r][g] + out[r][g]);
     return;
   }
   const std::size_t h = n / 2;

@@ -362,9 +362,12 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
 // Batched single instructions (fp8lab.dot) on the vector kernel against accum's fused_dot_add one
 // by one: E4M3 and E5M2 operands with zeros, subnormals, the largest values, cancellation,
 // C = +-0, tiny, huge and random, and NaN / Inf in operands and C; a preset the kernel does not
-// cover goes to fused_dot_add; 1 and 3 threads give the same bits.
+// cover goes to fused_dot_add; 1 and 3 threads give the same bits; every kernel variant this CPU
+// runs (common/isa.hpp).
 TEST(DotBatch, BitIdenticalToFusedDotAdd) {
+  for (const Isa isa : runnable_isas())
   for (const char* instruction : {"hopper_fp8", "hopper_fp8_e5m2", "hopper_bf16"}) {
+    const ScopedIsa use(isa);
     const TensorCoreModel& model = tensor_core_by_name(instruction);
     const Format& fmt = format_by_name(model.input_format);
     const std::size_t k = static_cast<std::size_t>(model.k), batch = 3000;
