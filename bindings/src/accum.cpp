@@ -17,6 +17,7 @@
 #include "formats/representable.hpp"
 #include "gemm/dot_batch.hpp"
 #include "registry.hpp"
+#include "specs.hpp"
 
 namespace fp8lab::bindings {
 namespace {
@@ -85,9 +86,8 @@ std::string shape_text(const std::vector<py::ssize_t>& s) {
 
 // The preset with the same instruction as `m` for input format `fmt`, for the error message.
 std::string sibling_hint(const TensorCoreModel& m, const std::string& fmt) {
-  for (const std::string& name : tensor_core_names()) {
-    const TensorCoreModel& o = tensor_core_by_name(name);
-    if (name == o.name && std::string(o.input_format) == fmt && o.k == m.k && o.block == m.block &&
+  for (const TensorCoreModel& o : tensor_core_presets()) {
+    if (std::string(o.input_format) == fmt && o.k == m.k && o.block == m.block &&
         o.alignment_frac_bits == m.alignment_frac_bits && o.exact_sum == m.exact_sum &&
         o.scale_block == m.scale_block)
       return "; for " + fmt + " inputs use instruction='" + (o.alias[0] ? o.alias : o.name) + "'";
@@ -187,27 +187,7 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
 
 py::list presets_py() {
   py::list out;
-  for (const std::string& name : tensor_core_names()) {
-    const TensorCoreModel& m = tensor_core_by_name(name);
-    if (name != m.name) continue;
-    py::dict d;
-    d["name"] = m.name;
-    d["alias"] = m.alias;
-    d["input_format"] = m.input_format;
-    d["k"] = m.k;
-    d["block"] = m.block;
-    d["input_min_exponent"] = m.input_min_exponent;
-    d["alignment_frac_bits"] = m.exact_sum ? py::object(py::none()) : py::object(py::int_(m.alignment_frac_bits));
-    d["output_precision"] = m.output_precision;
-    d["output_rounding"] = std::string(rounding_name(m.output_rounding));
-    d["exact_sum"] = m.exact_sum;
-    d["c_after_products"] = m.c_after_products;
-    d["scale_block"] = m.scale_block;
-    d["evidence"] = evidence_name(m.evidence);
-    d["accumulator"] = m.accumulator == AccumulatorFormat::Fp16 ? "fp16" : "fp32";
-    d["source"] = m.source;
-    out.append(d);
-  }
+  for (const TensorCoreModel& m : tensor_core_presets()) out.append(spec_to_dict(m, tensor_core_schema()));
   return out;
 }
 

@@ -32,10 +32,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/schema.hpp"
 #include "formats/encode.hpp"
 
 namespace fp8lab {
@@ -91,6 +93,13 @@ float fused_dot_add_block_scaled(const float* a, const float* b, const int* scal
 // "blackwell_fp8". Unknown names throw std::invalid_argument listing the valid ones.
 const TensorCoreModel& tensor_core_by_name(std::string_view name);
 std::vector<std::string> tensor_core_names();
+// Every preset row, in table order (accum/tensor_core_presets.cpp).
+std::span<const TensorCoreModel> tensor_core_presets();
+// The declared fields of a preset row (common/schema.hpp): its canonical JSON and the listing
+// `fp8lab.tensor_cores()` returns, sources included. Presets are rows of the table, written out
+// only: reading one from JSON is an error naming the field.
+const schema::Schema<TensorCoreModel>& tensor_core_schema();
+std::string to_json(const TensorCoreModel& model);
 // Products per instruction (32 for Hopper FP8 wgmma, 16 for Hopper BF16, ...).
 inline int tensor_core_k(const TensorCoreModel& model) { return model.k; }
 

@@ -17,6 +17,7 @@
 // with fewer products per sample than the instruction's k is replayed zero-padded (zero products
 // take no part in the model, so padding changes nothing).
 #include <array>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -147,6 +148,24 @@ const std::array kPresets = {
         OutputRounding::TowardZero, false, false, 32),
 };
 
+using S = TensorCoreModel;
+constexpr std::array<schema::EnumRow<Evidence>, 2> kEvidence{
+    {{"replayed", Evidence::Replayed}, {"unmeasured", Evidence::Unmeasured}}};
+constexpr std::array<schema::EnumRow<AccumulatorFormat>, 2> kAccumulator{
+    {{"fp32", AccumulatorFormat::Fp32}, {"fp16", AccumulatorFormat::Fp16}}};
+
+// A field the listing writes and nothing reads (a preset is a row of kPresets, not a JSON object).
+schema::Field<S> written(std::string key, std::string kind, std::string expected, std::function<Json(const S&)> write) {
+  return {key, std::move(kind), {}, std::move(expected), std::move(write),
+          [key](S&, const Json&, const Json&, const std::string& where) {
+            throw std::invalid_argument(where + ": tensor-core presets are rows of accum/tensor_core_presets.cpp, "
+                                        "not read from JSON");
+          }};
+}
+schema::Field<S> name_field(std::string key, const char* S::*m) {
+  return written(std::move(key), "string", "a string", [m](const S& p) { return schema::string_json(p.*m); });
+}
+
 std::string valid_names() {
   std::string out;
   for (const auto& p : kPresets) {
@@ -175,6 +194,41 @@ std::vector<std::string> tensor_core_names() {
   return names;
 }
 
-const char* evidence_name(Evidence e) { return e == Evidence::Replayed ? "replayed" : "unmeasured"; }
+const char* evidence_name(Evidence e) { return schema::enum_name<Evidence>(kEvidence, e).data(); }
+
+std::span<const TensorCoreModel> tensor_core_presets() { return kPresets; }
+
+// One line per member of TensorCoreModel (keys sorted): a new member is one more line here.
+const schema::Schema<TensorCoreModel>& tensor_core_schema() {
+  static const schema::Schema<S> sc{
+      "TensorCoreModel",
+      {
+          schema::enumeration<S, AccumulatorFormat>("accumulator", &S::accumulator, kAccumulator),
+          name_field("alias", &S::alias),
+          // F of step 3; null when the sum is exact (steps 3-5 replaced).
+          written("alignment_frac_bits", "int", "an integer, or null with exact_sum",
+                  [](const S& p) {
+                    return p.exact_sum ? Json{} : schema::number_json(std::to_string(p.alignment_frac_bits));
+                  }),
+          schema::integer<S, int>("block", &S::block, 1, 1 << 16),
+          schema::boolean<S>("c_after_products", &S::c_after_products),
+          schema::enumeration<S, Evidence>("evidence", &S::evidence, kEvidence),
+          schema::boolean<S>("exact_sum", &S::exact_sum),
+          name_field("input_format", &S::input_format),
+          schema::integer<S, int>("input_mantissa_bits", &S::input_mantissa_bits, 0, 52),
+          schema::integer<S, int>("input_min_exponent", &S::input_min_exponent, -1022, 0),
+          schema::integer<S, int>("k", &S::k, 1, 1 << 16),
+          name_field("name", &S::name),
+          schema::integer<S, int>("output_precision", &S::output_precision, 1, 53),
+          written("output_rounding", "enum", "a rounding name",
+                  [](const S& p) { return schema::string_json(std::string(rounding_name(p.output_rounding))); }),
+          schema::integer<S, int>("scale_block", &S::scale_block, 0, 1 << 16),
+          name_field("source", &S::source),
+      },
+      {}};
+  return sc;
+}
+
+std::string to_json(const TensorCoreModel& model) { return schema::to_json(model, tensor_core_schema()); }
 
 }  // namespace fp8lab

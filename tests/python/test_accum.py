@@ -154,6 +154,38 @@ def test_presets_are_listed_with_sources():
                                                "ada_fp8", "ampere_bf16", "ampere_fp16", "blackwell_fp8"}
 
 
+_PRESET_KEYS = ["accumulator", "alias", "alignment_frac_bits", "block", "c_after_products", "evidence", "exact_sum",
+                "input_format", "input_mantissa_bits", "input_min_exponent", "k", "name", "output_precision",
+                "output_rounding", "scale_block", "source"]
+
+
+def test_each_preset_row_is_listed_through_its_declared_schema():
+    """tensor_cores() writes every row through accum's tensor_core_schema(): every member of the row,
+    keys sorted. Values checked here are the cited sources' (REFERENCE.md "Tensor cores"; MMA-Sim;
+    Khattak & Mikaitis H100TC.m: fma 32, neab -10 so F = 23 - 10 = 13, 14-bit truncated output;
+    OCP OFP8: E4M3 min normal 2^-6, 3 mantissa bits), not read off the table."""
+    presets = accum.tensor_cores()
+    for p in presets:
+        assert list(p) == _PRESET_KEYS, p["name"]
+    assert len({p["name"] for p in presets}) == len(presets)
+    aliases = [p["alias"] for p in presets if p["alias"]]
+    assert len(set(aliases)) == len(aliases)
+    by = {p["alias"] or p["name"]: p for p in presets}
+    hop = by["hopper_fp8"]
+    assert {k: hop[k] for k in _PRESET_KEYS if k not in ("source", "name", "alias")} == {
+        "accumulator": "fp32", "alignment_frac_bits": 13, "block": 32, "c_after_products": False,
+        "evidence": "replayed", "exact_sum": False, "input_format": "e4m3", "input_mantissa_bits": 3,
+        "input_min_exponent": -6, "k": 32, "output_precision": 14, "output_rounding": "toward_zero",
+        "scale_block": 0}
+    assert hop["name"] == "hopper_wgmma_m64nNk32_f32_e4m3" and "2511.10909" in hop["source"]
+    # An exact-sum row has no alignment width; an FP16-accumulator row rounds to nearest even at 11
+    # bits; the MX row carries one scale per 32 elements (OCP MX v1.0).
+    assert by["blackwell_mma_fp8"]["alignment_frac_bits"] is None and by["blackwell_mma_fp8"]["c_after_products"]
+    f16 = by["ada_fp8_f16"]
+    assert (f16["accumulator"], f16["output_rounding"], f16["output_precision"]) == ("fp16", "nearest_even", 11)
+    assert by["blackwell_mxfp8"]["scale_block"] == 32 and by["blackwell_mxfp8"]["evidence"] == "unmeasured"
+
+
 # --- argument checking -------------------------------------------------------------------------
 
 def test_value_not_representable_names_the_first_bad_element():
