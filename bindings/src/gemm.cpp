@@ -14,6 +14,7 @@
 #include "gemm/gemm.hpp"
 #include "gemm/metrics.hpp"
 #include "gemm/recipe.hpp"
+#include "dicts.hpp"
 #include "registry.hpp"
 #include "specs.hpp"
 
@@ -148,18 +149,11 @@ py::dict metrics_py(const py::object& result, const py::object& exact, const std
   }
   const GemmMetrics m = gemm_metrics(r.data(), x.data(), static_cast<std::size_t>(r.size()), output_format_by_name(out),
                                      bound.is_none() ? nullptr : bd.data());
-  py::dict d;
-  d["count"] = m.count;
-  d["nonzero_exact"] = m.nonzero_exact;
-  d["max_rel_error"] = m.max_rel_error;
-  d["normwise_rel_error"] = m.normwise_rel_error;
-  d["nan_results"] = m.nan_results;
-  d["inf_results"] = m.inf_results;
-  d["nonfinite_where_exact_finite"] = m.nonfinite_where_exact_finite;
-  d["mean_rel_error"] = m.mean_rel_error;
-  d["max_abs_error"] = m.max_abs_error;
-  d["calc_diff"] = m.calc_diff;
-  d["max_ulp"] = m.max_ulp;
+  py::dict d = dict_of({{"count", m.count}, {"nonzero_exact", m.nonzero_exact}, {"max_rel_error", m.max_rel_error},
+                        {"normwise_rel_error", m.normwise_rel_error}, {"nan_results", m.nan_results},
+                        {"inf_results", m.inf_results}, {"nonfinite_where_exact_finite", m.nonfinite_where_exact_finite},
+                        {"mean_rel_error", m.mean_rel_error}, {"max_abs_error", m.max_abs_error},
+                        {"calc_diff", m.calc_diff}, {"max_ulp", m.max_ulp}});
   py::dict hist;
   const auto labels = ulp_bucket_labels();
   for (std::size_t i = 0; i < labels.size(); ++i) hist[py::str(labels[i])] = m.ulp_histogram[i];

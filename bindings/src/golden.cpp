@@ -11,6 +11,7 @@
 #include "golden/safetensors.hpp"
 #include "golden/sha256.hpp"
 #include "golden/trace.hpp"
+#include "dicts.hpp"
 #include "registry.hpp"
 
 namespace fp8lab::bindings {
@@ -19,13 +20,8 @@ namespace {
 namespace g = fp8lab::golden;
 
 py::dict trace_to_dict(const g::Trace& t) {
-  py::dict d;
-  d["op"] = t.op;
-  d["spec"] = t.spec;
-  d["producer"] = t.producer;
-  d["seed"] = t.seed;
-  d["extra"] = t.extra;
-  d["digest_mismatches"] = t.digest_mismatches;
+  py::dict d = dict_of({{"op", t.op}, {"spec", t.spec}, {"producer", t.producer}, {"seed", t.seed},
+                        {"extra", t.extra}, {"digest_mismatches", t.digest_mismatches}});
   py::dict tensors;
   for (const auto& [name, tt] : t.tensors) {
     py::tuple shape(tt.tensor.shape.size());

@@ -15,6 +15,7 @@
 #include "moe/route.hpp"
 #include "moe/router_spec.hpp"
 #include "moe/routing_verdict.hpp"
+#include "dicts.hpp"
 #include "registry.hpp"
 #include "specs.hpp"
 
@@ -237,37 +238,16 @@ py::dict compare_py(const py::object& ids_a, const py::object& w_a, const py::ob
     v = compare_routing(ia.data(), wa.data(), ids_b.is_none() ? nullptr : ib.data(), ids_b.is_none() ? nullptr : wb.data(),
                         x.data(), static_cast<std::size_t>(T), bp, spec, o);
   }
-  py::dict d;
-  d["kind"] = std::string(verdict_kind_name(v.kind));
-  d["ok"] = v.ok();
-  d["tokens"] = v.tokens;
-  d["identical_tokens"] = v.identical_tokens;
-  d["weight_only_tokens"] = v.weight_only_tokens;
-  d["reordered_tokens"] = v.reordered_tokens;
-  d["tie_swapped_tokens"] = v.tie_swapped_tokens;
-  d["violation_tokens"] = v.violation_tokens;
-  d["max_weight_bound_ratio"] = v.max_weight_bound_ratio;
   py::list swaps, viol;
-  for (const TieSwap& s : v.swaps) {
-    py::dict e;
-    e["token"] = s.token;
-    e["kernel_only"] = s.kernel_only;
-    e["reference_only"] = s.reference_only;
-    e["gap"] = s.gap;
-    e["bound"] = s.bound;
-    swaps.append(e);
-  }
-  for (const RoutingViolation& r : v.violations) {
-    py::dict e;
-    e["token"] = r.token;
-    e["what"] = r.what;
-    viol.append(e);
-  }
-  d["swaps"] = swaps;
-  d["violations"] = viol;
-  d["summary"] = v.summary();
-  d["json"] = v.to_json();
-  return d;
+  for (const TieSwap& s : v.swaps)
+    swaps.append(dict_of({{"token", s.token}, {"kernel_only", s.kernel_only}, {"reference_only", s.reference_only},
+                          {"gap", s.gap}, {"bound", s.bound}}));
+  for (const RoutingViolation& r : v.violations) viol.append(dict_of({{"token", r.token}, {"what", r.what}}));
+  return dict_of({{"kind", std::string(verdict_kind_name(v.kind))}, {"ok", v.ok()}, {"tokens", v.tokens},
+                  {"identical_tokens", v.identical_tokens}, {"weight_only_tokens", v.weight_only_tokens},
+                  {"reordered_tokens", v.reordered_tokens}, {"tie_swapped_tokens", v.tie_swapped_tokens},
+                  {"violation_tokens", v.violation_tokens}, {"max_weight_bound_ratio", v.max_weight_bound_ratio},
+                  {"swaps", swaps}, {"violations", viol}, {"summary", v.summary()}, {"json", v.to_json()}});
 }
 
 Registration moe_registration("moe", {}, [](py::module_& m) {
