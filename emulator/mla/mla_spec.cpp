@@ -36,10 +36,7 @@ std::string quoted(MatmulFormat f) { return json_quote(matmul_format_name(f)); }
 
 }  // namespace
 
-RopeLayout rope_layout_by_name(std::string_view n) { return schema::enum_by_name<RopeLayout>(kRopeLayout, n, "rope_layout"); }
 MatmulFormat matmul_format_by_name(std::string_view n) { return schema::enum_by_name<MatmulFormat>(kMatmul, n, "matmul format"); }
-CacheFormat cache_format_by_name(std::string_view n) { return schema::enum_by_name<CacheFormat>(kCache, n, "cache"); }
-AttnOps attn_ops_by_name(std::string_view n) { return schema::enum_by_name<AttnOps>(kAttnOps, n, "attn_ops"); }
 std::string_view attn_ops_name(AttnOps x) { return schema::enum_name<AttnOps>(kAttnOps, x); }
 std::string_view rope_layout_name(RopeLayout x) { return schema::enum_name<RopeLayout>(kRopeLayout, x); }
 std::string_view matmul_format_name(MatmulFormat x) { return schema::enum_name<MatmulFormat>(kMatmul, x); }

@@ -112,10 +112,9 @@ struct MlaSpec {
   void validate() const;
 };
 
-RopeLayout rope_layout_by_name(std::string_view name);      // interleaved, half_split
+// Names of the enum values (the schema's tables; specs are read by mla_spec_schema()), and the
+// value of a matmul format's name (for arguments outside a spec, e.g. sparse decode's decode_p).
 MatmulFormat matmul_format_by_name(std::string_view name);  // fp32, bf16, fp8, bf16_tc
-CacheFormat cache_format_by_name(std::string_view name);    // bf16, fp8
-AttnOps attn_ops_by_name(std::string_view name);            // fused, deepseek_reference
 std::string_view attn_ops_name(AttnOps x);
 std::string_view rope_layout_name(RopeLayout x);
 std::string_view matmul_format_name(MatmulFormat x);

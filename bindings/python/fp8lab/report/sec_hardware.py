@@ -1,6 +1,6 @@
 """Section 5: hardware traces — which emulator spec reproduces each recorded GPU kernel, bit for bit.
 
-Traces are safetensors files recorded on a GPU (golden area) under fixtures/hardware/. Without
+Traces are safetensors files recorded on a GPU (fp8lab golden) under fixtures/hardware/. Without
 traces there is nothing to compare, and the section says so rather than implying agreement."""
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ def run(ctx: Context) -> Section:
         sec.conclusion = ("No GPU traces were recorded for this build (fixtures/hardware/ holds none), "
                           "so this report makes no claim that any emulator spec reproduces real GPU bits.")
         sec.para("The emulator's tensor-core models are validated elsewhere against published measured "
-                 "single-instruction samples (tests of the accum area); whole-kernel agreement needs traces "
+                 "single-instruction samples (tests/cpp/test_accum_replay.cpp); whole-kernel agreement needs traces "
                  "recorded on a GPU (`fp8lab golden record` on a machine with a device). None exist here: "
                  "this build was made on a machine without a GPU. Set FP8LAB_HARDWARE_TRACES to a folder "
                  "of traces to fill this section.")
         ctx.progress.finish()
         return sec
-    # Traces exist: check each with the golden area's checker when this build has it.
+    # Traces exist: check each with fp8lab.golden.check.
     need = ["golden.check"]
     if api.missing(*need):
         sec.status = "partial"

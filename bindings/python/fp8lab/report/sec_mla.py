@@ -1,7 +1,7 @@
 """Section 6: serving with Multi-head Latent Attention — KV-cache bytes per token (MHA with the same
 dims vs MLA with a BF16 or an FP8 latent cache) and what the cheap forms cost: the attention-output
 error of the FP8 latent cache against the BF16 cache, and the absorbed-vs-naive discrepancy against
-its certified bound. The measurement itself is fp8lab.mla.report_numbers (the MLA area's emulator:
+its certified bound. The measurement itself is fp8lab.mla.report_numbers (emulator/mla:
 FlashMLA cache layout, split-KV decode, pinned exp)."""
 from __future__ import annotations
 

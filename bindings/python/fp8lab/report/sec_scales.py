@@ -1,7 +1,7 @@
 """Section 3: scale conventions — the accuracy cost of power-of-two / UE8M0 scales against FP32
 scales, and how often the named recipes (DeepSeek, DeepGEMM, TransformerEngine) disagree bit for bit
 on the same inputs (1x128 activation tiles, E4M3). The conventions are listed in REFERENCE.md
-("Quantisers"); the quant area implements each by name."""
+("Quantisers"); emulator/quant/scale_rule.cpp implements each as a named row."""
 from __future__ import annotations
 
 import numpy as np

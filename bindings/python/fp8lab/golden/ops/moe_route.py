@@ -12,9 +12,9 @@ from .base import Operation, c_ptr, spec_as_dict
 
 
 class MoeRouteOp(Operation):
-    """fp8lab's MoE router (moe area, ``_core.moe_route``): top-k expert ids and gate weights per
+    """fp8lab's MoE router (emulator/moe, ``_core.moe_route``): top-k expert ids and gate weights per
     token from the gate logits and the aux-loss-free bias. Spec: the router spec dict (a recipe
-    name in ``base`` plus overrides; normalised through the moe area). Outputs ``ids`` (int32) and
+    name in ``base`` plus overrides; normalised by RouterSpec's schema). Outputs ``ids`` (int32) and
     ``weights`` (float32) are pinned; intermediate ``scores`` are the gate scores."""
 
     name = "moe_route"
@@ -103,7 +103,7 @@ class MoeRouteOp(Operation):
             yield {"logits": logits[: t // 2], "bias": inputs["bias"]}
 
     def oracle(self, logits, bias, spec):
-        """No second router formulation lives here (the moe area tests its own against a naive
+        """No second router formulation lives here (emulator/moe is tested against a naive
         one): generated cases check determinism instead — the emulator on one thread."""
         before = num_threads()
         set_num_threads(1)

@@ -15,7 +15,7 @@ from .base import Operation
 
 
 class QuantizeOp(Operation):
-    """fp8lab.quantize (quant area): a float32 matrix to block-quantised element bits plus one
+    """fp8lab.quantize (emulator/quant): a float32 matrix to block-quantised element bits plus one
     scale per tile under a named scale rule (DeepSeek, DeepGEMM, TransformerEngine, FlashMLA,
     vLLM, MX, ...). Outputs ``q`` (element bits) and ``scales`` (float32 multipliers, or UE8M0
     bytes for rules that store them) are pinned; intermediate ``scale_values`` are the float32
@@ -126,7 +126,7 @@ class QuantizeOp(Operation):
 
     def oracle(self, x, spec):
         """Generated cases without a kernel check determinism: the quantiser on one thread (the
-        quant area checks its rules against the published sources)."""
+        rules are checked against the published sources in tests/python/test_quant_rules.py)."""
         before = num_threads()
         set_num_threads(1)
         try:
