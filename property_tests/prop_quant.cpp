@@ -57,8 +57,10 @@ QuantInput gen_quant_input(bool allow_non_finite) {
   return in;
 }
 
-Tile gen_tile(const std::string& rule) {
-  if (rule == "mx") return *rc::gen::element(Tile{1, 32}, Tile{32, 1}, Tile{2, 16});
+Tile gen_tile(const std::string& name) {
+  const ScaleRule& rule = scale_rule_by_name(name);
+  if (rule.tile_elements == 32) return *rc::gen::element(Tile{1, 32}, Tile{32, 1}, Tile{2, 16});
+  if (rule.two_level()) return *rc::gen::element(Tile{1, 16}, Tile{16, 16});  // NVFP4's two tilings
   return *rc::gen::element(Tile{1, 128}, Tile{128, 128}, Tile{128, 1}, Tile{0, 0}, Tile{1, 0}, Tile{3, 7});
 }
 
@@ -75,13 +77,20 @@ RC_GTEST_PROP(QuantProps, EveryElementIsWithinHalfAnUlpOfItsScaledValue, ()) {
   const auto names = scale_rule_names();
   const std::string name = *rc::gen::elementOf(names);
   const ScaleRule& rule = scale_rule_by_name(name);
-  const std::string fmt = name == "mx" ? *rc::gen::element<std::string>("e4m3", "e5m2", "e2m1")
-                                       : *rc::gen::element<std::string>("e4m3", "e5m2", "e3m2fn");
+  const std::string fmt = rule.tile_elements == 32 || rule.two_level()
+                              ? *rc::gen::element<std::string>("e4m3", "e5m2", "e2m1", "e2m3fn", "e3m2fn")
+                              : *rc::gen::element<std::string>("e4m3", "e5m2", "e3m2fn");
   const Format& f = format_by_name(fmt);
   const QuantInput in = gen_quant_input(true);
   const Tile tile = gen_tile(name);
   const QTensor q = quantize(in.x.data(), in.rows, in.cols, tile, fmt, rule);
   const double fmax = f.max_finite();
+  // Two-level rules: the tensor's S_enc from an independently taken tensor amax.
+  float tensor_amax = 0.0f;
+  for (const float v : in.x) tensor_amax = amax_step(tensor_amax, v, rule.amax_nan);
+  const float global_encode = rule.two_level() ? nvfp4_global_encode(tensor_amax, rule, f) : 1.0f;
+  if (rule.two_level())
+    RC_ASSERT(std::bit_cast<std::uint32_t>(q.global_scale) == std::bit_cast<std::uint32_t>(1.0f / global_encode));
   for (std::size_t r = 0; r < in.rows; ++r)
     for (std::size_t c = 0; c < in.cols; ++c) {
       // The tile's scale, recomputed from an independently taken amax.
@@ -90,7 +99,10 @@ RC_GTEST_PROP(QuantProps, EveryElementIsWithinHalfAnUlpOfItsScaledValue, ()) {
       for (std::size_t i = (r / tr) * tr; i < std::min(in.rows, (r / tr + 1) * tr); ++i)
         for (std::size_t j = (c / tc) * tc; j < std::min(in.cols, (c / tc + 1) * tc); ++j)
           amax = amax_step(amax, in.x[i * in.cols + j], rule.amax_nan);
-      const TileScale ts = compute_tile_scale(amax, rule, f);
+      // 4over6 picks one of two candidates by the block's error: take its pick (an E4M3 value,
+      // which nvfp4_block_scale keeps) and check the multiplier that goes with it.
+      const TileScale ts = rule.four_over_six ? nvfp4_block_scale(q.dequant_scale(r, c), global_encode)
+                                              : compute_tile_scale(amax, rule, f, global_encode);
       RC_ASSERT(std::bit_cast<std::uint32_t>(ts.dequant) == std::bit_cast<std::uint32_t>(q.dequant_scale(r, c)) ||
                 (std::isnan(ts.dequant) && std::isnan(q.dequant_scale(r, c))));
       const float qv = apply_scale(in.x[r * in.cols + c], ts, rule.apply);

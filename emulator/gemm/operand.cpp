@@ -79,6 +79,9 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
     throw std::invalid_argument(arg + ": QTensor holds " + std::to_string(q.scales.size()) + " scales for a " +
                                 std::to_string(q.tile_grid_rows()) + " x " + std::to_string(q.tile_grid_cols()) +
                                 " tile grid");
+  if (q.global_scale != 1.0f)
+    throw std::invalid_argument(arg + ": QTensor has a tensor-level global scale (" + num(q.global_scale) +
+                                ", NVFP4's S_dec); gemm applies per-tile scales only, so it would drop it");
   GemmOperand x;
   x.rows = q.rows;
   x.cols = q.cols;

@@ -37,6 +37,9 @@ struct QTensor {
   // can be re-tiled or re-checked without the name being in the table. May be empty for tensors
   // built by hand; then `rule` must be a named rule.
   std::string rule_spec;
+  // A tensor-level dequantisation factor applied after the tile scale (NVFP4's S_dec = 1 / S_enc,
+  // TransformerEngine's GEMM alpha); 1 for every single-level rule.
+  float global_scale = 1.0f;
 
   const Format& format() const { return format_by_name(fmt); }
   std::size_t tile_rows_eff() const { return tile.rows == 0 ? rows : tile.rows; }
@@ -50,7 +53,10 @@ struct QTensor {
   double element(std::size_t r, std::size_t c) const { return decode(bits[r * cols + c], format()); }
   // The dequantised value, computed exactly in double (element * scale is exact in double for
   // every element format of <= 24 significant bits and a float32 scale).
-  double value(std::size_t r, std::size_t c) const { return element(r, c) * static_cast<double>(dequant_scale(r, c)); }
+  // element * tile scale * global scale is exact in double too (<= 4 + 2 + 24 significant bits for NVFP4).
+  double value(std::size_t r, std::size_t c) const {
+    return element(r, c) * static_cast<double>(dequant_scale(r, c)) * static_cast<double>(global_scale);
+  }
 };
 
 }  // namespace fp8lab

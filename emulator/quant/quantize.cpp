@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/parallel.hpp"
+#include "quant/nvfp4.hpp"
 
 namespace fp8lab {
 
@@ -20,6 +21,11 @@ namespace {
 std::string shape_str(std::size_t r, std::size_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
 
 void check_tile_for_rule(const ScaleRule& rule, std::size_t rows, std::size_t cols, Tile tile) {
+  // NVFP4 blocks are 16 elements along K: 1x16 (activations, gradients) or 16x16 (weights), the two
+  // tilings TransformerEngine's NVFP4 quantizer takes (and 4over6's error reduction assumes).
+  if (rule.two_level() && !(tile.cols == 16 && (tile.rows == 1 || tile.rows == 16)))
+    throw std::invalid_argument("tile: rule '" + rule.name + "' (NVFP4 two-level scales) takes tiles (1, 16) or (16, 16), got " +
+                                shape_str(tile.rows, tile.cols));
   if (rule.tile_elements == 0 || rows == 0 || cols == 0) return;
   const std::size_t tr = tile.rows == 0 ? rows : tile.rows, tc = tile.cols == 0 ? cols : tile.cols;
   if (tr * tc != rule.tile_elements)
@@ -87,20 +93,31 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
       }
     }
   });
-  // 2. Tile amax (max over the tile's rows: exact in any order) and scale.
+  // 2. Tile amax (max over the tile's rows: exact in any order) and scale. Two-level rules first
+  // take the tensor's amax (the max of the partial amaxes) and its encode scale S_enc.
+  const auto fold = [nan](float acc, float p) {
+    return (p != p) ? (nan == AmaxNan::Propagate ? p : acc) : (p > acc ? p : acc);
+  };
+  float tensor_amax = 0.0f, global_encode = 1.0f;
+  if (rule.two_level()) {
+    for (const float p : part) tensor_amax = fold(tensor_amax, p);
+    global_encode = nvfp4_global_encode(tensor_amax, rule, fmt);
+    q.global_scale = 1.0f / global_encode;  // global_decode_scale = 1 / global_encode_scale
+  }
   std::vector<TileScale> ts(gr * gc);
+  std::vector<float> tile_amax(gr * gc);
   parallel_for(gr * gc, 256, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       const std::size_t br = i / gc, bc = i % gc;
       float acc = 0.0f;
       const std::size_t r1 = std::min(rows, (br + 1) * tr);
-      for (std::size_t r = br * tr; r < r1; ++r) {
-        const float p = part[r * gc + bc];
-        acc = (p != p) ? (nan == AmaxNan::Propagate ? p : acc) : (p > acc ? p : acc);
-      }
-      ts[i] = compute_tile_scale(acc, rule, fmt);
+      for (std::size_t r = br * tr; r < r1; ++r) acc = fold(acc, part[r * gc + bc]);
+      tile_amax[i] = acc;
+      ts[i] = compute_tile_scale(acc, rule, fmt, global_encode);
     }
   });
+  if (rule.four_over_six)
+    choose_four_over_six({x, rows, cols, tr, tc, &tile_amax, global_encode, tensor_amax}, rule, fmt, ts);
   for (std::size_t i = 0; i < ts.size(); ++i) q.scales[i] = ts[i].dequant;
   if (rule.storage == ScaleStorage::Ue8m0) {
     q.scale_bits_ue8m0.resize(ts.size());
@@ -208,7 +225,8 @@ std::vector<T> dequantize_as(const QTensor& q) {
   parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r)
       for (std::size_t c = 0; c < q.cols; ++c)
-        out[r * q.cols + c] = static_cast<T>(decode(q.bits[r * q.cols + c], f)) * static_cast<T>(q.dequant_scale(r, c));
+        out[r * q.cols + c] = static_cast<T>(decode(q.bits[r * q.cols + c], f)) * static_cast<T>(q.dequant_scale(r, c)) *
+                              static_cast<T>(q.global_scale);  // exact for single-level rules (global 1)
   });
   return out;
 }

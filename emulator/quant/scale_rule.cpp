@@ -22,6 +22,91 @@ ScaleRule row(std::string name, std::string source) {
   return r;
 }
 
+// The MX rows beyond OCP's floor: the E8M0 scale-rounding modes torchao and TransformerEngine
+// ship (32-element blocks, UE8M0 storage, elements divided by the power-of-two scale, which is
+// the same single rounding as the sources' multiply by its exact reciprocal). torchao's FLOOR
+// mode is the "mx" row itself: its exponent field of amax minus emax, clamped to [-127, 128],
+// equals floor(log2 amax) - emax clamped at -127 for every finite amax, and it too gives NaN
+// (0xFF) for a NaN or Inf amax (tests/python/test_quant_rules.py checks the two formulas agree).
+void add_mx_rounding_rows(std::vector<ScaleRule>& t, const ScaleRule& mx) {
+  // torchao mx_formats/mx_tensor.py to_mx(scaling_mode=RCEIL), _to_mx_rceil: max_abs = torch.amax
+  // (NaN propagates); descale = max_abs * (1.0 / max_pos) (a float32 multiply by fl32(1/max_pos));
+  // E8M0 = cvt.rp.ue8m0x2.f32(descale), or its eager twin _f32_to_e8m0_rceil (exponent field +
+  // (mantissa != 0), subnormals up only above 2^-127, non-finite -> 0xFF); data * 2^-e. The
+  // cuBLAS "Computing scaling and conversion factors for FP8 with UE8M0 scales" recipe.
+  ScaleRule rc = row("mx_rceil", "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.RCEIL (_to_mx_rceil: "
+                                  "descale = amax * (1/max_pos), cvt.rp.ue8m0x2.f32)");
+  rc.amax_nan = AmaxNan::Propagate;
+  rc.floor_at = FloorAt::None;
+  rc.form = ScaleForm::AmaxTimesInvFmax;
+  rc.pow2 = Pow2::E8m0RoundUpNoSat;
+  rc.apply = Apply::Divide;
+  rc.cast_overflow = Overflow::Saturate;
+  rc.storage = ScaleStorage::Ue8m0;
+  rc.tile_elements = 32;
+  t.push_back(rc);
+  // torchao to_mx(scaling_mode=CEIL): extracted_pow2 = ((bits >> 23) & 0xFF) - 127, += (bits &
+  // 0x7FFFFF) > 0; scale = extracted_pow2 - target_max_pow2, clamped to [-127, 128]; a non-finite
+  // max_abs gives 0xFF; data_lp = data_hp * 2^-scale, clamped to +-max_pos for e5m2, cast.
+  ScaleRule ce = mx;
+  ce.name = "mx_ceil";
+  ce.source = "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.CEIL (2^(ceil(log2 amax) - emax_elem))";
+  ce.form = ScaleForm::MxSharedExponentCeil;
+  t.push_back(ce);
+  // torchao to_mx(scaling_mode=EVEN): max_abs = (max_abs_bits + (1 << (23 - mbits - 1))) &
+  // 0xFF800000 (NaN restored), then as FLOOR.
+  ScaleRule ev = mx;
+  ev.name = "mx_even";
+  ev.source = "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.EVEN (amax rounded at the element's "
+              "mantissa width, then floor)";
+  ev.form = ScaleForm::MxSharedExponentEven;
+  t.push_back(ev);
+  // TransformerEngine MXFP8BlockScaling, common/cast/mxfp8/quantize_mxfp8.cuh: thread_amax =
+  // fmaxf(thread_amax, fabsf(elt)) (NaN skipped); biased_exponent = ptx::float_to_e8m0(thread_amax *
+  // Quantized_Limits<OType>::max_norm_rcp) with max_norm_rcp = (float)(1.0 / max_norm), i.e.
+  // cvt.rp.satfinite.ue8m0x2.f32 (ptx_arch_spec.cuh; its pre-Blackwell twin: NaN -> 0xFF,
+  // Inf -> 0xFE, 0 -> 0x00, else exponent + 1 when the mantissa is set, subnormals only above
+  // 0x400000); out = static_cast<OType>(in * ptx::exp2f_rcp(biased_exponent)) (satfinite).
+  ScaleRule te = rc;
+  te.name = "te_mxfp8";
+  te.source = "TransformerEngine MXFP8BlockScaling cast/mxfp8/quantize_mxfp8.cuh (fmaxf amax, "
+              "float_to_e8m0(amax * max_norm_rcp) = cvt.rp.satfinite.ue8m0x2.f32, x * exp2f_rcp)";
+  te.amax_nan = AmaxNan::Ignore;
+  te.pow2 = Pow2::E8m0RoundUp;
+  t.push_back(te);
+}
+
+// NVFP4 (TransformerEngine NVFP4BlockScaling; custom_recipes/reference_nvfp4.py
+// NVFP4QuantizerRef._quantize_blockwise_reference, which TE's tests hold its kernels to with zero
+// tolerance): global_amax = torch.amax(|x|) (NaN propagates); S_enc = min((448 * 6) / global_amax,
+// FLT_MAX), 1 where 0; S_dec = 1 / S_enc; decode_scale = vec_max * (S_enc * reciprocal(6)), min
+// FLT_MAX, clamp +-448, .to(float8_e4m3fn); encode_scale = min(1 / (decode_scale * S_dec), FLT_MAX);
+// q = cast_to_fp4x2(clamp(x * encode_scale, -6, 6)) (nearest-even: its table sends 0.25 -> 0,
+// 0.75 -> 1, 2.5 -> 2, 5 -> 4). Tiles 1x16 (activations, gradients) or 16x16 (weights,
+// nvfp4_ref_rht_2d_factory) come from the recipe.
+void add_nvfp4_rows(std::vector<ScaleRule>& t) {
+  ScaleRule nv = row("nvfp4", "TransformerEngine NVFP4BlockScaling, custom_recipes/reference_nvfp4.py "
+                              "_quantize_blockwise_reference (S_enc = 448*6/amax, E4M3 per-16 block scales)");
+  nv.amax_nan = AmaxNan::Propagate;
+  nv.floor_at = FloorAt::None;
+  nv.form = ScaleForm::Nvfp4TwoLevel;
+  nv.apply = Apply::Multiply;
+  nv.clamp_before_cast = true;
+  nv.cast_overflow = Overflow::Saturate;
+  nv.storage = ScaleStorage::E4m3;
+  nv.global_scale_max = 448;
+  t.push_back(nv);
+  // NVFP4BlockScaling(nvfp4_4over6=...) with its default nvfp4_4over6_e4m3_use_256="all" (S_enc with
+  // 256 in place of 448) and MAE error: _quantize_blockwise_4over6_reference (quant/nvfp4.cpp).
+  ScaleRule fo = nv;
+  fo.name = "nvfp4_4over6";
+  fo.source = "TransformerEngine NVFP4 4over6 (reference_nvfp4.py _quantize_blockwise_4over6_reference: map-to-4 "
+              "vs map-to-6 by summed |error|, S_enc = 256*6/amax)";
+  fo.four_over_six = true;
+  fo.global_scale_max = 256;
+  t.push_back(fo);
+}
+
 std::vector<ScaleRule> make_table() {
   std::vector<ScaleRule> t;
   // DeepSeek-V3 inference/kernel.py act_quant_kernel (Triton): amax = tl.max(tl.abs(x)) (max.f32
@@ -134,7 +219,8 @@ std::vector<ScaleRule> make_table() {
   // OCP Microscaling Formats (MX) v1.0 §6.3: X = 2^(floor(log2 amax) - emax_elem), elements
   // v / X rounded to nearest-even and clamped to the element's max normal; an all-zero block gets
   // the smallest exponent, an exponent above 127 (amax Inf or NaN) makes X NaN (0xFF).
-  ScaleRule mx = row("mx", "OCP Microscaling Formats v1.0 §6.3 (shared E8M0 exponent, 32-element blocks)");
+  ScaleRule mx = row("mx", "OCP Microscaling Formats v1.0 §6.3 (shared E8M0 exponent, 32-element blocks); "
+                           "= torchao to_mx ScaleCalculationMode.FLOOR");
   mx.amax_nan = AmaxNan::Propagate;
   mx.floor_at = FloorAt::None;
   mx.form = ScaleForm::MxSharedExponent;
@@ -143,6 +229,8 @@ std::vector<ScaleRule> make_table() {
   mx.storage = ScaleStorage::Ue8m0;
   mx.tile_elements = 32;
   t.push_back(mx);
+  add_mx_rounding_rows(t, mx);
+  add_nvfp4_rows(t);
   for (const auto& r : t) r.validate();
   return t;
 }
@@ -156,17 +244,23 @@ using schema::EnumRow;
 constexpr std::array<EnumRow<AmaxNan>, 2> kAmaxNan{{{"propagate", AmaxNan::Propagate}, {"ignore", AmaxNan::Ignore}}};
 constexpr std::array<EnumRow<FloorAt>, 3> kFloorAt{
     {{"none", FloorAt::None}, {"amax", FloorAt::Amax}, {"scale", FloorAt::Scale}}};
-constexpr std::array<EnumRow<ScaleForm>, 4> kForm{{{"amax_over_fmax", ScaleForm::AmaxOverFmax},
+constexpr std::array<EnumRow<ScaleForm>, 7> kForm{{{"amax_over_fmax", ScaleForm::AmaxOverFmax},
                                                    {"amax_times_inv_fmax", ScaleForm::AmaxTimesInvFmax},
                                                    {"fmax_over_amax", ScaleForm::FmaxOverAmax},
-                                                   {"mx_shared_exponent", ScaleForm::MxSharedExponent}}};
-constexpr std::array<EnumRow<Pow2>, 4> kPow2{{{"none", Pow2::None},
+                                                   {"mx_shared_exponent", ScaleForm::MxSharedExponent},
+                                                   {"mx_shared_exponent_ceil", ScaleForm::MxSharedExponentCeil},
+                                                   {"mx_shared_exponent_even", ScaleForm::MxSharedExponentEven},
+                                                   {"nvfp4_two_level", ScaleForm::Nvfp4TwoLevel}}};
+constexpr std::array<EnumRow<Pow2>, 6> kPow2{{{"none", Pow2::None},
                                               {"ceil_log2", Pow2::CeilLog2},
                                               {"exponent_bits_ceil", Pow2::ExponentBitsCeil},
-                                              {"mask_mantissa", Pow2::MaskMantissa}}};
+                                              {"mask_mantissa", Pow2::MaskMantissa},
+                                              {"e8m0_round_up", Pow2::E8m0RoundUp},
+                                              {"e8m0_round_up_nosat", Pow2::E8m0RoundUpNoSat}}};
 constexpr std::array<EnumRow<Apply>, 3> kApply{
     {{"divide", Apply::Divide}, {"reciprocal_multiply", Apply::ReciprocalMultiply}, {"multiply", Apply::Multiply}}};
-constexpr std::array<EnumRow<ScaleStorage>, 2> kStorage{{{"fp32", ScaleStorage::Fp32}, {"ue8m0", ScaleStorage::Ue8m0}}};
+constexpr std::array<EnumRow<ScaleStorage>, 3> kStorage{
+    {{"fp32", ScaleStorage::Fp32}, {"ue8m0", ScaleStorage::Ue8m0}, {"e4m3", ScaleStorage::E4m3}}};
 
 // The epsilon is written twice, as a decimal (%.9g, enough to round-trip a float32) and as a hex
 // float; a reader takes either, and when both are given they must agree (an edited decimal next to
@@ -211,6 +305,67 @@ schema::Field<ScaleRule> epsilon_field(bool hex) {
 
 float pow2f(int e) { return std::ldexp(1.0f, e); }  // exact for -149 <= e <= 127
 
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// ceil(log2 v) for a finite v > 0, exact (ilogb is exact for subnormals too).
+int ceil_log2(float v) {
+  const int e = std::ilogb(v);
+  return v == pow2f(e) ? e : e + 1;
+}
+
+// The MX shared scale 2^(E - emax_elem), E from amax by the form's rounding, clamped below at
+// 2^-127 (E8M0's smallest); a non-finite amax or an exponent above 127 gives NaN (byte 0xFF).
+float mx_shared_scale(float amax, ScaleForm form, const Format& fmt) {
+  if (!std::isfinite(amax)) return kNaN;
+  if (form == ScaleForm::MxSharedExponentEven) {
+    // torchao EVEN: round amax half-up at the element's mantissa width on its bits, keep the
+    // exponent; a carry out of the largest binade makes it Inf, whose scale is NaN.
+    const int shift = 23 - fmt.mantissa_bits - 1;
+    const std::uint32_t b = std::bit_cast<std::uint32_t>(amax);
+    amax = std::bit_cast<float>((b + (std::uint32_t{1} << shift)) & 0xFF800000u);
+    if (!std::isfinite(amax)) return kNaN;
+  }
+  // floor(log2 amax) is the float32 exponent (ilogb); CEIL adds one when amax is not a power of two.
+  int e = amax == 0.0f ? -127
+                       : (form == ScaleForm::MxSharedExponentCeil ? ceil_log2(amax) : std::ilogb(amax)) -
+                             fmt.max_exponent();
+  if (e < -127) e = -127;
+  return e > 127 ? kNaN : pow2f(e);
+}
+
+// Step 4 of compute_tile_scale: the formed value made a power of two by the rule's pow2.
+float round_to_pow2(float v, Pow2 pow2) {
+  switch (pow2) {
+    case Pow2::None: return v;
+    case Pow2::CeilLog2:
+      // 2^ceil(log2 v) for finite v > 0; log2(0) = -inf gives 0, Inf and NaN pass through.
+      if (std::isfinite(v) && v > 0.0f) {
+        const int e = ceil_log2(v);
+        return e > 127 ? std::numeric_limits<float>::infinity() : pow2f(e);
+      }
+      return v;
+    case Pow2::ExponentBitsCeil: {
+      const std::uint32_t b = std::bit_cast<std::uint32_t>(v) & 0x7FFFFFFFu;
+      std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0 ? 1u : 0u);
+      e = e < 1u ? 1u : e > 254u ? 254u : e;
+      return std::bit_cast<float>(e << 23);
+    }
+    case Pow2::MaskMantissa: return std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xFF800000u);
+    case Pow2::E8m0RoundUp:
+    case Pow2::E8m0RoundUpNoSat: {
+      // cvt.rp to UE8M0 (values 2^-127 .. 2^127): v <= 2^-127 (zero included) takes the smallest
+      // value; satfinite turns +Inf and values above 2^127 into 2^127, without it they are NaN.
+      const bool sat = pow2 == Pow2::E8m0RoundUp;
+      if (std::isnan(v)) return kNaN;
+      if (std::isinf(v)) return sat ? pow2f(127) : kNaN;
+      if (v <= pow2f(-127)) return pow2f(-127);
+      const int e = ceil_log2(v);
+      return e > 127 ? (sat ? pow2f(127) : kNaN) : pow2f(e);
+    }
+  }
+  return v;
+}
+
 }  // namespace
 
 std::string_view amax_nan_name(AmaxNan v) { return schema::enum_name<AmaxNan>(kAmaxNan, v); }
@@ -233,6 +388,8 @@ const schema::Schema<ScaleRule>& scale_rule_schema() {
           epsilon_field(true),
           schema::enumeration<S, FloorAt>("floor_at", &S::floor_at, kFloorAt),
           schema::enumeration<S, ScaleForm>("form", &S::form, kForm),
+          schema::boolean<S>("four_over_six", &S::four_over_six),
+          schema::integer<S, int>("global_scale_max", &S::global_scale_max, 1, 448),
           schema::text<S>("name", &S::name),
           schema::enumeration<S, Pow2>("pow2", &S::pow2, kPow2),
           schema::text<S>("source", &S::source),
@@ -249,7 +406,7 @@ void ScaleRule::validate() const {
   const bool multiplier = form == ScaleForm::FmaxOverAmax;
   if (!(epsilon >= 0.0f) || !std::isfinite(epsilon))
     throw std::invalid_argument(who + "epsilon must be a finite float32 >= 0, got " + std::to_string(epsilon));
-  if (multiplier != (apply == Apply::Multiply))
+  if (!two_level() && multiplier != (apply == Apply::Multiply))
     throw std::invalid_argument(who + "apply '" + std::string(apply_name(apply)) + "' does not fit form '" +
                                 std::string(scale_form_name(form)) +
                                 "' (a multiplier fmax/amax is applied by 'multiply'; a scale amax/fmax by "
@@ -259,12 +416,24 @@ void ScaleRule::validate() const {
   if ((pow2 == Pow2::CeilLog2 || pow2 == Pow2::ExponentBitsCeil) && multiplier)
     throw std::invalid_argument(who + "pow2 '" + std::string(pow2_name(pow2)) +
                                 "' rounds a dequantisation scale up; with form 'fmax_over_amax' use 'mask_mantissa'");
-  if (form == ScaleForm::MxSharedExponent && pow2 != Pow2::None)
-    throw std::invalid_argument(who + "form 'mx_shared_exponent' is already a power of two; pow2 must be 'none'");
+  if (mx_form() && pow2 != Pow2::None)
+    throw std::invalid_argument(who + "form '" + std::string(scale_form_name(form)) +
+                                "' is already a power of two; pow2 must be 'none'");
+  if ((pow2 == Pow2::E8m0RoundUp || pow2 == Pow2::E8m0RoundUpNoSat) && multiplier)
+    throw std::invalid_argument(who + "pow2 '" + std::string(pow2_name(pow2)) +
+                                "' rounds a dequantisation scale up; with form 'fmax_over_amax' use 'mask_mantissa'");
   if (te_special_cases && !multiplier)
     throw std::invalid_argument(who + "te_special_cases apply to form 'fmax_over_amax' only");
   if (floor_at == FloorAt::Scale && multiplier)
     throw std::invalid_argument(who + "floor_at 'scale' needs a dequantisation-scale form, not 'fmax_over_amax'");
+  if (two_level() != (storage == ScaleStorage::E4m3))
+    throw std::invalid_argument(who + "form 'nvfp4_two_level' stores E4M3 block scales and only it does: "
+                                "storage must be 'e4m3' exactly when form is 'nvfp4_two_level'");
+  if (two_level() && (apply != Apply::Multiply || pow2 != Pow2::None || floor_at != FloorAt::None))
+    throw std::invalid_argument(who + "form 'nvfp4_two_level' applies its multiplier (apply 'multiply'), "
+                                "with pow2 'none' and floor_at 'none'");
+  if (four_over_six && !two_level())
+    throw std::invalid_argument(who + "four_over_six needs form 'nvfp4_two_level'");
   if (storage == ScaleStorage::Ue8m0 && !power_of_two())
     throw std::invalid_argument(who + "storage 'ue8m0' holds powers of two only; set pow2 or use storage 'fp32'");
 }
@@ -288,7 +457,8 @@ ScaleRule scale_rule_from_json(std::string_view js) {
   if (!j.find("base")) {
     std::vector<std::string> missing;
     for (const auto& f : scale_rule_schema().fields)
-      if (f.key != "name" && f.key != "source" && f.key != "epsilon" && f.key != "epsilon_hex" && !j.find(f.key))
+      if (f.key != "name" && f.key != "source" && f.key != "epsilon" && f.key != "epsilon_hex" &&
+          f.key != "four_over_six" && f.key != "global_scale_max" && !j.find(f.key))  // fields added later keep defaults
         missing.push_back(f.key);
     if (!j.find("epsilon") && !j.find("epsilon_hex")) missing.push_back("epsilon");
     if (!missing.empty())
@@ -312,8 +482,33 @@ std::vector<std::string> scale_rule_names() {
   return n;
 }
 
-TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fmt) {
+float nvfp4_global_encode(float tensor_amax, const ScaleRule& rule, const Format& fmt) {
+  // global_encode_scale = min((E4M3_MAX * FP4_MAX) / global_amax, FLT_MAX), 1 where it is 0 (an
+  // infinite amax); an all-zero tensor gets FLT_MAX, a NaN amax NaN.
+  const float num = static_cast<float>(rule.global_scale_max) * static_cast<float>(fmt.max_finite());
+  float s = num / tensor_amax;
+  if (s > FLT_MAX) s = FLT_MAX;
+  return s == 0.0f ? 1.0f : s;
+}
+
+TileScale nvfp4_block_scale(float ds, float global_encode) {
+  static const Format& e4m3 = format_by_name("e4m3");
+  const float cap = static_cast<float>(e4m3.max_finite());
+  if (ds > FLT_MAX) ds = FLT_MAX;                  // torch.min(decode_scale, FLT_MAX)
+  ds = ds < -cap ? -cap : (ds > cap ? cap : ds);   // torch.clamp(+-448): NaN passes
+  TileScale ts;
+  ts.dequant = static_cast<float>(round_to_format(ds, e4m3));  // .to(torch.float8_e4m3fn)
+  const float global_decode = 1.0f / global_encode;
+  float enc = 1.0f / (ts.dequant * global_decode);
+  ts.apply = enc > FLT_MAX ? FLT_MAX : enc;
+  return ts;
+}
+
+TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fmt, float global_encode) {
   const float fmax = static_cast<float>(fmt.max_finite());
+  // NVFP4 (default path): the FP4 reciprocal folded into the global multiplier, decode_scale =
+  // vec_max * fl32(S_enc * fl32(1 / 6)).
+  if (rule.two_level()) return nvfp4_block_scale(amax * (global_encode * (1.0f / fmax)), global_encode);
   // 1. The floor on amax. `amax < eps` is false for NaN, like torch.clamp and tl.maximum on a NaN.
   if (rule.floor_at == FloorAt::Amax && amax < rule.epsilon) amax = rule.epsilon;
   float v = 1.0f;  // s (a dequantisation scale) or m (a multiplier), by rule.form
@@ -332,42 +527,15 @@ TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fm
       if (rule.te_special_cases && std::isinf(v)) v = FLT_MAX;  // value_for_inf of a float32 input
       if (rule.te_special_cases && std::isnan(v)) v = 1.0f;
       break;
-    case ScaleForm::MxSharedExponent: {
-      // floor(log2 amax) is the float32 exponent (ilogb, exact for subnormals too).
-      if (!std::isfinite(amax)) {
-        v = std::numeric_limits<float>::quiet_NaN();
-      } else {
-        int e = amax == 0.0f ? -127 : std::ilogb(amax) - fmt.max_exponent();
-        if (e < -127) e = -127;
-        v = e > 127 ? std::numeric_limits<float>::quiet_NaN() : pow2f(e);
-      }
-      break;
-    }
+    case ScaleForm::MxSharedExponent:
+    case ScaleForm::MxSharedExponentCeil:
+    case ScaleForm::MxSharedExponentEven: v = mx_shared_scale(amax, rule.form, fmt); break;
+    case ScaleForm::Nvfp4TwoLevel: break;  // returned above
   }
   // 3. The floor on the scale.
   if (rule.floor_at == FloorAt::Scale && v < rule.epsilon) v = rule.epsilon;
   // 4. Power of two.
-  if (!special) {
-    switch (rule.pow2) {
-      case Pow2::None: break;
-      case Pow2::CeilLog2:
-        // 2^ceil(log2 v) for finite v > 0; log2(0) = -inf gives 0, Inf and NaN pass through.
-        if (std::isfinite(v) && v > 0.0f) {
-          int e = std::ilogb(v);
-          if (v != pow2f(e)) ++e;
-          v = e > 127 ? std::numeric_limits<float>::infinity() : pow2f(e);
-        }
-        break;
-      case Pow2::ExponentBitsCeil: {
-        const std::uint32_t b = std::bit_cast<std::uint32_t>(v) & 0x7FFFFFFFu;
-        std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0 ? 1u : 0u);
-        e = e < 1u ? 1u : e > 254u ? 254u : e;
-        v = std::bit_cast<float>(e << 23);
-        break;
-      }
-      case Pow2::MaskMantissa: v = std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xFF800000u); break;
-    }
-  }
+  if (!special) v = round_to_pow2(v, rule.pow2);
   TileScale ts;
   if (rule.form == ScaleForm::FmaxOverAmax) {
     ts.apply = v;

@@ -37,6 +37,19 @@ enum class ScaleForm : std::uint8_t {
   AmaxTimesInvFmax, // s = fl32(amax * fl32(1 / fmax)) (DeepSeek-V3.2 tilelang act_quant's fp8_max_inv)
   FmaxOverAmax,     // m = fl32(fmax / amax): the quantisation multiplier (TransformerEngine)
   MxSharedExponent, // s = 2^(floor(log2 amax) - emax_elem), clamped to E8M0 (OCP MX v1.0 §6.3)
+  // s = 2^(ceil(log2 amax) - emax_elem): torchao ScaleCalculationMode.CEIL, the exponent field of
+  // amax plus one when its mantissa is not zero (mx_formats/mx_tensor.py to_mx).
+  MxSharedExponentCeil,
+  // s = 2^(floor(log2 round(amax)) - emax_elem), amax first rounded half-up to the element's
+  // mantissa width on its float32 bits: torchao ScaleCalculationMode.EVEN
+  // ((bits + (1 << (23 - mbits - 1))) & 0xFF800000).
+  MxSharedExponentEven,
+  // NVFP4's two-level scale (TransformerEngine custom_recipes/reference_nvfp4.py
+  // _quantize_blockwise_reference, the kernel's default path): a tensor-level encode scale
+  // S_enc = fl32(global_scale_max * fmax / tensor_amax) (FLT_MAX at most, 1 when it is 0), the block's
+  // E4M3 decode scale e4m3(clamp(fl32(amax * fl32(S_enc * fl32(1 / fmax))), +-448)) and the element
+  // multiplier fl32(1 / fl32(ds * S_dec)) (FLT_MAX at most), S_dec = fl32(1 / S_enc).
+  Nvfp4TwoLevel,
 };
 
 // How the formed value is made a power of two.
@@ -52,6 +65,13 @@ enum class Pow2 : std::uint8_t {
   // TransformerEngine: clear the multiplier's mantissa bits (`scale_bits &= 0xFF800000`,
   // recipe_common.cuh compute_scale_from_amax), i.e. round the multiplier down.
   MaskMantissa,
+  // The E8M0 conversion rounding up, `cvt.rp.satfinite.ue8m0x2.f32` (TransformerEngine
+  // ptx_arch_spec.cuh float_to_e8m0): 2^ceil(log2 s) for s > 2^-127, 2^-127 for smaller s and 0,
+  // +Inf saturates to 2^127 (byte 0xFE), NaN stays NaN (0xFF).
+  E8m0RoundUp,
+  // The same without satfinite, `cvt.rp.ue8m0x2.f32` (torchao mx_tensor.py _to_mx_rceil /
+  // _f32_to_e8m0_rceil): Inf, NaN and anything above 2^127 become NaN (0xFF).
+  E8m0RoundUpNoSat,
 };
 
 // How the kernel applies the scale to an element, in float32.
@@ -64,6 +84,7 @@ enum class Apply : std::uint8_t {
 enum class ScaleStorage : std::uint8_t {
   Fp32,   // one float32 per tile
   Ue8m0,  // one byte per tile: biased exponent, 2^(b - 127); 0xFF is NaN (OCP MX E8M0)
+  E4m3,   // one E4M3 value per tile (NVFP4 block scales), times the tensor's global decode scale
 };
 
 struct ScaleRule {
@@ -86,13 +107,26 @@ struct ScaleRule {
   ScaleStorage storage = ScaleStorage::Fp32;
   // Tiles must hold exactly this many elements (OCP MX: 32); 0 = any tile.
   std::size_t tile_elements = 0;
+  // Form nvfp4_two_level: the E4M3 bound in S_enc = global_scale_max * fmax / tensor_amax (448;
+  // TransformerEngine's 4over6 quantizers use 256, NVTE_NVFP4_4OVER6_E4M3_USE_256).
+  int global_scale_max = 448;
+  // TransformerEngine NVFP4 "4over6" (reference_nvfp4.py _quantize_blockwise_4over6_reference):
+  // each block is quantised with its scale mapping amax to 6 and, 1.5x larger, to 4; the candidate
+  // with the smaller summed |error| in the input domain wins (ties: map-to-6). quant/nvfp4.cpp.
+  bool four_over_six = false;
 
   // Throws std::invalid_argument naming the field when the combination is not meaningful.
   void validate() const;
   // Canonical JSON (keys sorted, enums by name, epsilon as a hex float and a decimal).
   std::string to_json() const;
   // Whether every scale this rule produces is a power of two (or a non-finite special case).
-  bool power_of_two() const { return pow2 != Pow2::None || form == ScaleForm::MxSharedExponent; }
+  bool power_of_two() const { return pow2 != Pow2::None || mx_form(); }
+  bool two_level() const { return form == ScaleForm::Nvfp4TwoLevel; }
+  // One of the MX shared-exponent forms (OCP floor, torchao CEIL / EVEN).
+  bool mx_form() const {
+    return form == ScaleForm::MxSharedExponent || form == ScaleForm::MxSharedExponentCeil ||
+           form == ScaleForm::MxSharedExponentEven;
+  }
   bool operator==(const ScaleRule&) const = default;
 };
 
@@ -121,7 +155,13 @@ struct TileScale {
 };
 
 // amax of a tile's valid elements (float32, NaN according to rule.amax_nan) -> its scale.
-TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fmt);
+// global_encode is the tensor's S_enc (nvfp4_global_encode) for two-level rules, unused otherwise.
+TileScale compute_tile_scale(float amax, const ScaleRule& rule, const Format& fmt, float global_encode = 1.0f);
+// A two-level rule's tensor-level encode scale S_enc from the tensor's amax (see Nvfp4TwoLevel).
+float nvfp4_global_encode(float tensor_amax, const ScaleRule& rule, const Format& fmt);
+// The NVFP4 block scale for a decode scale `ds` formed in float32: clamp to +-448, E4M3 by
+// nearest-even, and the element multiplier fl32(1 / fl32(e4m3 * S_dec)) capped at FLT_MAX.
+TileScale nvfp4_block_scale(float ds, float global_encode);
 // The float32 value that is cast to the element format (before clamp_before_cast).
 inline float apply_scale(float x, const TileScale& s, Apply how) {
   return how == Apply::Divide ? x / s.apply : x * s.apply;

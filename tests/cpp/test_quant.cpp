@@ -185,7 +185,8 @@ TEST(QuantTiling, ResultDoesNotDependOnThreadCount) {
   for (auto& v : x) v = n(g);
   x[1234] = kNaN;
   for (const auto& name : scale_rule_names()) {
-    const Tile t = name == "mx" ? Tile{1, 32} : Tile{128, 128};
+    const ScaleRule& rule = scale_rule_by_name(name);
+    const Tile t = rule.tile_elements == 32 ? Tile{1, 32} : rule.two_level() ? Tile{16, 16} : Tile{128, 128};
     set_num_threads(1);
     auto a = quantize(x.data(), 513, 300, t, "e4m3", scale_rule_by_name(name));
     set_num_threads(4);

@@ -196,6 +196,91 @@ def ref_mx(x, tile, fmt):
     return unblock(bits, x.shape), byte
 
 
+# ---- MX E8M0 rounding modes (torchao ScaleCalculationMode, TransformerEngine MXFP8) ----
+# torchao mx_formats/constants.py: F8E4M3_MAX_POW2 = 8, F8E5M2_MAX_POW2 = 15, F4_E2M1_MAX_POW2 = 2,
+# F6_E2M3_MAX_POW2 = 2, F6_E3M2_MAX_POW2 = 4; the element mantissa widths MBITS_*.
+TARGET_MAX_POW2 = {"e4m3": 8, "e5m2": 15, "e2m1": 2, "e2m3": 2, "e3m2": 4}
+MBITS = {"e4m3": 3, "e5m2": 2, "e2m1": 1, "e2m3": 3, "e3m2": 2}
+
+
+def e8m0_reciprocal(byte):
+    """torchao _e8m0_scale_to_reciprocal_fp32 / TE ptx::exp2f_rcp: 2^(127 - b), NaN for 0xFF."""
+    b = byte.astype(np.int64)
+    with np.errstate(all="ignore"):
+        r = np.exp2((127 - b).astype(np.float64)).astype(F)  # 2^-127 is an exact float32 subnormal
+    return np.where(b == 255, F(np.nan), r).astype(F)
+
+
+def cast_mx_elements(q, fmt):
+    if fmt == "e2m1":
+        # cvt.rn.satfinite.e2m1x2.f32: NaN becomes +MAX_NORM (TransformerEngine util/ptx.cuh notes the
+        # same edge for its software twin), everything else clamps to +-6 and rounds to nearest-even.
+        bits = np.clip(q, -FMAX[fmt], FMAX[fmt]).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
+        return np.where(np.isnan(q), np.uint8(0x7), bits).astype(np.uint8)
+    return cast_satfinite(q, fmt)
+
+
+def ref_torchao_mx(x, tile, fmt, mode):
+    """torchao mx_tensor.py to_mx: max_abs = torch.amax(|x|) (NaN propagates). RCEIL: descale =
+    max_abs * (1.0 / max_pos), E8M0 by _f32_to_e8m0_rceil (exponent + (mantissa != 0), subnormals
+    up only above 0x400000, non-finite -> 255). FLOOR/CEIL/EVEN: EVEN first does max_abs_bits =
+    (bits + (1 << (23 - mbits - 1))) & (((1 << 9) - 1) << 23), NaN restored; extracted_pow2 =
+    ((bits >> 23) & 0xFF) - 127, CEIL adds (bits & 0x7FFFFF) > 0; minus target_max_pow2, clamped
+    to [-127, 128], + 127, 255 where max_abs is not finite. data_lp = data_hp * reciprocal, then
+    the saturating cast."""
+    v = blocks(x, tile)
+    max_abs = amax_propagate(v).astype(F)
+    if mode == "rceil":
+        with np.errstate(all="ignore"):
+            descale = (max_abs * F(1.0 / float(FMAX[fmt]))).astype(F)
+        bits = descale.view(np.int32).astype(np.int64)
+        be, man = (bits >> 23) & 0xFF, bits & 0x7FFFFF
+        byte = be + np.where(be == 0, man > 0x400000, man != 0)
+        byte = np.where(np.isfinite(descale), byte, 255)
+    else:
+        m = max_abs
+        if mode == "even":
+            b = m.view(np.uint32).astype(np.int64)
+            b = (b + (1 << (23 - MBITS[fmt] - 1))) & (((1 << 9) - 1) << 23)
+            m = np.where(np.isnan(max_abs), F(np.nan), b.astype(np.uint32).view(F)).astype(F)
+        bits = m.view(np.uint32).astype(np.int64)
+        ext = ((bits >> 23) & 0xFF) - 127
+        if mode == "ceil":
+            ext = ext + ((bits & 0x7FFFFF) > 0)
+        byte = np.clip(ext - TARGET_MAX_POW2[fmt], -127, 128) + 127
+        byte = np.where(np.isfinite(m), byte, 255)
+    with np.errstate(all="ignore"):
+        q = (v * e8m0_reciprocal(byte)).astype(F)
+    return unblock(cast_mx_elements(q, fmt), x.shape), byte.astype(np.uint8)[:, 0, :, 0]
+
+
+def ref_te_mxfp8(x, tile, fmt):
+    """TransformerEngine quantize_mxfp8.cuh: amax by fmaxf (NaN skipped); biased_exponent =
+    float_to_e8m0(amax * max_norm_rcp), whose software twin (ptx_arch_spec.cuh) is: NaN -> 0xFF,
+    Inf -> 0xFE, 0 -> 0, else exponent field, + 1 if (mantissa > 0 and exponent != 0xFE) and not
+    (exponent == 0 and mantissa <= 0x400000); out = static_cast<fp8>(in * exp2f_rcp(e))."""
+    v = blocks(x, tile)
+    with np.errstate(all="ignore"):
+        # thread_amax starts at 0.0f, so an all-NaN block has amax 0.
+        val = (np.fmax(amax_ignore(v), F(0.0)) * F(1.0 / float(FMAX[fmt]))).astype(F)
+    bits = val.view(np.uint32).astype(np.int64)
+    e, man = bits >> 23, bits & 0x7FFFFF
+    up = (man > 0) & (e != 0xFE) & ~((e == 0) & (man <= 0x400000))
+    byte = np.where(np.isnan(val), 0xFF, np.where(np.isinf(val), 0xFE, np.where(val == 0, 0, e + up)))
+    with np.errstate(all="ignore"):
+        q = (v * e8m0_reciprocal(byte)).astype(F)
+    return unblock(cast_mx_elements(q, fmt), x.shape), byte.astype(np.uint8)[:, 0, :, 0]
+
+
+MX_REFS = {
+    "mx": lambda x, t, f: ref_torchao_mx(x, t, f, "floor"),  # torchao FLOOR = the OCP row
+    "mx_rceil": lambda x, t, f: ref_torchao_mx(x, t, f, "rceil"),
+    "mx_ceil": lambda x, t, f: ref_torchao_mx(x, t, f, "ceil"),
+    "mx_even": lambda x, t, f: ref_torchao_mx(x, t, f, "even"),
+    "te_mxfp8": ref_te_mxfp8,
+}
+
+
 REFS = {
     "deepseek": lambda x, t, f: ref_deepseek(x, t, f),
     "deepseek_ue8m0": lambda x, t, f: ref_deepseek(x, t, f, ue8m0=True),
@@ -309,15 +394,64 @@ def test_mx_matches_ocp_shared_exponent(fmt, tile):
         assert np.isnan(q.dequantize()[mask]).all()
 
 
+def mx_elements_equal(q, bits, byte, tile, fmt, what):
+    shape = q.bits.shape
+    scale_nan = np.isnan(np.asarray(q.scale_values))
+    # Elements of a NaN-scale block are NaN whatever their bits (OCP MX §6.3); compare the rest.
+    mask = np.repeat(np.repeat(scale_nan, tile[0], 0), tile[1], 1)[: shape[0], : shape[1]]
+    same_bits(np.where(mask, 0, q.bits).astype(np.uint8), np.where(mask, 0, bits).astype(np.uint8), fmt, what)
+    same_scales(np.asarray(q.scales), byte, what)
+    assert np.isnan(q.dequantize()[mask]).all(), what
+
+
+@pytest.mark.parametrize("rule", sorted(MX_REFS))
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e2m1"])
+def test_mx_rounding_modes_match_torchao_and_te(rule, fmt):
+    for si, (shape, tile) in enumerate([((303, 300), (1, 32)), ((64, 96), (32, 1)), ((96, 64), (2, 16))]):
+        x = adversarial(shape, seed=31 + si + len(rule))
+        # Scaled copies put block amaxes on every side of the E8M0 rounding boundaries.
+        x = x * F(2.0) ** np.arange(-3, 3, dtype=np.float32)[np.arange(shape[0]) % 6][:, None].astype(F)
+        q = fp8lab.quantize(x.astype(F), tile=tile, fmt=fmt, rule=rule)
+        bits, byte = MX_REFS[rule](x.astype(F), tile, fmt)
+        mx_elements_equal(q, bits, byte, tile, fmt, f"{rule} {fmt} {tile} {shape}")
+
+
+def test_mx_rounding_modes_differ_where_the_sources_say():
+    # amax 150 in e4m3 (pytorch/ao#2035): FLOOR 2^(7-8), CEIL 2^(8-8), RCEIL 150/448 -> 2^-1,
+    # EVEN 150 = 1.171875 * 2^7 stays in its binade -> 2^-1. amax 496 = 1.9375 * 2^8: EVEN's
+    # half-ULP at 3 mantissa bits (2^-4) carries it to 2^9 -> 2^1, FLOOR keeps 2^0 (and 496
+    # saturates to 448), CEIL and RCEIL (496/448 > 1) give 2^1.
+    x = np.zeros((2, 32), F)
+    x[0, 0], x[1, 0] = 150.0, 496.0
+    got = {r: fp8lab.quantize(x, (1, 32), "e4m3", r).scales[:, 0].tolist() for r in MX_REFS}
+    assert got["mx"] == [126, 127] and got["mx_ceil"] == [127, 128] and got["mx_rceil"] == [126, 128]
+    assert got["mx_even"] == [126, 128] and got["te_mxfp8"] == [126, 128]
+    assert fp8lab.quantize(x, (1, 32), "e4m3", "mx").bits[1, 0] == 0x7E  # 496 saturates under FLOOR
+
+
+def test_mx_rceil_and_te_mxfp8_differ_on_nan_and_inf():
+    # torchao (torch.amax, cvt.rp without satfinite): NaN or Inf in a block -> scale 0xFF (NaN).
+    # TE (fmaxf skips NaN; satfinite): NaN ignored, Inf -> 0xFE = 2^127, Inf elements -> 448.
+    x = np.ones((2, 32), F)
+    x[0, 3], x[1, 5] = np.nan, np.inf
+    rc = fp8lab.quantize(x, (1, 32), "e4m3", "mx_rceil")
+    te = fp8lab.quantize(x, (1, 32), "e4m3", "te_mxfp8")
+    assert rc.scales[:, 0].tolist() == [255, 255]
+    # fl32(1 * fl32(1/448)) rounds up to 2^-8 -> byte 119; elements 1 * 2^8 = 256 (0x78).
+    assert te.scales[:, 0].tolist() == [119, 254]
+    assert te.bits[0, 0] == 0x78 and te.bits[0, 3] == 0x7F and te.bits[1, 5] == 0x7E and te.bits[1, 0] == 0
+
+
 def test_dequantize_is_element_times_scale_exactly():
     x = adversarial((128, 256), seed=5)
     for rule in fp8lab.scale_rules():
-        tile = (1, 32) if rule == "mx" else (1, 128)
+        spec = fp8lab.scale_rule(rule)
+        tile = (1, 32) if spec["tile_elements"] == 32 else (1, 16) if spec["storage"] == "e4m3" else (1, 128)
         q = fp8lab.quantize(x, tile=tile, fmt="e4m3", rule=rule)
         elem = q.bits.view(ml_dtypes.float8_e4m3fn).astype(np.float64)
         s = np.repeat(np.asarray(q.scale_values, np.float64), tile[1], axis=1)
         with np.errstate(invalid="ignore"):
-            want = elem * s
+            want = elem * s * np.float64(q.global_scale)
         got = q.dequantize()
         assert got.dtype == np.float64 and got.shape == x.shape
         assert np.array_equal(got, want, equal_nan=True), rule

@@ -103,7 +103,7 @@ def check_scales(x, q, scales, rule: str = "deepseek", tile=(1, 128), fmt: str =
         raise ValueError(f"q: shape {q.shape} differs from x's {x.shape}")
     tile = (int(tile[0]), int(tile[1]))
     info = _core.scale_rule(rule)
-    pow2 = info["pow2"] != "none" or info["form"] == "mx_shared_exponent"
+    pow2 = info["pow2"] != "none" or info["form"].startswith("mx_shared_exponent")
     ref = _core.quantize(x, tile, fmt, rule)
     ref_values = np.asarray(ref.scale_values, dtype=np.float32)
     r, c = _grid(x.shape, tile)

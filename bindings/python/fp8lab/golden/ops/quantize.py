@@ -42,8 +42,12 @@ class QuantizeOp(Operation):
     def fixtures(self):
         out = []
         for rule in _core.scale_rules():
-            tile = [1, 32] if _core.scale_rule(rule).get("tile_elements") == 32 else [1, 128]
-            out.append((f"quantize_{rule}_{tile[0]}x{tile[1]}", {"rule": rule, "tile": tile, "fmt": "e4m3"}, 31, "mixed"))
+            info = _core.scale_rule(rule)
+            tile = [1, 32] if info.get("tile_elements") == 32 else [1, 128]
+            fmt = "e4m3"
+            if info["storage"] == "e4m3":  # NVFP4: 1x16 blocks of E2M1 under E4M3 block scales
+                tile, fmt = [1, 16], "e2m1"
+            out.append((f"quantize_{rule}_{tile[0]}x{tile[1]}", {"rule": rule, "tile": tile, "fmt": fmt}, 31, "mixed"))
         out.append(("quantize_deepseek_128x128", {"rule": "deepseek", "tile": [128, 128], "fmt": "e4m3"}, 32, "mixed"))
         return out
 
@@ -78,9 +82,12 @@ class QuantizeOp(Operation):
         x = np.ascontiguousarray(inputs["x"], dtype=np.float32)
         q = _core.quantize(x, tuple(spec["tile"]), spec["fmt"], spec["rule"])
         scales = np.asarray(q.scales)
-        return {"q": TraceTensor("output", dtype_for_format(spec["fmt"]), np.asarray(q.bits)),
-                "scales": TraceTensor("output", "U8" if scales.dtype == np.uint8 else "F32", scales),
-                "scale_values": TraceTensor("intermediate", "F32", np.asarray(q.scale_values, dtype=np.float32))}
+        out = {"q": TraceTensor("output", dtype_for_format(spec["fmt"]), np.asarray(q.bits)),
+               "scales": TraceTensor("output", "U8" if scales.dtype == np.uint8 else "F32", scales),
+               "scale_values": TraceTensor("intermediate", "F32", np.asarray(q.scale_values, dtype=np.float32))}
+        if _core.scale_rule(spec["rule"])["storage"] == "e4m3":  # two-level (NVFP4): the tensor's S_dec
+            out["global_scale"] = TraceTensor("intermediate", "F32", np.array([q.global_scale], dtype=np.float32))
+        return out
 
     def value_format(self, spec, name, dtype):
         if name == "q":
