@@ -111,11 +111,12 @@ constexpr Rounded<U> round_to_grid(bool negative, U sig, int exp, bool sticky, i
 // The round-and-pack: (negative ? -1 : 1) * (sig + sticky) * 2^exp as the bit pattern of the
 // plan's format (right-aligned), rounded by the plan's mode, with its zero, flush and overflow
 // rules. `index` picks the stochastic bits. Finite inputs only: NaN and Inf are the caller's.
+// round_pack_random is the same with the stochastic word given (PTX cvt.rs's rbits, aligned to
+// the top of the word: quant/stochastic.hpp) instead of drawn from (seed, index).
 template <class U>
-inline std::uint32_t round_pack(const detail::EncodePlan& p, bool negative, U sig, int exp, bool sticky,
-                                std::uint64_t index = 0) {
+inline std::uint32_t round_pack_random(const detail::EncodePlan& p, bool negative, U sig, int exp, bool sticky,
+                                       std::uint32_t random) {
   const std::uint32_t sign = negative ? p.sign_bit : 0u;
-  const std::uint32_t random = p.rounding == Rounding::Stochastic ? stochastic_bits(p.seed, index) : 0u;
   const Rounded<U> r = round_to_grid(negative, sig, exp, sticky, p.m + 1, p.qmin, p.rounding, random);
   // No -0 (FNUZ: that pattern is NaN) or no zero at all (UE8M0: 0x00, the smallest value): +0.
   const std::uint32_t zero = p.signed_zero ? sign : 0u;
@@ -127,6 +128,13 @@ inline std::uint32_t round_pack(const detail::EncodePlan& p, bool negative, U si
   if (p.flush && code < (std::uint64_t{1} << p.m)) return zero;
   if (code > p.max_code) return (negative ? p.overflow_neg : p.overflow_pos) | sign;
   return static_cast<std::uint32_t>(code) | sign;
+}
+
+template <class U>
+inline std::uint32_t round_pack(const detail::EncodePlan& p, bool negative, U sig, int exp, bool sticky,
+                                std::uint64_t index = 0) {
+  const std::uint32_t random = p.rounding == Rounding::Stochastic ? stochastic_bits(p.seed, index) : 0u;
+  return round_pack_random(p, negative, sig, exp, sticky, random);
 }
 
 }  // namespace fp8lab

@@ -20,6 +20,7 @@ from .scale_check import check_scales  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the package is importlib.import_module("fp8lab.sweep"))
 from ._recipes import recipe, recipes  # noqa: E402
 from .system import build_info, set_cpu  # noqa: E402  (kernel variants: runtime CPU dispatch)
+from .microscale import rht16, stochastic_round  # noqa: E402
 
 __version__ = _core.__version__
 
@@ -34,6 +35,7 @@ __all__ = [
     "recipe",
     "recipes",
     "retile",
+    "rht16",
     "scale_rule",
     "scale_rules",
     "decode",
@@ -51,6 +53,7 @@ __all__ = [
     "num_threads",
     "ocp_to_fnuz",
     "set_num_threads",
+    "stochastic_round",
     "sweep",
     "tensor_cores",
     "verify",
