@@ -35,6 +35,36 @@ void check_tile_for_rule(const ScaleRule& rule, std::size_t rows, std::size_t co
                                 std::to_string(tr * tc) + " elements for a " + shape_str(rows, cols) + " matrix");
 }
 
+// CastRounding::NearestTiesToZero on top of the nearest-even codes: a value exactly halfway below
+// its nearest-even result moves one code toward zero, and a zero result is +0. Differences of a
+// float32 and two format values are exact in double. NaN codes are left as encoded.
+void ties_toward_zero(const float* v, std::size_t n, std::uint32_t* codes, const Format& f) {
+  const std::uint32_t sign = f.sign_mask();
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t mag = codes[i] & ~sign;
+    if (!std::isfinite(v[i])) continue;
+    if (mag != 0) {
+      const double a = std::fabs(static_cast<double>(v[i])), hi = decode(mag, f), lo = decode(mag - 1, f);
+      if (a < hi && a - lo == hi - a) --mag;
+    }
+    codes[i] = mag == 0 ? 0u : (codes[i] & sign) | mag;
+  }
+}
+
+// An unsigned element format (UE8M0) has no sign bit: encoding a negative element would drop its
+// sign silently, so it is an error (quantise |x| if magnitudes are what is meant). -0 and NaN pass.
+void check_sign(const float* x, std::size_t rows, std::size_t cols, const Format& fmt) {
+  if (fmt.is_signed) return;
+  for (std::size_t i = 0; i < rows * cols; ++i)
+    if (x[i] < 0.0f) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%.9g", static_cast<double>(x[i]));
+      throw std::invalid_argument("x: element [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "] = " + v +
+                                  " is negative, but format " + fmt.name +
+                                  " is unsigned (no sign bit); quantise |x| or use a signed format");
+    }
+}
+
 }  // namespace
 
 QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
@@ -44,17 +74,7 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
   if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
   if (fmt.storage_bits() > 32) throw std::invalid_argument("fmt: element format wider than 32 bits");
   check_tile_for_rule(rule, rows, cols, tile);
-  // An unsigned element format (UE8M0) has no sign bit: encoding a negative element would drop its
-  // sign silently, so it is an error (quantise |x| if magnitudes are what is meant). -0 and NaN pass.
-  if (!fmt.is_signed)
-    for (std::size_t i = 0; i < rows * cols; ++i)
-      if (x[i] < 0.0f) {
-        char v[32];
-        std::snprintf(v, sizeof v, "%.9g", static_cast<double>(x[i]));
-        throw std::invalid_argument("x: element [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "] = " + v +
-                                    " is negative, but format " + fmt.name +
-                                    " is unsigned (no sign bit); quantise |x| or use a signed format");
-      }
+  check_sign(x, rows, cols, fmt);
 
   QTensor q;
   q.rows = rows;
@@ -152,6 +172,7 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
             for (std::size_t i = 0; i < len; ++i) buf[i] = buf[i] < -fmax ? -fmax : (buf[i] > fmax ? fmax : buf[i]);
           }
           enc.encode_u32(buf, len, out + c0);
+          if (rule.cast_rounding == CastRounding::NearestTiesToZero) ties_toward_zero(buf, len, out + c0, fmt);
         }
       }
     }

@@ -107,6 +107,28 @@ void add_nvfp4_rows(std::vector<ScaleRule>& t) {
   t.push_back(fo);
 }
 
+void add_deepgemm_fp4_rows(std::vector<ScaleRule>& t, const ScaleRule& dg) {
+  // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp4 (the FP4 reference quantiser):
+  // x_amax = x.abs().float().amax(dim=2).clamp_min(1e-4) (NaN propagates); sf = x_amax / 6.0;
+  // ceil_to_ue8m0(sf) when use_ue8m0; x_scaled = x * (1.0 / sf); _quantize_to_fp4_e2m1: code =
+  // sum(|x| > b for b in 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0) (ties toward zero, anything above 5
+  // -> 6, Inf included), sign = (x < 0) & (code != 0). Its element format is e2m1 (fmax 6); its
+  // tiles 1 x gran_k (128, or 32 for FP4 weights) come from the caller.
+  ScaleRule fp4 = dg;
+  fp4.name = "deepgemm_fp4";
+  fp4.source = "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp4 (sf = amax/6, x * (1/sf), "
+               "_quantize_to_fp4_e2m1: ties toward zero)";
+  fp4.cast_overflow = Overflow::Saturate;
+  fp4.cast_rounding = CastRounding::NearestTiesToZero;
+  t.push_back(fp4);
+  ScaleRule fp48 = fp4;
+  fp48.name = "deepgemm_fp4_ue8m0";
+  fp48.source = "DeepGEMM per_token_cast_to_fp4(use_ue8m0=True): ceil_to_ue8m0 scales";
+  fp48.pow2 = Pow2::ExponentBitsCeil;
+  fp48.storage = ScaleStorage::Ue8m0;
+  t.push_back(fp48);
+}
+
 std::vector<ScaleRule> make_table() {
   std::vector<ScaleRule> t;
   // DeepSeek-V3 inference/kernel.py act_quant_kernel (Triton): amax = tl.max(tl.abs(x)) (max.f32
@@ -164,6 +186,7 @@ std::vector<ScaleRule> make_table() {
   dg8.pow2 = Pow2::ExponentBitsCeil;
   dg8.storage = ScaleStorage::Ue8m0;
   t.push_back(dg8);
+  add_deepgemm_fp4_rows(t, dg);
   // TransformerEngine common/recipe/recipe_common.cuh compute_scale_from_amax, used by the
   // blockwise kernels (quantize_transpose_square_blockwise.cu / _vector_blockwise.cu): amax by
   // fmaxf; scale = __fdiv_rn(max_fp8, amax) with its special cases; pow2 by clearing the mantissa;
@@ -259,6 +282,8 @@ constexpr std::array<EnumRow<Pow2>, 6> kPow2{{{"none", Pow2::None},
                                               {"e8m0_round_up_nosat", Pow2::E8m0RoundUpNoSat}}};
 constexpr std::array<EnumRow<Apply>, 3> kApply{
     {{"divide", Apply::Divide}, {"reciprocal_multiply", Apply::ReciprocalMultiply}, {"multiply", Apply::Multiply}}};
+constexpr std::array<EnumRow<CastRounding>, 2> kCastRounding{
+    {{"nearest_even", CastRounding::NearestEven}, {"nearest_ties_to_zero", CastRounding::NearestTiesToZero}}};
 constexpr std::array<EnumRow<ScaleStorage>, 3> kStorage{
     {{"fp32", ScaleStorage::Fp32}, {"ue8m0", ScaleStorage::Ue8m0}, {"e4m3", ScaleStorage::E4m3}}};
 
@@ -374,6 +399,7 @@ std::string_view scale_form_name(ScaleForm v) { return schema::enum_name<ScaleFo
 std::string_view pow2_name(Pow2 v) { return schema::enum_name<Pow2>(kPow2, v); }
 std::string_view apply_name(Apply v) { return schema::enum_name<Apply>(kApply, v); }
 std::string_view scale_storage_name(ScaleStorage v) { return schema::enum_name<ScaleStorage>(kStorage, v); }
+std::string_view cast_rounding_name(CastRounding v) { return schema::enum_name<CastRounding>(kCastRounding, v); }
 
 const schema::Schema<ScaleRule>& scale_rule_schema() {
   using S = ScaleRule;
@@ -383,6 +409,7 @@ const schema::Schema<ScaleRule>& scale_rule_schema() {
           schema::enumeration<S, AmaxNan>("amax_nan", &S::amax_nan, kAmaxNan),
           schema::enumeration<S, Apply>("apply", &S::apply, kApply),
           schema::enumeration<S, Overflow>("cast_overflow", &S::cast_overflow, overflow_table()),
+          schema::enumeration<S, CastRounding>("cast_rounding", &S::cast_rounding, kCastRounding),
           schema::boolean<S>("clamp_before_cast", &S::clamp_before_cast),
           epsilon_field(false),
           epsilon_field(true),
@@ -458,7 +485,7 @@ ScaleRule scale_rule_from_json(std::string_view js) {
     std::vector<std::string> missing;
     for (const auto& f : scale_rule_schema().fields)
       if (f.key != "name" && f.key != "source" && f.key != "epsilon" && f.key != "epsilon_hex" &&
-          f.key != "four_over_six" && f.key != "global_scale_max" && !j.find(f.key))  // fields added later keep defaults
+          f.key != "four_over_six" && f.key != "global_scale_max" && f.key != "cast_rounding" && !j.find(f.key))  // fields added later keep defaults
         missing.push_back(f.key);
     if (!j.find("epsilon") && !j.find("epsilon_hex")) missing.push_back("epsilon");
     if (!missing.empty())

@@ -81,6 +81,15 @@ enum class Apply : std::uint8_t {
   Multiply,            // q = fl32(x * m), m the multiplier; stored scale fl32(1 / m) (TransformerEngine)
 };
 
+// How the cast to the element format rounds: always to nearest; the tie rule and the zero's sign differ.
+enum class CastRounding : std::uint8_t {
+  NearestEven,  // CUDA/Triton cvt.rn, PyTorch's casts: every source but one
+  // DeepGEMM utils/math.py _quantize_to_fp4_e2m1: code = #{midpoints m : |x| > m}, so a tie goes
+  // to the smaller magnitude, and the sign bit is set only for a non-zero code (a negative value
+  // that rounds to zero is +0).
+  NearestTiesToZero,
+};
+
 enum class ScaleStorage : std::uint8_t {
   Fp32,   // one float32 per tile
   Ue8m0,  // one byte per tile: biased exponent, 2^(b - 127); 0xFF is NaN (OCP MX E8M0)
@@ -104,6 +113,7 @@ struct ScaleRule {
   // The cast's overflow: Saturate for Triton/CUDA `satfinite` casts, InfOrNan for PyTorch's
   // `.to(torch.float8_e4m3fn)` (values from 464 up become NaN). Rounding is always nearest-even.
   Overflow cast_overflow = Overflow::Saturate;
+  CastRounding cast_rounding = CastRounding::NearestEven;
   ScaleStorage storage = ScaleStorage::Fp32;
   // Tiles must hold exactly this many elements (OCP MX: 32); 0 = any tile.
   std::size_t tile_elements = 0;
@@ -146,6 +156,7 @@ std::string_view scale_form_name(ScaleForm v);
 std::string_view pow2_name(Pow2 v);
 std::string_view apply_name(Apply v);
 std::string_view scale_storage_name(ScaleStorage v);
+std::string_view cast_rounding_name(CastRounding v);
 
 // The scale of one tile.
 struct TileScale {

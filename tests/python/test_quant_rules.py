@@ -199,8 +199,15 @@ def ref_mx(x, tile, fmt):
 # ---- MX E8M0 rounding modes (torchao ScaleCalculationMode, TransformerEngine MXFP8) ----
 # torchao mx_formats/constants.py: F8E4M3_MAX_POW2 = 8, F8E5M2_MAX_POW2 = 15, F4_E2M1_MAX_POW2 = 2,
 # F6_E2M3_MAX_POW2 = 2, F6_E3M2_MAX_POW2 = 4; the element mantissa widths MBITS_*.
-TARGET_MAX_POW2 = {"e4m3": 8, "e5m2": 15, "e2m1": 2, "e2m3": 2, "e3m2": 4}
-MBITS = {"e4m3": 3, "e5m2": 2, "e2m1": 1, "e2m3": 3, "e3m2": 2}
+TARGET_MAX_POW2 = {"e4m3": 8, "e5m2": 15, "e2m1": 2, "e2m3fn": 2, "e3m2fn": 4}
+MBITS = {"e4m3": 3, "e5m2": 2, "e2m1": 1, "e2m3fn": 3, "e3m2fn": 2}
+# OCP MX elements without NaN (torchao f32_to_f4_unpacked / f32_to_f6_*_unpacked, ml_dtypes names).
+FINITE_ONLY = {"e2m1": ml_dtypes.float4_e2m1fn, "e2m3fn": ml_dtypes.float6_e2m3fn, "e3m2fn": ml_dtypes.float6_e3m2fn}
+
+
+def mx_max(fmt):
+    """The element's max_pos (torchao constants: 448, 57344, 6, 7.5, 28)."""
+    return FMAX[fmt] if fmt in FMAX else F(float(ml_dtypes.finfo(FINITE_ONLY[fmt]).max))
 
 
 def e8m0_reciprocal(byte):
@@ -212,11 +219,15 @@ def e8m0_reciprocal(byte):
 
 
 def cast_mx_elements(q, fmt):
-    if fmt == "e2m1":
-        # cvt.rn.satfinite.e2m1x2.f32: NaN becomes +MAX_NORM (TransformerEngine util/ptx.cuh notes the
-        # same edge for its software twin), everything else clamps to +-6 and rounds to nearest-even.
-        bits = np.clip(q, -FMAX[fmt], FMAX[fmt]).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
-        return np.where(np.isnan(q), np.uint8(0x7), bits).astype(np.uint8)
+    if fmt in FINITE_ONLY:
+        # cvt.rn.satfinite to E2M1/E2M3/E3M2: NaN becomes +MAX_NORM (TransformerEngine util/ptx.cuh
+        # notes the same edge for its software twin), everything else clamps to +-max and rounds to
+        # nearest-even.
+        dt = FINITE_ONLY[fmt]
+        fmax = F(float(ml_dtypes.finfo(dt).max))
+        bits = np.clip(q, -fmax, fmax).astype(dt).view(np.uint8)
+        top = np.array(fmax, F).astype(dt).view(np.uint8)
+        return np.where(np.isnan(q), top, bits).astype(np.uint8)
     return cast_satfinite(q, fmt)
 
 
@@ -232,7 +243,7 @@ def ref_torchao_mx(x, tile, fmt, mode):
     max_abs = amax_propagate(v).astype(F)
     if mode == "rceil":
         with np.errstate(all="ignore"):
-            descale = (max_abs * F(1.0 / float(FMAX[fmt]))).astype(F)
+            descale = (max_abs * F(1.0 / float(mx_max(fmt)))).astype(F)
         bits = descale.view(np.int32).astype(np.int64)
         be, man = (bits >> 23) & 0xFF, bits & 0x7FFFFF
         byte = be + np.where(be == 0, man > 0x400000, man != 0)
@@ -262,7 +273,7 @@ def ref_te_mxfp8(x, tile, fmt):
     v = blocks(x, tile)
     with np.errstate(all="ignore"):
         # thread_amax starts at 0.0f, so an all-NaN block has amax 0.
-        val = (np.fmax(amax_ignore(v), F(0.0)) * F(1.0 / float(FMAX[fmt]))).astype(F)
+        val = (np.fmax(amax_ignore(v), F(0.0)) * F(1.0 / float(mx_max(fmt)))).astype(F)
     bits = val.view(np.uint32).astype(np.int64)
     e, man = bits >> 23, bits & 0x7FFFFF
     up = (man > 0) & (e != 0xFE) & ~((e == 0) & (man <= 0x400000))
@@ -330,7 +341,7 @@ def adversarial(shape, seed: int) -> np.ndarray:
 
 def same_bits(got: np.ndarray, want: np.ndarray, fmt: str, what: str):
     assert got.shape == want.shape, what
-    if fmt == "e2m1":
+    if fmt in ("e2m1", "e2m3fn", "e3m2fn"):  # no NaN: codes compare as they are
         eq = got == want
     else:
         dec = ml_dtypes.float8_e4m3fn if fmt == "e4m3" else ml_dtypes.float8_e5m2
@@ -405,7 +416,7 @@ def mx_elements_equal(q, bits, byte, tile, fmt, what):
 
 
 @pytest.mark.parametrize("rule", sorted(MX_REFS))
-@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e2m1"])
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e2m1", "e2m3fn", "e3m2fn"])
 def test_mx_rounding_modes_match_torchao_and_te(rule, fmt):
     for si, (shape, tile) in enumerate([((303, 300), (1, 32)), ((64, 96), (32, 1)), ((96, 64), (2, 16))]):
         x = adversarial(shape, seed=31 + si + len(rule))
@@ -639,3 +650,53 @@ def test_custom_epsilon_changes_the_floor():
     q = fp8lab.quantize(x, rule=spec)
     assert q.scales[0, 0] == F(1e-6) / F(448.0)
     assert fp8lab.scale_rule(spec)["epsilon_hex"] == "0x1.0c6f7ap-20"
+
+
+# ---- DeepGEMM's FP4 reference quantiser (ties toward zero) ----
+FP4_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+
+def ref_deepgemm_fp4(x, tile, ue8m0=False):
+    """DeepGEMM utils/math.py per_token_cast_to_fp4: x_amax = |x|.amax().clamp_min(1e-4); sf = amax / 6.0;
+    ceil_to_ue8m0 when use_ue8m0; x_scaled = x * (1.0 / sf); _quantize_to_fp4_e2m1: code = sum over
+    the midpoints b of (|x| > b), sign bit = (x < 0) & (code != 0)."""
+    v = blocks(x, tile)
+    a = np.maximum(amax_propagate(v), F(1e-4))
+    sf = (a / F(6.0)).astype(F)
+    byte = None
+    if ue8m0:
+        bits = np.abs(sf).view(np.int32)
+        e = np.clip(((bits >> 23) & 0xFF) + ((bits & 0x7FFFFF) != 0).astype(np.int32), 1, 254)
+        sf = (e << 23).astype(np.int32).view(F)
+        byte = e.astype(np.uint8)[:, 0, :, 0]
+    with np.errstate(all="ignore"):
+        xs = (v * (F(1.0) / sf)).astype(F)
+    ax = np.abs(xs)
+    code = sum((ax > F(b)).astype(np.uint8) for b in FP4_MIDPOINTS).astype(np.uint8)
+    code = code | (((xs < 0) & (code != 0)).astype(np.uint8) << 3)
+    return unblock(code, x.shape), (byte if ue8m0 else sf[:, 0, :, 0])
+
+
+@pytest.mark.parametrize("rule", ["deepgemm_fp4", "deepgemm_fp4_ue8m0"])
+@pytest.mark.parametrize("tile", [(1, 128), (1, 32), (128, 128)])
+def test_deepgemm_fp4_matches_its_source(rule, tile):
+    for si, shape in enumerate([(303, 300), (64, 256)]):
+        x = adversarial(shape, seed=41 + si)
+        # NaN (and Inf, whose scale Inf makes x * (1 / sf) = Inf * 0 NaN): the table writes code 0 where
+        # fp8lab's satfinite cast writes +6; finite inputs only.
+        x = np.where(np.isfinite(x), x, F(0)).astype(F)
+        q = fp8lab.quantize(x, tile=tile, fmt="e2m1", rule=rule)
+        bits, scales = ref_deepgemm_fp4(x, tile, ue8m0=rule.endswith("ue8m0"))
+        same_bits(q.bits, bits, "e2m1", f"{rule} {tile} {shape}")
+        same_scales(np.asarray(q.scales), np.asarray(scales), f"{rule} {tile} {shape}")
+
+
+def test_deepgemm_fp4_ties_go_toward_zero_and_zero_is_unsigned():
+    # amax 6 gives sf = 1: the midpoints themselves are ties. Nearest-even would send 0.75 -> 1,
+    # 1.25 -> 1, 2.5 -> 2, 5 -> 4 and -0.1 -> -0; the table sends them to 0.5, 1, 2, 4 and +0.
+    x = np.zeros((1, 32), F)
+    x[0, :8] = [6.0, 0.75, 1.25, 2.5, 5.0, -0.1, -1.75, 0.25]
+    q = fp8lab.quantize(x, (1, 32), "e2m1", "deepgemm_fp4")
+    assert q.bits[0, :8].tolist() == [0x7, 0x1, 0x2, 0x4, 0x6, 0x0, 0xB, 0x0]
+    rn = fp8lab.quantize(x, (1, 32), "e2m1", dict(fp8lab.scale_rule("deepgemm_fp4"), cast_rounding="nearest_even"))
+    assert rn.bits[0, :8].tolist() == [0x7, 0x2, 0x2, 0x4, 0x6, 0x8, 0xC, 0x0]

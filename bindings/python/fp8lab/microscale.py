@@ -12,7 +12,7 @@ from . import _core
 RHT_SIGNS = tuple(_core.rht16_signs())
 
 #: Random bits per value that cvt.rs takes: 16 for .bf16x2/.f16x2, 8 for the x4 FP8/FP6/FP4 forms.
-RBITS_WIDTH = {"bf16": 16, "fp16": 16, "e4m3": 8, "e5m2": 8, "e2m3": 8, "e3m2": 8, "e2m1": 8}
+RBITS_WIDTH = {"bf16": 16, "fp16": 16, "e4m3": 8, "e5m2": 8, "e2m3fn": 8, "e3m2fn": 8, "e2m1": 8}
 
 
 def rht16(x) -> np.ndarray:
