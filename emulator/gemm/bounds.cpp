@@ -8,6 +8,7 @@
 
 #include "accum/tensor_core.hpp"
 #include "common/parallel.hpp"
+#include "gemm/block_scaled.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"
 
@@ -133,6 +134,15 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
   }
   // Tensor-core chains, promoted or not.
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+  if (model.scale_block > 0) {  // block-scaled: one chain over K, scales inside (gemm/block_scaled.hpp)
+    parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
+      for (std::size_t e = e0; e < e1; ++e) {
+        const ChainBound cb = block_scaled_chain_bound(a, b, model, e / N, e % N);
+        bound[e] = finish(cb.value, cb.err, c, e, spec.out);
+      }
+    });
+    return bound;
+  }
   const auto kI = static_cast<std::size_t>(model.k);
   const auto blk = static_cast<std::size_t>(model.block > 0 ? model.block : model.k);
   const std::size_t NC = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every)

@@ -12,6 +12,7 @@
 #include "common/parallel.hpp"
 #include "common/profile.hpp"
 #include "formats/representable.hpp"
+#include "gemm/block_scaled.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/fp32_kernel.hpp"
@@ -181,7 +182,14 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
   const int kI = tensor_core_k(model);
   const std::size_t K = a.cols;
-  if (spec.accumulate == Accumulate::Promoted) {
+  if (model.scale_block > 0) {
+    // Block-scaled (MX) instructions apply the scales themselves (gemm/block_scaled.hpp).
+    if (spec.accumulate != Accumulate::TensorCore)
+      throw std::invalid_argument("accumulate: instruction " + spec.instruction +
+                                  " applies block scales inside the instruction and accumulates in the tensor core "
+                                  "for the whole K; it takes accumulate='tensorcore', not promotion");
+    validate_block_scaled(a, b, model);
+  } else if (spec.accumulate == Accumulate::Promoted) {
     if (spec.promote_every <= 0 || spec.promote_every % kI != 0)
       throw std::invalid_argument("promote_every: " + std::to_string(spec.promote_every) +
                                   " is not a positive multiple of the instruction K = " + std::to_string(kI) + " of " +
@@ -196,10 +204,6 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
     check_scales(a, "a", std::max<std::size_t>(K, 1), why);
     check_scales(b, "b", std::max<std::size_t>(K, 1), why);
   }
-  if (model.scale_block > 0)
-    throw std::invalid_argument("instruction: " + spec.instruction +
-                                " applies block scales inside the instruction (MX); gemm drives plain "
-                                "instructions and applies scales at promotion");
   const Format& in = format_by_name(model.input_format);
   check_representable(a, "a", in, spec.instruction);
   check_representable(b, "b", in, spec.instruction);
@@ -224,6 +228,10 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
     }
     default: {
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+      if (model.scale_block > 0) {
+        acc = block_scaled_accumulate(a, b, model);  // per instruction: no blocked kernel for MX presets
+        break;
+      }
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
       const std::optional<Fp8Operands> fast = hopper_fp8_operands(model);
       acc = options.allow_fast_kernel && fast ? fast_accumulate(a, b, model, nc, spec.combine, *fast)

@@ -24,6 +24,46 @@ GemmSpec promoted(int every, Combine combine, std::string instruction, OutputFor
   return s;
 }
 
+// One tensor-memory accumulator for the whole K loop on a block-scaled tcgen05 instruction, BF16 out.
+GemmSpec in_tensor_memory(std::string instruction) {
+  GemmSpec s;
+  s.accumulate = Accumulate::TensorCore;
+  s.instruction = std::move(instruction);
+  s.out = OutputFormat::Bf16;
+  return s;
+}
+
+// Blackwell rows: the scales enter tcgen05.mma.kind::mxf8f6f4.block_scale as UE8M0 exponents and the
+// FP32 accumulator never leaves tensor memory (gemm/block_scaled.hpp).
+void add_blackwell_rows(std::vector<GemmRecipe>& t) {
+  // DeepGEMM deep_gemm/include/deep_gemm/impls/sm100_fp8_fp4_gemm_1d1d.cuh with the FP8 recipe of
+  // tests/generators.py (recipe_a = (1, 128), recipe_b = (128, 128), use_ue8m0 on SM100):
+  // per_token_cast_to_fp8 / per_block_cast_to_fp8 with ceil_to_ue8m0; SM100_MMA_MXF8F6F4 issued
+  // with accumulate = (kUMMAKIdx > 0 or k_block_idx > 0) into one float accumulator in tensor memory
+  // over the whole K; with kGranK = 128 the same scale (sf_id = k_block_idx % 4 of a packed int32) serves
+  // the 4 MMAs of K = 32 in each 128; BF16 out.
+  t.push_back({"deepgemm_sm100_fp8",
+               "DeepGEMM sm100_fp8_fp4_gemm_1d1d.cuh (UE8M0 1x128 activations, 128x128 weights, tcgen05 "
+               "kind::mxf8f6f4 block_scale, scale reused over 4 MMAs, tensor-memory accumulation over all K, BF16 out)",
+               operand("e4m3", {1, 128}, "deepgemm_ue8m0"), operand("e4m3", {128, 128}, "deepgemm_ue8m0"),
+               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  // TransformerEngine MXFP8BlockScaling (E4M3 forward): activations and weights both in 1x32 blocks
+  // along K (quantize_mxfp8.cuh rowwise scaling), scales by float_to_e8m0 (round up), the cuBLASLt
+  // MXFP8 GEMM = one tcgen05 block-scaled chain per output (assumed: cuBLASLt's internal K order is
+  // not documented), BF16 out.
+  t.push_back({"mxfp8_te",
+               "TransformerEngine MXFP8BlockScaling (quantize_mxfp8.cuh, 1x32 E8M0 round-up) + a tcgen05 "
+               "kind::mxf8f6f4 block-scaled chain (cuBLASLt's K order assumed), BF16 out",
+               operand("e4m3", {1, 32}, "te_mxfp8"), operand("e4m3", {1, 32}, "te_mxfp8"),
+               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  // torchao MXLinear with ScaleCalculationMode.RCEIL (the cuBLAS recipe) on the same GEMM.
+  t.push_back({"mxfp8_torchao_rceil",
+               "torchao mx_formats to_mx(scaling_mode=RCEIL), 1x32 E4M3 + a tcgen05 kind::mxf8f6f4 block-scaled "
+               "chain (torch._scaled_mm / cuBLASLt, K order assumed), BF16 out",
+               operand("e4m3", {1, 32}, "mx_rceil"), operand("e4m3", {1, 32}, "mx_rceil"),
+               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+}
+
 std::vector<GemmRecipe> make_table() {
   std::vector<GemmRecipe> t;
   // DeepSeek-V3 inference/model.py `linear` with FP8 weights: act_quant (inference/kernel.py) makes
@@ -93,6 +133,7 @@ std::vector<GemmRecipe> make_table() {
                  "chain can apply",
                  operand("e4m3", {1, 0}, "deepseek"), operand("e4m3", {1, 0}, "deepseek"), chain});
   }
+  add_blackwell_rows(t);
   for (const auto& r : t) r.validate();
   return t;
 }
