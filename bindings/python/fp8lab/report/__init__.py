@@ -22,6 +22,7 @@ SECTIONS = [
     ("sec_accumulation", "accumulation", "Accumulation precision: tensor-core truncation and promotion"),
     ("sec_granularity", "granularity", "Quantisation granularity and element format"),
     ("sec_scales", "scales", "Scale conventions: FP32 vs power-of-two scales, and the recipes' bits"),
+    ("sec_microscaling", "microscaling", "Blackwell and microscaling: what the new recipes cost"),
     ("sec_routing", "routing", "Routing: gate precision, ties and the balancing bias"),
     ("sec_hardware", "hardware", "Hardware: which emulator spec reproduces each GPU kernel"),
     ("sec_mla", "mla", "Serving: the MLA latent cache and its FP8 form"),
