@@ -47,6 +47,8 @@ class QuantizeOp(Operation):
             fmt = "e4m3"
             if info["storage"] == "e4m3":  # NVFP4: 1x16 blocks of E2M1 under E4M3 block scales
                 tile, fmt = [1, 16], "e2m1"
+            elif info.get("cast_rounding") == "nearest_ties_to_zero":  # DeepGEMM's FP4 quantiser
+                fmt = "e2m1"
             out.append((f"quantize_{rule}_{tile[0]}x{tile[1]}", {"rule": rule, "tile": tile, "fmt": fmt}, 31, "mixed"))
         out.append(("quantize_deepseek_128x128", {"rule": "deepseek", "tile": [128, 128], "fmt": "e4m3"}, 32, "mixed"))
         return out
