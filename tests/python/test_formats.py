@@ -186,6 +186,20 @@ def test_ocp_mx_elements_decode_as_the_spec_formula(fmt, e, m, bias):
             [top, top | (1 << (e + m)), top]
 
 
+def test_ue4m3_is_e4m3_without_its_sign():
+    # PTX .ue4m3 (the NVFP4 scale): the 7 low bits of an OCP E4M3 byte, read by ml_dtypes.
+    bits = np.arange(128, dtype=np.uint8)
+    want = bits.view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    got = fp8lab.decode(bits, "ue4m3")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
+    x = np.float32([448.0, 500.0, 0.3, 2.0**-10, np.nan])
+    assert list(fp8lab.encode(x, "ue4m3")) == [0x7E, 0x7E, 0x2A, 0x00, 0x7F]
+    assert list(fp8lab.encode(x[:4], "ue4m3")) == list(fp8lab.encode(x[:4], "e4m3"))
+    with pytest.raises(ValueError, match="does not fit the 7-bit format ue4m3"):
+        fp8lab.decode(np.uint8([0x80]), "ue4m3")
+
+
 def test_bare_fp6_names_are_ambiguous_not_silently_changed():
     for short in ("e3m2", "e2m3"):
         with pytest.raises(ValueError, match=rf"fmt: '{short}' is ambiguous.*{short}fn.*'{short}_ieee'"):
@@ -196,7 +210,7 @@ def test_bare_fp6_names_are_ambiguous_not_silently_changed():
 
 def test_format_info_and_names():
     assert fp8lab.formats() == ["fp32", "bf16", "fp16", "e5m6", "e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz", "e3m2fn",
-                                "e2m3fn", "e2m1", "ue8m0"]
+                                "e2m3fn", "e2m1", "ue4m3", "ue8m0"]
     info = fp8lab.format_info("e4m3")
     assert (info["max_finite"], info["min_positive"], info["nan_bits"], info["has_inf"]) == (448.0, 2.0**-9, 0x7F, False)
     assert fp8lab.format_info("e5m6")["max_finite"] == 65024.0
