@@ -27,7 +27,7 @@ std::vector<std::string> canonical_presets(bool truncating_only) {
   std::vector<std::string> out;
   for (const std::string& n : tensor_core_names()) {
     const TensorCoreModel& m = tensor_core_by_name(n);
-    if (n != m.name || m.scale_block != 0 || m.accumulator != AccumulatorFormat::Fp32) continue;
+    if (n != m.name || m.scale_block != 0 || m.accumulator != AccumulatorFormat::Fp32 || m.form != DotForm::Fused) continue;
     if (truncating_only && (m.exact_sum || m.c_after_products)) continue;
     out.push_back(n);
   }

@@ -138,28 +138,44 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
   }
   const std::vector<float> av = operand_values(a, "a", fmt), bv = operand_values(b, "b", fmt);
 
-  // Block-scaled presets: one integer scale exponent per scale_block elements of a and of b.
-  std::vector<int> sa, sb;
+  // Block-scaled presets: one scale per scale_block elements of a and of b, as values of the
+  // preset's scale format (float arrays) or, for UE8M0, as unbiased exponents (integer arrays).
+  std::vector<float> sa, sb;
   const bool scaled = m.scale_block > 0;
   if (scaled) {
+    const Format& sf = format_by_name(m.scale_format);
     const auto nblk = static_cast<py::ssize_t>(m.k / m.scale_block);
     std::vector<py::ssize_t> want = out_shape;
     want.push_back(nblk);
     auto read_scales = [&](const py::object& obj, const char* arg) {
       if (obj.is_none())
-        throw py::value_error(std::string(arg) + ": instruction '" + instruction +
-                              "' is block-scaled; give the UE8M0 scale exponents (unbiased, shape " +
-                              shape_text(want) + ")");
-      auto s = require_dtype<std::int32_t>(obj, arg, "int32");
-      if (shape_of(s) != want)
+        throw py::value_error(std::string(arg) + ": instruction '" + instruction + "' is block-scaled; give its " +
+                              sf.name + " scales (shape " + shape_text(want) + "): values as a float array" +
+                              (sf.mantissa_bits == 0 ? ", or unbiased exponents as an int32 array" : ""));
+      py::array arr = py::array::ensure(obj);
+      if (arr && arr.dtype().kind() == 'i') {
+        if (sf.mantissa_bits != 0)
+          throw py::type_error(std::string(arg) + ": instruction '" + instruction + "' takes " + sf.name +
+                               " scale values (a float array), not exponents");
+        auto s = require_dtype<std::int32_t>(obj, arg, "int32");
+        if (shape_of(s) != want)
+          throw py::value_error(std::string(arg) + ": expected shape " + shape_text(want) + ", got " +
+                                shape_text(shape_of(s)));
+        std::vector<float> v(static_cast<std::size_t>(s.size()));
+        for (std::size_t i = 0; i < v.size(); ++i) {
+          const int e = s.data()[i];
+          if (e < -127 || e > 127)
+            throw py::value_error(std::string(arg) + ": element " + index_text(i, want) + " = " + std::to_string(e) +
+                                  " is outside the UE8M0 exponent range [-127, 127]");
+          v[i] = std::ldexp(1.0f, e);
+        }
+        return v;
+      }
+      py::array f = require_float(obj, arg);
+      if (shape_of(f) != want)
         throw py::value_error(std::string(arg) + ": expected shape " + shape_text(want) + ", got " +
-                              shape_text(shape_of(s)));
-      std::vector<int> v(s.data(), s.data() + s.size());
-      for (std::size_t i = 0; i < v.size(); ++i)
-        if (v[i] < -127 || v[i] > 127)
-          throw py::value_error(std::string(arg) + ": element " + index_text(i, want) + " = " + std::to_string(v[i]) +
-                                " is outside the UE8M0 exponent range [-127, 127]");
-      return v;
+                              shape_text(shape_of(f)));
+      return operand_values(f, arg, sf);
     };
     sa = read_scales(sa_obj, "scale_a");
     sb = read_scales(sb_obj, "scale_b");
@@ -178,7 +194,7 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
     } else {
       parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i)
-          o[i] = fused_dot_add_block_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m);
+          o[i] = fused_dot_add_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m);
       });
     }
   }

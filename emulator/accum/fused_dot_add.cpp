@@ -16,7 +16,9 @@
 #include <string>
 
 #include <boost/multiprecision/cpp_int.hpp>
+#include <cmath>
 
+#include "accum/fp32_terms.hpp"
 #include "accum/tensor_core.hpp"
 #include "formats/format.hpp"
 #include "formats/round_pack.hpp"
@@ -25,36 +27,16 @@ namespace fp8lab {
 namespace {
 
 constexpr int kMaxBlock = 64;
-constexpr std::uint32_t kExponentMask = 0x7F800000u;
-constexpr std::uint32_t kMagnitudeMask = 0x7FFFFFFFu;
-constexpr std::uint32_t kSignMask = 0x80000000u;
-// The NaN returned for any NaN outcome: sign clear, all other bits set (CUDA's canonical FP32 NaN,
-// what `cvt` and the CUDA math library produce). What the MMA units return is open on hardware
-// (REFERENCE.md "Open on hardware"), so only NaN-ness is part of the model.
-constexpr std::uint32_t kCanonicalNan = 0x7FFFFFFFu;
-constexpr std::uint32_t kPositiveInf = 0x7F800000u;
-
-inline std::uint32_t bits_of(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-}
-inline float float_of(std::uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
-
-// FP32 fields of a finite value: value = sig * 2^(exp - 23), exp the unbiased exponent with
-// subnormals at -126 (IEEE 754-2019 §3.4).
-inline int fp32_exponent(std::uint32_t u) {
-  const int field = static_cast<int>((u >> 23) & 0xFFu);
-  return field != 0 ? field - 127 : -126;
-}
-inline std::uint64_t fp32_significand(std::uint32_t u) {
-  const std::uint32_t frac = u & 0x7FFFFFu;
-  return (u & kExponentMask) != 0 ? (frac | 0x800000u) : frac;
-}
+using detail::bits_of;
+using detail::float_of;
+using detail::fp32_exponent;
+using detail::fp32_significand;
+using detail::kCanonicalNan;
+using detail::kExponentMask;
+using detail::kMagnitudeMask;
+using detail::kPositiveInf;
+using detail::kSignMask;
+using detail::shift_right;
 
 // Step 2: C's alignment exponent. An FP16 accumulator's subnormals keep FP16's minimum exponent
 // -14 (MMA-Sim's frexp_and_normalize of an fp16 C), as input subnormals keep theirs.
@@ -62,10 +44,6 @@ inline int c_alignment_exponent(std::uint32_t uc, const TensorCoreModel& m) {
   const int x = fp32_exponent(uc);
   return m.accumulator == AccumulatorFormat::Fp16 ? std::max(x, -14) : x;
 }
-
-// Right shift of a magnitude: truncation toward zero, and everything shifted out for shifts of 64
-// and more (a plain >> would be undefined there).
-inline std::uint64_t shift_right(std::uint64_t v, int s) { return s >= 64 ? 0 : (v >> s); }
 
 // The accumulator format's row for round_pack, with the published models' conventions: a result
 // of 2^emax+1 or more after rounding is infinite whatever the rounding (the MATLAB models'
@@ -204,7 +182,7 @@ std::uint32_t normalise(std::int64_t sum, int base, const TensorCoreModel& m) {
 // Steps 1-5 for the truncating models, without branches over the products so that the two
 // passes vectorise: a zero product has significand 0 and is kept out of the maximum by a select.
 // Returns false when an operand is NaN or infinite (non_finite_result handles those).
-constexpr int kNoTerm = -(1 << 20);
+constexpr int kNoTerm = kNoZeroTerm;
 
 bool truncated_block(const float* a, const float* b, int n, float c, const TensorCoreModel& m, const int* prod_scale,
                      std::uint32_t& out) {
@@ -229,13 +207,13 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
     // Step 1: the clamp gives an input-format subnormal the format's minimum exponent, with
     // leading zeros in its significand (MMA-Sim; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
     const int align = std::max(xa, emin) + std::max(xb, emin) + scale;
-    top = std::max(top, sig[i] != 0 ? align : kNoTerm);
+    top = std::max(top, sig[i] != 0 ? align : m.zero_term_exponent);  // kNoTerm unless the model says
   }
   const std::uint32_t uc = bits_of(c);
   if (special != 0 || (uc & kExponentMask) == kExponentMask) return false;
   const bool c_present = (uc & kMagnitudeMask) != 0;
   const int xc = c_alignment_exponent(uc, m);
-  if (c_present) top = std::max(top, xc);  // step 2
+  top = std::max(top, c_present ? xc : m.zero_term_exponent);  // step 2
   if (top == kNoTerm) {
     out = 0u;  // +0 for all-zero terms, as in the published models
     return true;
@@ -344,6 +322,11 @@ float one_block(const float* a, const float* b, int n, float c, const TensorCore
 }
 
 float instruction(const float* a, const float* b, float c, const TensorCoreModel& m, const int* prod_scale) {
+  if (m.form == DotForm::PairedTwoLevel) {
+    std::uint32_t special;
+    if (non_finite_result(a, b, m.k, c, special)) return float_of(special);
+    return detail::paired_two_level_instruction(a, b, c, m);
+  }
   // Step 6: blocks in sequence, each consuming the previous result as C.
   float acc = c;
   for (int start = 0; start < m.k; start += m.block)
@@ -354,20 +337,55 @@ float instruction(const float* a, const float* b, float c, const TensorCoreModel
 }  // namespace
 
 float fused_dot_add(const float* a, const float* b, float c, const TensorCoreModel& model) {
+  if (model.form == DotForm::ScaledGroups) {  // its scales are part of the arithmetic: unit scales
+    float ones[kMaxBlock];
+    std::fill(ones, ones + kMaxBlock, 1.0f);
+    return fused_dot_add_scaled(a, b, ones, ones, c, model);
+  }
   return instruction(a, b, c, model, nullptr);
+}
+
+float fused_dot_add_scaled(const float* a, const float* b, const float* scale_a, const float* scale_b, float c,
+                           const TensorCoreModel& model) {
+  if (model.scale_block <= 0)
+    throw std::invalid_argument(std::string("model: preset '") + model.name +
+                                "' is not block-scaled (use fused_dot_add, or a *_mx preset)");
+  const int nblk = model.k / model.scale_block;
+  for (int j = 0; j < nblk; ++j)
+    if (std::isnan(scale_a[j]) || std::isnan(scale_b[j])) return float_of(kCanonicalNan);
+  if (model.form == DotForm::ScaledGroups) {
+    std::uint32_t special;
+    if (non_finite_result(a, b, model.k, c, special)) return float_of(special);
+    return detail::scaled_groups_instruction(a, b, scale_a, scale_b, c, model);
+  }
+  // Fused (ST-FDPA): UE8M0 scales are powers of two, whose exponents join the products'.
+  int prod_scale[kMaxBlock];
+  for (int i = 0; i < model.k; ++i) {
+    const int blk = i / model.scale_block;
+    prod_scale[i] = std::ilogb(scale_a[blk]) + std::ilogb(scale_b[blk]);
+  }
+  return instruction(a, b, c, model, prod_scale);
 }
 
 float fused_dot_add_block_scaled(const float* a, const float* b, const int* scale_a_exp, const int* scale_b_exp,
                                  float c, const TensorCoreModel& model) {
-  if (model.scale_block <= 0)
-    throw std::invalid_argument(std::string("model: preset '") + model.name +
-                                "' is not block-scaled (use fused_dot_add, or a *_mx preset)");
-  int prod_scale[kMaxBlock];
-  for (int i = 0; i < model.k; ++i) {
-    const int blk = i / model.scale_block;
-    prod_scale[i] = scale_a_exp[blk] + scale_b_exp[blk];
+  float sa[kMaxBlock], sb[kMaxBlock];
+  const int nblk = model.scale_block > 0 ? model.k / model.scale_block : 0;
+  for (int j = 0; j < nblk; ++j) {
+    sa[j] = std::ldexp(1.0f, scale_a_exp[j]);  // 2^-127 is an FP32 subnormal: exact
+    sb[j] = std::ldexp(1.0f, scale_b_exp[j]);
   }
-  return instruction(a, b, c, model, prod_scale);
+  return fused_dot_add_scaled(a, b, sa, sb, c, model);
 }
+
+namespace detail {
+
+std::uint32_t accumulator_fp32(bool negative, std::uint64_t mag, int q, Rounding rounding) {
+  return compose_fp32(negative, mag, q, rounding);
+}
+
+std::uint32_t normalise_sum(std::int64_t sum, int base, const TensorCoreModel& m) { return normalise(sum, base, m); }
+
+}  // namespace detail
 
 }  // namespace fp8lab

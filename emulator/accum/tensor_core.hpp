@@ -11,7 +11,8 @@
 // arXiv 2512.07004 and github.com/north-numerical-computing/MATLAB-tensor-core):
 //   1. every product a_i*b_i is exact; its alignment exponent is ea + eb, each operand's exponent
 //      clamped below at the input format's minimum normal exponent, and its significand product
-//      (in (0, 4)) is not renormalised;
+//      (in (0, 4)) is not renormalised; zero products take no part, or align at
+//      `zero_term_exponent` where the model has one (a zero C too);
 //   2. C takes part with its own exponent (-126 for FP32 subnormals, -14 for FP16 ones);
 //   3. every non-zero term is aligned to the largest of these exponents, E, keeping
 //      `alignment_frac_bits` fractional bits below 2^E: the magnitude is truncated (toward zero),
@@ -54,6 +55,22 @@ enum class AccumulatorFormat : std::uint8_t {
          // (11 significant bits, 2^-24 quantum, infinite from 2^16 after rounding)
 };
 
+// How an instruction's products and C meet (MMA-Sim's arithmetic forms, mmasim arithmetic/fdpa.py).
+enum class DotForm : std::uint8_t {
+  Fused,  // steps 1-6 above (MMA-Sim T-FDPA; block-scaled ST-FDPA: each product carries its scales)
+  // tcgen05 kind::mxf4nvf4 / kind::mxf4 (MMA-Sim GST-FDPA): the products of each group of
+  // `scale_group` are summed exactly; the group sum times its scales' significands is one term,
+  // aligned at the scales' exponent sum; then steps 3-5 (accum/dot_forms.cpp).
+  ScaledGroups,
+  // AMD CDNA3 FP8 MFMA (MMA-Sim GTR-FDPA): per block, the even and the odd products are two
+  // fused sums (F bits, truncated), joined rounding down, then C joins with F2 + 1 bits, rounded
+  // down to F2 fraction bits, then to the nearest FP32 (accum/dot_forms.cpp).
+  PairedTwoLevel,
+};
+
+// zero_term_exponent of the presets where zero products and a zero C take no part.
+inline constexpr int kNoZeroTerm = -(1 << 20);
+
 // How well a preset is backed by the hardware measurements in shared/tc-measurements.
 enum class Evidence : std::uint8_t {
   Replayed,    // reproduces every published sample of its (architecture, format) bit for bit
@@ -78,13 +95,26 @@ struct TensorCoreModel {
   Evidence evidence;
   const char* source;        // where the parameters come from, and what the data says
   AccumulatorFormat accumulator = AccumulatorFormat::Fp32;
+  DotForm form = DotForm::Fused;
+  // Block-scaled presets: the scale factors' format row ("ue8m0", "ue4m3"), "" when unscaled.
+  const char* scale_format = "";
+  int scale_group = 0;  // ScaledGroups: products summed exactly per group before scaling
+  // The alignment exponent of a zero product and of a zero C (MMA-Sim's e_zero: -133 for the
+  // tcgen05 FP32 forms, -139 for kind::mxf4nvf4): with block scales every other term can lie
+  // below it, and then it sets the truncation point. kNoZeroTerm: zeros take no part.
+  int zero_term_exponent = kNoZeroTerm;
+  int second_frac_bits = 0;  // PairedTwoLevel: F2
 };
 
-// Block-scaled instruction (Blackwell tcgen05 kind::mxf8f6f4, OCP MX): the UE8M0 scale exponents
-// of a's and b's blocks of `model.scale_block` elements are added to the product exponents inside
-// the instruction, before alignment (REFERENCE.md "Tensor cores"). scale_a_exp/scale_b_exp hold
-// k/scale_block unbiased exponents each (UE8M0 byte minus 127). Throws std::invalid_argument for a
-// model without scale_block.
+// Block-scaled instruction (Blackwell tcgen05 kind::mxf8f6f4 / mxf4nvf4, OCP MX, NVFP4): the scales
+// of a's and b's blocks of `model.scale_block` elements enter inside the instruction, before
+// alignment (REFERENCE.md "Tensor cores"; DotForm). scale_a / scale_b hold k/scale_block values of
+// the model's scale format each (UE8M0: powers of two; UE4M3: E4M3 values >= 0); a NaN scale
+// (UE8M0 0xFF, UE4M3 0x7F) makes the result NaN, as every product it scales is NaN. Throws
+// std::invalid_argument for a model without scale_block.
+float fused_dot_add_scaled(const float* a, const float* b, const float* scale_a, const float* scale_b, float c,
+                           const TensorCoreModel& model);
+// The same with UE8M0 scales given as unbiased exponents (UE8M0 byte minus 127, in [-127, 127]).
 float fused_dot_add_block_scaled(const float* a, const float* b, const int* scale_a_exp, const int* scale_b_exp,
                                  float c, const TensorCoreModel& model);
 

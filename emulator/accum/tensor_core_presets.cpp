@@ -30,6 +30,14 @@ constexpr int kE4m3Emin = -6;    // OCP OFP8 v1.0: E4M3 bias 7, min normal 2^-6
 constexpr int kE5m2Emin = -14;   // OCP OFP8 v1.0: E5M2 bias 15, min normal 2^-14
 constexpr int kFp16Emin = -14;   // IEEE 754 binary16
 constexpr int kFp32Emin = -126;  // bf16 and tf32 share FP32's exponent range
+constexpr int kE3m2Emin = -2;    // OCP MX v1.0: FP6 E3M2 bias 3
+constexpr int kE2m3Emin = 0;     // OCP MX v1.0: FP6 E2M3 bias 1
+constexpr int kE2m1Emin = 0;     // OCP MX v1.0: FP4 E2M1 bias 1
+constexpr int kE4m3FnuzEmin = -7;   // AMD FNUZ: bias 8
+constexpr int kE5m2FnuzEmin = -15;  // AMD FNUZ: bias 16
+// MMA-Sim's e_zero (nv_ptx/sim.py): the exponent a zero product or a zero C aligns at.
+constexpr int kTcgen05ZeroExp = -133;  // ST-FDPA, kind::mxf8f6f4 (F = 25)
+constexpr int kMxf4ZeroExp = -139;     // GST-FDPA, kind::mxf4nvf4 / mxf4 (F = 35)
 
 constexpr TensorCoreModel row(const char* name, const char* alias, const char* fmt, int k, int block, int emin,
                               int mant, int frac, int precision, Evidence evidence, const char* source,
@@ -38,6 +46,27 @@ constexpr TensorCoreModel row(const char* name, const char* alias, const char* f
                               AccumulatorFormat accumulator = AccumulatorFormat::Fp32) {
   return TensorCoreModel{name,     alias, fmt,     k,           block,    emin,   mant,       frac, precision,
                          rounding, exact, c_after, scale_block, evidence, source, accumulator};
+}
+
+// A row with block scales of `scale_format` entering inside the instruction.
+constexpr TensorCoreModel scaled(TensorCoreModel m, const char* scale_format, int scale_block, int zero_term) {
+  m.scale_format = scale_format;
+  m.scale_block = scale_block;
+  m.zero_term_exponent = zero_term;
+  return m;
+}
+// kind::mxf4nvf4 / mxf4: products summed exactly in groups of `group`, each group sum scaled.
+constexpr TensorCoreModel scaled_groups(TensorCoreModel m, const char* scale_format, int scale_block, int group) {
+  m = scaled(m, scale_format, scale_block, kMxf4ZeroExp);
+  m.form = DotForm::ScaledGroups;
+  m.scale_group = group;
+  return m;
+}
+// AMD CDNA3 FP8: two interleaved fused halves per block, then C with F2 fraction bits.
+constexpr TensorCoreModel paired_two_level(TensorCoreModel m, int second_frac_bits) {
+  m.form = DotForm::PairedTwoLevel;
+  m.second_frac_bits = second_frac_bits;
+  return m;
 }
 
 const std::array kPresets = {
@@ -134,23 +163,71 @@ const std::array kPresets = {
         "Khattak & Mikaitis (B200TC.m: fma 16, neab 2); B200/fp16 5000/5000 (measured with wmma)"),
     row("blackwell_tcgen05_f32_tf32", "blackwell_tf32", "e8m10", 8, 8, kFp32Emin, 10, 25, 24, Evidence::Replayed,
         "Khattak & Mikaitis (B200TC.m: tf32 fma 8, neab 2); B200/tf32 5000/5000 (4 products per sample)"),
-    // Blackwell tcgen05 kind::mxf8f6f4 (OCP MX v1.0: one UE8M0 scale per 32 elements along K):
-    // the scale exponents enter the product exponents inside the instruction (REFERENCE.md
-    // "Tensor cores"), then the tcgen05 FP8 arithmetic above. Unmeasured; bit-identical to
-    // MMA-Sim's TCGen05MMABlockScale (F = 25, RZ-FP32) on 2 x 1024 random dot products
-    // (tests/python/test_accum.py, when mmasim is installed), as the tcgen05 rows are to
-    // TCGen05MMA.
-    row("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
-        Evidence::Unmeasured, "REFERENCE.md (MMA-Sim arXiv 2511.10909): scales applied inside the instruction; unmeasured",
-        OutputRounding::TowardZero, false, false, 32),
-    row("blackwell_tcgen05_mxf8f6f4_f32_e5m2", "blackwell_mxfp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
-        Evidence::Unmeasured, "REFERENCE.md (MMA-Sim arXiv 2511.10909): scales applied inside the instruction; unmeasured",
-        OutputRounding::TowardZero, false, false, 32),
+    // Blackwell tcgen05.mma.kind::mxf8f6f4.block_scale (PTX ISA "tcgen05.mma": one UE8M0 scale
+    // per 32 elements along K for A and for B, scale_vec::1X): each product's exponent takes its
+    // two scale exponents inside the instruction (REFERENCE.md "Tensor cores"), then the tcgen05
+    // FP8 arithmetic above (F = 25, RZ-FP32), a zero product or zero C aligning at 2^-133
+    // (MMA-Sim `st_fdpa`, e_zero). FP6 and FP4 operands take the same path with their own minimum
+    // exponents (MMA-Sim fp6_fp4_subnormal_exponent). A and B of one format (PTX allows mixed
+    // kinds; not modelled). Unmeasured; bit-identical to MMA-Sim's TCGen05MMABlockScale on 10^5
+    // random and special cases each (tests/python/test_accum_block_scaled.py).
+    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
+               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+           "ue8m0", 32, kTcgen05ZeroExp),
+    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e5m2", "blackwell_mxfp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
+               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+           "ue8m0", 32, kTcgen05ZeroExp),
+    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e3m2", "blackwell_mxfp6_e3m2", "e3m2fn", 32, 32, kE3m2Emin, 2, 25, 24,
+               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+           "ue8m0", 32, kTcgen05ZeroExp),
+    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m3", "blackwell_mxfp6_e2m3", "e2m3fn", 32, 32, kE2m3Emin, 3, 25, 24,
+               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+           "ue8m0", 32, kTcgen05ZeroExp),
+    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m1", "blackwell_mxfp4_f8f6f4", "e2m1", 32, 32, kE2m1Emin, 1, 25, 24,
+               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+           "ue8m0", 32, kTcgen05ZeroExp),
+    // Blackwell tcgen05.mma.kind::mxf4nvf4.block_scale (PTX ISA: E2M1 operands, k = 64; UE8M0
+    // scales per 32 (scale_vec::2X) or 16 (scale_vec::4X) elements, or UE4M3 scales per 16, NVFP4):
+    // MMA-Sim `gst_fdpa` (G = 16, F = 35, RZ-FP32, e_zero -139): each group of 16 products is
+    // summed exactly, scaled, and aligned at its scales' exponent sum. kind::mxf4 (UE8M0 per 32)
+    // has the same arithmetic in MMA-Sim. Unmeasured; bit-identical to MMA-Sim's
+    // TCGen05MMABlockScale on 10^5 random and special cases each (test_accum_block_scaled.py).
+    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block32_f32_e2m1_ue8m0", "blackwell_mxfp4", "e2m1", 64, 64,
+                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
+                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::2X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
+                  "ue8m0", 32, 16),
+    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue8m0", "blackwell_mxfp4_16", "e2m1", 64, 64,
+                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
+                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
+                  "ue8m0", 16, 16),
+    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3", "blackwell_nvfp4", "e2m1", 64, 64,
+                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
+                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X, UE4M3 scales (NVFP4); MMA-Sim arXiv "
+                      "2511.10909 (gst_fdpa); unmeasured"),
+                  "ue4m3", 16, 16),
+
+    // AMD CDNA3 (MI300) V_MFMA_F32_16X16X32_FP8_FP8 / _BF8_BF8 (FNUZ operands, FP32 C/D): MMA-Sim
+    // amd/sim.py MFMA: GTR-FDPA with F = 24, F2 = 31, RNE-FP32, blocks of 16 products (k = 32: two
+    // blocks in sequence). Unmeasured here; bit-identical to MMA-Sim's MFMA('CDNA3', ...) on 10^5
+    // random and special cases each (test_accum_block_scaled.py).
+    paired_two_level(row("cdna3_mfma_f32_16x16x32_fp8", "mi300_fp8", "e4m3fnuz", 32, 16, kE4m3FnuzEmin, 3, 24, 24,
+                         Evidence::Unmeasured,
+                         "AMD CDNA3 ISA v_mfma_f32_16x16x32_fp8_fp8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured",
+                         OutputRounding::NearestEven),
+                     31),
+    paired_two_level(row("cdna3_mfma_f32_16x16x32_bf8", "mi300_bf8", "e5m2fnuz", 32, 16, kE5m2FnuzEmin, 2, 24, 24,
+                         Evidence::Unmeasured,
+                         "AMD CDNA3 ISA v_mfma_f32_16x16x32_bf8_bf8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured",
+                         OutputRounding::NearestEven),
+                     31),
 };
 
 using S = TensorCoreModel;
 constexpr std::array<schema::EnumRow<Evidence>, 2> kEvidence{
     {{"replayed", Evidence::Replayed}, {"unmeasured", Evidence::Unmeasured}}};
+constexpr std::array<schema::EnumRow<DotForm>, 3> kForm{{{"fused", DotForm::Fused},
+                                                         {"scaled_groups", DotForm::ScaledGroups},
+                                                         {"paired_two_level", DotForm::PairedTwoLevel}}};
 constexpr std::array<schema::EnumRow<AccumulatorFormat>, 2> kAccumulator{
     {{"fp32", AccumulatorFormat::Fp32}, {"fp16", AccumulatorFormat::Fp16}}};
 
@@ -214,6 +291,7 @@ const schema::Schema<TensorCoreModel>& tensor_core_schema() {
           schema::boolean<S>("c_after_products", &S::c_after_products),
           schema::enumeration<S, Evidence>("evidence", &S::evidence, kEvidence),
           schema::boolean<S>("exact_sum", &S::exact_sum),
+          schema::enumeration<S, DotForm>("form", &S::form, kForm),
           name_field("input_format", &S::input_format),
           schema::integer<S, int>("input_mantissa_bits", &S::input_mantissa_bits, 0, 52),
           schema::integer<S, int>("input_min_exponent", &S::input_min_exponent, -1022, 0),
@@ -223,7 +301,16 @@ const schema::Schema<TensorCoreModel>& tensor_core_schema() {
           written("output_rounding", "enum", "a rounding name",
                   [](const S& p) { return schema::string_json(std::string(rounding_name(p.output_rounding))); }),
           schema::integer<S, int>("scale_block", &S::scale_block, 0, 1 << 16),
+          name_field("scale_format", &S::scale_format),
+          schema::integer<S, int>("scale_group", &S::scale_group, 0, 1 << 16),
+          schema::integer<S, int>("second_frac_bits", &S::second_frac_bits, 0, 62),
           name_field("source", &S::source),
+          // MMA-Sim's e_zero; null where zero products and a zero C take no part.
+          written("zero_term_exponent", "int", "an integer, or null",
+                  [](const S& p) {
+                    return p.zero_term_exponent == kNoZeroTerm ? Json{}
+                                                               : schema::number_json(std::to_string(p.zero_term_exponent));
+                  }),
       },
       {}};
   return sc;

@@ -134,6 +134,11 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
   }
   // Tensor-core chains, promoted or not.
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
+  // The certificate below follows the fused form's steps (accum/tensor_core.hpp); the two-level
+  // CDNA3 form rounds differently and has none yet.
+  if (model.form != DotForm::Fused)
+    throw std::invalid_argument("instruction: " + spec.instruction +
+                                " is not a fused dot-add; gemm_bound certifies fused instructions only");
   if (model.scale_block > 0) {  // block-scaled: one chain over K, scales inside (gemm/block_scaled.hpp)
     parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
       for (std::size_t e = e0; e < e1; ++e) {

@@ -187,6 +187,67 @@ TEST(BlackwellMma, ProductsTruncatedThenAccumulatorAddedToNearest) {
   EXPECT_EQ(run("blackwell_mma_fp8", {16}, {16}, 0x1.8p-16f), bits(256.0f + 0x1p-15f));
 }
 
+// AMD CDNA3 FP8 (MMA-Sim gtr_fdpa): the even and odd products are separate fused sums, and the
+// smaller one joins the larger rounded DOWN (floor), not truncated toward zero.
+TEST(PairedTwoLevel, OddHalfJoinsRoundedDown) {
+  const TensorCoreModel& m = tensor_core_by_name("cdna3_mfma_f32_16x16x32_fp8");
+  std::vector<float> a(32, 0.0f), b(32, 0.0f);
+  a[0] = 128.0f;
+  b[0] = 128.0f;  // even half: 2^14
+  a[1] = 0x1p-7f;
+  b[1] = -0x1p-10f;  // odd half: -2^-17, below 2^(14 - 24): floor gives -2^-10
+  EXPECT_EQ(bits(fused_dot_add(a.data(), b.data(), 0.0f, m)), bits(16384.0f - 0x1p-10f));
+  // The same product in the even half is truncated toward zero with 2^14 in the first level.
+  std::swap(a[1], a[2]);
+  std::swap(b[1], b[2]);
+  EXPECT_EQ(bits(fused_dot_add(a.data(), b.data(), 0.0f, m)), bits(16384.0f));
+  // NaN (FNUZ 0x80) propagates; C = +Inf is the result.
+  a[3] = std::numeric_limits<float>::quiet_NaN();
+  b[3] = 1.0f;
+  EXPECT_TRUE(std::isnan(fused_dot_add(a.data(), b.data(), 0.0f, m)));
+  a[3] = 0.0f;
+  EXPECT_EQ(bits(fused_dot_add(a.data(), b.data(), kInf, m)), 0x7F800000u);
+}
+
+// kind::mxf4nvf4 (MMA-Sim gst_fdpa): group sums scaled by UE4M3 scales; a zero scale silences its
+// group, a NaN scale makes the result NaN.
+TEST(ScaledGroups, Nvfp4GroupsAndTheirScales) {
+  const TensorCoreModel& m = tensor_core_by_name("blackwell_nvfp4");
+  std::vector<float> a(64, 0.0f), b(64, 0.0f);
+  for (int g = 0; g < 4; ++g) {
+    a[16 * g] = 6.0f;
+    b[16 * g] = 1.5f;  // each group sums to 9
+  }
+  const float sa[4] = {1.0f, 0.5f, 0.0f, 448.0f}, sb[4] = {2.0f, 0x1p-9f, 3.0f, 1.0f};
+  // 9 * (2 + 2^-10 + 0 + 448) = 4050 + 9 * 2^-10, exact in FP32.
+  EXPECT_EQ(bits(fused_dot_add_scaled(a.data(), b.data(), sa, sb, 0.0f, m)), bits(4050.0f + 9 * 0x1p-10f));
+  const float nan_scale[4] = {1.0f, std::numeric_limits<float>::quiet_NaN(), 1.0f, 1.0f};
+  EXPECT_TRUE(std::isnan(fused_dot_add_scaled(a.data(), b.data(), nan_scale, sb, 0.0f, m)));
+  // With every group zero, a zero C and e_zero = -139 give +0.
+  std::vector<float> z(64, 0.0f);
+  EXPECT_EQ(bits(fused_dot_add_scaled(z.data(), z.data(), sa, sb, -0.0f, m)), 0u);
+}
+
+// kind::mxf8f6f4 (MMA-Sim st_fdpa): a zero product or zero C aligns at 2^-133, so when every scaled
+// product lies below that, the truncation point is 2^-158, not 25 bits below the largest product.
+TEST(BlockScaled, ZeroTermsAlignAtMinus133) {
+  const TensorCoreModel& m = tensor_core_by_name("blackwell_mxfp8");
+  std::vector<float> a(32, 0.0f), b(32, 0.0f);
+  a[0] = 256.0f;
+  b[0] = 256.0f;  // 2^16 * 2^-150 = 2^-134
+  a[1] = 0x1p-9f;
+  b[1] = -1.0f;  // -2^-9 * 2^-150 = -2^-159: below 2^-158, truncated away
+  const float s = 0x1p-75f;
+  EXPECT_EQ(bits(fused_dot_add_scaled(a.data(), b.data(), &s, &s, 0.0f, m)), 0x00008000u);  // 2^-134
+  // Aligned at the largest product (-134) instead, -2^-159 would survive and the truncated FP32
+  // result would be 2^-134 - 2^-149 (0x00007FFF); with a non-zero C the zeros play no part.
+  const int e = -75;
+  EXPECT_EQ(bits(fused_dot_add_block_scaled(a.data(), b.data(), &e, &e, 0.0f, m)), 0x00008000u);
+  const float one = 1.0f;
+  a[1] = 0.0f;
+  EXPECT_EQ(bits(fused_dot_add_scaled(a.data(), b.data(), &one, &one, 0.0f, m)), bits(65536.0f));
+}
+
 TEST(BlockScaled, ScaleExponentsEnterTheProducts) {
   const TensorCoreModel& mx = tensor_core_by_name("blackwell_mxfp8");
   const TensorCoreModel& plain = tensor_core_by_name("blackwell_fp8");
@@ -263,7 +324,9 @@ TEST(Oracle, TruncatingPresetsMatchTheBigIntegerFormulation) {
   std::mt19937_64 rng(20261129);
   for (const std::string& name : tensor_core_names()) {
     const TensorCoreModel& m = tensor_core_by_name(name);
-    if (m.exact_sum || m.scale_block != 0 || name != m.name || m.accumulator != AccumulatorFormat::Fp32) continue;
+    if (m.exact_sum || m.scale_block != 0 || name != m.name || m.accumulator != AccumulatorFormat::Fp32 ||
+        m.form != DotForm::Fused)
+      continue;
     const Format& f = format_by_name(m.input_format);
     SCOPED_TRACE(name);
     std::vector<float> a(static_cast<std::size_t>(m.k)), b(a.size());

@@ -152,11 +152,37 @@ def test_presets_are_listed_with_sources():
         assert p["evidence"] in ("replayed", "contradicted", "unmeasured")
     assert set(accum.tensor_core_names()) >= {"hopper_fp8", "hopper_fp8_e5m2", "hopper_bf16", "hopper_fp16",
                                                "ada_fp8", "ampere_bf16", "ampere_fp16", "blackwell_fp8"}
+    by_name = {p["name"]: p for p in presets}
+    nvfp4 = by_name["blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3"]
+    assert (nvfp4["form"], nvfp4["scale_format"], nvfp4["scale_block"], nvfp4["scale_group"]) == \
+        ("scaled_groups", "ue4m3", 16, 16)
+    assert by_name["blackwell_tcgen05_mxf8f6f4_f32_e3m2"]["input_format"] == "e3m2fn"
+    assert by_name["cdna3_mfma_f32_16x16x32_fp8"]["input_format"] == "e4m3fnuz"
+    assert by_name["cdna3_mfma_f32_16x16x32_bf8"]["second_frac_bits"] == 31
+
+
+def test_block_scaled_scales_as_values_and_their_errors():
+    a = np.zeros(64, F32)
+    a[0] = 6.0
+    b = np.zeros(64, F32)
+    b[0] = 1.5
+    s = np.float32([448.0, 1.0, 1.0, 1.0])
+    assert float(fp8lab.dot(a, b, instruction="blackwell_nvfp4", scale_a=s, scale_b=np.float32([2, 1, 1, 1]))) == 9 * 896
+    with pytest.raises(ValueError, match=r"scale_a: element \[0\] = 0\.3.* not exactly representable in ue4m3"):
+        fp8lab.dot(a, b, instruction="blackwell_nvfp4", scale_a=np.float32([0.3, 1, 1, 1]), scale_b=s)
+    with pytest.raises(TypeError, match="scale_a: instruction 'blackwell_nvfp4' takes ue4m3 scale values"):
+        fp8lab.dot(a, b, instruction="blackwell_nvfp4", scale_a=np.int32([0, 0, 0, 0]), scale_b=s)
+    with pytest.raises(ValueError, match=r"scale_b: expected shape \(4,\)"):
+        fp8lab.dot(a, b, instruction="blackwell_nvfp4", scale_a=s, scale_b=s[:2])
+    assert np.isnan(fp8lab.dot(a, b, instruction="blackwell_nvfp4", scale_a=np.float32([np.nan, 1, 1, 1]), scale_b=s))
+    with pytest.raises(ValueError, match="is not a fused dot-add"):
+        fp8lab.gemm_bound(np.ones((2, 32), F32), np.ones((2, 32), F32), instruction="mi300_fp8")
 
 
 _PRESET_KEYS = ["accumulator", "alias", "alignment_frac_bits", "block", "c_after_products", "evidence", "exact_sum",
-                "input_format", "input_mantissa_bits", "input_min_exponent", "k", "name", "output_precision",
-                "output_rounding", "scale_block", "source"]
+                "form", "input_format", "input_mantissa_bits", "input_min_exponent", "k", "name", "output_precision",
+                "output_rounding", "scale_block", "scale_format", "scale_group", "second_frac_bits", "source",
+                "zero_term_exponent"]
 
 
 def test_each_preset_row_is_listed_through_its_declared_schema():
@@ -176,7 +202,8 @@ def test_each_preset_row_is_listed_through_its_declared_schema():
         "accumulator": "fp32", "alignment_frac_bits": 13, "block": 32, "c_after_products": False,
         "evidence": "replayed", "exact_sum": False, "input_format": "e4m3", "input_mantissa_bits": 3,
         "input_min_exponent": -6, "k": 32, "output_precision": 14, "output_rounding": "toward_zero",
-        "scale_block": 0}
+        "scale_block": 0, "form": "fused", "scale_format": "", "scale_group": 0, "second_frac_bits": 0,
+        "zero_term_exponent": None}
     assert hop["name"] == "hopper_wgmma_m64nNk32_f32_e4m3" and "2511.10909" in hop["source"]
     # An exact-sum row has no alignment width; an FP16-accumulator row rounds to nearest even at 11
     # bits; the MX row carries one scale per 32 elements (OCP MX v1.0).

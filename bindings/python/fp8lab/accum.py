@@ -37,8 +37,10 @@ def dot(a, b, c=None, instruction: str = "hopper_fp8", fmt: str | None = None, s
     c: the FP32 accumulator input, shape ``[...]`` or a scalar; None means 0.
     instruction: a preset name or alias (``tensor_core_names()``).
     fmt: the input format, checked against the instruction's (default: the instruction's own).
-    scale_a, scale_b: int32 ``[..., k/32]`` unbiased UE8M0 exponents, for block-scaled (MX)
-      presets only.
+    scale_a, scale_b: for block-scaled presets only, shape ``[..., k/scale_block]``: the scale
+      values as a float array (exactly representable in the preset's ``scale_format``: UE8M0
+      powers of two, or UE4M3 for NVFP4; NaN allowed), or for UE8M0 an int32 array of unbiased
+      exponents.
     Returns float32 of shape ``[...]``. Results are independent of the thread count.
     """
     if not isinstance(instruction, str):
@@ -50,9 +52,9 @@ def dot(a, b, c=None, instruction: str = "hopper_fp8", fmt: str | None = None, s
     if c is not None:
         c = _as_float_array(c, "c")
     if scale_a is not None:
-        scale_a = _as_int32_array(scale_a, "scale_a")
+        scale_a = _as_scales(scale_a, "scale_a")
     if scale_b is not None:
-        scale_b = _as_int32_array(scale_b, "scale_b")
+        scale_b = _as_scales(scale_b, "scale_b")
     return _core.tensor_core_dot(a, b, c, instruction, fmt or "", scale_a, scale_b)
 
 
@@ -60,7 +62,8 @@ def _as_float_array(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         return np.asarray(arr, order="C")  # (ascontiguousarray would make a 0-d c 1-d)
-    if arr.dtype.name in ("float8_e4m3fn", "float8_e5m2", "bfloat16"):
+    if arr.dtype.name in ("float8_e4m3fn", "float8_e5m2", "bfloat16", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                          "float6_e2m3fn", "float6_e3m2fn", "float4_e2m1fn", "float8_e8m0fnu"):
         return np.asarray(arr, dtype=np.float32, order="C")  # ml_dtypes arrays: exact widening
     if arr.dtype.kind in "iu" or arr.dtype == np.float16:
         # Integers and float16 convert to float64 exactly; the representability check follows.
@@ -68,10 +71,13 @@ def _as_float_array(x, name: str) -> np.ndarray:
     raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
 
 
-def _as_int32_array(x, name: str) -> np.ndarray:
+def _as_scales(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
+    if arr.dtype.kind == "f" or arr.dtype.name in ("float8_e8m0fnu", "float8_e4m3fn"):
+        return _as_float_array(arr, name)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected an integer array of scale exponents, got dtype {arr.dtype}")
+        raise TypeError(f"{name}: expected scale values (a float array) or UE8M0 exponents (an integer array), "
+                        f"got dtype {arr.dtype}")
     if arr.size and (arr.min() < -127 or arr.max() > 127):
         bad = np.argwhere((arr < -127) | (arr > 127))[0]
         raise ValueError(f"{name}: element {list(map(int, bad))} = {int(arr[tuple(bad)])} is outside the UE8M0 "
