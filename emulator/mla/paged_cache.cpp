@@ -6,67 +6,44 @@
 #include <stdexcept>
 #include <string>
 
-#include "common/pinned_math.hpp"
 #include "mla/cache_bytes.hpp"
-#include "mla/numerics.hpp"
 #include "formats/encode.hpp"
+#include "quant/quantize.hpp"
+#include "quant/scale_rule.hpp"
 
 namespace fp8lab::mla {
 
 namespace {
 
-void write_row(std::uint8_t* row, const float* lat, const float* kpe, const MlaSpec& s) {
+// The quantised latents of `tokens` consecutive tokens: the kFp8CacheRule row applied by the
+// quantiser to their BF16 values (the cache's dtype), one 1 x kFp8CacheTile tile per scale.
+QTensor quantize_latents(const float* latent, std::size_t tokens, const MlaSpec& s) {
+  std::vector<float> bf(tokens * s.kv_lora);
+  for (std::size_t i = 0; i < bf.size(); ++i) bf[i] = round_to_bf16(latent[i]);
+  return quantize(bf.data(), tokens, s.kv_lora, Tile{1, kFp8CacheTile}, kFp8CacheFormat,
+                  scale_rule_by_name(kFp8CacheRule));
+}
+
+// One row: the latent (BF16, or token `t` of the quantised latents `q`) then k_pe in BF16.
+void write_row(std::uint8_t* row, const float* lat, const float* kpe, const QTensor* q, std::size_t t,
+               const MlaSpec& s) {
   const std::size_t C = s.kv_lora, R = s.rope;
+  std::size_t rope_at = 2 * C;
   if (s.cache == CacheFormat::Bf16) {
     for (std::size_t i = 0; i < C; ++i) store_u16le(row + 2 * i, bf16_bits(lat[i]));
-    for (std::size_t i = 0; i < R; ++i) store_u16le(row + 2 * (C + i), bf16_bits(kpe[i]));
-    return;
+  } else {
+    const std::size_t tiles = C / kFp8CacheTile;
+    for (std::size_t i = 0; i < C; ++i) row[i] = static_cast<std::uint8_t>(q->bits[t * C + i]);
+    for (std::size_t tile = 0; tile < tiles; ++tile) store_f32le(row + C + 4 * tile, q->scales[t * tiles + tile]);
+    rope_at = C + 4 * tiles;
   }
-  const Format& e4m3 = format_by_name("e4m3");
-  EncodeOptions opt;  // nearest even; no value exceeds 448 after the ceiling scale
-  // A BF16 value divided by a power of two is again a BF16 value (the exponent range is float's),
-  // so the cast is a lookup on the top 16 bits: the table holds encode() of every BF16 pattern.
-  static const std::vector<std::uint8_t> from_bf16 = [] {
-    std::vector<std::uint8_t> t(65536);
-    const Format& f8 = format_by_name("e4m3");
-    for (std::uint32_t b = 0; b < 65536; ++b) {
-      const std::uint32_t u = b << 16;
-      float x;
-      std::memcpy(&x, &u, 4);
-      t[b] = static_cast<std::uint8_t>(encode(static_cast<double>(x), f8, EncodeOptions{}));
-    }
-    return t;
-  }();
-  for (std::size_t tile = 0; tile < C / 128; ++tile) {
-    float bf[128];
-    float amax = 0;
-    for (std::size_t i = 0; i < 128; ++i) {
-      bf[i] = round_to_bf16(lat[tile * 128 + i]);
-      amax = std::max(amax, std::fabs(bf[i]));
-    }
-    const float scale = fp8_tile_scale(amax);
-    store_f32le(row + C + 4 * tile, scale);
-    for (std::size_t i = 0; i < 128; ++i) {
-      const float q = bf[i] / scale;  // exact: scale is a power of two (barring underflow)
-      std::uint32_t u;
-      std::memcpy(&u, &q, 4);
-      row[tile * 128 + i] = (u & 0xFFFFu) == 0 ? from_bf16[u >> 16]
-                                               : static_cast<std::uint8_t>(encode(static_cast<double>(q), e4m3, opt));
-    }
-  }
-  const std::size_t rope_at = C + 4 * (C / 128);
   for (std::size_t i = 0; i < R; ++i) store_u16le(row + rope_at + 2 * i, bf16_bits(kpe[i]));
 }
 
 }  // namespace
 
 float fp8_tile_scale(float amax) {
-  float s = amax / 448.0f;
-  s = std::max(s, 1e-4f);  // torch.clamp_min(scales_inv, 1e-4): the float32 nearest 1e-4
-  int e = 0;
-  const float m = std::frexp(s, &e);  // s = m * 2^e, m in [0.5, 1)
-  // 2^ceil(log2 s): s itself when it is a power of two (m == 0.5), else the next power up.
-  return m == 0.5f ? s : std::ldexp(1.0f, e);
+  return compute_tile_scale(amax, scale_rule_by_name(kFp8CacheRule), format_by_name(kFp8CacheFormat)).dequant;
 }
 
 void read_row(const std::uint8_t* row, const MlaSpec& s, float* out) {
@@ -75,12 +52,14 @@ void read_row(const std::uint8_t* row, const MlaSpec& s, float* out) {
     for (std::size_t i = 0; i < C + R; ++i) out[i] = from_bf16_bits(load_u16le(row + 2 * i));
     return;
   }
+  static_assert(kFp8CacheFormat == "e4m3", "read_row decodes through e4m3_values()");
   const auto& table = e4m3_values();
-  for (std::size_t tile = 0; tile < C / 128; ++tile) {
+  const std::size_t tiles = C / kFp8CacheTile;
+  for (std::size_t tile = 0; tile < tiles; ++tile) {
     const float scale = load_f32le(row + C + 4 * tile);
-    for (std::size_t i = 0; i < 128; ++i) out[tile * 128 + i] = table[row[tile * 128 + i]] * scale;
+    for (std::size_t i = tile * kFp8CacheTile; i < (tile + 1) * kFp8CacheTile; ++i) out[i] = table[row[i]] * scale;
   }
-  const std::size_t rope_at = C + 4 * (C / 128);
+  const std::size_t rope_at = C + 4 * tiles;
   for (std::size_t i = 0; i < R; ++i) out[C + i] = from_bf16_bits(load_u16le(row + rope_at + 2 * i));
 }
 
@@ -120,11 +99,12 @@ PagedCache build_cache(const float* latent, const float* k_pe, const std::vector
     for (std::size_t k = 0; k < nb; ++k, ++logical) {
       const std::int32_t phys = block_order ? (*block_order)[logical] : static_cast<std::int32_t>(logical);
       c.block_table[b * c.max_blocks_per_seq + k] = phys;
-      for (std::size_t slot = 0; slot < static_cast<std::size_t>(s.page); ++slot) {
-        const std::size_t pos = k * s.page + slot;
-        if (pos >= L) break;
+      const std::size_t first = token + k * s.page, used = std::min<std::size_t>(s.page, L - k * s.page);
+      QTensor q;  // this block's tokens, quantised together (the quantiser's tiles are per token)
+      if (s.cache != CacheFormat::Bf16) q = quantize_latents(latent + first * s.kv_lora, used, s);
+      for (std::size_t slot = 0; slot < used; ++slot) {
         std::uint8_t* row = &c.bytes[(static_cast<std::size_t>(phys) * s.page + slot) * c.row_bytes];
-        write_row(row, latent + (token + pos) * s.kv_lora, k_pe + (token + pos) * s.rope, s);
+        write_row(row, latent + (first + slot) * s.kv_lora, k_pe + (first + slot) * s.rope, &q, slot, s);
       }
     }
     token += L;

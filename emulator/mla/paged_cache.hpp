@@ -3,20 +3,29 @@
 //  BF16 row (576 x bf16, little-endian): latent c_KV (kv_lora) | k_pe (rope).
 //  FP8 row (656 bytes for DeepSeek-V3; FlashMLA tests/quant.py, layout "V32_FP8Sparse"):
 //    kv_lora x E4M3 | kv_lora/128 x FP32 scale | rope x BF16.
-//  The FP8 scale of each 128-channel tile is 2^ceil(log2(max(amax/448, 1e-4))) with amax over the
-//  BF16 latent (FlashMLA _cast_scale_inv_to_ue8m0: the 1e-4 clamps the scale, not amax), and the
-//  element is E4M3(x / scale), nearest even. ceil(log2) is taken exactly here (frexp); torch's
-//  float32 log2 can round to an integer when amax/448 lies within ~2^-21 above a power of two and
-//  then picks the scale one binade lower — a difference in the stored scale, never in validity.
+//  The latent part of an FP8 row is the BF16 latent quantised by the quantiser (quant/quantize.hpp)
+//  with the rows below: 1 x kFp8CacheTile tiles of kFp8CacheFormat under the scale rule
+//  kFp8CacheRule, whose row (quant/scale_rule.cpp) holds FlashMLA's arithmetic:
+//  2^ceil(log2(max(amax/fmax, eps))) (_cast_scale_inv_to_ue8m0: eps clamps the scale, not amax),
+//  element = format(x / scale), nearest even. ceil(log2) is taken exactly there; torch's float32
+//  log2 can round to an integer when amax/fmax lies within ~2^-21 above a power of two and then
+//  picks the scale one binade lower — a difference in the stored scale, never in validity.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "mla/mla_spec.hpp"
 
 namespace fp8lab::mla {
+
+// The FP8 cache's quantisation, by table row (FlashMLA tests/quant.py quantize_k_cache, layout
+// "V32_FP8Sparse"): element format, scale tile width along the latent, scale rule.
+inline constexpr std::string_view kFp8CacheFormat = "e4m3";
+inline constexpr std::size_t kFp8CacheTile = 128;
+inline constexpr std::string_view kFp8CacheRule = "flashmla_cache";
 
 struct PagedCache {
   std::size_t blocks = 0;
@@ -40,7 +49,8 @@ PagedCache build_cache(const float* latent, const float* k_pe, const std::vector
 // (exact: a power-of-two times an E4M3 value fits BF16 for every scale this layout produces).
 void read_row(const std::uint8_t* row, const MlaSpec& spec, float* out);
 
-// Power-of-two scale of one 128-channel tile from its amax (see the header comment).
+// Power-of-two scale of one latent tile from its amax: the kFp8CacheRule row's scale
+// (compute_tile_scale) for kFp8CacheFormat (see the header comment).
 float fp8_tile_scale(float amax);
 
 // Checks a cache's shapes and indices against the spec (std::invalid_argument naming the argument).

@@ -12,6 +12,7 @@
 #include "mla/paged_cache.hpp"
 #include "mla/rope.hpp"
 #include "mla/weights.hpp"
+#include "quant/scale_rule.hpp"
 #include "test_mla_support.hpp"
 
 using namespace fp8lab;
@@ -100,6 +101,29 @@ TEST(MlaNumerics, DotOrderIsLaneStrided) {
   // level 3: + 2^-21 = 1 + 7*2^-23; level 4: + 2^-20 (8 lanes of 2^-23) = 1 + 15*2^-23.
   EXPECT_EQ(dot_f32(a.data(), b.data(), 32), 1.0f + 15 * 0x1p-23f);
   // Sequential order would give 1 (each 2^-24 lost to ties-to-even): the order is observable.
+}
+
+// The cache's scale is the flashmla_cache rule's row: on every positive finite BF16 amax (the
+// cache's dtype) it equals FlashMLA's formula written out from tests/quant.py
+// (_cast_scale_inv_to_ue8m0): s = fl32(amax / 448), clamp_min(s, 1e-4), 2^ceil(log2 s), the
+// ceiling taken exactly with frexp.
+TEST(MlaCache, Fp8TileScaleIsTheFlashmlaRuleOnEveryBf16Amax) {
+  const ScaleRule& rule = scale_rule_by_name(kFp8CacheRule);
+  EXPECT_EQ(rule.name, "flashmla_cache");
+  EXPECT_EQ(format_by_name(kFp8CacheFormat).max_finite(), 448.0);
+  int checked = 0;
+  for (std::uint32_t b = 0; b < 0x7F80u; ++b) {
+    const std::uint32_t u = b << 16;
+    float amax;
+    std::memcpy(&amax, &u, 4);
+    float s = std::max(amax / 448.0f, 1e-4f);
+    int e = 0;
+    const float m = std::frexp(s, &e);
+    const float want = m == 0.5f ? s : std::ldexp(1.0f, e);
+    ASSERT_EQ(fp8_tile_scale(amax), want) << "amax " << amax;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 0x7F80);
 }
 
 TEST(MlaCache, Fp8TileScaleAndLayout) {
