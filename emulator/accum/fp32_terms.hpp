@@ -6,17 +6,19 @@
 #include <cstring>
 
 #include "accum/tensor_core.hpp"
+#include "formats/row_constants.hpp"
 
 namespace fp8lab::detail {
 
-inline constexpr std::uint32_t kExponentMask = 0x7F800000u;
-inline constexpr std::uint32_t kMagnitudeMask = 0x7FFFFFFFu;
-inline constexpr std::uint32_t kSignMask = 0x80000000u;
+// FP32's fields (formats/row_constants.hpp: the compiler's float, checked against the fp32 row).
+using binary32::kExponentMask;
+using binary32::kMagnitudeMask;
+using binary32::kSignMask;
 // The NaN returned for any NaN outcome: sign clear, all other bits set (CUDA's canonical FP32 NaN,
 // what `cvt` and the CUDA math library produce, and what MMA-Sim returns). What the MMA units
 // return is open on hardware (REFERENCE.md "Open on hardware"), so only NaN-ness is modelled.
-inline constexpr std::uint32_t kCanonicalNan = 0x7FFFFFFFu;
-inline constexpr std::uint32_t kPositiveInf = 0x7F800000u;
+inline constexpr std::uint32_t kCanonicalNan = kMagnitudeMask;
+inline constexpr std::uint32_t kPositiveInf = kExponentMask;
 
 inline std::uint32_t bits_of(float x) {
   std::uint32_t u;
@@ -33,14 +35,8 @@ inline bool is_inf_fp32(std::uint32_t u) { return (u & kMagnitudeMask) == kPosit
 
 // FP32 fields of a finite value: value = sig * 2^(exp - 23), exp the unbiased exponent with
 // subnormals at -126 (IEEE 754-2019 §3.4).
-inline int fp32_exponent(std::uint32_t u) {
-  const int field = static_cast<int>((u >> 23) & 0xFFu);
-  return field != 0 ? field - 127 : -126;
-}
-inline std::uint64_t fp32_significand(std::uint32_t u) {
-  const std::uint32_t frac = u & 0x7FFFFFu;
-  return (u & kExponentMask) != 0 ? (frac | 0x800000u) : frac;
-}
+inline int fp32_exponent(std::uint32_t u) { return binary32::exponent_of_bits(u); }
+inline std::uint64_t fp32_significand(std::uint32_t u) { return binary32::significand_of_bits(u); }
 
 // Right shift of a magnitude: truncation toward zero, and everything shifted out for shifts of 64
 // and more (a plain >> would be undefined there).

@@ -22,6 +22,7 @@
 #include "accum/tensor_core.hpp"
 #include "formats/format.hpp"
 #include "formats/round_pack.hpp"
+#include "formats/row_constants.hpp"
 
 namespace fp8lab {
 namespace {
@@ -37,12 +38,16 @@ using detail::kMagnitudeMask;
 using detail::kPositiveInf;
 using detail::kSignMask;
 using detail::shift_right;
+constexpr int kM32 = binary32::kMantissaBits;
+
+const detail::EncodePlan& accumulator_plan_for(AccumulatorFormat f, OutputRounding rounding);
 
 // Step 2: C's alignment exponent. An FP16 accumulator's subnormals keep FP16's minimum exponent
-// -14 (MMA-Sim's frexp_and_normalize of an fp16 C), as input subnormals keep theirs.
+// (-14, the fp16 row's; MMA-Sim's frexp_and_normalize of an fp16 C), as input subnormals keep theirs.
 inline int c_alignment_exponent(std::uint32_t uc, const TensorCoreModel& m) {
   const int x = fp32_exponent(uc);
-  return m.accumulator == AccumulatorFormat::Fp16 ? std::max(x, -14) : x;
+  if (m.accumulator != AccumulatorFormat::Fp16) return x;
+  return std::max(x, accumulator_plan_for(AccumulatorFormat::Fp16, m.output_rounding).emin);
 }
 
 // The accumulator format's row for round_pack, with the published models' conventions: a result
@@ -83,13 +88,15 @@ std::uint32_t compose_fp32(bool negative, U mag, int q, OutputRounding rounding,
 // mag * 2^q rounded onto FP16's grid (IEEE binary16: 11 significant bits, quantum 2^-24),
 // returned as the FP32 bits of that value (exact); from 2^16 after rounding the result is infinite.
 std::uint32_t compose_fp16(bool negative, std::uint64_t mag, int q, OutputRounding rounding) {
-  const std::uint32_t h = round_pack(accumulator_plan_for(AccumulatorFormat::Fp16, rounding), negative, mag, q, false);
-  const std::uint32_t sign = (h & 0x8000u) != 0 ? kSignMask : 0u;
-  const std::uint32_t field = (h >> 10) & 0x1Fu, frac = h & 0x3FFu;
-  if (field == 0x1Fu) return kPositiveInf | sign;  // overflow gives Inf, never NaN
-  // value = sig * 2^(max(field, 1) - 25): at most 11 bits, exact in FP32.
-  const std::uint64_t sig = field != 0 ? (frac | 0x400u) : frac;
-  return compose_fp32(sign != 0, sig, static_cast<int>(std::max(field, 1u)) - 25, Rounding::TowardZero);
+  const detail::EncodePlan& p = accumulator_plan_for(AccumulatorFormat::Fp16, rounding);
+  const std::uint32_t h = round_pack(p, negative, mag, q, false);
+  const std::uint32_t sign = (h & p.sign_bit) != 0 ? kSignMask : 0u;
+  const std::uint32_t bits = h & ~p.sign_bit;
+  if (bits == p.inf_code) return kPositiveInf | sign;  // overflow gives Inf, never NaN
+  // value = sig * 2^(qmin + max(field, 1) - 1): at most 11 bits, exact in FP32.
+  const std::uint32_t field = bits >> p.m, hidden = std::uint32_t{1} << p.m;
+  const std::uint64_t sig = field != 0 ? ((bits & (hidden - 1u)) | hidden) : bits;
+  return compose_fp32(sign != 0, sig, p.qmin + static_cast<int>(std::max(field, 1u)) - 1, Rounding::TowardZero);
 }
 
 // NaN and infinity (the MATLAB models' GEMM.m, which MMA-Sim agrees with): any NaN operand, or an
@@ -149,7 +156,7 @@ int gather_terms(const float* a, const float* b, int n, float c, const TensorCor
     // Step 1: the clamp makes an input-format subnormal keep the format's minimum exponent, with
     // leading zeros in its significand (MMA-Sim §4; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
     const int align = std::max(xa, m.input_min_exponent) + std::max(xb, m.input_min_exponent) + scale;
-    terms[count++] = Term{fp32_significand(ua) * fp32_significand(ub), xa + xb - 46 + scale, align,
+    terms[count++] = Term{fp32_significand(ua) * fp32_significand(ub), xa + xb - 2 * kM32 + scale, align,
                           ((ua ^ ub) & kSignMask) != 0};
     top = std::max(top, align);
   }
@@ -157,7 +164,7 @@ int gather_terms(const float* a, const float* b, int n, float c, const TensorCor
   if ((uc & kMagnitudeMask) != 0) {
     const int xc = fp32_exponent(uc);
     const int align = c_alignment_exponent(uc, m);
-    terms[count++] = Term{fp32_significand(uc), xc - 23, align, (uc & kSignMask) != 0};
+    terms[count++] = Term{fp32_significand(uc), xc - kM32, align, (uc & kSignMask) != 0};
     top = std::max(top, align);
   }
   return count;
@@ -194,15 +201,16 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
   const int emin = m.input_min_exponent;
   for (int i = 0; i < n; ++i) {
     const std::uint32_t ua = bits_of(a[i]), ub = bits_of(b[i]);
-    const int fa = static_cast<int>((ua >> 23) & 0xFFu), fb = static_cast<int>((ub >> 23) & 0xFFu);
-    special |= static_cast<std::uint32_t>(fa == 0xFF) | static_cast<std::uint32_t>(fb == 0xFF);
+    constexpr int kFieldMax = static_cast<int>(binary32::kFieldMax);
+    const int fa = static_cast<int>(ua >> kM32) & kFieldMax, fb = static_cast<int>(ub >> kM32) & kFieldMax;
+    special |= static_cast<std::uint32_t>(fa == kFieldMax) | static_cast<std::uint32_t>(fb == kFieldMax);
     // FP32 exponent with subnormals at -126; significand with the implicit bit when normal.
-    const int xa = std::max(fa, 1) - 127, xb = std::max(fb, 1) - 127;
-    const std::uint64_t ma = (ua & 0x7FFFFFu) | (static_cast<std::uint32_t>(fa != 0) << 23);
-    const std::uint64_t mb = (ub & 0x7FFFFFu) | (static_cast<std::uint32_t>(fb != 0) << 23);
+    const int xa = std::max(fa, 1) - binary32::kBias, xb = std::max(fb, 1) - binary32::kBias;
+    const std::uint64_t ma = (ua & binary32::kFractionMask) | (static_cast<std::uint32_t>(fa != 0) << kM32);
+    const std::uint64_t mb = (ub & binary32::kFractionMask) | (static_cast<std::uint32_t>(fb != 0) << kM32);
     const int scale = prod_scale != nullptr ? prod_scale[i] : 0;
     sig[i] = ma * mb;
-    unit[i] = xa + xb - 46 + scale;
+    unit[i] = xa + xb - 2 * kM32 + scale;
     neg[i] = ((ua ^ ub) >> 31) & 1u;
     // Step 1: the clamp gives an input-format subnormal the format's minimum exponent, with
     // leading zeros in its significand (MMA-Sim; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
@@ -229,7 +237,7 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
   }
   if (c_present) {
     // s < 0 only when F > 23 and C has the largest exponent: a left shift by at most F - 23.
-    const int s = base - (fp32_exponent(uc) - 23);
+    const int s = base - (fp32_exponent(uc) - kM32);
     const std::uint64_t mc = fp32_significand(uc);
     const auto v = static_cast<std::int64_t>(s >= 0 ? shift_right(mc, s) : mc << (-s));
     sum += (uc & kSignMask) != 0 ? -v : v;

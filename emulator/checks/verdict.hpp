@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "formats/row_constants.hpp"
+
 namespace fp8lab {
 
 // How many offending elements a verdict lists (text, JSON, JUnit show them decoded).
@@ -61,8 +63,9 @@ struct CompareInputs {
   const double* bound = nullptr;   // optional, same length
   std::size_t count = 0;
   std::vector<std::size_t> shape;  // empty: 1-D
-  int output_mantissa_bits = 23;   // ULP counted in this precision (23 fp32, 7 bf16, 3 e4m3 ...)
-  int output_min_exponent = -126;  // min normal exponent of the output format (for subnormal ULPs)
+  // ULP counted in this precision (23 fp32, 7 bf16, 3 e4m3 ...), FP32's by default.
+  int output_mantissa_bits = binary32::kMantissaBits;
+  int output_min_exponent = binary32::kMinExponent;  // min normal exponent of the output format (subnormal ULPs)
   std::string what;
 };
 Verdict compare(const CompareInputs& in);

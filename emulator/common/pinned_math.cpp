@@ -94,8 +94,11 @@ float round_big_to_float(const Big& v) {
   Big m = frexp(v, &e);  // v = m * 2^e, m in [0.5, 1): the leading bit has weight 2^(e-1)
   (void)m;
   const int lead = e - 1;
-  if (lead > 127) return std::numeric_limits<float>::infinity();
-  const int quantum = (lead < -126 ? -126 : lead) - 23;  // weight of the last kept bit
+  if (lead > std::numeric_limits<float>::max_exponent - 1) return std::numeric_limits<float>::infinity();
+  // The weight of the last kept bit: float's precision below the leading bit, or the subnormal
+  // quantum (min normal exponent -126 minus 23 fraction bits).
+  constexpr int kMinExp = std::numeric_limits<float>::min_exponent - 1, kFrac = std::numeric_limits<float>::digits - 1;
+  const int quantum = (lead < kMinExp ? kMinExp : lead) - kFrac;
   const Big scaled = ldexp(v, -quantum);
   Big fl = floor(scaled);
   const Big frac = scaled - fl;

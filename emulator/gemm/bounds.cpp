@@ -11,12 +11,13 @@
 #include "gemm/block_scaled.hpp"
 #include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"
+#include "formats/row_constants.hpp"
 
 namespace fp8lab {
 namespace {
 
-constexpr double kU32 = 0x1p-24;   // unit roundoff of binary32
-constexpr double kEta = 0x1p-149;  // an underflowing binary32 product errs by at most this
+constexpr double kU32 = binary32::kUnitRoundoff;    // unit roundoff of binary32, 2^-24
+constexpr double kEta = binary32::kLeastSubnormal;  // an underflowing binary32 product errs by at most this, 2^-149
 constexpr double kSafety = 1.0 + 0x1p-30;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -37,7 +38,8 @@ double finish(float acc, double err, const float* c, std::size_t e, OutputFormat
   }
   if (out == OutputFormat::Bf16) {
     const float r = round_to_bf16(v);
-    err += 0x1p-8 * std::fabs(r) + 0x1p-134;
+    // BF16's unit roundoff 2^-8, and half its least subnormal 2^-133 below its normal range.
+    err += bfloat16::kUnitRoundoff * std::fabs(r) + binary32::kMinNormal * bfloat16::kUnitRoundoff;
     v = r;
   }
   if (!std::isfinite(v)) return kInf;
@@ -177,7 +179,7 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
             // with C after the products, of S_p, then fl32(S_p + C).
             p = fused_dot_add(pa.data(), pb.data(), c_in, model);
             const float sp = model.c_after_products ? fused_dot_add(pa.data(), pb.data(), 0.0f, model) : p;
-            if (sp != 0) bp += std::ldexp(1.0, std::ilogb(sp) + 1 - 24);
+            if (sp != 0) bp += std::ldexp(1.0, std::ilogb(sp) + 1 - binary32::kPrecision);
             if (model.c_after_products) bp += kU32 * std::fabs(p);
             bp += kEta;
             continue;
@@ -186,7 +188,7 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
           // multiples of u (C is not among them when it is added after the products).
           const bool c_aligned = !model.c_after_products && c_in != 0;
           int emax = std::numeric_limits<int>::min();
-          if (c_aligned) emax = clamped_exponent(c_in, -126);
+          if (c_aligned) emax = clamped_exponent(c_in, binary32::kMinExponent);
           for (std::size_t k = kc; k < kc + kn; ++k)
             if (x[k] != 0 && y[k] != 0)
               emax = std::max(emax, clamped_exponent(x[k], model.input_min_exponent) +
@@ -215,7 +217,7 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
           }
           // Step 4: rounding to P significant bits costs at most one ULP_P of the result.
           if (normalised != 0) block_err += std::ldexp(1.0, std::ilogb(normalised) + 1 - model.output_precision);
-          if (std::fabs(p) < 0x1p-125) block_err += kEta;  // onto FP32's subnormal grid
+          if (std::fabs(p) < 2 * binary32::kMinNormal) block_err += kEta;  // onto FP32's subnormal grid
           bp += block_err;
         }
         acc = combine_with_bound(spec.combine, p, bp, a.scale(i, kb), b.scale(j, kb), acc);

@@ -2,8 +2,10 @@
 
 #include <array>
 #include <climits>
+#include <limits>
 
 #include "accum/tensor_core.hpp"
+#include "formats/format.hpp"
 
 namespace fp8lab {
 namespace {
@@ -37,9 +39,32 @@ std::vector<std::string> accumulate_names() { return schema::enum_names<Accumula
 std::vector<std::string> combine_names() { return schema::enum_names<Combine>(kCombine); }
 std::vector<std::string> output_format_names() { return schema::enum_names<OutputFormat>(kOutput); }
 
-int output_precision(OutputFormat o) { return o == OutputFormat::Bf16 ? 8 : o == OutputFormat::Fp32 ? 24 : 53; }
-int output_min_exponent(OutputFormat o) { return o == OutputFormat::Fp64 ? -1022 : -126; }
-int output_max_exponent(OutputFormat o) { return o == OutputFormat::Fp64 ? 1023 : 127; }
+namespace {
+// An output format's facts, from its row of the formats table (the enum's names are row names),
+// worked out once; binary64, which the table does not hold (its rows are at most 32 bits wide),
+// from the compiler's double.
+struct OutputRow {
+  int precision, min_exponent, max_exponent;
+};
+const OutputRow& output_row(OutputFormat o) {
+  static const std::array<OutputRow, kOutput.size()> rows = [] {
+    std::array<OutputRow, kOutput.size()> r{};
+    for (const auto& [name, value] : kOutput) {
+      using D = std::numeric_limits<double>;
+      const Format* f = value == OutputFormat::Fp64 ? nullptr : &format_by_name(name);
+      r[static_cast<std::size_t>(value)] =
+          f ? OutputRow{f->mantissa_bits + 1, f->min_normal_exponent(), f->max_exponent()}
+            : OutputRow{D::digits, D::min_exponent - 1, D::max_exponent - 1};
+    }
+    return r;
+  }();
+  return rows[static_cast<std::size_t>(o)];
+}
+}  // namespace
+
+int output_precision(OutputFormat o) { return output_row(o).precision; }
+int output_min_exponent(OutputFormat o) { return output_row(o).min_exponent; }
+int output_max_exponent(OutputFormat o) { return output_row(o).max_exponent; }
 
 const schema::Schema<GemmSpec>& gemm_spec_schema() {
   using S = GemmSpec;

@@ -9,6 +9,7 @@
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
+#include "formats/row_constants.hpp"
 #include "gemm/combine.hpp"
 
 #if defined(__AVX512BW__) && defined(__AVX512CD__)
@@ -35,12 +36,13 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-// Model parameters (REFERENCE.md "Tensor cores", Hopper FP8 wgmma):
+// Model parameters (REFERENCE.md "Tensor cores", Hopper FP8 wgmma), constants for the vector
+// code: hopper_fp8_kernel_models() checks them against the preset rows the kernel is used for
+// kernel, and tests/cpp/test_row_constants.cpp that it accepts both Hopper FP8 presets.
 constexpr int kInstructionK = 32;   // products per wgmma
 constexpr int kFracBits = 13;       // aligned terms keep 13 fractional bits below the largest exponent
 constexpr int kOutBits = 14;        // the sum is truncated to 14 significant bits
-constexpr int kE4m3MinExp = -6;     // operand exponents clamp here (E4M3 subnormals)
-constexpr int kMantShift = 3;       // E4M3 significand = 1.mmm: value = m * 2^(e - 3), |m| <= 15
+constexpr int kM32 = binary32::kMantissaBits;  // FP32's fraction bits (formats/row_constants.hpp)
 // Exponent given to zero operands / a zero accumulator: low enough never to be the largest
 // (the smallest non-zero product exponent is 2 * -6 = -12; an FP32 C is >= -126).
 constexpr int kZeroExp = -200;
@@ -55,7 +57,9 @@ struct Fp8Layout {
   int min_exp;
   int mant_bits;
 };
-constexpr Fp8Layout kE4m3Layout{-6, 3}, kE5m2Layout{-14, 2};
+constexpr Fp8Layout kE4m3Layout{-6, 3}, kE5m2Layout{-14, 2};  // checked against the format rows as above
+constexpr int kE4m3MinExp = kE4m3Layout.min_exp;    // operand exponents clamp here (E4M3 subnormals)
+constexpr int kMantShift = kE4m3Layout.mant_bits;   // E4M3 significand = 1.mmm: value = m * 2^(e - 3), |m| <= 15
 // |product| shifted up onto the alignment grid's headroom: the product's lowest bit is
 // 2^(pe - 2 * mant_bits) = 2^(emax - 13) * 2^(13 - 2 * mant_bits - d), d = emax - pe.
 constexpr int product_shift(Fp8Layout op) { return kFracBits - 2 * op.mant_bits; }
@@ -84,9 +88,8 @@ struct Fp32Parts {
 
 inline Fp32Parts fp32_parts(float c) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(c);
-  const int field = static_cast<int>((bits >> 23) & 0xFF);
-  const auto m = static_cast<std::int32_t>((bits & 0x7FFFFF) | (field ? 0x800000u : 0u));
-  return {m == 0 ? kZeroC : (field ? field - 127 : -126), m, (bits >> 31) != 0};
+  const auto m = static_cast<std::int32_t>(binary32::significand_of_bits(bits));
+  return {m == 0 ? kZeroC : binary32::exponent_of_bits(bits), m, (bits & binary32::kSignMask) != 0};
 }
 
 // |S| * 2^(emax - 13) truncated to 14 significant bits, with S's sign.
@@ -128,11 +131,11 @@ constexpr std::size_t kGroupsPerTask = 2;  // column groups of 16 per task
 template <Fp8Layout Op>
 inline E4m3Parts fp8_parts_from_bits(float v) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(v);
-  if ((bits & 0x7FFFFFFFu) == 0) return {kZeroExp, 0};
-  const int e = static_cast<int>((bits >> 23) & 0xFF) - 127;
-  const int top = static_cast<int>((1u << Op.mant_bits) | ((bits >> (23 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)));
+  if ((bits & binary32::kMagnitudeMask) == 0) return {kZeroExp, 0};
+  const int e = static_cast<int>((bits >> kM32) & binary32::kFieldMax) - binary32::kBias;
+  const int top = static_cast<int>((1u << Op.mant_bits) | ((bits >> (kM32 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)));
   const int m = top >> std::max(Op.min_exp - e, 0);
-  return {std::max(e, Op.min_exp), (bits >> 31) ? -m : m};
+  return {std::max(e, Op.min_exp), (bits & binary32::kSignMask) ? -m : m};
 }
 
 // The scales of every row (of A) or column (of B) per promotion block, looked up once: the
@@ -249,8 +252,9 @@ struct PartialSum {
 // clamp only affects zero.
 inline void partial_to_float(const PartialSum& p, float* out) {
   const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.emax), _mm512_set1_epi32(kFracBits)),
-                                      _mm512_set1_epi32(-126));
-  const __m512 pow2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(127)), 23));
+                                      _mm512_set1_epi32(binary32::kMinExponent));
+  const __m512 pow2 = _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(binary32::kBias)), binary32::kMantissaBits));
   _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.kept)), pow2));
 }
 
@@ -466,8 +470,8 @@ inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, st
     as = (as >> cut) << cut;
     // S != 0 implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero
     // product has exponent >= -12), so 2^(emax-13) is a normal float; the clamp only affects S == 0.
-    const std::int32_t e2 = std::max(emax[l] - kFracBits, -126);
-    const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + 127) << 23);
+    const std::int32_t e2 = std::max(emax[l] - kFracBits, binary32::kMinExponent);
+    const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + binary32::kBias) << kM32);
     const float v = static_cast<float>(static_cast<std::int32_t>(as)) * pow2;
     p[l] = sv < 0 ? -v : v;
   }
@@ -648,6 +652,16 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
 }
 
 }  // namespace
+
+bool hopper_fp8_kernel_models(const TensorCoreModel& m, Fp8Operands operands) {
+  const Fp8Layout op = operands == Fp8Operands::E5m2 ? kE5m2Layout : kE4m3Layout;
+  const Format& f = format_by_name(m.input_format);
+  return m.k == kInstructionK && m.block == kInstructionK && m.alignment_frac_bits == kFracBits &&
+         m.output_precision == kOutBits && m.output_rounding == Rounding::TowardZero && !m.exact_sum &&
+         !m.c_after_products && m.scale_block == 0 && m.accumulator == AccumulatorFormat::Fp32 &&
+         m.input_min_exponent == op.min_exp && m.input_mantissa_bits == op.mant_bits &&
+         f.min_normal_exponent() == op.min_exp && f.mantissa_bits == op.mant_bits;
+}
 
 std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
                                               Combine combine, Fp8Operands operands) {

@@ -33,6 +33,12 @@ std::optional<Fp8Operands> hopper_fp8_operands(const TensorCoreModel& model);
 // kernel for fp8lab.dot (gemm/dot_batch), bit-identical to accum's fused_dot_add.
 bool hopper_fp8_dot(const float* a, const float* b, float c, Fp8Operands operands, float& out);
 
+// Whether `model` (a tensor-core preset row) is the instruction the kernel's built-in constants
+// describe (k, one fused block, alignment bits, output bits and rounding, FP32 accumulator) with
+// operands of `operands`' layout, itself checked against the input format's row: gemm uses the
+// kernel for them (hopper_fp8_operands), and tests/cpp/test_row_constants.cpp requires it of both.
+bool hopper_fp8_kernel_models(const TensorCoreModel& model, Fp8Operands operands);
+
 // Scaled tensor-core accumulation over K for all M x N outputs, before C and output rounding:
 // promote_every = 0 means no promotion (TensorCore: one chain, scales applied at the end).
 // Operand elements must be values of the operand format (checked by the caller).

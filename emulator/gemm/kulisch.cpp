@@ -7,20 +7,15 @@
 #include <string>
 
 #include "formats/round_pack.hpp"
+#include "formats/row_constants.hpp"
 
 namespace fp8lab {
 
 FloatParts float_parts(float x) {
   const std::uint32_t b = std::bit_cast<std::uint32_t>(x);
-  const int field = static_cast<int>((b >> 23) & 0xFF);
-  std::uint32_t mag = b & 0x7FFFFF;
-  int e;
-  if (field == 0) {
-    e = -149;  // subnormal (or zero): frac * 2^-149
-  } else {
-    mag |= 0x800000;
-    e = field - 150;
-  }
+  // mag * 2^e with FP32's fields (subnormals and zero at 2^-149; formats/row_constants.hpp).
+  std::uint32_t mag = binary32::significand_of_bits(b);
+  int e = binary32::exponent_of_bits(b) - binary32::kMantissaBits;
   if (mag == 0) return {0, 0};
   const int tz = std::countr_zero(mag);
   mag >>= tz;

@@ -11,12 +11,13 @@
 #include <cstring>
 
 #include "common/pinned_math.hpp"
+#include "formats/row_constants.hpp"
 #include "mla/mla_spec.hpp"
 
 namespace fp8lab::mla {
 
-inline constexpr double kU32 = 0x1p-24;   // unit roundoff of FP32, round to nearest
-inline constexpr double kUBf16 = 0x1p-8;  // unit roundoff of BF16 (8 significant bits)
+inline constexpr double kU32 = binary32::kUnitRoundoff;     // unit roundoff of FP32 (2^-24), round to nearest
+inline constexpr double kUBf16 = bfloat16::kUnitRoundoff;  // unit roundoff of BF16 (2^-8, 8 significant bits)
 
 // Higham's gamma_n = n u / (1 - n u) for FP32.
 inline double gamma32(double n) { return n * kU32 / (1.0 - n * kU32); }

@@ -3,14 +3,21 @@
 #include <cmath>
 
 #include "moe/route.hpp"
+#include "formats/row_constants.hpp"
 
 namespace fp8lab::moe {
+
+namespace {
+// The gate's two formats (FP32 and BF16 share FP32's exponent range; formats/row_constants.hpp).
+constexpr int kMant32 = binary32::kMantissaBits, kMantBf16 = bfloat16::kMantissaBits;
+constexpr double kU32 = binary32::kUnitRoundoff;
+}  // namespace
 
 double ulp_of(double x, int mant) {
   if (!std::isfinite(x)) return 0;
   const double a = std::fabs(x);
-  int e = a == 0 ? -126 : std::ilogb(a);
-  if (e < -126) e = -126;
+  int e = a == 0 ? binary32::kMinExponent : std::ilogb(a);
+  if (e < binary32::kMinExponent) e = binary32::kMinExponent;
   return std::ldexp(1.0, e - mant);
 }
 
@@ -24,12 +31,12 @@ void bounds_for_token(const float* s, const float* bias, const RouterSpec& spec,
   b.d_sel.assign(E, 0.0);
   if (exact) return;
   const bool bf16 = spec.gate_format == GateFormat::Bf16;
-  const int sel_mant = spec.selection_is_bf16() ? 7 : 23;
+  const int sel_mant = spec.selection_is_bf16() ? kMantBf16 : kMant32;
   for (std::size_t e = 0; e < E; ++e) {
     const double v = s[e];
-    double d = spec.kernel_score_ulps * ulp_of(v, 23);
-    if (spec.score == ScoreFunction::Softmax) d += std::fabs(v) * spec.experts * 0x1p-24;
-    if (bf16) d += ulp_of(v, 7);
+    double d = spec.kernel_score_ulps * ulp_of(v, kMant32);
+    if (spec.score == ScoreFunction::Softmax) d += std::fabs(v) * spec.experts * kU32;
+    if (bf16) d += ulp_of(v, kMantBf16);
     b.d_score[e] = d;
     b.d_sel[e] = d + ulp_of(std::fabs(static_cast<double>(b.sel[e])) + d, sel_mant);
   }
@@ -38,8 +45,8 @@ void bounds_for_token(const float* s, const float* bias, const RouterSpec& spec,
 double weight_bound(const TokenBounds& b, const std::int32_t* ids, int j, double w, const RouterSpec& spec) {
   if (b.exact) return 0;
   const int K = spec.topk;
-  const double u = spec.gate_format == GateFormat::Bf16 ? 0x1p-8 : 0x1p-24;
-  const int gate_mant = spec.gate_format == GateFormat::Bf16 || spec.weights_format == GateFormat::Bf16 ? 7 : 23;
+  const double u = spec.gate_format == GateFormat::Bf16 ? bfloat16::kUnitRoundoff : kU32;
+  const int gate_mant = spec.gate_format == GateFormat::Bf16 || spec.weights_format == GateFormat::Bf16 ? kMantBf16 : kMant32;
   double S = 0, dS = 0;
   for (int i = 0; i < K; ++i) {
     S += b.scores[static_cast<std::size_t>(ids[i])];
@@ -47,7 +54,7 @@ double weight_bound(const TokenBounds& b, const std::int32_t* ids, int j, double
   }
   const std::size_t e = static_cast<std::size_t>(ids[j]);
   const double se = b.scores[e];
-  double rel = 2 * u + K * 0x1p-24 + (se != 0 ? b.d_score[e] / std::fabs(se) : 0);
+  double rel = 2 * u + K * kU32 + (se != 0 ? b.d_score[e] / std::fabs(se) : 0);
   if (spec.renormalize) rel += S != 0 ? dS / std::fabs(S) : 0;
   return (std::fabs(w) * rel + 2 * ulp_of(w, gate_mant)) * 1.01;
 }
