@@ -678,3 +678,5 @@ FP8LAB_DISPATCH_ENTRY(std::vector<float>, hopper_fp8_gemm_accumulate,
                       (const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine,
                        Fp8Operands operands),
                       (a, b, promote_every, combine, operands))
+FP8LAB_DISPATCH_ENTRY(bool, hopper_fp8_kernel_models, (const TensorCoreModel& model, Fp8Operands operands),
+                      (model, operands))
