@@ -37,8 +37,8 @@ namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 // Model parameters (REFERENCE.md "Tensor cores", Hopper FP8 wgmma), constants for the vector
-// code: hopper_fp8_kernel_models() checks them against the preset rows the kernel is used for
-// kernel, and tests/cpp/test_row_constants.cpp that it accepts both Hopper FP8 presets.
+// code; hopper_fp8_kernel_models() checks them against a preset's row, and
+// tests/cpp/test_row_constants.cpp that it accepts both Hopper FP8 presets the kernel is used for.
 constexpr int kInstructionK = 32;   // products per wgmma
 constexpr int kFracBits = 13;       // aligned terms keep 13 fractional bits below the largest exponent
 constexpr int kOutBits = 14;        // the sum is truncated to 14 significant bits
