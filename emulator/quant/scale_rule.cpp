@@ -129,8 +129,9 @@ void add_deepgemm_fp4_rows(std::vector<ScaleRule>& t, const ScaleRule& dg) {
   t.push_back(fp48);
 }
 
-std::vector<ScaleRule> make_table() {
-  std::vector<ScaleRule> t;
+// The rows of DeepSeek's own code and of DeepGEMM (V3, V3.1's UE8M0, V3.2's TileLang, DeepGEMM's
+// casts and its FP4 reference).
+void add_deepseek_and_deepgemm_rows(std::vector<ScaleRule>& t) {
   // DeepSeek-V3 inference/kernel.py act_quant_kernel (Triton): amax = tl.max(tl.abs(x)) (max.f32
   // skips NaN), amax = tl.maximum(amax, 1e-4), s = amax / 448., optional
   // s = exp2(ceil(log2(s))) when scale_fmt == "ue8m0"; y = x / s; y.to(float8e4nv) is a
@@ -187,6 +188,11 @@ std::vector<ScaleRule> make_table() {
   dg8.storage = ScaleStorage::Ue8m0;
   t.push_back(dg8);
   add_deepgemm_fp4_rows(t, dg);
+}
+
+std::vector<ScaleRule> make_table() {
+  std::vector<ScaleRule> t;
+  add_deepseek_and_deepgemm_rows(t);
   // TransformerEngine common/recipe/recipe_common.cuh compute_scale_from_amax, used by the
   // blockwise kernels (quantize_transpose_square_blockwise.cu / _vector_blockwise.cu): amax by
   // fmaxf; scale = __fdiv_rn(max_fp8, amax) with its special cases; pow2 by clearing the mantissa;
