@@ -273,3 +273,21 @@ def test_verify_takes_contract_json_for_the_quantiser_and_router():
     assert fp8lab.verify(router, op="moe_route", spec=cr, cases=2, seed=4).kind == "bit-identical"
     with pytest.raises(ValueError, match="is for op 'moe_route', not 'gemm'"):
         fp8lab.verify(router, op="gemm", spec=cr, cases=1)
+
+
+def test_an_interpreted_launch_leaves_triton_language_as_it_found_it():
+    # Triton's interpreter re-patches triton.language for every jit helper a kernel calls (here
+    # tl.max and tl.sigmoid, whose module sees triton.language.core) and restores only the launch's
+    # own patches; left so, every later triton.compile in the process failed (tl.zeros in its front
+    # end). interpret() puts the attributes back: the same objects before and after, stock and faithful.
+    objs = [tl, tl.core, tl.math, tl.core.tensor, tl.core.tensor_descriptor_base]
+    before = [dict(vars(o)) for o in objs]
+    scores = np.random.default_rng(3).random((4, 256), dtype=np.float32)
+    bias = np.zeros(256, np.float32)
+    rt.route(torch.from_numpy(scores), torch.from_numpy(bias), kernel=ft.interpret(rt.router_kernel))
+    with ft.faithful(contract("router")):
+        rt.route(torch.from_numpy(scores), torch.from_numpy(bias), kernel=ft.interpret(rt.router_kernel))
+    for o, b in zip(objs, before):
+        after = dict(vars(o))
+        changed = sorted(n for n in b.keys() | after.keys() if b.get(n) is not after.get(n))
+        assert not changed, f"{getattr(o, '__name__', o)}: {changed[:8]}"

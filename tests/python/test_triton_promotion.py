@@ -49,10 +49,12 @@ def _ptx(bm: int, fusion: bool | None) -> str:
     options = {"num_warps": 4}
     if fusion is not None:
         options["enable_fp_fusion"] = fusion
-    try:
-        return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
-    except Exception as e:  # no CUDA backend/toolchain in this Triton build
-        pytest.skip(f"triton cannot compile for sm_90 here: {type(e).__name__}: {e}")
+    # A Triton build without its CUDA backend cannot compile for sm_90: skip there. With the backend
+    # present (every PyPI wheel, and CI) a compile error is a failure, not a skip.
+    from triton.backends import backends
+    if "nvidia" not in backends:
+        pytest.skip("this Triton build has no CUDA backend")
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
 
 
 def _promotion_ops(ptx: str) -> list[str]:

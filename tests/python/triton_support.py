@@ -26,6 +26,11 @@ def contract(name: str, **kw):
     try:
         return audit(f"{module}:{entry}", **kw)
     except ToolchainError as err:
+        # Only a Triton without its CUDA backend is a reason to skip; with it (every PyPI wheel, and
+        # CI) a compile error is a failure — a skip here once hid triton.language left patched.
+        from triton.backends import backends
+        if "nvidia" in backends:
+            raise
         pytest.skip(f"Triton cannot compile for sm_90a on this platform: {err}")
 
 

@@ -173,9 +173,38 @@ class _Interpreted:
         f = _interpreted_fn(self.kernel)
 
         def launch(*args, **kwargs):
-            with _launch_lock, _jit_calls_interpreted():
+            with _launch_lock, _language_restored(), _jit_calls_interpreted():
                 return f.run(*args, grid=grid, warmup=False, **kwargs)
         return launch
+
+
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _language_restored():
+    """Triton's interpreter patches triton.language for a launch and restores what the launch
+    patched, but a jit helper called from the kernel patches again (InterpretedFunction.__call__
+    in triton/runtime/interpreter.py, Triton 3.9) and never restores; where the helper's module
+    sees ``triton.language.core`` and the kernel's only ``triton.language``, core's builtins stay
+    the interpreter's, and every later ``triton.compile`` in the process fails in its front end
+    (``tl.zeros`` at the first line that uses it). The attributes are put back as they were."""
+    import triton.language as tl
+
+    objs = [tl, tl.core, tl.math, tl.core.tensor, tl.core.tensor_descriptor_base]
+    saved = [(o, dict(vars(o))) for o in objs]
+    try:
+        yield
+    finally:
+        for o, before in saved:
+            now = dict(vars(o))
+            for name in now.keys() - before.keys():
+                with contextlib.suppress(AttributeError, TypeError):
+                    delattr(o, name)
+            for name, value in before.items():
+                if now.get(name, _UNSET) is not value:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(o, name, value)
 
 
 _launch_lock = threading.RLock()
