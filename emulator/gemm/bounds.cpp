@@ -96,44 +96,47 @@ Fp32Track pairwise_with_bound(const ProductTrack* t, std::size_t n) {
   return {v, l.err + r.err + kU32 * std::fabs(v)};
 }
 
-}  // namespace
+// Exact accumulation: one rounding of the exact sum into the output format.
+void exact_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+                      std::vector<double>& bound) {
+  const std::size_t M = a.rows, N = b.rows;
+  const int p = output_precision(spec.out), emin = output_min_exponent(spec.out);
+  // The bound is sized by the rounded result, so the result is needed: RNE errs by at most
+  // half an ULP of the result's binade (2^-p * |D|), or half the smallest subnormal.
+  GemmSpec s = spec;
+  const std::vector<double> d = gemm(a, b, s, c);
+  for (std::size_t e = 0; e < M * N; ++e)
+    bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
+}
 
-std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
-                                     const float* c) {
-  validate_gemm(a, b, spec);
+// Sequential or pairwise FP32 sums of the products, one running bound per output.
+void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+                     std::vector<double>& bound) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
-  std::vector<double> bound(M * N);
-  if (spec.accumulate == Accumulate::Exact) {
-    const int p = output_precision(spec.out), emin = output_min_exponent(spec.out);
-    // The bound is sized by the rounded result, so the result is needed: RNE errs by at most
-    // half an ULP of the result's binade (2^-p * |D|), or half the smallest subnormal.
-    GemmSpec s = spec;
-    const std::vector<double> d = gemm(a, b, s, c);
-    for (std::size_t e = 0; e < M * N; ++e)
-      bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
-    return bound;
-  }
-  if (spec.accumulate == Accumulate::Fp32Sequential || spec.accumulate == Accumulate::Fp32Pairwise) {
-    const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
-    parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
-      std::vector<ProductTrack> t(K);
-      for (std::size_t e = e0; e < e1; ++e) {
-        const std::size_t i = e / N, j = e % N;
-        for (std::size_t k = 0; k < K; ++k) t[k] = product_with_bound(a.row(i)[k], a.scale(i, k), b.row(j)[k], b.scale(j, k));
-        Fp32Track acc{0.0f, 0.0};
-        if (pairwise) {
-          acc = pairwise_with_bound(t.data(), K);
-        } else {
-          for (std::size_t k = 0; k < K; ++k) {
-            acc.v = acc.v + t[k].p;
-            acc.err += t[k].err + kU32 * std::fabs(acc.v);
-          }
+  const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
+  parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
+    std::vector<ProductTrack> t(K);
+    for (std::size_t e = e0; e < e1; ++e) {
+      const std::size_t i = e / N, j = e % N;
+      for (std::size_t k = 0; k < K; ++k) t[k] = product_with_bound(a.row(i)[k], a.scale(i, k), b.row(j)[k], b.scale(j, k));
+      Fp32Track acc{0.0f, 0.0};
+      if (pairwise) {
+        acc = pairwise_with_bound(t.data(), K);
+      } else {
+        for (std::size_t k = 0; k < K; ++k) {
+          acc.v = acc.v + t[k].p;
+          acc.err += t[k].err + kU32 * std::fabs(acc.v);
         }
-        bound[e] = finish(acc.v, acc.err, c, e, spec.out);
       }
-    });
-    return bound;
-  }
+      bound[e] = finish(acc.v, acc.err, c, e, spec.out);
+    }
+  });
+}
+
+// Tensor-core chains, promoted or not: the fused form's steps, block by block.
+void tensor_core_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+                            std::vector<double>& bound) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
   // Tensor-core chains, promoted or not.
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
   // The certificate below follows the fused form's steps (accum/tensor_core.hpp); the two-level
@@ -148,7 +151,7 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
         bound[e] = finish(cb.value, cb.err, c, e, spec.out);
       }
     });
-    return bound;
+    return;
   }
   const auto kI = static_cast<std::size_t>(model.k);
   const auto blk = static_cast<std::size_t>(model.block > 0 ? model.block : model.k);
@@ -225,6 +228,20 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
       bound[e] = finish(acc.v, acc.err, c, e, spec.out);
     }
   });
+}
+
+}  // namespace
+
+std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                     const float* c) {
+  validate_gemm(a, b, spec);
+  std::vector<double> bound(a.rows * b.rows);
+  if (spec.accumulate == Accumulate::Exact)
+    exact_gemm_bound(a, b, spec, c, bound);
+  else if (spec.accumulate == Accumulate::Fp32Sequential || spec.accumulate == Accumulate::Fp32Pairwise)
+    fp32_gemm_bound(a, b, spec, c, bound);
+  else
+    tensor_core_gemm_bound(a, b, spec, c, bound);
   return bound;
 }
 
