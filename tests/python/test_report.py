@@ -325,7 +325,7 @@ def test_headlines_have_spread_over_seeds_and_replicate_zero_is_the_section(quic
     for name in ("scales", "routing", "granularity"):
         m = h["measurements"][name]
         assert m["status"] == "ok"
-        fn, _, first = headlines.MEASUREMENTS[name]
+        fn, first = headlines.MEASUREMENTS[name]
         sec = section(res, name)
         # The headline measurement run at replicate 0 reproduces the section's own number exactly.
         assert fn(ctx, 0) == first(sec["data"])

@@ -11,7 +11,7 @@ def test_accumulation_cells_on_a_pool_give_the_in_order_numbers():
     cells (the quick mode's smaller sizes) on a 2-process pool give the numbers of the in-order run,
     float for float. The section assembles its page from these results in cell order either way."""
     def cells(ctx):  # fresh streams for each run: a cell consumes its Generator
-        return [(d, k, 16, 16, ctx.rng("accumulation", d, k), True) for d in ("gaussian",)
+        return [(d, k, 16, 16, ctx.rng("accumulation", d, k)) for d in ("gaussian",)
                 for k in (256, 512)]
 
     ctx = Context(mode="quick", seed=3)

@@ -2,8 +2,9 @@
 
 ``run(out_dir, mode, seed)`` computes every section, then writes ``results.json`` (every number on
 the page; the same seed gives the same file, byte for byte), ``report.md``, ``index.html``
-(self-contained) and the figures as PNG files. Sections whose fp8lab API is missing from the build
-say so on the page instead of showing numbers.
+(self-contained) and the figures as PNG files. A section that has nothing to measure here (the
+training lab without torch, the hardware check without recorded GPU traces) says so on the page
+instead of showing numbers.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from . import api, plots
+from .. import gemm
+from . import plots
 from .context import Context
 from .inputs import DESCRIPTIONS, DISTRIBUTIONS, operands
 from .metrics import METRIC_LABELS, pct, relative_errors
@@ -104,31 +105,25 @@ class Fp8Path:
     """E4M3 operands through the emulator's GEMM (float32 arrays holding E4M3 values, so no scale
     enters; the no-promotion and every promoted case see identical inputs)."""
 
-    NEED = ("gemm",)
-
-    def __init__(self):
-        self.gemm = api.get("gemm")
-
     @staticmethod
     def exact(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
         return va.astype(np.float64) @ vb.astype(np.float64).T
 
     def tensorcore(self, va, vb) -> np.ndarray:
-        return np.asarray(self.gemm(va, vb, accumulate="tensorcore", instruction="hopper_fp8", out="fp32"),
+        return np.asarray(gemm(va, vb, accumulate="tensorcore", instruction="hopper_fp8", out="fp32"),
                           dtype=np.float64)
 
     def promoted(self, va, vb, nc: int) -> np.ndarray:
-        return np.asarray(self.gemm(va, vb, accumulate="promoted", promote_every=nc, combine="deepgemm",
+        return np.asarray(gemm(va, vb, accumulate="promoted", promote_every=nc, combine="deepgemm",
                                     instruction="hopper_fp8", out="fp32"), dtype=np.float64)
 
 
 def _bf16_tensorcore(a16: np.ndarray, b16: np.ndarray):
-    gemm = api.get("gemm")
     return np.asarray(gemm(a16, b16, accumulate="tensorcore", instruction="hopper_bf16", out="fp32"),
                       dtype=np.float64)
 
 
-def _cell(dist: str, k: int, m: int, n: int, rng: np.random.Generator, with_fp8: bool) -> tuple[dict, str]:
+def _cell(dist: str, k: int, m: int, n: int, rng: np.random.Generator) -> tuple[dict, str]:
     """Every accumulator's relative errors on one (distribution, K) cell, and the BF16 tensor-core
     baseline's error message if the GEMM rejected it ("" otherwise)."""
     a, b = operands(dist, m, n, k, rng)
@@ -137,18 +132,17 @@ def _cell(dist: str, k: int, m: int, n: int, rng: np.random.Generator, with_fp8:
     exact16 = exact_dot(a16, b16)
     res["bf16_fp32_sequential"] = relative_errors(fp32_sequential(a16, b16), exact16)
     bf16_error = ""
-    if with_fp8:
-        try:
-            res["bf16_tensorcore"] = relative_errors(_bf16_tensorcore(a16, b16), exact16)
-        except (ValueError, TypeError, RuntimeError) as err:
-            bf16_error = f"{type(err).__name__}: {err}"
-        fp8 = Fp8Path()
-        va, vb = to_e4m3_rows(a), to_e4m3_rows(b)
-        ex = fp8.exact(va, vb)
-        res["fp8_tensorcore"] = relative_errors(fp8.tensorcore(va, vb), ex)
-        for nc in PROMOTE_EVERY:
-            if k % nc == 0:
-                res[f"fp8_promoted_{nc}"] = relative_errors(fp8.promoted(va, vb, nc), ex)
+    try:
+        res["bf16_tensorcore"] = relative_errors(_bf16_tensorcore(a16, b16), exact16)
+    except (ValueError, TypeError, RuntimeError) as err:
+        bf16_error = f"{type(err).__name__}: {err}"
+    fp8 = Fp8Path()
+    va, vb = to_e4m3_rows(a), to_e4m3_rows(b)
+    ex = fp8.exact(va, vb)
+    res["fp8_tensorcore"] = relative_errors(fp8.tensorcore(va, vb), ex)
+    for nc in PROMOTE_EVERY:
+        if k % nc == 0:
+            res[f"fp8_promoted_{nc}"] = relative_errors(fp8.promoted(va, vb, nc), ex)
     return res, bf16_error
 
 
@@ -164,11 +158,9 @@ def run(ctx: Context) -> Section:
     ks = ctx.pick([256, 1024, 4096], [256 << i for i in range(7)], [256 << i for i in range(9)])
     m = n = ctx.pick(16, 64)
     labels = accumulator_labels()
-    missing = api.missing(*Fp8Path.NEED)
-    fp8 = None if missing else Fp8Path()
     series: dict = {}
     ctx.progress.stage("accumulation", len(DISTRIBUTIONS) * len(ks))
-    cells = [(dist, k, m, n, ctx.rng("accumulation", dist, k), fp8 is not None) for dist in DISTRIBUTIONS for k in ks]
+    cells = [(dist, k, m, n, ctx.rng("accumulation", dist, k)) for dist in DISTRIBUTIONS for k in ks]
     # Each cell is a pure function of its arguments (its random stream included), so ctx.map may run
     # the cells on a sweep executor (a process pool, Dask) with the same bits as in order here.
     bf16_tc_error = ""
@@ -176,7 +168,7 @@ def run(ctx: Context) -> Section:
         bf16_tc_error = bf16_tc_error or err
         for acc, met in res.items():
             series.setdefault(acc, {}).setdefault(dist, {})[str(k)] = met
-    bf16_tc_ok = fp8 is not None and not bf16_tc_error
+    bf16_tc_ok = not bf16_tc_error
     ctx.progress.finish()
     if not bf16_tc_ok:
         series.pop("bf16_tensorcore", None)
@@ -194,12 +186,7 @@ def run(ctx: Context) -> Section:
              "truncation, result truncated to 14 significant bits, chained every 32 elements), the "
              "promotion adds each partial sum into an FP32 accumulator (DeepGEMM's combine order), and the "
              "output is FP32.")
-    if missing:
-        sec.not_available("FP8 tensor-core accumulation (with and without promotion)", missing)
-        sec.conclusion = _conclusion_without_fp8(series, ks)
-        _tables_and_figures(sec, series, ks, labels)
-        return sec
-    if not bf16_tc_ok and bf16_tc_error:
+    if bf16_tc_error:
         sec.para(f"The BF16 tensor-core baseline was skipped: the GEMM rejected float inputs ({bf16_tc_error}).")
 
     k0 = str(PAPER_K) if PAPER_K in ks else str(ks[-1])
@@ -276,14 +263,6 @@ def _conclusion(series: dict, k0: str, gains: dict) -> str:
     return (f"Without promotion, emulated Hopper FP8 accumulation at K = {k0} on Gaussian inputs has relative "
             f"error {pct(g['normwise'])} normwise and {pct(g['max_rel_top_half'])} at most over the larger half of "
             f"|exact| (the elementwise max, {pct(g['max_rel'])}, is set by outputs that nearly cancel): {claim}{tail}.")
-
-
-def _conclusion_without_fp8(series: dict, ks: list) -> str:
-    k0 = str(PAPER_K) if PAPER_K in ks else str(ks[-1])
-    f = series["fp32_sequential"]["gaussian"][k0]
-    return (f"This build cannot emulate the FP8 tensor core, so the paper's 2% claim is not checked here; "
-            f"the baselines it would be compared with are small: FP32 sequential accumulation at K = {k0} on "
-            f"Gaussian inputs has normwise relative error {pct(f['normwise'])} (elementwise max {pct(f['max_rel'])}).")
 
 
 def _tables_and_figures(sec: Section, series: dict, ks: list, labels: dict) -> None:

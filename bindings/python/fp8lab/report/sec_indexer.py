@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import api, plots
+from ..mla import index, index_exact, indexer_spec, selection_changes, sparse_decode, sparse_kv_quantize
+from . import plots
 from .context import Context
 from .metrics import pct
 from .section import Section
@@ -69,7 +70,6 @@ def _sparse_decode_error(z_row: np.ndarray, a_sel: np.ndarray, f_sel: np.ndarray
     656 bytes per token): each selected token's cached 576-vector is [512 Gaussian latents | z_j, 0, ...]
     and the query [0, ..., 0 | 1, 0, ...] with softmax_scale 1, so its attention score is z_j (BF16)
     and its value the FP8 latent. Returns ||out(FP8 sel.) - out(exact sel.)|| / ||out(exact sel.)||."""
-    decode, quantize = api.get("mla.sparse_decode"), api.get("mla.sparse_kv_quantize")
     union = np.union1d(a_sel, f_sel)
     page = 64
     blocks = -(-len(union) // page)
@@ -77,11 +77,11 @@ def _sparse_decode_error(z_row: np.ndarray, a_sel: np.ndarray, f_sel: np.ndarray
     vals[:len(union), :LATENT] = rng.standard_normal((len(union), LATENT))
     z = z_row[union]
     vals[:len(union), LATENT] = (z - z.mean()) / (z.std() or 1.0)
-    cache = quantize(_bf16(vals).reshape(blocks, page, 576), "v32")
+    cache = sparse_kv_quantize(_bf16(vals).reshape(blocks, page, 576), "v32")
     q = np.zeros((1, 1, 8, 576), dtype=np.float32)
     q[..., LATENT] = 1.0
     pos = np.searchsorted(union, np.stack([a_sel, f_sel]))
-    outs = [decode(q, cache, pos[s][None, None, :].astype(np.int32), layout="v32", softmax_scale=1.0)[0][0, 0, 0]
+    outs = [sparse_decode(q, cache, pos[s][None, None, :].astype(np.int32), layout="v32", softmax_scale=1.0)[0][0, 0, 0]
             for s in range(2)]
     outs = [o.astype(np.float64) for o in outs]
     return float(np.linalg.norm(outs[1] - outs[0]) / np.linalg.norm(outs[0]))
@@ -91,29 +91,26 @@ def measure(ctx: Context, lengths: list[int], queries: int, topk: int = TOPK) ->
     """Per context length: mean changed tokens per query against the two exact indexers, the
     largest count, and the proxy attention-output error and lost mass (see the module docstring)."""
     q, k, w = _inputs(ctx.rng("indexer"), queries, lengths[-1])
-    index, exact, changes = api.get("mla.index"), api.get("mla.index_exact"), api.get("mla.selection_changes")
     spec = {"topk": topk}
     fp8 = index(q, k, w, spec=spec)["logits"].astype(np.float64)
-    ref = {which: exact(q, k, w, spec=spec, inputs=which) for which in ("unquantised", "quantised")}
-    sparse = api.has("mla.sparse_decode", "mla.sparse_kv_quantize")
+    ref = {which: index_exact(q, k, w, spec=spec, inputs=which) for which in ("unquantised", "quantised")}
     rows = []
     for L in lengths:
         ends = np.full(queries, L, dtype=np.int32)
-        flips = {which: changes(fp8, r, topk, ends=ends) for which, r in ref.items()}
+        flips = {which: selection_changes(fp8, r, topk, ends=ends) for which, r in ref.items()}
         errs, mass, sparse_errs = [], [], []
         for i in range(queries):
             a_sel, f_sel = _top(ref["unquantised"][i], L, topk), _top(fp8[i], L, topk)
             e, m = _attention_error(ref["unquantised"][i], a_sel, f_sel, ctx.rng("indexer-v", L, i))
             errs.append(e)
             mass.append(m)
-            if sparse:
-                sparse_errs.append(_sparse_decode_error(ref["unquantised"][i], a_sel, f_sel, ctx.rng("indexer-s", L, i)))
+            sparse_errs.append(_sparse_decode_error(ref["unquantised"][i], a_sel, f_sel, ctx.rng("indexer-s", L, i)))
         rows.append({"context": L, "queries": queries,
                      "changed_vs_exact": flips["unquantised"]["total_changed"] / queries,
                      "changed_vs_exact_quantised": flips["quantised"]["total_changed"] / queries,
                      "max_changed_vs_exact": int(flips["unquantised"]["changed"].max()),
                      "attention_rel_error": float(np.mean(errs)), "lost_attention_mass": float(np.mean(mass)),
-                     "sparse_decode_rel_error": float(np.mean(sparse_errs)) if sparse else None})
+                     "sparse_decode_rel_error": float(np.mean(sparse_errs))})
     return rows
 
 
@@ -125,24 +122,15 @@ def _share(row: dict) -> float:
 
 def run(ctx: Context) -> Section:
     sec = Section("indexer", 7, "Sparse attention: the FP8 lightning indexer's top-2048")
-    missing = api.missing("mla.index", "mla.index_exact", "mla.selection_changes")
-    if missing:
-        sec.status = "unavailable"
-        sec.not_available("indexer measurements", missing)
-        sec.conclusion = "This build has no lightning-indexer emulator, so selection changes are not measured here."
-        sec.data = {"available": False}
-        return sec
     lengths = ctx.pick([4096, 16384], [4096, 8192, 16384, 32768, 65536, 131072])
     queries = ctx.pick(1, 1, 4)
     ctx.progress.stage("indexer", 1)
     rows = measure(ctx, lengths, queries)
     ctx.progress.step("FP8 and exact indexers")
     ctx.progress.finish()
-    sec.data = {"heads": HEADS, "topk": TOPK, "queries": queries, "spec": api.get("mla.indexer_spec")(),
-                "rows": rows, "attention_output": "numpy float64 over the two selected sets (proxy model)"
-                + ("; and fp8lab.mla.sparse_decode on FlashMLA's V32 FP8 cache" if rows[0]["sparse_decode_rel_error"]
-                   is not None else "")}
-    has_sparse = rows[0]["sparse_decode_rel_error"] is not None
+    sec.data = {"heads": HEADS, "topk": TOPK, "queries": queries, "spec": indexer_spec(),
+                "rows": rows, "attention_output": "numpy float64 over the two selected sets (proxy model); and "
+                "fp8lab.mla.sparse_decode on FlashMLA's V32 FP8 cache"}
     lo, hi = rows[0], rows[-1]
     sec.conclusion = (
         f"Of the {TOPK} tokens DeepSeek-V3.2's FP8 indexer selects, {lo['changed_vs_exact']:.3g} differ from the exact "
@@ -152,18 +140,16 @@ def run(ctx: Context) -> Section:
         f"token{'' if hi['changed_vs_exact_quantised'] == 1 else 's'} change at {hi['context'] // 1024}k, so the E4M3/UE8M0 quantisation, not the FP8 accumulation, causes "
         f"{pct(_share(hi))} of the changes there. Under a proxy attention model the changed tokens move the attention "
         f"output by {pct(lo['attention_rel_error'])} at {lo['context'] // 1024}k and {pct(hi['attention_rel_error'])} "
-        f"at {hi['context'] // 1024}k" + (f" ({pct(lo['sparse_decode_rel_error'])} and "
-                                          f"{pct(hi['sparse_decode_rel_error'])} through the sparse MLA decode emulator "
-                                          "on FlashMLA's FP8 cache)." if has_sparse else "."))
+        f"at {hi['context'] // 1024}k ({pct(lo['sparse_decode_rel_error'])} and "
+        f"{pct(hi['sparse_decode_rel_error'])} through the sparse MLA decode emulator on FlashMLA's FP8 cache).")
     sec.table(f"Selected tokens that change (tie-aware, per query, mean over {queries} "
               f"quer{'y' if queries == 1 else 'ies'}), and what that does to attention",
               ["context", "vs exact (BF16 inputs)", "vs exact (same FP8 inputs)", "fraction of 2048",
-               "attention output rel. error (float64)", "attention mass on lost tokens"]
-              + (["same, sparse_decode on the FP8 cache"] if has_sparse else []),
+               "attention output rel. error (float64)", "attention mass on lost tokens",
+               "same, sparse_decode on the FP8 cache"],
               [[f"{r['context'] // 1024}k", f"{r['changed_vs_exact']:.4g}", f"{r['changed_vs_exact_quantised']:.4g}",
-                pct(r["changed_vs_exact"] / TOPK), pct(r["attention_rel_error"]), pct(r["lost_attention_mass"])]
-               + ([pct(r["sparse_decode_rel_error"])] if has_sparse else [])
-               for r in rows])
+                pct(r["changed_vs_exact"] / TOPK), pct(r["attention_rel_error"]), pct(r["lost_attention_mass"]),
+                pct(r["sparse_decode_rel_error"])] for r in rows])
     xs = [r["context"] for r in rows]
     sec.figure("flips", plots.lines(
         {"vs exact indexer (BF16 inputs, float64)": (xs, [max(r["changed_vs_exact"], 0.1) for r in rows]),
@@ -187,7 +173,7 @@ def run(ctx: Context) -> Section:
         "logit standardised over the two selections' tokens, values are Gaussian 512-wide latents; the error is "
         "||out(FP8 selection) - out(exact selection)|| / ||out(exact selection)||, and the lost mass is the exact "
         "selection's softmax weight on tokens the FP8 selection dropped. Computed in numpy float64 over the two "
-        "selected sets" + (", and again through fp8lab.mla.sparse_decode (FlashMLA's sparse decode arithmetic on its "
+        "selected sets, and again through fp8lab.mla.sparse_decode (FlashMLA's sparse decode arithmetic on its "
         "V32 FP8 cache, 656 bytes per token: the latents cached as E4M3 with power-of-two scales, the score carried "
-        "in the BF16 RoPE part, softmax_scale 1)." if has_sparse else " (no sparse MLA decode emulator in this build)."))
+        "in the BF16 RoPE part, softmax_scale 1).")
     return sec

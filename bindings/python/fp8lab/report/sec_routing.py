@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import api, plots
+from ..moe import gate_scores, route, update_bias
+from . import plots
 from .context import Context
 from .metrics import pct
 from .section import Section
@@ -26,16 +27,6 @@ def _sets(ids: np.ndarray) -> np.ndarray:
 def run(ctx: Context) -> Section:
     sec = Section("routing", 4, "Routing: gate precision, ties and the balancing bias")
     tokens = ctx.pick(4096, 65536)
-    missing = api.missing("moe.route", "moe.update_bias")
-    if missing:
-        sec.status = "unavailable"
-        sec.not_available("Routing measurements", missing)
-        sec.conclusion = ("This build has no router emulator, so gate-precision flips, ties and the balancing "
-                          "bias are not measured here.")
-        sec.data = {"available": False}
-        return sec
-    route = api.get("moe.route")
-    update_bias = api.get("moe.update_bias")
     ctx.progress.stage("routing", 6)
     rng = ctx.rng("routing", "logits")
     logits = rng.standard_normal((tokens, EXPERTS)).astype(np.float32)
@@ -53,11 +44,10 @@ def run(ctx: Context) -> Section:
             ctx.progress.step(f"{spec} {label}")
         flips[label] = int(np.count_nonzero(np.any(sets[SPECS[0]] != sets[SPECS[1]], axis=1)))
     near = {}
-    if api.has("moe.gate_scores"):
-        # Exact equalities among each token's 9 largest gate scores (the 8 chosen and the runner-up).
-        for spec in SPECS:
-            top = -np.sort(-np.asarray(api.get("moe.gate_scores")(logits, spec=spec)), axis=1)[:, :9]
-            near[spec] = int(np.count_nonzero(np.any(top[:, 1:] == top[:, :-1], axis=1)))
+    # Exact equalities among each token's 9 largest gate scores (the 8 chosen and the runner-up).
+    for spec in SPECS:
+        top = -np.sort(-np.asarray(gate_scores(logits, spec=spec)), axis=1)[:, :9]
+        near[spec] = int(np.count_nonzero(np.any(top[:, 1:] == top[:, :-1], axis=1)))
     # The balancing bias over a synthetic stream: some experts are systematically favoured.
     steps, batch = ctx.pick((60, 1024), (300, 4096))
     gamma = ctx.pick(0.004, 0.001)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import api, plots
+from .. import quantize
+from . import plots
 from .context import Context
 from .inputs import DESCRIPTIONS, sample
 from .metrics import pct, relative_errors
@@ -23,19 +24,8 @@ DISTS = ("llm_outliers", "gaussian")
 def run(ctx: Context) -> Section:
     sec = Section("scales", 3, "Scale conventions: FP32 vs power-of-two scales, and the recipes' bits")
     rows_n, k = ctx.pick((256, 1024), (2048, 2048))
-    missing = api.missing("quantize")
     ctx.progress.stage("scales", len(DISTS) * (len(RULES) + len(PAIRS)))
-    if missing:
-        sec.status = "unavailable"
-        sec.not_available("Scale rules and their bit-level comparison", missing)
-        sec.conclusion = ("This build has no block quantiser, so the cost of power-of-two scales and the "
-                          "recipes' bit-level disagreements are not measured here.")
-        sec.data = {"rows": rows_n, "K": k, "available": False}
-        ctx.progress.finish()
-        return sec
-    quantize = api.get("quantize")
-    known = list(api.get("scale_rules")()) if api.has("scale_rules") else list(RULES)
-    rules = [r for r in RULES if r in known]
+    rules = list(RULES)
     err_data: dict = {d: {} for d in DISTS}
     dis_data: dict = {d: {} for d in DISTS}
     refused: dict = {}
