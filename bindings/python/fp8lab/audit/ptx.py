@@ -107,76 +107,81 @@ def _types(opcode: str) -> list[str]:
     return [t for t in opcode.split(".") if t in PTX_TYPE_FORMAT]
 
 
-def mma_instructions(instrs: list[Instruction]) -> list[dict]:
-    """Tensor-core instructions grouped by opcode: family, shape, operand and accumulator formats."""
+def _grouped(instrs: list[Instruction], describe) -> list[dict]:
+    """Instructions grouped by opcode: ``describe(opcode)`` gives a group's fields (None: not of
+    interest), to which each group adds its count and the source lines it occurs on."""
     groups: dict[str, dict] = {}
     for ins in instrs:
-        op = ins.opcode
-        if op.startswith("wgmma.mma_async"):
-            family = "wgmma"
-        elif op.startswith("mma.sync") or op.startswith("mma.sp"):
-            family = "mma.sync"
-        elif op.startswith("tcgen05.mma"):
-            family = "tcgen05.mma"
-        else:
-            continue
-        g = groups.get(op)
+        g = groups.get(ins.opcode)
         if g is None:
-            shape = re.search(r"\.m(\d+)n(\d+)k(\d+)", op)
-            types = _types(op)
-            if family == "wgmma":  # wgmma.mma_async.sync.aligned.mMnNkK.dtype.atype.btype
-                d, a, b = (types + [None] * 3)[:3]
-            elif family == "mma.sync":  # mma.sync.aligned.mMnNkK.row.col.dtype.atype.btype.ctype
-                d, a, b = (types + [None] * 3)[:3]
-            else:  # tcgen05.mma: operand types live in the instruction descriptor, not the opcode
-                d = a = b = None
-            kind = re.search(r"kind::(\w+)", op)
-            g = groups[op] = {
-                "ptx": op, "family": family, "count": 0,
-                "shape": [int(x) for x in shape.groups()] if shape else None,
-                "a": PTX_TYPE_FORMAT.get(a) if a else None, "b": PTX_TYPE_FORMAT.get(b) if b else None,
-                "acc": PTX_TYPE_FORMAT.get(d) if d else None,
-                "kind": kind.group(1) if kind else None,
-                "block_scaled": ".block_scale" in op,
-                "lines": [],
-            }
+            fields = describe(ins.opcode)
+            if fields is None:
+                continue
+            g = groups[ins.opcode] = {**fields, "count": 0, "lines": []}
         g["count"] += 1
         if ins.where not in g["lines"]:
             g["lines"].append(ins.where)
     return list(groups.values())
+
+
+def _mma_fields(op: str) -> dict | None:
+    if op.startswith("wgmma.mma_async"):
+        family = "wgmma"
+    elif op.startswith("mma.sync") or op.startswith("mma.sp"):
+        family = "mma.sync"
+    elif op.startswith("tcgen05.mma"):
+        family = "tcgen05.mma"
+    else:
+        return None
+    shape = re.search(r"\.m(\d+)n(\d+)k(\d+)", op)
+    types = _types(op)
+    if family == "wgmma":  # wgmma.mma_async.sync.aligned.mMnNkK.dtype.atype.btype
+        d, a, b = (types + [None] * 3)[:3]
+    elif family == "mma.sync":  # mma.sync.aligned.mMnNkK.row.col.dtype.atype.btype.ctype
+        d, a, b = (types + [None] * 3)[:3]
+    else:  # tcgen05.mma: operand types live in the instruction descriptor, not the opcode
+        d = a = b = None
+    kind = re.search(r"kind::(\w+)", op)
+    return {
+        "ptx": op, "family": family,
+        "shape": [int(x) for x in shape.groups()] if shape else None,
+        "a": PTX_TYPE_FORMAT.get(a) if a else None, "b": PTX_TYPE_FORMAT.get(b) if b else None,
+        "acc": PTX_TYPE_FORMAT.get(d) if d else None,
+        "kind": kind.group(1) if kind else None,
+        "block_scaled": ".block_scale" in op,
+    }
+
+
+def mma_instructions(instrs: list[Instruction]) -> list[dict]:
+    """Tensor-core instructions grouped by opcode: family, shape, operand and accumulator formats."""
+    return _grouped(instrs, _mma_fields)
+
+
+def _cvt_fields(op: str) -> dict | None:
+    if not op.startswith("cvt."):
+        return None
+    fields = op.split(".")[1:]
+    types = [f for f in fields if f in PTX_TYPE_FORMAT]
+    if len(types) < 2:
+        return None  # integer <-> integer, or int <-> float (not a float rounding of interest)
+    dst, src = PTX_TYPE_FORMAT[types[0]], PTX_TYPE_FORMAT[types[1]]
+    rnd = next((ROUNDING[f] for f in fields if f in ROUNDING), None)
+    widening = _wider_or_equal(dst, src)
+    return {
+        "ptx": op, "from": src, "to": dst,
+        "exact": widening,
+        "rounding": None if widening else (rnd or "nearest_even"),
+        # PTX ISA cvt: .satfinite clamps to the largest finite value and maps NaN to NaN;
+        # without it a narrowing float conversion overflows to Inf (or NaN for e4m3).
+        "overflow": None if widening else ("saturate" if "satfinite" in fields else "inf_or_nan"),
+        "relu": "relu" in fields,
+        "flush_subnormals": "ftz" in fields,
+    }
 
 
 def conversions(instrs: list[Instruction]) -> list[dict]:
     """Floating-point ``cvt`` instructions grouped by opcode with what their modifiers mean."""
-    groups: dict[str, dict] = {}
-    for ins in instrs:
-        op = ins.opcode
-        if not op.startswith("cvt."):
-            continue
-        fields = op.split(".")[1:]
-        types = [f for f in fields if f in PTX_TYPE_FORMAT]
-        if len(types) < 2:
-            continue  # integer <-> integer, or int <-> float (not a float rounding of interest)
-        g = groups.get(op)
-        if g is None:
-            dst, src = PTX_TYPE_FORMAT[types[0]], PTX_TYPE_FORMAT[types[1]]
-            rnd = next((ROUNDING[f] for f in fields if f in ROUNDING), None)
-            widening = _wider_or_equal(dst, src)
-            g = groups[op] = {
-                "ptx": op, "from": src, "to": dst, "count": 0,
-                "exact": widening,
-                "rounding": None if widening else (rnd or "nearest_even"),
-                # PTX ISA cvt: .satfinite clamps to the largest finite value and maps NaN to NaN;
-                # without it a narrowing float conversion overflows to Inf (or NaN for e4m3).
-                "overflow": None if widening else ("saturate" if "satfinite" in fields else "inf_or_nan"),
-                "relu": "relu" in fields,
-                "flush_subnormals": "ftz" in fields,
-                "lines": [],
-            }
-        g["count"] += 1
-        if ins.where not in g["lines"]:
-            g["lines"].append(ins.where)
-    return list(groups.values())
+    return _grouped(instrs, _cvt_fields)
 
 
 # Exponent range and significand bits of the formats a cvt can name; used only to decide whether

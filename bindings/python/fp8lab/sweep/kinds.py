@@ -49,34 +49,27 @@ class Kind:
         return {a.name: a for a in self.axes}[name]
 
     def validate(self, axes: dict, params: dict) -> tuple[dict, dict]:
-        known = {a.name: a for a in self.axes}
-        unknown = [n for n in axes if n not in known]
+        out = self._checked("axes", ("axis", "axes"), axes, self.axes, lambda ax, v: [ax.check(x) for x in v],
+                            lambda ax: [ax.default])
+        pout = self._checked("params", ("parameter", "parameters"), params, self.params, lambda p, v: p.check(v),
+                             lambda p: p.default)
+        return out, pout
+
+    def _checked(self, field: str, nouns: tuple[str, str], given: dict, declared: tuple, check, default) -> dict:
+        """``given`` (name -> value) checked against the declared axes or parameters: an unknown name
+        or a value its check refuses is an error naming ``grid: <field>`` and the name."""
+        known = {a.name: a for a in declared}
+        unknown = [n for n in given if n not in known]
         if unknown:
-            raise ValueError(f"grid: axes: unknown axis {', '.join(map(repr, unknown))} for kind {self.name!r}; "
-                             f"its axes are {', '.join(sorted(known))}")
+            raise ValueError(f"grid: {field}: unknown {nouns[0]} {', '.join(map(repr, unknown))} for kind "
+                             f"{self.name!r}; its {nouns[1]} are {', '.join(sorted(known)) or 'none'}")
         out = {}
         for name in sorted(known):
-            ax = known[name]
-            values = axes.get(name, [ax.default])
-            checked = []
-            for v in values:
-                try:
-                    checked.append(ax.check(v))
-                except (TypeError, ValueError) as err:
-                    raise type(err)(f"grid: axes: {name}: {err}") from None
-            out[name] = checked
-        pknown = {p.name: p for p in self.params}
-        unknown = [n for n in params if n not in pknown]
-        if unknown:
-            raise ValueError(f"grid: params: unknown parameter {', '.join(map(repr, unknown))} for kind "
-                             f"{self.name!r}; its parameters are {', '.join(sorted(pknown)) or 'none'}")
-        pout = {}
-        for name, p in pknown.items():
             try:
-                pout[name] = p.check(params.get(name, p.default))
+                out[name] = check(known[name], given[name] if name in given else default(known[name]))
             except (TypeError, ValueError) as err:
-                raise type(err)(f"grid: params: {name}: {err}") from None
-        return out, pout
+                raise type(err)(f"grid: {field}: {name}: {err}") from None
+        return out
 
     def describe(self) -> dict:
         return {"name": self.name, "doc": self.doc, "seed_axes": list(self.seed_axes),

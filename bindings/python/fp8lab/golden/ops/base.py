@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..outputs import OutputMismatch, coerce_output
-from ..trace import FORMAT_OF_DTYPE, Trace, TraceTensor
+from ..trace import FORMAT_OF_DTYPE, NUMPY_OF_DTYPE, Trace, TraceTensor
 from ..verdict import Verdict, compare_tensors, compare_values, values_of
 
 
@@ -33,6 +33,25 @@ def ragged_size(rng: np.random.Generator, kind: str) -> int:
 
 def c_ptr(a: np.ndarray) -> ctypes.c_void_p:
     return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def pair_outputs(out, names: tuple[str, str]) -> dict:
+    """A Python kernel's two-array return value by trace name; {} when it returned anything but a
+    pair (then the verdict says the kernel returned no ``names[0]``)."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        return {}
+    return dict(zip(names, out))
+
+
+def output_tensors(got: dict, dtypes: dict[str, str]) -> dict[str, TraceTensor]:
+    """A kernel's outputs as trace tensors of the given trace dtypes (name -> dtype); a kernel
+    array in another numpy dtype is a TypeError naming the outputs and both dtypes."""
+    arrays = {name: np.asarray(got[name]) for name in dtypes}
+    want = {name: np.dtype(NUMPY_OF_DTYPE[d]) for name, d in dtypes.items()}
+    if any(arrays[n].dtype != want[n] for n in dtypes):
+        raise TypeError(f"{'/'.join(dtypes)}: the kernel returned {'/'.join(str(a.dtype) for a in arrays.values())}, "
+                        f"expected {'/'.join(str(w) for w in want.values())}")
+    return {name: TraceTensor("output", d, arrays[name]) for name, d in dtypes.items()}
 
 
 class Operation:

@@ -8,7 +8,7 @@ from ... import _core
 from ...formats import num_threads, set_num_threads
 from ..trace import TraceTensor
 from ..verdict import Verdict
-from .base import Operation, spec_as_dict
+from .base import Operation, output_tensors, pair_outputs, spec_as_dict
 
 HEAD_DIM = 128
 
@@ -116,16 +116,11 @@ class MlaIndexOp(Operation):
                        "among tokens tied at the k-th logit)", {"count": 0})
 
     def call(self, fn, spec, inputs):
-        out = fn(inputs["q"], inputs["k"], inputs["weights"], inputs["starts"], inputs["ends"], spec)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            return {}  # judged as "the kernel returned no 'logits'"
-        return {"logits": out[0], "indices": out[1]}
+        return pair_outputs(fn(inputs["q"], inputs["k"], inputs["weights"], inputs["starts"], inputs["ends"], spec),
+                            ("logits", "indices"))
 
     def kernel_outputs(self, spec, got):
-        lg, ids = np.asarray(got["logits"]), np.asarray(got["indices"])
-        if lg.dtype != np.float32 or ids.dtype != np.int32:
-            raise TypeError(f"logits/indices: the kernel returned {lg.dtype}/{ids.dtype}, expected float32/int32")
-        return {"logits": TraceTensor("output", "F32", lg), "indices": TraceTensor("output", "I32", ids)}
+        return output_tensors(got, {"logits": "F32", "indices": "I32"})
 
     def shrink(self, spec, inputs):
         m = inputs["q"].shape[0]

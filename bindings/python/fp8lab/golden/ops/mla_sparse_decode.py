@@ -12,7 +12,7 @@ from ...mla_sparse import (sparse_decode, sparse_decode_reference, sparse_kv_blo
                            sparse_kv_quantize)
 from ..outputs import as_host_array
 from ..trace import TraceTensor
-from .base import Operation, c_ptr
+from .base import Operation, c_ptr, pair_outputs
 
 _INT32_MAX = 2**31 - 1
 
@@ -121,10 +121,8 @@ class MlaSparseDecodeOp(Operation):
         return ref[name], ref[f"{name}_bound"]
 
     def call(self, fn, spec, inputs):
-        out = fn(inputs["q"], inputs["kv_cache"], inputs["indices"], inputs["topk_length"], inputs["attn_sink"], spec)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            return {}  # judged as "the kernel returned no 'out'"
-        return {"out": out[0], "lse": out[1]}
+        return pair_outputs(fn(inputs["q"], inputs["kv_cache"], inputs["indices"], inputs["topk_length"],
+                               inputs["attn_sink"], spec), ("out", "lse"))
 
     def call_c(self, f, spec, spec_json, inputs, error):
         # fp8lab_mla_sparse_decode_fn(q, batch, s_q, heads, d_qk, kv_cache, blocks, block_bytes, indices, topk,

@@ -8,7 +8,7 @@ import numpy as np
 from ... import _core
 from ...formats import num_threads, set_num_threads
 from ..trace import TraceTensor
-from .base import Operation, c_ptr, spec_as_dict
+from .base import Operation, c_ptr, output_tensors, pair_outputs, spec_as_dict
 
 
 class MoeRouteOp(Operation):
@@ -71,10 +71,7 @@ class MoeRouteOp(Operation):
                 "scores": TraceTensor("intermediate", "F32", np.asarray(scores, dtype=np.float32))}
 
     def call(self, fn, spec, inputs):
-        out = fn(inputs["logits"], inputs["bias"], spec)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            return {}  # judged as "the kernel returned no 'ids'"
-        return {"ids": out[0], "weights": out[1]}
+        return pair_outputs(fn(inputs["logits"], inputs["bias"], spec), ("ids", "weights"))
 
     def call_c(self, f, spec, spec_json, inputs, error):
         # fp8lab_moe_route_fn(logits, bias, tokens, experts, spec_json, ids, weights, error, error_len)
@@ -89,10 +86,7 @@ class MoeRouteOp(Operation):
         return rc, {"ids": ids, "weights": weights}
 
     def kernel_outputs(self, spec, got):
-        ids, w = np.asarray(got["ids"]), np.asarray(got["weights"])
-        if ids.dtype != np.int32 or w.dtype != np.float32:
-            raise TypeError(f"ids/weights: the kernel returned {ids.dtype}/{w.dtype}, expected int32/float32")
-        return {"ids": TraceTensor("output", "I32", ids), "weights": TraceTensor("output", "F32", w)}
+        return output_tensors(got, {"ids": "I32", "weights": "F32"})
 
     def shrink(self, spec, inputs):
         logits = inputs["logits"]

@@ -11,7 +11,7 @@ from ...formats import format_info, num_threads, set_num_threads
 from ..trace import FORMAT_OF_DTYPE, TraceTensor, dtype_for_format
 from ..outputs import as_host_array
 from ..verdict import Verdict
-from .base import Operation
+from .base import Operation, pair_outputs
 
 
 class QuantizeOp(Operation):
@@ -97,10 +97,7 @@ class QuantizeOp(Operation):
         return None if dtype == "U8" else FORMAT_OF_DTYPE.get(dtype)
 
     def call(self, fn, spec, inputs):
-        out = fn(inputs["x"], spec)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            return {}  # judged as "the kernel returned no 'q'"
-        return {"q": out[0], "scales": out[1]}
+        return pair_outputs(fn(inputs["x"], spec), ("q", "scales"))
 
     def compare(self, spec, inputs, expected, got, what):
         """The scale contract first (fp8lab.check_scales: layout, powers of two, padding, data cast
