@@ -45,6 +45,17 @@ std::vector<float> data(const Problem& p, std::size_t rows, std::uint64_t salt) 
   return x;
 }
 
+// data(), or with `uniform` values of one magnitude and random signs (quantised tiles are then
+// near-uniform: a tensor-core instruction's aligned sum and the D it carries use all their bits).
+std::vector<float> kernel_data(const Problem& p, std::size_t rows, std::uint64_t salt, bool uniform) {
+  std::vector<float> x = data(p, rows, salt);
+  if (uniform)
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x[i] = std::ldexp((i * 2654435761u + salt + p.seed) % 97 < 48 ? -1.0f : 1.0f, p.sigma_exp) *
+             (1.0f + static_cast<float>((i * 40503u + salt) % 8) / 8.0f);
+  return x;
+}
+
 GemmOperand operand(const Problem& p, std::size_t rows, std::uint64_t salt, Tile tile, bool pow2 = false) {
   return operand_from_qtensor(testing::quantise(data(p, rows, salt), rows, p.K, tile, "e4m3", pow2), "x");
 }
@@ -164,14 +175,7 @@ RC_GTEST_PROP(GemmProperties, FastKernelEqualsInstructionChains, ()) {
   const char* fmt = e5m2 ? "e5m2" : "e4m3";
   p.M = *rc::gen::inRange<std::size_t>(1, 14);
   const bool uniform = *rc::gen::arbitrary<bool>();
-  auto values = [&](std::size_t rows, std::uint64_t salt) {
-    std::vector<float> x = data(p, rows, salt);
-    if (uniform)
-      for (std::size_t i = 0; i < x.size(); ++i)
-        x[i] = std::ldexp((i * 2654435761u + salt + p.seed) % 97 < 48 ? -1.0f : 1.0f, p.sigma_exp) *
-               (1.0f + static_cast<float>((i * 40503u + salt) % 8) / 8.0f);
-    return x;
-  };
+  auto values = [&](std::size_t rows, std::uint64_t salt) { return kernel_data(p, rows, salt, uniform); };
   GemmSpec s;
   s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
   s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
@@ -225,6 +229,48 @@ RC_GTEST_PROP(GemmProperties, BlockedKernelsEqualPerElementPaths, ()) {
   const auto fast = gemm(a, b, s, cp, {true});
   set_num_threads(0);
   RC_ASSERT(same_values(fast, gemm(a, b, s, cp, {false})));
+}
+
+// The blocked certificate of the Hopper FP8 presets (gemm/bound_kernel) against the per-element
+// one it replaces (GemmOptions{false}, the old path kept as the oracle): the same doubles,
+// promoted (N_C = 32, 64, 128) or one chain, every combine order and output, C or none, NaN/Inf
+// sprinkled in, on wide-range data with zeros and cancelling rows or on products crowding the
+// largest exponent, ragged shapes, every kernel variant and thread count. Without specials the
+// bound is also checked against the exact error (gemm_exact).
+RC_GTEST_PROP(GemmProperties, BoundKernelEqualsPerElementBound, ()) {
+  Problem p = gen_problem(400);
+  const bool e5m2 = *rc::gen::arbitrary<bool>();
+  const char* fmt = e5m2 ? "e5m2" : "e4m3";
+  p.M = *rc::gen::inRange<std::size_t>(1, 14);
+  p.N = *rc::gen::inRange<std::size_t>(1, 50);
+  const bool uniform = *rc::gen::arbitrary<bool>();
+  auto values = [&](std::size_t rows, std::uint64_t salt) { return kernel_data(p, rows, salt, uniform); };
+  GemmSpec s;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  s.instruction = e5m2 ? "hopper_fp8_e5m2" : "hopper_fp8";
+  const bool promoted = s.accumulate == Accumulate::Promoted;
+  if (promoted) s.promote_every = *rc::gen::element(32, 64, 128);
+  const Tile ta = promoted ? Tile{1, 128} : Tile{1, 0}, tb = promoted ? Tile{128, 128} : Tile{0, 0};
+  GemmOperand a = operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, fmt), "a");
+  GemmOperand b = operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, fmt), "b");
+  const int specials = *rc::gen::inRange(0, 3) == 0 ? *rc::gen::inRange(1, 4) : 0;
+  for (int t = 0; t < specials; ++t) {
+    GemmOperand& x = t % 2 ? b : a;
+    x.elements[*rc::gen::inRange<std::size_t>(0, x.elements.size())] = e5m2 ? *rc::gen::element(NAN, INFINITY, -INFINITY) : NAN;
+  }
+  auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp + 4));
+  const float* cp = *rc::gen::arbitrary<bool>() ? c.data() : nullptr;
+  const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));
+  set_num_threads(*rc::gen::inRange(1, 4));
+  const auto fast = gemm_error_bound(a, b, s, cp, {true});
+  set_num_threads(0);
+  RC_ASSERT(same_bits(fast, gemm_error_bound(a, b, s, cp, {false})));
+  if (specials) return;
+  const auto d = gemm(a, b, s, cp);
+  const auto x = gemm_exact(a, b, cp, OutputFormat::Fp64);
+  for (std::size_t e = 0; e < d.size(); ++e) RC_ASSERT(std::fabs(d[e] - x[e]) <= fast[e]);
 }
 
 RC_GTEST_PROP(GemmProperties, ThreadCountDoesNotChangeBits, ()) {

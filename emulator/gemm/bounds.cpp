@@ -3,75 +3,32 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "accum/tensor_core.hpp"
 #include "common/parallel.hpp"
-#include "gemm/block_scaled.hpp"
-#include "gemm/combine.hpp"
-#include "gemm/gemm.hpp"
 #include "formats/row_constants.hpp"
+#include "gemm/block_scaled.hpp"
+#include "gemm/bound_kernel.hpp"
+#include "gemm/bound_steps.hpp"
+#include "gemm/hopper_fp8_kernel.hpp"
+#include "gemm/non_finite.hpp"
 
 namespace fp8lab {
 namespace {
 
-constexpr double kU32 = binary32::kUnitRoundoff;    // unit roundoff of binary32, 2^-24
-constexpr double kEta = binary32::kLeastSubnormal;  // an underflowing binary32 product errs by at most this, 2^-149
-constexpr double kSafety = 1.0 + 0x1p-30;
-constexpr double kInf = std::numeric_limits<double>::infinity();
+using bound_steps::combine_with_bound;
+using bound_steps::finish;
+using bound_steps::Fp32Track;
+using bound_steps::kEta;
+using bound_steps::kInf;
+using bound_steps::kSafety;
+using bound_steps::kU32;
 
 // floor(log2|x|) clamped below at emin (x != 0).
 int clamped_exponent(double x, int emin) { return std::max(std::ilogb(x), emin); }
-
-struct Fp32Track {  // a binary32 value and the bound on its distance to the exact quantity
-  float v;
-  double err;
-};
-
-// Bound of fl32(acc + c) then of the output rounding; `err` is the bound of acc.
-double finish(float acc, double err, const float* c, std::size_t e, OutputFormat out) {
-  float v = acc;
-  if (c) {
-    v = acc + c[e];
-    err += kU32 * std::fabs(v);
-  }
-  if (out == OutputFormat::Bf16) {
-    const float r = round_to_bf16(v);
-    // BF16's unit roundoff 2^-8, and half its least subnormal 2^-133 below its normal range.
-    err += bfloat16::kUnitRoundoff * std::fabs(r) + binary32::kMinNormal * bfloat16::kUnitRoundoff;
-    v = r;
-  }
-  if (!std::isfinite(v)) return kInf;
-  return err * kSafety;
-}
-
-Fp32Track combine_with_bound(Combine order, float p, double bp, float sa, float sb, Fp32Track acc) {
-  const double asa = std::fabs(sa), asb = std::fabs(sb), ap = std::fabs(p);
-  double err = acc.err;
-  switch (order) {
-    case Combine::DeepGemm: {
-      const float s = sa * sb;
-      const double as = std::fabs(s);
-      // |s*p - sa*sb*P| <= |s|*|p - P| + |s - sa*sb|*|P|, |s - sa*sb| <= u32*|s| + eta.
-      err += as * bp + (kU32 * as + kEta) * (ap + bp) + kEta;
-      break;
-    }
-    case Combine::Triton: {
-      const float q1 = p * sa, q2 = q1 * sb;
-      err += kU32 * std::fabs(q2) + kEta + asb * (kU32 * std::fabs(q1) + kEta) + asa * asb * bp;
-      break;
-    }
-    case Combine::Cublas: {
-      const float q1 = p * sa;
-      err += asb * (kU32 * std::fabs(q1) + kEta) + asa * asb * bp + kEta;
-      break;
-    }
-  }
-  const float v = combine_partial(order, p, sa, sb, acc.v);
-  err += kU32 * std::fabs(v);
-  return {v, err};
-}
 
 // Bound of one product fl(x*y) of dequantised operands (x = fl(a*sa), y = fl(b*sb)) against
 // (a*sa)*(b*sb); also returns the computed product.
@@ -98,13 +55,12 @@ Fp32Track pairwise_with_bound(const ProductTrack* t, std::size_t n) {
 
 // Exact accumulation: one rounding of the exact sum into the output format.
 void exact_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
-                      std::vector<double>& bound) {
+                      const GemmOptions& options, std::vector<double>& bound) {
   const std::size_t M = a.rows, N = b.rows;
   const int p = output_precision(spec.out), emin = output_min_exponent(spec.out);
   // The bound is sized by the rounded result, so the result is needed: RNE errs by at most
   // half an ULP of the result's binade (2^-p * |D|), or half the smallest subnormal.
-  GemmSpec s = spec;
-  const std::vector<double> d = gemm(a, b, s, c);
+  const std::vector<double> d = gemm(a, b, spec, c, options);
   for (std::size_t e = 0; e < M * N; ++e)
     bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
 }
@@ -133,13 +89,114 @@ void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec&
   });
 }
 
-// Tensor-core chains, promoted or not: the fused form's steps, block by block.
+// One output's tensor-core chain, promoted or not: the fused form's steps, block by block (the
+// per-element certificate; the blocked one in gemm/bound_kernel.cpp adds the same doubles).
+// pa, pb: scratch of the instruction's k.
+double tensor_core_element_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                 const TensorCoreModel& model, std::size_t NC, const float* c, std::size_t i,
+                                 std::size_t j, std::vector<float>& pa, std::vector<float>& pb) {
+  const std::size_t K = a.cols;
+  const auto blk = static_cast<std::size_t>(model.block > 0 ? model.block : model.k);
+  const float* x = a.row(i);
+  const float* y = b.row(j);
+  Fp32Track acc{0.0f, 0.0};
+  for (std::size_t kb = 0; kb < K; kb += NC) {
+    const std::size_t ke = std::min(K, kb + NC);
+    float p = 0.0f;
+    double bp = 0.0;
+    // Fused blocks in order; a ragged tail is zero-padded, which adds nothing.
+    for (std::size_t kc = kb; kc < ke; kc += blk) {
+      const std::size_t kn = std::min(blk, ke - kc);
+      // The block alone through accum's model: its data in slot 0, zeros elsewhere.
+      std::fill(pa.begin(), pa.end(), 0.0f);
+      std::fill(pb.begin(), pb.end(), 0.0f);
+      std::copy_n(x + kc, kn, pa.begin());
+      std::copy_n(y + kc, kn, pb.begin());
+      const float c_in = p;
+      if (model.exact_sum) {
+        // One FP32 rounding (either direction) of the exact sum: one FP32 ULP of the result;
+        // with C after the products, of S_p, then fl32(S_p + C).
+        p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+        const float sp = model.c_after_products ? fused_dot_add(pa.data(), pb.data(), 0.0f, model) : p;
+        if (sp != 0) bp += std::ldexp(1.0, std::ilogb(sp) + 1 - binary32::kPrecision);
+        if (model.c_after_products) bp += kU32 * std::fabs(p);
+        bp += kEta;
+        continue;
+      }
+      // Step 2: the alignment exponent over the aligned terms, and how many are not
+      // multiples of u (C is not among them when it is added after the products).
+      const bool c_aligned = !model.c_after_products && c_in != 0;
+      int emax = std::numeric_limits<int>::min();
+      if (c_aligned) emax = clamped_exponent(c_in, binary32::kMinExponent);
+      for (std::size_t k = kc; k < kc + kn; ++k)
+        if (x[k] != 0 && y[k] != 0)
+          emax = std::max(emax, clamped_exponent(x[k], model.input_min_exponent) +
+                                    clamped_exponent(y[k], model.input_min_exponent));
+      double block_err = 0.0;
+      float normalised;  // the value steps 3-4 produced (S_p, or D)
+      if (model.c_after_products) {
+        normalised = fused_dot_add(pa.data(), pb.data(), 0.0f, model);
+        p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+        block_err += kU32 * std::fabs(p);  // fl32(S_p + C)
+      } else {
+        p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+        normalised = p;
+      }
+      if (emax != std::numeric_limits<int>::min()) {
+        const int ue = emax - model.alignment_frac_bits;
+        int inexact = 0;
+        auto not_multiple = [&](double t) {
+          const double q = std::ldexp(std::fabs(t), -ue);
+          return q != std::floor(q);
+        };
+        if (c_aligned && not_multiple(c_in)) ++inexact;
+        for (std::size_t k = kc; k < kc + kn; ++k)
+          if (not_multiple(static_cast<double>(x[k]) * y[k])) ++inexact;
+        block_err += inexact * std::ldexp(1.0, ue);
+      }
+      // Step 4: rounding to P significant bits costs at most one ULP_P of the result.
+      if (normalised != 0) block_err += std::ldexp(1.0, std::ilogb(normalised) + 1 - model.output_precision);
+      if (std::fabs(p) < 2 * binary32::kMinNormal) block_err += kEta;  // onto FP32's subnormal grid
+      bp += block_err;
+    }
+    acc = combine_with_bound(spec.combine, p, bp, a.scale(i, kb), b.scale(j, kb), acc);
+  }
+  return finish(acc.v, acc.err, c, i * b.rows + j, spec.out);
+}
+
+// The Hopper FP8 presets on the blocked certificate (gemm/bound_kernel.hpp: the same doubles);
+// outputs whose row of A or of B holds a NaN or Inf take the per-element one, as gemm() takes
+// the per-instruction path for them. False when the kernel does not cover the spec here.
+bool blocked_tensor_core_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                               const TensorCoreModel& model, std::size_t NC, const float* c, std::vector<double>& bound) {
+  const std::optional<Fp8Operands> operands = hopper_fp8_operands(model);
+  if (!operands || !hopper_fp8_kernel_models(model, *operands)) return false;
+  const std::size_t M = a.rows, N = b.rows;
+  const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
+  std::vector<float> acc(M * N);
+  std::vector<double> err(M * N);
+  const std::size_t promote_every = spec.accumulate == Accumulate::Promoted ? NC : 0;
+  const bool done = ra.any || rb.any ? hopper_fp8_chain_bounds(finite_part(a), finite_part(b), model, promote_every,
+                                                               spec.combine, acc.data(), err.data())
+                                     : hopper_fp8_chain_bounds(a, b, model, promote_every, spec.combine, acc.data(),
+                                                               err.data());
+  if (!done) return false;
+  parallel_for(M * N, 1024, [&](std::size_t e0, std::size_t e1) {
+    std::vector<float> pa(static_cast<std::size_t>(model.k)), pb(pa.size());
+    for (std::size_t e = e0; e < e1; ++e)
+      bound[e] = ra.row[e / N] || rb.row[e % N]
+                     ? tensor_core_element_bound(a, b, spec, model, NC, c, e / N, e % N, pa, pb)
+                     : finish(acc[e], err[e], c, e, spec.out);
+  });
+  return true;
+}
+
+// Tensor-core chains, promoted or not.
 void tensor_core_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
-                            std::vector<double>& bound) {
+                            bool allow_fast, std::vector<double>& bound) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
-  // Tensor-core chains, promoted or not.
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
-  // The certificate below follows the fused form's steps (accum/tensor_core.hpp); the two-level
+  // The certificate follows the fused form's steps (accum/tensor_core.hpp); the two-level
   // CDNA3 form rounds differently and has none yet.
   if (model.form != DotForm::Fused)
     throw std::invalid_argument("instruction: " + spec.instruction +
@@ -153,95 +210,27 @@ void tensor_core_gemm_bound(const GemmOperand& a, const GemmOperand& b, const Ge
     });
     return;
   }
-  const auto kI = static_cast<std::size_t>(model.k);
-  const auto blk = static_cast<std::size_t>(model.block > 0 ? model.block : model.k);
   const std::size_t NC = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every)
                                                                   : std::max<std::size_t>(K, 1);
+  if (allow_fast && blocked_tensor_core_bound(a, b, spec, model, NC, c, bound)) return;
   parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
-    std::vector<float> pa(kI), pb(kI);
-    for (std::size_t e = e0; e < e1; ++e) {
-      const std::size_t i = e / N, j = e % N;
-      const float* x = a.row(i);
-      const float* y = b.row(j);
-      Fp32Track acc{0.0f, 0.0};
-      for (std::size_t kb = 0; kb < K; kb += NC) {
-        const std::size_t ke = std::min(K, kb + NC);
-        float p = 0.0f;
-        double bp = 0.0;
-        // Fused blocks in order; a ragged tail is zero-padded, which adds nothing.
-        for (std::size_t kc = kb; kc < ke; kc += blk) {
-          const std::size_t kn = std::min(blk, ke - kc);
-          // The block alone through accum's model: its data in slot 0, zeros elsewhere.
-          std::fill(pa.begin(), pa.end(), 0.0f);
-          std::fill(pb.begin(), pb.end(), 0.0f);
-          std::copy_n(x + kc, kn, pa.begin());
-          std::copy_n(y + kc, kn, pb.begin());
-          const float c_in = p;
-          if (model.exact_sum) {
-            // One FP32 rounding (either direction) of the exact sum: one FP32 ULP of the result;
-            // with C after the products, of S_p, then fl32(S_p + C).
-            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
-            const float sp = model.c_after_products ? fused_dot_add(pa.data(), pb.data(), 0.0f, model) : p;
-            if (sp != 0) bp += std::ldexp(1.0, std::ilogb(sp) + 1 - binary32::kPrecision);
-            if (model.c_after_products) bp += kU32 * std::fabs(p);
-            bp += kEta;
-            continue;
-          }
-          // Step 2: the alignment exponent over the aligned terms, and how many are not
-          // multiples of u (C is not among them when it is added after the products).
-          const bool c_aligned = !model.c_after_products && c_in != 0;
-          int emax = std::numeric_limits<int>::min();
-          if (c_aligned) emax = clamped_exponent(c_in, binary32::kMinExponent);
-          for (std::size_t k = kc; k < kc + kn; ++k)
-            if (x[k] != 0 && y[k] != 0)
-              emax = std::max(emax, clamped_exponent(x[k], model.input_min_exponent) +
-                                        clamped_exponent(y[k], model.input_min_exponent));
-          double block_err = 0.0;
-          float normalised;  // the value steps 3-4 produced (S_p, or D)
-          if (model.c_after_products) {
-            normalised = fused_dot_add(pa.data(), pb.data(), 0.0f, model);
-            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
-            block_err += kU32 * std::fabs(p);  // fl32(S_p + C)
-          } else {
-            p = fused_dot_add(pa.data(), pb.data(), c_in, model);
-            normalised = p;
-          }
-          if (emax != std::numeric_limits<int>::min()) {
-            const int ue = emax - model.alignment_frac_bits;
-            int inexact = 0;
-            auto not_multiple = [&](double t) {
-              const double q = std::ldexp(std::fabs(t), -ue);
-              return q != std::floor(q);
-            };
-            if (c_aligned && not_multiple(c_in)) ++inexact;
-            for (std::size_t k = kc; k < kc + kn; ++k)
-              if (not_multiple(static_cast<double>(x[k]) * y[k])) ++inexact;
-            block_err += inexact * std::ldexp(1.0, ue);
-          }
-          // Step 4: rounding to P significant bits costs at most one ULP_P of the result.
-          if (normalised != 0) block_err += std::ldexp(1.0, std::ilogb(normalised) + 1 - model.output_precision);
-          if (std::fabs(p) < 2 * binary32::kMinNormal) block_err += kEta;  // onto FP32's subnormal grid
-          bp += block_err;
-        }
-        acc = combine_with_bound(spec.combine, p, bp, a.scale(i, kb), b.scale(j, kb), acc);
-      }
-      bound[e] = finish(acc.v, acc.err, c, e, spec.out);
-    }
+    std::vector<float> pa(static_cast<std::size_t>(model.k)), pb(pa.size());
+    for (std::size_t e = e0; e < e1; ++e) bound[e] = tensor_core_element_bound(a, b, spec, model, NC, c, e / N, e % N, pa, pb);
   });
 }
 
 }  // namespace
 
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
-                                     const float* c) {
+                                     const float* c, const GemmOptions& options) {
   validate_gemm(a, b, spec);
   std::vector<double> bound(a.rows * b.rows);
   if (spec.accumulate == Accumulate::Exact)
-    exact_gemm_bound(a, b, spec, c, bound);
+    exact_gemm_bound(a, b, spec, c, options, bound);
   else if (spec.accumulate == Accumulate::Fp32Sequential || spec.accumulate == Accumulate::Fp32Pairwise)
     fp32_gemm_bound(a, b, spec, c, bound);
   else
-    tensor_core_gemm_bound(a, b, spec, c, bound);
+    tensor_core_gemm_bound(a, b, spec, c, options.allow_fast_kernel, bound);
   return bound;
 }
 

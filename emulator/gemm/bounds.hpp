@@ -43,14 +43,17 @@
 
 #include <vector>
 
+#include "gemm/gemm.hpp"
 #include "gemm/gemm_spec.hpp"
 #include "gemm/operand.hpp"
 
 namespace fp8lab {
 
 // The bound for each of the M x N outputs of gemm(a, b, spec, c) (c may be nullptr).
+// options.allow_fast_kernel = false forces the per-element certificate everywhere (the blocked
+// one, gemm/bound_kernel.hpp, gives the same doubles; tests compare them).
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
-                                     const float* c = nullptr);
+                                     const float* c = nullptr, const GemmOptions& options = {});
 
 
 }  // namespace fp8lab
