@@ -46,13 +46,23 @@ Tile tile_from_py(const py::object& t) {
   return out;
 }
 
-QTensor quantize_py(const py::object& x_obj, const py::object& tile, const std::string& fmt, const py::object& rule_obj) {
+// rbits (None, or uint32 of x's shape) and width: stochastic rounding of the elements (quantize.hpp).
+QTensor quantize_py(const py::object& x_obj, const py::object& tile, const std::string& fmt, const py::object& rule_obj,
+                    const py::object& rbits_obj, int width) {
   py::array x = require_float(x_obj, "x");
   if (x.ndim() != 2)
     throw py::value_error("x: expected a 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
   const auto rows = static_cast<std::size_t>(x.shape(0)), cols = static_cast<std::size_t>(x.shape(1));
   const Tile t = tile_from_py(tile);
   const ScaleRule rule = rule_from_py(rule_obj);
+  if (!rbits_obj.is_none()) {
+    const auto r = require_dtype<std::uint32_t>(rbits_obj, "rbits", "uint32");
+    if (shape_of(r) != shape_of(x)) throw py::value_error("rbits: shape must equal x's (one random word per element)");
+    if (!is_float32(x)) throw py::type_error("x: stochastic rounding takes float32 x");
+    const StochasticBits sr{r.data(), width};
+    py::gil_scoped_release release;
+    return quantize(static_cast<const float*>(x.data()), rows, cols, t, fmt, rule, &sr);
+  }
   const bool f32 = is_float32(x);
   py::gil_scoped_release release;
   if (f32) return quantize(static_cast<const float*>(x.data()), rows, cols, t, fmt, rule);
@@ -214,7 +224,8 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
                "', tile=(" + std::to_string(q.tile.rows) + ", " + std::to_string(q.tile.cols) + "), rule='" + q.rule + "')";
       });
 
-  m.def("quantize", &quantize_py, py::arg("x"), py::arg("tile"), py::arg("fmt"), py::arg("rule"));
+  m.def("quantize", &quantize_py, py::arg("x"), py::arg("tile"), py::arg("fmt"), py::arg("rule"),
+        py::arg("rbits") = py::none(), py::arg("width") = 8);
   m.def("retile", [](const QTensor& q, const py::object& tile) {
     const Tile t = tile_from_py(tile);
     py::gil_scoped_release release;

@@ -13,6 +13,7 @@
 
 #include "common/parallel.hpp"
 #include "quant/nvfp4.hpp"
+#include "quant/stochastic.hpp"
 
 namespace fp8lab {
 
@@ -65,13 +66,25 @@ void check_sign(const float* x, std::size_t rows, std::size_t cols, const Format
     }
 }
 
+// Checked before the parallel element pass, so a bad word is an error naming it, not a throw inside a worker.
+void check_random_bits(const StochasticBits& sr, std::size_t n) {
+  if (sr.width < 1 || sr.width > 32)
+    throw std::invalid_argument("width: random bits per value must be in [1, 32], got " + std::to_string(sr.width));
+  if (n != 0 && sr.rbits == nullptr) throw std::invalid_argument("rbits: null pointer for a non-empty matrix");
+  for (std::size_t i = 0; i < n && sr.width < 32; ++i)
+    if ((sr.rbits[i] >> sr.width) != 0)
+      throw std::invalid_argument("rbits: word " + std::to_string(i) + " = " + std::to_string(sr.rbits[i]) +
+                                  " has bits above its width " + std::to_string(sr.width));
+}
+
 }  // namespace
 
 QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
-                 const ScaleRule& rule) {
+                 const ScaleRule& rule, const StochasticBits* sr) {
   const Format& fmt = format_by_name(fmt_name);  // throws naming the format
   rule.validate();
   if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
+  if (sr != nullptr) check_random_bits(*sr, rows * cols);
   if (fmt.storage_bits() > 32) throw std::invalid_argument("fmt: element format wider than 32 bits");
   check_tile_for_rule(rule, rows, cols, tile);
   check_sign(x, rows, cols, fmt);
@@ -170,6 +183,10 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
           if (clamp) {
             // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
             for (std::size_t i = 0; i < len; ++i) buf[i] = buf[i] < -fmax ? -fmax : (buf[i] > fmax ? fmax : buf[i]);
+          }
+          if (sr != nullptr) {
+            round_stochastic_bits(buf, sr->rbits + r * cols + c0, len, fmt, sr->width, out + c0);
+            continue;
           }
           enc.encode_u32(buf, len, out + c0);
           if (rule.cast_rounding == CastRounding::NearestTiesToZero) ties_toward_zero(buf, len, out + c0, fmt);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -20,11 +21,20 @@
 
 namespace fp8lab {
 
+// Stochastic rounding of the scaled elements in place of the rule's cast: element i (row-major) is
+// rounded by quant/stochastic.hpp's cvt.rs.satfinite model with random word rbits[i] (< 2^width), as
+// NVIDIA's NVFP4 recipe rounds gradients; the scales are the rule's, computed as without it.
+struct StochasticBits {
+  const std::uint32_t* rbits;  // rows * cols words
+  int width;
+};
+
 // x: rows * cols float32 values, row-major. Throws std::invalid_argument naming the argument for an
 // unknown format, a null x with a non-empty shape, a rule that does not validate, or a tile the rule
-// cannot take (e.g. an MX tile that does not hold 32 elements).
+// cannot take (e.g. an MX tile that does not hold 32 elements); with sr, for a width outside [1, 32]
+// or a word with bits above it.
 QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt,
-                 const ScaleRule& rule);
+                 const ScaleRule& rule, const StochasticBits* sr = nullptr);
 // float64 input: every value must be a float32 value already (the rules compute in float32, and a
 // silent rounding here would be a second, unmodelled cast); NaN is accepted. Otherwise
 // std::invalid_argument names the first offending element.

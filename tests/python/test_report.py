@@ -286,7 +286,7 @@ def test_summary_has_one_row_per_trick_with_numbers_or_a_plain_not_measured(quic
     tricks = [r["trick"].split(":")[0] for r in sm["rows"]]
     assert tricks == ["FP8 GEMMs", "Promotion", "Power-of-two (UE8M0) scales",
                       "FP8 activation cache and BF16 AdamW moments", "MLA", "DeepSeekMoE",
-                      "Multi-token prediction (one extra depth)"]
+                      "Multi-token prediction (one extra depth)", "Blackwell block-scaled recipes"]
     for r in sm["rows"]:
         assert set(r) == {"trick", "saves", "costs", "claim", "ours", "verdict"}
         assert re.search(r"\d", r["saves"]) and r["verdict"], r["trick"]

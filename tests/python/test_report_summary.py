@@ -58,6 +58,24 @@ def test_rows_say_not_measured_without_training_and_quote_it_with():
     assert train["sentence"] in q and "not measured" not in q
 
 
+def test_blackwell_row_quotes_the_microscaling_loss_cost_or_says_not_measured():
+    cm = cost_model.build().figures
+    assert cm["mxfp8_bytes_ratio"]["value"] == (1 + 1 / 32) / 2 and cm["nvfp4_bytes_ratio"]["value"] == (0.5 + 1 / 16) / 2
+    row = summary.rows(cm, _heads({}), {}, None)[-1]
+    assert row["trick"].startswith("Blackwell block-scaled recipes") and "51.6%" in row["saves"]
+    assert row["ours"] == "not measured" and "not measured" in row["costs"]
+    rec = {"final_val": 5.01, "rel_error_vs_bf16": 0.002, "exceeds_bf16_noise": False, "rel_error_vs_deepseek_fp8": -0.001}
+    loss = {"available": True, "plan": {"steps": 48, "seeds": [0, 1, 2]}, "noise_floor_bf16": 0.004,
+            "bf16_final_val": [5.0, 5.02, 4.98],
+            "recipes": {"deepseek_fp8": dict(rec, rel_error_vs_deepseek_fp8=None),
+                        "mxfp8_te": rec, "nvfp4": dict(rec, rel_error_vs_bf16=0.03, exceeds_bf16_noise=True)}}
+    row = summary.rows(cm, _heads({}), {"microscaling": {"status": "ok", "data": {"loss_cost": loss}}}, None)[-1]
+    assert row["ours"] == "mxfp8_te: 0.2% vs BF16; nvfp4: 3% vs BF16"
+    assert "mxfp8_te 0.2% (-0.1% vs deepseek_fp8)" in row["costs"]
+    assert "5.0000 ± 0.02 nats/byte over 3 seeds" in row["costs"]  # sd of 5.0, 5.02, 4.98 (ddof 1)
+    assert row["verdict"].startswith("above the bf16 seed noise: nvfp4")
+
+
 def test_noisy_lists_exactly_the_flagged_figures():
     heads = _heads({("scales", "ue8m0_penalty"): [2.0, 3.0, 4.0], ("routing", "gate_flip_fraction"): [0.16] * 3})
     got = summary.noisy(heads)

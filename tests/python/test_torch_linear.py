@@ -2,6 +2,8 @@
 recipe row and calling fp8lab.gemm (ragged shapes included); the DeepSeek quantiser re-formulated in
 numpy + ml_dtypes from DeepSeek-V3's act_quant as an independent oracle (which catches a wrong scale
 convention); the fp32 recipe against torch's nn.Linear in float64; thread-count independence."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 
 import fp8lab  # noqa: E402
 import fp8lab.torch as ft  # noqa: E402
+from fp8lab.torch.linear import _scale_block  # noqa: E402
+from fp8lab.torch.recipes import resolve  # noqa: E402
 
 EMULATED = [r for r in ft.recipes() if ft.recipe(r)["kind"] == "emulated"]
 # Ragged on purpose: no dimension a multiple of 128 except where a full tile is wanted too.
@@ -24,26 +28,42 @@ def _operand(x, spec):
     return fp8lab.quantize(x, tuple(spec["tile"]), spec["fmt"], spec["rule"])
 
 
-def _gemm(a, b, spec):
+def _rht(x):
+    """TE's RHT along K: pad K with zeros to a multiple of 16, then fp8lab.rht16."""
+    k = -(-x.shape[1] // 16) * 16
+    return fp8lab.rht16(np.pad(x, ((0, 0), (0, k - x.shape[1]))).astype(np.float32))
+
+
+def _gemm(a, b, spec, rng=None):
     """A pass that names a GEMM recipe row: quantise each operand by the row and multiply by the
-    row (fp8lab's own recipe= entry points); an explicit pass: by its operand specs and keywords."""
+    row (fp8lab's own recipe= entry points); an explicit pass: by its operand specs and keywords.
+    Steps (recipes.PASS_STEPS): the RHT on both operands first; stochastically rounded operands
+    take 8-bit words from rng, A's before B's."""
+    if spec.get("rht16"):
+        a, b = _rht(a), _rht(b)
+    sr = spec.get("stochastic_rounding", [])
+    kw = {s: {"rbits": rng.integers(0, 256, size=x.shape, dtype=np.uint32)} if s in sr else {}
+          for s, x in (("a", a), ("b", b))}
     if "gemm_recipe" in spec:
         g = spec["gemm_recipe"]
-        return fp8lab.gemm(fp8lab.quantize(a, recipe=g, operand="a"), fp8lab.quantize(b, recipe=g, operand="b"),
-                           recipe=g)
+        return fp8lab.gemm(fp8lab.quantize(a, recipe=g, operand="a", **kw["a"]),
+                           fp8lab.quantize(b, recipe=g, operand="b", **kw["b"]), recipe=g)
+    assert not sr  # the explicit passes here (bf16) round to nearest
     return fp8lab.gemm(_operand(a, spec["a"]), _operand(b, spec["b"]), **spec["gemm"])
 
 
-def _expected(row, x, w, dy, role=""):
-    """The three passes written out from the recipe row (the documented definitions)."""
+def _expected(row, x, w, dy, role="", name="Fp8Linear", seed=0):
+    """The three passes written out from the recipe row (the documented definitions); random bits
+    from PCG64 seeded with (seed, crc32 of the layer's name), Dgrad's before Wgrad's."""
     p = row["passes"]
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     y = _gemm(x, w, p["fprop"])
-    dx = _gemm(dy, np.ascontiguousarray(w.T), p["dgrad"])
+    dx = _gemm(dy, np.ascontiguousarray(w.T), p["dgrad"], rng)
     cache = row["cache_attn_out"] if role == "attn_out" and "cache_attn_out" in row else row["cache"]
     xc = x
     if cache["from"] == "cached":
         xc = fp8lab.quantize(x, tuple(cache["tile"]), cache["fmt"], cache["rule"]).dequantize().astype(np.float32)
-    dw = _gemm(np.ascontiguousarray(dy.T), np.ascontiguousarray(xc.T), p["wgrad"])
+    dw = _gemm(np.ascontiguousarray(dy.T), np.ascontiguousarray(xc.T), p["wgrad"], rng)
     return y, dx, dw
 
 
@@ -73,7 +93,10 @@ def _layer(row, w, role=""):
 @pytest.mark.parametrize("name", EMULATED)
 def test_three_gemms_bit_identical_to_quantize_and_gemm(name):
     row = ft.recipe(name)
-    small = name == "bf16"  # the BF16 tensor-core model runs instruction by instruction: keep it small
+    # The BF16 and block-scaled (tcgen05) tensor-core models run instruction by instruction: keep them
+    # small, still ragged (K = 136 = 4 x 32 + 8; Wgrad's K = 40 tokens).
+    per_instruction = any(_scale_block(p["gemm"].get("instruction")) for p in resolve(row).values())
+    small = name == "bf16" or per_instruction
     x, w, dy = _data(1, *((40, 136, 72) if small else (T, IN, OUT)))
     got = _run(_layer(row, w), x, dy)
     want = _expected(row, x, w, dy)

@@ -30,13 +30,18 @@ def stochastic_round(x, fmt: str, rbits, width: int | None = None) -> np.ndarray
     RBITS_WIDTH[fmt]. Returns the format's bit patterns."""
     if not isinstance(fmt, str):
         raise TypeError(f"fmt: expected a format name, got {type(fmt).__name__}")
+    return _core.stochastic_round(x, fmt, rbits, sr_width(fmt, width))
+
+
+def sr_width(fmt: str, width) -> int:
+    """The random bits per value: ``width`` checked, or cvt.rs's width for ``fmt`` (RBITS_WIDTH)."""
     if width is None:
         if fmt not in RBITS_WIDTH:
             raise ValueError(f"width: no cvt.rs width known for format {fmt!r}; pass width= (1..32)")
         width = RBITS_WIDTH[fmt]
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
         raise TypeError(f"width: expected an int, got {type(width).__name__}")
-    return _core.stochastic_round(x, fmt, rbits, int(width))
+    return int(width)
 
 
-__all__ = ["RBITS_WIDTH", "RHT_SIGNS", "rht16", "stochastic_round"]
+__all__ = ["RBITS_WIDTH", "RHT_SIGNS", "rht16", "sr_width", "stochastic_round"]

@@ -92,12 +92,18 @@ def _rule(rule):
     raise TypeError(f"rule: expected a rule name (see scale_rules()) or a spec dict, got {type(rule).__name__}")
 
 
-def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, operand: str = "a") -> QTensor:
+def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, operand: str = "a", rbits=None,
+             width: int | None = None) -> QTensor:
     """Quantise the 2-D float32 array ``x`` (float64 accepted when every value is a float32 value).
 
     ``tile``, ``fmt`` and ``rule`` not passed come from operand ``operand`` ("a": activations, "b":
     weights) of ``recipe`` (a name from ``fp8lab.recipes()`` or an edited row; default
     ``deepseek_v3_fp8_linear``, whose activations are 1x128 E4M3 under the "deepseek" rule).
+
+    ``rbits`` (uint32, x's shape, each word below 2^width): stochastic rounding of the scaled
+    elements with these random bits in place of the rule's cast, as ``fp8lab.stochastic_round``
+    rounds (cvt.rs.satfinite; ``width`` defaults to its RBITS_WIDTH[fmt]); the scales are the rule's.
+    NVIDIA's NVFP4 recipe rounds gradients so. Needs float32 ``x``.
 
     Raises TypeError for a wrong dtype/type and ValueError for a wrong shape, an unknown format or
     rule, or a tile the rule cannot take (MX needs 32-element tiles)."""
@@ -114,7 +120,13 @@ def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, op
         raise ValueError(f"x: expected a 2-D array, got shape {x.shape}")
     if not isinstance(fmt, str):
         raise TypeError(f"fmt: expected a format name, got {type(fmt).__name__}")
-    return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule))
+    if rbits is None:
+        if width is not None:
+            raise ValueError("width: given without rbits (it is the stochastic rounding's random bits per value)")
+        return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule))
+    from .microscale import sr_width
+
+    return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule), rbits, sr_width(fmt, width))
 
 
 def retile(q: QTensor, tile) -> QTensor:

@@ -32,6 +32,10 @@ SOURCES = {
     "deepgemm": "deepseek-ai/DeepGEMM sm90_fp8_gemm_1d2d.cuh: every 128 K the WGMMA partial sum is added "
                 "into the FP32 accumulator as final += (sa*sb) * partial, one FFMA per output element "
                 "(sa*sb formed once per row)",
+    "ocp_mx": "OCP Microscaling Formats (MX) Specification v1.0 §5 (blocks of 32 elements sharing one 8-bit "
+              "E8M0 scale)",
+    "nvfp4": "NVIDIA, Pretraining Large Language Models with NVFP4, arXiv 2509.25149 §2 (E2M1 elements in "
+             "blocks of 16 sharing one E4M3 scale, plus one FP32 scale per tensor)",
     "h100": "NVIDIA H100 Tensor Core GPU datasheet (SXM5): FP8 3,958 and BF16 1,979 TFLOPS with sparsity, "
             "FP32 67 TFLOPS, HBM3 3.35 TB/s",
     "h800": "NVIDIA H800 SXM5 product brief: FP8 3,958 and BF16 1,979 TFLOPS with sparsity, FP32 67 TFLOPS, "
@@ -216,6 +220,19 @@ def _fp8_bytes(m: CostModel) -> None:
             m.derive(f"{g}_gemm_{tag}_speedup", f"{g}_gemm_{tag}_us_bf16 / {g}_gemm_{tag}_us_fp8", "x")
 
 
+def _microscaling_bytes(m: CostModel) -> None:
+    m.group("Microscaling: bytes per element")
+    m.given("mx_block", 32, "elements per scale", "ocp_mx")
+    m.given("scale_bytes_8bit", 1, "bytes per scale", "ocp_mx", "E8M0 (MX) and E4M3 (NVFP4) scales are one byte")
+    m.given("nvfp4_block", 16, "elements per scale", "nvfp4")
+    m.given("elem_bytes_fp4", 0.5, "bytes per element", "nvfp4", "E2M1")
+    m.derive("mxfp8_bytes_per_elem", "elem_bytes_fp8 + scale_bytes_8bit / mx_block", "bytes per element")
+    m.derive("nvfp4_bytes_per_elem", "elem_bytes_fp4 + scale_bytes_8bit / nvfp4_block", "bytes per element",
+             "the per-tensor FP32 scale is negligible")
+    m.derive("mxfp8_bytes_ratio", "mxfp8_bytes_per_elem / elem_bytes_bf16", "fraction of BF16")
+    m.derive("nvfp4_bytes_ratio", "nvfp4_bytes_per_elem / elem_bytes_bf16", "fraction of BF16")
+
+
 def _promotion(m: CostModel) -> None:
     m.group("Promotion: the CUDA-core work of fine-grained accumulation")
     m.given("n_c", 128, "elements of K", "v3_fp8", "N_C = 128")
@@ -320,6 +337,7 @@ def build() -> CostModel:
     _moe(m)
     _gpus(m)
     _fp8_bytes(m)
+    _microscaling_bytes(m)
     _promotion(m)
     _memory(m)
     _mla(m)

@@ -7,14 +7,15 @@ recipes), against the FP64 product of the unquantised inputs:
   and 4over6;
 - the whole GEMM (quantisers, tensor-core instruction, accumulation, BF16 output) for DeepSeek-V3's
   Hopper recipe, DeepGEMM's SM100 recipe and MXFP8 on tcgen05, and its error as K grows.
-NVFP4 has no end-to-end GEMM here (its kind::mxf4nvf4 instruction is not a preset yet), and the
-training lab has no MXFP8/NVFP4 recipes, so their loss cost is stated as not measured."""
+NVFP4 has no end-to-end GEMM here (its kind::mxf4nvf4 instruction is not a preset yet). The loss cost
+of the training recipes built on these rows (DeepGEMM SM100, MXFP8, NVFP4 where this build has it) is
+measured by the training lab on a tiny model (report/loss_cost.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import gemm, quantize, rht16
-from . import plots
+from . import loss_cost, plots
 from .context import Context
 from .inputs import DESCRIPTIONS, operands
 from .metrics import pct, relative_errors
@@ -100,15 +101,16 @@ def run(ctx: Context) -> Section:
         vs_k["NVFP4 + RHT (quantisation only)"].append(relative_errors(_nvfp4_product(a, b, "nvfp4", True), ref)["normwise"])
         ctx.progress.step(f"K = {kk}")
     ctx.progress.finish()
+    loss = loss_cost.measure(ctx)
     vs_k = {label: v for label, v in vs_k.items() if len(v) == len(ks)}
     sec.data = {"M": m, "N": n, "K": k, "K_sweep": list(ks), "distributions": {d: DESCRIPTIONS[d] for d in DISTS},
                 "quantisation": quant, "gemm": e2e, "gemm_error_vs_k": vs_k, "errors": errors,
-                "loss_cost": "not measured: fp8lab.torch has no MXFP8 / NVFP4 / DeepGEMM SM100 recipes"}
-    _write(sec, m, n, k, ks, quant, e2e, vs_k, errors)
+                "loss_cost": loss}
+    _write(sec, m, n, k, ks, quant, e2e, vs_k, errors, loss)
     return sec
 
 
-def _write(sec, m, n, k, ks, quant, e2e, vs_k, errors) -> None:
+def _write(sec, m, n, k, ks, quant, e2e, vs_k, errors, loss) -> None:
     sec.para(f"A: {m} x {k} activations, B: {n} x {k} weights, the granularity section's distributions. Reference: "
              "the float64 product of the unquantised float32 inputs. 'Quantisation only' multiplies the exactly "
              "dequantised operands in float64; 'end to end' runs the named GEMM recipe (fp8lab.recipes()): its "
@@ -136,12 +138,11 @@ def _write(sec, m, n, k, ks, quant, e2e, vs_k, errors) -> None:
                                              "GEMM error vs K (outlier-heavy activations, M = N = 16)", "K",
                                              "normwise relative error"),
                    "Normwise GEMM error against the FP64 product of the unquantised inputs as K grows.")
-    sec.para("Loss cost: not measured. The training lab (fp8lab.torch) runs the Hopper-era recipes only; "
-             "MXFP8, NVFP4 and DeepGEMM SM100 recipes are not wired into it yet.")
-    sec.conclusion = _conclusion(quant, e2e)
+    loss_cost.write(sec, loss)
+    sec.conclusion = _conclusion(quant, e2e, loss)
 
 
-def _conclusion(quant, e2e) -> str:
+def _conclusion(quant, e2e, loss) -> str:
     r, g = quant["llm_outliers"], e2e["llm_outliers"]
     mx = {label: r[label]["normwise"] for label, _ in MX_RULES}
     best = min(mx, key=mx.get)
@@ -152,4 +153,4 @@ def _conclusion(quant, e2e) -> str:
          f"{pct(nv[NVFP4[1][0]])} with 4over6 and {pct(nv[NVFP4[2][0]])} with the RHT")
     if g:
         s += "; end to end, " + ", ".join(f"{label.split(':')[0]} {pct(v['normwise'])}" for label, v in g.items())
-    return s + ". Their loss cost was not measured."
+    return s + ". " + loss_cost.sentence(loss)

@@ -8,6 +8,8 @@ cast back to float32 is exact. The emulated GEMMs are bit-identical for any fp8l
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 
@@ -27,23 +29,44 @@ def bf16_values(x: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def quantize_operand(x: np.ndarray, spec: dict):
-    """The operand a pass feeds ``fp8lab.gemm``: a QTensor for scaled formats, else float32 values."""
+def quantize_operand(x: np.ndarray, spec: dict, rng=None):
+    """The operand a pass feeds ``fp8lab.gemm``: a QTensor for scaled formats, else float32 values.
+    ``rng`` (a numpy Generator): round the elements stochastically with random bits drawn from it,
+    one word per element in row-major order, below 2^(cvt.rs width of the format)."""
     fmt = spec["fmt"]
     if fmt == "fp32":
         return x
     if fmt == "bf16":
         return bf16_values(x)
-    return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"])
+    if rng is None:
+        return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"])
+    rbits = rng.integers(0, 1 << fp8lab.microscale.sr_width(fmt, None), size=x.shape, dtype=np.uint32)
+    return fp8lab.quantize(x, tuple(spec["tile"]), fmt, spec["rule"], rbits=rbits)
 
 
-def run_pass(a: np.ndarray, b: np.ndarray, spec: dict, keep: bool = False, qb=None):
+def rht16_k(x: np.ndarray) -> np.ndarray:
+    """``x`` [rows, K] times TransformerEngine's size-16 random Hadamard transform along K
+    (fp8lab.rht16), K zero-padded to a multiple of 16 first."""
+    pad = -x.shape[1] % 16
+    if pad:
+        x = np.concatenate([x, np.zeros((x.shape[0], pad), np.float32)], axis=1)
+    return fp8lab.rht16(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def run_pass(a: np.ndarray, b: np.ndarray, spec: dict, keep: bool = False, qb=None, rng=None):
     """One pass: quantise A [M, K] and B [N, K] by the pass's operand specs, then ``fp8lab.gemm``
     with the pass's GEMM spec. Returns float32 [M, N] (exact: the values are of the output format),
-    and with ``keep`` also both quantised operands. ``qb``: B already quantised by its spec."""
-    qa = quantize_operand(a, spec["a"])
+    and with ``keep`` also both quantised operands. ``qb``: B already quantised by its spec. A pass
+    with ``rht16`` transforms both operands first; ``stochastic_rounding`` operands draw their random
+    bits from ``rng``, A's before B's (recipes.PASS_STEPS)."""
+    if spec.get("rht16"):
+        a, b = rht16_k(a), rht16_k(b)
+    sr = spec.get("stochastic_rounding", ())
+    if sr and rng is None:
+        raise ValueError("rng: this pass rounds stochastically and needs a seeded numpy Generator")
+    qa = quantize_operand(a, spec["a"], rng if "a" in sr else None)
     if qb is None:
-        qb = quantize_operand(b, spec["b"])
+        qb = quantize_operand(b, spec["b"], rng if "b" in sr else None)
     d = fp8lab.gemm(qa, qb, **spec["gemm"]).astype(np.float32)
     return (d, qa, qb) if keep else d
 
@@ -53,8 +76,8 @@ def transposed(q, spec: dict, want: dict):
     that is the same thing: same format and rule, and ``want``'s tile is ``spec``'s transposed (a
     tile's amax does not depend on orientation, so scales and bits carry over). Else None. This is
     how Dgrad reuses the Fprop's FP8 weight, as DeepSeek-V3 keeps one FP8 copy per weight."""
-    if not hasattr(q, "bits") or want.get("fmt") in ("bf16", "fp32"):
-        return None
+    if not hasattr(q, "bits") or want.get("fmt") in ("bf16", "fp32") or q.global_scale != 1.0:
+        return None  # two-level (NVFP4) tensors also carry their tensor scale: quantised afresh
     if want.get("fmt") != spec.get("fmt") or want.get("rule") != spec.get("rule"):
         return None
     if list(want.get("tile", [])) != list(spec.get("tile", []))[::-1]:
@@ -98,18 +121,34 @@ def _tile_k(spec: dict):
     return None if fmt in ("bf16", "fp32") else spec["tile"][1]
 
 
+def _scale_block(instruction) -> int:
+    """The K elements one block scale covers inside ``instruction`` (a tensor-core preset name or
+    alias; ``scale_block`` of ``fp8lab.tensor_cores()``), 0 for instructions without block scales."""
+    for t in fp8lab.tensor_cores():
+        if instruction in (t["name"], t.get("alias")):
+            return int(t.get("scale_block", 0))
+    return 0
+
+
 def check_tiling(row: dict, k: int, pass_name: str, where: str, specs: dict | None = None) -> None:
     """Raise ValueError when the pass's operand tiles cannot be accumulated over K = ``k``:
     a promoted GEMM applies one scale per operand per promotion interval, a tensor-core chain one
-    scale per operand for the whole K. ``specs``: the row's resolved passes (``resolve(row)``)."""
+    scale per operand for the whole K, a block-scaled instruction (tcgen05 ``block_scale``) one per
+    ``scale_block`` elements inside each instruction. ``specs``: the row's resolved passes (``resolve(row)``)."""
     spec = (specs or resolve(row))[pass_name]
     g = spec["gemm"]
     acc = g.get("accumulate", "promoted")
+    block = _scale_block(g.get("instruction")) if acc == "tensorcore" else 0
     for side in ("a", "b"):
         tk = _tile_k(spec[side])
         if tk is None or tk == 0 or tk >= k:
             continue
-        if acc == "promoted":
+        if block:
+            if tk % block != 0:
+                raise ValueError(f"{where}: recipe {row['name']!r} cannot tile {pass_name}: operand {side}'s tile "
+                                 f"{spec[side]['tile']} holds {tk} elements along K = {k}, which does not divide into "
+                                 f"the instruction {g['instruction']}'s scale blocks of {block}")
+        elif acc == "promoted":
             pe = g.get("promote_every", 128)
             if tk % pe != 0:
                 raise ValueError(f"{where}: recipe {row['name']!r} cannot tile {pass_name}: operand {side}'s tile "
@@ -147,7 +186,8 @@ class _Fn(torch.autograd.Function):
         _check_finite(dyn, layer.fp8lab_name, "output gradient dy")
         wt = np.ascontiguousarray(weight.detach().numpy().T)
         passes = layer.specs
-        dx = layer._pass("dgrad", dyn, wt, qb=transposed(ctx.qw, passes["fprop"]["b"], passes["dgrad"]["b"]))
+        qwt = None if passes["dgrad"].get("rht16") else transposed(ctx.qw, passes["fprop"]["b"], passes["dgrad"]["b"])
+        dx = layer._pass("dgrad", dyn, wt, qb=qwt)
         ctx.qw = None
         dyt = np.ascontiguousarray(dyn.T)
         xt = np.ascontiguousarray(ctx.x_cached.T)
@@ -185,6 +225,7 @@ class Fp8Linear(torch.nn.Module):
         self.sample_errors = False
         self.gemm_errors = {p: [] for p in PASSES}
         self._last_x = None
+        self.seed_rounding(0)
         if self.recipe["kind"] == "emulated":
             check_tiling(self.recipe, in_features, "fprop", name, self.specs)
             check_tiling(self.recipe, out_features, "dgrad", name, self.specs)
@@ -198,6 +239,14 @@ class Fp8Linear(torch.nn.Module):
                 new.bias.copy_(lin.bias.to(torch.float32))
         return new
 
+    def seed_rounding(self, seed: int) -> None:
+        """Seed the generator of this layer's stochastic-rounding bits: numpy's PCG64 seeded with
+        (seed, crc32 of the layer's name), so layers draw different bits and a run is a function of
+        its seed. Each backward draws afresh (Dgrad's operands, then Wgrad's)."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        self.rounding_rng = np.random.default_rng([int(seed), zlib.crc32(self.fp8lab_name.encode())])
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"recipe={self.recipe['name']!r}" + (f", role={self.role!r}" if self.role else ""))
@@ -207,7 +256,7 @@ class Fp8Linear(torch.nn.Module):
             d = np.zeros((a.shape[0], b.shape[0]), np.float32)
             return (d, None, None) if keep else d
         try:
-            return run_pass(a, b, self.specs[pass_name], keep, qb)
+            return run_pass(a, b, self.specs[pass_name], keep, qb, self.rounding_rng)
         except NonFiniteError:
             raise
         except (ValueError, TypeError) as err:
@@ -239,4 +288,4 @@ class Fp8Linear(torch.nn.Module):
 
 
 __all__ = ["Fp8Linear", "NonFiniteError", "bf16_values", "cached_activation", "check_tiling", "quantize_operand",
-           "run_pass"]
+           "rht16_k", "run_pass"]

@@ -180,8 +180,56 @@ _ROWS = [
           "comparison isolates the GEMMs."]),
 ]
 
+
+def _same_row(gemm_recipe: str) -> dict:
+    """Every pass on one GEMM recipe row, each quantising its own operands afresh along its own K
+    (MXFP8: TransformerEngine keeps a rowwise and a columnwise copy of each tensor, quantised from the
+    high-precision values, so Dgrad's W and Wgrad's x and dy are 1x32 blocks along that GEMM's K);
+    Wgrad writes FP32 like every emulated row here."""
+    return {"fprop": _g(gemm_recipe), "dgrad": _g(gemm_recipe), "wgrad": _g(gemm_recipe, gemm=_FP32_OUT)}
+
+
+_BLACKWELL_CHOICES = [
+    "Output formats as the DeepSeek rows: fprop and dgrad BF16 (the GEMM row's out), wgrad FP32.",
+    "FP32 master weights and gradients, BF16 AdamW moments, as the DeepSeek rows, so the comparison with "
+    "deepseek_fp8 isolates the GEMMs.",
+    "The block scales enter each tcgen05 block_scale instruction and the FP32 accumulator stays in tensor "
+    "memory for the whole K (no promotion); a tile's K extent must be a multiple of the instruction's scale "
+    "block (Fp8Linear checks it per layer).",
+]
+_MXFP8_CHOICES = [
+    "E4M3 for activations, weights and gradients (MXFP8BlockScaling's default fp8_format is E4M3).",
+    "Every GEMM quantises both operands from their FP32 values in 1x32 blocks along its own K (TE's rowwise "
+    "and columnwise MXFP8 copies), so cache.from = 'input': the columnwise copy of x kept for Wgrad is x "
+    "quantised along tokens, the same bits.",
+] + _BLACKWELL_CHOICES
+
+_ROWS += [
+    _row("deepgemm_sm100_fp8",
+         "DeepGEMM sm100_fp8_gemm_1d1d (GEMM recipe row deepgemm_sm100_fp8: UE8M0 1x128 activations, 128x128 "
+         "weights, tcgen05 kind::mxf8f6f4 block_scale, no promotion); Wgrad as DeepGEMM's k-grouped 1D1D "
+         "GEMM (1x128 scales on both operands along K, FP32 D)",
+         _deepseek(linear="deepgemm_sm100_fp8"), _cached("deepgemm_sm100_fp8"),
+         ["As deepseek_fp8 with DeepGEMM's SM100 GEMM for every pass: rule 'deepgemm_ue8m0' (power-of-two "
+          "scales, so re-tiling the cached 1x128 copy to 128x1 adds no rounding unless an element leaves the "
+          "normal range; no separate E5M6 cache for the attention output)."]
+         + _DEEPSEEK_CHOICES[3:5] + _BLACKWELL_CHOICES),
+    _row("mxfp8_te", "TransformerEngine MXFP8BlockScaling (GEMM recipe row mxfp8_te) for Fprop, Dgrad and Wgrad",
+         _same_row("mxfp8_te"), {"from": "input"}, ["E8M0 scales rounded up (TE float_to_e8m0)."] + _MXFP8_CHOICES),
+    _row("mxfp8_torchao_rceil", "torchao MXLinear, ScaleCalculationMode.RCEIL (GEMM recipe row mxfp8_torchao_rceil) "
+         "for all three GEMMs", _same_row("mxfp8_torchao_rceil"), {"from": "input"},
+         ["E8M0 scales by torchao's RCEIL mode; torchao's MXLinear writes the weight gradient in the input's "
+          "dtype, here FP32 as every row."] + _MXFP8_CHOICES),
+]
+
 _BY_NAME = {r["name"]: r for r in _ROWS}
 PASSES = ("fprop", "dgrad", "wgrad")
+#: Steps a pass may add before quantising, beside its GEMM row (NVIDIA's NVFP4 recipe):
+#: ``"rht16": True`` multiplies both operands along K by fp8lab.rht16 (K zero-padded to a multiple of 16,
+#: which leaves A B^T unchanged: the transform is orthogonal); ``"stochastic_rounding": ["a"]`` rounds the
+#: named operands' elements stochastically (fp8lab.quantize's rbits), with random bits drawn from the
+#: layer's seeded generator (Fp8Linear.seed_rounding).
+PASS_STEPS = ("rht16", "stochastic_rounding")
 
 
 def recipes() -> list[str]:
@@ -216,7 +264,8 @@ def resolve_pass(spec: dict, where: str = "pass") -> dict:
         r = fp8lab.recipe(spec["gemm_recipe"])
     except (ValueError, TypeError) as err:
         raise type(err)(f"{where}.gemm_recipe: {err}") from None
-    return {"a": _operand_spec(r["a"]), "b": _operand_spec(r["b"]), "gemm": dict(r["gemm"]), "gemm_recipe": r["name"]}
+    out = {"a": _operand_spec(r["a"]), "b": _operand_spec(r["b"]), "gemm": dict(r["gemm"]), "gemm_recipe": r["name"]}
+    return dict(out, **{k: spec[k] for k in PASS_STEPS if k in spec})
 
 
 def resolve(row: dict) -> dict:
@@ -238,6 +287,17 @@ def _check_operand(where, op):
     if (not isinstance(t, (list, tuple)) or len(t) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in t)):
         raise ValueError(f"{where}.tile: expected [rows, cols] of ints >= 0 (0 = whole dimension), got {t!r}")
+
+
+def _check_steps(where, spec):
+    if not isinstance(spec.get("rht16", False), bool):
+        raise ValueError(f"{where}.rht16: expected True or False, got {spec['rht16']!r}")
+    sr = spec.get("stochastic_rounding", [])
+    if not isinstance(sr, (list, tuple)) or not set(sr) <= {"a", "b"} or len(set(sr)) != len(sr):
+        raise ValueError(f"{where}.stochastic_rounding: expected a list of operands 'a' / 'b', got {sr!r}")
+    for side in sr:
+        if spec[side]["fmt"] in _OPERAND_FMTS_UNSCALED:
+            raise ValueError(f"{where}.stochastic_rounding: operand {side!r} is {spec[side]['fmt']}, not a scaled format")
 
 
 def validate(row: dict) -> dict:
@@ -262,6 +322,7 @@ def validate(row: dict) -> dict:
             _check_operand(f"recipe {row['name']!r}: passes.{p}.b", spec.get("b"))
             if not isinstance(spec.get("gemm"), dict):
                 raise ValueError(f"recipe {row['name']!r}: passes.{p}.gemm must be a dict of fp8lab.gemm keywords")
+            _check_steps(f"recipe {row['name']!r}: passes.{p}", spec)
     for key in ("cache", "cache_attn_out"):
         c = row.get(key)
         if c is None:
@@ -276,4 +337,4 @@ def validate(row: dict) -> dict:
     return row
 
 
-__all__ = ["PASSES", "recipe", "recipes", "resolve", "resolve_pass", "validate"]
+__all__ = ["PASSES", "PASS_STEPS", "recipe", "recipes", "resolve", "resolve_pass", "validate"]

@@ -115,6 +115,8 @@ def run_one(row: dict, seed: int, model_cfg: ModelConfig, tc: TrainConfig, data:
     model = Transformer(model_cfg)
     convert(model, row)
     layers = fp8_linears(model)
+    for layer in layers:
+        layer.seed_rounding(seed)  # stochastic rounding's random bits: a function of the run's seed
     emulated = row["kind"] == "emulated"
     opt = AdamW(model.parameters(), weight_decay=tc.weight_decay, moments=row["optimizer"]["adam_moments"])
     rng = np.random.default_rng(seed)
