@@ -10,6 +10,7 @@
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
 #include "mla/attention_row.hpp"
+#include "mla/decode_rows.hpp"
 #include "mla/numerics.hpp"
 
 namespace fp8lab::mla {
@@ -91,10 +92,7 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
       }
     }
   });
-  DecodeResult r;
-  r.out.assign(B * QH * C, 0.0f);
-  r.out_bf16.assign(B * QH * C, 0);
-  r.lse.assign(B * QH, std::numeric_limits<float>::infinity());
+  DecodeResult r = empty_decode_result(B * QH, C);
   parallel_for(B * QH, 4, [&](std::size_t begin, std::size_t end) {
     std::vector<float> N(C);
     for (std::size_t idx = begin; idx < end; ++idx) {
@@ -129,11 +127,7 @@ DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, c
   check_shape(cache, s, Q, H);
   const std::size_t B = cache.batch, C = s.kv_lora, D = s.cache_dim(), P = s.page, QH = Q * H;
   check_q(q, B * QH * D);
-  DecodeReference ref;
-  ref.out.assign(B * QH * C, 0.0);
-  ref.out_bound.assign(B * QH * C, 0.0);
-  ref.lse.assign(B * QH, std::numeric_limits<double>::infinity());
-  ref.lse_bound.assign(B * QH, 0.0);
+  DecodeReference ref = empty_decode_reference(B * QH, C);
   parallel_for(B, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> rows;
     for (std::size_t b = begin; b < end; ++b) {
@@ -148,23 +142,12 @@ DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, c
       for (std::size_t i = 0; i < Q; ++i) {
         const std::size_t V = visible_keys(L, Q, i, causal);  // this query's own length
         if (V == 0) continue;                                 // out 0, lse +inf, bound 0
-        RowBoundPlan bp;
-        bp.per_split = sp.per_split;
-        // A split holds at most per_split blocks of the full-length plan, of which this query sees
-        // at most min(V, per_split * page) tokens.
-        bp.tokens_split = std::min(V, sp.per_split * P);
-        bp.num_splits = s.num_splits;
-        bp.decode_p = s.decode_p;
-        bp.any_kernel = scope == BoundScope::AnyKernel;
+        // A split holds at most per_split blocks of the full-length plan.
+        const RowBoundPlan bp = row_bound_plan(sp, V, P, s.num_splits, s.decode_p, scope);
         for (std::size_t h = 0; h < H; ++h) {
           const std::size_t row = i * H + h;
           const RowReference rr = row_reference(q + (b * QH + row) * D, rows.data(), V, D, C, scale, bp);
-          const std::size_t oi = b * QH + row;         // out [batch, s_q, heads, kv_lora]
-          const std::size_t li = (b * H + h) * Q + i;  // lse [batch, heads, s_q]
-          std::copy(rr.out.begin(), rr.out.end(), ref.out.begin() + static_cast<std::ptrdiff_t>(oi * C));
-          std::copy(rr.out_bound.begin(), rr.out_bound.end(), ref.out_bound.begin() + static_cast<std::ptrdiff_t>(oi * C));
-          ref.lse[li] = rr.lse;
-          ref.lse_bound[li] = rr.lse_bound;
+          store_row(ref, rr, b * QH + row, (b * H + h) * Q + i, C);
         }
       }
     }

@@ -9,6 +9,7 @@
 
 #include "common/parallel.hpp"
 #include "mla/attention_row.hpp"
+#include "mla/decode_rows.hpp"
 #include "mla/numerics.hpp"
 
 namespace fp8lab::mla {
@@ -161,10 +162,7 @@ DecodeResult sparse_decode(const SparseDecodeInputs& in, const SparseDecodeSpec&
       }
     }
   });
-  DecodeResult r;
-  r.out.assign(B * QH * C, 0.0f);
-  r.out_bf16.assign(B * QH * C, 0);
-  r.lse.assign(B * QH, std::numeric_limits<float>::infinity());
+  DecodeResult r = empty_decode_result(B * QH, C);
   parallel_for(B * QH, 4, [&](std::size_t begin, std::size_t end) {
     std::vector<float> N(C);
     for (std::size_t idx = begin; idx < end; ++idx) {
@@ -187,11 +185,7 @@ DecodeReference sparse_decode_reference(const SparseDecodeInputs& in, const Spar
   const SparseKvLayoutInfo& L = layout_info(s.layout);
   const std::size_t B = in.batch, Q = in.s_q, H = in.heads, D = L.d_qk, C = L.d_v, QH = Q * H;
   const double scale = static_cast<float>(s.softmax_scale);  // the FP32 value the kernel multiplies by
-  DecodeReference ref;
-  ref.out.assign(B * QH * C, 0.0);
-  ref.out_bound.assign(B * QH * C, 0.0);
-  ref.lse.assign(B * QH, std::numeric_limits<double>::infinity());
-  ref.lse_bound.assign(B * QH, 0.0);
+  DecodeReference ref = empty_decode_reference(B * QH, C);
   const std::size_t G = (H + kHeadGroup - 1) / kHeadGroup;
   parallel_for(B * Q * G, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> rows(in.topk * D);
@@ -200,20 +194,11 @@ DecodeReference sparse_decode_reference(const SparseDecodeInputs& in, const Spar
       const std::size_t V = gather(in, s, b, i, 0, n, rows.data());
       if (V == 0) continue;  // out 0, lse +inf, bound 0
       const SplitPlan sp = split_plan(n, kSparseTopkBlock, s.num_splits);
-      RowBoundPlan bp;
-      bp.per_split = sp.per_split;
-      bp.tokens_split = std::min(V, sp.per_split * kSparseTopkBlock);
-      bp.num_splits = s.num_splits;
-      bp.decode_p = s.decode_p;
-      bp.any_kernel = scope == BoundScope::AnyKernel;
+      const RowBoundPlan bp = row_bound_plan(sp, V, kSparseTopkBlock, s.num_splits, s.decode_p, scope);
       for (std::size_t h = g * kHeadGroup; h < std::min(H, (g + 1) * kHeadGroup); ++h) {
         RowReference rr = row_reference(in.q + (bi * H + h) * D, rows.data(), V, D, C, scale, bp);
         if (in.attn_sink) apply_sink(rr, static_cast<double>(in.attn_sink[h]), bp.any_kernel);
-        const std::size_t oi = bi * H + h, li = (b * H + h) * Q + i;
-        std::copy(rr.out.begin(), rr.out.end(), ref.out.begin() + static_cast<std::ptrdiff_t>(oi * C));
-        std::copy(rr.out_bound.begin(), rr.out_bound.end(), ref.out_bound.begin() + static_cast<std::ptrdiff_t>(oi * C));
-        ref.lse[li] = rr.lse;
-        ref.lse_bound[li] = rr.lse_bound;
+        store_row(ref, rr, bi * H + h, (b * H + h) * Q + i, C);
       }
     }
   });
