@@ -154,6 +154,19 @@ void for_each_query(const IndexerOperands& ops, const IndexerInputs& in, const I
   }
 }
 
+// The fast Walsh-Hadamard butterfly (Sylvester order, unnormalised) on one D-vector in T's
+// arithmetic: FP32 for the kernel's rotation, float64 for the exact one.
+template <class T>
+void hadamard_butterfly(T* v) {
+  for (std::size_t stride = 1; stride < D; stride <<= 1)
+    for (std::size_t i = 0; i < D; ++i)
+      if ((i & stride) == 0) {
+        const T a = v[i], b = v[i + stride];
+        v[i] = a + b;
+        v[i + stride] = a - b;
+      }
+}
+
 }  // namespace
 
 std::vector<float> rotate_activation(const float* x, std::size_t rows, bool scaled) {
@@ -162,13 +175,7 @@ std::vector<float> rotate_activation(const float* x, std::size_t rows, bool scal
   for (std::size_t r = 0; r < rows; ++r) {
     float v[D];
     std::copy(x + r * D, x + (r + 1) * D, v);
-    for (std::size_t stride = 1; stride < D; stride <<= 1)
-      for (std::size_t i = 0; i < D; ++i)
-        if ((i & stride) == 0) {
-          const float a = v[i], b = v[i + stride];
-          v[i] = a + b;
-          v[i + stride] = a - b;
-        }
+    hadamard_butterfly(v);
     for (std::size_t i = 0; i < D; ++i) out[r * D + i] = round_to_bf16(scaled ? v[i] * scale : v[i]);
   }
   return out;
@@ -279,13 +286,7 @@ std::vector<double> rotate_exact(const float* x, std::size_t rows) {
   for (std::size_t r = 0; r < rows; ++r) {
     double* v = out.data() + r * D;
     for (std::size_t i = 0; i < D; ++i) v[i] = x[r * D + i];
-    for (std::size_t stride = 1; stride < D; stride <<= 1)
-      for (std::size_t i = 0; i < D; ++i)
-        if ((i & stride) == 0) {
-          const double a = v[i], b = v[i + stride];
-          v[i] = a + b;
-          v[i + stride] = a - b;
-        }
+    hadamard_butterfly(v);
     for (std::size_t i = 0; i < D; ++i) v[i] *= scale;
   }
   return out;
