@@ -175,7 +175,6 @@ std::string check_py(const py::object& idx_obj, const py::object& logits_obj, co
 Registration mla_index_registration("mla_index", {}, [](py::module_& m) {
   m.def("indexer_spec", [](const py::object& s) { return spec_to_dict(spec_from_py(s), indexer_spec_schema()); },
         py::arg("spec") = py::none(), "The canonical IndexerSpec dict (defaults: DeepSeek-V3.2).");
-  m.def("indexer_spec_fields", []() { return fields_to_py(indexer_spec_schema()); });
   m.def("mla_index", &index_py, py::arg("q"), py::arg("k"), py::arg("weights"), py::arg("starts"), py::arg("ends"),
         py::arg("spec"));
   m.def("mla_index_exact", &exact_py, py::arg("q"), py::arg("k"), py::arg("weights"), py::arg("starts"),

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gemm/recipe.hpp"
+#include "mla/indexer_spec.hpp"
 #include "mla/mla_spec.hpp"
 #include "moe/router_spec.hpp"
 #include "registry.hpp"
@@ -62,7 +63,9 @@ Registration specs_registration("specs", {}, [](py::module_& m) {
     if (spec == "router") return fields_to_py(moe::router_spec_schema(), moe::router_recipe("deepseek_v3"));
     if (spec == "mla") return fields_to_py(mla::mla_spec_schema());
     if (spec == "mla.yarn") return fields_to_py(mla::yarn_schema());
-    throw py::value_error("spec: unknown value '" + spec + "'; expected one of gemm, scale_rule, recipe, router, mla, mla.yarn");
+    if (spec == "indexer") return fields_to_py(mla::indexer_spec_schema());
+    throw py::value_error("spec: unknown value '" + spec +
+                          "'; expected one of gemm, scale_rule, recipe, router, mla, mla.yarn, indexer");
   }, py::arg("spec"), "The declared fields of a spec: key, kind, choices, default and what each takes.");
 });
 }  // namespace

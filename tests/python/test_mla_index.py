@@ -417,3 +417,13 @@ def test_spec_round_trips_and_defaults_are_v32():
         mla.indexer_spec({"topk": 0})
     with pytest.raises(ValueError, match="IndexerSpec.topk"):
         mla.indexer_spec({"topk": "8"})
+
+
+def test_indexer_fields_are_listed_with_the_other_specs():
+    from fp8lab import _core
+    fields = _core.spec_fields("indexer")
+    defaults = {f["key"]: f["default"] for f in fields}
+    assert defaults == mla.indexer_spec()
+    assert "v32_tilelang" in next(f for f in fields if f["key"] == "reduction")["choices"]
+    with pytest.raises(ValueError, match="expected one of .*indexer"):
+        _core.spec_fields("indexr")
