@@ -144,7 +144,7 @@ RC_GTEST_PROP(MlaDecode, GarbagePastSeqlensNeverReachesOutput, ()) {
   PagedCache dirty = clean;
   const std::uint8_t fill = *rc::gen::element<std::uint8_t>(0xFF, 0x7F, 0xA5);  // NaN patterns and garbage
   // Every slot at or past a sequence's length, and three extra unreferenced blocks.
-  std::vector<bool> used(dirty.blocks * dirty.row_bytes ? dirty.blocks * c.spec.page : 0, false);
+  std::vector<bool> used(dirty.blocks > 0 && dirty.row_bytes > 0 ? dirty.blocks * c.spec.page : 0, false);
   for (std::size_t b = 0; b < dirty.batch; ++b)
     for (std::int32_t t = 0; t < dirty.seqlens[b]; ++t) {
       const auto phys = dirty.block_table[b * dirty.max_blocks_per_seq + t / c.spec.page];
