@@ -7,6 +7,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/format.hpp"
 #include "gemm/kulisch.hpp"
@@ -21,7 +22,9 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-namespace fp8lab {
+// Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
+// own namespace; the entry point at the end chooses one at run time.
+namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 // 8 binary64 lanes (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere).
@@ -403,4 +406,7 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   return d;
 }
 
-}  // namespace fp8lab
+}  // namespace fp8lab::FP8LAB_ISA_NS
+
+FP8LAB_DISPATCH_ENTRY(std::optional<std::vector<double>>, exact_integer_gemm,
+                      (const GemmOperand& a, const GemmOperand& b, const float* c, OutputFormat out), (a, b, c, out))

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 
 // The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
@@ -11,7 +12,9 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-namespace fp8lab {
+// Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
+// own namespace; the entry point at the end chooses one at run time.
+namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 // 16 float lanes as a GCC/Clang vector extension (a zmm with AVX-512, two ymm with AVX2, scalar
@@ -156,4 +159,7 @@ std::vector<float> fp32_gemm_accumulate(const GemmOperand& a, const GemmOperand&
   return out;
 }
 
-}  // namespace fp8lab
+}  // namespace fp8lab::FP8LAB_ISA_NS
+
+FP8LAB_DISPATCH_ENTRY(std::vector<float>, fp32_gemm_accumulate,
+                      (const GemmOperand& a, const GemmOperand& b, bool pairwise), (a, b, pairwise))

@@ -263,7 +263,8 @@ TEST(Fp32Kernel, BitIdenticalToPerElementLoops) {
   // Every row blocking (M = 1..13 against blocks of 2 or 6 rows), ragged column groups (N = 1,
   // 17, 33, 40 against pairs of 16), K = 0, 1, 2, 3 (the pairwise tree's leaves), 333 and 1000
   // (a deeper tree), wide dynamic range with cancellation, NaN and Inf in A, B and C, 1 and 3
-  // threads.
+  // threads, every kernel variant this CPU runs (common/isa.hpp).
+  for (const Isa isa : runnable_isas())
   for (const bool pairwise : {false, true})
     for (const std::size_t K : {0, 1, 2, 3, 333, 1000})
       for (const std::size_t N : {1, 17, 33, 40})
@@ -284,6 +285,7 @@ TEST(Fp32Kernel, BitIdenticalToPerElementLoops) {
           const std::string what = std::string(pairwise ? "pairwise" : "sequential") + " M " + std::to_string(M) +
                                    " N " + std::to_string(N) + " K " + std::to_string(K);
           set_num_threads(M % 2 ? 1 : 3);
+          const ScopedIsa use(isa);
           const auto fast = gemm(a, b, s, c.data(), {true});
           set_num_threads(0);
           expect_same_values(fast, gemm(a, b, s, c.data(), {false}), what);
@@ -314,6 +316,7 @@ std::vector<double> exact_both_ways(const GemmOperand& a, const GemmOperand& b, 
 }
 
 TEST(ExactKernel, BitIdenticalToTheKulischPath) {
+  for (const Isa isa : runnable_isas())  // every kernel variant this CPU runs (common/isa.hpp)
   for (const auto& [fa, fb] : {std::pair{"e4m3", "e4m3"}, std::pair{"e2m1", "e4m3"}, std::pair{"e2m1", "e2m1"}, std::pair{"e5m2", "e5m2"}})
     for (const std::size_t M : {1, 7, 13})
       for (const std::size_t N : {1, 17, 40})
@@ -333,6 +336,7 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
           auto c = gaussian(M * N, 43);
           c[0] = 1e-30f;
           c[c.size() - 1] = -3e30f;
+          const ScopedIsa use(isa);
           const std::string what = std::string(fa) + " x " + fb + " M " + std::to_string(M) + " N " + std::to_string(N);
           for (const OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32, OutputFormat::Fp64}) {
             exact_both_ways(a, b, c.data(), out, what);
