@@ -274,6 +274,38 @@ RC_GTEST_PROP(GemmProperties, BoundKernelEqualsPerElementBound, ()) {
   for (std::size_t e = 0; e < d.size(); ++e) RC_ASSERT(std::fabs(d[e] - x[e]) <= fast[e]);
 }
 
+// The integer exact kernel (gemm/exact_kernel.cpp) against the Kulisch path: E4M3 and E2M1
+// operands, any tiling, scales with random significands spread over 0-14 binades per row and per
+// tile around 2^-126 .. 2^100 (the vector fold, its flushes, the checked path, subnormal scales),
+// up to 40 chunks of 128, C or none, every output format, thread count and kernel variant.
+RC_GTEST_PROP(GemmProperties, ExactKernelEqualsKulischPathAcrossScaleSpans, ()) {
+  Problem p = gen_problem(128 * 40);
+  p.M = *rc::gen::inRange<std::size_t>(1, 14);
+  p.N = *rc::gen::inRange<std::size_t>(1, 40);
+  const char* fa = *rc::gen::element("e4m3", "e2m1");
+  const char* fb = *rc::gen::element("e4m3", "e2m1");
+  const Tile ta = *rc::gen::element(Tile{1, 128}, Tile{1, 0}, Tile{0, 0}, Tile{128, 128}, Tile{1, 64});
+  const Tile tb = *rc::gen::element(Tile{128, 128}, Tile{1, 128}, Tile{0, 0}, Tile{1, 256});
+  auto a = operand_from_qtensor(testing::quantise(data(p, p.M, 1), p.M, p.K, ta, fa), "a");
+  auto b = operand_from_qtensor(testing::quantise(data(p, p.N, 2), p.N, p.K, tb, fb), "b");
+  const int base = *rc::gen::inRange(-140, 100);
+  for (GemmOperand* x : {&a, &b}) {
+    const int span = *rc::gen::inRange(0, 15);
+    for (float& s : x->scales) {
+      const double m = 1.0 + static_cast<double>(*rc::gen::inRange(0, 1 << 23)) / (1 << 23);
+      s = static_cast<float>(std::ldexp(m, base + *rc::gen::inRange(0, span + 1)));
+    }
+  }
+  auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp));
+  const float* cp = *rc::gen::arbitrary<bool>() ? c.data() : nullptr;
+  const OutputFormat out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32, OutputFormat::Fp64);
+  set_num_threads(*rc::gen::inRange(1, 4));
+  const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));
+  const auto fast = gemm_exact(a, b, cp, out);
+  set_num_threads(0);
+  RC_ASSERT(same_bits(fast, gemm_exact(a, b, cp, out, false)));
+}
+
 RC_GTEST_PROP(GemmProperties, ThreadCountDoesNotChangeBits, ()) {
   const Problem p = gen_problem(300);
   const auto a = operand(p, p.M * 5, 1, Tile{1, 128}), b = operand(p, p.N * 3, 2, Tile{128, 128});

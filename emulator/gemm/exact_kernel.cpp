@@ -10,16 +10,12 @@
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/format.hpp"
+#include "formats/row_constants.hpp"
+#include "gemm/kernel_tile.hpp"
 #include "gemm/kulisch.hpp"
 
 #if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
-#endif
-
-// The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
-// note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
 // Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
@@ -27,21 +23,10 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-// 8 binary64 lanes (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere).
-using V = double __attribute__((vector_size(64)));
-constexpr std::size_t kLanes = 8;   // output columns per vector
-constexpr std::size_t kGroups = 2;  // column vectors per task
-#if defined(__AVX512F__)
-constexpr std::size_t kRows = 6;  // 12 independent FMA chains; with 2 B vectors and a broadcast in 32 zmm
-#else
-constexpr std::size_t kRows = 2;
-#endif
+using V = Lanes<double>::V;  // 8 output columns (gemm/kernel_tile.hpp)
+constexpr std::size_t kLanes = Lanes<double>::kCount;
 
-inline V load(const double* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+inline V load(const double* p) { return Lanes<double>::load(p); }
 
 // z + x * y. Every operand and result here is an integer below 2^53 (see exact_kernel.hpp), so the
 // fused and unfused forms are both exact and equal; the FMA is only the faster instruction.
@@ -83,24 +68,22 @@ std::optional<IntGrid> int_grid(const GemmOperand& x) {
   return g;
 }
 
-// Operands as binary64 integers n, packed for the kernel: A per block of kRows rows as
-// K x kRows, B per group of 8 rows as K x 8 (rows past the end are zeros). `ok` is false when an
-// element is not on the grid (not finite, not a multiple of 2^lsb, or too large).
-struct Packed {
-  std::size_t K = 0, row_blocks = 0, groups = 0;
-  std::vector<double> x, y;
+// Operands as binary64 integers n, packed for the kernel (gemm/kernel_tile.hpp). `ok` is false
+// when an element is not on the grid (not finite, not a multiple of 2^lsb, or too large).
+struct Packed : Panels<double> {
+  using Panels<double>::Panels;
   bool ok = true;
-  const double* block(std::size_t ib) const { return x.data() + ib * K * kRows; }
-  const double* group(std::size_t g) const { return y.data() + g * K * kLanes; }
 };
 
-bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, std::vector<double>& dst) {
+// Writes row r of op as integers to at(r)[k * per].
+template <class At>
+bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, At at) {
   const double to_int = std::ldexp(1.0, -g.lsb), limit = std::ldexp(1.0, g.width);
   const std::size_t K = op.cols;
   std::vector<char> bad((op.rows + 63) / 64, 0);
   parallel_for(op.rows, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) {
-      double* out = dst.data() + (r / per) * K * per + r % per;
+      double* out = at(r);
       const float* e = op.row(r);
       bool fail = false;
       for (std::size_t k = 0; k < K; ++k) {
@@ -115,13 +98,9 @@ bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, std::vector<do
 }
 
 Packed pack(const GemmOperand& a, const GemmOperand& b, IntGrid ga, IntGrid gb) {
-  Packed p;
-  p.K = a.cols;
-  p.row_blocks = (a.rows + kRows - 1) / kRows;
-  p.groups = ((b.rows + kLanes * kGroups - 1) / (kLanes * kGroups)) * kGroups;
-  p.x.assign(p.row_blocks * p.K * kRows, 0.0);
-  p.y.assign(p.groups * p.K * kLanes, 0.0);
-  p.ok = pack_rows(a, ga, kRows, p.x) && pack_rows(b, gb, kLanes, p.y);
+  Packed p(a.rows, b.rows, a.cols);
+  p.ok = pack_rows(a, ga, kRows, [&](std::size_t i) { return p.a_row(i); }) &&
+         pack_rows(b, gb, kLanes, [&](std::size_t j) { return p.b_row(j); });
   return p;
 }
 
@@ -136,6 +115,15 @@ std::vector<Chunk> chunks_of(const GemmOperand& a, const GemmOperand& b, std::si
   for (std::size_t q = 0; q < K; q += len)
     for (std::size_t c = q; c < std::min(K, q + len); c += max_len) out.push_back({c, std::min({K, q + len, c + max_len})});
   return out;
+}
+
+// A scale as m * 2^e with m its whole significand (24 bits when normal), not reduced to an odd m as
+// float_parts does: scales in one binade share e, so a row's span below counts binades.
+FloatParts scale_parts(float x) {
+  const auto u = std::bit_cast<std::uint32_t>(x);
+  const auto mag = static_cast<std::int32_t>(binary32::significand_of_bits(u));
+  if (mag == 0) return {0, 0};
+  return {(u & binary32::kSignMask) ? -mag : mag, binary32::exponent_of_bits(u) - binary32::kMantissaBits};
 }
 
 // The scale of each row for each chunk as m * 2^(base + shift): shift >= 0 from the row's smallest
@@ -156,7 +144,7 @@ ChunkScales chunk_scales(const GemmOperand& x, const std::vector<Chunk>& chunks)
   for (std::size_t r = 0; r < x.rows; ++r) {
     int lo = 1 << 20, hi = -(1 << 20);
     for (std::size_t c = 0; c < s.chunks; ++c) {
-      parts[c] = float_parts(x.scale(r, chunks[c].k0));
+      parts[c] = scale_parts(x.scale(r, chunks[c].k0));
       if (parts[c].m != 0) lo = std::min(lo, parts[c].e), hi = std::max(hi, parts[c].e);
     }
     if (hi < lo) lo = hi = 0;
@@ -238,12 +226,12 @@ void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::
 // shifted onto their smallest exponent, and the sum of all chunks' terms, stay below 2^126, one
 // __int128 at that exponent (no checks per term); otherwise ExactSum's checked path.
 //
-// The vector fold: when the tile's scale exponents span at most 12 - bit_width(chunks) binades,
+// The vector fold: when the tile's scale exponents span at most 11 binades (span_a + span_b),
 // each term goes in 8 lanes at once as four exact binary64 partial products, S = Sh 2^26 + Sl
 // (|Sh| < 2^27, |Sl| < 2^26) and ma mb = mh 2^24 + ml (both < 2^24): Sl ml, Sl mh 2^24,
 // Sh ml 2^26, Sh mh 2^50, each below 2^51, converted to int64, shifted by the term's exponent
-// offset and summed per weight in int64 (below 2^(51 + 12) over all chunks); finish() joins the
-// four sums in one __int128.
+// offset (< 2^(51 + span)) and summed per weight in int64: below 2^63 over 2^(12 - span) chunks,
+// after which flush() joins the four sums into the output's __int128 and starts them again.
 using VI = std::int64_t __attribute__((vector_size(64)));
 struct LaneScales {  // B's scales per (group of 8 columns, chunk, lane): significand and shift
   std::vector<double> m;
@@ -273,6 +261,7 @@ struct TileSums {
   ExactSum sums[kRows][kGroups * kLanes];
   bool is_fast[kRows][kGroups * kLanes];
   bool vec;
+  std::size_t flush_every, since_flush;  // the vector fold's chunks between flushes
   VI limbs[4][kRows][kGroups];
 
   void start(const ChunkScales* a_scales, const ChunkScales* b_scales, const LaneScales* b_lanes, std::size_t row0,
@@ -289,7 +278,9 @@ struct TileSums {
     int span_a = 0, span_b = 0;
     for (std::size_t r = 0; r < rows; ++r) span_a = std::max(span_a, sa->span[i0 + r]);
     for (std::size_t l = 0; l < cols; ++l) span_b = std::max(span_b, sb->span[j0 + l]);
-    vec = span_a + span_b + chunk_bits <= 12;
+    vec = span_a + span_b <= 11 && span_a + span_b + 101 + chunk_bits <= 125;
+    flush_every = std::size_t{1} << (12 - std::min(span_a + span_b, 11));
+    since_flush = 0;
     std::memset(limbs, 0, sizeof limbs);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
@@ -320,6 +311,17 @@ struct TileSums {
         limbs[3][r][g] += __builtin_convertvector(Sh * mh, VI) << sh;
       }
     }
+    if (++since_flush == flush_every) flush();
+  }
+  void flush() {
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t l = 0; l < cols; ++l) {
+        const std::size_t g = l / kLanes, u = l % kLanes;
+        fast[r][l] += static_cast<__int128>(limbs[0][r][g][u]) + (static_cast<__int128>(limbs[1][r][g][u]) << 24) +
+                      (static_cast<__int128>(limbs[2][r][g][u]) << 26) + (static_cast<__int128>(limbs[3][r][g][u]) << 50);
+      }
+    std::memset(limbs, 0, sizeof limbs);
+    since_flush = 0;
   }
   // Adds chunk q's sums s.
   void fold(std::size_t q, const Block& s, KulischAccumulator* spill) {
@@ -340,16 +342,12 @@ struct TileSums {
   }
   // Adds C and writes the rounded outputs to d (row-major, N columns).
   void finish(const float* c, std::size_t N, int prec, int emin, int emax, KulischAccumulator* spill, double* d) {
+    if (vec) flush();
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
         const std::size_t e = (i0 + r) * N + j0 + l;
         KulischAccumulator& k = spill[r * kGroups * kLanes + l];
         ExactSum& sum = sums[r][l];
-        if (vec) {
-          const std::size_t g = l / kLanes, u = l % kLanes;
-          fast[r][l] = static_cast<__int128>(limbs[0][r][g][u]) + (static_cast<__int128>(limbs[1][r][g][u]) << 24) +
-                       (static_cast<__int128>(limbs[2][r][g][u]) << 26) + (static_cast<__int128>(limbs[3][r][g][u]) << 50);
-        }
         if (is_fast[r][l]) sum.add(fast[r][l], base(r, l), k);
         if (c) {
           const FloatParts pc = float_parts(c[e]);
@@ -378,13 +376,15 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   const int prec = output_precision(out), emin = output_min_exponent(out), emax = output_max_exponent(out);
   std::vector<double> d(M * N);
   // A task: up to kBlocksPerTask row blocks against one column slice, k in passes of kKc so that
-  // the slice of B stays in L1 while every row block uses it.
-  parallel_for(IT * GB, 1, [&](std::size_t t0, std::size_t t1) {
+  // the slice of B stays in L1 while every row block uses it. Consecutive tasks take the slices of
+  // one group of row blocks, which stays in L2 while B streams; they run in runs of up to 1/64 of
+  // all, so that the buffers below (spill: 768 accumulators) are set up once per run.
+  parallel_for(IT * GB, std::max<std::size_t>(1, IT * GB / 64), [&](std::size_t t0, std::size_t t1) {
     std::vector<KulischAccumulator> spill(kBlocksPerTask * kTileOut);
     std::vector<TileSums> tiles(kBlocksPerTask);
     std::vector<Block> acc(kBlocksPerTask);
     for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t ib0 = (t % IT) * kBlocksPerTask, g0 = (t / IT) * kGroups;
+      const std::size_t ib0 = (t / GB) * kBlocksPerTask, g0 = (t % GB) * kGroups;
       const std::size_t blocks = std::min(kBlocksPerTask, p.row_blocks - ib0);
       const double* yg[kGroups];
       for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);

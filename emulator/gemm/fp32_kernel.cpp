@@ -5,49 +5,20 @@
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
-
-// The 64-byte vector helpers below are internal (anonymous namespace, inlined), so the compilers'
-// note that passing them changes the ABI without AVX-512 (portable builds) does not apply.
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#include "gemm/kernel_tile.hpp"
 
 // Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
 // own namespace; the entry point at the end chooses one at run time.
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-// 16 float lanes as a GCC/Clang vector extension (a zmm with AVX-512, two ymm with AVX2, scalar
-// code elsewhere). Lane-wise * and + are the IEEE binary32 operations of the scalar loop, one per
-// lane; -ffp-contract=off keeps them unfused.
-using V = float __attribute__((vector_size(64)));
-constexpr std::size_t kLanes = 16;  // output columns per vector
-constexpr std::size_t kGroups = 2;  // column vectors per task
-// Rows per task: R x 2 independent sums hide the add latency (4 cycles, 2 ports: 8 chains) and,
-// with the two B vectors and a broadcast, fit the register file (32 zmm; 16 ymm halves).
-#if defined(__AVX512F__)
-constexpr std::size_t kRows = 6;
-#else
-constexpr std::size_t kRows = 2;
-#endif
+using V = Lanes<float>::V;  // 16 output columns (gemm/kernel_tile.hpp)
+constexpr std::size_t kLanes = Lanes<float>::kCount;
+using Packed = Panels<float>;
 
-inline V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+inline V load(const float* p) { return Lanes<float>::load(p); }
 
-// Dequantised operands, packed for the kernel: A per block of kRows rows as K x kRows (a row past
-// M is zeros), B per group of 16 rows as K x 16 (rows past N zeros). Each element is fl(e * s),
-// the scale read once per tile.
-struct Packed {
-  std::size_t K = 0, row_blocks = 0, groups = 0;
-  std::vector<float> x, y;
-  const float* block(std::size_t ib) const { return x.data() + ib * K * kRows; }
-  const float* group(std::size_t g) const { return y.data() + g * K * kLanes; }
-};
-
-// Writes fl(e * s) of row r of op to dst[k * stride] for every k.
+// Writes fl(e * s) of row r of op to dst[k * stride] for every k: the scale read once per tile.
 void dequantise_row(const GemmOperand& op, std::size_t r, float* dst, std::size_t stride) {
   const float* e = op.row(r);
   for (std::size_t k0 = 0; k0 < op.cols; k0 += op.tile_cols) {
@@ -57,18 +28,12 @@ void dequantise_row(const GemmOperand& op, std::size_t r, float* dst, std::size_
 }
 
 Packed pack(const GemmOperand& a, const GemmOperand& b) {
-  Packed p;
-  p.K = a.cols;
-  p.row_blocks = (a.rows + kRows - 1) / kRows;
-  p.groups = ((b.rows + kLanes * kGroups - 1) / (kLanes * kGroups)) * kGroups;
-  p.x.assign(p.row_blocks * p.K * kRows, 0.0f);
-  p.y.assign(p.groups * p.K * kLanes, 0.0f);
+  Packed p(a.rows, b.rows, a.cols);
   parallel_for(a.rows, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i) dequantise_row(a, i, p.x.data() + (i / kRows) * p.K * kRows + i % kRows, kRows);
+    for (std::size_t i = r0; i < r1; ++i) dequantise_row(a, i, p.a_row(i), kRows);
   });
   parallel_for(b.rows, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t j = r0; j < r1; ++j)
-      dequantise_row(b, j, p.y.data() + (j / kLanes) * p.K * kLanes + j % kLanes, kLanes);
+    for (std::size_t j = r0; j < r1; ++j) dequantise_row(b, j, p.b_row(j), kLanes);
   });
   return p;
 }

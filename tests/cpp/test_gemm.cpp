@@ -357,10 +357,78 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
   auto b = operand_from_qtensor(quantise(y, N, K, Tile{0, 0}), "b");
   a.scales[0] = 1.0f;
   b.scales[0] = 3.0f;
-  const auto d = exact_both_ways(a, b, nullptr, OutputFormat::Fp64, "K large");
-  EXPECT_EQ(d[0], 448.0 * 448.0 * 3.0 * static_cast<double>(K));  // exact: below 2^53
-  EXPECT_EQ(d[2], 0.0);                                             // exact cancellation
+  for (const Isa isa : runnable_isas()) {
+    const ScopedIsa use(isa);
+    const auto d = exact_both_ways(a, b, nullptr, OutputFormat::Fp64, "K large " + std::string(isa_name(isa)));
+    EXPECT_EQ(d[0], 448.0 * 448.0 * 3.0 * static_cast<double>(K));  // exact: below 2^53
+    EXPECT_EQ(d[2], 0.0);                                             // exact cancellation
+  }
   expect_exact_matches_oracle(a, b, nullptr);
+}
+
+// exact_kernel.cpp's vector fold and its limits: per row of A and per 128 x 128 tile of B, scales
+// spread over a given number of binades across 24 chunks of 128 (K = 3072), so that the tile's
+// span (A's + B's) is 0, 11 (the fold's limit: its int64 sums flushed every 2 chunks) or 12 and 13
+// (the checked per-output path); at moderate (2^-8), tiny (2^-120, one subnormal scale) and huge
+// (2^100) scale magnitudes; against the Kulisch path bit for bit in every kernel variant, and
+// against cpp_int at each magnitude with the span at the limit.
+TEST(ExactKernel, ScaleSpansAroundTheVectorFoldsLimitMatchCppInt) {
+  const std::size_t M = 6, N = 16, K = 128 * 24;
+  for (const int base : {-8, -120, 100})
+    for (const auto& [span_a, span_b] : {std::pair{0, 0}, std::pair{6, 5}, std::pair{11, 0}, std::pair{6, 6}, std::pair{0, 13}}) {
+      auto a = quantised_gaussian(M, K, Tile{1, 128}, 61), b = quantised_gaussian(N, K, Tile{128, 128}, 62);
+      const std::size_t C = K / 128;
+      ASSERT_EQ(a.scales.size(), M * C);
+      ASSERT_EQ(b.scales.size(), C);
+      for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t q = 0; q < C; ++q)
+          a.scales[i * C + q] = static_cast<float>(
+              std::ldexp(1.0 + static_cast<double>((i * 7 + q * 13) % 97) / 97.0, base + static_cast<int>((q + i) % (span_a + 1))));
+      for (std::size_t q = 0; q < C; ++q)
+        b.scales[q] = static_cast<float>(std::ldexp(1.0 + static_cast<double>((q * 29) % 89) / 89.0,
+                                                    base + static_cast<int>((q * 5) % (span_b + 1))));
+      if (base < -100) a.scales[1] = 0x1.8p-140f;  // a subnormal scale
+      const std::string what = "base " + std::to_string(base) + " spans " + std::to_string(span_a) + " + " +
+                               std::to_string(span_b);
+      for (const Isa isa : runnable_isas()) {
+        const ScopedIsa use(isa);
+        for (const OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32, OutputFormat::Fp64})
+          exact_both_ways(a, b, nullptr, out, what + " " + std::string(isa_name(isa)));
+      }
+      if (span_a + span_b != 11) continue;
+      const auto d = gemm_exact(a, b, nullptr, OutputFormat::Fp64);
+      for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+          cpp_int sum = 0;
+          for (std::size_t k = 0; k < K; ++k)
+            sum += oracle_product(double(a.row(i)[k]) * a.scale(i, k), double(b.row(j)[k]) * b.scale(j, k));
+          ASSERT_EQ(d[i * N + j], oracle_round(sum, 53)) << what << " " << i << "," << j;
+        }
+    }
+}
+
+// The fold's int64 sums at their bound: chunks of 2^17 products 448 x 448 (chunk sums S just below
+// 2^53, the binary64 limit for E4M3), five chunks whose A scales sit 0, 11, 11, 11, 11 binades
+// above the smallest: each flush window (2 chunks at span 11) holds two terms near 2^62 (a longer
+// window would overflow), in every kernel variant; the value from cpp_int.
+TEST(ExactKernel, FoldSumsAtTheirBoundMatchCppInt) {
+  const std::size_t C = 5, L = std::size_t{1} << 17, K = C * L;
+  const std::vector<float> ones(K, 448.0f);
+  auto a = operand_from_qtensor(quantise(ones, 1, K, Tile{1, L}), "a");
+  auto b = operand_from_qtensor(quantise(ones, 1, K, Tile{1, L}), "b");
+  ASSERT_EQ(a.scales.size(), C);
+  const float sb = 0x1.fffffep0f;  // the largest significand: ma * mb near 2^48
+  cpp_int sum = 0;
+  for (std::size_t q = 0; q < C; ++q) {
+    a.scales[q] = std::ldexp(0x1.fffffcp0f, q == 0 ? 0 : 11);
+    b.scales[q] = sb;
+    sum += oracle_product(448.0 * a.scales[q], 448.0 * sb) * L;
+  }
+  for (const Isa isa : runnable_isas()) {
+    const ScopedIsa use(isa);
+    const auto d = exact_both_ways(a, b, nullptr, OutputFormat::Fp64, "bound " + std::string(isa_name(isa)));
+    EXPECT_EQ(d[0], oracle_round(sum, 53)) << isa_name(isa);
+  }
 }
 
 // Batched single instructions (fp8lab.dot) on the vector kernel against accum's fused_dot_add one
