@@ -2,6 +2,7 @@
 // references and certified bounds. Specs travel as their canonical JSON (mla/mla_spec.hpp).
 #include <pybind11/stl.h>
 
+#include <bit>
 #include <cstring>
 #include <optional>
 
@@ -92,23 +93,6 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
   return w;
 }
 
-py::dict weights_to(const MlaWeights& w, const MlaSpec& s) {
-  py::dict d;
-  const py::ssize_t H = s.heads, qk = s.qk_head();
-  if (s.q_lora > 0) {
-    d["wq_a"] = to_numpy(w.wq_a, {s.q_lora, s.hidden});
-    d["q_norm"] = to_numpy(w.q_norm, {s.q_lora});
-    d["wq_b"] = to_numpy(w.wq_b, {H * qk, s.q_lora});
-  } else {
-    d["wq"] = to_numpy(w.wq, {H * qk, s.hidden});
-  }
-  d["wkv_a"] = to_numpy(w.wkv_a, {s.cache_dim(), s.hidden});
-  d["kv_norm"] = to_numpy(w.kv_norm, {s.kv_lora});
-  d["wkv_b"] = to_numpy(w.wkv_b, {H * (s.nope + s.v), s.kv_lora});
-  d["wo"] = to_numpy(w.wo, {s.hidden, H * s.v});
-  return d;
-}
-
 std::vector<float> tokens_input(const py::object& x, const MlaSpec& s, std::size_t& T) {
   auto a = require_dtype<float>(x, "x", "float32");
   if (a.ndim() != 2 || a.shape(1) != s.hidden)
@@ -170,8 +154,11 @@ py::dict projected_dict(const Projected& p, const MlaSpec& s) {
   return d;
 }
 
-// numpy cache (+ table, lengths) -> PagedCache, checking dtype and shape against the spec.
-PagedCache cache_from(const py::object& cache, const py::object& block_table, const py::object& seqlens, const MlaSpec& s) {
+// numpy cache (+ table, lengths) -> PagedCache, checking dtype and shape against the spec. On a
+// little-endian host the array's bytes are the cache's (BF16 patterns stored little-endian): the
+// PagedCache views them in place, and `keep` holds the (C-contiguous) array for as long as it is used.
+PagedCache cache_from(const py::object& cache, const py::object& block_table, const py::object& seqlens, const MlaSpec& s,
+                      py::array& keep) {
   py::array c = py::array::ensure(cache, py::array::c_style);
   if (!c) throw py::type_error("cache: expected a numpy array");
   PagedCache pc;
@@ -186,15 +173,19 @@ PagedCache cache_from(const py::object& cache, const py::object& block_table, co
     throw py::value_error("cache: expected shape [blocks, " + std::to_string(s.page) + ", 1, " + std::to_string(last) +
                           "], got " + shape_text(c));
   pc.blocks = static_cast<std::size_t>(c.shape(0));
-  pc.bytes.resize(pc.blocks * s.page * pc.row_bytes);
-  if (bf) {  // little-endian bytes whatever the host order
+  if constexpr (std::endian::native == std::endian::little) {
+    keep = c;
+    pc.view = static_cast<const std::uint8_t*>(c.data());
+  } else if (bf) {  // little-endian bytes whatever the host order
+    pc.bytes.resize(pc.blocks * s.page * pc.row_bytes);
     const auto* src = static_cast<const std::uint16_t*>(c.data());
     for (std::size_t i = 0; i < pc.bytes.size() / 2; ++i) {
       pc.bytes[2 * i] = static_cast<std::uint8_t>(src[i] & 0xFF);
       pc.bytes[2 * i + 1] = static_cast<std::uint8_t>(src[i] >> 8);
     }
   } else {
-    std::memcpy(pc.bytes.data(), c.data(), pc.bytes.size());
+    pc.bytes.assign(static_cast<const std::uint8_t*>(c.data()),
+                    static_cast<const std::uint8_t*>(c.data()) + pc.blocks * s.page * pc.row_bytes);
   }
   auto bt = require_dtype<std::int32_t>(block_table, "block_table", "int32");
   auto sl = require_dtype<std::int32_t>(seqlens, "seqlens", "int32");
@@ -252,6 +243,7 @@ std::vector<float> query_from(const py::object& q, const MlaSpec& s, std::size_t
 // queries (3-D q, or 4-D with s_q; multi when s_q > 1, where FlashMLA's 4-D layouts apply).
 struct DecodeArgs {
   MlaSpec spec;
+  py::array cache_array;  // the caller's cache, which `cache` reads in place
   PagedCache cache;
   std::vector<float> q;
   bool four_d = false;
@@ -262,7 +254,7 @@ DecodeArgs decode_args(const py::object& q, const py::object& cache, const py::o
                        const py::object& seqlens, const std::string& json) {
   DecodeArgs d;
   d.spec = spec_from_json(json);
-  d.cache = cache_from(cache, block_table, seqlens, d.spec);
+  d.cache = cache_from(cache, block_table, seqlens, d.spec, d.cache_array);
   d.q = query_from(q, d.spec, d.cache.batch, d.four_d, d.s_q);
   return d;
 }
@@ -287,14 +279,22 @@ double softmax_scale_py(const std::string& json, const std::string& which) {
   return which.empty() ? softmax_scale_value(s) : softmax_scale_named(s, which);
 }
 
+// init_weights, each tensor generated straight into its numpy array (weight_init_plan).
 py::dict init_weights_py(const std::string& json, std::uint64_t seed) {
   const MlaSpec s = spec_from_json(json);
-  MlaWeights w;
-  {
-    py::gil_scoped_release r;
-    w = init_weights(s, seed);
+  py::dict d;
+  for (const WeightInit& row : weight_init_plan(s)) {
+    std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(row.rows)};
+    if (row.cols != 0) shape.push_back(static_cast<py::ssize_t>(row.cols));
+    py::array_t<float> a(shape);
+    float* out = a.mutable_data();
+    {
+      py::gil_scoped_release r;
+      fill_weight(row, seed, out);
+    }
+    d[row.name] = a;
   }
-  return weights_to(w, s);
+  return d;
 }
 
 const Projected* prefix_of(const PrefillInputs& in) { return in.prefix ? &*in.prefix : nullptr; }

@@ -21,34 +21,6 @@ SplitPlan split_plan(std::size_t items, std::size_t per_block, int num_splits) {
   return p;
 }
 
-void absorb_tile(const float* q, const float* rows, std::size_t n, std::size_t D, std::size_t C, float scale,
-                 MatmulFormat decode_p, float& m, float& l, float* acc, float* sc) {
-  if (n == 0) return;  // a tile with no visible row leaves the state untouched
-  float tile_max = -std::numeric_limits<float>::infinity();
-  for (std::size_t t = 0; t < n; ++t) {
-    const float d = dot_f32(q, &rows[t * D], D);
-    sc[t] = d * scale;
-    tile_max = std::max(tile_max, sc[t]);
-  }
-  const float m_new = std::max(m, tile_max);
-  if (m != m_new) {
-    const float alpha = m == -std::numeric_limits<float>::infinity() ? 0.0f : exp_pinned(m - m_new);
-    l = l * alpha;
-    for (std::size_t c = 0; c < C; ++c) acc[c] = acc[c] * alpha;
-  }
-  for (std::size_t t = 0; t < n; ++t) {
-    const float p = exp_pinned(sc[t] - m_new);
-    l = l + p;
-    const float pv = round_to(decode_p, p);
-    const float* v = &rows[t * D];
-    for (std::size_t c = 0; c < C; ++c) {
-      const float prod = pv * v[c];
-      acc[c] = acc[c] + prod;
-    }
-  }
-  m = m_new;
-}
-
 float combine_splits(const float* m, const float* l, const float* acc, std::size_t nj, std::size_t ml_stride,
                      std::size_t acc_stride, std::size_t C, float sink, float* out, std::uint16_t* out_bits,
                      float* N) {

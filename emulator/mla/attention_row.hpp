@@ -21,13 +21,8 @@ struct SplitPlan {
 };
 SplitPlan split_plan(std::size_t items, std::size_t items_per_block, int num_splits);
 
-// The online-softmax state of one row in one split: running max m, sum l and accumulator acc[C].
-// absorb_tile folds in n rows (each D floats, the first C of which are the value): scores
-// s_t = fl(dot(q, k_t) * scale), m' = max(m, max s_t), rescale by exp(m - m'), then per row in order
-// p = exp(s_t - m'), l += p, acc += P(p) * v_t (P rounds to decode_p). n = 0 leaves the state as is.
-// `scores` is scratch of at least n floats.
-void absorb_tile(const float* q, const float* rows, std::size_t n, std::size_t D, std::size_t C, float scale,
-                 MatmulFormat decode_p, float& m, float& l, float* acc, float* scores);
+// The online-softmax update of one tile for several heads: mla/attention_tile.hpp
+// (mla_absorb_tile_heads, compiled per instruction set).
 
 // Combine of nj splits' states (split j's m and l at m[j * ml_stride], l[...], its acc at
 // acc[j * acc_stride]): M = max m_j, w_j = exp(m_j - M), L = sum l_j w_j, N = sum acc_j w_j;

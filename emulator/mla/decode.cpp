@@ -10,6 +10,7 @@
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
 #include "mla/attention_row.hpp"
+#include "mla/attention_tile.hpp"
 #include "mla/decode_rows.hpp"
 #include "mla/numerics.hpp"
 
@@ -61,7 +62,7 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
   std::vector<float> pm(B * S * QH, -std::numeric_limits<float>::infinity()), pl(B * S * QH, 0.0f);
   std::vector<float> pacc(B * S * QH * C, 0.0f);
   parallel_for(B * S, 1, [&](std::size_t begin, std::size_t end) {
-    std::vector<float> rows(P * D), sc(P);
+    std::vector<float> rows(P * D), sc(absorb_tile_scratch(H, P));
     for (std::size_t item = begin; item < end; ++item) {
       const std::size_t b = item / S, j = item % S;
       const std::size_t L = static_cast<std::size_t>(cache.seqlens[b]);
@@ -75,19 +76,14 @@ DecodeResult decode(const float* q, std::size_t Q, std::size_t H, const PagedCac
         const std::size_t most = visible_keys(L, Q, Q - 1, causal);
         const std::size_t nread = most > kb * P ? std::min(n, most - kb * P) : 0;
         for (std::size_t t = 0; t < nread; ++t)
-          read_row(&cache.bytes[(phys * P + t) * cache.row_bytes], s, &rows[t * D]);
+          read_row(cache.data() + (phys * P + t) * cache.row_bytes, s, &rows[t * D]);
         for (std::size_t i = 0; i < Q; ++i) {
           const std::size_t vis = visible_keys(L, Q, i, causal);
           if (vis <= kb * P) continue;  // the whole tile is masked for this query: state unchanged
           const std::size_t ni = std::min(n, vis - kb * P);
-          for (std::size_t h = 0; h < H; ++h) {
-            const std::size_t row = i * H + h;
-            const float* qh = q + (b * QH + row) * D;
-            float& m = pm[item * QH + row];
-            float& l = pl[item * QH + row];
-            float* ah = &pacc[(item * QH + row) * C];
-            absorb_tile(qh, rows.data(), ni, D, C, scale, s.decode_p, m, l, ah, sc.data());
-          }
+          const std::size_t row = i * H;  // the query's H heads, side by side
+          mla_absorb_tile_heads(q + (b * QH + row) * D, H, rows.data(), ni, D, C, scale, s.decode_p != MatmulFormat::Fp32,
+                                &pm[item * QH + row], &pl[item * QH + row], &pacc[(item * QH + row) * C], sc.data());
         }
       }
     }
@@ -137,7 +133,7 @@ DecodeReference decode_reference(const float* q, std::size_t Q, std::size_t H, c
       rows.resize(L * D);
       for (std::size_t t = 0; t < L; ++t) {
         const std::size_t phys = static_cast<std::size_t>(cache.block_table[b * cache.max_blocks_per_seq + t / P]);
-        read_row(&cache.bytes[(phys * P + t % P) * cache.row_bytes], s, &rows[t * D]);
+        read_row(cache.data() + (phys * P + t % P) * cache.row_bytes, s, &rows[t * D]);
       }
       for (std::size_t i = 0; i < Q; ++i) {
         const std::size_t V = visible_keys(L, Q, i, causal);  // this query's own length

@@ -36,6 +36,19 @@ inline float round_to(MatmulFormat f, float x) { return f == MatmulFormat::Fp32 
 inline constexpr std::size_t kDotLanes = 16;
 inline double dot_depth(std::size_t n) { return static_cast<double>((n + kDotLanes - 1) / kDotLanes + 4); }
 
+// The last steps of dot_f32 on lanes whose full blocks of 16 are summed (lane j holds the
+// products i = j mod 16 for i < full): the remaining products from index `full` on, then the tree.
+// mla/attention_tile.cpp finishes its vector accumulators with it.
+inline float dot_f32_finish(float* lane, const float* a, const float* b, std::size_t full, std::size_t n) {
+  for (std::size_t j = 0; full + j < n; ++j) {
+    const float p = a[full + j] * b[full + j];
+    lane[j] = lane[j] + p;
+  }
+  for (std::size_t width = kDotLanes / 2; width >= 1; width /= 2)
+    for (std::size_t j = 0; j < width; ++j) lane[j] = lane[2 * j] + lane[2 * j + 1];
+  return lane[0];
+}
+
 inline float dot_f32(const float* a, const float* b, std::size_t n) {
   float lane[kDotLanes] = {};
   std::size_t i = 0;
@@ -44,13 +57,7 @@ inline float dot_f32(const float* a, const float* b, std::size_t n) {
       const float p = a[i + j] * b[i + j];
       lane[j] = lane[j] + p;
     }
-  for (std::size_t j = 0; i + j < n; ++j) {
-    const float p = a[i + j] * b[i + j];
-    lane[j] = lane[j] + p;
-  }
-  for (std::size_t width = kDotLanes / 2; width >= 1; width /= 2)
-    for (std::size_t j = 0; j < width; ++j) lane[j] = lane[2 * j] + lane[2 * j + 1];
-  return lane[0];
+  return dot_f32_finish(lane, a, b, i, n);
 }
 
 // The exponential of every bit-exact path: correctly rounded FP32 (common/pinned_math.hpp), so

@@ -116,7 +116,7 @@ void validate_cache(const PagedCache& c, const MlaSpec& s) {
   if (c.row_bytes != cache_row_bytes(s))
     throw std::invalid_argument("cache: rows of " + std::to_string(c.row_bytes) + " bytes, but spec (cache=" +
                                 std::string(cache_format_name(s.cache)) + ") needs " + std::to_string(cache_row_bytes(s)));
-  if (c.bytes.size() != c.blocks * s.page * c.row_bytes)
+  if (!c.view && c.bytes.size() != c.blocks * s.page * c.row_bytes)
     throw std::invalid_argument("cache: byte size does not match blocks x page x row bytes");
   if (c.seqlens.size() != c.batch) throw std::invalid_argument("seqlens: expected one length per sequence");
   if (c.block_table.size() != c.batch * c.max_blocks_per_seq)

@@ -30,7 +30,12 @@ inline constexpr std::string_view kFp8CacheRule = "flashmla_cache";
 struct PagedCache {
   std::size_t blocks = 0;
   std::size_t row_bytes = 0;               // cache_row_bytes(spec)
-  std::vector<std::uint8_t> bytes;         // blocks * page * row_bytes
+  std::vector<std::uint8_t> bytes;         // blocks * page * row_bytes, unless `view` is set
+  // A cache held elsewhere (e.g. the caller's numpy array, read in place instead of copied per
+  // call): blocks * page * row_bytes bytes that outlive every use of this PagedCache. When set,
+  // `bytes` is empty and unused.
+  const std::uint8_t* view = nullptr;
+  const std::uint8_t* data() const { return view ? view : bytes.data(); }
   std::size_t batch = 0;
   std::size_t max_blocks_per_seq = 0;
   std::vector<std::int32_t> block_table;   // [batch, max_blocks_per_seq], unused entries -1

@@ -10,6 +10,7 @@
 #include "common/parallel.hpp"
 #include "mla/attention_row.hpp"
 #include "mla/decode_rows.hpp"
+#include "mla/attention_tile.hpp"
 #include "mla/numerics.hpp"
 
 namespace fp8lab::mla {
@@ -145,7 +146,7 @@ DecodeResult sparse_decode(const SparseDecodeInputs& in, const SparseDecodeSpec&
   const std::size_t G = (H + kHeadGroup - 1) / kHeadGroup;
   std::vector<float> pm(B * Q * S * H, kNegInf), pl(B * Q * S * H, 0.0f), pacc(B * Q * S * H * C, 0.0f);
   parallel_for(B * Q * S * G, 1, [&](std::size_t begin, std::size_t end) {
-    std::vector<float> rows(T * D), sc(T);
+    std::vector<float> rows(T * D), sc(absorb_tile_scratch(kHeadGroup, T));
     for (std::size_t w = begin; w < end; ++w) {
       const std::size_t item = w / G, g = w % G;
       const std::size_t bi = item / S, j = item % S, b = bi / Q, i = bi % Q;
@@ -154,11 +155,9 @@ DecodeResult sparse_decode(const SparseDecodeInputs& in, const SparseDecodeSpec&
       if (j >= sp.splits) continue;
       for (std::size_t kb = j * sp.per_split; kb < std::min(sp.blocks, (j + 1) * sp.per_split); ++kb) {
         const std::size_t nv = gather(in, s, b, i, kb * T, std::min(n, (kb + 1) * T), rows.data());
-        for (std::size_t h = g * kHeadGroup; h < std::min(H, (g + 1) * kHeadGroup); ++h) {
-          const std::size_t st = item * H + h;
-          absorb_tile(in.q + (bi * H + h) * D, rows.data(), nv, D, C, scale, s.decode_p, pm[st], pl[st], &pacc[st * C],
-                      sc.data());
-        }
+        const std::size_t h0 = g * kHeadGroup, st = item * H + h0;  // the group's heads, side by side
+        mla_absorb_tile_heads(in.q + (bi * H + h0) * D, std::min(H, h0 + kHeadGroup) - h0, rows.data(), nv, D, C, scale,
+                              s.decode_p != MatmulFormat::Fp32, &pm[st], &pl[st], &pacc[st * C], sc.data());
       }
     }
   });

@@ -20,8 +20,8 @@
 // Stated algorithm (the arithmetic pinned here, FP32 unless said otherwise): per (sequence, query),
 // its counted index slots are cut into tiles of 64 (FlashMLA's TOPK_BLOCK_SIZE); with
 // S = num_splits, each split takes ceil(tiles / S) consecutive tiles; within a split, tile after
-// tile, each head's row folds in the tile's valid slots in order with attention_row.hpp's
-// absorb_tile (scores fl(dot * scale) in numerics.hpp's order, FP32 online softmax, P rounded to
+// tile, each head's row folds in the tile's valid slots in order with attention_tile.hpp's
+// mla_absorb_tile_heads (scores fl(dot * scale) in numerics.hpp's order, FP32 online softmax, P rounded to
 // decode_p - BF16, as the kernel's (bf16)cur_rP); the splits are combined with combine_splits,
 // the sink joining the denominator. K/V rows are the cache's dequantised values in the chosen
 // order (SM90 by default). Split boundaries follow the counted length alone, like FlashMLA's

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
 #include "gemm/recipe.hpp"
 #include "mla/numerics.hpp"
@@ -19,14 +20,22 @@ std::uint64_t splitmix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-std::vector<float> uniform_bf16(std::size_t n, double half_width, std::uint64_t seed, std::uint64_t stream,
-                                double centre = 0.0) {
-  std::vector<float> out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double u = counter_uniform(seed, stream, i);
-    out[i] = round_to_bf16(static_cast<float>(centre + half_width * (2.0 * u - 1.0)));
-  }
-  return out;
+// counter_uniform = keyed_uniform(stream_key(seed, stream), index).
+std::uint64_t stream_key(std::uint64_t seed, std::uint64_t stream) { return splitmix64(splitmix64(seed) ^ stream); }
+double keyed_uniform(std::uint64_t key, std::uint64_t index) {
+  return static_cast<double>(splitmix64(key ^ index) >> 11) * 0x1p-53;
+}
+
+// out[i] = bf16(centre + half_width * (2 u_i - 1)) for i < n, u_i = counter_uniform(seed, stream, i).
+void uniform_bf16(float* out, std::size_t n, double half_width, std::uint64_t seed, std::uint64_t stream,
+                  double centre = 0.0) {
+  const std::uint64_t key = stream_key(seed, stream);  // counter_uniform's first two rounds, once
+  parallel_for(n, std::size_t{1} << 16, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      const double u = keyed_uniform(key, i);
+      out[i] = round_to_bf16(static_cast<float>(centre + half_width * (2.0 * u - 1.0)));
+    }
+  });
 }
 
 void check_size(const std::vector<float>& t, std::size_t expected, const char* name) {
@@ -41,8 +50,7 @@ void check_size(const std::vector<float>& t, std::size_t expected, const char* n
 }  // namespace
 
 double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  const std::uint64_t r = splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ index);
-  return static_cast<double>(r >> 11) * 0x1p-53;
+  return keyed_uniform(stream_key(seed, stream), index);
 }
 
 void validate_weights(const MlaWeights& w, const MlaSpec& s) {
@@ -83,27 +91,43 @@ void validate_weights(const MlaWeights& w, const MlaSpec& s) {
   }
 }
 
-MlaWeights init_weights(const MlaSpec& s, std::uint64_t seed) {
+std::vector<WeightInit> weight_init_plan(const MlaSpec& s) {
   s.validate();
   auto a = [](int fan_in) { return std::sqrt(3.0 / fan_in); };
-  const std::size_t H = s.heads, hid = s.hidden, qk = s.qk_head();
-  MlaWeights w;
+  const std::size_t H = s.heads, hid = s.hidden, qk = s.qk_head(), ql = static_cast<std::size_t>(s.q_lora);
+  std::vector<WeightInit> plan;
   if (s.q_lora > 0) {
-    w.wq_a = uniform_bf16(static_cast<std::size_t>(s.q_lora) * hid, a(s.hidden), seed, 1);
-    w.q_norm = uniform_bf16(s.q_lora, 0.25, seed, 2, 1.0);
-    w.wq_b = uniform_bf16(H * qk * s.q_lora, a(s.q_lora), seed, 3);
+    plan.push_back({&MlaWeights::wq_a, "wq_a", ql, hid, a(s.hidden), 0.0, 1});
+    plan.push_back({&MlaWeights::q_norm, "q_norm", ql, 0, 0.25, 1.0, 2});
+    plan.push_back({&MlaWeights::wq_b, "wq_b", H * qk, ql, a(s.q_lora), 0.0, 3});
   } else {
-    w.wq = uniform_bf16(H * qk * hid, a(s.hidden), seed, 4);
+    plan.push_back({&MlaWeights::wq, "wq", H * qk, hid, a(s.hidden), 0.0, 4});
   }
-  w.wkv_a = uniform_bf16(static_cast<std::size_t>(s.cache_dim()) * hid, a(s.hidden), seed, 5);
-  w.kv_norm = uniform_bf16(s.kv_lora, 0.25, seed, 6, 1.0);
-  w.wkv_b = uniform_bf16(H * (s.nope + s.v) * s.kv_lora, a(s.kv_lora), seed, 7);
-  w.wo = uniform_bf16(hid * H * s.v, a(s.heads * s.v), seed, 8);
+  plan.push_back({&MlaWeights::wkv_a, "wkv_a", static_cast<std::size_t>(s.cache_dim()), hid, a(s.hidden), 0.0, 5});
+  plan.push_back({&MlaWeights::kv_norm, "kv_norm", static_cast<std::size_t>(s.kv_lora), 0, 0.25, 1.0, 6});
+  plan.push_back({&MlaWeights::wkv_b, "wkv_b", H * (s.nope + s.v), static_cast<std::size_t>(s.kv_lora), a(s.kv_lora), 0.0, 7});
+  plan.push_back({&MlaWeights::wo, "wo", hid, H * s.v, a(s.heads * s.v), 0.0, 8});
+  return plan;
+}
+
+void fill_weight(const WeightInit& row, std::uint64_t seed, float* out) {
+  uniform_bf16(out, row.size(), row.half_width, seed, row.stream, row.centre);
+}
+
+MlaWeights init_weights(const MlaSpec& s, std::uint64_t seed) {
+  MlaWeights w;
+  for (const WeightInit& row : weight_init_plan(s)) {
+    std::vector<float>& t = w.*row.tensor;
+    t.resize(row.size());
+    fill_weight(row, seed, t.data());
+  }
   return w;
 }
 
 std::vector<float> random_input(const MlaSpec& s, std::size_t tokens, std::uint64_t seed) {
-  return uniform_bf16(tokens * s.hidden, std::sqrt(3.0), seed, 100);
+  std::vector<float> x(tokens * s.hidden);
+  uniform_bf16(x.data(), x.size(), std::sqrt(3.0), seed, 100);
+  return x;
 }
 
 }  // namespace fp8lab::mla

@@ -41,6 +41,21 @@ double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i
 // checkpoint's dtype), so the BF16 projections see exactly these values.
 MlaWeights init_weights(const MlaSpec& spec, std::uint64_t seed);
 
+// init_weights' tensors one by one, so a caller can fill memory it owns (the Python binding fills
+// its numpy arrays in place: no zero-filled vector, no copy). Each row: the tensor, its shape
+// (cols == 0: a vector of `rows`), and the uniform it draws (centre +- half_width, stream).
+struct WeightInit {
+  std::vector<float> MlaWeights::*tensor;
+  const char* name;
+  std::size_t rows, cols;
+  double half_width, centre;
+  std::uint64_t stream;
+  std::size_t size() const { return cols == 0 ? rows : rows * cols; }
+};
+std::vector<WeightInit> weight_init_plan(const MlaSpec& spec);
+// Writes row's size() values for `seed` to out (in parallel; the values depend on the index only).
+void fill_weight(const WeightInit& row, std::uint64_t seed, float* out);
+
 // Activations for tests and benchmarks: [tokens, hidden] uniform on [-sqrt(3), sqrt(3)] (unit RMS,
 // as the RMSNorm'd input of the attention block), rounded to BF16.
 std::vector<float> random_input(const MlaSpec& spec, std::size_t tokens, std::uint64_t seed);
