@@ -2,7 +2,7 @@
 // weight tiles, N_C = 128, fma(sa*sb, p, acc), BF16 output), and the same operands accumulated
 // in FP32 (sequential, pairwise) and exactly, against single-precision BLAS sgemm on the same
 // shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode, and
-// the certified bound's time against the GEMM's (promoted and one tensor-core chain).
+// the certified bound's time against the GEMM's (promoted, one tensor-core chain, FP32 modes).
 // Usage: bench_gemm [--quick | M N K | --bound M N K]   (--quick: smaller shapes, for smoke runs;
 // --bound: only the bound against the GEMM)
 #include <algorithm>
@@ -120,20 +120,23 @@ void run(const std::vector<Shape>& shapes) {
 }
 
 // gemm_error_bound against gemm on the same operands and spec, in the same run (best of `reps`
-// each): promoted hopper_fp8 (the default) and one tensor-core chain (per-row / per-tensor
-// scales). The goal is a bound at most 2x the GEMM's time.
+// each): promoted hopper_fp8 (the default), one tensor-core chain (per-row / per-tensor scales),
+// and the FP32 modes. The goal is a bound at most 2x the GEMM's time.
 void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps) {
+  using fp8lab::Accumulate;
   std::printf("shape M=%zu N=%zu K=%zu threads=%d\n", M, N, K, fp8lab::num_threads());
-  for (const bool chain : {false, true}) {
+  for (const Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore, Accumulate::Fp32Sequential,
+                               Accumulate::Fp32Pairwise}) {
+    const bool chain = acc == Accumulate::TensorCore;
     const GemmOperand a = random_operand(M, K, 1, chain ? K : 128, 1),
                       b = random_operand(N, K, chain ? N : 128, chain ? K : 128, 2);
     fp8lab::GemmSpec spec;
-    if (chain) spec.accumulate = fp8lab::Accumulate::TensorCore;
+    spec.accumulate = acc;
     std::vector<double> d;
     const double t_gemm = seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
     const double t_bound = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec); }, reps);
-    std::printf("  %-10s gemm %.3f s, gemm_error_bound %.3f s: bound / gemm = %.2fx (goal <= 2x)\n",
-                chain ? "tensorcore" : "promoted", t_gemm, t_bound, t_bound / t_gemm);
+    std::printf("  %-14s gemm %.3f s, gemm_error_bound %.3f s: bound / gemm = %.2fx (goal <= 2x)\n",
+                std::string(fp8lab::accumulate_name(acc)).c_str(), t_gemm, t_bound, t_bound / t_gemm);
   }
 }
 

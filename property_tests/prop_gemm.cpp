@@ -232,11 +232,12 @@ RC_GTEST_PROP(GemmProperties, BlockedKernelsEqualPerElementPaths, ()) {
   RC_ASSERT(same_values(fast, gemm(a, b, s, cp, {false})));
 }
 
-// The blocked certificate of the Hopper FP8 presets (gemm/bound_kernel) against the per-element
-// one it replaces (GemmOptions{false}, the old path kept as the oracle): the same doubles,
-// promoted (N_C = 32, 64, 128) or one chain, every combine order and output, C or none, NaN/Inf
-// sprinkled in, on wide-range data with zeros and cancelling rows or on products crowding the
-// largest exponent, ragged shapes, every kernel variant and thread count. Without specials the
+// The blocked certificates (gemm/bound_kernel for the Hopper FP8 presets, gemm/fp32_bound_kernel
+// for the FP32 modes) against the per-element one they replace (GemmOptions{false}, the old path
+// kept as the oracle): the same doubles, promoted (N_C = 32, 64, 128) or one chain or FP32
+// sequential/pairwise, every combine order and output, C or none, NaN/Inf sprinkled in (and Inf in
+// C for the FP32 modes), on wide-range data with zeros and cancelling rows or on products crowding
+// the largest exponent, ragged shapes, every kernel variant and thread count. Without specials the
 // bound is also checked against the exact error (gemm_exact).
 RC_GTEST_PROP(GemmProperties, BoundKernelEqualsPerElementBound, ()) {
   Problem p = gen_problem(400);
@@ -247,21 +248,28 @@ RC_GTEST_PROP(GemmProperties, BoundKernelEqualsPerElementBound, ()) {
   const bool uniform = *rc::gen::arbitrary<bool>();
   auto values = [&](std::size_t rows, std::uint64_t salt) { return kernel_data(p, rows, salt, uniform); };
   GemmSpec s;
-  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore, Accumulate::Fp32Sequential,
+                                   Accumulate::Fp32Pairwise);
   s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
   s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
   s.instruction = e5m2 ? "hopper_fp8_e5m2" : "hopper_fp8";
-  const bool promoted = s.accumulate == Accumulate::Promoted;
-  if (promoted) s.promote_every = *rc::gen::element(32, 64, 128);
-  const Tile ta = promoted ? Tile{1, 128} : Tile{1, 0}, tb = promoted ? Tile{128, 128} : Tile{0, 0};
-  GemmOperand a = operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, fmt), "a");
-  GemmOperand b = operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, fmt), "b");
+  const bool fp32 = s.accumulate == Accumulate::Fp32Sequential || s.accumulate == Accumulate::Fp32Pairwise;
+  const bool chain = s.accumulate == Accumulate::TensorCore;
+  if (s.accumulate == Accumulate::Promoted) s.promote_every = *rc::gen::element(32, 64, 128);
+  const Tile ta = chain ? Tile{1, 0} : Tile{1, 128}, tb = chain ? Tile{0, 0} : Tile{128, 128};
+  const bool plain = fp32 && *rc::gen::arbitrary<bool>();  // FP32 modes: full 24-bit floats too
+  GemmOperand a = plain ? operand_from_floats(values(p.M, 1).data(), p.M, p.K, "a")
+                        : operand_from_qtensor(testing::quantise(values(p.M, 1), p.M, p.K, ta, fmt), "a");
+  GemmOperand b = plain ? operand_from_floats(values(p.N, 2).data(), p.N, p.K, "b")
+                        : operand_from_qtensor(testing::quantise(values(p.N, 2), p.N, p.K, tb, fmt), "b");
   const int specials = *rc::gen::inRange(0, 3) == 0 ? *rc::gen::inRange(1, 4) : 0;
   for (int t = 0; t < specials; ++t) {
     GemmOperand& x = t % 2 ? b : a;
-    x.elements[*rc::gen::inRange<std::size_t>(0, x.elements.size())] = e5m2 ? *rc::gen::element(NAN, INFINITY, -INFINITY) : NAN;
+    x.elements[*rc::gen::inRange<std::size_t>(0, x.elements.size())] =
+        e5m2 || fp32 ? *rc::gen::element(NAN, INFINITY, -INFINITY) : NAN;
   }
   auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp + 4));
+  if (fp32 && specials) c[0] = INFINITY;  // the FP32 modes take any float, and an infinite C
   const float* cp = *rc::gen::arbitrary<bool>() ? c.data() : nullptr;
   const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));
   set_num_threads(*rc::gen::inRange(1, 4));

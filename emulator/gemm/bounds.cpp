@@ -13,6 +13,7 @@
 #include "gemm/block_scaled.hpp"
 #include "gemm/bound_kernel.hpp"
 #include "gemm/bound_steps.hpp"
+#include "gemm/fp32_bound_kernel.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
 #include "gemm/non_finite.hpp"
 
@@ -65,11 +66,21 @@ void exact_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec
     bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
 }
 
-// Sequential or pairwise FP32 sums of the products, one running bound per output.
+// Sequential or pairwise FP32 sums of the products, one running bound per output; with
+// allow_fast, on the blocked kernel (gemm/fp32_bound_kernel.hpp: the same doubles).
 void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
-                     std::vector<double>& bound) {
+                     bool allow_fast, std::vector<double>& bound) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
+  if (allow_fast) {
+    std::vector<float> acc(M * N);
+    std::vector<double> err(M * N);
+    fp32_chain_bounds(a, b, pairwise, acc.data(), err.data());
+    parallel_for(M * N, 1024, [&](std::size_t e0, std::size_t e1) {
+      for (std::size_t e = e0; e < e1; ++e) bound[e] = finish(acc[e], err[e], c, e, spec.out);
+    });
+    return;
+  }
   parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
     std::vector<ProductTrack> t(K);
     for (std::size_t e = e0; e < e1; ++e) {
@@ -228,7 +239,7 @@ std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b,
   if (spec.accumulate == Accumulate::Exact)
     exact_gemm_bound(a, b, spec, c, options, bound);
   else if (spec.accumulate == Accumulate::Fp32Sequential || spec.accumulate == Accumulate::Fp32Pairwise)
-    fp32_gemm_bound(a, b, spec, c, bound);
+    fp32_gemm_bound(a, b, spec, c, options.allow_fast_kernel, bound);
   else
     tensor_core_gemm_bound(a, b, spec, c, options.allow_fast_kernel, bound);
   return bound;
