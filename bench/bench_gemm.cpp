@@ -3,8 +3,9 @@
 // in FP32 (sequential, pairwise) and exactly, against single-precision BLAS sgemm on the same
 // shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode, and
 // the certified bound's time against the GEMM's (promoted, one tensor-core chain, FP32 modes).
-// Usage: bench_gemm [--quick | M N K | --bound M N K]   (--quick: smaller shapes, for smoke runs;
-// --bound: only the bound against the GEMM)
+// Usage: bench_gemm [--quick | M N K | --bound M N K | --bound-reference M N K]   (--quick: smaller
+// shapes, for smoke runs; --bound: only the bound against the GEMM; --bound-reference: and against
+// the per-element certificate)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -121,8 +122,9 @@ void run(const std::vector<Shape>& shapes) {
 
 // gemm_error_bound against gemm on the same operands and spec, in the same run (best of `reps`
 // each): promoted hopper_fp8 (the default), one tensor-core chain (per-row / per-tensor scales),
-// and the FP32 modes. The goal is a bound at most 2x the GEMM's time.
-void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps) {
+// and the FP32 modes. The goal is a bound at most 2x the GEMM's time. With `reference`,
+// also the per-element certificate (GemmOptions{false}, the path before the blocked kernels).
+void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps, bool reference = false) {
   using fp8lab::Accumulate;
   std::printf("shape M=%zu N=%zu K=%zu threads=%d\n", M, N, K, fp8lab::num_threads());
   for (const Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore, Accumulate::Fp32Sequential,
@@ -137,6 +139,11 @@ void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps) {
     const double t_bound = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec); }, reps);
     std::printf("  %-14s gemm %.3f s, gemm_error_bound %.3f s: bound / gemm = %.2fx (goal <= 2x)\n",
                 std::string(fp8lab::accumulate_name(acc)).c_str(), t_gemm, t_bound, t_bound / t_gemm);
+    if (reference) {
+      const double t_ref = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec, nullptr, {false}); }, 1);
+      std::printf("  %-14s per-element bound %.3f s = %.1fx gemm (the blocked one is %.1fx faster)\n", "",
+                  t_ref, t_ref / t_gemm, t_ref / t_bound);
+    }
   }
 }
 
@@ -144,8 +151,8 @@ void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  if (argc == 5 && std::strcmp(argv[1], "--bound") == 0) {  // bench_gemm --bound M N K: the bound's ratio alone
-    run_bound(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), 3);
+  if (argc == 5 && std::strncmp(argv[1], "--bound", 7) == 0) {  // the bound's ratio alone
+    run_bound(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), 3, std::strcmp(argv[1], "--bound-reference") == 0);
     return 0;
   }
   if (argc == 4) {  // bench_gemm M N K: one shape, 3 repetitions
@@ -154,7 +161,7 @@ int main(int argc, char** argv) {
   }
   if (quick) {
     run({{256, 256, 1024, 1}});
-    run_bound(64, 64, 512, 1);
+    run_bound(64, 64, 512, 1, true);
     return 0;
   }
   run({{2048, 2048, 2048, 5}, {2048, 7168, 2048, 3}});  // the second: DeepSeek-V3 shape (hidden 7168)

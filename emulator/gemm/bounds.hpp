@@ -38,6 +38,11 @@
 // Exact: only the output rounding, 2^-p*|D| + 2^(emin - p).
 // The bound itself is evaluated in binary64 and multiplied by (1 + 2^-30), which covers the
 // relative rounding error of the (at most a few 10^5) binary64 operations per element.
+// Where it runs: the Hopper FP8 presets and the FP32 modes on blocked kernels
+// (gemm/bound_kernel.hpp, gemm/fp32_bound_kernel.hpp), which replay the steps above for 16 / 8
+// outputs at once and add the same binary64 terms in the same order, so the bounds are the
+// per-element certificate's to the bit; other presets, NaN/Inf rows and GemmOptions{false} take
+// the per-element one (gemm/bounds.cpp).
 // Infinite results get an infinite bound.
 #pragma once
 
