@@ -281,6 +281,12 @@ bool hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const T
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
   const std::size_t JT = (N + L - 1) / L, IT = (M + TM - 1) / TM, JS = (JT + TG - 1) / TG;
   const Operands o = prepare(a, b, JT, m);
+  const std::size_t KB = (K + NC - 1) / NC;  // the scales per row and promotion block, looked up once
+  std::vector<float> sa(M * KB), sb(JT * L * KB, 0.0f);  // sb: per (block, column), padding columns 0
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t kb = 0; kb < KB; ++kb) sa[i * KB + kb] = a.scale(i, kb * NC);
+  for (std::size_t j = 0; j < N; ++j)
+    for (std::size_t kb = 0; kb < KB; ++kb) sb[kb * JT * L + j] = b.scale(j, kb * NC);
   parallel_for(IT * JS, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t jt = (t / IT) * TG, i0 = (t % IT) * TM;
@@ -295,17 +301,14 @@ bool hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const T
           instruction(o, m, i0, rows, jt, groups, kc / 2, (std::min(kc + kI, ke) + 1) / 2, ch);
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t c = 0; c < groups; ++c) {
-            const float sa = a.scale(i0 + r, kb);
-            alignas(64) float sb[L], p[L];
-            for (std::size_t l = 0; l < L; ++l) {
-              const std::size_t j = (jt + c) * L + l;
-              sb[l] = j < N ? b.scale(j, kb) : 0.0f;
-            }
+            const float sar = sa[(i0 + r) * KB + kb / NC];
+            const float* sbc = sb.data() + (kb / NC) * JT * L + (jt + c) * L;
+            alignas(64) float p[L];
             chain_value(ch[r][c], m, p);
             switch (combine) {
-              case Combine::DeepGemm: promote<Combine::DeepGemm>(p, ch[r][c].bp, sa, sb, v[r][c], e[r][c]); break;
-              case Combine::Triton: promote<Combine::Triton>(p, ch[r][c].bp, sa, sb, v[r][c], e[r][c]); break;
-              case Combine::Cublas: promote<Combine::Cublas>(p, ch[r][c].bp, sa, sb, v[r][c], e[r][c]); break;
+              case Combine::DeepGemm: promote<Combine::DeepGemm>(p, ch[r][c].bp, sar, sbc, v[r][c], e[r][c]); break;
+              case Combine::Triton: promote<Combine::Triton>(p, ch[r][c].bp, sar, sbc, v[r][c], e[r][c]); break;
+              case Combine::Cublas: promote<Combine::Cublas>(p, ch[r][c].bp, sar, sbc, v[r][c], e[r][c]); break;
             }
           }
       }

@@ -52,22 +52,26 @@ Factors factors(const GemmOperand& a, const GemmOperand& b) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, G = (N + kW - 1) / kW;
   Factors f{std::vector<float>(M * K), std::vector<float>(G * K * kW), std::vector<double>(M * K),
             std::vector<double>(M * K), std::vector<double>(G * K * kW), std::vector<double>(G * K * kW)};
-  for (std::size_t i = 0; i < M; ++i)
-    for (std::size_t k = 0; k < K; ++k) {
-      const float x = a.row(i)[k] * a.scale(i, k);
-      const double ex = kU32 * std::fabs(x) + kEta;
-      f.x[i * K + k] = x;
-      f.ex[i * K + k] = ex;
-      f.axe[i * K + k] = std::fabs(x) + ex;
-    }
-  for (std::size_t j = 0; j < N; ++j)
-    for (std::size_t k = 0; k < K; ++k) {
-      const float y = b.row(j)[k] * b.scale(j, k);
-      const std::size_t at = ((j / kW) * K + k) * kW + j % kW;
-      f.y[at] = y;
-      f.ey[at] = kU32 * std::fabs(y) + kEta;
-      f.ay[at] = std::fabs(y);
-    }
+  parallel_for(M, 16, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i)
+      for (std::size_t k = 0; k < K; ++k) {
+        const float x = a.row(i)[k] * a.scale(i, k);
+        const double ex = kU32 * std::fabs(x) + kEta;
+        f.x[i * K + k] = x;
+        f.ex[i * K + k] = ex;
+        f.axe[i * K + k] = std::fabs(x) + ex;
+      }
+  });
+  parallel_for(N, 16, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j)
+      for (std::size_t k = 0; k < K; ++k) {
+        const float y = b.row(j)[k] * b.scale(j, k);
+        const std::size_t at = ((j / kW) * K + k) * kW + j % kW;
+        f.y[at] = y;
+        f.ey[at] = kU32 * std::fabs(y) + kEta;
+        f.ay[at] = std::fabs(y);
+      }
+  });
   return f;
 }
 
