@@ -120,13 +120,18 @@ void check_scale(float s, std::uint8_t byte, bool ue8m0, std::size_t i, const QT
 }
 
 QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, const std::string& fmt_name,
-                   const py::object& tile, const py::object& rule_obj, bool allow_nonfinite, float global_scale) {
+                   const py::object& tile, const py::object& rule_obj, bool allow_nonfinite, float global_scale,
+                   float global_amax) {
   const Format& f = format_by_name(fmt_name);
   const ScaleRule rule = rule_from_py(rule_obj);
   if (!(global_scale > 0.0f) || !std::isfinite(global_scale))
     throw py::value_error("global_scale: expected a finite float32 > 0, got " + std::to_string(global_scale));
   if (global_scale != 1.0f && !rule.two_level())
     throw py::value_error("global_scale: rule '" + rule.name + "' has one level of scales; only two-level (NVFP4) rules take a global scale");
+  if (global_amax != 0.0f && !rule.two_level())
+    throw py::value_error("global_amax: rule '" + rule.name + "' has one level of scales; only two-level (NVFP4) rules take a tensor amax");
+  if (!(global_amax >= 0.0f) || !std::isfinite(global_amax))
+    throw py::value_error("global_amax: expected a finite float32 >= 0, got " + std::to_string(global_amax));
   py::array bits = py::array::ensure(bits_obj);
   if (!bits) throw py::type_error("bits: expected a numpy array of unsigned integers");
   const py::dtype want = storage_dtype(f);
@@ -174,6 +179,7 @@ QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, con
                 allow_nonfinite);
   validate_qtensor(q, "bits");
   q.global_scale = global_scale;
+  q.global_amax = global_amax;
   return q;
 }
 
@@ -200,6 +206,9 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
                              "the float32 dequantisation multiplier of every tile (2^(b-127) for UE8M0 bytes)")
       .def_property_readonly("global_scale", [](const QTensor& q) { return q.global_scale; },
                              "tensor-level dequantisation factor after the tile scale (NVFP4's S_dec; 1 otherwise)")
+      .def_property_readonly("global_amax", [](const QTensor& q) { return q.global_amax; },
+                             "the tensor amax S_dec came from (two-level rules; 0 otherwise): the NVFP4 GEMM's "
+                             "epilogue alpha is formed from it")
       .def_property_readonly("fmt", [](const QTensor& q) { return q.fmt; })
       .def_property_readonly("tile", [](const QTensor& q) { return py::make_tuple(q.tile.rows, q.tile.cols); })
       .def_property_readonly("rule", [](const QTensor& q) { return q.rule; })
@@ -218,7 +227,8 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
            },
            "exact values element * scale as float64 (rows x cols)")
       .def_static("from_parts", &from_parts, py::arg("bits"), py::arg("scales"), py::arg("fmt"), py::arg("tile"),
-                  py::arg("rule"), py::kw_only(), py::arg("allow_nonfinite") = false, py::arg("global_scale") = 1.0f)
+                  py::arg("rule"), py::kw_only(), py::arg("allow_nonfinite") = false, py::arg("global_scale") = 1.0f,
+                  py::arg("global_amax") = 0.0f)
       .def("__repr__", [](const QTensor& q) {
         return "QTensor(shape=(" + std::to_string(q.rows) + ", " + std::to_string(q.cols) + "), fmt='" + q.fmt +
                "', tile=(" + std::to_string(q.tile.rows) + ", " + std::to_string(q.tile.cols) + "), rule='" + q.rule + "')";

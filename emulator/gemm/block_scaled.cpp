@@ -2,25 +2,27 @@
 #include "gemm/block_scaled.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "common/parallel.hpp"
+#include "formats/format.hpp"
+#include "formats/representable.hpp"
+#include "formats/row_constants.hpp"
+#include "gemm/instruction_bound.hpp"
 
 namespace fp8lab {
 
 namespace {
 
-// The UE8M0 exponent of a power-of-two scale (validated by validate_block_scaled).
-int scale_exponent(float s) { return std::ilogb(s); }
-
-// One instruction's operands: k elements from column kc (zero-padded past K) and the scale
-// exponents of its scale blocks.
+// One instruction's operands: k elements from column kc (zero-padded past K) and the scale values
+// of its scale blocks (values of the model's scale format, passed as they are: the instruction
+// decodes them, accum/tensor_core.hpp fused_dot_add_scaled).
 struct Slice {
   std::vector<float> pa, pb;
-  std::vector<int> ea, eb;
+  std::vector<float> sa, sb;
 };
 
 void load(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model, std::size_t i, std::size_t j,
@@ -33,24 +35,30 @@ void load(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& mod
   std::copy_n(b.row(j) + kc, kn, s.pb.begin());
   for (std::size_t blk = 0; blk * sb < k; ++blk) {
     const std::size_t kk = std::min(kc + blk * sb, a.cols - 1);  // a padded block reuses the last scale
-    s.ea[blk] = scale_exponent(a.scale(i, kk));
-    s.eb[blk] = scale_exponent(b.scale(j, kk));
+    s.sa[blk] = a.scale(i, kk);
+    s.sb[blk] = b.scale(j, kk);
   }
 }
 
 Slice make_slice(const TensorCoreModel& model) {
   const std::size_t k = static_cast<std::size_t>(model.k), nb = k / static_cast<std::size_t>(model.scale_block);
-  return {std::vector<float>(k), std::vector<float>(k), std::vector<int>(nb), std::vector<int>(nb)};
+  return {std::vector<float>(k), std::vector<float>(k), std::vector<float>(nb), std::vector<float>(nb)};
 }
 
-void check_operand(const GemmOperand& x, const char* arg, std::size_t block) {
-  for (std::size_t t = 0; t < x.scales.size(); ++t) {
-    const float s = x.scales[t];
-    const int e = s > 0.0f && std::isfinite(s) ? std::ilogb(s) : 1000;
-    if (e < -127 || e > 127 || std::ldexp(1.0f, e) != s)
-      throw std::invalid_argument(std::string(arg) + ": scale " + std::to_string(t) + " is " + std::to_string(s) +
-                                  "; a block-scaled instruction takes UE8M0 scales (powers of two in [2^-127, 2^127])");
-  }
+std::string upper(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+void check_operand(const GemmOperand& x, const char* arg, const TensorCoreModel& model) {
+  const Format& sf = format_by_name(model.scale_format);
+  const std::size_t t = RepresentableTest(sf).first_bad(x.scales.data(), x.scales.size());
+  if (t != x.scales.size())
+    throw std::invalid_argument(std::string(arg) + ": scale " + std::to_string(t) + " is " +
+                                std::to_string(x.scales[t]) + "; instruction " + model.name + " takes " +
+                                upper(sf.name) + " scales (values of the format row '" + sf.name + "': from " +
+                                std::to_string(sf.min_positive()) + " to " + std::to_string(sf.max_finite()) + ")");
+  const auto block = static_cast<std::size_t>(model.scale_block);
   if (!scales_constant_over(x, block))
     throw std::invalid_argument(std::string(arg) + ": its scales (tile " + std::to_string(x.tile_rows) + " x " +
                                 std::to_string(x.tile_cols) + ") vary within the instruction's scale block of " +
@@ -60,13 +68,38 @@ void check_operand(const GemmOperand& x, const char* arg, std::size_t block) {
 }  // namespace
 
 void validate_block_scaled(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model) {
-  const auto block = static_cast<std::size_t>(model.scale_block);
-  check_operand(a, "a", block);
-  check_operand(b, "b", block);
+  check_operand(a, "a", model);
+  check_operand(b, "b", model);
+  if (a.two_level() != b.two_level())
+    throw std::invalid_argument(std::string(a.two_level() ? "b" : "a") +
+                                ": has one level of scales but the other operand is two-level (NVFP4); the epilogue's "
+                                "alpha is formed from both operands' tensor amaxes (quantise both with a two-level rule)");
+}
+
+void refuse_two_level(const GemmOperand& a, const GemmOperand& b, const char* why) {
+  for (const auto* x : {&a, &b})
+    if (x->two_level())
+      throw std::invalid_argument(std::string(x == &a ? "a" : "b") +
+                                  ": is two-level (NVFP4: a global scale after the tile scales); its global scale enters "
+                                  "as the epilogue's alpha of a block-scaled tensor-core GEMM (accumulate='tensorcore' "
+                                  "on a *_mxf4nvf4_* or *_mxf8f6f4_* instruction), not " +
+                                  std::string(why));
+}
+
+float block_scaled_alpha(const GemmOperand& a, const GemmOperand& b) {
+  if (!a.two_level()) return 1.0f;
+  // TransformerEngine common/recipe/nvfp4.cu: factor_inv = 1.0 / (6.0 * 6.0 * 448.0 * 448.0) in
+  // double, stored as float; alpha = alpha_in * amax_A * amax_B * factor_inv left to right in float.
+  const auto factor_inv =
+      static_cast<float>(1.0 / (static_cast<double>(a.global_numerator) * static_cast<double>(b.global_numerator)));
+  const float alpha_in = 1.0f;
+  return ((alpha_in * a.global_amax) * b.global_amax) * factor_inv;
 }
 
 std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, k = static_cast<std::size_t>(model.k);
+  const float alpha = block_scaled_alpha(a, b);
+  const bool two_level = a.two_level();
   std::vector<float> acc(M * N, 0.0f);
   parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
     Slice s = make_slice(model);
@@ -74,9 +107,9 @@ std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOpera
       float d = 0.0f;
       for (std::size_t kc = 0; kc < K; kc += k) {
         load(a, b, model, e / N, e % N, kc, s);
-        d = fused_dot_add_block_scaled(s.pa.data(), s.pb.data(), s.ea.data(), s.eb.data(), d, model);
+        d = fused_dot_add_scaled(s.pa.data(), s.pb.data(), s.sa.data(), s.sb.data(), d, model);
       }
-      acc[e] = d;
+      acc[e] = two_level ? alpha * d : d;  // cuBLASLt's D = alpha * acc, FP32 scale type
     }
   });
   return acc;
@@ -84,35 +117,25 @@ std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOpera
 
 ChainBound block_scaled_chain_bound(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
                                     std::size_t i, std::size_t j) {
-  const std::size_t K = a.cols, k = static_cast<std::size_t>(model.k), sb = static_cast<std::size_t>(model.scale_block);
-  const auto clamped = [](double x, int emin) { return std::max(std::ilogb(x), emin); };
+  const std::size_t K = a.cols, k = static_cast<std::size_t>(model.k);
   Slice s = make_slice(model);
   ChainBound out{0.0f, 0.0};
   for (std::size_t kc = 0; kc < K; kc += k) {
     load(a, b, model, i, j, kc, s);
     const float c_in = out.value;
-    out.value = fused_dot_add_block_scaled(s.pa.data(), s.pb.data(), s.ea.data(), s.eb.data(), c_in, model);
-    // Step 2 (bounds.hpp): terms are aligned to u = 2^(emax - F), emax over C and the products'
-    // exponents clamp(ea) + clamp(eb) + scale exponents; each term not a multiple of u errs < u.
-    int emax = c_in != 0 ? clamped(c_in, -126) : std::numeric_limits<int>::min();
-    for (std::size_t t = 0; t < k; ++t)
-      if (s.pa[t] != 0 && s.pb[t] != 0)
-        emax = std::max(emax, clamped(s.pa[t], model.input_min_exponent) + clamped(s.pb[t], model.input_min_exponent) +
-                                  s.ea[t / sb] + s.eb[t / sb]);
-    if (emax != std::numeric_limits<int>::min()) {
-      const int ue = emax - model.alignment_frac_bits;
-      const auto inexact = [&](double v) {
-        const double q = std::ldexp(std::fabs(v), -ue);
-        return q != std::floor(q);
-      };
-      int n = c_in != 0 && inexact(c_in) ? 1 : 0;
-      for (std::size_t t = 0; t < k; ++t)
-        n += inexact(std::ldexp(static_cast<double>(s.pa[t]) * s.pb[t], s.ea[t / sb] + s.eb[t / sb])) ? 1 : 0;
-      out.err += n * std::ldexp(1.0, ue);
-    }
-    // Step 4: truncation to P significant bits; a result below 2^-125 may land on FP32's subnormal grid.
-    if (out.value != 0) out.err += std::ldexp(1.0, std::ilogb(out.value) + 1 - model.output_precision);
-    if (std::fabs(out.value) < 0x1p-125) out.err += 0x1p-149;
+    out.value = fused_dot_add_scaled(s.pa.data(), s.pb.data(), s.sa.data(), s.sb.data(), c_in, model);
+    // Chained instructions add their bounds: C carries the previous error exactly into the sum.
+    out.err += scaled_instruction_error(s.pa.data(), s.pb.data(), s.sa.data(), s.sb.data(), c_in, out.value, model);
+  }
+  if (a.two_level()) {
+    // v = fl(alpha * acc) against G * S (G = S_dec_A * S_dec_B, exact in binary64; S the exact sum,
+    // |S - acc| <= err): |v - G S| <= |alpha| err + |alpha - G| (|acc| + err) + u32 |v| + 2^-149.
+    const float alpha = block_scaled_alpha(a, b);
+    const double g = static_cast<double>(a.global_scale) * b.global_scale;
+    const double acc = std::fabs(out.value);
+    out.value = alpha * out.value;
+    out.err = std::fabs(alpha) * out.err + std::fabs(alpha - g) * (acc + out.err) +
+              binary32::kUnitRoundoff * std::fabs(out.value) + binary32::kLeastSubnormal;
   }
   return out;
 }

@@ -15,6 +15,7 @@
 #include "gemm/bound_steps.hpp"
 #include "gemm/fp32_bound_kernel.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
+#include "gemm/instruction_bound.hpp"
 #include "gemm/non_finite.hpp"
 
 namespace fp8lab {
@@ -124,6 +125,11 @@ double tensor_core_element_bound(const GemmOperand& a, const GemmOperand& b, con
       std::copy_n(x + kc, kn, pa.begin());
       std::copy_n(y + kc, kn, pb.begin());
       const float c_in = p;
+      if (model.form == DotForm::PairedTwoLevel) {  // the other block of the instruction is zero: exact
+        p = fused_dot_add(pa.data(), pb.data(), c_in, model);
+        bp += paired_block_error(pa.data(), pb.data(), static_cast<int>(blk), c_in, p, model);
+        continue;
+      }
       if (model.exact_sum) {
         // One FP32 rounding (either direction) of the exact sum: one FP32 ULP of the result;
         // with C after the products, of S_p, then fl32(S_p + C).
@@ -207,11 +213,8 @@ void tensor_core_gemm_bound(const GemmOperand& a, const GemmOperand& b, const Ge
                             bool allow_fast, std::vector<double>& bound) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
-  // The certificate follows the fused form's steps (accum/tensor_core.hpp); the two-level
-  // CDNA3 form rounds differently and has none yet.
-  if (model.form != DotForm::Fused)
-    throw std::invalid_argument("instruction: " + spec.instruction +
-                                " is not a fused dot-add; gemm_bound certifies fused instructions only");
+  // The certificate follows the fused form's steps (accum/tensor_core.hpp); the other forms'
+  // per-instruction terms are in gemm/instruction_bound.hpp.
   if (model.scale_block > 0) {  // block-scaled: one chain over K, scales inside (gemm/block_scaled.hpp)
     parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
       for (std::size_t e = e0; e < e1; ++e) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/parallel.hpp"
+#include "gemm/block_scaled.hpp"
 #include "gemm/exact_kernel.hpp"
 #include "gemm/kulisch.hpp"
 
@@ -81,6 +82,7 @@ std::vector<double> gemm_exact(const GemmOperand& a, const GemmOperand& b, const
   if (a.cols != b.cols)
     throw std::invalid_argument("b: has K = " + std::to_string(b.cols) + " columns but a has K = " +
                                 std::to_string(a.cols) + " (b is given N x K)");
+  refuse_two_level(a, b, "the exact reference (its sum takes one scale per operand element)");
   if (allow_fast_kernel)
     if (std::optional<std::vector<double>> d = exact_integer_gemm(a, b, c, out)) return std::move(*d);
   const std::size_t M = a.rows, N = b.rows, K = a.cols;

@@ -178,7 +178,12 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
   if (a.cols != b.cols)
     throw std::invalid_argument("b: has K = " + std::to_string(b.cols) + " columns but a has K = " +
                                 std::to_string(a.cols) + " (b is given N x K, DeepGEMM's NT layout)");
-  if (spec.accumulate != Accumulate::TensorCore && spec.accumulate != Accumulate::Promoted) return;
+  const bool on_tensor_core = spec.accumulate == Accumulate::TensorCore || spec.accumulate == Accumulate::Promoted;
+  if (!on_tensor_core || tensor_core_by_name(spec.instruction).scale_block == 0)
+    refuse_two_level(a, b, ("accumulate='" + std::string(accumulate_name(spec.accumulate)) + "'" +
+                            (on_tensor_core ? " on instruction " + spec.instruction : std::string()))
+                               .c_str());
+  if (!on_tensor_core) return;
   const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
   const int kI = tensor_core_k(model);
   const std::size_t K = a.cols;

@@ -7,6 +7,8 @@
 
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
+#include "quant/quantize.hpp"
+#include "quant/scale_rule.hpp"
 
 namespace fp8lab {
 namespace {
@@ -79,10 +81,26 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
     throw std::invalid_argument(arg + ": QTensor holds " + std::to_string(q.scales.size()) + " scales for a " +
                                 std::to_string(q.tile_grid_rows()) + " x " + std::to_string(q.tile_grid_cols()) +
                                 " tile grid");
-  if (q.global_scale != 1.0f)
-    throw std::invalid_argument(arg + ": QTensor has a tensor-level global scale (" + num(q.global_scale) +
-                                ", NVFP4's S_dec); gemm applies per-tile scales only, so it would drop it");
   GemmOperand x;
+  const ScaleRule& rule = rule_of(q);
+  if (rule.two_level()) {
+    // S_dec must be the one the amax gives (quant/quantize.cpp): the epilogue's alpha is formed
+    // from the amax, the exact reference from S_dec, and the two must describe the same tensor.
+    const float encode = nvfp4_global_encode(q.global_amax, rule, f);
+    if (!std::isfinite(q.global_scale) || !(q.global_amax >= 0.0f) || !std::isfinite(q.global_amax) ||
+        q.global_scale != 1.0f / encode)
+      throw std::invalid_argument(arg + ": two-level QTensor (rule '" + rule.name + "') has global_scale " +
+                                  num(q.global_scale) + " and global_amax " + num(q.global_amax) +
+                                  "; gemm needs a finite amax and S_dec = 1 / fl(" +
+                                  std::to_string(rule.global_scale_max) + " * fmax / amax) (pass global_amax to "
+                                  "from_parts)");
+    x.global_scale = q.global_scale;
+    x.global_amax = q.global_amax;
+    x.global_numerator = static_cast<float>(rule.global_scale_max) * static_cast<float>(f.max_finite());
+  } else if (q.global_scale != 1.0f) {
+    throw std::invalid_argument(arg + ": QTensor has a global scale " + num(q.global_scale) + " but its rule '" +
+                                rule.name + "' has one level of scales");
+  }
   x.rows = q.rows;
   x.cols = q.cols;
   x.fmt = f.name;

@@ -20,6 +20,13 @@ struct GemmOperand {
   std::size_t tile_rows = 1, tile_cols = 1;  // effective tile shape (>= 1)
   std::vector<float> scales;        // ceil(rows/tile_rows) x ceil(cols/tile_cols), row-major
   bool quantised = false;           // built from a QTensor
+  // Two-level (NVFP4) tensors: value = element * tile scale * global_scale (S_dec); the tensor amax
+  // S_enc came from and S_enc's numerator fl(global_scale_max * fmax) (2688 for NVFP4), which the
+  // GEMM epilogue's alpha is formed from (gemm/block_scaled.hpp). global_numerator 0: one level.
+  float global_scale = 1.0f;
+  float global_amax = 0.0f;
+  float global_numerator = 0.0f;
+  bool two_level() const { return global_numerator != 0.0f; }
 
   std::size_t grid_cols() const { return cols == 0 ? 0 : (cols + tile_cols - 1) / tile_cols; }
   float scale(std::size_t r, std::size_t k) const { return scales[(r / tile_rows) * grid_cols() + k / tile_cols]; }

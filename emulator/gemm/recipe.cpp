@@ -62,6 +62,20 @@ void add_blackwell_rows(std::vector<GemmRecipe>& t) {
                "chain (torch._scaled_mm / cuBLASLt, K order assumed), BF16 out",
                operand("e4m3", {1, 32}, "mx_rceil"), operand("e4m3", {1, 32}, "mx_rceil"),
                in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  // TransformerEngine NVFP4BlockScaling (recipe/__init__.py: E2M1 data, E4M3 scales per 16, 1x16
+  // activations and gradients, 16x16 weights; custom_recipes/reference_nvfp4.py): the per-16 E4M3
+  // scales enter tcgen05.mma.kind::mxf4nvf4.block_scale.scale_vec::4X as UE4M3 (cuBLASLt
+  // CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3), the per-tensor FP32 scales as the epilogue's
+  // alpha = amax_A * amax_B / (448 * 6)^2 (common/gemm/cublaslt_gemm.cu, common/recipe/nvfp4.cu;
+  // gemm/block_scaled.hpp), one tensor-memory chain over K (cuBLASLt's K order assumed), BF16 out.
+  // Not modelled here: the random Hadamard transform on Wgrad inputs and stochastic rounding of
+  // gradients (fp8lab.rht16 / fp8lab.stochastic_round are the pieces).
+  t.push_back({"nvfp4_te",
+               "TransformerEngine NVFP4BlockScaling (reference_nvfp4.py: 1x16 activations, 16x16 weights, E4M3 "
+               "block scales, S_enc = 448*6/amax) + a tcgen05 kind::mxf4nvf4 UE4M3 block16 chain with alpha = "
+               "amax_A*amax_B*fl(1/(448*6)^2) in the epilogue (cublaslt_gemm.cu, recipe/nvfp4.cu), BF16 out",
+               operand("e2m1", {1, 16}, "nvfp4"), operand("e2m1", {16, 16}, "nvfp4"),
+               in_tensor_memory("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3")});
 }
 
 std::vector<GemmRecipe> make_table() {

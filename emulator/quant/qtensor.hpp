@@ -40,6 +40,9 @@ struct QTensor {
   // A tensor-level dequantisation factor applied after the tile scale (NVFP4's S_dec = 1 / S_enc,
   // TransformerEngine's GEMM alpha); 1 for every single-level rule.
   float global_scale = 1.0f;
+  // The tensor amax S_enc was computed from (two-level rules; 0 otherwise): TransformerEngine's NVFP4
+  // GEMM forms its epilogue alpha from the two operands' amaxes, not from S_dec (gemm/block_scaled.hpp).
+  float global_amax = 0.0f;
 
   const Format& format() const { return format_by_name(fmt); }
   std::size_t tile_rows_eff() const { return tile.rows == 0 ? rows : tile.rows; }

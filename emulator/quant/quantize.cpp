@@ -136,6 +136,7 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
     for (const float p : part) tensor_amax = fold(tensor_amax, p);
     global_encode = nvfp4_global_encode(tensor_amax, rule, fmt);
     q.global_scale = 1.0f / global_encode;  // global_decode_scale = 1 / global_encode_scale
+    q.global_amax = tensor_amax;
   }
   std::vector<TileScale> ts(gr * gc);
   std::vector<float> tile_amax(gr * gc);

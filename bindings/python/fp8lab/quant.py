@@ -150,19 +150,24 @@ def scale_rule(rule) -> dict:
     return dict(_core.scale_rule(_rule(rule)))
 
 
-def from_parts(bits, scales, fmt: str, tile, rule, *, allow_nonfinite: bool = False, global_scale: float = 1.0) -> QTensor:
+def from_parts(bits, scales, fmt: str, tile, rule, *, allow_nonfinite: bool = False, global_scale: float = 1.0,
+               global_amax: float = 0.0) -> QTensor:
     """Wrap existing element bits (2-D, the format's storage dtype) and per-tile scales (float32, or
     uint8 UE8M0 bytes for UE8M0 rules) as a QTensor, e.g. a GPU kernel's output.
 
     Every scale must be finite and > 0 (ValueError naming the first bad tile); with
     ``allow_nonfinite=True`` NaN and +Inf scales (what the rules make of NaN/Inf input) pass.
-    ``global_scale`` is a two-level (NVFP4) tensor's S_dec (``q.global_scale``)."""
+    ``global_scale`` is a two-level (NVFP4) tensor's S_dec (``q.global_scale``) and ``global_amax`` the
+    tensor amax it came from (``q.global_amax``), which ``fp8lab.gemm`` needs: the NVFP4 GEMM's
+    epilogue alpha is formed from the two operands' amaxes (TransformerEngine recipe/nvfp4.cu)."""
     if not isinstance(allow_nonfinite, bool):
         raise TypeError(f"allow_nonfinite: expected True or False, got {allow_nonfinite!r}")
     if isinstance(global_scale, bool) or not isinstance(global_scale, (int, float)):
         raise TypeError(f"global_scale: expected a float, got {type(global_scale).__name__}")
+    if isinstance(global_amax, bool) or not isinstance(global_amax, (int, float)):
+        raise TypeError(f"global_amax: expected a float, got {type(global_amax).__name__}")
     return QTensor.from_parts(bits, scales, fmt, _tile(tile), _rule(rule), allow_nonfinite=allow_nonfinite,
-                              global_scale=float(global_scale))
+                              global_scale=float(global_scale), global_amax=float(global_amax))
 
 
 __all__ = ["QTensor", "from_parts", "quantize", "retile", "scale_rule", "scale_rules"]
