@@ -11,6 +11,7 @@
 #include "formats/format.hpp"
 #include "formats/representable.hpp"
 #include "formats/row_constants.hpp"
+#include "gemm/block_scaled_kernel.hpp"
 #include "gemm/instruction_bound.hpp"
 
 namespace fp8lab {
@@ -96,22 +97,41 @@ float block_scaled_alpha(const GemmOperand& a, const GemmOperand& b) {
   return ((alpha_in * a.global_amax) * b.global_amax) * factor_inv;
 }
 
-std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model) {
-  const std::size_t M = a.rows, N = b.rows, K = a.cols, k = static_cast<std::size_t>(model.k);
-  const float alpha = block_scaled_alpha(a, b);
-  const bool two_level = a.two_level();
-  std::vector<float> acc(M * N, 0.0f);
-  parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
-    Slice s = make_slice(model);
-    for (std::size_t e = e0; e < e1; ++e) {
-      float d = 0.0f;
-      for (std::size_t kc = 0; kc < K; kc += k) {
-        load(a, b, model, e / N, e % N, kc, s);
-        d = fused_dot_add_scaled(s.pa.data(), s.pb.data(), s.sa.data(), s.sb.data(), d, model);
-      }
-      acc[e] = two_level ? alpha * d : d;  // cuBLASLt's D = alpha * acc, FP32 scale type
-    }
-  });
+namespace {
+
+// Output (i, j)'s accumulator: accum's instruction chained over K.
+float chain(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model, std::size_t i, std::size_t j,
+            Slice& s) {
+  float d = 0.0f;
+  for (std::size_t kc = 0; kc < a.cols; kc += static_cast<std::size_t>(model.k)) {
+    load(a, b, model, i, j, kc, s);
+    d = fused_dot_add_scaled(s.pa.data(), s.pb.data(), s.sa.data(), s.sb.data(), d, model);
+  }
+  return d;
+}
+
+}  // namespace
+
+std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                           bool fast) {
+  const std::size_t M = a.rows, N = b.rows;
+  std::vector<float> acc;
+  if (fast)
+    acc = block_scaled_kernel(a, b, model, [&](std::size_t i, std::size_t j) {
+      Slice s = make_slice(model);
+      return chain(a, b, model, i, j, s);
+    });
+  if (acc.size() != M * N) {
+    acc.assign(M * N, 0.0f);
+    parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
+      Slice s = make_slice(model);
+      for (std::size_t e = e0; e < e1; ++e) acc[e] = chain(a, b, model, e / N, e % N, s);
+    });
+  }
+  if (a.two_level()) {
+    const float alpha = block_scaled_alpha(a, b);
+    for (float& v : acc) v = alpha * v;  // cuBLASLt's D = alpha * acc, FP32 scale type
+  }
   return acc;
 }
 

@@ -37,8 +37,10 @@ void refuse_two_level(const GemmOperand& a, const GemmOperand& b, const char* wh
 float block_scaled_alpha(const GemmOperand& a, const GemmOperand& b);
 
 // The FP32 result of every output (M x N, row-major): the accumulator after the whole K chain, scales
-// applied inside the instructions, times alpha for two-level operands.
-std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model);
+// applied inside the instructions, times alpha for two-level operands. fast: the blocked kernel
+// (gemm/block_scaled_kernel.hpp, bit-identical) where the form has one, else instruction by instruction.
+std::vector<float> block_scaled_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                           bool fast = true);
 
 // Output (i, j)'s value as block_scaled_accumulate gives it and the running bound on its distance to
 // the exact sum of the dequantised products (gemm/bounds.hpp's derivation per instruction, in

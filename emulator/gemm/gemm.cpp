@@ -234,7 +234,7 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
     default: {
       const TensorCoreModel& model = tensor_core_by_name(spec.instruction);
       if (model.scale_block > 0) {
-        acc = block_scaled_accumulate(a, b, model);  // per instruction: no blocked kernel for MX presets
+        acc = block_scaled_accumulate(a, b, model, options.allow_fast_kernel);
         break;
       }
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;

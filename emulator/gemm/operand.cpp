@@ -82,8 +82,11 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
                                 std::to_string(q.tile_grid_rows()) + " x " + std::to_string(q.tile_grid_cols()) +
                                 " tile grid");
   GemmOperand x;
-  const ScaleRule& rule = rule_of(q);
-  if (rule.two_level()) {
+  // Only a tensor with a global scale or amax needs its rule (hand-built QTensors may name none).
+  const bool global = q.global_scale != 1.0f || q.global_amax != 0.0f;
+  const ScaleRule* rule_ptr = global ? &rule_of(q) : nullptr;
+  if (global && rule_ptr->two_level()) {
+    const ScaleRule& rule = *rule_ptr;
     // S_dec must be the one the amax gives (quant/quantize.cpp): the epilogue's alpha is formed
     // from the amax, the exact reference from S_dec, and the two must describe the same tensor.
     const float encode = nvfp4_global_encode(q.global_amax, rule, f);
@@ -97,9 +100,9 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
     x.global_scale = q.global_scale;
     x.global_amax = q.global_amax;
     x.global_numerator = static_cast<float>(rule.global_scale_max) * static_cast<float>(f.max_finite());
-  } else if (q.global_scale != 1.0f) {
-    throw std::invalid_argument(arg + ": QTensor has a global scale " + num(q.global_scale) + " but its rule '" +
-                                rule.name + "' has one level of scales");
+  } else if (global) {
+    throw std::invalid_argument(arg + ": QTensor has a global scale " + num(q.global_scale) + " (amax " +
+                                num(q.global_amax) + ") but its rule '" + rule_ptr->name + "' has one level of scales");
   }
   x.rows = q.rows;
   x.cols = q.cols;
