@@ -10,6 +10,9 @@
 #include "common/parallel.hpp"
 #include "gemm/bound_steps.hpp"
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // internal 64-byte vector helpers (see hopper_fp8_kernel.cpp)
 #endif
@@ -38,7 +41,15 @@ inline V load(const void* p) {
 // std::fabs lane-wise: the sign bit cleared.
 inline F8 magnitude(F8 x) { return std::bit_cast<F8>(std::bit_cast<UF8>(x) & 0x7FFFFFFFu); }
 inline D8 magnitude(D8 x) { return std::bit_cast<D8>(std::bit_cast<UD8>(x) & 0x7FFFFFFFFFFFFFFFull); }
-inline D8 widen(F8 x) { return __builtin_convertvector(x, D8); }
+// float to double lane-wise (exact). With AVX-512 one vcvtps2pd: GCC lowers the generic
+// conversion to two half-width ones and an insert here.
+inline D8 widen(F8 x) {
+#ifdef __AVX512F__
+  return std::bit_cast<D8>(_mm512_cvtps_pd(std::bit_cast<__m256>(x)));
+#else
+  return __builtin_convertvector(x, D8);
+#endif
+}
 
 // The factors of product_with_bound (gemm/bounds.cpp) that depend on one operand only: x =
 // fl(a*sa), ex = u32*|x| + eta and |x| + ex for A per (i, k); y, ey and |y| for B per (group of kW
