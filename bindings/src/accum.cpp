@@ -136,7 +136,8 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
       c[i] = static_cast<float>(x);
     }
   }
-  const std::vector<float> av = operand_values(a, "a", fmt), bv = operand_values(b, "b", fmt);
+  const std::vector<float> av = operand_values(a, "a", fmt);
+  const std::vector<float> bv = operand_values(b, "b", format_by_name(b_input_format(m)));
 
   // Block-scaled presets: one scale per scale_block elements of a and of b, as values of the
   // preset's scale format (float arrays) or, for UE8M0, as unbiased exponents (integer arrays).

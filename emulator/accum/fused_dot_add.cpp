@@ -155,7 +155,7 @@ int gather_terms(const float* a, const float* b, int n, float c, const TensorCor
     const int scale = prod_scale != nullptr ? prod_scale[i] : 0;
     // Step 1: the clamp makes an input-format subnormal keep the format's minimum exponent, with
     // leading zeros in its significand (MMA-Sim §4; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
-    const int align = std::max(xa, m.input_min_exponent) + std::max(xb, m.input_min_exponent) + scale;
+    const int align = std::max(xa, m.input_min_exponent) + std::max(xb, b_input_min_exponent(m)) + scale;
     terms[count++] = Term{fp32_significand(ua) * fp32_significand(ub), xa + xb - 2 * kM32 + scale, align,
                           ((ua ^ ub) & kSignMask) != 0};
     top = std::max(top, align);
@@ -198,7 +198,7 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
   std::uint64_t neg[kMaxBlock];
   int top = kNoTerm;
   std::uint32_t special = 0;
-  const int emin = m.input_min_exponent;
+  const int emin = m.input_min_exponent, emin_b = b_input_min_exponent(m);
   for (int i = 0; i < n; ++i) {
     const std::uint32_t ua = bits_of(a[i]), ub = bits_of(b[i]);
     constexpr int kFieldMax = static_cast<int>(binary32::kFieldMax);
@@ -214,7 +214,7 @@ bool truncated_block(const float* a, const float* b, int n, float c, const Tenso
     neg[i] = ((ua ^ ub) >> 31) & 1u;
     // Step 1: the clamp gives an input-format subnormal the format's minimum exponent, with
     // leading zeros in its significand (MMA-Sim; Generic_BFMA_TC.m `max(a_exp, emin_input)`).
-    const int align = std::max(xa, emin) + std::max(xb, emin) + scale;
+    const int align = std::max(xa, emin) + std::max(xb, emin_b) + scale;
     top = std::max(top, sig[i] != 0 ? align : m.zero_term_exponent);  // kNoTerm unless the model says
   }
   const std::uint32_t uc = bits_of(c);

@@ -104,7 +104,19 @@ struct TensorCoreModel {
   // below it, and then it sets the truncation point. kNoZeroTerm: zeros take no part.
   int zero_term_exponent = kNoZeroTerm;
   int second_frac_bits = 0;  // PairedTwoLevel: F2
+  // Mixed operand kinds (tcgen05 kind::mxf8f6f4 takes A and B in different formats, PTX ISA
+  // "tcgen05.mma" .atype/.btype): B's format row and minimum exponent; "" when B has A's format.
+  const char* b_input_format = "";
+  int b_input_min_exponent = 0;
 };
+
+// B's input format and its minimum exponent (A's unless the preset mixes kinds).
+inline const char* b_input_format(const TensorCoreModel& m) {
+  return m.b_input_format[0] != '\0' ? m.b_input_format : m.input_format;
+}
+inline int b_input_min_exponent(const TensorCoreModel& m) {
+  return m.b_input_format[0] != '\0' ? m.b_input_min_exponent : m.input_min_exponent;
+}
 
 // Block-scaled instruction (Blackwell tcgen05 kind::mxf8f6f4 / mxf4nvf4, OCP MX, NVFP4): the scales
 // of a's and b's blocks of `model.scale_block` elements enter inside the instruction, before

@@ -62,6 +62,13 @@ constexpr TensorCoreModel scaled_groups(TensorCoreModel m, const char* scale_for
   m.scale_group = group;
   return m;
 }
+// kind::mxf8f6f4 with B in another format (PTX .btype): each operand clamps at its own format's
+// minimum exponent (MMA-Sim st_fdpa e_subnormal_a / e_subnormal_b).
+constexpr TensorCoreModel mixed(TensorCoreModel m, const char* b_format, int b_min_exponent) {
+  m.b_input_format = b_format;
+  m.b_input_min_exponent = b_min_exponent;
+  return m;
+}
 // AMD CDNA3 FP8: two interleaved fused halves per block, then C with F2 fraction bits.
 constexpr TensorCoreModel paired_two_level(TensorCoreModel m, int second_frac_bits) {
   m.form = DotForm::PairedTwoLevel;
@@ -186,6 +193,26 @@ const std::array kPresets = {
     scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m1", "blackwell_mxfp4_f8f6f4", "e2m1", 32, 32, kE2m1Emin, 1, 25, 24,
                Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
            "ue8m0", 32, kTcgen05ZeroExp),
+    // The same instruction with A and B of different kinds (PTX allows any .atype x .btype of
+    // kind::mxf8f6f4): FP8 E4M3 x E5M2 both ways (the FP8 training hybrid) and E4M3 x FP4 E2M1 both
+    // ways. Unmeasured; bit-identical to MMA-Sim's TCGen05MMABlockScale (.atype.btype) on 10^5 random
+    // and special cases each (test_accum_block_scaled.py).
+    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e5m2", "", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
+                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e5m2; MMA-Sim st_fdpa; unmeasured"),
+                 "ue8m0", 32, kTcgen05ZeroExp),
+          "e5m2", kE5m2Emin),
+    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e5m2_e4m3", "", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
+                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e5m2.e4m3; MMA-Sim st_fdpa; unmeasured"),
+                 "ue8m0", 32, kTcgen05ZeroExp),
+          "e4m3", kE4m3Emin),
+    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1", "", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
+                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e2m1; MMA-Sim st_fdpa; unmeasured"),
+                 "ue8m0", 32, kTcgen05ZeroExp),
+          "e2m1", kE2m1Emin),
+    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m1_e4m3", "", "e2m1", 32, 32, kE2m1Emin, 1, 25, 24,
+                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e2m1.e4m3; MMA-Sim st_fdpa; unmeasured"),
+                 "ue8m0", 32, kTcgen05ZeroExp),
+          "e4m3", kE4m3Emin),
     // Blackwell tcgen05.mma.kind::mxf4nvf4.block_scale (PTX ISA: E2M1 operands, k = 64; UE8M0
     // scales per 32 (scale_vec::2X) or 16 (scale_vec::4X) elements, or UE4M3 scales per 16, NVFP4):
     // MMA-Sim `gst_fdpa` (G = 16, F = 35, RZ-FP32, e_zero -139): each group of 16 products is
@@ -287,6 +314,11 @@ const schema::Schema<TensorCoreModel>& tensor_core_schema() {
                   [](const S& p) {
                     return p.exact_sum ? Json{} : schema::number_json(std::to_string(p.alignment_frac_bits));
                   }),
+          // B's input format and minimum exponent, written for every preset (A's unless mixed).
+          written("b_input_format", "string", "a string",
+                  [](const S& p) { return schema::string_json(b_input_format(p)); }),
+          written("b_input_min_exponent", "int", "an integer",
+                  [](const S& p) { return schema::number_json(std::to_string(b_input_min_exponent(p))); }),
           schema::integer<S, int>("block", &S::block, 1, 1 << 16),
           schema::boolean<S>("c_after_products", &S::c_after_products),
           schema::enumeration<S, Evidence>("evidence", &S::evidence, kEvidence),

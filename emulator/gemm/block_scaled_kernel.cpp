@@ -42,9 +42,10 @@ struct Decoded {
   std::vector<std::uint8_t> finite;  // per row: no NaN or Inf element
 };
 
-Decoded decode(const GemmOperand& x, const TensorCoreModel& m, std::size_t kp) {
+// fmt, emin: the operand's input format and minimum exponent (A's or B's, tensor_core.hpp).
+Decoded decode(const GemmOperand& x, const TensorCoreModel& m, std::size_t kp, const char* fmt, int emin) {
   const bool groups = m.form == DotForm::ScaledGroups;
-  const Format& in = format_by_name(m.input_format);
+  const Format& in = format_by_name(fmt);
   const Format& sf = format_by_name(m.scale_format);
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
   const auto sb = static_cast<std::size_t>(m.scale_block);
@@ -76,7 +77,7 @@ Decoded decode(const GemmOperand& x, const TensorCoreModel& m, std::size_t kp) {
           const int f = static_cast<int>((u >> kM32) & 0xFFu);
           d.sig[e] = (u & 0x7FFFFFu) | (static_cast<std::uint32_t>(f != 0) << kM32);
           d.ex[e] = static_cast<std::int16_t>(std::max(f, 1) - 127);
-          d.cl[e] = static_cast<std::int16_t>(std::max<int>(d.ex[e], m.input_min_exponent));
+          d.cl[e] = static_cast<std::int16_t>(std::max<int>(d.ex[e], emin));
           d.neg[e] = static_cast<std::uint8_t>(u >> 31);
         }
       }
@@ -191,7 +192,8 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   if ((!fused && !groups) || m.accumulator != AccumulatorFormat::Fp32 || m.k > kMaxK || m.scale_block <= 0) return {};
   const std::size_t M = a.rows, N = b.rows, K = a.cols, k = static_cast<std::size_t>(m.k);
   const std::size_t kp = (K + k - 1) / k * k;
-  const Decoded A = decode(a, m, kp), B = decode(b, m, kp);
+  const Decoded A = decode(a, m, kp, m.input_format, m.input_min_exponent);
+  const Decoded B = decode(b, m, kp, b_input_format(m), b_input_min_exponent(m));
   const Format& in = format_by_name(m.input_format);
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
   const int unit0 = 2 * qin - 2 * format_by_name(m.scale_format).mantissa_bits;

@@ -209,9 +209,8 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
     check_scales(a, "a", std::max<std::size_t>(K, 1), why);
     check_scales(b, "b", std::max<std::size_t>(K, 1), why);
   }
-  const Format& in = format_by_name(model.input_format);
-  check_representable(a, "a", in, spec.instruction);
-  check_representable(b, "b", in, spec.instruction);
+  check_representable(a, "a", format_by_name(model.input_format), spec.instruction);
+  check_representable(b, "b", format_by_name(b_input_format(model)), spec.instruction);
 }
 
 std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,

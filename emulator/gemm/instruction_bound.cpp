@@ -65,7 +65,7 @@ double scaled_instruction_error(const float* a, const float* b, const float* sa,
     if (present && groups) {
       align = clamped(sa[blk], scale_emin) + clamped(sb[blk], scale_emin);
     } else if (present) {  // one product: its operands' exponents and its UE8M0 scales' exponents
-      align = clamped(a[t0], m.input_min_exponent) + clamped(b[t0], m.input_min_exponent) + std::ilogb(sa[blk]) +
+      align = clamped(a[t0], m.input_min_exponent) + clamped(b[t0], b_input_min_exponent(m)) + std::ilogb(sa[blk]) +
               std::ilogb(sb[blk]);
     }
     top = std::max(top, present ? align : m.zero_term_exponent);

@@ -288,6 +288,7 @@ TEST(Presets, RowsAgreeWithTheFormatsTableAndTheArithmeticLimits) {
     SCOPED_TRACE(name);
     const Format& f = format_by_name(m.input_format);
     EXPECT_EQ(m.input_min_exponent, f.min_normal_exponent());
+    EXPECT_EQ(b_input_min_exponent(m), format_by_name(b_input_format(m)).min_normal_exponent());
     EXPECT_EQ(m.input_mantissa_bits, f.mantissa_bits);
     EXPECT_GT(m.k, 0);
     EXPECT_LE(m.k, 64);

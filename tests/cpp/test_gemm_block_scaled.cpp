@@ -26,8 +26,8 @@ namespace {
 // Inf) where the format has one, row 3 small patterns only (subnormals and the lowest binades, so
 // the products' alignment clamps decide), row 4 the smallest scale (terms below the zero-term
 // exponent).
-GemmOperand operand(const TensorCoreModel& m, std::size_t rows, std::size_t K, std::mt19937& rng) {
-  const Format& in = format_by_name(m.input_format);
+GemmOperand operand(const TensorCoreModel& m, const char* fmt, std::size_t rows, std::size_t K, std::mt19937& rng) {
+  const Format& in = format_by_name(fmt);
   const Format& sf = format_by_name(m.scale_format);
   const std::size_t sb = static_cast<std::size_t>(m.scale_block);
   GemmOperand x;
@@ -75,7 +75,7 @@ TEST(BlockScaledKernel, EqualsTheInstructionChainForEveryPreset) {
     const std::size_t k = static_cast<std::size_t>(m.k);
     for (const std::size_t K : {std::size_t{1}, k - 1, k, 3 * k + 7, 5 * k + static_cast<std::size_t>(m.scale_block)}) {
       for (int rep = 0; rep < 3; ++rep) {
-        const GemmOperand a = operand(m, 12, K, rng), b = operand(m, 9, K, rng);
+        const GemmOperand a = operand(m, m.input_format, 12, K, rng), b = operand(m, b_input_format(m), 9, K, rng);
         const std::vector<double> fast = gemm(a, b, spec), ref = gemm(a, b, spec, nullptr, slow);
         for (std::size_t e = 0; e < fast.size(); ++e)
           ASSERT_TRUE(std::bit_cast<std::uint64_t>(fast[e]) == std::bit_cast<std::uint64_t>(ref[e]) ||
@@ -84,7 +84,7 @@ TEST(BlockScaledKernel, EqualsTheInstructionChainForEveryPreset) {
       }
     }
   }
-  EXPECT_EQ(presets, 8);  // 5 kind::mxf8f6f4, 3 kind::mxf4nvf4
+  EXPECT_EQ(presets, 12);  // 5 kind::mxf8f6f4, 4 of them mixed A x B, 3 kind::mxf4nvf4
 }
 
 }  // namespace

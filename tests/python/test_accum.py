@@ -181,7 +181,7 @@ def test_block_scaled_scales_as_values_and_their_errors():
     assert (fp8lab.gemm_bound(ones, ones, instruction="mi300_fp8", out="fp32") < 32 * 2.0 ** -20).all()
 
 
-_PRESET_KEYS = ["accumulator", "alias", "alignment_frac_bits", "block", "c_after_products", "evidence", "exact_sum",
+_PRESET_KEYS = ["accumulator", "alias", "alignment_frac_bits", "b_input_format", "b_input_min_exponent", "block", "c_after_products", "evidence", "exact_sum",
                 "form", "input_format", "input_mantissa_bits", "input_min_exponent", "k", "name", "output_precision",
                 "output_rounding", "scale_block", "scale_format", "scale_group", "second_frac_bits", "source",
                 "zero_term_exponent"]
@@ -201,7 +201,8 @@ def test_each_preset_row_is_listed_through_its_declared_schema():
     by = {p["alias"] or p["name"]: p for p in presets}
     hop = by["hopper_fp8"]
     assert {k: hop[k] for k in _PRESET_KEYS if k not in ("source", "name", "alias")} == {
-        "accumulator": "fp32", "alignment_frac_bits": 13, "block": 32, "c_after_products": False,
+        "accumulator": "fp32", "alignment_frac_bits": 13, "b_input_format": "e4m3", "b_input_min_exponent": -6,
+        "block": 32, "c_after_products": False,
         "evidence": "replayed", "exact_sum": False, "input_format": "e4m3", "input_mantissa_bits": 3,
         "input_min_exponent": -6, "k": 32, "output_precision": 14, "output_rounding": "toward_zero",
         "scale_block": 0, "form": "fused", "scale_format": "", "scale_group": 0, "second_frac_bits": 0,
@@ -213,6 +214,9 @@ def test_each_preset_row_is_listed_through_its_declared_schema():
     f16 = by["ada_fp8_f16"]
     assert (f16["accumulator"], f16["output_rounding"], f16["output_precision"]) == ("fp16", "nearest_even", 11)
     assert by["blackwell_mxfp8"]["scale_block"] == 32 and by["blackwell_mxfp8"]["evidence"] == "unmeasured"
+    # A mixed-kind row names B's format and minimum exponent (OCP MX v1.0: E2M1 min normal 2^0).
+    mixed = by["blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1"]
+    assert (mixed["input_format"], mixed["b_input_format"], mixed["b_input_min_exponent"]) == ("e4m3", "e2m1", 0)
 
 
 # --- argument checking -------------------------------------------------------------------------

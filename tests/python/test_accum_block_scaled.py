@@ -103,6 +103,43 @@ def test_mxf8f6f4_agrees_with_mmasim(preset, fmt, ptx):
     report(preset, ours, theirs.numpy(), "random patterns, zero/cancelling rows, UE8M0 extremes and NaN, special C")
 
 
+MIXED = [  # preset, A format, A PTX type, B format, B PTX type
+    ("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e5m2", "e4m3", "e4m3", "e5m2", "e5m2"),
+    ("blackwell_tcgen05_mxf8f6f4_f32_e5m2_e4m3", "e5m2", "e5m2", "e4m3", "e4m3"),
+    ("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1", "e4m3", "e4m3", "e2m1", "e2m1"),
+    ("blackwell_tcgen05_mxf8f6f4_f32_e2m1_e4m3", "e2m1", "e2m1", "e4m3", "e4m3"),
+]
+
+
+def _mmasim_operand(torch, bits, fmt):
+    """An operand as MMA-Sim takes it: FP8 as torch float8, FP6/FP4 in the high bits of a byte."""
+    total = fp8lab.format_info(fmt)["total_bits"]
+    if total == 8:
+        return torch.from_numpy(bits).view({"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}[fmt])
+    return torch.from_numpy(bits << (6 - total))
+
+
+@pytest.mark.parametrize("preset,fa,pa,fb,pb", MIXED)
+def test_mxf8f6f4_mixed_kinds_agree_with_mmasim(preset, fa, pa, fb, pb):
+    torch, TCGen05MMABlockScale, _ = _mmasim()
+    sim = TCGen05MMABlockScale("Blackwell", f"m128n8k32.kind::mxf8f6f4.block32.f32.{pa}.{pb}.ue8m0")
+    rng = np.random.default_rng(18)
+    a = element_bits(rng, N, 32, fp8lab.format_info(fa)["total_bits"])
+    b = element_bits(rng, N, 32, fp8lab.format_info(fb)["total_bits"])
+    sa, sb = ue8m0_bytes(rng, (N, 1)), ue8m0_bytes(rng, (N, 1))
+    c = c_values(rng, N, rng.integers(-10, 10, N) + (sa.astype(int)[:, 0] + sb[:, 0] - 254))
+    e8 = torch.float8_e8m0fnu
+    theirs = sim.dpa(_mmasim_operand(torch, a, fa), _mmasim_operand(torch, b, fb), torch.from_numpy(c),
+                     torch.from_numpy(sa).view(e8), torch.from_numpy(sb).view(e8))
+    ours = fp8lab.dot(fp8lab.decode(a, fa), fp8lab.decode(b, fb), c, instruction=preset,
+                      scale_a=fp8lab.decode(sa, "ue8m0"), scale_b=fp8lab.decode(sb, "ue8m0"))
+    report(preset, ours, theirs.numpy(), f"A {fa} x B {fb}: random patterns, zero/cancelling rows, UE8M0 extremes "
+           "and NaN, special C")
+    with pytest.raises(ValueError, match=f"b: .* {fb}"):  # B is checked against B's format
+        fp8lab.dot(fp8lab.decode(a[:1], fa), fp8lab.decode(a[:1], fa) * 0 + 0.1, c[:1], instruction=preset,
+                   scale_a=fp8lab.decode(sa[:1], "ue8m0"), scale_b=fp8lab.decode(sb[:1], "ue8m0"))
+
+
 MXF4NVF4 = [  # preset, scale format, scale block
     ("blackwell_tcgen05_mxf4nvf4_block32_f32_e2m1_ue8m0", "ue8m0", 32),
     ("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue8m0", "ue8m0", 16),

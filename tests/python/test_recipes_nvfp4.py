@@ -204,3 +204,17 @@ def test_bound_of_cdna3_mfma():
             for acc in ("tensorcore", "promoted"):
                 bound, exact = _bound_holds(qa, qb, accumulate=acc, promote_every=32, instruction=preset, out="fp32")
                 assert (bound <= 1e-5 * np.abs(exact) + 1e-30)[exact != 0].mean() > 0.5, (preset, k, acc)
+
+
+def test_gemm_and_bound_with_mixed_operand_kinds():
+    # kind::mxf8f6f4 with E4M3 activations and E2M1 weights (MX, UE8M0 per 32): B is checked against
+    # B's format, the bound is certified against the exact sum.
+    rng = np.random.default_rng(6)
+    a = (rng.standard_normal((9, 200)) * np.exp2(rng.integers(-20, 20, (9, 1)))).astype(F)
+    b = rng.standard_normal((7, 200)).astype(F)
+    qa, qb = fp8lab.quantize(a, (1, 32), "e4m3", "mx"), fp8lab.quantize(b, (1, 32), "e2m1", "mx")
+    preset = "blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1"
+    bound, exact = _bound_holds(qa, qb, accumulate="tensorcore", instruction=preset, out="fp32")
+    assert (bound <= 1e-5 * np.abs(exact) + 1e-30)[exact != 0].mean() > 0.5
+    with pytest.raises(ValueError, match="b: element .* is not an e2m1 value"):
+        fp8lab.gemm(qa, qa, accumulate="tensorcore", instruction=preset)
