@@ -21,6 +21,7 @@ namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 using mla::dot_f32_finish;
+using mla::dot_f32_tree;
 using mla::kDotLanes;
 
 // GCC/Clang vector extensions: element-wise IEEE operations, each rounded on its own (the build's
@@ -48,23 +49,31 @@ constexpr int kScoreHeads = 4, kScoreRows = 4, kPvHeads = 4, kPvGroups = 4;
 constexpr int kScoreHeads = 2, kScoreRows = 2, kPvHeads = 2, kPvGroups = 2;
 #endif
 
+// c[i][j] += the products a_i[k] * b_j[k] for k in [0, k_end) (a multiple of 16), lane k mod 16:
+// numerics.hpp's dot lanes of IB x JB dots at once (rows of a and b at strides lda, ldb).
+template <int IB, int JB>
+inline void dot_lanes(const float* a, std::size_t lda, const float* b, std::size_t ldb, std::size_t k_end,
+                      F16 (&c)[IB][JB]) {
+  for (std::size_t k = 0; k < k_end; k += kDotLanes) {
+    F16 av[IB], bv[JB];
+    for (int i = 0; i < IB; ++i) av[i] = load16(a + i * lda + k);
+    for (int j = 0; j < JB; ++j) bv[j] = load16(b + j * ldb + k);
+    for (int i = 0; i < IB; ++i)
+      for (int j = 0; j < JB; ++j) c[i][j] = c[i][j] + av[i] * bv[j];
+  }
+}
+
 // sc[h * n + t] = fl(dot_f32(q_h, row_t) * scale) for HB heads from q and TB rows from rows.
 template <int HB, int TB>
 void score_block(const float* q, const float* rows, std::size_t D, float scale, float* sc, std::size_t n) {
   F16 acc[HB][TB] = {};
-  std::size_t i = 0;
-  for (; i + kDotLanes <= D; i += kDotLanes) {
-    F16 a[HB], b[TB];
-    for (int h = 0; h < HB; ++h) a[h] = load16(q + h * D + i);
-    for (int t = 0; t < TB; ++t) b[t] = load16(rows + t * D + i);
-    for (int h = 0; h < HB; ++h)
-      for (int t = 0; t < TB; ++t) acc[h][t] = acc[h][t] + a[h] * b[t];
-  }
+  const std::size_t full = D / kDotLanes * kDotLanes;
+  dot_lanes<HB, TB>(q, D, rows, D, full, acc);
   for (int h = 0; h < HB; ++h)
     for (int t = 0; t < TB; ++t) {
       float lane[kDotLanes];
       std::memcpy(lane, &acc[h][t], sizeof lane);
-      sc[h * n + t] = dot_f32_finish(lane, q + h * D, rows + t * D, i, D) * scale;
+      sc[h * n + t] = dot_f32_finish(lane, q + h * D, rows + t * D, full, D) * scale;
     }
 }
 
@@ -179,7 +188,59 @@ void exp_block(const float* x, float* y) {
     if (!ok[j]) y[j] = ::fp8lab::exp_f32(xf[j]);
 }
 
+// The dot_f32 GEMM's blocks: IB rows of A by JB rows of the packed B chunk (kc columns), their
+// lanes carried in acc between chunks.
+template <int IB, int JB>
+void gemm_block(const float* a, std::size_t K, const float* bp, std::size_t ldb, std::size_t kc, float* acc,
+                std::size_t N, bool first) {
+  F16 c[IB][JB];
+  for (int i = 0; i < IB; ++i)
+    for (int j = 0; j < JB; ++j) c[i][j] = first ? F16{} : load16(acc + (i * N + j) * kDotLanes);
+  dot_lanes<IB, JB>(a, K, bp, ldb, kc, c);
+  for (int i = 0; i < IB; ++i)
+    for (int j = 0; j < JB; ++j) store16(acc + (i * N + j) * kDotLanes, c[i][j]);
+}
+
+template <int IB>
+void gemm_rows(const float* a, std::size_t K, const float* bp, std::size_t ldb, std::size_t kc, std::size_t N,
+               float* acc, bool first) {
+  std::size_t j = 0;
+  for (; j + kScoreRows <= N; j += kScoreRows)
+    gemm_block<IB, kScoreRows>(a, K, bp + j * ldb, ldb, kc, acc + j * kDotLanes, N, first);
+  for (; j < N; ++j) gemm_block<IB, 1>(a, K, bp + j * ldb, ldb, kc, acc + j * kDotLanes, N, first);
+}
+
 }  // namespace
+
+void mla_dot_f32_gemm(const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, std::size_t ldb,
+                      bool b_bf16, float* out, std::size_t ldo, float* scratch) {
+  float* acc = scratch;                      // [M][N][16] lanes
+  float* bp = scratch + M * N * kDotLanes;   // [N][kc] the chunk of B, rounded (b_bf16 only)
+  const std::size_t full = K / kDotLanes * kDotLanes;
+  for (std::size_t k0 = 0; k0 < full; k0 += kDotGemmChunk) {
+    const std::size_t kc = std::min(kDotGemmChunk, full - k0);
+    if (b_bf16)
+      for (std::size_t j = 0; j < N; ++j)
+        for (std::size_t k = 0; k < kc; ++k) bp[j * kc + k] = round_to_bf16(B[j * ldb + k0 + k]);
+    const float* b = b_bf16 ? bp : B + k0;  // B as is: read in place
+    const std::size_t lb = b_bf16 ? kc : ldb;
+    std::size_t i = 0;
+    for (; i + kScoreHeads <= M; i += kScoreHeads)
+      gemm_rows<kScoreHeads>(A + i * K + k0, K, b, lb, kc, N, acc + i * N * kDotLanes, k0 == 0);
+    for (; i < M; ++i) gemm_rows<1>(A + i * K + k0, K, b, lb, kc, N, acc + i * N * kDotLanes, k0 == 0);
+  }
+  if (full == 0) std::fill(acc, acc + M * N * kDotLanes, 0.0f);
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t j = 0; j < N; ++j) {
+      float* lane = acc + (i * N + j) * kDotLanes;
+      for (std::size_t k = full; k < K; ++k) {  // the last K mod 16 products (dot_f32_finish's)
+        const float b = B[j * ldb + k];
+        const float p = A[i * K + k] * (b_bf16 ? round_to_bf16(b) : b);
+        lane[k - full] = lane[k - full] + p;
+      }
+      out[i * ldo + j] = dot_f32_tree(lane);
+    }
+}
 
 void exp_f32_batch(const float* x, float* y, std::size_t n) {
   std::size_t i = 0;
@@ -224,6 +285,10 @@ void mla_absorb_tile_heads(const float* q, std::size_t heads, const float* rows,
 
 }  // namespace fp8lab::FP8LAB_ISA_NS
 
+FP8LAB_DISPATCH_ENTRY(void, mla_dot_f32_gemm,
+                      (const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, std::size_t ldb,
+                       bool b_bf16, float* out, std::size_t ldo, float* scratch),
+                      (A, M, B, N, K, ldb, b_bf16, out, ldo, scratch))
 FP8LAB_DISPATCH_ENTRY(void, exp_f32_batch, (const float* x, float* y, std::size_t n), (x, y, n))
 FP8LAB_DISPATCH_ENTRY(void, mla_absorb_tile_heads,
                       (const float* q, std::size_t heads, const float* rows, std::size_t n, std::size_t D,

@@ -1,5 +1,6 @@
-// The hot loop of split-KV decode: one tile of cache rows folded into the online-softmax state of
-// several heads at once, and a batch of correctly rounded exponentials. Compiled once per
+// The hot loops of MLA: one tile of split-KV decode's cache rows folded into the online-softmax
+// state of several heads at once, a batch of correctly rounded exponentials, and the prefill
+// projections' GEMM in numerics.hpp's dot order. Compiled once per
 // instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp); every variant gives the bits of the
 // scalar statement in decode.hpp ("Within a split") for each head on its own.
 //
@@ -28,6 +29,19 @@ constexpr std::size_t absorb_tile_scratch(std::size_t heads, std::size_t n) { re
 // state as it is.
 void mla_absorb_tile_heads(const float* q, std::size_t heads, const float* rows, std::size_t n, std::size_t D,
                            std::size_t C, float scale, bool p_bf16, float* m, float* l, float* acc, float* scratch);
+
+// The projections' GEMM in numerics.hpp's dot order: out[i * ldo + j] = dot_f32(A_i, R(B_j), K)
+// for i < M, j < N, where A is [M, K] row-major, B's row j starts at B + j * ldb, and R rounds to
+// BF16 when b_bf16 (as is otherwise). Each dot keeps its lanes and tree; blocks of them run side by
+// side, over K in chunks of kDotGemmChunk (with b_bf16, B's chunk is rounded and packed once; the
+// lanes are kept in scratch between chunks). Callers cut N into panels of at most kDotGemmPanel for
+// their threads. scratch: dot_f32_gemm_scratch(M, N, b_bf16) floats.
+inline constexpr std::size_t kDotGemmChunk = 256, kDotGemmPanel = 32;
+constexpr std::size_t dot_f32_gemm_scratch(std::size_t M, std::size_t N, bool b_bf16 = true) {
+  return M * N * 16 + (b_bf16 ? N * kDotGemmChunk : 0);
+}
+void mla_dot_f32_gemm(const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, std::size_t ldb,
+                      bool b_bf16, float* out, std::size_t ldo, float* scratch);
 
 // y[i] = exp_f32(x[i]) (common/pinned_math.hpp) for i < n; x and y may be the same array.
 void exp_f32_batch(const float* x, float* y, std::size_t n);

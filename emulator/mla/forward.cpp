@@ -7,6 +7,7 @@
 
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
+#include "mla/attention_tile.hpp"
 #include "mla/numerics.hpp"
 #include "mla/rope.hpp"
 #include "gemm/bounds.hpp"
@@ -26,6 +27,40 @@ std::string_view form_name(Form f) { return f == Form::Naive ? "naive" : "absorb
 namespace {
 
 const GemmRecipe& fp8_linear_recipe() { return gemm_recipe(kFp8LinearRecipe); }
+
+// The dot_f32 GEMM (mla/attention_tile.hpp) over a grid of blocks of kRowBlock rows of A by
+// kDotGemmPanel rows of B: items [b, e) of the grid, in order, into out (row stride ldo).
+constexpr std::size_t kRowBlock = 128;
+std::size_t dot_grid(std::size_t M, std::size_t N) {
+  return (M + kRowBlock - 1) / kRowBlock * ((N + kDotGemmPanel - 1) / kDotGemmPanel);
+}
+void dot_grid_items(const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, bool b_bf16,
+                    float* out, std::size_t ldo, std::size_t b, std::size_t e) {
+  std::vector<float> scratch(dot_f32_gemm_scratch(kRowBlock, kDotGemmPanel));
+  const std::size_t panels = (N + kDotGemmPanel - 1) / kDotGemmPanel;
+  for (std::size_t item = b; item < e; ++item) {
+    const std::size_t m0 = item / panels * kRowBlock, j0 = item % panels * kDotGemmPanel;
+    mla_dot_f32_gemm(A + m0 * K, std::min(kRowBlock, M - m0), B + j0 * K, std::min(kDotGemmPanel, N - j0), K, K,
+                     b_bf16, out + m0 * ldo + j0, ldo, scratch.data());
+  }
+}
+
+// y[i, j] = R(dot_f32(A[i], R_b(B[j]))) for A [M, K] and B [N, K] (R_b: BF16 when b_bf16), the
+// grid's blocks in parallel.
+std::vector<float> dot_rows(const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, bool b_bf16,
+                            MatmulFormat R) {
+  std::vector<float> y(M * N);
+  parallel_for(dot_grid(M, N), 1, [&](std::size_t b, std::size_t e) {
+    dot_grid_items(A, M, B, N, K, b_bf16, y.data(), N, b, e);
+    for (std::size_t item = b; item < e; ++item) {  // the rounding R of the block's rows just written
+      const std::size_t panels = (N + kDotGemmPanel - 1) / kDotGemmPanel;
+      const std::size_t m0 = item / panels * kRowBlock, j0 = item % panels * kDotGemmPanel;
+      for (std::size_t i = m0; i < std::min(M, m0 + kRowBlock); ++i)
+        for (std::size_t j = j0; j < std::min(N, j0 + kDotGemmPanel); ++j) y[i * N + j] = round_to(R, y[i * N + j]);
+    }
+  });
+  return y;
+}
 
 // y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in]; FP8: see MatmulFormat::Fp8.
 std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, const std::vector<float>& W,
@@ -50,17 +85,9 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, c
     const std::vector<double> y = gemm(a, b, gs);
     return std::vector<float>(y.begin(), y.end());
   }
-  std::vector<float> xr(x, x + T * in), wr(W);
+  std::vector<float> xr(x, x + T * in);
   for (auto& v : xr) v = round_to(f, v);
-  for (auto& v : wr) v = round_to(f, v);
-  std::vector<float> y(T * out);
-  parallel_for(T * out, 256, [&](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) {
-      const std::size_t t = i / out, o = i % out;
-      y[i] = round_to(f, dot_f32(&xr[t * in], &wr[o * in], in));
-    }
-  });
-  return y;
+  return dot_rows(xr.data(), T, W.data(), out, in, f != MatmulFormat::Fp32, f);  // W rounded to f inside
 }
 
 void rms_norm(float* x, std::size_t n, const std::vector<float>& gain, double eps, MatmulFormat f) {
@@ -180,18 +207,24 @@ Projected project(const float* x, std::size_t T, const MlaWeights& w, const MlaS
 std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, D = s.cache_dim();
   const std::vector<float> wa = wkv_b_absorbed(w, s);
+  const std::size_t N = s.nope;
   std::vector<float> out(T * H * D);
-  parallel_for(T * H, 1, [&](std::size_t b, std::size_t e) {
-    std::vector<float> col(s.nope);
-    for (std::size_t i = b; i < e; ++i) {
-      const std::size_t t = i / H, h = i % H;
-      const float* qn = &p.q_nope[i * s.nope];
-      for (std::size_t c = 0; c < C; ++c) {
-        for (int d = 0; d < s.nope; ++d) col[d] = w_uk(wa, s, static_cast<int>(h), d)[c];
-        out[i * D + c] = round_to(s.attn, dot_f32(qn, col.data(), s.nope));
+  // Per head: q_abs[t, c] = R_attn(dot_f32(q_nope[t, h], W_UK[h][:, c])), the GEMM of the head's
+  // queries [T, nope] and W_UK's columns (transposed to [C, nope]).
+  parallel_for(H, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<float> qh(T * N), wt(C * N), y(T * C);
+    for (std::size_t h = b; h < e; ++h) {
+      for (std::size_t t = 0; t < T; ++t) std::copy_n(&p.q_nope[(t * H + h) * N], N, &qh[t * N]);
+      for (std::size_t d = 0; d < N; ++d) {
+        const float* row = w_uk(wa, s, static_cast<int>(h), static_cast<int>(d));
+        for (std::size_t c = 0; c < C; ++c) wt[c * N + d] = row[c];
       }
-      std::copy(&p.q_pe[i * s.rope], &p.q_pe[i * s.rope] + s.rope, &out[i * D + C]);
-      (void)t;
+      dot_grid_items(qh.data(), T, wt.data(), C, N, false, y.data(), C, 0, dot_grid(T, C));
+      for (std::size_t t = 0; t < T; ++t) {
+        const std::size_t i = t * H + h;
+        for (std::size_t c = 0; c < C; ++c) out[i * D + c] = round_to(s.attn, y[t * C + c]);
+        std::copy(&p.q_pe[i * s.rope], &p.q_pe[i * s.rope] + s.rope, &out[i * D + C]);
+      }
     }
   });
   return out;
@@ -285,19 +318,19 @@ std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaW
     return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
   }
   const double uB = unit_roundoff(s.wkv_b);
-  std::vector<float> wr(w.wkv_b), cr(latent, latent + T * C);
-  for (auto& x : wr) x = round_to(s.wkv_b, x);
+  std::vector<float> cr(latent, latent + T * C);
   for (auto& x : cr) x = round_to(s.wkv_b, x);
-  std::vector<float> y(T * N);
-  if (bound) bound->assign(T * N, 0.0);
+  std::vector<float> y = dot_rows(cr.data(), T, w.wkv_b.data(), N, C, s.wkv_b != MatmulFormat::Fp32, s.wkv_b);
+  if (!bound) return y;
+  std::vector<float> wr(w.wkv_b);
+  for (auto& x : wr) x = round_to(s.wkv_b, x);
+  bound->assign(T * N, 0.0);
   parallel_for(T * N, 64, [&](std::size_t bb, std::size_t ee) {
     for (std::size_t i = bb; i < ee; ++i) {
       const std::size_t t = i / N, o = i % N;
       const float* c = &cr[t * C];
       const float* wrow = &wr[o * C];
-      const float k = round_to(s.wkv_b, dot_f32(c, wrow, C));
-      y[i] = k;
-      if (!bound) continue;
+      const float k = y[i];
       // What rounding the operands to the projection's format moved: |c^ w^ - c w| summed.
       double in = 0;
       if (s.wkv_b != MatmulFormat::Fp32)
@@ -432,7 +465,9 @@ AttentionOperands attention_operands(const Projected& p, const Keys& keys, const
 // the rounding to the attention format, probabilities, and the rounded P.V accumulator.
 struct RowValues {
   std::vector<float> sp, sc, pr, acc;
-  RowValues(std::size_t keys, std::size_t VD) : sp(keys), sc(keys), pr(keys), acc(VD) {}
+  std::vector<float> gemm;  // mla_dot_f32_gemm's scratch for one query row
+  RowValues(std::size_t keys, std::size_t VD)
+      : sp(keys), sc(keys), pr(keys), acc(VD), gemm(dot_f32_gemm_scratch(1, std::max(keys, VD), false)) {}
 };
 
 // Row i = (t, h) over its n causal keys: scores, softmax, P.V and, absorbed, W_UV; writes s.v
@@ -442,9 +477,11 @@ void attend_row(const AttentionOperands& o, const MlaSpec& s, Form form, float s
   const std::size_t h = i % static_cast<std::size_t>(s.heads), KD = o.KD, VD = o.VD;
   const bool reference = s.attn_ops == AttnOps::DeepseekReference;
   const float* q = &o.Q[i * KD];
+  if (!reference)  // the row's n dots at once (key j's row at kv_row(j, h)), each in dot_f32's order
+    mla_dot_f32_gemm(q, 1, &o.K[o.kv_row(0, h) * KD], n, KD, o.kv_heads * KD, false, r.sp.data(), n, r.gemm.data());
   for (std::size_t j = 0; j < n; ++j) {
-    const float* k = &o.K[o.kv_row(j, h) * KD];
-    const float d = reference ? reference_score_dot(q, k, score_split(o, s, form), KD, nullptr) : dot_f32(q, k, KD);
+    const float d = reference ? reference_score_dot(q, &o.K[o.kv_row(j, h) * KD], score_split(o, s, form), KD, nullptr)
+                              : r.sp[j];
     r.sp[j] = d * scale;
     r.sc[j] = round_to(s.attn, r.sp[j]);
   }
@@ -462,8 +499,10 @@ void attend_row(const AttentionOperands& o, const MlaSpec& s, Form form, float s
     std::copy(r.acc.begin(), r.acc.begin() + s.v, out);
     return;
   }
-  for (int d = 0; d < s.v; ++d)
-    out[d] = round_to(s.attn, dot_f32(r.acc.data(), w_uv(o.wa, s, static_cast<int>(h), d), s.kv_lora));
+  // W_UV's v rows of head h are consecutive: out = R_attn(dot_f32(acc, W_UV[d])) for all d at once.
+  mla_dot_f32_gemm(r.acc.data(), 1, w_uv(o.wa, s, static_cast<int>(h), 0), s.v, s.kv_lora, s.kv_lora, false, out, s.v,
+                   r.gemm.data());
+  for (int d = 0; d < s.v; ++d) out[d] = round_to(s.attn, out[d]);
 }
 
 }  // namespace

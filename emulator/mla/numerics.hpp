@@ -39,14 +39,19 @@ inline double dot_depth(std::size_t n) { return static_cast<double>((n + kDotLan
 // The last steps of dot_f32 on lanes whose full blocks of 16 are summed (lane j holds the
 // products i = j mod 16 for i < full): the remaining products from index `full` on, then the tree.
 // mla/attention_tile.cpp finishes its vector accumulators with it.
+// The tree that ends dot_f32 (lane j = lane 2j + lane 2j+1, halving to one): the dot's value.
+inline float dot_f32_tree(float* lane) {
+  for (std::size_t width = kDotLanes / 2; width >= 1; width /= 2)
+    for (std::size_t j = 0; j < width; ++j) lane[j] = lane[2 * j] + lane[2 * j + 1];
+  return lane[0];
+}
+
 inline float dot_f32_finish(float* lane, const float* a, const float* b, std::size_t full, std::size_t n) {
   for (std::size_t j = 0; full + j < n; ++j) {
     const float p = a[full + j] * b[full + j];
     lane[j] = lane[j] + p;
   }
-  for (std::size_t width = kDotLanes / 2; width >= 1; width /= 2)
-    for (std::size_t j = 0; j < width; ++j) lane[j] = lane[2 * j] + lane[2 * j + 1];
-  return lane[0];
+  return dot_f32_tree(lane);
 }
 
 inline float dot_f32(const float* a, const float* b, std::size_t n) {

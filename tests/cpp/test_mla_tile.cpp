@@ -103,6 +103,34 @@ TEST(MlaTile, EveryVariantIsTheStatementHeadByHead) {
   EXPECT_GT(checked, 100000u);
 }
 
+TEST(MlaTile, DotGemmIsDotF32PerElement) {
+  // Row counts around the register blocks, K below one lane set, with a tail, and across several
+  // chunks of kDotGemmChunk; B as is and rounded to BF16.
+  const std::size_t dims[][3] = {{1, 1, 5}, {4, 4, 16}, {5, 7, 37}, {9, 33, 300}, {3, 2, 600}, {8, 32, 1536}};
+  std::size_t checked = 0;
+  for (Isa isa : runnable_isas()) {
+    ScopedIsa use(isa);
+    for (const auto& d : dims)
+      for (bool b_bf16 : {false, true}) {
+        const std::size_t M = d[0], N = d[1], K = d[2], ldo = N + 3, ldb = K + (K % 3);  // B rows strided when K % 3
+        const std::vector<float> A = values(M * K, M * 7 + K, 2.0), B = values(N * ldb, N * 11 + K, 0.5);
+        std::vector<float> out(M * ldo, -1.0f), scratch(dot_f32_gemm_scratch(M, N));
+        mla_dot_f32_gemm(A.data(), M, B.data(), N, K, ldb, b_bf16, out.data(), ldo, scratch.data());
+        std::vector<float> b(K);
+        for (std::size_t i = 0; i < M; ++i)
+          for (std::size_t j = 0; j < N; ++j) {
+            for (std::size_t k = 0; k < K; ++k) b[k] = b_bf16 ? round_to_bf16(B[j * ldb + k]) : B[j * ldb + k];
+            ASSERT_EQ(bits(out[i * ldo + j]), bits(mla::dot_f32(&A[i * K], b.data(), K)))
+                << isa_name(isa) << " M " << M << " N " << N << " K " << K << " at " << i << ", " << j;
+            ++checked;
+          }
+        for (std::size_t i = 0; i < M; ++i)  // the columns past N of each output row are untouched
+          for (std::size_t j = N; j < ldo; ++j) ASSERT_EQ(out[i * ldo + j], -1.0f);
+      }
+  }
+  EXPECT_GT(checked, 500u);
+}
+
 TEST(MlaTile, ExpBatchIsExpF32OnEveryInput) {
   // A stride through all 2^32 patterns (every sign, binade, NaN and Inf), a dense run over the range
   // decode uses (s - m in [-110, 0]) and the edges of exp_f32's own rules; in place and not.
