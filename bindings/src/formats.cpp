@@ -1,6 +1,7 @@
 // fp8lab._core: formats — encode, decode, format_info, formats, thread count.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "arrays.hpp"
@@ -13,8 +14,20 @@
 namespace fp8lab::bindings {
 namespace {
 
+// `out`, when given, is the caller's array, already checked by formats.py (_args.out_array);
+// these checks guard a direct _core call.
+py::array out_or_new(const py::object& out, const py::dtype& dtype, const py::array& like) {
+  if (out.is_none()) return py::array(dtype, shape_of(like));
+  auto o = py::reinterpret_borrow<py::array>(out);
+  if (!py::isinstance<py::array>(out) || !o.dtype().is(dtype) || o.size() != like.size() ||
+      !(o.flags() & py::array::c_style) || !o.writeable())
+    throw py::value_error("out: expected a writeable C-contiguous " + py::str(dtype).cast<std::string>() + " array of " +
+                          std::to_string(like.size()) + " elements");
+  return o;
+}
+
 py::array encode_py(const py::object& x, const std::string& fmt_name, const std::string& rounding,
-                    const std::string& overflow, std::uint64_t seed, bool flush_subnormals) {
+                    const std::string& overflow, std::uint64_t seed, bool flush_subnormals, const py::object& out_obj) {
   const Format& fmt = format_by_name(fmt_name);
   EncodeOptions opt;
   opt.rounding = rounding_by_name(rounding);
@@ -22,7 +35,7 @@ py::array encode_py(const py::object& x, const std::string& fmt_name, const std:
   opt.seed = seed;
   opt.flush_subnormals = flush_subnormals;
   py::array in = require_float(x, "x");
-  py::array out(storage_dtype(fmt), shape_of(in));
+  py::array out = out_or_new(out_obj, storage_dtype(fmt), in);
   const auto n = static_cast<std::size_t>(in.size());
   {
     py::gil_scoped_release release;
@@ -32,7 +45,28 @@ py::array encode_py(const py::object& x, const std::string& fmt_name, const std:
   return out;
 }
 
-py::array decode_py(const py::object& bits, const std::string& fmt_name) {
+// The index of the first pattern of p[0, n) at or above `limit`, or n: a block's maximum first
+// (a loop that vectorises), the offending block searched only.
+template <class T>
+std::size_t first_at_or_above(const T* p, std::size_t n, std::uint32_t limit) {
+  constexpr std::size_t kBlock = 4096;
+  for (std::size_t b0 = 0; b0 < n; b0 += kBlock) {
+    const std::size_t b1 = std::min(n, b0 + kBlock);
+    T high = 0;
+    for (std::size_t i = b0; i < b1; ++i) high = std::max(high, p[i]);
+    if (high < limit) continue;
+    for (std::size_t i = b0; i < b1; ++i)
+      if (p[i] >= limit) return i;
+  }
+  return n;
+}
+
+// float32 holds every value of fmt exactly (mantissa and exponent range within float32's).
+bool exact_in_float32(const Format& f) {
+  return f.mantissa_bits <= 23 && f.max_finite() <= 0x1.fffffep127 && f.min_positive() >= 0x1p-149;
+}
+
+py::array decode_py(const py::object& bits, const std::string& fmt_name, bool to_float32, const py::object& out_obj) {
   const Format& fmt = format_by_name(fmt_name);
   py::array in = py::array::ensure(bits);
   if (!in) throw py::type_error("bits: expected a numpy array of unsigned integers");
@@ -40,23 +74,31 @@ py::array decode_py(const py::object& bits, const std::string& fmt_name) {
   if (!in.dtype().is(want))
     throw py::type_error("bits: format " + fmt.name + " is stored as " + py::str(want).cast<std::string>() +
                          ", got dtype " + dtype_name(in));
+  if (to_float32 && !exact_in_float32(fmt))
+    throw py::value_error("dtype: float32 cannot hold every value of " + fmt.name + " exactly; use float64");
   in = py::array::ensure(in, py::array::c_style);
   const auto n = static_cast<std::size_t>(in.size());
   // Reject stray high bits before decoding so the error names the first offending element.
   if (fmt.total_bits() < fmt.storage_bits()) {
     const std::uint32_t limit = 1u << fmt.total_bits();
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint32_t b = fmt.storage_bits() == 8 ? static_cast<const std::uint8_t*>(in.data())[i]
-                                                : static_cast<const std::uint16_t*>(in.data())[i];
-      if (b >= limit)
-        throw py::value_error("bits: element " + std::to_string(i) + " = " + std::to_string(b) +
-                              " does not fit the " + std::to_string(fmt.total_bits()) + "-bit format " + fmt.name);
+    std::size_t i;
+    {
+      py::gil_scoped_release release;
+      i = fmt.storage_bits() == 8 ? first_at_or_above(static_cast<const std::uint8_t*>(in.data()), n, limit)
+                                  : first_at_or_above(static_cast<const std::uint16_t*>(in.data()), n, limit);
+    }
+    if (i != n) {
+      const std::uint32_t b = fmt.storage_bits() == 8 ? static_cast<const std::uint8_t*>(in.data())[i]
+                                                      : static_cast<const std::uint16_t*>(in.data())[i];
+      throw py::value_error("bits: element " + std::to_string(i) + " = " + std::to_string(b) + " does not fit the " +
+                            std::to_string(fmt.total_bits()) + "-bit format " + fmt.name);
     }
   }
-  py::array_t<double> out(shape_of(in));
+  py::array out = out_or_new(out_obj, to_float32 ? py::dtype::of<float>() : py::dtype::of<double>(), in);
   {
     py::gil_scoped_release release;
-    decode_array(in.data(), n, fmt, out.mutable_data());
+    if (to_float32) decode_array(in.data(), n, fmt, static_cast<float*>(out.mutable_data()));
+    else decode_array(in.data(), n, fmt, static_cast<double*>(out.mutable_data()));
   }
   return out;
 }
@@ -111,8 +153,9 @@ Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("rounding_modes", &rounding_names);
   m.def("overflow_modes", &overflow_names);
   m.def("encode", &encode_py, py::arg("x"), py::arg("fmt"), py::arg("rounding") = "nearest_even",
-        py::arg("overflow") = "saturate", py::arg("seed") = 0, py::arg("flush_subnormals") = false);
-  m.def("decode", &decode_py, py::arg("bits"), py::arg("fmt"));
+        py::arg("overflow") = "saturate", py::arg("seed") = 0, py::arg("flush_subnormals") = false,
+        py::arg("out") = py::none());
+  m.def("decode", &decode_py, py::arg("bits"), py::arg("fmt"), py::arg("float32") = false, py::arg("out") = py::none());
   m.def("ocp_to_fnuz", [](const py::array& bits, const std::string& fmt) { return ocp_fnuz_py(bits, fmt, true, "saturate"); },
         py::arg("bits"), py::arg("fmt"));
   m.def("fnuz_to_ocp", [](const py::array& bits, const std::string& fmt, const std::string& overflow) {

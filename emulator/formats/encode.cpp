@@ -1,6 +1,7 @@
 // Encoding float32 or float64 into any Format, every rounding and overflow mode: the input's
 // fields go to the one round-and-pack (formats/round_pack.hpp); float32 arrays take its lane twin
-// below. Written on integers so that it is exact, branch-light and vectorisable.
+// (formats/encode_lanes.cpp), 8-bit patterns decode through a table. Written on integers so that
+// it is exact, branch-light and vectorisable.
 #include "formats/encode.hpp"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <type_traits>
 
 #include "common/parallel.hpp"
+#include "formats/lanes.hpp"
 #include "formats/round_pack.hpp"
 
 namespace fp8lab {
@@ -113,105 +115,11 @@ std::uint32_t encode_value(T x, const Plan& p, std::uint64_t index) {
   return encode_one<double>(static_cast<double>(x), p, index);
 }
 
-// The lane twin of encode_one and round_pack for float32 arrays, without their early returns and
-// rounding switch, so that the compiler can vectorise a loop of it: every decision is a select on
-// 32-bit lanes, and every flag of the plan is folded into a constant first (loop-invariant
-// branches make GCC split the loop and give up). Same arithmetic and steps; test_formats
-// (Encoder.SameBitsAsEncodeAndEncodeArray) checks it against the scalar path bit for bit, and
-// test_formats_cuda checks both against CUDA.
-struct LanePlan {
-  std::uint32_t sign_shift;      // 31 for signed formats; 32 (-> via mask) for unsigned
-  std::uint32_t sign_keep;       // 1 for signed formats, 0 for unsigned (|x| is taken)
-  std::uint32_t sign_bit;
-  std::int32_t emin, m, qmin;
-  std::uint32_t code_offset;
-  std::uint32_t max_code;
-  std::uint32_t flush_limit;     // codes below this become zero (0 when not flushing)
-  std::uint32_t zero_sign_keep;  // 1 when the format has -0; 0 for UE8M0 (no zero) and FNUZ (-0 is NaN)
-  std::uint32_t overflow_pos, overflow_neg;  // result magnitude of a finite overflow, by sign
-  std::uint32_t inf_result;      // magnitude for +-Inf inputs
-  std::uint32_t nan_code;
-};
-
-template <Rounding R>
-LanePlan make_lane_plan(const Plan& p) {
-  LanePlan l{};
-  l.sign_keep = p.is_signed ? 1u : 0u;
-  l.sign_bit = p.sign_bit;
-  l.emin = p.emin;
-  l.m = p.m;
-  l.qmin = p.qmin;
-  l.code_offset = static_cast<std::uint32_t>(p.code_offset);
-  l.max_code = p.max_code;
-  l.flush_limit = p.flush ? (1u << p.m) : 0u;
-  l.zero_sign_keep = p.signed_zero ? 1u : 0u;
-  // p.rounding is R (encode_range dispatches on it). Nearest and toward-zero overflow alike for both
-  // signs: saying so at compile time lets the compiler drop a select on the sign per lane (~20%).
-  l.overflow_pos = p.overflow_pos;
-  l.overflow_neg = R == Rounding::Up || R == Rounding::Down ? p.overflow_neg : p.overflow_pos;
-  l.inf_result = p.inf_code;
-  l.nan_code = p.nan_code;
-  return l;
-}
-
-template <Rounding R>
-inline std::uint32_t encode_float_lane(std::uint32_t u, const LanePlan& p) {
-  const std::uint32_t negative = (u >> 31) & p.sign_keep;
-  const std::uint32_t sign = negative * p.sign_bit;
-  const std::uint32_t magnitude = u & 0x7FFFFFFFu;
-  const std::int32_t exponent_field = static_cast<std::int32_t>(magnitude >> 23);
-  const std::uint32_t fraction = magnitude & 0x7FFFFFu;
-  const std::uint32_t significand = exponent_field != 0 ? (fraction | 0x800000u) : fraction;
-  const std::int32_t e1 = exponent_field > 1 ? exponent_field : 1;
-  const std::int32_t quantum_exp = e1 - 150;
-  const std::int32_t top = e1 - 127 > p.emin ? e1 - 127 : p.emin;
-  const std::int32_t q = top - p.m;
-  const std::int32_t shift_wide = q - quantum_exp;
-  const std::uint32_t s = static_cast<std::uint32_t>(shift_wide < 31 ? shift_wide : 31);
-  std::uint32_t n = significand >> s;
-  const std::uint32_t rem = significand & ((1u << s) - 1u);
-  std::uint32_t up;
-  if constexpr (R == Rounding::NearestEven) {
-    const std::uint32_t half = (1u << s) >> 1;
-    up = static_cast<std::uint32_t>(rem > half) | (static_cast<std::uint32_t>(rem == half && rem != 0) & n);
-    up &= 1u;
-  } else if constexpr (R == Rounding::TowardZero) {
-    up = 0;
-  } else if constexpr (R == Rounding::Up) {
-    up = static_cast<std::uint32_t>(rem != 0) & (negative ^ 1u);
-  } else {
-    up = static_cast<std::uint32_t>(rem != 0) & negative;
-  }
-  n += up;
-  const std::uint32_t code = n + (static_cast<std::uint32_t>(q - p.qmin) << p.m) - p.code_offset;
-  const bool zero = n == 0 || code < p.flush_limit;
-  std::uint32_t r = code > p.max_code ? (negative ? p.overflow_neg : p.overflow_pos) : code;
-  r = zero ? 0u : r;
-  r |= zero ? sign * p.zero_sign_keep : sign;
-  r = exponent_field == 255 ? (fraction != 0 ? p.nan_code : (p.inf_result | sign)) : r;
-  return r;
-}
-
-template <Rounding R, class Out>
-void encode_float_lanes(const float* __restrict in, std::size_t n, const Plan& plan, Out* __restrict out) {
-  // A local copy: stores through a uint8_t* may alias anything, and would otherwise force the
-  // plan to be reloaded every element and block vectorisation.
-  const LanePlan p = make_lane_plan<R>(plan);
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(encode_float_lane<R>(std::bit_cast<std::uint32_t>(in[i]), p));
-}
-
 template <class Out, class T>
 void encode_range(const T* in, std::size_t n, const Plan& p, Out* out, std::uint64_t first_index) {
   if constexpr (std::is_same_v<T, float>) {
-    if (fits<float>(p)) {
-      switch (p.rounding) {
-        case Rounding::NearestEven: return encode_float_lanes<Rounding::NearestEven>(in, n, p, out);
-        case Rounding::TowardZero: return encode_float_lanes<Rounding::TowardZero>(in, n, p, out);
-        case Rounding::Up: return encode_float_lanes<Rounding::Up>(in, n, p, out);
-        case Rounding::Down: return encode_float_lanes<Rounding::Down>(in, n, p, out);
-        case Rounding::Stochastic: break;
-      }
-    }
+    // The lane twin (formats/encode_lanes.cpp, dispatched by instruction set).
+    if (lanes_take(p)) return encode_float_lanes(in, n, p, out, static_cast<int>(8 * sizeof(Out)));
   }
   if (fits<T>(p)) {
     for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(encode_one<T>(in[i], p, first_index + i));
@@ -249,16 +157,37 @@ void decode_range(const In* in, std::size_t n, const Format& fmt, Out* out) {
   });
 }
 
+// 8-bit storage: every pattern's value looked up in a 256-entry table of decode()'s results (the
+// same conversion to Out as decode_range), so the bits are decode_range's. A chunk holding a
+// pattern above the format's width goes through decode_range's loop, which throws naming it.
+template <class Out>
+void decode_bytes(const std::uint8_t* in, std::size_t n, const Format& fmt, Out* out) {
+  const std::uint32_t patterns = 1u << fmt.total_bits();
+  Out table[256];
+  for (std::uint32_t b = 0; b < 256; ++b) table[b] = b < patterns ? static_cast<Out>(decode(b, fmt)) : Out{0};
+  parallel_for(n, 1 << 18, [&](std::size_t begin, std::size_t end) {
+    if (patterns < 256) {
+      std::uint8_t high = 0;
+      for (std::size_t i = begin; i < end; ++i) high = std::max(high, in[i]);
+      if (high >= patterns) return decode_range(in + begin, end - begin, fmt, out + begin);
+    }
+    if constexpr (std::is_same_v<Out, float>) decode_bytes_f32(in + begin, end - begin, table, out + begin);
+    else decode_bytes_f64(in + begin, end - begin, table, out + begin);
+  });
+}
+
 template <class Out>
 void decode_array_any(const void* in, std::size_t n, const Format& fmt, Out* out) {
   switch (fmt.storage_bits()) {
-    case 8: return decode_range(static_cast<const std::uint8_t*>(in), n, fmt, out);
+    case 8: return decode_bytes(static_cast<const std::uint8_t*>(in), n, fmt, out);
     case 16: return decode_range(static_cast<const std::uint16_t*>(in), n, fmt, out);
     default: return decode_range(static_cast<const std::uint32_t*>(in), n, fmt, out);
   }
 }
 
 }  // namespace
+
+bool lanes_take(const detail::EncodePlan& p) { return fits<float>(p) && p.rounding != Rounding::Stochastic; }
 
 std::uint32_t stochastic_bits(std::uint64_t seed, std::uint64_t index) {
   return static_cast<std::uint32_t>(splitmix64(splitmix64(seed) ^ (index * 0x9E3779B97F4A7C15ull)) >> 32);

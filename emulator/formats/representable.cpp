@@ -1,8 +1,5 @@
 #include "formats/representable.hpp"
 
-#include <algorithm>
-#include <bit>
-#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -11,68 +8,15 @@
 namespace fp8lab {
 
 RepresentableTest::RepresentableTest(const Format& fmt)
-    : max_finite_(static_cast<float>(fmt.max_finite())),
-      min_positive_(static_cast<float>(fmt.min_positive())),
-      min_exp_(fmt.min_normal_exponent()),
-      mant_bits_(fmt.mantissa_bits),
-      signed_(fmt.is_signed),
-      zero_(fmt.has_zero()),
-      nan_(fmt.has_nan()),
-      inf_(fmt.has_inf()) {
+    : row_{static_cast<float>(fmt.max_finite()), static_cast<float>(fmt.min_positive()), fmt.min_normal_exponent(),
+           fmt.mantissa_bits, fmt.is_signed, fmt.has_zero(), fmt.has_nan(), fmt.has_inf()} {
   if (fmt.mantissa_bits > 23 || fmt.max_finite() > 0x1.fffffep127 || fmt.min_positive() < 0x1p-149)
     throw std::invalid_argument("fmt: " + fmt.name + " is wider than float32; the representability test covers formats within it");
 }
 
-// 1 when x is not a value (see the header), 0 when it is: integer selects and bitwise & and |
-// on 0/1 values only (no branches, no short-circuit), so that loops over it vectorise.
-static inline std::uint32_t bad_bit(float x, float max_finite, float min_positive, int min_exp, int mant_bits,
-                                    std::uint32_t is_signed, std::uint32_t zero, std::uint32_t nan, std::uint32_t inf) {
-  const std::uint32_t b = std::bit_cast<std::uint32_t>(x), mag = b & 0x7FFFFFFFu;
-  const std::uint32_t field = mag >> 23;
-  const std::uint32_t normal = field != 0;
-  // x = sig * 2^(e - 23) (float32 subnormals: field 0, e = -126); x's binade e_true (for a
-  // subnormal, that of sig, read from sig converted to float: exact, and it vectorises).
-  const std::uint32_t sig = (mag & 0x7FFFFFu) | (normal << 23);
-  const int e = static_cast<int>(field) - 127 + static_cast<int>(1 - normal);
-  const int sub = static_cast<int>(std::bit_cast<std::uint32_t>(static_cast<float>(static_cast<int>(sig))) >> 23) - 127 - 149;
-  const int e_true = sub ^ ((e ^ sub) & -static_cast<int>(normal));  // normal ? e : sub, without a branch
-  // The format's quantum there is 2^q, q = max(e_true, emin) - m: the bits of sig below it (at
-  // most all 24) must be zero.
-  const int q = std::max(e_true, min_exp) - mant_bits;
-  const int cut = std::min(std::max(q - (e - 23), 0), 24);
-  const std::uint32_t low = sig & ((1u << cut) - 1u);
-  const float a = std::bit_cast<float>(mag);
-  const std::uint32_t finite_ok = static_cast<std::uint32_t>(low == 0) & static_cast<std::uint32_t>(a >= min_positive) &
-                                  static_cast<std::uint32_t>(a <= max_finite) & (is_signed | ((b >> 31) ^ 1u));
-  const std::uint32_t is_zero = mag == 0, is_inf = mag == 0x7F800000u, is_nan = mag > 0x7F800000u;
-  const std::uint32_t ok = (is_zero & zero) | (is_inf & inf) | (is_nan & nan) |
-                           (((is_zero | is_inf | is_nan) ^ 1u) & finite_ok);
-  return ok ^ 1u;
-}
+bool RepresentableTest::operator()(float x) const { return representable_first_bad(&x, 1, row_) == 1; }
 
-bool RepresentableTest::operator()(float x) const {
-  return bad_bit(x, max_finite_, min_positive_, min_exp_, mant_bits_, signed_, zero_, nan_, inf_) == 0;
-}
-
-std::uint32_t RepresentableTest::flags(const float* v, std::size_t n) const {
-  const float mf = max_finite_, mp = min_positive_;
-  const int me = min_exp_, mb = mant_bits_;
-  const std::uint32_t s = signed_, z = zero_, na = nan_, in = inf_;
-  std::uint32_t any = 0;
-  for (std::size_t i = 0; i < n; ++i) any |= bad_bit(v[i], mf, mp, me, mb, s, z, na, in);
-  return any;
-}
-
-std::size_t RepresentableTest::first_bad(const float* v, std::size_t n) const {
-  constexpr std::size_t kBlock = 4096;  // scan in blocks; only a block with an offender is searched
-  for (std::size_t b0 = 0; b0 < n; b0 += kBlock) {
-    const std::size_t b1 = std::min(n, b0 + kBlock);
-    if (flags(v + b0, b1 - b0) == 0) continue;
-    for (std::size_t i = b0; i < b1; ++i)
-      if (!(*this)(v[i])) return i;
-  }
-  return n;
-}
+std::size_t RepresentableTest::first_bad(const float* v, std::size_t n) const { return representable_first_bad(v, n, row_); }
 
 std::size_t RepresentableTest::first_bad_parallel(const float* v, std::size_t n) const {
   constexpr std::size_t kGrain = 1 << 16;

@@ -14,6 +14,17 @@
 
 namespace fp8lab {
 
+// The facts of a format the test reads, as float32 and small integers.
+struct RepresentableRow {
+  float max_finite, min_positive;
+  int min_exp, mant_bits;
+  bool is_signed, zero, nan, inf;
+};
+
+// The scan itself, built once per instruction set (formats/representable_scan.cpp, common/isa.hpp):
+// the index of the first of v[0, n) that is not a value of the row's format, or n. Serial.
+std::size_t representable_first_bad(const float* v, std::size_t n, const RepresentableRow& row);
+
 class RepresentableTest {
  public:
   explicit RepresentableTest(const Format& fmt);  // std::invalid_argument for a format wider than float32
@@ -25,10 +36,7 @@ class RepresentableTest {
   std::size_t first_bad_parallel(const float* v, std::size_t n) const;
 
  private:
-  float max_finite_, min_positive_;
-  int min_exp_, mant_bits_;
-  bool signed_, zero_, nan_, inf_;
-  std::uint32_t flags(const float* v, std::size_t n) const;  // 0 when all are values
+  RepresentableRow row_;
 };
 
 }  // namespace fp8lab

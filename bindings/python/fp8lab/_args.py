@@ -16,3 +16,25 @@ def integer(name: str, value, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name} = {value}: expected an integer in [{lo}, {hi}]")
     return int(value)
+
+
+def out_array(name: str, out, shape, dtypes, inputs=()):
+    """``out`` checked as the destination of a cast: a numpy array of one of ``dtypes`` and of
+    ``shape``, C-contiguous, writeable, and sharing no memory with any of ``inputs`` ((name,
+    array) pairs; the result would overwrite its own input). Returns it."""
+    import numpy as np
+
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
+    if out.dtype not in dtypes:
+        raise TypeError(f"{name}: expected dtype {' or '.join(str(np.dtype(d)) for d in dtypes)}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous (a strided view cannot be filled in place)")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: is read-only")
+    for arg, a in inputs:
+        if isinstance(a, np.ndarray) and np.may_share_memory(a, out):
+            raise ValueError(f"{name}: shares memory with {arg}; the result would overwrite its own input")
+    return out

@@ -34,8 +34,25 @@ def format_info(fmt: str) -> dict:
     return dict(_core.format_info(fmt))
 
 
+def _bits_dtypes(fmt: str) -> tuple:
+    """The dtypes an ``out=`` array of ``fmt``'s patterns may have: its storage dtype, and the
+    matching ml_dtypes type where there is one (its bytes are the patterns)."""
+    info = _core.format_info(fmt)
+    storage = np.dtype({8: np.uint8, 16: np.uint16, 32: np.uint32}[info["storage_bits"]])
+    ml_name = ML_DTYPES_NAMES.get(info["name"])
+    if ml_name is not None:
+        try:
+            import ml_dtypes
+        except ImportError:
+            return (storage,)
+        ml = np.dtype(getattr(ml_dtypes, ml_name) if hasattr(ml_dtypes, ml_name) else ml_name)
+        if ml.itemsize == storage.itemsize and ml != storage:
+            return (storage, ml)
+    return (storage,)
+
+
 def encode(x, fmt: str, rounding: str = "nearest_even", overflow: str = "saturate", seed: int = 0,
-           flush_subnormals: bool = False) -> np.ndarray:
+           flush_subnormals: bool = False, *, out=None) -> np.ndarray:
     """Round float32/float64 ``x`` to ``fmt`` and return the bit patterns (same shape).
 
     rounding: nearest_even, toward_zero, up, down, stochastic (element i of the flattened array
@@ -43,14 +60,39 @@ def encode(x, fmt: str, rounding: str = "nearest_even", overflow: str = "saturat
     overflow: saturate (CUDA satfinite: beyond max finite and +-Inf give +-max finite) or
     inf_or_nan (Inf, or NaN where the format has no Inf; toward_zero stops at max finite).
     NaN gives the format's canonical NaN (sign clear, all other bits set), as CUDA does.
+    out: an existing array to write the patterns into and return (no allocation): x's shape,
+    C-contiguous, writeable, not overlapping x, dtype the format's storage type (uint8 for 8-bit
+    formats) or its ml_dtypes type (e.g. ml_dtypes.float8_e4m3fn).
     """
     seed = _args.integer("seed", seed, 0, _args.UINT64_MAX)
-    return _core.encode(x, fmt, rounding, overflow, seed, bool(flush_subnormals))
+    if out is None:
+        return _core.encode(x, fmt, rounding, overflow, seed, bool(flush_subnormals))
+    x = x if isinstance(x, np.ndarray) else np.asarray(x)
+    dtypes = _bits_dtypes(fmt)
+    _args.out_array("out", out, x.shape, dtypes, [("x", x)])
+    _core.encode(x, fmt, rounding, overflow, seed, bool(flush_subnormals), out.view(dtypes[0]))
+    return out
 
 
-def decode(bits, fmt: str) -> np.ndarray:
-    """Exact float64 values of ``fmt`` bit patterns (dtype must be the format's storage type)."""
-    return _core.decode(bits, fmt)
+def decode(bits, fmt: str, dtype=None, *, out=None) -> np.ndarray:
+    """Exact values of ``fmt`` bit patterns (``bits``: the format's storage dtype).
+
+    dtype: float64 (the default) or float32 (for formats whose values float32 holds exactly).
+    out: an existing array to write the values into and return: bits' shape, C-contiguous,
+    writeable, not overlapping bits, of ``dtype`` (when dtype is not given, out's dtype is used)."""
+    if dtype is None:
+        dtype = out.dtype if isinstance(out, np.ndarray) else np.float64
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from e
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    if out is None:
+        return _core.decode(bits, fmt, dtype == np.float32)
+    bits = bits if isinstance(bits, np.ndarray) else np.asarray(bits)
+    _args.out_array("out", out, bits.shape, (dtype,), [("bits", bits)])
+    return _core.decode(bits, fmt, dtype == np.float32, out)
 
 
 def as_ml_dtypes(bits: np.ndarray, fmt: str) -> np.ndarray:
