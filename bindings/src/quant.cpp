@@ -69,6 +69,36 @@ QTensor quantize_py(const py::object& x_obj, const py::object& tile, const std::
   return quantize(static_cast<const double*>(x.data()), rows, cols, t, fmt, rule);
 }
 
+// quantize() into the caller's arrays (quant.py checked them: shapes, dtypes, contiguity,
+// aliasing); these checks guard a direct _core call.
+void quantize_into_py(const py::object& x_obj, const py::object& tile, const std::string& fmt_name,
+                      const py::object& rule_obj, py::array bits, py::array scales) {
+  auto x = require_dtype<float>(x_obj, "x", "float32");
+  if (x.ndim() != 2) throw py::value_error("x: expected a 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const Format& f = format_by_name(fmt_name);
+  const ScaleRule rule = rule_from_py(rule_obj);
+  const bool ue8m0 = rule.storage == ScaleStorage::Ue8m0;
+  const auto writable = [](const py::array& a) { return (a.flags() & py::array::c_style) && a.writeable(); };
+  if (!bits.dtype().is(storage_dtype(f)) || bits.size() != x.size() || !writable(bits))
+    throw py::value_error("out: bits must be a writeable C-contiguous array of " + std::to_string(x.size()) +
+                          " elements of " + py::str(storage_dtype(f)).cast<std::string>());
+  if (!scales.dtype().is(ue8m0 ? py::dtype::of<std::uint8_t>() : py::dtype::of<float>()) || !writable(scales))
+    throw py::value_error(std::string("out: scales must be a writeable C-contiguous ") + (ue8m0 ? "uint8" : "float32") + " array");
+  QuantizeOut out;
+  out.bits = bits.mutable_data();
+  out.bits_width = f.storage_bits();
+  if (ue8m0) out.scale_bytes = static_cast<std::uint8_t*>(scales.mutable_data());
+  else out.scales = static_cast<float*>(scales.mutable_data());
+  const auto rows = static_cast<std::size_t>(x.shape(0)), cols = static_cast<std::size_t>(x.shape(1));
+  const Tile t = tile_from_py(tile);
+  const std::size_t tr = t.rows == 0 ? rows : t.rows, tc = t.cols == 0 ? cols : t.cols;
+  const std::size_t grid = rows == 0 || cols == 0 ? 0 : ((rows + tr - 1) / tr) * ((cols + tc - 1) / tc);
+  if (static_cast<std::size_t>(scales.size()) != grid)
+    throw py::value_error("out: scales must have " + std::to_string(grid) + " elements (one per tile)");
+  py::gil_scoped_release release;
+  quantize_into(x.data(), rows, cols, t, fmt_name, rule, out);
+}
+
 py::array bits_array(const QTensor& q) {
   const Format& f = q.format();
   py::array out(storage_dtype(f), std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
@@ -236,6 +266,8 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
 
   m.def("quantize", &quantize_py, py::arg("x"), py::arg("tile"), py::arg("fmt"), py::arg("rule"),
         py::arg("rbits") = py::none(), py::arg("width") = 8);
+  m.def("quantize_into", &quantize_into_py, py::arg("x"), py::arg("tile"), py::arg("fmt"), py::arg("rule"),
+        py::arg("bits"), py::arg("scales"));
   m.def("retile", [](const QTensor& q, const py::object& tile) {
     const Tile t = tile_from_py(tile);
     py::gil_scoped_release release;

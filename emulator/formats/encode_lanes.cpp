@@ -95,9 +95,12 @@ inline std::uint32_t encode_float_lane(std::uint32_t u, const LanePlan& p) {
 // exponent. Its subnormals: one float32 addition of 2^(qmin + 23), whose ulp is the target's
 // quantum, so that IEEE round-to-nearest-even rounds exactly once (the input is below 2^emin, so
 // the sum stays in that binade). float32 subnormal inputs round to zero there whatever they are,
-// so a DAZ mode could not change a result. The codes then go as in encode_float_lane.
+// so a DAZ mode could not change a result. An infinite input's code lies beyond max_code, and
+// under nearest-even an infinity becomes what an overflow becomes (make_encode_plan), so it takes
+// the overflow select; only NaN needs its own. The codes then go as in encode_float_lane.
 struct NearestPlan {
-  std::uint32_t sign_keep, sign_bit;
+  std::uint32_t sign_shift;      // u >> sign_shift puts float32's sign on the target's sign bit
+  std::uint32_t sign_bit;        // 0 for unsigned formats (|x| is taken)
   std::uint32_t sh;              // 23 - m: fraction bits dropped in the normal binades
   std::uint32_t rebias;          // (126 + emin) << m: float32 exponent field to the target's
   std::uint32_t min_normal;      // float32 bits of 2^emin
@@ -106,18 +109,19 @@ struct NearestPlan {
   std::uint32_t max_code;
   std::uint32_t zero_limit;      // codes below this become zero: 1, or 2^m when flushing
   std::uint32_t zero_sign;       // sign_bit when a zero keeps its sign, else 0
-  std::uint32_t overflow, inf_result, nan_code;
+  std::uint32_t overflow;        // magnitude of an overflow and of an infinity
+  std::uint32_t nan_code;
 };
 
 bool nearest_takes(const Plan& p) {
   return p.rounding == Rounding::NearestEven && p.code_offset == 0 && p.m <= 22 && p.qmin >= -125 &&
-         p.overflow_pos == p.overflow_neg;
+         p.overflow_pos == p.overflow_neg && p.inf_code == p.overflow_pos;
 }
 
 NearestPlan make_nearest_plan(const Plan& p) {
   NearestPlan l{};
-  l.sign_keep = p.is_signed ? 1u : 0u;
-  l.sign_bit = p.sign_bit;
+  l.sign_bit = p.is_signed ? p.sign_bit : 0u;
+  l.sign_shift = static_cast<std::uint32_t>(31 - (l.sign_bit ? std::countr_zero(l.sign_bit) : 0));
   l.sh = static_cast<std::uint32_t>(23 - p.m);
   l.rebias = static_cast<std::uint32_t>(126 + p.emin) << p.m;
   l.min_normal = static_cast<std::uint32_t>(p.emin + 127) << 23;
@@ -125,12 +129,16 @@ NearestPlan make_nearest_plan(const Plan& p) {
   l.magic = std::bit_cast<float>(l.magic_bits);
   l.max_code = p.max_code;
   l.zero_limit = p.flush ? (1u << p.m) : 1u;
-  l.zero_sign = p.signed_zero ? p.sign_bit : 0u;
+  l.zero_sign = p.signed_zero ? l.sign_bit : 0u;
   l.overflow = p.overflow_pos;
-  l.inf_result = p.inf_code;
   l.nan_code = p.nan_code;
   return l;
 }
+
+// Whether a zero result needs a select of its own: when it would not keep its sign (no -0: FNUZ,
+// UE8M0) or when subnormal results are flushed. Otherwise a zero code with the sign ORed in is
+// already the signed zero.
+bool zero_needs_select(const NearestPlan& p) { return p.zero_limit != 1u || p.zero_sign != p.sign_bit; }
 
 // c ? a : b for c in {0, 1}. GCC if-converts the plain ternaries of nearest_lane into AVX-512's
 // mask registers (30% faster than masks), but for AVX2 and SSE2 leaves branches and a scalar loop:
@@ -144,22 +152,26 @@ inline std::uint32_t pick(std::uint32_t c, std::uint32_t a, std::uint32_t b) {
 #endif
 }
 
+template <bool kZeroSelect>
 inline std::uint32_t nearest_lane(std::uint32_t u, const NearestPlan& p) {
-  const std::uint32_t sign = (0u - ((u >> 31) & p.sign_keep)) & p.sign_bit;
+  const std::uint32_t sign = (u >> p.sign_shift) & p.sign_bit;
   const std::uint32_t magnitude = u & 0x7FFFFFFFu;
   const std::uint32_t normal = ((magnitude + ((1u << (p.sh - 1)) - 1u) + ((magnitude >> p.sh) & 1u)) >> p.sh) - p.rebias;
   const std::uint32_t small = std::bit_cast<std::uint32_t>(std::bit_cast<float>(magnitude) + p.magic) - p.magic_bits;
   const std::uint32_t code = pick(magnitude >= p.min_normal, normal, small);
-  std::uint32_t r = pick(code > p.max_code, p.overflow, code);
-  r = pick(code < p.zero_limit, sign & p.zero_sign, r | sign);
-  const std::uint32_t special = pick(magnitude > 0x7F800000u, p.nan_code, p.inf_result | sign);
-  return pick(magnitude >= 0x7F800000u, special, r);
+  std::uint32_t r = pick(code > p.max_code, p.overflow, code) | sign;
+  if constexpr (kZeroSelect) r = pick(code < p.zero_limit, sign & p.zero_sign, r);
+  return pick(magnitude > 0x7F800000u, p.nan_code, r);
 }
 
 template <class Out>
 void nearest_lanes(const float* __restrict in, std::size_t n, const Plan& plan, Out* __restrict out) {
   const NearestPlan p = make_nearest_plan(plan);  // a local copy, as in lanes()
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane(std::bit_cast<std::uint32_t>(in[i]), p));
+  if (zero_needs_select(p)) {
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<true>(std::bit_cast<std::uint32_t>(in[i]), p));
+  } else {
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<false>(std::bit_cast<std::uint32_t>(in[i]), p));
+  }
 }
 
 template <Rounding R, class Out>

@@ -1,6 +1,8 @@
-// The block quantiser: three deterministic passes (per-row partial amax, per-tile scale, elements),
-// each a parallel_for whose chunking does not depend on the thread count; max is exact and
-// order-free, so the bits never depend on it either.
+// The block quantiser. Single-level rules: one fused pass per band of tiles (amax, scale, cast),
+// bands in parallel. Two-level (NVFP4) and 4over6 rules, and very tall tiles: three passes
+// (per-row partial amax, per-tile scale, elements). Every pass is a parallel_for whose chunking does not depend on the thread count, and
+// a tile's amax folds its rows' segment amaxes in row order on both paths, so the bits never
+// depend on the path or the threads.
 #include "quant/quantize.hpp"
 
 #include <algorithm>
@@ -77,10 +79,8 @@ void check_random_bits(const StochasticBits& sr, std::size_t n) {
                                   " has bits above its width " + std::to_string(sr.width));
 }
 
-}  // namespace
-
-QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
-                 const ScaleRule& rule, const StochasticBits* sr) {
+const Format& checked_format(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
+                             const ScaleRule& rule, const StochasticBits* sr = nullptr) {
   const Format& fmt = format_by_name(fmt_name);  // throws naming the format
   rule.validate();
   if (x == nullptr && rows * cols != 0) throw std::invalid_argument("x: null pointer for a non-empty matrix");
@@ -88,59 +88,160 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
   if (fmt.storage_bits() > 32) throw std::invalid_argument("fmt: element format wider than 32 bits");
   check_tile_for_rule(rule, rows, cols, tile);
   check_sign(x, rows, cols, fmt);
+  return fmt;
+}
 
-  QTensor q;
-  q.rows = rows;
-  q.cols = cols;
-  q.fmt = fmt.name;
-  q.tile = tile;
-  q.rule = rule.name;
-  q.rule_spec = rule.to_json();
-  q.bits.assign(rows * cols, 0u);
-  const std::size_t gr = q.tile_grid_rows(), gc = q.tile_grid_cols();
-  const std::size_t tr = q.tile_rows_eff(), tc = q.tile_cols_eff();
-  q.scales.assign(gr * gc, 1.0f);
-  if (rows == 0 || cols == 0) return q;
+// The amax of x[0, n) as the float of the largest |x| bit pattern: for non-NaN floats the order
+// of (bits & 0x7FFFFFFF) is the order of |x|, and NaN patterns lie above +Inf, so a plain max
+// propagates NaN; Ignore zeroes them first. Branch-free integer max, so the compiler vectorises it.
+float segment_amax(const float* x, std::size_t n, AmaxNan nan) {
+  std::uint32_t acc = 0;
+  if (nan == AmaxNan::Propagate) {
+    for (std::size_t c = 0; c < n; ++c) acc = std::max(acc, std::bit_cast<std::uint32_t>(x[c]) & 0x7FFFFFFFu);
+  } else {
+    for (std::size_t c = 0; c < n; ++c) {
+      const std::uint32_t u = std::bit_cast<std::uint32_t>(x[c]) & 0x7FFFFFFFu;
+      acc = std::max(acc, u & (0u - static_cast<std::uint32_t>(u <= 0x7F800000u)));  // a mask: a select stays scalar
+    }
+  }
+  return std::bit_cast<float>(acc);
+}
 
-  // 1. Partial amax of each row's segment in each tile column.
+// A tile's amax from its rows' segment amaxes, folded in row order (max is exact; a NaN row's value
+// is kept as the rule says, the last NaN row's under Propagate).
+inline float fold_amax(float acc, float p, AmaxNan nan) {
+  return (p != p) ? (nan == AmaxNan::Propagate ? p : acc) : (p > acc ? p : acc);
+}
+
+// Step 3 of every rule, for one row: scale each element by its tile's scale (x / s or x * m) and
+// clamp, in float32, in chunks of up to 2048 elements (plain loops the compiler vectorises), then
+// encode each chunk in one bulk call into Out (uint32 words, or the format's storage width), or
+// round it stochastically with the given random bits in place of the rule's cast.
+class RowCaster {
+ public:
+  RowCaster(const Format& fmt, const ScaleRule& rule, const StochasticBits* sr)
+      : fmt_(fmt), rule_(rule), enc_(fmt, cast_options(rule)), fmax_(static_cast<float>(fmt.max_finite())), sr_(sr) {}
+
+  // x and out: row r of n elements, cut into tiles of tc columns whose scales are tiles[].
+  template <class Out>
+  void operator()(const float* x, std::size_t r, std::size_t n, std::size_t tc, const TileScale* tiles, Out* out) const {
+    x += r * n;
+    out += r * n;
+    constexpr std::size_t kChunk = 2048;
+    float buf[kChunk];
+    std::uint32_t codes[kChunk];
+    for (std::size_t c0 = 0; c0 < n; c0 += kChunk) {
+      const std::size_t c1 = std::min(n, c0 + kChunk), len = c1 - c0;
+      for (std::size_t pos = c0; pos < c1;) {
+        const std::size_t t = pos / tc, end = std::min(c1, (t + 1) * tc);
+        const float s = tiles[t].apply;
+        if (rule_.apply == Apply::Divide) {
+          for (std::size_t i = pos; i < end; ++i) buf[i - c0] = x[i] / s;
+        } else {
+          for (std::size_t i = pos; i < end; ++i) buf[i - c0] = x[i] * s;
+        }
+        pos = end;
+      }
+      if (rule_.clamp_before_cast) {
+        // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
+        const float fmax = fmax_;
+        for (std::size_t i = 0; i < len; ++i) buf[i] = buf[i] < -fmax ? -fmax : (buf[i] > fmax ? fmax : buf[i]);
+      }
+      if (sr_ != nullptr) {
+        round_stochastic_bits(buf, sr_->rbits + r * n + c0, len, fmt_, sr_->width, codes);
+        for (std::size_t i = 0; i < len; ++i) out[c0 + i] = static_cast<Out>(codes[i]);
+      } else if (rule_.cast_rounding == CastRounding::NearestTiesToZero) {
+        enc_.encode_u32(buf, len, codes);
+        ties_toward_zero(buf, len, codes, fmt_);
+        for (std::size_t i = 0; i < len; ++i) out[c0 + i] = static_cast<Out>(codes[i]);
+      } else if constexpr (sizeof(Out) == 4) {
+        enc_.encode_u32(buf, len, out + c0);
+      } else {
+        enc_.encode(buf, len, out + c0);  // Out is the format's storage width (quantize_into checks)
+      }
+    }
+  }
+
+ private:
+  static EncodeOptions cast_options(const ScaleRule& rule) {
+    EncodeOptions cast;
+    cast.overflow = rule.cast_overflow;
+    return cast;
+  }
+  const Format& fmt_;
+  const ScaleRule& rule_;
+  Encoder enc_;
+  float fmax_;
+  const StochasticBits* sr_;
+};
+
+// The matrix cut into tiles of tr x tc (ragged at the edges), and where the results go.
+struct Tiling {
+  const float* x;
+  std::size_t rows, cols, tr, tc;
+  const StochasticBits* sr;  // null: the rule's cast
+  std::size_t grid_rows() const { return (rows + tr - 1) / tr; }
+  std::size_t grid_cols() const { return (cols + tc - 1) / tc; }
+  std::size_t seg_len(std::size_t t) const { return std::min(cols, (t + 1) * tc) - t * tc; }
+};
+
+// Rules whose tile scale depends on its own tile only, on bands of tiles up to this many elements
+// (a 128 x 7168 band is 0.9 M): one fused pass per band of tr rows, the bands in parallel. Per row
+// (a sequential read), each segment's amax folds into its tile's; then the band's scales; then
+// its rows are cast while the band is still in cache. Two-level (NVFP4) rules need the tensor's
+// amax first, 4over6 compares candidates, and taller bands would leave the cache: three passes.
+constexpr std::size_t kBandElements = std::size_t{1} << 20;
+bool by_bands(const ScaleRule& rule, const Tiling& m) {
+  return !rule.two_level() && !rule.four_over_six && m.tr * m.cols <= kBandElements;
+}
+
+template <class Out>
+void quantize_bands(const Tiling& m, const Format& fmt, const ScaleRule& rule, Out* bits, std::vector<TileScale>& ts) {
+  const std::size_t gc = m.grid_cols();
+  const RowCaster cast(fmt, rule, m.sr);
+  const AmaxNan nan = rule.amax_nan;
+  // About 64 K elements per chunk of bands; chunks depend on the shape only.
+  const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 16) / (m.tr * m.cols));
+  parallel_for(m.grid_rows(), grain, [&](std::size_t b0, std::size_t b1) {
+    std::vector<float> amax(gc);
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t r0 = b * m.tr, r1 = std::min(m.rows, r0 + m.tr);
+      std::fill(amax.begin(), amax.end(), 0.0f);
+      for (std::size_t r = r0; r < r1; ++r)
+        for (std::size_t t = 0; t < gc; ++t)
+          amax[t] = fold_amax(amax[t], segment_amax(m.x + r * m.cols + t * m.tc, m.seg_len(t), nan), nan);
+      TileScale* band = ts.data() + b * gc;
+      for (std::size_t t = 0; t < gc; ++t) band[t] = compute_tile_scale(amax[t], rule, fmt);
+      for (std::size_t r = r0; r < r1; ++r) cast(m.x, r, m.cols, m.tc, band, bits);
+    }
+  });
+}
+
+// A two-level rule's tensor-level results: the global decode scale S_dec = 1 / S_enc and the
+// tensor amax S_enc came from (QTensor's global_scale and global_amax); 1 and 0 otherwise.
+struct TensorLevel {
+  float scale = 1.0f, amax = 0.0f;
+};
+
+// Every rule: 1. each row's segment amaxes; 2. tile amaxes and scales (two-level rules first take
+// the tensor's amax and its encode scale S_enc; 4over6 then picks among candidates); 3. elements.
+template <class Out>
+TensorLevel quantize_three_passes(const Tiling& m, const Format& fmt, const ScaleRule& rule, Out* bits, std::vector<TileScale>& ts) {
+  const std::size_t gc = m.grid_cols(), rows = m.rows, cols = m.cols, tr = m.tr, tc = m.tc;
   std::vector<float> part(rows * gc, 0.0f);
   const AmaxNan nan = rule.amax_nan;
   parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * cols;
-      for (std::size_t t = 0; t < gc; ++t) {
-        const std::size_t c1 = std::min(cols, (t + 1) * tc);
-        // |x| compared as integers: for non-NaN floats the order of (bits & 0x7FFFFFFF) is the order
-        // of |x|, and NaN patterns lie above +Inf, so a plain max propagates NaN; Ignore zeroes
-        // them first. Branch-free, so the compiler vectorises it.
-        std::uint32_t acc = 0;
-        if (nan == AmaxNan::Propagate) {
-          for (std::size_t c = t * tc; c < c1; ++c) acc = std::max(acc, std::bit_cast<std::uint32_t>(xr[c]) & 0x7FFFFFFFu);
-        } else {
-          for (std::size_t c = t * tc; c < c1; ++c) {
-            const std::uint32_t u = std::bit_cast<std::uint32_t>(xr[c]) & 0x7FFFFFFFu;
-            acc = std::max(acc, u > 0x7F800000u ? 0u : u);
-          }
-        }
-        part[r * gc + t] = std::bit_cast<float>(acc);
-      }
-    }
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t t = 0; t < gc; ++t) part[r * gc + t] = segment_amax(m.x + r * cols + t * tc, m.seg_len(t), nan);
   });
-  // 2. Tile amax (max over the tile's rows: exact in any order) and scale. Two-level rules first
-  // take the tensor's amax (the max of the partial amaxes) and its encode scale S_enc.
-  const auto fold = [nan](float acc, float p) {
-    return (p != p) ? (nan == AmaxNan::Propagate ? p : acc) : (p > acc ? p : acc);
-  };
+  const auto fold = [nan](float acc, float p) { return fold_amax(acc, p, nan); };
   float tensor_amax = 0.0f, global_encode = 1.0f;
   if (rule.two_level()) {
     for (const float p : part) tensor_amax = fold(tensor_amax, p);
     global_encode = nvfp4_global_encode(tensor_amax, rule, fmt);
-    q.global_scale = 1.0f / global_encode;  // global_decode_scale = 1 / global_encode_scale
-    q.global_amax = tensor_amax;
   }
-  std::vector<TileScale> ts(gr * gc);
-  std::vector<float> tile_amax(gr * gc);
-  parallel_for(gr * gc, 256, [&](std::size_t i0, std::size_t i1) {
+  std::vector<float> tile_amax(ts.size());
+  parallel_for(ts.size(), 256, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       const std::size_t br = i / gc, bc = i % gc;
       float acc = 0.0f;
@@ -151,50 +252,78 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
     }
   });
   if (rule.four_over_six)
-    choose_four_over_six({x, rows, cols, tr, tc, &tile_amax, global_encode, tensor_amax}, rule, fmt, ts);
+    choose_four_over_six({m.x, rows, cols, tr, tc, &tile_amax, global_encode, tensor_amax}, rule, fmt, ts);
+  const RowCaster cast(fmt, rule, m.sr);
+  parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) cast(m.x, r, cols, tc, ts.data() + (r / tr) * gc, bits);
+  });
+  return {1.0f / global_encode, rule.two_level() ? tensor_amax : 0.0f};  // global_decode_scale = 1 / global_encode_scale
+}
+
+// The bits into Out and the tile scales into ts (grid size).
+template <class Out>
+TensorLevel quantize_tiles(const Tiling& m, const Format& fmt, const ScaleRule& rule, Out* bits, std::vector<TileScale>& ts) {
+  if (m.rows == 0 || m.cols == 0) return {};
+  ts.resize(m.grid_rows() * m.grid_cols());
+  if (by_bands(rule, m)) {
+    quantize_bands(m, fmt, rule, bits, ts);
+    return {};
+  }
+  return quantize_three_passes(m, fmt, rule, bits, ts);
+}
+
+Tiling tiling(const float* x, std::size_t rows, std::size_t cols, Tile tile, const StochasticBits* sr = nullptr) {
+  return {x, rows, cols, tile.rows == 0 ? rows : tile.rows, tile.cols == 0 ? cols : tile.cols, sr};
+}
+
+}  // namespace
+
+float quantize_into(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
+                    const ScaleRule& rule, const QuantizeOut& out) {
+  const Format& fmt = checked_format(x, rows, cols, tile, fmt_name, rule);
+  const bool ue8m0 = rule.storage == ScaleStorage::Ue8m0;
+  if (rows * cols != 0 && (out.bits == nullptr || (ue8m0 ? out.scale_bytes == nullptr : out.scales == nullptr)))
+    throw std::invalid_argument(std::string("out: rule '") + rule.name + "' needs element bits and " +
+                                (ue8m0 ? "UE8M0 scale bytes" : "float32 scales"));
+  if (out.bits_width != fmt.storage_bits())
+    throw std::invalid_argument("out: elements of format " + fmt.name + " are " + std::to_string(fmt.storage_bits()) +
+                                " bits wide, not " + std::to_string(out.bits_width));
+  const Tiling m = tiling(x, rows, cols, tile);
+  std::vector<TileScale> ts;
+  TensorLevel global;
+  switch (fmt.storage_bits()) {
+    case 8: global = quantize_tiles(m, fmt, rule, static_cast<std::uint8_t*>(out.bits), ts); break;
+    case 16: global = quantize_tiles(m, fmt, rule, static_cast<std::uint16_t*>(out.bits), ts); break;
+    default: global = quantize_tiles(m, fmt, rule, static_cast<std::uint32_t*>(out.bits), ts); break;
+  }
+  for (std::size_t i = 0; i < ts.size(); ++i) {
+    if (out.scales) out.scales[i] = ts[i].dequant;
+    if (out.scale_bytes) out.scale_bytes[i] = ts[i].ue8m0;
+  }
+  return global.scale;
+}
+
+QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
+                 const ScaleRule& rule, const StochasticBits* sr) {
+  const Format& fmt = checked_format(x, rows, cols, tile, fmt_name, rule, sr);
+  QTensor q;
+  q.rows = rows;
+  q.cols = cols;
+  q.fmt = fmt.name;
+  q.tile = tile;
+  q.rule = rule.name;
+  q.rule_spec = rule.to_json();
+  q.bits.resize(rows * cols);  // uint32 words: QTensor's layout for every format
+  std::vector<TileScale> ts;
+  const TensorLevel global = quantize_tiles(tiling(x, rows, cols, tile, sr), fmt, rule, q.bits.data(), ts);
+  q.global_scale = global.scale;
+  q.global_amax = global.amax;
+  q.scales.assign(q.tile_grid_rows() * q.tile_grid_cols(), 1.0f);
   for (std::size_t i = 0; i < ts.size(); ++i) q.scales[i] = ts[i].dequant;
-  if (rule.storage == ScaleStorage::Ue8m0) {
+  if (rule.storage == ScaleStorage::Ue8m0 && !ts.empty()) {
     q.scale_bits_ue8m0.resize(ts.size());
     for (std::size_t i = 0; i < ts.size(); ++i) q.scale_bits_ue8m0[i] = ts[i].ue8m0;
   }
-  // 3. Elements.
-  EncodeOptions cast;
-  cast.overflow = rule.cast_overflow;
-  const Encoder enc(fmt, cast);
-  const float fmax = static_cast<float>(fmt.max_finite());
-  const bool clamp = rule.clamp_before_cast;
-  const bool divide = rule.apply == Apply::Divide;
-  parallel_for(rows, 16, [&](std::size_t r0, std::size_t r1) {
-    float buf[256];
-    for (std::size_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * cols;
-      std::uint32_t* out = q.bits.data() + r * cols;
-      const TileScale* trow = ts.data() + (r / tr) * gc;
-      for (std::size_t t = 0; t < gc; ++t) {
-        const float s = trow[t].apply;
-        const std::size_t c1 = std::min(cols, (t + 1) * tc);
-        // Scale (and clamp) a chunk in plain loops the compiler vectorises, then encode it in bulk.
-        for (std::size_t c0 = t * tc; c0 < c1; c0 += 256) {
-          const std::size_t len = std::min<std::size_t>(256, c1 - c0);
-          if (divide) {
-            for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] / s;
-          } else {
-            for (std::size_t i = 0; i < len; ++i) buf[i] = xr[c0 + i] * s;
-          }
-          if (clamp) {
-            // torch.clamp: NaN stays NaN; -fmax/+fmax bound everything else (Inf included).
-            for (std::size_t i = 0; i < len; ++i) buf[i] = buf[i] < -fmax ? -fmax : (buf[i] > fmax ? fmax : buf[i]);
-          }
-          if (sr != nullptr) {
-            round_stochastic_bits(buf, sr->rbits + r * cols + c0, len, fmt, sr->width, out + c0);
-            continue;
-          }
-          enc.encode_u32(buf, len, out + c0);
-          if (rule.cast_rounding == CastRounding::NearestTiesToZero) ties_toward_zero(buf, len, out + c0, fmt);
-        }
-      }
-    }
-  });
   return q;
 }
 

@@ -41,6 +41,22 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
 QTensor quantize(const double* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt,
                  const ScaleRule& rule);
 
+// Where quantize_into writes: rows * cols element patterns of bits_width bits (the format's storage
+// width: uint8_t for 8-bit formats), row-major; one dequantisation multiplier per tile (the
+// QTensor's `scales`, row-major over the tile grid) unless null; and for UE8M0 rules the scale
+// bytes (its `scale_bits_ue8m0`), which such rules require. Nothing is allocated.
+struct QuantizeOut {
+  void* bits = nullptr;
+  int bits_width = 8;
+  float* scales = nullptr;
+  std::uint8_t* scale_bytes = nullptr;
+};
+// quantize() into caller memory: the same bits and scales; returns the QTensor's global_scale (1
+// but for two-level rules). Single-level rules take one fused pass per band of tiles (amax, scale,
+// cast). A missing or wrong-width destination is std::invalid_argument naming `out`.
+float quantize_into(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt,
+                   const ScaleRule& rule, const QuantizeOut& out);
+
 // The exact values element * scale (row-major), in double; NaN where a scale or element is NaN.
 std::vector<double> dequantize(const QTensor& q);
 // What a kernel computes before re-quantising: fl32(element * scale), row-major.

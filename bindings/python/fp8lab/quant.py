@@ -93,7 +93,7 @@ def _rule(rule):
 
 
 def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, operand: str = "a", rbits=None,
-             width: int | None = None) -> QTensor:
+             width: int | None = None, out=None):
     """Quantise the 2-D float32 array ``x`` (float64 accepted when every value is a float32 value).
 
     ``tile``, ``fmt`` and ``rule`` not passed come from operand ``operand`` ("a": activations, "b":
@@ -104,6 +104,12 @@ def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, op
     elements with these random bits in place of the rule's cast, as ``fp8lab.stochastic_round``
     rounds (cvt.rs.satfinite; ``width`` defaults to its RBITS_WIDTH[fmt]); the scales are the rule's.
     NVIDIA's NVFP4 recipe rounds gradients so. Needs float32 ``x``.
+
+    out: a pair ``(bits, scales)`` of existing arrays to fill and return instead of a QTensor (no
+    allocation; one fused pass per tile): ``bits`` of x's shape in the format's storage dtype (or
+    its ml_dtypes type), ``scales`` of the tile grid's shape in float32 (uint8 UE8M0 bytes for
+    UE8M0 rules), both C-contiguous, writeable and apart from x and each other. The same values
+    as the QTensor's ``bits`` and ``scales``. Single-level rules and float32 ``x`` only.
 
     Raises TypeError for a wrong dtype/type and ValueError for a wrong shape, an unknown format or
     rule, or a tile the rule cannot take (MX needs 32-element tiles)."""
@@ -123,10 +129,37 @@ def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, op
     if rbits is None:
         if width is not None:
             raise ValueError("width: given without rbits (it is the stochastic rounding's random bits per value)")
+        if out is not None:
+            return _quantize_into(x, _tile(tile), fmt, _rule(rule), out)
         return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule))
+    if out is not None:
+        raise ValueError("out: not taken with rbits (stochastic rounding returns a QTensor)")
     from .microscale import sr_width
 
     return _core.quantize(np.ascontiguousarray(x), _tile(tile), fmt, _rule(rule), rbits, sr_width(fmt, width))
+
+
+def _quantize_into(x, tile, fmt, rule, out):
+    from .formats import _bits_dtypes
+
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"out: expected a pair (bits, scales) of numpy arrays, got {type(out).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError("x: out= takes float32 input (cast float64 holding float32 values with x.astype(np.float32))")
+    spec = _core.scale_rule(rule)
+    if spec["form"] == "nvfp4_two_level" or spec["four_over_six"]:
+        raise ValueError(f"out: rule {spec['name']!r} needs the tensor-level or candidate scales of a QTensor; "
+                         "call quantize() without out= for it")
+    rows, cols = x.shape
+    tr, tc = tile[0] or rows, tile[1] or cols
+    grid = (0 if rows == 0 else -(-rows // tr), 0 if cols == 0 else -(-cols // tc))  # QTensor's tile grid
+    bits, scales = out
+    dtypes = _bits_dtypes(fmt)
+    _args.out_array("out[0] (bits)", bits, x.shape, dtypes, [("x", x)])
+    scale_dtype = np.uint8 if spec["storage"] == "ue8m0" else np.float32
+    _args.out_array("out[1] (scales)", scales, grid, (np.dtype(scale_dtype),), [("x", x), ("out[0] (bits)", bits)])
+    _core.quantize_into(np.ascontiguousarray(x), tile, fmt, rule, bits.view(dtypes[0]), scales)
+    return bits, scales
 
 
 def retile(q: QTensor, tile) -> QTensor:
