@@ -37,44 +37,62 @@ std::string index_text(std::size_t flat, const std::vector<py::ssize_t>& shape) 
 
 std::string repr(double x) { return py::repr(py::float_(x)).cast<std::string>(); }
 
+// A float32/float64 array's values as float32: float32 data in place (no copy); float64
+// converted in parallel, the first element that is not a float32 value (NaN aside) noted in
+// not_float32 (n when none). Call without the GIL (arr's dtype is checked already).
+struct Floats {
+  const float* data;
+  std::vector<float> owned;
+  std::size_t not_float32;
+};
+Floats as_floats(const py::array& arr, bool f32) {
+  const auto n = static_cast<std::size_t>(arr.size());
+  if (f32) return {static_cast<const float*>(arr.data()), {}, n};
+  const auto* x = static_cast<const double*>(arr.data());
+  Floats out{nullptr, std::vector<float>(n), n};
+  float* v = out.owned.data();
+  constexpr std::size_t kGrain = 1 << 16;
+  std::vector<std::size_t> first((n + kGrain - 1) / kGrain, n);
+  parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
+    bool any = false;
+    for (std::size_t i = begin; i < end; ++i) {
+      v[i] = static_cast<float>(x[i]);
+      any |= !(static_cast<double>(v[i]) == x[i] || x[i] != x[i]);
+    }
+    if (any)
+      for (std::size_t i = begin; i < end && first[begin / kGrain] == n; ++i)
+        if (!(static_cast<double>(v[i]) == x[i] || x[i] != x[i])) first[begin / kGrain] = i;
+  });
+  for (const std::size_t i : first) out.not_float32 = std::min(out.not_float32, i);
+  out.data = v;
+  return out;
+}
+
+// ValueError: element `bad` of `arr` (argument `arg`) is not a value of fmt.
+[[noreturn]] void not_representable(const py::array& arr, const char* arg, std::size_t bad, const Format& fmt) {
+  const double x = is_float32(arr) ? static_cast<double>(static_cast<const float*>(arr.data())[bad])
+                                   : static_cast<const double*>(arr.data())[bad];
+  throw py::value_error(std::string(arg) + ": element " + index_text(bad, shape_of(arr)) + " = " + repr(x) +
+                        " is not exactly representable in " + fmt.name + " (round it first, e.g. fp8lab.decode(fp8lab.encode(x, '" +
+                        fmt.name + "'), '" + fmt.name + "'))");
+}
+
 // The values of a float32/float64 array as float32, each exactly representable in `fmt`
 // (NaN allowed where the format has one, infinities where it has them). The first element that
 // is not raises ValueError naming `arg`, its index, its value and the format. The checks run
 // in bulk without the GIL (formats/representable's vectorised test, on the parallel_for threads).
 std::vector<float> operand_values(const py::array& arr, const char* arg, const Format& fmt) {
   const auto n = static_cast<std::size_t>(arr.size());
-  std::vector<float> v(n);
+  const bool f32 = is_float32(arr);
+  std::vector<float> v;
   std::size_t bad = n;
   {
     py::gil_scoped_release release;
-    if (is_float32(arr)) {
-      std::memcpy(v.data(), arr.data(), n * sizeof(float));
-    } else {  // float64: each element must be a float32 value first (NaN aside)
-      const auto* x = static_cast<const double*>(arr.data());
-      constexpr std::size_t kGrain = 1 << 16;
-      std::vector<std::size_t> first((n + kGrain - 1) / kGrain, n);
-      parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
-        bool any = false;
-        for (std::size_t i = begin; i < end; ++i) {
-          v[i] = static_cast<float>(x[i]);
-          any |= !(static_cast<double>(v[i]) == x[i] || x[i] != x[i]);
-        }
-        if (any)
-          for (std::size_t i = begin; i < end && first[begin / kGrain] == n; ++i)
-            if (!(static_cast<double>(v[i]) == x[i] || x[i] != x[i])) first[begin / kGrain] = i;
-      });
-      for (const std::size_t i : first) bad = std::min(bad, i);
-    }
-    bad = std::min(bad, RepresentableTest(fmt).first_bad_parallel(v.data(), bad));
+    Floats f = as_floats(arr, f32);
+    v = f32 ? std::vector<float>(f.data, f.data + n) : std::move(f.owned);
+    bad = std::min(f.not_float32, RepresentableTest(fmt).first_bad_parallel(v.data(), f.not_float32));
   }
-  if (bad != n) {
-    const double x = is_float32(arr) ? static_cast<double>(static_cast<const float*>(arr.data())[bad])
-                                     : static_cast<const double*>(arr.data())[bad];
-    throw py::value_error(std::string(arg) + ": element " + index_text(bad, shape_of(arr)) + " = " + repr(x) +
-                          " is not exactly representable in " + fmt.name +
-                          " (round it first, e.g. fp8lab.decode(fp8lab.encode(x, '" + fmt.name + "'), '" +
-                          fmt.name + "'))");
-  }
+  if (bad != n) not_representable(arr, arg, bad, fmt);
   return v;
 }
 
@@ -115,7 +133,8 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
   const std::vector<py::ssize_t> out_shape(sa_shape.begin(), sa_shape.end() - 1);
   const std::size_t batch = static_cast<std::size_t>(a.size()) / static_cast<std::size_t>(k);
 
-  // C: None (zeros), a scalar, or an array of the batch shape; float32 values only.
+  // C: None (zeros), a scalar, or an array of the batch shape; float32 values only (FP16 values
+  // when the instruction accumulates in FP16). Checked without the GIL; the first offender raises.
   std::vector<float> c(batch, 0.0f);
   if (!c_obj.is_none()) {
     py::array ca = require_float(c_obj, "c");
@@ -123,27 +142,60 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
     if (!(ca.ndim() == 0 || cs == out_shape))
       throw py::value_error("c: expected shape " + shape_text(out_shape) + " (a's leading dimensions) or a scalar, got " +
                             shape_text(cs));
-    for (std::size_t i = 0; i < batch; ++i) {
-      const std::size_t j = ca.ndim() == 0 ? 0 : i;
-      const double x = is_float32(ca) ? static_cast<double>(static_cast<const float*>(ca.data())[j])
-                                      : static_cast<const double*>(ca.data())[j];
-      if (!std::isnan(x) && static_cast<double>(static_cast<float>(x)) != x)
-        throw py::value_error("c: element " + index_text(j, cs) + " = " + repr(x) +
+    const bool f32 = is_float32(ca), scalar = ca.ndim() == 0, fp16 = m.accumulator == AccumulatorFormat::Fp16;
+    const Format& half = format_by_name("fp16");
+    std::size_t bad = batch;
+    bool bad_fp16 = false;
+    {
+      py::gil_scoped_release release;
+      for (std::size_t i = 0; i < batch && bad == batch; ++i) {
+        const std::size_t j = scalar ? 0 : i;
+        const double x = f32 ? static_cast<double>(static_cast<const float*>(ca.data())[j])
+                             : static_cast<const double*>(ca.data())[j];
+        c[i] = static_cast<float>(x);
+        if (std::isnan(x)) continue;
+        if (static_cast<double>(c[i]) != x || (fp16 && round_to_format(x, half) != x)) {
+          bad = j;
+          bad_fp16 = static_cast<double>(c[i]) == x;
+        }
+      }
+    }
+    if (bad != batch) {
+      const double x = f32 ? static_cast<double>(static_cast<const float*>(ca.data())[bad]) : static_cast<const double*>(ca.data())[bad];
+      if (!bad_fp16)
+        throw py::value_error("c: element " + index_text(bad, cs) + " = " + repr(x) +
                               " is not a float32 value (the accumulator is FP32); cast c to float32 first");
-      if (m.accumulator == AccumulatorFormat::Fp16 && !std::isnan(x) && round_to_format(x, format_by_name("fp16")) != x)
-        throw py::value_error("c: element " + index_text(j, cs) + " = " + repr(x) + " is not an fp16 value (instruction '" +
-                              instruction + "' accumulates in FP16)");
-      c[i] = static_cast<float>(x);
+      throw py::value_error("c: element " + index_text(bad, cs) + " = " + repr(x) + " is not an fp16 value (instruction '" +
+                            instruction + "' accumulates in FP16)");
     }
   }
-  const std::vector<float> av = operand_values(a, "a", fmt);
-  const std::vector<float> bv = operand_values(b, "b", format_by_name(b_input_format(m)));
-
+  py::array_t<float> out(out_shape);
+  float* o = out.mutable_data();
+  if (m.scale_block == 0) {
+    if (!sa_obj.is_none() || !sb_obj.is_none())
+      throw py::value_error("scale_a: instruction '" + instruction + "' takes no block scales");
+    // Operands in place (float32) or converted once (float64); the representability check runs
+    // inside the batch, chunk by chunk with the kernel (gemm/dot_batch), not in passes of its own.
+    const bool a32 = is_float32(a), b32 = is_float32(b);
+    const std::size_t n = batch * static_cast<std::size_t>(k);
+    std::size_t bad_a = n, bad_b = n;
+    {
+      py::gil_scoped_release release;
+      const Floats av = as_floats(a, a32), bv = as_floats(b, b32);
+      const DotBatchCheck check = fused_dot_add_batch_checked(av.data, bv.data, c.data(), batch, m, o);
+      bad_a = std::min(av.not_float32, check.a);
+      bad_b = std::min(bv.not_float32, check.b);
+    }
+    if (bad_a != n) not_representable(a, "a", bad_a, fmt);
+    if (bad_b != n) not_representable(b, "b", bad_b, format_by_name(b_input_format(m)));
+    return out;
+  }
   // Block-scaled presets: one scale per scale_block elements of a and of b, as values of the
   // preset's scale format (float arrays) or, for UE8M0, as unbiased exponents (integer arrays).
+  const std::vector<float> av = operand_values(a, "a", fmt);
+  const std::vector<float> bv = operand_values(b, "b", format_by_name(b_input_format(m)));
   std::vector<float> sa, sb;
-  const bool scaled = m.scale_block > 0;
-  if (scaled) {
+  {
     const Format& sf = format_by_name(m.scale_format);
     const auto nblk = static_cast<py::ssize_t>(m.k / m.scale_block);
     std::vector<py::ssize_t> want = out_shape;
@@ -180,24 +232,16 @@ py::array_t<float> dot_py(const py::object& a_obj, const py::object& b_obj, cons
     };
     sa = read_scales(sa_obj, "scale_a");
     sb = read_scales(sb_obj, "scale_b");
-  } else if (!sa_obj.is_none() || !sb_obj.is_none()) {
-    throw py::value_error("scale_a: instruction '" + instruction + "' takes no block scales");
   }
 
-  py::array_t<float> out(out_shape);
-  float* o = out.mutable_data();
   {
     py::gil_scoped_release release;
     const auto ku = static_cast<std::size_t>(m.k);
-    const std::size_t nblk = scaled ? ku / static_cast<std::size_t>(m.scale_block) : 0;
-    if (!scaled) {
-      fused_dot_add_batch(av.data(), bv.data(), c.data(), batch, m, o);  // the GEMM's kernel where it covers m
-    } else {
-      parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i)
-          o[i] = fused_dot_add_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m);
-      });
-    }
+    const std::size_t nblk = ku / static_cast<std::size_t>(m.scale_block);
+    parallel_for(batch, 4096, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i)
+        o[i] = fused_dot_add_scaled(&av[i * ku], &bv[i * ku], &sa[i * nblk], &sb[i * nblk], c[i], m);
+    });
   }
   return out;
 }

@@ -56,8 +56,9 @@ constexpr int kZeroC = -400;
 struct Fp8Layout {
   int min_exp;
   int mant_bits;
+  std::uint32_t max_finite_bits;  // the float bits of the largest finite value
 };
-constexpr Fp8Layout kE4m3Layout{-6, 3}, kE5m2Layout{-14, 2};  // checked against the format rows as above
+constexpr Fp8Layout kE4m3Layout{-6, 3, 0x43E00000u /* 448 */}, kE5m2Layout{-14, 2, 0x47600000u /* 57344 */};  // checked against the format rows as above
 constexpr int kE4m3MinExp = kE4m3Layout.min_exp;    // operand exponents clamp here (E4M3 subnormals)
 constexpr int kMantShift = kE4m3Layout.mant_bits;   // E4M3 significand = 1.mmm: value = m * 2^(e - 3), |m| <= 15
 // |product| shifted up onto the alignment grid's headroom: the product's lowest bit is
@@ -522,74 +523,161 @@ float hopper_e4m3_dot_add(const float* a, const float* b, std::size_t n, float c
 
 namespace {
 
-// op over the 16 lanes, by halving (shuffles, not 16 lane extractions).
-template <class Op>
-inline std::int32_t reduce(Lanes v, Op op) {
-  using H8 = std::int32_t __attribute__((vector_size(32)));
-  using H4 = std::int32_t __attribute__((vector_size(16)));
-  H8 h8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
-  const H8 g8 = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int l = 0; l < 8; ++l) h8[l] = op(h8[l], g8[l]);
-  H4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3);
-  const H4 g4 = __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
-  for (int l = 0; l < 4; ++l) h4[l] = op(h4[l], g4[l]);
-  return op(op(h4[0], h4[2]), op(h4[1], h4[3]));
+// Batches of single instructions (fp8lab.dot): 16 instructions at a time, one per lane, so that
+// the largest exponent, the aligned sum and the normalisation of D are lane-wise as in the GEMM
+// kernel, and nothing is reduced within a vector one instruction at a time.
+using FLanes = float __attribute__((vector_size(64)));
+
+// Lane i of the result is op over the 16 lanes of v[i]: four rounds, each halving the lanes that
+// hold one instruction and pairing vectors up (15 ops and 30 two-source shuffles for 16
+// reductions). The shuffles keep the instructions in order: after round r, vector j holds
+// instructions 2^r j .. 2^r (j + 1) - 1, 16 / 2^r lanes each.
+enum class LaneOp { Max, Add };
+template <LaneOp O>
+inline Lanes lane_op(const Lanes& x, const Lanes& y) {
+  if constexpr (O == LaneOp::Max) return lanes_max(x, y);
+  return x + y;
+}
+template <LaneOp O>
+inline Lanes reduce_each(const Lanes (&v)[kLanes]) {
+  constexpr auto op = lane_op<O>;
+  Lanes w[8], x[4], y[2];
+  for (int j = 0; j < 8; ++j)
+    w[j] = op(__builtin_shufflevector(v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+              __builtin_shufflevector(v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  for (int j = 0; j < 4; ++j)
+    x[j] = op(__builtin_shufflevector(w[2 * j], w[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+              __builtin_shufflevector(w[2 * j], w[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31));
+  for (int j = 0; j < 2; ++j)
+    y[j] = op(__builtin_shufflevector(x[2 * j], x[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29),
+              __builtin_shufflevector(x[2 * j], x[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31));
+  return op(__builtin_shufflevector(y[0], y[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+            __builtin_shufflevector(y[0], y[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
 }
 
-// One instruction with its 32 k in vector lanes (two groups of 16): the decomposition of
-// fp8_parts_from_bits, the largest exponent and the aligned, truncated sum of
-// hopper_e4m3_dot_add, lane-wise. False when an operand or C is NaN or infinite (accum's
-// fused_dot_add applies the policy to those).
+// Largest exponent of an instruction that leaves the vector path, and of one without a non-zero
+// product (far outside the sums of two biased fields, 0..540, and apart after the reduction).
+constexpr int kLeave = 1 << 20;
+constexpr int kNoProduct = -(1 << 20);
+
+// 16 values of one operand (float bits u): each one's exponent field clamped at the format's least
+// normal exponent (the model's operand exponent, biased by 127; zero's is never used); `leave` gets
+// -1 in each lane that the vector path must not take: NaN, Inf, and any value that is not a value
+// of the format. The test is sound, not complete (a lane it passes is a value of the format:
+// non-zero, between the least subnormal and max_finite, no bits below the format's quantum); the
+// caller settles what it flags with the general test (formats/representable).
 template <Fp8Layout Op>
-inline bool dot_lanes(const float* a, const float* b, float c, float& out) {
-  constexpr int mb = Op.mant_bits;
-  Lanes pe[2], pm[2];
-  Lanes special{};
-  for (int h = 0; h < 2; ++h) {
-    Lanes e[2], m[2];
-    for (int o = 0; o < 2; ++o) {
-      ULanes u;
-      std::memcpy(&u, (o ? b : a) + 16 * h, sizeof u);
-      const Lanes field = std::bit_cast<Lanes>((u >> 23) & 0xFFu);
-      special |= field == 0xFF;
-      const Lanes zero = (u & 0x7FFFFFFFu) == 0;
-      const Lanes top = (1 << mb) | std::bit_cast<Lanes>((u >> (23 - mb)) & ((1u << mb) - 1u));
-      const Lanes ex = field - 127;
-      const Lanes mag = top >> lanes_max(Op.min_exp - ex, Lanes{});
-      const Lanes neg = std::bit_cast<Lanes>(u >> 31) != 0;
-      m[o] = zero ? Lanes{} : (neg ? -mag : mag);
-      e[o] = zero ? Lanes{} + kZeroExp : lanes_max(ex, Lanes{} + Op.min_exp);
+inline Lanes operand_field(const ULanes u, Lanes& leave) {
+  constexpr int kMinField = Op.min_exp + binary32::kBias, kKeep = 32 - (kM32 - Op.mant_bits);
+  constexpr std::uint32_t kLeast = static_cast<std::uint32_t>(kMinField - Op.mant_bits) << kM32;  // 2^(emin - m)
+  const ULanes mag = u & binary32::kMagnitudeMask;
+  const Lanes field = std::bit_cast<Lanes>(mag >> kM32);
+  // The bits below the quantum, 2^(max(e, emin) - m), moved to the top (kKeep - (emin - e) of
+  // them stay below for a subnormal of the format; the clamp only matters out of range).
+  const Lanes keep = lanes_max(lanes_min(field - kMinField + kKeep, Lanes{} + kKeep), Lanes{});
+  const Lanes low = std::bit_cast<Lanes>(u << std::bit_cast<ULanes>(keep));
+  const Lanes in_range = (mag - kLeast) <= (Op.max_finite_bits - kLeast);  // unsigned: zero wraps above
+  leave |= ~((mag == 0) | (in_range & (low == 0)));
+  return lanes_max(field, Lanes{} + kMinField);
+}
+
+// Instructions i < 16 of a block (a, b: 32 values each; c: 16) into out; a bit per instruction
+// that left the vector path (NaN or Inf anywhere, or an operand the quick test flags), its out
+// unspecified. The model of hopper_e4m3_dot_add, lane-wise: a product of two values of the format
+// is exact in FP32, so its aligned, truncated term is trunc(p * 2^(13 - emax)), |term| < 2^15
+// (|p| < 2^(pe + 2), pe <= emax); emax is the largest product exponent pe = ea + eb (the operands'
+// exponents, clamped at emin: not the product's own) and C's.
+template <Fp8Layout Op>
+inline std::uint32_t dot_block(const float* a, const float* b, const float* c, float* out) {
+  constexpr std::size_t K = kInstructionK, H = K / kLanes;
+  static_assert(K == H * kLanes);
+  FLanes prod[kLanes][H];
+  Lanes em[kLanes];
+  for (std::size_t i = 0; i < kLanes; ++i) {
+    Lanes e = Lanes{} + kNoProduct, leave{};
+    for (std::size_t h = 0; h < H; ++h) {
+      ULanes ua, ub;
+      std::memcpy(&ua, a + i * K + h * kLanes, sizeof ua);
+      std::memcpy(&ub, b + i * K + h * kLanes, sizeof ub);
+      const Lanes pe = operand_field<Op>(ua, leave) + operand_field<Op>(ub, leave);
+      prod[i][h] = std::bit_cast<FLanes>(ua) * std::bit_cast<FLanes>(ub);
+      e = lanes_max(e, prod[i][h] != 0 ? pe : Lanes{} + kNoProduct);  // zero products do not count
     }
-    pe[h] = e[0] + e[1];
-    pm[h] = m[0] * m[1];
+    em[i] = leave != 0 ? Lanes{} + kLeave : e;
+    for (std::size_t h = 0; h < H; ++h) prod[i][h] = leave != 0 ? FLanes{} : prod[i][h];  // NaN, Inf, non-values
   }
-  if (reduce(special, [](std::int32_t x, std::int32_t y) { return x | y; }) || !std::isfinite(c)) return false;
-  const Fp32Parts cp = fp32_parts(c);
-  const Lanes em = lanes_max(pm[0] != 0 ? pe[0] : Lanes{} + kZeroExp, pm[1] != 0 ? pe[1] : Lanes{} + kZeroExp);
-  const int emax = std::max(cp.e, reduce(em, [](std::int32_t x, std::int32_t y) { return std::max(x, y); }));
-  Lanes sum{};
-  for (int h = 0; h < 2; ++h) {
-    // |product| << product_shift (< 2^15) shifted right by its distance to the largest exponent:
-    // 16 or more leaves 0, as does the reference's cut-off.
-    const Lanes d = lanes_min(emax - pe[h], Lanes{} + 31);
-    const Lanes ap = (pm[h] < 0 ? -pm[h] : pm[h]) << product_shift(Op);
-    const Lanes t = std::bit_cast<Lanes>(std::bit_cast<ULanes>(ap) >> std::bit_cast<ULanes>(d));
-    sum += pm[h] < 0 ? -t : t;
+  const Lanes emax_p = reduce_each<LaneOp::Max>(em);
+  // C as fp32_parts: significand cm, exponent ce (kZeroC for zero), sign.
+  ULanes uc;
+  std::memcpy(&uc, c, sizeof uc);
+  constexpr int kFieldMax = binary32::kFieldMax, kBias = binary32::kBias;
+  const Lanes cfield = std::bit_cast<Lanes>((uc >> kM32) & binary32::kFieldMax);
+  const Lanes cm = std::bit_cast<Lanes>(uc & binary32::kFractionMask) | ((cfield != 0) & (1 << kM32));
+  const Lanes ce = cm == 0 ? Lanes{} + kZeroC : lanes_max(cfield, Lanes{} + 1) - kBias;
+  const Lanes leave = (emax_p >= kLeave) | (cfield == kFieldMax);
+  // Left lanes get a harmless emax (their results are discarded).
+  const Lanes emax = leave != 0 ? Lanes{} : lanes_max(emax_p - 2 * kBias, ce);
+  // 2^(13 - emax): a normal float (emax >= -100 when any product is non-zero; below, every p is
+  // 0); 0 for a left instruction, whose products are then all 0 (no float-to-int overflow).
+  const Lanes scale_field = leave != 0 ? Lanes{} : kFracBits - lanes_max(emax, Lanes{} - 100) + kBias;
+  const FLanes scale = std::bit_cast<FLanes>(scale_field << kM32);
+  Lanes terms[kLanes];
+  for (std::size_t i = 0; i < kLanes; ++i) {
+    const FLanes s = FLanes{} + scale[i];
+    Lanes t{};
+    for (std::size_t h = 0; h < H; ++h) t += __builtin_convertvector(prod[i][h] * s, Lanes);  // exact; truncates
+    terms[i] = t;
   }
-  std::int32_t s = reduce(sum, [](std::int32_t x, std::int32_t y) { return x + y; });
-  if (cp.m) {
-    const int sh = emax - cp.e + (23 - kFracBits);  // C's lowest bit is 2^(e - 23)
-    const std::int32_t t = sh >= 32 ? 0 : (cp.m >> sh);
-    s += cp.negative ? -t : t;
+  Lanes s = reduce_each<LaneOp::Add>(terms);
+  // C aligned to 2^(emax - 13), magnitude truncated (its lowest bit is 2^(ce - 23); emax >= ce).
+  const Lanes sh = lanes_min(lanes_max(emax - ce + (kM32 - kFracBits), Lanes{}), Lanes{} + 31);
+  const Lanes tc = std::bit_cast<Lanes>(std::bit_cast<ULanes>(cm) >> std::bit_cast<ULanes>(sh));
+  s += std::bit_cast<Lanes>(uc) < 0 ? -tc : tc;
+  // D: |S| truncated to 14 significant bits (normalise()), times 2^(emax - 13). |S| < 2^21, so its
+  // bit length is read exactly from its float's exponent. The power of two is applied in two
+  // normal factors (a C near 2^-126 puts it below FP32's normal range); each product is exact.
+  const Lanes as = s < 0 ? -s : s;
+  const Lanes nb = (std::bit_cast<Lanes>(__builtin_convertvector(as | 1, FLanes)) >> kM32) - (kBias - 1);
+  const Lanes cut = lanes_max(nb - kOutBits, Lanes{});
+  const Lanes kept = as >> cut;
+  const Lanes e2 = emax - kFracBits + cut;
+  const Lanes e_hi = lanes_max(e2, Lanes{} + binary32::kMinExponent);
+  const Lanes e_lo = lanes_max(e2, Lanes{} + binary32::kMinExponent - kFracBits) - e_hi;
+  const FLanes d = __builtin_convertvector(s < 0 ? -kept : kept, FLanes) * std::bit_cast<FLanes>((e_hi + kBias) << kM32) *
+                   std::bit_cast<FLanes>((e_lo + kBias) << kM32);
+  std::memcpy(out, &d, sizeof d);
+  std::uint32_t left = 0;
+  for (std::size_t l = 0; l < kLanes; ++l) left |= static_cast<std::uint32_t>(leave[l] != 0) << l;
+  return left;
+}
+
+template <Fp8Layout Op>
+std::size_t dot_batch(const float* a, const float* b, const float* c, std::size_t n, float* out, std::uint32_t* left) {
+  constexpr std::size_t K = kInstructionK;
+  std::size_t count = 0;
+  auto note = [&](std::uint32_t bits, std::size_t i0) {
+    for (; bits; bits &= bits - 1) left[count++] = static_cast<std::uint32_t>(i0 + std::countr_zero(bits));
+  };
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) note(dot_block<Op>(a + i * K, b + i * K, c + i, out + i), i);
+  if (i < n) {  // the tail, zero-padded to a block
+    alignas(64) float ta[kLanes * K] = {}, tb[kLanes * K] = {}, tc[kLanes] = {}, to[kLanes];
+    const std::size_t r = n - i;
+    std::memcpy(ta, a + i * K, r * K * sizeof(float));
+    std::memcpy(tb, b + i * K, r * K * sizeof(float));
+    std::memcpy(tc, c + i, r * sizeof(float));
+    note(dot_block<Op>(ta, tb, tc, to) & ((1u << r) - 1u), i);
+    std::memcpy(out + i, to, r * sizeof(float));
   }
-  out = normalise(s, emax);
-  return true;
+  return count;
 }
 
 }  // namespace
 
-bool hopper_fp8_dot(const float* a, const float* b, float c, Fp8Operands operands, float& out) {
-  return operands == Fp8Operands::E5m2 ? dot_lanes<kE5m2Layout>(a, b, c, out) : dot_lanes<kE4m3Layout>(a, b, c, out);
+std::size_t hopper_fp8_dot_batch(const float* a, const float* b, const float* c, std::size_t n, Fp8Operands operands,
+                                 float* out, std::uint32_t* left) {
+  return operands == Fp8Operands::E5m2 ? dot_batch<kE5m2Layout>(a, b, c, n, out, left)
+                                       : dot_batch<kE4m3Layout>(a, b, c, n, out, left);
 }
 
 namespace {
@@ -660,7 +748,8 @@ bool hopper_fp8_kernel_models(const TensorCoreModel& m, Fp8Operands operands) {
          m.output_precision == kOutBits && m.output_rounding == Rounding::TowardZero && !m.exact_sum &&
          !m.c_after_products && m.scale_block == 0 && m.accumulator == AccumulatorFormat::Fp32 &&
          m.input_min_exponent == op.min_exp && m.input_mantissa_bits == op.mant_bits &&
-         f.min_normal_exponent() == op.min_exp && f.mantissa_bits == op.mant_bits;
+         f.min_normal_exponent() == op.min_exp && f.mantissa_bits == op.mant_bits &&
+         std::bit_cast<std::uint32_t>(static_cast<float>(f.max_finite())) == op.max_finite_bits;
 }
 
 std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,
@@ -672,8 +761,10 @@ std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOp
 }  // namespace fp8lab::FP8LAB_ISA_NS
 
 FP8LAB_DISPATCH_ENTRY(float, hopper_e4m3_dot_add, (const float* a, const float* b, std::size_t n, float c), (a, b, n, c))
-FP8LAB_DISPATCH_ENTRY(bool, hopper_fp8_dot, (const float* a, const float* b, float c, Fp8Operands operands, float& out),
-                      (a, b, c, operands, out))
+FP8LAB_DISPATCH_ENTRY(std::size_t, hopper_fp8_dot_batch,
+                      (const float* a, const float* b, const float* c, std::size_t n, Fp8Operands operands, float* out,
+                       std::uint32_t* left),
+                      (a, b, c, n, operands, out, left))
 FP8LAB_DISPATCH_ENTRY(std::vector<float>, hopper_fp8_gemm_accumulate,
                       (const GemmOperand& a, const GemmOperand& b, std::size_t promote_every, Combine combine,
                        Fp8Operands operands),

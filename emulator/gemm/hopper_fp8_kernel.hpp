@@ -28,10 +28,15 @@ enum class Fp8Operands : std::uint8_t { E4m3, E5m2 };
 // (gemm/hopper_fp8_presets.cpp).
 std::optional<Fp8Operands> hopper_fp8_operands(const TensorCoreModel& model);
 
-// One instruction of 32 products (a, b: 32 values of the operand format each) with C = c, into
-// out; false (out untouched) when an operand or c is NaN or infinite. The batched form of the
-// kernel for fp8lab.dot (gemm/dot_batch), bit-identical to accum's fused_dot_add.
-bool hopper_fp8_dot(const float* a, const float* b, float c, Fp8Operands operands, float& out);
+// n single instructions of 32 products (a, b: n x 32 floats, c: n) into out, 16 at a time in
+// vector lanes; the batched form of the kernel for fp8lab.dot (gemm/dot_batch), bit-identical to
+// accum's fused_dot_add. An instruction holding a NaN or an infinity (operand or c), or an
+// operand element that may not be a value of the operand format, is left to the caller: its
+// index (< n, ascending) goes to left[0, count) and its out[i] is unspecified. Returns count.
+// Every other operand element is a value of the format: the kernel checks, so the caller need
+// not (a sound quick test; what it flags, formats/representable settles).
+std::size_t hopper_fp8_dot_batch(const float* a, const float* b, const float* c, std::size_t n, Fp8Operands operands,
+                                 float* out, std::uint32_t* left);
 
 // Whether `model` (a tensor-core preset row) is the instruction the kernel's built-in constants
 // describe (k, one fused block, alignment bits, output bits and rounding, FP32 accumulator) with
