@@ -19,8 +19,11 @@ int num_threads();
 void set_num_threads(int n);
 
 // Calls body(begin, end) for consecutive chunks [begin, end) of [0, n), each at most `grain` long.
-// Chunks run concurrently on up to num_threads() threads; the call returns when all are done.
-// An exception thrown by body is rethrown here (the first one, by chunk order).
+// Chunks run concurrently on up to num_threads() threads: the caller and a persistent pool of
+// workers, started when first needed (a forked child starts its own). A call made inside a body,
+// or while another thread's call holds the pool, runs its chunks on the calling thread, in order.
+// The call returns when all are done. An exception thrown by body is rethrown here (the first
+// one, by chunk order).
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
 
 }  // namespace fp8lab
