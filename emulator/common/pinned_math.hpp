@@ -9,6 +9,7 @@
 
 #include "common/bf16.hpp"  // round_to_bf16, the last step of sigmoid_bf16
 
+#include <cstddef>
 #include <cstdint>
 
 namespace fp8lab {
@@ -41,6 +42,14 @@ float sigmoid_f32(float x);
 // (callers pass a value already rounded to bf16 when modelling a bf16 tensor). Returns the bf16
 // value as a float (exactly representable).
 float sigmoid_bf16(float x);
+
+// out[i] = sigmoid_f32(x[i]) for i < n, the same bits: most elements by the vectorised twin below,
+// the rest (NaN, 0, |x| outside [-104, 40], and the rare results the double evaluation cannot
+// decide) by sigmoid_f32 itself. x and out must not overlap. Serial (callers split the work).
+void sigmoid_f32_array(const float* x, std::size_t n, float* out);
+// The twin, built once per instruction set (common/pinned_math_lanes.cpp, common/isa.hpp): out[i]
+// is sigmoid_f32(x[i]) wherever unsure[i] is 0; where it is 1, sigmoid_f32 must be called.
+void sigmoid_f32_lanes(const float* x, std::size_t n, float* out, std::uint8_t* unsure);
 
 
 // How many evaluations (exp_f32 and sigmoid_f32 together) needed the multiprecision fallback since

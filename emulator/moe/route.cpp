@@ -13,12 +13,13 @@
 namespace fp8lab::moe {
 
 std::uint32_t score_order_key(float x) {
-  if (std::isnan(x)) return 0;
-  if (x == 0.0f) x = 0.0f;  // -0 -> +0
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
   // Standard order-preserving map of IEEE floats onto unsigned integers: flip all bits of
   // negatives, set the sign bit of positives. -inf maps to 0x007FFFFF > 0, so NaN (0) is lowest.
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  // Written as selects, without branches, so that a loop of it vectorises.
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(x), magnitude = u & 0x7FFFFFFFu;
+  const std::uint32_t v = magnitude == 0 ? 0u : u;  // -0 -> +0
+  const std::uint32_t key = (v & 0x80000000u) ? ~v : (v | 0x80000000u);
+  return magnitude > 0x7F800000u ? 0u : key;
 }
 
 float round_gate(float x, GateFormat f) { return f == GateFormat::Bf16 ? round_to_bf16(x) : x; }
@@ -50,12 +51,12 @@ struct TopK {
   }
 };
 
-// Top-k for k that may exceed TopK's fixed capacity (group/node counts, large topk): full sort.
-void top_indices(const std::vector<std::uint64_t>& keys, int k, std::vector<std::uint32_t>& out) {
-  std::vector<std::uint64_t> sorted = keys;
-  std::partial_sort(sorted.begin(), sorted.begin() + k, sorted.end(), std::greater<>());
+// Top-k for k that may exceed TopK's fixed capacity (group/node counts, large topk): a partial
+// sort of `keys` in place (callers do not read them again).
+void top_indices(std::vector<std::uint64_t>& keys, int k, std::vector<std::uint32_t>& out) {
+  std::partial_sort(keys.begin(), keys.begin() + k, keys.end(), std::greater<>());
   out.resize(static_cast<std::size_t>(k));
-  for (int i = 0; i < k; ++i) out[static_cast<std::size_t>(i)] = index_of(sorted[static_cast<std::size_t>(i)]);
+  for (int i = 0; i < k; ++i) out[static_cast<std::size_t>(i)] = index_of(keys[static_cast<std::size_t>(i)]);
 }
 
 float round_sel(float x, const RouterSpec& spec) { return spec.selection_is_bf16() ? round_to_bf16(x) : x; }
@@ -71,9 +72,50 @@ void check_topk_capacity(const RouterSpec& spec) {
 struct Scratch {
   std::vector<float> sel;
   std::vector<unsigned char> eligible;
-  std::vector<std::uint64_t> group_keys, node_keys;
+  std::vector<std::uint64_t> group_keys, node_keys, keys;
   std::vector<std::uint32_t> chosen;
 };
+
+// route_token for specs without node limits (every router recipe but the node-limited ones), in
+// fewer steps with the same keys, order and ties: every expert's ranked key once (a loop without
+// branches), each group's best one or two keys by one scan, the groups by top_indices, and the
+// final top-k over the chosen groups' experts only (the others are not eligible). TopK keeps the
+// k largest of distinct keys, so the order in which they are offered does not matter.
+void route_token_grouped(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out,
+                         float* w_out) {
+  const int E = spec.experts;
+  w.sel.resize(static_cast<std::size_t>(E));
+  w.keys.resize(static_cast<std::size_t>(E));
+  selection_scores(s, bias, spec, w.sel.data());
+  const float* sel = w.sel.data();
+  std::uint64_t* keys = w.keys.data();
+  for (int e = 0; e < E; ++e) keys[e] = ranked(sel[e], static_cast<std::uint32_t>(e));
+  TopK t(spec.topk);
+  if (spec.groups > 1) {
+    const int per = spec.experts_per_group();
+    w.group_keys.resize(static_cast<std::size_t>(spec.groups));
+    for (int g = 0; g < spec.groups; ++g) {
+      const std::uint64_t* gk = keys + static_cast<std::ptrdiff_t>(g) * per;
+      std::uint64_t first = gk[0], second = 0;  // ranked keys are > 0: 0 is below every one
+      for (int i = 1; i < per; ++i) {
+        const std::uint64_t k = gk[i];
+        second = k > first ? first : (k > second ? k : second);
+        first = k > first ? k : first;
+      }
+      const float score = spec.group_score == GroupScore::Max
+                              ? sel[index_of(first)]
+                              : round_sel(sel[index_of(first)] + sel[index_of(second)], spec);
+      w.group_keys[static_cast<std::size_t>(g)] = ranked(score, static_cast<std::uint32_t>(g));
+    }
+    top_indices(w.group_keys, spec.topk_groups, w.chosen);
+    for (const std::uint32_t g : w.chosen)
+      for (int i = 0; i < per; ++i) t.offer(keys[static_cast<std::ptrdiff_t>(g) * per + i]);
+  } else {
+    for (int e = 0; e < E; ++e) t.offer(keys[e]);
+  }
+  for (int j = 0; j < spec.topk; ++j) ids_out[j] = static_cast<std::int32_t>(index_of(t.keys[j]));
+  weights_for_ids(s, ids_out, spec, w_out);
+}
 
 // Routes one token from its gate-format scores. Writes k ids and k weights.
 void route_token(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out,
@@ -165,8 +207,12 @@ RouteResult route_impl(const float* scores, std::size_t tokens, const float* bia
   const std::size_t E = static_cast<std::size_t>(spec.experts), K = static_cast<std::size_t>(spec.topk);
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
     Scratch w;
-    for (std::size_t t = begin; t < end; ++t)
-      route_token(scores + t * E, bias ? b.data() : nullptr, spec, w, r.ids.data() + t * K, r.weights.data() + t * K, t);
+    for (std::size_t t = begin; t < end; ++t) {
+      if (spec.nodes > 0)
+        route_token(scores + t * E, bias ? b.data() : nullptr, spec, w, r.ids.data() + t * K, r.weights.data() + t * K, t);
+      else
+        route_token_grouped(scores + t * E, bias ? b.data() : nullptr, spec, w, r.ids.data() + t * K, r.weights.data() + t * K);
+    }
   });
   return r;
 }
@@ -206,14 +252,20 @@ void gate_scores(const float* logits, std::size_t tokens, const RouterSpec& spec
   spec.validate();
   const std::size_t E = static_cast<std::size_t>(spec.experts);
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> rounded(spec.gate_format == GateFormat::Bf16 ? E : 0);
     for (std::size_t t = begin; t < end; ++t) {
       const float* x = logits + t * E;
       float* o = out + t * E;
       if (spec.score == ScoreFunction::Sigmoid) {
-        if (spec.gate_format == GateFormat::Bf16)
-          for (std::size_t e = 0; e < E; ++e) o[e] = sigmoid_bf16(round_to_bf16(x[e]));
-        else
-          for (std::size_t e = 0; e < E; ++e) o[e] = sigmoid_f32(x[e]);
+        // sigmoid_bf16(round_to_bf16(x)) and sigmoid_f32(x) over the row, vectorised
+        // (sigmoid_f32_array: the same bits as sigmoid_f32 element by element).
+        if (spec.gate_format == GateFormat::Bf16) {
+          for (std::size_t e = 0; e < E; ++e) rounded[e] = round_to_bf16(x[e]);
+          sigmoid_f32_array(rounded.data(), E, o);
+          for (std::size_t e = 0; e < E; ++e) o[e] = round_to_bf16(o[e]);
+        } else {
+          sigmoid_f32_array(x, E, o);
+        }
       } else {
         // Softmax in float32: NaN anywhere in the row makes the row NaN (as torch's does).
         float m = -std::numeric_limits<float>::infinity();
