@@ -1,5 +1,5 @@
 """The training lab's Blackwell recipes (DeepGEMM SM100 FP8, MXFP8 by TransformerEngine and torchao
-RCEIL): rows that name the emulator's GEMM rows, why the power-of-two recipes train bit-identically
+RCEIL, NVIDIA's NVFP4): rows that name the emulator's GEMM rows, why the power-of-two recipes train bit-identically
 on ordinary data and where they part, determinism with the same seed, and bad inputs. Each Linear's
 three GEMMs against quantise + fp8lab.gemm: test_torch_linear.py (parametrised over every row)."""
 import numpy as np
@@ -141,3 +141,23 @@ def test_bad_steps_are_clear_errors():
     bf["passes"]["wgrad"]["stochastic_rounding"] = ["b"]
     with pytest.raises(ValueError, match=r"passes.wgrad.stochastic_rounding: operand 'b' is bf16, not a scaled format"):
         ft.recipe(bf)
+
+
+def test_nvfp4_row_rounds_gradients_stochastically_and_transforms_wgrad():
+    row = ft.recipe("nvfp4")
+    specs = resolve(row)
+    assert [_base(row["passes"][p]) for p in PASSES] == ["nvfp4_te"] * 3
+    assert [specs[p].get("stochastic_rounding", []) for p in PASSES] == [[], ["a"], ["a"]]
+    assert [bool(specs[p].get("rht16")) for p in PASSES] == [False, False, True]
+    assert specs["fprop"]["a"] == {"fmt": "e2m1", "tile": [1, 16], "rule": "nvfp4"}
+    assert specs["fprop"]["b"]["tile"] == [16, 16] and specs["wgrad"]["b"]["tile"] == [1, 16]
+    assert specs["wgrad"]["gemm"]["out"] == "fp32" and row["cache"] == {"from": "input"}
+
+
+def test_nvfp4_training_is_a_function_of_its_seed():
+    kw = dict(model="tiny", steps=2, batch=2, seq=16, eval_every=2, eval_batches=1, gemm_sample_every=0,
+              cache_dir=False, progress=False)
+    a, b = (ft.train(["nvfp4"], seeds=[3], **kw)["runs"][0] for _ in range(2))
+    assert a["train_loss"] == b["train_loss"] and a["grad_norm"] == b["grad_norm"] and a["val"] == b["val"]
+    c = ft.train(["nvfp4"], seeds=[4], **kw)["runs"][0]
+    assert c["train_loss"] != a["train_loss"] and not a["diverged"]

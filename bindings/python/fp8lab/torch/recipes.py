@@ -222,6 +222,26 @@ _ROWS += [
           "dtype, here FP32 as every row."] + _MXFP8_CHOICES),
 ]
 
+_NVFP4_PAPER = "NVIDIA, Pretraining Large Language Models with NVFP4, arXiv 2509.25149"
+_ROWS.append(_row(
+    "nvfp4", _NVFP4_PAPER + " §4 (1x16 activations and gradients, 16x16 weights, RHT on Wgrad's inputs, stochastic "
+    "rounding of gradients) as TransformerEngine NVFP4BlockScaling runs it: every pass on the GEMM recipe row nvfp4_te",
+    {"fprop": _g("nvfp4_te"), "dgrad": dict(_g("nvfp4_te"), stochastic_rounding=["a"]),
+     "wgrad": dict(_g("nvfp4_te", b={"tile": [1, 16]}, gemm=_FP32_OUT), rht16=True, stochastic_rounding=["a"])},
+    {"from": "input"},
+    ["Every converted Linear in NVFP4; the paper keeps a few final layers in BF16 (about 15% of a 12B model), which "
+     "a 2-layer model cannot mirror. The head, router gate, norms and attention core are FP32 as in every row.",
+     "Stochastic rounding on the gradient dy only (Dgrad's and Wgrad's A operand, §4.3); activations and weights "
+     "round to nearest. Random bits: 8 per element (cvt.rs.satfinite.e2m1x4), from numpy's PCG64 seeded with "
+     "(run seed, crc32 of the layer's name), drawn afresh each backward, so a run is a function of its seed.",
+     "The RHT (TransformerEngine's fixed 16-entry sign vector, fp8lab.rht16) on both Wgrad operands along tokens; "
+     "tokens are zero-padded to a multiple of 16 (MoE experts see ragged counts), which leaves dy^T x unchanged.",
+     "16x16 weight blocks: Dgrad quantises W^T afresh, which gives the Fprop's blocks, scales and bits (a block's "
+     "amax and the tensor amax do not depend on orientation). x for Wgrad is quantised from its FP32 values "
+     "(1x16 along tokens after the RHT), as TE's columnwise copy.",
+     ] + _BLACKWELL_CHOICES[:2] + ["Scales: per-16 E4M3 block scales inside tcgen05 kind::mxf4nvf4, the tensor "
+     "scales in the GEMM's epilogue (GEMM row nvfp4_te)."]))
+
 _BY_NAME = {r["name"]: r for r in _ROWS}
 PASSES = ("fprop", "dgrad", "wgrad")
 #: Steps a pass may add before quantising, beside its GEMM row (NVIDIA's NVFP4 recipe):
