@@ -2,7 +2,8 @@
 (nn.Linear, torch's own CPU GEMMs), measured in the same run: steps alternate between the two
 models so machine load hits both alike. Prints wall and CPU time per step and their ratios (the
 issue's goal: deepseek_fp8 within 8x of FP32). Also bf16 (the BF16 tensor-core model has no vector
-kernel in fp8lab and runs instruction by instruction) with --bf16.
+kernel in fp8lab and runs instruction by instruction) with --bf16, and any training recipe with --recipes
+(the Blackwell rows' block-scaled GEMMs also run instruction by instruction).
 
     PYTHONPATH=bindings/python:build/<dir>/python python bench/bench_train.py [--model moe] [--steps 5]
 """
@@ -38,10 +39,15 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--bf16", action="store_true", help="also time the bf16 recipe")
+    ap.add_argument("--recipes", default="", help="more training recipes to time, comma-separated "
+                    "(e.g. deepgemm_sm100_fp8,mxfp8_te,nvfp4)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = ft.ByteData.pydoc_topics()
-    names = ["fp32 torch", "deepseek_fp8"] + (["bf16"] if args.bf16 else [])
+    more = [r for r in args.recipes.split(",") if r]
+    for r in more:
+        ft.recipe(r)  # an unknown name fails here, listing the known ones
+    names = ["fp32 torch", "deepseek_fp8"] + (["bf16"] if args.bf16 else []) + more
     steps = {}
     for name in names:
         torch.manual_seed(0)
