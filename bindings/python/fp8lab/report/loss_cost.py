@@ -5,8 +5,8 @@ seed-to-seed spread is the noise floor) and ``deepseek_fp8`` and each new recipe
 and each recipe's final validation loss against ``bf16`` and against ``deepseek_fp8`` (paired by seed).
 
 Sized for the report's budget, not for the training section's model: the block-scaled tcgen05 GEMMs
-run instruction by instruction (no blocked kernel): on the tiny model about 0.5 CPU-s per step of
-4 x 32 tokens, against 0.27 for ``bf16`` and 0.11 for ``deepseek_fp8``, so every mode trains the ``tiny`` model, with few steps. Runs come from the training
+run instruction by instruction (no blocked kernel): on the tiny model 0.4-0.5 CPU-s per step of
+4 x 32 tokens, against 0.2 for ``bf16`` and 0.07 for ``deepseek_fp8`` (bench/bench_train.py), so every mode trains the ``tiny`` model, with few steps. Runs come from the training
 lab's cache when every input is identical; no wall-clock figure enters the results."""
 from __future__ import annotations
 
