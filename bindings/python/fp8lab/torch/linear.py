@@ -76,8 +76,10 @@ def transposed(q, spec: dict, want: dict):
     that is the same thing: same format and rule, and ``want``'s tile is ``spec``'s transposed (a
     tile's amax does not depend on orientation, so scales and bits carry over). Else None. This is
     how Dgrad reuses the Fprop's FP8 weight, as DeepSeek-V3 keeps one FP8 copy per weight."""
-    if not hasattr(q, "bits") or want.get("fmt") in ("bf16", "fp32") or q.global_scale != 1.0:
-        return None  # two-level (NVFP4) tensors also carry their tensor scale: quantised afresh
+    if not hasattr(q, "bits") or want.get("fmt") in ("bf16", "fp32"):
+        return None
+    if q.global_scale != 1.0 or getattr(q, "global_amax", 0.0) != 0.0:
+        return None  # two-level (NVFP4) tensors also carry tensor-level scale and amax: quantised afresh
     if want.get("fmt") != spec.get("fmt") or want.get("rule") != spec.get("rule"):
         return None
     if list(want.get("tile", [])) != list(spec.get("tile", []))[::-1]:
