@@ -3,7 +3,7 @@
 models so machine load hits both alike. Prints wall and CPU time per step and their ratios (the
 issue's goal: deepseek_fp8 within 8x of FP32). Also bf16 (the BF16 tensor-core model has no vector
 kernel in fp8lab and runs instruction by instruction) with --bf16, and any training recipe with --recipes
-(the Blackwell rows' block-scaled GEMMs also run instruction by instruction).
+(e.g. the Blackwell rows deepgemm_sm100_fp8, mxfp8_te, nvfp4).
 
     PYTHONPATH=bindings/python:build/<dir>/python python bench/bench_train.py [--model moe] [--steps 5]
 """

@@ -4,9 +4,10 @@ run once per (recipe, seed) as the training section does — the references ``bf
 seed-to-seed spread is the noise floor) and ``deepseek_fp8`` and each new recipe at the first seed —
 and each recipe's final validation loss against ``bf16`` and against ``deepseek_fp8`` (paired by seed).
 
-Sized for the report's budget, not for the training section's model: the block-scaled tcgen05 GEMMs
-run instruction by instruction (no blocked kernel): on the tiny model 0.4-0.5 CPU-s per step of
-4 x 32 tokens, against 0.2 for ``bf16`` and 0.07 for ``deepseek_fp8`` (bench/bench_train.py), so every mode trains the ``tiny`` model, with few steps. Runs come from the training
+Sized for the report's budget, not for the training section's model: on the tiny model a step of
+4 x 32 tokens costs 0.17-0.25 CPU-s for the block-scaled recipes and 0.22 for ``bf16`` (instruction by
+instruction), against 0.09 for ``deepseek_fp8`` (bench/bench_train.py), so every mode trains the ``tiny``
+model, with few steps. Runs come from the training
 lab's cache when every input is identical; no wall-clock figure enters the results."""
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def write(sec, data: dict) -> None:
              "every recipe of one seed. The noise floor is (max - min) / mean of bf16's final validation loss over "
              "its seeds; a difference is called one only above it, for deepseek_fp8 too, whose own spread was not "
              f"measured. The size is the report's budget, not a statement about scale: {p['steps']} steps of a "
-             "tiny model, because the block-scaled GEMMs run instruction by instruction in the emulator.")
+             "tiny model, so that the section fits the report's time.")
     groups = _identical_groups(data["recipes"])
     if groups:
         words += (" Bit-identical training-loss curves: " + "; ".join(" = ".join(g) for g in groups) + ". With "
