@@ -92,17 +92,19 @@ def write(sec, data: dict) -> None:
         rows.append([label(name) if name != "deepseek_fp8" else "DeepSeek-V3 Hopper (deepseek_fp8)", name,
                      "n/a" if r["final_val"] is None else f"{r['final_val']:.4f}", _pct(r["rel_error_vs_bf16"]),
                      _verdict(r["rel_error_vs_bf16"], floor), _pct(r["rel_error_vs_deepseek_fp8"]),
+                     " / ".join(_pct(r["gemm_error_mean"][g], False) for g in ("fprop", "dgrad", "wgrad")),
                      ", ".join(f"step {s}" for s in r["diverged"]) or "no"])
     sec.table(f"Loss cost: final validation loss (nats/byte) after {p['steps']} steps of the tiny DeepSeek-shaped "
               f"model ({p['batch']} x {p['seq']} byte tokens per step), seed {p['seeds'][0]}; relative to bf16 and to "
               f"deepseek_fp8 of the same seed; bf16 noise floor {_pct(floor, False)} over seeds {p['seeds']}",
-              ["recipe", "training row", "final val", "vs bf16", "", "vs deepseek_fp8", "diverged"], rows,
-              text_columns=[0, 1, 4])
+              ["recipe", "training row", "final val", "vs bf16", "", "vs deepseek_fp8",
+               "GEMM error fprop / dgrad / wgrad", "diverged"], rows, text_columns=[0, 1, 4, 6])
     words = ("Every Linear's Fprop, Dgrad and Wgrad run through the recipe's quantisers and GEMM rows "
              "(fp8lab.torch.recipe(name)); everything else, the initialisation and the batches are the same for "
              "every recipe of one seed. The noise floor is (max - min) / mean of bf16's final validation loss over "
              "its seeds; a difference is called one only above it, for deepseek_fp8 too, whose own spread was not "
-             f"measured. The size is the report's budget, not a statement about scale: {p['steps']} steps of a "
+             "measured. GEMM error: normwise, against the float64 product of the pass's unquantised operands, "
+             f"sampled every {p['gemm_sample_every']} steps (n/a when not sampled). The size is the report's budget, not a statement about scale: {p['steps']} steps of a "
              "tiny model, so that the section fits the report's time.")
     groups = _identical_groups(data["recipes"])
     if groups:
