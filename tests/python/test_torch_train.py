@@ -169,3 +169,17 @@ def test_runs_without_the_bias_update_are_their_own_group(tmp_path):
     assert set(res["summary"]["recipes"]) == {"fp32 (no bias update)", "fp32"}
     assert [r["bias_update"] for r in res["summary"]["router"]] == [False, True]
     assert (tmp_path / "loss_curves.png").stat().st_size > 0
+
+
+def test_a_corrupt_cache_entry_is_recomputed_and_no_temporary_is_left(tmp_path):
+    """A cache file cut off mid-write (or not a run record) is treated as absent: the run trains
+    again and the entry is rewritten whole; temporaries are per process and replaced, never left."""
+    cache = tmp_path / "cache"
+    first = ft.train(["fp32"], seeds=[0], cache_dir=cache, **TINY)["runs"][0]
+    (entry,) = cache.glob("*.json")
+    for junk in (entry.read_text()[:40], "[1, 2]", "\xff"):
+        entry.write_text(junk)
+        again = ft.train(["fp32"], seeds=[0], cache_dir=cache, **TINY)["runs"][0]
+        assert again["train_loss"] == first["train_loss"]
+        assert json.loads(entry.read_text())["final_val"] == first["final_val"]
+    assert not list(cache.glob("*.tmp"))

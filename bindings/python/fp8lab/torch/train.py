@@ -354,6 +354,27 @@ def _as_rows(recipes):
     return rows
 
 
+def _cached_run(path: Path | None) -> dict | None:
+    """The cached record at ``path``, or None when there is none or it is unreadable (a run killed
+    mid-write elsewhere, a hand-edited file): such an entry is recomputed and overwritten."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) and "final_val" in rec else None
+
+
+def _store_run(path: Path, rec: dict) -> None:
+    """Writes a record atomically; the temporary name is per process, so two processes filling the
+    same cache entry at once each replace it whole (the records are identical by construction)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rec, sort_keys=True))
+    tmp.replace(path)
+
+
 def train(recipes=("fp32", "bf16", "deepseek_fp8"), seeds=(0,), model="moe", steps: int | None = None,
           text=None, data: ByteData | None = None, out=None, cache_dir=None, progress: bool = True,
           extra_runs=(), **train_kwargs) -> dict:
@@ -405,8 +426,8 @@ def train(recipes=("fp32", "bf16", "deepseek_fp8"), seeds=(0,), model="moe", ste
             torch.set_num_threads(jtc.threads)
             key = cache_key(row, model_cfg, jtc, data.sha256, s)
             path = cdir / f"{key}.json" if cdir is not None else None
-            if path is not None and path.is_file():
-                rec = json.loads(path.read_text())
+            rec = _cached_run(path)
+            if rec is not None:
                 if bar is not None:
                     bar.update(jtc.steps)
             else:
@@ -414,10 +435,7 @@ def train(recipes=("fp32", "bf16", "deepseek_fp8"), seeds=(0,), model="moe", ste
                     bar.set_postfix_str(f"{row['name']} seed {s}")
                 rec = run_one(row, s, model_cfg, jtc, data, bar)
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(rec, sort_keys=True))
-                    tmp.replace(path)
+                    _store_run(path, rec)
             rec["cache_key"] = key
             runs.append(rec)
     finally:
