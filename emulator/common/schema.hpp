@@ -33,11 +33,36 @@ struct EnumRow {
 
 std::string join_names(const std::vector<std::string>& names);
 
+// ---- tables of named rows (enum rows, scale rules, GEMM and router recipes): one name list and
+// one lookup, whose error names the argument and lists the rows
+
+template <class Row>
+std::vector<std::string> row_names(std::span<const Row> rows) {
+  std::vector<std::string> out;
+  for (const auto& r : rows) out.emplace_back(r.name);
+  return out;
+}
+// The row called `name`, else std::invalid_argument "<arg>: unknown <what> '<name>'; <listed><names>"
+// (listed: e.g. "valid rules: ").
+template <class Row>
+const Row& row_by_name(std::span<const Row> rows, std::string_view name, std::string_view arg, std::string_view what,
+                       std::string_view listed) {
+  for (const auto& r : rows)
+    if (r.name == name) return r;
+  throw std::invalid_argument(std::string(arg) + ": unknown " + std::string(what) + " '" + std::string(name) + "'; " +
+                              std::string(listed) + join_names(row_names(rows)));
+}
+
+// A table's rows once each has passed its validate() (tables are built once, on first use).
+template <class Row>
+std::vector<Row> validated(std::vector<Row> rows) {
+  for (const auto& r : rows) r.validate();
+  return rows;
+}
+
 template <class E>
 std::vector<std::string> enum_names(std::span<const EnumRow<E>> table) {
-  std::vector<std::string> out;
-  for (const auto& r : table) out.emplace_back(r.name);
-  return out;
+  return row_names(table);
 }
 template <class E>
 std::string_view enum_name(std::span<const EnumRow<E>> table, E v) {
@@ -48,10 +73,7 @@ std::string_view enum_name(std::span<const EnumRow<E>> table, E v) {
 // `where` names the argument or field (e.g. "combine", "ScaleRule.pow2").
 template <class E>
 E enum_by_name(std::span<const EnumRow<E>> table, std::string_view name, std::string_view where) {
-  for (const auto& r : table)
-    if (r.name == name) return r.value;
-  throw std::invalid_argument(std::string(where) + ": unknown value '" + std::string(name) + "'; expected one of " +
-                              join_names(enum_names(table)));
+  return row_by_name(table, name, where, "value", "expected one of ").value;
 }
 
 // ---- JSON values

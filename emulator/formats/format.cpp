@@ -68,9 +68,8 @@ const std::vector<Format>& table() {
 }
 
 std::string valid_names_text() {
-  std::string s;
-  for (const auto& f : table()) s += (s.empty() ? "" : ", ") + f.name;
-  return s + " (or a row's ml_dtypes name), or eXmY / eXmY_ieee (IEEE-like, 1<=X<=11, 0<=Y<=52, X+Y+1<=32)";
+  return schema::join_names(format_names()) +
+         " (or a row's ml_dtypes name), or eXmY / eXmY_ieee (IEEE-like, 1<=X<=11, 0<=Y<=52, X+Y+1<=32)";
 }
 
 // Largest finite magnitude pattern (sign clear), from the non-finite convention alone.
@@ -231,11 +230,7 @@ const Format& format_by_name(std::string_view name) {
   throw std::invalid_argument("fmt: unknown format '" + text + "'; valid formats: " + valid_names_text());
 }
 
-std::vector<std::string> format_names() {
-  std::vector<std::string> names;
-  for (const auto& f : table()) names.push_back(f.name);
-  return names;
-}
+std::vector<std::string> format_names() { return schema::row_names<Format>(table()); }
 
 std::span<const Format> format_rows() { return table(); }
 
