@@ -15,11 +15,22 @@ namespace fp8lab {
 
 namespace {
 
-ScaleRule row(std::string name, std::string source) {
-  ScaleRule r;
+// A row that is `base` but for its name, its source and what `edit` changes.
+template <class Edit>
+ScaleRule variant(const ScaleRule& base, std::string name, std::string source, Edit edit) {
+  ScaleRule r = base;
   r.name = std::move(name);
   r.source = std::move(source);
+  edit(r);
   return r;
+}
+
+// The power-of-two twins of a float32-scale row: 2^ceil(log2 s) kept as a float32 (DeepSeek's
+// scale_fmt="ue8m0" / round_scale), or DeepGEMM's ceil_to_ue8m0 exponent bits stored as UE8M0 bytes.
+void ceil_log2_scales(ScaleRule& r) { r.pow2 = Pow2::CeilLog2; }
+void ue8m0_exponent_bits(ScaleRule& r) {
+  r.pow2 = Pow2::ExponentBitsCeil;
+  r.storage = ScaleStorage::Ue8m0;
 }
 
 // The MX rows beyond OCP's floor: the E8M0 scale-rounding modes torchao and TransformerEngine
@@ -34,46 +45,39 @@ void add_mx_rounding_rows(std::vector<ScaleRule>& t, const ScaleRule& mx) {
   // E8M0 = cvt.rp.ue8m0x2.f32(descale), or its eager twin _f32_to_e8m0_rceil (exponent field +
   // (mantissa != 0), subnormals up only above 2^-127, non-finite -> 0xFF); data * 2^-e. The
   // cuBLAS "Computing scaling and conversion factors for FP8 with UE8M0 scales" recipe.
-  ScaleRule rc = row("mx_rceil", "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.RCEIL (_to_mx_rceil: "
-                                  "descale = amax * (1/max_pos), cvt.rp.ue8m0x2.f32)");
-  rc.amax_nan = AmaxNan::Propagate;
-  rc.floor_at = FloorAt::None;
-  rc.form = ScaleForm::AmaxTimesInvFmax;
-  rc.pow2 = Pow2::E8m0RoundUpNoSat;
-  rc.apply = Apply::Divide;
-  rc.cast_overflow = Overflow::Saturate;
-  rc.storage = ScaleStorage::Ue8m0;
-  rc.tile_elements = 32;
+  const ScaleRule rc{.name = "mx_rceil",
+                     .source = "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.RCEIL (_to_mx_rceil: "
+                               "descale = amax * (1/max_pos), cvt.rp.ue8m0x2.f32)",
+                     .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::None, .form = ScaleForm::AmaxTimesInvFmax,
+                     .pow2 = Pow2::E8m0RoundUpNoSat, .apply = Apply::Divide, .cast_overflow = Overflow::Saturate,
+                     .storage = ScaleStorage::Ue8m0, .tile_elements = 32};
   t.push_back(rc);
   // torchao to_mx(scaling_mode=CEIL): extracted_pow2 = ((bits >> 23) & 0xFF) - 127, += (bits &
   // 0x7FFFFF) > 0; scale = extracted_pow2 - target_max_pow2, clamped to [-127, 128]; a non-finite
   // max_abs gives 0xFF; data_lp = data_hp * 2^-scale, clamped to +-max_pos for e5m2, cast.
-  ScaleRule ce = mx;
-  ce.name = "mx_ceil";
-  ce.source = "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.CEIL (2^(ceil(log2 amax) - emax_elem))";
-  ce.form = ScaleForm::MxSharedExponentCeil;
-  t.push_back(ce);
+  t.push_back(variant(mx, "mx_ceil",
+                      "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.CEIL "
+                      "(2^(ceil(log2 amax) - emax_elem))",
+                      [](ScaleRule& r) { r.form = ScaleForm::MxSharedExponentCeil; }));
   // torchao to_mx(scaling_mode=EVEN): max_abs = (max_abs_bits + (1 << (23 - mbits - 1))) &
   // 0xFF800000 (NaN restored), then as FLOOR.
-  ScaleRule ev = mx;
-  ev.name = "mx_even";
-  ev.source = "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.EVEN (amax rounded at the element's "
-              "mantissa width, then floor)";
-  ev.form = ScaleForm::MxSharedExponentEven;
-  t.push_back(ev);
+  t.push_back(variant(mx, "mx_even",
+                      "torchao mx_formats mx_tensor.py to_mx ScaleCalculationMode.EVEN (amax rounded at the element's "
+                      "mantissa width, then floor)",
+                      [](ScaleRule& r) { r.form = ScaleForm::MxSharedExponentEven; }));
   // TransformerEngine MXFP8BlockScaling, common/cast/mxfp8/quantize_mxfp8.cuh: thread_amax =
   // fmaxf(thread_amax, fabsf(elt)) (NaN skipped); biased_exponent = ptx::float_to_e8m0(thread_amax *
   // Quantized_Limits<OType>::max_norm_rcp) with max_norm_rcp = (float)(1.0 / max_norm), i.e.
   // cvt.rp.satfinite.ue8m0x2.f32 (ptx_arch_spec.cuh; its pre-Blackwell twin: NaN -> 0xFF,
   // Inf -> 0xFE, 0 -> 0x00, else exponent + 1 when the mantissa is set, subnormals only above
   // 0x400000); out = static_cast<OType>(in * ptx::exp2f_rcp(biased_exponent)) (satfinite).
-  ScaleRule te = rc;
-  te.name = "te_mxfp8";
-  te.source = "TransformerEngine MXFP8BlockScaling cast/mxfp8/quantize_mxfp8.cuh (fmaxf amax, "
-              "float_to_e8m0(amax * max_norm_rcp) = cvt.rp.satfinite.ue8m0x2.f32, x * exp2f_rcp)";
-  te.amax_nan = AmaxNan::Ignore;
-  te.pow2 = Pow2::E8m0RoundUp;
-  t.push_back(te);
+  t.push_back(variant(rc, "te_mxfp8",
+                      "TransformerEngine MXFP8BlockScaling cast/mxfp8/quantize_mxfp8.cuh (fmaxf amax, "
+                      "float_to_e8m0(amax * max_norm_rcp) = cvt.rp.satfinite.ue8m0x2.f32, x * exp2f_rcp)",
+                      [](ScaleRule& r) {
+                        r.amax_nan = AmaxNan::Ignore;
+                        r.pow2 = Pow2::E8m0RoundUp;
+                      }));
 }
 
 // NVFP4 (TransformerEngine NVFP4BlockScaling; custom_recipes/reference_nvfp4.py
@@ -85,26 +89,22 @@ void add_mx_rounding_rows(std::vector<ScaleRule>& t, const ScaleRule& mx) {
 // 0.75 -> 1, 2.5 -> 2, 5 -> 4). Tiles 1x16 (activations, gradients) or 16x16 (weights,
 // nvfp4_ref_rht_2d_factory) come from the recipe.
 void add_nvfp4_rows(std::vector<ScaleRule>& t) {
-  ScaleRule nv = row("nvfp4", "TransformerEngine NVFP4BlockScaling, custom_recipes/reference_nvfp4.py "
-                              "_quantize_blockwise_reference (S_enc = 448*6/amax, E4M3 per-16 block scales)");
-  nv.amax_nan = AmaxNan::Propagate;
-  nv.floor_at = FloorAt::None;
-  nv.form = ScaleForm::Nvfp4TwoLevel;
-  nv.apply = Apply::Multiply;
-  nv.clamp_before_cast = true;
-  nv.cast_overflow = Overflow::Saturate;
-  nv.storage = ScaleStorage::E4m3;
-  nv.global_scale_max = 448;
+  const ScaleRule nv{.name = "nvfp4",
+                     .source = "TransformerEngine NVFP4BlockScaling, custom_recipes/reference_nvfp4.py "
+                               "_quantize_blockwise_reference (S_enc = 448*6/amax, E4M3 per-16 block scales)",
+                     .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::None, .form = ScaleForm::Nvfp4TwoLevel,
+                     .apply = Apply::Multiply, .clamp_before_cast = true, .cast_overflow = Overflow::Saturate,
+                     .storage = ScaleStorage::E4m3, .global_scale_max = 448};
   t.push_back(nv);
   // NVFP4BlockScaling(nvfp4_4over6=...) with its default nvfp4_4over6_e4m3_use_256="all" (S_enc with
   // 256 in place of 448) and MAE error: _quantize_blockwise_4over6_reference (quant/nvfp4.cpp).
-  ScaleRule fo = nv;
-  fo.name = "nvfp4_4over6";
-  fo.source = "TransformerEngine NVFP4 4over6 (reference_nvfp4.py _quantize_blockwise_4over6_reference: map-to-4 "
-              "vs map-to-6 by summed |error|, S_enc = 256*6/amax)";
-  fo.four_over_six = true;
-  fo.global_scale_max = 256;
-  t.push_back(fo);
+  t.push_back(variant(nv, "nvfp4_4over6",
+                      "TransformerEngine NVFP4 4over6 (reference_nvfp4.py _quantize_blockwise_4over6_reference: "
+                      "map-to-4 vs map-to-6 by summed |error|, S_enc = 256*6/amax)",
+                      [](ScaleRule& r) {
+                        r.four_over_six = true;
+                        r.global_scale_max = 256;
+                      }));
 }
 
 void add_deepgemm_fp4_rows(std::vector<ScaleRule>& t, const ScaleRule& dg) {
@@ -114,19 +114,16 @@ void add_deepgemm_fp4_rows(std::vector<ScaleRule>& t, const ScaleRule& dg) {
   // sum(|x| > b for b in 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0) (ties toward zero, anything above 5
   // -> 6, Inf included), sign = (x < 0) & (code != 0). Its element format is e2m1 (fmax 6); its
   // tiles 1 x gran_k (128, or 32 for FP4 weights) come from the caller.
-  ScaleRule fp4 = dg;
-  fp4.name = "deepgemm_fp4";
-  fp4.source = "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp4 (sf = amax/6, x * (1/sf), "
-               "_quantize_to_fp4_e2m1: ties toward zero)";
-  fp4.cast_overflow = Overflow::Saturate;
-  fp4.cast_rounding = CastRounding::NearestTiesToZero;
+  const ScaleRule fp4 = variant(dg, "deepgemm_fp4",
+                                "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp4 (sf = amax/6, x * (1/sf), "
+                                "_quantize_to_fp4_e2m1: ties toward zero)",
+                                [](ScaleRule& r) {
+                                  r.cast_overflow = Overflow::Saturate;
+                                  r.cast_rounding = CastRounding::NearestTiesToZero;
+                                });
   t.push_back(fp4);
-  ScaleRule fp48 = fp4;
-  fp48.name = "deepgemm_fp4_ue8m0";
-  fp48.source = "DeepGEMM per_token_cast_to_fp4(use_ue8m0=True): ceil_to_ue8m0 scales";
-  fp48.pow2 = Pow2::ExponentBitsCeil;
-  fp48.storage = ScaleStorage::Ue8m0;
-  t.push_back(fp48);
+  t.push_back(variant(fp4, "deepgemm_fp4_ue8m0", "DeepGEMM per_token_cast_to_fp4(use_ue8m0=True): ceil_to_ue8m0 scales",
+                      ue8m0_exponent_bits));
 }
 
 // The rows of DeepSeek's own code and of DeepGEMM (V3, V3.1's UE8M0, V3.2's TileLang, DeepGEMM's
@@ -136,57 +133,43 @@ void add_deepseek_and_deepgemm_rows(std::vector<ScaleRule>& t) {
   // skips NaN), amax = tl.maximum(amax, 1e-4), s = amax / 448., optional
   // s = exp2(ceil(log2(s))) when scale_fmt == "ue8m0"; y = x / s; y.to(float8e4nv) is a
   // satfinite cvt. weight_dequant multiplies by the same stored float32 s.
-  ScaleRule ds = row("deepseek", "DeepSeek-V3 inference/kernel.py act_quant / weight_dequant");
-  ds.amax_nan = AmaxNan::Ignore;
-  ds.floor_at = FloorAt::Amax;
-  ds.epsilon = 1e-4f;
-  ds.form = ScaleForm::AmaxOverFmax;
-  ds.apply = Apply::Divide;
-  ds.cast_overflow = Overflow::Saturate;
+  const ScaleRule ds{.name = "deepseek", .source = "DeepSeek-V3 inference/kernel.py act_quant / weight_dequant",
+                     .amax_nan = AmaxNan::Ignore, .floor_at = FloorAt::Amax, .epsilon = 1e-4f,
+                     .form = ScaleForm::AmaxOverFmax, .apply = Apply::Divide, .cast_overflow = Overflow::Saturate};
   t.push_back(ds);
-  ScaleRule ds8 = ds;
-  ds8.name = "deepseek_ue8m0";
-  ds8.source = "DeepSeek-V3 inference/kernel.py act_quant(scale_fmt='ue8m0'); scales stay float32 as in the source";
-  ds8.pow2 = Pow2::CeilLog2;
-  t.push_back(ds8);
+  t.push_back(variant(ds, "deepseek_ue8m0",
+                      "DeepSeek-V3 inference/kernel.py act_quant(scale_fmt='ue8m0'); scales stay float32 as in "
+                      "the source",
+                      ceil_log2_scales));
   // DeepSeek-V3.2-Exp / V4 inference/kernel.py act_quant_kernel (TileLang, fast math disabled):
   // fp8_max_inv = 1 / fp8_max, amax = max(amax, 1e-4), s = amax * fp8_max_inv — a multiply by the
   // rounded reciprocal, not a division — or, with round_scale, fast_round_scale: exponent field
   // + (mantissa != 0) read off the float32's bits (no clamp; exact for the normal s the floor
   // guarantees); y = clamp(x / s, -448, 448), then the cast.
-  ScaleRule v32 = row("deepseek_v32", "DeepSeek-V3.2-Exp inference/kernel.py act_quant (TileLang): s = amax * (1/448)");
-  v32.amax_nan = AmaxNan::Ignore;
-  v32.floor_at = FloorAt::Amax;
-  v32.epsilon = 1e-4f;
-  v32.form = ScaleForm::AmaxTimesInvFmax;
-  v32.apply = Apply::Divide;
-  v32.clamp_before_cast = true;
-  v32.cast_overflow = Overflow::Saturate;
+  const ScaleRule v32{.name = "deepseek_v32",
+                      .source = "DeepSeek-V3.2-Exp inference/kernel.py act_quant (TileLang): s = amax * (1/448)",
+                      .amax_nan = AmaxNan::Ignore, .floor_at = FloorAt::Amax, .epsilon = 1e-4f,
+                      .form = ScaleForm::AmaxTimesInvFmax, .apply = Apply::Divide, .clamp_before_cast = true,
+                      .cast_overflow = Overflow::Saturate};
   t.push_back(v32);
-  ScaleRule v32u = v32;
-  v32u.name = "deepseek_v32_ue8m0";
-  v32u.source = "DeepSeek-V3.2-Exp inference/kernel.py act_quant(round_scale=True): fast_round_scale, float32 scales";
-  v32u.pow2 = Pow2::CeilLog2;
-  t.push_back(v32u);
+  t.push_back(variant(v32, "deepseek_v32_ue8m0",
+                      "DeepSeek-V3.2-Exp inference/kernel.py act_quant(round_scale=True): fast_round_scale, "
+                      "float32 scales",
+                      ceil_log2_scales));
   // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8:
   // x_amax = x.abs().float().amax(...).clamp(1e-4); sf = x_amax / 448.0;
   // (x * (1.0 / sf)).to(torch.float8_e4m3fn) — a reciprocal then a multiply, and PyTorch's
   // non-saturating cast.
-  ScaleRule dg = row("deepgemm", "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8");
-  dg.amax_nan = AmaxNan::Propagate;
-  dg.floor_at = FloorAt::Amax;
-  dg.epsilon = 1e-4f;
-  dg.form = ScaleForm::AmaxOverFmax;
-  dg.apply = Apply::ReciprocalMultiply;
-  dg.cast_overflow = Overflow::InfOrNan;
+  const ScaleRule dg{.name = "deepgemm",
+                     .source = "DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8",
+                     .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::Amax, .epsilon = 1e-4f,
+                     .form = ScaleForm::AmaxOverFmax, .apply = Apply::ReciprocalMultiply,
+                     .cast_overflow = Overflow::InfOrNan};
   t.push_back(dg);
-  ScaleRule dg8 = dg;
-  dg8.name = "deepgemm_ue8m0";
-  dg8.source = "DeepGEMM per_token_cast_to_fp8(use_ue8m0=True) with ceil_to_ue8m0 (exponent bits, clamp [1, 254]); "
-               "packed to UE8M0 bytes as pack_ue8m0_to_int does";
-  dg8.pow2 = Pow2::ExponentBitsCeil;
-  dg8.storage = ScaleStorage::Ue8m0;
-  t.push_back(dg8);
+  t.push_back(variant(dg, "deepgemm_ue8m0",
+                      "DeepGEMM per_token_cast_to_fp8(use_ue8m0=True) with ceil_to_ue8m0 (exponent bits, clamp "
+                      "[1, 254]); packed to UE8M0 bytes as pack_ue8m0_to_int does",
+                      ue8m0_exponent_bits));
   add_deepgemm_fp4_rows(t, dg);
 }
 
@@ -197,75 +180,54 @@ std::vector<ScaleRule> make_table() {
   // blockwise kernels (quantize_transpose_square_blockwise.cu / _vector_blockwise.cu): amax by
   // fmaxf; scale = __fdiv_rn(max_fp8, amax) with its special cases; pow2 by clearing the mantissa;
   // q = static_cast<fp8>(x * scale) (satfinite); stored scale_inv = 1.0f / scale.
-  ScaleRule te = row("te", "TransformerEngine Float8BlockScaling (power-of-two scales, the default), "
-                           "recipe_common.cuh compute_scale_from_amax");
-  te.amax_nan = AmaxNan::Ignore;
-  te.floor_at = FloorAt::Amax;
-  te.epsilon = 0.0f;
-  te.form = ScaleForm::FmaxOverAmax;
-  te.pow2 = Pow2::MaskMantissa;
-  te.te_special_cases = true;
-  te.apply = Apply::Multiply;
-  te.cast_overflow = Overflow::Saturate;
+  const ScaleRule te{.name = "te",
+                     .source = "TransformerEngine Float8BlockScaling (power-of-two scales, the default), "
+                               "recipe_common.cuh compute_scale_from_amax",
+                     .amax_nan = AmaxNan::Ignore, .floor_at = FloorAt::Amax, .epsilon = 0.0f,
+                     .form = ScaleForm::FmaxOverAmax, .pow2 = Pow2::MaskMantissa, .te_special_cases = true,
+                     .apply = Apply::Multiply, .cast_overflow = Overflow::Saturate};
   t.push_back(te);
-  ScaleRule te32 = te;
-  te32.name = "te_fp32";
-  te32.source = "TransformerEngine Float8BlockScaling with force_pow_2_scales=False";
-  te32.pow2 = Pow2::None;
-  t.push_back(te32);
+  t.push_back(variant(te, "te_fp32", "TransformerEngine Float8BlockScaling with force_pow_2_scales=False",
+                      [](ScaleRule& r) { r.pow2 = Pow2::None; }));
   // FlashMLA tests/quant.py quantize_k_cache (V32_FP8Sparse): s = |x|.max(-1) / 448.0;
   // _cast_scale_inv_to_ue8m0: torch.pow(2, torch.clamp_min(s, 1e-4).log2().ceil());
   // (x.float() / s).to(torch.float8_e4m3fn).
-  ScaleRule fm = row("flashmla_cache", "FlashMLA tests/quant.py quantize_k_cache (FP8 latent cache)");
-  fm.amax_nan = AmaxNan::Propagate;
-  fm.floor_at = FloorAt::Scale;
-  fm.epsilon = 1e-4f;
-  fm.form = ScaleForm::AmaxOverFmax;
-  fm.pow2 = Pow2::CeilLog2;
-  fm.apply = Apply::Divide;
-  fm.cast_overflow = Overflow::InfOrNan;
+  const ScaleRule fm{.name = "flashmla_cache", .source = "FlashMLA tests/quant.py quantize_k_cache (FP8 latent cache)",
+                     .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::Scale, .epsilon = 1e-4f,
+                     .form = ScaleForm::AmaxOverFmax, .pow2 = Pow2::CeilLog2, .apply = Apply::Divide,
+                     .cast_overflow = Overflow::InfOrNan};
   t.push_back(fm);
   // FlashMLA tests/quant.py quantize_k_cache (MODEL1_FP8Sparse, the 584-byte sparse layout): the
   // same scale as above (_cast_scale_inv_to_ue8m0), stored as one torch.float8_e8m0fnu byte per
   // 64-element tile; the kernel reads it with __nv_cvt_e8m0x2_to_bf162raw
   // (csrc/sm90/decode/sparse_fp8/splitkv_mla.cuh).
-  ScaleRule fm8 = fm;
-  fm8.name = "flashmla_cache_ue8m0";
-  fm8.source = "FlashMLA tests/quant.py quantize_k_cache (MODEL1_FP8Sparse: UE8M0 scale bytes)";
-  fm8.storage = ScaleStorage::Ue8m0;
-  t.push_back(fm8);
+  t.push_back(variant(fm, "flashmla_cache_ue8m0",
+                      "FlashMLA tests/quant.py quantize_k_cache (MODEL1_FP8Sparse: UE8M0 scale bytes)",
+                      [](ScaleRule& r) { r.storage = ScaleStorage::Ue8m0; }));
   // vLLM/SGLang test reference (native per-token-group quantisation): amax.clamp(min=1e-10);
   // x_s = amax / fp8_max; (x / x_s).clamp(min=fp8_min, max=fp8_max).to(fp8 dtype).
-  ScaleRule vl = row("vllm", "vLLM tests per_token_group_quant_fp8 native reference (eps 1e-10, clamp +-fmax)");
-  vl.amax_nan = AmaxNan::Propagate;
-  vl.floor_at = FloorAt::Amax;
-  vl.epsilon = 1e-10f;
-  vl.form = ScaleForm::AmaxOverFmax;
-  vl.apply = Apply::Divide;
-  vl.clamp_before_cast = true;
-  vl.cast_overflow = Overflow::InfOrNan;
-  t.push_back(vl);
+  t.push_back({.name = "vllm",
+               .source = "vLLM tests per_token_group_quant_fp8 native reference (eps 1e-10, clamp +-fmax)",
+               .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::Amax, .epsilon = 1e-10f,
+               .form = ScaleForm::AmaxOverFmax, .apply = Apply::Divide, .clamp_before_cast = true,
+               .cast_overflow = Overflow::InfOrNan});
   // OCP Microscaling Formats (MX) v1.0 §6.3: X = 2^(floor(log2 amax) - emax_elem), elements
   // v / X rounded to nearest-even and clamped to the element's max normal; an all-zero block gets
   // the smallest exponent, an exponent above 127 (amax Inf or NaN) makes X NaN (0xFF).
-  ScaleRule mx = row("mx", "OCP Microscaling Formats v1.0 §6.3 (shared E8M0 exponent, 32-element blocks); "
-                           "= torchao to_mx ScaleCalculationMode.FLOOR");
-  mx.amax_nan = AmaxNan::Propagate;
-  mx.floor_at = FloorAt::None;
-  mx.form = ScaleForm::MxSharedExponent;
-  mx.apply = Apply::Divide;
-  mx.cast_overflow = Overflow::Saturate;
-  mx.storage = ScaleStorage::Ue8m0;
-  mx.tile_elements = 32;
+  const ScaleRule mx{.name = "mx",
+                     .source = "OCP Microscaling Formats v1.0 §6.3 (shared E8M0 exponent, 32-element blocks); "
+                               "= torchao to_mx ScaleCalculationMode.FLOOR",
+                     .amax_nan = AmaxNan::Propagate, .floor_at = FloorAt::None, .form = ScaleForm::MxSharedExponent,
+                     .apply = Apply::Divide, .cast_overflow = Overflow::Saturate, .storage = ScaleStorage::Ue8m0,
+                     .tile_elements = 32};
   t.push_back(mx);
   add_mx_rounding_rows(t, mx);
   add_nvfp4_rows(t);
-  for (const auto& r : t) r.validate();
   return t;
 }
 
 const std::vector<ScaleRule>& table() {
-  static const std::vector<ScaleRule> t = make_table();
+  static const std::vector<ScaleRule> t = schema::validated(make_table());
   return t;
 }
 
@@ -399,13 +361,9 @@ float round_to_pow2(float v, Pow2 pow2) {
 
 }  // namespace
 
-std::string_view amax_nan_name(AmaxNan v) { return schema::enum_name<AmaxNan>(kAmaxNan, v); }
-std::string_view floor_at_name(FloorAt v) { return schema::enum_name<FloorAt>(kFloorAt, v); }
 std::string_view scale_form_name(ScaleForm v) { return schema::enum_name<ScaleForm>(kForm, v); }
 std::string_view pow2_name(Pow2 v) { return schema::enum_name<Pow2>(kPow2, v); }
 std::string_view apply_name(Apply v) { return schema::enum_name<Apply>(kApply, v); }
-std::string_view scale_storage_name(ScaleStorage v) { return schema::enum_name<ScaleStorage>(kStorage, v); }
-std::string_view cast_rounding_name(CastRounding v) { return schema::enum_name<CastRounding>(kCastRounding, v); }
 
 const schema::Schema<ScaleRule>& scale_rule_schema() {
   using S = ScaleRule;
@@ -503,17 +461,10 @@ ScaleRule scale_rule_from_json(std::string_view js) {
 }
 
 const ScaleRule& scale_rule_by_name(std::string_view name) {
-  for (const auto& r : table())
-    if (r.name == name) return r;
-  throw std::invalid_argument("rule: unknown scale rule '" + std::string(name) + "'; valid rules: " +
-                              schema::join_names(scale_rule_names()));
+  return schema::row_by_name<ScaleRule>(table(), name, "rule", "scale rule", "valid rules: ");
 }
 
-std::vector<std::string> scale_rule_names() {
-  std::vector<std::string> n;
-  for (const auto& r : table()) n.push_back(r.name);
-  return n;
-}
+std::vector<std::string> scale_rule_names() { return schema::row_names<ScaleRule>(table()); }
 
 float nvfp4_global_encode(float tensor_amax, const ScaleRule& rule, const Format& fmt) {
   // global_encode_scale = min((E4M3_MAX * FP4_MAX) / global_amax, FLT_MAX), 1 where it is 0 (an

@@ -150,13 +150,9 @@ const schema::Schema<ScaleRule>& scale_rule_schema();
 // std::invalid_argument naming the offending key, its value and what it takes.
 ScaleRule scale_rule_from_json(std::string_view json);
 
-std::string_view amax_nan_name(AmaxNan v);
-std::string_view floor_at_name(FloorAt v);
 std::string_view scale_form_name(ScaleForm v);
 std::string_view pow2_name(Pow2 v);
 std::string_view apply_name(Apply v);
-std::string_view scale_storage_name(ScaleStorage v);
-std::string_view cast_rounding_name(CastRounding v);
 
 // The scale of one tile.
 struct TileScale {
