@@ -14,18 +14,28 @@ OperandRecipe operand(std::string_view format, Tile tile, std::string_view rule)
   return {std::string(format), tile, scale_rule_by_name(rule)};
 }
 
-GemmSpec promoted(int every, Combine combine, std::string instruction, OutputFormat out) {
+// Adds a row whose operands are both E4M3 with one scale rule (all rows but NVFP4's): A (activations)
+// in tiles `a`, B (weights) in tiles `b`.
+void add_e4m3(std::vector<GemmRecipe>& t, std::string name, std::string source, Tile a, Tile b, std::string_view rule,
+              GemmSpec gemm) {
+  t.push_back(
+      {std::move(name), std::move(source), operand("e4m3", a, rule), operand("e4m3", b, rule), std::move(gemm)});
+}
+
+// Hopper FP8 WGMMAs (K = 32) promoted to FP32 every 128 of K (DeepSeek-V3 §3.3.2: every 4 WGMMAs).
+GemmSpec hopper_promoted(Combine combine, OutputFormat out = OutputFormat::Bf16) {
   GemmSpec s;
   s.accumulate = Accumulate::Promoted;
-  s.promote_every = every;
+  s.promote_every = 128;
   s.combine = combine;
-  s.instruction = std::move(instruction);
+  s.instruction = "hopper_fp8";
   s.out = out;
   return s;
 }
 
-// One tensor-memory accumulator for the whole K loop on a block-scaled tcgen05 instruction, BF16 out.
-GemmSpec in_tensor_memory(std::string instruction) {
+// The whole K in one chain of `instruction` on one tensor-core accumulator (on a block-scaled tcgen05
+// instruction: tensor memory), BF16 out.
+GemmSpec one_chain(std::string instruction) {
   GemmSpec s;
   s.accumulate = Accumulate::TensorCore;
   s.instruction = std::move(instruction);
@@ -42,26 +52,23 @@ void add_blackwell_rows(std::vector<GemmRecipe>& t) {
   // with accumulate = (kUMMAKIdx > 0 or k_block_idx > 0) into one float accumulator in tensor memory
   // over the whole K; with kGranK = 128 the same scale (sf_id = k_block_idx % 4 of a packed int32) serves
   // the 4 MMAs of K = 32 in each 128; BF16 out.
-  t.push_back({"deepgemm_sm100_fp8",
-               "DeepGEMM sm100_fp8_fp4_gemm_1d1d.cuh (UE8M0 1x128 activations, 128x128 weights, tcgen05 "
-               "kind::mxf8f6f4 block_scale, scale reused over 4 MMAs, tensor-memory accumulation over all K, BF16 out)",
-               operand("e4m3", {1, 128}, "deepgemm_ue8m0"), operand("e4m3", {128, 128}, "deepgemm_ue8m0"),
-               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  add_e4m3(t, "deepgemm_sm100_fp8",
+           "DeepGEMM sm100_fp8_fp4_gemm_1d1d.cuh (UE8M0 1x128 activations, 128x128 weights, tcgen05 "
+           "kind::mxf8f6f4 block_scale, scale reused over 4 MMAs, tensor-memory accumulation over all K, BF16 out)",
+           {1, 128}, {128, 128}, "deepgemm_ue8m0", one_chain("blackwell_tcgen05_mxf8f6f4_f32_e4m3"));
   // TransformerEngine MXFP8BlockScaling (E4M3 forward): activations and weights both in 1x32 blocks
   // along K (quantize_mxfp8.cuh rowwise scaling), scales by float_to_e8m0 (round up), the cuBLASLt
   // MXFP8 GEMM = one tcgen05 block-scaled chain per output (assumed: cuBLASLt's internal K order is
   // not documented), BF16 out.
-  t.push_back({"mxfp8_te",
-               "TransformerEngine MXFP8BlockScaling (quantize_mxfp8.cuh, 1x32 E8M0 round-up) + a tcgen05 "
-               "kind::mxf8f6f4 block-scaled chain (cuBLASLt's K order assumed), BF16 out",
-               operand("e4m3", {1, 32}, "te_mxfp8"), operand("e4m3", {1, 32}, "te_mxfp8"),
-               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  add_e4m3(t, "mxfp8_te",
+           "TransformerEngine MXFP8BlockScaling (quantize_mxfp8.cuh, 1x32 E8M0 round-up) + a tcgen05 "
+           "kind::mxf8f6f4 block-scaled chain (cuBLASLt's K order assumed), BF16 out",
+           {1, 32}, {1, 32}, "te_mxfp8", one_chain("blackwell_tcgen05_mxf8f6f4_f32_e4m3"));
   // torchao MXLinear with ScaleCalculationMode.RCEIL (the cuBLAS recipe) on the same GEMM.
-  t.push_back({"mxfp8_torchao_rceil",
-               "torchao mx_formats to_mx(scaling_mode=RCEIL), 1x32 E4M3 + a tcgen05 kind::mxf8f6f4 block-scaled "
-               "chain (torch._scaled_mm / cuBLASLt, K order assumed), BF16 out",
-               operand("e4m3", {1, 32}, "mx_rceil"), operand("e4m3", {1, 32}, "mx_rceil"),
-               in_tensor_memory("blackwell_tcgen05_mxf8f6f4_f32_e4m3")});
+  add_e4m3(t, "mxfp8_torchao_rceil",
+           "torchao mx_formats to_mx(scaling_mode=RCEIL), 1x32 E4M3 + a tcgen05 kind::mxf8f6f4 block-scaled "
+           "chain (torch._scaled_mm / cuBLASLt, K order assumed), BF16 out",
+           {1, 32}, {1, 32}, "mx_rceil", one_chain("blackwell_tcgen05_mxf8f6f4_f32_e4m3"));
   // TransformerEngine NVFP4BlockScaling (recipe/__init__.py: E2M1 data, E4M3 scales per 16, 1x16
   // activations and gradients, 16x16 weights; custom_recipes/reference_nvfp4.py): the per-16 E4M3
   // scales enter tcgen05.mma.kind::mxf4nvf4.block_scale.scale_vec::4X as UE4M3 (cuBLASLt
@@ -75,7 +82,7 @@ void add_blackwell_rows(std::vector<GemmRecipe>& t) {
                "block scales, S_enc = 448*6/amax) + a tcgen05 kind::mxf4nvf4 UE4M3 block16 chain with alpha = "
                "amax_A*amax_B*fl(1/(448*6)^2) in the epilogue (cublaslt_gemm.cu, recipe/nvfp4.cu), BF16 out",
                operand("e2m1", {1, 16}, "nvfp4"), operand("e2m1", {16, 16}, "nvfp4"),
-               in_tensor_memory("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3")});
+               one_chain("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3")});
 }
 
 std::vector<GemmRecipe> make_table() {
@@ -86,74 +93,61 @@ std::vector<GemmRecipe> make_table() {
   // kernel runs it, the one DeepSeek serves with (paper §3.3: promotion every 128 = 4 WGMMAs).
   // kernel.py's own Triton fp8_gemm differs: it promotes as fma(fl(p*sa), sb, acc) under Triton's
   // default FP fusion and its 16-row tiles use FP16 mma.sync (gpu/README.md, finding 3).
-  t.push_back({"deepseek_v3_fp8_linear",
-               "DeepSeek-V3 inference/kernel.py act_quant (1x128) + FP8 checkpoint weights (128x128, "
-               "weight_dequant), product as DeepGEMM sm90 (promotion every 128, fma(sa*sb, p, acc), BF16 out)",
-               operand("e4m3", {1, 128}, "deepseek"), operand("e4m3", {128, 128}, "deepseek"),
-               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  add_e4m3(t, "deepseek_v3_fp8_linear",
+           "DeepSeek-V3 inference/kernel.py act_quant (1x128) + FP8 checkpoint weights (128x128, "
+           "weight_dequant), product as DeepGEMM sm90 (promotion every 128, fma(sa*sb, p, acc), BF16 out)",
+           {1, 128}, {128, 128}, "deepseek", hopper_promoted(Combine::DeepGemm));
   // DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 (1x128) and per_block_cast_to_fp8
   // (128x128) feeding sm90_fp8_gemm_1d2d: WGMMA E4M3 K = 32, the accumulator reset every 128 of K,
   // final = fma(sa*sb, partial, final), output __float22bfloat162_rn (REFERENCE.md "FP8 GEMM").
-  t.push_back({"deepgemm_sm90",
-               "DeepGEMM utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8 + sm90_fp8_gemm_1d2d",
-               operand("e4m3", {1, 128}, "deepgemm"), operand("e4m3", {128, 128}, "deepgemm"),
-               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  add_e4m3(t, "deepgemm_sm90",
+           "DeepGEMM utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8 + sm90_fp8_gemm_1d2d",
+           {1, 128}, {128, 128}, "deepgemm", hopper_promoted(Combine::DeepGemm));
   // TransformerEngine Float8BlockScaling (power-of-two scales, the default): 1x128 activations,
   // 128x128 weights, multiplier 448/amax with its mantissa cleared (recipe_common.cuh); the GEMM is
   // cuBLASLt's VEC128 / BLK128x128 block-scaled FP8 matmul, whose promotion interval is not
   // documented (REFERENCE.md): 128 and TE's cuBLAS-style combine fma(p*sa, sb, acc) are assumed.
-  t.push_back({"te_blockwise",
-               "TransformerEngine Float8BlockScaling (quantize_transpose_*_blockwise.cu) + cuBLASLt "
-               "VEC128_32F / BLK128x128_32F; promotion interval assumed 128",
-               operand("e4m3", {1, 128}, "te"), operand("e4m3", {128, 128}, "te"),
-               promoted(128, Combine::Cublas, "hopper_fp8", OutputFormat::Bf16)});
+  add_e4m3(t, "te_blockwise",
+           "TransformerEngine Float8BlockScaling (quantize_transpose_*_blockwise.cu) + cuBLASLt "
+           "VEC128_32F / BLK128x128_32F; promotion interval assumed 128",
+           {1, 128}, {128, 128}, "te", hopper_promoted(Combine::Cublas));
   // --- Training rows (fp8lab.torch's recipes name them per pass: Fprop, Dgrad, Wgrad). ---
   // DeepSeek-V3 §3.3, Figure 6: Wgrad multiplies the activation gradient by the cached activation,
   // both re-tiled to 128 tokens x 1 channel, i.e. 1x128 tiles along this GEMM's K (tokens) for
   // A = dy^T and B = x^T; the weight gradient is kept in FP32 ("master weights and gradients ...
   // retained in FP32"). Scales as deepseek_v3_fp8_linear; promotion every 128 as §3.3.2.
-  t.push_back({"deepseek_v3_fp8_wgrad",
-               "DeepSeek-V3 technical report arXiv 2412.19437 §3.3 (Wgrad on 128x1-re-tiled activations and "
-               "gradients, FP32 weight gradients) with deepseek_v3_fp8_linear's quantiser and product",
-               operand("e4m3", {1, 128}, "deepseek"), operand("e4m3", {1, 128}, "deepseek"),
-               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Fp32)});
+  add_e4m3(t, "deepseek_v3_fp8_wgrad",
+           "DeepSeek-V3 technical report arXiv 2412.19437 §3.3 (Wgrad on 128x1-re-tiled activations and "
+           "gradients, FP32 weight gradients) with deepseek_v3_fp8_linear's quantiser and product",
+           {1, 128}, {1, 128}, "deepseek", hopper_promoted(Combine::DeepGemm, OutputFormat::Fp32));
   // DeepSeek-V3.1 trains with UE8M0 (power-of-two) scales on weights and activations (model card);
   // V3.2 inference act_quant scale_fmt="ue8m0": scale 2^ceil(log2(max(amax, 1e-4)/448)).
-  t.push_back({"deepseek_v31_fp8_ue8m0",
-               "DeepSeek-V3.1 model card (UE8M0 scale format for weights and activations); V3.2 inference "
-               "act_quant scale_fmt='ue8m0'; product as deepseek_v3_fp8_linear",
-               operand("e4m3", {1, 128}, "deepseek_ue8m0"), operand("e4m3", {128, 128}, "deepseek_ue8m0"),
-               promoted(128, Combine::DeepGemm, "hopper_fp8", OutputFormat::Bf16)});
+  add_e4m3(t, "deepseek_v31_fp8_ue8m0",
+           "DeepSeek-V3.1 model card (UE8M0 scale format for weights and activations); V3.2 inference "
+           "act_quant scale_fmt='ue8m0'; product as deepseek_v3_fp8_linear",
+           {1, 128}, {128, 128}, "deepseek_ue8m0", hopper_promoted(Combine::DeepGemm));
   // TransformerEngine Float8CurrentScaling: one scale per tensor from its current amax, multiplier
   // 448/amax in FP32 (no power-of-two rounding by default); dgrad/wgrad with split accumulation,
   // cuBLAS-style combine fma(p*sa, sb, acc), interval assumed 128 (undocumented). Fprop uses fast
   // accumulation (no promotion): the same row with gemm.accumulate = tensorcore.
-  t.push_back({"te_tensorwise_fp8",
-               "TransformerEngine Float8CurrentScaling (per-tensor current scaling, E4M3) + cuBLASLt FP8 "
-               "matmul with split accumulation; promotion interval assumed 128",
-               operand("e4m3", {0, 0}, "te_fp32"), operand("e4m3", {0, 0}, "te_fp32"),
-               promoted(128, Combine::Cublas, "hopper_fp8", OutputFormat::Bf16)});
+  add_e4m3(t, "te_tensorwise_fp8",
+           "TransformerEngine Float8CurrentScaling (per-tensor current scaling, E4M3) + cuBLASLt FP8 "
+           "matmul with split accumulation; promotion interval assumed 128",
+           {0, 0}, {0, 0}, "te_fp32", hopper_promoted(Combine::Cublas));
   // Without promotion the whole K is one chain of Hopper FP8 WGMMAs (14-bit truncated running sum,
   // §3.3.2), which can apply one scale per row of each operand only, after the chain: per-row
   // (1 x K) scales with DeepSeek-V3's rule.
-  {
-    GemmSpec chain;
-    chain.accumulate = Accumulate::TensorCore;
-    chain.instruction = "hopper_fp8";
-    chain.out = OutputFormat::Bf16;
-    t.push_back({"deepseek_v3_fp8_no_promotion",
-                 "DeepSeek-V3 technical report arXiv 2412.19437 §3.3.2 (FP8 GEMM without promotion: the "
-                 "tensor core's ~14-bit accumulation over the whole K); per-row scales, the finest a single "
-                 "chain can apply",
-                 operand("e4m3", {1, 0}, "deepseek"), operand("e4m3", {1, 0}, "deepseek"), chain});
-  }
+  add_e4m3(t, "deepseek_v3_fp8_no_promotion",
+           "DeepSeek-V3 technical report arXiv 2412.19437 §3.3.2 (FP8 GEMM without promotion: the "
+           "tensor core's ~14-bit accumulation over the whole K); per-row scales, the finest a single "
+           "chain can apply",
+           {1, 0}, {1, 0}, "deepseek", one_chain("hopper_fp8"));
   add_blackwell_rows(t);
-  for (const auto& r : t) r.validate();
   return t;
 }
 
 const std::vector<GemmRecipe>& table() {
-  static const std::vector<GemmRecipe> t = make_table();
+  static const std::vector<GemmRecipe> t = schema::validated(make_table());
   return t;
 }
 
@@ -260,17 +254,10 @@ void GemmRecipe::validate() const {
 }
 
 const GemmRecipe& gemm_recipe(std::string_view name) {
-  for (const auto& r : table())
-    if (r.name == name) return r;
-  throw std::invalid_argument("recipe: unknown GEMM recipe '" + std::string(name) + "'; known recipes: " +
-                              schema::join_names(gemm_recipe_names()));
+  return schema::row_by_name<GemmRecipe>(table(), name, "recipe", "GEMM recipe", "known recipes: ");
 }
 
-std::vector<std::string> gemm_recipe_names() {
-  std::vector<std::string> n;
-  for (const auto& r : table()) n.push_back(r.name);
-  return n;
-}
+std::vector<std::string> gemm_recipe_names() { return schema::row_names<GemmRecipe>(table()); }
 
 QTensor quantize_operand(const float* x, std::size_t rows, std::size_t cols, const OperandRecipe& op) {
   return quantize(x, rows, cols, op.tile, op.format, op.rule);
