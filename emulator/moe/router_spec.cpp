@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace fp8lab::moe {
 
@@ -32,22 +33,9 @@ bool finite_positive(double v) { return std::isfinite(v) && v > 0; }
 
 }  // namespace
 
-std::string_view score_function_name(ScoreFunction f) { return schema::enum_name<ScoreFunction>(kScore, f); }
-std::string_view gate_format_name(GateFormat f) { return schema::enum_name<GateFormat>(kGate, f); }
-std::string_view bias_format_name(BiasFormat f) { return schema::enum_name<BiasFormat>(kBias, f); }
-std::string_view group_score_name(GroupScore g) { return schema::enum_name<GroupScore>(kGroupScore, g); }
-std::string_view scale_target_name(ScaleTarget t) { return schema::enum_name<ScaleTarget>(kTarget, t); }
-std::string_view tie_policy_name(TiePolicy t) { return schema::enum_name<TiePolicy>(kTie, t); }
-
 ScoreFunction score_function_by_name(std::string_view s) { return schema::enum_by_name<ScoreFunction>(kScore, s, "score"); }
 GateFormat gate_format_by_name(std::string_view s) { return schema::enum_by_name<GateFormat>(kGate, s, "gate_format"); }
 BiasFormat bias_format_by_name(std::string_view s) { return schema::enum_by_name<BiasFormat>(kBias, s, "bias_format"); }
-GroupScore group_score_by_name(std::string_view s) {
-  return schema::enum_by_name<GroupScore>(kGroupScore, s, "group_score");
-}
-ScaleTarget scale_target_by_name(std::string_view s) {
-  return schema::enum_by_name<ScaleTarget>(kTarget, s, "scale_target");
-}
 
 const schema::Schema<RouterSpec>& router_spec_schema() {
   using S = RouterSpec;
@@ -109,58 +97,41 @@ void RouterSpec::validate() const {
 
 std::string RouterSpec::to_json() const { return schema::to_json(*this, router_spec_schema()); }
 
-std::vector<std::string> router_recipe_names() {
-  return {"deepseek_v3", "deepseek_v3_2025_02", "deepseek_v3_hf", "deepseek_v2", "sglang_output_scale"};
+namespace {
+
+// DeepSeek-V3 config: n_routed_experts 256, num_experts_per_tok 8, n_group 8, topk_group 4,
+// routed_scaling_factor 2.5, scoring_func sigmoid, norm_topk_prob true. Its rows differ in the
+// gate's and bias's formats, transformers' epsilon and SGLang's scale target.
+RouterSpec deepseek_v3_config(std::string name, GateFormat gate, BiasFormat bias, double renorm_epsilon = 0,
+                              ScaleTarget target = ScaleTarget::Weights) {
+  return {.name = std::move(name), .experts = 256, .topk = 8, .score = ScoreFunction::Sigmoid, .gate_format = gate,
+          .bias_format = bias, .groups = 8, .topk_groups = 4, .group_score = GroupScore::Top2Sum, .renormalize = true,
+          .renorm_epsilon = renorm_epsilon, .routed_scale = 2.5, .scale_target = target};
 }
 
+const std::vector<RouterSpec>& recipes() {
+  static const std::vector<RouterSpec> t = {
+      // deepseek-ai/DeepSeek-V3 inference/model.py Gate @4592be4 (2025-08-26), current main.
+      deepseek_v3_config("deepseek_v3", GateFormat::Bf16, BiasFormat::Fp32),
+      // The same Gate @1398800 (2025-02-14), main until 4592be4: bias in the default dtype bf16.
+      deepseek_v3_config("deepseek_v3_2025_02", GateFormat::Bf16, BiasFormat::Bf16),
+      deepseek_v3_config("deepseek_v3_hf", GateFormat::Fp32, BiasFormat::Fp32, 1e-20),
+      // DeepSeek-V2 config: n_routed_experts 160, num_experts_per_tok 6, n_group 8, topk_group 3,
+      // topk_method group_limited_greedy (group max), routed_scaling_factor 16, norm_topk_prob false.
+      RouterSpec{.name = "deepseek_v2", .experts = 160, .topk = 6, .score = ScoreFunction::Softmax,
+                 .gate_format = GateFormat::Fp32, .bias_format = BiasFormat::Fp32, .groups = 8, .topk_groups = 3,
+                 .group_score = GroupScore::Max, .renormalize = false, .routed_scale = 16.0},
+      deepseek_v3_config("sglang_output_scale", GateFormat::Fp32, BiasFormat::Fp32, 1e-20, ScaleTarget::Output),
+  };
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string> router_recipe_names() { return schema::row_names<RouterSpec>(recipes()); }
+
 RouterSpec router_recipe(std::string_view name) {
-  RouterSpec s;
-  s.name = std::string(name);
-  // DeepSeek-V3 config: n_routed_experts 256, num_experts_per_tok 8, n_group 8, topk_group 4,
-  // routed_scaling_factor 2.5, scoring_func sigmoid, norm_topk_prob true.
-  s.experts = 256;
-  s.topk = 8;
-  s.score = ScoreFunction::Sigmoid;
-  s.groups = 8;
-  s.topk_groups = 4;
-  s.group_score = GroupScore::Top2Sum;
-  s.renormalize = true;
-  s.routed_scale = 2.5;
-  if (name == "deepseek_v3") {
-    // deepseek-ai/DeepSeek-V3 inference/model.py Gate @4592be4 (2025-08-26), current main.
-    s.gate_format = GateFormat::Bf16;
-    s.bias_format = BiasFormat::Fp32;
-  } else if (name == "deepseek_v3_2025_02") {
-    // The same Gate @1398800 (2025-02-14), main until 4592be4: bias in the default dtype bf16.
-    s.gate_format = GateFormat::Bf16;
-    s.bias_format = BiasFormat::Bf16;
-  } else if (name == "deepseek_v3_hf" || name == "sglang_output_scale") {
-    s.gate_format = GateFormat::Fp32;
-    s.bias_format = BiasFormat::Fp32;
-    s.renorm_epsilon = 1e-20;
-    if (name == "sglang_output_scale") s.scale_target = ScaleTarget::Output;
-  } else if (name == "deepseek_v2") {
-    // DeepSeek-V2 config: n_routed_experts 160, num_experts_per_tok 6, n_group 8, topk_group 3,
-    // topk_method group_limited_greedy (group max), routed_scaling_factor 16, norm_topk_prob false.
-    s.experts = 160;
-    s.topk = 6;
-    s.score = ScoreFunction::Softmax;
-    s.gate_format = GateFormat::Fp32;
-    s.bias_format = BiasFormat::Fp32;
-    s.groups = 8;
-    s.topk_groups = 3;
-    s.group_score = GroupScore::Max;
-    s.renormalize = false;
-    s.routed_scale = 16.0;
-  } else {
-    std::string names;
-    for (const auto& n : router_recipe_names()) {
-      if (!names.empty()) names += ", ";
-      names += n;
-    }
-    throw std::invalid_argument("spec: unknown router recipe '" + std::string(name) + "' (expected one of " + names + ")");
-  }
-  return s;
+  return schema::row_by_name<RouterSpec>(recipes(), name, "spec", "router recipe", "expected one of ");
 }
 
 }  // namespace fp8lab::moe

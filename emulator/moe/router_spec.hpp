@@ -96,16 +96,8 @@ RouterSpec router_recipe(std::string_view name);  // std::invalid_argument for a
 const schema::Schema<RouterSpec>& router_spec_schema();
 std::vector<std::string> router_recipe_names();
 
-std::string_view score_function_name(ScoreFunction f);   // "sigmoid", "softmax"
-std::string_view gate_format_name(GateFormat f);         // "fp32", "bf16"
-std::string_view bias_format_name(BiasFormat f);         // "fp32", "bf16"
-std::string_view group_score_name(GroupScore g);         // "top2_sum", "max"
-std::string_view scale_target_name(ScaleTarget t);       // "weights", "output"
-std::string_view tie_policy_name(TiePolicy t);           // "lowest_index_first"
 ScoreFunction score_function_by_name(std::string_view s);
 GateFormat gate_format_by_name(std::string_view s);
 BiasFormat bias_format_by_name(std::string_view s);
-GroupScore group_score_by_name(std::string_view s);
-ScaleTarget scale_target_by_name(std::string_view s);
 
 }  // namespace fp8lab::moe
