@@ -76,7 +76,6 @@ enum class Evidence : std::uint8_t {
   Replayed,    // reproduces every published sample of its (architecture, format) bit for bit
   Unmeasured,  // no measurement exists here; the parameters are the published models' claim
 };
-const char* evidence_name(Evidence e);  // "replayed", "unmeasured"
 
 struct TensorCoreModel {
   const char* name;          // canonical preset name, after the instruction it models

@@ -76,6 +76,25 @@ constexpr TensorCoreModel paired_two_level(TensorCoreModel m, int second_frac_bi
   return m;
 }
 
+// The rows of one instruction kind, which share everything but the operand (or scale) format:
+// tcgen05 kind::mxf8f6f4 (k = 32, ST-FDPA F = 25, UE8M0 per 32), kind::mxf4nvf4 (k = 64, E2M1,
+// GST-FDPA F = 35 in groups of 16) and CDNA3 16x16x32 MFMA (GTR-FDPA F = 24, F2 = 31, RNE).
+constexpr TensorCoreModel mxf8f6f4(const char* name, const char* alias, const char* fmt, int emin, int mant) {
+  return scaled(row(name, alias, fmt, 32, 32, emin, mant, 25, 24, Evidence::Unmeasured,
+                    "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
+                "ue8m0", 32, kTcgen05ZeroExp);
+}
+constexpr TensorCoreModel mxf4nvf4(const char* name, const char* alias, const char* scale_format, int scale_block,
+                                   const char* source) {
+  return scaled_groups(row(name, alias, "e2m1", 64, 64, kE2m1Emin, 1, 35, 24, Evidence::Unmeasured, source),
+                       scale_format, scale_block, 16);
+}
+constexpr TensorCoreModel cdna3_mfma(const char* name, const char* alias, const char* fmt, int emin, int mant,
+                                     const char* source) {
+  return paired_two_level(
+      row(name, alias, fmt, 32, 16, emin, mant, 24, 24, Evidence::Unmeasured, source, OutputRounding::NearestEven), 31);
+}
+
 const std::array kPresets = {
     // Hopper FP8: 13 fractional alignment bits, output truncated to 14 significant bits (low 10
     // FP32 mantissa bits zero). [MMA-Sim] [KM H100TC.m: fma 32, neab -10, rz]; REFERENCE.md.
@@ -178,21 +197,11 @@ const std::array kPresets = {
     // exponents (MMA-Sim fp6_fp4_subnormal_exponent). A and B of one format (PTX allows mixed
     // kinds; not modelled). Unmeasured; bit-identical to MMA-Sim's TCGen05MMABlockScale on 10^5
     // random and special cases each (tests/python/test_accum_block_scaled.py).
-    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
-               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-           "ue8m0", 32, kTcgen05ZeroExp),
-    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e5m2", "blackwell_mxfp8_e5m2", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
-               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-           "ue8m0", 32, kTcgen05ZeroExp),
-    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e3m2", "blackwell_mxfp6_e3m2", "e3m2fn", 32, 32, kE3m2Emin, 2, 25, 24,
-               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-           "ue8m0", 32, kTcgen05ZeroExp),
-    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m3", "blackwell_mxfp6_e2m3", "e2m3fn", 32, 32, kE2m3Emin, 3, 25, 24,
-               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-           "ue8m0", 32, kTcgen05ZeroExp),
-    scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m1", "blackwell_mxfp4_f8f6f4", "e2m1", 32, 32, kE2m1Emin, 1, 25, 24,
-               Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-           "ue8m0", 32, kTcgen05ZeroExp),
+    mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e4m3", "blackwell_mxfp8", "e4m3", kE4m3Emin, 3),
+    mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e5m2", "blackwell_mxfp8_e5m2", "e5m2", kE5m2Emin, 2),
+    mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e3m2", "blackwell_mxfp6_e3m2", "e3m2fn", kE3m2Emin, 2),
+    mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e2m3", "blackwell_mxfp6_e2m3", "e2m3fn", kE2m3Emin, 3),
+    mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e2m1", "blackwell_mxfp4_f8f6f4", "e2m1", kE2m1Emin, 1),
     // The same instruction with A and B of different kinds (PTX allows any .atype x .btype of
     // kind::mxf8f6f4): FP8 E4M3 x E5M2 both ways (the FP8 training hybrid) and E4M3 x FP4 E2M1 both
     // ways. Unmeasured; bit-identical to MMA-Sim's TCGen05MMABlockScale (.atype.btype) on 10^5 random
@@ -219,34 +228,22 @@ const std::array kPresets = {
     // summed exactly, scaled, and aligned at its scales' exponent sum. kind::mxf4 (UE8M0 per 32)
     // has the same arithmetic in MMA-Sim. Unmeasured; bit-identical to MMA-Sim's
     // TCGen05MMABlockScale on 10^5 random and special cases each (test_accum_block_scaled.py).
-    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block32_f32_e2m1_ue8m0", "blackwell_mxfp4", "e2m1", 64, 64,
-                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
-                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::2X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
-                  "ue8m0", 32, 16),
-    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue8m0", "blackwell_mxfp4_16", "e2m1", 64, 64,
-                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
-                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
-                  "ue8m0", 16, 16),
-    scaled_groups(row("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3", "blackwell_nvfp4", "e2m1", 64, 64,
-                      kE2m1Emin, 1, 35, 24, Evidence::Unmeasured,
-                      "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X, UE4M3 scales (NVFP4); MMA-Sim arXiv "
-                      "2511.10909 (gst_fdpa); unmeasured"),
-                  "ue4m3", 16, 16),
+    mxf4nvf4("blackwell_tcgen05_mxf4nvf4_block32_f32_e2m1_ue8m0", "blackwell_mxfp4", "ue8m0", 32,
+             "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::2X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
+    mxf4nvf4("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue8m0", "blackwell_mxfp4_16", "ue8m0", 16,
+             "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X; MMA-Sim arXiv 2511.10909 (gst_fdpa); unmeasured"),
+    mxf4nvf4("blackwell_tcgen05_mxf4nvf4_block16_f32_e2m1_ue4m3", "blackwell_nvfp4", "ue4m3", 16,
+             "PTX ISA tcgen05.mma kind::mxf4nvf4 scale_vec::4X, UE4M3 scales (NVFP4); MMA-Sim arXiv "
+             "2511.10909 (gst_fdpa); unmeasured"),
 
     // AMD CDNA3 (MI300) V_MFMA_F32_16X16X32_FP8_FP8 / _BF8_BF8 (FNUZ operands, FP32 C/D): MMA-Sim
     // amd/sim.py MFMA: GTR-FDPA with F = 24, F2 = 31, RNE-FP32, blocks of 16 products (k = 32: two
     // blocks in sequence). Unmeasured here; bit-identical to MMA-Sim's MFMA('CDNA3', ...) on 10^5
     // random and special cases each (test_accum_block_scaled.py).
-    paired_two_level(row("cdna3_mfma_f32_16x16x32_fp8", "mi300_fp8", "e4m3fnuz", 32, 16, kE4m3FnuzEmin, 3, 24, 24,
-                         Evidence::Unmeasured,
-                         "AMD CDNA3 ISA v_mfma_f32_16x16x32_fp8_fp8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured",
-                         OutputRounding::NearestEven),
-                     31),
-    paired_two_level(row("cdna3_mfma_f32_16x16x32_bf8", "mi300_bf8", "e5m2fnuz", 32, 16, kE5m2FnuzEmin, 2, 24, 24,
-                         Evidence::Unmeasured,
-                         "AMD CDNA3 ISA v_mfma_f32_16x16x32_bf8_bf8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured",
-                         OutputRounding::NearestEven),
-                     31),
+    cdna3_mfma("cdna3_mfma_f32_16x16x32_fp8", "mi300_fp8", "e4m3fnuz", kE4m3FnuzEmin, 3,
+               "AMD CDNA3 ISA v_mfma_f32_16x16x32_fp8_fp8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured"),
+    cdna3_mfma("cdna3_mfma_f32_16x16x32_bf8", "mi300_bf8", "e5m2fnuz", kE5m2FnuzEmin, 2,
+               "AMD CDNA3 ISA v_mfma_f32_16x16x32_bf8_bf8; MMA-Sim arXiv 2511.10909 (gtr_fdpa); unmeasured"),
 };
 
 using S = TensorCoreModel;
@@ -298,7 +295,6 @@ std::vector<std::string> tensor_core_names() {
   return names;
 }
 
-const char* evidence_name(Evidence e) { return schema::enum_name<Evidence>(kEvidence, e).data(); }
 
 std::span<const TensorCoreModel> tensor_core_presets() { return kPresets; }
 
