@@ -1,11 +1,20 @@
 #include "common/json.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 namespace fp8lab {
 
 namespace {
+
+// The two-character escapes of RFC 8259 §7: the letter after the backslash and the character it
+// stands for. The parser reads them (and "\/", which the writer never needs); json_quote writes them.
+struct Escape {
+  char letter, value;
+};
+constexpr std::array<Escape, 7> kEscapes{
+    {{'"', '"'}, {'\\', '\\'}, {'b', '\b'}, {'f', '\f'}, {'n', '\n'}, {'r', '\r'}, {'t', '\t'}}};
 
 class Parser {
  public:
@@ -57,13 +66,26 @@ class Parser {
     return v;
   }
 
-  void object(Json& v, int depth) {
-    v.kind = Json::Kind::Object;
+  // The members of an object or the items of an array, from its opening bracket on: `element`
+  // reads one; they are separated by ',' and end at `close`.
+  template <class Element>
+  void elements(char close, Element element) {
     ++pos_;
     skip_ws();
-    if (eat('}')) return;
+    if (eat(close)) return;
     for (;;) {
       skip_ws();
+      element();
+      skip_ws();
+      if (eat(',')) continue;
+      if (eat(close)) return;
+      fail(std::string("expected ',' or '") + close + "'");
+    }
+  }
+
+  void object(Json& v, int depth) {
+    v.kind = Json::Kind::Object;
+    elements('}', [&] {
       if (pos_ >= s_.size() || s_[pos_] != '"') fail("expected a string key");
       const std::size_t key_pos = pos_;
       std::string key = string();
@@ -76,26 +98,12 @@ class Parser {
       if (!eat(':')) fail("expected ':'");
       skip_ws();
       v.members.push_back(JsonMember{std::move(key), value(depth + 1)});
-      skip_ws();
-      if (eat(',')) continue;
-      if (eat('}')) return;
-      fail("expected ',' or '}'");
-    }
+    });
   }
 
   void array(Json& v, int depth) {
     v.kind = Json::Kind::Array;
-    ++pos_;
-    skip_ws();
-    if (eat(']')) return;
-    for (;;) {
-      skip_ws();
-      v.items.push_back(value(depth + 1));
-      skip_ws();
-      if (eat(',')) continue;
-      if (eat(']')) return;
-      fail("expected ',' or ']'");
-    }
+    elements(']', [&] { v.items.push_back(value(depth + 1)); });
   }
 
   void number(Json& v) {
@@ -197,30 +205,29 @@ class Parser {
       }
       if (pos_ >= s_.size()) fail("unterminated escape");
       const char e = s_[pos_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate in \\u escape");
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (!(eat('\\') && eat('u'))) fail("high surrogate not followed by a low surrogate");
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("high surrogate not followed by a low surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default: fail(std::string("unknown escape \\") + e);
+      if (e == 'u') {
+        put_utf8(out, escaped_code_point());
+      } else if (e == '/') {
+        out += '/';
+      } else {
+        const auto* x = std::find_if(kEscapes.begin(), kEscapes.end(), [e](const Escape& r) { return r.letter == e; });
+        if (x == kEscapes.end()) fail(std::string("unknown escape \\") + e);
+        out += x->value;
       }
     }
+  }
+
+  // The code point of a \uXXXX escape (its "\u" already read), a surrogate pair taking a second one.
+  unsigned escaped_code_point() {
+    unsigned cp = hex4();
+    if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate in \\u escape");
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      if (!(eat('\\') && eat('u'))) fail("high surrogate not followed by a low surrogate");
+      const unsigned lo = hex4();
+      if (lo < 0xDC00 || lo > 0xDFFF) fail("high surrogate not followed by a low surrogate");
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    return cp;
   }
 
   std::string_view s_;
@@ -255,22 +262,16 @@ std::string json_quote(std::string_view s) {
   std::string out = "\"";
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
+    const auto* x = std::find_if(kEscapes.begin(), kEscapes.end(), [ch](const Escape& r) { return r.value == ch; });
+    if (x != kEscapes.end()) {
+      out += '\\';
+      out += x->letter;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
     }
   }
   return out + "\"";
