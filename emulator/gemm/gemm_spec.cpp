@@ -37,7 +37,6 @@ std::string_view combine_name(Combine c) { return schema::enum_name<Combine>(kCo
 std::string_view output_format_name(OutputFormat o) { return schema::enum_name<OutputFormat>(kOutput, o); }
 std::vector<std::string> accumulate_names() { return schema::enum_names<Accumulate>(kAccumulate); }
 std::vector<std::string> combine_names() { return schema::enum_names<Combine>(kCombine); }
-std::vector<std::string> output_format_names() { return schema::enum_names<OutputFormat>(kOutput); }
 
 namespace {
 // An output format's facts, from its row of the formats table (the enum's names are row names),

@@ -57,7 +57,6 @@ std::string_view combine_name(Combine c);
 std::string_view output_format_name(OutputFormat o);
 std::vector<std::string> accumulate_names();
 std::vector<std::string> combine_names();
-std::vector<std::string> output_format_names();
 
 // Significand bits (including the implicit one) and minimum normal exponent of an output format,
 // for rounding and ULP counting: bf16 (8, -126), fp32 (24, -126), fp64 (53, -1022).

@@ -18,9 +18,6 @@ constexpr std::array<EnumRow<IndexReduction>, 3> kReduction{{{"v32_tilelang", In
 
 }  // namespace
 
-std::string_view index_reduction_name(IndexReduction r) { return schema::enum_name<IndexReduction>(kReduction, r); }
-std::vector<std::string> index_reduction_names() { return schema::enum_names<IndexReduction>(kReduction); }
-
 void validate(const IndexerSpec& s) {
   const TensorCoreModel* found = nullptr;
   const ScaleRule* rule = nullptr;

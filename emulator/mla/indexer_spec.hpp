@@ -57,7 +57,4 @@ IndexerSpec indexer_spec_from_json(std::string_view json);
 // whose k does not divide 128, a rule that is not E4M3-able, heads % 8 != 0 for deepgemm_sm90).
 void validate(const IndexerSpec& s);
 
-std::string_view index_reduction_name(IndexReduction r);
-std::vector<std::string> index_reduction_names();
-
 }  // namespace fp8lab::mla

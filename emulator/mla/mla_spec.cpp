@@ -37,8 +37,6 @@ std::string quoted(MatmulFormat f) { return json_quote(matmul_format_name(f)); }
 }  // namespace
 
 MatmulFormat matmul_format_by_name(std::string_view n) { return schema::enum_by_name<MatmulFormat>(kMatmul, n, "matmul format"); }
-std::string_view attn_ops_name(AttnOps x) { return schema::enum_name<AttnOps>(kAttnOps, x); }
-std::string_view rope_layout_name(RopeLayout x) { return schema::enum_name<RopeLayout>(kRopeLayout, x); }
 std::string_view matmul_format_name(MatmulFormat x) { return schema::enum_name<MatmulFormat>(kMatmul, x); }
 std::string_view cache_format_name(CacheFormat x) { return schema::enum_name<CacheFormat>(kCache, x); }
 

@@ -115,8 +115,6 @@ struct MlaSpec {
 // Names of the enum values (the schema's tables; specs are read by mla_spec_schema()), and the
 // value of a matmul format's name (for arguments outside a spec, e.g. sparse decode's decode_p).
 MatmulFormat matmul_format_by_name(std::string_view name);  // fp32, bf16, fp8, bf16_tc
-std::string_view attn_ops_name(AttnOps x);
-std::string_view rope_layout_name(RopeLayout x);
 std::string_view matmul_format_name(MatmulFormat x);
 std::string_view cache_format_name(CacheFormat x);
 
