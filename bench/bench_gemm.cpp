@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "gemm/bounds.hpp"
@@ -51,16 +52,7 @@ GemmOperand random_operand(std::size_t rows, std::size_t cols, std::size_t tile_
   return x;
 }
 
-template <class F>
-double seconds(F&& f, int reps) {
-  double best = 1e300;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
+using fp8lab::bench::best_seconds;
 
 struct Shape {
   std::size_t M, N, K;
@@ -89,7 +81,7 @@ void run(const std::vector<Shape>& shapes) {
       fp8lab::GemmSpec spec;
       spec.accumulate = mode.accumulate;
       std::vector<double> d;
-      t_emu.push_back(seconds([&] { d = fp8lab::gemm(a, b, spec); }, s.reps));
+      t_emu.push_back(best_seconds([&] { d = fp8lab::gemm(a, b, spec); }, s.reps));
     }
   }
   for (std::size_t i = 0; i < shapes.size(); ++i) {
@@ -109,7 +101,7 @@ void run(const std::vector<Shape>& shapes) {
     const float one = 1.0f, zero = 0.0f;
     // Row-major D (M x N) = A (M x K) * B^T: column-major D^T (N x M) = B (as K x N col-major, transposed) ...
     // i.e. sgemm('T', 'N', N, M, K, B[k + j*K], A[k + i*K]).
-    const double t_blas = seconds([&] { sgemm_("T", "N", &n, &m, &k, &one, fb.data(), &k, fa.data(), &k, &zero, fc.data(), &n); },
+    const double t_blas = best_seconds([&] { sgemm_("T", "N", &n, &m, &k, &one, fb.data(), &k, fa.data(), &k, &zero, fc.data(), &n); },
                                   reps + 1);
     std::printf("  BLAS sgemm (same shape):               %8.3f s  %8.2f GFLOP/s\n", t_blas, flop / t_blas * 1e-9);
     for (std::size_t m = 0; m < kNumModes; ++m)
@@ -136,12 +128,12 @@ void run_bound(std::size_t M, std::size_t N, std::size_t K, int reps, bool refer
     fp8lab::GemmSpec spec;
     spec.accumulate = acc;
     std::vector<double> d;
-    const double t_gemm = seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
-    const double t_bound = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec); }, reps);
+    const double t_gemm = best_seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
+    const double t_bound = best_seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec); }, reps);
     std::printf("  %-14s gemm %.3f s, gemm_error_bound %.3f s: bound / gemm = %.2fx (goal <= 2x)\n",
                 std::string(fp8lab::accumulate_name(acc)).c_str(), t_gemm, t_bound, t_bound / t_gemm);
     if (reference) {
-      const double t_ref = seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec, nullptr, {false}); }, 1);
+      const double t_ref = best_seconds([&] { d = fp8lab::gemm_error_bound(a, b, spec, nullptr, {false}); }, 1);
       std::printf("  %-14s per-element bound %.3f s = %.1fx gemm (the blocked one is %.1fx faster)\n", "",
                   t_ref, t_ref / t_gemm, t_ref / t_bound);
     }
@@ -162,7 +154,7 @@ void run_small_threads() {
   for (int block = 0; block < kBlocks; ++block)
     for (int threads = 1; threads <= 2; ++threads) {
       fp8lab::set_num_threads(threads);
-      t[threads - 1] = std::min(t[threads - 1], seconds([&] { for (int c = 0; c < kCalls; ++c) d = fp8lab::gemm(a, b, spec); }, 1) / kCalls);
+      t[threads - 1] = std::min(t[threads - 1], best_seconds([&] { for (int c = 0; c < kCalls; ++c) d = fp8lab::gemm(a, b, spec); }, 1) / kCalls);
     }
   fp8lab::set_num_threads(0);
   std::printf("shape M=64 N=64 K=128, best of %d blocks of %d calls\n", kBlocks, kCalls);

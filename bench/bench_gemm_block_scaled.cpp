@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
 #include "gemm/gemm.hpp"
@@ -41,16 +42,7 @@ GemmOperand random_operand(const char* fmt, const char* scale_fmt, std::size_t r
   return x;
 }
 
-template <class F>
-double seconds(F&& f, int reps) {
-  double best = 1e300;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
+using fp8lab::bench::best_seconds;
 
 }  // namespace
 
@@ -83,8 +75,8 @@ int main(int argc, char** argv) {
     fp8lab::GemmOptions slow;
     slow.allow_fast_kernel = false;
     std::vector<double> fast_d, slow_d;
-    const double t_fast = seconds([&] { fast_d = fp8lab::gemm(a, b, spec); }, 3);
-    const double t_slow = seconds([&] { slow_d = fp8lab::gemm(a, b, spec, nullptr, slow); }, 1);
+    const double t_fast = best_seconds([&] { fast_d = fp8lab::gemm(a, b, spec); }, 3);
+    const double t_slow = best_seconds([&] { slow_d = fp8lab::gemm(a, b, spec, nullptr, slow); }, 1);
     const bool same = std::memcmp(fast_d.data(), slow_d.data(), fast_d.size() * sizeof(double)) == 0;
     bad += same ? 0 : 1;
     const double flop = 2.0 * M * N * K;

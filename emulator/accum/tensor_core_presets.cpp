@@ -79,10 +79,11 @@ constexpr TensorCoreModel paired_two_level(TensorCoreModel m, int second_frac_bi
 // The rows of one instruction kind, which share everything but the operand (or scale) format:
 // tcgen05 kind::mxf8f6f4 (k = 32, ST-FDPA F = 25, UE8M0 per 32), kind::mxf4nvf4 (k = 64, E2M1,
 // GST-FDPA F = 35 in groups of 16) and CDNA3 16x16x32 MFMA (GTR-FDPA F = 24, F2 = 31, RNE).
-constexpr TensorCoreModel mxf8f6f4(const char* name, const char* alias, const char* fmt, int emin, int mant) {
-  return scaled(row(name, alias, fmt, 32, 32, emin, mant, 25, 24, Evidence::Unmeasured,
-                    "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv 2511.10909 (st_fdpa); unmeasured"),
-                "ue8m0", 32, kTcgen05ZeroExp);
+constexpr TensorCoreModel mxf8f6f4(const char* name, const char* alias, const char* fmt, int emin, int mant,
+                                   const char* source = "PTX ISA tcgen05.mma kind::mxf8f6f4; MMA-Sim arXiv "
+                                                        "2511.10909 (st_fdpa); unmeasured") {
+  return scaled(row(name, alias, fmt, 32, 32, emin, mant, 25, 24, Evidence::Unmeasured, source), "ue8m0", 32,
+                kTcgen05ZeroExp);
 }
 constexpr TensorCoreModel mxf4nvf4(const char* name, const char* alias, const char* scale_format, int scale_block,
                                    const char* source) {
@@ -206,21 +207,17 @@ const std::array kPresets = {
     // kind::mxf8f6f4): FP8 E4M3 x E5M2 both ways (the FP8 training hybrid) and E4M3 x FP4 E2M1 both
     // ways. Unmeasured; bit-identical to MMA-Sim's TCGen05MMABlockScale (.atype.btype) on 10^5 random
     // and special cases each (test_accum_block_scaled.py).
-    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e5m2", "", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
-                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e5m2; MMA-Sim st_fdpa; unmeasured"),
-                 "ue8m0", 32, kTcgen05ZeroExp),
+    mixed(mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e5m2", "", "e4m3", kE4m3Emin, 3,
+                   "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e5m2; MMA-Sim st_fdpa; unmeasured"),
           "e5m2", kE5m2Emin),
-    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e5m2_e4m3", "", "e5m2", 32, 32, kE5m2Emin, 2, 25, 24,
-                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e5m2.e4m3; MMA-Sim st_fdpa; unmeasured"),
-                 "ue8m0", 32, kTcgen05ZeroExp),
+    mixed(mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e5m2_e4m3", "", "e5m2", kE5m2Emin, 2,
+                   "PTX ISA tcgen05.mma kind::mxf8f6f4 .e5m2.e4m3; MMA-Sim st_fdpa; unmeasured"),
           "e4m3", kE4m3Emin),
-    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1", "", "e4m3", 32, 32, kE4m3Emin, 3, 25, 24,
-                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e2m1; MMA-Sim st_fdpa; unmeasured"),
-                 "ue8m0", 32, kTcgen05ZeroExp),
+    mixed(mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e4m3_e2m1", "", "e4m3", kE4m3Emin, 3,
+                   "PTX ISA tcgen05.mma kind::mxf8f6f4 .e4m3.e2m1; MMA-Sim st_fdpa; unmeasured"),
           "e2m1", kE2m1Emin),
-    mixed(scaled(row("blackwell_tcgen05_mxf8f6f4_f32_e2m1_e4m3", "", "e2m1", 32, 32, kE2m1Emin, 1, 25, 24,
-                     Evidence::Unmeasured, "PTX ISA tcgen05.mma kind::mxf8f6f4 .e2m1.e4m3; MMA-Sim st_fdpa; unmeasured"),
-                 "ue8m0", 32, kTcgen05ZeroExp),
+    mixed(mxf8f6f4("blackwell_tcgen05_mxf8f6f4_f32_e2m1_e4m3", "", "e2m1", kE2m1Emin, 1,
+                   "PTX ISA tcgen05.mma kind::mxf8f6f4 .e2m1.e4m3; MMA-Sim st_fdpa; unmeasured"),
           "e4m3", kE4m3Emin),
     // Blackwell tcgen05.mma.kind::mxf4nvf4.block_scale (PTX ISA: E2M1 operands, k = 64; UE8M0
     // scales per 32 (scale_vec::2X) or 16 (scale_vec::4X) elements, or UE4M3 scales per 16, NVFP4):

@@ -6,10 +6,10 @@ recipes), against the FP64 product of the unquantised inputs:
   scale-rounding mode in use, NVFP4 with and without TransformerEngine's random Hadamard transform
   and 4over6;
 - the whole GEMM (quantisers, tensor-core instruction, accumulation, BF16 output) for DeepSeek-V3's
-  Hopper recipe, DeepGEMM's SM100 recipe and MXFP8 on tcgen05, and its error as K grows.
-NVFP4 has no end-to-end GEMM here (its kind::mxf4nvf4 instruction is not a preset yet). The loss cost
-of the training recipes built on these rows (DeepGEMM SM100, MXFP8, NVFP4 where this build has it) is
-measured by the training lab on a tiny model (report/loss_cost.py)."""
+  Hopper recipe, DeepGEMM's SM100 recipe, MXFP8 on tcgen05 kind::mxf8f6f4 and NVFP4 on
+  kind::mxf4nvf4 (TransformerEngine's global-scale epilogue), and its error as K grows.
+The loss cost of the training recipes built on these rows (DeepGEMM SM100, MXFP8, NVFP4) is measured
+by the training lab on a tiny model (report/loss_cost.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +28,7 @@ GEMM_RECIPES = [
     ("DeepSeek-V3 Hopper: FP32 scales 1x128 / 128x128, promoted every 128", "deepseek_v3_fp8_linear"),
     ("DeepGEMM SM100: UE8M0 1x128 / 128x128, tcgen05 block-scaled, no promotion", "deepgemm_sm100_fp8"),
     ("MXFP8 (TransformerEngine): 1x32 E8M0 round-up, tcgen05 block-scaled", "mxfp8_te"),
+    ("NVFP4 (TransformerEngine): E2M1, E4M3 scales 1x16 / 16x16, FP32 tensor scale, tcgen05 mxf4nvf4", "nvfp4_te"),
 ]
 
 #: (label, scale rule) for E4M3 1x32 blocks on both operands
@@ -89,7 +90,7 @@ def run(ctx: Context) -> Section:
             except (ValueError, TypeError, RuntimeError) as err:
                 errors[label] = f"{type(err).__name__}: {err}"
             ctx.progress.step(f"{dist} {recipe}")
-    # Error vs K (outlier-heavy activations, M = N = 16): the three GEMMs end to end, NVFP4's quantisation.
+    # Error vs K (outlier-heavy activations, M = N = 16): every GEMM recipe end to end, NVFP4's quantisation.
     vs_k: dict = {label: [] for label, _ in GEMM_RECIPES}
     vs_k["NVFP4 + RHT (quantisation only)"] = []
     for kk in ks:
