@@ -83,8 +83,6 @@ std::uint32_t max_finite_pattern(const Format& f) {
   return 0;
 }
 
-bool positive(double x) { return x > 0; }
-
 // LLVM's fltSemantics pairs: IEEE754 with IEEE NaNs, NanOnly with AllOnes or NegativeZero,
 // FiniteOnly with the (unused) IEEE value; a NegativeZero NaN needs a sign bit and a zero.
 void validate_format(const Format& f) {

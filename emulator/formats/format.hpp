@@ -53,8 +53,8 @@ struct Format {
   NonFinite non_finite = NonFinite::IEEE754;
   NanEncoding nan_encoding = NanEncoding::IEEE;
   ZeroExponent zero_exponent = ZeroExponent::Subnormal;
-  std::string ml_dtypes;  // the ml_dtypes / numpy type of the same semantics, "" when none
-  std::string source;     // the specification the row is read from
+  std::string ml_dtypes{};  // the ml_dtypes / numpy type of the same semantics, "" when none
+  std::string source{};     // the specification the row is read from
 
   // Derived facts, computed from the row above (never stored twice).
   int total_bits() const { return (is_signed ? 1 : 0) + exponent_bits + mantissa_bits; }

@@ -57,7 +57,9 @@ TEST(FormatTable, EveryRowIsItsSchemaAndRoundTripsThroughJson) {
     EXPECT_EQ(back.to_json(), f.to_json());
     EXPECT_FALSE(f.source.empty()) << f.name << " cites no source";
     EXPECT_EQ(&format_by_name(f.name), &f);
-    if (!f.ml_dtypes.empty()) EXPECT_EQ(&format_by_name(f.ml_dtypes), &f) << f.ml_dtypes;
+    if (!f.ml_dtypes.empty()) {
+      EXPECT_EQ(&format_by_name(f.ml_dtypes), &f) << f.ml_dtypes;
+    }
   }
   EXPECT_EQ(F("e4m3").to_json().find("\"nan_encoding\":\"all_ones\",\"non_finite\":\"nan_only\""),
             F("e4m3").to_json().find("\"nan_encoding\""));
