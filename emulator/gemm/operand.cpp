@@ -89,6 +89,11 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
     const ScaleRule& rule = *rule_ptr;
     // S_dec must be the one the amax gives (quant/quantize.cpp): the epilogue's alpha is formed
     // from the amax, the exact reference from S_dec, and the two must describe the same tensor.
+    if (std::isinf(q.global_amax) || std::isnan(q.global_amax))
+      throw std::invalid_argument(arg + ": two-level QTensor (rule '" + rule.name + "') has tensor amax " +
+                                  num(q.global_amax) + " (its input held Inf or NaN); the epilogue's alpha = "
+                                  "amax_A * amax_B / (fmax * " + std::to_string(rule.global_scale_max) +
+                                  ")^2 would not be finite, so the NVFP4 GEMM refuses it");
     const float encode = nvfp4_global_encode(q.global_amax, rule, f);
     if (!std::isfinite(q.global_scale) || !(q.global_amax >= 0.0f) || !std::isfinite(q.global_amax) ||
         q.global_scale != 1.0f / encode)

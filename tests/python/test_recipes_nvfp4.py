@@ -168,6 +168,14 @@ def test_refusals():
     w = fp8lab.from_parts(qb.bits, qb.scales, "e2m1", (16, 16), "nvfp4", global_scale=qb.global_scale,
                           global_amax=qb.global_amax)
     assert np.array_equal(fp8lab.gemm(qa, w, recipe=RECIPE), fp8lab.gemm(qa, qb, recipe=RECIPE))
+    # An Inf or NaN in the input: the quantiser does what TE's does (global scale 1, saturated
+    # blocks), but alpha would not be finite, so the GEMM names the operand and the cause.
+    for special in (np.inf, -np.inf, np.nan):
+        xs = x.copy()
+        xs[3, 7] = special
+        qs = fp8lab.quantize(xs, recipe=RECIPE, operand="a")
+        with pytest.raises(ValueError, match=r"a: two-level QTensor .*tensor amax (inf|nan) \(its input held Inf or NaN\)"):
+            fp8lab.gemm(qs, qb, recipe=RECIPE)
     with pytest.raises(ValueError, match="global_amax: rule 'deepseek' has one level"):
         fp8lab.from_parts(qb.bits, qb.scales, "e2m1", (16, 16), "deepseek", global_amax=2.0)
     bad = fp8lab.from_parts(np.zeros((1, 16), np.uint8), np.array([[0.3]], F), "e2m1", (1, 16), "deepseek")
