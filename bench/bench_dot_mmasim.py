@@ -9,24 +9,15 @@ Optional: needs ``mmasim`` (and the torch it brings); without it prints fp8lab's
 Run: PYTHONPATH=bindings/python:<build>/python python bench/bench_dot_mmasim.py
 """
 import sys
-import time
 
 import numpy as np
 
 import fp8lab
+from _timing import best_of
 
 
 def e4m3(rng, shape, sigma=64.0):
     return fp8lab.decode(fp8lab.encode(rng.standard_normal(shape) * sigma, "e4m3"), "e4m3").astype(np.float32)
-
-
-def best_of(fn, reps):
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> int:

@@ -16,21 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import ml_dtypes
 import numpy as np
 
 import fp8lab
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best_of
 
 
 def row(label, n, t, bound=None, base=None):

@@ -10,7 +10,6 @@ may swap — and must be named, not violations).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -54,16 +53,8 @@ def torch_route(torch, logits, bias, topk: int = 8, groups: int = 8, topk_groups
     return ids, w / (w.sum(dim=-1, keepdim=True) + eps) * routed_scale
 
 
-def _time(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> int:
+    from _timing import best_of  # a sibling module; tests import numpy_route from this file alone
     from fp8lab import moe, num_threads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,16 +65,16 @@ def main() -> int:
     logits = rng.standard_normal((args.tokens, 256), dtype=np.float32)
     bias = (rng.standard_normal(256) * 0.02).astype(np.float32)
 
-    t_np = _time(lambda: numpy_route(logits, bias), args.repeat)
+    t_np = best_of(lambda: numpy_route(logits, bias), args.repeat)
     try:
         import torch
     except ImportError:
         torch = None
     if torch is not None:
         tl, tb = torch.from_numpy(logits), torch.from_numpy(bias)
-        t_torch = _time(lambda: torch_route(torch, tl, tb), args.repeat)
-    t_fp = _time(lambda: moe.route(logits, bias, "deepseek_v3_hf"), args.repeat)
-    t_v3 = _time(lambda: moe.route(logits, bias, "deepseek_v3"), args.repeat)
+        t_torch = best_of(lambda: torch_route(torch, tl, tb), args.repeat)
+    t_fp = best_of(lambda: moe.route(logits, bias, "deepseek_v3_hf"), args.repeat)
+    t_v3 = best_of(lambda: moe.route(logits, bias, "deepseek_v3"), args.repeat)
     ids_np, w_np = numpy_route(logits, bias)
     ids, w = moe.route(logits, bias, "deepseek_v3_hf")
     differ = int(np.sum(np.any(np.sort(ids, 1) != np.sort(ids_np, 1), axis=1)))

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import ml_dtypes
 import numpy as np
 
 import fp8lab
+from _timing import best_of
 
 
 def numpy_deepseek(x: np.ndarray, tr: int, tc: int):
@@ -44,15 +44,6 @@ def torch_deepseek(torch, x, tr: int, tc: int):
     return q.view(r, c), s[:, 0, :, 0]
 
 
-def best(fn, repeat):
-    t = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return min(t)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=4096)
@@ -71,7 +62,7 @@ def main() -> int:
     n = x.size
     copy = np.empty_like(x)
     np.copyto(copy, x)
-    bandwidth = 2 * x.nbytes / best(lambda: np.copyto(copy, x), args.repeat)
+    bandwidth = 2 * x.nbytes / best_of(lambda: np.copyto(copy, x), args.repeat)
     print(f"quantize deepseek e4m3, {args.rows}x{args.cols} float32, threads={fp8lab.num_threads()}, "
           f"load {os.getloadavg()[0]:.1f}; numpy copy {bandwidth / 1e9:.2f} GB/s")
     ok = True
@@ -84,15 +75,15 @@ def main() -> int:
         bits_np, s_np = numpy_deepseek(x, tr, tc)
         same = (np.array_equal(bits, bits_np) and np.array_equal(scales, s_np) and np.array_equal(q.bits, bits)
                 and np.array_equal(q.scales, scales))
-        rows = [("numpy (vectorised, same rule)", best(lambda: numpy_deepseek(x, tr, tc), args.repeat))]
+        rows = [("numpy (vectorised, same rule)", best_of(lambda: numpy_deepseek(x, tr, tc), args.repeat))]
         if torch is not None:
             tx = torch.from_numpy(x)
             tq, ts = torch_deepseek(torch, tx, tr, tc)
             same = same and np.array_equal(tq.view(torch.uint8).numpy(), bits) and np.array_equal(ts.numpy(), scales)
-            rows.append(("torch formula (same rule)", best(lambda: torch_deepseek(torch, tx, tr, tc), args.repeat)))
+            rows.append(("torch formula (same rule)", best_of(lambda: torch_deepseek(torch, tx, tr, tc), args.repeat)))
         t_np = rows[0][1]
-        rows.append(("fp8lab.quantize -> QTensor", best(lambda: fp8lab.quantize(x, tile=(tr, tc), fmt="e4m3", rule="deepseek"), args.repeat)))
-        rows.append(("fp8lab.quantize out=(bits, scales)", best(
+        rows.append(("fp8lab.quantize -> QTensor", best_of(lambda: fp8lab.quantize(x, tile=(tr, tc), fmt="e4m3", rule="deepseek"), args.repeat)))
+        rows.append(("fp8lab.quantize out=(bits, scales)", best_of(
             lambda: fp8lab.quantize(x, tile=(tr, tc), fmt="e4m3", rule="deepseek", out=(bits, scales)), args.repeat)))
         print(f"  tile {tr}x{tc}: bound {bound / 1e9:.2f} G elem/s; bits and scales identical: {same}")
         for label, t in rows:
