@@ -12,6 +12,8 @@
 #include "gemm/bounds.hpp"
 #include "gemm/exact.hpp"
 #include "gemm/gemm.hpp"
+#include "gemm/tc_lanes_kernel.hpp"
+#include "formats/encode.hpp"
 
 namespace fp8lab {
 namespace {
@@ -199,6 +201,16 @@ bool same_values(const std::vector<double>& x, const std::vector<double>& y) {
   return true;
 }
 
+// gemm's blocked kernels against its per-element reference paths (GemmOptions{false}) on a drawn
+// thread count and kernel variant: same_values.
+void assert_fast_equals_reference(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s, const float* cp) {
+  set_num_threads(*rc::gen::inRange(1, 4));
+  const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));  // each kernel variant this CPU runs
+  const auto fast = gemm(a, b, s, cp, {true});
+  set_num_threads(0);
+  RC_ASSERT(same_values(fast, gemm(a, b, s, cp, {false})));
+}
+
 // The blocked kernels of the FP32 and exact modes against their per-element reference paths
 // (GemmOptions{false}), on ragged shapes, quantised or plain-float operands with NaN and Inf
 // sprinkled in, C or none, and any thread count.
@@ -225,11 +237,52 @@ RC_GTEST_PROP(GemmProperties, BlockedKernelsEqualPerElementPaths, ()) {
   auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp));
   if (specials) c[0] = INFINITY;
   const float* cp = *rc::gen::arbitrary<bool>() ? c.data() : nullptr;
-  set_num_threads(*rc::gen::inRange(1, 4));
-  const ScopedIsa use(*rc::gen::elementOf(runnable_isas()));  // each kernel variant this CPU runs
-  const auto fast = gemm(a, b, s, cp, {true});
-  set_num_threads(0);
-  RC_ASSERT(same_values(fast, gemm(a, b, s, cp, {false})));
+  assert_fast_equals_reference(a, b, s, cp);
+}
+
+// The fused presets' kernel (gemm/tc_lanes_kernel: BF16, FP16, TF32 and the FP32-accumulator FP8
+// rows other than Hopper FP8's own kernel) through gemm against instruction-by-instruction chains:
+// a claimed row drawn, values of its format over a drawn part of its exponent range (BF16/TF32 up
+// to FP32's extremes), per-tile scales that are not powers of two, NaN/Inf sprinkled in, C or
+// none, any output, thread count and kernel variant.
+RC_GTEST_PROP(GemmProperties, TcLanesKernelEqualsInstructionChains, ()) {
+  std::vector<const TensorCoreModel*> rows;
+  for (const TensorCoreModel& m : tensor_core_presets())
+    if (tc_lanes_kernel_models(m) && !hopper_fp8_operands(m)) rows.push_back(&m);
+  RC_PRE(!rows.empty());
+  const TensorCoreModel& model = **rc::gen::elementOf(rows);
+  Problem p = gen_problem(300);
+  p.M = *rc::gen::inRange<std::size_t>(1, 14);
+  p.N = *rc::gen::inRange<std::size_t>(1, 40);
+  const Format& f = format_by_name(model.input_format);
+  const int shift = *rc::gen::inRange(-140, 130);
+  GemmSpec s;
+  s.instruction = model.name;
+  s.accumulate = *rc::gen::element(Accumulate::Promoted, Accumulate::TensorCore);
+  s.combine = *rc::gen::element(Combine::DeepGemm, Combine::Triton, Combine::Cublas);
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  const bool promoted = s.accumulate == Accumulate::Promoted;
+  if (promoted) s.promote_every = model.k * *rc::gen::element(1, 2, 4);  // within a 128 tile (k <= 32)
+  auto make = [&](std::size_t rows_, std::uint64_t salt) {
+    std::vector<float> x = data(p, rows_, salt);
+    const double maxf = f.max_finite();
+    for (float& v : x) v = static_cast<float>(round_to_format(std::clamp(std::ldexp(double(v), shift), -maxf, maxf), f));
+    GemmOperand op = operand_from_floats(x.data(), rows_, p.K, "x");
+    op.tile_rows = promoted && salt == 2 ? 128 : (salt == 2 ? rows_ : 1);
+    op.tile_cols = promoted ? 128 : std::max<std::size_t>(p.K, 1);
+    op.scales.resize(((rows_ + op.tile_rows - 1) / op.tile_rows) * op.grid_cols());
+    for (std::size_t t = 0; t < op.scales.size(); ++t) op.scales[t] = 0.25f + static_cast<float>((t * 7919 + salt) % 97) / 37.0f;
+    return op;
+  };
+  GemmOperand a = make(p.M, 1), b = make(p.N, 2);
+  const int specials = *rc::gen::inRange(0, 4);
+  for (int t = 0; t < specials; ++t) {
+    GemmOperand& x = t % 2 ? b : a;
+    const float v = f.has_inf() ? *rc::gen::element(NAN, INFINITY, -INFINITY) : NAN;
+    x.elements[*rc::gen::inRange<std::size_t>(0, x.elements.size())] = v;
+  }
+  const auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp));
+  assert_fast_equals_reference(a, b, s, *rc::gen::arbitrary<bool>() ? c.data() : nullptr);
 }
 
 // The blocked certificates (gemm/bound_kernel for the Hopper FP8 presets, gemm/fp32_bound_kernel

@@ -18,6 +18,7 @@
 #include "gemm/fp32_kernel.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
 #include "gemm/non_finite.hpp"
+#include "gemm/tc_lanes_kernel.hpp"
 
 namespace fp8lab {
 namespace {
@@ -132,14 +133,16 @@ std::vector<float> tensor_core_accumulate(const GemmOperand& a, const GemmOperan
   return out;
 }
 
-// The vector kernel takes finite operands only: with a NaN or Inf anywhere it runs on the finite
-// parts and the outputs of the rows and columns holding them are recomputed by the generic path.
-// The finite case pays one pass over A and B (O((M + N) K) against the kernel's O(M N K)).
+// The vector kernels (kernel(a, b): Hopper FP8's, or the fused presets' tc_lanes) take finite
+// operands only: with a NaN or Inf anywhere it runs on the finite parts and the outputs of the rows
+// and columns holding them are recomputed by the generic path. The finite case pays one pass over
+// A and B (O((M + N) K) against the kernel's O(M N K)).
+template <class Kernel>
 std::vector<float> fast_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
-                                   std::size_t promote_every, Combine combine, Fp8Operands operands) {
+                                   std::size_t promote_every, Combine combine, const Kernel& kernel) {
   const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
-  if (!ra.any && !rb.any) return hopper_fp8_gemm_accumulate(a, b, promote_every, combine, operands);
-  std::vector<float> out = hopper_fp8_gemm_accumulate(finite_part(a), finite_part(b), promote_every, combine, operands);
+  if (!ra.any && !rb.any) return kernel(a, b);
+  std::vector<float> out = kernel(finite_part(a), finite_part(b));
   const std::size_t M = a.rows, N = b.rows, NC = promotion_interval(promote_every, a.cols);
   const auto kI = static_cast<std::size_t>(tensor_core_k(model));
   parallel_for(M * N, 16, [&](std::size_t e0, std::size_t e1) {
@@ -238,8 +241,16 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
       }
       const std::size_t nc = spec.accumulate == Accumulate::Promoted ? static_cast<std::size_t>(spec.promote_every) : 0;
       const std::optional<Fp8Operands> fast = hopper_fp8_operands(model);
-      acc = options.allow_fast_kernel && fast ? fast_accumulate(a, b, model, nc, spec.combine, *fast)
-                                              : tensor_core_accumulate(a, b, model, nc, spec.combine);
+      if (options.allow_fast_kernel && fast)
+        acc = fast_accumulate(a, b, model, nc, spec.combine, [&](const GemmOperand& x, const GemmOperand& y) {
+          return hopper_fp8_gemm_accumulate(x, y, nc, spec.combine, *fast);
+        });
+      else if (options.allow_fast_kernel && tc_lanes_kernel_models(model))  // the other fused presets
+        acc = fast_accumulate(a, b, model, nc, spec.combine, [&](const GemmOperand& x, const GemmOperand& y) {
+          return tc_lanes_gemm_accumulate(x, y, model, nc, spec.combine);
+        });
+      else
+        acc = tensor_core_accumulate(a, b, model, nc, spec.combine);
     }
   }
   kernel_timer.reset();

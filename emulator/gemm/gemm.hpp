@@ -28,6 +28,7 @@ namespace fp8lab {
 
 struct GemmOptions {
   // Use the blocked kernels: gemm/hopper_fp8_kernel when the instruction is a Hopper FP8 preset,
+  // gemm/tc_lanes_kernel for the other fused presets it models (tc_lanes_kernel_models),
   // gemm/fp32_kernel for accumulate fp32 / fp32_pairwise, gemm/exact_kernel for exact with narrow
   // formats, gemm/block_scaled_kernel for block-scaled (tcgen05) instructions. false forces the per-element reference paths (accum's generic fused_dot_add, the
   // scalar FP32 loops, the Kulisch sums); tests prove them bit-identical.

@@ -1,0 +1,375 @@
+// The fused tensor-core presets' blocked kernel (gemm/tc_lanes_kernel.hpp says what it computes and
+// why it is exact). Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp):
+// GCC vector extensions, so one source serves every variant; the variants differ in registers,
+// never in the integers and doubles they compute.
+#include "gemm/tc_lanes_kernel.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "common/isa.hpp"
+#include "common/parallel.hpp"
+#include "formats/format.hpp"
+#include "formats/row_constants.hpp"
+#include "gemm/combine.hpp"
+
+// The vectors below are internal (anonymous namespace, inlined), so the compilers' note that
+// passing them changes the ABI without AVX-512 (portable builds) does not apply.
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace fp8lab::FP8LAB_ISA_NS {
+namespace {
+
+// 16 output columns per group, handled as two halves of 8 binary64 lanes (the products and sums)
+// and 16 int32 lanes (the exponents).
+using D8 = double __attribute__((vector_size(64)));
+using L8 = std::int64_t __attribute__((vector_size(64)));
+using U8 = std::uint64_t __attribute__((vector_size(64)));
+using I8 = std::int32_t __attribute__((vector_size(32)));
+using F8 = float __attribute__((vector_size(32)));
+using I16 = std::int32_t __attribute__((vector_size(64)));
+using U16 = std::uint32_t __attribute__((vector_size(64)));
+using F16 = float __attribute__((vector_size(64)));
+constexpr std::size_t kLanes = 16, kHalf = 8;
+
+// Register tile: rows of A x column groups of B. With AVX-512, 3 x 2 keeps the 12 scale vectors,
+// 12 partial sums, 4 B vectors and the A broadcast in the 32 registers; with 16 registers, 2 x 1.
+#if defined(__AVX512F__)
+constexpr std::size_t kTileRows = 3, kTileGroups = 2;
+#else
+constexpr std::size_t kTileRows = 2, kTileGroups = 1;
+#endif
+
+// The alignment exponent of a zero operand (and of a zero or infinite C): so low that a sum with it
+// stays below every real one (>= 2 * -126 - 1) and below kNoTop, and two of them fit an int32.
+constexpr int kZeroExp = -(1 << 20);
+// Where a block without any term puts its largest exponent: every value is then 0, and 2^(F - top)
+// and 2^(top - F) stay normal doubles.
+constexpr int kNoTop = -600;
+// Binary32 products (16 lanes a vector, twice the binary64 ones): exact when both operands have at
+// most 12 significant bits and every non-zero operand lies in [2^-kNarrow, 2^(kNarrow + 1)): a
+// non-zero product is then a normal float in [2^-100, 2^102), and so is 2^(F - top) once top is
+// clamped at -2 kNarrow (a block whose top is lower has no non-zero product, so its product terms
+// are 0 whatever the scale). A scaled product below 2^-126 may be rounded, but it is below 1: its
+// term is 0 either way. Always so for FP16 and FP8; for BF16 and TF32 when the operands are.
+constexpr int kNarrow = 50;
+constexpr int kNarrowMantissa = 11;
+
+constexpr int kM32 = binary32::kMantissaBits;
+constexpr int kBias64 = 1023, kM64 = 52;
+
+// The preset's parameters the kernel reads (tc_lanes_kernel_models says which rows qualify).
+struct Params {
+  std::size_t k, block;  // products per instruction and per fused block
+  std::size_t chunk;     // products per int32 partial sum: chunk * 2^(F + 2) <= 2^31
+  int frac, precision;   // F, and the significant bits D keeps
+  int emin_a, emin_b;    // operand exponents clamp here (step 1)
+};
+
+Params params_of(const TensorCoreModel& m) {
+  const auto block = static_cast<std::size_t>(m.block);
+  return {static_cast<std::size_t>(m.k), block, std::min<std::size_t>(block, std::size_t{1} << (29 - m.alignment_frac_bits)),
+          m.alignment_frac_bits, m.output_precision, m.input_min_exponent, b_input_min_exponent(m)};
+}
+
+// Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
+// below at the input format's minimum; kZeroExp for zero, whose products take no part.
+inline std::int32_t align_exponent(float v, int emin) {
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(v);
+  if ((u & binary32::kMagnitudeMask) == 0) return kZeroExp;
+  return std::max(binary32::exponent_of_bits(u), emin);
+}
+
+template <class V, class T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline I8 half(const I16& v, std::size_t h) {
+  return h == 0 ? __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+inline L8 max(const L8& x, const L8& y) { return x > y ? x : y; }
+inline L8 min(const L8& x, const L8& y) { return x < y ? x : y; }
+// 2^e for e in [-1022, 1023], from its bits.
+inline D8 pow2(const L8& e) { return std::bit_cast<D8>((e + kBias64) << kM64); }
+
+// Step 5: sum * 2^q (sum an integer below 2^53, q >= kNoTop - 28), truncated to `precision`
+// significant bits and onto FP32's grid (subnormals onto multiples of 2^-149; truncation twice is
+// truncation once to the coarser grid), infinite from 2^128 (the double-to-float conversion's
+// overflow, as truncation leaves nothing between FP32's largest finite value and 2^128); a zero
+// result is +0 whatever the sum's sign (accum/tensor_core.hpp).
+inline F8 normalise(const D8& sum, const L8& q, int precision) {
+  const U8 bits = std::bit_cast<U8>(sum * pow2(q));  // exact: at most 37 bits, a normal double
+  const U8 sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
+  const L8 e = std::bit_cast<L8>(mag >> kM64) - kBias64;  // mag's exponent; a zero's is -1023
+  // Bits kept: those from 2^max(e - precision + 1, -149) up; the double's last bit is 2^(e - 52).
+  const L8 clear = max(L8{} + (kM64 + 1 - precision), binary32::kMinQuantum + kM64 - e);
+  const U8 kept = clear > kM64 ? U8{} : mag & (~U8{} << std::bit_cast<U8>(min(clear, L8{} + 63)));
+  return __builtin_convertvector(std::bit_cast<D8>(kept == 0 ? U8{} : kept | sign), F8);
+}
+
+// Whether every element of x is zero or has its FP32 exponent in [-kNarrow, kNarrow].
+bool narrow(const GemmOperand& x) {
+  const std::uint32_t lo = static_cast<std::uint32_t>(binary32::kBias - kNarrow) << kM32,
+                      hi = static_cast<std::uint32_t>(binary32::kBias + kNarrow + 1) << kM32;
+  std::uint32_t bad = 0;
+  for (const float v : x.elements) {
+    const std::uint32_t mag = std::bit_cast<std::uint32_t>(v) & binary32::kMagnitudeMask;
+    bad |= static_cast<std::uint32_t>(mag != 0 && (mag < lo || mag >= hi));
+  }
+  return bad == 0;
+}
+
+// The products' lane type for these operands (see kNarrow): float when exact, else double.
+bool float_products(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model) {
+  if (model.alignment_frac_bits + 2 * kNarrow > binary32::kMaxExponent) return false;  // 2^(F - top) normal
+  for (const char* name : {model.input_format, b_input_format(model)}) {
+    const Format& f = format_by_name(name);
+    if (f.mantissa_bits > kNarrowMantissa) return false;
+  }
+  auto in_range = [](const char* name) {
+    const Format& f = format_by_name(name);
+    return f.max_exponent() <= kNarrow && f.min_normal_exponent() - f.mantissa_bits >= -kNarrow;
+  };
+  return (in_range(model.input_format) || narrow(a)) && (in_range(b_input_format(model)) || narrow(b));
+}
+
+// Operands packed for the tile, zeros past the ends and up to whole instructions along K: A per
+// block of kTileRows rows as K x kTileRows, B per group of 16 rows as K x 16; each element's value
+// as a T (the products' exact type) and its alignment exponent.
+template <class T>
+struct Panels {
+  std::size_t K = 0, row_blocks = 0, groups = 0;
+  std::vector<T> av, bv;
+  std::vector<std::int32_t> ae, be;
+};
+
+template <class T>
+Panels<T> pack(const GemmOperand& a, const GemmOperand& b, const Params& m) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  Panels<T> p;
+  p.K = (K + m.k - 1) / m.k * m.k;
+  p.row_blocks = (M + R - 1) / R;
+  p.groups = ((N + kLanes - 1) / kLanes + G - 1) / G * G;
+  p.av.assign(p.row_blocks * p.K * R, T{});
+  p.ae.assign(p.av.size(), kZeroExp);
+  p.bv.assign(p.groups * p.K * kLanes, T{});
+  p.be.assign(p.bv.size(), kZeroExp);
+  // Element k of row i of x goes to at(i, k) of its panel.
+  auto fill = [K](const GemmOperand& x, int emin, std::vector<T>& v, std::vector<std::int32_t>& e, auto at) {
+    parallel_for(x.rows, 64, [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t i = r0; i < r1; ++i)
+        for (std::size_t k = 0; k < K; ++k) {
+          v[at(i, k)] = x.row(i)[k];
+          e[at(i, k)] = align_exponent(x.row(i)[k], emin);
+        }
+    });
+  };
+  fill(a, m.emin_a, p.av, p.ae, [&](std::size_t i, std::size_t k) { return ((i / R) * p.K + k) * R + i % R; });
+  fill(b, m.emin_b, p.bv, p.be,
+       [&](std::size_t j, std::size_t k) { return ((j / kLanes) * p.K + k) * kLanes + j % kLanes; });
+  return p;
+}
+
+using Tile = float[kTileRows][kTileGroups][kLanes];
+
+// One fused block of n products from k0 for the whole tile: D replaces C in d (accum's one_block
+// with C inside the block). C is finite or infinite (a D that overflowed); an infinite C is the
+// result, as non_finite_result gives with finite operands.
+template <class T>
+void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n, const Params& m,
+                 Tile& d) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const T* av = p.av.data() + (ib * p.K + k0) * R;
+  const std::int32_t* ae = p.ae.data() + (ib * p.K + k0) * R;
+  const T* bv[G];
+  const std::int32_t* be[G];
+  for (std::size_t g = 0; g < G; ++g) {
+    bv[g] = p.bv.data() + ((g0 + g) * p.K + k0) * kLanes;
+    be[g] = p.be.data() + ((g0 + g) * p.K + k0) * kLanes;
+  }
+  // Steps 1-2: the largest alignment exponent, C's first (FP32: subnormals at -126).
+  I16 top[R][G];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) {
+      const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
+      const I16 field = std::bit_cast<I16>(mag >> kM32);
+      const I16 e = (field > 1 ? field : I16{} + 1) - binary32::kBias;
+      top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
+    }
+  for (std::size_t k = 0; k < n; ++k) {
+    I16 eb[G];
+    for (std::size_t g = 0; g < G; ++g) eb[g] = load<I16>(be[g] + k * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const std::int32_t ea = ae[k * R + r];
+      for (std::size_t g = 0; g < G; ++g) {
+        const I16 pe = ea + eb[g];
+        top[r][g] = top[r][g] > pe ? top[r][g] : pe;
+      }
+    }
+  }
+  // Step 3: each term times 2^(F - top), exact, truncated by the conversion to int32; the chunks'
+  // int32 sums added in binary64.
+  D8 s[R][G][2];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t h = 0; h < 2; ++h)
+        s[r][g][h] = pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop));
+  D8 sum[R][G][2] = {};
+  if constexpr (std::is_same_v<T, double>) {
+    for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
+      I8 part[R][G][2] = {};
+      const std::size_t c1 = std::min(n, c0 + m.chunk);
+      for (std::size_t k = c0; k < c1; ++k) {
+        D8 b[G][2];
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < 2; ++h) b[g][h] = load<D8>(bv[g] + k * kLanes + h * kHalf);
+        for (std::size_t r = 0; r < R; ++r) {
+          const double x = av[k * R + r];
+          for (std::size_t g = 0; g < G; ++g)
+            for (std::size_t h = 0; h < 2; ++h) part[r][g][h] += __builtin_convertvector(x * b[g][h] * s[r][g][h], I8);
+        }
+      }
+      for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(part[r][g][h], D8);
+    }
+  } else {  // binary32 products, 16 lanes at once (kNarrow)
+    F16 sf[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const I16 t = top[r][g] > -2 * kNarrow ? top[r][g] : I16{} - 2 * kNarrow;
+        sf[r][g] = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
+      }
+    for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
+      I16 part[R][G] = {};
+      const std::size_t c1 = std::min(n, c0 + m.chunk);
+      for (std::size_t k = c0; k < c1; ++k) {
+        F16 b[G];
+        for (std::size_t g = 0; g < G; ++g) b[g] = load<F16>(bv[g] + k * kLanes);
+        for (std::size_t r = 0; r < R; ++r) {
+          const float x = av[k * R + r];
+          for (std::size_t g = 0; g < G; ++g) part[r][g] += __builtin_convertvector(x * b[g] * sf[r][g], I16);
+        }
+      }
+      for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(half(part[r][g], h), D8);
+    }
+  }
+  // C's term (|C| 2^(F - top) < 2^(F + 1): an int32), then steps 4-5.
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t h = 0; h < 2; ++h) {
+        const F8 c = load<F8>(d[r][g] + h * kHalf);
+        const I8 inf = (std::bit_cast<I8>(c) & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
+                       static_cast<std::int32_t>(binary32::kExponentMask);
+        const D8 cd = __builtin_convertvector(inf ? F8{} : c, D8);
+        const D8 tc = __builtin_convertvector(__builtin_convertvector(cd * s[r][g][h], I8), D8);
+        const L8 q = max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop) - m.frac;
+        const F8 v = normalise(sum[r][g][h] + tc, q, m.precision);
+        const F8 out = inf ? c : v;
+        std::memcpy(d[r][g] + h * kHalf, &out, sizeof out);
+      }
+}
+
+// The promotion step for 16 lanes, in `O`'s order (one loop per order, so that each vectorises).
+template <Combine O>
+void combine_lanes(const float* partial, float sa, const float* sb, float* acc) {
+  for (std::size_t l = 0; l < kLanes; ++l) acc[l] = combine_partial(O, partial[l], sa, sb[l], acc[l]);
+}
+
+// The tasks: each a tile of kTileRows rows and kTileGroups column groups, every promotion interval
+// of its chain in turn.
+template <class T>
+void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const Params& m, std::size_t NC,
+         Combine combine, std::vector<float>& out) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const std::size_t IB = p.row_blocks, GB = p.groups / G;
+  // Tasks walk the rows for one slice of B columns, so that slice stays in cache across them.
+  parallel_for(IB * GB, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t ib = t % IB, g0 = (t / IB) * G;
+      alignas(64) float acc[R][G][kLanes] = {};
+      alignas(64) Tile d;
+      for (std::size_t kb = 0; kb < K; kb += NC) {
+        // The chain of one promotion interval: its instructions (the last one zero-padded) as
+        // their fused blocks in sequence, from C = 0.
+        const std::size_t ke = std::min(K, kb + NC), kend = (ke + m.k - 1) / m.k * m.k;
+        std::memset(d, 0, sizeof d);
+        for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
+        for (std::size_t r = 0; r < R; ++r) {
+          const std::size_t i = ib * R + r;
+          const float sa = i < M ? a.scale(i, kb) : 0.0f;
+          for (std::size_t g = 0; g < G; ++g) {
+            alignas(64) float sb[kLanes];
+            for (std::size_t l = 0; l < kLanes; ++l) {
+              const std::size_t j = (g0 + g) * kLanes + l;
+              sb[l] = j < N ? b.scale(j, kb) : 0.0f;
+            }
+            switch (combine) {
+              case Combine::DeepGemm: combine_lanes<Combine::DeepGemm>(d[r][g], sa, sb, acc[r][g]); break;
+              case Combine::Triton: combine_lanes<Combine::Triton>(d[r][g], sa, sb, acc[r][g]); break;
+              case Combine::Cublas: combine_lanes<Combine::Cublas>(d[r][g], sa, sb, acc[r][g]); break;
+            }
+          }
+        }
+      }
+      for (std::size_t r = 0; r < R && ib * R + r < M; ++r)
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t l = 0; l < kLanes; ++l) {
+            const std::size_t j = (g0 + g) * kLanes + l;
+            if (j < N) out[(ib * R + r) * N + j] = acc[r][g][l];
+          }
+    }
+  });
+}
+
+}  // namespace
+
+std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                            std::size_t promote_every, Combine combine) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const Params m = params_of(model);
+  if (promote_every % m.k != 0)
+    throw std::invalid_argument("promote_every: " + std::to_string(promote_every) +
+                                " is not a multiple of the instruction K = " + std::to_string(m.k));
+  std::vector<float> out(M * N);
+  if (M == 0 || N == 0) return out;
+  const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
+  if (float_products(a, b, model)) {
+    run(pack<float>(a, b, m), a, b, m, NC, combine, out);
+  } else {
+    run(pack<double>(a, b, m), a, b, m, NC, combine, out);
+  }
+  return out;
+}
+
+bool tc_lanes_kernel_models(const TensorCoreModel& m) {
+  return m.form == DotForm::Fused && m.scale_block == 0 && m.zero_term_exponent == kNoZeroTerm && !m.exact_sum &&
+         !m.c_after_products && m.accumulator == AccumulatorFormat::Fp32 &&
+         m.output_rounding == Rounding::TowardZero && m.output_precision >= 1 &&
+         m.output_precision <= binary32::kPrecision && m.alignment_frac_bits >= 0 && m.alignment_frac_bits <= 28 &&
+         m.block >= 1 && m.k >= m.block && m.k % m.block == 0 && m.input_min_exponent >= binary32::kMinExponent &&
+         b_input_min_exponent(m) >= binary32::kMinExponent && m.input_min_exponent <= binary32::kMaxExponent &&
+         b_input_min_exponent(m) <= binary32::kMaxExponent;
+}
+
+}  // namespace fp8lab::FP8LAB_ISA_NS
+
+FP8LAB_DISPATCH_ENTRY(std::vector<float>, tc_lanes_gemm_accumulate,
+                      (const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                       std::size_t promote_every, Combine combine),
+                      (a, b, model, promote_every, combine))
+FP8LAB_DISPATCH_ENTRY(bool, tc_lanes_kernel_models, (const TensorCoreModel& model), (model))

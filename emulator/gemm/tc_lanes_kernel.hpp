@@ -1,0 +1,38 @@
+// A blocked GEMM kernel for the fused tensor-core presets other than Hopper FP8's own kernel:
+// BF16, FP16 and TF32 inputs on Hopper, Ada, Ampere and Blackwell, and the FP8 rows with an FP32
+// accumulator (Ada mma.sync in halves of 16, Blackwell tcgen05 with 25 alignment bits). It computes
+// 16 output columns at once and keeps every output's own sequence of fused blocks, so each output
+// is the bits of accum's fused_dot_add chains (tests/cpp/test_gemm_tc_lanes.cpp and
+// property_tests/prop_gemm.cpp compare them on every preset row the predicate claims).
+//
+// The arithmetic, lane-wise: a product of two values of an input format (at most 11 significant
+// bits each) is exact in binary64, and so is its scaling by 2^(F - top), where top is the block's
+// largest alignment exponent (from the operands' clamped exponents and C's, accum/tensor_core.hpp
+// step 1-3); the aligned, truncated term is that scaled product converted to an integer (toward
+// zero), |term| < 2^(F + 2). The terms are summed exactly in int32 in chunks of at most
+// 2^(29 - F) (so no chunk sum reaches 2^31), the chunks in binary64 (integers below 2^53), and the
+// sum times 2^(top - F), exact in binary64, is truncated to the output precision and FP32's grid.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "accum/tensor_core.hpp"
+#include "gemm/gemm_spec.hpp"
+#include "gemm/operand.hpp"
+
+namespace fp8lab {
+
+// Whether the kernel computes `model` (a preset row) exactly: one fused form without block scales
+// or zero-term exponent, truncated steps 3-5 (no exact sum, C inside the block), an FP32
+// accumulator with truncated output of at most 24 bits, F <= 28, blocks dividing k.
+bool tc_lanes_kernel_models(const TensorCoreModel& model);
+
+// The tensor-core accumulators of all M x N outputs before C and output rounding (gemm.cpp's
+// tensor_core_accumulate): promote_every = 0 means one chain over K with the scales applied at the
+// end. Preconditions (checked by the caller): tc_lanes_kernel_models(model), every operand element
+// finite (gemm.cpp recomputes the outputs of rows and columns holding NaN or Inf).
+std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+                                            std::size_t promote_every, Combine combine);
+
+}  // namespace fp8lab

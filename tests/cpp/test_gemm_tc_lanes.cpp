@@ -1,0 +1,195 @@
+// The fused presets' blocked kernel (gemm/tc_lanes_kernel) against the generic path (accum's
+// fused_dot_add per output and instruction, gemm(..., {false})) on every preset row it claims,
+// every combine order, promoted and not, and every instruction-set variant this CPU runs.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "accum/tensor_core.hpp"
+#include "common/isa.hpp"
+#include "common/parallel.hpp"
+#include "formats/encode.hpp"
+#include "formats/format.hpp"
+#include "gemm/gemm.hpp"
+#include "gemm/tc_lanes_kernel.hpp"
+
+namespace fp8lab {
+namespace {
+
+// Values of format f for rows x K, hostile by row kind (A: row % 7, B: row % 5): typical values,
+// any exponent of the format, its subnormals with max finite and signed zeros, values near 2^-63
+// (BF16/TF32 products near FP32's least normal: D, entering the next block as C, subnormal),
+// equal (A) or opposite (B) neighbours (products cancelling exactly inside a block), max finite
+// against large positive values (every aligned term near 2^(F + 2): the int32 partial sums at
+// their bound; BF16: sums past FP32's range), and B's row 1 the negation of row 0. `narrow` keeps every
+// exponent in [-50, 49] (the kernel's binary32 products; BF16 and TF32 beyond take binary64 ones).
+std::vector<float> hostile(std::size_t rows, std::size_t K, const Format& f, std::uint64_t seed, bool is_b,
+                           bool narrow = false) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> gauss;
+  const int emin = f.min_normal_exponent(), m = f.mantissa_bits, emax = std::ilogb(f.max_finite());
+  std::uniform_int_distribution<int> any_exp(emin - m, emax);
+  const double maxf = f.max_finite(), least = std::ldexp(1.0, emin - m);
+  auto value = [&](double x) {
+    if (narrow && x != 0) {
+      int e;
+      const double frac = std::frexp(x, &e);  // |x| in [2^(e-1), 2^e)
+      x = std::ldexp(frac, std::clamp(e, -49, 50));
+    }
+    return static_cast<float>(round_to_format(std::clamp(x, -maxf, maxf), f));
+  };
+  std::vector<float> v(rows * K);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t k = 0; k < K; ++k) {
+      const double g = gauss(rng);
+      double x = g;
+      switch (is_b ? r % 5 + 10 : r % 7) {
+        case 1: case 12: x = std::ldexp(g, any_exp(rng)); break;
+        case 2: x = k % 4 == 0 ? least * static_cast<double>(1 + k % 7) : k % 4 == 1 ? maxf : k % 4 == 2 ? -0.0 : -least; break;
+        case 3: case 14: x = std::ldexp(g, -63 - static_cast<int>(k % 9)); break;
+        case 4: x = k % 2 ? static_cast<double>(v[r * K + k - 1]) : g; break;
+        case 13: x = k % 2 ? -static_cast<double>(v[r * K + k - 1]) : g; break;
+        case 5: x = maxf; break;
+        case 11: x = k % 3 ? maxf : 0.75 * maxf; break;
+        case 6: x = std::ldexp(g, emax - 1); break;
+        default: break;
+      }
+      v[r * K + k] = value(x);
+    }
+  if (is_b && rows > 1)
+    for (std::size_t k = 0; k < K; ++k) v[K + k] = -v[k];
+  return v;
+}
+
+// An operand of these values with one scale per tile (tile_cols 0: the whole K), scales that are
+// not powers of two, so that each combine order's roundings show.
+GemmOperand scaled(const std::vector<float>& v, std::size_t rows, std::size_t K, std::size_t tile_rows,
+                   std::size_t tile_cols, std::uint64_t seed) {
+  GemmOperand x = operand_from_floats(v.data(), rows, K, "x");
+  x.tile_rows = tile_rows;
+  x.tile_cols = tile_cols == 0 ? std::max<std::size_t>(K, 1) : tile_cols;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.3f, 3.0f);
+  x.scales.resize(((rows + x.tile_rows - 1) / x.tile_rows) * x.grid_cols());
+  for (float& s : x.scales) s = u(rng);
+  return x;
+}
+
+GemmSpec spec_of(const TensorCoreModel& model, Accumulate acc, Combine comb, int nc) {
+  GemmSpec s;
+  s.instruction = model.name;
+  s.accumulate = acc;
+  s.combine = comb;
+  s.promote_every = nc;
+  s.out = OutputFormat::Fp32;
+  return s;
+}
+
+TEST(TcLanesKernel, ClaimsTheFusedPresets) {
+  // At least these (issue #15: every tensor-core preset on a blocked kernel); the rows it refuses
+  // have an FP16 accumulator, an exact sum with C after it, block scales or a two-level form.
+  const std::set<std::string> claimed{
+      "hopper_fp8",  "hopper_fp8_e5m2", "hopper_bf16",  "hopper_fp16",       "hopper_tf32",    "ada_fp8",
+      "ada_fp8_e5m2", "ada_bf16",       "ada_fp16",     "ada_tf32",          "ampere_bf16",    "ampere_fp16",
+      "ampere_tf32", "blackwell_fp8",   "blackwell_fp8_e5m2", "blackwell_bf16", "blackwell_fp16", "blackwell_tf32"};
+  std::set<std::string> got;
+  for (const TensorCoreModel& m : tensor_core_presets())
+    if (tc_lanes_kernel_models(m)) got.insert(m.alias);
+  EXPECT_EQ(got, claimed);
+}
+
+// Every preset row: the claimed ones against the generic path, on every variant. M and N reach
+// partial row tiles and column groups; K = 333 ends in a partial instruction, K = 5 is shorter
+// than one; promotion every instruction and every 128.
+TEST(TcLanesKernel, EveryClaimedPresetBitIdenticalToGeneric) {
+  int checked = 0;
+  for (const TensorCoreModel& model : tensor_core_presets()) {
+    if (!tc_lanes_kernel_models(model)) continue;
+    ++checked;
+    const Format& fa = format_by_name(model.input_format);
+    const Format& fb = format_by_name(b_input_format(model));
+    for (const bool narrow : {false, true})
+    for (const auto& [M, N, K] : {std::tuple<std::size_t, std::size_t, std::size_t>{11, 37, 333}, {7, 17, 5}}) {
+      const auto x = hostile(M, K, fa, 100 + M, false, narrow), y = hostile(N, K, fb, 200 + N, true, narrow);
+      for (const Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted})
+        for (const int nc : {model.k, 128}) {
+          if (acc == Accumulate::TensorCore && nc != model.k) continue;
+          // TensorCore applies the scales once: per row of A, one for B; promotion per 1 x 128
+          // and 128 x 128 tiles.
+          const GemmOperand a = acc == Accumulate::TensorCore ? scaled(x, M, K, 1, 0, 1) : scaled(x, M, K, 1, 128, 1);
+          const GemmOperand b = acc == Accumulate::TensorCore ? scaled(y, N, K, N, 0, 2) : scaled(y, N, K, 128, 128, 2);
+          for (const Combine comb : {Combine::DeepGemm, Combine::Triton, Combine::Cublas}) {
+            const GemmSpec s = spec_of(model, acc, comb, nc);
+            const std::vector<double> slow = gemm(a, b, s, nullptr, {false});
+            const std::size_t every = acc == Accumulate::Promoted ? static_cast<std::size_t>(nc) : 0;
+            for (const Isa isa : runnable_isas()) {
+              const ScopedIsa use(isa);
+              const std::vector<float> fast = tc_lanes_gemm_accumulate(a, b, model, every, comb);
+              ASSERT_EQ(fast.size(), slow.size());
+              for (std::size_t e = 0; e < fast.size(); ++e) {
+                const float want = static_cast<float>(slow[e]);
+                if (std::isnan(want) && std::isnan(fast[e])) continue;  // a NaN's payload is not modelled
+                ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[e]), std::bit_cast<std::uint32_t>(want))
+                    << model.name << " " << isa_name(isa) << " " << accumulate_name(acc) << " nc " << nc << " "
+                    << combine_name(comb) << (narrow ? " narrow" : " wide") << " M " << M << " N " << N << " K " << K << " element [" << e / N
+                    << ", " << e % N << "] got " << fast[e] << " want " << want;
+              }
+            }
+          }
+        }
+    }
+  }
+  EXPECT_GE(checked, 18);
+}
+
+// Through gemm(): the dispatch to the kernel, NaN and Inf in A and B (rows and columns recomputed
+// by the generic path), C, BF16 output, and thread counts.
+TEST(TcLanesKernel, GemmDispatchWithNonFiniteAndC) {
+  for (const char* name : {"hopper_bf16", "ampere_fp16", "ada_tf32", "blackwell_fp8_e5m2", "ada_fp8"}) {
+    const TensorCoreModel& model = tensor_core_by_name(name);
+    const Format& f = format_by_name(model.input_format);
+    const std::size_t M = 9, N = 35, K = 100;
+    auto x = hostile(M, K, f, 7, false), y = hostile(N, K, f, 8, true);
+    x[2 * K + 3] = NAN;
+    y[4 * K + 1] = f.has_inf() ? -INFINITY : NAN;
+    if (f.has_inf()) x[5 * K + 7] = INFINITY;
+    const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+    std::vector<float> c(M * N);
+    std::mt19937_64 rng(9);
+    std::normal_distribution<float> g;
+    for (float& v : c) v = g(rng);
+    for (const Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted})
+      for (const OutputFormat out : {OutputFormat::Fp32, OutputFormat::Bf16}) {
+        GemmSpec s = spec_of(model, acc, Combine::Triton, 4 * model.k);
+        s.out = out;
+        const std::vector<double> slow = gemm(a, b, s, c.data(), {false});
+        for (const Isa isa : runnable_isas())
+          for (const int threads : {1, 3}) {
+            const ScopedIsa use(isa);
+            set_num_threads(threads);
+            const std::vector<double> fast = gemm(a, b, s, c.data(), {true});
+            set_num_threads(0);
+            for (std::size_t e = 0; e < fast.size(); ++e) {
+              if (std::isnan(fast[e]) && std::isnan(slow[e])) continue;
+              ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(slow[e]))
+                  << name << " " << isa_name(isa) << " threads " << threads << " element " << e;
+            }
+          }
+      }
+  }
+}
+
+TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
+  const TensorCoreModel& model = tensor_core_by_name("hopper_bf16");
+  const std::vector<float> v(16, 1.0f);
+  const GemmOperand a = operand_from_floats(v.data(), 1, 16, "a");
+  EXPECT_THROW(tc_lanes_gemm_accumulate(a, a, model, 24, Combine::DeepGemm), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace fp8lab
