@@ -3,8 +3,10 @@
 // in FP32 (sequential, pairwise) and exactly, against single-precision BLAS sgemm on the same
 // shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode, and
 // the certified bound's time against the GEMM's (promoted, one tensor-core chain, FP32 modes), and a
-// small GEMM's time per call on 2 threads against 1.
-// Usage: bench_gemm [--quick | M N K | --bound M N K | --bound-reference M N K | --small]   (--quick:
+// small GEMM's time per call on 2 threads against 1, and the other tensor-core presets' kernel
+// against their generic path and sgemm.
+// Usage: bench_gemm [--quick | M N K | --bound M N K | --bound-reference M N K | --small |
+//                    --tensor-cores [M N K]]   (--quick:
 // smaller shapes, for smoke runs; --bound: only the bound against the GEMM; --bound-reference: and
 // against the per-element certificate; --small: only the small-GEMM threads row)
 #include <algorithm>
@@ -32,16 +34,17 @@ namespace {
 
 using fp8lab::GemmOperand;
 
-// An operand with random E4M3 elements and random positive scales on the given tile grid.
+// An operand with random elements of `fmt` (E4M3 unless named) and random positive scales on the
+// given tile grid.
 GemmOperand random_operand(std::size_t rows, std::size_t cols, std::size_t tile_rows, std::size_t tile_cols,
-                           std::uint64_t seed) {
+                           std::uint64_t seed, const char* fmt = "e4m3") {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> gauss(0.0, 100.0);
-  const fp8lab::Format& f = fp8lab::format_by_name("e4m3");
+  const fp8lab::Format& f = fp8lab::format_by_name(fmt);
   GemmOperand x;
   x.rows = rows;
   x.cols = cols;
-  x.fmt = "e4m3";
+  x.fmt = fmt;
   x.quantised = true;
   x.tile_rows = tile_rows;
   x.tile_cols = tile_cols;
@@ -162,6 +165,49 @@ void run_small_threads() {
               t[1] * 1e6, t[1] / t[0]);
 }
 
+// The fused presets' blocked kernel (gemm/tc_lanes_kernel: BF16/FP16/TF32 and the other FP8
+// rows) against the generic path it replaces (GemmOptions{false}: fused_dot_add per output and
+// instruction) and BLAS sgemm, in the same run: promoted every 128, DeepGEMM's tiles and combine,
+// BF16 output. The generic path runs once (it is the slow one).
+void run_tensor_cores(std::size_t M, std::size_t N, std::size_t K, int reps, bool generic) {
+  std::printf("shape M=%zu N=%zu K=%zu threads=%d (tensor-core presets, promoted N_C=128)\n", M, N, K,
+              fp8lab::num_threads());
+  struct Row {
+    const char* preset;
+    const char* fmt;
+    double t_kernel, t_generic;
+  };
+  std::vector<Row> rows{{"hopper_bf16", "bf16", 0, 0}, {"ampere_fp16", "fp16", 0, 0}, {"blackwell_tf32", "e8m10", 0, 0},
+                        {"ada_fp8", "e4m3", 0, 0}};
+  for (Row& r : rows) {
+    const GemmOperand a = random_operand(M, K, 1, 128, 1, r.fmt), b = random_operand(N, K, 128, 128, 2, r.fmt);
+    fp8lab::GemmSpec spec;
+    spec.instruction = r.preset;
+    std::vector<double> d;
+    r.t_kernel = best_seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
+    if (generic) r.t_generic = best_seconds([&] { d = fp8lab::gemm(a, b, spec, nullptr, {false}); }, 1);
+  }
+  const double flop = 2.0 * M * N * K;
+#ifdef FP8LAB_HAVE_BLAS
+  const GemmOperand a = random_operand(M, K, 1, 128, 1, "bf16"), b = random_operand(N, K, 128, 128, 2, "bf16");
+  std::vector<float> fc(M * N);
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  const float one = 1.0f, zero = 0.0f;
+  const double t_blas = best_seconds(
+      [&] { sgemm_("T", "N", &n, &m, &k, &one, b.elements.data(), &k, a.elements.data(), &k, &zero, fc.data(), &n); },
+      reps + 1);
+  std::printf("  BLAS sgemm (same shape):                %8.3f s  %8.2f GFLOP/s\n", t_blas, flop / t_blas * 1e-9);
+#endif
+  for (const Row& r : rows) {
+    std::printf("  %-16s kernel %8.3f s  %7.2f GFLOP/s-equivalent", r.preset, r.t_kernel, flop / r.t_kernel * 1e-9);
+    if (generic) std::printf(", generic %8.3f s: kernel %.1fx faster", r.t_generic, r.t_generic / r.t_kernel);
+#ifdef FP8LAB_HAVE_BLAS
+    std::printf(", %.3fx sgemm", t_blas / r.t_kernel);
+#endif
+    std::printf("\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -174,6 +220,12 @@ int main(int argc, char** argv) {
     run_bound(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), 3, std::strcmp(argv[1], "--bound-reference") == 0);
     return 0;
   }
+  if (argc > 1 && std::strcmp(argv[1], "--tensor-cores") == 0) {  // --tensor-cores [M N K]: the presets' rows
+    const std::size_t M = argc == 5 ? std::stoul(argv[2]) : 512, N = argc == 5 ? std::stoul(argv[3]) : 512,
+                      K = argc == 5 ? std::stoul(argv[4]) : 512;
+    run_tensor_cores(M, N, K, 3, true);
+    return 0;
+  }
   if (argc == 4) {  // bench_gemm M N K: one shape, 3 repetitions
     run({{std::stoul(argv[1]), std::stoul(argv[2]), std::stoul(argv[3]), 3}});
     return 0;
@@ -181,12 +233,15 @@ int main(int argc, char** argv) {
   if (quick) {
     run({{256, 256, 1024, 1}});
     run_bound(64, 64, 512, 1, true);
+    run_tensor_cores(128, 128, 256, 1, true);
     run_small_threads();
     return 0;
   }
   run({{2048, 2048, 2048, 5}, {2048, 7168, 2048, 3}});  // the second: DeepSeek-V3 shape (hidden 7168)
   run_bound(512, 1024, 2048, 3);  // the shape (45 s per bound before the blocked kernel)
   run_bound(1024, 1024, 1024, 3);
+  run_tensor_cores(512, 512, 512, 3, true);
+  run_tensor_cores(1024, 1024, 1024, 3, false);  // the generic path would take minutes
   run_small_threads();
   return 0;
 }
