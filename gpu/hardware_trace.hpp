@@ -98,7 +98,7 @@ inline QTensor trace_operand(const golden::Trace& t, const std::string& p) {
   q.fmt = "e4m3";
   q.tile = Tile{std::stoul(tile.substr(0, x)), std::stoul(tile.substr(x + 1))};
   q.rule = "hardware_trace";
-  q.bits.assign(bits.data.begin(), bits.data.end());
+  q.bits = ElementBits::from_values(bits.data.begin(), bits.data.end(), 8);  // U8 E4M3 patterns
   q.scales.resize(scales.data.size() / 4);
   std::memcpy(q.scales.data(), scales.data.data(), scales.data.size());
   return q;

@@ -81,7 +81,7 @@ QTensor sm90_fp8_quantize(const float* x, std::size_t rows, std::size_t cols, Ti
   q.tile = tile;
   q.rule = rule.name;
   const std::size_t tiles = q.tile_grid_rows() * q.tile_grid_cols();
-  q.bits.assign(rows * cols, 0);
+  q.bits = ElementBits(rows * cols, 8);  // E4M3: one byte per element
   q.scales.assign(tiles, 1.0f);
   if (rule.storage == ScaleStorage::Ue8m0) q.scale_bits_ue8m0.assign(tiles, 0);
   if (tiles == 0) return q;
@@ -96,7 +96,7 @@ QTensor sm90_fp8_quantize(const float* x, std::size_t rows, std::size_t cols, Ti
   check_cuda(cudaGetLastError(), "quantize_tiles_kernel launch");
   check_cuda(cudaDeviceSynchronize(), "quantize_tiles_kernel");
   const auto b = dbits.to_host();
-  for (std::size_t i = 0; i < b.size(); ++i) q.bits[i] = b[i];
+  for (std::size_t i = 0; i < b.size(); ++i) q.bits.set(i, b[i]);
   q.scales = dscales.to_host();
   if (rule.storage == ScaleStorage::Ue8m0) {
     const auto u = due8m0.to_host();

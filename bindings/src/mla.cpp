@@ -79,10 +79,10 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
     q.fmt = "e4m3";
     q.tile = Tile{128, 128};
     q.rule = "deepseek";
-    q.bits.resize(e.size());
     const Format& f = format_by_name("e4m3");
+    q.bits = ElementBits(e.size(), f.storage_bits());
     for (std::size_t i = 0; i < e.size(); ++i) {
-      q.bits[i] = encode(e[i], f);
+      q.bits.set(i, encode(e[i], f));
       if (!(decode(q.bits[i], f) == e[i]))
         throw py::value_error("weights['wkv_b_e4m3']: element " + std::to_string(i) + " (" + std::to_string(e[i]) +
                               ") is not an E4M3 value");

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -99,18 +100,25 @@ void quantize_into_py(const py::object& x_obj, const py::object& tile, const std
   quantize_into(x.data(), rows, cols, t, fmt_name, rule, out);
 }
 
-py::array bits_array(const QTensor& q) {
+// The QTensor's own bit buffer as a read-only numpy array of the storage dtype, without a copy: the
+// array keeps `self` (the Python QTensor owning the buffer) alive, and a QTensor's bits never change
+// after construction. Patterns held at another width than the format's (a hand-built QTensor) are
+// converted into a new array.
+py::array bits_array(const py::object& self) {
+  const QTensor& q = self.cast<const QTensor&>();
   const Format& f = q.format();
-  py::array out(storage_dtype(f), std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
-  const std::size_t n = q.bits.size();
-  if (f.storage_bits() == 8) {
-    auto* o = static_cast<std::uint8_t*>(out.mutable_data());
-    for (std::size_t i = 0; i < n; ++i) o[i] = static_cast<std::uint8_t>(q.bits[i]);
-  } else if (f.storage_bits() == 16) {
-    auto* o = static_cast<std::uint16_t*>(out.mutable_data());
-    for (std::size_t i = 0; i < n; ++i) o[i] = static_cast<std::uint16_t>(q.bits[i]);
-  } else if (n) {
-    std::memcpy(out.mutable_data(), q.bits.data(), n * sizeof(std::uint32_t));
+  const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)};
+  if (q.bits.size() == q.rows * q.cols && q.bits.width_bits() == f.storage_bits() && !q.bits.empty()) {
+    py::array view(storage_dtype(f), shape, {}, q.bits.raw(), self);
+    view.attr("flags").attr("writeable") = false;
+    return view;
+  }
+  py::array out(storage_dtype(f), shape);
+  const std::size_t n = std::min(q.bits.size(), static_cast<std::size_t>(out.size()));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (f.storage_bits() == 8) static_cast<std::uint8_t*>(out.mutable_data())[i] = static_cast<std::uint8_t>(q.bits[i]);
+    else if (f.storage_bits() == 16) static_cast<std::uint16_t*>(out.mutable_data())[i] = static_cast<std::uint16_t>(q.bits[i]);
+    else static_cast<std::uint32_t*>(out.mutable_data())[i] = q.bits[i];
   }
   return out;
 }
@@ -177,11 +185,10 @@ QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, con
   q.tile = tile_from_py(tile);
   q.rule = rule.name;
   q.rule_spec = rule.to_json();
-  q.bits.resize(q.rows * q.cols);
-  for (std::size_t i = 0; i < q.bits.size(); ++i)
-    q.bits[i] = f.storage_bits() == 8    ? static_cast<const std::uint8_t*>(bits.data())[i]
-                : f.storage_bits() == 16 ? static_cast<const std::uint16_t*>(bits.data())[i]
-                                         : static_cast<const std::uint32_t*>(bits.data())[i];
+  // One copy at the storage width (the dtype check above makes it the format's); validate_qtensor
+  // below rejects patterns outside the format.
+  q.bits = ElementBits::uninitialized(q.rows * q.cols, f.storage_bits());
+  if (!q.bits.empty()) std::memcpy(q.bits.raw(), bits.data(), q.bits.byte_size());
   const std::size_t ns = q.tile_grid_rows() * q.tile_grid_cols();
   py::array sc = py::array::ensure(scales_obj);
   if (!sc) throw py::type_error("scales: expected a numpy array");
@@ -228,7 +235,8 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
   py::class_<QTensor>(m, "QTensor",
                       "A block-quantised matrix: element bit patterns in `fmt` and one scale per tile.\n"
                       "value[r, c] = decode(bits[r, c]) * scale of its tile * global_scale.")
-      .def_property_readonly("bits", &bits_array, "element bit patterns (rows x cols; uint8 / uint16 / uint32), a copy")
+      .def_property_readonly("bits", &bits_array, "element bit patterns (rows x cols; uint8 / uint16 / uint32): a read-only view of the "
+                             "QTensor's own buffer (np.array(q.bits) for a writeable copy)")
       .def_property_readonly("scales", &scales_array,
                              "one per tile (grid rows x grid cols): float32 dequantisation multipliers, or the "
                              "UE8M0 bytes (uint8) for rules that store UE8M0")

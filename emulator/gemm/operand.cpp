@@ -38,27 +38,28 @@ void decode_elements(const QTensor& q, const Format& f, const std::string& arg, 
   constexpr std::size_t kGrain = 1 << 16;
   std::vector<std::size_t> first_bad((n + kGrain - 1) / kGrain, n);
   parallel_for(n, kGrain, [&](std::size_t begin, std::size_t end) {
-    const std::uint32_t* bits = q.bits.data();
-    float* o = out.data();
-    bool bad = false;
-    if (table.empty()) {
-      for (std::size_t i = begin; i < end; ++i) {
-        bad |= bits[i] > limit;
-        o[i] = static_cast<float>(decode(bits[i] & limit, f));
-      }
-    } else {
-      const float* t = table.data();
-      for (std::size_t i = begin; i < end; ++i) {
-        bad |= bits[i] > limit;
-        o[i] = t[bits[i] & limit];
-      }
-    }
-    if (bad)
-      for (std::size_t i = begin; i < end; ++i)
-        if (bits[i] > limit) {
-          first_bad[begin / kGrain] = i;
-          return;
+    q.bits.visit([&](const auto* bits) {  // the patterns at their storage width
+      float* o = out.data();
+      bool bad = false;
+      if (table.empty()) {
+        for (std::size_t i = begin; i < end; ++i) {
+          bad |= bits[i] > limit;
+          o[i] = static_cast<float>(decode(bits[i] & limit, f));
         }
+      } else {
+        const float* t = table.data();
+        for (std::size_t i = begin; i < end; ++i) {
+          bad |= bits[i] > limit;
+          o[i] = t[bits[i] & limit];
+        }
+      }
+      if (bad)
+        for (std::size_t i = begin; i < end; ++i)
+          if (bits[i] > limit) {
+            first_bad[begin / kGrain] = i;
+            return;
+          }
+    });
   });
   for (const std::size_t i : first_bad)
     if (i != n)

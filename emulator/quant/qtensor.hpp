@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "formats/encode.hpp"
+#include "quant/element_bits.hpp"
 
 namespace fp8lab {
 
@@ -26,7 +27,9 @@ struct QTensor {
   std::string fmt = "e4m3";          // element format name (format_by_name)
   Tile tile;
   std::string rule;                  // scale rule name that produced it ("deepseek", "te", ...)
-  std::vector<std::uint32_t> bits;   // rows*cols element patterns, row-major
+  // rows*cols element patterns, row-major, at the format's storage width (validate_qtensor checks
+  // it): 1 byte per element for 8-bit formats. bits[i] reads a pattern as uint32 at any width.
+  ElementBits bits;
   // Dequantisation multiplier per tile, row-major over the tile grid (tile_grid_rows() x
   // tile_grid_cols()); exactly the FP32 value the kernel multiplies by (for UE8M0 rules, 2^(e-127)).
   std::vector<float> scales;

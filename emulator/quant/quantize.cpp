@@ -276,6 +276,17 @@ Tiling tiling(const float* x, std::size_t rows, std::size_t cols, Tile tile, con
   return {x, rows, cols, tile.rows == 0 ? rows : tile.rows, tile.cols == 0 ? cols : tile.cols, sr};
 }
 
+// quantize_tiles into `bits` of the format's storage width (8, 16 or 32 bits per element): the one
+// fused path both the QTensor and the out= entry points take.
+TensorLevel quantize_tiles_at_width(const Tiling& m, const Format& fmt, const ScaleRule& rule, void* bits,
+                                    std::vector<TileScale>& ts) {
+  switch (fmt.storage_bits()) {
+    case 8: return quantize_tiles(m, fmt, rule, static_cast<std::uint8_t*>(bits), ts);
+    case 16: return quantize_tiles(m, fmt, rule, static_cast<std::uint16_t*>(bits), ts);
+    default: return quantize_tiles(m, fmt, rule, static_cast<std::uint32_t*>(bits), ts);
+  }
+}
+
 }  // namespace
 
 float quantize_into(const float* x, std::size_t rows, std::size_t cols, Tile tile, std::string_view fmt_name,
@@ -290,12 +301,7 @@ float quantize_into(const float* x, std::size_t rows, std::size_t cols, Tile til
                                 " bits wide, not " + std::to_string(out.bits_width));
   const Tiling m = tiling(x, rows, cols, tile);
   std::vector<TileScale> ts;
-  TensorLevel global;
-  switch (fmt.storage_bits()) {
-    case 8: global = quantize_tiles(m, fmt, rule, static_cast<std::uint8_t*>(out.bits), ts); break;
-    case 16: global = quantize_tiles(m, fmt, rule, static_cast<std::uint16_t*>(out.bits), ts); break;
-    default: global = quantize_tiles(m, fmt, rule, static_cast<std::uint32_t*>(out.bits), ts); break;
-  }
+  const TensorLevel global = quantize_tiles_at_width(m, fmt, rule, out.bits, ts);
   for (std::size_t i = 0; i < ts.size(); ++i) {
     if (out.scales) out.scales[i] = ts[i].dequant;
     if (out.scale_bytes) out.scale_bytes[i] = ts[i].ue8m0;
@@ -313,9 +319,10 @@ QTensor quantize(const float* x, std::size_t rows, std::size_t cols, Tile tile, 
   q.tile = tile;
   q.rule = rule.name;
   q.rule_spec = rule.to_json();
-  q.bits.resize(rows * cols);  // uint32 words: QTensor's layout for every format
+  // At the storage width and not zero-filled: the pass below writes every element.
+  q.bits = ElementBits::uninitialized(rows * cols, fmt.storage_bits());
   std::vector<TileScale> ts;
-  const TensorLevel global = quantize_tiles(tiling(x, rows, cols, tile, sr), fmt, rule, q.bits.data(), ts);
+  const TensorLevel global = quantize_tiles_at_width(tiling(x, rows, cols, tile, sr), fmt, rule, q.bits.raw(), ts);
   q.global_scale = global.scale;
   q.global_amax = global.amax;
   q.scales.assign(q.tile_grid_rows() * q.tile_grid_cols(), 1.0f);
@@ -351,8 +358,19 @@ void validate_qtensor(const QTensor& q, std::string_view arg_view) {
     throw std::invalid_argument(arg + ": " + std::to_string(q.scales.size()) + " scales, expected " +
                                 std::to_string(ns) + " for tile " + shape_str(q.tile.rows, q.tile.cols) + " on a " +
                                 shape_str(q.rows, q.cols) + " matrix");
+  if (!q.bits.empty() && q.bits.width_bits() != f.storage_bits())
+    throw std::invalid_argument(arg + ": element patterns stored " + std::to_string(q.bits.width_bits()) +
+                                " bits wide, but format '" + f.name + "' is stored in " +
+                                std::to_string(f.storage_bits()) + "-bit elements");
   const std::uint32_t limit = f.total_bits() >= 32 ? 0xFFFFFFFFu : ((1u << f.total_bits()) - 1u);
-  for (std::size_t i = 0; i < q.bits.size(); ++i)
+  const std::size_t n = q.bits.size();
+  // A branch-free scan first (it vectorises); the index only when something is out of range.
+  const bool bad = q.bits.visit([&](const auto* b) {
+    std::uint32_t over = 0;
+    for (std::size_t i = 0; i < n; ++i) over |= static_cast<std::uint32_t>(b[i]) & ~limit;
+    return over != 0;
+  });
+  for (std::size_t i = 0; bad && i < n; ++i)
     if (q.bits[i] > limit)
       throw std::invalid_argument(arg + ": element " + std::to_string(i) + " has bits above the " +
                                   std::to_string(f.total_bits()) + "-bit format '" + f.name + "'");

@@ -42,7 +42,7 @@ inline QTensor quantise(const std::vector<float>& x, std::size_t rows, std::size
   q.rule = "test";
   const Format& f = format_by_name(fmt);
   q.scales.assign(q.tile_grid_rows() * q.tile_grid_cols(), 1.0f);
-  q.bits.resize(rows * cols);
+  q.bits = ElementBits(rows * cols, f.storage_bits());
   const std::size_t tr = q.tile_rows_eff(), tc = q.tile_cols_eff();
   for (std::size_t gr = 0; gr < q.tile_grid_rows(); ++gr)
     for (std::size_t gc = 0; gc < q.tile_grid_cols(); ++gc) {
@@ -54,7 +54,7 @@ inline QTensor quantise(const std::vector<float>& x, std::size_t rows, std::size
       q.scales[gr * q.tile_grid_cols() + gc] = s;
       for (std::size_t r = gr * tr; r < std::min(rows, (gr + 1) * tr); ++r)
         for (std::size_t c = gc * tc; c < std::min(cols, (gc + 1) * tc); ++c)
-          q.bits[r * cols + c] = encode(static_cast<double>(x[r * cols + c]) / s, f);
+          q.bits.set(r * cols + c, encode(static_cast<double>(x[r * cols + c]) / s, f));
     }
   return q;
 }

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/isa.hpp"
 #include "quant/quantize.hpp"
 
 namespace fp8lab {
@@ -139,7 +140,7 @@ TEST(QuantizeInto, SingleLevelRulesMatchThePerElementReference) {
       std::vector<std::uint32_t> bits;
       std::vector<float> scales;
       reference(x, rows, cols, tile, format_by_name("e4m3"), rule, bits, scales);
-      EXPECT_EQ(q.bits, bits) << name;
+      EXPECT_EQ(q.bits.words(), bits) << name;
       ASSERT_EQ(q.scales.size(), scales.size());
       for (std::size_t i = 0; i < scales.size(); ++i)
         EXPECT_TRUE(q.scales[i] == scales[i] || (std::isnan(q.scales[i]) && std::isnan(scales[i]))) << name << " tile " << i;
@@ -159,7 +160,7 @@ TEST(QuantizeInto, BandsTooTallForTheFusedPassTakeThreePassesWithTheSameBits) {
     std::vector<std::uint32_t> bits;
     std::vector<float> scales;
     reference(x, rows, cols, Tile{128, 128}, format_by_name("e4m3"), rule, bits, scales);
-    EXPECT_EQ(q.bits, bits) << name;
+    EXPECT_EQ(q.bits.words(), bits) << name;
     for (std::size_t i = 0; i < scales.size(); ++i)
       EXPECT_TRUE(q.scales[i] == scales[i] || (std::isnan(q.scales[i]) && std::isnan(scales[i]))) << name << " tile " << i;
   }
@@ -181,6 +182,81 @@ TEST(QuantizeInto, ErrorsNameOut) {
   EXPECT_THROW(quantize_into(x.data(), 2, 128, Tile{1, 128}, "e4m3", scale_rule_by_name("deepgemm_ue8m0"),
                              {bits.data(), 8, scales.data(), nullptr}),
                std::invalid_argument);
+}
+
+// A QTensor keeps its patterns at the format's storage width (1 byte for 8-bit formats, 2 for
+// bf16/fp16, 4 for fp32), written by the same fused pass as quantize_into, so both give the same
+// bits, on every dispatch variant this CPU runs, for matrices holding zeros, float32 subnormals,
+// max-finite values, ties, NaN and Inf, with odd shapes (ragged edge tiles).
+TEST(QTensorBits, StoredAtTheStorageWidthAndEqualToQuantizeIntoOnEveryVariant) {
+  const std::size_t rows = 131, cols = 301;
+  std::vector<float> x = matrix(rows, cols, 5);
+  x[7] = std::numeric_limits<float>::denorm_min();
+  x[8] = -std::numeric_limits<float>::denorm_min() * 3.0f;
+  x[9] = std::numeric_limits<float>::max();
+  x[10] = -std::numeric_limits<float>::max();
+  for (std::size_t c = 0; c < 128; ++c) x[40 * cols + c] = 448.0f * (c % 2 ? 1.0f : -1.0f);  // amax 448: scale 1
+  x[40 * cols + 1] = 1.0625f;  // halfway between E4M3 1.0 and 1.125: ties to even
+  x[40 * cols + 3] = 0x1p-10f;  // halfway between 0 and the smallest E4M3 subnormal 2^-9
+  for (std::size_t c = 0; c < cols; ++c) x[60 * cols + c] = 0x1p-140f;  // a row of float32 subnormals
+  const struct { const char* fmt; int width; } cases[] = {{"e4m3", 8}, {"e2m1", 8}, {"e5m2", 8}, {"bf16", 16}, {"fp16", 16}};
+  int checked = 0;
+  for (const Isa isa : runnable_isas()) {
+    const ScopedIsa use(isa);
+    for (const auto& c : cases)
+      for (const char* name : {"deepseek", "te", "deepgemm_ue8m0", "mx", "nvfp4"})
+        for (const Tile tile : {Tile{1, 128}, Tile{128, 128}, Tile{1, 16}, Tile{1, 32}}) {
+          const ScaleRule& rule = scale_rule_by_name(name);
+          QTensor q;
+          try {
+            q = quantize(x.data(), rows, cols, tile, c.fmt, rule);
+          } catch (const std::invalid_argument&) {
+            continue;  // a tile or format this rule does not take
+          }
+          EXPECT_EQ(q.bits.width_bits(), c.width) << c.fmt;
+          EXPECT_EQ(q.bits.size(), rows * cols) << c.fmt;
+          EXPECT_NO_THROW(validate_qtensor(q));
+          if (!rule.two_level()) {
+            EXPECT_TRUE(expect_paths_agree(x, rows, cols, tile, c.fmt, rule)) << isa_name(isa);
+          }
+          ++checked;
+        }
+  }
+  EXPECT_GE(checked, 20);
+}
+
+TEST(QTensorBits, Fp32ElementsTakeFourBytes) {
+  const std::vector<float> x = matrix(3, 130, 6);
+  const QTensor q = quantize(x.data(), 3, 130, Tile{1, 128}, "fp32", scale_rule_by_name("deepseek"));
+  EXPECT_EQ(q.bits.width_bits(), 32);
+  EXPECT_TRUE(expect_paths_agree(x, 3, 130, Tile{1, 128}, "fp32", scale_rule_by_name("deepseek")));
+}
+
+// Bad patterns are errors naming the argument: a storage width other than the format's, a pattern
+// outside the format (bit 4 of an E2M1 byte), a pattern wider than its storage, an unknown width.
+TEST(QTensorBits, WrongWidthsAndPatternsOutsideTheFormatAreErrors) {
+  const std::vector<float> x = matrix(4, 64, 7);
+  QTensor q = quantize(x.data(), 4, 64, Tile{1, 32}, "e2m1", scale_rule_by_name("mx"));
+  const auto message = [&](const QTensor& t) {
+    try {
+      validate_qtensor(t, "w");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  QTensor wide = q;
+  wide.bits = ElementBits::from_values(q.bits.begin(), q.bits.end(), 16);
+  EXPECT_NE(message(wide).find("w: element patterns stored 16 bits wide, but format 'e2m1' is stored in 8-bit"), std::string::npos)
+      << message(wide);
+  QTensor outside = q;  // a deep copy: q stays valid
+  outside.bits.set(200, 0x10);
+  EXPECT_NE(message(outside).find("w: element 200 has bits above the 4-bit format 'e2m1'"), std::string::npos) << message(outside);
+  EXPECT_EQ(message(q), "no error");
+  EXPECT_NE(q.bits, outside.bits);
+  EXPECT_THROW(q.bits.set(0, 0x100), std::invalid_argument);
+  EXPECT_THROW(ElementBits(4, 12), std::invalid_argument);
+  EXPECT_THROW(q.bits.data<std::uint16_t>(), std::logic_error);
 }
 
 }  // namespace

@@ -8,9 +8,11 @@ their valid elements (zero padding). ``scale_rules()`` lists the named rules and
 shows one as an explicit spec (a dict): pass such a dict (edited) as ``rule`` to describe a new
 kernel's convention without code.
 
-The returned ``QTensor`` has ``.bits`` (uint8/uint16 element patterns), ``.scales`` (float32, or the
-UE8M0 bytes as uint8 for rules that store UE8M0; ``.scale_values`` is always float32), ``.fmt``,
-``.tile``, ``.rule``, ``.rule_spec``, ``.shape`` and ``.dequantize()`` (exact, float64).
+The returned ``QTensor`` has ``.bits`` (uint8/uint16 element patterns: a read-only view of the
+QTensor's own buffer, which holds one byte per element for formats up to 8 bits; ``np.array(q.bits)``
+for a copy to change), ``.scales`` (float32, or the UE8M0 bytes as uint8 for rules that store
+UE8M0; ``.scale_values`` is always float32), ``.fmt``, ``.tile``, ``.rule``, ``.rule_spec``,
+``.shape`` and ``.dequantize()`` (exact, float64).
 ``QTensor.from_parts(bits, scales, fmt, tile, rule)`` wraps a GPU kernel's output.
 
 Every rule computes in float32 like its source (amax, ``amax / fmax``, the floors as float32
