@@ -83,13 +83,20 @@ py::tuple route_py(const py::object& logits, const py::object& bias, const py::d
   py::array_t<float, py::array::c_style> b;
   const float* bp = bias_ptr(bias, spec.experts, b);
   const std::size_t T = static_cast<std::size_t>(x.shape(0));
-  RouteResult r;
+  const auto K = static_cast<py::ssize_t>(spec.topk);
+  // The router writes straight into the result arrays (no intermediate vectors and copies).
+  py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(T), K});
+  py::array_t<float> weights({static_cast<py::ssize_t>(T), K});
+  std::int32_t* ip = ids.mutable_data();
+  float* wp = weights.mutable_data();
   {
     py::gil_scoped_release release;
-    r = from_scores ? route_from_scores(x.data(), T, bp, spec) : route(x.data(), T, bp, spec);
+    if (from_scores)
+      route_from_scores_into(x.data(), T, bp, spec, ip, wp);
+    else
+      route_into(x.data(), T, bp, spec, ip, wp);
   }
-  const auto K = static_cast<py::ssize_t>(spec.topk);
-  return py::make_tuple(to_array(r.ids, {static_cast<py::ssize_t>(T), K}), to_array(r.weights, {static_cast<py::ssize_t>(T), K}));
+  return py::make_tuple(ids, weights);
 }
 
 py::array gate_scores_py(const py::object& logits, const py::dict& spec_d) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -72,49 +73,147 @@ void check_topk_capacity(const RouterSpec& spec) {
 struct Scratch {
   std::vector<float> sel;
   std::vector<unsigned char> eligible;
-  std::vector<std::uint64_t> group_keys, node_keys, keys;
-  std::vector<std::uint32_t> chosen;
+  std::vector<std::uint64_t> group_keys, node_keys;
+  std::vector<std::uint32_t> chosen, keys32, group_floor;
+  std::vector<float> block;  // a block of tokens' gate scores
 };
 
-// route_token for specs without node limits (every router recipe but the node-limited ones), in
-// fewer steps with the same keys, order and ties: every expert's ranked key once (a loop without
-// branches), each group's best one or two keys by one scan, the groups by top_indices, and the
-// final top-k over the chosen groups' experts only (the others are not eligible). TopK keeps the
-// k largest of distinct keys, so the order in which they are offered does not matter.
-void route_token_grouped(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out,
-                         float* w_out) {
-  const int E = spec.experts;
-  w.sel.resize(static_cast<std::size_t>(E));
-  w.keys.resize(static_cast<std::size_t>(E));
-  selection_scores(s, bias, spec, w.sel.data());
-  const float* sel = w.sel.data();
-  std::uint64_t* keys = w.keys.data();
-  for (int e = 0; e < E; ++e) keys[e] = ranked(sel[e], static_cast<std::uint32_t>(e));
-  TopK t(spec.topk);
-  if (spec.groups > 1) {
-    const int per = spec.experts_per_group();
-    w.group_keys.resize(static_cast<std::size_t>(spec.groups));
-    for (int g = 0; g < spec.groups; ++g) {
-      const std::uint64_t* gk = keys + static_cast<std::ptrdiff_t>(g) * per;
-      std::uint64_t first = gk[0], second = 0;  // ranked keys are > 0: 0 is below every one
-      for (int i = 1; i < per; ++i) {
-        const std::uint64_t k = gk[i];
-        second = k > first ? first : (k > second ? k : second);
-        first = k > first ? k : first;
-      }
-      const float score = spec.group_score == GroupScore::Max
-                              ? sel[index_of(first)]
-                              : round_sel(sel[index_of(first)] + sel[index_of(second)], spec);
-      w.group_keys[static_cast<std::size_t>(g)] = ranked(score, static_cast<std::uint32_t>(g));
+// The score a key stands for, up to what the order cannot see: -0 comes back as +0 and every NaN
+// as the quiet NaN (sums and bf16 rounding of those give values of the same key).
+inline float value_of_key(std::uint32_t k) {
+  if (k == 0) return std::numeric_limits<float>::quiet_NaN();
+  return std::bit_cast<float>((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
+}
+
+// 16 order keys (GCC/Clang vector extension: one AVX-512 register, two AVX2 or four SSE2 ones).
+using KeyLanes = std::uint32_t __attribute__((vector_size(64)));
+constexpr int kLanes = 16;
+inline KeyLanes load_keys(const std::uint32_t* p) {
+  KeyLanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline KeyLanes max_lanes(KeyLanes a, KeyLanes b) { return a > b ? a : b; }
+inline KeyLanes min_lanes(KeyLanes a, KeyLanes b) { return a > b ? b : a; }
+// The upper half of each group of 2w lanes moved down onto the lower half (the rest don't matter).
+template <int W>
+inline KeyLanes down(KeyLanes v) {
+  if constexpr (W == 8) return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+  if constexpr (W == 4) return __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+  if constexpr (W == 2) return __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  if constexpr (W == 1) return __builtin_shufflevector(v, v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+}
+// Merges the top-2 (f, s) of lanes [w, 2w) into those of lanes [0, w).
+template <int W>
+inline void merge_top2(KeyLanes& f, KeyLanes& s) {
+  const KeyLanes f2 = down<W>(f), s2 = down<W>(s);
+  s = max_lanes(max_lanes(s, s2), min_lanes(f, f2));
+  f = max_lanes(f, f2);
+}
+
+// The two largest of n keys, as a multiset (second == first when the largest occurs twice):
+// running maxima in 16 lanes, then a halving reduction.
+inline void top2_keys(const std::uint32_t* k, int n, std::uint32_t& first, std::uint32_t& second) {
+  if (n % kLanes != 0) {
+    std::uint32_t f = k[0], s = 0;  // 0 (the NaN key) is below or equal to every key
+    for (int i = 1; i < n; ++i) {
+      s = std::max(s, std::min(f, k[i]));
+      f = std::max(f, k[i]);
     }
-    top_indices(w.group_keys, spec.topk_groups, w.chosen);
-    for (const std::uint32_t g : w.chosen)
-      for (int i = 0; i < per; ++i) t.offer(keys[static_cast<std::ptrdiff_t>(g) * per + i]);
+    first = f;
+    second = s;
+    return;
+  }
+  KeyLanes f = load_keys(k), s = KeyLanes{};  // s = 0: below or equal to every key
+  for (int i = kLanes; i < n; i += kLanes) {
+    const KeyLanes x = load_keys(k + i);
+    s = max_lanes(s, min_lanes(f, x));
+    f = max_lanes(f, x);
+  }
+  merge_top2<8>(f, s);
+  merge_top2<4>(f, s);
+  merge_top2<2>(f, s);
+  merge_top2<1>(f, s);
+  first = f[0];
+  second = s[0];
+}
+
+// Offers to t the keys of experts [begin, begin + n) whose order key is at least `floor` or the
+// current k-th key: the others cannot enter the top k. Comparisons 16 at a time, offers only for
+// the survivors.
+inline void offer_range(const std::uint32_t* keys, int begin, int n, std::uint32_t floor, TopK& t) {
+  const KeyLanes bit = {1u << 0, 1u << 1, 1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+                        1u << 8, 1u << 9, 1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15};
+  int i = begin;
+  for (; i + kLanes <= begin + n; i += kLanes) {
+    const std::uint32_t thr = t.n == t.k ? std::max(floor, static_cast<std::uint32_t>(t.keys[t.k - 1] >> 32)) : floor;
+    KeyLanes m = (load_keys(keys + i) >= thr) & bit;  // lanes of the survivors: their bit
+    m |= down<8>(m);
+    m |= down<4>(m);
+    m |= down<2>(m);
+    m |= down<1>(m);
+    for (std::uint32_t mask = m[0]; mask; mask &= mask - 1) {
+      const int e = i + std::countr_zero(mask);
+      t.offer((static_cast<std::uint64_t>(keys[e]) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(e)));
+    }
+  }
+  for (; i < begin + n; ++i)
+    if (keys[i] >= floor) t.offer((static_cast<std::uint64_t>(keys[i]) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(i)));
+}
+
+// The selection of specs without node limits (every router recipe), on 32-bit order keys with the
+// same order and ties as route_token (the reference, kept below for node limits and for the tests):
+// each group's two best keys (its score only depends on their values), the groups by rank, and the
+// final top-k over the chosen groups' experts, skipping those below the smallest of the chosen
+// groups' best keys once these are at least k (then the k-th best is at least that). TopK keeps the
+// k largest of distinct keys, so the order of the offers does not matter.
+void select_grouped(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out) {
+  const int E = spec.experts;
+  w.keys32.resize(static_cast<std::size_t>(E));
+  std::uint32_t* keys = w.keys32.data();
+  if (!bias) {
+    for (int e = 0; e < E; ++e) keys[e] = score_order_key(s[e]);
+  } else if (spec.selection_is_bf16()) {
+    for (int e = 0; e < E; ++e) keys[e] = score_order_key(round_to_bf16(s[e] + bias[e]));
   } else {
-    for (int e = 0; e < E; ++e) t.offer(keys[e]);
+    for (int e = 0; e < E; ++e) keys[e] = score_order_key(s[e] + bias[e]);
+  }
+  TopK t(spec.topk);
+  if (spec.groups == 1) {
+    offer_range(keys, 0, E, 0, t);
+  } else {
+    const int G = spec.groups, per = spec.experts_per_group();
+    const bool max_score = spec.group_score == GroupScore::Max;
+    w.group_keys.resize(static_cast<std::size_t>(G));
+    w.group_floor.resize(static_cast<std::size_t>(G));
+    for (int g = 0; g < G; ++g) {
+      std::uint32_t first, second;
+      top2_keys(keys + static_cast<std::ptrdiff_t>(g) * per, per, first, second);
+      const std::uint32_t score =
+          max_score ? first : score_order_key(round_sel(value_of_key(first) + value_of_key(second), spec));
+      w.group_keys[static_cast<std::size_t>(g)] = (static_cast<std::uint64_t>(score) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(g));
+      w.group_floor[static_cast<std::size_t>(g)] = max_score ? first : second;
+    }
+    // The chosen groups: rank = how many groups come first (keys are distinct).
+    w.chosen.clear();
+    if (G <= 64) {
+      for (int g = 0; g < G; ++g) {
+        int rank = 0;
+        for (int h = 0; h < G; ++h) rank += w.group_keys[static_cast<std::size_t>(h)] > w.group_keys[static_cast<std::size_t>(g)];
+        if (rank < spec.topk_groups) w.chosen.push_back(static_cast<std::uint32_t>(g));
+      }
+    } else {
+      top_indices(w.group_keys, spec.topk_groups, w.chosen);
+    }
+    const long known = static_cast<long>(w.chosen.size()) * (max_score ? 1 : 2);
+    std::uint32_t floor = 0;
+    if (known >= spec.topk) {
+      floor = 0xFFFFFFFFu;
+      for (const std::uint32_t g : w.chosen) floor = std::min(floor, w.group_floor[g]);
+    }
+    for (const std::uint32_t g : w.chosen) offer_range(keys, static_cast<int>(g) * per, per, floor, t);
   }
   for (int j = 0; j < spec.topk; ++j) ids_out[j] = static_cast<std::int32_t>(index_of(t.keys[j]));
-  weights_for_ids(s, ids_out, spec, w_out);
 }
 
 // Routes one token from its gate-format scores. Writes k ids and k weights.
@@ -192,28 +291,114 @@ void route_token(const float* s, const float* bias, const RouterSpec& spec, Scra
   weights_for_ids(s, ids_out, spec, w_out);
 }
 
-RouteResult route_impl(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec) {
-  RouteResult r;
-  r.tokens = tokens;
-  r.topk = spec.topk;
-  r.ids.resize(tokens * static_cast<std::size_t>(spec.topk));
-  r.weights.resize(tokens * static_cast<std::size_t>(spec.topk));
+// gate_scores for `rows` consecutive tokens, serially; `rounded` is scratch.
+void gate_score_rows(const float* logits, std::size_t rows, const RouterSpec& spec, float* out, std::vector<float>& rounded) {
+  const std::size_t E = static_cast<std::size_t>(spec.experts);
+  if (spec.gate_format == GateFormat::Bf16) rounded.resize(E);
+  for (std::size_t t = 0; t < rows; ++t) {
+    const float* x = logits + t * E;
+    float* o = out + t * E;
+    if (spec.score == ScoreFunction::Sigmoid) {
+      // sigmoid_bf16(round_to_bf16(x)) and sigmoid_f32(x) over the row, vectorised
+      // (sigmoid_f32_array: the same bits as sigmoid_f32 element by element).
+      if (spec.gate_format == GateFormat::Bf16) {
+        for (std::size_t e = 0; e < E; ++e) rounded[e] = round_to_bf16(x[e]);
+        sigmoid_f32_array(rounded.data(), E, o);
+        for (std::size_t e = 0; e < E; ++e) o[e] = round_to_bf16(o[e]);
+      } else {
+        sigmoid_f32_array(x, E, o);
+      }
+    } else {
+      // Softmax in float32: NaN anywhere in the row makes the row NaN (as torch's does).
+      float m = -std::numeric_limits<float>::infinity();
+      bool nan = false;
+      for (std::size_t e = 0; e < E; ++e) {
+        if (std::isnan(x[e])) nan = true;
+        m = std::max(m, x[e]);
+      }
+      if (nan || std::isinf(m)) {
+        // All -inf (0/0) or NaN or a +inf logit: the real softmax is undefined; give NaN.
+        std::fill(o, o + E, std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
+      float sum = 0.0f;
+      for (std::size_t e = 0; e < E; ++e) {
+        o[e] = exp_f32(x[e] - m);
+        sum += o[e];
+      }
+      for (std::size_t e = 0; e < E; ++e) o[e] = o[e] / sum;
+    }
+  }
+}
+
+// Bias rounded to its format once (empty: no bias).
+std::vector<float> rounded_bias(const float* bias, const RouterSpec& spec) {
   std::vector<float> b;
   if (bias) {
     b.assign(bias, bias + spec.experts);
     if (spec.bias_format == BiasFormat::Bf16)
       for (float& x : b) x = round_to_bf16(x);
   }
+  return b;
+}
+
+// Tokens per block: the gate scores of a block are computed into a buffer of the thread (a few
+// KiB, in cache) and routed at once, instead of all tokens' scores in one fresh array.
+constexpr std::size_t kBlock = 16;
+
+// Routes tokens [0, tokens) into ids/weights ([tokens, topk] each). `scores_of(begin, n, buffer)`
+// returns the gate-format scores of tokens [begin, begin + n), computed into buffer (n * experts
+// floats) or pointing into the caller's array. `reference` routes every token with route_token.
+template <class ScoresOf>
+void route_blocks(std::size_t tokens, const float* bias, const RouterSpec& spec, std::int32_t* ids, float* weights,
+                  bool reference, const ScoresOf& scores_of) {
+  const std::vector<float> b = rounded_bias(bias, spec);
+  const float* bp = bias ? b.data() : nullptr;
   const std::size_t E = static_cast<std::size_t>(spec.experts), K = static_cast<std::size_t>(spec.topk);
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
     Scratch w;
-    for (std::size_t t = begin; t < end; ++t) {
-      if (spec.nodes > 0)
-        route_token(scores + t * E, bias ? b.data() : nullptr, spec, w, r.ids.data() + t * K, r.weights.data() + t * K, t);
-      else
-        route_token_grouped(scores + t * E, bias ? b.data() : nullptr, spec, w, r.ids.data() + t * K, r.weights.data() + t * K);
+    w.block.resize(kBlock * E);
+    for (std::size_t b0 = begin; b0 < end; b0 += kBlock) {
+      const std::size_t n = std::min(kBlock, end - b0);
+      const float* s = scores_of(b0, n, w.block.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t t = b0 + i;
+        const float* st = s + i * E;
+        if (spec.nodes > 0 || reference) {
+          route_token(st, bp, spec, w, ids + t * K, weights + t * K, t);
+        } else {
+          select_grouped(st, bp, spec, w, ids + t * K);
+          weights_for_ids(st, ids + t * K, spec, weights + t * K);
+        }
+      }
     }
   });
+}
+
+void check_route_spec(const RouterSpec& spec) {
+  spec.validate();
+  check_topk_capacity(spec);
+}
+
+// Gate-format scores from given scores: as they are for an fp32 gate, else rounded per block.
+void route_scores_into(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec,
+                       std::int32_t* ids, float* weights, bool reference) {
+  check_route_spec(spec);
+  const std::size_t E = static_cast<std::size_t>(spec.experts);
+  route_blocks(tokens, bias, spec, ids, weights, reference, [&](std::size_t begin, std::size_t n, float* buf) {
+    const float* src = scores + begin * E;
+    if (spec.gate_format == GateFormat::Fp32) return src;
+    for (std::size_t i = 0; i < n * E; ++i) buf[i] = round_to_bf16(src[i]);
+    return static_cast<const float*>(buf);
+  });
+}
+
+RouteResult result_for(std::size_t tokens, const RouterSpec& spec) {
+  RouteResult r;
+  r.tokens = tokens;
+  r.topk = spec.topk;
+  r.ids.resize(tokens * static_cast<std::size_t>(spec.topk));
+  r.weights.resize(tokens * static_cast<std::size_t>(spec.topk));
   return r;
 }
 
@@ -250,61 +435,50 @@ void selection_scores(const float* s, const float* bias, const RouterSpec& spec,
 
 void gate_scores(const float* logits, std::size_t tokens, const RouterSpec& spec, float* out) {
   spec.validate();
-  const std::size_t E = static_cast<std::size_t>(spec.experts);
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
-    std::vector<float> rounded(spec.gate_format == GateFormat::Bf16 ? E : 0);
-    for (std::size_t t = begin; t < end; ++t) {
-      const float* x = logits + t * E;
-      float* o = out + t * E;
-      if (spec.score == ScoreFunction::Sigmoid) {
-        // sigmoid_bf16(round_to_bf16(x)) and sigmoid_f32(x) over the row, vectorised
-        // (sigmoid_f32_array: the same bits as sigmoid_f32 element by element).
-        if (spec.gate_format == GateFormat::Bf16) {
-          for (std::size_t e = 0; e < E; ++e) rounded[e] = round_to_bf16(x[e]);
-          sigmoid_f32_array(rounded.data(), E, o);
-          for (std::size_t e = 0; e < E; ++e) o[e] = round_to_bf16(o[e]);
-        } else {
-          sigmoid_f32_array(x, E, o);
-        }
-      } else {
-        // Softmax in float32: NaN anywhere in the row makes the row NaN (as torch's does).
-        float m = -std::numeric_limits<float>::infinity();
-        bool nan = false;
-        for (std::size_t e = 0; e < E; ++e) {
-          if (std::isnan(x[e])) nan = true;
-          m = std::max(m, x[e]);
-        }
-        if (nan || std::isinf(m)) {
-          // All -inf (0/0) or NaN or a +inf logit: the real softmax is undefined; give NaN.
-          std::fill(o, o + E, std::numeric_limits<float>::quiet_NaN());
-          continue;
-        }
-        float sum = 0.0f;
-        for (std::size_t e = 0; e < E; ++e) {
-          o[e] = exp_f32(x[e] - m);
-          sum += o[e];
-        }
-        for (std::size_t e = 0; e < E; ++e) o[e] = o[e] / sum;
-      }
-    }
+    std::vector<float> rounded;
+    gate_score_rows(logits + begin * static_cast<std::size_t>(spec.experts), end - begin, spec, out + begin * static_cast<std::size_t>(spec.experts), rounded);
   });
 }
 
+void route_into(const float* logits, std::size_t tokens, const float* bias, const RouterSpec& spec, std::int32_t* ids,
+                float* weights) {
+  check_route_spec(spec);
+  const std::size_t E = static_cast<std::size_t>(spec.experts);
+  // Each thread's blocks of scores are computed just before they are routed (gate_score_rows).
+  route_blocks(tokens, bias, spec, ids, weights, false, [&](std::size_t begin, std::size_t n, float* buf) {
+    thread_local std::vector<float> rounded;
+    gate_score_rows(logits + begin * E, n, spec, buf, rounded);
+    return static_cast<const float*>(buf);
+  });
+}
+
+void route_from_scores_into(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec,
+                            std::int32_t* ids, float* weights) {
+  route_scores_into(scores, tokens, bias, spec, ids, weights, false);
+}
+
 RouteResult route(const float* logits, std::size_t tokens, const float* bias, const RouterSpec& spec) {
-  spec.validate();
-  check_topk_capacity(spec);
-  std::vector<float> scores(tokens * static_cast<std::size_t>(spec.experts));
-  gate_scores(logits, tokens, spec, scores.data());
-  return route_impl(scores.data(), tokens, bias, spec);
+  check_route_spec(spec);
+  RouteResult r = result_for(tokens, spec);
+  route_into(logits, tokens, bias, spec, r.ids.data(), r.weights.data());
+  return r;
 }
 
 RouteResult route_from_scores(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec) {
-  spec.validate();
-  check_topk_capacity(spec);
-  if (spec.gate_format == GateFormat::Fp32) return route_impl(scores, tokens, bias, spec);
-  std::vector<float> s(scores, scores + tokens * static_cast<std::size_t>(spec.experts));
-  for (float& x : s) x = round_to_bf16(x);
-  return route_impl(s.data(), tokens, bias, spec);
+  check_route_spec(spec);
+  RouteResult r = result_for(tokens, spec);
+  route_scores_into(scores, tokens, bias, spec, r.ids.data(), r.weights.data(), false);
+  return r;
 }
+
+namespace detail {
+RouteResult route_from_scores_reference(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec) {
+  check_route_spec(spec);
+  RouteResult r = result_for(tokens, spec);
+  route_scores_into(scores, tokens, bias, spec, r.ids.data(), r.weights.data(), true);
+  return r;
+}
+}  // namespace detail
 
 }  // namespace fp8lab::moe

@@ -50,6 +50,20 @@ RouteResult route(const float* logits, std::size_t tokens, const float* bias, co
 // so that a kernel's selection can be checked apart from its scoring.
 RouteResult route_from_scores(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec);
 
+// route / route_from_scores into the caller's arrays ids and weights ([tokens, topk] each), without
+// the intermediate arrays (the Python binding writes into its result arrays).
+void route_into(const float* logits, std::size_t tokens, const float* bias, const RouterSpec& spec, std::int32_t* ids,
+                float* weights);
+void route_from_scores_into(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec,
+                            std::int32_t* ids, float* weights);
+
+namespace detail {
+// route_from_scores with every token through the general one-token router (eligibility flags,
+// one TopK per group), the path of node-limited specs: the oracle of the tests for the fast
+// selection of the other specs.
+RouteResult route_from_scores_reference(const float* scores, std::size_t tokens, const float* bias, const RouterSpec& spec);
+}  // namespace detail
+
 // One token's biased selection scores (experts floats) from its gate-format scores: round_sel(s+b).
 void selection_scores(const float* scores, const float* bias, const RouterSpec& spec, float* out);
 

@@ -14,6 +14,7 @@
 
 #include <boost/multiprecision/cpp_bin_float.hpp>
 
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
 #include "moe/route.hpp"
@@ -305,6 +306,171 @@ TEST(MoeRoute, Bf16VersusFp32GateDisagreement) {
                   stddev, with_bias ? "bias N(0, 0.02^2)" : "no bias", differ, T, 100 * frac);
       EXPECT_GT(differ, 0u);
       EXPECT_LT(frac, 0.9);
+    }
+  }
+}
+
+
+// ---- The fast selection (route.cpp select_grouped, on 32-bit keys) against the general one-token
+// router it replaces for specs without node limits (detail::route_from_scores_reference), bit for
+// bit, on scores built to hit every tie and special value, for every recipe, both weights formats
+// and specs off the recipes' shapes (no groups, groups not a multiple of 16 wide, group max, more
+// than 64 groups, fewer known group maxima than topk).
+
+std::vector<RouterSpec> fast_path_specs() {
+  std::vector<RouterSpec> out;
+  for (const std::string& name : router_recipe_names()) {
+    RouterSpec s = router_recipe(name);
+    out.push_back(s);
+    s.weights_format = s.weights_format == GateFormat::Fp32 ? GateFormat::Bf16 : GateFormat::Fp32;
+    s.name += "+weights_format";
+    out.push_back(s);
+  }
+  RouterSpec base = router_recipe("deepseek_v3_2025_02");  // bf16 selection scores
+  auto with = [&](const char* name, int experts, int topk, int groups, int topk_groups, GroupScore gs) {
+    RouterSpec s = base;
+    s.name = name;
+    s.experts = experts;
+    s.topk = topk;
+    s.groups = groups;
+    s.topk_groups = topk_groups;
+    s.group_score = gs;
+    out.push_back(s);
+    s.gate_format = GateFormat::Fp32;
+    s.bias_format = BiasFormat::Fp32;
+    s.name += "+fp32";
+    out.push_back(s);
+  };
+  with("ungrouped", 256, 8, 1, 1, GroupScore::Top2Sum);
+  with("ungrouped_odd", 101, 7, 1, 1, GroupScore::Top2Sum);
+  with("groups_of_12", 96, 8, 8, 4, GroupScore::Top2Sum);
+  with("groups_of_48_max", 384, 6, 8, 3, GroupScore::Max);
+  with("fewer_known_than_topk", 256, 8, 8, 3, GroupScore::Top2Sum);
+  with("max_fewer_known", 256, 8, 8, 4, GroupScore::Max);
+  with("groups_128", 256, 8, 128, 8, GroupScore::Top2Sum);
+  with("topk_64", 256, 64, 4, 2, GroupScore::Top2Sum);
+  with("one_group_chosen", 256, 2, 8, 1, GroupScore::Top2Sum);
+  return out;
+}
+
+// Scores for `tokens` rows of E: one pattern per row, chosen by the row index.
+std::vector<float> hostile_scores(std::size_t tokens, std::size_t E, std::uint64_t seed) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> level(0, 3), pick(0, 15);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> s(tokens * E);
+  for (std::size_t t = 0; t < tokens; ++t) {
+    float* r = s.data() + t * E;
+    const int kind = static_cast<int>(t % 10);
+    for (std::size_t e = 0; e < E; ++e) {
+      float v = u(rng);
+      switch (kind) {
+        case 0: break;                                                   // distinct
+        case 1: v = 0.25f * static_cast<float>(1 + level(rng)); break;   // four levels: ties everywhere
+        case 2: v = 0.5f; break;                                         // all equal
+        case 3: v = pick(rng) == 0 ? nan : v; break;                     // some NaN
+        case 4: v = pick(rng) < 14 ? nan : v; break;                     // mostly NaN
+        case 5: v = nan; break;                                          // all NaN
+        case 6: v = pick(rng) < 2 ? (pick(rng) < 8 ? inf : -inf) : v; break;  // +-inf
+        case 7: v = pick(rng) < 8 ? -0.0f : 0.0f; break;                  // signed zeros only
+        case 8: v = pick(rng) < 4 ? 0x1p-149f : (pick(rng) < 4 ? 3.0e38f : -v); break;  // tiny, huge, negative
+        default: v = 0.5f + static_cast<float>(level(rng)) * 0x1p-24f; break;  // one ulp apart (bf16 ties)
+      }
+      r[e] = v;
+    }
+  }
+  return s;
+}
+
+bool same_route(const RouteResult& a, const RouteResult& b) {
+  if (a.ids != b.ids || a.weights.size() != b.weights.size()) return false;
+  for (std::size_t i = 0; i < a.weights.size(); ++i)
+    if (!same_bits(a.weights[i], b.weights[i])) return false;
+  return true;
+}
+
+void expect_fast_is_reference(const std::vector<float>& scores, std::size_t tokens, const float* bias, const RouterSpec& spec,
+                              const std::string& what) {
+  const RouteResult fast = route_from_scores(scores.data(), tokens, bias, spec);
+  const RouteResult ref = detail::route_from_scores_reference(scores.data(), tokens, bias, spec);
+  ASSERT_EQ(fast.ids.size(), tokens * static_cast<std::size_t>(spec.topk));
+  for (std::size_t t = 0; t < tokens; ++t)
+    for (std::size_t j = 0; j < static_cast<std::size_t>(spec.topk); ++j) {
+      const std::size_t i = t * static_cast<std::size_t>(spec.topk) + j;
+      ASSERT_EQ(fast.ids[i], ref.ids[i]) << spec.name << " " << what << " token " << t << " slot " << j;
+      ASSERT_TRUE(same_bits(fast.weights[i], ref.weights[i]))
+          << spec.name << " " << what << " token " << t << " slot " << j << ": " << fast.weights[i] << " vs " << ref.weights[i];
+    }
+}
+
+TEST(MoeRouteFast, SelectionMatchesTheReferenceOnHostileScores) {
+  for (const RouterSpec& spec : fast_path_specs()) {
+    const std::size_t E = static_cast<std::size_t>(spec.experts);
+    for (const std::size_t T : {std::size_t{0}, std::size_t{1}, std::size_t{37}, std::size_t{300}}) {
+      const std::vector<float> s = hostile_scores(T, E, 100 + T);
+      expect_fast_is_reference(s, T, nullptr, spec, "no bias T=" + std::to_string(T));
+      // A bias that makes the biased scores of distinct scores equal (s_e + b_e the same for
+      // runs of experts), a negative one, and one with special values.
+      std::vector<float> b(E), neg(E, -2.0f), odd(E, 0.0f);
+      for (std::size_t e = 0; e < E; ++e) b[e] = static_cast<float>(e % 4) * -0x1p-24f;
+      odd[E / 2] = std::numeric_limits<float>::infinity();
+      odd[E / 3] = -std::numeric_limits<float>::infinity();
+      odd[1] = -0.0f;
+      expect_fast_is_reference(s, T, b.data(), spec, "tie bias T=" + std::to_string(T));
+      expect_fast_is_reference(s, T, neg.data(), spec, "negative bias T=" + std::to_string(T));
+      expect_fast_is_reference(s, T, odd.data(), spec, "inf bias T=" + std::to_string(T));
+    }
+    // Scores made equal by the bias exactly: s_e = 0.5 + e ulp, b_e = -e ulp.
+    std::vector<float> s(E), b(E);
+    for (std::size_t e = 0; e < E; ++e) {
+      s[e] = 0.5f + static_cast<float>(e % 64) * 0x1p-24f;
+      b[e] = -static_cast<float>(e % 64) * 0x1p-24f;
+    }
+    expect_fast_is_reference(s, 1, b.data(), spec, "bias equalises");
+  }
+}
+
+// From logits (the fused gate scores per block), on every instruction-set variant of the
+// vectorised sigmoid: NaN, +-inf, -0, huge and tiny logits; token counts around the block sizes.
+TEST(MoeRouteFast, RouteFromLogitsMatchesGateScoresThenReference) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const fp8lab::Isa isa : fp8lab::runnable_isas()) {
+    const fp8lab::ScopedIsa use(isa);
+    for (const std::string& name : router_recipe_names()) {
+      const RouterSpec spec = router_recipe(name);
+      const std::size_t E = static_cast<std::size_t>(spec.experts);
+      for (const std::size_t T : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{257}}) {
+        std::vector<float> logits = gaussian(T * E, 2.0, 31 + T);
+        const float specials[] = {nan, inf, -inf, -0.0f, 0.0f, 1e30f, -1e30f, 1e-40f, 88.0f, -104.5f, 40.5f};
+        for (std::size_t i = 0; i < logits.size(); i += 7) logits[i] = specials[(i / 7) % std::size(specials)];
+        if (T > 2)
+          for (std::size_t e = 0; e < E; ++e) logits[E + e] = nan;  // token 1: all NaN
+        const std::vector<float> bias = gaussian(E, 0.05, 9);
+        std::vector<float> scores(T * E);
+        gate_scores(logits.data(), T, spec, scores.data());
+        const RouteResult a = route(logits.data(), T, bias.data(), spec);
+        const RouteResult b = detail::route_from_scores_reference(scores.data(), T, bias.data(), spec);
+        EXPECT_TRUE(same_route(a, b)) << name << " T=" << T << " isa " << fp8lab::isa_name(isa);
+        std::vector<std::int32_t> ids(T * static_cast<std::size_t>(spec.topk));
+        std::vector<float> w(ids.size());
+        route_into(logits.data(), T, nullptr, spec, ids.data(), w.data());
+        EXPECT_EQ(ids, route(logits.data(), T, nullptr, spec).ids) << name;
+      }
+    }
+  }
+}
+
+// Today's NaN behaviour, kept: an all-NaN token of every recipe gets experts 0..topk-1 and NaN
+// weights (deepseek_v2's softmax makes the row NaN as well).
+TEST(MoeRouteFast, AllNaNTokenKeepsLowestIdsAndNaNWeights) {
+  for (const std::string& name : router_recipe_names()) {
+    const RouterSpec spec = router_recipe(name);
+    std::vector<float> logits(static_cast<std::size_t>(spec.experts), std::numeric_limits<float>::quiet_NaN());
+    const RouteResult r = route(logits.data(), 1, nullptr, spec);
+    for (int j = 0; j < spec.topk; ++j) {
+      EXPECT_EQ(r.ids[static_cast<std::size_t>(j)], j) << name;
+      EXPECT_TRUE(std::isnan(r.weights[static_cast<std::size_t>(j)])) << name;
     }
   }
 }

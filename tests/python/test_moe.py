@@ -276,3 +276,34 @@ def test_bf16_kernel_in_numpy_is_judged_within_bound():
     w0 = r(r(w0 / r(w0.sum(1, keepdims=True, dtype=np.float32))) * np.float32(2.5))
     v0 = moe.compare(ids0, w0, None, None, x, "deepseek_v3_2025_02", bneg)
     assert not v0.ok and v0["violation_tokens"] == t
+
+
+@pytest.mark.parametrize("recipe", ["deepseek_v3", "deepseek_v3_2025_02", "deepseek_v3_hf", "deepseek_v2",
+                                    "sglang_output_scale"])
+def test_route_writes_its_result_arrays_for_every_token_count(recipe):
+    """The binding routes into fresh result arrays: every recipe, weights format and token count
+    (0, 1, odd, across the router's blocks of 16 and chunks of 256) gives the rows of routing each
+    token alone, from logits with NaN, +-inf, -0 and huge values, and from scores."""
+    e = moe.spec(recipe)["experts"]
+    for fmt in ("fp32", "bf16"):
+        spec = {"base": recipe, "weights_format": fmt}
+        x = _logits(t=300, e=e, seed=5, std=3.0)
+        x[1, :] = np.nan
+        x[2, ::3] = np.inf
+        x[3, ::5] = -np.inf
+        x[4, :] = -0.0
+        x[5, ::7] = 3e38
+        bias = (np.random.default_rng(6).standard_normal(e) * 0.05).astype(np.float32)
+        for t in (0, 1, 17, 257, 300):
+            ids, w = moe.route(x[:t], bias, spec)
+            assert ids.shape == (t, moe.spec(spec)["topk"]) and ids.dtype == np.int32 and w.dtype == np.float32
+            for i in {0, t // 2, t - 1} if t else ():
+                one_ids, one_w = moe.route(x[i:i + 1], bias, spec)
+                assert np.array_equal(ids[i], one_ids[0])
+                assert np.array_equal(w[i].view(np.uint32), one_w[0].view(np.uint32))
+        s = moe.gate_scores(x, recipe)
+        ids, w = moe.route(x, bias, spec)
+        ids_s, w_s = moe.route(s, bias, spec, from_scores=True)
+        assert np.array_equal(ids, ids_s) and np.array_equal(w.view(np.uint32), w_s.view(np.uint32))
+        # An all-NaN token keeps today's answer: experts 0..topk-1, NaN weights.
+        assert list(ids[1]) == list(range(ids.shape[1])) and np.isnan(w[1]).all()
