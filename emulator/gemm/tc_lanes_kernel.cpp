@@ -41,11 +41,18 @@ constexpr std::size_t kLanes = 16, kHalf = 8;
 
 // Register tile: rows of A x column groups of B. With AVX-512, 3 x 2 keeps the 12 scale vectors,
 // 12 partial sums, 4 B vectors and the A broadcast in the 32 registers; with 16 registers, 2 x 1.
+// The binary32 products run on the widest native vector: 16 lanes with AVX-512, else two pieces of
+// 8 (GCC lowered 64-byte int32 sums on AVX2 through the stack and general registers).
 #if defined(__AVX512F__)
 constexpr std::size_t kTileRows = 3, kTileGroups = 2;
+using FW = F16;
+using IW = I16;
 #else
 constexpr std::size_t kTileRows = 2, kTileGroups = 1;
+using FW = F8;
+using IW = I8;
 #endif
+constexpr std::size_t kPieces = sizeof(F16) / sizeof(FW), kPieceLanes = kLanes / kPieces;
 
 // The alignment exponent of a zero operand (and of a zero or infinite C): so low that a sum with it
 // stays below every real one (>= 2 * -126 - 1) and below kNoTop, and two of them fit an int32.
@@ -244,27 +251,34 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
         for (std::size_t g = 0; g < G; ++g)
           for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(part[r][g][h], D8);
     }
-  } else {  // binary32 products, 16 lanes at once (kNarrow)
-    F16 sf[R][G];
+  } else {  // binary32 products (kNarrow), kPieces native vectors per group
+    FW sf[R][G][kPieces];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
         const I16 t = top[r][g] > -2 * kNarrow ? top[r][g] : I16{} - 2 * kNarrow;
-        sf[r][g] = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
+        const F16 sc = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
+        std::memcpy(sf[r][g], &sc, sizeof sc);
       }
     for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
-      I16 part[R][G] = {};
+      IW part[R][G][kPieces] = {};
       const std::size_t c1 = std::min(n, c0 + m.chunk);
       for (std::size_t k = c0; k < c1; ++k) {
-        F16 b[G];
-        for (std::size_t g = 0; g < G; ++g) b[g] = load<F16>(bv[g] + k * kLanes);
+        FW b[G][kPieces];
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < kPieces; ++h) b[g][h] = load<FW>(bv[g] + k * kLanes + h * kPieceLanes);
         for (std::size_t r = 0; r < R; ++r) {
           const float x = av[k * R + r];
-          for (std::size_t g = 0; g < G; ++g) part[r][g] += __builtin_convertvector(x * b[g] * sf[r][g], I16);
+          for (std::size_t g = 0; g < G; ++g)
+            for (std::size_t h = 0; h < kPieces; ++h)
+              part[r][g][h] += __builtin_convertvector(x * b[g][h] * sf[r][g][h], IW);
         }
       }
       for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(half(part[r][g], h), D8);
+        for (std::size_t g = 0; g < G; ++g) {
+          alignas(64) std::int32_t lanes[kLanes];
+          std::memcpy(lanes, part[r][g], sizeof lanes);
+          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(load<I8>(lanes + h * kHalf), D8);
+        }
     }
   }
   // C's term (|C| 2^(F - top) < 2^(F + 1): an int32), then steps 4-5.
