@@ -10,10 +10,13 @@
 #include <cstdint>
 
 #include "accum/fp32_terms.hpp"
+#include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/format.hpp"
 
-namespace fp8lab {
+// Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
+// own namespace; the entry point at the end chooses one at run time.
+namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
 using detail::bits_of;
@@ -211,4 +214,9 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   return acc;
 }
 
-}  // namespace fp8lab
+}  // namespace fp8lab::FP8LAB_ISA_NS
+
+FP8LAB_DISPATCH_ENTRY(std::vector<float>, block_scaled_kernel,
+                      (const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& m,
+                       const std::function<float(std::size_t, std::size_t)>& chain),
+                      (a, b, m, chain))

@@ -3,7 +3,8 @@
 // block-scaled preset: shapes with K below one instruction, ragged K (not a multiple of the
 // instruction's k or of the scale block), random element patterns (NaN and Inf where the format has
 // them), scales over the whole scale format (UE8M0 2^-127 .. 2^127, UE4M3 zero, subnormals, 448),
-// zero rows, and rows that overflow the FP32 accumulator mid-chain.
+// zero rows, and rows that overflow the FP32 accumulator mid-chain; on every kernel variant this CPU
+// runs (common/isa.hpp).
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "accum/tensor_core.hpp"
+#include "common/isa.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
 #include "gemm/gemm.hpp"
@@ -76,11 +78,16 @@ TEST(BlockScaledKernel, EqualsTheInstructionChainForEveryPreset) {
     for (const std::size_t K : {std::size_t{1}, k - 1, k, 3 * k + 7, 5 * k + static_cast<std::size_t>(m.scale_block)}) {
       for (int rep = 0; rep < 3; ++rep) {
         const GemmOperand a = operand(m, m.input_format, 12, K, rng), b = operand(m, b_input_format(m), 9, K, rng);
-        const std::vector<double> fast = gemm(a, b, spec), ref = gemm(a, b, spec, nullptr, slow);
-        for (std::size_t e = 0; e < fast.size(); ++e)
-          ASSERT_TRUE(std::bit_cast<std::uint64_t>(fast[e]) == std::bit_cast<std::uint64_t>(ref[e]) ||
-                      (std::isnan(fast[e]) && std::isnan(ref[e])))
-              << m.name << " K=" << K << " output " << e << ": fast " << fast[e] << ", chain " << ref[e];
+        const std::vector<double> ref = gemm(a, b, spec, nullptr, slow);
+        for (const Isa isa : runnable_isas()) {
+          const ScopedIsa use(isa);
+          const std::vector<double> fast = gemm(a, b, spec);
+          for (std::size_t e = 0; e < fast.size(); ++e)
+            ASSERT_TRUE(std::bit_cast<std::uint64_t>(fast[e]) == std::bit_cast<std::uint64_t>(ref[e]) ||
+                        (std::isnan(fast[e]) && std::isnan(ref[e])))
+                << m.name << " on " << isa_name(isa) << " K=" << K << " output " << e << ": fast " << fast[e]
+                << ", chain " << ref[e];
+        }
       }
     }
   }
