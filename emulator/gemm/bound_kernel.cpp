@@ -19,7 +19,7 @@
 #include <immintrin.h>
 
 #include "gemm/fp8_pair_steps.hpp"
-#define FP8LAB_BOUND_KERNEL 1
+#define FP8LAB_BOUND_AVX512 1
 #endif
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // internal 64-byte vector helpers (see hopper_fp8_kernel.cpp)
@@ -29,15 +29,11 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-#ifdef FP8LAB_BOUND_KERNEL
 using bound_steps::Fp32Track;
 
 constexpr std::size_t kLanes = 16;         // output columns per vector group
 constexpr std::size_t kRowsPerTask = 6;    // rows of A per task
 constexpr std::size_t kGroupsPerTask = 2;  // column groups per task
-constexpr std::size_t kAWords = 3;         // per (row, k pair): exponents, |significands|, sign masks
-constexpr std::size_t kAStride = kRowsPerTask * kAWords;  // int32 words of A per pair in a row block
-constexpr std::size_t kBStride = kAWords * 2 * kLanes;    // int16 of B per pair in a column group
 // Exponents of a zero operand and of a zero C: low enough never to be the largest (a real
 // product's is >= 2 * min_exp >= -28), and every difference fits int16.
 constexpr int kZeroExp = -200;
@@ -65,6 +61,20 @@ Parts parts(float v, const Params& p) {
   const int m = ((1 << p.mant_bits) | frac) >> std::max(p.min_exp - e, 0);  // subnormal: shifted exactly
   return {std::max(e, p.min_exp), m, (bits & binary32::kSignMask) ? -1 : 0};
 }
+
+// One (row, column group)'s chain between instructions: D = kept * 2^(emax - F) with |kept| < 2^P
+// (kept = 0 for D = 0), and bp, the bound of the promotion block's partial sum so far.
+struct Chain {
+  alignas(64) std::int32_t kept[kLanes];
+  alignas(64) std::int32_t emax[kLanes];
+  alignas(64) double bp[kLanes];
+};
+
+#ifdef FP8LAB_BOUND_AVX512
+// AVX-512 BW/CD: k in pairs of 16-bit lanes (as the GEMM kernel's paired path).
+constexpr std::size_t kAWords = 3;                        // per (row, k pair): exponents, |significands|, sign masks
+constexpr std::size_t kAStride = kRowsPerTask * kAWords;  // int32 words of A per pair in a row block
+constexpr std::size_t kBStride = kAWords * 2 * kLanes;    // int16 of B per pair in a column group
 
 std::int32_t pack(int lo, int hi) {
   return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
@@ -112,14 +122,6 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups,
   });
   return o;
 }
-
-// One (row, column group)'s chain between instructions: D = kept * 2^(emax - F) with |kept| < 2^P
-// (kept = 0 for D = 0), and bp, the bound of the promotion block's partial sum so far.
-struct Chain {
-  alignas(64) std::int32_t kept[kLanes];
-  alignas(64) std::int32_t emax[kLanes];
-  alignas(64) double bp[kLanes];
-};
 
 inline __m512i in_register(__m512i v) {  // keeps a loaded B vector in a register for all rows
   asm("" : "+v"(v));
@@ -233,8 +235,10 @@ inline void rows_block(const std::int32_t* const* a, const std::int16_t* const* 
   if (groups == 2) instruction_block<R, 2>(a, b, q0, q1, m, ch);
   else instruction_block<R, 1>(a, b, q0, q1, m, ch);
 }
+// Products k in [k0, k1) (k0 even).
 inline void instruction(const Operands& o, const Params& m, std::size_t i0, std::size_t rows, std::size_t jt,
-                        std::size_t groups, std::size_t q0, std::size_t q1, Chain (*ch)[kGroupsPerTask]) {
+                        std::size_t groups, std::size_t k0, std::size_t k1, Chain (*ch)[kGroupsPerTask]) {
+  const std::size_t q0 = k0 / 2, q1 = (k1 + 1) / 2;
   const std::int32_t* a[kRowsPerTask];
   const std::int16_t* b[kGroupsPerTask];
   for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
@@ -254,6 +258,138 @@ inline void chain_value(const Chain& ch, const Params& m, float* out) {
   _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ch.kept)), p2));
 }
 
+#else
+// Every other build (AVX2, the baseline): 16 int32 lanes as a GCC/Clang vector extension, one k
+// at a time (two ymm with AVX2, SSE or scalar code elsewhere); the same integers as the AVX-512
+// path above, so the same doubles. The once-per-instruction steps (C's alignment, D's truncation,
+// the bound's doubles) are loops over the 16 lanes.
+using Lanes = std::int32_t __attribute__((vector_size(64)));
+using ULanes = std::uint32_t __attribute__((vector_size(64)));
+inline Lanes load(const std::int32_t* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
+inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
+
+constexpr std::size_t kAWords = 3;               // per (row, k): exponent, |significand|, sign mask
+constexpr std::size_t kBStride = kAWords * kLanes;  // per (column group, k): the same, 16 lanes each
+
+// A: per (row, k) kAWords int32; B: per (group of 16 columns, k) three rows of 16 int32 lanes:
+// exponents, |significand| << product_shift, sign masks. A missing column is a zero operand.
+struct Operands {
+  std::size_t K;
+  std::vector<std::int32_t> a, b;
+  const std::int32_t* row(std::size_t i) const { return a.data() + i * K * kAWords; }
+  const std::int32_t* group(std::size_t jt) const { return b.data() + jt * K * kBStride; }
+};
+
+Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups, const Params& p) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  Operands o{K, std::vector<std::int32_t>(M * K * kAWords), std::vector<std::int32_t>(groups * K * kBStride, 0)};
+  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i)
+      for (std::size_t k = 0; k < K; ++k) {
+        const Parts x = parts(a.row(i)[k], p);
+        std::int32_t* w = o.a.data() + (i * K + k) * kAWords;
+        w[0] = x.e;
+        w[1] = x.m;
+        w[2] = x.s;
+      }
+  });
+  for (std::size_t g = 0; g < groups * K; ++g)  // padding: zero operands
+    std::fill_n(o.b.data() + g * kBStride, kLanes, kZeroExp);
+  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t j = r0; j < r1; ++j)
+      for (std::size_t k = 0; k < K; ++k) {
+        const Parts x = parts(b.row(j)[k], p);
+        std::int32_t* w = o.b.data() + ((j / kLanes) * K + k) * kBStride + j % kLanes;
+        w[0] = x.e;
+        w[kLanes] = x.m << p.product_shift();
+        w[2 * kLanes] = x.s;
+      }
+  });
+  return o;
+}
+
+// 2^e as a double from its bits (e in the normal binary64 range).
+inline double pow2(int e) { return std::bit_cast<double>(static_cast<std::uint64_t>(e + 1023) << 52); }
+
+// One instruction (products k in [k0, k1)) of one row of A against one column group: the AVX-512
+// path's steps (see instruction_block there), lane by lane.
+inline void instruction_lanes(const std::int32_t* a, const std::int32_t* b, std::size_t k0, std::size_t k1,
+                              const Params& m, Chain& ch) {
+  constexpr std::size_t L = kLanes;
+  Lanes vmax = Lanes{} + kZeroExp;  // pass 1: the largest product exponent per lane
+  for (std::size_t k = k0; k < k1; ++k) vmax = lanes_max(a[k * kAWords] + load(b + k * kBStride), vmax);
+  vmax = vmax < 2 * m.min_exp ? Lanes{} + kZeroExp : vmax;  // no non-zero product
+  // C = kept * 2^(pe - F): the alignment exponent, and C truncated onto 2^(emax - F) as
+  // (|kept| << P) >> (emax - pe + P), inexact when the bits do not shift back (a shift past 31
+  // clamped to 31: |kept| << P < 2^31 leaves 0 either way).
+  alignas(64) std::int32_t e[L], emax[L], s[L], c_cut[L], cnt[L];
+  store(e, vmax);
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::int32_t kept = ch.kept[l], pe = ch.emax[l];
+    const auto ck = static_cast<std::uint32_t>(kept < 0 ? -kept : kept);
+    const std::int32_t ce = ck != 0 ? pe + 31 - m.frac - std::countl_zero(ck) : kZeroC;
+    emax[l] = std::max(e[l], ce);
+    const std::uint32_t sh = std::min<std::uint32_t>(static_cast<std::uint32_t>(emax[l] - pe + m.out_bits), 31);
+    const std::uint32_t c_hr = ck << m.out_bits, tc = c_hr >> sh;
+    c_cut[l] = (tc << sh) != c_hr;
+    s[l] = kept < 0 ? -static_cast<std::int32_t>(tc) : static_cast<std::int32_t>(tc);
+  }
+  // Pass 2: each |product| << product_shift shifted right by its distance to emax (clamped to 31:
+  // every shifted |product| < 2^16), counted when it does not shift back, signed and summed.
+  {
+    const Lanes ve = load(emax);
+    Lanes vs = load(s), vc = Lanes{};
+    for (std::size_t k = k0; k < k1; ++k) {
+      const std::int32_t* w = a + k * kAWords;
+      const std::int32_t* v = b + k * kBStride;
+      const ULanes d = std::bit_cast<ULanes>(ve - (w[0] + load(v)));
+      const ULanes dc = d < 31u ? d : ULanes{} + 31u;  // unsigned: a negative d (zero product) also
+      const ULanes prod = std::bit_cast<ULanes>(w[1] * load(v + L));
+      const ULanes t = prod >> dc;
+      vc -= ((t << dc) != prod);  // -1 where inexact
+      const Lanes sg = w[2] ^ load(v + 2 * L);
+      vs += (std::bit_cast<Lanes>(t) ^ sg) - sg;
+    }
+    store(s, vs);
+    store(cnt, vc);
+  }
+  // D: |S| truncated to P significant bits with S's sign; the bound of this instruction, added as
+  // the AVX-512 path adds it: n * 2^(emax - F) + (one ULP_P of D, or eta for D = 0).
+  for (std::size_t l = 0; l < L; ++l) {
+    const auto as = static_cast<std::uint32_t>(s[l] < 0 ? -s[l] : s[l]);
+    const int lz = std::countl_zero(as | 1u);
+    const int cut = std::max(32 - m.out_bits - lz, 0);
+    const auto kept = static_cast<std::int32_t>(as >> cut);
+    ch.kept[l] = s[l] < 0 ? -kept : kept;
+    ch.emax[l] = emax[l] + cut;
+    const int ue = emax[l] - m.frac;
+    const double align = static_cast<double>(cnt[l] + c_cut[l]) * pow2(ue);
+    const double last = s[l] == 0 ? bound_steps::kEta : pow2(ue + 32 - m.out_bits - lz);
+    ch.bp[l] = ch.bp[l] + (align + last);
+  }
+}
+
+inline void instruction(const Operands& o, const Params& m, std::size_t i0, std::size_t rows, std::size_t jt,
+                        std::size_t groups, std::size_t k0, std::size_t k1, Chain (*ch)[kGroupsPerTask]) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < groups; ++c) instruction_lanes(o.row(i0 + r), o.group(jt + c), k0, k1, m, ch[r][c]);
+}
+
+// The chain's D as a float (exact: P bits; 2^(emax - F) is a normal float whenever D != 0).
+inline void chain_value(const Chain& ch, const Params& m, float* out) {
+  for (std::size_t l = 0; l < kLanes; ++l) {
+    const int e = std::max(ch.emax[l] - m.frac, binary32::kMinExponent);
+    const float p2 = std::bit_cast<float>(static_cast<std::uint32_t>(e + binary32::kBias) << binary32::kMantissaBits);
+    out[l] = static_cast<float>(ch.kept[l]) * p2;
+  }
+}
+#endif
+
 // Promotion of one (row, group): the partial sums meet the scales and the accumulators, each lane
 // through bound_steps::combine_with_bound; one loop per order so that each can vectorise.
 template <Combine order>
@@ -264,16 +400,11 @@ inline void promote(const float* p, const double* bp, float sa, const float* sb,
     err[l] = t.err;
   }
 }
-#endif
 
 }  // namespace
 
-bool hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
+void hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
                              std::size_t promote_every, Combine combine, float* acc, double* err) {
-#ifndef FP8LAB_BOUND_KERNEL
-  (void)a, (void)b, (void)model, (void)promote_every, (void)combine, (void)acc, (void)err;
-  return false;
-#else
   constexpr std::size_t L = kLanes, TM = kRowsPerTask, TG = kGroupsPerTask;
   const Params m{model.k, model.alignment_frac_bits, model.output_precision, model.input_min_exponent,
                  model.input_mantissa_bits};
@@ -298,7 +429,7 @@ bool hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const T
         const std::size_t ke = std::min(K, kb + NC);
         std::memset(ch, 0, sizeof ch);
         for (std::size_t kc = kb; kc < ke; kc += kI)  // kc even: kI and NC are multiples of 32
-          instruction(o, m, i0, rows, jt, groups, kc / 2, (std::min(kc + kI, ke) + 1) / 2, ch);
+          instruction(o, m, i0, rows, jt, groups, kc, std::min(kc + kI, ke), ch);
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t c = 0; c < groups; ++c) {
             const float sar = sa[(i0 + r) * KB + kb / NC];
@@ -320,13 +451,11 @@ bool hopper_fp8_chain_bounds(const GemmOperand& a, const GemmOperand& b, const T
           }
     }
   });
-  return true;
-#endif
 }
 
 }  // namespace fp8lab::FP8LAB_ISA_NS
 
-FP8LAB_DISPATCH_ENTRY(bool, hopper_fp8_chain_bounds,
+FP8LAB_DISPATCH_ENTRY(void, hopper_fp8_chain_bounds,
                       (const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
                        std::size_t promote_every, Combine combine, float* acc, double* err),
                       (a, b, model, promote_every, combine, acc, err))

@@ -193,11 +193,10 @@ bool blocked_tensor_core_bound(const GemmOperand& a, const GemmOperand& b, const
   std::vector<float> acc(M * N);
   std::vector<double> err(M * N);
   const std::size_t promote_every = spec.accumulate == Accumulate::Promoted ? NC : 0;
-  const bool done = ra.any || rb.any ? hopper_fp8_chain_bounds(finite_part(a), finite_part(b), model, promote_every,
-                                                               spec.combine, acc.data(), err.data())
-                                     : hopper_fp8_chain_bounds(a, b, model, promote_every, spec.combine, acc.data(),
-                                                               err.data());
-  if (!done) return false;
+  if (ra.any || rb.any)
+    hopper_fp8_chain_bounds(finite_part(a), finite_part(b), model, promote_every, spec.combine, acc.data(), err.data());
+  else
+    hopper_fp8_chain_bounds(a, b, model, promote_every, spec.combine, acc.data(), err.data());
   parallel_for(M * N, 1024, [&](std::size_t e0, std::size_t e1) {
     std::vector<float> pa(static_cast<std::size_t>(model.k)), pb(pa.size());
     for (std::size_t e = e0; e < e1; ++e)
