@@ -1,6 +1,8 @@
 // The steps of the running error bound (gemm/bounds.hpp gives the derivation) that both the
 // per-element certificate (gemm/bounds.cpp) and the blocked bound kernel (gemm/bound_kernel.cpp)
 // take: the same expressions, evaluated in the same order, so that the two give the same doubles.
+// The functions are static (each object its own copy): dispatched sources include this header, and
+// an unoptimised build, where a call is not inlined, must not link an AVX-512 copy into baseline code.
 #pragma once
 
 #include <cmath>
@@ -25,7 +27,7 @@ struct Fp32Track {  // a binary32 value and the bound on its distance to the exa
 };
 
 // Bound of fl32(acc + c) then of the output rounding; `err` is the bound of acc.
-inline double finish(float acc, double err, const float* c, std::size_t e, OutputFormat out) {
+static inline double finish(float acc, double err, const float* c, std::size_t e, OutputFormat out) {
   float v = acc;
   if (c) {
     v = acc + c[e];
@@ -43,7 +45,7 @@ inline double finish(float acc, double err, const float* c, std::size_t e, Outpu
 
 // A promoted partial sum p (bound bp) meeting the scales and the accumulator in `order`
 // (gemm/combine.hpp), with the bound of the new accumulator.
-inline Fp32Track combine_with_bound(Combine order, float p, double bp, float sa, float sb, Fp32Track acc) {
+static inline Fp32Track combine_with_bound(Combine order, float p, double bp, float sa, float sb, Fp32Track acc) {
   const double asa = std::fabs(sa), asb = std::fabs(sb), ap = std::fabs(p);
   double err = acc.err;
   switch (order) {
