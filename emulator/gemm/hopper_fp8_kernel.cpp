@@ -209,31 +209,51 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   auto pack = [](int lo, int hi) {
     return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
   };
-  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t q = 0; q < K2; ++q) {
-        const float* x = a.row(i) + 2 * q;
-        const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
-        const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
-        std::int32_t* w = o.a.data() + ((i / kRowsPerTask) * K2 + q) * kPairStride + (i % kRowsPerTask) * 3;
-        w[0] = pack(p0.e, p1.e);
-        w[1] = pack(std::abs(p0.m), std::abs(p1.m));
-        w[2] = pack(p0.m < 0 ? -1 : 0, p1.m < 0 ? -1 : 0);
-        std::int8_t* w4 = o.a4.data() + (((i / kRowsPerTask) * K4 + q / 2) * kRowsPerTask + i % kRowsPerTask) * 4 + (q % 2) * 2;
-        w4[0] = exp8(p0);
-        w4[1] = exp8(p1);
-      }
+  // Written in the order of the layout (a row block's words pair by pair, a column group's lanes
+  // pair by pair), reading kRowsPerTask or kLanes rows of the operand side by side: row by row, every
+  // k pair's words land in a different cache line (72 bytes or 64 bytes apart), and the stores,
+  // not the decoding, set the pace (perf, 1024^3: this function was 13% of gemm()'s time).
+  parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t blk = b0; blk < b1; ++blk) {
+      const std::size_t rows = std::min(kRowsPerTask, M - blk * kRowsPerTask);
+      std::int32_t* w = o.a.data() + blk * K2 * kPairStride;
+      std::int8_t* w4 = o.a4.data() + blk * K4 * kRowsPerTask * 4;
+      for (std::size_t q = 0; q < K2; ++q, w += kPairStride)
+        for (std::size_t r = 0; r < rows; ++r) {
+          const float* x = a.row(blk * kRowsPerTask + r) + 2 * q;
+          const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
+          const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
+          w[r * 3] = pack(p0.e, p1.e);
+          w[r * 3 + 1] = pack(std::abs(p0.m), std::abs(p1.m));
+          w[r * 3 + 2] = pack(p0.m < 0 ? -1 : 0, p1.m < 0 ? -1 : 0);
+          std::int8_t* e4 = w4 + ((q / 2) * kRowsPerTask + r) * 4 + (q % 2) * 2;
+          e4[0] = exp8(p0);
+          e4[1] = exp8(p1);
+        }
+    }
   });
-  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t j = r0; j < r1; ++j)
-      for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = fp8_parts_from_bits<Op>(b.row(j)[k]);
-        const std::size_t to = (((j / kLanes) * K2 + k / 2) * kLanes + j % kLanes) * 2 + (k & 1);
-        o.eb[to] = static_cast<std::int16_t>(p.e);
-        o.mb[to] = static_cast<std::int16_t>(std::abs(p.m) << product_shift(Op));
-        o.sb[to] = static_cast<std::int16_t>(p.m < 0 ? -1 : 0);
-        o.eb4[(((j / kLanes) * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4] = exp8(p);
-      }
+  parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t jt = g0; jt < g1; ++jt) {
+      const std::size_t lanes = std::min(kLanes, N - jt * kLanes);
+      const std::size_t at = jt * K2 * 2 * kLanes;
+      std::int8_t* e4 = o.eb4.data() + jt * K4 * 4 * kLanes;
+      for (std::size_t q = 0; q < K2; ++q)
+        for (std::size_t l = 0; l < lanes; ++l) {
+          const float* x = b.row(jt * kLanes + l) + 2 * q;
+          const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
+          const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
+          const std::size_t to = at + (q * kLanes + l) * 2;
+          o.eb[to] = static_cast<std::int16_t>(p0.e);
+          o.eb[to + 1] = static_cast<std::int16_t>(p1.e);
+          o.mb[to] = static_cast<std::int16_t>(std::abs(p0.m) << product_shift(Op));
+          o.mb[to + 1] = static_cast<std::int16_t>(std::abs(p1.m) << product_shift(Op));
+          o.sb[to] = static_cast<std::int16_t>(p0.m < 0 ? -1 : 0);
+          o.sb[to + 1] = static_cast<std::int16_t>(p1.m < 0 ? -1 : 0);
+          std::int8_t* e = e4 + ((q / 2) * kLanes + l) * 4 + (q % 2) * 2;
+          e[0] = exp8(p0);
+          e[1] = exp8(p1);
+        }
+    }
   });
   return o;
 }
