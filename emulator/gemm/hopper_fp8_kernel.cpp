@@ -193,6 +193,46 @@ struct PairedOperands {
   }
 };
 
+// 32 consecutive k of one row (n <= 32 valid, the rest zero: a missing k's parts) as the layouts'
+// words, fp8_parts_from_bits lane-wise: per k pair, the int16 pair (k even low, odd high) of
+// exponents, of |significands| << shift and of sign masks; per k quad, the int8 exponents of the
+// first pass. Values must be values of the operand format (the caller checks).
+struct PairWords {
+  alignas(64) std::uint32_t e[kLanes], m[kLanes], s[kLanes];
+  alignas(64) std::uint32_t e4[kLanes / 2];
+};
+template <Fp8Layout Op, int Shift>
+inline void pair_words(const float* x, std::size_t n, PairWords& w) {
+  alignas(64) float buf[2 * kLanes] = {};
+  std::memcpy(buf, x, std::min<std::size_t>(n, 2 * kLanes) * sizeof(float));
+  Lanes e[2], m[2], s[2];
+  for (int h = 0; h < 2; ++h) {
+    ULanes u;
+    std::memcpy(&u, buf + h * kLanes, sizeof u);
+    const Lanes zero = (u & binary32::kMagnitudeMask) == 0;
+    const Lanes field = std::bit_cast<Lanes>((u >> kM32) & binary32::kFieldMax) - binary32::kBias;
+    const Lanes top = std::bit_cast<Lanes>(((u >> (kM32 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)) | (1u << Op.mant_bits));
+    const Lanes sh = lanes_min(lanes_max(Op.min_exp - field, Lanes{}), Lanes{} + 31);
+    m[h] = zero ? Lanes{} : top >> sh;
+    e[h] = zero ? Lanes{} + kZeroExp : lanes_max(field, Lanes{} + Op.min_exp);
+    s[h] = (std::bit_cast<Lanes>(u) < 0) & (m[h] != 0);  // fp8_parts_from_bits' m < 0
+    // The first pass's exponents (a zero operand's is kZeroExp8), four k to a 32-bit word.
+    const Lanes e8 = m[h] != 0 ? e[h] : Lanes{} + kZeroExp8;
+    using Bytes = std::int8_t __attribute__((vector_size(16)));
+    const Bytes b8 = __builtin_convertvector(e8, Bytes);
+    std::memcpy(w.e4 + h * 4, &b8, sizeof b8);
+  }
+  auto pairs = [](const Lanes (&v)[2], int shift, std::uint32_t* out) {
+    const ULanes lo = std::bit_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
+    const ULanes hi = std::bit_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
+    const ULanes word = ((lo << shift) & 0xFFFFu) | (hi << (16 + shift));
+    std::memcpy(out, &word, sizeof word);
+  };
+  pairs(e, 0, w.e);
+  pairs(m, Shift, w.m);
+  pairs(s, 0, w.s);
+}
+
 template <Fp8Layout Op>
 PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K2 = (K + 1) / 2, K4 = (K + 3) / 4;
@@ -205,54 +245,49 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
                    std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
                    std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
                    std::vector<std::int8_t>(groups * K4 * 4 * kLanes, static_cast<std::int8_t>(kZeroExp8))};
-  auto exp8 = [](const E4m3Parts& p) { return static_cast<std::int8_t>(p.m ? p.e : kZeroExp8); };
-  auto pack = [](int lo, int hi) {
-    return static_cast<std::int32_t>((static_cast<std::uint32_t>(lo) & 0xFFFFu) | (static_cast<std::uint32_t>(hi) << 16));
-  };
-  // Written in the order of the layout (a row block's words pair by pair, a column group's lanes
-  // pair by pair), reading kRowsPerTask or kLanes rows of the operand side by side: row by row, every
-  // k pair's words land in a different cache line (72 bytes or 64 bytes apart), and the stores,
-  // not the decoding, set the pace (perf, 1024^3: this function was 13% of gemm()'s time).
+  constexpr std::size_t kChunk = 2 * kLanes;  // k per pair_words
+  // Decoded 32 k at a time in vector lanes, and written a row block (of A) or column group (of B)
+  // and a chunk of k at a time, so that the layout's cache lines of that chunk stay in L1 while
+  // every row fills its words (one row at a time, each k pair's words land in another line).
   parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
+    PairWords w;
     for (std::size_t blk = b0; blk < b1; ++blk) {
       const std::size_t rows = std::min(kRowsPerTask, M - blk * kRowsPerTask);
-      std::int32_t* w = o.a.data() + blk * K2 * kPairStride;
-      std::int8_t* w4 = o.a4.data() + blk * K4 * kRowsPerTask * 4;
-      for (std::size_t q = 0; q < K2; ++q, w += kPairStride)
+      for (std::size_t c = 0; c < K; c += kChunk) {
+        const std::size_t n = std::min(kChunk, K - c), nq = (n + 1) / 2, nu = (n + 3) / 4;
         for (std::size_t r = 0; r < rows; ++r) {
-          const float* x = a.row(blk * kRowsPerTask + r) + 2 * q;
-          const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
-          const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
-          w[r * 3] = pack(p0.e, p1.e);
-          w[r * 3 + 1] = pack(std::abs(p0.m), std::abs(p1.m));
-          w[r * 3 + 2] = pack(p0.m < 0 ? -1 : 0, p1.m < 0 ? -1 : 0);
-          std::int8_t* e4 = w4 + ((q / 2) * kRowsPerTask + r) * 4 + (q % 2) * 2;
-          e4[0] = exp8(p0);
-          e4[1] = exp8(p1);
+          pair_words<Op, 0>(a.row(blk * kRowsPerTask + r) + c, n, w);
+          std::int32_t* to = o.a.data() + (blk * K2 + c / 2) * kPairStride + r * 3;
+          for (std::size_t t = 0; t < nq; ++t) {
+            to[t * kPairStride] = static_cast<std::int32_t>(w.e[t]);
+            to[t * kPairStride + 1] = static_cast<std::int32_t>(w.m[t]);
+            to[t * kPairStride + 2] = static_cast<std::int32_t>(w.s[t]);
+          }
+          std::int8_t* to4 = o.a4.data() + ((blk * K4 + c / 4) * kRowsPerTask + r) * 4;
+          for (std::size_t t = 0; t < nu; ++t) std::memcpy(to4 + t * kRowsPerTask * 4, w.e4 + t, 4);
         }
+      }
     }
   });
   parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
+    PairWords w;
     for (std::size_t jt = g0; jt < g1; ++jt) {
       const std::size_t lanes = std::min(kLanes, N - jt * kLanes);
-      const std::size_t at = jt * K2 * 2 * kLanes;
-      std::int8_t* e4 = o.eb4.data() + jt * K4 * 4 * kLanes;
-      for (std::size_t q = 0; q < K2; ++q)
+      for (std::size_t c = 0; c < K; c += kChunk) {
+        const std::size_t n = std::min(kChunk, K - c), nq = (n + 1) / 2, nu = (n + 3) / 4;
+        const std::size_t at = (jt * K2 + c / 2) * 2 * kLanes;  // int16 index of pair c / 2, lane 0
         for (std::size_t l = 0; l < lanes; ++l) {
-          const float* x = b.row(jt * kLanes + l) + 2 * q;
-          const E4m3Parts p0 = fp8_parts_from_bits<Op>(x[0]);
-          const E4m3Parts p1 = 2 * q + 1 < K ? fp8_parts_from_bits<Op>(x[1]) : E4m3Parts{kZeroExp, 0};
-          const std::size_t to = at + (q * kLanes + l) * 2;
-          o.eb[to] = static_cast<std::int16_t>(p0.e);
-          o.eb[to + 1] = static_cast<std::int16_t>(p1.e);
-          o.mb[to] = static_cast<std::int16_t>(std::abs(p0.m) << product_shift(Op));
-          o.mb[to + 1] = static_cast<std::int16_t>(std::abs(p1.m) << product_shift(Op));
-          o.sb[to] = static_cast<std::int16_t>(p0.m < 0 ? -1 : 0);
-          o.sb[to + 1] = static_cast<std::int16_t>(p1.m < 0 ? -1 : 0);
-          std::int8_t* e = e4 + ((q / 2) * kLanes + l) * 4 + (q % 2) * 2;
-          e[0] = exp8(p0);
-          e[1] = exp8(p1);
+          pair_words<Op, product_shift(Op)>(b.row(jt * kLanes + l) + c, n, w);
+          for (std::size_t t = 0; t < nq; ++t) {
+            const std::size_t to = at + (t * kLanes + l) * 2;
+            std::memcpy(o.eb.data() + to, w.e + t, 4);
+            std::memcpy(o.mb.data() + to, w.m + t, 4);
+            std::memcpy(o.sb.data() + to, w.s + t, 4);
+          }
+          std::int8_t* to4 = o.eb4.data() + ((jt * K4 + c / 4) * kLanes + l) * 4;
+          for (std::size_t t = 0; t < nu; ++t) std::memcpy(to4 + t * kLanes * 4, w.e4 + t, 4);
         }
+      }
     }
   });
   return o;

@@ -259,6 +259,38 @@ void expect_same_values(const std::vector<double>& fast, const std::vector<doubl
   }
 }
 
+// Every pattern of the operand format as an operand element (both zeros, every subnormal, max
+// finite; NaN and, for E5M2, Inf in one row of A and one of B only, so that the other outputs stay
+// on the vector kernel), odd K ending inside the kernel's 32-k decoding chunk, M and N off the
+// kernel's blocks: the kernel (its operand decoding included) against fused_dot_add chains, in
+// every kernel variant this CPU runs.
+TEST(HopperFp8Kernel, EveryOperandPatternAsTheGenericPath) {
+  for (const auto& [fmt, instruction] : {std::pair{"e4m3", "hopper_fp8"}, std::pair{"e5m2", "hopper_fp8_e5m2"}}) {
+    const Format& f = format_by_name(fmt);
+    std::vector<float> all, finite;
+    for (std::uint32_t p = 0; p < 256; ++p) {
+      all.push_back(static_cast<float>(decode(p, f)));
+      if (std::isfinite(all.back())) finite.push_back(all.back());
+    }
+    const std::size_t M = 8, N = 21, K = 301, nf = finite.size();
+    std::vector<float> x(M * K), y(N * K);
+    for (std::size_t i = 0; i < M; ++i)
+      for (std::size_t k = 0; k < K; ++k) x[i * K + k] = i == M - 1 ? all[(k * 5) % 256] : finite[(i * K + k) % nf];
+    for (std::size_t j = 0; j < N; ++j)
+      for (std::size_t k = 0; k < K; ++k) y[j * K + k] = j == 5 ? all[(k * 3 + 1) % 256] : finite[(j * 37 + k * 3) % nf];
+    const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      for (Accumulate acc : {Accumulate::Promoted, Accumulate::TensorCore}) {
+        GemmSpec s = spec_of(acc);
+        s.instruction = instruction;
+        expect_same_values(gemm(a, b, s, nullptr, {true}), gemm(a, b, s, nullptr, {false}),
+                           std::string(isa_name(isa)) + " " + fmt + " " + std::string(accumulate_name(acc)));
+      }
+    }
+  }
+}
+
 TEST(Fp32Kernel, BitIdenticalToPerElementLoops) {
   // Every row blocking (M = 1..13 against blocks of 2 or 6 rows), ragged column groups (N = 1,
   // 17, 33, 40 against pairs of 16), K = 0, 1, 2, 3 (the pairwise tree's leaves), 333 and 1000
