@@ -293,25 +293,34 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   return o;
 }
 
-// A partial sum between instructions, per lane: kept * 2^(emax - 13) with |kept| < 2^14 (the
+// A partial sum between instructions, per lane: kept * 2^(pe - 13) with |kept| < 2^14 (the
 // instruction's D, normalise()'s value, kept as integers so that the next instruction need not
-// take a float apart; emax here is the instruction's emax plus the bits its normalisation cut
-// off, so that kept holds just the 14 significant bits). Zero: kept = 0.
+// take a float apart; pe is the instruction's emax plus the bits its normalisation cut off, so
+// that kept holds just the 14 significant bits). Stored as the next instruction uses it: kept14 =
+// kept << 14 (|kept14| < 2^28), pe14 = pe - 14, and ce, the exponent of D as a float (the model's
+// C exponent; kZeroC for zero), which the normalisation knows without a second leading-zero count.
 struct PartialSum {
-  alignas(64) std::int32_t kept[kLanes];
-  alignas(64) std::int32_t emax[kLanes];
+  alignas(64) std::int32_t kept14[kLanes];
+  alignas(64) std::int32_t pe14[kLanes];
+  alignas(64) std::int32_t ce[kLanes];
 };
+// The zero partial sum (C of a promotion block's first instruction).
+inline void clear_partial(PartialSum& p) {
+  _mm512_store_si512(p.kept14, _mm512_setzero_si512());
+  _mm512_store_si512(p.pe14, _mm512_setzero_si512());
+  _mm512_store_si512(p.ce, _mm512_set1_epi32(kZeroC));
+}
 
-// The partial sum as the float D it stands for (exact: 14 bits). A non-zero sum has
-// emax >= 2 * min_exp (every non-zero product has exponent >= 2 * min_exp, -12 or -28, and every
-// non-zero term is a multiple of 2^(2 * min_exp - 13)), so 2^(emax - 13) is a normal float; the
+// The partial sum as the float D it stands for (exact: 14 significant bits). A non-zero sum has
+// pe >= 2 * min_exp (every non-zero product has exponent >= 2 * min_exp, -12 or -28, and every
+// non-zero term is a multiple of 2^(2 * min_exp - 13)), so 2^(pe - 27) is a normal float; the
 // clamp only affects zero.
 inline void partial_to_float(const PartialSum& p, float* out) {
-  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.emax), _mm512_set1_epi32(kFracBits)),
+  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.pe14), _mm512_set1_epi32(kFracBits)),
                                       _mm512_set1_epi32(binary32::kMinExponent));
   const __m512 pow2 = _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(binary32::kBias)), binary32::kMantissaBits));
-  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.kept)), pow2));
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.kept14)), pow2));
 }
 
 // Keeps a loaded vector in a register: without it the compiler folds the load into every use,
@@ -341,29 +350,25 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
     }
   }
   // The largest of each lane's four bytes, sign-extended (below 2 * min_exp when no product is non-zero:
-  // then none counts), and C's exponent. C = kept * 2^(pe - 13), |kept| < 2^14, as a float has
-  // exponent pe - 13 + floor(log2 |kept|) = pe + 18 - lzcnt(|kept|) (the float model's field;
-  // C is never subnormal, see partial_to_float). Aligned to 2^(emax - 13) and truncated, C is
-  // |kept| * 2^(pe - emax) rounded down: pe - emax <= 13 - floor(log2 |kept|), so |kept| << 14
-  // stays below 2^28 and the right shift by emax - pe + 14 is at least 1 (32 or more gives 0 in
-  // vpsrlvd, like the model's cut-off).
+  // then none counts), and C's exponent ce (the partial sum's, see PartialSum). Aligned to
+  // 2^(emax - 13) and truncated, C is |kept| * 2^(pe - emax) rounded down: pe - emax <= 13 -
+  // floor(log2 |kept|), so |kept14| < 2^28 and the right shift by emax - pe + 14 is at least 1 (32
+  // or more gives 0 in vpsrlvd, like the model's cut-off).
+  // Each lane's low 16 bits in both halves (the pair's two int16 lanes): bytes 0, 1, 0, 1 of each dword.
+  const __m512i dup16 = _mm512_set4_epi32(0x0D0C0D0C, 0x09080908, 0x05040504, 0x01000100);
   __m512i emax[R][C], e2[R][C], s[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
-      const __m512i kept = _mm512_load_si512(p[r][c].kept), pe = _mm512_load_si512(p[r][c].emax);
-      const __m512i ck = _mm512_abs_epi32(kept);
-      const __m512i ce = _mm512_mask_mov_epi32(_mm512_sub_epi32(_mm512_add_epi32(pe, _mm512_set1_epi32(32 - kOutBits)),
-                                                                _mm512_lzcnt_epi32(ck)),
-                                               _mm512_testn_epi32_mask(ck, ck), _mm512_set1_epi32(kZeroC));
+      const __m512i kept14 = _mm512_load_si512(p[r][c].kept14);
       __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_srli_epi32(vmax[r][c], 16));
       m = _mm512_max_epi8(m, _mm512_srli_epi32(m, 8));
       __m512i e = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
       e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * Op.min_exp)), _mm512_set1_epi32(kZeroExp));
-      emax[r][c] = _mm512_max_epi32(e, ce);
-      e2[r][c] = _mm512_or_si512(_mm512_and_si512(emax[r][c], _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(emax[r][c], 16));
-      const __m512i tc = _mm512_srlv_epi32(_mm512_slli_epi32(ck, 14),
-                                           _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], pe), _mm512_set1_epi32(14)));
-      s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(kept, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
+      emax[r][c] = _mm512_max_epi32(e, _mm512_load_si512(p[r][c].ce));
+      e2[r][c] = _mm512_shuffle_epi8(emax[r][c], dup16);
+      const __m512i tc = _mm512_srlv_epi32(_mm512_abs_epi32(kept14),
+                                           _mm512_sub_epi32(emax[r][c], _mm512_load_si512(p[r][c].pe14)));
+      s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(kept14, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
     }
   // Pass 2: |product| << product_shift shifted right by its distance to the largest exponent (a
   // count of 16 or more gives 0 in vpsrlvw, and shifted |products| < 2^15); the product's sign as +-1 is
@@ -392,18 +397,21 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       }
     }
   }
-  // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax.
+  // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax. Its float
+  // exponent is emax - 13 + floor(log2 |S|) = emax + 18 - lzcnt(|S|), cut or not.
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       const __m512i as = _mm512_abs_epi32(s[r][c]);
-      const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1)));
-      const __m512i cut = _mm512_max_epi32(_mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), lz), _mm512_setzero_si512());
+      const __m512i bits = _mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1))));
+      const __m512i cut = _mm512_max_epi32(bits, _mm512_setzero_si512());
       // Kept as its 14 significant bits: kept * 2^(emax - 13) = (kept >> cut) * 2^(emax + cut - 13).
-      const __m512i kept = _mm512_srlv_epi32(as, cut);
-      _mm512_store_si512(p[r][c].kept,
-                         _mm512_mask_sub_epi32(kept, _mm512_cmplt_epi32_mask(s[r][c], _mm512_setzero_si512()),
-                                               _mm512_setzero_si512(), kept));
-      _mm512_store_si512(p[r][c].emax, _mm512_add_epi32(emax[r][c], cut));
+      const __m512i kept14 = _mm512_slli_epi32(_mm512_srlv_epi32(as, cut), 14);
+      _mm512_store_si512(p[r][c].kept14,
+                         _mm512_mask_sub_epi32(kept14, _mm512_cmplt_epi32_mask(s[r][c], _mm512_setzero_si512()),
+                                               _mm512_setzero_si512(), kept14));
+      _mm512_store_si512(p[r][c].pe14, _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], _mm512_set1_epi32(14)), cut));
+      _mm512_store_si512(p[r][c].ce, _mm512_mask_mov_epi32(_mm512_add_epi32(emax[r][c], bits), _mm512_testn_epi32_mask(as, as),
+                                                           _mm512_set1_epi32(kZeroC)));
     }
 }
 
@@ -538,6 +546,7 @@ struct PartialSum {
   float v[kLanes];
 };
 inline void partial_to_float(const PartialSum& p, float* out) { std::memcpy(out, p.v, sizeof p.v); }
+inline void clear_partial(PartialSum& p) { std::memset(p.v, 0, sizeof p.v); }
 
 template <Fp8Layout Op>
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
@@ -758,7 +767,8 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
       PartialSum p[TM][TG];
       for (std::size_t kb = 0; kb < K; kb += NC) {
         const std::size_t ke = std::min(K, kb + NC), blk = kb / NC;
-        std::memset(p, 0, sizeof p);
+        for (auto& row : p)
+          for (PartialSum& g : row) clear_partial(g);
         for (std::size_t kc = kb; kc < ke; kc += kInstructionK)
           instruction<Op>(o, i0, rows, jt, groups, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
         for (std::size_t r = 0; r < rows; ++r)
