@@ -70,6 +70,8 @@ constexpr int kNarrow = 50;
 constexpr int kNarrowMantissa = 11;
 
 constexpr int kM32 = binary32::kMantissaBits;
+// IEEE binary16, the FP16 accumulator (accum's fp16 row): least normal 2^-14, 10 fraction bits.
+constexpr int kFp16Emin = -14, kFp16Mantissa = 10, kFp16MinQuantum = kFp16Emin - kFp16Mantissa;
 constexpr int kBias64 = 1023, kM64 = 52;
 
 // The preset's parameters the kernel reads (tc_lanes_kernel_models says which rows qualify).
@@ -78,12 +80,15 @@ struct Params {
   std::size_t chunk;     // products per int32 partial sum: chunk * 2^(F + 2) <= 2^31
   int frac, precision;   // F, and the significant bits D keeps
   int emin_a, emin_b;    // operand exponents clamp here (step 1)
+  bool fp16;             // FP16 accumulator: C aligns at >= -14, D rounded to nearest even onto FP16
+  int c_emin;            // C's alignment exponent clamps here (FP32: -126, FP16: -14)
 };
 
 Params params_of(const TensorCoreModel& m) {
   const auto block = static_cast<std::size_t>(m.block);
   return {static_cast<std::size_t>(m.k), block, std::min<std::size_t>(block, std::size_t{1} << (29 - m.alignment_frac_bits)),
-          m.alignment_frac_bits, m.output_precision, m.input_min_exponent, b_input_min_exponent(m)};
+          m.alignment_frac_bits, m.output_precision, m.input_min_exponent, b_input_min_exponent(m),
+          m.accumulator == AccumulatorFormat::Fp16, m.accumulator == AccumulatorFormat::Fp16 ? kFp16Emin : binary32::kMinExponent};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -150,6 +155,20 @@ bool float_products(const GemmOperand& a, const GemmOperand& b, const TensorCore
   return (in_range(model.input_format) || narrow(a)) && (in_range(b_input_format(model)) || narrow(b));
 }
 
+// The FP16 accumulator's step 5 (accum's compose_fp16): sum * 2^q rounded once to nearest even onto
+// FP16's grid (quantum 2^max(e - 10, -24) for a value in [2^e, 2^(e+1))), by adding and subtracting
+// 2^52 quanta, which leaves the rounded value in the double's last bit (-ffp-contract=off and no
+// fast-math keep both operations); infinite from 2^16 after rounding; a zero result is +0.
+inline F8 normalise_fp16(const D8& sum, const L8& q) {
+  const U8 bits = std::bit_cast<U8>(sum * pow2(q));
+  const U8 sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
+  const L8 e = std::bit_cast<L8>(mag >> kM64) - kBias64;
+  const D8 big = pow2(max(e - kFp16Mantissa, L8{} + kFp16MinQuantum) + kM64);
+  const D8 r = (std::bit_cast<D8>(mag) + big) - big;
+  const U8 kept = r >= 0x1p16 ? std::bit_cast<U8>(D8{} + __builtin_huge_val()) : std::bit_cast<U8>(r);
+  return __builtin_convertvector(std::bit_cast<D8>(kept == 0 ? U8{} : kept | sign), F8);
+}
+
 // Operands packed for the tile, zeros past the ends and up to whole instructions along K: A per
 // block of kTileRows rows as K x kTileRows, B per group of 16 rows as K x 16; each element's value
 // as a T (the products' exact type) and its alignment exponent.
@@ -211,7 +230,8 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
     for (std::size_t g = 0; g < G; ++g) {
       const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
       const I16 field = std::bit_cast<I16>(mag >> kM32);
-      const I16 e = (field > 1 ? field : I16{} + 1) - binary32::kBias;
+      const I16 x = (field > 1 ? field : I16{} + 1) - binary32::kBias;
+      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;  // accum's c_alignment_exponent
       top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
     }
   for (std::size_t k = 0; k < n; ++k) {
@@ -291,7 +311,7 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
         const D8 cd = __builtin_convertvector(inf ? F8{} : c, D8);
         const D8 tc = __builtin_convertvector(__builtin_convertvector(cd * s[r][g][h], I8), D8);
         const L8 q = max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop) - m.frac;
-        const F8 v = normalise(sum[r][g][h] + tc, q, m.precision);
+        const F8 v = m.fp16 ? normalise_fp16(sum[r][g][h] + tc, q) : normalise(sum[r][g][h] + tc, q, m.precision);
         const F8 out = inf ? c : v;
         std::memcpy(d[r][g] + h * kHalf, &out, sizeof out);
       }
@@ -372,8 +392,10 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
 
 bool tc_lanes_kernel_models(const TensorCoreModel& m) {
   return m.form == DotForm::Fused && m.scale_block == 0 && m.zero_term_exponent == kNoZeroTerm && !m.exact_sum &&
-         !m.c_after_products && m.accumulator == AccumulatorFormat::Fp32 &&
-         m.output_rounding == Rounding::TowardZero && m.output_precision >= 1 &&
+         !m.c_after_products &&
+         ((m.accumulator == AccumulatorFormat::Fp32 && m.output_rounding == Rounding::TowardZero) ||
+          (m.accumulator == AccumulatorFormat::Fp16 && m.output_rounding == Rounding::NearestEven)) &&
+         m.output_precision >= 1 &&
          m.output_precision <= binary32::kPrecision && m.alignment_frac_bits >= 0 && m.alignment_frac_bits <= 28 &&
          m.block >= 1 && m.k >= m.block && m.k % m.block == 0 && m.input_min_exponent >= binary32::kMinExponent &&
          b_input_min_exponent(m) >= binary32::kMinExponent && m.input_min_exponent <= binary32::kMaxExponent &&

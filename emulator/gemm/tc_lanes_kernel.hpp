@@ -1,6 +1,7 @@
 // A blocked GEMM kernel for the fused tensor-core presets other than Hopper FP8's own kernel:
-// BF16, FP16 and TF32 inputs on Hopper, Ada, Ampere and Blackwell, and the FP8 rows with an FP32
-// accumulator (Ada mma.sync in halves of 16, Blackwell tcgen05 with 25 alignment bits). It computes
+// BF16, FP16 and TF32 inputs on Hopper, Ada, Ampere and Blackwell, and the other fused FP8 rows
+// (Ada mma.sync in halves of 16 with an FP32 or FP16 accumulator, Blackwell tcgen05 with 25
+// alignment bits). It computes
 // 16 output columns at once and keeps every output's own sequence of fused blocks, so each output
 // is the bits of accum's fused_dot_add chains (tests/cpp/test_gemm_tc_lanes.cpp and
 // property_tests/prop_gemm.cpp compare them on every preset row the predicate claims).
@@ -11,7 +12,8 @@
 // step 1-3); the aligned, truncated term is that scaled product converted to an integer (toward
 // zero), |term| < 2^(F + 2). The terms are summed exactly in int32 in chunks of at most
 // 2^(29 - F) (so no chunk sum reaches 2^31), the chunks in binary64 (integers below 2^53), and the
-// sum times 2^(top - F), exact in binary64, is truncated to the output precision and FP32's grid.
+// sum times 2^(top - F), exact in binary64, is truncated to the output precision and FP32's grid
+// (an FP16 accumulator: rounded to nearest even onto FP16's grid).
 #pragma once
 
 #include <cstddef>
@@ -25,7 +27,8 @@ namespace fp8lab {
 
 // Whether the kernel computes `model` (a preset row) exactly: one fused form without block scales
 // or zero-term exponent, truncated steps 3-5 (no exact sum, C inside the block), an FP32
-// accumulator with truncated output of at most 24 bits, F <= 28, blocks dividing k.
+// accumulator with truncated output of at most 24 bits or an FP16 one rounded to nearest even,
+// F <= 28, blocks dividing k.
 bool tc_lanes_kernel_models(const TensorCoreModel& model);
 
 // The tensor-core accumulators of all M x N outputs before C and output rounding (gemm.cpp's
