@@ -5,7 +5,8 @@ measured in the same run:
 * the copy bound: a numpy copy of the input (np.copyto into a preallocated array) gives the memory
   bandwidth B; quantisation reads 4 bytes and writes 1 byte per element plus 4 per tile, so it is
   bounded by B / (5 + 4 / tile elements) elements per second (the issue-15 row is this ratio, for
-  `fp8lab.quantize(..., out=(bits, scales))`);
+  `fp8lab.quantize(...)` returning a QTensor, whose bits are 1 byte per element filled by the same
+  fused pass, and for `fp8lab.quantize(..., out=(bits, scales))`);
 * a vectorised numpy implementation of the same rule (amax over tiles, max(amax, 1e-4),
   s = amax / 448, x / s, satfinite cast via ml_dtypes), and torch's formula for it when torch is
   installed (its float8_e4m3fn cast saturates nothing, so values are clamped to +-448 first, as the
