@@ -259,12 +259,13 @@ inline void chain_value(const Chain& ch, const Params& m, float* out) {
 }
 
 #else
-// Every other build (AVX2, the baseline): 16 int32 lanes as a GCC/Clang vector extension, one k
-// at a time (two ymm with AVX2, SSE or scalar code elsewhere); the same integers as the AVX-512
-// path above, so the same doubles. The once-per-instruction steps (C's alignment, D's truncation,
-// the bound's doubles) are loops over the 16 lanes.
-using Lanes = std::int32_t __attribute__((vector_size(64)));
-using ULanes = std::uint32_t __attribute__((vector_size(64)));
+// Every other build (AVX2, the baseline): the same integers as the AVX-512 path above, so the same
+// doubles, on int32 lanes of a GCC/Clang vector extension, one k at a time. A vector holds 8 lanes
+// (one ymm with AVX2, two xmm with SSE2; 16 lanes made GCC spill AVX2's shift counts), each column
+// group two of them. The once-per-instruction steps (C's alignment, D's truncation, the bound's
+// doubles) are loops over the 16 lanes.
+constexpr std::size_t kW = 8;
+using Lanes = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
 inline Lanes load(const std::int32_t* p) {
   Lanes v;
   std::memcpy(&v, p, sizeof v);
@@ -272,6 +273,7 @@ inline Lanes load(const std::int32_t* p) {
 }
 inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
 inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
+inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
 
 constexpr std::size_t kAWords = 3;               // per (row, k): exponent, |significand|, sign mask
 constexpr std::size_t kBStride = kAWords * kLanes;  // per (column group, k): the same, 16 lanes each
@@ -321,14 +323,15 @@ inline double pow2(int e) { return std::bit_cast<double>(static_cast<std::uint64
 inline void instruction_lanes(const std::int32_t* a, const std::int32_t* b, std::size_t k0, std::size_t k1,
                               const Params& m, Chain& ch) {
   constexpr std::size_t L = kLanes;
-  Lanes vmax = Lanes{} + kZeroExp;  // pass 1: the largest product exponent per lane
-  for (std::size_t k = k0; k < k1; ++k) vmax = lanes_max(a[k * kAWords] + load(b + k * kBStride), vmax);
-  vmax = vmax < 2 * m.min_exp ? Lanes{} + kZeroExp : vmax;  // no non-zero product
+  alignas(64) std::int32_t e[L], emax[L], s[L], c_cut[L], cnt[L];
+  for (std::size_t h = 0; h < L; h += kW) {  // pass 1: the largest product exponent per lane
+    Lanes vmax = Lanes{} + kZeroExp;
+    for (std::size_t k = k0; k < k1; ++k) vmax = lanes_max(a[k * kAWords] + load(b + k * kBStride + h), vmax);
+    store(e + h, vmax < 2 * m.min_exp ? Lanes{} + kZeroExp : vmax);  // no non-zero product
+  }
   // C = kept * 2^(pe - F): the alignment exponent, and C truncated onto 2^(emax - F) as
   // (|kept| << P) >> (emax - pe + P), inexact when the bits do not shift back (a shift past 31
   // clamped to 31: |kept| << P < 2^31 leaves 0 either way).
-  alignas(64) std::int32_t e[L], emax[L], s[L], c_cut[L], cnt[L];
-  store(e, vmax);
   for (std::size_t l = 0; l < L; ++l) {
     const std::int32_t kept = ch.kept[l], pe = ch.emax[l];
     const auto ck = static_cast<std::uint32_t>(kept < 0 ? -kept : kept);
@@ -339,24 +342,25 @@ inline void instruction_lanes(const std::int32_t* a, const std::int32_t* b, std:
     c_cut[l] = (tc << sh) != c_hr;
     s[l] = kept < 0 ? -static_cast<std::int32_t>(tc) : static_cast<std::int32_t>(tc);
   }
-  // Pass 2: each |product| << product_shift shifted right by its distance to emax (clamped to 31:
-  // every shifted |product| < 2^16), counted when it does not shift back, signed and summed.
-  {
-    const Lanes ve = load(emax);
-    Lanes vs = load(s), vc = Lanes{};
+  // Pass 2: each |product| << product_shift (< 2^16) shifted right by its distance to emax, clamped
+  // to [0, 31] (a zero product's distance can be negative; 16 or more leaves 0 either way),
+  // counted when it does not shift back, signed and summed (one vpsravd, vpsllvd, vpcmpeqd per k
+  // with AVX2).
+  for (std::size_t h = 0; h < L; h += kW) {
+    const Lanes ve = load(emax + h);
+    Lanes vs = load(s + h), vc = Lanes{};
     for (std::size_t k = k0; k < k1; ++k) {
       const std::int32_t* w = a + k * kAWords;
-      const std::int32_t* v = b + k * kBStride;
-      const ULanes d = std::bit_cast<ULanes>(ve - (w[0] + load(v)));
-      const ULanes dc = d < 31u ? d : ULanes{} + 31u;  // unsigned: a negative d (zero product) also
-      const ULanes prod = std::bit_cast<ULanes>(w[1] * load(v + L));
-      const ULanes t = prod >> dc;
-      vc -= ((t << dc) != prod);  // -1 where inexact
+      const std::int32_t* v = b + k * kBStride + h;
+      const Lanes d = lanes_min(lanes_max(ve - (w[0] + load(v)), Lanes{}), Lanes{} + 31);
+      const Lanes prod = w[1] * load(v + L);
+      const Lanes t = prod >> d;
+      vc += (t << d) == prod;  // -1 where exact (one compare fewer than counting the inexact)
       const Lanes sg = w[2] ^ load(v + 2 * L);
-      vs += (std::bit_cast<Lanes>(t) ^ sg) - sg;
+      vs += (t ^ sg) - sg;
     }
-    store(s, vs);
-    store(cnt, vc);
+    store(s + h, vs);
+    store(cnt + h, vc + static_cast<std::int32_t>(k1 - k0));  // the inexact ones
   }
   // D: |S| truncated to P significant bits with S's sign; the bound of this instruction, added as
   // the AVX-512 path adds it: n * 2^(emax - F) + (one ULP_P of D, or eta for D = 0).
