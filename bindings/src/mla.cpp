@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 #include <optional>
+#include <span>
 
 #include "arrays.hpp"
 #include "formats/encode.hpp"
@@ -33,15 +34,37 @@ py::array_t<double> to_numpy(const std::vector<double>& v, std::vector<py::ssize
 
 std::string shape_text(const py::array& a) { return py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>(); }
 
-std::vector<float> float_vector(const py::object& obj, const char* arg, std::size_t expected_size) {
+// A float32 array of expected_size elements (any shape), C-contiguous: the caller's own when it is
+// one already (no copy), else numpy's converted copy.
+py::array_t<float, py::array::c_style> float_array(const py::object& obj, const char* arg, std::size_t expected_size) {
   auto a = require_dtype<float>(obj, arg, "float32");
   if (static_cast<std::size_t>(a.size()) != expected_size)
     throw py::value_error(std::string(arg) + ": expected " + std::to_string(expected_size) + " elements for this spec, got " +
                           std::to_string(a.size()) + " (shape " + shape_text(a) + ")");
+  return a;
+}
+std::vector<float> float_vector(const py::object& obj, const char* arg, std::size_t expected_size) {
+  const auto a = float_array(obj, arg, expected_size);
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
-MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
+// The weights dict of one call, viewed in place: spans over the caller's float32 arrays (DeepSeek-V3's
+// ~750 MB are not copied per call), which `keep` holds for as long as the call runs. Nothing is
+// kept between calls: a write into an array between calls is seen by the next call (and checked
+// again: validate_weights runs on every call). The optional FP8 wkv_b is encoded into a QTensor of
+// the call's own.
+struct CallWeights {
+  MlaWeightsView spans;  // without wkv_b_fp8 (view() points it at fp8, wherever this object lives)
+  std::vector<py::array> keep;
+  QTensor fp8;
+  MlaWeightsView view() const {
+    MlaWeightsView v = spans;
+    v.wkv_b_fp8 = &fp8;
+    return v;
+  }
+};
+
+CallWeights weights_from(const py::dict& d, const MlaSpec& s) {
   const char* names[] = {"wq_a", "q_norm", "wq_b", "wq", "wkv_a", "kv_norm", "wkv_b", "wo", "wkv_b_e4m3", "wkv_b_scale_inv"};
   for (auto item : d) {
     const std::string k = py::str(item.first);
@@ -49,11 +72,14 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
       throw py::value_error("weights: unknown tensor '" + k +
                             "' (expected wq_a q_norm wq_b wq wkv_a kv_norm wkv_b wo, optionally wkv_b_e4m3 + wkv_b_scale_inv)");
   }
+  CallWeights cw;
   auto get = [&](const char* name, std::size_t n) {
     if (!d.contains(name)) throw py::value_error(std::string("weights: missing tensor '") + name + "'");
-    return float_vector(d[name], (std::string("weights['") + name + "']").c_str(), n);
+    const auto a = float_array(d[name], (std::string("weights['") + name + "']").c_str(), n);
+    cw.keep.push_back(a);
+    return std::span<const float>(a.data(), n);
   };
-  MlaWeights w;
+  MlaWeightsView& w = cw.spans;
   const std::size_t H = s.heads, hid = s.hidden, qk = s.qk_head();
   if (s.q_lora > 0) {
     w.wq_a = get("wq_a", static_cast<std::size_t>(s.q_lora) * hid);
@@ -72,8 +98,8 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
     throw py::value_error("weights: give both 'wkv_b_e4m3' and 'wkv_b_scale_inv', or neither");
   if (d.contains("wkv_b_e4m3")) {
     const std::size_t rows = H * (s.nope + s.v), cols = s.kv_lora;
-    const std::vector<float> e = get("wkv_b_e4m3", rows * cols);
-    QTensor& q = w.wkv_b_fp8;
+    const std::span<const float> e = get("wkv_b_e4m3", rows * cols);
+    QTensor& q = cw.fp8;
     q.rows = rows;
     q.cols = cols;
     q.fmt = "e4m3";
@@ -87,19 +113,20 @@ MlaWeights weights_from(const py::dict& d, const MlaSpec& s) {
         throw py::value_error("weights['wkv_b_e4m3']: element " + std::to_string(i) + " (" + std::to_string(e[i]) +
                               ") is not an E4M3 value");
     }
-    q.scales = get("wkv_b_scale_inv", ((rows + 127) / 128) * ((cols + 127) / 128));
+    const std::span<const float> sc = get("wkv_b_scale_inv", ((rows + 127) / 128) * ((cols + 127) / 128));
+    q.scales.assign(sc.begin(), sc.end());
   }
-  validate_weights(w, s);
-  return w;
+  return cw;
 }
 
-std::vector<float> tokens_input(const py::object& x, const MlaSpec& s, std::size_t& T) {
+// x [tokens, hidden] float32, C-contiguous (read in place for the call, as the weights).
+py::array_t<float, py::array::c_style> tokens_input(const py::object& x, const MlaSpec& s, std::size_t& T) {
   auto a = require_dtype<float>(x, "x", "float32");
   if (a.ndim() != 2 || a.shape(1) != s.hidden)
     throw py::value_error("x: expected shape [tokens, " + std::to_string(s.hidden) + "], got " +
                           shape_text(a));
   T = static_cast<std::size_t>(a.shape(0));
-  return std::vector<float>(a.data(), a.data() + a.size());
+  return a;
 }
 
 // Optional prefix keys (latent [P, kv_lora], k_pe [P, rope]) as a Projected with only those filled.
@@ -126,9 +153,9 @@ std::optional<Projected> prefix_from(const py::object& latent, const py::object&
 // checked once (errors name the argument).
 struct PrefillInputs {
   MlaSpec spec;
-  MlaWeights weights;
+  CallWeights weights;
   std::size_t tokens = 0;
-  std::vector<float> x;
+  py::array_t<float, py::array::c_style> x;
   std::optional<Projected> prefix;
 };
 
@@ -308,8 +335,7 @@ py::dict forward_py(const py::object& x, const py::dict& wd, const std::string& 
   std::vector<float> qa;
   {
     py::gil_scoped_release rel;
-    r = forward(in.x.data(), in.tokens, in.weights, s, f, start_pos, prefix_of(in));
-    qa = absorbed_query(r.projected, in.weights, s);
+    r = forward(in.x.data(), in.tokens, in.weights.view(), s, f, start_pos, prefix_of(in), &qa);
   }
   py::dict d = projected_dict(r.projected, s);
   const auto T = static_cast<py::ssize_t>(in.tokens);
@@ -326,8 +352,9 @@ py::dict compare_forms_py(const py::object& x, const py::dict& wd, const std::st
   FormsComparison fc;
   {
     py::gil_scoped_release rel;
-    const Projected p = project(in.x.data(), in.tokens, in.weights, s, start_pos);
-    fc = compare_forms(p, in.weights, s, prefix_of(in));
+    const MlaWeightsView w = in.weights.view();
+    const Projected p = project(in.x.data(), in.tokens, w, s, start_pos);
+    fc = compare_forms(p, w, s, prefix_of(in));
   }
   const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(in.tokens), s.heads, s.v};
   py::dict d;
@@ -346,7 +373,7 @@ py::dict compare_forms_py(const py::object& x, const py::dict& wd, const std::st
 
 py::tuple wkv_b_naive_py(const py::object& latent, const py::dict& wd, const std::string& json) {
   const MlaSpec s = spec_from_json(json);
-  const MlaWeights w = weights_from(wd, s);
+  const CallWeights w = weights_from(wd, s);
   auto la = require_dtype<float>(latent, "latent", "float32");
   if (la.ndim() != 2 || la.shape(1) != s.kv_lora || la.shape(0) == 0)
     throw py::value_error("latent: expected shape [tokens >= 1, " + std::to_string(s.kv_lora) + "], got " + shape_text(la));
@@ -356,7 +383,7 @@ py::tuple wkv_b_naive_py(const py::object& latent, const py::dict& wd, const std
   std::vector<double> bound;
   {
     py::gil_scoped_release rel;
-    kv = wkv_b_naive(lv.data(), T, w, s, &bound);
+    kv = wkv_b_naive(lv.data(), T, w.view(), s, &bound);
   }
   const std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(T), s.heads, s.nope + s.v};
   return py::make_tuple(to_numpy(kv, shape), to_numpy(bound, shape));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <span>
 #include <stdexcept>
 
 #include "common/parallel.hpp"
@@ -63,7 +64,7 @@ std::vector<float> dot_rows(const float* A, std::size_t M, const float* B, std::
 }
 
 // y[t, o] = R(dot(R(x[t]), R(W[o]))) for x [T, in], W [out, in]; FP8: see MatmulFormat::Fp8.
-std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, const std::vector<float>& W,
+std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, std::span<const float> W,
                                 std::size_t out, MatmulFormat f) {
   if (f == MatmulFormat::Fp8) {
     const GemmRecipe& r = fp8_linear_recipe();
@@ -73,7 +74,7 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, c
     return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
   }
   if (f == MatmulFormat::Bf16TensorCore) {
-    std::vector<float> xb(x, x + T * in), wb(W);
+    std::vector<float> xb(x, x + T * in), wb(W.begin(), W.end());
     for (auto& v : xb) v = round_to_bf16(v);
     for (auto& v : wb) v = round_to_bf16(v);
     GemmOperand a = operand_from_floats(xb.data(), T, in, "x"), b = operand_from_floats(wb.data(), out, in, "weight");
@@ -90,7 +91,7 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, c
   return dot_rows(xr.data(), T, W.data(), out, in, f != MatmulFormat::Fp32, f);  // W rounded to f inside
 }
 
-void rms_norm(float* x, std::size_t n, const std::vector<float>& gain, double eps, MatmulFormat f) {
+void rms_norm(float* x, std::size_t n, std::span<const float> gain, double eps, MatmulFormat f) {
   const float ss = dot_f32(x, x, n);
   const float ms = ss / static_cast<float>(n);
   const float r = 1.0f / std::sqrt(ms + static_cast<float>(eps));
@@ -101,13 +102,14 @@ void rms_norm(float* x, std::size_t n, const std::vector<float>& gain, double ep
 }
 
 // The rows of W_UK (first nope rows of head h in wkv_b) and W_UV (next v rows) of a wkv_b-shaped
-// array (the weights as given, the absorbed form's wkv_b_absorbed, or the exact wkv_b_exact).
-template <class T>
-const T* w_uk(const std::vector<T>& wkv_b, const MlaSpec& s, int h, int d) {
+// array (a vector or span: the weights as given, the absorbed form's wkv_b_absorbed, or the exact
+// wkv_b_exact).
+template <class V>
+auto w_uk(const V& wkv_b, const MlaSpec& s, int h, int d) {
   return &wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + d) * s.kv_lora];
 }
-template <class T>
-const T* w_uv(const std::vector<T>& wkv_b, const MlaSpec& s, int h, int d) {
+template <class V>
+auto w_uv(const V& wkv_b, const MlaSpec& s, int h, int d) {
   return &wkv_b[(static_cast<std::size_t>(h) * (s.nope + s.v) + s.nope + d) * s.kv_lora];
 }
 
@@ -155,8 +157,12 @@ double softmax_rho(const float* s, const double* delta, std::size_t n) {
 
 }  // namespace
 
-Projected project(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, long start_pos) {
-  validate_weights(w, s);
+namespace {
+
+// The entry points below check the weights once (validate_weights: sizes, and a scan of every
+// value for NaN/Inf, ~750 MB at DeepSeek-V3's dims) and then call these *_checked steps, which
+// take the weights as checked.
+Projected project_checked(const float* x, std::size_t T, const MlaWeightsView& w, const MlaSpec& s, long start_pos) {
   if (T == 0) throw std::invalid_argument("x: at least one token is needed");
   if (start_pos < 0) throw std::invalid_argument("start_pos: must be >= 0, got " + std::to_string(start_pos));
   for (std::size_t i = 0; i < T * s.hidden; ++i)
@@ -204,9 +210,33 @@ Projected project(const float* x, std::size_t T, const MlaWeights& w, const MlaS
   return p;
 }
 
-std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& s) {
+QTensor wkv_b_fp8_checked(const MlaWeightsView& w, const MlaSpec& s) {
+  const std::size_t rows = static_cast<std::size_t>(s.heads) * (s.nope + s.v), cols = s.kv_lora;
+  QTensor q = w.has_wkv_b_fp8() ? *w.wkv_b_fp8 : quantize_operand(w.wkv_b.data(), rows, cols, fp8_linear_recipe().b);
+  (void)operand_from_qtensor(q, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
+  return q;
+}
+
+std::vector<double> wkv_b_exact_checked(const MlaWeightsView& w, const MlaSpec& s) {
+  if (s.wkv_b != MatmulFormat::Fp8) return std::vector<double>(w.wkv_b.begin(), w.wkv_b.end());
+  return dequantize(wkv_b_fp8_checked(w, s));  // e4m3 * scale: <= 4 + 24 significant bits, exact in binary64
+}
+
+// wkv_b as the absorbed einsums multiply it (wkv_b_absorbed): under fp32/bf16 w's own wkv_b, read
+// in place (no copy of its H * (nope + v) * kv_lora floats per call); under fp8 the dequantised
+// weights, which `hold` keeps.
+std::span<const float> absorbed_weights(const MlaWeightsView& w, const MlaSpec& s, std::vector<float>& hold) {
+  if (s.wkv_b != MatmulFormat::Fp8) return w.wkv_b;
+  // kernel.py weight_dequant_kernel: y = x.to(float32) * s (one FP32 rounding), stored in the
+  // default dtype (BF16 in the reference; R_attn here, so an FP32 attention keeps FP32 weights).
+  hold = dequantize_fp32(wkv_b_fp8_checked(w, s));
+  for (auto& v : hold) v = round_to(s.attn, v);
+  return hold;
+}
+
+// absorbed_query with the absorbed weights wa (absorbed_weights).
+std::vector<float> absorbed_query_of(const Projected& p, std::span<const float> wa, const MlaSpec& s) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, D = s.cache_dim();
-  const std::vector<float> wa = wkv_b_absorbed(w, s);
   const std::size_t N = s.nope;
   std::vector<float> out(T * H * D);
   // Per head: q_abs[t, c] = R_attn(dot_f32(q_nope[t, h], W_UK[h][:, c])), the GEMM of the head's
@@ -230,33 +260,34 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
   return out;
 }
 
-QTensor wkv_b_fp8(const MlaWeights& w, const MlaSpec& s) {
+}  // namespace
+
+Projected project(const float* x, std::size_t T, const MlaWeightsView& w, const MlaSpec& s, long start_pos) {
   validate_weights(w, s);
-  const std::size_t rows = static_cast<std::size_t>(s.heads) * (s.nope + s.v), cols = s.kv_lora;
-  QTensor q = w.wkv_b_fp8.rows != 0 ? w.wkv_b_fp8
-                                    : quantize_operand(w.wkv_b.data(), rows, cols, fp8_linear_recipe().b);
-  (void)operand_from_qtensor(q, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
-  return q;
+  return project_checked(x, T, w, s, start_pos);
 }
 
-std::vector<double> wkv_b_exact(const MlaWeights& w, const MlaSpec& s) {
-  if (s.wkv_b != MatmulFormat::Fp8) {
-    validate_weights(w, s);
-    return std::vector<double>(w.wkv_b.begin(), w.wkv_b.end());
-  }
-  return dequantize(wkv_b_fp8(w, s));  // e4m3 * scale: <= 4 + 24 significant bits, exact in binary64
+std::vector<float> absorbed_query(const Projected& p, const MlaWeightsView& w, const MlaSpec& s) {
+  validate_weights(w, s);
+  std::vector<float> hold;
+  return absorbed_query_of(p, absorbed_weights(w, s, hold), s);
 }
 
-std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& s) {
-  if (s.wkv_b != MatmulFormat::Fp8) {
-    validate_weights(w, s);
-    return w.wkv_b;
-  }
-  // kernel.py weight_dequant_kernel: y = x.to(float32) * s (one FP32 rounding), stored in the
-  // default dtype (BF16 in the reference; R_attn here, so an FP32 attention keeps FP32 weights).
-  std::vector<float> y = dequantize_fp32(wkv_b_fp8(w, s));
-  for (auto& v : y) v = round_to(s.attn, v);
-  return y;
+QTensor wkv_b_fp8(const MlaWeightsView& w, const MlaSpec& s) {
+  validate_weights(w, s);
+  return wkv_b_fp8_checked(w, s);
+}
+
+std::vector<double> wkv_b_exact(const MlaWeightsView& w, const MlaSpec& s) {
+  validate_weights(w, s);
+  return wkv_b_exact_checked(w, s);
+}
+
+std::vector<float> wkv_b_absorbed(const MlaWeightsView& w, const MlaSpec& s) {
+  validate_weights(w, s);
+  std::vector<float> hold;
+  const std::span<const float> wa = absorbed_weights(w, s, hold);
+  return hold.empty() ? std::vector<float>(wa.begin(), wa.end()) : hold;
 }
 
 // Naive keys/values and their bound. Exact value: k[t, o] = sum_c W[o, c] c[t, c], W = wkv_b_exact.
@@ -284,16 +315,15 @@ namespace {
 // wkv_b_naive with the FP8 error kept in two parts: bound = (gemm bound + the evaluation error of
 // delta) and the signed delta itself (empty unless FP8), so attention() can let the signs of delta
 // cancel in q . delta and sum_j p_j delta_j instead of summing their magnitudes (see there).
-std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
+std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaWeightsView& w, const MlaSpec& s,
                                   std::vector<double>* bound, std::vector<double>* delta_out) {
-  validate_weights(w, s);
   const std::size_t C = s.kv_lora, N = static_cast<std::size_t>(s.heads) * (s.nope + s.v);
   for (std::size_t i = 0; i < T * C; ++i)
     if (!std::isfinite(latent[i])) throw std::invalid_argument("latent: element " + std::to_string(i) + " is not finite");
   if (s.wkv_b == MatmulFormat::Fp8) {
     const GemmRecipe& r = fp8_linear_recipe();
     const QTensor qx = quantize_operand(latent, T, C, r.a);
-    const QTensor qw = wkv_b_fp8(w, s);
+    const QTensor qw = wkv_b_fp8_checked(w, s);
     const GemmOperand a = operand_from_qtensor(qx, "latent"), b = operand_from_qtensor(qw, "weights.wkv_b_fp8");
     const std::vector<double> y = gemm(a, b, r.gemm);
     if (bound) {
@@ -322,7 +352,7 @@ std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaW
   for (auto& x : cr) x = round_to(s.wkv_b, x);
   std::vector<float> y = dot_rows(cr.data(), T, w.wkv_b.data(), N, C, s.wkv_b != MatmulFormat::Fp32, s.wkv_b);
   if (!bound) return y;
-  std::vector<float> wr(w.wkv_b);
+  std::vector<float> wr(w.wkv_b.begin(), w.wkv_b.end());
   for (auto& x : wr) x = round_to(s.wkv_b, x);
   bound->assign(T * N, 0.0);
   parallel_for(T * N, 64, [&](std::size_t bb, std::size_t ee) {
@@ -347,8 +377,9 @@ std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaW
 
 }  // namespace
 
-std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeights& w, const MlaSpec& s,
+std::vector<float> wkv_b_naive(const float* latent, std::size_t T, const MlaWeightsView& w, const MlaSpec& s,
                                std::vector<double>* bound) {
+  validate_weights(w, s);
   std::vector<double> delta;
   std::vector<float> y = naive_kv_parts(latent, T, w, s, bound, &delta);
   if (bound && !delta.empty())
@@ -415,7 +446,11 @@ struct AttentionOperands {
   std::size_t kv_heads = 1;  // naive: one key/value row per (token, head); absorbed: per token
   std::size_t KD = 0, VD = 0;  // key and value widths
   std::vector<float> K, V, Q;
-  std::vector<float> wa;  // absorbed: wkv_b as the einsums multiply it (wkv_b_absorbed)
+  std::span<const float> wa;   // absorbed: wkv_b as the einsums multiply it (absorbed_weights)
+  std::vector<float> wa_hold;  // what wa views when it is not the caller's wkv_b (FP8)
+  AttentionOperands() = default;
+  AttentionOperands(AttentionOperands&&) = default;  // wa stays valid: a moved vector keeps its buffer
+  AttentionOperands(const AttentionOperands&) = delete;
   std::size_t kv_row(std::size_t j, std::size_t h) const { return j * kv_heads + (kv_heads == 1 ? 0 : h); }
 };
 
@@ -427,7 +462,7 @@ std::size_t score_split(const AttentionOperands& o, const MlaSpec& s, Form form)
 
 // kv: the naive form's keys|values of every key token (naive_kv_parts), empty when absorbed.
 AttentionOperands attention_operands(const Projected& p, const Keys& keys, const std::vector<float>& kv,
-                                     const MlaWeights& w, const MlaSpec& s, Form form) {
+                                     const MlaWeightsView& w, const MlaSpec& s, Form form) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope, TK = keys.count;
   AttentionOperands o;
   o.KD = form == Form::Naive ? static_cast<std::size_t>(s.qk_head()) : C + R;
@@ -450,13 +485,13 @@ AttentionOperands attention_operands(const Projected& p, const Keys& keys, const
       std::copy(&p.q_pe[i * R], &p.q_pe[i * R] + R, &o.Q[i * KD + s.nope]);
     }
   } else {
-    o.wa = wkv_b_absorbed(w, s);
+    o.wa = absorbed_weights(w, s, o.wa_hold);
     for (std::size_t t = 0; t < TK; ++t) {
       std::copy(&keys.latent[t * C], &keys.latent[t * C] + C, &o.K[t * KD]);
       std::copy(&keys.k_pe[t * R], &keys.k_pe[t * R] + R, &o.K[t * KD + C]);
       std::copy(&keys.latent[t * C], &keys.latent[t * C] + C, &o.V[t * VD]);
     }
-    o.Q = absorbed_query(p, w, s);
+    o.Q = absorbed_query_of(p, o.wa, s);
   }
   return o;
 }
@@ -544,7 +579,7 @@ struct OperandErrors {
 
 // EKV, DKV: naive_kv_parts' bound and signed effect for the naive form's keys|values.
 OperandErrors operand_errors(const Projected& p, const AttentionOperands& o, const std::vector<double>& EKV,
-                             const std::vector<double>& DKV, const MlaWeights& w, const MlaSpec& s, Form form) {
+                             const std::vector<double>& DKV, const MlaWeightsView& w, const MlaSpec& s, Form form) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, KD = o.KD, VD = o.VD;
   const double uA = unit_roundoff(s.attn);
   OperandErrors e;
@@ -570,7 +605,7 @@ OperandErrors operand_errors(const Projected& p, const AttentionOperands& o, con
     return e;
   }
   if (s.wkv_b == MatmulFormat::Fp8) {
-    const std::vector<double> we = wkv_b_exact(w, s);
+    const std::vector<double> we = wkv_b_exact_checked(w, s);
     e.dW.resize(we.size());
     for (std::size_t i = 0; i < we.size(); ++i) e.dW[i] = static_cast<double>(o.wa[i]) - we[i];  // exact (Sterbenz: w^ is within a factor 2 of W)
     e.DQ.assign(o.Q.size(), 0.0);  // the q_pe columns: exact
@@ -709,16 +744,16 @@ void bound_row(const AttentionOperands& o, const OperandErrors& e, const MlaSpec
   }
 }
 
-}  // namespace
-
-std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, Form form,
-                             std::vector<double>* bound, const Projected* prefix) {
-  validate_weights(w, s);
+// attention with w checked; q_absorbed, if given, receives the absorbed form's queries
+// (absorbed_query: forward returns them without computing them twice).
+std::vector<float> attention_checked(const Projected& p, const MlaWeightsView& w, const MlaSpec& s, Form form,
+                                     std::vector<double>* bound, const Projected* prefix,
+                                     std::vector<float>* q_absorbed = nullptr) {
   const Keys keys = keys_of(p, prefix, s);
   std::vector<float> kv;         // naive: keys|values of every key token,
   std::vector<double> EKV, DKV;  // with a bound: their error bound and signed FP8 effect
   if (form == Form::Naive) kv = naive_kv_parts(keys.latent.data(), keys.count, w, s, bound ? &EKV : nullptr, &DKV);
-  const AttentionOperands o = attention_operands(p, keys, kv, w, s, form);
+  AttentionOperands o = attention_operands(p, keys, kv, w, s, form);
   OperandErrors e;
   if (bound) e = operand_errors(p, o, EKV, DKV, w, s, form);
   const std::size_t H = s.heads, OD = s.v;
@@ -736,10 +771,19 @@ std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaS
   });
   if (bound)
     for (auto& b : *bound) b = b * (1 + 0x1p-40) + 0x1p-1000;
+  if (q_absorbed) *q_absorbed = form == Form::Absorbed ? std::move(o.Q) : absorbed_query_of(p, absorbed_weights(w, s, o.wa_hold), s);
   return out;
 }
 
-std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& s, double scale,
+}  // namespace
+
+std::vector<float> attention(const Projected& p, const MlaWeightsView& w, const MlaSpec& s, Form form,
+                             std::vector<double>* bound, const Projected* prefix) {
+  validate_weights(w, s);
+  return attention_checked(p, w, s, form, bound, prefix);
+}
+
+std::vector<double> exact_attention(const Projected& p, const MlaWeightsView& w, const MlaSpec& s, double scale,
                                     const Projected* prefix) {
   const std::size_t T = p.tokens, H = s.heads, C = s.kv_lora, R = s.rope;
   const Keys keys = keys_of(p, prefix, s);
@@ -784,23 +828,25 @@ std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, con
   return out;
 }
 
-std::vector<float> output_projection(const std::vector<float>& o, std::size_t T, const MlaWeights& w, const MlaSpec& s) {
+std::vector<float> output_projection(const std::vector<float>& o, std::size_t T, const MlaWeightsView& w, const MlaSpec& s) {
   return project_rows(o.data(), T, static_cast<std::size_t>(s.heads) * s.v, w.wo, s.hidden, s.wo);
 }
 
-ForwardResult forward(const float* x, std::size_t T, const MlaWeights& w, const MlaSpec& s, Form form, long start_pos,
-                      const Projected* prefix) {
+ForwardResult forward(const float* x, std::size_t T, const MlaWeightsView& w, const MlaSpec& s, Form form, long start_pos,
+                      const Projected* prefix, std::vector<float>* q_absorbed) {
+  validate_weights(w, s);  // once for the three steps
   ForwardResult r;
-  r.projected = project(x, T, w, s, start_pos);
-  r.attn = attention(r.projected, w, s, form, nullptr, prefix);
+  r.projected = project_checked(x, T, w, s, start_pos);
+  r.attn = attention_checked(r.projected, w, s, form, nullptr, prefix, q_absorbed);
   r.out = output_projection(r.attn, T, w, s);
   return r;
 }
 
-FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& s, const Projected* prefix) {
+FormsComparison compare_forms(const Projected& p, const MlaWeightsView& w, const MlaSpec& s, const Projected* prefix) {
   FormsComparison fc;
-  fc.absorbed = attention(p, w, s, Form::Absorbed, &fc.bound_absorbed, prefix);
-  fc.naive = attention(p, w, s, Form::Naive, &fc.bound_naive, prefix);
+  validate_weights(w, s);
+  fc.absorbed = attention_checked(p, w, s, Form::Absorbed, &fc.bound_absorbed, prefix);
+  fc.naive = attention_checked(p, w, s, Form::Naive, &fc.bound_naive, prefix);
   fc.exact = exact_attention(p, w, s, softmax_scale_value(s), prefix);
   const std::size_t n = fc.absorbed.size();
   std::vector<double> got(n), expected(n), bound(n);

@@ -72,10 +72,10 @@ struct Projected {
 };
 
 // x is [tokens, hidden] (row-major). Throws std::invalid_argument on sizes or non-finite input.
-Projected project(const float* x, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec, long start_pos);
+Projected project(const float* x, std::size_t tokens, const MlaWeightsView& w, const MlaSpec& spec, long start_pos);
 
 // The absorbed query of decode: [T, heads, kv_lora + rope] = R_attn(W_UK^T q_nope) | q_pe.
-std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const MlaSpec& spec);
+std::vector<float> absorbed_query(const Projected& p, const MlaWeightsView& w, const MlaSpec& spec);
 
 // wkv_b with spec.wkv_b == Fp8: "FP8 checkpoint weights as DeepSeek-V3 runs them". What the
 // reference does (deepseek-ai/DeepSeek-V3 inference/, commit 9b4e978, files as of Aug 2025):
@@ -102,26 +102,26 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeights& w, const
 //
 // The FP8 wkv_b: w.wkv_b_fp8 when given (a checkpoint's), else w.wkv_b quantised 128x128 to E4M3
 // with the "deepseek" rule. Throws std::invalid_argument naming weights.wkv_b_fp8 on bad input.
-QTensor wkv_b_fp8(const MlaWeights& w, const MlaSpec& spec);
+QTensor wkv_b_fp8(const MlaWeightsView& w, const MlaSpec& spec);
 // The exact weights both forms approximate: e4m3 * scale in binary64 (exact) under Fp8, else wkv_b.
-std::vector<double> wkv_b_exact(const MlaWeights& w, const MlaSpec& spec);
+std::vector<double> wkv_b_exact(const MlaWeightsView& w, const MlaSpec& spec);
 // The weights the absorbed form multiplies by: R_attn(fl32(e4m3 * scale)) under Fp8, else wkv_b.
-std::vector<float> wkv_b_absorbed(const MlaWeights& w, const MlaSpec& spec);
+std::vector<float> wkv_b_absorbed(const MlaWeightsView& w, const MlaSpec& spec);
 // The naive form's per-head keys and values: [tokens, heads, nope + v] = R_wkv_b(W_UKV c) for
 // latent [tokens, kv_lora] (Fp8: the FP8 linear above). If bound is given it receives, per element,
 // a certified bound on |result - sum_c wkv_b_exact[o, c] * latent[t, c]| (derivation in forward.cpp).
-std::vector<float> wkv_b_naive(const float* latent, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec,
+std::vector<float> wkv_b_naive(const float* latent, std::size_t tokens, const MlaWeightsView& w, const MlaSpec& spec,
                                std::vector<double>* bound = nullptr);
 
 // Attention output before wo: [T, heads, v]. If bound is given it receives, per element, a
 // certified bound on |result - exact| where exact is the real-number attention of p's values
 // (exact_attention below). Derivation in forward.cpp.
-std::vector<float> attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec, Form form,
+std::vector<float> attention(const Projected& p, const MlaWeightsView& w, const MlaSpec& spec, Form form,
                              std::vector<double>* bound = nullptr, const Projected* prefix = nullptr);
 
 // The exact attention of p (float64 arithmetic with a pinned exp: within ~1e-15 relative of the
 // real-number result, far below every FP32 bound; the bounds add 2^-40 relative to cover it).
-std::vector<double> exact_attention(const Projected& p, const MlaWeights& w, const MlaSpec& spec,
+std::vector<double> exact_attention(const Projected& p, const MlaWeightsView& w, const MlaSpec& spec,
                                     double softmax_scale, const Projected* prefix = nullptr);
 
 struct ForwardResult {
@@ -129,11 +129,13 @@ struct ForwardResult {
   std::vector<float> attn;  // [T, heads, v]
   std::vector<float> out;   // [T, hidden]
 };
-ForwardResult forward(const float* x, std::size_t tokens, const MlaWeights& w, const MlaSpec& spec, Form form,
-                      long start_pos, const Projected* prefix = nullptr);
+// The weights are checked once (validate_weights), then read in place for the call. q_absorbed, if
+// given, receives absorbed_query(projected) (the absorbed form's own queries, not computed twice).
+ForwardResult forward(const float* x, std::size_t tokens, const MlaWeightsView& w, const MlaSpec& spec, Form form,
+                      long start_pos, const Projected* prefix = nullptr, std::vector<float>* q_absorbed = nullptr);
 
 // The wo projection alone: o [T, heads*v] -> [T, hidden].
-std::vector<float> output_projection(const std::vector<float>& o, std::size_t tokens, const MlaWeights& w,
+std::vector<float> output_projection(const std::vector<float>& o, std::size_t tokens, const MlaWeightsView& w,
                                      const MlaSpec& spec);
 
 // absorbed vs naive on the same shared inputs: within bound when every element differs by at
@@ -146,7 +148,7 @@ struct FormsComparison {
   double max_abs_difference = 0;
   double max_rel_difference = 0;  // max |a - n| / max |exact| (normwise)
 };
-FormsComparison compare_forms(const Projected& p, const MlaWeights& w, const MlaSpec& spec,
+FormsComparison compare_forms(const Projected& p, const MlaWeightsView& w, const MlaSpec& spec,
                               const Projected* prefix = nullptr);
 
 }  // namespace fp8lab::mla

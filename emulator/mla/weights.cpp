@@ -48,7 +48,7 @@ bool any_non_finite(const float* v, std::size_t b, std::size_t e) {
   return bad != 0;
 }
 
-void check_size(const std::vector<float>& t, std::size_t expected, const char* name) {
+void check_size(std::span<const float> t, std::size_t expected, const char* name) {
   if (t.size() != expected)
     throw std::invalid_argument(std::string("weights.") + name + ": expected " + std::to_string(expected) +
                                 " elements for this spec, got " + std::to_string(t.size()));
@@ -71,7 +71,7 @@ double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i
   return keyed_uniform(stream_key(seed, stream), index);
 }
 
-void validate_weights(const MlaWeights& w, const MlaSpec& s) {
+void validate_weights(const MlaWeightsView& w, const MlaSpec& s) {
   s.validate();
   const std::size_t H = s.heads, hid = s.hidden, qk = s.qk_head();
   if (s.q_lora > 0) {
@@ -85,7 +85,8 @@ void validate_weights(const MlaWeights& w, const MlaSpec& s) {
   check_size(w.kv_norm, s.kv_lora, "kv_norm");
   check_size(w.wkv_b, H * (s.nope + s.v) * s.kv_lora, "wkv_b");
   check_size(w.wo, hid * H * s.v, "wo");
-  const QTensor& q = w.wkv_b_fp8;
+  if (w.wkv_b_fp8 == nullptr) return;
+  const QTensor& q = *w.wkv_b_fp8;
   if (q.rows != 0 || !q.bits.empty() || !q.scales.empty()) {
     const std::size_t rows = H * (s.nope + s.v), cols = s.kv_lora;
     if (q.rows != rows || q.cols != cols)

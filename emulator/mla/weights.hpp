@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,23 @@ struct MlaWeights {
   QTensor wkv_b_fp8;
 };
 
+// What the MLA functions read: the same tensors as spans over memory someone else owns (an
+// MlaWeights, or the caller's numpy arrays in the Python binding, which views them for the call
+// instead of copying DeepSeek-V3's ~750 MB per call). The memory must stay alive and unchanged
+// while a call runs; nothing is cached between calls, so a write between calls is seen by the next.
+struct MlaWeightsView {
+  std::span<const float> wq_a, q_norm, wq_b, wq, wkv_a, kv_norm, wkv_b, wo;
+  const QTensor* wkv_b_fp8 = nullptr;  // null or empty (rows == 0): as MlaWeights::wkv_b_fp8 empty
+  MlaWeightsView() = default;
+  MlaWeightsView(const MlaWeights& w)  // NOLINT(google-explicit-constructor): every MlaWeights is one
+      : wq_a(w.wq_a), q_norm(w.q_norm), wq_b(w.wq_b), wq(w.wq), wkv_a(w.wkv_a), kv_norm(w.kv_norm), wkv_b(w.wkv_b),
+        wo(w.wo), wkv_b_fp8(&w.wkv_b_fp8) {}
+  bool has_wkv_b_fp8() const { return wkv_b_fp8 != nullptr && wkv_b_fp8->rows != 0; }
+};
+
 // Checks every tensor's size against the spec (std::invalid_argument naming the tensor, its size
 // and the expected size) and that every value is finite.
-void validate_weights(const MlaWeights& w, const MlaSpec& spec);
+void validate_weights(const MlaWeightsView& w, const MlaSpec& spec);
 
 // Counter-based uniform in [0, 1): SplitMix64 finaliser over (seed, stream, index), top 53 bits.
 // Depends only on its arguments, so any element can be generated alone, in any order.

@@ -1,11 +1,14 @@
 // MLA emulator: spec, layouts, pinned log, decode and both prefill forms against exact references.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <boost/multiprecision/cpp_bin_float.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <span>
 
+#include "common/isa.hpp"
 #include "mla/decode.hpp"
 #include "mla/forward.hpp"
 #include "mla/numerics.hpp"
@@ -434,4 +437,129 @@ TEST(MlaForward, ChunkedPrefillEqualsOneCall) {
   const Projected tailp = project(x.data() + 6 * s.hidden, 4, w, s, 56);
   const FormsComparison fc = compare_forms(tailp, w, s, &head.projected);
   EXPECT_TRUE(fc.verdict.ok()) << fc.verdict.summary();
+}
+
+namespace {
+
+std::uint32_t bits_of(float v) { return std::bit_cast<std::uint32_t>(v); }
+::testing::AssertionResult same_bits(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (bits_of(a[i]) != bits_of(b[i]))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: " << a[i] << " vs " << b[i];
+  return ::testing::AssertionSuccess();
+}
+
+// The weights copied into buffers of the test's own and viewed field by field, as the Python
+// binding views the caller's numpy arrays (no MlaWeights behind the view).
+struct ForeignWeights {
+  std::vector<std::vector<float>> store;
+  QTensor fp8;
+  MlaWeightsView view;
+  explicit ForeignWeights(const MlaWeights& w) : fp8(w.wkv_b_fp8) {
+    auto hold = [&](const std::vector<float>& v) {
+      store.push_back(v);
+      return std::span<const float>(store.back());
+    };
+    store.reserve(8);
+    view.wq_a = hold(w.wq_a);
+    view.q_norm = hold(w.q_norm);
+    view.wq_b = hold(w.wq_b);
+    view.wq = hold(w.wq);
+    view.wkv_a = hold(w.wkv_a);
+    view.kv_norm = hold(w.kv_norm);
+    view.wkv_b = hold(w.wkv_b);
+    view.wo = hold(w.wo);
+    view.wkv_b_fp8 = &fp8;
+  }
+};
+
+}  // namespace
+
+TEST(MlaForward, OneCallOverViewsEqualsItsSteps) {
+  // forward() checks the weights once and reads them in place, and returns the absorbed query it
+  // computed anyway; the oracle is the path the binding took before: the weights in an MlaWeights of
+  // their own, project, attention, output_projection and absorbed_query, each checking the weights.
+  // Every spec kind the steps branch on (FP8 / BF16 tensor-core / BF16 projections, q_lora 0, FP8
+  // wkv_b quantised or given, BF16 einsums in the reference op sequence), both forms, a prefix, an
+  // odd token count, on every instruction-set variant this CPU runs.
+  std::vector<std::pair<const char*, MlaSpec>> specs;
+  MlaSpec s = small_spec();
+  specs.push_back({"bf16 projections", s});
+  MlaSpec q0 = s;
+  q0.q_lora = 0;
+  specs.push_back({"q_lora 0", q0});
+  MlaSpec f8 = s;
+  f8.hidden = 128;
+  f8.wq_a = f8.wq_b = f8.wkv_a = f8.wo = MatmulFormat::Fp8;
+  specs.push_back({"fp8 projections", f8});
+  MlaSpec tc = s;
+  tc.wq_a = tc.wq_b = tc.wkv_a = tc.wo = MatmulFormat::Bf16TensorCore;
+  specs.push_back({"bf16 tensor-core projections", tc});
+  MlaSpec wb = s;
+  wb.wkv_b = MatmulFormat::Fp8;
+  wb.attn = MatmulFormat::Bf16;
+  specs.push_back({"fp8 wkv_b", wb});
+  MlaSpec ref = s;
+  ref.attn = MatmulFormat::Bf16;
+  ref.attn_ops = AttnOps::DeepseekReference;
+  specs.push_back({"deepseek_reference einsums", ref});
+  for (Isa isa : runnable_isas()) {
+    ScopedIsa use(isa);
+    for (const auto& [name, sp] : specs) {
+      sp.validate();
+      MlaWeights w = init_weights(sp, 17);
+      for (bool given : {false, true}) {
+        if (given && sp.wkv_b != MatmulFormat::Fp8) continue;
+        if (given)  // a checkpoint's FP8 wkv_b (power-of-two scales: not what wkv_b would quantise to)
+          w.wkv_b_fp8 = quantize(w.wkv_b.data(), w.wkv_b.size() / sp.kv_lora, sp.kv_lora, Tile{128, 128}, "e4m3",
+                                 scale_rule_by_name("deepseek_ue8m0"));
+        const ForeignWeights fw(w);
+        const auto x = random_input(sp, 7, 18);
+        const ForwardResult head = forward(x.data(), 3, w, sp, Form::Absorbed, 5);
+        for (Form f : {Form::Absorbed, Form::Naive})
+          for (const Projected* prefix : {static_cast<const Projected*>(nullptr), &head.projected}) {
+            SCOPED_TRACE(std::string(isa_name(isa)) + " " + name + (given ? " (given fp8 wkv_b) " : " ") +
+                         std::string(form_name(f)) + (prefix ? " with prefix" : ""));
+            std::vector<float> qa;
+            const ForwardResult got = forward(x.data(), 7, fw.view, sp, f, 8, prefix, &qa);
+            const Projected p = project(x.data(), 7, w, sp, 8);
+            const std::vector<float> attn = attention(p, w, sp, f, nullptr, prefix);
+            ASSERT_TRUE(same_bits(got.projected.q_nope, p.q_nope, "q_nope"));
+            ASSERT_TRUE(same_bits(got.projected.q_pe, p.q_pe, "q_pe"));
+            ASSERT_TRUE(same_bits(got.projected.latent, p.latent, "latent"));
+            ASSERT_TRUE(same_bits(got.projected.k_pe, p.k_pe, "k_pe"));
+            ASSERT_TRUE(same_bits(got.attn, attn, "attn"));
+            ASSERT_TRUE(same_bits(got.out, output_projection(attn, 7, w, sp), "out"));
+            ASSERT_TRUE(same_bits(qa, absorbed_query(p, w, sp), "q_absorbed"));
+          }
+      }
+    }
+  }
+}
+
+TEST(MlaForward, ViewedWeightsAreReadAtEachCall) {
+  // A view is not a snapshot: what the memory holds at the call is what the call uses, checked
+  // again (a NaN written between calls is an error naming the tensor and element).
+  const MlaSpec s = small_spec();
+  const MlaWeights w = init_weights(s, 4);
+  ForeignWeights fw(w);
+  const auto x = random_input(s, 5, 6);
+  const ForwardResult before = forward(x.data(), 5, fw.view, s, Form::Absorbed, 0);
+  float* wkv_b = fw.store[6].data();
+  ASSERT_EQ(fw.view.wkv_b.data(), wkv_b);
+  wkv_b[3] = -2 * wkv_b[3];
+  MlaWeights changed = w;
+  changed.wkv_b[3] = wkv_b[3];
+  const ForwardResult after = forward(x.data(), 5, fw.view, s, Form::Absorbed, 0);
+  EXPECT_FALSE(same_bits(after.attn, before.attn, "attn"));
+  EXPECT_TRUE(same_bits(after.attn, forward(x.data(), 5, changed, s, Form::Absorbed, 0).attn, "attn"));
+  float* wo = fw.store[7].data();
+  wo[11] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    (void)forward(x.data(), 5, fw.view, s, Form::Naive, 0);
+    ADD_FAILURE() << "a NaN weight was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "weights.wo: element 11 is not finite");
+  }
 }

@@ -151,7 +151,14 @@ def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0, 
     keys (latent and k_pe of earlier positions, e.g. an earlier forward's result; a chunked
     prefill gives the same bits as one call) and these tokens. Returns out [T, hidden], attn
     [T, heads, v] and the intermediates q_nope, q_pe, latent [T, kv_lora], k_pe [T, rope],
-    q_absorbed [T, heads, kv_lora+rope] (decode's query)."""
+    q_absorbed [T, heads, kv_lora+rope] (decode's query).
+
+    ``weights`` (init_weights' dict, or a checkpoint's) is read in place, not copied and not
+    snapshotted: float32 C-contiguous arrays are viewed for the duration of the call (other dtypes
+    and layouts are converted to such a copy first), every call checks their sizes and that every
+    value is finite (ValueError naming the tensor and element), and a write into an array between
+    calls is what the next call computes with. Do not write into them while a call runs (it runs
+    without the GIL)."""
     if form not in ("naive", "absorbed"):
         raise ValueError(f"form: expected 'naive' or 'absorbed', got {form!r}")
     if not isinstance(weights, dict):
