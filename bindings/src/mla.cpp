@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -30,6 +31,16 @@ py::array_t<double> to_numpy(const std::vector<double>& v, std::vector<py::ssize
   py::array_t<double> a(shape);
   std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(double));
   return a;
+}
+// A result handed to numpy without a copy: the array owns the vector (a capsule frees it), so a
+// forward at DeepSeek-V3 dims does not copy its ~60 MB of results (q_absorbed alone is
+// T x 128 x 576 floats) into fresh, page-faulting arrays.
+py::array_t<float> to_numpy(std::vector<float>&& v, std::vector<py::ssize_t> shape) {
+  auto owned = std::make_unique<std::vector<float>>(std::move(v));
+  float* data = owned->data();
+  py::capsule free_it(owned.get(), [](void* p) { delete static_cast<std::vector<float>*>(p); });
+  owned.release();
+  return py::array_t<float>(shape, data, free_it);
 }
 
 std::string shape_text(const py::array& a) { return py::str(py::tuple(py::cast(shape_of(a)))).cast<std::string>(); }
@@ -171,13 +182,13 @@ PrefillInputs prefill_inputs(const py::object& x, const py::dict& wd, const std:
   return in;
 }
 
-py::dict projected_dict(const Projected& p, const MlaSpec& s) {
+py::dict projected_dict(Projected&& p, const MlaSpec& s) {
   const py::ssize_t T = static_cast<py::ssize_t>(p.tokens);
   py::dict d;
-  d["q_nope"] = to_numpy(p.q_nope, {T, s.heads, s.nope});
-  d["q_pe"] = to_numpy(p.q_pe, {T, s.heads, s.rope});
-  d["latent"] = to_numpy(p.latent, {T, s.kv_lora});
-  d["k_pe"] = to_numpy(p.k_pe, {T, s.rope});
+  d["q_nope"] = to_numpy(std::move(p.q_nope), {T, s.heads, s.nope});
+  d["q_pe"] = to_numpy(std::move(p.q_pe), {T, s.heads, s.rope});
+  d["latent"] = to_numpy(std::move(p.latent), {T, s.kv_lora});
+  d["k_pe"] = to_numpy(std::move(p.k_pe), {T, s.rope});
   return d;
 }
 
@@ -337,11 +348,11 @@ py::dict forward_py(const py::object& x, const py::dict& wd, const std::string& 
     py::gil_scoped_release rel;
     r = forward(in.x.data(), in.tokens, in.weights.view(), s, f, start_pos, prefix_of(in), &qa);
   }
-  py::dict d = projected_dict(r.projected, s);
+  py::dict d = projected_dict(std::move(r.projected), s);
   const auto T = static_cast<py::ssize_t>(in.tokens);
-  d["out"] = to_numpy(r.out, {T, s.hidden});
-  d["attn"] = to_numpy(r.attn, {T, s.heads, s.v});
-  d["q_absorbed"] = to_numpy(qa, {T, s.heads, s.cache_dim()});
+  d["out"] = to_numpy(std::move(r.out), {T, s.hidden});
+  d["attn"] = to_numpy(std::move(r.attn), {T, s.heads, s.v});
+  d["q_absorbed"] = to_numpy(std::move(qa), {T, s.heads, s.cache_dim()});
   return d;
 }
 
@@ -454,7 +465,7 @@ py::tuple decode_py(const py::object& q, const py::object& cache, const py::obje
     py::gil_scoped_release rel;
     r = decode(a.q.data(), a.s_q, a.spec.heads, a.cache, a.spec, causal);
   }
-  return py::make_tuple(to_numpy(r.out, out_shape(a, a.four_d)), to_numpy(r.lse, lse_shape(a, a.four_d)));
+  return py::make_tuple(to_numpy(std::move(r.out), out_shape(a, a.four_d)), to_numpy(std::move(r.lse), lse_shape(a, a.four_d)));
 }
 
 py::dict decode_reference_py(const py::object& q, const py::object& cache, const py::object& block_table,

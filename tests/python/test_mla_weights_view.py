@@ -51,6 +51,10 @@ def test_viewed_weights_equal_converted_copies(spec, checkpoint, form):
     # The call reads the weights and writes none of them.
     for k, v in w.items():
         assert np.array_equal(v.view(np.uint32), saved[k].view(np.uint32)), k
+    # The results are arrays of their own (handed over without a copy), writable and C-contiguous.
+    for k in KEYS:
+        assert got[k].flags.writeable and got[k].flags.c_contiguous, k
+        assert not any(np.shares_memory(got[k], v) for v in w.values()), k
     # q_absorbed is decode's query whichever form ran.
     other = mla.forward(x, w, spec, "naive" if form == "absorbed" else "absorbed", start_pos=4)
     assert np.array_equal(got["q_absorbed"].view(np.uint32), other["q_absorbed"].view(np.uint32))
