@@ -7,6 +7,7 @@
 
 #include "common/bf16.hpp"
 #include "common/isa.hpp"
+#include "common/pinned_exp.hpp"
 #include "common/pinned_math.hpp"
 #include "mla/numerics.hpp"
 
@@ -144,27 +145,30 @@ void pv(const float* p, std::size_t heads, std::size_t n, const float* rows, std
 }
 
 // exp in double for 8 floats, with a certified error (< 2^-46 relative, below):
-//  x = k ln2 + r, k = nearest integer to x / ln2 (by the 1.5 * 2^52 addition), |r| <= ln2/2 + tiny;
-//  ln2 = kLn2Hi + kLn2Lo with kLn2Hi of 32 significant bits, so k * kLn2Hi is exact (|k| <= 151)
-//  and x - k * kLn2Hi is exact (Sterbenz); r then carries < 2^-53 |r| + 2^-80 of error.
-//  exp(r) by Horner on the Taylor polynomial of degree 12: truncation |r|^13 / 13! < 2^-52, and
-//  26 roundings of values below 2 (each < 2^-53 relative) < 2^-47; 2^k is exact (k in [-151, 129]).
+//  x = k ln2 + r, k = nearest integer to x / ln2 (by the 1.5 * 2^52 addition, ROUND_MAGIC),
+//  |r| <= ln2/2 + tiny; ln2 = LN2_HI + LN2_LO with LN2_HI of 32 significant bits, so k * LN2_HI is
+//  exact (|k| <= 151) and x - k * LN2_HI is exact (Sterbenz); r then carries < 2^-53 |r| + 2^-80
+//  of error. (The constants are common/pinned_exp.hpp's, the scalar pinned exp's.)
+//  exp(r) by Horner on the Taylor polynomial of degree 12 (pinned_exp.hpp's coefficients C[0..12],
+//  without fma): truncation |r|^13 / 13! < 2^-52, and 26 roundings of values below 2 (each
+//  < 2^-53 relative) < 2^-47; 2^k is exact (k in [-151, 129]).
 // So the true exp lies in [y (1 - 2^-46), y (1 + 2^-46)]; with the margin 2^-42 (16 times that),
 // when both ends of [y (1 - 2^-42), y (1 + 2^-42)] round to the same float, that float is the
 // correctly rounded exp(x), i.e. exp_f32(x). Otherwise (about one input in 2^17) and outside
 // (-104, 89) (where exp_f32 returns 0, Inf or NaN by its own rules) exp_f32 itself decides.
-constexpr double kInvLn2 = 0x1.71547652b82fep+0;
-constexpr double kLn2Hi = 0x1.62e42fefp-1;           // ln 2 to 32 significant bits
-constexpr double kLn2Lo = 0x1.473de6af278edp-34;     // ln 2 - kLn2Hi, rounded
-constexpr double kRoundMagic = 0x1.8p52;
 constexpr double kMargin = 0x1p-42;
 constexpr int kDegree = 12;
-
-constexpr double inverse_factorial(int n) {
+// C[n] is the double nearest 1/n! (1 / n! by one correctly rounded division: n! < 2^53 is exact).
+constexpr bool taylor_coefficients_exact() {
   double f = 1;
-  for (int i = 2; i <= n; ++i) f *= i;  // exact: n! < 2^53 for n <= 18
-  return 1.0 / f;
+  for (int n = 0; n <= kDegree; ++n) {
+    if (n > 1) f *= n;
+    if (C[n] != 1.0 / f) return false;
+  }
+  return true;
 }
+static_assert(kDegree < static_cast<int>(std::size(C)) && taylor_coefficients_exact(),
+              "pinned_exp.hpp's C[0..kDegree] are the coefficients this polynomial was certified with");
 
 void exp_block(const float* x, float* y) {
   F8 xf;
@@ -172,11 +176,12 @@ void exp_block(const float* x, float* y) {
   D8 xd = __builtin_convertvector(xf, D8);
   const I8 inside = (xd > -104.0) & (xd < 89.0);  // false for NaN
   xd = inside ? xd : D8{};                         // other lanes: evaluated at 0, redone below
-  const D8 t = xd * kInvLn2 + kRoundMagic;         // 1.5 * 2^52 + k exactly
-  const D8 kd = t - kRoundMagic;
-  const D8 r = (xd - kd * kLn2Hi) - kd * kLn2Lo;
-  D8 p = D8{} + inverse_factorial(kDegree);
-  for (int i = kDegree - 1; i >= 0; --i) p = p * r + inverse_factorial(i);
+  const D8 t = xd * INV_LN2 + ROUND_MAGIC;         // 1.5 * 2^52 + k exactly
+  const D8 kd = t - ROUND_MAGIC;
+  const D8 r = (xd - kd * LN2_HI) - kd * LN2_LO;
+  D8 p = D8{} + C[kDegree];
+#pragma GCC unroll 12  // unrolled, the coefficients are immediate constants (as before they were shared)
+  for (int i = kDegree - 1; i >= 0; --i) p = p * r + C[i];
   // t's low mantissa bits hold k (two's complement): 2^k's exponent field is (k + 1023) << 52.
   const U8 two_k = (((U8)t + 1023u) << 52);
   const D8 v = p * (D8)two_k;
