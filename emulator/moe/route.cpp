@@ -10,49 +10,33 @@
 
 #include "common/parallel.hpp"
 #include "common/pinned_math.hpp"
+#include "moe/route_keys.hpp"
+#include "moe/route_select.hpp"
 
 namespace fp8lab::moe {
 
-std::uint32_t score_order_key(float x) {
-  // Standard order-preserving map of IEEE floats onto unsigned integers: flip all bits of
-  // negatives, set the sign bit of positives. -inf maps to 0x007FFFFF > 0, so NaN (0) is lowest.
-  // Written as selects, without branches, so that a loop of it vectorises.
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(x), magnitude = u & 0x7FFFFFFFu;
-  const std::uint32_t v = magnitude == 0 ? 0u : u;  // -0 -> +0
-  const std::uint32_t key = (v & 0x80000000u) ? ~v : (v | 0x80000000u);
-  return magnitude > 0x7F800000u ? 0u : key;
-}
+// The key helpers of moe/route_keys.hpp, as this (baseline) build compiles them.
+using FP8LAB_ISA_NS::index_of;
+using FP8LAB_ISA_NS::order_key;
+using FP8LAB_ISA_NS::ranked_key;
+using FP8LAB_ISA_NS::TopK;
+
+std::uint32_t score_order_key(float x) { return order_key(x); }
 
 float round_gate(float x, GateFormat f) { return f == GateFormat::Bf16 ? round_to_bf16(x) : x; }
 
 namespace {
 
 // Key with the index folded in: equal scores prefer the lower index.
-inline std::uint64_t ranked(float x, std::uint32_t index) {
-  return (static_cast<std::uint64_t>(score_order_key(x)) << 32) | (0xFFFFFFFFu - index);
-}
-inline std::uint32_t index_of(std::uint64_t key) { return 0xFFFFFFFFu - static_cast<std::uint32_t>(key); }
+inline std::uint64_t ranked(float x, std::uint32_t index) { return ranked_key(order_key(x), index); }
 
-// Keeps the k largest keys seen, in descending order.
-struct TopK {
-  std::uint64_t keys[64];
-  int k = 0, n = 0;
-  explicit TopK(int k_) : k(k_) {}
-  void offer(std::uint64_t key) {
-    if (n == k) {
-      if (key <= keys[k - 1]) return;
-      --n;
-    }
-    int i = n++;
-    while (i > 0 && keys[i - 1] < key) {
-      keys[i] = keys[i - 1];
-      --i;
-    }
-    keys[i] = key;
-  }
+// TopK with its own storage, for route_token's selections (k <= 64: check_topk_capacity).
+struct TopKOf : TopK {
+  std::uint64_t storage[64];
+  explicit TopKOf(int k_) : TopK(storage, k_) {}
 };
 
-// Top-k for k that may exceed TopK's fixed capacity (group/node counts, large topk): a partial
+// Top-k for k that may exceed TopKOf's fixed capacity (group/node counts, large topk): a partial
 // sort of `keys` in place (callers do not read them again).
 void top_indices(std::vector<std::uint64_t>& keys, int k, std::vector<std::uint32_t>& out) {
   std::partial_sort(keys.begin(), keys.begin() + k, keys.end(), std::greater<>());
@@ -74,147 +58,11 @@ struct Scratch {
   std::vector<float> sel;
   std::vector<unsigned char> eligible;
   std::vector<std::uint64_t> group_keys, node_keys;
-  std::vector<std::uint32_t> chosen, keys32, group_floor;
+  std::vector<std::uint32_t> chosen;
+  std::vector<std::uint32_t> keys32;       // moe_select_grouped's scratch: experts + groups
+  std::vector<std::uint64_t> chosen_keys;  // and topk_groups
   std::vector<float> block;  // a block of tokens' gate scores
 };
-
-// The score a key stands for, up to what the order cannot see: -0 comes back as +0 and every NaN
-// as the quiet NaN (sums and bf16 rounding of those give values of the same key).
-inline float value_of_key(std::uint32_t k) {
-  if (k == 0) return std::numeric_limits<float>::quiet_NaN();
-  return std::bit_cast<float>((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
-}
-
-// 16 order keys (GCC/Clang vector extension: one AVX-512 register, two AVX2 or four SSE2 ones).
-using KeyLanes = std::uint32_t __attribute__((vector_size(64)));
-constexpr int kLanes = 16;
-inline KeyLanes load_keys(const std::uint32_t* p) {
-  KeyLanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline KeyLanes max_lanes(KeyLanes a, KeyLanes b) { return a > b ? a : b; }
-inline KeyLanes min_lanes(KeyLanes a, KeyLanes b) { return a > b ? b : a; }
-// The upper half of each group of 2w lanes moved down onto the lower half (the rest don't matter).
-template <int W>
-inline KeyLanes down(KeyLanes v) {
-  if constexpr (W == 8) return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
-  if constexpr (W == 4) return __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
-  if constexpr (W == 2) return __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-  if constexpr (W == 1) return __builtin_shufflevector(v, v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
-}
-// Merges the top-2 (f, s) of lanes [w, 2w) into those of lanes [0, w).
-template <int W>
-inline void merge_top2(KeyLanes& f, KeyLanes& s) {
-  const KeyLanes f2 = down<W>(f), s2 = down<W>(s);
-  s = max_lanes(max_lanes(s, s2), min_lanes(f, f2));
-  f = max_lanes(f, f2);
-}
-
-// The two largest of n keys, as a multiset (second == first when the largest occurs twice):
-// running maxima in 16 lanes, then a halving reduction.
-inline void top2_keys(const std::uint32_t* k, int n, std::uint32_t& first, std::uint32_t& second) {
-  if (n % kLanes != 0) {
-    std::uint32_t f = k[0], s = 0;  // 0 (the NaN key) is below or equal to every key
-    for (int i = 1; i < n; ++i) {
-      s = std::max(s, std::min(f, k[i]));
-      f = std::max(f, k[i]);
-    }
-    first = f;
-    second = s;
-    return;
-  }
-  KeyLanes f = load_keys(k), s = KeyLanes{};  // s = 0: below or equal to every key
-  for (int i = kLanes; i < n; i += kLanes) {
-    const KeyLanes x = load_keys(k + i);
-    s = max_lanes(s, min_lanes(f, x));
-    f = max_lanes(f, x);
-  }
-  merge_top2<8>(f, s);
-  merge_top2<4>(f, s);
-  merge_top2<2>(f, s);
-  merge_top2<1>(f, s);
-  first = f[0];
-  second = s[0];
-}
-
-// Offers to t the keys of experts [begin, begin + n) whose order key is at least `floor` or the
-// current k-th key: the others cannot enter the top k. Comparisons 16 at a time, offers only for
-// the survivors.
-inline void offer_range(const std::uint32_t* keys, int begin, int n, std::uint32_t floor, TopK& t) {
-  const KeyLanes bit = {1u << 0, 1u << 1, 1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
-                        1u << 8, 1u << 9, 1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15};
-  int i = begin;
-  for (; i + kLanes <= begin + n; i += kLanes) {
-    const std::uint32_t thr = t.n == t.k ? std::max(floor, static_cast<std::uint32_t>(t.keys[t.k - 1] >> 32)) : floor;
-    KeyLanes m = (load_keys(keys + i) >= thr) & bit;  // lanes of the survivors: their bit
-    m |= down<8>(m);
-    m |= down<4>(m);
-    m |= down<2>(m);
-    m |= down<1>(m);
-    for (std::uint32_t mask = m[0]; mask; mask &= mask - 1) {
-      const int e = i + std::countr_zero(mask);
-      t.offer((static_cast<std::uint64_t>(keys[e]) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(e)));
-    }
-  }
-  for (; i < begin + n; ++i)
-    if (keys[i] >= floor) t.offer((static_cast<std::uint64_t>(keys[i]) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(i)));
-}
-
-// The selection of specs without node limits (every router recipe), on 32-bit order keys with the
-// same order and ties as route_token (the reference, kept below for node limits and for the tests):
-// each group's two best keys (its score only depends on their values), the groups by rank, and the
-// final top-k over the chosen groups' experts, skipping those below the smallest of the chosen
-// groups' best keys once these are at least k (then the k-th best is at least that). TopK keeps the
-// k largest of distinct keys, so the order of the offers does not matter.
-void select_grouped(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out) {
-  const int E = spec.experts;
-  w.keys32.resize(static_cast<std::size_t>(E));
-  std::uint32_t* keys = w.keys32.data();
-  if (!bias) {
-    for (int e = 0; e < E; ++e) keys[e] = score_order_key(s[e]);
-  } else if (spec.selection_is_bf16()) {
-    for (int e = 0; e < E; ++e) keys[e] = score_order_key(round_to_bf16(s[e] + bias[e]));
-  } else {
-    for (int e = 0; e < E; ++e) keys[e] = score_order_key(s[e] + bias[e]);
-  }
-  TopK t(spec.topk);
-  if (spec.groups == 1) {
-    offer_range(keys, 0, E, 0, t);
-  } else {
-    const int G = spec.groups, per = spec.experts_per_group();
-    const bool max_score = spec.group_score == GroupScore::Max;
-    w.group_keys.resize(static_cast<std::size_t>(G));
-    w.group_floor.resize(static_cast<std::size_t>(G));
-    for (int g = 0; g < G; ++g) {
-      std::uint32_t first, second;
-      top2_keys(keys + static_cast<std::ptrdiff_t>(g) * per, per, first, second);
-      const std::uint32_t score =
-          max_score ? first : score_order_key(round_sel(value_of_key(first) + value_of_key(second), spec));
-      w.group_keys[static_cast<std::size_t>(g)] = (static_cast<std::uint64_t>(score) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(g));
-      w.group_floor[static_cast<std::size_t>(g)] = max_score ? first : second;
-    }
-    // The chosen groups: rank = how many groups come first (keys are distinct).
-    w.chosen.clear();
-    if (G <= 64) {
-      for (int g = 0; g < G; ++g) {
-        int rank = 0;
-        for (int h = 0; h < G; ++h) rank += w.group_keys[static_cast<std::size_t>(h)] > w.group_keys[static_cast<std::size_t>(g)];
-        if (rank < spec.topk_groups) w.chosen.push_back(static_cast<std::uint32_t>(g));
-      }
-    } else {
-      top_indices(w.group_keys, spec.topk_groups, w.chosen);
-    }
-    const long known = static_cast<long>(w.chosen.size()) * (max_score ? 1 : 2);
-    std::uint32_t floor = 0;
-    if (known >= spec.topk) {
-      floor = 0xFFFFFFFFu;
-      for (const std::uint32_t g : w.chosen) floor = std::min(floor, w.group_floor[g]);
-    }
-    for (const std::uint32_t g : w.chosen) offer_range(keys, static_cast<int>(g) * per, per, floor, t);
-  }
-  for (int j = 0; j < spec.topk; ++j) ids_out[j] = static_cast<std::int32_t>(index_of(t.keys[j]));
-}
 
 // Routes one token from its gate-format scores. Writes k ids and k weights.
 void route_token(const float* s, const float* bias, const RouterSpec& spec, Scratch& w, std::int32_t* ids_out,
@@ -232,11 +80,11 @@ void route_token(const float* s, const float* bias, const RouterSpec& spec, Scra
       const float* gs = sel + static_cast<std::ptrdiff_t>(g) * per;
       float score;
       if (spec.group_score == GroupScore::Max) {
-        TopK t(1);
+        TopKOf t(1);
         for (int i = 0; i < per; ++i) t.offer(ranked(gs[i], static_cast<std::uint32_t>(i)));
         score = gs[index_of(t.keys[0])];
       } else {
-        TopK t(2);
+        TopKOf t(2);
         for (int i = 0; i < per; ++i) t.offer(ranked(gs[i], static_cast<std::uint32_t>(i)));
         score = round_sel(gs[index_of(t.keys[0])] + gs[index_of(t.keys[1])], spec);
       }
@@ -253,7 +101,7 @@ void route_token(const float* s, const float* bias, const RouterSpec& spec, Scra
     const int take = (spec.topk + spec.max_nodes - 1) / spec.max_nodes;  // ceil(K_r / M)
     w.node_keys.clear();
     for (int n = 0; n < spec.nodes; ++n) {
-      TopK t(std::min(take, 64));
+      TopKOf t(std::min(take, 64));
       int count = 0;
       for (int i = 0; i < per; ++i) {
         const int e = n * per + i;
@@ -275,7 +123,7 @@ void route_token(const float* s, const float* bias, const RouterSpec& spec, Scra
       if (!node_ok[static_cast<std::size_t>(e / per)]) w.eligible[static_cast<std::size_t>(e)] = 0;
   }
 
-  TopK t(spec.topk);
+  TopKOf t(spec.topk);
   int eligible_count = 0;
   for (int e = 0; e < E; ++e) {
     if (!w.eligible[static_cast<std::size_t>(e)]) continue;
@@ -355,22 +203,23 @@ void route_blocks(std::size_t tokens, const float* bias, const RouterSpec& spec,
   const std::vector<float> b = rounded_bias(bias, spec);
   const float* bp = bias ? b.data() : nullptr;
   const std::size_t E = static_cast<std::size_t>(spec.experts), K = static_cast<std::size_t>(spec.topk);
+  const GroupedSelection sel{spec.experts, spec.topk, spec.groups, spec.topk_groups,
+                             spec.group_score == GroupScore::Max, spec.selection_is_bf16()};
   parallel_for(tokens, 256, [&](std::size_t begin, std::size_t end) {
     Scratch w;
     w.block.resize(kBlock * E);
+    w.keys32.resize(E + static_cast<std::size_t>(spec.groups));
+    w.chosen_keys.resize(static_cast<std::size_t>(spec.topk_groups));
     for (std::size_t b0 = begin; b0 < end; b0 += kBlock) {
       const std::size_t n = std::min(kBlock, end - b0);
       const float* s = scores_of(b0, n, w.block.data());
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t t = b0 + i;
-        const float* st = s + i * E;
-        if (spec.nodes > 0 || reference) {
-          route_token(st, bp, spec, w, ids + t * K, weights + t * K, t);
-        } else {
-          select_grouped(st, bp, spec, w, ids + t * K);
-          weights_for_ids(st, ids + t * K, spec, weights + t * K);
-        }
+      if (spec.nodes > 0 || reference) {
+        for (std::size_t i = 0; i < n; ++i)
+          route_token(s + i * E, bp, spec, w, ids + (b0 + i) * K, weights + (b0 + i) * K, b0 + i);
+        continue;
       }
+      moe_select_grouped(s, n, bp, sel, w.keys32.data(), w.chosen_keys.data(), ids + b0 * K);
+      for (std::size_t i = 0; i < n; ++i) weights_for_ids(s + i * E, ids + (b0 + i) * K, spec, weights + (b0 + i) * K);
     }
   });
 }

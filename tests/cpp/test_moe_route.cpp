@@ -390,18 +390,25 @@ bool same_route(const RouteResult& a, const RouteResult& b) {
   return true;
 }
 
+// The fast selection (moe_select_grouped, built per instruction set) on every variant this CPU runs
+// against the reference route_token.
 void expect_fast_is_reference(const std::vector<float>& scores, std::size_t tokens, const float* bias, const RouterSpec& spec,
                               const std::string& what) {
-  const RouteResult fast = route_from_scores(scores.data(), tokens, bias, spec);
   const RouteResult ref = detail::route_from_scores_reference(scores.data(), tokens, bias, spec);
-  ASSERT_EQ(fast.ids.size(), tokens * static_cast<std::size_t>(spec.topk));
-  for (std::size_t t = 0; t < tokens; ++t)
-    for (std::size_t j = 0; j < static_cast<std::size_t>(spec.topk); ++j) {
-      const std::size_t i = t * static_cast<std::size_t>(spec.topk) + j;
-      ASSERT_EQ(fast.ids[i], ref.ids[i]) << spec.name << " " << what << " token " << t << " slot " << j;
-      ASSERT_TRUE(same_bits(fast.weights[i], ref.weights[i]))
-          << spec.name << " " << what << " token " << t << " slot " << j << ": " << fast.weights[i] << " vs " << ref.weights[i];
-    }
+  for (const fp8lab::Isa isa : fp8lab::runnable_isas()) {
+    const fp8lab::ScopedIsa use(isa);
+    const RouteResult fast = route_from_scores(scores.data(), tokens, bias, spec);
+    ASSERT_EQ(fast.ids.size(), tokens * static_cast<std::size_t>(spec.topk));
+    for (std::size_t t = 0; t < tokens; ++t)
+      for (std::size_t j = 0; j < static_cast<std::size_t>(spec.topk); ++j) {
+        const std::size_t i = t * static_cast<std::size_t>(spec.topk) + j;
+        ASSERT_EQ(fast.ids[i], ref.ids[i])
+            << spec.name << " " << what << " isa " << fp8lab::isa_name(isa) << " token " << t << " slot " << j;
+        ASSERT_TRUE(same_bits(fast.weights[i], ref.weights[i]))
+            << spec.name << " " << what << " isa " << fp8lab::isa_name(isa) << " token " << t << " slot " << j << ": "
+            << fast.weights[i] << " vs " << ref.weights[i];
+      }
+  }
 }
 
 TEST(MoeRouteFast, SelectionMatchesTheReferenceOnHostileScores) {
