@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <new>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
@@ -34,8 +35,9 @@ class ElementBits {
     ElementBits b;
     b.n_ = n;
     b.width_ = width_bits;
-    // uint32 units: aligned for every width; `new T[]` without () leaves them uninitialised.
-    if (n != 0) b.words_.reset(new std::uint32_t[(b.byte_size() + 3) / 4]);
+    // Raw storage, not value-initialised, 64-byte aligned (whole cache lines, any SIMD width); in
+    // C++20 operator new implicitly creates the uint8/16/32 objects that data<T>() then accesses.
+    if (n != 0) b.store_.reset(static_cast<std::byte*>(::operator new(b.byte_size(), std::align_val_t{kAlign})));
     return b;
   }
   // Patterns given as values (e.g. a trace's bytes, or uint32 words), each checked against the width.
@@ -60,19 +62,19 @@ class ElementBits {
   bool empty() const { return n_ == 0; }
   int width_bits() const { return width_; }
   std::size_t byte_size() const { return n_ * static_cast<std::size_t>(width_ / 8); }
-  void* raw() { return words_.get(); }
-  const void* raw() const { return words_.get(); }
+  void* raw() { return store_.get(); }
+  const void* raw() const { return store_.get(); }
 
   // The storage as T (uint8_t, uint16_t or uint32_t, matching width_bits(); std::logic_error otherwise).
   template <class T>
   T* data() {
     check_type<T>();
-    return reinterpret_cast<T*>(words_.get());
+    return reinterpret_cast<T*>(store_.get());
   }
   template <class T>
   const T* data() const {
     check_type<T>();
-    return reinterpret_cast<const T*>(words_.get());
+    return reinterpret_cast<const T*>(store_.get());
   }
   // f(const T* patterns) with T the storage type: one loop per width, each at its natural type.
   template <class F>
@@ -86,9 +88,9 @@ class ElementBits {
 
   std::uint32_t operator[](std::size_t i) const {
     switch (width_) {
-      case 8: return reinterpret_cast<const std::uint8_t*>(words_.get())[i];
-      case 16: return reinterpret_cast<const std::uint16_t*>(words_.get())[i];
-      default: return words_[i];
+      case 8: return reinterpret_cast<const std::uint8_t*>(store_.get())[i];
+      case 16: return reinterpret_cast<const std::uint16_t*>(store_.get())[i];
+      default: return reinterpret_cast<const std::uint32_t*>(store_.get())[i];
     }
   }
   void set(std::size_t i, std::uint32_t v) {
@@ -96,9 +98,9 @@ class ElementBits {
       throw std::invalid_argument("bits: pattern " + std::to_string(v) + " does not fit the " + std::to_string(width_) +
                                   "-bit element storage");
     switch (width_) {
-      case 8: reinterpret_cast<std::uint8_t*>(words_.get())[i] = static_cast<std::uint8_t>(v); break;
-      case 16: reinterpret_cast<std::uint16_t*>(words_.get())[i] = static_cast<std::uint16_t>(v); break;
-      default: words_[i] = v;
+      case 8: reinterpret_cast<std::uint8_t*>(store_.get())[i] = static_cast<std::uint8_t>(v); break;
+      case 16: reinterpret_cast<std::uint16_t*>(store_.get())[i] = static_cast<std::uint16_t>(v); break;
+      default: reinterpret_cast<std::uint32_t*>(store_.get())[i] = v;
     }
   }
   // Every pattern as a uint32 word (tests, diagnostics).
@@ -144,9 +146,13 @@ class ElementBits {
       throw std::logic_error("ElementBits: " + std::to_string(width_) + "-bit storage read as " +
                              std::to_string(sizeof(T) * 8) + "-bit patterns");
   }
+  static constexpr std::size_t kAlign = 64;
+  struct Free {
+    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{kAlign}); }
+  };
   std::size_t n_ = 0;
   int width_ = 8;
-  std::unique_ptr<std::uint32_t[]> words_;
+  std::unique_ptr<std::byte, Free> store_;
 };
 
 }  // namespace fp8lab
