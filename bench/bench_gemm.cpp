@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -159,10 +160,19 @@ void run_small_threads() {
       fp8lab::set_num_threads(threads);
       t[threads - 1] = std::min(t[threads - 1], best_seconds([&] { for (int c = 0; c < kCalls; ++c) d = fp8lab::gemm(a, b, spec); }, 1) / kCalls);
     }
+  // What the parallel loops did per 2-thread call (a load-independent figure of their fixed cost).
+  fp8lab::set_num_threads(2);
+  const fp8lab::ParallelCounts c0 = fp8lab::parallel_counts();
+  for (int c = 0; c < kCalls; ++c) d = fp8lab::gemm(a, b, spec);
+  const fp8lab::ParallelCounts c1 = fp8lab::parallel_counts();
   fp8lab::set_num_threads(0);
   std::printf("shape M=64 N=64 K=128, best of %d blocks of %d calls\n", kBlocks, kCalls);
   std::printf("  gemm per call: 1 thread %.1f us, 2 threads %.1f us: 2 threads / 1 thread = %.2fx (goal <= 1x)\n", t[0] * 1e6,
               t[1] * 1e6, t[1] / t[0]);
+  const auto per_call = [&](std::uint64_t x0, std::uint64_t x1) { return static_cast<double>(x1 - x0) / kCalls; };
+  std::printf("  per 2-thread call: %.1f parallel loops, %.2f fork/joins, %.2f worker wake-ups, %.2f joins slept\n",
+              per_call(c0.calls, c1.calls), per_call(c0.jobs, c1.jobs), per_call(c0.wakes, c1.wakes),
+              per_call(c0.join_sleeps, c1.join_sleeps));
 }
 
 // The fused presets' blocked kernel (gemm/tc_lanes_kernel: BF16/FP16/TF32 and the other FP8

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -54,85 +56,184 @@ void set_num_threads(int n) {
 namespace {
 
 // One parallel_for call's shared state: chunks are handed out by `next`; the first exception by
-// chunk order is kept.
+// chunk order is kept. `helpers`: the pool workers (by index) allowed to join.
 struct Job {
   Job(const std::function<void(std::size_t, std::size_t)>& b, std::size_t size, std::size_t g, std::size_t c)
       : body(b), n(size), grain(g), chunks(c) {}
   const std::function<void(std::size_t, std::size_t)>& body;
-  std::size_t n, grain, chunks;
+  std::size_t n, grain, chunks, helpers = 0;
   std::atomic<std::size_t> next{0};
   std::mutex error_mutex;
   std::size_t error_chunk = SIZE_MAX;
   std::exception_ptr error;
 
-  void work() {
-    for (std::size_t c; (c = next.fetch_add(1)) < chunks;) {
-      try {
-        body(c * grain, std::min(n, (c + 1) * grain));
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(error_mutex);
-        if (c < error_chunk) error_chunk = c, error = std::current_exception();
-      }
+  // Runs chunk c (an exception is kept, not thrown: the other chunks still run).
+  void run(std::size_t c) {
+    try {
+      body(c * grain, std::min(n, (c + 1) * grain));
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(error_mutex);
+      if (c < error_chunk) error_chunk = c, error = std::current_exception();
     }
+  }
+  // Runs chunks until none is left; returns how many this thread ran.
+  std::size_t work() {
+    std::size_t ran = 0;
+    for (std::size_t c; (c = next.fetch_add(1)) < chunks; ++ran) run(c);
+    return ran;
   }
 };
 
 thread_local bool on_pool_worker = false;
 
-// Persistent worker threads, started when first needed and kept for the process (never joined:
-// they wait on a condition variable between jobs). One job at a time: the caller runs chunks
-// too, and waits only for the workers that joined the job, so a worker slow to wake costs the
-// caller nothing (a job can finish before any worker has woken).
+struct Counters {
+  std::atomic<std::uint64_t> calls{0}, jobs{0}, wakes{0}, join_sleeps{0}, helper_chunks{0};
+} counters;
+
+void count(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) { c.fetch_add(by, std::memory_order_relaxed); }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// How long a thread polls before it sleeps: a worker that finished a job, for the next one; a
+// caller that finished its chunks, for the workers still inside its job. A futex wake-up costs
+// tens of microseconds on a loaded VM (more than a whole small GEMM's kernel, issue 15), while
+// back-to-back calls come within microseconds; polling is bounded so that an idle pool costs no
+// CPU, and skipped when threads outnumber cores (a poller would hold the core a worker needs).
+constexpr std::chrono::microseconds kSpin{50};
+
+// Polls `done` for up to kSpin; true when it held.
+template <class Done>
+bool spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return done();
+  }
+}
+
+// Persistent worker threads, started when first needed and kept for the process (never joined).
+// One job at a time: the caller runs chunks too and waits only for the workers that joined the
+// job, so a worker slow to wake costs the caller nothing (a job can finish before any worker has
+// woken). Between jobs a worker polls for a while, then sleeps on its own condition variable;
+// the caller wakes (a system call) only the sleeping workers its job may use.
+//
+// Sleeping and waking pair a store with a load on each side (the worker: `asleep`, then the
+// generation; the caller: the generation, then `asleep`), all sequentially consistent, so one of
+// the two sees the other: a worker never sleeps through a job it was meant to join. The join
+// uses the same pattern on `inside_` and `caller_asleep_`.
 class Pool {
  public:
   explicit Pool(Pool* abandoned) : abandoned_(abandoned) {}
 
-  void run(Job& job, std::size_t helpers) {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      try {
-        while (workers_.size() < helpers) {
-          const std::size_t index = workers_.size();
-          workers_.emplace_back([this, index] { loop(index); });
-        }
-      } catch (const std::system_error&) {  // no more threads to be had: work with those there are
-      }
-      job_ = &job;
-      helpers_ = std::min(helpers, workers_.size());
-      ++generation_;
+  void run(Job& job, std::size_t helpers, bool spin) {
+    start_workers(helpers);
+    job.helpers = std::min(helpers, started_.load());
+    spin_.store(spin);
+    helpers_.store(job.helpers);
+    job_.store(&job);
+    generation_.fetch_add(1);
+    count(counters.jobs);
+    bool sleeping = false;
+    for (std::size_t i = 0; i < job.helpers; ++i) sleeping |= workers_[i]->asleep.load();
+    if (sleeping) {
+      { const std::lock_guard<std::mutex> lock(mutex_); }  // a worker seen asleep is inside its wait now
+      for (std::size_t i = 0; i < job.helpers; ++i)
+        if (workers_[i]->asleep.load()) workers_[i]->wake.notify_one(), count(counters.wakes);
     }
-    wake_.notify_all();
     job.work();
-    std::unique_lock<std::mutex> lock(mutex_);
-    job_ = nullptr;  // no worker joins from here on
-    idle_.wait(lock, [this] { return inside_ == 0; });
+    job_.store(nullptr);  // no worker joins from here on
+    const auto joined = [this] { return inside_.load() == 0; };
+    if (!(spin && spin_until(joined))) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      caller_asleep_.store(true);
+      if (!joined()) count(counters.join_sleeps);
+      idle_.wait(lock, joined);
+      caller_asleep_.store(false);
+    }
   }
 
  private:
-  void loop(std::size_t index) {
+  struct Worker {
+    std::condition_variable wake;
+    std::atomic<bool> asleep{false};
+  };
+
+  void start_workers(std::size_t helpers) {
+    if (started_.load() >= helpers) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      while (workers_.size() < helpers) {
+        workers_.push_back(std::make_unique<Worker>());
+        const std::size_t index = workers_.size() - 1;
+        std::thread(&Pool::loop, this, workers_.back().get(), index, generation_.load()).detach();
+        started_.store(workers_.size());
+      }
+    } catch (const std::system_error&) {  // no more threads to be had: work with those there are
+      workers_.resize(started_.load());
+    }
+  }
+
+  // `w`: this worker's slot (the vector that holds it may grow meanwhile; the slot does not move).
+  void loop(Worker* w, std::size_t index, std::uint64_t seen) {
     on_pool_worker = true;
-    std::unique_lock<std::mutex> lock(mutex_);
-    std::uint64_t seen = 0;
     for (;;) {
-      wake_.wait(lock, [&] { return job_ != nullptr && generation_ != seen && index < helpers_; });
-      seen = generation_;
-      Job* job = job_;
-      ++inside_;
-      lock.unlock();
-      job->work();
-      lock.lock();
-      if (--inside_ == 0) idle_.notify_all();
+      const auto called = [&] { return generation_.load() != seen && index < helpers_.load(); };
+      if (!(spin_.load() && spin_until(called))) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        w->asleep.store(true);
+        w->wake.wait(lock, called);
+        w->asleep.store(false);
+      }
+      seen = generation_.load();
+      inside_.fetch_add(1);
+      if (Job* job = job_.load(); job && index < job->helpers) count(counters.helper_chunks, job->work());
+      if (inside_.fetch_sub(1) == 1 && caller_asleep_.load()) {
+        { const std::lock_guard<std::mutex> lock(mutex_); }
+        idle_.notify_one();
+      }
     }
   }
 
   std::mutex mutex_;
-  std::condition_variable wake_, idle_;
-  Job* job_ = nullptr;
-  std::uint64_t generation_ = 0;
-  std::size_t helpers_ = 0, inside_ = 0;
-  std::vector<std::thread> workers_;
+  std::condition_variable idle_;
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::size_t> helpers_{0}, inside_{0}, started_{0};
+  std::atomic<bool> spin_{true}, caller_asleep_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
   Pool* abandoned_;  // a forked child's pool keeps its parent's reachable (leak checkers)
 };
+
+// Below this much work a loop runs on the calling thread alone: waking a worker (a system call,
+// then tens of microseconds before it runs on a loaded VM), sharing the chunks and waiting for its
+// last one cost about as much as the work they would save (issue 15: a 64x64x128 GEMM's kernel
+// takes ~25 us and was slower forked on 2 threads than on 1).
+constexpr std::chrono::microseconds kWorthForking{100};
+
+// Runs job's chunks on this thread for as long as the rest of them is estimated (from the time the
+// ones done so far took) to take under kWorthForking. True when all are done; false when the rest
+// is worth handing to the pool (job.next onwards). A loop of few chunks (each possibly long, and
+// nothing to learn from before one ends) is handed over at once.
+bool ran_alone(Job& job, std::size_t threads) {
+  if (job.chunks <= 2 * threads) return false;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t done = 1;; ++done) {
+    const std::size_t c = job.next.fetch_add(1);
+    if (c >= job.chunks) return true;
+    job.run(c);
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    if (elapsed * static_cast<double>(job.chunks - c - 1) > kWorthForking * static_cast<double>(done)) return false;
+  }
+}
 
 // The pool and who holds it: a call that finds it held (another thread's call, or a parallel_for
 // inside a body) runs its chunks itself, in order.
@@ -150,20 +251,32 @@ void forget_pool_in_child() {
 
 }  // namespace
 
+ParallelCounts parallel_counts() {
+  return {counters.calls.load(), counters.jobs.load(), counters.wakes.load(), counters.join_sleeps.load(),
+          counters.helper_chunks.load()};
+}
+
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
   if (n == 0) return;
+  count(counters.calls);
   grain = std::max<std::size_t>(grain, 1);
   const std::size_t chunks = (n + grain - 1) / grain;
-  const std::size_t threads = std::min<std::size_t>(chunks, static_cast<std::size_t>(num_threads()));
+  const auto wanted = static_cast<std::size_t>(num_threads());
+  const std::size_t threads = std::min(chunks, wanted);
   Job job(body, n, grain, chunks);
-  if (threads <= 1 || on_pool_worker || pool_held.exchange(true)) {
+  if (threads <= 1 || on_pool_worker) {
     job.work();
-  } else {
-    static const int registered = pthread_atfork(nullptr, nullptr, forget_pool_in_child);
-    (void)registered;
-    if (!pool) pool = new Pool(nullptr);
-    pool->run(job, threads - 1);
-    pool_held.store(false);
+  } else if (!ran_alone(job, threads)) {
+    if (pool_held.exchange(true)) {
+      job.work();
+    } else {
+      static const int registered = pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+      (void)registered;
+      static const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+      if (!pool) pool = new Pool(nullptr);
+      pool->run(job, threads - 1, wanted <= cores);
+      pool_held.store(false);
+    }
   }
   if (job.error) std::rethrow_exception(job.error);
 }

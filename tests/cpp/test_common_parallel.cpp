@@ -1,7 +1,8 @@
 // parallel_for on its persistent pool: every chunk exactly once with the documented boundaries on
-// any thread count, workers kept across calls (not started per call), calls nested in a body and
-// calls from several threads at once, the first exception by chunk order, and fork(): a child
-// forked while the parent's pool is busy runs parallel loops without deadlock.
+// any thread count, workers kept across calls (not started per call), small loops kept on the
+// caller and long ones shared, calls nested in a body and calls from several threads at once, the
+// first exception by chunk order, and fork(): a child forked while the parent's pool is busy runs
+// parallel loops without deadlock.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,6 +72,49 @@ TEST(ParallelFor, WorkersPersistAcrossCalls) {
   EXPECT_EQ(sum.load(), 200u * (63 * 64 / 2));
   // At most the 3 helpers are new threads (a thread per chunk per call would be hundreds).
   EXPECT_LE(threads_seen.load() - before, 3);
+}
+
+// The threads that ran a loop's chunks, and whether it was a fork/join (parallel_counts).
+struct Ran {
+  std::set<std::thread::id> threads;
+  bool forked;
+};
+Ran run_loop(std::size_t chunks, std::chrono::microseconds each) {
+  std::mutex m;
+  Ran ran{{}, false};
+  const std::uint64_t jobs = parallel_counts().jobs;
+  parallel_for(chunks, 1, [&](std::size_t, std::size_t) {
+    if (each.count()) std::this_thread::sleep_for(each);
+    const std::lock_guard<std::mutex> lock(m);
+    ran.threads.insert(std::this_thread::get_id());
+  });
+  ran.forked = parallel_counts().jobs != jobs;
+  return ran;
+}
+
+TEST(ParallelFor, SmallLoopsStayOnTheCaller) {
+  const Threads use(2);
+  run_loop(64, std::chrono::microseconds(300));  // the pool exists, its worker has just run
+  // 64 chunks of next to nothing: no fork/join. (A caller preempted inside its first chunks may
+  // misjudge the work as long on a loaded machine: most calls, not all, must stay alone.)
+  int alone = 0;
+  for (int call = 0; call < 20; ++call) {
+    const Ran r = run_loop(64, std::chrono::microseconds(0));
+    alone += !r.forked && r.threads == std::set<std::thread::id>{std::this_thread::get_id()};
+  }
+  EXPECT_GE(alone, 15);
+}
+
+TEST(ParallelFor, LongLoopsAndFewLongChunksAreShared) {
+  const Threads use(2);
+  // 40 chunks of 500 us: handed to the pool after the first chunk, the worker takes some.
+  const Ran many = run_loop(40, std::chrono::microseconds(500));
+  EXPECT_TRUE(many.forked);
+  EXPECT_EQ(many.threads.size(), 2u);
+  // 2 chunks of 20 ms: no chunk to learn from first, shared at once (one each).
+  const Ran few = run_loop(2, std::chrono::milliseconds(20));
+  EXPECT_TRUE(few.forked);
+  EXPECT_EQ(few.threads.size(), 2u);
 }
 
 TEST(ParallelFor, NestedAndConcurrentCallsComplete) {
