@@ -25,29 +25,50 @@ inline py::dtype storage_dtype(const Format& f) {
 }
 inline std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
-// A C-contiguous array of exactly dtype T. Accepts any array-like whose dtype is T already; other
-// dtypes raise TypeError naming `arg` (no silent casts: a float64 array given where bits are
-// expected is a bug in the caller).
+// Dtypes are compared as numpy does (PyArray_EquivTypes: same kind, size and byte order), never by
+// descriptor identity: np.longlong and int64, a float32 descriptor carrying metadata, or one made
+// by newbyteorder('=') are distinct objects of the same type, and `is` refused them.
+inline bool same_dtype(const py::dtype& got, const py::dtype& want) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(got.ptr(), want.ptr());
+}
+inline bool has_dtype(const py::array& a, const py::dtype& want) { return same_dtype(a.dtype(), want); }
+
+// An input array in native byte order: a big-endian '>f4' array holds float32 values all the
+// same, so it is read through a byte-swapped copy (values unchanged; only `out=` arrays, which
+// are written in place, must be native and are refused otherwise).
+inline py::array native_order(const py::array& a) {
+  if (a.dtype().byteorder() != '<' && a.dtype().byteorder() != '>') return a;  // '=' native, '|' bytes
+  const py::dtype native = a.dtype().attr("newbyteorder")("=");
+  if (same_dtype(a.dtype(), native)) return a;  // '<' spelled out on a little-endian machine
+  return a.attr("astype")(native);
+}
+
+// A C-contiguous array of dtype T (any equivalent dtype, either byte order). Other dtypes raise
+// TypeError naming `arg` (no silent casts: a float64 array given where bits are expected is a
+// bug in the caller).
 template <class T>
 py::array_t<T, py::array::c_style> require_dtype(const py::object& obj, const char* arg, const char* expected) {
   py::array a = py::array::ensure(obj);
   if (!a) throw py::type_error(std::string(arg) + ": expected a numpy array of " + expected);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  const py::array native = native_order(a);
+  if (!has_dtype(native, py::dtype::of<T>()))
     throw py::type_error(std::string(arg) + ": expected dtype " + expected + ", got " + dtype_name(a));
-  return py::array_t<T, py::array::c_style>::ensure(a);
+  return py::array_t<T, py::array::c_style>::ensure(native);
 }
 
 // Float input: float32 or float64 (ml_dtypes' bfloat16/float8 arrays should be decoded or cast by
 // the caller first); returns which one it is.
-inline bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
-inline bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+inline bool is_float32(const py::array& a) { return has_dtype(a, py::dtype::of<float>()); }
+inline bool is_float64(const py::array& a) { return has_dtype(a, py::dtype::of<double>()); }
 
+// A C-contiguous float32 or float64 array in native byte order.
 inline py::array require_float(const py::object& obj, const char* arg) {
   py::array a = py::array::ensure(obj);
   if (!a) throw py::type_error(std::string(arg) + ": expected a numpy array of float32 or float64");
-  if (!is_float32(a) && !is_float64(a))
+  const py::array native = native_order(a);
+  if (!is_float32(native) && !is_float64(native))
     throw py::type_error(std::string(arg) + ": expected dtype float32 or float64, got " + dtype_name(a));
-  return py::array::ensure(a, py::array::c_style);
+  return py::array::ensure(native, py::array::c_style);
 }
 
 inline std::vector<py::ssize_t> shape_of(const py::array& a) {

@@ -19,7 +19,7 @@ namespace {
 py::array out_or_new(const py::object& out, const py::dtype& dtype, const py::array& like) {
   if (out.is_none()) return py::array(dtype, shape_of(like));
   auto o = py::reinterpret_borrow<py::array>(out);
-  if (!py::isinstance<py::array>(out) || !o.dtype().is(dtype) || o.size() != like.size() ||
+  if (!py::isinstance<py::array>(out) || !has_dtype(o, dtype) || o.size() != like.size() ||
       !(o.flags() & py::array::c_style) || !o.writeable())
     throw py::value_error("out: expected a writeable C-contiguous " + py::str(dtype).cast<std::string>() + " array of " +
                           std::to_string(like.size()) + " elements");
@@ -71,9 +71,11 @@ py::array decode_py(const py::object& bits, const std::string& fmt_name, bool to
   py::array in = py::array::ensure(bits);
   if (!in) throw py::type_error("bits: expected a numpy array of unsigned integers");
   py::dtype want = storage_dtype(fmt);
-  if (!in.dtype().is(want))
+  const std::string given = dtype_name(in);
+  in = native_order(in);
+  if (!has_dtype(in, want))
     throw py::type_error("bits: format " + fmt.name + " is stored as " + py::str(want).cast<std::string>() +
-                         ", got dtype " + dtype_name(in));
+                         ", got dtype " + given);
   if (to_float32 && !exact_in_float32(fmt))
     throw py::value_error("dtype: float32 cannot hold every value of " + fmt.name + " exactly; use float64");
   in = py::array::ensure(in, py::array::c_style);

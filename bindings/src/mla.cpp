@@ -197,16 +197,18 @@ py::dict projected_dict(Projected&& p, const MlaSpec& s) {
 // PagedCache views them in place, and `keep` holds the (C-contiguous) array for as long as it is used.
 PagedCache cache_from(const py::object& cache, const py::object& block_table, const py::object& seqlens, const MlaSpec& s,
                       py::array& keep) {
-  py::array c = py::array::ensure(cache, py::array::c_style);
+  py::array c = py::array::ensure(cache);
   if (!c) throw py::type_error("cache: expected a numpy array");
+  const std::string given = dtype_name(c);
+  c = py::array::ensure(native_order(c), py::array::c_style);
   PagedCache pc;
   pc.row_bytes = cache_row_bytes(s);
   const bool bf = s.cache == CacheFormat::Bf16;
   const py::ssize_t last = bf ? s.cache_dim() : static_cast<py::ssize_t>(pc.row_bytes);
-  if (bf && !c.dtype().is(py::dtype::of<std::uint16_t>()))
-    throw py::type_error("cache: spec cache=bf16 expects uint16 BF16 bit patterns, got dtype " + dtype_name(c));
-  if (!bf && !c.dtype().is(py::dtype::of<std::uint8_t>()))
-    throw py::type_error("cache: spec cache=fp8 expects uint8 bytes (FlashMLA FP8 layout), got dtype " + dtype_name(c));
+  if (bf && !has_dtype(c, py::dtype::of<std::uint16_t>()))
+    throw py::type_error("cache: spec cache=bf16 expects uint16 BF16 bit patterns, got dtype " + given);
+  if (!bf && !has_dtype(c, py::dtype::of<std::uint8_t>()))
+    throw py::type_error("cache: spec cache=fp8 expects uint8 bytes (FlashMLA FP8 layout), got dtype " + given);
   if (c.ndim() != 4 || c.shape(1) != s.page || c.shape(2) != 1 || c.shape(3) != last)
     throw py::value_error("cache: expected shape [blocks, " + std::to_string(s.page) + ", 1, " + std::to_string(last) +
                           "], got " + shape_text(c));

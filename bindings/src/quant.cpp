@@ -80,10 +80,10 @@ void quantize_into_py(const py::object& x_obj, const py::object& tile, const std
   const ScaleRule rule = rule_from_py(rule_obj);
   const bool ue8m0 = rule.storage == ScaleStorage::Ue8m0;
   const auto writable = [](const py::array& a) { return (a.flags() & py::array::c_style) && a.writeable(); };
-  if (!bits.dtype().is(storage_dtype(f)) || bits.size() != x.size() || !writable(bits))
+  if (!has_dtype(bits, storage_dtype(f)) || bits.size() != x.size() || !writable(bits))
     throw py::value_error("out: bits must be a writeable C-contiguous array of " + std::to_string(x.size()) +
                           " elements of " + py::str(storage_dtype(f)).cast<std::string>());
-  if (!scales.dtype().is(ue8m0 ? py::dtype::of<std::uint8_t>() : py::dtype::of<float>()) || !writable(scales))
+  if (!has_dtype(scales, ue8m0 ? py::dtype::of<std::uint8_t>() : py::dtype::of<float>()) || !writable(scales))
     throw py::value_error(std::string("out: scales must be a writeable C-contiguous ") + (ue8m0 ? "uint8" : "float32") + " array");
   QuantizeOut out;
   out.bits = bits.mutable_data();
@@ -173,9 +173,10 @@ QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, con
   py::array bits = py::array::ensure(bits_obj);
   if (!bits) throw py::type_error("bits: expected a numpy array of unsigned integers");
   const py::dtype want = storage_dtype(f);
-  if (!bits.dtype().is(want))
+  if (!has_dtype(native_order(bits), want))
     throw py::type_error("bits: format " + f.name + " is stored as " + py::str(want).cast<std::string>() +
                          ", got dtype " + dtype_name(bits));
+  bits = native_order(bits);
   if (bits.ndim() != 2) throw py::value_error("bits: expected a 2-D array, got " + std::to_string(bits.ndim()) + " dimensions");
   bits = py::array::ensure(bits, py::array::c_style);
   QTensor q;
@@ -195,19 +196,20 @@ QTensor from_parts(const py::object& bits_obj, const py::object& scales_obj, con
   if (static_cast<std::size_t>(sc.size()) != ns)
     throw py::value_error("scales: expected " + std::to_string(ns) + " scales (a " + std::to_string(q.tile_grid_rows()) +
                           " x " + std::to_string(q.tile_grid_cols()) + " tile grid), got " + std::to_string(sc.size()));
-  sc = py::array::ensure(sc, py::array::c_style);
+  const std::string sc_given = dtype_name(sc);
+  sc = py::array::ensure(native_order(sc), py::array::c_style);
   if (rule.storage == ScaleStorage::Ue8m0) {
-    if (!sc.dtype().is(py::dtype::of<std::uint8_t>()))
-      throw py::type_error("scales: rule '" + rule.name + "' stores UE8M0 bytes: expected dtype uint8, got " + dtype_name(sc));
+    if (!has_dtype(sc, py::dtype::of<std::uint8_t>()))
+      throw py::type_error("scales: rule '" + rule.name + "' stores UE8M0 bytes: expected dtype uint8, got " + sc_given);
     const auto* b = static_cast<const std::uint8_t*>(sc.data());
     q.scale_bits_ue8m0.assign(b, b + ns);
     q.scales.resize(ns);
     for (std::size_t i = 0; i < ns; ++i)
       q.scales[i] = b[i] == 0xFF ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, int(b[i]) - 127);
   } else {
-    if (!sc.dtype().is(py::dtype::of<float>()))
+    if (!has_dtype(sc, py::dtype::of<float>()))
       throw py::type_error("scales: rule '" + rule.name + "' stores float32 scales: expected dtype float32, got " +
-                           dtype_name(sc));
+                           sc_given);
     const auto* s = static_cast<const float*>(sc.data());
     q.scales.assign(s, s + ns);
   }
