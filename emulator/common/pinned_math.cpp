@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include <boost/multiprecision/cpp_bin_float.hpp>
@@ -101,7 +102,17 @@ void sigmoid_f32_array(const float* x, std::size_t n, float* out) {
   for (std::size_t c0 = 0; c0 < n; c0 += kChunk) {
     const std::size_t len = std::min(kChunk, n - c0);
     sigmoid_f32_lanes(x + c0, len, out + c0, unsure);
-    for (std::size_t i = 0; i < len; ++i)
+    // Flags read 8 at a time: almost every lane is settled (the unsure ones are special inputs and
+    // rare uncertain roundings), so a word of zeros skips 8 of them with one test instead of 8.
+    std::size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+      std::uint64_t any;
+      std::memcpy(&any, unsure + i, sizeof any);
+      if (any == 0) continue;
+      for (std::size_t j = i; j < i + 8; ++j)
+        if (unsure[j]) out[c0 + j] = sigmoid_f32(x[c0 + j]);
+    }
+    for (; i < len; ++i)
       if (unsure[i]) out[c0 + i] = sigmoid_f32(x[c0 + i]);
   }
 }
