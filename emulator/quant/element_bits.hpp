@@ -35,9 +35,11 @@ class ElementBits {
     ElementBits b;
     b.n_ = n;
     b.width_ = width_bits;
-    // Raw storage, not value-initialised, 64-byte aligned (whole cache lines, any SIMD width); in
-    // C++20 operator new implicitly creates the uint8/16/32 objects that data<T>() then accesses.
-    if (n != 0) b.store_.reset(static_cast<std::byte*>(::operator new(b.byte_size(), std::align_val_t{kAlign})));
+    // Raw storage, not value-initialised; in C++20 operator new implicitly creates the uint8/16/32
+    // objects data<T>() accesses. Plain (malloc-aligned) new: glibc's aligned allocations of this
+    // size are mmapped afresh on every call (a page fault per 4 KiB each time), plain ones are
+    // reused from the heap after the first.
+    if (n != 0) b.store_.reset(static_cast<std::byte*>(::operator new(b.byte_size())));
     return b;
   }
   // Patterns given as values (e.g. a trace's bytes, or uint32 words), each checked against the width.
@@ -146,9 +148,8 @@ class ElementBits {
       throw std::logic_error("ElementBits: " + std::to_string(width_) + "-bit storage read as " +
                              std::to_string(sizeof(T) * 8) + "-bit patterns");
   }
-  static constexpr std::size_t kAlign = 64;
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{kAlign}); }
+    void operator()(std::byte* p) const { ::operator delete(p); }
   };
   std::size_t n_ = 0;
   int width_ = 8;
