@@ -107,20 +107,17 @@ inline float normalise(std::int32_t s, int emax) {
 }
 
 // 16 int32 lanes as a GCC/Clang vector extension: element-wise operators, kept in registers
-// (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere). Same arithmetic as the scalar
-// loops; only the register allocation differs.
+// (a zmm with AVX-512, two ymm with AVX2, scalar code elsewhere), for the single-instruction
+// batches and the AVX-512 operand layout; the portable GEMM path uses 8 (Lanes8, below). Same
+// arithmetic as the scalar loops; only the register allocation differs.
 using Lanes = std::int32_t __attribute__((vector_size(64)));
 using ULanes = std::uint32_t __attribute__((vector_size(64)));
-inline Lanes load(const std::int32_t* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
 // Lane-wise max and min written as vector conditionals, which GCC and Clang lower to vpmaxsd /
 // vpminsd: a bitwise blend here made the per-k max a 4-instruction loop-carried chain.
-inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
-inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
+template <class V>
+inline V lanes_max(const V& x, const V& y) { return x > y ? x : y; }
+template <class V>
+inline V lanes_min(const V& x, const V& y) { return x < y ? x : y; }
 
 constexpr std::size_t kLanes = 16;  // output columns per vector group
 constexpr std::size_t kRowsPerTask = 6;
@@ -443,6 +440,17 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   }
 }
 #else
+// 8 int32 lanes for the per-k loops below (see instruction_row).
+constexpr std::size_t kW = 8;
+using Lanes8 = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using ULanes8 = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using FLanes8 = float __attribute__((vector_size(kW * sizeof(float))));
+inline Lanes8 load(const std::int32_t* p) {
+  Lanes8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
 // Portable path. A: per (row, k) exponent, |significand| and sign mask (0 or -1). B: per
 // (column group, k) 16 lanes of the same, |significand| pre-shifted by product_shift (the
 // alignment's headroom, see hopper_e4m3_dot_add); padding columns are zero products.
@@ -484,60 +492,49 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
 }
 
 // One instruction (products k in [kc, kc + kn)) for row i of A against column group jt, D
-// replacing C in p.
+// replacing C in p. Each half of the group's 16 lanes in turn, on 8 int32 lanes (one ymm with
+// AVX2, two xmm with SSE2): with 16 lanes GCC kept AVX2's sums of pass 2 on the stack. Every step
+// is lane-wise, C's decomposition and D's normalisation included.
 inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn, float* p) {
   constexpr std::size_t L = kLanes;
+  constexpr int kBias = binary32::kBias;
   const std::int32_t *ea = o.ea.data() + i * o.K, *ma = o.ma.data() + i * o.K, *sa = o.sa.data() + i * o.K;
   const std::int32_t *eb = o.eb.data() + jt * o.K * L, *mb = o.mb.data() + jt * o.K * L, *sb = o.sb.data() + jt * o.K * L;
-  alignas(64) std::int32_t emax[L], s[L], ce[L], cm[L], cneg[L];
-  for (std::size_t l = 0; l < L; ++l) {  // the previous D enters as C
-    const Fp32Parts cp = fp32_parts(p[l]);
-    ce[l] = cp.e;
-    cm[l] = cp.m;
-    cneg[l] = cp.negative;
-    emax[l] = ce[l];
-  }
-  {
-    // The largest exponent per lane, in a register (an array here would carry the loop
-    // dependency through memory).
-    Lanes vmax = load(emax);
-    for (std::size_t k = kc; k < kc + kn; ++k) vmax = lanes_max(ea[k] + load(eb + k * L), vmax);
-    store(emax, vmax);
-  }
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::int32_t sh = std::min(emax[l] - ce[l] + (23 - kFracBits), 31);
-    const std::int32_t tc = cm[l] >> sh;
-    const std::int32_t mask = -cneg[l];  // branch-free sign, so that the loop vectorises
-    s[l] = (tc ^ mask) - mask;
-  }
-  {
-    const Lanes vmax = load(emax);
-    Lanes acc_s = load(s);
+  for (std::size_t h = 0; h < L; h += kW) {
+    // The previous D enters as C: fp32_parts lane-wise (significand cm, exponent ce, kZeroC for zero).
+    ULanes8 uc;
+    std::memcpy(&uc, p + h, sizeof uc);
+    const Lanes8 field = std::bit_cast<Lanes8>((uc >> kM32) & binary32::kFieldMax);
+    const Lanes8 cm = std::bit_cast<Lanes8>(uc & binary32::kFractionMask) | ((field != 0) & (1 << kM32));
+    const Lanes8 ce = cm == 0 ? Lanes8{} + kZeroC : lanes_max(field, Lanes8{} + 1) - kBias;
+    // The largest exponent per lane, C's included.
+    Lanes8 vmax = ce;
+    for (std::size_t k = kc; k < kc + kn; ++k) vmax = lanes_max(ea[k] + load(eb + k * L + h), vmax);
+    // C's magnitude truncated onto 2^(emax - 13) (its lowest bit is 2^(ce - 23); emax >= ce), signed.
+    const Lanes8 tc = cm >> lanes_min(vmax - ce + (kM32 - kFracBits), Lanes8{} + 31);
+    Lanes8 s = std::bit_cast<Lanes8>(uc) < 0 ? -tc : tc;
     for (std::size_t k = kc; k < kc + kn; ++k) {
       // |product| << product_shift, shifted right by the distance to the largest exponent: the magnitude
       // truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then the product's sign
       // (mask 0 or -1) applied as (t ^ m) - m.
-      const Lanes d = vmax - (ea[k] + load(eb + k * L));
-      const Lanes dc = lanes_min(d, Lanes{} + 31);
-      const ULanes mag = std::bit_cast<ULanes>(ma[k] * load(mb + k * L));
-      const Lanes t = std::bit_cast<Lanes>(mag >> std::bit_cast<ULanes>(dc));
-      const Lanes sg = sa[k] ^ load(sb + k * L);
-      acc_s += (t ^ sg) - sg;
+      const Lanes8 d = vmax - (ea[k] + load(eb + k * L + h));
+      const Lanes8 dc = lanes_min(d, Lanes8{} + 31);
+      const ULanes8 mag = std::bit_cast<ULanes8>(ma[k] * load(mb + k * L + h));
+      const Lanes8 t = std::bit_cast<Lanes8>(mag >> std::bit_cast<ULanes8>(dc));
+      const Lanes8 sg = sa[k] ^ load(sb + k * L + h);
+      s += (t ^ sg) - sg;
     }
-    store(s, acc_s);
-  }
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::int32_t sv = s[l];
-    std::uint32_t as = static_cast<std::uint32_t>(sv < 0 ? -sv : sv);
-    const std::int32_t nb = 32 - __builtin_clz(as | 1u);  // branch-free; as = 0 gives 1
-    const std::int32_t cut = std::max(nb - kOutBits, 0);
-    as = (as >> cut) << cut;
-    // S != 0 implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero
-    // product has exponent >= -12), so 2^(emax-13) is a normal float; the clamp only affects S == 0.
-    const std::int32_t e2 = std::max(emax[l] - kFracBits, binary32::kMinExponent);
-    const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(e2 + binary32::kBias) << kM32);
-    const float v = static_cast<float>(static_cast<std::int32_t>(as)) * pow2;
-    p[l] = sv < 0 ? -v : v;
+    // D: |S| truncated to 14 significant bits, times 2^(emax - 13), S's sign. |S| < 2^21 (32 terms
+    // < 2^15, C's < 2^14), so its bit length is read exactly from its float's exponent. S != 0
+    // implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero product
+    // has exponent >= -12), so 2^(emax - 13) is a normal float; the clamp only affects S == 0.
+    const Lanes8 as = s < 0 ? -s : s;
+    const Lanes8 nb = (std::bit_cast<Lanes8>(__builtin_convertvector(as | 1, FLanes8)) >> kM32) - (kBias - 1);
+    const Lanes8 cut = lanes_max(nb - kOutBits, Lanes8{});
+    const Lanes8 e2 = lanes_max(vmax - kFracBits, Lanes8{} + binary32::kMinExponent);
+    const FLanes8 v = __builtin_convertvector((as >> cut) << cut, FLanes8) * std::bit_cast<FLanes8>((e2 + kBias) << kM32);
+    const FLanes8 dv = s < 0 ? -v : v;
+    std::memcpy(p + h, &dv, sizeof dv);
   }
 }
 
