@@ -63,9 +63,9 @@ def test_promoted_gemm_is_bit_identical_under_the_audited_instruction(name, bm):
     qb = fp8lab.quantize(w, tile=tuple(c.spec["b_tile"]), rule="deepseek")
     ref = fp8lab.gemm(qa, qb, accumulate=c.spec["accumulate"], promote_every=c.spec["promote_every"],
                       combine=c.spec["combine"], instruction=c.spec["instruction"], out=c.spec["out"])
-    args = (torch.from_numpy(np.asarray(qa.bits)).view(torch.float8_e4m3fn),
+    args = (torch.from_numpy(np.array(qa.bits)).view(torch.float8_e4m3fn),
             torch.from_numpy(np.asarray(qa.scales, np.float32)),
-            torch.from_numpy(np.asarray(qb.bits)).view(torch.float8_e4m3fn),
+            torch.from_numpy(np.array(qb.bits)).view(torch.float8_e4m3fn),
             torch.from_numpy(np.asarray(qb.scales, np.float32)))
     with ft.faithful(c) as run:
         out = fg.fp8_gemm(*args, bm=bm, kernel=ft.interpret(fg.fp8_gemm_kernel))

@@ -81,8 +81,9 @@ def _faithful_vs_stock(ctx, sec, contracts):
     a = rng.standard_normal((48, 256)).astype(np.float32)
     w = rng.standard_normal((64, 256)).astype(np.float32)
     qa, qb = fp8lab.quantize(a, tile=(1, 128), rule="deepseek"), fp8lab.quantize(w, tile=(128, 128), rule="deepseek")
-    args = (torch.from_numpy(np.asarray(qa.bits)).view(torch.float8_e4m3fn), torch.from_numpy(np.asarray(qa.scales)),
-            torch.from_numpy(np.asarray(qb.bits)).view(torch.float8_e4m3fn), torch.from_numpy(np.asarray(qb.scales)))
+    # np.array: a writable copy (QTensor.bits is a read-only view, which torch.from_numpy warns about).
+    args = (torch.from_numpy(np.array(qa.bits)).view(torch.float8_e4m3fn), torch.from_numpy(np.asarray(qa.scales)),
+            torch.from_numpy(np.array(qb.bits)).view(torch.float8_e4m3fn), torch.from_numpy(np.asarray(qb.scales)))
     for name, bm in (("fp8_gemm_64", 64), ("fp8_gemm_16", 16)):
         c = contracts[name]
         ref = fp8lab.gemm(qa, qb, combine=c.spec["combine"], instruction=c.spec["instruction"], out="bf16")
