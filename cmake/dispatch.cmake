@@ -57,7 +57,8 @@ function(fp8lab_dispatch_sources area deps)
     target_sources(fp8lab_${area} PRIVATE $<TARGET_OBJECTS:${obj}>)
     if(BUILD_TESTING AND FP8LAB_DISPATCH AND NOT isa STREQUAL "portable")
       add_test(NAME isa_symbols_${area}_${isa}
-               COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_isa_symbols.sh isa_${isa} $<TARGET_OBJECTS:${obj}>)
+               COMMAND bash ${PROJECT_SOURCE_DIR}/tools/check_isa_symbols.sh isa_${isa} $<TARGET_OBJECTS:${obj}>
+               COMMAND_EXPAND_LISTS)  # one argument per object (without it: one ;-joined path)
       set_tests_properties(isa_symbols_${area}_${isa} PROPERTIES LABELS unit)
     endif()
   endforeach()

@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
-#include <string>
 #include <type_traits>
 
 #include "common/isa.hpp"
@@ -376,9 +376,14 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
                                             std::size_t promote_every, Combine combine) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const Params m = params_of(model);
-  if (promote_every % m.k != 0)
-    throw std::invalid_argument("promote_every: " + std::to_string(promote_every) +
-                                " is not a multiple of the instruction K = " + std::to_string(m.k));
+  if (promote_every % m.k != 0) {
+    // Formatted without std::string: its inline members would be emitted here as weak symbols
+    // compiled for this variant's instruction set (tools/check_isa_symbols.sh).
+    char what[160];
+    std::snprintf(what, sizeof what, "promote_every: %zu is not a multiple of the instruction K = %zu", promote_every,
+                  m.k);
+    throw std::invalid_argument(what);
+  }
   std::vector<float> out(M * N);
   if (M == 0 || N == 0) return out;
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;

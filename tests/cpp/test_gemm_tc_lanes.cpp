@@ -190,7 +190,16 @@ TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
   const TensorCoreModel& model = tensor_core_by_name("hopper_bf16");
   const std::vector<float> v(16, 1.0f);
   const GemmOperand a = operand_from_floats(v.data(), 1, 16, "a");
-  EXPECT_THROW(tc_lanes_gemm_accumulate(a, a, model, 24, Combine::DeepGemm), std::invalid_argument);
+  for (const Isa isa : runnable_isas()) {
+    set_isa(isa);
+    try {
+      tc_lanes_gemm_accumulate(a, a, model, 24, Combine::DeepGemm);
+      ADD_FAILURE() << isa_name(isa) << ": no exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "promote_every: 24 is not a multiple of the instruction K = 16") << isa_name(isa);
+    }
+  }
+  set_isa(std::nullopt);
 }
 
 }  // namespace
