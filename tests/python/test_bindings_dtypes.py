@@ -119,3 +119,33 @@ def test_from_parts_accepts_equal_dtypes_and_swapped_inputs(floats):
         np.testing.assert_array_equal(fp8lab.decode(np.asarray(q2.bits), "e4m3"), want)
     with pytest.raises(TypeError, match="scales: rule 'deepgemm' stores float32 scales: expected dtype float32, got float64"):
         fp8lab.from_parts(bits, scales.astype(np.float64), "e4m3", (1, 16), "deepgemm")
+
+
+def test_python_level_entry_points_read_swapped_byte_order_inputs_by_value(floats):
+    # The checks written in Python (routing, fp8lab.gemm's operands, quantize, dot, FlashMLA's sparse
+    # cache) compare dtypes too; each takes the other byte order by value, as the C++ bindings do.
+    big = lambda x: x.astype(SWAPPED + x.dtype.str[1:])  # noqa: E731
+    assert big(floats).dtype != np.float32 and np.array_equal(big(floats), floats)
+    logits = np.random.default_rng(5).standard_normal((7, 256)).astype(np.float32)
+    bias = np.linspace(-0.1, 0.1, 256, dtype=np.float32)
+    for got, want in zip(fp8lab.moe.route(big(logits), big(bias)), fp8lab.moe.route(logits, bias)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fp8lab.moe.gate_scores(big(logits)), fp8lab.moe.gate_scores(logits))
+    a = fp8lab.decode(fp8lab.encode(floats, "e4m3"), "e4m3", dtype=np.float32)
+    b = a[::-1].copy()
+    for fn in (fp8lab.gemm, fp8lab.gemm_bound, fp8lab.gemm_exact):
+        np.testing.assert_array_equal(fn(big(a), big(b)), fn(a, b))
+        np.testing.assert_array_equal(fn(big(a.astype(np.float64)), b), fn(a, b))
+    q, q_big = fp8lab.quantize(floats), fp8lab.quantize(big(floats))
+    np.testing.assert_array_equal(np.asarray(q_big.bits), np.asarray(q.bits))
+    np.testing.assert_array_equal(np.asarray(q_big.scales), np.asarray(q.scales))
+    bits, scales = np.empty_like(np.asarray(q.bits)), np.empty_like(np.asarray(q.scales))
+    fp8lab.quantize(big(floats), out=(bits, scales))
+    np.testing.assert_array_equal(bits, np.asarray(q.bits))
+    np.testing.assert_array_equal(scales, np.asarray(q.scales))
+    x, y = a[:, :32], b[:, :32]
+    np.testing.assert_array_equal(fp8lab.dot(big(x), big(y), big(np.ones(x.shape[0], np.float32))),
+                                  fp8lab.dot(x, y, np.ones(x.shape[0], np.float32)))
+    values = np.random.default_rng(3).standard_normal((1, 64, 576)).astype(np.float32)
+    np.testing.assert_array_equal(fp8lab.mla_sparse.sparse_kv_quantize(big(values)),
+                                  fp8lab.mla_sparse.sparse_kv_quantize(values))

@@ -18,6 +18,18 @@ def integer(name: str, value, lo: int, hi: int) -> int:
     return int(value)
 
 
+def native_order(a):
+    """``a`` with its values in native byte order. An input array in the other byte order (``'>f4'``
+    on this little-endian machine: h5py, network data) holds the same values, but the C++ core reads
+    native words, so it is copied once; every other object is returned as it is. Output arrays,
+    written in place, are not converted: ``out_array`` refuses them."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray) and not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
 def out_array(name: str, out, shape, dtypes, inputs=()):
     """``out`` checked as the destination of a cast: a numpy array of one of ``dtypes`` and of
     ``shape``, C-contiguous, writeable, and sharing no memory with any of ``inputs`` ((name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _args, _core
 
 __all__ = ["dot", "tensor_cores", "tensor_core_names"]
 
@@ -59,7 +59,7 @@ def dot(a, b, c=None, instruction: str = "hopper_fp8", fmt: str | None = None, s
 
 
 def _as_float_array(x, name: str) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = _args.native_order(np.asarray(x))
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         return np.asarray(arr, order="C")  # (ascontiguousarray would make a 0-d c 1-d)
     if arr.dtype.name in ("float8_e4m3fn", "float8_e5m2", "bfloat16", "float8_e4m3fnuz", "float8_e5m2fnuz",

@@ -55,6 +55,7 @@ def _check_operand(name: str, x):
     if isinstance(x, _core.__dict__.get("QTensor", ())):
         return x
     if isinstance(x, np.ndarray):
+        x = _args.native_order(x)
         if x.ndim != 2:
             raise ValueError(f"{name}: expected a 2-D array (rows x K), got shape {x.shape}")
         if x.dtype.name in _NARROW_FLOATS:

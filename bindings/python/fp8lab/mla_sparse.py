@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _args, _core
 
 __all__ = ["sparse_kv_layout", "sparse_kv_block_bytes", "sparse_kv_quantize", "sparse_kv_dequantize",
            "sparse_kv_unpack", "sparse_kv_pack", "sparse_decode", "sparse_decode_reference", "sparse_decode_compare"]
@@ -89,7 +89,7 @@ def sparse_kv_quantize(values, layout: str = "v32") -> np.ndarray:
     """FlashMLA's quantize_k_cache: values float32 [blocks, page_block_size, d_qk] (rounded to BF16
     first) -> uint8 [blocks, block_bytes]. Per tile s = 2^ceil(log2(max(amax/448, 1e-4))),
     elements E4M3(x / s). Non-finite values are an error naming the element."""
-    v = np.asarray(values)
+    v = _args.native_order(np.asarray(values))
     if v.dtype != np.float32:
         raise TypeError(f"values: expected float32, got dtype {v.dtype}")
     return _core.mla_sparse_kv_quantize(np.ascontiguousarray(v), _name(layout))
@@ -128,7 +128,7 @@ def sparse_kv_pack(fields: dict, layout: str = "v32") -> np.ndarray:
 def _decode_args(q, kv_cache, indices, layout, page_block_size, softmax_scale, topk_length, attn_sink,
                  num_splits, decode_p, dequant):
     info = sparse_kv_layout(layout)
-    qa = np.asarray(q)
+    qa = _args.native_order(np.asarray(q))
     if qa.dtype != np.float32:
         raise TypeError(f"q: expected float32 (BF16 values, as FlashMLA's bf16 q), got dtype {qa.dtype}")
     if qa.ndim != 4 or qa.shape[3] != info["d_qk"]:
@@ -154,7 +154,7 @@ def _decode_args(q, kv_cache, indices, layout, page_block_size, softmax_scale, t
         tl = np.ascontiguousarray(tl, dtype=np.int32)
     sink = None
     if attn_sink is not None:
-        sink = np.asarray(attn_sink)
+        sink = _args.native_order(np.asarray(attn_sink))
         if sink.dtype != np.float32:
             raise TypeError(f"attn_sink: expected float32 [heads], got dtype {sink.dtype}")
         if sink.shape != (qa.shape[2],):

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _core
+from . import _args, _core
 
 __all__ = [
     "recipes",
@@ -65,7 +65,7 @@ def spec_json(spec: Any = "deepseek_v3") -> str:
 
 
 def _float32(x, arg: str) -> np.ndarray:
-    a = np.asarray(x)
+    a = _args.native_order(np.asarray(x))
     if a.dtype == np.float32:
         return np.ascontiguousarray(a)
     if a.dtype.name == "bfloat16":  # ml_dtypes: widening to float32 is exact
@@ -75,7 +75,7 @@ def _float32(x, arg: str) -> np.ndarray:
 
 
 def _ids(x, arg: str) -> np.ndarray:
-    a = np.asarray(x)
+    a = _args.native_order(np.asarray(x))
     if a.dtype != np.int32:
         if np.issubdtype(a.dtype, np.integer):
             if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):

@@ -122,6 +122,7 @@ def quantize(x, tile=None, fmt: str | None = None, rule=None, *, recipe=None, op
         rule = op["rule"] if rule is None else rule
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x: expected a 2-D numpy array of float32, got {type(x).__name__}")
+    x = _args.native_order(x)
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x: expected dtype float32 (or float64 holding float32 values), got {x.dtype}")
     if x.ndim != 2:
