@@ -35,8 +35,10 @@ void check_representable(const GemmOperand& x, const char* arg, const Format& fm
   const std::size_t i = RepresentableTest(fmt).first_bad_parallel(x.elements.data(), x.elements.size());
   if (i != x.elements.size()) {
     const double v = x.elements[i];
+    // The names as read aloud: "an e4m3", "an fp16", but "a bf16", "a ue8m0".
+    const char* article = fmt.name[0] == 'b' || fmt.name[0] == 'u' ? " is not a " : " is not an ";
     throw std::invalid_argument(std::string(arg) + ": element [" + std::to_string(i / x.cols) + ", " +
-                                std::to_string(i % x.cols) + "] = " + num(v) + " is not an " + fmt.name +
+                                std::to_string(i % x.cols) + "] = " + num(v) + article + fmt.name +
                                 " value, the input format of instruction " + instruction +
                                 "; quantise it first or use accumulate='fp32'/'exact'");
   }

@@ -672,6 +672,11 @@ TEST(Errors, NameTheArgumentAndProblem) {
   EXPECT_NE(error_of([&] { gemm(ia, ia, GemmSpec{}); }).find("a: element [0, 1] = inf is not an e4m3 value"),
             std::string::npos);
   s = GemmSpec{};
+  s.instruction = "hopper_bf16";
+  EXPECT_NE(error_of([&] { gemm(fa, fa, s); }).find("a: element [0, 1] = 0.100000001 is not a bf16 value"),
+            std::string::npos)
+      << error_of([&] { gemm(fa, fa, s); });
+  s = GemmSpec{};
   s.instruction = "volta_fp8";
   EXPECT_NE(error_of([&] { gemm(a, b, s); }), "");
   EXPECT_NE(error_of([] { accumulate_by_name("kahan"); }).find("accumulate: unknown value 'kahan'"), std::string::npos);
