@@ -154,8 +154,8 @@ TEST(ParallelFor, RethrowsTheFirstExceptionByChunkOrderAndStaysUsable) {
 }
 
 // Runs a parallel loop in a forked child (alarm: a deadlock ends it by SIGALRM); true when the
-// child computed the right sum on more than one thread (its own pool: chunks that sleep leave
-// the helpers time to start) and exited normally.
+// child computed the right sum on more than one thread (its own pool: the chunks wait for a
+// second thread, see below) and exited normally.
 bool child_runs_parallel_for() {
   const pid_t pid = fork();
   if (pid == 0) {
@@ -165,9 +165,19 @@ bool child_runs_parallel_for() {
     std::set<std::thread::id> ran_on;
     parallel_for(100, 1, [&](std::size_t b, std::size_t) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      sum.fetch_add(b);
-      const std::lock_guard<std::mutex> lock(m);
+      std::unique_lock<std::mutex> lock(m);
       ran_on.insert(std::this_thread::get_id());
+      // Chunk 0 may run alone (parallel_for times it before it wakes a worker); every later chunk
+      // waits, up to 20 s, until a second thread has run one. A worker slow to start on a loaded
+      // machine (it once took longer than the ~100 ms the other chunks lasted) is then no
+      // failure; a pool that never runs anything in the child still is.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (b > 0 && ran_on.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        lock.lock();
+      }
+      sum.fetch_add(b);
     });
     _exit(sum.load() != 99 * 100 / 2 ? 3 : ran_on.size() < 2 ? 4 : 0);
   }
