@@ -23,7 +23,7 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-using V = Lanes<double>::V;  // 8 output columns (gemm/kernel_tile.hpp)
+using V = Lanes<double>::V;  // 8, 4 or 2 output columns (gemm/kernel_tile.hpp)
 constexpr std::size_t kLanes = Lanes<double>::kCount;
 
 inline V load(const double* p) { return Lanes<double>::load(p); }
@@ -34,18 +34,9 @@ inline V mul_add(const V& x, const V& y, const V& z) {
 #if defined(__AVX512F__)
   return reinterpret_cast<V>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(x), reinterpret_cast<__m512d>(y),
                                              reinterpret_cast<__m512d>(z)));
-#elif defined(__FMA__)
-  using H = double __attribute__((vector_size(32)));
-  H xh[2], yh[2], zh[2];
-  std::memcpy(xh, &x, sizeof x);
-  std::memcpy(yh, &y, sizeof y);
-  std::memcpy(zh, &z, sizeof z);
-  for (int h = 0; h < 2; ++h)
-    zh[h] = reinterpret_cast<H>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(xh[h]), reinterpret_cast<__m256d>(yh[h]),
-                                                reinterpret_cast<__m256d>(zh[h])));
-  V r;
-  std::memcpy(&r, zh, sizeof r);
-  return r;
+#elif defined(__FMA__)  // V is one ymm (gemm/kernel_tile.hpp)
+  return reinterpret_cast<V>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(x), reinterpret_cast<__m256d>(y),
+                                             reinterpret_cast<__m256d>(z)));
 #else
   return z + x * y;
 #endif
@@ -200,7 +191,7 @@ struct ExactSum {
 using Block = V[kRows][kGroups];
 constexpr std::size_t kTileOut = kRows * kGroups * kLanes;  // outputs of one row block x column slice
 constexpr std::size_t kBlocksPerTask = 8;  // row blocks that share one L1-resident slice of B
-constexpr std::size_t kKc = 128;           // k per pass: B's slice (2 x 8 x 128 doubles) is 16 KiB
+constexpr std::size_t kKc = 128;           // k per pass: B's slice (2 x 8 x 128 doubles) is at most 16 KiB
 
 // acc += the integer dot products over k in [k0, k1) for every output of the tile: exact (see
 // exact_kernel.hpp).
@@ -212,8 +203,7 @@ void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::
     V y[kGroups];
     for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
     for (std::size_t r = 0; r < kRows; ++r) {
-      const double xv = xb[k * kRows + r];
-      const V x = {xv, xv, xv, xv, xv, xv, xv, xv};
+      const V x = Lanes<double>::splat(xb[k * kRows + r]);
       for (std::size_t g = 0; g < kGroups; ++g) s[r][g] = mul_add(x, y[g], s[r][g]);
     }
   }
@@ -227,13 +217,13 @@ void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::
 // __int128 at that exponent (no checks per term); otherwise ExactSum's checked path.
 //
 // The vector fold: when the tile's scale exponents span at most 11 binades (span_a + span_b),
-// each term goes in 8 lanes at once as four exact binary64 partial products, S = Sh 2^26 + Sl
+// each term goes in all lanes at once as four exact binary64 partial products, S = Sh 2^26 + Sl
 // (|Sh| < 2^27, |Sl| < 2^26) and ma mb = mh 2^24 + ml (both < 2^24): Sl ml, Sl mh 2^24,
 // Sh ml 2^26, Sh mh 2^50, each below 2^51, converted to int64, shifted by the term's exponent
 // offset (< 2^(51 + span)) and summed per weight in int64: below 2^63 over 2^(12 - span) chunks,
 // after which flush() joins the four sums into the output's __int128 and starts them again.
-using VI = std::int64_t __attribute__((vector_size(64)));
-struct LaneScales {  // B's scales per (group of 8 columns, chunk, lane): significand and shift
+using VI = std::int64_t __attribute__((vector_size(sizeof(V))));
+struct LaneScales {  // B's scales per (group of kLanes columns, chunk, lane): significand and shift
   std::vector<double> m;
   std::vector<std::int64_t> shift;
 };
@@ -378,7 +368,7 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   // A task: up to kBlocksPerTask row blocks against one column slice, k in passes of kKc so that
   // the slice of B stays in L1 while every row block uses it. Consecutive tasks take the slices of
   // one group of row blocks, which stays in L2 while B streams; they run in runs of up to 1/64 of
-  // all, so that the buffers below (spill: 768 accumulators) are set up once per run.
+  // all, so that the buffers below (spill: 768 accumulators with AVX-512) are set up once per run.
   parallel_for(IT * GB, std::max<std::size_t>(1, IT * GB / 64), [&](std::size_t t0, std::size_t t1) {
     std::vector<KulischAccumulator> spill(kBlocksPerTask * kTileOut);
     std::vector<TileSums> tiles(kBlocksPerTask);

@@ -12,7 +12,7 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-using V = Lanes<float>::V;  // 16 output columns (gemm/kernel_tile.hpp)
+using V = Lanes<float>::V;  // 16, 8 or 4 output columns (gemm/kernel_tile.hpp)
 constexpr std::size_t kLanes = Lanes<float>::kCount;
 using Packed = Panels<float>;
 
@@ -42,19 +42,20 @@ using Block = V[kRows][kGroups];
 
 // acc = fl(acc + fl(x * y)) for k in [0, K), in order, for every output of the tile.
 void sequential(const float* xb, const float* const* yg, std::size_t K, Block& out) {
-  V s[kRows][kGroups] = {};
+  V s[kRows][kGroups] = {};  // in registers: element-wise copies, no address taken
   for (std::size_t k = 0; k < K; ++k) {
     V y[kGroups];
     for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
     for (std::size_t r = 0; r < kRows; ++r) {
-      const float x = xb[k * kRows + r];
+      const V x = Lanes<float>::splat(xb[k * kRows + r]);
       for (std::size_t g = 0; g < kGroups; ++g) {
         const V prod = x * y[g];
         s[r][g] = s[r][g] + prod;
       }
     }
   }
-  std::memcpy(out, s, sizeof s);
+  for (std::size_t r = 0; r < kRows; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = s[r][g];
 }
 
 inline void products(const float* xb, const float* const* yg, std::size_t k, Block& out) {

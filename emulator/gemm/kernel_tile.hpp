@@ -1,18 +1,20 @@
 // The register tile and the packed operand panels of the blocked GEMM kernels that vectorise
-// across output columns: gemm/fp32_kernel.cpp (16 float lanes) and gemm/exact_kernel.cpp (8 double
-// lanes). Include only from a dispatched source (FP8LAB_DISPATCH_SOURCES, common/isa.hpp):
-// everything here lives in the variant's namespace, inside an anonymous namespace, so each
-// instruction-set build inlines its own copy (tools/check_isa_symbols.sh checks that none leaks).
+// across output columns: gemm/fp32_kernel.cpp (float lanes) and gemm/exact_kernel.cpp (double
+// lanes), one machine register wide (16 / 8 lanes with AVX-512, 8 / 4 with AVX2, 4 / 2 with SSE2).
+// Include only from a dispatched source (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): everything here
+// lives in the variant's namespace, inside an anonymous namespace, so each instruction-set build
+// inlines its own copy (tools/check_isa_symbols.sh checks that none leaks).
 #pragma once
 
 #include <cstddef>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/isa.hpp"
 
-// The 64-byte vectors below are internal (anonymous namespace, inlined), so the compilers' note
-// that passing them changes the ABI without AVX-512 (portable builds) does not apply.
+// The vectors below are internal (anonymous namespace, inlined), so the compilers' note that
+// passing them changes the ABI does not apply.
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
@@ -20,29 +22,43 @@
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
-// 64 bytes of T, one lane per output column, as a GCC/Clang vector extension (a zmm with AVX-512,
-// two ymm with AVX2, scalar code elsewhere). Lane-wise operators are T's IEEE operations, one per
-// lane; -ffp-contract=off keeps * and + unfused.
+// Bytes of one vector: the widest register of the instruction set. Wider vector-extension types
+// than the registers (64 bytes under AVX2, as before) made GCC keep the tile's sums on the stack
+// (a store and a reload per sum every k) and spill the temporaries.
+#if defined(__AVX512F__)
+constexpr std::size_t kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr std::size_t kVectorBytes = 32;
+#else
+constexpr std::size_t kVectorBytes = 16;
+#endif
+
+// kVectorBytes of T, one lane per output column, as a GCC/Clang vector extension (a zmm with
+// AVX-512, a ymm with AVX2, an xmm elsewhere). Lane-wise operators are T's IEEE operations, one
+// per lane; -ffp-contract=off keeps * and + unfused.
 template <class T>
 struct Lanes {
-  typedef T V __attribute__((vector_size(64)));
-  static constexpr std::size_t kCount = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(kVectorBytes)));
+  static constexpr std::size_t kCount = kVectorBytes / sizeof(T);
   static V load(const T* p) {
     V v;
     std::memcpy(&v, p, sizeof v);
     return v;
   }
+  static V splat(T x) { return splat(x, std::make_index_sequence<kCount>{}); }  // x in every lane
+
+ private:
+  template <std::size_t... I>
+  static V splat(T x, std::index_sequence<I...>) {  // an initialiser list: one broadcast instruction
+    return V{((void)I, x)...};
+  }
 };
 
 constexpr std::size_t kGroups = 2;  // column vectors per tile
-// Rows per tile: kRows x kGroups independent sums hide the add or FMA latency (4 cycles, 2 ports:
-// 8 chains) and, with the kGroups B vectors and a broadcast, fit the register file (32 zmm; 16 ymm
-// halves without AVX-512).
-#if defined(__AVX512F__)
+// Rows per tile: kRows x kGroups independent sums hide the add or FMA latency (3-5 cycles, 2
+// ports: 6-10 chains) and, with the kGroups B vectors, a broadcast and a product, fit the register
+// file: 12 + 2 + 1 + 1 = 16 of 32 zmm, of 16 ymm (AVX2) or of 16 xmm (SSE2).
 constexpr std::size_t kRows = 6;
-#else
-constexpr std::size_t kRows = 2;
-#endif
 
 // Operands packed for the tile, zeros past the ends: A (M x K) per block of kRows rows as
 // K x kRows, B (N x K) per group of one vector's rows as K x lanes, the groups rounded up to whole
