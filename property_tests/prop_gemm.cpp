@@ -285,7 +285,7 @@ RC_GTEST_PROP(GemmProperties, TcLanesKernelEqualsInstructionChains, ()) {
   assert_fast_equals_reference(a, b, s, *rc::gen::arbitrary<bool>() ? c.data() : nullptr);
 }
 
-// The blocked certificates (gemm/bound_kernel for the Hopper FP8 presets, gemm/fp32_bound_kernel
+// The blocked certificates (gemm/bound_kernel for the Hopper FP8 presets, gemm/fp32_kernel's sums
 // for the FP32 modes) against the per-element one they replace (GemmOptions{false}, the old path
 // kept as the oracle): the same doubles, promoted (N_C = 32, 64, 128) or one chain or FP32
 // sequential/pairwise, every combine order and output, C or none, NaN/Inf sprinkled in (and Inf in
@@ -337,6 +337,36 @@ RC_GTEST_PROP(GemmProperties, BoundKernelEqualsPerElementBound, ()) {
   const auto d = gemm(a, b, s, cp);
   const auto x = gemm_exact(a, b, cp, OutputFormat::Fp64);
   for (std::size_t e = 0; e < d.size(); ++e) RC_ASSERT(std::fabs(d[e] - x[e]) <= fast[e]);
+}
+
+// The FP32 modes' bound from the value kernel's sums (gemm/bounds.hpp) against the binary64
+// replay it replaced (fp32_replayed_error_bound): never below it (the new per-product and
+// per-addition terms dominate the old ones term by term; up to binary64 rounding), at most
+// 1 + (2K + 2) * 2^-24 above (the binary32 sums may have rounded up by (1 + u)^(K - 1) and are then
+// divided by 1 - (K - 1) u; c1 and c0 exceed the old per-product terms by up to 2u relative: a zero
+// operand's bound is c0 = eta (1 + 2u) against eta (1 + eta)), and it covers |D - exact|; plain
+// floats or E4M3 tiles, adversarial data (zeros, cancelling rows, a wide range), every output
+// format, C or none.
+RC_GTEST_PROP(GemmProperties, Fp32SumsBoundWithinItsFactorOfTheReplay, ()) {
+  Problem p = gen_problem(3000);
+  p.M = *rc::gen::inRange<std::size_t>(1, 8);
+  p.N = *rc::gen::inRange<std::size_t>(1, 40);
+  GemmSpec s;
+  s.accumulate = *rc::gen::element(Accumulate::Fp32Sequential, Accumulate::Fp32Pairwise);
+  s.out = *rc::gen::element(OutputFormat::Bf16, OutputFormat::Fp32);
+  const bool plain = *rc::gen::arbitrary<bool>();
+  const GemmOperand a = plain ? operand_from_floats(data(p, p.M, 1).data(), p.M, p.K, "a") : operand(p, p.M, 1, Tile{1, 128});
+  const GemmOperand b = plain ? operand_from_floats(data(p, p.N, 2).data(), p.N, p.K, "b") : operand(p, p.N, 2, Tile{128, 128});
+  const auto c = testing::gaussian(p.M * p.N, p.seed + 3, std::ldexp(1.0, p.sigma_exp + 2));
+  const float* cp = *rc::gen::arbitrary<bool>() ? c.data() : nullptr;
+  const auto now = gemm_error_bound(a, b, s, cp), old = fp32_replayed_error_bound(a, b, s, cp);
+  const auto d = gemm(a, b, s, cp);
+  const auto x = gemm_exact(a, b, cp, OutputFormat::Fp64);
+  for (std::size_t e = 0; e < now.size(); ++e) {
+    RC_ASSERT(now[e] >= old[e] * (1 - 0x1p-40));
+    RC_ASSERT(now[e] <= old[e] * (1 + static_cast<double>(2 * p.K + 2) * 0x1p-24 + 0x1p-30));
+    RC_ASSERT(std::fabs(d[e] - x[e]) <= now[e]);
+  }
 }
 
 // The integer exact kernel (gemm/exact_kernel.cpp) against the Kulisch path: E4M3 and E2M1

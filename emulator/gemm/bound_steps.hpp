@@ -43,6 +43,19 @@ static inline double finish(float acc, double err, const float* c, std::size_t e
   return err * kSafety;
 }
 
+// The FP32 modes' bound from the value kernel's own sums (gemm/bounds.hpp derives it): K
+// products, psum = the binary32 sum of |p_k| in k order, nsum = the binary32 sum of |s_k| (sequential)
+// or of |v| over the tree's internal nodes (pairwise), xsum / ysum = the binary64 sums of |x_k| /
+// |y_k| in k order. Valid for K <= kFp32SumsMaxK with psum and nsum finite.
+inline constexpr std::size_t kFp32SumsMaxK = std::size_t{1} << 20;
+inline constexpr double kProductCoef = 3 * kU32 + 3 * kU32 * kU32 + kU32 * kU32 * kU32;  // c1, exact
+inline constexpr double kProductConst = kEta * (1 + 2 * kU32);                           // c0, exact
+static inline double fp32_sums_bound(std::size_t K, float psum, float nsum, double xsum, double ysum) {
+  const double sums_factor = 1.0 / (1.0 - static_cast<double>(K > 0 ? K - 1 : 0) * kU32);
+  return (kProductCoef * psum + kU32 * nsum) * sums_factor + kEta * (1 + kU32) * (xsum + ysum) +
+         static_cast<double>(K) * kProductConst;
+}
+
 // A promoted partial sum p (bound bp) meeting the scales and the accumulator in `order`
 // (gemm/combine.hpp), with the bound of the new accumulator.
 static inline Fp32Track combine_with_bound(Combine order, float p, double bp, float sa, float sb, Fp32Track acc) {

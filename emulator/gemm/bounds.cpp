@@ -13,7 +13,7 @@
 #include "gemm/block_scaled.hpp"
 #include "gemm/bound_kernel.hpp"
 #include "gemm/bound_steps.hpp"
-#include "gemm/fp32_bound_kernel.hpp"
+#include "gemm/fp32_kernel.hpp"
 #include "gemm/hopper_fp8_kernel.hpp"
 #include "gemm/instruction_bound.hpp"
 #include "gemm/non_finite.hpp"
@@ -67,36 +67,107 @@ void exact_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec
     bound[e] = std::isfinite(d[e]) ? (std::ldexp(std::fabs(d[e]), -p) + std::ldexp(1.0, emin - p)) * kSafety : kInf;
 }
 
-// Sequential or pairwise FP32 sums of the products, one running bound per output; with
-// allow_fast, on the blocked kernel (gemm/fp32_bound_kernel.hpp: the same doubles).
+// The FP32 modes' running bound replayed product by product in binary64 (gemm/bounds.hpp, "FP32
+// accumulation"): the fallback where the value kernel's sums do not apply (K > kFp32SumsMaxK, or
+// a sum overflowed binary32 while the value is finite). Returns the bound of the accumulator.
+double fp32_replayed_error(const GemmOperand& a, const GemmOperand& b, bool pairwise, std::size_t i, std::size_t j,
+                           std::vector<ProductTrack>& t) {
+  const std::size_t K = a.cols;
+  t.resize(K);
+  for (std::size_t k = 0; k < K; ++k) t[k] = product_with_bound(a.row(i)[k], a.scale(i, k), b.row(j)[k], b.scale(j, k));
+  if (pairwise) return pairwise_with_bound(t.data(), K).err;
+  Fp32Track acc{0.0f, 0.0};
+  for (std::size_t k = 0; k < K; ++k) {
+    acc.v = acc.v + t[k].p;
+    acc.err += t[k].err + kU32 * std::fabs(acc.v);
+  }
+  return acc.err;
+}
+
+// sum_k |fl(e_k * s_k)| of row r of an operand, in binary64, in k order (X1 / Y1 of the sums' bound).
+double magnitude_sum(const GemmOperand& op, std::size_t r) {
+  double sum = 0.0;
+  for (std::size_t k = 0; k < op.cols; ++k) sum += std::fabs(op.row(r)[k] * op.scale(r, k));
+  return sum;
+}
+
+// The per-element value and sums (the oracle of gemm/fp32_kernel.hpp's fp32_gemm_accumulate_sums):
+// the same binary32 operations in the same order.
+struct Fp32Sums {
+  float v, psum, nsum;
+};
+float pairwise_node_sum(const float* p, std::size_t n, float& nsum) {
+  if (n == 1) return p[0];
+  const std::size_t h = n / 2;
+  const float l = pairwise_node_sum(p, h, nsum);
+  const float r = pairwise_node_sum(p + h, n - h, nsum);
+  const float v = l + r;
+  nsum = nsum + std::fabs(v);
+  return v;
+}
+Fp32Sums fp32_element_sums(const GemmOperand& a, const GemmOperand& b, bool pairwise, std::size_t i, std::size_t j,
+                           std::vector<float>& p) {
+  const std::size_t K = a.cols;
+  p.resize(K);
+  Fp32Sums s{0.0f, 0.0f, 0.0f};
+  for (std::size_t k = 0; k < K; ++k) {
+    const float x = a.row(i)[k] * a.scale(i, k), y = b.row(j)[k] * b.scale(j, k);
+    p[k] = x * y;
+    s.psum = s.psum + std::fabs(p[k]);
+    if (!pairwise) {
+      s.v = s.v + p[k];
+      s.nsum = s.nsum + std::fabs(s.v);
+    }
+  }
+  if (pairwise && K > 0) s.v = pairwise_node_sum(p.data(), K, s.nsum);
+  return s;
+}
+
+// The bound of output (i, j) from its accumulator and sums (bound_steps::fp32_sums_bound), or the
+// replayed one where those do not apply; an infinite accumulator needs neither (finish gives Inf).
+double fp32_accumulator_error(const GemmOperand& a, const GemmOperand& b, bool pairwise, std::size_t i, std::size_t j,
+                              const Fp32Sums& s, double xsum, double ysum, std::vector<ProductTrack>& t) {
+  const std::size_t K = a.cols;
+  if (!std::isfinite(s.v)) return 0.0;
+  if (K <= bound_steps::kFp32SumsMaxK && std::isfinite(s.psum) && std::isfinite(s.nsum))
+    return bound_steps::fp32_sums_bound(K, s.psum, s.nsum, xsum, ysum);
+  return fp32_replayed_error(a, b, pairwise, i, j, t);
+}
+
+// Sequential or pairwise FP32 sums of the products, the bound from the value kernel's sums; with
+// allow_fast, the values and sums from the blocked kernel (gemm/fp32_kernel.hpp: the same floats).
 void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
                      bool allow_fast, std::vector<double>& bound) {
-  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  const std::size_t M = a.rows, N = b.rows;
   const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
   if (allow_fast) {
-    std::vector<float> acc(M * N);
-    std::vector<double> err(M * N);
-    fp32_chain_bounds(a, b, pairwise, acc.data(), err.data());
+    std::vector<float> acc(M * N), psum(M * N), nsum(M * N);
+    fp32_gemm_accumulate_sums(a, b, pairwise, acc.data(), psum.data(), nsum.data());
+    std::vector<double> xsum(M), ysum(N);
+    parallel_for(M, 16, [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) xsum[i] = magnitude_sum(a, i);
+    });
+    parallel_for(N, 16, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t j = j0; j < j1; ++j) ysum[j] = magnitude_sum(b, j);
+    });
     parallel_for(M * N, 1024, [&](std::size_t e0, std::size_t e1) {
-      for (std::size_t e = e0; e < e1; ++e) bound[e] = finish(acc[e], err[e], c, e, spec.out);
+      std::vector<ProductTrack> t;
+      for (std::size_t e = e0; e < e1; ++e) {
+        const std::size_t i = e / N, j = e % N;
+        const Fp32Sums s{acc[e], psum[e], nsum[e]};
+        bound[e] = finish(acc[e], fp32_accumulator_error(a, b, pairwise, i, j, s, xsum[i], ysum[j], t), c, e, spec.out);
+      }
     });
     return;
   }
   parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
-    std::vector<ProductTrack> t(K);
+    std::vector<ProductTrack> t;
+    std::vector<float> p;
     for (std::size_t e = e0; e < e1; ++e) {
       const std::size_t i = e / N, j = e % N;
-      for (std::size_t k = 0; k < K; ++k) t[k] = product_with_bound(a.row(i)[k], a.scale(i, k), b.row(j)[k], b.scale(j, k));
-      Fp32Track acc{0.0f, 0.0};
-      if (pairwise) {
-        acc = pairwise_with_bound(t.data(), K);
-      } else {
-        for (std::size_t k = 0; k < K; ++k) {
-          acc.v = acc.v + t[k].p;
-          acc.err += t[k].err + kU32 * std::fabs(acc.v);
-        }
-      }
-      bound[e] = finish(acc.v, acc.err, c, e, spec.out);
+      const Fp32Sums s = fp32_element_sums(a, b, pairwise, i, j, p);
+      const double err = fp32_accumulator_error(a, b, pairwise, i, j, s, magnitude_sum(a, i), magnitude_sum(b, j), t);
+      bound[e] = finish(s.v, err, c, e, spec.out);
     }
   });
 }
@@ -233,6 +304,26 @@ void tensor_core_gemm_bound(const GemmOperand& a, const GemmOperand& b, const Ge
 }
 
 }  // namespace
+
+std::vector<double> fp32_replayed_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                              const float* c) {
+  validate_gemm(a, b, spec);
+  if (spec.accumulate != Accumulate::Fp32Sequential && spec.accumulate != Accumulate::Fp32Pairwise)
+    throw std::invalid_argument("fp32_replayed_error_bound: spec.accumulate must be fp32 or fp32_pairwise");
+  const std::size_t M = a.rows, N = b.rows;
+  const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
+  std::vector<double> bound(M * N);
+  parallel_for(M * N, 64, [&](std::size_t e0, std::size_t e1) {
+    std::vector<ProductTrack> t;
+    std::vector<float> p;
+    for (std::size_t e = e0; e < e1; ++e) {
+      const std::size_t i = e / N, j = e % N;
+      const Fp32Sums s = fp32_element_sums(a, b, pairwise, i, j, p);
+      bound[e] = finish(s.v, fp32_replayed_error(a, b, pairwise, i, j, t), c, e, spec.out);
+    }
+  });
+  return bound;
+}
 
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
                                      const float* c, const GemmOptions& options) {

@@ -32,17 +32,44 @@
 //   where P is the block's exact partial sum and Bp the chain bound of p. Errors of acc carry over.
 // C and output: fl32(acc + c) adds u32*|result|; BF16 round-to-nearest-even adds
 //   2^-8*|D| + 2^-134 (half an ULP, or half the smallest subnormal).
-// FP32 accumulation: x = fl(a*sa), y = fl(b*sb), p = fl(x*y) (errors as above, operand errors
-//   propagated through the product), each addition u32*|computed|; pairwise sums the two halves'
-//   bounds at every node.
+// FP32 accumulation: x = fl(a*sa), y = fl(b*sb), p = fl(x*y), summed sequentially (s_k =
+//   fl(s_(k-1) + p_k)) or pairwise (each node v = fl(l + r)). The running bound replayed product
+//   by product (fp32_replayed_error_bound, the certificate until the change below) is
+//     sum_k t_k + u32 * sum_k |s_k|   (pairwise: + u32 * sum over the internal nodes of |v|),
+//     t_k = u32*|p_k| + eta + ex*|y_k| + (|x_k| + ex)*ey,  ex = u32*|x_k| + eta, ey = u32*|y_k| + eta
+//   (|xy - XY| <= |x - X||y| + |X||y - Y| with |X| <= |x| + ex; fl(xy) errs by u32*|p| + eta).
+//   Expanded, ex*|y| + (|x| + ex)*ey = (2u + u^2)|x y| + eta (1 + u)(|x| + |y|) + eta^2 (u = u32),
+//   and round-to-nearest gives |x y| <= (1 + u)|p| + eta/2 (|z - fl(z)| <= u|fl(z)| in the normal
+//   range, <= eta/2 in the subnormal one), so
+//     t_k <= c1 |p_k| + eta (1 + u)(|x_k| + |y_k|) + c0,  c1 = 3u + 3u^2 + u^3, c0 = eta (1 + 2u)
+//   (c0 >= eta + (2u + u^2) eta/2 + eta^2; c1, c0 and eta (1 + u) are exact in binary64), term by
+//   term no smaller than the old t_k. Summed: c1 P + eta (1 + u)(X + Y) + K c0 with P = sum |p_k|,
+//   X = sum |x_k|, Y = sum |y_k|. The value kernel computes P and N (= sum_k |s_k|, or the sum of
+//   |v| over the tree's internal nodes in post-order) in binary32 alongside the values
+//   (gemm/fp32_kernel.hpp fp32_gemm_accumulate_sums: per product one AND and one add for each);
+//   X, Y are per-row binary64 sums (O((M + N) K)). A binary32 sum of n >= 1 non-negative terms in
+//   any fixed order has n - 1 roundings, each fl(a + b) = (a + b)(1 + d), |d| <= u (an addition
+//   never underflows: a subnormal sum is exact), so computed >= (1 - u)^(n-1) exact >= (1 - (n-1)u)
+//   exact, i.e. exact <= computed / (1 - (n - 1) u), with n - 1 <= K - 1 for both P and N; the
+//   partial sums grow, so a finite result means no overflow. Hence the accumulator's bound
+//     (c1 P^ + u N^) / (1 - (K - 1) u) + eta (1 + u)(X + Y) + K c0
+//   (bound_steps::fp32_sums_bound), never below the replayed one and at most about
+//   1 + 2 (K + 1) u times it (P^ and N^ may also have rounded up; tests/cpp/test_gemm_fp32_bound.cpp
+//   measures 1 + 4.5e-4 at most for K = 8192 on random data). It is used for K <= 2^20 (then
+//   (K - 1) u <= 1/16, and the binary64 sums X, Y err by < 2^-33 relative) when P^ and N^ are finite;
+//   where a binary32 sum overflows while the value is finite, or K > 2^20, the output takes the
+//   replayed bound (both paths alike). C and output rounding as above.
 // Exact: only the output rounding, 2^-p*|D| + 2^(emin - p).
 // The bound itself is evaluated in binary64 and multiplied by (1 + 2^-30), which covers the
-// relative rounding error of the (at most a few 10^5) binary64 operations per element.
-// Where it runs: the Hopper FP8 presets and the FP32 modes on blocked kernels
-// (gemm/bound_kernel.hpp, gemm/fp32_bound_kernel.hpp), which replay the steps above for 16 / 8
-// outputs at once and add the same binary64 terms in the same order, so the bounds are the
-// per-element certificate's to the bit; other presets, NaN/Inf rows and GemmOptions{false} take
-// the per-element one (gemm/bounds.cpp).
+// relative rounding error of the (at most a few 10^5) binary64 operations per element (for the
+// FP32 modes' sums formula: a dozen operations after X and Y, the division by 1 - (K - 1) u
+// included).
+// Where it runs: the Hopper FP8 presets on a blocked kernel (gemm/bound_kernel.hpp), which replays
+// the steps above for 16 outputs at once and adds the same binary64 terms in the same order; the
+// FP32 modes on the value kernel's sums (gemm/fp32_kernel.hpp), the same binary32 operations in the
+// same order as the per-element certificate's; so the bounds are the per-element certificate's to
+// the bit (tests compare them on every kernel variant). Other presets, NaN/Inf rows and
+// GemmOptions{false} take the per-element one (gemm/bounds.cpp).
 // Infinite results get an infinite bound.
 #pragma once
 
@@ -59,6 +86,13 @@ namespace fp8lab {
 // one, gemm/bound_kernel.hpp, gives the same doubles; tests compare them).
 std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
                                      const float* c = nullptr, const GemmOptions& options = {});
+
+// The FP32 modes' (spec.accumulate Fp32Sequential / Fp32Pairwise) bound replayed product by
+// product in binary64, per element: the certificate before the one from the value kernel's sums
+// (see above), kept as that one's fallback (K > 2^20, a binary32 sum overflowing) and for the
+// tests, which check the new bound against it (never below, at most a fraction of a percent above).
+std::vector<double> fp32_replayed_error_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec,
+                                              const float* c = nullptr);
 
 
 }  // namespace fp8lab

@@ -1,6 +1,8 @@
 #include "gemm/fp32_kernel.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 
 #include "common/isa.hpp"
@@ -17,6 +19,9 @@ constexpr std::size_t kLanes = Lanes<float>::kCount;
 using Packed = Panels<float>;
 
 inline V load(const float* p) { return Lanes<float>::load(p); }
+using UV = std::uint32_t __attribute__((vector_size(64)));
+// std::fabs lane-wise: the sign bit cleared.
+inline V magnitude(V x) { return std::bit_cast<V>(std::bit_cast<UV>(x) & 0x7FFFFFFFu); }
 
 // Writes fl(e * s) of row r of op to dst[k * stride] for every k: the scale read once per tile.
 void dequantise_row(const GemmOperand& op, std::size_t r, float* dst, std::size_t stride) {
@@ -97,6 +102,85 @@ void pairwise(const float* xb, const float* const* yg, std::size_t k0, std::size
     for (std::size_t g = 0; g < kGroups; ++g) out[r][g] = out[r][g] + right[r][g];
 }
 
+// The bound's sums (gemm/bounds.hpp) alongside the values: the same products and additions, plus
+// P += |p_k| in k order and S += |s| after every addition (sequential: every s_k; pairwise: every
+// internal node, in the tree's post-order), binary32 additions of non-negative numbers.
+struct BlockSums {
+  Block v, p, n;
+};
+
+// `sequential` for rows [r0, r0 + R) of the tile with the two sums: R rows per pass so that the
+// 3 x R x kGroups accumulators stay in registers.
+template <std::size_t R>
+void sequential_sums(const float* xb, const float* const* yg, std::size_t K, std::size_t r0, BlockSums& out) {
+  V s[R][kGroups] = {}, ps[R][kGroups] = {}, ns[R][kGroups] = {};
+  for (std::size_t k = 0; k < K; ++k) {
+    V y[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const float x = xb[k * kRows + r0 + r];
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        const V prod = x * y[g];
+        s[r][g] = s[r][g] + prod;
+        ps[r][g] = ps[r][g] + magnitude(prod);
+        ns[r][g] = ns[r][g] + magnitude(s[r][g]);
+      }
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) {
+      out.v[r0 + r][g] = s[r][g];
+      out.p[r0 + r][g] = ps[r][g];
+      out.n[r0 + r][g] = ns[r][g];
+    }
+}
+
+#if defined(__AVX512F__)
+constexpr std::size_t kSumRows = 3;  // 18 accumulators, 2 B vectors, a broadcast, the mask: 22 of 32 zmm
+#else
+constexpr std::size_t kSumRows = 1;  // 6 x 2 ymm halves + 4 of B: 16 ymm
+#endif
+static_assert(kRows % kSumRows == 0);
+
+inline void products_sums(const float* xb, const float* const* yg, std::size_t k, Block& out, Block& ps) {
+  products(xb, yg, k, out);
+  for (std::size_t r = 0; r < kRows; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) ps[r][g] = ps[r][g] + magnitude(out[r][g]);
+}
+inline void node(Block& out, const Block& l, const Block& r, Block& ns) {
+  for (std::size_t i = 0; i < kRows; ++i)
+    for (std::size_t g = 0; g < kGroups; ++g) {
+      out[i][g] = l[i][g] + r[i][g];
+      ns[i][g] = ns[i][g] + magnitude(out[i][g]);
+    }
+}
+
+// `pairwise` with the sums: the same tree, leaves in k order, nodes in post-order.
+void pairwise_sums(const float* xb, const float* const* yg, std::size_t k0, std::size_t n, Block& out, Block& ps,
+                   Block& ns) {
+  if (n == 1) return products_sums(xb, yg, k0, out, ps);
+  if (n <= 4) {
+    Block p0, p1, p2;
+    products_sums(xb, yg, k0, p0, ps);
+    products_sums(xb, yg, k0 + 1, p1, ps);
+    if (n == 2) return node(out, p0, p1, ns);
+    products_sums(xb, yg, k0 + 2, p2, ps);
+    if (n == 3) {
+      node(p1, p1, p2, ns);
+      return node(out, p0, p1, ns);
+    }
+    products_sums(xb, yg, k0 + 3, out, ps);
+    node(p0, p0, p1, ns);
+    node(p2, p2, out, ns);
+    return node(out, p0, p2, ns);
+  }
+  const std::size_t h = n / 2;
+  Block right;
+  pairwise_sums(xb, yg, k0, h, out, ps, ns);
+  pairwise_sums(xb, yg, k0 + h, n - h, right, ps, ns);
+  node(out, out, right, ns);
+}
+
 }  // namespace
 
 std::vector<float> fp32_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, bool pairwise_order) {
@@ -125,7 +209,41 @@ std::vector<float> fp32_gemm_accumulate(const GemmOperand& a, const GemmOperand&
   return out;
 }
 
+void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool pairwise_order, float* acc,
+                               float* psum, float* nsum) {
+  const std::size_t M = a.rows, N = b.rows, K = a.cols;
+  if (M == 0 || N == 0) return;
+  const Packed p = pack(a, b);
+  const std::size_t IB = p.row_blocks, GB = p.groups / kGroups;
+  parallel_for(IB * GB, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const std::size_t ib = t % IB, g0 = (t / IB) * kGroups;
+      const float* yg[kGroups];
+      for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
+      alignas(64) BlockSums bs = {};
+      if (!pairwise_order) {
+        for (std::size_t r0 = 0; r0 < kRows && ib * kRows + r0 < M; r0 += kSumRows)
+          sequential_sums<kSumRows>(p.block(ib), yg, K, r0, bs);
+      } else if (K > 0) {
+        pairwise_sums(p.block(ib), yg, 0, K, bs.v, bs.p, bs.n);
+      }
+      for (std::size_t r = 0; r < kRows && ib * kRows + r < M; ++r)
+        for (std::size_t g = 0; g < kGroups; ++g)
+          for (std::size_t l = 0; l < kLanes; ++l) {
+            const std::size_t j = (g0 + g) * kLanes + l, e = (ib * kRows + r) * N + j;
+            if (j >= N) continue;
+            acc[e] = bs.v[r][g][l];
+            psum[e] = bs.p[r][g][l];
+            nsum[e] = bs.n[r][g][l];
+          }
+    }
+  });
+}
+
 }  // namespace fp8lab::FP8LAB_ISA_NS
 
+FP8LAB_DISPATCH_ENTRY(void, fp32_gemm_accumulate_sums,
+                      (const GemmOperand& a, const GemmOperand& b, bool pairwise, float* acc, float* psum, float* nsum),
+                      (a, b, pairwise, acc, psum, nsum))
 FP8LAB_DISPATCH_ENTRY(std::vector<float>, fp32_gemm_accumulate,
                       (const GemmOperand& a, const GemmOperand& b, bool pairwise), (a, b, pairwise))

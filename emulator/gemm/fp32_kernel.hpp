@@ -15,4 +15,10 @@ namespace fp8lab {
 // The FP32 accumulators of all M x N outputs (before C and output rounding), a: M x K, b: N x K.
 std::vector<float> fp32_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, bool pairwise);
 
+// The same accumulators (acc) and, for the certified bound (gemm/bounds.hpp), per output the
+// binary32 sums of |p_k| in k order (psum) and of |s_k| after every sequential addition, or of |v|
+// at every internal node of the pairwise tree in post-order (nsum). Arrays of M x N, row-major.
+void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool pairwise, float* acc, float* psum,
+                               float* nsum);
+
 }  // namespace fp8lab
