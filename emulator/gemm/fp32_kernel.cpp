@@ -19,7 +19,7 @@ constexpr std::size_t kLanes = Lanes<float>::kCount;
 using Packed = Panels<float>;
 
 inline V load(const float* p) { return Lanes<float>::load(p); }
-using UV = std::uint32_t __attribute__((vector_size(64)));
+using UV = std::uint32_t __attribute__((vector_size(sizeof(V))));
 // std::fabs lane-wise: the sign bit cleared.
 inline V magnitude(V x) { return std::bit_cast<V>(std::bit_cast<UV>(x) & 0x7FFFFFFFu); }
 
@@ -118,7 +118,7 @@ void sequential_sums(const float* xb, const float* const* yg, std::size_t K, std
     V y[kGroups];
     for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
     for (std::size_t r = 0; r < R; ++r) {
-      const float x = xb[k * kRows + r0 + r];
+      const V x = Lanes<float>::splat(xb[k * kRows + r0 + r]);
       for (std::size_t g = 0; g < kGroups; ++g) {
         const V prod = x * y[g];
         s[r][g] = s[r][g] + prod;
@@ -136,9 +136,9 @@ void sequential_sums(const float* xb, const float* const* yg, std::size_t K, std
 }
 
 #if defined(__AVX512F__)
-constexpr std::size_t kSumRows = 3;  // 18 accumulators, 2 B vectors, a broadcast, the mask: 22 of 32 zmm
+constexpr std::size_t kSumRows = 3;  // 18 accumulators, 2 B vectors, a broadcast, a product, the mask: 23 of 32 zmm
 #else
-constexpr std::size_t kSumRows = 1;  // 6 x 2 ymm halves + 4 of B: 16 ymm
+constexpr std::size_t kSumRows = 2;  // 12 accumulators + 2 B vectors + a broadcast + a product: 16 ymm / xmm
 #endif
 static_assert(kRows % kSumRows == 0);
 
