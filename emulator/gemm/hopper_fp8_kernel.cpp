@@ -751,6 +751,12 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
   const std::size_t JT = (N + L - 1) / L, KB = (K + NC - 1) / NC;
   const Operands o = prepare<Op>(a, b, JT);
   const std::vector<float> a_scales = block_scales(a, KB, NC), b_scales = block_scales(b, KB, NC);
+  // B's scales per (column group, promotion block) as 16 lanes (0 in padding columns): the combine
+  // below reads one aligned run of 16 per group instead of gathering 16 strided scalars (its
+  // compiled loop was ~100 scalar instructions per row, group and promotion block).
+  std::vector<float> b_lanes(JT * KB * L, 0.0f);
+  for (std::size_t j = 0; j < N; ++j)
+    for (std::size_t blk = 0; blk < KB; ++blk) b_lanes[((j / L) * KB + blk) * L + j % L] = b_scales[j * KB + blk];
   // Each task: TM rows of A against TG groups of 16 columns of B, instruction by instruction for
   // all of them in turn, so that B's slice of one instruction is read from L1 by every row; the
   // partial sums and FP32 accumulators wait in small arrays.
@@ -771,11 +777,7 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t c = 0; c < groups; ++c) {
             const float sa = a_scales[(i0 + r) * KB + blk];
-            alignas(64) float sb[L];
-            for (std::size_t l = 0; l < L; ++l) {
-              const std::size_t j = (jt + c) * L + l;
-              sb[l] = j < N ? b_scales[j * KB + blk] : 0.0f;
-            }
+            const float* sb = b_lanes.data() + ((jt + c) * KB + blk) * L;
             float* acc_rc = acc[r][c];
             alignas(64) float p_rc[L];
             partial_to_float(p[r][c], p_rc);
