@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
@@ -440,102 +441,146 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   }
 }
 #else
-// 8 int32 lanes for the per-k loops below (see instruction_row).
+// Portable and AVX2 path: one machine register of int32 / float lanes per vector (8 with AVX2, a
+// ymm; 4 otherwise, an xmm), so that every sum of the per-k loops stays in a register (vectors
+// wider than the registers made GCC keep them on the stack: 47b2097, and before).
+#if defined(__AVX2__)
 constexpr std::size_t kW = 8;
-using Lanes8 = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using ULanes8 = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using FLanes8 = float __attribute__((vector_size(kW * sizeof(float))));
-inline Lanes8 load(const std::int32_t* p) {
-  Lanes8 v;
+constexpr std::size_t kBlockRows = 3;  // rows of A per block: 3 x 2 vectors of sums and scales, 2 of B, 16 ymm in pass 2
+#else
+constexpr std::size_t kW = 4;
+constexpr std::size_t kBlockRows = 1;  // 4 vectors of sums and scales, 14 xmm in pass 2
+#endif
+constexpr std::size_t kV = kLanes / kW;  // vectors per column group
+using VI = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VU = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VF = float __attribute__((vector_size(kW * sizeof(float))));
+using VB = std::uint8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+template <class V, class T>
+inline V load(const T* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+template <std::size_t... I>
+inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one broadcast (VF{} + x adds 0.0f first)
+  return VF{((void)I, x)...};
+}
 
-// Portable path. A: per (row, k) exponent, |significand| and sign mask (0 or -1). B: per
-// (column group, k) 16 lanes of the same, |significand| pre-shifted by product_shift (the
-// alignment's headroom, see hopper_e4m3_dot_add); padding columns are zero products.
+// Operands. A's values are read in place (GemmOperand rows); B's per (column group, k), 16
+// lanes, 0 past N. The first pass (the largest exponent) reads exponents alone, four k per 32-bit
+// word as uint8 biased by 64 (exponents are -6..8 in E4M3, -14..15 in E5M2; a zero operand or a k
+// past K is 0, so that a product with a zero operand sums to 0..79, below every real product's
+// 100..158, and nothing wraps): A per (row, quad) one word, B per (column group, quad) 16 lanes.
+constexpr int kExpBias8 = 64;
 struct Operands {
-  std::size_t K;
-  std::vector<std::int32_t> ea, ma, sa, eb, mb, sb;
+  const GemmOperand* a;
+  std::size_t K, quads;
+  std::vector<float> b;
+  std::vector<std::uint8_t> a4, b4;
 };
 
 template <Fp8Layout Op>
+inline std::uint8_t exponent_byte(float v) {
+  const E4m3Parts p = fp8_parts_from_bits<Op>(v);
+  return p.m == 0 ? 0 : static_cast<std::uint8_t>(p.e + kExpBias8);
+}
+
+template <Fp8Layout Op>
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
-  const std::size_t M = a.rows, N = b.rows, K = a.cols;
-  Operands o{K,
-             std::vector<std::int32_t>(M * K),
-             std::vector<std::int32_t>(M * K),
-             std::vector<std::int32_t>(M * K),
-             std::vector<std::int32_t>(groups * K * kLanes, kZeroExp),
-             std::vector<std::int32_t>(groups * K * kLanes, 0),
-             std::vector<std::int32_t>(groups * K * kLanes, 0)};
+  const std::size_t M = a.rows, N = b.rows, K = a.cols, K4 = (K + 3) / 4;
+  Operands o{&a, K, K4, std::vector<float>(groups * K * kLanes, 0.0f), std::vector<std::uint8_t>(M * K4 * 4, 0),
+             std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0)};
   parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = fp8_parts_from_bits<Op>(a.row(i)[k]);
-        o.ea[i * K + k] = p.e;
-        o.ma[i * K + k] = std::abs(p.m);
-        o.sa[i * K + k] = p.m < 0 ? -1 : 0;
-      }
+      for (std::size_t k = 0; k < K; ++k) o.a4[i * K4 * 4 + k] = exponent_byte<Op>(a.row(i)[k]);
   });
-  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t j = r0; j < r1; ++j)
-      for (std::size_t k = 0; k < K; ++k) {
-        const E4m3Parts p = fp8_parts_from_bits<Op>(b.row(j)[k]);
-        const std::size_t at = ((j / kLanes) * K + k) * kLanes + j % kLanes;
-        o.eb[at] = p.e;
-        o.mb[at] = std::abs(p.m) << product_shift(Op);
-        o.sb[at] = p.m < 0 ? -1 : 0;
-      }
+  parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t jt = g0; jt < g1; ++jt)
+      for (std::size_t j = jt * kLanes; j < std::min(N, (jt + 1) * kLanes); ++j)
+        for (std::size_t k = 0; k < K; ++k) {
+          const float v = b.row(j)[k];
+          o.b[(jt * K + k) * kLanes + j % kLanes] = v;
+          o.b4[((jt * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4] = exponent_byte<Op>(v);
+        }
   });
   return o;
 }
 
-// One instruction (products k in [kc, kc + kn)) for row i of A against column group jt, D
-// replacing C in p. Each half of the group's 16 lanes in turn, on 8 int32 lanes (one ymm with
-// AVX2, two xmm with SSE2): with 16 lanes GCC kept AVX2's sums of pass 2 on the stack. Every step
-// is lane-wise, C's decomposition and D's normalisation included.
-inline void instruction_row(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn, float* p) {
-  constexpr std::size_t L = kLanes;
+// One instruction (products k in [kc, kc + kn), kc a multiple of 4) for R rows of A from i
+// against column group jt, each row's D replacing its C in d[r] (16 floats). Loads of B are shared
+// by the rows and broadcasts of A by the vectors; every step is lane-wise.
+template <Fp8Layout Op, std::size_t R>
+inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn,
+                              float* const* d) {
   constexpr int kBias = binary32::kBias;
-  const std::int32_t *ea = o.ea.data() + i * o.K, *ma = o.ma.data() + i * o.K, *sa = o.sa.data() + i * o.K;
-  const std::int32_t *eb = o.eb.data() + jt * o.K * L, *mb = o.mb.data() + jt * o.K * L, *sb = o.sb.data() + jt * o.K * L;
-  for (std::size_t h = 0; h < L; h += kW) {
-    // The previous D enters as C: fp32_parts lane-wise (significand cm, exponent ce, kZeroC for zero).
-    ULanes8 uc;
-    std::memcpy(&uc, p + h, sizeof uc);
-    const Lanes8 field = std::bit_cast<Lanes8>((uc >> kM32) & binary32::kFieldMax);
-    const Lanes8 cm = std::bit_cast<Lanes8>(uc & binary32::kFractionMask) | ((field != 0) & (1 << kM32));
-    const Lanes8 ce = cm == 0 ? Lanes8{} + kZeroC : lanes_max(field, Lanes8{} + 1) - kBias;
-    // The largest exponent per lane, C's included.
-    Lanes8 vmax = ce;
-    for (std::size_t k = kc; k < kc + kn; ++k) vmax = lanes_max(ea[k] + load(eb + k * L + h), vmax);
-    // C's magnitude truncated onto 2^(emax - 13) (its lowest bit is 2^(ce - 23); emax >= ce), signed.
-    const Lanes8 tc = cm >> lanes_min(vmax - ce + (kM32 - kFracBits), Lanes8{} + 31);
-    Lanes8 s = std::bit_cast<Lanes8>(uc) < 0 ? -tc : tc;
-    for (std::size_t k = kc; k < kc + kn; ++k) {
-      // |product| << product_shift, shifted right by the distance to the largest exponent: the magnitude
-      // truncated onto 2^(emax - 13) (hopper_e4m3_dot_add's formula); then the product's sign
-      // (mask 0 or -1) applied as (t ^ m) - m.
-      const Lanes8 d = vmax - (ea[k] + load(eb + k * L + h));
-      const Lanes8 dc = lanes_min(d, Lanes8{} + 31);
-      const ULanes8 mag = std::bit_cast<ULanes8>(ma[k] * load(mb + k * L + h));
-      const Lanes8 t = std::bit_cast<Lanes8>(mag >> std::bit_cast<ULanes8>(dc));
-      const Lanes8 sg = sa[k] ^ load(sb + k * L + h);
-      s += (t ^ sg) - sg;
-    }
-    // D: |S| truncated to 14 significant bits, times 2^(emax - 13), S's sign. |S| < 2^21 (32 terms
-    // < 2^15, C's < 2^14), so its bit length is read exactly from its float's exponent. S != 0
-    // implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero product
-    // has exponent >= -12), so 2^(emax - 13) is a normal float; the clamp only affects S == 0.
-    const Lanes8 as = s < 0 ? -s : s;
-    const Lanes8 nb = (std::bit_cast<Lanes8>(__builtin_convertvector(as | 1, FLanes8)) >> kM32) - (kBias - 1);
-    const Lanes8 cut = lanes_max(nb - kOutBits, Lanes8{});
-    const Lanes8 e2 = lanes_max(vmax - kFracBits, Lanes8{} + binary32::kMinExponent);
-    const FLanes8 v = __builtin_convertvector((as >> cut) << cut, FLanes8) * std::bit_cast<FLanes8>((e2 + kBias) << kM32);
-    const FLanes8 dv = s < 0 ? -v : v;
-    std::memcpy(p + h, &dv, sizeof dv);
+  const std::size_t K = o.K, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
+  const float* x[R];
+  const std::uint8_t* x4[R];
+  for (std::size_t r = 0; r < R; ++r) {
+    x[r] = o.a->row(i + r);
+    x4[r] = o.a4.data() + (i + r) * o.quads * 4;
   }
+  const float* y = o.b.data() + jt * K * kLanes;
+  const std::uint8_t* y4 = o.b4.data() + jt * o.quads * 4 * kLanes;
+  // Pass 1: the largest biased exponent sum per lane and k mod 4.
+  VB m4[R][kV] = {};
+  for (std::size_t u = u0; u < u1; ++u) {
+    VB eb[kV];
+    for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
+    for (std::size_t r = 0; r < R; ++r) {
+      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * 4));
+      for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
+    }
+  }
+  // Per lane: emax, the largest of the four bytes unbiased (below 2 * min_exp when no product is
+  // non-zero: then none counts) and C's exponent; C, the previous D, as fp32_parts (significand cm,
+  // exponent ce, kZeroC for zero), its magnitude truncated onto 2^(emax - 13) (its lowest bit is
+  // 2^(ce - 23); emax >= ce), signed, starts the sum; scale = 2^(13 - emax) as a float (a normal
+  // one: emax <= 128, the clamp at -100 matters only when every product is zero).
+  VI emax[R][kV], s[R][kV];
+  VF scale[R][kV];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t v = 0; v < kV; ++v) {
+      VU w = std::bit_cast<VU>(m4[r][v]);
+      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
+      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
+      const VI e = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
+      const VU uc = load<VU>(d[r] + v * kW);
+      const VI field = std::bit_cast<VI>((uc >> kM32) & binary32::kFieldMax);
+      const VI cm = std::bit_cast<VI>(uc & binary32::kFractionMask) | ((field != 0) & (1 << kM32));
+      const VI ce = cm == 0 ? VI{} + kZeroC : lanes_max(field, VI{} + 1) - kBias;
+      emax[r][v] = lanes_max(e < 2 * Op.min_exp ? VI{} + kZeroExp : e, ce);
+      const VI tc = cm >> lanes_min(emax[r][v] - ce + (kM32 - kFracBits), VI{} + 31);
+      s[r][v] = std::bit_cast<VI>(uc) < 0 ? -tc : tc;
+      scale[r][v] = std::bit_cast<VF>((kFracBits - lanes_max(emax[r][v], VI{} - 100) + kBias) << kM32);
+    }
+  // Pass 2: each product (exact in FP32: two values of the format) times 2^(13 - emax) (exact, or
+  // below 1 when it leaves the normal range), truncated toward zero: hopper_e4m3_dot_add's term,
+  // |product| aligned to 2^(emax - 13) with its magnitude truncated, the product's sign.
+  for (std::size_t k = kc; k < kc + kn; ++k) {
+    VF yv[kV];
+    for (std::size_t v = 0; v < kV; ++v) yv[v] = load<VF>(y + k * kLanes + v * kW);
+    for (std::size_t r = 0; r < R; ++r) {
+      const VF xv = splat(x[r][k], std::make_index_sequence<kW>{});
+      for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
+    }
+  }
+  // D: |S| truncated to 14 significant bits, times 2^(emax - 13), S's sign. |S| < 2^21 (32 terms
+  // < 2^15, C's < 2^14), so its bit length is read exactly from its float's exponent. S != 0
+  // implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero product
+  // has exponent >= -12), so 2^(emax - 13) is a normal float; the clamp only affects S == 0.
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t v = 0; v < kV; ++v) {
+      const VI sv = s[r][v];
+      const VI as = sv < 0 ? -sv : sv;
+      const VI nb = (std::bit_cast<VI>(__builtin_convertvector(as | 1, VF)) >> kM32) - (kBias - 1);
+      const VI cut = lanes_max(nb - kOutBits, VI{});
+      const VI e2 = lanes_max(emax[r][v] - kFracBits, VI{} + binary32::kMinExponent);
+      const VF mag = __builtin_convertvector((as >> cut) << cut, VF) * std::bit_cast<VF>((e2 + kBias) << kM32);
+      const VF dv = sv < 0 ? -mag : mag;
+      std::memcpy(d[r] + v * kW, &dv, sizeof dv);
+    }
 }
 
 // The partial sum between instructions: the float D itself.
@@ -545,11 +590,28 @@ struct PartialSum {
 inline void partial_to_float(const PartialSum& p, float* out) { std::memcpy(out, p.v, sizeof p.v); }
 inline void clear_partial(PartialSum& p) { std::memset(p.v, 0, sizeof p.v); }
 
+// One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt): per
+// group, rows in blocks of kBlockRows, then of 2 (AVX2), then one at a time.
 template <Fp8Layout Op>
 inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
                         std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < groups; ++c) instruction_row(o, i0 + r, jt + c, kc, kn, p[r][c].v);
+  for (std::size_t c = 0; c < groups; ++c) {
+    std::size_t r = 0;
+    for (; r + kBlockRows <= rows; r += kBlockRows) {
+      float* d[kBlockRows];
+      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = p[r + q][c].v;
+      instruction_block<Op, kBlockRows>(o, i0 + r, jt + c, kc, kn, d);
+    }
+    if constexpr (kBlockRows > 2)
+      for (; r + 2 <= rows; r += 2) {
+        float* d[2] = {p[r][c].v, p[r + 1][c].v};
+        instruction_block<Op, 2>(o, i0 + r, jt + c, kc, kn, d);
+      }
+    for (; r < rows; ++r) {
+      float* d[1] = {p[r][c].v};
+      instruction_block<Op, 1>(o, i0 + r, jt + c, kc, kn, d);
+    }
+  }
 }
 #endif
 
