@@ -6,9 +6,10 @@
 // small GEMM's time per call on 2 threads against 1, and the other tensor-core presets' kernel
 // against their generic path and sgemm.
 // Usage: bench_gemm [--quick | M N K | --bound M N K | --bound-reference M N K | --small |
-//                    --tensor-cores [M N K]]   (--quick:
+//                    --tensor-cores [M N K] | --tensor-cores-kernel M N K]   (--quick:
 // smaller shapes, for smoke runs; --bound: only the bound against the GEMM; --bound-reference: and
-// against the per-element certificate; --small: only the small-GEMM threads row)
+// against the per-element certificate; --small: only the small-GEMM threads row; --tensor-cores-kernel:
+// the tc_lanes kernel's preset rows against sgemm, without the generic path)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -189,6 +190,9 @@ void run_tensor_cores(std::size_t M, std::size_t N, std::size_t K, int reps, boo
   };
   std::vector<Row> rows{{"hopper_bf16", "bf16", 0, 0}, {"ampere_fp16", "fp16", 0, 0}, {"blackwell_tf32", "e8m10", 0, 0},
                         {"ada_fp8", "e4m3", 0, 0}};
+  if (!generic)  // the kernel's other rows, too (each row shape of the kernel: block 16 / 8 / 32, F 24 / 25 / 13)
+    rows.insert(rows.end(), {{"hopper_fp16", "fp16", 0, 0}, {"ampere_bf16", "bf16", 0, 0}, {"ada_tf32", "e8m10", 0, 0},
+                             {"ada_fp8_f16", "e4m3", 0, 0}, {"blackwell_fp8", "e4m3", 0, 0}});
   for (Row& r : rows) {
     const GemmOperand a = random_operand(M, K, 1, 128, 1, r.fmt), b = random_operand(N, K, 128, 128, 2, r.fmt);
     fp8lab::GemmSpec spec;
@@ -234,6 +238,10 @@ int main(int argc, char** argv) {
     const std::size_t M = argc == 5 ? std::stoul(argv[2]) : 512, N = argc == 5 ? std::stoul(argv[3]) : 512,
                       K = argc == 5 ? std::stoul(argv[4]) : 512;
     run_tensor_cores(M, N, K, 3, true);
+    return 0;
+  }
+  if (argc == 5 && std::strcmp(argv[1], "--tensor-cores-kernel") == 0) {  // the kernel's rows alone, no generic path
+    run_tensor_cores(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), 3, false);
     return 0;
   }
   if (argc == 4) {  // bench_gemm M N K: one shape, 3 repetitions

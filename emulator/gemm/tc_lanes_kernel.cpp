@@ -71,7 +71,7 @@ constexpr int kNarrowMantissa = 11;
 
 constexpr int kM32 = binary32::kMantissaBits;
 // IEEE binary16, the FP16 accumulator (accum's fp16 row): least normal 2^-14, 10 fraction bits.
-constexpr int kFp16Emin = -14, kFp16Mantissa = 10, kFp16MinQuantum = kFp16Emin - kFp16Mantissa;
+constexpr int kFp16Emin = -14, kFp16Emax = 15, kFp16Mantissa = 10, kFp16MinQuantum = kFp16Emin - kFp16Mantissa;
 constexpr int kBias64 = 1023, kM64 = 52;
 
 // The preset's parameters the kernel reads (tc_lanes_kernel_models says which rows qualify).
@@ -82,13 +82,17 @@ struct Params {
   int emin_a, emin_b;    // operand exponents clamp here (step 1)
   bool fp16;             // FP16 accumulator: C aligns at >= -14, D rounded to nearest even onto FP16
   int c_emin;            // C's alignment exponent clamps here (FP32: -126, FP16: -14)
+  bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^31)
 };
 
 Params params_of(const TensorCoreModel& m) {
   const auto block = static_cast<std::size_t>(m.block);
-  return {static_cast<std::size_t>(m.k), block, std::min<std::size_t>(block, std::size_t{1} << (29 - m.alignment_frac_bits)),
-          m.alignment_frac_bits, m.output_precision, m.input_min_exponent, b_input_min_exponent(m),
-          m.accumulator == AccumulatorFormat::Fp16, m.accumulator == AccumulatorFormat::Fp16 ? kFp16Emin : binary32::kMinExponent};
+  const std::size_t chunk = std::min<std::size_t>(block, std::size_t{1} << (29 - m.alignment_frac_bits));
+  const bool fp16 = m.accumulator == AccumulatorFormat::Fp16;
+  // |S| <= block (2^(F + 2) - 1) + 2^(F + 1) - 1.
+  const bool small = (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 31;
+  return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, block <= chunk && (!fp16 || small)};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -317,6 +321,172 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
       }
 }
 
+// Lane-wise helpers for the int32 finish below. Shift counts are clamped into [0, 31] (a vector
+// shift by 32 or more is undefined in C++); the callers select the lanes whose count is out of range.
+inline I16 clamp31(const I16& n) { return n < 0 ? I16{} : (n > 31 ? I16{} + 31 : n); }
+inline I16 imax(const I16& x, const I16& y) { return x > y ? x : y; }
+
+// The bit length of each lane (0 for 0): the exponent field of an exact int32-to-binary32
+// conversion, of x or, from 2^24 up, of x >> 8 (below 2^24, so that no conversion rounds).
+inline I16 bit_length(const U16& x) {
+  const I16 big = x >= (1u << 24);
+  const I16 v = std::bit_cast<I16>(big ? x >> 8 : x);
+  const I16 field = std::bit_cast<I16>(__builtin_convertvector(v, F16)) >> kM32;
+  return x == 0 ? I16{} : field - (binary32::kBias - 1) + (big & 8);
+}
+
+// The binary32 bits of kept * 2^q (kept < 2^32 with bit length nb, lying on FP32's grid: at most
+// 24 significant bits and a multiple of 2^-149), infinite from 2^128, +0 for kept = 0: the
+// significand with its hidden bit placed at bit 23 (a subnormal's below it) plus the exponent
+// field less one, shifted up (max(e, -126) + 126 << 23).
+inline U16 float_bits(const U16& kept, const I16& nb, const I16& q) {
+  const I16 e = q + nb - 1;
+  const I16 normal = e >= binary32::kMinExponent;
+  const I16 s = normal ? binary32::kPrecision - nb : q - binary32::kMinQuantum;
+  const U16 mant = s >= 0 ? kept << std::bit_cast<U16>(clamp31(s)) : kept >> std::bit_cast<U16>(clamp31(-s));
+  const U16 bits = (std::bit_cast<U16>(imax(e, I16{} + binary32::kMinExponent) - binary32::kMinExponent) << kM32) + mant;
+  return kept == 0 ? U16{} : (e > binary32::kMaxExponent ? U16{} + binary32::kExponentMask : bits);
+}
+
+// One fused block as fused_block computes it, with the block's products summed in one int32 chunk
+// (n <= m.chunk, so that sum < 2^31) and steps 4-5 in 16 int32 lanes: C's term from its
+// significand and exponent (|term| < 2^(F + 1)), S = sum + term exact as a sign and a 32-bit
+// magnitude (two int32 addends: when their signs agree S has it and |S| < 2^32 is their wrapped
+// sum's magnitude; when they differ S fits int32), then |S| * 2^(top - F) truncated (FP32
+// accumulator) or rounded to nearest even (FP16 accumulator, |S| < 2^31: int_finish) in integers.
+// Same integers as fused_block: the bits cannot change (test_gemm_tc_lanes, every variant).
+template <class T>
+void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n,
+                     const Params& m, Tile& d) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const T* av = p.av.data() + (ib * p.K + k0) * R;
+  const std::int32_t* ae = p.ae.data() + (ib * p.K + k0) * R;
+  const T* bv[G];
+  const std::int32_t* be[G];
+  for (std::size_t g = 0; g < G; ++g) {
+    bv[g] = p.bv.data() + ((g0 + g) * p.K + k0) * kLanes;
+    be[g] = p.be.data() + ((g0 + g) * p.K + k0) * kLanes;
+  }
+  // Steps 1-2 (as fused_block): C's alignment exponent, then the products'.
+  I16 top[R][G];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) {
+      const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
+      const I16 field = std::bit_cast<I16>(mag >> kM32);
+      const I16 x = (field > 1 ? field : I16{} + 1) - binary32::kBias;
+      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;
+      top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
+    }
+  for (std::size_t k = 0; k < n; ++k) {
+    I16 eb[G];
+    for (std::size_t g = 0; g < G; ++g) eb[g] = load<I16>(be[g] + k * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const std::int32_t ea = ae[k * R + r];
+      for (std::size_t g = 0; g < G; ++g) {
+        const I16 pe = ea + eb[g];
+        top[r][g] = top[r][g] > pe ? top[r][g] : pe;
+      }
+    }
+  }
+  // Step 3: the truncated terms' int32 sum per lane.
+  I16 sum[R][G];
+  if constexpr (std::is_same_v<T, double>) {
+    D8 s[R][G][2];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < 2; ++h)
+          s[r][g][h] = pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop));
+    I8 part[R][G][2] = {};
+    for (std::size_t k = 0; k < n; ++k) {
+      D8 b[G][2];
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < 2; ++h) b[g][h] = load<D8>(bv[g] + k * kLanes + h * kHalf);
+      for (std::size_t r = 0; r < R; ++r) {
+        const double x = av[k * R + r];
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < 2; ++h) part[r][g][h] += __builtin_convertvector(x * b[g][h] * s[r][g][h], I8);
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        sum[r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                            14, 15);
+  } else {
+    FW sf[R][G][kPieces];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const I16 t = top[r][g] > -2 * kNarrow ? top[r][g] : I16{} - 2 * kNarrow;
+        const F16 sc = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
+        std::memcpy(sf[r][g], &sc, sizeof sc);
+      }
+    IW part[R][G][kPieces] = {};
+    for (std::size_t k = 0; k < n; ++k) {
+      FW b[G][kPieces];
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < kPieces; ++h) b[g][h] = load<FW>(bv[g] + k * kLanes + h * kPieceLanes);
+      for (std::size_t r = 0; r < R; ++r) {
+        const float x = av[k * R + r];
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < kPieces; ++h) part[r][g][h] += __builtin_convertvector(x * b[g][h] * sf[r][g][h], IW);
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        if constexpr (kPieces == 1) {
+          std::memcpy(&sum[r][g], &part[r][g][0], sizeof sum[r][g]);
+        } else {
+          sum[r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                              13, 14, 15);
+        }
+      }
+  }
+  // C's term, S and steps 4-5.
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) {
+      const U16 cu = load<U16>(d[r][g]);
+      const U16 cmag = cu & binary32::kMagnitudeMask;
+      const I16 field = std::bit_cast<I16>(cmag >> kM32);
+      const I16 inf = field == static_cast<int>(binary32::kFieldMax);
+      // |C| = mc * 2^(ec - 23) (subnormals at -126); its term mc * 2^(ec - 23 + F - top), truncated.
+      const U16 frac = cmag & binary32::kFractionMask;
+      const U16 mc = inf ? U16{} : (field > 0 ? frac | binary32::kHiddenBit : frac);
+      const I16 ec = (field > 1 ? field : I16{} + 1) - binary32::kBias;
+      const I16 sh = top[r][g] - ec + (kM32 - m.frac);
+      const U16 tm = sh >= 0 ? (sh > 31 ? U16{} : mc >> std::bit_cast<U16>(clamp31(sh)))
+                             : mc << std::bit_cast<U16>(clamp31(-sh));
+      const U16 tc = std::bit_cast<I16>(cu) < 0 ? U16{} - tm : tm;
+      const U16 su = std::bit_cast<U16>(sum[r][g]);
+      const U16 w = su + tc;
+      const I16 neg = std::bit_cast<I16>((su & tc) | ((su ^ tc) & w)) < 0;
+      const U16 mag = neg ? U16{} - w : w;
+      const I16 q = imax(top[r][g], I16{} + kNoTop) - m.frac;
+      const I16 nb = bit_length(mag);
+      U16 bits;
+      if (!m.fp16) {
+        // Truncated to `precision` bits and onto FP32's grid: the bits below 2^cut of |S| cleared.
+        const I16 cut = imax(nb - m.precision, binary32::kMinQuantum - q);
+        const U16 c = std::bit_cast<U16>(clamp31(cut));
+        const U16 kept = cut <= 0 ? mag : (cut >= nb ? U16{} : (mag >> c) << c);
+        bits = float_bits(kept, nb, q);
+      } else {
+        // Rounded to nearest even onto FP16's grid (quantum 2^max(e - 10, -24)); |S| < 2^31, so
+        // that a cut of 32 or more leaves 0.
+        const I16 cut = imax(nb - (kFp16Mantissa + 1), kFp16MinQuantum - q);
+        const U16 c = std::bit_cast<U16>(clamp31(cut)), c1 = std::bit_cast<U16>(clamp31(cut - 1));
+        const U16 rq = mag >> c, rem = mag - (rq << c), halfq = (U16{} + 1) << c1;
+        const I16 up = (rem > halfq) | ((rem == halfq) & ((rq & 1) != 0));
+        const U16 kept = cut <= 0 ? mag : (cut > 31 ? U16{} : (rq - std::bit_cast<U16>(up)) << c);
+        // A carry makes kept 2^nb: one bit longer.
+        const I16 nbk = nb - ((kept >> std::bit_cast<U16>(clamp31(nb - 1))) > 1);
+        const I16 e = q + nbk - 1;
+        bits = kept == 0 ? U16{} : (e >= kFp16Emax + 1 ? U16{} + binary32::kExponentMask : float_bits(kept, nbk, q));
+      }
+      bits = bits == 0 ? bits : bits | (std::bit_cast<U16>(neg) & binary32::kSignMask);
+      const U16 out = inf ? cu : bits;
+      std::memcpy(d[r][g], &out, sizeof out);
+    }
+}
+
 // The promotion step for 16 lanes, in `O`'s order (one loop per order, so that each vectorises).
 template <Combine O>
 void combine_lanes(const float* partial, float sa, const float* sb, float* acc) {
@@ -331,6 +501,14 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
   constexpr std::size_t R = kTileRows, G = kTileGroups;
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const std::size_t IB = p.row_blocks, GB = p.groups / G;
+  // The scales of every row of A and column of B (0 past the ends) per promotion interval, looked
+  // up once (GemmOperand::scale divides by the tile sizes).
+  const std::size_t KB = (K + NC - 1) / NC;
+  std::vector<float> sa_all(IB * R * KB, 0.0f), sb_all(p.groups * kLanes * KB, 0.0f);
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t kb = 0; kb < KB; ++kb) sa_all[kb * IB * R + i] = a.scale(i, kb * NC);
+  for (std::size_t j = 0; j < N; ++j)
+    for (std::size_t kb = 0; kb < KB; ++kb) sb_all[kb * p.groups * kLanes + j] = b.scale(j, kb * NC);
   // Tasks walk the rows for one slice of B columns, so that slice stays in cache across them.
   parallel_for(IB * GB, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) {
@@ -342,16 +520,15 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
         // their fused blocks in sequence, from C = 0.
         const std::size_t ke = std::min(K, kb + NC), kend = (ke + m.k - 1) / m.k * m.k;
         std::memset(d, 0, sizeof d);
-        for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
+        if (m.int_finish) {
+          for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block_int(p, ib, g0, kc, m.block, m, d);
+        } else {
+          for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
+        }
         for (std::size_t r = 0; r < R; ++r) {
-          const std::size_t i = ib * R + r;
-          const float sa = i < M ? a.scale(i, kb) : 0.0f;
+          const float sa = sa_all[(kb / NC) * IB * R + ib * R + r];
           for (std::size_t g = 0; g < G; ++g) {
-            alignas(64) float sb[kLanes];
-            for (std::size_t l = 0; l < kLanes; ++l) {
-              const std::size_t j = (g0 + g) * kLanes + l;
-              sb[l] = j < N ? b.scale(j, kb) : 0.0f;
-            }
+            const float* sb = sb_all.data() + ((kb / NC) * p.groups + g0 + g) * kLanes;
             switch (combine) {
               case Combine::DeepGemm: combine_lanes<Combine::DeepGemm>(d[r][g], sa, sb, acc[r][g]); break;
               case Combine::Triton: combine_lanes<Combine::Triton>(d[r][g], sa, sb, acc[r][g]); break;

@@ -186,6 +186,42 @@ TEST(TcLanesKernel, GemmDispatchWithNonFiniteAndC) {
   }
 }
 
+// A block whose C and products all sit at the block's largest exponent with the format's largest
+// significand: |S| = |C's term| + 16 terms near 2^(F + 2) passes 2^31 for F = 25 and blocks of 16
+// (the int32 finish's sign-and-magnitude sum, tc_lanes_kernel.cpp fused_block_int). Block 1 makes
+// C = (largest significand) * 2^0 (one product), block 2 has every product at exponent 0; rows and
+// columns in both signs, and either sign of C against the products.
+TEST(TcLanesKernel, BlockSumPastInt32) {
+  for (const TensorCoreModel& model : tensor_core_presets()) {
+    if (!tc_lanes_kernel_models(model)) continue;
+    const Format& fa = format_by_name(model.input_format);
+    const Format& fb = format_by_name(b_input_format(model));
+    const double sa = 2.0 - std::ldexp(1.0, -fa.mantissa_bits), sb = 2.0 - std::ldexp(1.0, -fb.mantissa_bits);
+    const std::size_t blk = static_cast<std::size_t>(model.block), K = 2 * static_cast<std::size_t>(model.k);
+    const std::size_t M = 4, N = 4;
+    std::vector<float> x(M * K, 0.0f), y(N * K, 0.0f);
+    for (std::size_t i = 0; i < M; ++i) {
+      const float s1 = i % 2 ? -1.0f : 1.0f, s2 = i / 2 ? -s1 : s1;
+      x[i * K] = s1 * static_cast<float>(sa);
+      for (std::size_t k = blk; k < 2 * blk; ++k) x[i * K + k] = s2 * static_cast<float>(sa);
+    }
+    for (std::size_t j = 0; j < N; ++j) {
+      y[j * K] = j % 2 ? -1.0f : 1.0f;
+      for (std::size_t k = blk; k < 2 * blk; ++k) y[j * K + k] = (j / 2 ? -1.0f : 1.0f) * static_cast<float>(sb);
+    }
+    const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+    const GemmSpec s = spec_of(model, Accumulate::TensorCore, Combine::DeepGemm, model.k);
+    const std::vector<double> slow = gemm(a, b, s, nullptr, {false});
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      const std::vector<float> fast = tc_lanes_gemm_accumulate(a, b, model, 0, Combine::DeepGemm);
+      for (std::size_t e = 0; e < fast.size(); ++e)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[e]), std::bit_cast<std::uint32_t>(static_cast<float>(slow[e])))
+            << model.name << " " << isa_name(isa) << " element " << e << " got " << fast[e] << " want " << slow[e];
+    }
+  }
+}
+
 TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
   const TensorCoreModel& model = tensor_core_by_name("hopper_bf16");
   const std::vector<float> v(16, 1.0f);
