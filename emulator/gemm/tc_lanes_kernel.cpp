@@ -18,6 +18,14 @@
 #include "formats/row_constants.hpp"
 #include "gemm/combine.hpp"
 
+#if defined(__AVX512F__)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_* in the masked intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
+
 // The vectors below are internal (anonymous namespace, inlined), so the compilers' note that
 // passing them changes the ABI without AVX-512 (portable builds) does not apply.
 #if defined(__GNUC__)
@@ -348,6 +356,42 @@ inline U16 float_bits(const U16& kept, const I16& nb, const I16& q) {
   return kept == 0 ? U16{} : (e > binary32::kMaxExponent ? U16{} + binary32::kExponentMask : bits);
 }
 
+#if defined(__AVX512F__)
+// fused_block_int's C term, S and steps 4-5 for an FP32 accumulator, with AVX-512's rounding
+// overrides: C 2^(F - top) by vscalefps toward zero (exact, or below 1 where it rounds), truncated
+// to an integer; |S| to binary32 toward zero (its 24 leading bits), masked to `precision` bits, then
+// scaled by 2^q toward zero (the subnormal grid's truncation; truncating twice onto nested grids is
+// truncating once onto the coarser); 2^128 and up (vscalefps gives FLT_MAX toward zero) infinite.
+// The same bits as the integer lanes (test_gemm_tc_lanes runs both on every claimed preset).
+inline void finish_fp32_avx512(const I16& top, const I16& sum, int frac, int precision, float* d) {
+  constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+  const __m512i t = std::bit_cast<__m512i>(top), sm = std::bit_cast<__m512i>(sum);
+  const __m512 c = _mm512_loadu_ps(d);
+  const __m512i cb = _mm512_castps_si512(c);
+  const __mmask16 inf = _mm512_cmpeq_epi32_mask(_mm512_and_si512(cb, _mm512_set1_epi32(binary32::kMagnitudeMask)),
+                                                _mm512_set1_epi32(binary32::kExponentMask));
+  const __m512 cs = _mm512_scalef_round_ps(c, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(frac), t)), kRz);
+  const __m512i tc = _mm512_maskz_cvttps_epi32(static_cast<__mmask16>(~inf), cs);
+  const __m512i w = _mm512_add_epi32(sm, tc);
+  // S's sign: the majority of the addends' and the wrapped sum's sign bits (fused_block_int).
+  const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_ternarylogic_epi32(sm, tc, w, 0xE8), _mm512_setzero_si512());
+  const __m512i mag = _mm512_mask_sub_epi32(w, neg, _mm512_setzero_si512(), w);
+  __m512 v = _mm512_cvt_roundepu32_ps(mag, kRz);
+  if (precision < binary32::kPrecision)
+    v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v),
+                                             _mm512_set1_epi32(~((1 << (binary32::kPrecision - precision)) - 1))));
+  const __m512i q = _mm512_sub_epi32(_mm512_max_epi32(t, _mm512_set1_epi32(kNoTop)), _mm512_set1_epi32(frac));
+  __m512 r = _mm512_scalef_round_ps(v, _mm512_cvtepi32_ps(q), kRz);
+  // v's exponent + q >= 128: the biased field + q > 254.
+  const __m512i ve = _mm512_add_epi32(_mm512_srli_epi32(_mm512_castps_si512(v), kM32), q);
+  r = _mm512_mask_mov_ps(r, _mm512_cmpgt_epi32_mask(ve, _mm512_set1_epi32(2 * binary32::kBias)),
+                         _mm512_castsi512_ps(_mm512_set1_epi32(binary32::kExponentMask)));
+  __m512i rb = _mm512_castps_si512(r);
+  rb = _mm512_mask_or_epi32(rb, neg & _mm512_test_epi32_mask(rb, rb), rb, _mm512_set1_epi32(binary32::kSignMask));
+  _mm512_storeu_ps(d, _mm512_mask_mov_ps(_mm512_castsi512_ps(rb), inf, c));
+}
+#endif
+
 // One fused block as fused_block computes it, with the block's products summed in one int32 chunk
 // (n <= m.chunk, so that sum < 2^31) and steps 4-5 in 16 int32 lanes: C's term from its
 // significand and exponent (|term| < 2^(F + 1)), S = sum + term exact as a sign and a 32-bit
@@ -443,6 +487,12 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   // C's term, S and steps 4-5.
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g) {
+#if defined(__AVX512F__)
+      if (!m.fp16) {
+        finish_fp32_avx512(top[r][g], sum[r][g], m.frac, m.precision, d[r][g]);
+        continue;
+      }
+#endif
       const U16 cu = load<U16>(d[r][g]);
       const U16 cmag = cu & binary32::kMagnitudeMask;
       const I16 field = std::bit_cast<I16>(cmag >> kM32);
