@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #include "common/isa.hpp"
@@ -184,14 +185,53 @@ struct ExactSum {
   }
   double round(const KulischAccumulator& k, int prec, int emin, int emax) const {
     if (spilled) return k.round(prec, emin, emax);
-    return round_exact(v < 0, magnitude(v), e, false, prec, emin, emax);
+    return round_fast(v < 0, magnitude(v), e, prec, emin, emax);
+  }
+  // round_exact(negative, mag, lsb, false, ...) inlined, on 64 bits and without data-dependent
+  // branches in the common case: a magnitude wider than 64 bits keeps its top 64 and ORs the rest
+  // into the lowest bit (a sticky bit 11 or more places below the rounding position, since
+  // precision <= 53: the same nearest-even decision); the quantum is round_to_grid's (precision
+  // bits, no finer than 2^(emin - precision + 1)); the result is sig * 2^q built from the
+  // exponent's bits when 2^q and the product are normal binary64 numbers (sig <= 2^53: exact),
+  // else round_exact itself.
+  static double round_fast(bool negative, unsigned __int128 mag, int lsb, int prec, int emin, int emax) {
+    if (mag == 0) return 0.0;
+    if (prec > 53) return round_exact(negative, mag, lsb, false, prec, emin, emax);
+    const auto hi = static_cast<std::uint64_t>(mag >> 64), lo = static_cast<std::uint64_t>(mag);
+    std::uint64_t m = lo;
+    int e = lsb;
+    if (hi != 0) {
+      const int s = 64 - std::countl_zero(hi);  // bits of lo below the top 64: 1 .. 64
+      m = s == 64 ? hi : (hi << (64 - s)) | (lo >> s);
+      m |= (s == 64 ? lo : lo << (64 - s)) != 0 ? 1u : 0u;
+      e += s;
+    }
+    const int top = e + 63 - std::countl_zero(m);  // exponent of the leading bit
+    const int q = std::max(top - (prec - 1), emin - prec + 1);
+    const int shift = q - e;
+    if (shift <= 0 || shift >= 64 || q < -1022 || q > 1023 - 54 || emax < -1000)
+      return round_exact(negative, mag, lsb, false, prec, emin, emax);
+    const std::uint64_t kept = m >> shift, rem = m & ((std::uint64_t{1} << shift) - 1),
+                        half = std::uint64_t{1} << (shift - 1);
+    const std::uint64_t sig = kept + ((rem > half) | ((rem == half) & (kept & 1)));
+    double result = static_cast<double>(sig) * std::bit_cast<double>(static_cast<std::uint64_t>(q + 1023) << 52);
+    // round_exact's overflow test, with 2^(emax + 1) exact.
+    if (emax < 1023 && result >= std::bit_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52))
+      result = std::numeric_limits<double>::infinity();
+    return negative ? -result : result;
   }
 };
 
 using Block = V[kRows][kGroups];
 constexpr std::size_t kTileOut = kRows * kGroups * kLanes;  // outputs of one row block x column slice
-constexpr std::size_t kBlocksPerTask = 8;  // row blocks that share one L1-resident slice of B
-constexpr std::size_t kKc = 128;           // k per pass: B's slice (2 x 8 x 128 doubles) is at most 16 KiB
+// Row blocks that share one L1-resident slice of B (AVX-512: 16 x 6 rows of A, 768 KiB at K = 1024,
+// in L2: 16 rather than 8 halves B's traffic per FMA, 5-8% faster at 1024^3).
+#if defined(__AVX512F__)
+constexpr std::size_t kBlocksPerTask = 16;
+#else
+constexpr std::size_t kBlocksPerTask = 8;
+#endif
+constexpr std::size_t kKc = 128;  // k per pass: B's slice (2 x 8 x 128 doubles) is at most 16 KiB
 
 // acc += the integer dot products over k in [k0, k1) for every output of the tile: exact (see
 // exact_kernel.hpp).
@@ -368,7 +408,7 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   // A task: up to kBlocksPerTask row blocks against one column slice, k in passes of kKc so that
   // the slice of B stays in L1 while every row block uses it. Consecutive tasks take the slices of
   // one group of row blocks, which stays in L2 while B streams; they run in runs of up to 1/64 of
-  // all, so that the buffers below (spill: 768 accumulators with AVX-512) are set up once per run.
+  // all, so that the buffers below (spill: 1536 accumulators with AVX-512) are set up once per run.
   parallel_for(IT * GB, std::max<std::size_t>(1, IT * GB / 64), [&](std::size_t t0, std::size_t t1) {
     std::vector<KulischAccumulator> spill(kBlocksPerTask * kTileOut);
     std::vector<TileSums> tiles(kBlocksPerTask);

@@ -463,6 +463,33 @@ TEST(ExactKernel, FoldSumsAtTheirBoundMatchCppInt) {
   }
 }
 
+// The kernel's rounding of a sum wider than 64 bits (exact_kernel.cpp's round_fast keeps the top 64
+// bits and a sticky bit): 2^t + 2^(t - p) + 2^(t - p - g) (FP64: t = p = 53, g = 20; BF16: t = p = 8,
+// g = 60) is half a unit above 2^t plus a bit that lies below the top 64 bits of the output's
+// integer sum, so it rounds up to 2^t + 2^(t - p + 1); dropping that bit would make it a tie
+// (rounded to even, down to 2^t). One product of the smallest subnormals (2^-9 x 2^-9) per chunk,
+// the chunks' A scales 2^18 times those powers (within the __int128 sum: no spill to Kulisch);
+// every kernel variant, against the Kulisch path.
+TEST(ExactKernel, RoundsOnceAboveSixtyFourBits) {
+  const std::size_t K = 3 * 128;
+  for (const auto& [out, t, g] : {std::tuple{OutputFormat::Fp64, 53, 20}, std::tuple{OutputFormat::Bf16, 8, 60}}) {
+    const int p = t;
+    std::vector<float> x(2 * K, 0.0f), y(2 * K, 0.0f);
+    auto a = operand_from_qtensor(quantise(x, 2, K, Tile{1, 128}), "a");
+    auto b = operand_from_qtensor(quantise(y, 2, K, Tile{1, 128}), "b");
+    for (std::size_t q = 0; q < 3; ++q) {
+      a.elements[q * 128] = b.elements[q * 128] = 0x1p-9f;
+      b.scales[q] = 1.0f;
+      a.scales[q] = std::ldexp(1.0f, 18 + (q == 0 ? t : q == 1 ? t - p : t - p - g));
+    }
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      const auto d = exact_both_ways(a, b, nullptr, out, "above 64 bits " + std::string(isa_name(isa)));
+      EXPECT_EQ(d[0], std::ldexp(1.0, t) + std::ldexp(1.0, t - p + 1)) << isa_name(isa) << " t " << t;
+    }
+  }
+}
+
 // Batched single instructions (fp8lab.dot) on the vector kernel against accum's fused_dot_add one
 // by one: E4M3 and E5M2 operands with zeros, subnormals, the largest values, cancellation,
 // C = +-0, tiny, huge and random, and NaN / Inf in operands and C; a preset the kernel does not
