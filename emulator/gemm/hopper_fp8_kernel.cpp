@@ -15,8 +15,10 @@
 
 #if defined(__AVX512BW__) && defined(__AVX512CD__)
 #if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_epi32 in the shift intrinsics).
+// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_epi32 in the shift intrinsics),
+// as maybe-uninitialized or, for some inlining orders, uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 // With AVX-512BW the two per-k loops run on pairs of k in 16-bit lanes (see PairedB below):
@@ -158,6 +160,7 @@ std::vector<float> block_scales(const GemmOperand& x, std::size_t blocks, std::s
 // a zero operand sums to -128..-49, below every real product's -28..30, without overflow): A one
 // int32 word per (row, quad) in the same row-block order, B 16 lanes x 4 int8 per (group, quad).
 constexpr std::size_t kPairStride = kRowsPerTask * 3;  // int32 words of A per pair in a row block
+constexpr std::size_t kPrefetchAhead = 4;  // instructions (see instruction())
 constexpr int kZeroExp8 = -64;
 struct PairedA {
   const std::int32_t* w;   // this row's words of pair 0
@@ -347,8 +350,12 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_max_epi8(vmax[r][c], _mm512_add_epi8(ea, eb[c]));
     }
   }
-  // The largest of each lane's four bytes, sign-extended (below 2 * min_exp when no product is non-zero:
-  // then none counts), and C's exponent ce (the partial sum's, see PartialSum). Aligned to
+  // The largest of each lane's four bytes (moved to the top byte by two shifts left, so that one
+  // arithmetic shift sign-extends it), and C's exponent ce (the partial sum's, see PartialSum).
+  // When no product is non-zero the bytes' largest is -128..-49 (see PairedA), below every real
+  // product exponent (>= 2 * min_exp, -12 or -28) and every non-zero C's (ce >= 2 * min_exp - 13,
+  // -25 or -41): then emax is ce, or that value if C is zero too, where nothing is shifted by it
+  // but zeros (every |product| and kept14 is 0, and D stores ce = kZeroC): the same D. Aligned to
   // 2^(emax - 13) and truncated, C is |kept| * 2^(pe - emax) rounded down: pe - emax <= 13 -
   // floor(log2 |kept|), so |kept14| < 2^28 and the right shift by emax - pe + 14 is at least 1 (32
   // or more gives 0 in vpsrlvd, like the model's cut-off).
@@ -358,10 +365,9 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       const __m512i kept14 = _mm512_load_si512(p[r][c].kept14);
-      __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_srli_epi32(vmax[r][c], 16));
-      m = _mm512_max_epi8(m, _mm512_srli_epi32(m, 8));
-      __m512i e = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
-      e = _mm512_mask_mov_epi32(e, _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(2 * Op.min_exp)), _mm512_set1_epi32(kZeroExp));
+      __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_slli_epi32(vmax[r][c], 16));
+      m = _mm512_max_epi8(m, _mm512_slli_epi32(m, 8));
+      const __m512i e = _mm512_srai_epi32(m, 24);
       emax[r][c] = _mm512_max_epi32(e, _mm512_load_si512(p[r][c].ce));
       e2[r][c] = _mm512_shuffle_epi8(emax[r][c], dup16);
       const __m512i tc = _mm512_srlv_epi32(_mm512_abs_epi32(kept14),
@@ -396,11 +402,12 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
     }
   }
   // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax. Its float
-  // exponent is emax - 13 + floor(log2 |S|) = emax + 18 - lzcnt(|S|), cut or not.
+  // exponent is emax - 13 + floor(log2 |S|) = emax + 18 - lzcnt(|S|), cut or not (S = 0: lzcnt 32,
+  // no cut, kept 0 and ce kZeroC).
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       const __m512i as = _mm512_abs_epi32(s[r][c]);
-      const __m512i bits = _mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), _mm512_lzcnt_epi32(_mm512_or_si512(as, _mm512_set1_epi32(1))));
+      const __m512i bits = _mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), _mm512_lzcnt_epi32(as));
       const __m512i cut = _mm512_max_epi32(bits, _mm512_setzero_si512());
       // Kept as its 14 significant bits: kept * 2^(emax - 13) = (kept >> cut) * 2^(emax + cut - 13).
       const __m512i kept14 = _mm512_slli_epi32(_mm512_srlv_epi32(as, cut), 14);
@@ -427,6 +434,18 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   PairedB b[kGroupsPerTask];
   for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
   for (std::size_t c = 0; c < groups; ++c) b[c] = o.group(jt + c);
+  // A's words and exponent bytes of the instruction kPrefetchAhead on, for the whole row block,
+  // into L1: a task reads its rows of A once, from L3 or memory (~1.3 KB an instruction).
+  if (const std::size_t q0 = kc / 2 + kPrefetchAhead * kInstructionK / 2; q0 < o.pairs) {
+    const std::size_t blk = i0 / kRowsPerTask, q1 = std::min(o.pairs, q0 + kInstructionK / 2);
+    const auto* w = reinterpret_cast<const char*>(o.a.data() + (blk * o.pairs + q0) * kPairStride);
+    const auto* w_end = reinterpret_cast<const char*>(o.a.data() + (blk * o.pairs + q1) * kPairStride);
+    for (; w < w_end; w += 64) _mm_prefetch(w, _MM_HINT_T0);
+    const std::size_t u0 = q0 / 2, u1 = std::min(o.quads, u0 + kInstructionK / 4);
+    const auto* w4 = reinterpret_cast<const char*>(o.a4.data() + (blk * o.quads + u0) * kRowsPerTask * 4);
+    const auto* w4_end = reinterpret_cast<const char*>(o.a4.data() + (blk * o.quads + u1) * kRowsPerTask * 4);
+    for (; w4 < w4_end; w4 += 64) _mm_prefetch(w4, _MM_HINT_T0);
+  }
   std::size_t r = 0;
   // 3 rows x 2 groups: 6 sums, 6 exponent vectors, 6 B vectors and 3 A broadcasts fit the 32
   // registers (4 rows measured slower).
