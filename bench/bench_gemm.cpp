@@ -1,7 +1,8 @@
 // Emulated Hopper-FP8 GEMM with promotion (DeepGEMM recipe: 1x128 activation tiles, 128x128
 // weight tiles, N_C = 128, fma(sa*sb, p, acc), BF16 output), and the same operands accumulated
 // in FP32 (sequential, pairwise) and exactly, against single-precision BLAS sgemm on the same
-// shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode, and
+// shape in the same run. Prints GFLOP/s-equivalent (2*M*N*K / time) and the ratio per mode (and
+// BLAS dgemm against sgemm and the exact mode, whose kernel is a binary64 GEMM), and
 // the certified bound's time against the GEMM's (promoted, one tensor-core chain, FP32 modes), and a
 // small GEMM's time per call on 2 threads against 1, and the other tensor-core presets' kernel
 // against their generic path and sgemm.
@@ -30,6 +31,9 @@
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
                        const float* beta, float* c, const int* ldc);
+extern "C" void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+                       const double* beta, double* c, const int* ldc);
 #endif
 
 namespace {
@@ -112,6 +116,16 @@ void run(const std::vector<Shape>& shapes) {
     for (std::size_t m = 0; m < kNumModes; ++m)
       std::printf("  ratio emulated %-20s / sgemm: %.3fx (goal %s)\n", kModes[m].name, t_blas / t_emu[i * kNumModes + m],
                   kModes[m].goal);
+    // The exact mode's binary64 reference: its kernel is a DGEMM (one binary64 FMA per product) plus
+    // the exact scaling and rounding, so dgemm's time bounds it, and dgemm / sgemm bounds its ratio.
+    std::size_t exact = 0;
+    while (kModes[exact].accumulate != fp8lab::Accumulate::Exact) ++exact;
+    std::vector<double> da(fa.begin(), fa.end()), db(fb.begin(), fb.end()), dc(M * N);
+    const double done = 1.0, dzero = 0.0;
+    const double t_dgemm = best_seconds(
+        [&] { dgemm_("T", "N", &n, &m, &k, &done, db.data(), &k, da.data(), &k, &dzero, dc.data(), &n); }, reps + 1);
+    std::printf("  BLAS dgemm (same shape):               %8.3f s  %8.2f GFLOP/s: dgemm / sgemm %.3fx, exact / dgemm %.3fx\n",
+                t_dgemm, flop / t_dgemm * 1e-9, t_blas / t_dgemm, t_dgemm / t_emu[i * kNumModes + exact]);
 #else
     std::printf("  BLAS not found at configure time: no sgemm baseline, no ratio\n");
 #endif
