@@ -486,16 +486,17 @@ inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one b
   return VF{((void)I, x)...};
 }
 
-// Operands. A's values are read in place (GemmOperand rows); B's per (column group, k), 16
-// lanes, 0 past N. The first pass (the largest exponent) reads exponents alone, four k per 32-bit
-// word as uint8 biased by 64 (exponents are -6..8 in E4M3, -14..15 in E5M2; a zero operand or a k
-// past K is 0, so that a product with a zero operand sums to 0..79, below every real product's
-// 100..158, and nothing wraps): A per (row, quad) one word, B per (column group, quad) 16 lanes.
+// Operands. A's values per (block of kRowsPerTask rows, k): the block's kRowsPerTask values, so
+// that a task reads A as one stream (its rows, K floats apart, would share L1 sets: 4 KiB apart
+// at K = 1024); B's per (column group, k), 16 lanes, 0 past N. The first pass (the largest
+// exponent) reads exponents alone, four k per 32-bit word as uint8 biased by 64 (exponents are
+// -6..8 in E4M3, -14..15 in E5M2; a zero operand or a k past K is 0, so that a product with a
+// zero operand sums to 0..79, below every real product's 100..158, and nothing wraps): A per
+// (row block, quad) one word per row, B per (column group, quad) 16 lanes.
 constexpr int kExpBias8 = 64;
 struct Operands {
-  const GemmOperand* a;
   std::size_t K, quads;
-  std::vector<float> b;
+  std::vector<float> a, b;
   std::vector<std::uint8_t> a4, b4;
 };
 
@@ -508,11 +509,21 @@ inline std::uint8_t exponent_byte(float v) {
 template <Fp8Layout Op>
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K4 = (K + 3) / 4;
-  Operands o{&a, K, K4, std::vector<float>(groups * K * kLanes, 0.0f), std::vector<std::uint8_t>(M * K4 * 4, 0),
+  const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
+  Operands o{K,
+             K4,
+             std::vector<float>(row_blocks * K * kRowsPerTask, 0.0f),
+             std::vector<float>(groups * K * kLanes, 0.0f),
+             std::vector<std::uint8_t>(row_blocks * K4 * kRowsPerTask * 4, 0),
              std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0)};
-  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t k = 0; k < K; ++k) o.a4[i * K4 * 4 + k] = exponent_byte<Op>(a.row(i)[k]);
+  parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t blk = b0; blk < b1; ++blk)
+      for (std::size_t i = blk * kRowsPerTask; i < std::min(M, (blk + 1) * kRowsPerTask); ++i)
+        for (std::size_t k = 0; k < K; ++k) {
+          const float v = a.row(i)[k];
+          o.a[(blk * K + k) * kRowsPerTask + i % kRowsPerTask] = v;
+          o.a4[((blk * K4 + k / 4) * kRowsPerTask + i % kRowsPerTask) * 4 + k % 4] = exponent_byte<Op>(v);
+        }
   });
   parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
     for (std::size_t jt = g0; jt < g1; ++jt)
@@ -526,19 +537,21 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   return o;
 }
 
-// One instruction (products k in [kc, kc + kn), kc a multiple of 4) for R rows of A from i
-// against column group jt, each row's D replacing its C in d[r] (16 floats). Loads of B are shared
-// by the rows and broadcasts of A by the vectors; every step is lane-wise.
+// One instruction (products k in [kc, kc + kn), kc a multiple of 4) for R rows of A from i (all
+// in one row block) against column group jt, each row's D replacing its C in d[r] (16 floats).
+// Loads of B are shared by the rows and broadcasts of A by the vectors; every step is lane-wise.
 template <Fp8Layout Op, std::size_t R>
 inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn,
                               float* const* d) {
   constexpr int kBias = binary32::kBias;
   const std::size_t K = o.K, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
-  const float* x[R];
-  const std::uint8_t* x4[R];
+  constexpr std::size_t TM = kRowsPerTask;
+  const std::size_t blk = i / TM;
+  const float* x[R];  // row r's value k is x[r][k * TM]
+  const std::uint8_t* x4[R];  // row r's exponent bytes of quad u are x4[r] + u * TM * 4
   for (std::size_t r = 0; r < R; ++r) {
-    x[r] = o.a->row(i + r);
-    x4[r] = o.a4.data() + (i + r) * o.quads * 4;
+    x[r] = o.a.data() + blk * K * TM + (i + r) % TM;
+    x4[r] = o.a4.data() + (blk * o.quads * TM + (i + r) % TM) * 4;
   }
   const float* y = o.b.data() + jt * K * kLanes;
   const std::uint8_t* y4 = o.b4.data() + jt * o.quads * 4 * kLanes;
@@ -548,7 +561,7 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     VB eb[kV];
     for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
     for (std::size_t r = 0; r < R; ++r) {
-      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * 4));
+      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * TM * 4));
       for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
     }
   }
@@ -581,7 +594,7 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     VF yv[kV];
     for (std::size_t v = 0; v < kV; ++v) yv[v] = load<VF>(y + k * kLanes + v * kW);
     for (std::size_t r = 0; r < R; ++r) {
-      const VF xv = splat(x[r][k], std::make_index_sequence<kW>{});
+      const VF xv = splat(x[r][k * TM], std::make_index_sequence<kW>{});
       for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
     }
   }
