@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -90,7 +91,9 @@ struct Params {
   int emin_a, emin_b;    // operand exponents clamp here (step 1)
   bool fp16;             // FP16 accumulator: C aligns at >= -14, D rounded to nearest even onto FP16
   int c_emin;            // C's alignment exponent clamps here (FP32: -126, FP16: -14)
-  bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^31)
+  bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^31), or
+                         // two (split) whose second sum plus C's term fits int32 and |S| < 2^32
+  std::size_t split;     // fused_block_int: products in the first int32 chunk (block when one)
 };
 
 Params params_of(const TensorCoreModel& m) {
@@ -99,8 +102,21 @@ Params params_of(const TensorCoreModel& m) {
   const bool fp16 = m.accumulator == AccumulatorFormat::Fp16;
   // |S| <= block (2^(F + 2) - 1) + 2^(F + 1) - 1.
   const bool small = (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 31;
+  // Two chunks (an FP32 accumulator): every |term| <= T = (largest significand of A) (of B) 2^F, the
+  // first chunk as long as its sum stays below 2^31, the second's sum plus C's term (< 2^(F + 1))
+  // below 2^31 too, and |S| < 2^32 (Blackwell tcgen05 FP8: F = 25, blocks of 32: 18 + 14 for E4M3).
+  auto largest_significand = [](const char* name) {
+    return 2.0 - std::ldexp(1.0, -format_by_name(name).mantissa_bits);
+  };
+  const double T = largest_significand(m.input_format) * largest_significand(b_input_format(m)) *
+                   std::ldexp(1.0, m.alignment_frac_bits);
+  const double lim = 0x1p31 - 1, c_term = std::ldexp(1.0, m.alignment_frac_bits + 1);
+  const auto first = std::min<std::size_t>(block, static_cast<std::size_t>(lim / T));
+  const bool two = !fp16 && block > chunk && first >= 1 && static_cast<double>(block - first) * T + c_term <= lim &&
+                   static_cast<double>(block) * T + c_term < 0x1p32;
+  const bool one = block <= chunk && (!fp16 || small);
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
-          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, block <= chunk && (!fp16 || small)};
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -363,7 +379,7 @@ inline U16 float_bits(const U16& kept, const I16& nb, const I16& q) {
 // scaled by 2^q toward zero (the subnormal grid's truncation; truncating twice onto nested grids is
 // truncating once onto the coarser); 2^128 and up (vscalefps gives FLT_MAX toward zero) infinite.
 // The same bits as the integer lanes (test_gemm_tc_lanes runs both on every claimed preset).
-inline void finish_fp32_avx512(const I16& top, const I16& sum, int frac, int precision, float* d) {
+inline void finish_fp32_avx512(const I16& top, const I16& sum, const I16& sum2, int frac, int precision, float* d) {
   constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
   const __m512i t = std::bit_cast<__m512i>(top), sm = std::bit_cast<__m512i>(sum);
   const __m512 c = _mm512_loadu_ps(d);
@@ -371,7 +387,8 @@ inline void finish_fp32_avx512(const I16& top, const I16& sum, int frac, int pre
   const __mmask16 inf = _mm512_cmpeq_epi32_mask(_mm512_and_si512(cb, _mm512_set1_epi32(binary32::kMagnitudeMask)),
                                                 _mm512_set1_epi32(binary32::kExponentMask));
   const __m512 cs = _mm512_scalef_round_ps(c, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(frac), t)), kRz);
-  const __m512i tc = _mm512_maskz_cvttps_epi32(static_cast<__mmask16>(~inf), cs);
+  const __m512i tc = _mm512_add_epi32(_mm512_maskz_cvttps_epi32(static_cast<__mmask16>(~inf), cs),
+                                      std::bit_cast<__m512i>(sum2));
   const __m512i w = _mm512_add_epi32(sm, tc);
   // S's sign: the majority of the addends' and the wrapped sum's sign bits (fused_block_int).
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_ternarylogic_epi32(sm, tc, w, 0xE8), _mm512_setzero_si512());
@@ -432,16 +449,17 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
       }
     }
   }
-  // Step 3: the truncated terms' int32 sum per lane.
-  I16 sum[R][G];
+  // Step 3: the truncated terms' int32 sums per lane, k below m.split and from it (Params::split).
+  I16 sum[2][R][G];
   if constexpr (std::is_same_v<T, double>) {
     D8 s[R][G][2];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t h = 0; h < 2; ++h)
           s[r][g][h] = pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop));
+    for (std::size_t c = 0; c < 2; ++c) {
     I8 part[R][G][2] = {};
-    for (std::size_t k = 0; k < n; ++k) {
+    for (std::size_t k = c ? m.split : 0; k < (c ? n : std::min(n, m.split)); ++k) {
       D8 b[G][2];
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t h = 0; h < 2; ++h) b[g][h] = load<D8>(bv[g] + k * kLanes + h * kHalf);
@@ -453,8 +471,9 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
     }
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g)
-        sum[r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                                            14, 15);
+        sum[c][r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                               13, 14, 15);
+    }
   } else {
     FW sf[R][G][kPieces];
     for (std::size_t r = 0; r < R; ++r)
@@ -463,8 +482,9 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
         const F16 sc = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
         std::memcpy(sf[r][g], &sc, sizeof sc);
       }
+    for (std::size_t c = 0; c < 2; ++c) {
     IW part[R][G][kPieces] = {};
-    for (std::size_t k = 0; k < n; ++k) {
+    for (std::size_t k = c ? m.split : 0; k < (c ? n : std::min(n, m.split)); ++k) {
       FW b[G][kPieces];
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t h = 0; h < kPieces; ++h) b[g][h] = load<FW>(bv[g] + k * kLanes + h * kPieceLanes);
@@ -477,19 +497,20 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
         if constexpr (kPieces == 1) {
-          std::memcpy(&sum[r][g], &part[r][g][0], sizeof sum[r][g]);
+          std::memcpy(&sum[c][r][g], &part[r][g][0], sizeof sum[c][r][g]);
         } else {
-          sum[r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                              13, 14, 15);
+          sum[c][r][g] = __builtin_shufflevector(part[r][g][0], part[r][g][1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                 12, 13, 14, 15);
         }
       }
+    }
   }
   // C's term, S and steps 4-5.
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g) {
 #if defined(__AVX512F__)
       if (!m.fp16) {
-        finish_fp32_avx512(top[r][g], sum[r][g], m.frac, m.precision, d[r][g]);
+        finish_fp32_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, d[r][g]);
         continue;
       }
 #endif
@@ -504,8 +525,9 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
       const I16 sh = top[r][g] - ec + (kM32 - m.frac);
       const U16 tm = sh >= 0 ? (sh > 31 ? U16{} : mc >> std::bit_cast<U16>(clamp31(sh)))
                              : mc << std::bit_cast<U16>(clamp31(-sh));
-      const U16 tc = std::bit_cast<I16>(cu) < 0 ? U16{} - tm : tm;
-      const U16 su = std::bit_cast<U16>(sum[r][g]);
+      // The second chunk's sum joins C's term (Params::split: no int32 overflow).
+      const U16 tc = (std::bit_cast<I16>(cu) < 0 ? U16{} - tm : tm) + std::bit_cast<U16>(sum[1][r][g]);
+      const U16 su = std::bit_cast<U16>(sum[0][r][g]);
       const U16 w = su + tc;
       const I16 neg = std::bit_cast<I16>((su & tc) | ((su ^ tc) & w)) < 0;
       const U16 mag = neg ? U16{} - w : w;
