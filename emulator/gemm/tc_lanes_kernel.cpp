@@ -94,6 +94,7 @@ struct Params {
   bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^31), or
                          // two (split) whose second sum plus C's term fits int32 and |S| < 2^32
   std::size_t split;     // fused_block_int: products in the first int32 chunk (block when one)
+  bool fp16_exact;       // FP16 accumulator with |S| < 2^24 (finish_avx512 converts it exactly)
 };
 
 Params params_of(const TensorCoreModel& m) {
@@ -116,7 +117,8 @@ Params params_of(const TensorCoreModel& m) {
                    static_cast<double>(block) * T + c_term < 0x1p32;
   const bool one = block <= chunk && (!fp16 || small);
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
-          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first};
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first,
+          fp16 && one && (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 24};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -373,13 +375,13 @@ inline U16 float_bits(const U16& kept, const I16& nb, const I16& q) {
 }
 
 #if defined(__AVX512F__)
-// fused_block_int's C term, S and steps 4-5 for an FP32 accumulator, with AVX-512's rounding
-// overrides: C 2^(F - top) by vscalefps toward zero (exact, or below 1 where it rounds), truncated
+// fused_block_int's C term, S and steps 4-5 (an FP32 accumulator, or an FP16 one below), with
+// AVX-512's rounding overrides: C 2^(F - top) by vscalefps toward zero (exact, or below 1 where it rounds), truncated
 // to an integer; |S| to binary32 toward zero (its 24 leading bits), masked to `precision` bits, then
 // scaled by 2^q toward zero (the subnormal grid's truncation; truncating twice onto nested grids is
 // truncating once onto the coarser); 2^128 and up (vscalefps gives FLT_MAX toward zero) infinite.
 // The same bits as the integer lanes (test_gemm_tc_lanes runs both on every claimed preset).
-inline void finish_fp32_avx512(const I16& top, const I16& sum, const I16& sum2, int frac, int precision, float* d) {
+inline void finish_avx512(const I16& top, const I16& sum, const I16& sum2, int frac, int precision, bool fp16, float* d) {
   constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
   const __m512i t = std::bit_cast<__m512i>(top), sm = std::bit_cast<__m512i>(sum);
   const __m512 c = _mm512_loadu_ps(d);
@@ -393,11 +395,21 @@ inline void finish_fp32_avx512(const I16& top, const I16& sum, const I16& sum2, 
   // S's sign: the majority of the addends' and the wrapped sum's sign bits (fused_block_int).
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_ternarylogic_epi32(sm, tc, w, 0xE8), _mm512_setzero_si512());
   const __m512i mag = _mm512_mask_sub_epi32(w, neg, _mm512_setzero_si512(), w);
+  const __m512i q = _mm512_sub_epi32(_mm512_max_epi32(t, _mm512_set1_epi32(kNoTop)), _mm512_set1_epi32(frac));
+  if (fp16) {
+    // FP16 accumulator (|S| < 2^24: Params::fp16_exact): |S| 2^q exact in binary32 (or, toward
+    // zero, below 2^-126 or saturated at FLT_MAX: either way the same FP16 value, 0 or infinite),
+    // then vcvtps2ph's one rounding to nearest even onto FP16's grid, infinite from 2^16.
+    const __m512 v = _mm512_scalef_round_ps(_mm512_cvtepi32_ps(mag), _mm512_cvtepi32_ps(q), kRz);
+    __m512i rb = _mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    rb = _mm512_mask_or_epi32(rb, neg & _mm512_test_epi32_mask(rb, rb), rb, _mm512_set1_epi32(binary32::kSignMask));
+    _mm512_storeu_ps(d, _mm512_mask_mov_ps(_mm512_castsi512_ps(rb), inf, c));
+    return;
+  }
   __m512 v = _mm512_cvt_roundepu32_ps(mag, kRz);
   if (precision < binary32::kPrecision)
     v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v),
                                              _mm512_set1_epi32(~((1 << (binary32::kPrecision - precision)) - 1))));
-  const __m512i q = _mm512_sub_epi32(_mm512_max_epi32(t, _mm512_set1_epi32(kNoTop)), _mm512_set1_epi32(frac));
   __m512 r = _mm512_scalef_round_ps(v, _mm512_cvtepi32_ps(q), kRz);
   // v's exponent + q >= 128: the biased field + q > 254.
   const __m512i ve = _mm512_add_epi32(_mm512_srli_epi32(_mm512_castps_si512(v), kM32), q);
@@ -509,8 +521,8 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g) {
 #if defined(__AVX512F__)
-      if (!m.fp16) {
-        finish_fp32_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, d[r][g]);
+      if (!m.fp16 || m.fp16_exact) {
+        finish_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, m.fp16, d[r][g]);
         continue;
       }
 #endif
