@@ -76,8 +76,10 @@ TEST(BlockScaledKernel, EqualsTheInstructionChainForEveryPreset) {
     spec.instruction = m.name;
     const std::size_t k = static_cast<std::size_t>(m.k);
     for (const std::size_t K : {std::size_t{1}, k - 1, k, 3 * k + 7, 5 * k + static_cast<std::size_t>(m.scale_block)}) {
+      // B's rows: one partial group of the kernel's 16 output columns, one whole and one more, three.
+      constexpr std::size_t kBRows[] = {9, 17, 37};
       for (int rep = 0; rep < 3; ++rep) {
-        const GemmOperand a = operand(m, m.input_format, 12, K, rng), b = operand(m, b_input_format(m), 9, K, rng);
+        const GemmOperand a = operand(m, m.input_format, 12, K, rng), b = operand(m, b_input_format(m), kBRows[rep], K, rng);
         const std::vector<double> ref = gemm(a, b, spec, nullptr, slow);
         for (const Isa isa : runnable_isas()) {
           const ScopedIsa use(isa);
