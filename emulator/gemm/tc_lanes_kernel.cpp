@@ -113,9 +113,17 @@ Params params_of(const TensorCoreModel& m) {
                    std::ldexp(1.0, m.alignment_frac_bits);
   const double lim = 0x1p31 - 1, c_term = std::ldexp(1.0, m.alignment_frac_bits + 1);
   const auto first = std::min<std::size_t>(block, static_cast<std::size_t>(lim / T));
-  const bool two = !fp16 && block > chunk && first >= 1 && static_cast<double>(block - first) * T + c_term <= lim &&
-                   static_cast<double>(block) * T + c_term < 0x1p32;
-  const bool one = block <= chunk && (!fp16 || small);
+  // fused_block_int in the AVX-512 variant only: with AVX2 and portable code GCC's lowering of its
+  // 64-byte int32 lanes made the kernel 2-3x slower than fused_block's binary64 finish
+  // (FP8LAB_CPU=avx2, 1024^3, 1 thread: hopper_bf16 0.92 -> 2.17 s), so those variants keep fused_block.
+#if defined(__AVX512F__)
+  constexpr bool kIntLanes = true;
+#else
+  constexpr bool kIntLanes = false;
+#endif
+  const bool one = kIntLanes && block <= chunk && (!fp16 || small);
+  const bool two = kIntLanes && !fp16 && block > chunk && first >= 1 &&
+                   static_cast<double>(block - first) * T + c_term <= lim && static_cast<double>(block) * T + c_term < 0x1p32;
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
           b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first,
           fp16 && one && (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 24};
