@@ -150,18 +150,26 @@ bool fused_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t 
   return true;
 }
 
-// DotForm::Fused across 16 output columns at a time (GCC vector extensions: one source for every
-// variant; the variants differ in registers, never in the integers). B is laid out per group of 16
-// columns and per element of K as 16 lanes: significand, the product-unit part ex + scale exponent,
+// DotForm::Fused across kLanes output columns at a time (GCC vector extensions: one source for the
+// AVX2 and AVX-512 variants; they differ in registers, never in the integers). B is laid out per
+// group of kLanes columns and per element of K as kLanes lanes: significand, the product-unit part ex + scale exponent,
 // the alignment part cl + scale exponent, and the sign. fused_step's arithmetic lane by lane: the
 // same top, the same truncated shifts (clamped to 0 .. 63) and the same int64 sum per output.
-using I16 = std::int32_t __attribute__((vector_size(64)));
-using U16 = std::uint32_t __attribute__((vector_size(64)));
-using U8 = std::uint64_t __attribute__((vector_size(64)));
-using U8h = std::uint32_t __attribute__((vector_size(32)));
-using I8h = std::int32_t __attribute__((vector_size(32)));
-constexpr std::size_t kLanes = 16;
+// One group of output columns: 16 int32 lanes with AVX-512, 8 with AVX2 (the widest native vector:
+// GCC lowers wider ones through memory); the 64-bit terms in two halves of as many lanes.
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
+constexpr std::size_t kLanes = 16;
+#else
+constexpr std::size_t kLanes = 8;
+#endif
+using I16 = std::int32_t __attribute__((vector_size(4 * kLanes)));
+using U16 = std::uint32_t __attribute__((vector_size(4 * kLanes)));
+using U8 = std::uint64_t __attribute__((vector_size(4 * kLanes)));
+using U8h = std::uint32_t __attribute__((vector_size(2 * kLanes)));
+constexpr std::size_t kHalf = kLanes / 2;
+// Without AVX2's vpsrlvq GCC shifts 64-bit lanes one at a time: the portable build keeps the scalar
+// fused_step (faster there).
+#if defined(__AVX2__)
 constexpr bool kFusedLanes = true;
 #else
 constexpr bool kFusedLanes = false;
@@ -201,7 +209,7 @@ FusedLanes fused_lanes(const Decoded& B, std::size_t N, std::size_t sb) {
 
 inline U8 widen(U8h v) { return __builtin_convertvector(v, U8); }
 
-// One instruction (products t0 .. t0 + k) of row ia against the 16 columns of group g; c: the 16
+// One instruction (products t0 .. t0 + k) of row ia against the kLanes columns of group g; c: their
 // accumulators (in and out); bad: lanes whose C is not finite (the chain takes them over).
 void fused_lanes_step(const Decoded& A, std::size_t ia, const FusedLanes& L, std::size_t g, std::size_t t0,
                       const TensorCoreModel& m, float* c, bool* bad) {
@@ -240,12 +248,13 @@ void fused_lanes_step(const Decoded& A, std::size_t ia, const FusedLanes& L, std
     const U16 neg = L.neg[o + t] ^ static_cast<std::uint32_t>(A.neg[ea + t]);
     const U16 sig = L.sig[o + t];
     const std::uint64_t as = A.sig[ea + t];
-    const U8h s_lo = {sig[0], sig[1], sig[2], sig[3], sig[4], sig[5], sig[6], sig[7]};
-    const U8h s_hi = {sig[8], sig[9], sig[10], sig[11], sig[12], sig[13], sig[14], sig[15]};
-    const U8h h_lo = {ush[0], ush[1], ush[2], ush[3], ush[4], ush[5], ush[6], ush[7]};
-    const U8h h_hi = {ush[8], ush[9], ush[10], ush[11], ush[12], ush[13], ush[14], ush[15]};
-    const U8h n_lo = {neg[0], neg[1], neg[2], neg[3], neg[4], neg[5], neg[6], neg[7]};
-    const U8h n_hi = {neg[8], neg[9], neg[10], neg[11], neg[12], neg[13], neg[14], neg[15]};
+    U8h s_lo, s_hi, h_lo, h_hi, n_lo, n_hi;
+    std::memcpy(&s_lo, &sig, sizeof s_lo);
+    std::memcpy(&s_hi, reinterpret_cast<const char*>(&sig) + sizeof s_lo, sizeof s_hi);
+    std::memcpy(&h_lo, &ush, sizeof h_lo);
+    std::memcpy(&h_hi, reinterpret_cast<const char*>(&ush) + sizeof h_lo, sizeof h_hi);
+    std::memcpy(&n_lo, &neg, sizeof n_lo);
+    std::memcpy(&n_hi, reinterpret_cast<const char*>(&neg) + sizeof n_lo, sizeof n_hi);
     const U8 v_lo = (widen(s_lo) * as) >> widen(h_lo), v_hi = (widen(s_hi) * as) >> widen(h_hi);
     const U8 m_lo = widen(n_lo), m_hi = widen(n_hi);
     sum_lo += (v_lo ^ (0 - m_lo)) + m_lo;
@@ -257,7 +266,7 @@ void fused_lanes_step(const Decoded& A, std::size_t ia, const FusedLanes& L, std
       continue;
     }
     const std::uint32_t uc = bits_of(c[l]);
-    auto sum = static_cast<std::int64_t>(l < 8 ? sum_lo[l] : sum_hi[l - 8]);
+    auto sum = static_cast<std::int64_t>(l < kHalf ? sum_lo[l] : sum_hi[l - kHalf]);
     if ((uc & kMagnitudeMask) != 0) {
       const int s = base[l] - (fp32_exponent(uc) - kM32);
       const std::uint64_t mc = fp32_significand(uc);
@@ -326,8 +335,6 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
   const int unit0 = 2 * qin - 2 * format_by_name(m.scale_format).mantissa_bits;
   std::vector<float> acc(M * N, 0.0f);
-  // Without AVX-512's 64-bit lanes (vpmullq, vpsrlvq on 8 lanes) the lanes ran slower than the
-  // scalar chain below (portable 0.234 -> 0.282 s, avx2 0.162 -> 0.253 s at 256 x 256 x 1024).
   if (fused && kFusedLanes) {
     const FusedLanes L = fused_lanes(B, N, static_cast<std::size_t>(m.scale_block));
     parallel_for(M, 1, [&](std::size_t i0, std::size_t i1) {
