@@ -91,18 +91,18 @@ struct Params {
   int emin_a, emin_b;    // operand exponents clamp here (step 1)
   bool fp16;             // FP16 accumulator: C aligns at >= -14, D rounded to nearest even onto FP16
   int c_emin;            // C's alignment exponent clamps here (FP32: -126, FP16: -14)
-  bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^31), or
+  bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^24), or
                          // two (split) whose second sum plus C's term fits int32 and |S| < 2^32
   std::size_t split;     // fused_block_int: products in the first int32 chunk (block when one)
-  bool fp16_exact;       // FP16 accumulator with |S| < 2^24 (finish_avx512 converts it exactly)
 };
 
 Params params_of(const TensorCoreModel& m) {
   const auto block = static_cast<std::size_t>(m.block);
   const std::size_t chunk = std::min<std::size_t>(block, std::size_t{1} << (29 - m.alignment_frac_bits));
   const bool fp16 = m.accumulator == AccumulatorFormat::Fp16;
-  // |S| <= block (2^(F + 2) - 1) + 2^(F + 1) - 1.
-  const bool small = (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 31;
+  // |S| <= block (2^(F + 2) - 1) + 2^(F + 1) - 1 < 2^24: an FP16 accumulator's finish converts |S|
+  // to binary32 exactly (finish_avx512).
+  const bool small = (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 24;
   // Two chunks (an FP32 accumulator): every |term| <= T = (largest significand of A) (of B) 2^F, the
   // first chunk as long as its sum stays below 2^31, the second's sum plus C's term (< 2^(F + 1))
   // below 2^31 too, and |S| < 2^32 (Blackwell tcgen05 FP8: F = 25, blocks of 32: 18 + 14 for E4M3).
@@ -125,8 +125,7 @@ Params params_of(const TensorCoreModel& m) {
   const bool two = kIntLanes && !fp16 && block > chunk && first >= 1 &&
                    static_cast<double>(block - first) * T + c_term <= lim && static_cast<double>(block) * T + c_term < 0x1p32;
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
-          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first,
-          fp16 && one && (2 * block + 1) << (m.alignment_frac_bits + 1) <= std::size_t{1} << 24};
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -355,33 +354,6 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
       }
 }
 
-// Lane-wise helpers for the int32 finish below. Shift counts are clamped into [0, 31] (a vector
-// shift by 32 or more is undefined in C++); the callers select the lanes whose count is out of range.
-inline I16 clamp31(const I16& n) { return n < 0 ? I16{} : (n > 31 ? I16{} + 31 : n); }
-inline I16 imax(const I16& x, const I16& y) { return x > y ? x : y; }
-
-// The bit length of each lane (0 for 0): the exponent field of an exact int32-to-binary32
-// conversion, of x or, from 2^24 up, of x >> 8 (below 2^24, so that no conversion rounds).
-inline I16 bit_length(const U16& x) {
-  const I16 big = x >= (1u << 24);
-  const I16 v = std::bit_cast<I16>(big ? x >> 8 : x);
-  const I16 field = std::bit_cast<I16>(__builtin_convertvector(v, F16)) >> kM32;
-  return x == 0 ? I16{} : field - (binary32::kBias - 1) + (big & 8);
-}
-
-// The binary32 bits of kept * 2^q (kept < 2^32 with bit length nb, lying on FP32's grid: at most
-// 24 significant bits and a multiple of 2^-149), infinite from 2^128, +0 for kept = 0: the
-// significand with its hidden bit placed at bit 23 (a subnormal's below it) plus the exponent
-// field less one, shifted up (max(e, -126) + 126 << 23).
-inline U16 float_bits(const U16& kept, const I16& nb, const I16& q) {
-  const I16 e = q + nb - 1;
-  const I16 normal = e >= binary32::kMinExponent;
-  const I16 s = normal ? binary32::kPrecision - nb : q - binary32::kMinQuantum;
-  const U16 mant = s >= 0 ? kept << std::bit_cast<U16>(clamp31(s)) : kept >> std::bit_cast<U16>(clamp31(-s));
-  const U16 bits = (std::bit_cast<U16>(imax(e, I16{} + binary32::kMinExponent) - binary32::kMinExponent) << kM32) + mant;
-  return kept == 0 ? U16{} : (e > binary32::kMaxExponent ? U16{} + binary32::kExponentMask : bits);
-}
-
 #if defined(__AVX512F__)
 // fused_block_int's C term, S and steps 4-5 (an FP32 accumulator, or an FP16 one below), with
 // AVX-512's rounding overrides: C 2^(F - top) by vscalefps toward zero (exact, or below 1 where it rounds), truncated
@@ -405,7 +377,7 @@ inline void finish_avx512(const I16& top, const I16& sum, const I16& sum2, int f
   const __m512i mag = _mm512_mask_sub_epi32(w, neg, _mm512_setzero_si512(), w);
   const __m512i q = _mm512_sub_epi32(_mm512_max_epi32(t, _mm512_set1_epi32(kNoTop)), _mm512_set1_epi32(frac));
   if (fp16) {
-    // FP16 accumulator (|S| < 2^24: Params::fp16_exact): |S| 2^q exact in binary32 (or, toward
+    // FP16 accumulator (|S| < 2^24: params_of): |S| 2^q exact in binary32 (or, toward
     // zero, below 2^-126 or saturated at FLT_MAX: either way the same FP16 value, 0 or infinite),
     // then vcvtps2ph's one rounding to nearest even onto FP16's grid, infinite from 2^16.
     const __m512 v = _mm512_scalef_round_ps(_mm512_cvtepi32_ps(mag), _mm512_cvtepi32_ps(q), kRz);
@@ -427,15 +399,13 @@ inline void finish_avx512(const I16& top, const I16& sum, const I16& sum2, int f
   rb = _mm512_mask_or_epi32(rb, neg & _mm512_test_epi32_mask(rb, rb), rb, _mm512_set1_epi32(binary32::kSignMask));
   _mm512_storeu_ps(d, _mm512_mask_mov_ps(_mm512_castsi512_ps(rb), inf, c));
 }
-#endif
 
-// One fused block as fused_block computes it, with the block's products summed in one int32 chunk
-// (n <= m.chunk, so that sum < 2^31) and steps 4-5 in 16 int32 lanes: C's term from its
-// significand and exponent (|term| < 2^(F + 1)), S = sum + term exact as a sign and a 32-bit
-// magnitude (two int32 addends: when their signs agree S has it and |S| < 2^32 is their wrapped
-// sum's magnitude; when they differ S fits int32), then |S| * 2^(top - F) truncated (FP32
-// accumulator) or rounded to nearest even (FP16 accumulator, |S| < 2^31: int_finish) in integers.
-// Same integers as fused_block: the bits cannot change (test_gemm_tc_lanes, every variant).
+// One fused block as fused_block computes it (AVX-512 variant, Params::int_finish), with the
+// block's products summed in one int32 chunk (n <= m.chunk, so that sum < 2^31) or two
+// (Params::split), and C's term, S and steps 4-5 in 16 int32 lanes (finish_avx512): S = sum +
+// term exact as a sign and a 32-bit magnitude (two int32 addends: when their signs agree S has it
+// and |S| < 2^32 is their wrapped sum's magnitude; when they differ S fits int32). Same integers
+// as fused_block: the bits cannot change (test_gemm_tc_lanes, every variant).
 template <class T>
 void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n,
                      const Params& m, Tile& d) {
@@ -527,57 +497,10 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   }
   // C's term, S and steps 4-5.
   for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g) {
-#if defined(__AVX512F__)
-      if (!m.fp16 || m.fp16_exact) {
-        finish_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, m.fp16, d[r][g]);
-        continue;
-      }
-#endif
-      const U16 cu = load<U16>(d[r][g]);
-      const U16 cmag = cu & binary32::kMagnitudeMask;
-      const I16 field = std::bit_cast<I16>(cmag >> kM32);
-      const I16 inf = field == static_cast<int>(binary32::kFieldMax);
-      // |C| = mc * 2^(ec - 23) (subnormals at -126); its term mc * 2^(ec - 23 + F - top), truncated.
-      const U16 frac = cmag & binary32::kFractionMask;
-      const U16 mc = inf ? U16{} : (field > 0 ? frac | binary32::kHiddenBit : frac);
-      const I16 ec = (field > 1 ? field : I16{} + 1) - binary32::kBias;
-      const I16 sh = top[r][g] - ec + (kM32 - m.frac);
-      const U16 tm = sh >= 0 ? (sh > 31 ? U16{} : mc >> std::bit_cast<U16>(clamp31(sh)))
-                             : mc << std::bit_cast<U16>(clamp31(-sh));
-      // The second chunk's sum joins C's term (Params::split: no int32 overflow).
-      const U16 tc = (std::bit_cast<I16>(cu) < 0 ? U16{} - tm : tm) + std::bit_cast<U16>(sum[1][r][g]);
-      const U16 su = std::bit_cast<U16>(sum[0][r][g]);
-      const U16 w = su + tc;
-      const I16 neg = std::bit_cast<I16>((su & tc) | ((su ^ tc) & w)) < 0;
-      const U16 mag = neg ? U16{} - w : w;
-      const I16 q = imax(top[r][g], I16{} + kNoTop) - m.frac;
-      const I16 nb = bit_length(mag);
-      U16 bits;
-      if (!m.fp16) {
-        // Truncated to `precision` bits and onto FP32's grid: the bits below 2^cut of |S| cleared.
-        const I16 cut = imax(nb - m.precision, binary32::kMinQuantum - q);
-        const U16 c = std::bit_cast<U16>(clamp31(cut));
-        const U16 kept = cut <= 0 ? mag : (cut >= nb ? U16{} : (mag >> c) << c);
-        bits = float_bits(kept, nb, q);
-      } else {
-        // Rounded to nearest even onto FP16's grid (quantum 2^max(e - 10, -24)); |S| < 2^31, so
-        // that a cut of 32 or more leaves 0.
-        const I16 cut = imax(nb - (kFp16Mantissa + 1), kFp16MinQuantum - q);
-        const U16 c = std::bit_cast<U16>(clamp31(cut)), c1 = std::bit_cast<U16>(clamp31(cut - 1));
-        const U16 rq = mag >> c, rem = mag - (rq << c), halfq = (U16{} + 1) << c1;
-        const I16 up = (rem > halfq) | ((rem == halfq) & ((rq & 1) != 0));
-        const U16 kept = cut <= 0 ? mag : (cut > 31 ? U16{} : (rq - std::bit_cast<U16>(up)) << c);
-        // A carry makes kept 2^nb: one bit longer.
-        const I16 nbk = nb - ((kept >> std::bit_cast<U16>(clamp31(nb - 1))) > 1);
-        const I16 e = q + nbk - 1;
-        bits = kept == 0 ? U16{} : (e >= kFp16Emax + 1 ? U16{} + binary32::kExponentMask : float_bits(kept, nbk, q));
-      }
-      bits = bits == 0 ? bits : bits | (std::bit_cast<U16>(neg) & binary32::kSignMask);
-      const U16 out = inf ? cu : bits;
-      std::memcpy(d[r][g], &out, sizeof out);
-    }
+    for (std::size_t g = 0; g < G; ++g)
+      finish_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, m.fp16, d[r][g]);
 }
+#endif  // __AVX512F__
 
 // The promotion step for 16 lanes, in `O`'s order (one loop per order, so that each vectorises).
 template <Combine O>
@@ -612,9 +535,12 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
         // their fused blocks in sequence, from C = 0.
         const std::size_t ke = std::min(K, kb + NC), kend = (ke + m.k - 1) / m.k * m.k;
         std::memset(d, 0, sizeof d);
+#if defined(__AVX512F__)
         if (m.int_finish) {
           for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block_int(p, ib, g0, kc, m.block, m, d);
-        } else {
+        } else
+#endif
+        {
           for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
         }
         for (std::size_t r = 0; r < R; ++r) {

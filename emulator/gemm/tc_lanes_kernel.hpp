@@ -11,12 +11,13 @@
 // largest alignment exponent (from the operands' clamped exponents and C's, accum/tensor_core.hpp
 // step 1-3); the aligned, truncated term is that scaled product converted to an integer (toward
 // zero), |term| < 2^(F + 2). The terms are summed exactly in int32 in chunks of at most
-// 2^(29 - F) (so no chunk sum reaches 2^31). Every preset row's block is one such chunk, or two
-// whose second sum plus C's term stays in int32 (Blackwell FP8): S = sum + C's term is formed as a
-// sign and a 32-bit magnitude and |S| 2^(top - F) truncated to the output precision and FP32's
-// grid (an FP16 accumulator: rounded to nearest even onto FP16's grid) in int32 lanes, or with
-// AVX-512's rounding overrides (vcvtudq2ps / vscalefps toward zero, vcvtps2ph). Other models keep
-// the chunks summed in binary64 and the binary64 finish.
+// 2^(29 - F) (so no chunk sum reaches 2^31). In the AVX-512 variant every preset row's block is
+// one such chunk, or two whose second sum plus C's term stays in int32 (Blackwell FP8): S = sum +
+// C's term is formed as a sign and a 32-bit magnitude and |S| 2^(top - F) truncated to the output
+// precision and FP32's grid (an FP16 accumulator: rounded to nearest even onto FP16's grid) with
+// AVX-512's rounding overrides (vcvtudq2ps / vscalefps toward zero, vcvtps2ph). The other variants
+// (and models no preset has) sum the chunks in binary64 (integers below 2^53), and the sum times
+// 2^(top - F), exact in binary64, is truncated or rounded there.
 #pragma once
 
 #include <cstddef>
