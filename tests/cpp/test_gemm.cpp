@@ -227,6 +227,11 @@ TEST(HopperFp8Kernel, BitIdenticalToFusedDotAddChains) {
   // the instruction's alignment themselves.
   for (std::size_t k = 0; k < K; ++k)
     x[4 * K + k] = static_cast<float>((k / 32) % 2 ? 0x1.cp8 : (k % 3 ? 0x1.4p-14 : -0x1.8p-15));
+  // B's 128-wide K tiles at different magnitudes, so that its block scales differ along K (with
+  // the row of 448s above every tile's scale would be the same, and a kernel reading the wrong
+  // K block's scale of B would pass).
+  for (std::size_t j = 0; j < N; ++j)
+    for (std::size_t k = 0; k < K; ++k) y[j * K + k] *= k < 128 ? 1.0f : k < 256 ? 0x1.8p5f : 0x1.4p-6f;
   for (Tile tile : {Tile{1, 128}, Tile{1, 0}}) {
     auto a = operand_from_qtensor(quantise(x, M, K, tile, fmt), "a");
     auto b = operand_from_qtensor(quantise(y, N, K, tile == Tile{1, 0} ? Tile{0, 0} : Tile{128, 128}, fmt), "b");
