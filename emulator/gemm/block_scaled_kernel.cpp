@@ -320,6 +320,113 @@ bool groups_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t
   return true;
 }
 
+// DotForm::ScaledGroups across kLanes output columns: B's quanta per group of columns and element
+// of K, its scales' significands and exponents per block, as lanes; groups_step's arithmetic lane
+// by lane (each group's product sum in int32 lanes: exact when g * qmax^2 < 2^31, which the caller
+// checks; the weights and terms in int64 lanes).
+using L8 = std::int64_t __attribute__((vector_size(4 * kLanes)));
+using I8h = std::int32_t __attribute__((vector_size(2 * kLanes)));
+
+struct GroupLanes {
+  std::size_t groups = 0, kp = 0, nblk = 0;
+  std::vector<I16> q, ssig, sexp;
+};
+
+GroupLanes group_lanes(const Decoded& B, std::size_t N) {
+  GroupLanes L;
+  L.groups = (N + kLanes - 1) / kLanes;
+  L.kp = B.kp;
+  L.nblk = B.nblk;
+  L.q.assign(L.groups * B.kp, I16{});
+  L.ssig.assign(L.groups * B.nblk, I16{});
+  L.sexp.assign(L.groups * B.nblk, I16{});
+  for (std::size_t j = 0; j < N; ++j) {
+    const std::size_t g = j / kLanes, l = j % kLanes;
+    for (std::size_t t = 0; t < B.kp; ++t) L.q[g * B.kp + t][l] = B.quanta[j * B.kp + t];
+    for (std::size_t b = 0; b < B.nblk; ++b) {
+      L.ssig[g * B.nblk + b][l] = static_cast<std::int32_t>(B.ssig[j * B.nblk + b]);
+      L.sexp[g * B.nblk + b][l] = B.sexp[j * B.nblk + b];
+    }
+  }
+  return L;
+}
+
+inline void halves(const I16& v, L8& lo, L8& hi) {
+  I8h a, b;
+  std::memcpy(&a, &v, sizeof a);
+  std::memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
+  lo = __builtin_convertvector(a, L8);
+  hi = __builtin_convertvector(b, L8);
+}
+
+// trunc_shift lane by lane: |w| shifted right by s (everything out from 64) or left by -s, signed back.
+inline L8 trunc_shift_lanes(L8 w, L8 s) {
+  const L8 mag = w < 0 ? -w : w;
+  const L8 r = s >= 64 ? L8{} : (L8)((U8)mag >> (U8)(s < 0 ? 0 : s > 63 ? 63 : s));
+  const L8 v = s >= 0 ? r : mag << (s < 0 ? -s : 0);
+  return w < 0 ? -v : v;
+}
+
+void groups_lanes_step(const Decoded& A, std::size_t ia, const GroupLanes& L, std::size_t gl, std::size_t t0,
+                       const TensorCoreModel& m, int unit0, float* c, bool* bad) {
+  const std::size_t g = static_cast<std::size_t>(m.scale_group), sb = static_cast<std::size_t>(m.scale_block);
+  const std::size_t groups = static_cast<std::size_t>(m.k) / g;
+  const std::int16_t* qa = A.quanta.data() + ia * A.kp + t0;
+  const I16* qb = L.q.data() + gl * L.kp + t0;
+  const I16 zte = I16{} + m.zero_term_exponent;
+  I16 top = I16{} + INT_MIN / 4;
+  L8 w_lo[kMaxK], w_hi[kMaxK], u_lo[kMaxK], u_hi[kMaxK];
+  for (std::size_t gi = 0; gi < groups; ++gi) {
+    I16 p{}, any{};
+    for (std::size_t t = gi * g; t < (gi + 1) * g; ++t) {
+      const std::int32_t x = qa[t];
+      p += qb[t] * x;
+      any |= (qb[t] != 0) & (x != 0 ? -1 : 0);
+    }
+    const std::size_t blk = (t0 + gi * g) / sb, sa_i = ia * A.nblk + blk, sb_i = gl * L.nblk + blk;
+    const std::int64_t ssa = A.ssig[sa_i];
+    const int sea = A.sexp[sa_i];
+    const I16 ssb = L.ssig[sb_i], seb = L.sexp[sb_i] + sea;
+    L8 p_lo, p_hi, b_lo, b_hi, e_lo, e_hi;
+    halves(p, p_lo, p_hi);
+    halves(ssb, b_lo, b_hi);
+    halves(seb, e_lo, e_hi);
+    w_lo[gi] = p_lo * ssa * b_lo;
+    w_hi[gi] = p_hi * ssa * b_hi;
+    u_lo[gi] = e_lo + unit0;
+    u_hi[gi] = e_hi + unit0;
+    const I16 live = any & (ssb != 0) & (ssa != 0 ? -1 : 0);
+    const I16 cand = live ? seb : zte;
+    top = top > cand ? top : cand;
+  }
+  std::int32_t ctop[kLanes];
+  for (std::size_t l = 0; l < kLanes; ++l) {
+    if ((bits_of(c[l]) & kExponentMask) == kExponentMask) {
+      bad[l] = true;
+      c[l] = 0.0f;
+    }
+    const std::uint32_t uc = bits_of(c[l]);
+    ctop[l] = (uc & kMagnitudeMask) != 0 ? fp32_exponent(uc) : m.zero_term_exponent;
+  }
+  I16 ct;
+  std::memcpy(&ct, ctop, sizeof ct);
+  top = top > ct ? top : ct;
+  const I16 base = top - m.alignment_frac_bits;
+  L8 b_lo, b_hi, sum_lo{}, sum_hi{};
+  halves(base, b_lo, b_hi);
+  for (std::size_t gi = 0; gi < groups; ++gi) {
+    sum_lo += trunc_shift_lanes(w_lo[gi], b_lo - u_lo[gi]);
+    sum_hi += trunc_shift_lanes(w_hi[gi], b_hi - u_hi[gi]);
+  }
+  for (std::size_t l = 0; l < kLanes; ++l) {
+    const std::uint32_t uc = bits_of(c[l]);
+    std::int64_t sum = l < kHalf ? sum_lo[l] : sum_hi[l - kHalf];
+    if ((uc & kMagnitudeMask) != 0)
+      sum += trunc_shift((uc & kSignMask) != 0, fp32_significand(uc), base[l] - (fp32_exponent(uc) - kM32));
+    c[l] = float_of(detail::normalise_sum(sum, base[l], m));
+  }
+}
+
 }  // namespace
 
 std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& m,
@@ -335,14 +442,25 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
   const int unit0 = 2 * qin - 2 * format_by_name(m.scale_format).mantissa_bits;
   std::vector<float> acc(M * N, 0.0f);
-  if (fused && kFusedLanes) {
-    const FusedLanes L = fused_lanes(B, N, static_cast<std::size_t>(m.scale_block));
+  // Each group's product sum fits an int32 lane: g * qmax^2 < 2^31 (qmax: the largest quantum count).
+  const Format& in_b = format_by_name(b_input_format(m));
+  const double qmax = std::ldexp(in.max_finite(), -qin);
+  const double qmax_b = std::ldexp(in_b.max_finite(), in_b.mantissa_bits - in_b.min_normal_exponent());
+  const bool group_lanes_ok = groups && static_cast<double>(m.scale_group) * qmax * qmax_b < 2147483648.0;
+  if ((fused || group_lanes_ok) && kFusedLanes) {
+    const FusedLanes L = fused ? fused_lanes(B, N, static_cast<std::size_t>(m.scale_block)) : FusedLanes{};
+    const GroupLanes G = fused ? GroupLanes{} : group_lanes(B, N);
+    const std::size_t ngroups = (N + kLanes - 1) / kLanes;
     parallel_for(M, 1, [&](std::size_t i0, std::size_t i1) {
-      for (std::size_t g = 0; g < L.groups; ++g)
+      for (std::size_t g = 0; g < ngroups; ++g)
         for (std::size_t i = i0; i < i1; ++i) {
           float d[kLanes] = {};
           bool bad[kLanes] = {};
-          for (std::size_t t0 = 0; A.finite[i] && t0 < kp; t0 += k) fused_lanes_step(A, i, L, g, t0, m, d, bad);
+          for (std::size_t t0 = 0; A.finite[i] && t0 < kp; t0 += k)
+            if (fused)
+              fused_lanes_step(A, i, L, g, t0, m, d, bad);
+            else
+              groups_lanes_step(A, i, G, g, t0, m, unit0, d, bad);
           for (std::size_t l = 0; l < kLanes && g * kLanes + l < N; ++l) {
             const std::size_t j = g * kLanes + l;
             acc[i * N + j] = A.finite[i] && B.finite[j] && !bad[l] && std::isfinite(d[l]) ? d[l] : chain(i, j);
