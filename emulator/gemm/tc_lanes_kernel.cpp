@@ -246,29 +246,40 @@ Panels<T> pack(const GemmOperand& a, const GemmOperand& b, const Params& m) {
 
 using Tile = float[kTileRows][kTileGroups][kLanes];
 
-// One fused block of n products from k0 for the whole tile: D replaces C in d (accum's one_block
-// with C inside the block). C is finite or infinite (a D that overflowed); an infinite C is the
-// result, as non_finite_result gives with finite operands.
+// The operands of one fused block of products from k0 for a tile (rows block ib, column groups
+// from g0): values and alignment exponents of A (per k, kTileRows side by side) and of each B group.
 template <class T>
-void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n, const Params& m,
-                 Tile& d) {
-  constexpr std::size_t R = kTileRows, G = kTileGroups;
-  const T* av = p.av.data() + (ib * p.K + k0) * R;
-  const std::int32_t* ae = p.ae.data() + (ib * p.K + k0) * R;
-  const T* bv[G];
-  const std::int32_t* be[G];
-  for (std::size_t g = 0; g < G; ++g) {
-    bv[g] = p.bv.data() + ((g0 + g) * p.K + k0) * kLanes;
-    be[g] = p.be.data() + ((g0 + g) * p.K + k0) * kLanes;
+struct BlockOperands {
+  const T* av;
+  const std::int32_t* ae;
+  const T* bv[kTileGroups];
+  const std::int32_t* be[kTileGroups];
+};
+template <class T>
+BlockOperands<T> block_operands(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0) {
+  BlockOperands<T> o{p.av.data() + (ib * p.K + k0) * kTileRows, p.ae.data() + (ib * p.K + k0) * kTileRows, {}, {}};
+  for (std::size_t g = 0; g < kTileGroups; ++g) {
+    o.bv[g] = p.bv.data() + ((g0 + g) * p.K + k0) * kLanes;
+    o.be[g] = p.be.data() + ((g0 + g) * p.K + k0) * kLanes;
   }
-  // Steps 1-2: the largest alignment exponent, C's first (FP32: subnormals at -126).
-  I16 top[R][G];
+  return o;
+}
+
+// Steps 1-2 of a block of n products, for fused_block and fused_block_int alike: each lane's largest
+// alignment exponent, C's first (accum's c_alignment_exponent; FP32: subnormals at -126), then
+// the products'.
+template <class T>
+inline void alignment_tops(const BlockOperands<T>& o, std::size_t n, const Params& m, const Tile& d,
+                           I16 (&top)[kTileRows][kTileGroups]) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::int32_t* ae = o.ae;
+  const std::int32_t* const* be = o.be;
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g) {
       const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
       const I16 field = std::bit_cast<I16>(mag >> kM32);
       const I16 x = (field > 1 ? field : I16{} + 1) - binary32::kBias;
-      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;  // accum's c_alignment_exponent
+      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;
       top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
     }
   for (std::size_t k = 0; k < n; ++k) {
@@ -282,6 +293,20 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
       }
     }
   }
+}
+
+// One fused block of n products from k0 for the whole tile: D replaces C in d (accum's one_block
+// with C inside the block). C is finite or infinite (a D that overflowed); an infinite C is the
+// result, as non_finite_result gives with finite operands.
+template <class T>
+void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n, const Params& m,
+                 Tile& d) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const BlockOperands<T> o = block_operands(p, ib, g0, k0);
+  const T* av = o.av;
+  const T* const* bv = o.bv;
+  I16 top[R][G];
+  alignment_tops(o, n, m, d, top);
   // Step 3: each term times 2^(F - top), exact, truncated by the conversion to int32; the chunks'
   // int32 sums added in binary64.
   D8 s[R][G][2];
@@ -410,35 +435,11 @@ template <class T>
 void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t k0, std::size_t n,
                      const Params& m, Tile& d) {
   constexpr std::size_t R = kTileRows, G = kTileGroups;
-  const T* av = p.av.data() + (ib * p.K + k0) * R;
-  const std::int32_t* ae = p.ae.data() + (ib * p.K + k0) * R;
-  const T* bv[G];
-  const std::int32_t* be[G];
-  for (std::size_t g = 0; g < G; ++g) {
-    bv[g] = p.bv.data() + ((g0 + g) * p.K + k0) * kLanes;
-    be[g] = p.be.data() + ((g0 + g) * p.K + k0) * kLanes;
-  }
-  // Steps 1-2 (as fused_block): C's alignment exponent, then the products'.
+  const BlockOperands<T> o = block_operands(p, ib, g0, k0);
+  const T* av = o.av;
+  const T* const* bv = o.bv;
   I16 top[R][G];
-  for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g) {
-      const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
-      const I16 field = std::bit_cast<I16>(mag >> kM32);
-      const I16 x = (field > 1 ? field : I16{} + 1) - binary32::kBias;
-      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;
-      top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
-    }
-  for (std::size_t k = 0; k < n; ++k) {
-    I16 eb[G];
-    for (std::size_t g = 0; g < G; ++g) eb[g] = load<I16>(be[g] + k * kLanes);
-    for (std::size_t r = 0; r < R; ++r) {
-      const std::int32_t ea = ae[k * R + r];
-      for (std::size_t g = 0; g < G; ++g) {
-        const I16 pe = ea + eb[g];
-        top[r][g] = top[r][g] > pe ? top[r][g] : pe;
-      }
-    }
-  }
+  alignment_tops(o, n, m, d, top);
   // Step 3: the truncated terms' int32 sums per lane, k below m.split and from it (Params::split).
   I16 sum[2][R][G];
   if constexpr (std::is_same_v<T, double>) {
