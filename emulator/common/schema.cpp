@@ -47,7 +47,16 @@ std::string g17(double v) {
   return s;
 }
 
-std::string range_text(long long lo, long long hi) { return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]"; }
+std::string range_text(long long lo, long long hi) {
+  // Appended in order rather than "[" + to_string(lo) + ...: GCC 12's -Wrestrict misreads the
+  // latter's insert at position 0 (a false warning in every build).
+  std::string s = "[";
+  s += std::to_string(lo);
+  s += ", ";
+  s += std::to_string(hi);
+  s += "]";
+  return s;
+}
 
 namespace {
 std::string shown(const Json& v) { return to_canonical_json(v); }

@@ -186,7 +186,10 @@ Format make_ieee_like_format(int exponent_bits, int mantissa_bits, int bias) {
     throw std::invalid_argument("format: e1m0 has no finite non-zero value in the IEEE layout");
   const int default_bias = (1 << (exponent_bits - 1)) - 1;
   Format f;
-  f.name = "e" + std::to_string(exponent_bits) + "m" + std::to_string(mantissa_bits);
+  f.name = "e";  // appended in order: "e" + to_string(...) trips GCC 12's false -Wrestrict
+  f.name += std::to_string(exponent_bits);
+  f.name += "m";
+  f.name += std::to_string(mantissa_bits);
   f.exponent_bits = exponent_bits;
   f.mantissa_bits = mantissa_bits;
   f.bias = bias < 0 ? default_bias : bias;
