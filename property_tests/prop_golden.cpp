@@ -34,7 +34,9 @@ rc::Gen<g::Trace> genTrace() {
       for (int d = 0; d < rank; ++d) x.shape.push_back(*rc::gen::inRange<std::uint64_t>(0, 5));
       x.data = *rc::gen::container<std::vector<std::uint8_t>>(x.elements() * g::dtype_size(x.dtype),
                                                               rc::gen::arbitrary<std::uint8_t>());
-      t.tensors["t" + std::to_string(i)] = {i == 0 ? "input" : (i == 1 ? "output" : "intermediate"), x};
+      std::string name = "t";
+      name += std::to_string(i);
+      t.tensors[name] = {i == 0 ? "input" : (i == 1 ? "output" : "intermediate"), x};
     }
     return t;
   });

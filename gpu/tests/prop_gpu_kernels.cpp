@@ -203,7 +203,8 @@ TEST(GpuKernels, CublasLtPerTensorIsReproducedBySomeEmulatorSpec) {
           RC_TAG(std::string(cublaslt_mode_name(mode)) + " ~ " + to_json(s));
           return;
         }
-        tried += " " + to_json(s);
+        tried += ' ';
+        tried += to_json(s);
       }
     }
     RC_FAIL(std::string(cublaslt_mode_name(mode)) + " M=" + std::to_string(m) + " N=" + std::to_string(n) +

@@ -47,11 +47,10 @@ std::string error_of(const std::vector<std::uint8_t>& b) {
 
 // A file with `header` as its JSON header and `buffer` bytes of data.
 std::vector<std::uint8_t> raw_file(const std::string& header, std::size_t buffer) {
-  std::vector<std::uint8_t> out(8);
+  std::vector<std::uint8_t> out(8 + header.size() + buffer, 0);
   const std::uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[i] = std::uint8_t(n >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
-  out.resize(out.size() + buffer, 0);
+  std::copy(header.begin(), header.end(), out.begin() + 8);
   return out;
 }
 
