@@ -150,11 +150,13 @@ std::vector<float> block_scales(const GemmOperand& x, std::size_t blocks, std::s
 
 #ifdef FP8LAB_PAIRED_K
 // Operands in k pairs: k even in the low int16, k odd in the high one; a missing k (odd K) is
-// a zero product. A: per (row, pair) three int32 words, of exponents, |significands| and sign
-// masks (0 or -1), each broadcast to all lanes; stored per block of kRowsPerTask rows, pair by
+// a zero product. A: per (row, pair) three int32 words, of exponents, |significands| and signs
+// (+1 or -1), each broadcast to all lanes; stored per block of kRowsPerTask rows, pair by
 // pair, so that a task reads A as one stream (rows a power-of-two apart would share L1 sets).
 // B: per (column group, pair) 16 lanes x 2 int16 of the same, |significand| pre-shifted by 7
-// (the alignment's headroom, see hopper_e4m3_dot_add). Padding columns of B are zero products.
+// (the alignment's headroom, see hopper_e4m3_dot_add), the sign as 0 (+) or -2 (-), so that A's
+// sign ^ B's is the product's sign as +-1 (a zero operand's sign is that of +0: its product, and
+// the padding's, is 0 whatever the sign). Padding columns of B are zero products.
 // The first pass (the largest exponent) reads exponents alone, four k per 32-bit lane as int8
 // (exponents are -6..8 in E4M3, -14..15 in E5M2; a zero operand is -64, so that any product with
 // a zero operand sums to -128..-49, below every real product's -28..30, without overflow): A one
@@ -196,13 +198,13 @@ struct PairedOperands {
 
 // 32 consecutive k of one row (n <= 32 valid, the rest zero: a missing k's parts) as the layouts'
 // words, fp8_parts_from_bits lane-wise: per k pair, the int16 pair (k even low, odd high) of
-// exponents, of |significands| << shift and of sign masks; per k quad, the int8 exponents of the
-// first pass. Values must be values of the operand format (the caller checks).
+// exponents, of |significands| << shift and of signs (SignA: A's +-1, else B's 0 or -2); per
+// k quad, the int8 exponents of the first pass. Values must be values of the operand format (the caller checks).
 struct PairWords {
   alignas(64) std::uint32_t e[kLanes], m[kLanes], s[kLanes];
   alignas(64) std::uint32_t e4[kLanes / 2];
 };
-template <Fp8Layout Op, int Shift>
+template <Fp8Layout Op, int Shift, bool SignA>
 inline void pair_words(const float* x, std::size_t n, PairWords& w) {
   alignas(64) float buf[2 * kLanes] = {};
   std::memcpy(buf, x, std::min<std::size_t>(n, 2 * kLanes) * sizeof(float));
@@ -231,7 +233,10 @@ inline void pair_words(const float* x, std::size_t n, PairWords& w) {
   };
   pairs(e, 0, w.e);
   pairs(m, Shift, w.m);
-  pairs(s, 0, w.s);
+  // The sign words, such that A's ^ B's is the product's sign as +-1 (one vpxor in the kernel):
+  // A's 1 or -1 (s | 1), B's 0 or -2 (s & -2): 1 ^ 0 = 1, 1 ^ -2 = -1, -1 ^ 0 = -1, -1 ^ -2 = 1.
+  const Lanes s_word[2] = {SignA ? (s[0] | 1) : (s[0] & -2), SignA ? (s[1] | 1) : (s[1] & -2)};
+  pairs(s_word, 0, w.s);
 }
 
 template <Fp8Layout Op>
@@ -257,7 +262,7 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
       for (std::size_t c = 0; c < K; c += kChunk) {
         const std::size_t n = std::min(kChunk, K - c), nq = (n + 1) / 2, nu = (n + 3) / 4;
         for (std::size_t r = 0; r < rows; ++r) {
-          pair_words<Op, 0>(a.row(blk * kRowsPerTask + r) + c, n, w);
+          pair_words<Op, 0, true>(a.row(blk * kRowsPerTask + r) + c, n, w);
           std::int32_t* to = o.a.data() + (blk * K2 + c / 2) * kPairStride + r * 3;
           for (std::size_t t = 0; t < nq; ++t) {
             to[t * kPairStride] = static_cast<std::int32_t>(w.e[t]);
@@ -278,7 +283,7 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
         const std::size_t n = std::min(kChunk, K - c), nq = (n + 1) / 2, nu = (n + 3) / 4;
         const std::size_t at = (jt * K2 + c / 2) * 2 * kLanes;  // int16 index of pair c / 2, lane 0
         for (std::size_t l = 0; l < lanes; ++l) {
-          pair_words<Op, product_shift(Op)>(b.row(jt * kLanes + l) + c, n, w);
+          pair_words<Op, product_shift(Op), false>(b.row(jt * kLanes + l) + c, n, w);
           for (std::size_t t = 0; t < nq; ++t) {
             const std::size_t to = at + (t * kLanes + l) * 2;
             std::memcpy(o.eb.data() + to, w.e + t, 4);
@@ -331,6 +336,20 @@ inline __m512i in_register(__m512i v) {
   return v;
 }
 
+// max(m, x) per int8 lane (_mm512_max_epi8) in m's own register, for the same reason.
+inline __m512i max_epi8_in_place(__m512i m, __m512i x) {
+  asm("vpmaxsb %1, %0, %0" : "+v"(m) : "v"(x));
+  return m;
+}
+#ifdef __AVX512VNNI__
+// s += t_lo * sg_lo + t_hi * sg_hi per int32 lane (_mm512_dpwssd_epi32) in s's own register:
+// with the intrinsic GCC 12 kept each loop-carried sum in two registers, two copies per step.
+inline __m512i dpwssd_in_place(__m512i s, __m512i t, __m512i sg) {
+  asm("vpdpwssd %2, %1, %0" : "+v"(s) : "v"(t), "v"(sg));
+  return s;
+}
+#endif
+
 // One instruction (products k in [kc, kc + kn), kc even) for R rows of A against C groups of 16
 // columns, each (row, group)'s D replacing its C in p[r][c]. Loads of B are shared by the rows
 // and broadcasts of A by the groups.
@@ -342,14 +361,17 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_set1_epi8(-128);
   // Pass 1: the largest product exponent per lane and k mod 4 (int8, see PairedA).
-  for (std::size_t u = u0; u < u1; ++u) {
+  // u0 < u1 (kn >= 1): do loops here and in pass 2, so that GCC does not keep the maxima and the
+  // sums in memory for a loop that runs no step.
+  std::size_t u = u0;
+  do {
     __m512i eb[C];
     for (int c = 0; c < C; ++c) eb[c] = in_register(_mm512_loadu_si512(b[c].e4 + u * 4 * kLanes));
     for (int r = 0; r < R; ++r) {
       const __m512i ea = _mm512_set1_epi32(a[r].e4(u));
-      for (int c = 0; c < C; ++c) vmax[r][c] = _mm512_max_epi8(vmax[r][c], _mm512_add_epi8(ea, eb[c]));
+      for (int c = 0; c < C; ++c) vmax[r][c] = max_epi8_in_place(vmax[r][c], _mm512_add_epi8(ea, eb[c]));
     }
-  }
+  } while (++u < u1);
   // The largest of each lane's four bytes (moved to the top byte by two shifts left, so that one
   // arithmetic shift sign-extends it), and C's exponent ce (the partial sum's, see PartialSum).
   // When no product is non-zero the bytes' largest is -128..-49 (see PairedA), below every real
@@ -376,10 +398,11 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
     }
   // Pass 2: |product| << product_shift shifted right by its distance to the largest exponent (a
   // count of 16 or more gives 0 in vpsrlvw, and shifted |products| < 2^15); the product's sign as +-1 is
-  // (sign mask of a ^ sign mask of b) | 1, one vpternlog; vpmaddwd applies it and adds the pair
-  // into the int32 sum.
-  const __m512i one = _mm512_set1_epi16(1);
-  for (std::size_t q = q0; q < q1; ++q) {
+  // A's sign ^ B's (see PairedA), one vpxor with no operand overwritten (the (sa ^ sb) | 1 of
+  // sign masks, a vpternlog, overwrote one and GCC copied it every step); vpmaddwd applies it and
+  // adds the pair into the int32 sum.
+  std::size_t q = q0;
+  do {  // q0 < q1
     const std::size_t at = q * 2 * kLanes;
     __m512i eb[C], mb[C], sb[C];
     for (int c = 0; c < C; ++c) {
@@ -392,15 +415,15 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       for (int c = 0; c < C; ++c) {
         const __m512i d = _mm512_sub_epi16(e2[r][c], _mm512_add_epi16(ea, eb[c]));
         const __m512i t = _mm512_srlv_epi16(_mm512_mullo_epi16(ma, mb[c]), d);
-        const __m512i sg = _mm512_ternarylogic_epi32(sa, sb[c], one, 0xBE);
+        const __m512i sg = _mm512_xor_si512(sa, sb[c]);
 #ifdef __AVX512VNNI__
-        s[r][c] = _mm512_dpwssd_epi32(s[r][c], t, sg);  // vpmaddwd and the add in one (not saturating)
+        s[r][c] = dpwssd_in_place(s[r][c], t, sg);  // vpmaddwd and the add in one (not saturating)
 #else
         s[r][c] = _mm512_add_epi32(s[r][c], _mm512_madd_epi16(t, sg));
 #endif
       }
     }
-  }
+  } while (++q < q1);
   // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax. Its float
   // exponent is emax - 13 + floor(log2 |S|) = emax + 18 - lzcnt(|S|), cut or not (S = 0: lzcnt 32,
   // no cut, kept 0 and ce kZeroC).
