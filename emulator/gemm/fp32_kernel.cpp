@@ -142,44 +142,98 @@ constexpr std::size_t kSumRows = 2;  // 12 accumulators + 2 B vectors + a broadc
 #endif
 static_assert(kRows % kSumRows == 0);
 
-inline void products_sums(const float* xb, const float* const* yg, std::size_t k, Block& out, Block& ps) {
-  products(xb, yg, k, out);
-  for (std::size_t r = 0; r < kRows; ++r)
-    for (std::size_t g = 0; g < kGroups; ++g) ps[r][g] = ps[r][g] + magnitude(out[r][g]);
-}
-inline void node(Block& out, const Block& l, const Block& r, Block& ns) {
-  for (std::size_t i = 0; i < kRows; ++i)
-    for (std::size_t g = 0; g < kGroups; ++g) {
-      out[i][g] = l[i][g] + r[i][g];
-      ns[i][g] = ns[i][g] + magnitude(out[i][g]);
-    }
-}
+// `pairwise` with the sums, for rows [r0, r0 + R) of the tile: the same tree, leaves in k order,
+// internal nodes in post-order. The tree's post-order is walked as a schedule (pairwise_schedule)
+// by one loop, not by recursion, so that the 2 x R x kGroups sums stay in registers across it:
+// subtrees of at most 4 leaves are evaluated in registers (the small trees of `pairwise`), their
+// values kept on a stack in memory, and every node above them adds the top two entries.
+constexpr std::size_t kPairwiseBase = 4;
+constexpr std::uint64_t kMerge = 0;  // a schedule entry: (k0 << 3) | n for a subtree, kMerge for a node above them
 
-// `pairwise` with the sums: the same tree, leaves in k order, nodes in post-order.
-void pairwise_sums(const float* xb, const float* const* yg, std::size_t k0, std::size_t n, Block& out, Block& ps,
-                   Block& ns) {
-  if (n == 1) return products_sums(xb, yg, k0, out, ps);
-  if (n <= 4) {
-    Block p0, p1, p2;
-    products_sums(xb, yg, k0, p0, ps);
-    products_sums(xb, yg, k0 + 1, p1, ps);
-    if (n == 2) return node(out, p0, p1, ns);
-    products_sums(xb, yg, k0 + 2, p2, ps);
-    if (n == 3) {
-      node(p1, p1, p2, ns);
-      return node(out, p0, p1, ns);
-    }
-    products_sums(xb, yg, k0 + 3, out, ps);
-    node(p0, p0, p1, ns);
-    node(p2, p2, out, ns);
-    return node(out, p0, p2, ns);
+// The post-order of pairwise(0, K)'s recursion down to subtrees of at most kPairwiseBase leaves.
+void pairwise_schedule(std::size_t k0, std::size_t n, std::vector<std::uint64_t>& out) {
+  if (n <= kPairwiseBase) {
+    out.push_back(static_cast<std::uint64_t>(k0) << 3 | n);
+    return;
   }
   const std::size_t h = n / 2;
-  Block right;
-  pairwise_sums(xb, yg, k0, h, out, ps, ns);
-  pairwise_sums(xb, yg, k0 + h, n - h, right, ps, ns);
-  node(out, out, right, ns);
+  pairwise_schedule(k0, h, out);
+  pairwise_schedule(k0 + h, n - h, out);
+  out.push_back(kMerge);
 }
+
+#if defined(__AVX512F__)
+constexpr std::size_t kPairRows = 2;  // 8 sums + a 4-leaf subtree (up to 3 x 4 values) + 2 B vectors: about 24 of 32 zmm
+#else
+constexpr std::size_t kPairRows = 1;  // 4 sums + 3 x 2 values + 2 B vectors + a broadcast, the mask: 14 of 16 ymm / xmm
+#endif
+static_assert(kRows % kPairRows == 0);
+
+template <std::size_t R>
+struct PairwiseRows {
+  using B = V[R][kGroups];
+  const float* xb;
+  const float* const* yg;
+  std::size_t r0;
+  B ps = {}, ns = {};
+
+  // The products of element k (fl(x * y)) into p, |p| added to ps.
+  void leaf(std::size_t k, B& p) {
+    V y[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const V x = Lanes<float>::splat(xb[k * kRows + r0 + r]);
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        p[r][g] = x * y[g];
+        ps[r][g] = ps[r][g] + magnitude(p[r][g]);
+      }
+    }
+  }
+  // out = l + r, |out| added to ns.
+  void node(B& out, const B& l, const B& r) {
+    for (std::size_t i = 0; i < R; ++i)
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        out[i][g] = l[i][g] + r[i][g];
+        ns[i][g] = ns[i][g] + magnitude(out[i][g]);
+      }
+  }
+  // The subtree of n <= kPairwiseBase leaves from k0, as `pairwise` writes it out.
+  void subtree(std::size_t k0, std::size_t n, B& out) {
+    B p0, p1, p2;
+    if (n == 1) return leaf(k0, out);
+    leaf(k0, p0);
+    leaf(k0 + 1, p1);
+    if (n == 2) return node(out, p0, p1);
+    leaf(k0 + 2, p2);
+    if (n == 3) {
+      node(p1, p1, p2);
+      return node(out, p0, p1);
+    }
+    leaf(k0 + 3, out);
+    node(p0, p0, p1);
+    node(p2, p2, out);
+    node(out, p0, p2);
+  }
+  // The whole tree along the schedule; `stack` holds at least its depth of entries.
+  void run(const std::uint64_t* sched, std::size_t count, B* stack, BlockSums& out) {
+    std::size_t sp = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint64_t e = sched[i];
+      if (e == kMerge) {
+        --sp;
+        node(stack[sp - 1], stack[sp - 1], stack[sp]);
+      } else {
+        subtree(static_cast<std::size_t>(e >> 3), static_cast<std::size_t>(e & 7), stack[sp++]);
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        out.v[r0 + r][g] = stack[0][r][g];
+        out.p[r0 + r][g] = ps[r][g];
+        out.n[r0 + r][g] = ns[r][g];
+      }
+  }
+};
 
 }  // namespace
 
@@ -215,7 +269,14 @@ void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool 
   if (M == 0 || N == 0) return;
   const Packed p = pack(a, b);
   const std::size_t IB = p.row_blocks, GB = p.groups / kGroups;
+  std::vector<std::uint64_t> sched;
+  std::size_t depth = 0;
+  if (pairwise_order && K > 0) {
+    pairwise_schedule(0, K, sched);
+    for (std::size_t i = 0, sp = 0; i < sched.size(); ++i) depth = std::max(depth, sched[i] == kMerge ? --sp : ++sp);
+  }
   parallel_for(IB * GB, 1, [&](std::size_t t0, std::size_t t1) {
+    std::vector<PairwiseRows<kPairRows>::B> stack(depth);
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t ib = t % IB, g0 = (t / IB) * kGroups;
       const float* yg[kGroups];
@@ -225,7 +286,8 @@ void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool 
         for (std::size_t r0 = 0; r0 < kRows && ib * kRows + r0 < M; r0 += kSumRows)
           sequential_sums<kSumRows>(p.block(ib), yg, K, r0, bs);
       } else if (K > 0) {
-        pairwise_sums(p.block(ib), yg, 0, K, bs.v, bs.p, bs.n);
+        for (std::size_t r0 = 0; r0 < kRows && ib * kRows + r0 < M; r0 += kPairRows)
+          PairwiseRows<kPairRows>{p.block(ib), yg, r0}.run(sched.data(), sched.size(), stack.data(), bs);
       }
       for (std::size_t r = 0; r < kRows && ib * kRows + r < M; ++r)
         for (std::size_t g = 0; g < kGroups; ++g)
