@@ -33,6 +33,9 @@
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
+#if defined(__AVX2__) && !defined(FP8LAB_PAIRED_K)
+#include <immintrin.h>  // the AVX2 path's vpsrlvd and vpsignd (shift_right, with_sign)
+#endif
 
 // Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
 // own namespace; the entry points at the end choose one at run time.
@@ -560,12 +563,52 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   return o;
 }
 
+// A partial sum between instructions, per lane, as the AVX-512 path keeps it (see PartialSum
+// there): the instruction's D = kept * 2^(pe - 13), |kept| < 2^14, stored as kept14 = kept << 14,
+// pe14 = pe - 14 and ce, D's exponent as a float (kZeroC for zero), so that the next instruction
+// takes no float apart and this one builds none.
+struct PartialSum {
+  alignas(32) std::int32_t kept14[kLanes];
+  alignas(32) std::int32_t pe14[kLanes];
+  alignas(32) std::int32_t ce[kLanes];
+};
+inline void clear_partial(PartialSum& p) {  // the zero partial sum (C of a promotion block's first instruction)
+  std::fill_n(p.kept14, kLanes, 0);
+  std::fill_n(p.pe14, kLanes, 0);
+  std::fill_n(p.ce, kLanes, kZeroC);
+}
+// The partial sum as the float D it stands for (exact: 14 significant bits; a non-zero sum has
+// pe >= 2 * min_exp, so 2^(pe - 27) is a normal float; the clamp only affects zero).
+inline void partial_to_float(const PartialSum& p, float* out) {
+  for (std::size_t v = 0; v < kV; ++v) {
+    const VI e2 = lanes_max(load<VI>(p.pe14 + v * kW) - kFracBits, VI{} + binary32::kMinExponent);
+    const VF d = __builtin_convertvector(load<VI>(p.kept14 + v * kW), VF) * std::bit_cast<VF>((e2 + binary32::kBias) << kM32);
+    std::memcpy(out + v * kW, &d, sizeof d);
+  }
+}
+// x >> n per lane, 0 for n outside [0, 31] (vpsrlvd with AVX2; the clamp elsewhere: unsigned min).
+inline VU shift_right(const VU& x, const VI& n) {
+#if defined(__AVX2__)
+  return std::bit_cast<VU>(_mm256_srlv_epi32(std::bit_cast<__m256i>(x), std::bit_cast<__m256i>(n)));
+#else
+  return x >> lanes_min(std::bit_cast<VU>(n), VU{} + 31);
+#endif
+}
+// x with y's sign: -x where y < 0 (vpsignd with AVX2; x = 0 where y = 0 there, callers pass x = 0 then).
+inline VI with_sign(const VI& x, const VI& y) {
+#if defined(__AVX2__)
+  return std::bit_cast<VI>(_mm256_sign_epi32(std::bit_cast<__m256i>(x), std::bit_cast<__m256i>(y)));
+#else
+  return y < 0 ? -x : x;
+#endif
+}
+
 // One instruction (products k in [kc, kc + kn), kc a multiple of 4) for R rows of A from i (all
-// in one row block) against column group jt, each row's D replacing its C in d[r] (16 floats).
+// in one row block) against column group jt, each row's D replacing its C in *d[r].
 // Loads of B are shared by the rows and broadcasts of A by the vectors; every step is lane-wise.
 template <Fp8Layout Op, std::size_t R>
 inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, std::size_t kc, std::size_t kn,
-                              float* const* d) {
+                              PartialSum* const* d) {
   constexpr int kBias = binary32::kBias;
   const std::size_t K = o.K, u0 = kc / 4, u1 = (kc + kn + 3) / 4;
   constexpr std::size_t TM = kRowsPerTask;
@@ -589,10 +632,11 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     }
   }
   // Per lane: emax, the largest of the four bytes unbiased (below 2 * min_exp when no product is
-  // non-zero: then none counts) and C's exponent; C, the previous D, as fp32_parts (significand cm,
-  // exponent ce, kZeroC for zero), its magnitude truncated onto 2^(emax - 13) (its lowest bit is
-  // 2^(ce - 23); emax >= ce), signed, starts the sum; scale = 2^(13 - emax) as a float (a normal
-  // one: emax <= 128, the clamp at -100 matters only when every product is zero).
+  // non-zero: then none counts) and C's exponent ce; C, the previous D, truncated onto
+  // 2^(emax - 13): |kept14| >> (emax - pe14) (see PartialSum; the count is >= 1 when C != 0, as in
+  // the AVX-512 path, and a zero C gives 0 for any count), signed, starts the sum; scale =
+  // 2^(13 - emax) as a float (a normal one: emax <= 128, the clamp at -100 matters only when every
+  // product is zero).
   VI emax[R][kV], s[R][kV];
   VF scale[R][kV];
   for (std::size_t r = 0; r < R; ++r)
@@ -601,13 +645,10 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
       w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
       w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
       const VI e = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
-      const VU uc = load<VU>(d[r] + v * kW);
-      const VI field = std::bit_cast<VI>((uc >> kM32) & binary32::kFieldMax);
-      const VI cm = std::bit_cast<VI>(uc & binary32::kFractionMask) | ((field != 0) & (1 << kM32));
-      const VI ce = cm == 0 ? VI{} + kZeroC : lanes_max(field, VI{} + 1) - kBias;
-      emax[r][v] = lanes_max(e < 2 * Op.min_exp ? VI{} + kZeroExp : e, ce);
-      const VI tc = cm >> lanes_min(emax[r][v] - ce + (kM32 - kFracBits), VI{} + 31);
-      s[r][v] = std::bit_cast<VI>(uc) < 0 ? -tc : tc;
+      const VI kept14 = load<VI>(d[r]->kept14 + v * kW);
+      emax[r][v] = lanes_max(e < 2 * Op.min_exp ? VI{} + kZeroExp : e, load<VI>(d[r]->ce + v * kW));
+      const VU tc = shift_right(std::bit_cast<VU>(kept14 < 0 ? -kept14 : kept14), emax[r][v] - load<VI>(d[r]->pe14 + v * kW));
+      s[r][v] = with_sign(std::bit_cast<VI>(tc), kept14);
       scale[r][v] = std::bit_cast<VF>((kFracBits - lanes_max(emax[r][v], VI{} - 100) + kBias) << kM32);
     }
   // Pass 2: each product (exact in FP32: two values of the format) times 2^(13 - emax) (exact, or
@@ -621,29 +662,24 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
       for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
     }
   }
-  // D: |S| truncated to 14 significant bits, times 2^(emax - 13), S's sign. |S| < 2^21 (32 terms
-  // < 2^15, C's < 2^14), so its bit length is read exactly from its float's exponent. S != 0
-  // implies emax >= -25 (every non-zero term is a multiple of 2^-25 and every non-zero product
-  // has exponent >= -12), so 2^(emax - 13) is a normal float; the clamp only affects S == 0.
+  // D: |S| truncated to 14 significant bits, S's sign, kept as PartialSum. |S| < 2^21 (32 terms
+  // < 2^15, C's < 2^14), so its bit length nb is read exactly from its float's exponent (as | 1:
+  // nb = 1 for S = 0, where nothing is cut and ce is kZeroC); D's float exponent is
+  // emax - 13 + nb - 1.
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t v = 0; v < kV; ++v) {
       const VI sv = s[r][v];
       const VI as = sv < 0 ? -sv : sv;
       const VI nb = (std::bit_cast<VI>(__builtin_convertvector(as | 1, VF)) >> kM32) - (kBias - 1);
       const VI cut = lanes_max(nb - kOutBits, VI{});
-      const VI e2 = lanes_max(emax[r][v] - kFracBits, VI{} + binary32::kMinExponent);
-      const VF mag = __builtin_convertvector((as >> cut) << cut, VF) * std::bit_cast<VF>((e2 + kBias) << kM32);
-      const VF dv = sv < 0 ? -mag : mag;
-      std::memcpy(d[r] + v * kW, &dv, sizeof dv);
+      const VI kept14 = with_sign((as >> cut) << 14, sv);
+      const VI pe14 = emax[r][v] - 14 + cut;
+      const VI ce = as == 0 ? VI{} + kZeroC : emax[r][v] + nb - 14;
+      std::memcpy(d[r]->kept14 + v * kW, &kept14, sizeof kept14);
+      std::memcpy(d[r]->pe14 + v * kW, &pe14, sizeof pe14);
+      std::memcpy(d[r]->ce + v * kW, &ce, sizeof ce);
     }
 }
-
-// The partial sum between instructions: the float D itself.
-struct PartialSum {
-  float v[kLanes];
-};
-inline void partial_to_float(const PartialSum& p, float* out) { std::memcpy(out, p.v, sizeof p.v); }
-inline void clear_partial(PartialSum& p) { std::memset(p.v, 0, sizeof p.v); }
 
 // One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt): per
 // group, rows in blocks of kBlockRows, then of 2 (AVX2), then one at a time.
@@ -653,17 +689,17 @@ inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std
   for (std::size_t c = 0; c < groups; ++c) {
     std::size_t r = 0;
     for (; r + kBlockRows <= rows; r += kBlockRows) {
-      float* d[kBlockRows];
-      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = p[r + q][c].v;
+      PartialSum* d[kBlockRows];
+      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = &p[r + q][c];
       instruction_block<Op, kBlockRows>(o, i0 + r, jt + c, kc, kn, d);
     }
     if constexpr (kBlockRows > 2)
       for (; r + 2 <= rows; r += 2) {
-        float* d[2] = {p[r][c].v, p[r + 1][c].v};
+        PartialSum* d[2] = {&p[r][c], &p[r + 1][c]};
         instruction_block<Op, 2>(o, i0 + r, jt + c, kc, kn, d);
       }
     for (; r < rows; ++r) {
-      float* d[1] = {p[r][c].v};
+      PartialSum* d[1] = {&p[r][c]};
       instruction_block<Op, 1>(o, i0 + r, jt + c, kc, kn, d);
     }
   }
