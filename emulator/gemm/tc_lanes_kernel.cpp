@@ -12,6 +12,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
@@ -511,9 +512,9 @@ void combine_lanes(const float* partial, float sa, const float* sb, float* acc) 
 
 // The tasks: each a tile of kTileRows rows and kTileGroups column groups, every promotion interval
 // of its chain in turn.
-template <class T>
+template <class T, class Chain>
 void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const Params& m, std::size_t NC,
-         Combine combine, std::vector<float>& out) {
+         Combine combine, std::vector<float>& out, Chain chain) {
   constexpr std::size_t R = kTileRows, G = kTileGroups;
   const std::size_t M = a.rows, N = b.rows, K = a.cols;
   const std::size_t IB = p.row_blocks, GB = p.groups / G;
@@ -535,15 +536,7 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
         // The chain of one promotion interval: its instructions (the last one zero-padded) as
         // their fused blocks in sequence, from C = 0.
         const std::size_t ke = std::min(K, kb + NC), kend = (ke + m.k - 1) / m.k * m.k;
-        std::memset(d, 0, sizeof d);
-#if defined(__AVX512F__)
-        if (m.int_finish) {
-          for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block_int(p, ib, g0, kc, m.block, m, d);
-        } else
-#endif
-        {
-          for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
-        }
+        chain(ib, g0, kb, kend, d);
         for (std::size_t r = 0; r < R; ++r) {
           const float sa = sa_all[(kb / NC) * IB * R + ib * R + r];
           for (std::size_t g = 0; g < G; ++g) {
@@ -566,6 +559,179 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
   });
 }
 
+// One promotion interval's chain for a tile as its fused blocks in sequence, from C = 0, through
+// d (fused_block_int in the AVX-512 variant where Params::int_finish, else fused_block).
+template <class T>
+auto blocks_chain(const Panels<T>& p, const Params& m) {
+  return [&p, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+    std::memset(d, 0, sizeof d);
+#if defined(__AVX512F__)
+    if (m.int_finish) {
+      for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block_int(p, ib, g0, kc, m.block, m, d);
+      return;
+    }
+#endif
+    for (std::size_t kc = kb; kc < kend; kc += m.block) fused_block(p, ib, g0, kc, m.block, m, d);
+  };
+}
+
+#if defined(__AVX512F__)
+// The panels' alignment exponents two k to an int32 word (k even in the low int16, odd in the high;
+// A: per row block, k pair and row; B: per column group, k pair and lane), each clamped at
+// kZeroExp16, so that a zero operand's sums (>= 2 kZeroExp16 = -2^15) stay below every real one.
+constexpr int kZeroExp16 = -(1 << 14);
+struct ExponentPairs {
+  std::vector<std::int32_t> a, b;
+};
+std::vector<std::int32_t> exponent_pairs(const std::vector<std::int32_t>& e, std::size_t K, std::size_t width) {
+  std::vector<std::int32_t> out(e.size() / 2);
+  const std::size_t blocks = e.size() / (K * width);
+  for (std::size_t blk = 0; blk < blocks; ++blk)
+    for (std::size_t k = 0; k < K; k += 2)
+      for (std::size_t w = 0; w < width; ++w) {
+        const auto lo = static_cast<std::uint16_t>(std::max(e[(blk * K + k) * width + w], kZeroExp16));
+        const auto hi = static_cast<std::uint16_t>(std::max(e[(blk * K + k + 1) * width + w], kZeroExp16));
+        out[((blk * K + k) / 2) * width + w] = static_cast<std::int32_t>(lo | static_cast<std::uint32_t>(hi) << 16);
+      }
+  return out;
+}
+
+// The lane-state chain (AVX-512, binary32 products, an FP32 accumulator): the same blocks as
+// fused_block_int, with the D between blocks kept as integers instead of a float, so that a block
+// takes C apart and puts D together with integer instructions only. D = Ks 2^(ce - F): ce is D's
+// alignment exponent (kZeroExp for zero) and |Ks| = |D| 2^(F - ce) < 2^(F + 1), an integer when
+// every D is normal and F >= precision - 1 (D's lowest bit is then at least 2^(ce - precision + 1);
+// lane_state_applies). C's term is then |Ks| >> (top - ce) with Ks's sign, and D from S: |S|
+// shifted left by its leading zeros (bit 31 its leading one), masked to `precision` bits, shifted
+// right by 31 - F; ce = top - F + 31 - lzcnt(|S|). Products, terms and sums as fused_block_int's.
+template <std::size_t N, std::size_t S>  // block size, products in the first int32 chunk (N: one chunk)
+void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Params& m, std::size_t ib, std::size_t g0,
+                      std::size_t kb, std::size_t kend, Tile& d) {
+  static_assert(N % 2 == 0);
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const __m512i zero = _mm512_setzero_si512(), zero_exp = _mm512_set1_epi32(kZeroExp);
+  const __m512i scale_bias = _mm512_set1_epi32(m.frac + binary32::kBias), lowest = _mm512_set1_epi32(-2 * kNarrow);
+  const __m512i keep = _mm512_set1_epi32(static_cast<std::int32_t>(~std::uint32_t{0} << (32 - m.precision)));
+  const __m512i ce_base = _mm512_set1_epi32(31 - m.frac);
+  const __m128i down = _mm_cvtsi32_si128(31 - m.frac);
+  __m512i ks[R][G], ce[R][G];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) {
+      ks[r][g] = zero;
+      ce[r][g] = zero_exp;
+    }
+  for (std::size_t kc = kb; kc < kend; kc += N) {
+    const BlockOperands<float> o = block_operands(p, ib, g0, kc);
+    // Steps 1-2: the products' largest exponent per lane, two k at a time in int16 halves (see
+    // ExponentPairs), then C's.
+    __m512i top[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) top[r][g] = _mm512_set1_epi16(-0x8000);
+    const std::int32_t* ae2 = x.a.data() + (ib * p.K + kc) / 2 * R;
+    const std::int32_t* be2[G];
+    for (std::size_t g = 0; g < G; ++g) be2[g] = x.b.data() + ((g0 + g) * p.K + kc) / 2 * kLanes;
+#pragma GCC unroll 16
+    for (std::size_t k = 0; k < N / 2; ++k) {
+      __m512i eb[G];
+      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be2[g] + k * kLanes);
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512i ea = _mm512_set1_epi32(ae2[k * R + r]);
+        for (std::size_t g = 0; g < G; ++g) {
+          top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
+          asm("" : "+v"(top[r][g]));
+        }
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        top[r][g] = _mm512_max_epi32(_mm512_max_epi32(_mm512_srai_epi32(_mm512_slli_epi32(top[r][g], 16), 16),
+                                                      _mm512_srai_epi32(top[r][g], 16)),
+                                     ce[r][g]);
+    // 2^(F - top) (top clamped as fused_block_int's), C's term and the sums' start.
+    __m512 sf[R][G];
+    __m512i s1[R][G], s2[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        sf[r][g] = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_sub_epi32(scale_bias, _mm512_max_epi32(top[r][g], lowest)), binary32::kMantissaBits));
+        const __m512i t = _mm512_srlv_epi32(_mm512_abs_epi32(ks[r][g]), _mm512_sub_epi32(top[r][g], ce[r][g]));
+        s1[r][g] = zero;
+        s2[r][g] = _mm512_mask_sub_epi32(t, _mm512_movepi32_mask(ks[r][g]), zero, t);
+      }
+    // Step 3 (unrolled: in a loop GCC copied every sum from register to register each k).
+#pragma GCC unroll 32
+    for (std::size_t k = 0; k < N; ++k) {
+      __m512 b[G];
+      for (std::size_t g = 0; g < G; ++g) b[g] = _mm512_loadu_ps(o.bv[g] + k * kLanes);
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512 x = _mm512_set1_ps(o.av[k * R + r]);
+        for (std::size_t g = 0; g < G; ++g) {
+          const __m512i t = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_mul_ps(x, b[g]), sf[r][g]));
+          __m512i& sum = k < S ? s1[r][g] : s2[r][g];
+          sum = _mm512_add_epi32(sum, t);
+          asm("" : "+v"(sum));  // one chain per sum: GCC summed the unrolled terms as a tree, through the stack
+        }
+      }
+    }
+    // S = s1 + s2 as a sign and 32-bit magnitude (finish_avx512), then steps 4-5 into the state.
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const __m512i w = _mm512_add_epi32(s1[r][g], s2[r][g]);
+        const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(s1[r][g], s2[r][g], w, 0xE8));
+        const __m512i mag = _mm512_mask_sub_epi32(w, neg, zero, w);
+        const __m512i lz = _mm512_lzcnt_epi32(mag);
+        const __m512i kept = _mm512_srl_epi32(_mm512_and_si512(_mm512_sllv_epi32(mag, lz), keep), down);
+        ks[r][g] = _mm512_mask_sub_epi32(kept, neg, zero, kept);
+        ce[r][g] = _mm512_mask_sub_epi32(zero_exp, _mm512_test_epi32_mask(mag, mag), _mm512_add_epi32(top[r][g], ce_base), lz);
+      }
+  }
+  // D = Ks 2^(ce - F), exact (a normal float; zero: +0).
+  const __m512i frac = _mm512_set1_epi32(m.frac);
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g)
+      _mm512_storeu_ps(d[r][g], _mm512_scalef_ps(_mm512_cvtepi32_ps(ks[r][g]),
+                                                 _mm512_cvtepi32_ps(_mm512_sub_epi32(ce[r][g], frac))));
+}
+
+// Whether the lane-state chain computes this model's blocks (with binary32 products): an FP32
+// accumulator and fused_block_int's sums, F >= precision - 1, and every non-zero D normal: D is
+// at least 2^(top - F) for a top of some non-zero operands' exponents (>= their minimum, and >=
+// -kNarrow with binary32 products), so that minimum - F >= -126 suffices; and finite: |D| is
+// below the interval's |products| summed, < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
+bool lane_state_applies(const Params& m, std::size_t K) {
+  return m.int_finish && !m.fp16 && m.frac >= m.precision - 1 &&
+         std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent &&
+         K < (std::size_t{1} << 26);
+}
+
+// run() with lane_state_chain for the block shapes of the preset rows; false (nothing done) for others.
+bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m, std::size_t NC,
+                    Combine combine, std::vector<float>& out) {
+  auto go = [&](auto chain) {
+    run(p, a, b, m, NC, combine, out, chain);
+    return true;
+  };
+  if (m.block % 2 != 0) return false;
+  const ExponentPairs x{exponent_pairs(p.ae, p.K, kTileRows), exponent_pairs(p.be, p.K, kLanes)};
+  auto with = [&p, &x, &m](auto shape) {
+    return [&p, &x, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+      lane_state_chain<decltype(shape)::first_type::value, decltype(shape)::second_type::value>(p, x, m, ib, g0, kb,
+                                                                                                kend, d);
+    };
+  };
+  using std::integral_constant;
+  using Z = std::size_t;
+  const std::size_t n = m.block, s = m.split;
+  if (n == 4 && s == 4) return go(with(std::pair<integral_constant<Z, 4>, integral_constant<Z, 4>>{}));
+  if (n == 8 && s == 8) return go(with(std::pair<integral_constant<Z, 8>, integral_constant<Z, 8>>{}));
+  if (n == 16 && s == 16) return go(with(std::pair<integral_constant<Z, 16>, integral_constant<Z, 16>>{}));
+  if (n == 32 && s == 32) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 32>>{}));
+  if (n == 32 && s == 18) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 18>>{}));
+  if (n == 32 && s == 20) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 20>>{}));
+  return false;
+}
+#endif  // __AVX512F__
+
 }  // namespace
 
 std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& model,
@@ -584,9 +750,14 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
   if (M == 0 || N == 0) return out;
   const std::size_t NC = promote_every == 0 ? std::max<std::size_t>(K, 1) : promote_every;
   if (float_products(a, b, model)) {
-    run(pack<float>(a, b, m), a, b, m, NC, combine, out);
+    const Panels<float> p = pack<float>(a, b, m);
+#if defined(__AVX512F__)
+    if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, NC, combine, out)) return out;
+#endif
+    run(p, a, b, m, NC, combine, out, blocks_chain(p, m));
   } else {
-    run(pack<double>(a, b, m), a, b, m, NC, combine, out);
+    const Panels<double> p = pack<double>(a, b, m);
+    run(p, a, b, m, NC, combine, out, blocks_chain(p, m));
   }
   return out;
 }
