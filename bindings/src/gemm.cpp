@@ -22,13 +22,13 @@ namespace fp8lab::bindings {
 namespace {
 
 // A 2-D float32 array, or float64 whose values are all float32 values (no silent rounding).
-std::vector<float> float32_matrix(const py::object& obj, const char* arg, std::size_t& rows, std::size_t& cols) {
+PooledVector<float> float32_matrix(const py::object& obj, const char* arg, std::size_t& rows, std::size_t& cols) {
   py::array a = require_float(obj, arg);
   if (a.ndim() != 2)
     throw py::value_error(std::string(arg) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + " dimensions");
   rows = static_cast<std::size_t>(a.shape(0));
   cols = static_cast<std::size_t>(a.shape(1));
-  std::vector<float> v(rows * cols);
+  PooledVector<float> v(rows * cols);
   if (is_float32(a)) {
     std::copy_n(static_cast<const float*>(a.data()), v.size(), v.begin());
   } else {
@@ -51,14 +51,14 @@ GemmOperand to_operand(const py::object& obj, const char* arg) {
   } catch (const py::cast_error&) {
   }
   std::size_t rows = 0, cols = 0;
-  std::vector<float> v = float32_matrix(obj, arg, rows, cols);
+  PooledVector<float> v = float32_matrix(obj, arg, rows, cols);
   return operand_from_floats(std::move(v), rows, cols, arg);
 }
 
-std::optional<std::vector<float>> to_c(const py::object& c, std::size_t M, std::size_t N) {
+std::optional<PooledVector<float>> to_c(const py::object& c, std::size_t M, std::size_t N) {
   if (c.is_none()) return std::nullopt;
   std::size_t rows = 0, cols = 0;
-  std::vector<float> v = float32_matrix(c, "c", rows, cols);
+  PooledVector<float> v = float32_matrix(c, "c", rows, cols);
   if (rows != M || cols != N)
     throw py::value_error("c: expected shape (" + std::to_string(M) + ", " + std::to_string(N) + "), got (" +
                           std::to_string(rows) + ", " + std::to_string(cols) + ")");

@@ -26,7 +26,7 @@ std::string num(double v) {
 // through a table of every pattern, in parallel chunks: one load per element, no per-element
 // decode call (the Python GEMM path builds its operands here on every call). The first pattern
 // outside the format, by index, is the error.
-void decode_elements(const QTensor& q, const Format& f, const std::string& arg, std::vector<float>& out) {
+void decode_elements(const QTensor& q, const Format& f, const std::string& arg, PooledVector<float>& out) {
   const std::size_t n = q.bits.size();
   const std::uint32_t limit = f.total_bits() >= 32 ? 0xFFFFFFFFu : (1u << f.total_bits()) - 1u;
   std::vector<float> table;
@@ -126,10 +126,10 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg_view) {
 }
 
 GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg) {
-  return operand_from_floats(std::vector<float>(values, values + rows * cols), rows, cols, arg);
+  return operand_from_floats(PooledVector<float>(values, values + rows * cols), rows, cols, arg);
 }
 
-GemmOperand operand_from_floats(std::vector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg) {
+GemmOperand operand_from_floats(PooledVector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg) {
   if (values.size() != rows * cols)
     throw std::invalid_argument(std::string(arg) + ": holds " + std::to_string(values.size()) + " values for a " +
                                 std::to_string(rows) + " x " + std::to_string(cols) + " shape");

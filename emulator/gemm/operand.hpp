@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/buffer_pool.hpp"
 #include "quant/qtensor.hpp"
 
 namespace fp8lab {
@@ -16,7 +17,7 @@ namespace fp8lab {
 struct GemmOperand {
   std::size_t rows = 0, cols = 0;
   std::string fmt = "fp32";         // element format name ("fp32" for a plain float array)
-  std::vector<float> elements;      // rows * cols unscaled values, row-major
+  PooledVector<float> elements;     // rows * cols unscaled values, row-major (common/buffer_pool.hpp)
   std::size_t tile_rows = 1, tile_cols = 1;  // effective tile shape (>= 1)
   std::vector<float> scales;        // ceil(rows/tile_rows) x ceil(cols/tile_cols), row-major
   bool quantised = false;           // built from a QTensor
@@ -40,7 +41,7 @@ GemmOperand operand_from_qtensor(const QTensor& q, std::string_view arg);
 // A plain row-major rows x cols float array (scale 1); NaN and Inf kept as in operand_from_qtensor.
 GemmOperand operand_from_floats(const float* values, std::size_t rows, std::size_t cols, std::string_view arg);
 // The same, taking over `values` (rows * cols of them) without a copy.
-GemmOperand operand_from_floats(std::vector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg);
+GemmOperand operand_from_floats(PooledVector<float>&& values, std::size_t rows, std::size_t cols, std::string_view arg);
 
 // True when, for every row, the scale is constant over each K-interval [j*len, (j+1)*len).
 bool scales_constant_over(const GemmOperand& x, std::size_t len);

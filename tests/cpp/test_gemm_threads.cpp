@@ -64,8 +64,8 @@ TEST(GemmThreads, SameBitsOnOneTwoAndThreeThreads) {
     const ScopedIsa use(isa);
     for (const Shape& s : shapes)
       for (const bool specials : {false, true}) {
-        const GemmOperand a = operand_from_floats(hostile(s.M, s.K, 1, specials), s.M, s.K, "a");
-        const GemmOperand b = operand_from_floats(hostile(s.N, s.K, 2, specials), s.N, s.K, "b");
+        const GemmOperand a = operand_from_floats(hostile(s.M, s.K, 1, specials).data(), s.M, s.K, "a");
+        const GemmOperand b = operand_from_floats(hostile(s.N, s.K, 2, specials).data(), s.N, s.K, "b");
         for (const Mode& m : modes) {
           if (specials && m.accumulate == Accumulate::TensorCore) continue;  // the long generic path: once is enough
           GemmSpec spec;
