@@ -50,8 +50,12 @@ static inline double finish(float acc, double err, const float* c, std::size_t e
 inline constexpr std::size_t kFp32SumsMaxK = std::size_t{1} << 20;
 inline constexpr double kProductCoef = 3 * kU32 + 3 * kU32 * kU32 + kU32 * kU32 * kU32;  // c1, exact
 inline constexpr double kProductConst = kEta * (1 + 2 * kU32);                           // c0, exact
-static inline double fp32_sums_bound(std::size_t K, float psum, float nsum, double xsum, double ysum) {
-  const double sums_factor = 1.0 / (1.0 - static_cast<double>(K > 0 ? K - 1 : 0) * kU32);
+// sums_factor = fp32_sums_factor(K), 1 / (1 - (K - 1) u), the same for every output (taken once).
+static inline double fp32_sums_factor(std::size_t K) {
+  return 1.0 / (1.0 - static_cast<double>(K > 0 ? K - 1 : 0) * kU32);
+}
+static inline double fp32_sums_bound(std::size_t K, double sums_factor, float psum, float nsum, double xsum,
+                                     double ysum) {
   return (kProductCoef * psum + kU32 * nsum) * sums_factor + kEta * (1 + kU32) * (xsum + ysum) +
          static_cast<double>(K) * kProductConst;
 }

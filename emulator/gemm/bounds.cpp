@@ -96,6 +96,40 @@ double magnitude_sum(const GemmOperand& op, std::size_t r) {
   return sum;
 }
 
+// magnitude_sum of rows [r0, r0 + kSide) side by side: each row's own sum in k order (the same
+// doubles), but kSide addition chains in flight instead of one (the sum of one row waits on the
+// latency of every binary64 addition).
+constexpr std::size_t kSide = 8;
+void magnitude_sums(const GemmOperand& op, std::size_t r0, double* out) {
+  double sum[kSide] = {};
+  for (std::size_t k0 = 0; k0 < op.cols; k0 += op.tile_cols) {
+    float s[kSide];
+    const float* e[kSide];
+    for (std::size_t i = 0; i < kSide; ++i) {
+      s[i] = op.scale(r0 + i, k0);
+      e[i] = op.row(r0 + i);
+    }
+    const std::size_t k1 = std::min(op.cols, k0 + op.tile_cols);
+    for (std::size_t k = k0; k < k1; ++k)
+      for (std::size_t i = 0; i < kSide; ++i) sum[i] += std::fabs(e[i][k] * s[i]);
+  }
+  for (std::size_t i = 0; i < kSide; ++i) out[i] = sum[i];
+}
+
+// magnitude_sum of every row of op into out[0 .. op.rows).
+void all_magnitude_sums(const GemmOperand& op, double* out) {
+  const std::size_t groups = op.rows / kSide;
+  parallel_for(groups + op.rows % kSide, 2, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      if (t < groups) magnitude_sums(op, t * kSide, out + t * kSide);
+      else {
+        const std::size_t r = groups * kSide + (t - groups);
+        out[r] = magnitude_sum(op, r);
+      }
+    }
+  });
+}
+
 // The per-element value and sums (the oracle of gemm/fp32_kernel.hpp's fp32_gemm_accumulate_sums):
 // the same binary32 operations in the same order.
 struct Fp32Sums {
@@ -130,12 +164,14 @@ Fp32Sums fp32_element_sums(const GemmOperand& a, const GemmOperand& b, bool pair
 
 // The bound of output (i, j) from its accumulator and sums (bound_steps::fp32_sums_bound), or the
 // replayed one where those do not apply; an infinite accumulator needs neither (finish gives Inf).
+// sums_factor: bound_steps::fp32_sums_factor(K).
 double fp32_accumulator_error(const GemmOperand& a, const GemmOperand& b, bool pairwise, std::size_t i, std::size_t j,
-                              const Fp32Sums& s, double xsum, double ysum, std::vector<ProductTrack>& t) {
+                              const Fp32Sums& s, double xsum, double ysum, double sums_factor,
+                              std::vector<ProductTrack>& t) {
   const std::size_t K = a.cols;
   if (!std::isfinite(s.v)) return 0.0;
   if (K <= bound_steps::kFp32SumsMaxK && std::isfinite(s.psum) && std::isfinite(s.nsum))
-    return bound_steps::fp32_sums_bound(K, s.psum, s.nsum, xsum, ysum);
+    return bound_steps::fp32_sums_bound(K, sums_factor, s.psum, s.nsum, xsum, ysum);
   return fp32_replayed_error(a, b, pairwise, i, j, t);
 }
 
@@ -149,19 +185,17 @@ void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec&
     std::vector<float> acc(M * N), psum(M * N), nsum(M * N);
     fp32_gemm_accumulate_sums(a, b, pairwise, acc.data(), psum.data(), nsum.data());
     std::vector<double> xsum(M), ysum(N);
-    parallel_for(M, 16, [&](std::size_t i0, std::size_t i1) {
-      for (std::size_t i = i0; i < i1; ++i) xsum[i] = magnitude_sum(a, i);
-    });
-    parallel_for(N, 16, [&](std::size_t j0, std::size_t j1) {
-      for (std::size_t j = j0; j < j1; ++j) ysum[j] = magnitude_sum(b, j);
-    });
-    parallel_for(M * N, 1024, [&](std::size_t e0, std::size_t e1) {
+    all_magnitude_sums(a, xsum.data());
+    all_magnitude_sums(b, ysum.data());
+    const double factor = bound_steps::fp32_sums_factor(a.cols);
+    parallel_for(M, std::max<std::size_t>(1, 1024 / std::max<std::size_t>(N, 1)), [&](std::size_t i0, std::size_t i1) {
       std::vector<ProductTrack> t;
-      for (std::size_t e = e0; e < e1; ++e) {
-        const std::size_t i = e / N, j = e % N;
-        const Fp32Sums s{acc[e], psum[e], nsum[e]};
-        bound[e] = finish(acc[e], fp32_accumulator_error(a, b, pairwise, i, j, s, xsum[i], ysum[j], t), c, e, spec.out);
-      }
+      for (std::size_t i = i0; i < i1; ++i)
+        for (std::size_t j = 0, e = i * N; j < N; ++j, ++e) {
+          const Fp32Sums s{acc[e], psum[e], nsum[e]};
+          bound[e] = finish(acc[e], fp32_accumulator_error(a, b, pairwise, i, j, s, xsum[i], ysum[j], factor, t), c, e,
+                            spec.out);
+        }
     });
     return;
   }
@@ -171,7 +205,8 @@ void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec&
     for (std::size_t e = e0; e < e1; ++e) {
       const std::size_t i = e / N, j = e % N;
       const Fp32Sums s = fp32_element_sums(a, b, pairwise, i, j, p);
-      const double err = fp32_accumulator_error(a, b, pairwise, i, j, s, magnitude_sum(a, i), magnitude_sum(b, j), t);
+      const double err = fp32_accumulator_error(a, b, pairwise, i, j, s, magnitude_sum(a, i), magnitude_sum(b, j),
+                                                bound_steps::fp32_sums_factor(a.cols), t);
       bound[e] = finish(s.v, err, c, e, spec.out);
     }
   });
