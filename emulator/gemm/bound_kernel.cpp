@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/isa.hpp"
@@ -259,129 +260,248 @@ inline void chain_value(const Chain& ch, const Params& m, float* out) {
 }
 
 #else
-// Every other build (AVX2, the baseline): the same integers as the AVX-512 path above, so the same
-// doubles, on int32 lanes of a GCC/Clang vector extension, one k at a time. A vector holds 8 lanes
-// (one ymm with AVX2, two xmm with SSE2; 16 lanes made GCC spill AVX2's shift counts), each column
-// group two of them. The once-per-instruction steps (C's alignment, D's truncation, the bound's
-// doubles) are loops over the 16 lanes.
+// Every other build (AVX2, the baseline): the same steps in the GEMM kernel's portable layout
+// (gemm/hopper_fp8_kernel.cpp, its #else path): one machine register of lanes per vector (8 with
+// AVX2, 4 otherwise), R rows of A sharing each load of B. Each product is taken in FP32 (exact: two
+// values of the format) times 2^(F - emax) (exact) and truncated toward zero by the conversion: the
+// AVX-512 path's term. Whether truncation changed a term is read from exponents alone: a product's
+// lowest set bit is 2^(la + lb), la and lb its operands' (value = odd * 2^l), so its term is inexact
+// exactly when la + lb < emax - F, which a third pass counts on bytes, four k per lane.
+#if defined(__AVX2__)
 constexpr std::size_t kW = 8;
-using Lanes = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-inline Lanes load(const std::int32_t* p) {
-  Lanes v;
+constexpr std::size_t kBlockRows = 3;  // 3 x 2 vectors of sums and scales, 2 of B: 16 ymm in pass 2
+#else
+constexpr std::size_t kW = 4;
+constexpr std::size_t kBlockRows = 1;
+#endif
+constexpr std::size_t kV = kLanes / kW;  // vectors per column group
+using VI = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VU = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VF = float __attribute__((vector_size(kW * sizeof(float))));
+using VB = std::uint8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VS8 = std::int8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
+using VI4 = std::int32_t __attribute__((vector_size(4 * sizeof(std::int32_t))));
+using VL4 = std::int64_t __attribute__((vector_size(4 * sizeof(std::int64_t))));
+using VD4 = double __attribute__((vector_size(4 * sizeof(double))));
+template <class V, class T>
+inline V load(const T* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(std::int32_t* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
-inline Lanes lanes_max(const Lanes& x, const Lanes& y) { return x > y ? x : y; }
-inline Lanes lanes_min(const Lanes& x, const Lanes& y) { return x < y ? x : y; }
+template <class V, class T>
+inline void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <class V>
+inline V lanes_max(const V& x, const V& y) { return x > y ? x : y; }
+template <class V>
+inline V lanes_min(const V& x, const V& y) { return x < y ? x : y; }
+template <std::size_t... I>
+inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one broadcast
+  return VF{((void)I, x)...};
+}
+// x >> n, 0 for n outside [0, 31]; x << n likewise (unsigned min: a negative n is huge).
+inline VU shr(const VU& x, const VI& n) { return x >> lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
+inline VU shl(const VU& x, const VI& n) { return x << lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
+// floor(log2 x) per lane for 0 < x < 2^24 (exact from its float's exponent; x = 0 gives -127).
+inline VI log2_floor(const VI& x) { return (std::bit_cast<VI>(__builtin_convertvector(x, VF)) >> 23) - binary32::kBias; }
 
-constexpr std::size_t kAWords = 3;               // per (row, k): exponent, |significand|, sign mask
-constexpr std::size_t kBStride = kAWords * kLanes;  // per (column group, k): the same, 16 lanes each
-
-// A: per (row, k) kAWords int32; B: per (group of 16 columns, k) three rows of 16 int32 lanes:
-// exponents, |significand| << product_shift, sign masks. A missing column is a zero operand.
+// Operands. A's values per (block of kRowsPerTask rows, k): the block's kRowsPerTask values (a task
+// reads A as one stream); B's per (column group, k), 16 lanes, 0 past N. Per quad of k, as bytes
+// four k to a 32-bit word (A one word per row of the block, B 16 lanes): the exponents biased by
+// kExpBias8 for pass 1 (0 for a zero operand or a k past K: a product with a zero operand sums to
+// at most 79, below every real product's 100 or more), and the lowest set bit's exponents for
+// pass 3 (kLowZero8 for a zero operand: see thresholds()).
+constexpr int kExpBias8 = 64;
+constexpr int kLowZero8 = 63;
 struct Operands {
-  std::size_t K;
-  std::vector<std::int32_t> a, b;
-  const std::int32_t* row(std::size_t i) const { return a.data() + i * K * kAWords; }
-  const std::int32_t* group(std::size_t jt) const { return b.data() + jt * K * kBStride; }
+  std::size_t K, quads;
+  std::vector<float> a, b;
+  std::vector<std::uint8_t> a4, b4;
+  std::vector<std::int8_t> al, bl;
 };
 
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups, const Params& p) {
-  const std::size_t M = a.rows, N = b.rows, K = a.cols;
-  Operands o{K, std::vector<std::int32_t>(M * K * kAWords), std::vector<std::int32_t>(groups * K * kBStride, 0)};
-  parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i)
-      for (std::size_t k = 0; k < K; ++k) {
-        const Parts x = parts(a.row(i)[k], p);
-        std::int32_t* w = o.a.data() + (i * K + k) * kAWords;
-        w[0] = x.e;
-        w[1] = x.m;
-        w[2] = x.s;
-      }
+  const std::size_t M = a.rows, N = b.rows, K = a.cols, K4 = (K + 3) / 4, TM = kRowsPerTask;
+  const std::size_t row_blocks = (M + TM - 1) / TM;
+  Operands o{K,
+             K4,
+             std::vector<float>(row_blocks * K * TM, 0.0f),
+             std::vector<float>(groups * K * kLanes, 0.0f),
+             std::vector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
+             std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0),
+             std::vector<std::int8_t>(row_blocks * K4 * TM * 4, kLowZero8),
+             std::vector<std::int8_t>(groups * K4 * 4 * kLanes, kLowZero8)};
+  auto bytes = [&p](float v, std::uint8_t& e, std::int8_t& l) {
+    const Parts x = parts(v, p);
+    if (x.m == 0) return;  // the fill: a zero operand
+    e = static_cast<std::uint8_t>(x.e + kExpBias8);
+    l = static_cast<std::int8_t>(x.e - p.mant_bits + std::countr_zero(static_cast<unsigned>(x.m)));
+  };
+  parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t blk = b0; blk < b1; ++blk)
+      for (std::size_t i = blk * TM; i < std::min(M, (blk + 1) * TM); ++i)
+        for (std::size_t k = 0; k < K; ++k) {
+          const float v = a.row(i)[k];
+          const std::size_t at4 = ((blk * K4 + k / 4) * TM + i % TM) * 4 + k % 4;
+          o.a[(blk * K + k) * TM + i % TM] = v;
+          bytes(v, o.a4[at4], o.al[at4]);
+        }
   });
-  for (std::size_t g = 0; g < groups * K; ++g)  // padding: zero operands
-    std::fill_n(o.b.data() + g * kBStride, kLanes, kZeroExp);
-  parallel_for(N, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t j = r0; j < r1; ++j)
-      for (std::size_t k = 0; k < K; ++k) {
-        const Parts x = parts(b.row(j)[k], p);
-        std::int32_t* w = o.b.data() + ((j / kLanes) * K + k) * kBStride + j % kLanes;
-        w[0] = x.e;
-        w[kLanes] = x.m << p.product_shift();
-        w[2 * kLanes] = x.s;
-      }
+  parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t jt = g0; jt < g1; ++jt)
+      for (std::size_t j = jt * kLanes; j < std::min(N, (jt + 1) * kLanes); ++j)
+        for (std::size_t k = 0; k < K; ++k) {
+          const float v = b.row(j)[k];
+          const std::size_t at4 = ((jt * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4;
+          o.b[(jt * K + k) * kLanes + j % kLanes] = v;
+          bytes(v, o.b4[at4], o.bl[at4]);
+        }
   });
   return o;
 }
 
-// 2^e as a double from its bits (e in the normal binary64 range).
-inline double pow2(int e) { return std::bit_cast<double>(static_cast<std::uint64_t>(e + 1023) << 52); }
-
-// One instruction (products k in [k0, k1)) of one row of A against one column group: the AVX-512
-// path's steps (see instruction_block there), lane by lane.
-inline void instruction_lanes(const std::int32_t* a, const std::int32_t* b, std::size_t k0, std::size_t k1,
-                              const Params& m, Chain& ch) {
-  constexpr std::size_t L = kLanes;
-  alignas(64) std::int32_t e[L], emax[L], s[L], c_cut[L], cnt[L];
-  for (std::size_t h = 0; h < L; h += kW) {  // pass 1: the largest product exponent per lane
-    Lanes vmax = Lanes{} + kZeroExp;
-    for (std::size_t k = k0; k < k1; ++k) vmax = lanes_max(a[k * kAWords] + load(b + k * kBStride + h), vmax);
-    store(e + h, vmax < 2 * m.min_exp ? Lanes{} + kZeroExp : vmax);  // no non-zero product
-  }
-  // C = kept * 2^(pe - F): the alignment exponent, and C truncated onto 2^(emax - F) as
-  // (|kept| << P) >> (emax - pe + P), inexact when the bits do not shift back (a shift past 31
-  // clamped to 31: |kept| << P < 2^31 leaves 0 either way).
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::int32_t kept = ch.kept[l], pe = ch.emax[l];
-    const auto ck = static_cast<std::uint32_t>(kept < 0 ? -kept : kept);
-    const std::int32_t ce = ck != 0 ? pe + 31 - m.frac - std::countl_zero(ck) : kZeroC;
-    emax[l] = std::max(e[l], ce);
-    const std::uint32_t sh = std::min<std::uint32_t>(static_cast<std::uint32_t>(emax[l] - pe + m.out_bits), 31);
-    const std::uint32_t c_hr = ck << m.out_bits, tc = c_hr >> sh;
-    c_cut[l] = (tc << sh) != c_hr;
-    s[l] = kept < 0 ? -static_cast<std::int32_t>(tc) : static_cast<std::int32_t>(tc);
-  }
-  // Pass 2: each |product| << product_shift (< 2^16) shifted right by its distance to emax, clamped
-  // to [0, 31] (a zero product's distance can be negative; 16 or more leaves 0 either way),
-  // counted when it does not shift back, signed and summed (one vpsravd, vpsllvd, vpcmpeqd per k
-  // with AVX2).
-  for (std::size_t h = 0; h < L; h += kW) {
-    const Lanes ve = load(emax + h);
-    Lanes vs = load(s + h), vc = Lanes{};
-    for (std::size_t k = k0; k < k1; ++k) {
-      const std::int32_t* w = a + k * kAWords;
-      const std::int32_t* v = b + k * kBStride + h;
-      const Lanes d = lanes_min(lanes_max(ve - (w[0] + load(v)), Lanes{}), Lanes{} + 31);
-      const Lanes prod = w[1] * load(v + L);
-      const Lanes t = prod >> d;
-      vc += (t << d) == prod;  // -1 where exact (one compare fewer than counting the inexact)
-      const Lanes sg = w[2] ^ load(v + 2 * L);
-      vs += (t ^ sg) - sg;
-    }
-    store(s + h, vs);
-    store(cnt + h, vc + static_cast<std::int32_t>(k1 - k0));  // the inexact ones
-  }
-  // D: |S| truncated to P significant bits with S's sign; the bound of this instruction, added as
-  // the AVX-512 path adds it: n * 2^(emax - F) + (one ULP_P of D, or eta for D = 0).
-  for (std::size_t l = 0; l < L; ++l) {
-    const auto as = static_cast<std::uint32_t>(s[l] < 0 ? -s[l] : s[l]);
-    const int lz = std::countl_zero(as | 1u);
-    const int cut = std::max(32 - m.out_bits - lz, 0);
-    const auto kept = static_cast<std::int32_t>(as >> cut);
-    ch.kept[l] = s[l] < 0 ? -kept : kept;
-    ch.emax[l] = emax[l] + cut;
-    const int ue = emax[l] - m.frac;
-    const double align = static_cast<double>(cnt[l] + c_cut[l]) * pow2(ue);
-    const double last = s[l] == 0 ? bound_steps::kEta : pow2(ue + 32 - m.out_bits - lz);
-    ch.bp[l] = ch.bp[l] + (align + last);
-  }
+// Pass 3's threshold per lane, emax - F as a byte in each of the four: a term is inexact when its
+// product's la + lb is below it. Clamped to [-128, kLowZero8 + min_exp - mant_bits]: below -128
+// nothing is (every la + lb >= 2 * (min_exp - mant_bits) >= -32), and the top clamp leaves every
+// non-zero product inexact as before (la + lb <= 2 * 15 = 30 in E4M3 and E5M2) while a product with
+// a zero operand (la + lb >= kLowZero8 + min_exp - mant_bits, at most 126: no byte wraps) never is.
+inline VU thresholds(const VI& emax, const Params& m) {
+  const VI t = lanes_min(lanes_max(emax - m.frac, VI{} - 128), VI{} + (kLowZero8 + m.min_exp - m.mant_bits));
+  return (std::bit_cast<VU>(t) & 0xFFu) * 0x01010101u;
 }
 
+// 2^e for 4 int32 exponents in the normal binary64 range, exact, from the bits.
+inline VD4 pow2(const VI4& e) { return std::bit_cast<VD4>((__builtin_convertvector(e, VL4) + 1023) << 52); }
+
+// One instruction (products k in [k0, k1), k0 a multiple of 4) for R rows of A from i (all in one
+// row block) against column group jt: the AVX-512 path's integers (largest exponent, C and the
+// terms truncated onto 2^(emax - F) and summed, D truncated to P bits, the count of inexact terms)
+// and the bound's doubles, lane by lane as bounds.cpp adds them.
+template <std::size_t R>
+inline void instruction_block(const Operands& o, const Params& m, std::size_t i, std::size_t jt, std::size_t k0,
+                              std::size_t k1, Chain* const* ch) {
+  constexpr std::size_t TM = kRowsPerTask;
+  const std::size_t K = o.K, blk = i / TM, u0 = k0 / 4, u1 = (k1 + 3) / 4;
+  const float* x[R];          // row r's value k is x[r][k * TM]
+  const std::uint8_t* x4[R];  // row r's exponent bytes of quad u are x4[r] + u * TM * 4
+  const std::int8_t* xl[R];   // and its lowest-bit bytes xl[r] + u * TM * 4
+  for (std::size_t r = 0; r < R; ++r) {
+    x[r] = o.a.data() + blk * K * TM + (i + r) % TM;
+    x4[r] = o.a4.data() + (blk * o.quads * TM + (i + r) % TM) * 4;
+    xl[r] = o.al.data() + (blk * o.quads * TM + (i + r) % TM) * 4;
+  }
+  const float* y = o.b.data() + jt * K * kLanes;
+  const std::uint8_t* y4 = o.b4.data() + jt * o.quads * 4 * kLanes;
+  const std::int8_t* yl = o.bl.data() + jt * o.quads * 4 * kLanes;
+  // Pass 1: the largest biased exponent sum per lane and k mod 4.
+  VB m4[R][kV] = {};
+  for (std::size_t u = u0; u < u1; ++u) {
+    VB eb[kV];
+    for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
+    for (std::size_t r = 0; r < R; ++r) {
+      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * TM * 4));
+      for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
+    }
+  }
+  // With C (= kept * 2^(pe - F), exponent pe - F + floor(log2 |kept|)): the alignment exponent
+  // emax (the largest of the four bytes unbiased, below 2 * min_exp when no product is non-zero:
+  // then none counts), C truncated onto 2^(emax - F) as (|kept| << P) >> (emax - pe + P), inexact
+  // when the bits do not shift back (c_cut, -1), and scale = 2^(F - emax) (a normal float: the
+  // clamp at -100 matters only when every product is zero).
+  VI emax[R][kV], s[R][kV], c_cut[R][kV];
+  VF scale[R][kV];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t v = 0; v < kV; ++v) {
+      VU w = std::bit_cast<VU>(m4[r][v]);
+      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
+      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
+      const VI e = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
+      const VI kept = load<VI>(ch[r]->kept + v * kW), pe = load<VI>(ch[r]->emax + v * kW);
+      const VI ck = kept < 0 ? -kept : kept;
+      const VI ce = ck == 0 ? VI{} + kZeroC : pe - m.frac + log2_floor(ck);
+      emax[r][v] = lanes_max(e < 2 * m.min_exp ? VI{} + kZeroExp : e, ce);
+      const VI sh = emax[r][v] - pe + m.out_bits;
+      const VU c_hr = std::bit_cast<VU>(ck) << m.out_bits, tc = shr(c_hr, sh);
+      c_cut[r][v] = shl(tc, sh) != c_hr;
+      s[r][v] = kept < 0 ? -std::bit_cast<VI>(tc) : std::bit_cast<VI>(tc);
+      scale[r][v] = std::bit_cast<VF>((m.frac - lanes_max(emax[r][v], VI{} - 100) + binary32::kBias) << binary32::kMantissaBits);
+    }
+  // Pass 2: each product times 2^(F - emax), truncated toward zero, summed.
+  for (std::size_t k = k0; k < k1; ++k) {
+    VF yv[kV];
+    for (std::size_t v = 0; v < kV; ++v) yv[v] = load<VF>(y + k * kLanes + v * kW);
+    for (std::size_t r = 0; r < R; ++r) {
+      const VF xv = splat(x[r][k * TM], std::make_index_sequence<kW>{});
+      for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
+    }
+  }
+  // Pass 3: per lane and k mod 4, minus the count of inexact terms (at most 8 per byte).
+  VS8 n8[R][kV] = {};
+  {
+    VS8 thr[R][kV];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t v = 0; v < kV; ++v) thr[r][v] = std::bit_cast<VS8>(thresholds(emax[r][v], m));
+    for (std::size_t u = u0; u < u1; ++u) {
+      VS8 lb[kV];
+      for (std::size_t v = 0; v < kV; ++v) lb[v] = load<VS8>(yl + (u * kLanes + v * kW) * 4);
+      for (std::size_t r = 0; r < R; ++r) {
+        const VS8 la = std::bit_cast<VS8>(VU{} + load<std::uint32_t>(xl[r] + u * TM * 4));
+        for (std::size_t v = 0; v < kV; ++v) n8[r][v] += thr[r][v] > la + lb[v];
+      }
+    }
+  }
+  // D: |S| truncated to P significant bits with S's sign (|S| < 2^21: its bit length read from its
+  // float); the bound of this instruction, added as the AVX-512 path adds it: n * 2^(emax - F) +
+  // (one ULP_P of D, 2^(emax - F + floor(log2 |S|) + 1 - P), or eta for D = 0).
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t v = 0; v < kV; ++v) {
+      const VI sv = s[r][v];
+      const VI as = sv < 0 ? -sv : sv;
+      const VI fl = log2_floor(as | 1);
+      const VI cut = lanes_max(fl + 1 - m.out_bits, VI{});
+      const VI kept = as >> cut;
+      store(ch[r]->kept + v * kW, sv < 0 ? -kept : kept);
+      store(ch[r]->emax + v * kW, emax[r][v] + cut);
+      // The four bytes' counts summed into the top byte (at most 32: no carry out of a byte).
+      const VI n = std::bit_cast<VI>((std::bit_cast<VU>(VS8{} - n8[r][v]) * 0x01010101u) >> 24) - c_cut[r][v];
+      const VI ue = emax[r][v] - m.frac, ulp_e = ue + fl + 1 - m.out_bits;
+      for (std::size_t h = 0; h < kW; h += 4) {
+        VI4 n4, ue4, ulp4, s4;
+        std::memcpy(&n4, reinterpret_cast<const std::int32_t*>(&n) + h, sizeof n4);
+        std::memcpy(&ue4, reinterpret_cast<const std::int32_t*>(&ue) + h, sizeof ue4);
+        std::memcpy(&ulp4, reinterpret_cast<const std::int32_t*>(&ulp_e) + h, sizeof ulp4);
+        std::memcpy(&s4, reinterpret_cast<const std::int32_t*>(&sv) + h, sizeof s4);
+        const VD4 align = __builtin_convertvector(n4, VD4) * pow2(ue4);
+        const VD4 last = __builtin_convertvector(s4, VL4) == 0 ? VD4{} + bound_steps::kEta : pow2(ulp4);
+        double* bp = ch[r]->bp + v * kW + h;
+        store(bp, load<VD4>(bp) + (align + last));
+      }
+    }
+}
+
+// One instruction (products k in [k0, k1)) for `rows` rows (from i0) against `groups` column groups
+// (from jt): per group, rows in blocks of kBlockRows, then of 2 (AVX2), then one at a time.
 inline void instruction(const Operands& o, const Params& m, std::size_t i0, std::size_t rows, std::size_t jt,
                         std::size_t groups, std::size_t k0, std::size_t k1, Chain (*ch)[kGroupsPerTask]) {
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < groups; ++c) instruction_lanes(o.row(i0 + r), o.group(jt + c), k0, k1, m, ch[r][c]);
+  for (std::size_t c = 0; c < groups; ++c) {
+    std::size_t r = 0;
+    for (; r + kBlockRows <= rows; r += kBlockRows) {
+      Chain* d[kBlockRows];
+      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = &ch[r + q][c];
+      instruction_block<kBlockRows>(o, m, i0 + r, jt + c, k0, k1, d);
+    }
+    if constexpr (kBlockRows > 2)
+      for (; r + 2 <= rows; r += 2) {
+        Chain* d[2] = {&ch[r][c], &ch[r + 1][c]};
+        instruction_block<2>(o, m, i0 + r, jt + c, k0, k1, d);
+      }
+    for (; r < rows; ++r) {
+      Chain* d[1] = {&ch[r][c]};
+      instruction_block<1>(o, m, i0 + r, jt + c, k0, k1, d);
+    }
+  }
 }
 
 // The chain's D as a float (exact: P bits; 2^(emax - F) is a normal float whenever D != 0).

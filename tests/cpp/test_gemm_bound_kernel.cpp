@@ -28,8 +28,11 @@ using testing::gaussian;
 using testing::quantise;
 
 TEST(BoundKernel, BitIdenticalToPerElementCertificateOnEveryVariant) {
-  const std::size_t M = 13, N = 37, K = 333;
+  // M = 13 and 11: a task's rows as 6 + 6 + 1 and 6 + 5, so that the AVX2 path's row blocks of
+  // 3, 2 and 1 are all taken.
+  for (const std::size_t M : {13, 11})
   for (const auto& [fmt, instruction] : {std::pair{"e4m3", "hopper_fp8"}, std::pair{"e5m2", "hopper_fp8_e5m2"}}) {
+    const std::size_t N = 37, K = 333;
     const bool e5m2 = std::string(fmt) == "e5m2";
     auto x = gaussian(M * K, 31), y = gaussian(N * K, 32);
     for (std::size_t i = 0; i < x.size(); i += 7) x[i] = std::ldexp(x[i], static_cast<int>(i % 19) - 9);
@@ -67,7 +70,7 @@ TEST(BoundKernel, BitIdenticalToPerElementCertificateOnEveryVariant) {
               ASSERT_EQ(fast.size(), ref.size());
               for (std::size_t e = 0; e < fast.size(); ++e)
                 ASSERT_EQ(std::bit_cast<std::uint64_t>(fast[e]), std::bit_cast<std::uint64_t>(ref[e]))
-                    << isa_name(isa) << " " << fmt << " element " << e << " (" << e / N << ", " << e % N << ") "
+                    << isa_name(isa) << " " << fmt << " M " << M << " element " << e << " (" << e / N << ", " << e % N << ") "
                     << accumulate_name(acc) << " nc " << nc << " combine " << combine_name(comb) << ": kernel "
                     << fast[e] << ", certificate " << ref[e];
             }
