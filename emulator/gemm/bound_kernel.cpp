@@ -22,6 +22,9 @@
 #include "gemm/fp8_pair_steps.hpp"
 #define FP8LAB_BOUND_AVX512 1
 #endif
+#if defined(__AVX2__) && !defined(FP8LAB_BOUND_AVX512)
+#include <immintrin.h>  // the AVX2 path's widening to binary64 (add_bound)
+#endif
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // internal 64-byte vector helpers (see hopper_fp8_kernel.cpp)
 #endif
@@ -315,6 +318,8 @@ inline VI log2_floor(const VI& x) { return (std::bit_cast<VI>(__builtin_convertv
 // pass 3 (kLowZero8 for a zero operand: see thresholds()).
 constexpr int kExpBias8 = 64;
 constexpr int kLowZero8 = 63;
+constexpr int kEtaExp = binary32::kMinQuantum;  // bound_steps::kEta = 2^-149
+static_assert(bound_steps::kEta == 0x1p-149 && kEtaExp == -149);
 struct Operands {
   std::size_t K, quads;
   std::vector<float> a, b;
@@ -372,8 +377,34 @@ inline VU thresholds(const VI& emax, const Params& m) {
   return (std::bit_cast<VU>(t) & 0xFFu) * 0x01010101u;
 }
 
-// 2^e for 4 int32 exponents in the normal binary64 range, exact, from the bits.
-inline VD4 pow2(const VI4& e) { return std::bit_cast<VD4>((__builtin_convertvector(e, VL4) + 1023) << 52); }
+// bp[l] += n[l] * 2^ue[l] + 2^last[l] for kW lanes (exponents in binary64's normal range: every
+// term exact, the sums rounded as bounds.cpp rounds them); 2^e from the bits.
+inline void add_bound(double* bp, const VI& n, const VI& ue, const VI& last) {
+  const VI be = ue + 1023, bl = last + 1023;
+#if defined(__AVX2__)
+  // GCC lowers the generic code below through 128-bit halves (two vcvtdq2pd xmm and an insert per
+  // conversion); one vcvtdq2pd / vpmovsxdq ymm each here.
+  const __m256i n8 = std::bit_cast<__m256i>(n), e8 = std::bit_cast<__m256i>(be), l8 = std::bit_cast<__m256i>(bl);
+  for (int h = 0; h < 2; ++h) {
+    const __m128i nh = h ? _mm256_extracti128_si256(n8, 1) : _mm256_castsi256_si128(n8);
+    const __m128i eh = h ? _mm256_extracti128_si256(e8, 1) : _mm256_castsi256_si128(e8);
+    const __m128i lh = h ? _mm256_extracti128_si256(l8, 1) : _mm256_castsi256_si128(l8);
+    const __m256d align = _mm256_mul_pd(_mm256_cvtepi32_pd(nh), _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepi32_epi64(eh), 52)));
+    const __m256d tail = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepi32_epi64(lh), 52));
+    _mm256_storeu_pd(bp + 4 * h, _mm256_add_pd(_mm256_loadu_pd(bp + 4 * h), _mm256_add_pd(align, tail)));
+  }
+#else
+  for (std::size_t h = 0; h < kW; h += 4) {
+    VI4 n4, e4, l4;
+    std::memcpy(&n4, reinterpret_cast<const std::int32_t*>(&n) + h, sizeof n4);
+    std::memcpy(&e4, reinterpret_cast<const std::int32_t*>(&be) + h, sizeof e4);
+    std::memcpy(&l4, reinterpret_cast<const std::int32_t*>(&bl) + h, sizeof l4);
+    const VD4 align = __builtin_convertvector(n4, VD4) * std::bit_cast<VD4>(__builtin_convertvector(e4, VL4) << 52);
+    const VD4 tail = std::bit_cast<VD4>(__builtin_convertvector(l4, VL4) << 52);
+    store(bp + h, load<VD4>(bp + h) + (align + tail));
+  }
+#endif
+}
 
 // One instruction (products k in [k0, k1), k0 a multiple of 4) for R rows of A from i (all in one
 // row block) against column group jt: the AVX-512 path's integers (largest exponent, C and the
@@ -454,7 +485,7 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
   }
   // D: |S| truncated to P significant bits with S's sign (|S| < 2^21: its bit length read from its
   // float); the bound of this instruction, added as the AVX-512 path adds it: n * 2^(emax - F) +
-  // (one ULP_P of D, 2^(emax - F + floor(log2 |S|) + 1 - P), or eta for D = 0).
+  // (one ULP_P of D, 2^(emax - F + floor(log2 |S|) + 1 - P), or eta = 2^kEtaExp for D = 0).
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t v = 0; v < kV; ++v) {
       const VI sv = s[r][v];
@@ -466,18 +497,8 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
       store(ch[r]->emax + v * kW, emax[r][v] + cut);
       // The four bytes' counts summed into the top byte (at most 32: no carry out of a byte).
       const VI n = std::bit_cast<VI>((std::bit_cast<VU>(VS8{} - n8[r][v]) * 0x01010101u) >> 24) - c_cut[r][v];
-      const VI ue = emax[r][v] - m.frac, ulp_e = ue + fl + 1 - m.out_bits;
-      for (std::size_t h = 0; h < kW; h += 4) {
-        VI4 n4, ue4, ulp4, s4;
-        std::memcpy(&n4, reinterpret_cast<const std::int32_t*>(&n) + h, sizeof n4);
-        std::memcpy(&ue4, reinterpret_cast<const std::int32_t*>(&ue) + h, sizeof ue4);
-        std::memcpy(&ulp4, reinterpret_cast<const std::int32_t*>(&ulp_e) + h, sizeof ulp4);
-        std::memcpy(&s4, reinterpret_cast<const std::int32_t*>(&sv) + h, sizeof s4);
-        const VD4 align = __builtin_convertvector(n4, VD4) * pow2(ue4);
-        const VD4 last = __builtin_convertvector(s4, VL4) == 0 ? VD4{} + bound_steps::kEta : pow2(ulp4);
-        double* bp = ch[r]->bp + v * kW + h;
-        store(bp, load<VD4>(bp) + (align + last));
-      }
+      const VI ue = emax[r][v] - m.frac;
+      add_bound(ch[r]->bp + v * kW, n, ue, sv == 0 ? VI{} + kEtaExp : ue + fl + 1 - m.out_bits);
     }
 }
 
