@@ -576,39 +576,48 @@ auto blocks_chain(const Panels<T>& p, const Params& m) {
 }
 
 #if defined(__AVX512F__)
-// The panels' alignment exponents two k to an int32 word (k even in the low int16, odd in the high;
-// A: per row block, k pair and row; B: per column group, k pair and lane), each clamped at
-// kZeroExp16, so that a zero operand's sums (>= 2 kZeroExp16 = -2^15) stay below every real one.
+// The panels' alignment exponents 4 / W k to an int32 word, W bytes each (k in order from the low
+// bytes; A: per row block, k group and row; B: per column group, k group and lane), so that one
+// vpaddw / vpaddsb and one vpmaxsw / vpmaxsb take the largest exponent of 2 or 4 k at once. A zero
+// operand's exponent is kZeroExp16 (W = 2: two sum to -2^15 exactly) or -128 (W = 1, saturating
+// sums): its sums stay below every real sum and every C's exponent (lane_state_width).
 constexpr int kZeroExp16 = -(1 << 14);
-struct ExponentPairs {
+struct ExponentWords {
   std::vector<std::int32_t> a, b;
 };
-std::vector<std::int32_t> exponent_pairs(const std::vector<std::int32_t>& e, std::size_t K, std::size_t width) {
-  std::vector<std::int32_t> out(e.size() / 2);
+template <int W>
+std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std::size_t K, std::size_t width) {
+  constexpr std::size_t P = 4 / W;
+  constexpr int lowest = W == 2 ? kZeroExp16 : -128;
+  constexpr std::uint32_t mask = W == 2 ? 0xFFFFu : 0xFFu;
+  std::vector<std::int32_t> out(e.size() / P);
   const std::size_t blocks = e.size() / (K * width);
   for (std::size_t blk = 0; blk < blocks; ++blk)
-    for (std::size_t k = 0; k < K; k += 2)
+    for (std::size_t k = 0; k < K; k += P)
       for (std::size_t w = 0; w < width; ++w) {
-        const auto lo = static_cast<std::uint16_t>(std::max(e[(blk * K + k) * width + w], kZeroExp16));
-        const auto hi = static_cast<std::uint16_t>(std::max(e[(blk * K + k + 1) * width + w], kZeroExp16));
-        out[((blk * K + k) / 2) * width + w] = static_cast<std::int32_t>(lo | static_cast<std::uint32_t>(hi) << 16);
+        std::uint32_t word = 0;
+        for (std::size_t j = 0; j < P; ++j)
+          word |= (static_cast<std::uint32_t>(std::max(e[(blk * K + k + j) * width + w], lowest)) & mask) << (8 * W * j);
+        out[((blk * K + k) / P) * width + w] = static_cast<std::int32_t>(word);
       }
   return out;
 }
 
-// The lane-state chain (AVX-512, binary32 products, an FP32 accumulator): the same blocks as
-// fused_block_int, with the D between blocks kept as integers instead of a float, so that a block
-// takes C apart and puts D together with integer instructions only. D = Ks 2^(ce - F): ce is D's
-// alignment exponent (kZeroExp for zero) and |Ks| = |D| 2^(F - ce) < 2^(F + 1), an integer when
+// The lane-state chain (AVX-512, binary32 products): the blocks of fused_block_int with their
+// shape known at compile time (block N, S products in the first int32 chunk), the k loops unrolled.
+// With an FP32 accumulator the D between blocks stays in integer lanes instead of a float, so that
+// a block takes C apart and puts D together with integer instructions only: D = Ks 2^(ce - F), ce
+// D's alignment exponent (kZeroExp for zero) and |Ks| = |D| 2^(F - ce) < 2^(F + 1), an integer when
 // every D is normal and F >= precision - 1 (D's lowest bit is then at least 2^(ce - precision + 1);
-// lane_state_applies). C's term is then |Ks| >> (top - ce) with Ks's sign, and D from S: |S|
-// shifted left by its leading zeros (bit 31 its leading one), masked to `precision` bits, shifted
-// right by 31 - F; ce = top - F + 31 - lzcnt(|S|). Products, terms and sums as fused_block_int's.
-template <std::size_t N, std::size_t S>  // block size, products in the first int32 chunk (N: one chunk)
-void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Params& m, std::size_t ib, std::size_t g0,
+// lane_state_applies). C's term is |Ks| >> (top - ce) with Ks's sign, and D from S: |S| shifted
+// left by its leading zeros (bit 31 its leading one), masked to `precision` bits, shifted right by
+// 31 - F; ce = top - F + 31 - lzcnt(|S|). With an FP16 accumulator (Fp16) D stays the float in d
+// and each block ends in finish_avx512, as fused_block_int's.
+template <std::size_t N, std::size_t S, int W, bool Fp16>
+void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Params& m, std::size_t ib, std::size_t g0,
                       std::size_t kb, std::size_t kend, Tile& d) {
-  static_assert(N % 2 == 0);
-  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  constexpr std::size_t R = kTileRows, G = kTileGroups, P = 4 / W;
+  static_assert(N % P == 0 && (!Fp16 || S == N));
   const __m512i zero = _mm512_setzero_si512(), zero_exp = _mm512_set1_epi32(kZeroExp);
   const __m512i scale_bias = _mm512_set1_epi32(m.frac + binary32::kBias), lowest = _mm512_set1_epi32(-2 * kNarrow);
   const __m512i keep = _mm512_set1_epi32(static_cast<std::int32_t>(~std::uint32_t{0} << (32 - m.precision)));
@@ -620,43 +629,65 @@ void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Para
       ks[r][g] = zero;
       ce[r][g] = zero_exp;
     }
+  if constexpr (Fp16) std::memset(d, 0, sizeof d);
   for (std::size_t kc = kb; kc < kend; kc += N) {
     const BlockOperands<float> o = block_operands(p, ib, g0, kc);
-    // Steps 1-2: the products' largest exponent per lane, two k at a time in int16 halves (see
-    // ExponentPairs), then C's.
+    // Steps 1-2: the products' largest exponent per lane, P k at a time (ExponentWords), then C's.
     __m512i top[R][G];
     for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) top[r][g] = _mm512_set1_epi16(-0x8000);
-    const std::int32_t* ae2 = x.a.data() + (ib * p.K + kc) / 2 * R;
-    const std::int32_t* be2[G];
-    for (std::size_t g = 0; g < G; ++g) be2[g] = x.b.data() + ((g0 + g) * p.K + kc) / 2 * kLanes;
+      for (std::size_t g = 0; g < G; ++g) top[r][g] = W == 2 ? _mm512_set1_epi16(-0x8000) : _mm512_set1_epi8(-0x80);
+    const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / P * R;
+    const std::int32_t* be[G];
+    for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / P * kLanes;
 #pragma GCC unroll 16
-    for (std::size_t k = 0; k < N / 2; ++k) {
+    for (std::size_t k = 0; k < N / P; ++k) {
       __m512i eb[G];
-      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be2[g] + k * kLanes);
+      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be[g] + k * kLanes);
       for (std::size_t r = 0; r < R; ++r) {
-        const __m512i ea = _mm512_set1_epi32(ae2[k * R + r]);
+        const __m512i ea = _mm512_set1_epi32(ae[k * R + r]);
         for (std::size_t g = 0; g < G; ++g) {
-          top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
+          if constexpr (W == 2)
+            top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
+          else
+            top[r][g] = _mm512_max_epi8(top[r][g], _mm512_adds_epi8(ea, eb[g]));
           asm("" : "+v"(top[r][g]));
         }
       }
     }
     for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g)
-        top[r][g] = _mm512_max_epi32(_mm512_max_epi32(_mm512_srai_epi32(_mm512_slli_epi32(top[r][g], 16), 16),
-                                                      _mm512_srai_epi32(top[r][g], 16)),
-                                     ce[r][g]);
-    // 2^(F - top) (top clamped as fused_block_int's), C's term and the sums' start.
+      for (std::size_t g = 0; g < G; ++g) {
+        __m512i t = top[r][g];
+        if constexpr (W == 2) {
+          t = _mm512_max_epi32(_mm512_srai_epi32(_mm512_slli_epi32(t, 16), 16), _mm512_srai_epi32(t, 16));
+        } else {
+          t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
+          t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
+        }
+        if constexpr (Fp16) {  // C's exponent from its float (alignment_tops): -14 and up, kZeroExp for 0 and Inf
+          const __m512i c = _mm512_and_si512(_mm512_loadu_si512(d[r][g]), _mm512_set1_epi32(binary32::kMagnitudeMask));
+          const __m512i field = _mm512_srli_epi32(c, kM32);
+          const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(field, _mm512_set1_epi32(binary32::kBias)),
+                                             _mm512_set1_epi32(m.c_emin));
+          const __mmask16 real = _mm512_test_epi32_mask(c, c) &
+                                 _mm512_cmpneq_epi32_mask(field, _mm512_set1_epi32(binary32::kFieldMax));
+          ce[r][g] = _mm512_mask_mov_epi32(zero_exp, real, e);
+        }
+        top[r][g] = _mm512_max_epi32(t, ce[r][g]);
+      }
+    // 2^(F - top) (top clamped as fused_block_int's), C's term (FP32) and the sums' start.
     __m512 sf[R][G];
     __m512i s1[R][G], s2[R][G];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
         sf[r][g] = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_sub_epi32(scale_bias, _mm512_max_epi32(top[r][g], lowest)), binary32::kMantissaBits));
-        const __m512i t = _mm512_srlv_epi32(_mm512_abs_epi32(ks[r][g]), _mm512_sub_epi32(top[r][g], ce[r][g]));
         s1[r][g] = zero;
-        s2[r][g] = _mm512_mask_sub_epi32(t, _mm512_movepi32_mask(ks[r][g]), zero, t);
+        if constexpr (Fp16) {
+          s2[r][g] = zero;
+        } else {
+          const __m512i t = _mm512_srlv_epi32(_mm512_abs_epi32(ks[r][g]), _mm512_sub_epi32(top[r][g], ce[r][g]));
+          s2[r][g] = _mm512_mask_sub_epi32(t, _mm512_movepi32_mask(ks[r][g]), zero, t);
+        }
       }
     // Step 3 (unrolled: in a loop GCC copied every sum from register to register each k).
 #pragma GCC unroll 32
@@ -664,18 +695,23 @@ void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Para
       __m512 b[G];
       for (std::size_t g = 0; g < G; ++g) b[g] = _mm512_loadu_ps(o.bv[g] + k * kLanes);
       for (std::size_t r = 0; r < R; ++r) {
-        const __m512 x = _mm512_set1_ps(o.av[k * R + r]);
+        const __m512 xa = _mm512_set1_ps(o.av[k * R + r]);
         for (std::size_t g = 0; g < G; ++g) {
-          const __m512i t = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_mul_ps(x, b[g]), sf[r][g]));
+          const __m512i t = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_mul_ps(xa, b[g]), sf[r][g]));
           __m512i& sum = k < S ? s1[r][g] : s2[r][g];
           sum = _mm512_add_epi32(sum, t);
           asm("" : "+v"(sum));  // one chain per sum: GCC summed the unrolled terms as a tree, through the stack
         }
       }
     }
-    // S = s1 + s2 as a sign and 32-bit magnitude (finish_avx512), then steps 4-5 into the state.
+    // S = s1 + s2 as a sign and 32-bit magnitude (finish_avx512), then steps 4-5.
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
+        if constexpr (Fp16) {
+          finish_avx512(std::bit_cast<I16>(top[r][g]), std::bit_cast<I16>(s1[r][g]), std::bit_cast<I16>(s2[r][g]), m.frac,
+                        m.precision, true, d[r][g]);
+          continue;
+        }
         const __m512i w = _mm512_add_epi32(s1[r][g], s2[r][g]);
         const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(s1[r][g], s2[r][g], w, 0xE8));
         const __m512i mag = _mm512_mask_sub_epi32(w, neg, zero, w);
@@ -685,6 +721,7 @@ void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Para
         ce[r][g] = _mm512_mask_sub_epi32(zero_exp, _mm512_test_epi32_mask(mag, mag), _mm512_add_epi32(top[r][g], ce_base), lz);
       }
   }
+  if constexpr (Fp16) return;
   // D = Ks 2^(ce - F), exact (a normal float; zero: +0).
   const __m512i frac = _mm512_set1_epi32(m.frac);
   for (std::size_t r = 0; r < R; ++r)
@@ -693,42 +730,75 @@ void lane_state_chain(const Panels<float>& p, const ExponentPairs& x, const Para
                                                  _mm512_cvtepi32_ps(_mm512_sub_epi32(ce[r][g], frac))));
 }
 
-// Whether the lane-state chain computes this model's blocks (with binary32 products): an FP32
-// accumulator and fused_block_int's sums, F >= precision - 1, and every non-zero D normal: D is
-// at least 2^(top - F) for a top of some non-zero operands' exponents (>= their minimum, and >=
-// -kNarrow with binary32 products), so that minimum - F >= -126 suffices; and finite: |D| is
-// below the interval's |products| summed, < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
+// Whether the lane-state chain computes this model's blocks (with binary32 products):
+// fused_block_int's sums (Params::int_finish); an FP16 accumulator, or an FP32 one with
+// F >= precision - 1 and every non-zero D normal: D is at least 2^(top - F) for a top of some
+// non-zero operands' exponents (>= their minimum, and >= -kNarrow with binary32 products), so that
+// minimum - F >= -126 suffices; and finite: |D| is below the interval's |products| summed,
+// < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
 bool lane_state_applies(const Params& m, std::size_t K) {
-  return m.int_finish && !m.fp16 && m.frac >= m.precision - 1 &&
-         std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent &&
-         K < (std::size_t{1} << 26);
+  return m.int_finish && K < (std::size_t{1} << 26) &&
+         (m.fp16 || (m.frac >= m.precision - 1 &&
+                     std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent));
 }
 
+// The exponent width for lane_state_chain: 1 byte (4 k a word) when every operand exponent lies in
+// [lo, hi] with lo >= -63 and 2 hi <= 127, so that real sums are in int8 range, and a saturated
+// zero operand's sum (<= -128 + hi) stays below every real sum (>= lo_a + lo_b) and every C's
+// exponent (FP32: a non-zero D's, >= lo_a + lo_b - F; FP16: >= -14); else 2 (int16, 2 k a word:
+// zero's sums <= -2^14 + 2 kNarrow... far below). With binary32 products lo = max(emin, -kNarrow),
+// hi = the format's largest exponent, or kNarrow for a wider one (float_products checked it).
+int lane_state_width(const Params& m, const TensorCoreModel& model) {
+  auto hi = [](const char* name) { return std::min(format_by_name(name).max_exponent(), kNarrow); };
+  const int lo_a = std::max(m.emin_a, -kNarrow), lo_b = std::max(m.emin_b, -kNarrow);
+  const int hi_a = hi(model.input_format), hi_b = hi(b_input_format(model));
+  const int c_low = m.fp16 ? m.c_emin : lo_a + lo_b - m.frac;
+  const bool bytes = lo_a >= -63 && lo_b >= -63 && hi_a + hi_b <= 127 &&
+                     -128 + std::max(hi_a, hi_b) < std::min(lo_a + lo_b, c_low);
+  return bytes ? 1 : 2;
+}
+
+template <std::size_t N, std::size_t S, int W, bool Fp16>
+struct Shape {
+  static constexpr std::size_t n = N, s = S;
+  static constexpr int w = W;
+  static constexpr bool fp16 = Fp16;
+};
+
 // run() with lane_state_chain for the block shapes of the preset rows; false (nothing done) for others.
-bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m, std::size_t NC,
-                    Combine combine, std::vector<float>& out) {
-  auto go = [&](auto chain) {
-    run(p, a, b, m, NC, combine, out, chain);
+bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m,
+                    const TensorCoreModel& model, std::size_t NC, Combine combine, std::vector<float>& out) {
+  const std::size_t n = m.block, s = m.split;
+  const int w = lane_state_width(m, model);
+  if (n % (4 / w) != 0) return false;
+  const ExponentWords x = w == 1 ? ExponentWords{exponent_words<1>(p.ae, p.K, kTileRows), exponent_words<1>(p.be, p.K, kLanes)}
+                                 : ExponentWords{exponent_words<2>(p.ae, p.K, kTileRows), exponent_words<2>(p.be, p.K, kLanes)};
+  auto go = [&](auto shape) {
+    using Sh = decltype(shape);
+    run(p, a, b, m, NC, combine, out,
+        [&p, &x, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+          lane_state_chain<Sh::n, Sh::s, Sh::w, Sh::fp16>(p, x, m, ib, g0, kb, kend, d);
+        });
     return true;
   };
-  if (m.block % 2 != 0) return false;
-  const ExponentPairs x{exponent_pairs(p.ae, p.K, kTileRows), exponent_pairs(p.be, p.K, kLanes)};
-  auto with = [&p, &x, &m](auto shape) {
-    return [&p, &x, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
-      lane_state_chain<decltype(shape)::first_type::value, decltype(shape)::second_type::value>(p, x, m, ib, g0, kb,
-                                                                                                kend, d);
-    };
+  // Each (block, split) of the preset rows, for either width and accumulator.
+  auto shapes = [&](auto w_, auto fp16_) {
+    constexpr int W = decltype(w_)::value;
+    constexpr bool F16 = decltype(fp16_)::value;
+    if (n == 4 && s == 4) return go(Shape<4, 4, W, F16>{});
+    if (n == 8 && s == 8) return go(Shape<8, 8, W, F16>{});
+    if (n == 16 && s == 16) return go(Shape<16, 16, W, F16>{});
+    if constexpr (!F16) {
+      if (n == 32 && s == 32) return go(Shape<32, 32, W, F16>{});
+      if (n == 32 && s == 18) return go(Shape<32, 18, W, F16>{});
+      if (n == 32 && s == 20) return go(Shape<32, 20, W, F16>{});
+    }
+    return false;
   };
-  using std::integral_constant;
-  using Z = std::size_t;
-  const std::size_t n = m.block, s = m.split;
-  if (n == 4 && s == 4) return go(with(std::pair<integral_constant<Z, 4>, integral_constant<Z, 4>>{}));
-  if (n == 8 && s == 8) return go(with(std::pair<integral_constant<Z, 8>, integral_constant<Z, 8>>{}));
-  if (n == 16 && s == 16) return go(with(std::pair<integral_constant<Z, 16>, integral_constant<Z, 16>>{}));
-  if (n == 32 && s == 32) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 32>>{}));
-  if (n == 32 && s == 18) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 18>>{}));
-  if (n == 32 && s == 20) return go(with(std::pair<integral_constant<Z, 32>, integral_constant<Z, 20>>{}));
-  return false;
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  if (m.fp16) return w == 1 ? shapes(One{}, std::true_type{}) : shapes(Two{}, std::true_type{});
+  return w == 1 ? shapes(One{}, std::false_type{}) : shapes(Two{}, std::false_type{});
 }
 #endif  // __AVX512F__
 
@@ -752,7 +822,7 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
   if (float_products(a, b, model)) {
     const Panels<float> p = pack<float>(a, b, m);
 #if defined(__AVX512F__)
-    if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, NC, combine, out)) return out;
+    if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, model, NC, combine, out)) return out;
 #endif
     run(p, a, b, m, NC, combine, out, blocks_chain(p, m));
   } else {
