@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
@@ -134,6 +139,78 @@ void sequential_sums(const float* xb, const float* const* yg, std::size_t K, std
       out.n[r0 + r][g] = ns[r][g];
     }
 }
+
+#if defined(__AVX512F__)
+// AVX-512: the sequential sums with one vector operation fewer per output and k. The product is
+// taken of the magnitudes, m = fl(|x| * |y|) = |fl(x * y)| (round-to-nearest-even is symmetric; a
+// NaN stays NaN), which P adds as it is; the signed product enters s by an FMA with sigma =
+// sign(x) * sign(y) = +-1: fma(sigma, m, s) rounds sigma * m + s once and sigma * m = fl(x * y)
+// exactly, zeros' signs included, so it is fl(s + fl(x * y)) to the bit (only a NaN's sign and
+// payload may differ, and a NaN s gives an infinite bound either way). sigma comes from memory: per
+// B column group and k the sign lanes of y as +-1.0 and their negation, the one chosen by x's sign
+// (an offset packed beside |x|). Per output and k: a multiply, an FMA, two adds and the AND for |s|
+// (the generic loop: a multiply, three adds and two ANDs). The sign table is twice B's panel, so
+// it is built per task for kSumsKBlock values of k at a time and the task's row blocks walk that
+// block of k before the next (their sums kept in memory between blocks): at K = 2048 the whole
+// table per column slice (768 KiB with |y|) did not stay in L2 and the kernel was no faster.
+constexpr std::size_t kSumsKBlock = 256;
+constexpr std::size_t kSumsChunk = 16;  // row blocks per task
+
+struct AbsSignA {  // A's panel as |x| and, per element, 0 or kLanes: its sign's half of a sign pair
+  std::vector<float> ax;
+  std::vector<std::uint32_t> sel;
+};
+
+AbsSignA abs_sign_a(const Packed& p) {
+  AbsSignA s;
+  s.ax.resize(p.x.size());
+  s.sel.resize(p.x.size());
+  parallel_for(p.x.size(), 1 << 16, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      s.ax[i] = std::fabs(p.x[i]);
+      s.sel[i] = std::signbit(p.x[i]) ? kLanes : 0;
+    }
+  });
+  return s;
+}
+
+// Rows [r0, r0 + R) of a tile over k in [k0, k1), continuing the sums in `io`. ay: |y| per group
+// as [k - k0][kLanes]; sy: the sign pairs per group as [k - k0][2][kLanes].
+template <std::size_t R>
+void sequential_sums_signed(const float* axb, const std::uint32_t* selb, const float* const* ay,
+                            const float* const* sy, std::size_t k0, std::size_t k1, std::size_t r0, BlockSums& io) {
+  V s[R][kGroups], ps[R][kGroups], ns[R][kGroups];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) {
+      s[r][g] = io.v[r0 + r][g];
+      ps[r][g] = io.p[r0 + r][g];
+      ns[r][g] = io.n[r0 + r][g];
+    }
+  for (std::size_t k = k0; k < k1; ++k) {
+    V y[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) {
+      y[g] = load(ay[g] + (k - k0) * kLanes);
+      asm("" : "+v"(y[g]));  // one load per group and k (GCC would fold it into every row's multiply)
+    }
+    for (std::size_t r = 0; r < R; ++r) {
+      const V x = Lanes<float>::splat(axb[k * kRows + r0 + r]);
+      const std::size_t o = (k - k0) * 2 * kLanes + selb[k * kRows + r0 + r];
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        const V m = x * y[g];
+        ps[r][g] = ps[r][g] + m;
+        s[r][g] = _mm512_fmadd_ps(load(sy[g] + o), m, s[r][g]);
+        ns[r][g] = ns[r][g] + magnitude(s[r][g]);
+      }
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < kGroups; ++g) {
+      io.v[r0 + r][g] = s[r][g];
+      io.p[r0 + r][g] = ps[r][g];
+      io.n[r0 + r][g] = ns[r][g];
+    }
+}
+#endif
 
 #if defined(__AVX512F__)
 constexpr std::size_t kSumRows = 3;  // 18 accumulators, 2 B vectors, a broadcast, a product, the mask: 23 of 32 zmm
@@ -269,6 +346,63 @@ void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool 
   if (M == 0 || N == 0) return;
   const Packed p = pack(a, b);
   const std::size_t IB = p.row_blocks, GB = p.groups / kGroups;
+  // Writes tile (ib, g0)'s outputs: per row, its kGroups vectors' lanes below N.
+  auto write = [M, N, acc, psum, nsum](std::size_t ib, std::size_t g0, const BlockSums& bs) {
+    const std::size_t j0 = g0 * kLanes, n = std::min(N, j0 + kGroups * kLanes) - j0;
+    for (std::size_t r = 0; r < kRows && ib * kRows + r < M; ++r) {
+      const std::size_t e = (ib * kRows + r) * N + j0;
+      std::memcpy(acc + e, &bs.v[r][0], n * sizeof(float));
+      std::memcpy(psum + e, &bs.p[r][0], n * sizeof(float));
+      std::memcpy(nsum + e, &bs.n[r][0], n * sizeof(float));
+    }
+  };
+#if defined(__AVX512F__)
+  if (!pairwise_order) {
+    const AbsSignA sa = abs_sign_a(p);
+    const std::size_t CB = (IB + kSumsChunk - 1) / kSumsChunk;
+    // Tasks: kSumsChunk row blocks of one slice of kGroups column groups.
+    parallel_for(CB * GB, 1, [&](std::size_t t0, std::size_t t1) {
+      std::vector<BlockSums> bs(kSumsChunk);
+      std::vector<V> ayv(kGroups * kSumsKBlock), syv(kGroups * kSumsKBlock * 2);
+      float* ay = reinterpret_cast<float*>(ayv.data());
+      float* sy = reinterpret_cast<float*>(syv.data());
+      const float* ayg[kGroups];
+      const float* syg[kGroups];
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        ayg[g] = ay + g * kSumsKBlock * kLanes;
+        syg[g] = sy + g * kSumsKBlock * 2 * kLanes;
+      }
+      for (std::size_t t = t0; t < t1; ++t) {
+        const std::size_t c = t % CB, g0 = (t / CB) * kGroups;
+        const std::size_t ib0 = c * kSumsChunk, ib1 = std::min(IB, ib0 + kSumsChunk);
+        for (std::size_t ib = ib0; ib < ib1; ++ib) bs[ib - ib0] = {};
+        for (std::size_t kb = 0; kb < K; kb += kSumsKBlock) {
+          const std::size_t ke = std::min(K, kb + kSumsKBlock);
+          for (std::size_t g = 0; g < kGroups; ++g) {  // |y| and the sign pairs of this block of k
+            const float* y = p.group(g0 + g);
+            for (std::size_t k = kb; k < ke; ++k) {
+              const V yv = load(y + k * kLanes), m = magnitude(yv);
+              const V one = std::bit_cast<V>(std::bit_cast<UV>(Lanes<float>::splat(1.0f)) |
+                                             (std::bit_cast<UV>(yv) & 0x80000000u));
+              std::memcpy(ay + (g * kSumsKBlock + k - kb) * kLanes, &m, sizeof m);
+              std::memcpy(sy + ((g * kSumsKBlock + k - kb) * 2) * kLanes, &one, sizeof one);
+              const V neg = -one;
+              std::memcpy(sy + ((g * kSumsKBlock + k - kb) * 2 + 1) * kLanes, &neg, sizeof neg);
+            }
+          }
+          for (std::size_t ib = ib0; ib < ib1; ++ib) {
+            const float* axb = sa.ax.data() + ib * K * kRows;
+            const std::uint32_t* selb = sa.sel.data() + ib * K * kRows;
+            for (std::size_t r0 = 0; r0 < kRows && ib * kRows + r0 < M; r0 += kSumRows)
+              sequential_sums_signed<kSumRows>(axb, selb, ayg, syg, kb, ke, r0, bs[ib - ib0]);
+          }
+        }
+        for (std::size_t ib = ib0; ib < ib1; ++ib) write(ib, g0, bs[ib - ib0]);
+      }
+    });
+    return;
+  }
+#endif
   std::vector<std::uint64_t> sched;
   std::size_t depth = 0;
   if (pairwise_order && K > 0) {
@@ -289,15 +423,7 @@ void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool 
         for (std::size_t r0 = 0; r0 < kRows && ib * kRows + r0 < M; r0 += kPairRows)
           PairwiseRows<kPairRows>{p.block(ib), yg, r0}.run(sched.data(), sched.size(), stack.data(), bs);
       }
-      for (std::size_t r = 0; r < kRows && ib * kRows + r < M; ++r)
-        for (std::size_t g = 0; g < kGroups; ++g)
-          for (std::size_t l = 0; l < kLanes; ++l) {
-            const std::size_t j = (g0 + g) * kLanes + l, e = (ib * kRows + r) * N + j;
-            if (j >= N) continue;
-            acc[e] = bs.v[r][g][l];
-            psum[e] = bs.p[r][g][l];
-            nsum[e] = bs.n[r][g][l];
-          }
+      write(ib, g0, bs);
     }
   });
 }
