@@ -46,7 +46,8 @@
 //   term no smaller than the old t_k. Summed: c1 P + eta (1 + u)(X + Y) + K c0 with P = sum |p_k|,
 //   X = sum |x_k|, Y = sum |y_k|. The value kernel computes P and N (= sum_k |s_k|, or the sum of
 //   |v| over the tree's internal nodes in post-order) in binary32 alongside the values
-//   (gemm/fp32_kernel.hpp fp32_gemm_accumulate_sums: per product one AND and one add for each);
+//   (gemm/fp32_kernel.hpp fp32_gemm_accumulate_sums: per product one add for each and the AND for
+//   |s|; |p| by an AND, or on AVX-512 as the product fl(|x| |y|), s then taking fma(+-1, |p|, s));
 //   X, Y are per-row binary64 sums (O((M + N) K)). A binary32 sum of n >= 1 non-negative terms in
 //   any fixed order has n - 1 roundings, each fl(a + b) = (a + b)(1 + d), |d| <= u (an addition
 //   never underflows: a subnormal sum is exact), so computed >= (1 - u)^(n-1) exact >= (1 - (n-1)u)
