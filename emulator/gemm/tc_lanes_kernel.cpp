@@ -550,11 +550,14 @@ void run(const Panels<T>& p, const GemmOperand& a, const GemmOperand& b, const P
         }
       }
       for (std::size_t r = 0; r < R && ib * R + r < M; ++r)
-        for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t l = 0; l < kLanes; ++l) {
-            const std::size_t j = (g0 + g) * kLanes + l;
-            if (j < N) out[(ib * R + r) * N + j] = acc[r][g][l];
+        for (std::size_t g = 0; g < G; ++g) {
+          const std::size_t j0 = (g0 + g) * kLanes;
+          if (j0 + kLanes <= N) {  // a whole group: one copy (the lane loop's stores were scalar)
+            std::memcpy(out.data() + (ib * R + r) * N + j0, acc[r][g], sizeof acc[r][g]);
+            continue;
           }
+          for (std::size_t l = 0; l < kLanes && j0 + l < N; ++l) out[(ib * R + r) * N + j0 + l] = acc[r][g][l];
+        }
     }
   });
 }
@@ -591,15 +594,16 @@ std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std
   constexpr int lowest = W == 2 ? kZeroExp16 : -128;
   constexpr std::uint32_t mask = W == 2 ? 0xFFFFu : 0xFFu;
   std::vector<std::int32_t> out(e.size() / P);
-  const std::size_t blocks = e.size() / (K * width);
-  for (std::size_t blk = 0; blk < blocks; ++blk)
-    for (std::size_t k = 0; k < K; k += P)
-      for (std::size_t w = 0; w < width; ++w) {
-        std::uint32_t word = 0;
-        for (std::size_t j = 0; j < P; ++j)
-          word |= (static_cast<std::uint32_t>(std::max(e[(blk * K + k + j) * width + w], lowest)) & mask) << (8 * W * j);
-        out[((blk * K + k) / P) * width + w] = static_cast<std::int32_t>(word);
-      }
+  parallel_for(e.size() / (K * width), 16, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t blk = b0; blk < b1; ++blk)
+      for (std::size_t k = 0; k < K; k += P)
+        for (std::size_t w = 0; w < width; ++w) {
+          std::uint32_t word = 0;
+          for (std::size_t j = 0; j < P; ++j)
+            word |= (static_cast<std::uint32_t>(std::max(e[(blk * K + k + j) * width + w], lowest)) & mask) << (8 * W * j);
+          out[((blk * K + k) / P) * width + w] = static_cast<std::int32_t>(word);
+        }
+  });
   return out;
 }
 
@@ -658,7 +662,7 @@ void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Para
       for (std::size_t g = 0; g < G; ++g) {
         __m512i t = top[r][g];
         if constexpr (W == 2) {
-          t = _mm512_max_epi32(_mm512_srai_epi32(_mm512_slli_epi32(t, 16), 16), _mm512_srai_epi32(t, 16));
+          t = _mm512_srai_epi32(_mm512_max_epi16(t, _mm512_rol_epi32(t, 16)), 16);
         } else {
           t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
           t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
