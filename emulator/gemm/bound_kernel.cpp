@@ -327,6 +327,43 @@ struct Operands {
   std::vector<std::int8_t> al, bl;
 };
 
+// Row r (K values x) of a row block of A (W = kRowsPerTask) or column group of B (W = kLanes): value
+// k at f[k * W + r], its exponent and lowest-bit bytes at e4 and l4[((k / 4) * W + r) * 4 + k % 4]
+// (a zero operand's are the fill's, 0 and kLowZero8). parts() lane-wise, kW k at a time (kW is a
+// multiple of 4, so a vector's bytes are whole quads), the tail one k at a time.
+template <std::size_t W>
+void pack_row(const float* x, std::size_t r, std::size_t K, const Params& p, float* f, std::uint8_t* e4,
+              std::int8_t* l4) {
+  using Bytes = std::int8_t __attribute__((vector_size(kW)));
+  static_assert(kW % 4 == 0);
+  constexpr int kM32 = binary32::kMantissaBits;
+  std::size_t k = 0;
+  for (; k + kW <= K; k += kW) {
+    const VU u = load<VU>(x + k);
+    const VI field = std::bit_cast<VI>((u & binary32::kMagnitudeMask) >> kM32) - binary32::kBias;
+    const VI top = std::bit_cast<VI>((u >> (kM32 - p.mant_bits)) & ((1u << p.mant_bits) - 1)) | (1 << p.mant_bits);
+    const VI m = top >> lanes_min(lanes_max(p.min_exp - field, VI{}), VI{} + 31);
+    const VI e = lanes_max(field, VI{} + p.min_exp);
+    const VI low = m & -m;  // 1, 2, 4 or 8: |significand| < 16
+    const VI zero = (u & binary32::kMagnitudeMask) == 0;
+    const Bytes eb = __builtin_convertvector(zero ? VI{} : e + kExpBias8, Bytes);
+    const Bytes lb = __builtin_convertvector(zero ? VI{} + kLowZero8 : e - p.mant_bits + (low >> 1) - (low >> 3), Bytes);
+    for (std::size_t q = 0; q < kW / 4; ++q) {
+      std::memcpy(e4 + ((k / 4 + q) * W + r) * 4, reinterpret_cast<const char*>(&eb) + 4 * q, 4);
+      std::memcpy(l4 + ((k / 4 + q) * W + r) * 4, reinterpret_cast<const char*>(&lb) + 4 * q, 4);
+    }
+    for (std::size_t j = 0; j < kW; ++j) f[(k + j) * W + r] = x[k + j];
+  }
+  for (; k < K; ++k) {
+    f[k * W + r] = x[k];
+    const Parts v = parts(x[k], p);
+    if (v.m == 0) continue;
+    const std::size_t at = ((k / 4) * W + r) * 4 + k % 4;
+    e4[at] = static_cast<std::uint8_t>(v.e + kExpBias8);
+    l4[at] = static_cast<std::int8_t>(v.e - p.mant_bits + std::countr_zero(static_cast<unsigned>(v.m)));
+  }
+}
+
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups, const Params& p) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K4 = (K + 3) / 4, TM = kRowsPerTask;
   const std::size_t row_blocks = (M + TM - 1) / TM;
@@ -338,31 +375,17 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups,
              std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0),
              std::vector<std::int8_t>(row_blocks * K4 * TM * 4, kLowZero8),
              std::vector<std::int8_t>(groups * K4 * 4 * kLanes, kLowZero8)};
-  auto bytes = [&p](float v, std::uint8_t& e, std::int8_t& l) {
-    const Parts x = parts(v, p);
-    if (x.m == 0) return;  // the fill: a zero operand
-    e = static_cast<std::uint8_t>(x.e + kExpBias8);
-    l = static_cast<std::int8_t>(x.e - p.mant_bits + std::countr_zero(static_cast<unsigned>(x.m)));
-  };
   parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
     for (std::size_t blk = b0; blk < b1; ++blk)
       for (std::size_t i = blk * TM; i < std::min(M, (blk + 1) * TM); ++i)
-        for (std::size_t k = 0; k < K; ++k) {
-          const float v = a.row(i)[k];
-          const std::size_t at4 = ((blk * K4 + k / 4) * TM + i % TM) * 4 + k % 4;
-          o.a[(blk * K + k) * TM + i % TM] = v;
-          bytes(v, o.a4[at4], o.al[at4]);
-        }
+        pack_row<TM>(a.row(i), i % TM, K, p, o.a.data() + blk * K * TM, o.a4.data() + blk * K4 * TM * 4,
+                     o.al.data() + blk * K4 * TM * 4);
   });
   parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
     for (std::size_t jt = g0; jt < g1; ++jt)
       for (std::size_t j = jt * kLanes; j < std::min(N, (jt + 1) * kLanes); ++j)
-        for (std::size_t k = 0; k < K; ++k) {
-          const float v = b.row(j)[k];
-          const std::size_t at4 = ((jt * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4;
-          o.b[(jt * K + k) * kLanes + j % kLanes] = v;
-          bytes(v, o.b4[at4], o.bl[at4]);
-        }
+        pack_row<kLanes>(b.row(j), j % kLanes, K, p, o.b.data() + jt * K * kLanes, o.b4.data() + jt * K4 * kLanes * 4,
+                         o.bl.data() + jt * K4 * kLanes * 4);
   });
   return o;
 }
