@@ -532,33 +532,48 @@ inline std::uint8_t exponent_byte(float v) {
   return p.m == 0 ? 0 : static_cast<std::uint8_t>(p.e + kExpBias8);
 }
 
+// Row r (K values x) of a row block of A (W = kRowsPerTask) or column group of B (W = kLanes):
+// value k at f[k * W + r], its exponent byte at e4[((k / 4) * W + r) * 4 + k % 4]. exponent_byte
+// lane-wise, kW k at a time (a multiple of 4: a vector's bytes are whole quads; a zero's is 0,
+// every other value's clamped exponent + kExpBias8), the tail one k at a time.
+template <Fp8Layout Op, std::size_t W>
+void pack_row(const float* x, std::size_t r, std::size_t K, float* f, std::uint8_t* e4) {
+  using Bytes = std::uint8_t __attribute__((vector_size(kW)));
+  static_assert(kW % 4 == 0);
+  std::size_t k = 0;
+  for (; k + kW <= K; k += kW) {
+    const VU mag = load<VU>(x + k) & binary32::kMagnitudeMask;
+    const VI e = lanes_max(std::bit_cast<VI>(mag >> kM32) - binary32::kBias, VI{} + Op.min_exp);
+    const Bytes eb = __builtin_convertvector(mag == 0 ? VI{} : e + kExpBias8, Bytes);
+    for (std::size_t q = 0; q < kW / 4; ++q) std::memcpy(e4 + ((k / 4 + q) * W + r) * 4, reinterpret_cast<const char*>(&eb) + 4 * q, 4);
+    for (std::size_t j = 0; j < kW; ++j) f[(k + j) * W + r] = x[k + j];
+  }
+  for (; k < K; ++k) {
+    f[k * W + r] = x[k];
+    e4[((k / 4) * W + r) * 4 + k % 4] = exponent_byte<Op>(x[k]);
+  }
+}
+
 template <Fp8Layout Op>
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups) {
+  constexpr std::size_t TM = kRowsPerTask;
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K4 = (K + 3) / 4;
-  const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
+  const std::size_t row_blocks = (M + TM - 1) / TM;
   Operands o{K,
              K4,
-             std::vector<float>(row_blocks * K * kRowsPerTask, 0.0f),
+             std::vector<float>(row_blocks * K * TM, 0.0f),
              std::vector<float>(groups * K * kLanes, 0.0f),
-             std::vector<std::uint8_t>(row_blocks * K4 * kRowsPerTask * 4, 0),
+             std::vector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
              std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0)};
   parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
     for (std::size_t blk = b0; blk < b1; ++blk)
-      for (std::size_t i = blk * kRowsPerTask; i < std::min(M, (blk + 1) * kRowsPerTask); ++i)
-        for (std::size_t k = 0; k < K; ++k) {
-          const float v = a.row(i)[k];
-          o.a[(blk * K + k) * kRowsPerTask + i % kRowsPerTask] = v;
-          o.a4[((blk * K4 + k / 4) * kRowsPerTask + i % kRowsPerTask) * 4 + k % 4] = exponent_byte<Op>(v);
-        }
+      for (std::size_t i = blk * TM; i < std::min(M, (blk + 1) * TM); ++i)
+        pack_row<Op, TM>(a.row(i), i % TM, K, o.a.data() + blk * K * TM, o.a4.data() + blk * K4 * TM * 4);
   });
   parallel_for((N + kLanes - 1) / kLanes, 1, [&](std::size_t g0, std::size_t g1) {
     for (std::size_t jt = g0; jt < g1; ++jt)
       for (std::size_t j = jt * kLanes; j < std::min(N, (jt + 1) * kLanes); ++j)
-        for (std::size_t k = 0; k < K; ++k) {
-          const float v = b.row(j)[k];
-          o.b[(jt * K + k) * kLanes + j % kLanes] = v;
-          o.b4[((jt * K4 + k / 4) * kLanes + j % kLanes) * 4 + k % 4] = exponent_byte<Op>(v);
-        }
+        pack_row<Op, kLanes>(b.row(j), j % kLanes, K, o.b.data() + jt * K * kLanes, o.b4.data() + jt * K4 * kLanes * 4);
   });
   return o;
 }
