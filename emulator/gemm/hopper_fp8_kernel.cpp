@@ -302,34 +302,45 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   return o;
 }
 
-// A partial sum between instructions, per lane: kept * 2^(pe - 13) with |kept| < 2^14 (the
-// instruction's D, normalise()'s value, kept as integers so that the next instruction need not
-// take a float apart; pe is the instruction's emax plus the bits its normalisation cut off, so
-// that kept holds just the 14 significant bits). Stored as the next instruction uses it: kept14 =
-// kept << 14 (|kept14| < 2^28), pe14 = pe - 14, and ce, the exponent of D as a float (the model's
-// C exponent; kZeroC for zero), which the normalisation knows without a second leading-zero count.
+// A partial sum between instructions, per lane, as the instruction left it: its exact sum S and
+// its emax. The instruction's D (normalise()'s value) is |S| truncated to 14 significant bits, S's
+// sign, times 2^(emax - 13); the next instruction truncates and aligns S in one go (see
+// instruction_block), so that the one that computes S need not.
 struct PartialSum {
-  alignas(64) std::int32_t kept14[kLanes];
-  alignas(64) std::int32_t pe14[kLanes];
-  alignas(64) std::int32_t ce[kLanes];
+  alignas(64) std::int32_t s[kLanes];
+  alignas(64) std::int32_t emax[kLanes];
 };
-// The zero partial sum (C of a promotion block's first instruction).
+// The zero partial sum (C of a promotion block's first instruction; its emax is never used).
 inline void clear_partial(PartialSum& p) {
-  _mm512_store_si512(p.kept14, _mm512_setzero_si512());
-  _mm512_store_si512(p.pe14, _mm512_setzero_si512());
-  _mm512_store_si512(p.ce, _mm512_set1_epi32(kZeroC));
+  _mm512_store_si512(p.s, _mm512_setzero_si512());
+  _mm512_store_si512(p.emax, _mm512_setzero_si512());
 }
 
-// The partial sum as the float D it stands for (exact: 14 significant bits). A non-zero sum has
-// pe >= 2 * min_exp (every non-zero product has exponent >= 2 * min_exp, -12 or -28, and every
-// non-zero term is a multiple of 2^(2 * min_exp - 13)), so 2^(pe - 27) is a normal float; the
-// clamp only affects zero.
+// |S| and its bits beyond 14 significant ones, bits = floor(log2 |S|) + 1 - 14 (negative when
+// fewer; -14 for S = 0): D's float exponent is emax - 13 + floor(log2 |S|) = emax + bits.
+struct SumBits {
+  __m512i as, bits;
+};
+inline SumBits sum_bits(__m512i s) {
+  const __m512i as = _mm512_abs_epi32(s);
+  return {as, _mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), _mm512_lzcnt_epi32(as))};
+}
+
+// The partial sum as the float D it stands for: |S| >> cut << cut (cut = max(bits, 0)), signed,
+// times 2^(emax - 13), exact (14 significant bits). A non-zero S has emax >= 2 * min_exp - 13 (a
+// non-zero product's exponent is >= 2 * min_exp, -12 or -28, a non-zero C's >= 2 * min_exp - 13),
+// so 2^(emax - 13) is a normal float; the clamp only affects zero.
 inline void partial_to_float(const PartialSum& p, float* out) {
-  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.pe14), _mm512_set1_epi32(kFracBits)),
+  const __m512i s = _mm512_load_si512(p.s);
+  const SumBits sb = sum_bits(s);
+  const __m512i cut = _mm512_max_epi32(sb.bits, _mm512_setzero_si512());
+  const __m512i kept = _mm512_sllv_epi32(_mm512_srlv_epi32(sb.as, cut), cut);
+  const __m512i e2 = _mm512_max_epi32(_mm512_sub_epi32(_mm512_load_si512(p.emax), _mm512_set1_epi32(kFracBits)),
                                       _mm512_set1_epi32(binary32::kMinExponent));
   const __m512 pow2 = _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(binary32::kBias)), binary32::kMantissaBits));
-  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.kept14)), pow2));
+  const __m512i d = _mm512_mask_sub_epi32(kept, _mm512_cmplt_epi32_mask(s, _mm512_setzero_si512()), _mm512_setzero_si512(), kept);
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(d), pow2));
 }
 
 // Keeps a loaded vector in a register: without it the compiler folds the load into every use,
@@ -376,28 +387,35 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
     }
   } while (++u < u1);
   // The largest of each lane's four bytes (moved to the top byte by two shifts left, so that one
-  // arithmetic shift sign-extends it), and C's exponent ce (the partial sum's, see PartialSum).
-  // When no product is non-zero the bytes' largest is -128..-49 (see PairedA), below every real
-  // product exponent (>= 2 * min_exp, -12 or -28) and every non-zero C's (ce >= 2 * min_exp - 13,
-  // -25 or -41): then emax is ce, or that value if C is zero too, where nothing is shifted by it
-  // but zeros (every |product| and kept14 is 0, and D stores ce = kZeroC): the same D. Aligned to
-  // 2^(emax - 13) and truncated, C is |kept| * 2^(pe - emax) rounded down: pe - emax <= 13 -
-  // floor(log2 |kept|), so |kept14| < 2^28 and the right shift by emax - pe + 14 is at least 1 (32
-  // or more gives 0 in vpsrlvd, like the model's cut-off).
+  // arithmetic shift sign-extends it), and C's exponent ce: the previous instruction's D's, emax0 +
+  // bits (see PartialSum), kZeroC for zero. When no product is non-zero the bytes' largest is
+  // -128..-49 (see PairedA), below every real product exponent (>= 2 * min_exp, -12 or -28) and
+  // every non-zero C's (ce >= 2 * min_exp - 13, -25 or -41): then emax is ce, or that value if C is
+  // zero too, where nothing is shifted by it but zeros (every |product| and C's term is 0, and the
+  // sum is 0): the same D. C = kept * 2^(emax0 + cut - 13) (kept = |S0| >> cut, cut = max(bits, 0))
+  // aligned to 2^(emax - 13) and truncated, with sh = emax - emax0 >= bits (emax >= ce), is |S0| >>
+  // sh when sh >= 0: then sh >= cut, and the cut bits go anyway, so that D's truncation to 14 bits
+  // never needs doing here (32 or more gives 0 in vpsrlvd, like the model's cut-off); when sh < 0,
+  // bits < 0 and nothing was cut: |S0| << -sh (< 2^14). In one: (|S0| >> m) << (m - sh), m =
+  // max(sh, 0).
   // Each lane's low 16 bits in both halves (the pair's two int16 lanes): bytes 0, 1, 0, 1 of each dword.
   const __m512i dup16 = _mm512_set4_epi32(0x0D0C0D0C, 0x09080908, 0x05040504, 0x01000100);
-  __m512i emax[R][C], e2[R][C], s[R][C];
+  __m512i e2[R][C], s[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
-      const __m512i kept14 = _mm512_load_si512(p[r][c].kept14);
+      const __m512i s0 = _mm512_load_si512(p[r][c].s), emax0 = _mm512_load_si512(p[r][c].emax);
+      const SumBits c0 = sum_bits(s0);
+      const __m512i ce = _mm512_mask_mov_epi32(_mm512_add_epi32(emax0, c0.bits), _mm512_testn_epi32_mask(c0.as, c0.as),
+                                               _mm512_set1_epi32(kZeroC));
       __m512i m = _mm512_max_epi8(vmax[r][c], _mm512_slli_epi32(vmax[r][c], 16));
       m = _mm512_max_epi8(m, _mm512_slli_epi32(m, 8));
-      const __m512i e = _mm512_srai_epi32(m, 24);
-      emax[r][c] = _mm512_max_epi32(e, _mm512_load_si512(p[r][c].ce));
-      e2[r][c] = _mm512_shuffle_epi8(emax[r][c], dup16);
-      const __m512i tc = _mm512_srlv_epi32(_mm512_abs_epi32(kept14),
-                                           _mm512_sub_epi32(emax[r][c], _mm512_load_si512(p[r][c].pe14)));
-      s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(kept14, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
+      const __m512i emax = _mm512_max_epi32(_mm512_srai_epi32(m, 24), ce);
+      _mm512_store_si512(p[r][c].emax, emax);  // D's (PartialSum), stored now: not held through pass 2
+      e2[r][c] = _mm512_shuffle_epi8(emax, dup16);
+      const __m512i sh = _mm512_sub_epi32(emax, emax0);
+      const __m512i right = _mm512_max_epi32(sh, _mm512_setzero_si512());
+      const __m512i tc = _mm512_sllv_epi32(_mm512_srlv_epi32(c0.as, right), _mm512_sub_epi32(right, sh));
+      s[r][c] = _mm512_mask_sub_epi32(tc, _mm512_cmplt_epi32_mask(s0, _mm512_setzero_si512()), _mm512_setzero_si512(), tc);
     }
   // Pass 2: |product| << product_shift shifted right by its distance to the largest exponent (a
   // count of 16 or more gives 0 in vpsrlvw, and shifted |products| < 2^15); the product's sign as +-1 is
@@ -427,23 +445,9 @@ inline void instruction_block(const PairedA* a, const PairedB* b, std::size_t kc
       }
     }
   } while (++q < q1);
-  // D: |S| truncated to 14 significant bits, S's sign, with this instruction's emax. Its float
-  // exponent is emax - 13 + floor(log2 |S|) = emax + 18 - lzcnt(|S|), cut or not (S = 0: lzcnt 32,
-  // no cut, kept 0 and ce kZeroC).
+  // D: S as it is (PartialSum); the next instruction or partial_to_float truncates it.
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      const __m512i as = _mm512_abs_epi32(s[r][c]);
-      const __m512i bits = _mm512_sub_epi32(_mm512_set1_epi32(32 - kOutBits), _mm512_lzcnt_epi32(as));
-      const __m512i cut = _mm512_max_epi32(bits, _mm512_setzero_si512());
-      // Kept as its 14 significant bits: kept * 2^(emax - 13) = (kept >> cut) * 2^(emax + cut - 13).
-      const __m512i kept14 = _mm512_slli_epi32(_mm512_srlv_epi32(as, cut), 14);
-      _mm512_store_si512(p[r][c].kept14,
-                         _mm512_mask_sub_epi32(kept14, _mm512_cmplt_epi32_mask(s[r][c], _mm512_setzero_si512()),
-                                               _mm512_setzero_si512(), kept14));
-      _mm512_store_si512(p[r][c].pe14, _mm512_add_epi32(_mm512_sub_epi32(emax[r][c], _mm512_set1_epi32(14)), cut));
-      _mm512_store_si512(p[r][c].ce, _mm512_mask_mov_epi32(_mm512_add_epi32(emax[r][c], bits), _mm512_testn_epi32_mask(as, as),
-                                                           _mm512_set1_epi32(kZeroC)));
-    }
+    for (int c = 0; c < C; ++c) _mm512_store_si512(p[r][c].s, s[r][c]);
 }
 
 using Operands = PairedOperands;
@@ -452,14 +456,28 @@ inline Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t 
   return pair_operands<Op>(a, b, groups);
 }
 
-// One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt).
-template <Fp8Layout Op>
-inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
-                        std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
+// A task's `rows` rows of A (from i0) and `groups` column groups of B (from jt), with their
+// operand pointers, looked up once per task (per instruction they were ~15% of the kernel's time:
+// a division per row, and a 32-byte load of B's pointers just after their four 8-byte stores,
+// too soon to be forwarded).
+struct Task {
+  std::size_t i0, rows, jt, groups;
   PairedA a[kRowsPerTask];
   PairedB b[kGroupsPerTask];
-  for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
-  for (std::size_t c = 0; c < groups; ++c) b[c] = o.group(jt + c);
+  Task(const Operands& o, std::size_t i0_, std::size_t rows_, std::size_t jt_, std::size_t groups_)
+      : i0(i0_), rows(rows_), jt(jt_), groups(groups_) {
+    for (std::size_t r = 0; r < rows; ++r) a[r] = o.row(i0 + r);
+    for (std::size_t c = 0; c < groups; ++c) b[c] = o.group(jt + c);
+  }
+};
+
+// One instruction for a task's rows of A against its column groups.
+template <Fp8Layout Op>
+inline void instruction(const Operands& o, const Task& task, std::size_t kc, std::size_t kn,
+                        PartialSum (*p)[kGroupsPerTask]) {
+  const PairedA* a = task.a;
+  const PairedB* b = task.b;
+  const std::size_t i0 = task.i0, rows = task.rows, groups = task.groups;
   // A's words and exponent bytes of the instruction kPrefetchAhead on, for the whole row block,
   // into L1: a task reads its rows of A once, from L3 or memory (~1.3 KB an instruction).
   if (const std::size_t q0 = kc / 2 + kPrefetchAhead * kInstructionK / 2; q0 < o.pairs) {
@@ -578,10 +596,10 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   return o;
 }
 
-// A partial sum between instructions, per lane, as the AVX-512 path keeps it (see PartialSum
-// there): the instruction's D = kept * 2^(pe - 13), |kept| < 2^14, stored as kept14 = kept << 14,
-// pe14 = pe - 14 and ce, D's exponent as a float (kZeroC for zero), so that the next instruction
-// takes no float apart and this one builds none.
+// A partial sum between instructions, per lane (the AVX-512 path keeps its sum S and emax
+// instead, see PartialSum there): the instruction's D = kept * 2^(pe - 13), |kept| < 2^14,
+// stored as kept14 = kept << 14, pe14 = pe - 14 and ce, D's exponent as a float (kZeroC for
+// zero), so that the next instruction takes no float apart and this one builds none.
 struct PartialSum {
   alignas(32) std::int32_t kept14[kLanes];
   alignas(32) std::int32_t pe14[kLanes];
@@ -696,11 +714,19 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     }
 }
 
-// One instruction for `rows` rows of A (from i0) against `groups` column groups (from jt): per
-// group, rows in blocks of kBlockRows, then of 2 (AVX2), then one at a time.
+// A task's `rows` rows of A (from i0) and `groups` column groups of B (from jt).
+struct Task {
+  std::size_t i0, rows, jt, groups;
+  Task(const Operands&, std::size_t i0_, std::size_t rows_, std::size_t jt_, std::size_t groups_)
+      : i0(i0_), rows(rows_), jt(jt_), groups(groups_) {}
+};
+
+// One instruction for a task's rows of A against its column groups: per group, rows in blocks of
+// kBlockRows, then of 2 (AVX2), then one at a time.
 template <Fp8Layout Op>
-inline void instruction(const Operands& o, std::size_t i0, std::size_t rows, std::size_t jt, std::size_t groups,
-                        std::size_t kc, std::size_t kn, PartialSum (*p)[kGroupsPerTask]) {
+inline void instruction(const Operands& o, const Task& task, std::size_t kc, std::size_t kn,
+                        PartialSum (*p)[kGroupsPerTask]) {
+  const std::size_t i0 = task.i0, rows = task.rows, jt = task.jt, groups = task.groups;
   for (std::size_t c = 0; c < groups; ++c) {
     std::size_t r = 0;
     for (; r + kBlockRows <= rows; r += kBlockRows) {
@@ -934,6 +960,7 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
     for (std::size_t t = t0; t < t1; ++t) {
       const std::size_t jt = (t / IT) * TG, i0 = (t % IT) * TM;
       const std::size_t rows = std::min(TM, M - i0), groups = std::min(TG, JT - jt);
+      const Task task(o, i0, rows, jt, groups);
       alignas(64) float acc[TM][TG][L] = {};
       PartialSum p[TM][TG];
       for (std::size_t kb = 0; kb < K; kb += NC) {
@@ -941,7 +968,7 @@ std::vector<float> accumulate(const GemmOperand& a, const GemmOperand& b, std::s
         for (auto& row : p)
           for (PartialSum& g : row) clear_partial(g);
         for (std::size_t kc = kb; kc < ke; kc += kInstructionK)
-          instruction<Op>(o, i0, rows, jt, groups, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
+          instruction<Op>(o, task, kc, std::min<std::size_t>(kInstructionK, ke - kc), p);
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t c = 0; c < groups; ++c) {
             const float sa = a_scales[(i0 + r) * KB + blk];
