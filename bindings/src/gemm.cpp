@@ -76,10 +76,12 @@ GemmSpec to_spec(const std::string& accumulate, int promote_every, const std::st
   return s;
 }
 
-// The result handed to numpy without a copy: the array owns the vector's buffer.
-py::array_t<double> as_matrix(std::vector<double>&& v, std::size_t M, std::size_t N) {
-  auto* owned = new std::vector<double>(std::move(v));
-  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+// The result handed to numpy without a copy: the array owns the vector's buffer (a PooledVector's
+// goes back to the buffer cache when the array dies, for the next call's result).
+template <class Vector>
+py::array_t<double> as_matrix(Vector&& v, std::size_t M, std::size_t N) {
+  auto* owned = new Vector(std::move(v));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<Vector*>(p); });
   return py::array_t<double>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, owned->data(), free_when_done);
 }
 
@@ -114,10 +116,17 @@ py::array_t<double> gemm_py(const py::object& a, const py::object& b, const std:
   auto C = to_c(c, A->rows, B->rows);
   prep.reset();
   const std::size_t M = A->rows, N = B->rows, K = A->cols;
-  std::vector<double> d;
+  std::vector<double> bounds;
+  PooledVector<double> d;
   {
     py::gil_scoped_release release;
-    d = bound ? gemm_error_bound(*A, *B, spec, C ? C->data() : nullptr) : gemm(*A, *B, spec, C ? C->data() : nullptr);
+    if (bound)
+      bounds = gemm_error_bound(*A, *B, spec, C ? C->data() : nullptr);
+    else
+      gemm_into(*A, *B, spec, C ? C->data() : nullptr, [&](std::size_t n) {
+        d.resize(n);
+        return d.data();
+      });
     // The operands' copies are freed as part of their preparation's cost (large buffers' pages
     // take time to return to the system; the profile accounts for it).
     const StageTimer release_operands(Stage::OperandPreparation);
@@ -125,7 +134,7 @@ py::array_t<double> gemm_py(const py::object& a, const py::object& b, const std:
     B.reset();
     C.reset();
   }
-  py::array_t<double> r = as_matrix(std::move(d), M, N);
+  py::array_t<double> r = bound ? as_matrix(std::move(bounds), M, N) : as_matrix(std::move(d), M, N);
   if (profile) print_stages(bound ? "gemm_bound" : "gemm", M, N, K, before);
   return r;
 }

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -218,15 +219,19 @@ void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& s
   check_representable(b, "b", format_by_name(b_input_format(model)), spec.instruction);
 }
 
-std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
-                         const GemmOptions& options) {
+void gemm_into(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+               const std::function<double*(std::size_t)>& result, const GemmOptions& options) {
   {
     const StageTimer timer(Stage::RepresentabilityChecks);  // fp8lab profile (common/profile.hpp)
     validate_gemm(a, b, spec);
   }
   const std::size_t M = a.rows, N = b.rows;
   std::optional<StageTimer> kernel_timer(std::in_place, Stage::Kernel);
-  if (spec.accumulate == Accumulate::Exact) return exact_with_policy(a, b, c, spec.out, options.allow_fast_kernel);
+  if (spec.accumulate == Accumulate::Exact) {
+    const std::vector<double> e = exact_with_policy(a, b, c, spec.out, options.allow_fast_kernel);
+    std::copy(e.begin(), e.end(), result(M * N));
+    return;
+  }
   std::vector<float> acc;
   switch (spec.accumulate) {
     case Accumulate::Fp32Sequential:
@@ -257,7 +262,7 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
   }
   kernel_timer.reset();
   const StageTimer rounding_timer(Stage::OutputRounding);
-  std::vector<double> d(M * N);
+  double* d = result(M * N);
   parallel_for(M * N, 1 << 16, [&](std::size_t e0, std::size_t e1) {
     for (std::size_t e = e0; e < e1; ++e) {
       float v = acc[e];
@@ -268,6 +273,15 @@ std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmS
   // Freed inside the stage: returning M x N floats' 4 KiB pages to the system costs up to ~1 ms
   // per MB on a loaded machine, time the profile should show (bench_gemm_python).
   std::vector<float>().swap(acc);
+}
+
+std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+                         const GemmOptions& options) {
+  std::vector<double> d;
+  gemm_into(a, b, spec, c, [&](std::size_t n) {
+    d.resize(n);
+    return d.data();
+  }, options);
   return d;
 }
 

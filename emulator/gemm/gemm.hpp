@@ -19,6 +19,7 @@
 #include "common/bf16.hpp"  // round_to_bf16, used with gemm outputs
 
 #include <cstddef>
+#include <functional>
 #include <vector>
 
 #include "gemm/gemm_spec.hpp"
@@ -39,6 +40,10 @@ struct GemmOptions {
 // std::invalid_argument naming the argument on bad shapes, scales or values.
 std::vector<double> gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c = nullptr,
                          const GemmOptions& options = {});
+// The same into storage of the caller's: result(M * N), called once the operands are checked,
+// returns where the M x N doubles go (the Python binding's reused buffers, common/buffer_pool.hpp).
+void gemm_into(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec, const float* c,
+               const std::function<double*(std::size_t)>& result, const GemmOptions& options = {});
 
 // Checks shapes and the spec against the operands (what gemm() checks before computing).
 void validate_gemm(const GemmOperand& a, const GemmOperand& b, const GemmSpec& spec);

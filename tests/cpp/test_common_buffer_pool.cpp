@@ -63,10 +63,29 @@ TEST(BufferPool, SmallAndLargeAre64ByteAligned) {
     std::memset(p, 1, n);
     pooled_release(p, n);
   }
-  PooledVector<double> v(3 * kMiB / sizeof(double), 1.5);  // value-initialised as std::vector is
+  PooledVector<double> v(3 * kMiB / sizeof(double), 1.5);  // an explicit value is written
   EXPECT_TRUE(aligned64(v.data()));
   EXPECT_EQ(v.front(), 1.5);
   EXPECT_EQ(v.back(), 1.5);
+}
+
+TEST(BufferPool, NewElementsAreNotZeroed) {
+  if (env_set()) GTEST_SKIP() << "runs with the default limit";
+  release_cached_buffers();
+  // resize(n) default-initialises: a reused buffer shows its previous contents (what a user must
+  // overwrite), where a value-initialising vector would spend a pass zeroing it.
+  const std::size_t n = 2 * kMiB / sizeof(float);
+  const float* first = nullptr;
+  {
+    PooledVector<float> v(n, 3.0f);
+    first = v.data();
+  }
+  PooledVector<float> w;
+  w.resize(n);
+  ASSERT_EQ(w.data(), first);
+  EXPECT_EQ(w[0], 3.0f);
+  EXPECT_EQ(w[n - 1], 3.0f);
+  release_cached_buffers();
 }
 
 TEST(BufferPool, CacheStaysWithinItsLimitOldestOut) {

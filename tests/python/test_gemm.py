@@ -201,3 +201,27 @@ def test_tensorcore_chain_matches_mmasim():
     for kc in range(0, K, 32):
         d = op(ta[:, kc:kc + 32], tb[:, kc:kc + 32].T.contiguous(), d)
     np.testing.assert_array_equal(ours.astype(np.float32).view(np.uint32), d.numpy().view(np.uint32))
+
+
+def test_results_own_their_buffers_while_alive():
+    """Large results and operand copies come from a buffer cache (FP8LAB_BUFFER_CACHE_MB): a live
+    result must never be handed to the next call, and a freed one may be, with new values."""
+    rng = np.random.default_rng(7)
+    shapes = (384, 512, 256)  # 1.5 MiB of float64 results: above the cache's 1 MiB floor
+    a1, b1 = (fp8lab.quantize(rng.standard_normal((m, 512), dtype=np.float32), operand=o)
+              for m, o in ((shapes[0], "a"), (shapes[1], "b")))
+    a2 = fp8lab.quantize(rng.standard_normal((shapes[0], 512), dtype=np.float32) * 3, operand="a")
+    r1 = fp8lab.gemm(a1, b1)
+    kept = r1.copy()
+    view = r1[::2]
+    r2 = fp8lab.gemm(a2, b1)
+    r3 = fp8lab.gemm(a1, b1, accumulate="fp32")
+    assert np.array_equal(r1, kept) and np.array_equal(view, kept[::2])
+    assert not np.shares_memory(r1, r2) and not np.shares_memory(r2, r3) and not np.shares_memory(r1, r3)
+    assert not np.array_equal(r2, kept)
+    del r1
+    assert np.array_equal(view, kept[::2])  # the view keeps the buffer alive
+    del view
+    r4 = fp8lab.gemm(a2, b1)  # may reuse r1's buffer: its values are the new call's
+    assert np.array_equal(r4, r2)
+    assert np.array_equal(fp8lab.gemm(a1, b1), kept)
