@@ -8,6 +8,7 @@
 #include <cstring>
 #include <utility>
 
+#include "common/buffer_pool.hpp"
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/row_constants.hpp"
@@ -185,10 +186,12 @@ struct PairedB {
 };
 struct PairedOperands {
   std::size_t pairs, quads;
-  std::vector<std::int32_t> a;
-  std::vector<std::int8_t> a4;
-  std::vector<std::int16_t> eb, mb, sb;
-  std::vector<std::int8_t> eb4;
+  // Reused between calls (common/buffer_pool.hpp): fresh pages for ~13 MB at 1024^3 cost a page
+  // fault each, on every call.
+  PooledVector<std::int32_t> a;
+  PooledVector<std::int8_t> a4;
+  PooledVector<std::int16_t> eb, mb, sb;
+  PooledVector<std::int8_t> eb4;
   PairedA row(std::size_t i) const {
     const std::size_t blk = i / kRowsPerTask, r = i % kRowsPerTask;
     return {a.data() + blk * pairs * kPairStride + r * 3, a4.data() + (blk * quads * kRowsPerTask + r) * 4};
@@ -248,12 +251,12 @@ PairedOperands pair_operands(const GemmOperand& a, const GemmOperand& b, std::si
   const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
   PairedOperands o{K2,
                    K4,
-                   std::vector<std::int32_t>(row_blocks * K2 * kPairStride, 0),
-                   std::vector<std::int8_t>(row_blocks * K4 * kRowsPerTask * 4, static_cast<std::int8_t>(kZeroExp8)),
-                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, static_cast<std::int16_t>(kZeroExp)),
-                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
-                   std::vector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
-                   std::vector<std::int8_t>(groups * K4 * 4 * kLanes, static_cast<std::int8_t>(kZeroExp8))};
+                   PooledVector<std::int32_t>(row_blocks * K2 * kPairStride, 0),
+                   PooledVector<std::int8_t>(row_blocks * K4 * kRowsPerTask * 4, static_cast<std::int8_t>(kZeroExp8)),
+                   PooledVector<std::int16_t>(groups * K2 * 2 * kLanes, static_cast<std::int16_t>(kZeroExp)),
+                   PooledVector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
+                   PooledVector<std::int16_t>(groups * K2 * 2 * kLanes, 0),
+                   PooledVector<std::int8_t>(groups * K4 * 4 * kLanes, static_cast<std::int8_t>(kZeroExp8))};
   constexpr std::size_t kChunk = 2 * kLanes;  // k per pair_words
   // Decoded 32 k at a time in vector lanes, and written a row block (of A) or column group (of B)
   // and a chunk of k at a time, so that the layout's cache lines of that chunk stay in L1 while
