@@ -741,7 +741,7 @@ void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Para
 // minimum - F >= -126 suffices; and finite: |D| is below the interval's |products| summed,
 // < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
 bool lane_state_applies(const Params& m, std::size_t K) {
-  return m.int_finish && K < (std::size_t{1} << 26) &&
+  return m.int_finish && K > 0 && K < (std::size_t{1} << 26) &&
          (m.fp16 || (m.frac >= m.precision - 1 &&
                      std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent));
 }

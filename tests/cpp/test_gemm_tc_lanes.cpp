@@ -238,5 +238,23 @@ TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
   set_isa(std::nullopt);
 }
 
+// K = 0: every output's chain is empty, so its accumulator is +0, on every claimed preset and
+// variant (the AVX-512 lane-state path divided by the panels' K when packing exponent words).
+TEST(TcLanesKernel, EmptyKGivesZeros) {
+  for (const TensorCoreModel& model : tensor_core_presets()) {
+    if (!tc_lanes_kernel_models(model)) continue;
+    GemmOperand a = operand_from_floats(nullptr, 5, 0, "a"), b = operand_from_floats(nullptr, 17, 0, "b");
+    for (const Isa isa : runnable_isas()) {
+      set_isa(isa);
+      for (const std::size_t nc : {std::size_t{0}, static_cast<std::size_t>(model.k)}) {
+        const std::vector<float> out = tc_lanes_gemm_accumulate(a, b, model, nc, Combine::DeepGemm);
+        ASSERT_EQ(out.size(), 5u * 17u) << model.name << " " << isa_name(isa);
+        for (const float v : out) EXPECT_EQ(std::bit_cast<std::uint32_t>(v), 0u) << model.name << " " << isa_name(isa);
+      }
+    }
+  }
+  set_isa(std::nullopt);
+}
+
 }  // namespace
 }  // namespace fp8lab
