@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/buffer_pool.hpp"
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/row_constants.hpp"
@@ -90,8 +91,8 @@ std::int32_t pack(int lo, int hi) {
 // or column is a zero operand.
 struct Operands {
   std::size_t pairs;
-  std::vector<std::int32_t> a;
-  std::vector<std::int16_t> b;
+  PooledVector<std::int32_t> a;  // reused between calls (common/buffer_pool.hpp)
+  PooledVector<std::int16_t> b;
   const std::int32_t* row(std::size_t i) const {
     return a.data() + (i / kRowsPerTask) * pairs * kAStride + (i % kRowsPerTask) * kAWords;
   }
@@ -101,7 +102,7 @@ struct Operands {
 Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups, const Params& p) {
   const std::size_t M = a.rows, N = b.rows, K = a.cols, K2 = (K + 1) / 2;
   const std::size_t row_blocks = (M + kRowsPerTask - 1) / kRowsPerTask;
-  Operands o{K2, std::vector<std::int32_t>(row_blocks * K2 * kAStride), std::vector<std::int16_t>(groups * K2 * kBStride)};
+  Operands o{K2, PooledVector<std::int32_t>(row_blocks * K2 * kAStride, 0), PooledVector<std::int16_t>(groups * K2 * kBStride, 0)};
   parallel_for(M, 64, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t i = r0; i < r1; ++i)
       for (std::size_t q = 0; q < K2; ++q) {
@@ -322,9 +323,9 @@ constexpr int kEtaExp = binary32::kMinQuantum;  // bound_steps::kEta = 2^-149
 static_assert(bound_steps::kEta == 0x1p-149 && kEtaExp == -149);
 struct Operands {
   std::size_t K, quads;
-  std::vector<float> a, b;
-  std::vector<std::uint8_t> a4, b4;
-  std::vector<std::int8_t> al, bl;
+  PooledVector<float> a, b;  // reused between calls (common/buffer_pool.hpp)
+  PooledVector<std::uint8_t> a4, b4;
+  PooledVector<std::int8_t> al, bl;
 };
 
 // Row r (K values x) of a row block of A (W = kRowsPerTask) or column group of B (W = kLanes): value
@@ -369,12 +370,12 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups,
   const std::size_t row_blocks = (M + TM - 1) / TM;
   Operands o{K,
              K4,
-             std::vector<float>(row_blocks * K * TM, 0.0f),
-             std::vector<float>(groups * K * kLanes, 0.0f),
-             std::vector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
-             std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0),
-             std::vector<std::int8_t>(row_blocks * K4 * TM * 4, kLowZero8),
-             std::vector<std::int8_t>(groups * K4 * 4 * kLanes, kLowZero8)};
+             PooledVector<float>(row_blocks * K * TM, 0.0f),
+             PooledVector<float>(groups * K * kLanes, 0.0f),
+             PooledVector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
+             PooledVector<std::uint8_t>(groups * K4 * 4 * kLanes, 0),
+             PooledVector<std::int8_t>(row_blocks * K4 * TM * 4, kLowZero8),
+             PooledVector<std::int8_t>(groups * K4 * 4 * kLanes, kLowZero8)};
   parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
     for (std::size_t blk = b0; blk < b1; ++blk)
       for (std::size_t i = blk * TM; i < std::min(M, (blk + 1) * TM); ++i)

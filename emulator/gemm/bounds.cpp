@@ -8,6 +8,7 @@
 #include <string>
 
 #include "accum/tensor_core.hpp"
+#include "common/buffer_pool.hpp"
 #include "common/parallel.hpp"
 #include "formats/row_constants.hpp"
 #include "gemm/block_scaled.hpp"
@@ -182,7 +183,7 @@ void fp32_gemm_bound(const GemmOperand& a, const GemmOperand& b, const GemmSpec&
   const std::size_t M = a.rows, N = b.rows;
   const bool pairwise = spec.accumulate == Accumulate::Fp32Pairwise;
   if (allow_fast) {
-    std::vector<float> acc(M * N), psum(M * N), nsum(M * N);
+    PooledVector<float> acc(M * N, 0.0f), psum(M * N, 0.0f), nsum(M * N, 0.0f);  // reused between calls
     fp32_gemm_accumulate_sums(a, b, pairwise, acc.data(), psum.data(), nsum.data());
     std::vector<double> xsum(M), ysum(N);
     all_magnitude_sums(a, xsum.data());
@@ -301,8 +302,8 @@ bool blocked_tensor_core_bound(const GemmOperand& a, const GemmOperand& b, const
   if (!operands || !hopper_fp8_kernel_models(model, *operands)) return false;
   const std::size_t M = a.rows, N = b.rows;
   const NonFiniteRows ra = non_finite_rows(a), rb = non_finite_rows(b);
-  std::vector<float> acc(M * N);
-  std::vector<double> err(M * N);
+  PooledVector<float> acc(M * N, 0.0f);  // reused between calls (common/buffer_pool.hpp)
+  PooledVector<double> err(M * N, 0.0);
   const std::size_t promote_every = spec.accumulate == Accumulate::Promoted ? NC : 0;
   if (ra.any || rb.any)
     hopper_fp8_chain_bounds(finite_part(a), finite_part(b), model, promote_every, spec.combine, acc.data(), err.data());

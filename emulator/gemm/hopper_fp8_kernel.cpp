@@ -543,8 +543,8 @@ inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one b
 constexpr int kExpBias8 = 64;
 struct Operands {
   std::size_t K, quads;
-  std::vector<float> a, b;
-  std::vector<std::uint8_t> a4, b4;
+  PooledVector<float> a, b;  // reused between calls (common/buffer_pool.hpp)
+  PooledVector<std::uint8_t> a4, b4;
 };
 
 template <Fp8Layout Op>
@@ -582,10 +582,10 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups)
   const std::size_t row_blocks = (M + TM - 1) / TM;
   Operands o{K,
              K4,
-             std::vector<float>(row_blocks * K * TM, 0.0f),
-             std::vector<float>(groups * K * kLanes, 0.0f),
-             std::vector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
-             std::vector<std::uint8_t>(groups * K4 * 4 * kLanes, 0)};
+             PooledVector<float>(row_blocks * K * TM, 0.0f),
+             PooledVector<float>(groups * K * kLanes, 0.0f),
+             PooledVector<std::uint8_t>(row_blocks * K4 * TM * 4, 0),
+             PooledVector<std::uint8_t>(groups * K4 * 4 * kLanes, 0)};
   parallel_for(row_blocks, 4, [&](std::size_t b0, std::size_t b1) {
     for (std::size_t blk = b0; blk < b1; ++blk)
       for (std::size_t i = blk * TM; i < std::min(M, (blk + 1) * TM); ++i)

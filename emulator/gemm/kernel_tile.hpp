@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/buffer_pool.hpp"
 #include "common/isa.hpp"
 
 // The vectors below are internal (anonymous namespace, inlined), so the compilers' note that
@@ -67,7 +68,7 @@ template <class T>
 struct Panels {
   static constexpr std::size_t kLanes = Lanes<T>::kCount;
   std::size_t K = 0, row_blocks = 0, groups = 0;
-  std::vector<T> x, y;
+  PooledVector<T> x, y;  // reused between calls (common/buffer_pool.hpp)
 
   Panels(std::size_t M, std::size_t N, std::size_t k)
       : K(k),
