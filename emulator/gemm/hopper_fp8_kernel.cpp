@@ -825,7 +825,7 @@ constexpr int kNoProduct = -(1 << 20);
 // non-zero, between the least subnormal and max_finite, no bits below the format's quantum); the
 // caller settles what it flags with the general test (formats/representable).
 template <Fp8Layout Op>
-inline Lanes operand_field(const ULanes u, Lanes& leave) {
+inline Lanes operand_field(const ULanes& u, Lanes& leave) {
   constexpr int kMinField = Op.min_exp + binary32::kBias, kKeep = 32 - (kM32 - Op.mant_bits);
   constexpr std::uint32_t kLeast = static_cast<std::uint32_t>(kMinField - Op.mant_bits) << kM32;  // 2^(emin - m)
   const ULanes mag = u & binary32::kMagnitudeMask;
