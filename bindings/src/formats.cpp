@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "arrays.hpp"
+#include "common/buffer_pool.hpp"
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "formats/fnuz.hpp"
@@ -166,6 +167,16 @@ Registration formats_registration("formats", {}, [](py::module_& m) {
   m.def("format_info", &format_info_py, py::arg("fmt"));
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("num_threads", &num_threads);
+  m.def("buffer_cache_info", [] {
+    const BufferPoolStats s = buffer_pool_stats();
+    py::dict d;
+    d["cached_bytes"] = s.cached_bytes;
+    d["cached_buffers"] = s.cached_buffers;
+    d["reused"] = s.reused;
+    d["allocated"] = s.allocated;
+    return d;
+  });
+  m.def("release_buffer_cache", &release_cached_buffers);
 });
 
 }  // namespace

@@ -3,6 +3,9 @@ exact rational arithmetic (fractions.Fraction, whose float() rounds correctly) a
 integer rendering of the Hopper E4M3 wgmma model as REFERENCE.md states it."""
 from fractions import Fraction
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -225,3 +228,40 @@ def test_results_own_their_buffers_while_alive():
     r4 = fp8lab.gemm(a2, b1)  # may reuse r1's buffer: its values are the new call's
     assert np.array_equal(r4, r2)
     assert np.array_equal(fp8lab.gemm(a1, b1), kept)
+
+
+def test_buffer_cache_info_and_release():
+    """A 1024x512 GEMM's operand copies and result (>= 1 MiB each) come from the cache: the second
+    identical call reuses them, release_buffer_cache empties it, and the values never change."""
+    if "FP8LAB_BUFFER_CACHE_MB" in os.environ:
+        pytest.skip("runs with the default cache limit")
+    rng = np.random.default_rng(11)
+    a = fp8lab.quantize(rng.standard_normal((1024, 512), dtype=np.float32), operand="a")
+    b = fp8lab.quantize(rng.standard_normal((512, 512), dtype=np.float32), operand="b")
+    first = fp8lab.gemm(a, b)
+    before = fp8lab.buffer_cache_info()
+    assert set(before) == {"cached_bytes", "cached_buffers", "reused", "allocated"}
+    assert before["cached_bytes"] >= 2 << 20 and before["cached_buffers"] >= 1
+    again = fp8lab.gemm(a, b)
+    after = fp8lab.buffer_cache_info()
+    assert after["reused"] >= before["reused"] + 2  # A's decoded values and the paired layouts at least
+    assert np.array_equal(first, again)
+    fp8lab.release_buffer_cache()
+    empty = fp8lab.buffer_cache_info()
+    assert empty["cached_bytes"] == 0 and empty["cached_buffers"] == 0
+    assert np.array_equal(fp8lab.gemm(a, b), first)
+    assert fp8lab.buffer_cache_info()["allocated"] > empty["allocated"]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2000000", ""])
+def test_malformed_buffer_cache_limit_is_an_error_naming_it(value):
+    """FP8LAB_BUFFER_CACHE_MB must be a whole number of MiB in [0, 1048576]: anything else fails the
+    first call that needs a large buffer, with a ValueError naming the variable (not a silent default)."""
+    code = ("import numpy as np, fp8lab\n"
+            "a = fp8lab.quantize(np.ones((1024, 512), np.float32), operand='a')\n"
+            "b = fp8lab.quantize(np.ones((512, 512), np.float32), operand='b')\n"
+            "fp8lab.gemm(a, b)\n")
+    env = dict(os.environ, FP8LAB_BUFFER_CACHE_MB=value)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert f"ValueError: FP8LAB_BUFFER_CACHE_MB: '{value}' is not a whole number of MiB" in r.stderr, r.stderr

@@ -9,7 +9,10 @@ import pkgutil as _pkgutil
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
 from . import _core  # noqa: E402
-from .formats import decode, encode, fnuz_to_ocp, format_info, formats, num_threads, ocp_to_fnuz, set_num_threads  # noqa: E402
+from .formats import (  # noqa: E402
+    buffer_cache_info, decode, encode, fnuz_to_ocp, format_info, formats, num_threads, ocp_to_fnuz, release_buffer_cache,
+    set_num_threads,
+)
 from .verification import verify  # noqa: E402  (the module is fp8lab.verification)
 from .blockgemm import gemm, gemm_bound, gemm_exact, metrics  # noqa: E402
 from . import moe  # noqa: E402  (fp8lab.moe.route, .compare, ...)
@@ -42,6 +45,7 @@ __all__ = [
     "dot",
     "encode",
     "fnuz_to_ocp",
+    "buffer_cache_info",
     "format_info",
     "formats",
     "gemm",
@@ -52,6 +56,7 @@ __all__ = [
     "moe",
     "num_threads",
     "ocp_to_fnuz",
+    "release_buffer_cache",
     "set_num_threads",
     "stochastic_round",
     "sweep",

@@ -161,3 +161,16 @@ def set_num_threads(n: int) -> None:
 
 def num_threads() -> int:
     return int(_core.num_threads())
+
+
+def buffer_cache_info() -> dict:
+    """The process's cache of large per-call buffers (a GEMM's operand copies, packed layouts and
+    result; emulator/common/buffer_pool.hpp): bytes and buffers held now, and since the process
+    started the requests of 1 MiB or more it served (reused) and those that took new memory
+    (allocated). FP8LAB_BUFFER_CACHE_MB caps what it holds (default 256; 0 turns it off)."""
+    return {k: int(v) for k, v in _core.buffer_cache_info().items()}
+
+
+def release_buffer_cache() -> None:
+    """Frees every buffer the cache holds (memory back to the system now; results are unaffected)."""
+    _core.release_buffer_cache()
