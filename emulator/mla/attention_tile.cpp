@@ -40,7 +40,7 @@ inline F16 load16(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store16(float* p, F16 v) { std::memcpy(p, &v, sizeof v); }
+inline void store16(float* p, const F16& v) { std::memcpy(p, &v, sizeof v); }
 
 // Register blocks: (heads x rows) score accumulators and (heads x 16-column groups) P.V
 // accumulators, sized so they stay in registers (32 zmm with AVX-512; 16 ymm otherwise).

@@ -29,11 +29,11 @@ inline KeyLanes load_keys(const std::uint32_t* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline KeyLanes max_lanes(KeyLanes a, KeyLanes b) { return a > b ? a : b; }
-inline KeyLanes min_lanes(KeyLanes a, KeyLanes b) { return a > b ? b : a; }
+inline KeyLanes max_lanes(const KeyLanes& a, const KeyLanes& b) { return a > b ? a : b; }
+inline KeyLanes min_lanes(const KeyLanes& a, const KeyLanes& b) { return a > b ? b : a; }
 // The upper half of each group of 2w lanes moved down onto the lower half (the rest don't matter).
 template <int W>
-inline KeyLanes down(KeyLanes v) {
+inline KeyLanes down(const KeyLanes& v) {
   if constexpr (W == 8) return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
   if constexpr (W == 4) return __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
   if constexpr (W == 2) return __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
