@@ -79,11 +79,11 @@ void free_block(const Block& b) noexcept { ::operator delete(b.base, kAlign); }
 
 void* pooled_allocate(std::size_t bytes) {
   if (bytes < kPooledMinBytes) return ::operator new(std::max<std::size_t>(bytes, 1), kAlign);
-  const std::size_t cap = limit();
+  limit();  // FP8LAB_BUFFER_CACHE_MB checked before the first large request, even with the cache off
   Cache& c = cache();
-  if (cap > 0) {
+  {
     std::lock_guard<std::mutex> hold(c.lock);
-    // The smallest cached block that fits and wastes less than the request.
+    // The smallest cached block (none when the cache is off) that fits and wastes less than the request.
     auto best = c.blocks.end();
     for (auto it = c.blocks.begin(); it != c.blocks.end(); ++it)
       if (it->capacity >= bytes && it->capacity / 2 <= bytes && (best == c.blocks.end() || it->capacity < best->capacity))

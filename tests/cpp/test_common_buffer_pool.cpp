@@ -154,10 +154,13 @@ TEST(BufferPool, ForkedChildCanAllocate) {
 TEST(BufferPoolEnv, ZeroTurnsTheCacheOff) {
   const char* v = std::getenv("FP8LAB_BUFFER_CACHE_MB");
   if (!v || std::string(v) != "0") GTEST_SKIP() << "needs FP8LAB_BUFFER_CACHE_MB=0";
-  void* p = pooled_allocate(2 * kMiB);
-  pooled_release(p, 2 * kMiB);
+  for (int i = 0; i < 2; ++i) {
+    void* p = pooled_allocate(2 * kMiB);
+    pooled_release(p, 2 * kMiB);
+  }
   EXPECT_EQ(buffer_pool_stats().cached_bytes, 0u);
   EXPECT_EQ(buffer_pool_stats().reused, 0u);
+  EXPECT_EQ(buffer_pool_stats().allocated, 2u);  // both took new memory, and the count says so
 }
 
 // Run by ctest with FP8LAB_BUFFER_CACHE_MB=12x: the first large request says what is wrong.
