@@ -29,6 +29,7 @@
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // internal 64-byte vector helpers (see hopper_fp8_kernel.cpp)
 #endif
+#include "gemm/hopper_fp8_tile.hpp"
 
 // Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp).
 namespace fp8lab::FP8LAB_ISA_NS {
@@ -36,13 +37,7 @@ namespace {
 
 using bound_steps::Fp32Track;
 
-constexpr std::size_t kLanes = 16;         // output columns per vector group
-constexpr std::size_t kRowsPerTask = 6;    // rows of A per task
-constexpr std::size_t kGroupsPerTask = 2;  // column groups per task
-// Exponents of a zero operand and of a zero C: low enough never to be the largest (a real
-// product's is >= 2 * min_exp >= -28), and every difference fits int16.
-constexpr int kZeroExp = -200;
-constexpr int kZeroC = -400;
+// The task's tile and the exponents of zeros: gemm/hopper_fp8_tile.hpp.
 
 // The numbers of the model row the kernel uses (hopper_fp8_kernel_models has checked them
 // against the kernel's: k = 32, F = 13, P = 14, FP8 operands, so that every shifted |product|
@@ -271,40 +266,10 @@ inline void chain_value(const Chain& ch, const Params& m, float* out) {
 // AVX-512 path's term. Whether truncation changed a term is read from exponents alone: a product's
 // lowest set bit is 2^(la + lb), la and lb its operands' (value = odd * 2^l), so its term is inexact
 // exactly when la + lb < emax - F, which a third pass counts on bytes, four k per lane.
-#if defined(__AVX2__)
-constexpr std::size_t kW = 8;
-constexpr std::size_t kBlockRows = 3;  // 3 x 2 vectors of sums and scales, 2 of B: 16 ymm in pass 2
-#else
-constexpr std::size_t kW = 4;
-constexpr std::size_t kBlockRows = 1;
-#endif
-constexpr std::size_t kV = kLanes / kW;  // vectors per column group
-using VI = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using VU = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using VF = float __attribute__((vector_size(kW * sizeof(float))));
-using VB = std::uint8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
 using VS8 = std::int8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
 using VI4 = std::int32_t __attribute__((vector_size(4 * sizeof(std::int32_t))));
 using VL4 = std::int64_t __attribute__((vector_size(4 * sizeof(std::int64_t))));
 using VD4 = double __attribute__((vector_size(4 * sizeof(double))));
-template <class V, class T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V, class T>
-inline void store(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <class V>
-inline V lanes_max(const V& x, const V& y) { return x > y ? x : y; }
-template <class V>
-inline V lanes_min(const V& x, const V& y) { return x < y ? x : y; }
-template <std::size_t... I>
-inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one broadcast
-  return VF{((void)I, x)...};
-}
 // x >> n, 0 for n outside [0, 31]; x << n likewise (unsigned min: a negative n is huge).
 inline VU shr(const VU& x, const VI& n) { return x >> lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
 inline VU shl(const VU& x, const VI& n) { return x << lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
@@ -313,11 +278,9 @@ inline VI log2_floor(const VI& x) { return (std::bit_cast<VI>(__builtin_convertv
 
 // Operands. A's values per (block of kRowsPerTask rows, k): the block's kRowsPerTask values (a task
 // reads A as one stream); B's per (column group, k), 16 lanes, 0 past N. Per quad of k, as bytes
-// four k to a 32-bit word (A one word per row of the block, B 16 lanes): the exponents biased by
-// kExpBias8 for pass 1 (0 for a zero operand or a k past K: a product with a zero operand sums to
-// at most 79, below every real product's 100 or more), and the lowest set bit's exponents for
-// pass 3 (kLowZero8 for a zero operand: see thresholds()).
-constexpr int kExpBias8 = 64;
+// four k to a 32-bit word (A one word per row of the block, B 16 lanes): the exponents as pass 1
+// reads them (kExpBias8), and the lowest set bit's exponents for pass 3 (kLowZero8 for a zero
+// operand: see thresholds()).
 constexpr int kLowZero8 = 63;
 constexpr int kEtaExp = binary32::kMinQuantum;  // bound_steps::kEta = 2^-149
 static_assert(bound_steps::kEta == 0x1p-149 && kEtaExp == -149);
@@ -450,48 +413,28 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
   const float* y = o.b.data() + jt * K * kLanes;
   const std::uint8_t* y4 = o.b4.data() + jt * o.quads * 4 * kLanes;
   const std::int8_t* yl = o.bl.data() + jt * o.quads * 4 * kLanes;
-  // Pass 1: the largest biased exponent sum per lane and k mod 4.
-  VB m4[R][kV] = {};
-  for (std::size_t u = u0; u < u1; ++u) {
-    VB eb[kV];
-    for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
-    for (std::size_t r = 0; r < R; ++r) {
-      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * TM * 4));
-      for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
-    }
-  }
+  VI e[R][kV];
+  largest_exponent_sums<R>(x4, y4, u0, u1, e);
   // With C (= kept * 2^(pe - F), exponent pe - F + floor(log2 |kept|)): the alignment exponent
-  // emax (the largest of the four bytes unbiased, below 2 * min_exp when no product is non-zero:
-  // then none counts), C truncated onto 2^(emax - F) as (|kept| << P) >> (emax - pe + P), inexact
+  // emax (the largest product exponent, below 2 * min_exp when no product is non-zero: then none
+  // counts), C truncated onto 2^(emax - F) as (|kept| << P) >> (emax - pe + P), inexact
   // when the bits do not shift back (c_cut, -1), and scale = 2^(F - emax) (a normal float: the
   // clamp at -100 matters only when every product is zero).
   VI emax[R][kV], s[R][kV], c_cut[R][kV];
   VF scale[R][kV];
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t v = 0; v < kV; ++v) {
-      VU w = std::bit_cast<VU>(m4[r][v]);
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
-      const VI e = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
       const VI kept = load<VI>(ch[r]->kept + v * kW), pe = load<VI>(ch[r]->emax + v * kW);
       const VI ck = kept < 0 ? -kept : kept;
       const VI ce = ck == 0 ? VI{} + kZeroC : pe - m.frac + log2_floor(ck);
-      emax[r][v] = lanes_max(e < 2 * m.min_exp ? VI{} + kZeroExp : e, ce);
+      emax[r][v] = lanes_max(e[r][v] < 2 * m.min_exp ? VI{} + kZeroExp : e[r][v], ce);
       const VI sh = emax[r][v] - pe + m.out_bits;
       const VU c_hr = std::bit_cast<VU>(ck) << m.out_bits, tc = shr(c_hr, sh);
       c_cut[r][v] = shl(tc, sh) != c_hr;
       s[r][v] = kept < 0 ? -std::bit_cast<VI>(tc) : std::bit_cast<VI>(tc);
       scale[r][v] = std::bit_cast<VF>((m.frac - lanes_max(emax[r][v], VI{} - 100) + binary32::kBias) << binary32::kMantissaBits);
     }
-  // Pass 2: each product times 2^(F - emax), truncated toward zero, summed.
-  for (std::size_t k = k0; k < k1; ++k) {
-    VF yv[kV];
-    for (std::size_t v = 0; v < kV; ++v) yv[v] = load<VF>(y + k * kLanes + v * kW);
-    for (std::size_t r = 0; r < R; ++r) {
-      const VF xv = splat(x[r][k * TM], std::make_index_sequence<kW>{});
-      for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
-    }
-  }
+  add_aligned_products<R>(x, y, k0, k1, scale, s);  // pass 2
   // Pass 3: per lane and k mod 4, minus the count of inexact terms (at most 8 per byte).
   VS8 n8[R][kV] = {};
   {
@@ -527,26 +470,15 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
 }
 
 // One instruction (products k in [k0, k1)) for `rows` rows (from i0) against `groups` column groups
-// (from jt): per group, rows in blocks of kBlockRows, then of 2 (AVX2), then one at a time.
+// (from jt), per group in row blocks.
 inline void instruction(const Operands& o, const Params& m, std::size_t i0, std::size_t rows, std::size_t jt,
                         std::size_t groups, std::size_t k0, std::size_t k1, Chain (*ch)[kGroupsPerTask]) {
-  for (std::size_t c = 0; c < groups; ++c) {
-    std::size_t r = 0;
-    for (; r + kBlockRows <= rows; r += kBlockRows) {
-      Chain* d[kBlockRows];
-      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = &ch[r + q][c];
-      instruction_block<kBlockRows>(o, m, i0 + r, jt + c, k0, k1, d);
-    }
-    if constexpr (kBlockRows > 2)
-      for (; r + 2 <= rows; r += 2) {
-        Chain* d[2] = {&ch[r][c], &ch[r + 1][c]};
-        instruction_block<2>(o, m, i0 + r, jt + c, k0, k1, d);
-      }
-    for (; r < rows; ++r) {
-      Chain* d[1] = {&ch[r][c]};
-      instruction_block<1>(o, m, i0 + r, jt + c, k0, k1, d);
-    }
-  }
+  for (std::size_t c = 0; c < groups; ++c)
+    in_row_blocks(rows, [&]<std::size_t R>(std::size_t r) {
+      Chain* d[R];
+      for (std::size_t q = 0; q < R; ++q) d[q] = &ch[r + q][c];
+      instruction_block<R>(o, m, i0 + r, jt + c, k0, k1, d);
+    });
 }
 
 // The chain's D as a float (exact: P bits; 2^(emax - F) is a normal float whenever D != 0).

@@ -34,6 +34,7 @@
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
+#include "gemm/hopper_fp8_tile.hpp"
 #if defined(__AVX2__) && !defined(FP8LAB_PAIRED_K)
 #include <immintrin.h>  // the AVX2 path's vpsrlvd and vpsignd (shift_right, with_sign)
 #endif
@@ -50,10 +51,6 @@ constexpr int kInstructionK = 32;   // products per wgmma
 constexpr int kFracBits = 13;       // aligned terms keep 13 fractional bits below the largest exponent
 constexpr int kOutBits = 14;        // the sum is truncated to 14 significant bits
 constexpr int kM32 = binary32::kMantissaBits;  // FP32's fraction bits (formats/row_constants.hpp)
-// Exponent given to zero operands / a zero accumulator: low enough never to be the largest
-// (the smallest non-zero product exponent is 2 * -6 = -12; an FP32 C is >= -126).
-constexpr int kZeroExp = -200;
-constexpr int kZeroC = -400;
 
 // The operands of the two Hopper FP8 presets the vector kernel covers (accum's hopper_fp8 and
 // hopper_fp8_e5m2 share k = 32, one fused block, 13 fractional alignment bits and 14 output bits;
@@ -119,16 +116,6 @@ inline float normalise(std::int32_t s, int emax) {
 // arithmetic as the scalar loops; only the register allocation differs.
 using Lanes = std::int32_t __attribute__((vector_size(64)));
 using ULanes = std::uint32_t __attribute__((vector_size(64)));
-// Lane-wise max and min written as vector conditionals, which GCC and Clang lower to vpmaxsd /
-// vpminsd: a bitwise blend here made the per-k max a 4-instruction loop-carried chain.
-template <class V>
-inline V lanes_max(const V& x, const V& y) { return x > y ? x : y; }
-template <class V>
-inline V lanes_min(const V& x, const V& y) { return x < y ? x : y; }
-
-constexpr std::size_t kLanes = 16;  // output columns per vector group
-constexpr std::size_t kRowsPerTask = 6;
-constexpr std::size_t kGroupsPerTask = 2;  // column groups of 16 per task
 
 // e4m3_parts from the float's bits, for the bulk decomposition of the operands, for either
 // layout (v must be a value of the operand format: the caller checks). A subnormal FP8 value is a
@@ -507,40 +494,12 @@ inline void instruction(const Operands& o, const Task& task, std::size_t kc, std
   }
 }
 #else
-// Portable and AVX2 path: one machine register of int32 / float lanes per vector (8 with AVX2, a
-// ymm; 4 otherwise, an xmm), so that every sum of the per-k loops stays in a register (vectors
-// wider than the registers made GCC keep them on the stack: 47b2097, and before).
-#if defined(__AVX2__)
-constexpr std::size_t kW = 8;
-constexpr std::size_t kBlockRows = 3;  // rows of A per block: 3 x 2 vectors of sums and scales, 2 of B, 16 ymm in pass 2
-#else
-constexpr std::size_t kW = 4;
-constexpr std::size_t kBlockRows = 1;  // 4 vectors of sums and scales, 14 xmm in pass 2
-#endif
-constexpr std::size_t kV = kLanes / kW;  // vectors per column group
-using VI = std::int32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using VU = std::uint32_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-using VF = float __attribute__((vector_size(kW * sizeof(float))));
-using VB = std::uint8_t __attribute__((vector_size(kW * sizeof(std::int32_t))));
-template <class V, class T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <std::size_t... I>
-inline VF splat(float x, std::index_sequence<I...>) {  // x in every lane: one broadcast (VF{} + x adds 0.0f first)
-  return VF{((void)I, x)...};
-}
+// Portable and AVX2 path: the portable layout (gemm/hopper_fp8_tile.hpp).
 
 // Operands. A's values per (block of kRowsPerTask rows, k): the block's kRowsPerTask values, so
 // that a task reads A as one stream (its rows, K floats apart, would share L1 sets: 4 KiB apart
-// at K = 1024); B's per (column group, k), 16 lanes, 0 past N. The first pass (the largest
-// exponent) reads exponents alone, four k per 32-bit word as uint8 biased by 64 (exponents are
-// -6..8 in E4M3, -14..15 in E5M2; a zero operand or a k past K is 0, so that a product with a
-// zero operand sums to 0..79, below every real product's 100..158, and nothing wraps): A per
-// (row block, quad) one word per row, B per (column group, quad) 16 lanes.
-constexpr int kExpBias8 = 64;
+// at K = 1024); B's per (column group, k), 16 lanes, 0 past N. The exponent bytes as pass 1 reads
+// them (kExpBias8).
 struct Operands {
   std::size_t K, quads;
   PooledVector<float> a, b;  // reused between calls (common/buffer_pool.hpp)
@@ -657,17 +616,9 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
   }
   const float* y = o.b.data() + jt * K * kLanes;
   const std::uint8_t* y4 = o.b4.data() + jt * o.quads * 4 * kLanes;
-  // Pass 1: the largest biased exponent sum per lane and k mod 4.
-  VB m4[R][kV] = {};
-  for (std::size_t u = u0; u < u1; ++u) {
-    VB eb[kV];
-    for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
-    for (std::size_t r = 0; r < R; ++r) {
-      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * TM * 4));
-      for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
-    }
-  }
-  // Per lane: emax, the largest of the four bytes unbiased (below 2 * min_exp when no product is
+  VI e[R][kV];
+  largest_exponent_sums<R>(x4, y4, u0, u1, e);
+  // Per lane: emax, the largest product exponent (below 2 * min_exp when no product is
   // non-zero: then none counts) and C's exponent ce; C, the previous D, truncated onto
   // 2^(emax - 13): |kept14| >> (emax - pe14) (see PartialSum; the count is >= 1 when C != 0, as in
   // the AVX-512 path, and a zero C gives 0 for any count), signed, starts the sum; scale =
@@ -677,27 +628,15 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
   VF scale[R][kV];
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t v = 0; v < kV; ++v) {
-      VU w = std::bit_cast<VU>(m4[r][v]);
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
-      const VI e = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
       const VI kept14 = load<VI>(d[r]->kept14 + v * kW);
-      emax[r][v] = lanes_max(e < 2 * Op.min_exp ? VI{} + kZeroExp : e, load<VI>(d[r]->ce + v * kW));
+      emax[r][v] = lanes_max(e[r][v] < 2 * Op.min_exp ? VI{} + kZeroExp : e[r][v], load<VI>(d[r]->ce + v * kW));
       const VU tc = shift_right(std::bit_cast<VU>(kept14 < 0 ? -kept14 : kept14), emax[r][v] - load<VI>(d[r]->pe14 + v * kW));
       s[r][v] = with_sign(std::bit_cast<VI>(tc), kept14);
       scale[r][v] = std::bit_cast<VF>((kFracBits - lanes_max(emax[r][v], VI{} - 100) + kBias) << kM32);
     }
-  // Pass 2: each product (exact in FP32: two values of the format) times 2^(13 - emax) (exact, or
-  // below 1 when it leaves the normal range), truncated toward zero: hopper_e4m3_dot_add's term,
-  // |product| aligned to 2^(emax - 13) with its magnitude truncated, the product's sign.
-  for (std::size_t k = kc; k < kc + kn; ++k) {
-    VF yv[kV];
-    for (std::size_t v = 0; v < kV; ++v) yv[v] = load<VF>(y + k * kLanes + v * kW);
-    for (std::size_t r = 0; r < R; ++r) {
-      const VF xv = splat(x[r][k * TM], std::make_index_sequence<kW>{});
-      for (std::size_t v = 0; v < kV; ++v) s[r][v] += __builtin_convertvector((xv * yv[v]) * scale[r][v], VI);
-    }
-  }
+  // Pass 2: hopper_e4m3_dot_add's terms, |product| aligned to 2^(emax - 13) with its magnitude
+  // truncated, the product's sign.
+  add_aligned_products<R>(x, y, kc, kc + kn, scale, s);
   // D: |S| truncated to 14 significant bits, S's sign, kept as PartialSum. |S| < 2^21 (32 terms
   // < 2^15, C's < 2^14), so its bit length nb is read exactly from its float's exponent (as | 1:
   // nb = 1 for S = 0, where nothing is cut and ce is kZeroC); D's float exponent is
@@ -724,29 +663,17 @@ struct Task {
       : i0(i0_), rows(rows_), jt(jt_), groups(groups_) {}
 };
 
-// One instruction for a task's rows of A against its column groups: per group, rows in blocks of
-// kBlockRows, then of 2 (AVX2), then one at a time.
+// One instruction for a task's rows of A against its column groups, per group in row blocks.
 template <Fp8Layout Op>
 inline void instruction(const Operands& o, const Task& task, std::size_t kc, std::size_t kn,
                         PartialSum (*p)[kGroupsPerTask]) {
   const std::size_t i0 = task.i0, rows = task.rows, jt = task.jt, groups = task.groups;
-  for (std::size_t c = 0; c < groups; ++c) {
-    std::size_t r = 0;
-    for (; r + kBlockRows <= rows; r += kBlockRows) {
-      PartialSum* d[kBlockRows];
-      for (std::size_t q = 0; q < kBlockRows; ++q) d[q] = &p[r + q][c];
-      instruction_block<Op, kBlockRows>(o, i0 + r, jt + c, kc, kn, d);
-    }
-    if constexpr (kBlockRows > 2)
-      for (; r + 2 <= rows; r += 2) {
-        PartialSum* d[2] = {&p[r][c], &p[r + 1][c]};
-        instruction_block<Op, 2>(o, i0 + r, jt + c, kc, kn, d);
-      }
-    for (; r < rows; ++r) {
-      PartialSum* d[1] = {&p[r][c]};
-      instruction_block<Op, 1>(o, i0 + r, jt + c, kc, kn, d);
-    }
-  }
+  for (std::size_t c = 0; c < groups; ++c)
+    in_row_blocks(rows, [&]<std::size_t R>(std::size_t r) {
+      PartialSum* d[R];
+      for (std::size_t q = 0; q < R; ++q) d[q] = &p[r + q][c];
+      instruction_block<Op, R>(o, i0 + r, jt + c, kc, kn, d);
+    });
 }
 #endif
 
