@@ -591,6 +591,9 @@ struct ExponentWords {
 template <int W>
 std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std::size_t K, std::size_t width) {
   constexpr std::size_t P = 4 / W;
+  // (W = 1: with operands of the input formats any sentinel up to -39 gives the same bits, as every
+  // product and every D is a multiple of the formats' smallest product quantum, 2^-48 for FP16;
+  // TcLanesKernel.ZeroOperandsBesideExtremes fails from -38. -128 keeps lane_state_width's margin.)
   constexpr int lowest = W == 2 ? kZeroExp16 : -128;
   constexpr std::uint32_t mask = W == 2 ? 0xFFFFu : 0xFFu;
   std::vector<std::int32_t> out(e.size() / P);

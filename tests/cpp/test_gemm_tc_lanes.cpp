@@ -222,6 +222,63 @@ TEST(TcLanesKernel, BlockSumPastInt32) {
   }
 }
 
+// Zero operands beside the smallest and the largest ones, on every claimed preset and variant:
+// blocks whose only non-zero products are the format's least subnormals squared or least normals
+// with their last bit set squared (products down to the format's smallest quantum), next to zero
+// operands against max-finite ones, and whole blocks of such zeros after a chain of the smallest
+// products (C the smallest D a chain can hold). Here the zero operand's saturated exponent (the
+// AVX-512 lane-state chain's 8-bit sentinel, tc_lanes_kernel.cpp exponent_words) must stay low
+// enough: its sum with the largest exponent sets the block's alignment when it passes the real
+// products' and C's exponents, and truncates their low bits. Row kinds of A (r % 5) and of B
+// (r % 5) pair each pattern with each: random smallest, alternating smallest / zero or max finite,
+// whole blocks of either, and anything. Chains over the whole K and promoted every instruction.
+TEST(TcLanesKernel, ZeroOperandsBesideExtremes) {
+  for (const TensorCoreModel& model : tensor_core_presets()) {
+    if (!tc_lanes_kernel_models(model)) continue;
+    const std::size_t M = 25, N = 35, K = 4 * static_cast<std::size_t>(model.k) + 3, blk = static_cast<std::size_t>(model.block);
+    auto values = [&](const Format& f, std::size_t rows, std::uint64_t seed, bool is_b) {
+      const int emin = f.min_normal_exponent();
+      const double least = std::ldexp(1.0, emin - f.mantissa_bits), normal = std::ldexp(1.0, emin) + least;
+      const double maxf = f.max_finite();
+      const double any[] = {0.0, -0.0, least, -least, normal, -normal, maxf, -maxf, 1.0};
+      std::mt19937_64 rng(seed);
+      auto small = [&] { return (rng() % 2 ? 1.0 : -1.0) * (rng() % 3 ? least : normal); };
+      // A's zeros meet B's max finite values and the other way round.
+      const double big = is_b ? maxf : 0.0, other = is_b ? 0.0 : maxf;
+      std::vector<float> v(rows * K);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t k = 0; k < K; ++k) {
+          double x = 0;
+          switch (r % 5) {
+            case 0: x = rng() % 4 ? small() : big; break;
+            case 1: x = k % 2 ? (r / 5 % 2 ? big : other) : small(); break;
+            case 2: x = (k / blk) % 2 ? (r / 5 % 2 ? big : other) : small(); break;
+            case 3: x = (k / blk) % 3 == 2 ? small() : (r / 5 % 2 ? big : other); break;
+            default: x = any[rng() % 9]; break;
+          }
+          v[r * K + k] = static_cast<float>(x);
+        }
+      return v;
+    };
+    const auto x = values(format_by_name(model.input_format), M, 5, false),
+               y = values(format_by_name(b_input_format(model)), N, 6, true);
+    const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+    for (const Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted}) {
+      const GemmSpec s = spec_of(model, acc, Combine::DeepGemm, model.k);
+      const std::vector<double> slow = gemm(a, b, s, nullptr, {false});
+      const std::size_t every = acc == Accumulate::Promoted ? static_cast<std::size_t>(model.k) : 0;
+      for (const Isa isa : runnable_isas()) {
+        const ScopedIsa use(isa);
+        const std::vector<float> fast = tc_lanes_gemm_accumulate(a, b, model, every, Combine::DeepGemm);
+        for (std::size_t e = 0; e < fast.size(); ++e)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[e]), std::bit_cast<std::uint32_t>(static_cast<float>(slow[e])))
+              << model.name << " " << isa_name(isa) << " " << accumulate_name(acc) << " element [" << e / N << ", "
+              << e % N << "] got " << fast[e] << " want " << slow[e];
+      }
+    }
+  }
+}
+
 TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
   const TensorCoreModel& model = tensor_core_by_name("hopper_bf16");
   const std::vector<float> v(16, 1.0f);
