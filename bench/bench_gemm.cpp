@@ -7,7 +7,7 @@
 // small GEMM's time per call on 2 threads against 1, and the other tensor-core presets' kernel
 // against their generic path and sgemm.
 // Usage: bench_gemm [--quick | M N K | --bound M N K [reps] | --bound-reference M N K [reps] | --small |
-//                    --tensor-cores [M N K] | --tensor-cores-kernel M N K]   (--quick:
+//                    --tensor-cores [M N K] | --tensor-cores-kernel M N K | --exact M N K [reps]]   (--quick:
 // smaller shapes, for smoke runs; --bound: only the bound against the GEMM (best of reps, 3 unless
 // given, GEMM and bound alternating); --bound-reference: and
 // against the per-element certificate; --small: only the small-GEMM threads row; --tensor-cores-kernel:
@@ -133,6 +133,31 @@ void run(const std::vector<Shape>& shapes) {
   }
 }
 
+// The exact mode alone against sgemm and dgemm (best of `reps` each; every exact run first, for the
+// reason above): for tuning its kernel without the other modes' minutes.
+void run_exact(std::size_t M, std::size_t N, std::size_t K, int reps) {
+  const GemmOperand a = random_operand(M, K, 1, 128, 1), b = random_operand(N, K, 128, 128, 2);
+  fp8lab::GemmSpec spec;
+  spec.accumulate = fp8lab::Accumulate::Exact;
+  std::vector<double> d;
+  const double t = best_seconds([&] { d = fp8lab::gemm(a, b, spec); }, reps);
+  const double flop = 2.0 * M * N * K;
+  std::printf("shape M=%zu N=%zu K=%zu threads=%d\n  emulated exact GEMM: %8.3f s  %8.2f GFLOP/s-equivalent\n", M, N, K,
+              fp8lab::num_threads(), t, flop / t * 1e-9);
+#ifdef FP8LAB_HAVE_BLAS
+  std::vector<float> fa(a.elements.begin(), a.elements.end()), fb(b.elements.begin(), b.elements.end()), fc(M * N);
+  std::vector<double> da(fa.begin(), fa.end()), db(fb.begin(), fb.end()), dc(M * N);
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  const float one = 1.0f, zero = 0.0f;
+  const double done = 1.0, dzero = 0.0;
+  const double t_s = best_seconds([&] { sgemm_("T", "N", &n, &m, &k, &one, fb.data(), &k, fa.data(), &k, &zero, fc.data(), &n); }, reps);
+  const double t_d = best_seconds(
+      [&] { dgemm_("T", "N", &n, &m, &k, &done, db.data(), &k, da.data(), &k, &dzero, dc.data(), &n); }, reps);
+  std::printf("  sgemm %8.3f s, dgemm %8.3f s: exact / sgemm %.3fx, exact / dgemm %.3fx, dgemm / sgemm %.3fx\n", t_s, t_d,
+              t_s / t, t_d / t, t_s / t_d);
+#endif
+}
+
 // gemm_error_bound against gemm on the same operands and spec, in the same run (best of `reps`
 // each): promoted hopper_fp8 (the default), one tensor-core chain (per-row / per-tensor scales),
 // and the FP32 modes. The goal is a bound at most 2x the GEMM's time. With `reference`,
@@ -252,6 +277,10 @@ int main(int argc, char** argv) {
   if ((argc == 5 || argc == 6) && std::strncmp(argv[1], "--bound", 7) == 0) {  // the bound's ratio alone
     run_bound(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), argc == 6 ? std::stoi(argv[5]) : 3,
               std::strcmp(argv[1], "--bound-reference") == 0);
+    return 0;
+  }
+  if ((argc == 5 || argc == 6) && std::strcmp(argv[1], "--exact") == 0) {  // --exact M N K [reps]: the exact row alone
+    run_exact(std::stoul(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), argc == 6 ? std::stoi(argv[5]) : 3);
     return 0;
   }
   if (argc > 1 && std::strcmp(argv[1], "--tensor-cores") == 0) {  // --tensor-cores [M N K]: the presets' rows

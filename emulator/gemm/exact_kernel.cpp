@@ -60,11 +60,38 @@ std::optional<IntGrid> int_grid(const GemmOperand& x) {
   return g;
 }
 
-// Operands as binary64 integers n, packed for the kernel (gemm/kernel_tile.hpp). `ok` is false
-// when an element is not on the grid (not finite, not a multiple of 2^lsb, or too large).
-struct Packed : Panels<double> {
-  using Panels<double>::Panels;
+// The register tile: kTileRows rows of A (one broadcast each) x kTileGroups vectors of B columns,
+// kTileRows x kTileGroups sums in registers. With AVX-512, 6 x 4 (24 of 32 zmm, and 4 B loads + 6
+// broadcasts per 24 FMAs): 1.25-1.3x the 6 x 2 tile of gemm/kernel_tile.hpp (12 sums, 8 loads
+// per 12 FMAs) on the same k loop at 1024 x 2048 x 2048 on one core, about dgemm's rate there.
+// AVX2 and SSE2 have 16 registers: kernel_tile.hpp's 6 x 2 (12 + 2 + 1).
+#if defined(__AVX512F__)
+constexpr std::size_t kTileRows = 6, kTileGroups = 4;
+#else
+constexpr std::size_t kTileRows = kRows, kTileGroups = kGroups;
+#endif
+
+// Operands as binary64 integers n, packed for the tile, zeros past the ends: A (M x K) per block
+// of kTileRows rows as K x kTileRows, B (N x K) per group of kLanes rows as K x kLanes, the groups
+// rounded up to whole tiles. `ok` is false when an element is not on the grid (not finite, not a
+// multiple of 2^lsb, or too large).
+struct Packed {
+  std::size_t K = 0, row_blocks = 0, groups = 0;
+  PooledVector<double> x, y;  // reused between calls (common/buffer_pool.hpp)
   bool ok = true;
+
+  Packed(std::size_t M, std::size_t N, std::size_t k)
+      : K(k),
+        row_blocks((M + kTileRows - 1) / kTileRows),
+        groups((N + kLanes * kTileGroups - 1) / (kLanes * kTileGroups) * kTileGroups),
+        x(row_blocks * K * kTileRows, 0.0),
+        y(groups * K * kLanes, 0.0) {}
+  const double* block(std::size_t ib) const { return x.data() + ib * K * kTileRows; }
+  const double* group(std::size_t g) const { return y.data() + g * K * kLanes; }
+  // Where element k = 0 of row i of A (of row j of B) goes; element k is k * kTileRows (k * kLanes)
+  // further.
+  double* a_row(std::size_t i) { return x.data() + (i / kTileRows) * K * kTileRows + i % kTileRows; }
+  double* b_row(std::size_t j) { return y.data() + (j / kLanes) * K * kLanes + j % kLanes; }
 };
 
 // Writes row r of op as integers to at(r)[k * per].
@@ -91,7 +118,7 @@ bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, At at) {
 
 Packed pack(const GemmOperand& a, const GemmOperand& b, IntGrid ga, IntGrid gb) {
   Packed p(a.rows, b.rows, a.cols);
-  p.ok = pack_rows(a, ga, kRows, [&](std::size_t i) { return p.a_row(i); }) &&
+  p.ok = pack_rows(a, ga, kTileRows, [&](std::size_t i) { return p.a_row(i); }) &&
          pack_rows(b, gb, kLanes, [&](std::size_t j) { return p.b_row(j); });
   return p;
 }
@@ -222,33 +249,49 @@ struct ExactSum {
   }
 };
 
-using Block = V[kRows][kGroups];
-constexpr std::size_t kTileOut = kRows * kGroups * kLanes;  // outputs of one row block x column slice
-// Row blocks that share one L1-resident slice of B (AVX-512: 16 x 6 rows of A, 768 KiB at K = 1024,
-// in L2: 16 rather than 8 halves B's traffic per FMA, 5-8% faster at 1024^3).
+using Block = V[kTileRows][kTileGroups];
+constexpr std::size_t kTileOut = kTileRows * kTileGroups * kLanes;  // outputs of one row block x column slice
+// Row blocks that share one L1-resident slice of B: as many as keep their A panel (blocks x
+// kTileRows x K doubles) within kPanelBytes of the 1 MiB L2 (AVX-512: 16 at K = 1024, 8 at 2048),
+// at least kMinBlocks (B's traffic per FMA grows as they shrink), at most kMaxBlocks.
 #if defined(__AVX512F__)
-constexpr std::size_t kBlocksPerTask = 16;
+constexpr std::size_t kMaxBlocks = 16, kPanelBytes = 768 << 10;
+constexpr std::size_t kKc = 64;  // k per pass: B's slice (4 x 8 x 64 doubles) is 16 KiB
 #else
-constexpr std::size_t kBlocksPerTask = 8;
-#endif
+constexpr std::size_t kMaxBlocks = 8, kPanelBytes = 768 << 10;
 constexpr std::size_t kKc = 128;  // k per pass: B's slice (2 x 8 x 128 doubles) is at most 16 KiB
+#endif
+constexpr std::size_t kMinBlocks = 4;
+std::size_t blocks_per_task(std::size_t K) {
+  return std::clamp<std::size_t>(kPanelBytes / (kTileRows * std::max<std::size_t>(K, 1) * sizeof(double)), kMinBlocks,
+                                 kMaxBlocks);
+}
 
 // acc += the integer dot products over k in [k0, k1) for every output of the tile: exact (see
 // exact_kernel.hpp).
-void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::size_t k1, Block& acc) {
-  V s[kRows][kGroups];  // in registers: element-wise copies, no address taken
-  for (std::size_t r = 0; r < kRows; ++r)
-    for (std::size_t g = 0; g < kGroups; ++g) s[r][g] = acc[r][g];
+// With `first`, from zero rather than acc. The loops over the tile are unrolled completely (GCC
+// keeps 6 x 4 on the stack otherwise).
+void chunk_sums(const double* xb, const double* const* yg, std::size_t k0, std::size_t k1, bool first, Block& acc) {
+  V s[kTileRows][kTileGroups];  // in registers: element-wise copies, no address taken
+#pragma GCC unroll 8
+  for (std::size_t r = 0; r < kTileRows; ++r)
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < kTileGroups; ++g) s[r][g] = first ? V{} : acc[r][g];
   for (std::size_t k = k0; k < k1; ++k) {
-    V y[kGroups];
-    for (std::size_t g = 0; g < kGroups; ++g) y[g] = load(yg[g] + k * kLanes);
-    for (std::size_t r = 0; r < kRows; ++r) {
-      const V x = Lanes<double>::splat(xb[k * kRows + r]);
-      for (std::size_t g = 0; g < kGroups; ++g) s[r][g] = mul_add(x, y[g], s[r][g]);
+    V y[kTileGroups];
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < kTileGroups; ++g) y[g] = load(yg[g] + k * kLanes);
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < kTileRows; ++r) {
+      const V x = Lanes<double>::splat(xb[k * kTileRows + r]);
+#pragma GCC unroll 8
+      for (std::size_t g = 0; g < kTileGroups; ++g) s[r][g] = mul_add(x, y[g], s[r][g]);
     }
   }
-  for (std::size_t r = 0; r < kRows; ++r)
-    for (std::size_t g = 0; g < kGroups; ++g) acc[r][g] = s[r][g];
+#pragma GCC unroll 8
+  for (std::size_t r = 0; r < kTileRows; ++r)
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < kTileGroups; ++g) acc[r][g] = s[r][g];
 }
 
 // The exact sums of one row block x column slice across chunks. Per output: while the scale
@@ -287,12 +330,12 @@ struct TileSums {
   const LaneScales* lanes;
   std::size_t i0, j0, rows, cols;  // the tile's first row and column, and how many are real
   int lsb;
-  __int128 fast[kRows][kGroups * kLanes];
-  ExactSum sums[kRows][kGroups * kLanes];
-  bool is_fast[kRows][kGroups * kLanes];
+  __int128 fast[kTileRows][kTileGroups * kLanes];
+  ExactSum sums[kTileRows][kTileGroups * kLanes];
+  bool is_fast[kTileRows][kTileGroups * kLanes];
   bool vec;
   std::size_t flush_every, since_flush;  // the vector fold's chunks between flushes
-  VI limbs[4][kRows][kGroups];
+  VI limbs[4][kTileRows][kTileGroups];
 
   void start(const ChunkScales* a_scales, const ChunkScales* b_scales, const LaneScales* b_lanes, std::size_t row0,
              std::size_t col0, std::size_t real_rows, std::size_t real_cols, int grid_lsb) {
@@ -322,11 +365,11 @@ struct TileSums {
   int base(std::size_t r, std::size_t l) const { return lsb + sa->base[i0 + r] + sb->base[j0 + l]; }
   void fold_vector(std::size_t q, const Block& s) {
     const std::size_t C = sa->chunks;
-    for (std::size_t r = 0; r < kRows; ++r) {
+    for (std::size_t r = 0; r < kTileRows; ++r) {
       const std::size_t ia = (std::min(i0 + r, i0 + rows - 1)) * C + q;  // rows past M: any real row's scale
       const double ma = static_cast<double>(sa->m[ia]);
       const std::int64_t sha = sa->shift[ia];
-      for (std::size_t g = 0; g < kGroups; ++g) {
+      for (std::size_t g = 0; g < kTileGroups; ++g) {
         const std::size_t at = ((j0 / kLanes + g) * C + q) * kLanes;
         V mb;
         VI shb;
@@ -366,7 +409,7 @@ struct TileSums {
         const __int128 term = static_cast<__int128>(S) * (sa->m[ia] * sb->m[jb]);
         const int shift = sa->shift[ia] + sb->shift[jb];
         if (is_fast[r][l]) fast[r][l] += term << shift;
-        else sums[r][l].add(term, base(r, l) + shift, spill[r * kGroups * kLanes + l]);
+        else sums[r][l].add(term, base(r, l) + shift, spill[r * kTileGroups * kLanes + l]);
       }
     }
   }
@@ -376,7 +419,7 @@ struct TileSums {
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
         const std::size_t e = (i0 + r) * N + j0 + l;
-        KulischAccumulator& k = spill[r * kGroups * kLanes + l];
+        KulischAccumulator& k = spill[r * kTileGroups * kLanes + l];
         ExactSum& sum = sums[r][l];
         if (is_fast[r][l]) sum.add(fast[r][l], base(r, l), k);
         if (c) {
@@ -402,32 +445,32 @@ std::optional<std::vector<double>> exact_integer_gemm(const GemmOperand& a, cons
   const std::vector<Chunk> chunks = chunks_of(a, b, std::size_t{1} << (53 - ga->width - gb->width));
   const ChunkScales sa = chunk_scales(a, chunks), sb = chunk_scales(b, chunks);
   const LaneScales lanes = lane_scales(sb, p.groups, N);
-  const std::size_t IT = (p.row_blocks + kBlocksPerTask - 1) / kBlocksPerTask, GB = p.groups / kGroups;
+  const std::size_t blocks_max = blocks_per_task(a.cols);
+  const std::size_t IT = (p.row_blocks + blocks_max - 1) / blocks_max, GB = p.groups / kTileGroups;
   const int prec = output_precision(out), emin = output_min_exponent(out), emax = output_max_exponent(out);
   std::vector<double> d(M * N);
-  // A task: up to kBlocksPerTask row blocks against one column slice, k in passes of kKc so that
+  // A task: up to blocks_max row blocks against one column slice, k in passes of kKc so that
   // the slice of B stays in L1 while every row block uses it. Consecutive tasks take the slices of
   // one group of row blocks, which stays in L2 while B streams; they run in runs of up to 1/64 of
-  // all, so that the buffers below (spill: 1536 accumulators with AVX-512) are set up once per run.
+  // all, so that the buffers below (spill: up to 3072 accumulators with AVX-512) are set up once per run.
   parallel_for(IT * GB, std::max<std::size_t>(1, IT * GB / 64), [&](std::size_t t0, std::size_t t1) {
-    std::vector<KulischAccumulator> spill(kBlocksPerTask * kTileOut);
-    std::vector<TileSums> tiles(kBlocksPerTask);
-    std::vector<Block> acc(kBlocksPerTask);
+    std::vector<KulischAccumulator> spill(blocks_max * kTileOut);
+    std::vector<TileSums> tiles(blocks_max);
+    std::vector<Block> acc(blocks_max);
     for (std::size_t t = t0; t < t1; ++t) {
-      const std::size_t ib0 = (t / GB) * kBlocksPerTask, g0 = (t % GB) * kGroups;
-      const std::size_t blocks = std::min(kBlocksPerTask, p.row_blocks - ib0);
-      const double* yg[kGroups];
-      for (std::size_t g = 0; g < kGroups; ++g) yg[g] = p.group(g0 + g);
+      const std::size_t ib0 = (t / GB) * blocks_max, g0 = (t % GB) * kTileGroups;
+      const std::size_t blocks = std::min(blocks_max, p.row_blocks - ib0);
+      const double* yg[kTileGroups];
+      for (std::size_t g = 0; g < kTileGroups; ++g) yg[g] = p.group(g0 + g);
       for (std::size_t u = 0; u < blocks; ++u) {
-        const std::size_t i0 = (ib0 + u) * kRows, j0 = g0 * kLanes;
-        tiles[u].start(&sa, &sb, &lanes, i0, j0, std::min(kRows, M - i0), std::min(kGroups * kLanes, N - j0),
+        const std::size_t i0 = (ib0 + u) * kTileRows, j0 = g0 * kLanes;
+        tiles[u].start(&sa, &sb, &lanes, i0, j0, std::min(kTileRows, M - i0), std::min(kTileGroups * kLanes, N - j0),
                        ga->lsb + gb->lsb);
       }
       for (std::size_t q = 0; q < chunks.size(); ++q) {
-        for (std::size_t u = 0; u < blocks; ++u) std::memset(&acc[u], 0, sizeof(Block));
         for (std::size_t kc = chunks[q].k0; kc < chunks[q].k1; kc += kKc)
           for (std::size_t u = 0; u < blocks; ++u)
-            chunk_sums(p.block(ib0 + u), yg, kc, std::min(chunks[q].k1, kc + kKc), acc[u]);
+            chunk_sums(p.block(ib0 + u), yg, kc, std::min(chunks[q].k1, kc + kKc), kc == chunks[q].k0, acc[u]);
         for (std::size_t u = 0; u < blocks; ++u) tiles[u].fold(q, acc[u], spill.data() + u * kTileOut);
       }
       for (std::size_t u = 0; u < blocks; ++u) tiles[u].finish(c, N, prec, emin, emax, spill.data() + u * kTileOut, d.data());

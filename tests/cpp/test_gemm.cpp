@@ -407,6 +407,29 @@ TEST(ExactKernel, BitIdenticalToTheKulischPath) {
 // (the checked per-output path); at moderate (2^-8), tiny (2^-120, one subnormal scale) and huge
 // (2^100) scale magnitudes; against the Kulisch path bit for bit in every kernel variant, and
 // against cpp_int at each magnitude with the span at the limit.
+// The register tile's edges (exact_kernel.cpp: with AVX-512, 6 rows x 4 vectors of 8 columns, k in
+// passes of 64 inside chunks of 128; 6 x 2 vectors elsewhere; row blocks per task from K): partial
+// row blocks and column slices in both dimensions, K = 1 and K around the pass and chunk lengths,
+// more row blocks than one task holds (K = 4100: 4 blocks a task; 129 rows at K = 200: 16), every
+// kernel variant, against the Kulisch path.
+TEST(ExactKernel, TileEdgesMatchTheKulischPath) {
+  struct Shape {
+    std::size_t M, N, K;
+  };
+  for (const Shape s : {Shape{1, 1, 1}, Shape{7, 33, 1}, Shape{6, 32, 64}, Shape{5, 31, 63}, Shape{13, 65, 65},
+                        Shape{12, 64, 127}, Shape{19, 9, 129}, Shape{25, 96, 300}, Shape{97, 40, 130},
+                        Shape{129, 129, 200}, Shape{30, 70, 4100}, Shape{1, 129, 257}}) {
+    const auto a = quantised_gaussian(s.M, s.K, Tile{1, 128}, 71 + s.M), b = quantised_gaussian(s.N, s.K, Tile{128, 128}, 72 + s.N);
+    const auto c = gaussian(s.M * s.N, 73);
+    const std::string what = std::to_string(s.M) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K);
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      exact_both_ways(a, b, c.data(), OutputFormat::Bf16, what + " " + std::string(isa_name(isa)));
+      exact_both_ways(a, b, nullptr, OutputFormat::Fp64, what + " " + std::string(isa_name(isa)));
+    }
+  }
+}
+
 TEST(ExactKernel, ScaleSpansAroundTheVectorFoldsLimitMatchCppInt) {
   const std::size_t M = 6, N = 16, K = 128 * 24;
   for (const int base : {-8, -120, 100})
