@@ -247,6 +247,16 @@ void mla_dot_f32_gemm(const float* A, std::size_t M, const float* B, std::size_t
     }
 }
 
+void mla_pv_rows(const float* p, std::size_t heads, std::size_t n, const float* rows, std::size_t ldr, std::size_t C,
+                 float* acc) {
+  std::fill(acc, acc + heads * C, 0.0f);
+  float ones[kPvHeads], zeros[kPvHeads];  // alpha 1, no rescale: a plain accumulation from 0
+  std::fill(ones, ones + kPvHeads, 1.0f);
+  std::fill(zeros, zeros + kPvHeads, 0.0f);
+  for (std::size_t h = 0; h < heads; h += kPvHeads)  // pv reads alpha and rescale of its heads only
+    pv(p + h * n, std::min<std::size_t>(kPvHeads, heads - h), n, rows, ldr, C, ones, zeros, acc + h * C);
+}
+
 void exp_f32_batch(const float* x, float* y, std::size_t n) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) exp_block(x + i, y + i);
@@ -294,6 +304,10 @@ FP8LAB_DISPATCH_ENTRY(void, mla_dot_f32_gemm,
                       (const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, std::size_t ldb,
                        bool b_bf16, float* out, std::size_t ldo, float* scratch),
                       (A, M, B, N, K, ldb, b_bf16, out, ldo, scratch))
+FP8LAB_DISPATCH_ENTRY(void, mla_pv_rows,
+                      (const float* p, std::size_t heads, std::size_t n, const float* rows, std::size_t ldr,
+                       std::size_t C, float* acc),
+                      (p, heads, n, rows, ldr, C, acc))
 FP8LAB_DISPATCH_ENTRY(void, exp_f32_batch, (const float* x, float* y, std::size_t n), (x, y, n))
 FP8LAB_DISPATCH_ENTRY(void, mla_absorb_tile_heads,
                       (const float* q, std::size_t heads, const float* rows, std::size_t n, std::size_t D,

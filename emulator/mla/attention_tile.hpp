@@ -43,6 +43,14 @@ constexpr std::size_t dot_f32_gemm_scratch(std::size_t M, std::size_t N, bool b_
 void mla_dot_f32_gemm(const float* A, std::size_t M, const float* B, std::size_t N, std::size_t K, std::size_t ldb,
                       bool b_bf16, float* out, std::size_t ldo, float* scratch);
 
+// P.V of several heads over the same value rows, as a fresh accumulation: for h < heads and c < C,
+// acc[h * C + c] = the FP32 sum, in row order from 0, of fl(p[h * n + t] * rows[t * ldr + c]) for
+// t < n (prefill's "o = sum_j p_j v_j in key order", forward.hpp step 4). Each element's sum is
+// the scalar loop's; a block of (heads x 16-column) accumulators stays in registers across the
+// rows. n = 0 gives zeros.
+void mla_pv_rows(const float* p, std::size_t heads, std::size_t n, const float* rows, std::size_t ldr, std::size_t C,
+                 float* acc);
+
 // y[i] = exp_f32(x[i]) (common/pinned_math.hpp) for i < n; x and y may be the same array.
 void exp_f32_batch(const float* x, float* y, std::size_t n);
 

@@ -521,14 +521,9 @@ void attend_row(const AttentionOperands& o, const MlaSpec& s, Form form, float s
     r.sc[j] = round_to(s.attn, r.sp[j]);
   }
   softmax_row(r.sc.data(), n, s.attn, r.pr.data());
-  std::fill(r.acc.begin(), r.acc.end(), 0.0f);
-  for (std::size_t j = 0; j < n; ++j) {
-    const float* v = &o.V[o.kv_row(j, h) * VD];
-    for (std::size_t c = 0; c < VD; ++c) {
-      const float prod = r.pr[j] * v[c];
-      r.acc[c] = r.acc[c] + prod;
-    }
-  }
+  // acc[c] = sum_j fl(p_j * v_j[c]) in key order (mla_pv_rows: the scalar loop's sums, vectorised
+  // across c on this CPU's instruction set); value row j of head h at kv_row(j, h).
+  mla_pv_rows(r.pr.data(), 1, n, &o.V[o.kv_row(0, h) * VD], o.kv_heads * VD, VD, r.acc.data());
   for (std::size_t c = 0; c < VD; ++c) r.acc[c] = round_to(s.attn, r.acc[c]);
   if (form == Form::Naive) {
     std::copy(r.acc.begin(), r.acc.begin() + s.v, out);
@@ -538,6 +533,83 @@ void attend_row(const AttentionOperands& o, const MlaSpec& s, Form form, float s
   mla_dot_f32_gemm(r.acc.data(), 1, w_uv(o.wa, s, static_cast<int>(h), 0), s.v, s.kv_lora, s.kv_lora, false, out, s.v,
                    r.gemm.data());
   for (int d = 0; d < s.v; ++d) out[d] = round_to(s.attn, out[d]);
+}
+
+// attend_row without what its bound needs, for the heads [h0, h0 + hb) of token row t (rows
+// i = t * heads + h) at once: writes each head's rounded P.V accumulator (VD floats; absorbed: the
+// latent o_lat before W_UV, naive: the output) to acc + (h - h0) * VD. Absorbed, the heads share
+// their key and value rows, so their scores are one dot GEMM (hb query rows against the n keys:
+// each key row read once for the group) and their P.V one pass over the values (mla_pv_rows);
+// naive, hb is 1. Each head's bits are attend_row's: every dot keeps numerics.hpp's order, every
+// accumulator its key order, and exp_f32_batch is exp_f32 (= exp_pinned) on every input.
+struct GroupScratch {
+  std::vector<float> sc, gemm;
+  GroupScratch(std::size_t heads, std::size_t keys)
+      : sc(heads * keys), gemm(dot_f32_gemm_scratch(heads, std::max<std::size_t>(keys, 1), false)) {}
+};
+
+constexpr std::size_t kHeadGroup = 4;
+
+void attend_group(const AttentionOperands& o, const MlaSpec& s, Form form, float scale, std::size_t t, std::size_t h0,
+                  std::size_t hb, std::size_t n, GroupScratch& g, float* acc) {
+  const std::size_t H = s.heads, KD = o.KD, VD = o.VD, i0 = t * H + h0;
+  const bool reference = s.attn_ops == AttnOps::DeepseekReference;
+  float* sc = g.sc.data();  // [hb][n]: scores, then exp's arguments, then probabilities
+  const float* q = &o.Q[i0 * KD];
+  if (!reference)  // hb rows of Q (consecutive heads) against key rows kv_row(j, h0), j < n
+    mla_dot_f32_gemm(q, hb, &o.K[o.kv_row(0, h0) * KD], n, KD, o.kv_heads * KD, false, sc, n, g.gemm.data());
+  for (std::size_t hh = 0; hh < hb; ++hh) {
+    float* x = sc + hh * n;
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = 0; j < n; ++j) {  // attend_row's scores and softmax_row's max
+      const float d = reference ? reference_score_dot(q + hh * KD, &o.K[o.kv_row(j, h0 + hh) * KD],
+                                                      score_split(o, s, form), KD, nullptr)
+                                : x[j];
+      x[j] = round_to(s.attn, d * scale);
+      m = std::max(m, x[j]);
+    }
+    for (std::size_t j = 0; j < n; ++j) x[j] = x[j] - m;
+  }
+  exp_f32_batch(sc, sc, hb * n);
+  for (std::size_t hh = 0; hh < hb; ++hh) {
+    float* e = sc + hh * n;
+    float S = 0;
+    for (std::size_t j = 0; j < n; ++j) S = S + e[j];
+    for (std::size_t j = 0; j < n; ++j) e[j] = round_to(s.attn, e[j] / S);
+  }
+  mla_pv_rows(sc, hb, n, &o.V[o.kv_row(0, h0) * VD], o.kv_heads * VD, VD, acc);
+  for (std::size_t c = 0; c < hb * VD; ++c) acc[c] = round_to(s.attn, acc[c]);
+}
+
+// attention's values without a bound: rows in groups of heads (attend_group), then, absorbed, W_UV
+// per head as one dot GEMM over all tokens (each head's v x kv_lora weights read once per call
+// instead of once per (token, head) row). out: [T, heads, v]. Bit-identical to attend_row per row.
+void attend_all(const AttentionOperands& o, const Keys& keys, const Projected& p, const MlaSpec& s, Form form,
+                float scale, float* out) {
+  const std::size_t T = p.tokens, H = s.heads, VD = o.VD, OD = s.v;
+  const std::size_t hg = form == Form::Absorbed ? kHeadGroup : 1, groups = (H + hg - 1) / hg;
+  std::vector<float> lat(form == Form::Absorbed ? T * H * VD : 0);  // absorbed: o_lat [T, heads, kv_lora]
+  float* acc_out = form == Form::Absorbed ? lat.data() : out;        // naive: VD = v, straight to out
+  parallel_for(T * groups, 1, [&](std::size_t b, std::size_t e) {
+    GroupScratch g(hg, keys.count);
+    for (std::size_t item = b; item < e; ++item) {
+      const std::size_t t = item / groups, h0 = item % groups * hg, hb = std::min(hg, H - h0);
+      attend_group(o, s, form, scale, t, h0, hb, keys.prefix + t + 1, g, &acc_out[(t * H + h0) * VD]);
+    }
+  });
+  if (form == Form::Naive) return;
+  const std::size_t C = s.kv_lora;
+  parallel_for(H, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<float> a(T * C);
+    for (std::size_t h = b; h < e; ++h) {
+      for (std::size_t t = 0; t < T; ++t) std::copy_n(&lat[(t * H + h) * C], C, &a[t * C]);
+      // out[t, h, d] = dot_f32(o_lat[t, h], W_UV[h][d]): attend_row's W_UV GEMM for all tokens.
+      dot_grid_items(a.data(), T, w_uv(o.wa, s, static_cast<int>(h), 0), OD, C, false, out + h * OD, H * OD, 0,
+                     dot_grid(T, OD));
+      for (std::size_t t = 0; t < T; ++t)
+        for (std::size_t d = 0; d < OD; ++d) out[(t * H + h) * OD + d] = round_to(s.attn, out[(t * H + h) * OD + d]);
+    }
+  });
 }
 
 }  // namespace
@@ -759,18 +831,21 @@ std::vector<float> attention_checked(const Projected& p, const MlaWeightsView& w
   const std::size_t H = s.heads, OD = s.v;
   const float scale = softmax_scale_value(s);
   std::vector<float> out(p.tokens * H * OD);
-  if (bound) bound->assign(out.size(), 0.0);
-  parallel_for(p.tokens * H, 1, [&](std::size_t b, std::size_t end) {
-    RowValues r(keys.count, o.VD);
-    RowBoundScratch rb(keys.count, o.VD, !e.DV.empty());
-    for (std::size_t i = b; i < end; ++i) {
-      const std::size_t n = keys.prefix + i / H + 1;  // causal: the prefix and the call's keys up to t
-      attend_row(o, s, form, scale, i, n, r, &out[i * OD]);
-      if (bound) bound_row(o, e, s, form, scale, i, n, r, &out[i * OD], rb, &(*bound)[i * OD]);
-    }
-  });
-  if (bound)
+  if (!bound) {  // the values alone: rows in head groups, W_UV per head (attend_all)
+    attend_all(o, keys, p, s, form, scale, out.data());
+  } else {  // each row's values and the bound that needs them (attend_row: the reference of attend_all)
+    bound->assign(out.size(), 0.0);
+    parallel_for(p.tokens * H, 1, [&](std::size_t b, std::size_t end) {
+      RowValues r(keys.count, o.VD);
+      RowBoundScratch rb(keys.count, o.VD, !e.DV.empty());
+      for (std::size_t i = b; i < end; ++i) {
+        const std::size_t n = keys.prefix + i / H + 1;  // causal: the prefix and the call's keys up to t
+        attend_row(o, s, form, scale, i, n, r, &out[i * OD]);
+        bound_row(o, e, s, form, scale, i, n, r, &out[i * OD], rb, &(*bound)[i * OD]);
+      }
+    });
     for (auto& b : *bound) b = b * (1 + 0x1p-40) + 0x1p-1000;
+  }
   if (q_absorbed) *q_absorbed = form == Form::Absorbed ? std::move(o.Q) : absorbed_query_of(p, absorbed_weights(w, s, o.wa_hold), s);
   return out;
 }

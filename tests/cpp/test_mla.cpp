@@ -563,3 +563,90 @@ TEST(MlaForward, ViewedWeightsAreReadAtEachCall) {
     EXPECT_STREQ(e.what(), "weights.wo: element 11 is not finite");
   }
 }
+
+namespace {
+
+// Bit equality where both sides are NaN counts as equal (an overflowing score gives NaN on both
+// paths; only its payload could depend on operand order).
+::testing::AssertionResult same_values(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << what << ": sizes " << a.size() << " vs " << b.size();
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (bits_of(a[i]) != bits_of(b[i]) && !(std::isnan(a[i]) && std::isnan(b[i])))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: " << a[i] << " vs " << b[i];
+  return ::testing::AssertionSuccess();
+}
+
+// Projected inputs drawn directly (attention() takes them as given): width sets the score range;
+// every 7th latent row zero, and, when hostile, a few huge and subnormal entries.
+Projected hostile_projected(const MlaSpec& s, std::size_t T, std::uint64_t seed, double width, bool hostile) {
+  Projected p;
+  p.tokens = T;
+  const std::size_t H = s.heads;
+  p.q_nope = uniform_values(T * H * s.nope, seed, width);
+  p.q_pe = uniform_values(T * H * s.rope, seed + 1, width);
+  p.latent = uniform_values(T * s.kv_lora, seed + 2, 1.0);
+  p.k_pe = uniform_values(T * s.rope, seed + 3, 1.0);
+  for (std::size_t t = 0; t < T; t += 7) std::fill_n(&p.latent[t * s.kv_lora], s.kv_lora, 0.0f);
+  if (hostile) {
+    p.latent[1] = 0x1p-140f;  // subnormal
+    p.latent[p.latent.size() / 2] = -3e4f;
+    p.q_nope[3] = 0x1p-149f;
+    p.q_nope[p.q_nope.size() - 1] = 1e30f;  // its scores overflow to +-Inf: NaN rows on both paths
+    p.k_pe.back() = -0.0f;
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST(MlaForward, HeadGroupsEqualTheRowByRowPath) {
+  // attention() without a bound runs attend_all (absorbed: heads in groups of 4 sharing their key
+  // reads, P.V through mla_pv_rows, W_UV as one GEMM per head over all tokens); with a bound, the
+  // row-by-row attend_row. Same bits, on every instruction-set variant: head counts around the
+  // group (1, 3, 4, 7), token counts 1, 2, 9, 17, widths with and without a 16-lane tail, a prefix,
+  // both forms, FP32/BF16 attention, the reference op sequence, FP8 wkv_b, scores from tiny to
+  // overflowing (exp underflows to subnormals and 0).
+  std::size_t checked = 0;
+  for (Isa isa : runnable_isas()) {
+    ScopedIsa use(isa);
+    for (int heads : {1, 3, 4, 7})
+      for (std::size_t T : {1u, 2u, 9u, 17u}) {
+        MlaSpec s = small_spec();
+        s.heads = heads;
+        if (T == 9) {  // widths off the 16 lanes
+          s.kv_lora = 37;
+          s.nope = 5;
+          s.v = 19;
+          s.rope = 6;
+        }
+        for (int variant = 0; variant < 4; ++variant) {
+          MlaSpec sp = s;
+          if (variant == 1) sp.attn = MatmulFormat::Bf16;
+          if (variant == 2) {
+            sp.attn = MatmulFormat::Bf16;
+            sp.attn_ops = AttnOps::DeepseekReference;
+          }
+          if (variant == 3 && s.kv_lora % 128 == 0) sp.wkv_b = MatmulFormat::Fp8;
+          const MlaWeights w = init_weights(sp, 20 + heads);
+          const std::uint64_t seed = 100 * heads + T + 10 * variant;
+          for (double width : {0.01, 4.0, 60.0})
+            for (bool with_prefix : {false, true}) {
+              const bool hostile = width == 60.0;
+              const Projected p = hostile_projected(sp, T, seed, width, hostile);
+              const Projected pre = hostile_projected(sp, 3, seed + 5, width, false);
+              const Projected* prefix = with_prefix ? &pre : nullptr;
+              for (Form f : {Form::Absorbed, Form::Naive}) {
+                std::vector<double> bound;
+                const std::vector<float> fast = attention(p, w, sp, f, nullptr, prefix);
+                const std::vector<float> rows = attention(p, w, sp, f, &bound, prefix);
+                ASSERT_TRUE(same_values(fast, rows, "attn"))
+                    << isa_name(isa) << " heads " << heads << " T " << T << " variant " << variant << " width " << width
+                    << " prefix " << with_prefix << " form " << form_name(f);
+                checked += fast.size();
+              }
+            }
+        }
+      }
+  }
+  EXPECT_GT(checked, 20000u);
+}
