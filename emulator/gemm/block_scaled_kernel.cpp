@@ -5,15 +5,27 @@
 #include "gemm/block_scaled_kernel.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <string_view>
 
 #include "accum/fp32_terms.hpp"
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/format.hpp"
+#include "formats/row_constants.hpp"
+
+#if defined(__AVX2__)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_* in the masked intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
 
 // Compiled once per instruction set (FP8LAB_DISPATCH_SOURCES, common/isa.hpp): each build in its
 // own namespace; the entry point at the end chooses one at run time.
@@ -95,7 +107,9 @@ Decoded decode(const GemmOperand& x, const TensorCoreModel& m, std::size_t kp, c
       for (std::size_t blk = 0; blk * sb < x.cols && blk < d.nblk; ++blk) {
         const float s = x.scale(r, blk * sb);
         const std::size_t e = r * d.nblk + blk;
-        if (!groups) {
+        if (std::isnan(s)) {  // every output of the row is NaN: the chain's
+          d.finite[r] = 0;
+        } else if (!groups) {
           d.sexp[e] = std::ilogb(s);  // UE8M0: a power of two (validated)
         } else if (s != 0.0f) {     // accum/dot_forms.cpp scale_parts
           d.sexp[e] = std::max(std::ilogb(s), sf.min_normal_exponent());
@@ -150,133 +164,6 @@ bool fused_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t 
   return true;
 }
 
-// DotForm::Fused across kLanes output columns at a time (GCC vector extensions: one source for the
-// AVX2 and AVX-512 variants; they differ in registers, never in the integers). B is laid out per
-// group of kLanes columns and per element of K as kLanes lanes: significand, the product-unit part ex + scale exponent,
-// the alignment part cl + scale exponent, and the sign. fused_step's arithmetic lane by lane: the
-// same top, the same truncated shifts (clamped to 0 .. 63) and the same int64 sum per output.
-// One group of output columns: 16 int32 lanes with AVX-512, 8 with AVX2 (the widest native vector:
-// GCC lowers wider ones through memory); the 64-bit terms in two halves of as many lanes.
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-constexpr std::size_t kLanes = 16;
-#else
-constexpr std::size_t kLanes = 8;
-#endif
-using I16 = std::int32_t __attribute__((vector_size(4 * kLanes)));
-using U16 = std::uint32_t __attribute__((vector_size(4 * kLanes)));
-using U8 = std::uint64_t __attribute__((vector_size(4 * kLanes)));
-using U8h = std::uint32_t __attribute__((vector_size(2 * kLanes)));
-constexpr std::size_t kHalf = kLanes / 2;
-// Without AVX2's vpsrlvq GCC shifts 64-bit lanes one at a time: the portable build keeps the scalar
-// fused_step (faster there).
-#if defined(__AVX2__)
-constexpr bool kFusedLanes = true;
-#else
-constexpr bool kFusedLanes = false;
-#endif
-
-struct FusedLanes {
-  std::size_t groups = 0, kp = 0;
-  std::vector<U16> sig, neg;
-  std::vector<I16> unit, align;  // ex + scale exponent, cl + scale exponent
-};
-
-FusedLanes fused_lanes(const Decoded& B, std::size_t N, std::size_t sb) {
-  FusedLanes L;
-  L.groups = (N + kLanes - 1) / kLanes;
-  L.kp = B.kp;
-  const std::size_t n = L.groups * B.kp;
-  L.sig.assign(n, U16{});
-  L.neg.assign(n, U16{});
-  L.unit.assign(n, I16{});
-  L.align.assign(n, I16{});
-  parallel_for(L.groups, 1, [&](std::size_t g0, std::size_t g1) {
-    for (std::size_t g = g0; g < g1; ++g)
-      for (std::size_t l = 0; l < kLanes && g * kLanes + l < N; ++l) {
-        const std::size_t j = g * kLanes + l;
-        for (std::size_t t = 0; t < B.kp; ++t) {
-          const std::size_t e = j * B.kp + t, o = g * B.kp + t;
-          const int s = B.sexp[j * B.nblk + t / sb];
-          L.sig[o][l] = B.sig[e];
-          L.neg[o][l] = B.neg[e];
-          L.unit[o][l] = B.ex[e] + s;
-          L.align[o][l] = B.cl[e] + s;
-        }
-      }
-  });
-  return L;
-}
-
-inline U8 widen(U8h v) { return __builtin_convertvector(v, U8); }
-
-// One instruction (products t0 .. t0 + k) of row ia against the kLanes columns of group g; c: their
-// accumulators (in and out); bad: lanes whose C is not finite (the chain takes them over).
-void fused_lanes_step(const Decoded& A, std::size_t ia, const FusedLanes& L, std::size_t g, std::size_t t0,
-                      const TensorCoreModel& m, float* c, bool* bad) {
-  const std::size_t sb = static_cast<std::size_t>(m.scale_block), k = static_cast<std::size_t>(m.k);
-  const std::size_t ea = ia * A.kp + t0, o = g * L.kp + t0;
-  const I16 zte = I16{} + m.zero_term_exponent;
-  I16 top = I16{} + kNoZeroTerm;
-  for (std::size_t t = 0; t < k; ++t) {
-    const int sa = A.sexp[ia * A.nblk + (t0 + t) / sb];
-    const I16 al = L.align[o + t] + (A.cl[ea + t] + sa);
-    const I16 nz = (L.sig[o + t] != 0) & (A.sig[ea + t] != 0 ? -1 : 0);
-    const I16 cand = nz ? al : zte;
-    top = top > cand ? top : cand;
-  }
-  std::int32_t ctop[kLanes];
-  for (std::size_t l = 0; l < kLanes; ++l) {
-    const std::uint32_t uc = bits_of(c[l]);
-    if ((uc & kExponentMask) == kExponentMask) {
-      bad[l] = true;
-      c[l] = 0.0f;
-    }
-    ctop[l] = (bits_of(c[l]) & kMagnitudeMask) != 0 ? fp32_exponent(bits_of(c[l])) : m.zero_term_exponent;
-  }
-  I16 ct;
-  std::memcpy(&ct, ctop, sizeof ct);
-  top = top > ct ? top : ct;
-  const I16 base = top - m.alignment_frac_bits;
-  U8 sum_lo{}, sum_hi{};
-  for (std::size_t t = 0; t < k; ++t) {
-    const int sa = A.sexp[ia * A.nblk + (t0 + t) / sb];
-    const I16 unit = L.unit[o + t] + (A.ex[ea + t] - 2 * kM32 + sa);
-    I16 sh = base - unit;
-    sh = sh < 0 ? 0 : sh;
-    sh = sh > 63 ? 63 : sh;
-    const U16 ush = reinterpret_cast<U16&>(sh);
-    const U16 neg = L.neg[o + t] ^ static_cast<std::uint32_t>(A.neg[ea + t]);
-    const U16 sig = L.sig[o + t];
-    const std::uint64_t as = A.sig[ea + t];
-    U8h s_lo, s_hi, h_lo, h_hi, n_lo, n_hi;
-    std::memcpy(&s_lo, &sig, sizeof s_lo);
-    std::memcpy(&s_hi, reinterpret_cast<const char*>(&sig) + sizeof s_lo, sizeof s_hi);
-    std::memcpy(&h_lo, &ush, sizeof h_lo);
-    std::memcpy(&h_hi, reinterpret_cast<const char*>(&ush) + sizeof h_lo, sizeof h_hi);
-    std::memcpy(&n_lo, &neg, sizeof n_lo);
-    std::memcpy(&n_hi, reinterpret_cast<const char*>(&neg) + sizeof n_lo, sizeof n_hi);
-    const U8 v_lo = (widen(s_lo) * as) >> widen(h_lo), v_hi = (widen(s_hi) * as) >> widen(h_hi);
-    const U8 m_lo = widen(n_lo), m_hi = widen(n_hi);
-    sum_lo += (v_lo ^ (0 - m_lo)) + m_lo;
-    sum_hi += (v_hi ^ (0 - m_hi)) + m_hi;
-  }
-  for (std::size_t l = 0; l < kLanes; ++l) {
-    if (top[l] == kNoZeroTerm) {
-      c[l] = 0.0f;
-      continue;
-    }
-    const std::uint32_t uc = bits_of(c[l]);
-    auto sum = static_cast<std::int64_t>(l < kHalf ? sum_lo[l] : sum_hi[l - kHalf]);
-    if ((uc & kMagnitudeMask) != 0) {
-      const int s = base[l] - (fp32_exponent(uc) - kM32);
-      const std::uint64_t mc = fp32_significand(uc);
-      const auto v = static_cast<std::int64_t>(s >= 0 ? shift_right(mc, s) : mc << (-s));
-      sum += (uc & kSignMask) != 0 ? -v : v;
-    }
-    c[l] = float_of(detail::normalise_sum(sum, base[l], m));
-  }
-}
-
 inline std::int64_t trunc_shift(bool negative, std::uint64_t mag, int s) {
   const auto v = static_cast<std::int64_t>(s >= 0 ? shift_right(mag, s) : mag << -s);
   return negative ? -v : v;
@@ -325,113 +212,447 @@ bool groups_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t
   return true;
 }
 
-// DotForm::ScaledGroups across kLanes output columns: B's quanta per group of columns and element
-// of K, its scales' significands and exponents per block, as lanes; groups_step's arithmetic lane
-// by lane (each group's product sum in int32 lanes: exact when g * qmax^2 < 2^31, which the caller
-// checks; the weights and terms in int64 lanes).
-using L8 = std::int64_t __attribute__((vector_size(4 * kLanes)));
-using I8h = std::int32_t __attribute__((vector_size(2 * kLanes)));
+// The register-tile kernels of the AVX2 and AVX-512 builds (GCC vector extensions: one source, W
+// output columns a vector: 16 with AVX-512, 8 with AVX2; the variants differ in registers, never in
+// the values). A tile is kTileRows rows of A against kTileGroups groups of W columns of B, chained
+// over every instruction of K with its accumulators in registers and L1; the operands are packed
+// once per GEMM: values, per element exponents (Fused) or quanta pairs (ScaledGroups), and per
+// instruction the scales' fields.
+//
+// Fused (ST-FDPA, one UE8M0 scale per instruction: scale_block == k): with s = sa + sb, the
+// largest alignment exponent is top = max(max_t (cla_t + clb_t) + s over the non-zero products,
+// C's exponent, or zero_term when C is zero); a zero product's zero_term never decides it, as
+// zero_term <= -126 <= the exponent of any non-zero C (checked). Each product's term is sig >> (top - F - unit), which is
+// |a b| 2^(s + F - top) truncated toward zero: a b is exact in binary32 (at most 2 x 4 significant
+// bits, a normal float), and so is its product by 2^x, x = s + F - top (a power of two, clamped to
+// [-126, 127]: a term with x below -126 is below 1 whatever the rounding, and x exceeds 127 only
+// when every product is zero). |term| < T = (largest significand)^2 2^F, so the truncating
+// conversion to int32 is exact, and chunk = (2^31 - 1) / T of them summed in int32 lanes cannot
+// wrap; the chunks' sums and C's term (|C| 2^(F - top) truncated, |.| < 2^(F + 1)) add exactly in
+// binary64 (< 2^53). Step 5 on the double: normalise_lanes.
+//
+// ScaledGroups (GST-FDPA): a group's product sum p = sum qa qb (input quanta, int16 pairs summed
+// by vpmaddwd / vpdpwssd into int32: exact while g qmax^2 < 2^31), its weight p ssa ssb exact in
+// binary32 (< 2^24, checked), its term weight 2^(c0 + sea + seb - top) truncated toward zero
+// (c0 = 2 qin - 2 scale mantissa bits + F; exact in binary32: at most 24 significant bits, the
+// power of two clamped to [-60, 100], below which every weight's term is 0), the terms and C's
+// added in binary64 (< 2^53, checked).
+#if defined(__AVX2__)
+#if defined(__AVX512F__)
+constexpr std::size_t W = 16;
+constexpr std::size_t kTileRows = 4, kTileGroups = 2;
+#else
+constexpr std::size_t W = 8;
+constexpr std::size_t kTileRows = 2, kTileGroups = 2;
+#endif
+constexpr bool kTiles = true;
+constexpr std::size_t WH = W / 2;
+using FV = float __attribute__((vector_size(4 * W)));
+using IV = std::int32_t __attribute__((vector_size(4 * W)));
+using UV = std::uint32_t __attribute__((vector_size(4 * W)));
+using FH = float __attribute__((vector_size(4 * WH)));
+using IH = std::int32_t __attribute__((vector_size(4 * WH)));
+using DH = double __attribute__((vector_size(8 * WH)));
+using LH = std::int64_t __attribute__((vector_size(8 * WH)));
+using UH = std::uint64_t __attribute__((vector_size(8 * WH)));
 
-struct GroupLanes {
-  std::size_t groups = 0, kp = 0, nblk = 0;
-  std::vector<I16> q, ssig, sexp;
+template <class V, class T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class H, class V>
+inline H half(const V& v, std::size_t h) {
+  H r;
+  std::memcpy(&r, reinterpret_cast<const char*>(&v) + h * sizeof r, sizeof r);
+  return r;
+}
+inline IV vmax(const IV& x, const IV& y) { return x > y ? x : y; }
+inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
+// 2^e from its bits: e in [-126, 127] (binary32), [-1022, 1023] (binary64).
+inline FV pow2f(const IV& e) { return std::bit_cast<FV>((e + 127) << kM32); }
+inline DH pow2d(const LH& e) { return std::bit_cast<DH>((e + 1023) << 52); }
+
+// Truncation toward zero of every lane (vroundps / vrndscaleps, and the binary64 forms).
+inline FV trunc_lanes(const FV& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<FV>(_mm512_roundscale_ps(std::bit_cast<__m512>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+#else
+  return std::bit_cast<FV>(_mm256_round_ps(std::bit_cast<__m256>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+#endif
+}
+inline DH trunc_lanes(const DH& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<DH>(_mm512_roundscale_pd(std::bit_cast<__m512d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+#else
+  return std::bit_cast<DH>(_mm256_round_pd(std::bit_cast<__m256d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+#endif
+}
+// Widening conversions of a half vector (one instruction each; GCC's generic lowering of
+// __builtin_convertvector here went through narrower pieces).
+inline DH to_double(const FH& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<DH>(_mm512_cvtps_pd(std::bit_cast<__m256>(x)));
+#else
+  return std::bit_cast<DH>(_mm256_cvtps_pd(std::bit_cast<__m128>(x)));
+#endif
+}
+inline DH to_double(const IH& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<DH>(_mm512_cvtepi32_pd(std::bit_cast<__m256i>(x)));
+#else
+  return std::bit_cast<DH>(_mm256_cvtepi32_pd(std::bit_cast<__m128i>(x)));
+#endif
+}
+inline LH to_int64(const IH& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<LH>(_mm512_cvtepi32_epi64(std::bit_cast<__m256i>(x)));
+#else
+  return std::bit_cast<LH>(_mm256_cvtepi32_epi64(std::bit_cast<__m128i>(x)));
+#endif
+}
+
+// acc + the sums of adjacent int16 products of a (the same pair in every lane) and b.
+inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
+#if defined(__AVX512F__)
+  return std::bit_cast<IV>(_mm512_dpwssd_epi32(std::bit_cast<__m512i>(acc), _mm512_set1_epi32(a), std::bit_cast<__m512i>(b)));
+#else
+  return acc + std::bit_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), std::bit_cast<__m256i>(b)));
+#endif
+}
+
+// Step 5 on WH lanes: sum (an integer, |sum| < 2^53) times 2^q, truncated to `precision`
+// significant bits and onto FP32's grid (multiples of 2^-149; truncating twice onto nested grids is
+// truncating once onto the coarser), infinite from 2^128 (the conversion of a value with at most
+// 24 significant bits, 2^128 or more, to binary32), +0 for a zero result whatever the sum's sign:
+// accum's normalise with TowardZero rounding and an FP32 accumulator.
+inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
+  const UH bits = std::bit_cast<UH>(sum * pow2d(q));  // exact: a normal double
+  const UH sign = bits & (UH{} + (std::uint64_t{1} << 63)), mag = bits ^ sign;
+  const LH e = std::bit_cast<LH>(mag >> 52) - 1023;  // a zero's: -1023
+  const LH keep_low = LH{} + (53 - precision), sub = (binary32::kMinQuantum + 52) - e;
+  const LH clear = keep_low > sub ? keep_low : sub;  // low bits of the double's 53 to clear
+  const UH kept = clear > 52 ? UH{} : mag & (~UH{} << std::bit_cast<UH>(clear > 63 ? LH{} + 63 : clear));
+  const DH r = std::bit_cast<DH>(kept == 0 ? UH{} : kept | sign);
+#if defined(__AVX512F__)
+  return std::bit_cast<FH>(_mm512_cvtpd_ps(std::bit_cast<__m512d>(r)));
+#else
+  return std::bit_cast<FH>(_mm256_cvtpd_ps(std::bit_cast<__m256d>(r)));
+#endif
+}
+
+// The alignment exponent of a zero element: two of them and a scale stay far below every real sum.
+constexpr std::int32_t kZeroExp = -(1 << 20);
+
+// One operand packed for the tiles: rows in blocks of L lanes (A: kTileRows, B: W), element t of
+// row i at [(i / L) kp + t] L + i % L, instruction (or group) u of row i at [(i / L) nu + u] L + i % L.
+struct Panel {
+  std::size_t L = 0, blocks = 0, kp = 0, nu = 0;
+  std::vector<float> v;          // Fused: values (0 for NaN and Inf)
+  std::vector<std::int32_t> e;   // Fused: alignment exponents (kZeroExp for zero); ScaledGroups: quanta pairs
+  std::vector<std::int32_t> s;   // per instruction (group): scale exponent
+  std::vector<std::int32_t> z;   // ScaledGroups, per group: mask of the nonzero elements
+  std::vector<float> ss;         // ScaledGroups, per group: the scale's significand
+  std::vector<std::uint8_t> ok;  // per row: finite elements and no NaN scale
+  std::size_t at(std::size_t i, std::size_t t) const { return ((i / L) * kp + t) * L + i % L; }
+  std::size_t at_u(std::size_t i, std::size_t u) const { return ((i / L) * nu + u) * L + i % L; }
 };
 
-GroupLanes group_lanes(const Decoded& B, std::size_t N) {
-  GroupLanes L;
-  L.groups = (N + kLanes - 1) / kLanes;
-  L.kp = B.kp;
-  L.nblk = B.nblk;
-  L.q.assign(L.groups * B.kp, I16{});
-  L.ssig.assign(L.groups * B.nblk, I16{});
-  L.sexp.assign(L.groups * B.nblk, I16{});
-  for (std::size_t j = 0; j < N; ++j) {
-    const std::size_t g = j / kLanes, l = j % kLanes;
-    for (std::size_t t = 0; t < B.kp; ++t) L.q[g * B.kp + t][l] = B.quanta[j * B.kp + t];
-    for (std::size_t b = 0; b < B.nblk; ++b) {
-      L.ssig[g * B.nblk + b][l] = static_cast<std::int32_t>(B.ssig[j * B.nblk + b]);
-      L.sexp[g * B.nblk + b][l] = B.sexp[j * B.nblk + b];
+// blocks: a multiple of `mult` (B's: whole tiles of column groups).
+Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin) {
+  Panel p;
+  p.L = L;
+  p.blocks = ((x.rows + L - 1) / L + mult - 1) / mult * mult;
+  p.kp = kp;
+  p.nu = kp / k;
+  p.v.assign(p.blocks * kp * L, 0.0f);
+  p.e.assign(p.v.size(), kZeroExp);
+  p.s.assign(p.blocks * p.nu * L, 0);
+  p.ok.assign(x.rows, 1);
+  const std::size_t K = x.cols;
+  parallel_for(x.rows, 16, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i) {
+      const float* row = x.row(i);
+      float* v = p.v.data() + p.at(i, 0);
+      std::int32_t* e = p.e.data() + p.at(i, 0);
+      std::uint32_t special = 0;
+      bool nan_scale = false;
+      for (std::size_t u = 0; u < p.nu; ++u) {
+        const std::size_t t0 = u * k, t1 = std::min(K, t0 + k);
+        for (std::size_t t = t0; t < t1; ++t) {
+          const std::uint32_t b = bits_of(row[t]), mag = b & kMagnitudeMask;
+          const bool bad = (b & kExponentMask) == kExponentMask;
+          special |= static_cast<std::uint32_t>(bad);
+          const int ex = static_cast<int>(mag >> kM32) - binary32::kBias;
+          v[t * L] = bad ? 0.0f : row[t];
+          e[t * L] = mag == 0 || bad ? kZeroExp : std::max(std::max(ex, binary32::kMinExponent), emin);
+        }
+        const float sc = x.scale(i, t0);
+        nan_scale = nan_scale || std::isnan(sc);
+        p.s[p.at_u(i, u)] = std::isnan(sc) ? 0 : std::ilogb(sc);  // UE8M0: a power of two
+      }
+      p.ok[i] = special == 0 && !nan_scale ? 1 : 0;
     }
-  }
-  return L;
+  });
+  return p;
 }
 
-inline void halves(const I16& v, L8& lo, L8& hi) {
-  I8h a, b;
-  std::memcpy(&a, &v, sizeof a);
-  std::memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
-  lo = __builtin_convertvector(a, L8);
-  hi = __builtin_convertvector(b, L8);
-}
-
-// trunc_shift lane by lane: |w| shifted right by s (everything out from 64) or left by -s, signed back.
-inline L8 trunc_shift_lanes(L8 w, L8 s) {
-  const L8 mag = w < 0 ? -w : w;
-  const L8 r = s >= 64 ? L8{} : (L8)((U8)mag >> (U8)(s < 0 ? 0 : s > 63 ? 63 : s));
-  const L8 v = s >= 0 ? r : mag << (s < 0 ? -s : 0);
-  return w < 0 ? -v : v;
-}
-
-void groups_lanes_step(const Decoded& A, std::size_t ia, const GroupLanes& L, std::size_t gl, std::size_t t0,
-                       const TensorCoreModel& m, int unit0, float* c, bool* bad) {
-  const std::size_t g = static_cast<std::size_t>(m.scale_group), sb = static_cast<std::size_t>(m.scale_block);
-  const std::size_t groups = static_cast<std::size_t>(m.k) / g;
-  const std::int16_t* qa = A.quanta.data() + ia * A.kp + t0;
-  const I16* qb = L.q.data() + gl * L.kp + t0;
-  const I16 zte = I16{} + m.zero_term_exponent;
-  I16 top = I16{} + INT_MIN / 4;
-  L8 w_lo[kMaxK], w_hi[kMaxK], u_lo[kMaxK], u_hi[kMaxK];
-  for (std::size_t gi = 0; gi < groups; ++gi) {
-    I16 p{}, any{};
-    for (std::size_t t = gi * g; t < (gi + 1) * g; ++t) {
-      const std::int32_t x = qa[t];
-      p += qb[t] * x;
-      any |= (qb[t] != 0) & (x != 0 ? -1 : 0);
+// Groups of g elements (g even), quanta of 2^qin, scale format sf.
+Panel groups_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t g, int qin,
+                   const Format& sf) {
+  Panel p;
+  p.L = L;
+  p.blocks = ((x.rows + L - 1) / L + mult - 1) / mult * mult;
+  p.kp = kp / 2;  // pairs
+  p.nu = kp / g;
+  p.e.assign(p.blocks * p.kp * L, 0);
+  p.s.assign(p.blocks * p.nu * L, 0);
+  p.z.assign(p.s.size(), 0);
+  p.ss.assign(p.s.size(), 0.0f);
+  p.ok.assign(x.rows, 1);
+  const std::size_t K = x.cols;
+  const float to_quanta = std::ldexp(1.0f, -qin);
+  parallel_for(x.rows, 16, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i) {
+      const float* row = x.row(i);
+      std::int32_t* e = p.e.data() + p.at(i, 0);
+      std::uint32_t special = 0;
+      bool nan_scale = false;
+      for (std::size_t u = 0; u < p.nu; ++u) {
+        const std::size_t t0 = u * g, t1 = std::min(K, t0 + g);
+        std::uint32_t mask = 0;
+        auto quanta = [&](std::size_t t) {  // exact: a whole number of quanta
+          if (t >= t1) return 0;
+          const bool bad = (bits_of(row[t]) & kExponentMask) == kExponentMask;
+          special |= static_cast<std::uint32_t>(bad);
+          return bad ? 0 : static_cast<std::int32_t>(row[t] * to_quanta);
+        };
+        for (std::size_t t = t0; t < t1; t += 2) {  // t0 and g even: pairs within the group
+          const std::int32_t q0 = quanta(t), q1 = quanta(t + 1);
+          mask |= (static_cast<std::uint32_t>(q0 != 0) | static_cast<std::uint32_t>(q1 != 0) << 1) << (t - t0);
+          e[t / 2 * L] = static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(q0)) |
+                                                   static_cast<std::uint32_t>(static_cast<std::uint16_t>(q1)) << 16);
+        }
+        const std::size_t o = p.at_u(i, u);
+        p.z[o] = static_cast<std::int32_t>(mask);
+        if (t0 >= K) continue;  // a group past K: no product, no term, whatever its scale
+        const float sc = x.scale(i, t0);
+        if (std::isnan(sc)) {
+          nan_scale = true;
+        } else if (sc != 0.0f) {  // accum/dot_forms.cpp scale_parts
+          const int ex = std::max(std::ilogb(sc), sf.min_normal_exponent());
+          p.s[o] = ex;
+          p.ss[o] = std::ldexp(sc, sf.mantissa_bits - ex);
+        }
+      }
+      p.ok[i] = special == 0 && !nan_scale ? 1 : 0;
     }
-    const std::size_t blk = (t0 + gi * g) / sb, sa_i = ia * A.nblk + blk, sb_i = gl * L.nblk + blk;
-    const std::int64_t ssa = A.ssig[sa_i];
-    const int sea = A.sexp[sa_i];
-    const I16 ssb = L.ssig[sb_i], seb = L.sexp[sb_i] + sea;
-    L8 p_lo, p_hi, b_lo, b_hi, e_lo, e_hi;
-    halves(p, p_lo, p_hi);
-    halves(ssb, b_lo, b_hi);
-    halves(seb, e_lo, e_hi);
-    w_lo[gi] = p_lo * ssa * b_lo;
-    w_hi[gi] = p_hi * ssa * b_hi;
-    u_lo[gi] = e_lo + unit0;
-    u_hi[gi] = e_hi + unit0;
-    const I16 live = any & (ssb != 0) & (ssa != 0 ? -1 : 0);
-    const I16 cand = live ? seb : zte;
-    top = top > cand ? top : cand;
-  }
-  std::int32_t ctop[kLanes];
-  for (std::size_t l = 0; l < kLanes; ++l) {
-    if ((bits_of(c[l]) & kExponentMask) == kExponentMask) {
-      bad[l] = true;
-      c[l] = 0.0f;
-    }
-    const std::uint32_t uc = bits_of(c[l]);
-    ctop[l] = (uc & kMagnitudeMask) != 0 ? fp32_exponent(uc) : m.zero_term_exponent;
-  }
-  I16 ct;
-  std::memcpy(&ct, ctop, sizeof ct);
-  top = top > ct ? top : ct;
-  const I16 base = top - m.alignment_frac_bits;
-  L8 b_lo, b_hi, sum_lo{}, sum_hi{};
-  halves(base, b_lo, b_hi);
-  for (std::size_t gi = 0; gi < groups; ++gi) {
-    sum_lo += trunc_shift_lanes(w_lo[gi], b_lo - u_lo[gi]);
-    sum_hi += trunc_shift_lanes(w_hi[gi], b_hi - u_hi[gi]);
-  }
-  for (std::size_t l = 0; l < kLanes; ++l) {
-    const std::uint32_t uc = bits_of(c[l]);
-    std::int64_t sum = l < kHalf ? sum_lo[l] : sum_hi[l - kHalf];
-    if ((uc & kMagnitudeMask) != 0)
-      sum += trunc_shift((uc & kSignMask) != 0, fp32_significand(uc), base[l] - (fp32_exponent(uc) - kM32));
-    c[l] = float_of(detail::normalise_sum(sum, base[l], m));
+  });
+  return p;
+}
+
+constexpr std::size_t kMaxChunks = 4;  // Fused: int32 partial sums per instruction
+
+struct TileParams {
+  std::size_t k = 0, chunk = 0, groups = 0, g = 0;
+  int frac = 0, precision = 0, zte = 0, c0 = 0;
+};
+
+using Acc = float[kTileRows][kTileGroups][W];
+using Bad = IV[kTileRows][kTileGroups];
+
+// C's alignment exponent (zero_term when zero) per lane, and C with non-finite lanes zeroed and
+// marked in bad (the chain takes those outputs).
+inline IV c_exponent(FV& c, IV& bad, int zte) {
+  const UV cu = std::bit_cast<UV>(c);
+  const IV nonfinite = (cu & kExponentMask) == kExponentMask;
+  bad |= nonfinite;
+  c = nonfinite ? FV{} : c;
+  const IV field = std::bit_cast<IV>((cu >> kM32) & 0xFFu);
+  const IV e = (field > 1 ? field : IV{} + 1) - binary32::kBias;
+  return ((cu & kMagnitudeMask) == 0) | nonfinite ? IV{} + zte : e;
+}
+
+// C's term for one output vector: trunc(C 2^(F - top)) (|.| < 2^(F + 1)), in binary64 halves.
+inline void c_term(const FV& c, const IV& top, const TileParams& tp, DH (&out)[2]) {
+  for (std::size_t h = 0; h < 2; ++h)
+    out[h] = trunc_lanes(to_double(half<FH>(c, h)) * pow2d(tp.frac - to_int64(half<IH>(top, h))));
+}
+
+// Step 5 for one output vector: d = normalise(sum, top - F).
+inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, float* d) {
+  for (std::size_t h = 0; h < 2; ++h) {
+    const FH out = normalise_lanes(sum[h], to_int64(half<IH>(top, h)) - tp.frac, tp.precision);
+    std::memcpy(d + h * WH, &out, sizeof out);
   }
 }
 
+void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, const TileParams& tp, Acc& d, Bad& bad) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::size_t k = tp.k;
+  for (std::size_t u = 0; u < A.nu; ++u) {
+    const std::size_t t0 = u * k;
+    const float* av = A.v.data() + (rb * A.kp + t0) * R;
+    const std::int32_t* ae = A.e.data() + (rb * A.kp + t0) * R;
+    const float* bv[G];
+    const std::int32_t* be[G];
+    for (std::size_t g = 0; g < G; ++g) {
+      bv[g] = B.v.data() + ((g0 + g) * B.kp + t0) * W;
+      be[g] = B.e.data() + ((g0 + g) * B.kp + t0) * W;
+    }
+    // Steps 1-2: each lane's largest alignment exponent.
+    IV top[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) top[r][g] = IV{} + 2 * kZeroExp;
+    for (std::size_t t = 0; t < k; ++t) {
+      IV eb[G];
+      for (std::size_t g = 0; g < G; ++g) eb[g] = load<IV>(be[g] + t * W);
+      for (std::size_t r = 0; r < R; ++r) {
+        const std::int32_t ea = ae[t * R + r];
+        for (std::size_t g = 0; g < G; ++g) top[r][g] = vmax(top[r][g], eb[g] + ea);
+      }
+    }
+    // C's exponent (C with non-finite lanes zeroed back into d), the lanes' top, and 2^x.
+    alignas(64) std::int32_t tops[R][G][W];
+    FV sf[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const std::size_t ua = (rb * A.nu + u) * R + r, ub = ((g0 + g) * B.nu + u) * W;
+        const IV s = load<IV>(B.s.data() + ub) + A.s[ua];
+        FV c = load<FV>(d[r][g]);
+        const IV ce = c_exponent(c, bad[r][g], tp.zte);
+        std::memcpy(d[r][g], &c, sizeof c);
+        const IV t = vmax(top[r][g] + s, ce);
+        std::memcpy(tops[r][g], &t, sizeof t);
+        sf[r][g] = pow2f(vmin(vmax(tp.frac - t + s, IV{} - 126), IV{} + 127));
+      }
+    // Step 3: the truncated terms, chunk by chunk in int32 lanes (kept in L1 between chunks).
+    alignas(64) std::int32_t parts[kMaxChunks][R][G][W];
+    std::size_t chunks = 0;
+    for (std::size_t c0 = 0; c0 < k; c0 += tp.chunk, ++chunks) {
+      IV part[R][G] = {};
+      const std::size_t c1 = std::min(k, c0 + tp.chunk);
+      for (std::size_t t = c0; t < c1; ++t) {
+        FV b[G];
+        for (std::size_t g = 0; g < G; ++g) b[g] = load<FV>(bv[g] + t * W);
+        for (std::size_t r = 0; r < R; ++r) {
+          const float a = av[t * R + r];
+          for (std::size_t g = 0; g < G; ++g) part[r][g] += __builtin_convertvector((a * b[g]) * sf[r][g], IV);
+        }
+      }
+      std::memcpy(parts[chunks], part, sizeof part);
+    }
+    // The chunks' sums in binary64, C's term, step 5.
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const IV t = load<IV>(tops[r][g]);
+        DH sum[2];
+        c_term(load<FV>(d[r][g]), t, tp, sum);
+        for (std::size_t ch = 0; ch < chunks; ++ch)
+          for (std::size_t h = 0; h < 2; ++h)
+            sum[h] += to_double(half<IH>(load<IV>(parts[ch][r][g]), h));
+        finish(sum, t, tp, d[r][g]);
+      }
+  }
+}
+
+void groups_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, const TileParams& tp, Acc& d, Bad& bad) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::size_t pairs = tp.g / 2;
+  const std::size_t ninst = A.nu / tp.groups;
+  for (std::size_t u = 0; u < ninst; ++u) {
+    const std::size_t u0 = u * tp.groups;
+    // Steps 1-2: C's exponent (C with non-finite lanes zeroed back into d), then each live
+    // group's scale exponents.
+    IV top[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        FV c = load<FV>(d[r][g]);
+        top[r][g] = c_exponent(c, bad[r][g], tp.zte);
+        std::memcpy(d[r][g], &c, sizeof c);
+      }
+    for (std::size_t gi = 0; gi < tp.groups; ++gi)
+      for (std::size_t r = 0; r < R; ++r) {
+        const std::size_t ua = (rb * A.nu + u0 + gi) * R + r;
+        const std::int32_t ma = A.z[ua], sea = A.s[ua];
+        const bool sa_live = A.ss[ua] != 0.0f;
+        for (std::size_t g = 0; g < G; ++g) {
+          const std::size_t ub = ((g0 + g) * B.nu + u0 + gi) * W;
+          const IV live = ((load<IV>(B.z.data() + ub) & ma) != 0) & (load<FV>(B.ss.data() + ub) != 0.0f) &
+                          (sa_live ? -1 : 0);
+          top[r][g] = vmax(top[r][g], live != 0 ? load<IV>(B.s.data() + ub) + sea : IV{} + tp.zte);
+        }
+      }
+    // Step 3: each group's product sum, weight and truncated term; the terms added in binary64 (in L1).
+    alignas(64) double sums[R][G][W];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        DH ct[2];
+        c_term(load<FV>(d[r][g]), top[r][g], tp, ct);
+        std::memcpy(sums[r][g], ct, sizeof ct);
+      }
+    for (std::size_t gi = 0; gi < tp.groups; ++gi) {
+      const std::int32_t* aq = A.e.data() + (rb * A.kp + (u0 + gi) * pairs) * R;
+      const std::int32_t* bq[G];
+      for (std::size_t g = 0; g < G; ++g) bq[g] = B.e.data() + ((g0 + g) * B.kp + (u0 + gi) * pairs) * W;
+      IV p[R][G] = {};
+      for (std::size_t t = 0; t < pairs; ++t) {
+        IV b[G];
+        for (std::size_t g = 0; g < G; ++g) b[g] = load<IV>(bq[g] + t * W);
+        for (std::size_t r = 0; r < R; ++r)
+          for (std::size_t g = 0; g < G; ++g) p[r][g] = madd(p[r][g], aq[t * R + r], b[g]);
+      }
+      for (std::size_t r = 0; r < R; ++r) {
+        const std::size_t ua = (rb * A.nu + u0 + gi) * R + r;
+        for (std::size_t g = 0; g < G; ++g) {
+          const std::size_t ub = ((g0 + g) * B.nu + u0 + gi) * W;
+          const FV w = __builtin_convertvector(p[r][g], FV) * (load<FV>(B.ss.data() + ub) * A.ss[ua]);
+          const IV sh = vmin(vmax(tp.c0 + (load<IV>(B.s.data() + ub) + A.s[ua]) - top[r][g], IV{} - 60), IV{} + 100);
+          const FV term = trunc_lanes(w * pow2f(sh));
+          for (std::size_t h = 0; h < 2; ++h) {
+            const DH s = load<DH>(sums[r][g] + h * WH) + to_double(half<FH>(term, h));
+            std::memcpy(sums[r][g] + h * WH, &s, sizeof s);
+          }
+        }
+      }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const DH sum[2] = {load<DH>(sums[r][g]), load<DH>(sums[r][g] + WH)};
+        finish(sum, top[r][g], tp, d[r][g]);
+      }
+  }
+}
+
+// Every tile (rows block rb, column groups from g0) of the GEMM; the chain takes the outputs of
+// rows or columns with NaN or Inf elements or NaN scales, and of lanes whose running sum left the
+// finite range.
+template <class TileFn>
+void run_tiles(const Panel& A, const Panel& B, std::size_t M, std::size_t N, const TileParams& tp, TileFn tile,
+               const std::function<float(std::size_t, std::size_t)>& chain, std::vector<float>& acc) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups;
+  const std::size_t gblocks = (B.blocks + G - 1) / G, n = A.blocks * gblocks;
+  parallel_for(n, 1, [&](std::size_t n0, std::size_t n1) {
+    for (std::size_t task = n0; task < n1; ++task) {
+      const std::size_t rb = task % A.blocks, g0 = task / A.blocks * G;
+      Acc d = {};
+      Bad bad = {};
+      tile(A, B, rb, g0, tp, d, bad);
+      for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t l = 0; l < W; ++l) {
+            const std::size_t i = rb * R + r, j = (g0 + g) * W + l;
+            if (i >= M || j >= N) continue;
+            const float v = d[r][g][l];
+            acc[i * N + j] = A.ok[i] && B.ok[j] && bad[r][g][l] == 0 && std::isfinite(v) ? v : chain(i, j);
+          }
+    }
+  });
+}
+#else
+constexpr bool kTiles = false;
+#endif
 }  // namespace
 
 std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& m,
@@ -441,39 +662,64 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   if ((!fused && !groups) || m.accumulator != AccumulatorFormat::Fp32 || m.k > kMaxK || m.scale_block <= 0) return {};
   const std::size_t M = a.rows, N = b.rows, K = a.cols, k = static_cast<std::size_t>(m.k);
   const std::size_t kp = (K + k - 1) / k * k;
+  const Format& in = format_by_name(m.input_format);
+  std::vector<float> acc(M * N, 0.0f);
+#if defined(__AVX2__)
+  {
+    const Format& in_b = format_by_name(b_input_format(m));
+    const Format& sf = format_by_name(m.scale_format);
+    const int F = m.alignment_frac_bits;
+    const bool step5 = m.output_rounding == Rounding::TowardZero && m.output_precision <= 24 &&
+                       m.zero_term_exponent != kNoZeroTerm;
+    TileParams tp;
+    tp.k = k;
+    tp.frac = F;
+    tp.precision = m.output_precision;
+    tp.zte = m.zero_term_exponent;
+    if (fused && step5) {
+      // The conditions of the Fused tiles (see above): power-of-two scales, one per instruction;
+      // products exact binary32 normals in [2^-100, 2^100]; 2^x normal whenever a product is not
+      // zero (F - emin_a - emin_b <= 127); each term an int32, their sum and C's below 2^53.
+      auto sig_max = [](const Format& f) { return 2.0 - std::ldexp(1.0, -f.mantissa_bits); };
+      const double T = sig_max(in) * sig_max(in_b) * std::ldexp(1.0, F);
+      const bool ok = sf.mantissa_bits == 0 && m.scale_block == m.k && in.mantissa_bits + in_b.mantissa_bits <= 22 &&
+                      in.max_finite() * in_b.max_finite() < 0x1p100 && in.min_positive() * in_b.min_positive() >= 0x1p-100 &&
+                      F - m.input_min_exponent - b_input_min_exponent(m) <= 127 && T < 0x1p31 &&
+                      m.zero_term_exponent <= binary32::kMinExponent &&
+                      static_cast<double>(k) * T + std::ldexp(1.0, F + 1) < 0x1p53;
+      tp.chunk = static_cast<std::size_t>(std::min((0x1p31 - 1) / T, 64.0));
+      if (ok && (k + tp.chunk - 1) / tp.chunk <= kMaxChunks) {
+        const Panel PA = fused_panel(a, kTileRows, 1, kp, k, m.input_min_exponent);
+        const Panel PB = fused_panel(b, W, kTileGroups, kp, k, b_input_min_exponent(m));
+        run_tiles(PA, PB, M, N, tp, fused_tile, chain, acc);
+        return acc;
+      }
+    }
+    if (groups && step5) {
+      const int qin = in.min_normal_exponent() - in.mantissa_bits;
+      const double qmax = std::ldexp(in.max_finite(), -qin), ssmax = std::ldexp(1.0, sf.mantissa_bits + 1) - 1;
+      const auto g = static_cast<std::size_t>(m.scale_group);
+      const double wmax = static_cast<double>(g) * qmax * qmax * ssmax * ssmax;
+      const int c0 = 2 * qin - 2 * sf.mantissa_bits + F;
+      const bool ok = std::string_view(b_input_format(m)) == m.input_format && g % 2 == 0 && g <= 32 && k % g == 0 &&
+                      qmax < 0x1p15 && static_cast<double>(g) * qmax * qmax < 0x1p31 && wmax < 0x1p24 && c0 <= 100 &&
+                      static_cast<double>(k / g) * wmax * std::ldexp(1.0, c0) + std::ldexp(1.0, F + 1) < 0x1p53;
+      if (ok) {
+        tp.groups = k / g;
+        tp.g = g;
+        tp.c0 = c0;
+        const Panel PA = groups_panel(a, kTileRows, 1, kp, g, qin, sf);
+        const Panel PB = groups_panel(b, W, kTileGroups, kp, g, qin, sf);
+        run_tiles(PA, PB, M, N, tp, groups_tile, chain, acc);
+        return acc;
+      }
+    }
+  }
+#endif
   const Decoded A = decode(a, m, kp, m.input_format, m.input_min_exponent);
   const Decoded B = decode(b, m, kp, b_input_format(m), b_input_min_exponent(m));
-  const Format& in = format_by_name(m.input_format);
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
   const int unit0 = 2 * qin - 2 * format_by_name(m.scale_format).mantissa_bits;
-  std::vector<float> acc(M * N, 0.0f);
-  // Each group's product sum fits an int32 lane: g * qmax^2 < 2^31 (qmax: the largest quantum count).
-  const Format& in_b = format_by_name(b_input_format(m));
-  const double qmax = std::ldexp(in.max_finite(), -qin);
-  const double qmax_b = std::ldexp(in_b.max_finite(), in_b.mantissa_bits - in_b.min_normal_exponent());
-  const bool group_lanes_ok = groups && static_cast<double>(m.scale_group) * qmax * qmax_b < 2147483648.0;
-  if ((fused || group_lanes_ok) && kFusedLanes) {
-    const FusedLanes L = fused ? fused_lanes(B, N, static_cast<std::size_t>(m.scale_block)) : FusedLanes{};
-    const GroupLanes G = fused ? GroupLanes{} : group_lanes(B, N);
-    const std::size_t ngroups = (N + kLanes - 1) / kLanes;
-    parallel_for(M, 1, [&](std::size_t i0, std::size_t i1) {
-      for (std::size_t g = 0; g < ngroups; ++g)
-        for (std::size_t i = i0; i < i1; ++i) {
-          float d[kLanes] = {};
-          bool bad[kLanes] = {};
-          for (std::size_t t0 = 0; A.finite[i] && t0 < kp; t0 += k)
-            if (fused)
-              fused_lanes_step(A, i, L, g, t0, m, d, bad);
-            else
-              groups_lanes_step(A, i, G, g, t0, m, unit0, d, bad);
-          for (std::size_t l = 0; l < kLanes && g * kLanes + l < N; ++l) {
-            const std::size_t j = g * kLanes + l;
-            acc[i * N + j] = A.finite[i] && B.finite[j] && !bad[l] && std::isfinite(d[l]) ? d[l] : chain(i, j);
-          }
-        }
-    });
-    return acc;
-  }
   parallel_for(M, 1, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i)
       for (std::size_t j = 0; j < N; ++j) {
