@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <cstdlib>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -95,6 +97,7 @@ struct Params {
   bool int_finish;       // fused_block_int applies: a block is one chunk (and, FP16, |S| < 2^24), or
                          // two (split) whose second sum plus C's term fits int32 and |S| < 2^32
   std::size_t split;     // fused_block_int: products in the first int32 chunk (block when one)
+  bool s_fits;           // one chunk, and |S| = |sum + C's term| <= block T + 2^(F + 1) stays below 2^31
 };
 
 Params params_of(const TensorCoreModel& m) {
@@ -126,7 +129,8 @@ Params params_of(const TensorCoreModel& m) {
   const bool two = kIntLanes && !fp16 && block > chunk && first >= 1 &&
                    static_cast<double>(block - first) * T + c_term <= lim && static_cast<double>(block) * T + c_term < 0x1p32;
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
-          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first};
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first,
+          one && static_cast<double>(block) * T + c_term <= lim};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -610,33 +614,18 @@ std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std
   return out;
 }
 
-// The lane-state chain (AVX-512, binary32 products): the blocks of fused_block_int with their
-// shape known at compile time (block N, S products in the first int32 chunk), the k loops unrolled.
-// With an FP32 accumulator the D between blocks stays in integer lanes instead of a float, so that
-// a block takes C apart and puts D together with integer instructions only: D = Ks 2^(ce - F), ce
-// D's alignment exponent (kZeroExp for zero) and |Ks| = |D| 2^(F - ce) < 2^(F + 1), an integer when
-// every D is normal and F >= precision - 1 (D's lowest bit is then at least 2^(ce - precision + 1);
-// lane_state_applies). C's term is |Ks| >> (top - ce) with Ks's sign, and D from S: |S| shifted
-// left by its leading zeros (bit 31 its leading one), masked to `precision` bits, shifted right by
-// 31 - F; ce = top - F + 31 - lzcnt(|S|). With an FP16 accumulator (Fp16) D stays the float in d
-// and each block ends in finish_avx512, as fused_block_int's.
-template <std::size_t N, std::size_t S, int W, bool Fp16>
-void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Params& m, std::size_t ib, std::size_t g0,
+// The FP16 accumulator's lane-state chain (AVX-512, binary32 products): the blocks of
+// fused_block_int with their shape known at compile time (block N, one int32 chunk, W bytes an
+// exponent), the k loops unrolled; D stays the float in d and each block ends in finish_avx512,
+// as fused_block_int's. (The FP32 accumulator's is float_state_chain.)
+template <std::size_t N, int W>
+void fp16_state_chain(const Panels<float>& p, const ExponentWords& x, const Params& m, std::size_t ib, std::size_t g0,
                       std::size_t kb, std::size_t kend, Tile& d) {
   constexpr std::size_t R = kTileRows, G = kTileGroups, P = 4 / W;
-  static_assert(N % P == 0 && (!Fp16 || S == N));
+  static_assert(N % P == 0);
   const __m512i zero = _mm512_setzero_si512(), zero_exp = _mm512_set1_epi32(kZeroExp);
   const __m512i scale_bias = _mm512_set1_epi32(m.frac + binary32::kBias), lowest = _mm512_set1_epi32(-2 * kNarrow);
-  const __m512i keep = _mm512_set1_epi32(static_cast<std::int32_t>(~std::uint32_t{0} << (32 - m.precision)));
-  const __m512i ce_base = _mm512_set1_epi32(31 - m.frac);
-  const __m128i down = _mm_cvtsi32_si128(31 - m.frac);
-  __m512i ks[R][G], ce[R][G];
-  for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g) {
-      ks[r][g] = zero;
-      ce[r][g] = zero_exp;
-    }
-  if constexpr (Fp16) std::memset(d, 0, sizeof d);
+  std::memset(d, 0, sizeof d);
   for (std::size_t kc = kb; kc < kend; kc += N) {
     const BlockOperands<float> o = block_operands(p, ib, g0, kc);
     // Steps 1-2: the products' largest exponent per lane, P k at a time (ExponentWords), then C's.
@@ -670,31 +659,23 @@ void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Para
           t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
           t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
         }
-        if constexpr (Fp16) {  // C's exponent from its float (alignment_tops): -14 and up, kZeroExp for 0 and Inf
-          const __m512i c = _mm512_and_si512(_mm512_loadu_si512(d[r][g]), _mm512_set1_epi32(binary32::kMagnitudeMask));
-          const __m512i field = _mm512_srli_epi32(c, kM32);
-          const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(field, _mm512_set1_epi32(binary32::kBias)),
-                                             _mm512_set1_epi32(m.c_emin));
-          const __mmask16 real = _mm512_test_epi32_mask(c, c) &
-                                 _mm512_cmpneq_epi32_mask(field, _mm512_set1_epi32(binary32::kFieldMax));
-          ce[r][g] = _mm512_mask_mov_epi32(zero_exp, real, e);
-        }
-        top[r][g] = _mm512_max_epi32(t, ce[r][g]);
+        // C's exponent from its float (alignment_tops): -14 and up, kZeroExp for 0 and Inf.
+        const __m512i c = _mm512_and_si512(_mm512_loadu_si512(d[r][g]), _mm512_set1_epi32(binary32::kMagnitudeMask));
+        const __m512i field = _mm512_srli_epi32(c, kM32);
+        const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(field, _mm512_set1_epi32(binary32::kBias)),
+                                           _mm512_set1_epi32(m.c_emin));
+        const __mmask16 real = _mm512_test_epi32_mask(c, c) &
+                               _mm512_cmpneq_epi32_mask(field, _mm512_set1_epi32(binary32::kFieldMax));
+        top[r][g] = _mm512_max_epi32(t, _mm512_mask_mov_epi32(zero_exp, real, e));
       }
-    // 2^(F - top) (top clamped as fused_block_int's), C's term (FP32) and the sums' start.
+    // 2^(F - top) (top clamped as fused_block_int's) and the sums' start.
     __m512 sf[R][G];
-    __m512i s1[R][G], s2[R][G];
+    __m512i s1[R][G];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
         sf[r][g] = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_sub_epi32(scale_bias, _mm512_max_epi32(top[r][g], lowest)), binary32::kMantissaBits));
         s1[r][g] = zero;
-        if constexpr (Fp16) {
-          s2[r][g] = zero;
-        } else {
-          const __m512i t = _mm512_srlv_epi32(_mm512_abs_epi32(ks[r][g]), _mm512_sub_epi32(top[r][g], ce[r][g]));
-          s2[r][g] = _mm512_mask_sub_epi32(t, _mm512_movepi32_mask(ks[r][g]), zero, t);
-        }
       }
     // Step 3 (unrolled: in a loop GCC copied every sum from register to register each k).
 #pragma GCC unroll 32
@@ -705,36 +686,127 @@ void lane_state_chain(const Panels<float>& p, const ExponentWords& x, const Para
         const __m512 xa = _mm512_set1_ps(o.av[k * R + r]);
         for (std::size_t g = 0; g < G; ++g) {
           const __m512i t = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_mul_ps(xa, b[g]), sf[r][g]));
-          __m512i& sum = k < S ? s1[r][g] : s2[r][g];
-          sum = _mm512_add_epi32(sum, t);
-          asm("" : "+v"(sum));  // one chain per sum: GCC summed the unrolled terms as a tree, through the stack
+          s1[r][g] = _mm512_add_epi32(s1[r][g], t);
+          asm("" : "+v"(s1[r][g]));  // one chain per sum: GCC summed the unrolled terms as a tree, through the stack
         }
       }
     }
-    // S = s1 + s2 as a sign and 32-bit magnitude (finish_avx512), then steps 4-5.
+    // C's term, S and steps 4-5.
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        finish_avx512(std::bit_cast<I16>(top[r][g]), std::bit_cast<I16>(s1[r][g]), I16{}, m.frac, m.precision, true,
+                      d[r][g]);
+  }
+}
+
+// The FP32 accumulator's lane-state chain (AVX-512, binary32 products): the blocks of
+// fused_block_int with their shape known at compile time (block N, S products in the first int32
+// chunk, W bytes an exponent), the k loops unrolled, and D kept in registers as a float between
+// blocks. D's alignment exponent is vgetexpps's (-inf for +0; every non-zero D is normal,
+// lane_state_applies), the block's top the larger of it and the products' (as floats, exact), and
+// e = F - top. Each term is the product times 2^e (2^min(e, F + 2 kNarrow): a larger e means a
+// top below every non-zero product's, all products zero) truncated by vcvttps2dq, as
+// fused_block_int's; C's term is vscalefps(D, e) truncated the same way: exact scaling (|C| 2^e <
+// 2^(F + 1); a result below 2^-126 that rounds is below 1, its term 0 either way). D from S: with
+// Fits (one chunk, |S| < 2^31: Params::s_fits) S converted toward zero (vcvtdq2ps RZ: its 24
+// leading bits, sign kept), else S as a sign and a 32-bit magnitude (finish_avx512) and vcvtudq2ps
+// RZ; masked to `precision` bits, times 2^(top - F) (exact: D is normal and finite). A zero S
+// gives +0. (Against the previous integer lane state, D = Ks 2^(ce - F) taken apart and put
+// together with shifts and lzcnt: 1024^3, 1 thread, CPU time: ada_tf32 -11%, ampere_fp16 -10%,
+// ada_fp8 -6%, blocks of 16 and 32 unchanged.)
+template <std::size_t N, std::size_t S, int W, bool Fits>
+void float_state_chain(const Panels<float>& p, const ExponentWords& x, const Params& m, std::size_t ib,
+                       std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups, P = 4 / W;
+  static_assert(N % P == 0 && (!Fits || S == N));
+  constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512 frac = _mm512_set1_ps(static_cast<float>(m.frac)), one = _mm512_set1_ps(1.0f);
+  const __m512 sf_cap = _mm512_set1_ps(static_cast<float>(m.frac + 2 * kNarrow));
+  const __m512i keep = _mm512_set1_epi32(static_cast<std::int32_t>(~((std::uint32_t{1} << (binary32::kPrecision - m.precision)) - 1)));
+  __m512 dv[R][G];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) dv[r][g] = _mm512_setzero_ps();
+  for (std::size_t kc = kb; kc < kend; kc += N) {
+    const BlockOperands<float> o = block_operands(p, ib, g0, kc);
+    __m512i top[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) top[r][g] = W == 2 ? _mm512_set1_epi16(-0x8000) : _mm512_set1_epi8(-0x80);
+    const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / P * R;
+    const std::int32_t* be[G];
+    for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / P * kLanes;
+#pragma GCC unroll 16
+    for (std::size_t k = 0; k < N / P; ++k) {
+      __m512i eb[G];
+      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be[g] + k * kLanes);
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512i ea = _mm512_set1_epi32(ae[k * R + r]);
+        for (std::size_t g = 0; g < G; ++g) {
+          if constexpr (W == 2)
+            top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
+          else
+            top[r][g] = _mm512_max_epi8(top[r][g], _mm512_adds_epi8(ea, eb[g]));
+          asm("" : "+v"(top[r][g]));
+        }
+      }
+    }
+    // e = F - max(products' top, D's exponent), and C's term: the sums' start.
+    __m512 e[R][G], sf[R][G];
+    __m512i s1[R][G], s2[R][G];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
-        if constexpr (Fp16) {
-          finish_avx512(std::bit_cast<I16>(top[r][g]), std::bit_cast<I16>(s1[r][g]), std::bit_cast<I16>(s2[r][g]), m.frac,
-                        m.precision, true, d[r][g]);
-          continue;
+        __m512i t = top[r][g];
+        if constexpr (W == 2) {
+          t = _mm512_srai_epi32(_mm512_max_epi16(t, _mm512_rol_epi32(t, 16)), 16);
+        } else {
+          t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
+          t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
         }
-        const __m512i w = _mm512_add_epi32(s1[r][g], s2[r][g]);
-        const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(s1[r][g], s2[r][g], w, 0xE8));
-        const __m512i mag = _mm512_mask_sub_epi32(w, neg, zero, w);
-        const __m512i lz = _mm512_lzcnt_epi32(mag);
-        const __m512i kept = _mm512_srl_epi32(_mm512_and_si512(_mm512_sllv_epi32(mag, lz), keep), down);
-        ks[r][g] = _mm512_mask_sub_epi32(kept, neg, zero, kept);
-        ce[r][g] = _mm512_mask_sub_epi32(zero_exp, _mm512_test_epi32_mask(mag, mag), _mm512_add_epi32(top[r][g], ce_base), lz);
+        e[r][g] = _mm512_sub_ps(frac, _mm512_max_ps(_mm512_cvtepi32_ps(t), _mm512_getexp_ps(dv[r][g])));
+        sf[r][g] = _mm512_scalef_ps(one, _mm512_min_ps(e[r][g], sf_cap));
+        const __m512i tc = _mm512_cvttps_epi32(_mm512_scalef_ps(dv[r][g], e[r][g]));
+        if constexpr (Fits) {
+          s1[r][g] = tc;
+        } else {  // the products below S in s1, the others and C's term in s2
+          s1[r][g] = zero;
+          s2[r][g] = tc;
+        }
+      }
+#pragma GCC unroll 32
+    for (std::size_t k = 0; k < N; ++k) {
+      __m512 b[G];
+      for (std::size_t g = 0; g < G; ++g) b[g] = _mm512_loadu_ps(o.bv[g] + k * kLanes);
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512 xa = _mm512_set1_ps(o.av[k * R + r]);
+        for (std::size_t g = 0; g < G; ++g) {
+          const __m512i t = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_mul_ps(xa, b[g]), sf[r][g]));
+          __m512i& sum = k < S ? s1[r][g] : s2[r][g];
+          sum = _mm512_add_epi32(sum, t);
+          asm("" : "+v"(sum));  // one chain per sum (fp16_state_chain)
+        }
+      }
+    }
+    // Steps 4-5: D = S truncated to `precision` bits, times 2^(top - F).
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) {
+        const __m512 q = _mm512_sub_ps(_mm512_setzero_ps(), e[r][g]);
+        __m512 v;
+        if constexpr (Fits) {
+          v = _mm512_cvt_roundepi32_ps(s1[r][g], kRz);
+        } else {
+          const __m512i w = _mm512_add_epi32(s1[r][g], s2[r][g]);
+          const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(s1[r][g], s2[r][g], w, 0xE8));
+          const __m512i mag = _mm512_mask_sub_epi32(w, neg, zero, w);
+          v = _mm512_cvt_roundepu32_ps(mag, kRz);
+          v = _mm512_castsi512_ps(_mm512_mask_or_epi32(_mm512_castps_si512(v), neg, _mm512_castps_si512(v),
+                                                       _mm512_set1_epi32(binary32::kSignMask)));
+        }
+        if (m.precision < binary32::kPrecision) v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), keep));
+        dv[r][g] = _mm512_scalef_ps(v, q);
       }
   }
-  if constexpr (Fp16) return;
-  // D = Ks 2^(ce - F), exact (a normal float; zero: +0).
-  const __m512i frac = _mm512_set1_epi32(m.frac);
   for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g)
-      _mm512_storeu_ps(d[r][g], _mm512_scalef_ps(_mm512_cvtepi32_ps(ks[r][g]),
-                                                 _mm512_cvtepi32_ps(_mm512_sub_epi32(ce[r][g], frac))));
+    for (std::size_t g = 0; g < G; ++g) _mm512_storeu_ps(d[r][g], dv[r][g]);
 }
 
 // Whether the lane-state chain computes this model's blocks (with binary32 products):
@@ -749,16 +821,27 @@ bool lane_state_applies(const Params& m, std::size_t K) {
                      std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent));
 }
 
-// The exponent width for lane_state_chain: 1 byte (4 k a word) when every operand exponent lies in
-// [lo, hi] with lo >= -63 and 2 hi <= 127, so that real sums are in int8 range, and a saturated
-// zero operand's sum (<= -128 + hi) stays below every real sum (>= lo_a + lo_b) and every C's
-// exponent (FP32: a non-zero D's, >= lo_a + lo_b - F; FP16: >= -14); else 2 (int16, 2 k a word:
-// zero's sums <= -2^14 + 2 kNarrow... far below). With binary32 products lo = max(emin, -kNarrow),
-// hi = the format's largest exponent, or kNarrow for a wider one (float_products checked it).
-int lane_state_width(const Params& m, const TensorCoreModel& model) {
-  auto hi = [](const char* name) { return std::min(format_by_name(name).max_exponent(), kNarrow); };
-  const int lo_a = std::max(m.emin_a, -kNarrow), lo_b = std::max(m.emin_b, -kNarrow);
-  const int hi_a = hi(model.input_format), hi_b = hi(b_input_format(model));
+// The smallest and largest alignment exponent of the non-zero elements of a panel (packed
+// alignment exponents; zeros and padding are kZeroExp); {0, 0} when there is none.
+std::pair<int, int> exponent_range(const std::vector<std::int32_t>& e) {
+  std::int32_t lo = std::numeric_limits<std::int32_t>::max(), hi = kZeroExp;
+  for (const std::int32_t v : e) {
+    lo = std::min(lo, v == kZeroExp ? lo : v);
+    hi = std::max(hi, v);
+  }
+  return hi == kZeroExp ? std::pair<int, int>{0, 0} : std::pair<int, int>{lo, hi};
+}
+
+// The exponent width for the lane-state chains: 1 byte (4 k a word) when every operand's alignment
+// exponent lies in [lo, hi] (its panel's, exponent_range: the operands' own range, often much
+// narrower than the format's) with lo >= -63 and hi_a + hi_b <= 127, so that real sums are in
+// int8 range, and a saturated zero operand's sum (<= -128 + hi) stays below every real sum
+// (>= lo_a + lo_b) and every C's exponent (FP32: a non-zero D's, >= lo_a + lo_b - F, as D is at
+// least 2^(top - F) for the top of a block with a non-zero product; FP16: >= -14); else 2 (int16,
+// 2 k a word: zero's sums <= -2^14 + 2 kNarrow... far below).
+int lane_state_width(const Params& m, const Panels<float>& p) {
+  const auto [lo_a, hi_a] = exponent_range(p.ae);
+  const auto [lo_b, hi_b] = exponent_range(p.be);
   const int c_low = m.fp16 ? m.c_emin : lo_a + lo_b - m.frac;
   const bool bytes = lo_a >= -63 && lo_b >= -63 && hi_a + hi_b <= 127 &&
                      -128 + std::max(hi_a, hi_b) < std::min(lo_a + lo_b, c_low);
@@ -772,11 +855,11 @@ struct Shape {
   static constexpr bool fp16 = Fp16;
 };
 
-// run() with lane_state_chain for the block shapes of the preset rows; false (nothing done) for others.
+// run() with the lane-state chains for the block shapes of the preset rows; false (nothing done) for others.
 bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m,
-                    const TensorCoreModel& model, std::size_t NC, Combine combine, std::vector<float>& out) {
+                    std::size_t NC, Combine combine, std::vector<float>& out) {
   const std::size_t n = m.block, s = m.split;
-  const int w = lane_state_width(m, model);
+  const int w = lane_state_width(m, p);
   if (n % (4 / w) != 0) return false;
   const ExponentWords x = w == 1 ? ExponentWords{exponent_words<1>(p.ae, p.K, kTileRows), exponent_words<1>(p.be, p.K, kLanes)}
                                  : ExponentWords{exponent_words<2>(p.ae, p.K, kTileRows), exponent_words<2>(p.be, p.K, kLanes)};
@@ -784,7 +867,12 @@ bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOper
     using Sh = decltype(shape);
     run(p, a, b, m, NC, combine, out,
         [&p, &x, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
-          lane_state_chain<Sh::n, Sh::s, Sh::w, Sh::fp16>(p, x, m, ib, g0, kb, kend, d);
+          if constexpr (Sh::fp16)
+            fp16_state_chain<Sh::n, Sh::w>(p, x, m, ib, g0, kb, kend, d);
+          else if (m.s_fits)  // (s_fits: one chunk)
+            float_state_chain<Sh::n, Sh::n, Sh::w, true>(p, x, m, ib, g0, kb, kend, d);
+          else
+            float_state_chain<Sh::n, Sh::s, Sh::w, false>(p, x, m, ib, g0, kb, kend, d);
         });
     return true;
   };
@@ -829,7 +917,7 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
   if (float_products(a, b, model)) {
     const Panels<float> p = pack<float>(a, b, m);
 #if defined(__AVX512F__)
-    if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, model, NC, combine, out)) return out;
+    if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, NC, combine, out)) return out;
 #endif
     run(p, a, b, m, NC, combine, out, blocks_chain(p, m));
   } else {

@@ -236,10 +236,17 @@ TEST(TcLanesKernel, ZeroOperandsBesideExtremes) {
   for (const TensorCoreModel& model : tensor_core_presets()) {
     if (!tc_lanes_kernel_models(model)) continue;
     const std::size_t M = 25, N = 35, K = 4 * static_cast<std::size_t>(model.k) + 3, blk = static_cast<std::size_t>(model.block);
-    auto values = [&](const Format& f, std::size_t rows, std::uint64_t seed, bool is_b) {
-      const int emin = f.min_normal_exponent();
-      const double least = std::ldexp(1.0, emin - f.mantissa_bits), normal = std::ldexp(1.0, emin) + least;
-      const double maxf = f.max_finite();
+    // narrow: the extremes kept within [2^-49, 2^50) (BF16 and TF32 then take the kernel's
+    // binary32 products, and the narrowest exponent words the operands' own range allows).
+    auto values = [&](const Format& f, std::size_t rows, std::uint64_t seed, bool is_b, bool narrow) {
+      // (narrow: the smallest values at 2^-49 with their largest and their least significand, so
+      // that the products' low bits reach 2^(-98 - 2 mantissa bits).)
+      const int emin = f.min_normal_exponent(), m = f.mantissa_bits;
+      const bool low = narrow && emin - m < -49;
+      const double least = low ? std::ldexp(2.0 - std::ldexp(1.0, -m), -49) : std::ldexp(1.0, emin - m);
+      const double normal = low ? std::ldexp(1.0 + std::ldexp(1.0, -m), -49) : std::ldexp(1.0, emin) + least;
+      const double maxf = narrow ? std::min(f.max_finite(), std::ldexp(2.0 - std::ldexp(1.0, -f.mantissa_bits), 49))
+                                 : f.max_finite();
       const double any[] = {0.0, -0.0, least, -least, normal, -normal, maxf, -maxf, 1.0};
       std::mt19937_64 rng(seed);
       auto small = [&] { return (rng() % 2 ? 1.0 : -1.0) * (rng() % 3 ? least : normal); };
@@ -260,8 +267,9 @@ TEST(TcLanesKernel, ZeroOperandsBesideExtremes) {
         }
       return v;
     };
-    const auto x = values(format_by_name(model.input_format), M, 5, false),
-               y = values(format_by_name(b_input_format(model)), N, 6, true);
+    for (const bool narrow : {false, true}) {
+    const auto x = values(format_by_name(model.input_format), M, 5, false, narrow),
+               y = values(format_by_name(b_input_format(model)), N, 6, true, narrow);
     const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
     for (const Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted}) {
       const GemmSpec s = spec_of(model, acc, Combine::DeepGemm, model.k);
@@ -272,9 +280,10 @@ TEST(TcLanesKernel, ZeroOperandsBesideExtremes) {
         const std::vector<float> fast = tc_lanes_gemm_accumulate(a, b, model, every, Combine::DeepGemm);
         for (std::size_t e = 0; e < fast.size(); ++e)
           ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[e]), std::bit_cast<std::uint32_t>(static_cast<float>(slow[e])))
-              << model.name << " " << isa_name(isa) << " " << accumulate_name(acc) << " element [" << e / N << ", "
-              << e % N << "] got " << fast[e] << " want " << slow[e];
+              << model.name << " " << isa_name(isa) << " " << accumulate_name(acc) << (narrow ? " narrow" : " wide")
+              << " element [" << e / N << ", " << e % N << "] got " << fast[e] << " want " << slow[e];
       }
+    }
     }
   }
 }
