@@ -91,6 +91,31 @@ def main() -> int:
             print(f"    {label:36s} {t * 1e3:8.1f} ms  {n / t / 1e9:6.2f} G elem/s  {n / t / bound:5.2f} of the bound"
                   f"  {t_np / t:6.2f}x numpy")
         ok = ok and same
+        # Dequantisation back to float64 (QTensor.dequantize: element * tile scale, exact) against
+        # ml_dtypes' E4M3 decode and numpy's broadcast scale multiply; float32 in mla's
+        # dequantize_block_fp8 (128x128 only) against the same in float32.
+        bits_u8 = np.ascontiguousarray(q.bits)
+        sc = np.ascontiguousarray(q.scales)
+
+        def ml_dequant(dt):
+            v = bits_u8.view(ml_dtypes.float8_e4m3fn).astype(dt).reshape(args.rows // tr, tr, args.cols // tc, tc)
+            return (v * sc.astype(dt)[:, None, :, None]).reshape(args.rows, args.cols)
+
+        same_dq = np.array_equal(q.dequantize(), ml_dequant(np.float64))
+        t_ml = best_of(lambda: ml_dequant(np.float64), args.repeat)
+        t_dq = best_of(lambda: q.dequantize(), args.repeat)
+        print(f"    dequantize -> float64 (identical to ml_dtypes + numpy: {same_dq}): fp8lab {t_dq * 1e3:.1f} ms "
+              f"{n / t_dq / 1e9:.2f} G elem/s; ml_dtypes+numpy {t_ml * 1e3:.1f} ms; {t_ml / t_dq:.2f}x ml_dtypes")
+        ok = ok and same_dq
+        if tr == 128:
+            from fp8lab import mla
+            e4 = bits_u8.view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+            same_bf = np.array_equal(mla.dequantize_block_fp8(e4, sc), ml_dequant(np.float32))
+            t_ml32 = best_of(lambda: ml_dequant(np.float32), args.repeat)
+            t_bf = best_of(lambda: mla.dequantize_block_fp8(e4, sc), args.repeat)
+            print(f"    mla.dequantize_block_fp8 (float32 elements -> float32, identical: {same_bf}): {t_bf * 1e3:.1f} ms; "
+                  f"ml_dtypes+numpy from the bytes {t_ml32 * 1e3:.1f} ms; {t_ml32 / t_bf:.2f}x")
+            ok = ok and same_bf
     return 0 if ok else 1
 
 

@@ -256,13 +256,13 @@ Registration quant_registration("quant", {}, [](py::module_& m) {
       .def_property_readonly("shape", [](const QTensor& q) { return py::make_tuple(q.rows, q.cols); })
       .def("dequantize",
            [](const QTensor& q) {
-             std::vector<double> v;
+             validate_qtensor(q, "q");  // before allocating the result
+             py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
+             double* o = out.mutable_data();
              {
                py::gil_scoped_release release;
-               v = dequantize(q);
+               dequantize_into(q, o);  // straight into the array, in parallel: no second buffer and copy
              }
-             py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.cols)});
-             if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(double));
              return out;
            },
            "exact values element * scale as float64 (rows x cols)")

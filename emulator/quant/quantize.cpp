@@ -402,22 +402,56 @@ const ScaleRule& rule_of(const QTensor& q) {
 namespace {
 
 // element * scale in T: binary64 (exact for every format and scale here) or binary32 (one rounding,
-// as a kernel's FP32 dequantisation).
+// as a kernel's FP32 dequantisation). The old statement, per element:
+//   out[r, c] = T(decode(bits[r, c])) * T(dequant_scale(r, c)) * T(global_scale).
+// Computed here with a table of every pattern's T(decode) (formats up to 16 bits, when the tensor
+// has at least as many elements as the table; validate_qtensor has checked that every pattern
+// fits the format) and one scale per row and tile, so the inner loop is a load and the same two
+// multiplies in the same order: the same bits (tests/cpp/test_quant.cpp DequantizeTable*).
+template <class T>
+void dequantize_as(const QTensor& q, T* out) {
+  validate_qtensor(q, "q");
+  const Format& f = q.format();
+  std::vector<T> table;
+  if (f.total_bits() <= 16 && q.rows * q.cols >= (std::size_t{1} << f.total_bits())) {
+    table.resize(std::size_t{1} << f.total_bits());
+    for (std::uint32_t b = 0; b < table.size(); ++b) table[b] = static_cast<T>(decode(b, f));
+  }
+  const T g = static_cast<T>(q.global_scale);
+  const std::size_t cols = q.cols, tr = q.tile_rows_eff(), tc = q.tile_cols_eff(), gc = q.tile_grid_cols();
+  parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
+    q.bits.visit([&](const auto* bits) {
+      for (std::size_t r = r0; r < r1; ++r) {
+        const float* srow = &q.scales[(r / tr) * gc];
+        const auto* b = bits + r * cols;
+        T* o = out + r * cols;
+        for (std::size_t j = 0; j < gc; ++j) {
+          const T sc = static_cast<T>(srow[j]);
+          const std::size_t c0 = j * tc, c1 = std::min(cols, c0 + tc);
+          if (!table.empty()) {
+            const T* t = table.data();
+            for (std::size_t c = c0; c < c1; ++c) o[c] = t[b[c]] * sc * g;
+          } else {
+            for (std::size_t c = c0; c < c1; ++c) o[c] = static_cast<T>(decode(b[c], f)) * sc * g;
+          }
+        }
+      }
+    });
+  });
+}
+
 template <class T>
 std::vector<T> dequantize_as(const QTensor& q) {
   validate_qtensor(q, "q");
   std::vector<T> out(q.rows * q.cols);
-  const Format& f = q.format();
-  parallel_for(q.rows, 64, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r)
-      for (std::size_t c = 0; c < q.cols; ++c)
-        out[r * q.cols + c] = static_cast<T>(decode(q.bits[r * q.cols + c], f)) * static_cast<T>(q.dequant_scale(r, c)) *
-                              static_cast<T>(q.global_scale);  // exact for single-level rules (global 1)
-  });
+  dequantize_as(q, out.data());
   return out;
 }
 
 }  // namespace
+
+void dequantize_into(const QTensor& q, double* out) { dequantize_as(q, out); }
+void dequantize_fp32_into(const QTensor& q, float* out) { dequantize_as(q, out); }
 
 std::vector<double> dequantize(const QTensor& q) { return dequantize_as<double>(q); }
 

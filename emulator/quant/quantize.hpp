@@ -61,6 +61,10 @@ float quantize_into(const float* x, std::size_t rows, std::size_t cols, Tile til
 std::vector<double> dequantize(const QTensor& q);
 // What a kernel computes before re-quantising: fl32(element * scale), row-major.
 std::vector<float> dequantize_fp32(const QTensor& q);
+// The same into out (rows * cols elements, written in parallel: a fresh buffer's pages are first
+// touched by the threads that fill them). Throws as validate_qtensor(q, "q") before writing.
+void dequantize_into(const QTensor& q, double* out);
+void dequantize_fp32_into(const QTensor& q, float* out);
 
 // Re-quantises q into another tiling with the same format and rule, as DeepSeek-V3 does for the
 // backward pass (1x128 activations -> 128x1): dequantise to float32 (fl32(element * scale)), then

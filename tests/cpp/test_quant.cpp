@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "common/parallel.hpp"
@@ -245,6 +246,70 @@ TEST(QuantErrors, NameTheArgument) {
   QTensor q = quantize(x.data(), 1, 64, Tile{1, 64}, "e4m3", scale_rule_by_name("deepseek"));
   q.scales.pop_back();
   expect_msg([&] { dequantize(q); }, "scales, expected 1");
+}
+
+// The old dequantisation, element by element: T(decode(bits)) * T(tile scale) * T(global scale).
+template <class T>
+std::vector<T> statement_dequantize(const QTensor& q) {
+  std::vector<T> out(q.rows * q.cols);
+  for (std::size_t r = 0; r < q.rows; ++r)
+    for (std::size_t c = 0; c < q.cols; ++c)
+      out[r * q.cols + c] = static_cast<T>(decode(q.bits[r * q.cols + c], q.format())) *
+                            static_cast<T>(q.dequant_scale(r, c)) * static_cast<T>(q.global_scale);
+  return out;
+}
+
+template <class T>
+::testing::AssertionResult same_values(const std::vector<T>& got, const std::vector<T>& want) {
+  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes " << got.size() << " vs " << want.size();
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (std::bit_cast<std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>(got[i]) !=
+            std::bit_cast<std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>(want[i]) &&
+        !(std::isnan(got[i]) && std::isnan(want[i])))
+      return ::testing::AssertionFailure() << "element " << i << ": " << got[i] << " vs " << want[i];
+  return ::testing::AssertionSuccess();
+}
+
+TEST(QuantDequantize, DequantizeTableIsThePerElementStatement) {
+  // dequantize / dequantize_fp32 (a table of every pattern, one scale per tile) against the
+  // per-element statement, bit for bit: every format up to 16 bits, every pattern (NaN and Inf
+  // codes, +-0, subnormals, max-finite), scales 0, subnormal, huge, Inf and NaN, global scales 1
+  // and 0.37, tiles 1x128, 128x128, 7x5, per-row and per-tensor, shapes empty, 1x1, ragged and
+  // smaller than the table (the per-element branch).
+  std::mt19937 rng(15);
+  const float special_scales[] = {0.0f, 0x1p-140f, 3.4e38f, kInf, kNaN, -2.5f, 1.0f};
+  const Tile tiles[] = {{1, 128}, {128, 128}, {7, 5}, {1, 0}, {0, 0}};
+  const std::size_t shapes[][2] = {{0, 0}, {1, 1}, {3, 300}, {129, 17}, {260, 260}};
+  std::size_t checked = 0;
+  for (const std::string& name : format_names()) {
+    const Format& f = format_by_name(name);
+    if (f.total_bits() > 16) continue;
+    const std::uint32_t limit = (1u << f.total_bits()) - 1u;
+    for (const Tile& tile : tiles)
+      for (const auto& shape : shapes)
+        for (float global : {1.0f, 0.37f}) {
+          QTensor q;
+          q.rows = shape[0];
+          q.cols = shape[1];
+          q.fmt = name;
+          q.tile = tile;
+          q.rule = "deepseek";
+          q.global_scale = global;
+          std::vector<std::uint32_t> pats(q.rows * q.cols);
+          for (std::size_t i = 0; i < pats.size(); ++i) pats[i] = i % 3 == 0 ? (i / 3) & limit : rng() & limit;
+          q.bits = ElementBits::from_values(pats.begin(), pats.end(), f.storage_bits());
+          q.scales.resize(q.tile_grid_rows() * q.tile_grid_cols());
+          for (std::size_t i = 0; i < q.scales.size(); ++i)
+            q.scales[i] = i % 4 == 1 ? special_scales[(i / 4) % std::size(special_scales)]
+                                     : std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 999.0f, static_cast<int>(rng() % 40) - 20);
+          ASSERT_TRUE(same_values(dequantize(q), statement_dequantize<double>(q)))
+              << name << " tile " << tile.rows << "x" << tile.cols << " shape " << q.rows << "x" << q.cols;
+          ASSERT_TRUE(same_values(dequantize_fp32(q), statement_dequantize<float>(q)))
+              << name << " fp32, tile " << tile.rows << "x" << tile.cols << " shape " << q.rows << "x" << q.cols;
+          checked += pats.size();
+        }
+  }
+  EXPECT_GT(checked, 500000u);
 }
 
 }  // namespace

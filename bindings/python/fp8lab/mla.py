@@ -400,8 +400,15 @@ def dequantize_block_fp8(weight: np.ndarray, scale_inv: np.ndarray, block: int =
     gr, gc = -(-rows // block), -(-cols // block)
     if scale_inv.shape != (gr, gc):
         raise ValueError(f"weight_scale_inv: expected shape {(gr, gc)} for a {weight.shape} weight, got {scale_inv.shape}")
-    s = np.repeat(np.repeat(scale_inv.astype(np.float32), block, axis=0), block, axis=1)[:rows, :cols]
-    return (weight.astype(np.float32) * s).astype(np.float32)
+    w = np.asarray(weight).astype(np.float32, copy=False)
+    s = np.asarray(scale_inv).astype(np.float32, copy=False)
+    out = np.empty((rows, cols), np.float32)
+    # One band of `block` rows at a time, its row of scales repeated along the columns only: the
+    # same float32 products as multiplying by the full repeated scale array, without building it.
+    for i in range(gr):
+        r0, r1 = i * block, min(rows, (i + 1) * block)
+        np.multiply(w[r0:r1], np.repeat(s[i], block)[:cols], out=out[r0:r1])
+    return out
 
 
 def load_deepseek_shard(paths, layer: int, spec=None, fp8_wkv_b: bool = False) -> dict:
