@@ -335,6 +335,7 @@ struct TileSums {
   bool is_fast[kTileRows][kTileGroups * kLanes];
   bool vec;
   std::size_t flush_every, since_flush;  // the vector fold's chunks between flushes
+  bool flushed;                          // whether the vector fold has flushed into `fast`
   VI limbs[4][kTileRows][kTileGroups];
 
   void start(const ChunkScales* a_scales, const ChunkScales* b_scales, const LaneScales* b_lanes, std::size_t row0,
@@ -354,6 +355,7 @@ struct TileSums {
     vec = span_a + span_b <= 11 && span_a + span_b + 101 + chunk_bits <= 125;
     flush_every = std::size_t{1} << (12 - std::min(span_a + span_b, 11));
     since_flush = 0;
+    flushed = false;
     std::memset(limbs, 0, sizeof limbs);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
@@ -384,7 +386,10 @@ struct TileSums {
         limbs[3][r][g] += __builtin_convertvector(Sh * mh, VI) << sh;
       }
     }
-    if (++since_flush == flush_every) flush();
+    if (++since_flush == flush_every) {
+      flush();
+      flushed = true;
+    }
   }
   void flush() {
     for (std::size_t r = 0; r < rows; ++r)
@@ -413,8 +418,96 @@ struct TileSums {
       }
     }
   }
+#if defined(__AVX512F__) && defined(__AVX512CD__)
+// GCC 12's unmasked AVX-512 shift intrinsics pass _mm512_undefined_epi32() as the masked-off source,
+// which -Wmaybe-uninitialized reports once inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+  // finish() without C for a vector-folded tile that has not flushed, kLanes outputs at a time:
+  // each output's X = L0 + L1 2^24 + L2 2^26 + L3 2^50 (its limbs) as a 128-bit two's complement
+  // integer in int64 lanes, then ExactSum::round_fast step by step (the top 64 bits of |X| with a
+  // sticky bit, the quantum, nearest even, the product by 2^q, the overflow test). False, with
+  // nothing written, when a lane needs round_fast's fallback (round_exact); the scalar path then runs.
+  bool finish_vector(std::size_t N, int prec, int emin, int emax, double* d) const {
+    if (prec > 53 || emax < -1000) return false;
+    using I = __m512i;
+    const I zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1), c64 = _mm512_set1_epi64(64);
+    __m512d out[kTileRows][kTileGroups];
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t g = 0; g * kLanes < cols; ++g) {
+        std::int64_t eb[kLanes];
+        for (std::size_t u = 0; u < kLanes; ++u) {
+          const std::size_t l = std::min(g * kLanes + u, cols - 1);
+          eb[u] = static_cast<std::int64_t>(lsb) + sa->base[i0 + r] + sb->base[j0 + l];
+        }
+        I e = _mm512_loadu_si512(eb);
+        const auto limb = [&](int i) { return reinterpret_cast<const I&>(limbs[i][r][g]); };
+        I lo = limb(0), hi = _mm512_srai_epi64(lo, 63);
+        const auto add_shifted = [&](I v, unsigned s) {  // (hi, lo) += v * 2^s, 0 < s < 64
+          const I vl = _mm512_slli_epi64(v, s), sum = _mm512_add_epi64(lo, vl);
+          hi = _mm512_add_epi64(hi, _mm512_srai_epi64(v, 64 - s));
+          hi = _mm512_mask_add_epi64(hi, _mm512_cmplt_epu64_mask(sum, vl), hi, one);
+          lo = sum;
+        };
+        add_shifted(limb(1), 24);
+        add_shifted(limb(2), 26);
+        add_shifted(limb(3), 50);
+        const __mmask8 neg = _mm512_cmplt_epi64_mask(hi, zero);  // |X| < 2^116: magnitude by negation
+        const I nhi = _mm512_mask_add_epi64(_mm512_xor_si512(hi, _mm512_set1_epi64(-1)),
+                                            _mm512_cmpeq_epi64_mask(lo, zero), _mm512_xor_si512(hi, _mm512_set1_epi64(-1)), one);
+        lo = _mm512_mask_sub_epi64(lo, neg, zero, lo);
+        hi = _mm512_mask_mov_epi64(hi, neg, nhi);
+        // The top 64 bits m of the magnitude, s = its bits below them (0 .. 64; shifts by 64 give 0).
+        const I s = _mm512_sub_epi64(c64, _mm512_lzcnt_epi64(hi));
+        I m = _mm512_or_si512(_mm512_sllv_epi64(hi, _mm512_sub_epi64(c64, s)), _mm512_srlv_epi64(lo, s));
+        const __mmask8 sticky = _mm512_test_epi64_mask(_mm512_sllv_epi64(lo, _mm512_sub_epi64(c64, s)),
+                                                       _mm512_sllv_epi64(lo, _mm512_sub_epi64(c64, s)));
+        m = _mm512_mask_or_epi64(m, sticky, m, one);
+        e = _mm512_add_epi64(e, s);
+        const __mmask8 nonzero = _mm512_test_epi64_mask(m, m);
+        const I top = _mm512_sub_epi64(_mm512_add_epi64(e, _mm512_set1_epi64(63)), _mm512_lzcnt_epi64(m));
+        const I q = _mm512_max_epi64(_mm512_sub_epi64(top, _mm512_set1_epi64(prec - 1)), _mm512_set1_epi64(emin - prec + 1));
+        const I shift = _mm512_sub_epi64(q, e);
+        const __mmask8 slow = _mm512_cmple_epi64_mask(shift, zero) | _mm512_cmpge_epi64_mask(shift, c64) |
+                              _mm512_cmplt_epi64_mask(q, _mm512_set1_epi64(-1022)) |
+                              _mm512_cmpgt_epi64_mask(q, _mm512_set1_epi64(1023 - 54));
+        if ((slow & nonzero) != 0) return false;
+        const I kept = _mm512_srlv_epi64(m, shift);
+        const I rem = _mm512_and_si512(m, _mm512_sub_epi64(_mm512_sllv_epi64(one, shift), one));
+        const I half = _mm512_sllv_epi64(one, _mm512_sub_epi64(shift, one));
+        const __mmask8 up = _mm512_cmpgt_epu64_mask(rem, half) |
+                            (_mm512_cmpeq_epi64_mask(rem, half) & _mm512_test_epi64_mask(kept, one));
+        const I sig = _mm512_mask_add_epi64(kept, up, kept, one);  // <= 2^53: exact as a double
+        const I pow2q = _mm512_slli_epi64(_mm512_add_epi64(q, _mm512_set1_epi64(1023)), 52);
+        __m512d x = _mm512_mul_pd(_mm512_cvtepi64_pd(sig), _mm512_castsi512_pd(pow2q));
+        if (emax < 1023) {
+          const __m512d limit = _mm512_set1_pd(std::bit_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52));
+          x = _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, limit, _CMP_GE_OQ),
+                                 _mm512_set1_pd(std::numeric_limits<double>::infinity()));
+        }
+        x = _mm512_maskz_mov_pd(nonzero, x);  // X = 0: +0
+        // X < 0: the sign bit set (also on a result rounded to zero: -0, as round_fast gives)
+        const I bits = _mm512_castpd_si512(x);
+        out[r][g] = _mm512_castsi512_pd(_mm512_mask_xor_epi64(bits, neg, bits, _mm512_set1_epi64(INT64_MIN)));
+      }
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t g = 0; g * kLanes < cols; ++g) {
+        const std::size_t n = std::min(kLanes, cols - g * kLanes);
+        _mm512_mask_storeu_pd(d + (i0 + r) * N + j0 + g * kLanes, static_cast<__mmask8>((1u << n) - 1), out[r][g]);
+      }
+    return true;
+  }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
   // Adds C and writes the rounded outputs to d (row-major, N columns).
   void finish(const float* c, std::size_t N, int prec, int emin, int emax, KulischAccumulator* spill, double* d) {
+#if defined(__AVX512F__) && defined(__AVX512CD__)
+    if (vec && !flushed && !c && finish_vector(N, prec, emin, emax, d)) return;
+#endif
     if (vec) flush();
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {

@@ -430,6 +430,31 @@ TEST(ExactKernel, TileEdgesMatchTheKulischPath) {
   }
 }
 
+// The vector fold's outputs at the ends of the output formats (exact_kernel.cpp's finish_vector,
+// AVX-512, C absent): every scale of an operand in one binade (the vector fold), 2^-80 .. 2^66 with
+// 24-bit significands, so that BF16 / FP32 outputs overflow to +-Inf, fall in the subnormals or to
+// +-0 (E2M1 with K = 3: sums of a few bits, within 64 bits of the quantum, negative ones rounding
+// to -0), and FP64 ones stay normal; partial tiles; every kernel variant against the Kulisch path.
+TEST(ExactKernel, VectorFinishAtTheFormatsEnds) {
+  const std::size_t M = 7, N = 40;
+  for (const auto& [fmt, K] : {std::pair{"e4m3", std::size_t{200}}, std::pair{"e2m1", std::size_t{3}}})
+  for (const int ea : {-80, -75, -70, -40, 60, 62, 66})
+    for (const int eb : {-80, -66, 0, 66}) {
+      auto a = operand_from_qtensor(quantise(gaussian(M * K, 81), M, K, Tile{1, 128}, fmt), "a");
+      auto b = operand_from_qtensor(quantise(gaussian(N * K, 82), N, K, Tile{128, 128}, fmt), "b");
+      for (std::size_t i = 0; i < a.scales.size(); ++i)
+        a.scales[i] = static_cast<float>(std::ldexp(1.0 + static_cast<double>((i * 37) % 1000) / 1000.0, ea));
+      for (std::size_t i = 0; i < b.scales.size(); ++i)
+        b.scales[i] = static_cast<float>(std::ldexp(1.0 + static_cast<double>((i * 53) % 1000) / 1000.0, eb));
+      const std::string what = std::string(fmt) + " scales 2^" + std::to_string(ea) + " x 2^" + std::to_string(eb);
+      for (const Isa isa : runnable_isas()) {
+        const ScopedIsa use(isa);
+        for (const OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32, OutputFormat::Fp64})
+          exact_both_ways(a, b, nullptr, out, what + " " + std::string(isa_name(isa)));
+      }
+    }
+}
+
 TEST(ExactKernel, ScaleSpansAroundTheVectorFoldsLimitMatchCppInt) {
   const std::size_t M = 6, N = 16, K = 128 * 24;
   for (const int base : {-8, -120, 100})
