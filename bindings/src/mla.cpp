@@ -13,6 +13,7 @@
 #include "mla/decode.hpp"
 #include "mla/forward.hpp"
 #include "mla/paged_cache.hpp"
+#include "mla/weight_cache.hpp"
 #include "mla/weights.hpp"
 #include "registry.hpp"
 #include "specs.hpp"
@@ -542,6 +543,18 @@ Registration mla_registration("mla", {"quant"}, [](py::module_& m) {
   m.def("mla_kv_bytes", &kv_bytes_py, py::arg("spec_json"));
   m.def("mla_softmax_scale", &softmax_scale_py, py::arg("spec_json"), py::arg("which") = "");
   m.def("mla_init_weights", &init_weights_py, py::arg("spec_json"), py::arg("seed"));
+  m.def("mla_weight_cache_info", [] {
+    const WeightCacheInfo i = weight_cache_info();
+    py::dict d;
+    d["entries"] = i.entries;
+    d["bytes"] = i.bytes;
+    d["hits"] = i.hits;
+    d["misses"] = i.misses;
+    d["max_entries"] = kWeightCacheEntries;
+    d["max_bytes"] = kWeightCacheBytes;
+    return d;
+  });
+  m.def("mla_clear_weight_cache", [] { clear_weight_cache(); });
   m.def("mla_forward", &forward_py, py::arg("x"), py::arg("weights"), py::arg("spec_json"), py::arg("form"),
         py::arg("start_pos"), py::arg("prefix_latent") = py::none(), py::arg("prefix_k_pe") = py::none());
   m.def("mla_compare_forms", &compare_forms_py, py::arg("x"), py::arg("weights"), py::arg("spec_json"),

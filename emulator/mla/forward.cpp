@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <span>
 #include <stdexcept>
 
@@ -11,6 +12,7 @@
 #include "mla/attention_tile.hpp"
 #include "mla/numerics.hpp"
 #include "mla/rope.hpp"
+#include "mla/weight_cache.hpp"
 #include "gemm/bounds.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/recipe.hpp"
@@ -69,8 +71,8 @@ std::vector<float> project_rows(const float* x, std::size_t T, std::size_t in, s
   if (f == MatmulFormat::Fp8) {
     const GemmRecipe& r = fp8_linear_recipe();
     const QTensor qx = quantize_operand(x, T, in, r.a);
-    const QTensor qw = quantize_operand(W.data(), out, in, r.b);
-    const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(qw, "weight"), r.gemm);
+    const std::shared_ptr<const QTensor> qw = quantized_weights(W, out, in, r.b);  // kept between calls (weight_cache.hpp)
+    const std::vector<double> y = gemm(operand_from_qtensor(qx, "x"), operand_from_qtensor(*qw, "weight"), r.gemm);
     return std::vector<float>(y.begin(), y.end());  // BF16 values, exact in float
   }
   if (f == MatmulFormat::Bf16TensorCore) {
@@ -210,16 +212,18 @@ Projected project_checked(const float* x, std::size_t T, const MlaWeightsView& w
   return p;
 }
 
-QTensor wkv_b_fp8_checked(const MlaWeightsView& w, const MlaSpec& s) {
+// The checkpoint's tensor (viewed, not copied) or w.wkv_b quantised, kept between calls
+// (weight_cache.hpp).
+std::shared_ptr<const QTensor> wkv_b_fp8_checked(const MlaWeightsView& w, const MlaSpec& s) {
   const std::size_t rows = static_cast<std::size_t>(s.heads) * (s.nope + s.v), cols = s.kv_lora;
-  QTensor q = w.has_wkv_b_fp8() ? *w.wkv_b_fp8 : quantize_operand(w.wkv_b.data(), rows, cols, fp8_linear_recipe().b);
-  (void)operand_from_qtensor(q, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
-  return q;
+  if (!w.has_wkv_b_fp8()) return quantized_weights(w.wkv_b, rows, cols, fp8_linear_recipe().b);
+  (void)operand_from_qtensor(*w.wkv_b_fp8, "weights.wkv_b_fp8");  // finite elements and scales, consistent sizes
+  return std::shared_ptr<const QTensor>(std::shared_ptr<const QTensor>(), w.wkv_b_fp8);  // the caller owns it
 }
 
 std::vector<double> wkv_b_exact_checked(const MlaWeightsView& w, const MlaSpec& s) {
   if (s.wkv_b != MatmulFormat::Fp8) return std::vector<double>(w.wkv_b.begin(), w.wkv_b.end());
-  return dequantize(wkv_b_fp8_checked(w, s));  // e4m3 * scale: <= 4 + 24 significant bits, exact in binary64
+  return dequantize(*wkv_b_fp8_checked(w, s));  // e4m3 * scale: <= 4 + 24 significant bits, exact in binary64
 }
 
 // wkv_b as the absorbed einsums multiply it (wkv_b_absorbed): under fp32/bf16 w's own wkv_b, read
@@ -229,7 +233,7 @@ std::span<const float> absorbed_weights(const MlaWeightsView& w, const MlaSpec& 
   if (s.wkv_b != MatmulFormat::Fp8) return w.wkv_b;
   // kernel.py weight_dequant_kernel: y = x.to(float32) * s (one FP32 rounding), stored in the
   // default dtype (BF16 in the reference; R_attn here, so an FP32 attention keeps FP32 weights).
-  hold = dequantize_fp32(wkv_b_fp8_checked(w, s));
+  hold = dequantize_fp32(*wkv_b_fp8_checked(w, s));
   for (auto& v : hold) v = round_to(s.attn, v);
   return hold;
 }
@@ -275,7 +279,7 @@ std::vector<float> absorbed_query(const Projected& p, const MlaWeightsView& w, c
 
 QTensor wkv_b_fp8(const MlaWeightsView& w, const MlaSpec& s) {
   validate_weights(w, s);
-  return wkv_b_fp8_checked(w, s);
+  return *wkv_b_fp8_checked(w, s);
 }
 
 std::vector<double> wkv_b_exact(const MlaWeightsView& w, const MlaSpec& s) {
@@ -323,7 +327,8 @@ std::vector<float> naive_kv_parts(const float* latent, std::size_t T, const MlaW
   if (s.wkv_b == MatmulFormat::Fp8) {
     const GemmRecipe& r = fp8_linear_recipe();
     const QTensor qx = quantize_operand(latent, T, C, r.a);
-    const QTensor qw = wkv_b_fp8_checked(w, s);
+    const std::shared_ptr<const QTensor> qwp = wkv_b_fp8_checked(w, s);
+    const QTensor& qw = *qwp;
     const GemmOperand a = operand_from_qtensor(qx, "latent"), b = operand_from_qtensor(qw, "weights.wkv_b_fp8");
     const std::vector<double> y = gemm(a, b, r.gemm);
     if (bound) {

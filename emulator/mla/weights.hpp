@@ -31,7 +31,8 @@ struct MlaWeights {
 // What the MLA functions read: the same tensors as spans over memory someone else owns (an
 // MlaWeights, or the caller's numpy arrays in the Python binding, which views them for the call
 // instead of copying DeepSeek-V3's ~750 MB per call). The memory must stay alive and unchanged
-// while a call runs; nothing is cached between calls, so a write between calls is seen by the next.
+// while a call runs. A write between calls is seen by the next: the only thing kept between calls,
+// the FP8 projections' quantised weights (weight_cache.hpp), is keyed by the values themselves.
 struct MlaWeightsView {
   std::span<const float> wq_a, q_norm, wq_b, wq, wkv_a, kv_norm, wkv_b, wo;
   const QTensor* wkv_b_fp8 = nullptr;  // null or empty (rows == 0): as MlaWeights::wkv_b_fp8 empty

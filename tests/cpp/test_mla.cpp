@@ -14,6 +14,8 @@
 #include "mla/numerics.hpp"
 #include "mla/paged_cache.hpp"
 #include "mla/rope.hpp"
+#include "mla/weight_cache.hpp"
+#include "common/parallel.hpp"
 #include "mla/weights.hpp"
 #include "quant/scale_rule.hpp"
 #include "test_mla_support.hpp"
@@ -649,4 +651,86 @@ TEST(MlaForward, HeadGroupsEqualTheRowByRowPath) {
       }
   }
   EXPECT_GT(checked, 20000u);
+}
+
+TEST(MlaWeightCache, InPlaceWritesAreSeenAndTheCacheStaysBounded) {
+  // FP8 projections and an FP8 wkv_b quantised from w.wkv_b: their quantised weights are kept
+  // between calls, keyed by the values. A second call hits; a write into the viewed memory (a sign,
+  // one ulp) gives what a fresh process would compute with the written weights.
+  MlaSpec s = small_spec();
+  s.wq_a = s.wq_b = s.wkv_a = s.wo = s.wkv_b = MatmulFormat::Fp8;
+  const MlaWeights w = init_weights(s, 31);
+  ForeignWeights fw(w);
+  fw.fp8 = QTensor{};  // wkv_b_fp8 empty: wkv_b is quantised (and cached) too
+  const auto x = random_input(s, 5, 32);
+  clear_weight_cache();
+  const ForwardResult first = forward(x.data(), 5, fw.view, s, Form::Naive, 0);
+  const WeightCacheInfo after_first = weight_cache_info();
+  EXPECT_EQ(after_first.entries, 5u);  // wq_a, wq_b, wkv_a, wo, wkv_b
+  const ForwardResult again = forward(x.data(), 5, fw.view, s, Form::Naive, 0);
+  EXPECT_EQ(weight_cache_info().hits, after_first.hits + 5);
+  EXPECT_TRUE(same_bits(again.out, first.out, "out"));
+  struct Write {
+    std::size_t tensor, index;
+    bool ulp;
+  };
+  const Write writes[] = {{7, 11, false}, {2, 0, true}, {6, 3, false}, {4, w.wkv_a.size() - 1, true}, {0, 77, true}};
+  for (const Write& wr : writes) {
+    float& v = fw.store[wr.tensor][wr.index];
+    v = wr.ulp ? std::nextafter(v, INFINITY) : -v;
+    const ForwardResult got = forward(x.data(), 5, fw.view, s, Form::Naive, 0);
+    MlaWeights fresh = w;  // the written weights in a fresh MlaWeights, with an empty cache
+    fresh.wq_a = fw.store[0];
+    fresh.wq_b = fw.store[2];
+    fresh.wkv_a = fw.store[4];
+    fresh.wkv_b = fw.store[6];
+    fresh.wo = fw.store[7];
+    fresh.wkv_b_fp8 = QTensor{};
+    clear_weight_cache();
+    const ForwardResult want = forward(x.data(), 5, fresh, s, Form::Naive, 0);
+    EXPECT_TRUE(same_bits(got.out, want.out, "out")) << "tensor " << wr.tensor << " element " << wr.index;
+    EXPECT_TRUE(same_bits(got.attn, want.attn, "attn")) << "tensor " << wr.tensor << " element " << wr.index;
+  }
+  // Bounded: many layers' weights never hold more than the limits.
+  for (int seed = 0; seed < 24; ++seed) {
+    const MlaWeights other = init_weights(s, 1000 + seed);
+    (void)forward(x.data(), 1, other, s, Form::Absorbed, 0);
+    const WeightCacheInfo info = weight_cache_info();
+    ASSERT_LE(info.entries, kWeightCacheEntries);
+    ASSERT_LE(info.bytes, kWeightCacheBytes);
+  }
+  EXPECT_EQ(weight_cache_info().entries, kWeightCacheEntries);
+  clear_weight_cache();
+  EXPECT_EQ(weight_cache_info().entries, 0u);
+  EXPECT_EQ(weight_cache_info().bytes, 0u);
+}
+
+TEST(MlaWeightCache, FingerprintSeesEveryOneElementChange) {
+  // Odd and even lengths, across the chunk boundary (2^18 words = 2^19 floats); each element
+  // changed alone (sign, one ulp, +0 to -0) changes the fingerprint, and it is the same on 1 and 2
+  // threads.
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}, (std::size_t{1} << 19) + 3}) {
+    std::vector<float> v = uniform_values(n, n + 1, 2.0);
+    if (n > 2) v[2] = 0.0f;
+    set_num_threads(1);
+    const std::uint64_t one = weights_fingerprint(v.data(), n);
+    set_num_threads(2);
+    const std::uint64_t base = weights_fingerprint(v.data(), n);
+    set_num_threads(0);
+    EXPECT_EQ(one, base) << n;
+    const std::size_t step = n > 1000 ? 4099 : 1;
+    for (std::size_t i = 0; i < n; i += step)
+      for (int kind = 0; kind < 2; ++kind) {
+        const float old = v[i];
+        v[i] = kind == 0 ? -old : std::nextafter(old, INFINITY);
+        ASSERT_NE(weights_fingerprint(v.data(), n), base) << "n " << n << " element " << i << " kind " << kind;
+        v[i] = old;
+      }
+    if (n > 0) {  // the last element (the odd tail) too
+      const float old = v[n - 1];
+      v[n - 1] = -old;
+      EXPECT_NE(weights_fingerprint(v.data(), n), base);
+      v[n - 1] = old;
+    }
+  }
 }

@@ -137,6 +137,20 @@ def init_weights(spec, seed: int) -> dict:
     return dict(_core.mla_init_weights(_spec_json(spec), int(seed)))
 
 
+def weight_cache_info() -> dict:
+    """What the cache of quantised FP8 projection weights holds (entries, bytes), its limits
+    (max_entries, max_bytes: least recently used evicted first) and how often it served a call
+    (hits) or quantised (misses). Entries are keyed by the weights' values (a fingerprint taken at
+    every call), shape and recipe, so writing into a weight array between calls is seen by the next
+    call (emulator/mla/weight_cache.hpp)."""
+    return dict(_core.mla_weight_cache_info())
+
+
+def clear_weight_cache() -> None:
+    """Drops every cached quantised weight tensor (the hit/miss counters stay)."""
+    _core.mla_clear_weight_cache()
+
+
 def _prefix(prefix):
     if prefix is None:
         return None, None
@@ -157,7 +171,8 @@ def forward(x, weights: dict, spec, form: str = "absorbed", start_pos: int = 0, 
     snapshotted: float32 C-contiguous arrays are viewed for the duration of the call (other dtypes
     and layouts are converted to such a copy first), every call checks their sizes and that every
     value is finite (ValueError naming the tensor and element), and a write into an array between
-    calls is what the next call computes with. Do not write into them while a call runs (it runs
+    calls is what the next call computes with. (FP8 projections keep their quantised weights
+    between calls, keyed by a fingerprint of the values taken at every call: ``weight_cache_info``.) Do not write into them while a call runs (it runs
     without the GIL)."""
     if form not in ("naive", "absorbed"):
         raise ValueError(f"form: expected 'naive' or 'absorbed', got {form!r}")
@@ -458,8 +473,8 @@ def load_deepseek_shard(paths, layer: int, spec=None, fp8_wkv_b: bool = False) -
 
 __all__ = [
     "MlaSpec", "Yarn", "build_cache", "compare", "compare_forms", "decode", "decode_reference",
-    "dequantize_block_fp8", "forward", "init_weights", "kv_bytes_per_token", "load_deepseek_shard",
-    "read_safetensors", "report_numbers", "softmax_scale", "wkv_b_naive",
+    "clear_weight_cache", "dequantize_block_fp8", "forward", "init_weights", "kv_bytes_per_token", "load_deepseek_shard",
+    "read_safetensors", "report_numbers", "softmax_scale", "weight_cache_info", "wkv_b_naive",
 ]
 from .mla_index import check_selection, index, index_bound, index_exact, indexer_spec, selection_changes, selection_verdict, topk_stability  # noqa: E402,F401,I001  (DeepSeek-V3.2 lightning indexer)
 from .mla_sparse import *  # noqa: E402,F401,F403  (sparse decode, FlashMLA FP8 sparse KV layouts: mla_sparse.py)
