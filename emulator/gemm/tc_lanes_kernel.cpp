@@ -818,9 +818,10 @@ void float_state_chain(const Panels<float>& p, const ExponentWords& x, const Par
     for (std::size_t g = 0; g < G; ++g) _mm512_storeu_ps(d[r][g], dv[r][g]);
 }
 
-// Whether the lane-state chain computes this model's blocks (with binary32 products):
-// fused_block_int's sums (Params::int_finish); an FP16 accumulator, or an FP32 one with
-// F >= precision - 1 and every non-zero D normal: D is at least 2^(top - F) for a top of some
+// Whether the lane-state chains (fp16_state_chain, float_state_chain) compute this model's blocks
+// (with binary32 products): fused_block_int's sums (Params::int_finish); an FP16 accumulator, or an
+// FP32 one with F >= precision - 1 (which the integer lane state these chains replaced needed;
+// every FP32 preset row has it) and every non-zero D normal: D is at least 2^(top - F) for a top of some
 // non-zero operands' exponents (>= their minimum, and >= -kNarrow with binary32 products), so that
 // minimum - F >= -126 suffices; and finite: |D| is below the interval's |products| summed,
 // < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
