@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "accum/fp32_terms.hpp"
+#include "common/buffer_pool.hpp"
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
 #include "formats/format.hpp"
@@ -240,7 +241,7 @@ bool groups_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t
 #if defined(__AVX2__)
 #if defined(__AVX512F__)
 constexpr std::size_t W = 16;
-constexpr std::size_t kTileRows = 4, kTileGroups = 2;
+constexpr std::size_t kTileRows = 6, kTileGroups = 2;
 #else
 constexpr std::size_t W = 8;
 constexpr std::size_t kTileRows = 2, kTileGroups = 2;
@@ -255,6 +256,8 @@ using IH = std::int32_t __attribute__((vector_size(4 * WH)));
 using DH = double __attribute__((vector_size(8 * WH)));
 using LH = std::int64_t __attribute__((vector_size(8 * WH)));
 using UH = std::uint64_t __attribute__((vector_size(8 * WH)));
+using SH = std::int16_t __attribute__((vector_size(2 * W)));
+using SV = std::int16_t __attribute__((vector_size(2 * W * kTileGroups)));  // the G groups of a tile
 
 template <class V, class T>
 inline V load(const T* p) {
@@ -305,6 +308,13 @@ inline DH to_double(const IH& x) {
   return std::bit_cast<DH>(_mm256_cvtepi32_pd(std::bit_cast<__m128i>(x)));
 #endif
 }
+inline IV to_int32(const SH& x) {
+#if defined(__AVX512F__)
+  return std::bit_cast<IV>(_mm512_cvtepi16_epi32(std::bit_cast<__m256i>(x)));
+#else
+  return std::bit_cast<IV>(_mm256_cvtepi16_epi32(std::bit_cast<__m128i>(x)));
+#endif
+}
 inline LH to_int64(const IH& x) {
 #if defined(__AVX512F__)
   return std::bit_cast<LH>(_mm512_cvtepi32_epi64(std::bit_cast<__m256i>(x)));
@@ -342,32 +352,37 @@ inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
 #endif
 }
 
-// The alignment exponent of a zero element: two of them and a scale stay far below every real sum.
-constexpr std::int32_t kZeroExp = -(1 << 20);
+// The alignment exponent of a zero element (int16 lanes): two of them sum to -32768, one and a real
+// exponent stay far below every sum of two real ones.
+constexpr std::int16_t kZeroExp16 = -16384;
 
 // One operand packed for the tiles: rows in blocks of L lanes (A: kTileRows, B: W), element t of
 // row i at [(i / L) kp + t] L + i % L, instruction (or group) u of row i at [(i / L) nu + u] L + i % L.
 struct Panel {
   std::size_t L = 0, blocks = 0, kp = 0, nu = 0;
-  std::vector<float> v;          // Fused: values (0 for NaN and Inf)
-  std::vector<std::int32_t> e;   // Fused: alignment exponents (kZeroExp for zero); ScaledGroups: quanta pairs
-  std::vector<std::int32_t> s;   // per instruction (group): scale exponent
-  std::vector<std::int32_t> z;   // ScaledGroups, per group: mask of the nonzero elements
-  std::vector<float> ss;         // ScaledGroups, per group: the scale's significand
+  PooledVector<float> v;          // Fused: values (0 for NaN and Inf)
+  std::size_t Le = 0;             // Fused: alignment exponents (kZeroExp16 for zero) in rows of Le lanes
+  PooledVector<std::int16_t> e16;  // (A: kTileRows, B: a tile's kTileGroups x W columns), element t
+                                   // of row i at [(i / Le) kp + t] Le + i % Le
+  PooledVector<std::int32_t> e;   // ScaledGroups: quanta pairs
+  PooledVector<std::int32_t> s;   // per instruction (group): scale exponent
+  PooledVector<std::int32_t> z;   // ScaledGroups, per group: mask of the nonzero elements
+  PooledVector<float> ss;         // ScaledGroups, per group: the scale's significand
   std::vector<std::uint8_t> ok;  // per row: finite elements and no NaN scale
   std::size_t at(std::size_t i, std::size_t t) const { return ((i / L) * kp + t) * L + i % L; }
   std::size_t at_u(std::size_t i, std::size_t u) const { return ((i / L) * nu + u) * L + i % L; }
 };
 
-// blocks: a multiple of `mult` (B's: whole tiles of column groups).
+// blocks: a multiple of `mult` (B's: whole tiles of column groups), whose exponents share rows.
 Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin) {
   Panel p;
   p.L = L;
+  p.Le = L * mult;
   p.blocks = ((x.rows + L - 1) / L + mult - 1) / mult * mult;
   p.kp = kp;
   p.nu = kp / k;
   p.v.assign(p.blocks * kp * L, 0.0f);
-  p.e.assign(p.v.size(), kZeroExp);
+  p.e16.assign(p.v.size(), kZeroExp16);
   p.s.assign(p.blocks * p.nu * L, 0);
   p.ok.assign(x.rows, 1);
   const std::size_t K = x.cols;
@@ -375,7 +390,7 @@ Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::si
     for (std::size_t i = r0; i < r1; ++i) {
       const float* row = x.row(i);
       float* v = p.v.data() + p.at(i, 0);
-      std::int32_t* e = p.e.data() + p.at(i, 0);
+      std::int16_t* e = p.e16.data() + (i / p.Le) * kp * p.Le + i % p.Le;
       std::uint32_t special = 0;
       bool nan_scale = false;
       for (std::size_t u = 0; u < p.nu; ++u) {
@@ -386,7 +401,8 @@ Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::si
           special |= static_cast<std::uint32_t>(bad);
           const int ex = static_cast<int>(mag >> kM32) - binary32::kBias;
           v[t * L] = bad ? 0.0f : row[t];
-          e[t * L] = mag == 0 || bad ? kZeroExp : std::max(std::max(ex, binary32::kMinExponent), emin);
+          e[t * p.Le] = static_cast<std::int16_t>(mag == 0 || bad ? kZeroExp16
+                                                                 : std::max(std::max(ex, binary32::kMinExponent), emin));
         }
         const float sc = x.scale(i, t0);
         nan_scale = nan_scale || std::isnan(sc);
@@ -494,25 +510,23 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
   for (std::size_t u = 0; u < A.nu; ++u) {
     const std::size_t t0 = u * k;
     const float* av = A.v.data() + (rb * A.kp + t0) * R;
-    const std::int32_t* ae = A.e.data() + (rb * A.kp + t0) * R;
+    const std::int16_t* ae = A.e16.data() + (rb * A.kp + t0) * R;
+    const std::int16_t* be = B.e16.data() + (g0 / G * B.kp + t0) * G * W;
     const float* bv[G];
-    const std::int32_t* be[G];
-    for (std::size_t g = 0; g < G; ++g) {
-      bv[g] = B.v.data() + ((g0 + g) * B.kp + t0) * W;
-      be[g] = B.e.data() + ((g0 + g) * B.kp + t0) * W;
-    }
-    // Steps 1-2: each lane's largest alignment exponent.
-    IV top[R][G];
-    for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) top[r][g] = IV{} + 2 * kZeroExp;
+    for (std::size_t g = 0; g < G; ++g) bv[g] = B.v.data() + ((g0 + g) * B.kp + t0) * W;
+    // Steps 1-2: each lane's largest alignment exponent, all G groups of a row in int16 lanes.
+    SV top16[R];
+    for (std::size_t r = 0; r < R; ++r) top16[r] = SV{} + static_cast<std::int16_t>(2 * kZeroExp16);
     for (std::size_t t = 0; t < k; ++t) {
-      IV eb[G];
-      for (std::size_t g = 0; g < G; ++g) eb[g] = load<IV>(be[g] + t * W);
+      const SV eb = load<SV>(be + t * G * W);
       for (std::size_t r = 0; r < R; ++r) {
-        const std::int32_t ea = ae[t * R + r];
-        for (std::size_t g = 0; g < G; ++g) top[r][g] = vmax(top[r][g], eb[g] + ea);
+        const SV s = eb + ae[t * R + r];
+        top16[r] = top16[r] > s ? top16[r] : s;
       }
     }
+    IV top[R][G];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g) top[r][g] = to_int32(half<SH>(top16[r], g));
     // C's exponent (C with non-finite lanes zeroed back into d), the lanes' top, and 2^x.
     alignas(64) std::int32_t tops[R][G][W];
     FV sf[R][G];
