@@ -473,6 +473,7 @@ constexpr std::size_t kMaxChunks = 4;  // Fused: int32 partial sums per instruct
 struct TileParams {
   std::size_t k = 0, chunk = 0, groups = 0, g = 0;
   int frac = 0, precision = 0, zte = 0, c0 = 0;
+  bool int_finish = false;  // Fused, AVX-512: finish_int applies
 };
 
 using Acc = float[kTileRows][kTileGroups][W];
@@ -503,6 +504,43 @@ inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, floa
     std::memcpy(d + h * WH, &out, sizeof out);
   }
 }
+
+#if defined(__AVX512F__)
+// Fused's C term, S and step 5 on 16 int32 lanes (TileParams::int_finish: at most two chunks, the
+// second's sum plus C's term an int32, |S| < 2^32): C 2^(F - top) by vscalefps toward zero (exact,
+// or below 1), truncated to an int32; S = p0 + (p1 + C's term) as a sign and a 32-bit magnitude
+// (when the two addends' signs agree S has it, else S fits an int32 and the wrapped sum's sign is
+// S's: the majority of the three sign bits); |S| to binary32 toward zero (its 24 leading bits),
+// masked to `precision` bits, scaled by 2^(top - F) toward zero (onto the subnormal grid: nested
+// grids), infinite from 2^128 (vscalefps gives FLT_MAX toward zero); +0 for zero. The same values
+// as finish() (the hostile and preset tests run both: AVX-512 this, AVX2 finish()).
+inline void finish_int(const IV& top, const IV& p0, const IV& p1, const TileParams& tp, float* d) {
+  constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+  const __m512i t = std::bit_cast<__m512i>(top);
+  const __m512 c = _mm512_loadu_ps(d);
+  const __m512 cs = _mm512_scalef_round_ps(c, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(tp.frac), t)), kRz);
+  const __m512i u = std::bit_cast<__m512i>(p0);
+  const __m512i v = _mm512_add_epi32(std::bit_cast<__m512i>(p1), _mm512_cvttps_epi32(cs));
+  const __m512i w = _mm512_add_epi32(u, v);
+  const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(u, v, w, 0xE8));
+  const __m512i mag = _mm512_mask_sub_epi32(w, neg, _mm512_setzero_si512(), w);
+  __m512 val = _mm512_cvt_roundepu32_ps(mag, kRz);
+  if (tp.precision < binary32::kPrecision)
+    val = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(val),
+                                               _mm512_set1_epi32(~((1 << (binary32::kPrecision - tp.precision)) - 1))));
+  const __m512i q = _mm512_sub_epi32(t, _mm512_set1_epi32(tp.frac));
+  __m512 r = _mm512_scalef_round_ps(val, _mm512_cvtepi32_ps(q), kRz);
+  // |S| 2^q >= 2^128: val's biased exponent field + q > 254 (val not zero).
+  const __mmask16 big =
+      _mm512_mask_cmpgt_epi32_mask(_mm512_test_epi32_mask(mag, mag),
+                                   _mm512_add_epi32(_mm512_srli_epi32(_mm512_castps_si512(val), kM32), q),
+                                   _mm512_set1_epi32(2 * binary32::kBias));
+  r = _mm512_mask_mov_ps(r, big, _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(kExponentMask))));
+  __m512i rb = _mm512_castps_si512(r);
+  rb = _mm512_mask_or_epi32(rb, neg & _mm512_test_epi32_mask(rb, rb), rb, _mm512_set1_epi32(static_cast<int>(kSignMask)));
+  _mm512_storeu_si512(d, rb);
+}
+#endif
 
 void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, const TileParams& tp, Acc& d, Bad& bad) {
   constexpr std::size_t R = kTileRows, G = kTileGroups;
@@ -557,6 +595,15 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
       }
       std::memcpy(parts[chunks], part, sizeof part);
     }
+#if defined(__AVX512F__)
+    if (tp.int_finish) {
+      for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t g = 0; g < G; ++g)
+          finish_int(load<IV>(tops[r][g]), load<IV>(parts[0][r][g]), chunks > 1 ? load<IV>(parts[1][r][g]) : IV{}, tp,
+                     d[r][g]);
+      continue;
+    }
+#endif
     // The chunks' sums in binary64, C's term, step 5.
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
@@ -703,6 +750,8 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
                       static_cast<double>(k) * T + std::ldexp(1.0, F + 1) < 0x1p53;
       tp.chunk = static_cast<std::size_t>(std::min((0x1p31 - 1) / T, 64.0));
       if (ok && (k + tp.chunk - 1) / tp.chunk <= kMaxChunks) {
+        const double c_term = std::ldexp(1.0, F + 1), rest = static_cast<double>(k > tp.chunk ? k - tp.chunk : 0);
+        tp.int_finish = k <= 2 * tp.chunk && rest * T + c_term < 0x1p31 && static_cast<double>(k) * T + c_term < 0x1p32;
         const Panel PA = fused_panel(a, kTileRows, 1, kp, k, m.input_min_exponent);
         const Panel PB = fused_panel(b, W, kTileGroups, kp, k, b_input_min_exponent(m));
         run_tiles(PA, PB, M, N, tp, fused_tile, chain, acc);
