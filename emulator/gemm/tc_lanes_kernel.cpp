@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <cstdlib>
 #include <stdexcept>
 #include <type_traits>
@@ -834,11 +835,19 @@ bool lane_state_applies(const Params& m, std::size_t K) {
 // The smallest and largest alignment exponent of the non-zero elements of a panel (packed
 // alignment exponents; zeros and padding are kZeroExp); {0, 0} when there is none.
 std::pair<int, int> exponent_range(const std::vector<std::int32_t>& e) {
-  std::int32_t lo = std::numeric_limits<std::int32_t>::max(), hi = kZeroExp;
-  for (const std::int32_t v : e) {
-    lo = std::min(lo, v == kZeroExp ? lo : v);
-    hi = std::max(hi, v);
-  }
+  constexpr std::int32_t kMax = std::numeric_limits<std::int32_t>::max();
+  std::int32_t lo = kMax, hi = kZeroExp;
+  std::mutex merge;  // min and max: the result does not depend on the chunks' order
+  parallel_for(e.size(), std::size_t{1} << 16, [&](std::size_t i0, std::size_t i1) {
+    std::int32_t l = kMax, h = kZeroExp;
+    for (std::size_t i = i0; i < i1; ++i) {
+      l = std::min(l, e[i] == kZeroExp ? kMax : e[i]);
+      h = std::max(h, e[i]);
+    }
+    const std::lock_guard<std::mutex> lock(merge);
+    lo = std::min(lo, l);
+    hi = std::max(hi, h);
+  });
   return hi == kZeroExp ? std::pair<int, int>{0, 0} : std::pair<int, int>{lo, hi};
 }
 
