@@ -84,8 +84,8 @@ struct Packed {
       : K(k),
         row_blocks((M + kTileRows - 1) / kTileRows),
         groups((N + kLanes * kTileGroups - 1) / (kLanes * kTileGroups) * kTileGroups),
-        x(row_blocks * K * kTileRows, 0.0),
-        y(groups * K * kLanes, 0.0) {}
+        x(row_blocks * K * kTileRows),  // not zeroed: pack() writes every element
+        y(groups * K * kLanes) {}
   const double* block(std::size_t ib) const { return x.data() + ib * K * kTileRows; }
   const double* group(std::size_t g) const { return y.data() + g * K * kLanes; }
   // Where element k = 0 of row i of A (of row j of B) goes; element k is k * kTileRows (k * kLanes)
@@ -118,6 +118,11 @@ bool pack_rows(const GemmOperand& op, IntGrid g, std::size_t per, At at) {
 
 Packed pack(const GemmOperand& a, const GemmOperand& b, IntGrid ga, IntGrid gb) {
   Packed p(a.rows, b.rows, a.cols);
+  const std::size_t K = a.cols;
+  for (std::size_t i = a.rows; i < p.row_blocks * kTileRows; ++i)  // the padding: zeros
+    for (std::size_t k = 0; k < K; ++k) p.a_row(i)[k * kTileRows] = 0.0;
+  for (std::size_t j = b.rows; j < p.groups * kLanes; ++j)
+    for (std::size_t k = 0; k < K; ++k) p.b_row(j)[k * kLanes] = 0.0;
   p.ok = pack_rows(a, ga, kTileRows, [&](std::size_t i) { return p.a_row(i); }) &&
          pack_rows(b, gb, kLanes, [&](std::size_t j) { return p.b_row(j); });
   return p;
@@ -360,7 +365,7 @@ struct TileSums {
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t l = 0; l < cols; ++l) {
         fast[r][l] = 0;
-        sums[r][l] = ExactSum{};
+        if (!vec) sums[r][l] = ExactSum{};  // the vector fold does not use them (finish starts its own)
         is_fast[r][l] = vec || sa->span[i0 + r] + sb->span[j0 + l] + 101 + chunk_bits <= 125;
       }
   }
@@ -513,7 +518,8 @@ struct TileSums {
       for (std::size_t l = 0; l < cols; ++l) {
         const std::size_t e = (i0 + r) * N + j0 + l;
         KulischAccumulator& k = spill[r * kTileGroups * kLanes + l];
-        ExactSum& sum = sums[r][l];
+        ExactSum fresh;
+        ExactSum& sum = vec ? fresh : sums[r][l];
         if (is_fast[r][l]) sum.add(fast[r][l], base(r, l), k);
         if (c) {
           const FloatParts pc = float_parts(c[e]);
