@@ -59,6 +59,25 @@ TEST(SigmoidLanes, EveryVariantGivesThePinnedScalarBits) {
   }
 }
 
+TEST(SigmoidLanes, EveryFloatOfFourBinades) {
+  // Every float32 of four whole binades (2^23 inputs each) on every variant: [1, 2) and [-8, -4)
+  // where routing logits lie, [16, 32) where the result approaches 1 (few bits left below it),
+  // and [-128, -64), where it reaches the subnormals and the double evaluation's range check.
+  for (const std::uint32_t first : {0x3F800000u, 0xC0800000u, 0x41800000u, 0xC2800000u}) {
+    std::vector<float> x(std::size_t{1} << 23);
+    for (std::uint32_t i = 0; i < x.size(); ++i) x[i] = std::bit_cast<float>(first + i);
+    std::vector<std::uint32_t> want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) want[i] = std::bit_cast<std::uint32_t>(sigmoid_f32(x[i]));
+    std::vector<float> got(x.size());
+    for (const Isa isa : runnable_isas()) {
+      const ScopedIsa use(isa);
+      sigmoid_f32_array(x.data(), x.size(), got.data());
+      for (std::size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), want[i]) << isa_name(isa) << " x = " << std::hexfloat << x[i];
+    }
+  }
+}
+
 TEST(SigmoidLanes, RaggedLengthsAndEmpty) {
   const std::vector<float> x = {0.5f, -3.0f, 100.0f, std::numeric_limits<float>::quiet_NaN(), -0.0f, 7.25f, -110.0f};
   for (std::size_t n = 0; n <= x.size(); ++n) {
