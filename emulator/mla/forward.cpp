@@ -587,34 +587,42 @@ void attend_group(const AttentionOperands& o, const MlaSpec& s, Form form, float
 }
 
 // attention's values without a bound: rows in groups of heads (attend_group), then, absorbed, W_UV
-// per head as one dot GEMM over all tokens (each head's v x kv_lora weights read once per call
-// instead of once per (token, head) row). out: [T, heads, v]. Bit-identical to attend_row per row.
+// per head as one dot GEMM over a chunk of kTokenChunk tokens (each head's v x kv_lora weights read
+// once per chunk instead of once per (token, head) row; the chunk bounds the latent buffer at
+// kTokenChunk x heads x kv_lora floats). out: [T, heads, v]. Bit-identical to attend_row per row.
+constexpr std::size_t kTokenChunk = 128;
+
 void attend_all(const AttentionOperands& o, const Keys& keys, const Projected& p, const MlaSpec& s, Form form,
                 float scale, float* out) {
-  const std::size_t T = p.tokens, H = s.heads, VD = o.VD, OD = s.v;
-  const std::size_t hg = form == Form::Absorbed ? kHeadGroup : 1, groups = (H + hg - 1) / hg;
-  std::vector<float> lat(form == Form::Absorbed ? T * H * VD : 0);  // absorbed: o_lat [T, heads, kv_lora]
-  float* acc_out = form == Form::Absorbed ? lat.data() : out;        // naive: VD = v, straight to out
-  parallel_for(T * groups, 1, [&](std::size_t b, std::size_t e) {
-    GroupScratch g(hg, keys.count);
-    for (std::size_t item = b; item < e; ++item) {
-      const std::size_t t = item / groups, h0 = item % groups * hg, hb = std::min(hg, H - h0);
-      attend_group(o, s, form, scale, t, h0, hb, keys.prefix + t + 1, g, &acc_out[(t * H + h0) * VD]);
-    }
-  });
-  if (form == Form::Naive) return;
-  const std::size_t C = s.kv_lora;
-  parallel_for(H, 1, [&](std::size_t b, std::size_t e) {
-    std::vector<float> a(T * C);
-    for (std::size_t h = b; h < e; ++h) {
-      for (std::size_t t = 0; t < T; ++t) std::copy_n(&lat[(t * H + h) * C], C, &a[t * C]);
-      // out[t, h, d] = dot_f32(o_lat[t, h], W_UV[h][d]): attend_row's W_UV GEMM for all tokens.
-      dot_grid_items(a.data(), T, w_uv(o.wa, s, static_cast<int>(h), 0), OD, C, false, out + h * OD, H * OD, 0,
-                     dot_grid(T, OD));
-      for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t d = 0; d < OD; ++d) out[(t * H + h) * OD + d] = round_to(s.attn, out[(t * H + h) * OD + d]);
-    }
-  });
+  const std::size_t T = p.tokens, H = s.heads, VD = o.VD, OD = s.v, C = s.kv_lora;
+  const bool absorbed = form == Form::Absorbed;
+  const std::size_t hg = absorbed ? kHeadGroup : 1, groups = (H + hg - 1) / hg;
+  const std::size_t chunk = absorbed ? std::min(T, kTokenChunk) : T;
+  std::vector<float> lat(absorbed ? chunk * H * VD : 0);  // absorbed: o_lat [chunk, heads, kv_lora]
+  for (std::size_t t0 = 0; t0 < T; t0 += chunk) {
+    const std::size_t tc = std::min(chunk, T - t0);
+    float* acc_out = absorbed ? lat.data() : out + t0 * H * VD;  // naive: VD = v, straight to out
+    parallel_for(tc * groups, 1, [&](std::size_t b, std::size_t e) {
+      GroupScratch g(hg, keys.count);
+      for (std::size_t item = b; item < e; ++item) {
+        const std::size_t t = item / groups, h0 = item % groups * hg, hb = std::min(hg, H - h0);
+        attend_group(o, s, form, scale, t0 + t, h0, hb, keys.prefix + t0 + t + 1, g, &acc_out[(t * H + h0) * VD]);
+      }
+    });
+    if (!absorbed) continue;
+    parallel_for(H, 1, [&](std::size_t b, std::size_t e) {
+      std::vector<float> a(tc * C);
+      for (std::size_t h = b; h < e; ++h) {
+        for (std::size_t t = 0; t < tc; ++t) std::copy_n(&lat[(t * H + h) * C], C, &a[t * C]);
+        // out[t, h, d] = dot_f32(o_lat[t, h], W_UV[h][d]): attend_row's W_UV GEMM for the chunk's tokens.
+        float* o_h = out + t0 * H * OD + h * OD;
+        dot_grid_items(a.data(), tc, w_uv(o.wa, s, static_cast<int>(h), 0), OD, C, false, o_h, H * OD, 0,
+                       dot_grid(tc, OD));
+        for (std::size_t t = 0; t < tc; ++t)
+          for (std::size_t d = 0; d < OD; ++d) o_h[t * H * OD + d] = round_to(s.attn, o_h[t * H * OD + d]);
+      }
+    });
+  }
 }
 
 }  // namespace

@@ -734,3 +734,22 @@ TEST(MlaWeightCache, FingerprintSeesEveryOneElementChange) {
     }
   }
 }
+
+TEST(MlaForward, HeadGroupsAcrossTokenChunksEqualTheRowByRowPath) {
+  // attend_all takes the absorbed form's W_UV over chunks of 128 tokens: 130 and 257 tokens (a
+  // last chunk of 2 and 1), with a prefix, FP32 and BF16 attention, against the row-by-row path.
+  for (std::size_t T : {130u, 257u})
+    for (MatmulFormat attn : {MatmulFormat::Fp32, MatmulFormat::Bf16}) {
+      MlaSpec s = small_spec();
+      s.heads = 5;
+      s.attn = attn;
+      const MlaWeights w = init_weights(s, 77);
+      const Projected p = hostile_projected(s, T, T + 3, 3.0, true);
+      const Projected pre = hostile_projected(s, 4, T + 9, 3.0, false);
+      for (Form f : {Form::Absorbed, Form::Naive}) {
+        std::vector<double> bound;
+        ASSERT_TRUE(same_values(attention(p, w, s, f, nullptr, &pre), attention(p, w, s, f, &bound, &pre), "attn"))
+            << "T " << T << " form " << form_name(f);
+      }
+    }
+}
