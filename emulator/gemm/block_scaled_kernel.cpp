@@ -373,6 +373,16 @@ struct Panel {
   std::size_t at_u(std::size_t i, std::size_t u) const { return ((i / L) * nu + u) * L + i % L; }
 };
 
+// std::ilogb of a positive finite scale (binary32 normals from the bits), and s 2^e exact (the
+// scales' significands: small integers).
+inline int scale_exponent(float s) {
+  const std::uint32_t field = bits_of(s) >> kM32;
+  return field != 0 ? static_cast<int>(field) - binary32::kBias : std::ilogb(s);
+}
+inline float times_pow2(float s, int e) {
+  return e >= -126 && e <= 127 ? s * float_of(static_cast<std::uint32_t>(e + binary32::kBias) << kM32) : std::ldexp(s, e);
+}
+
 // blocks: a multiple of `mult` (B's: whole tiles of column groups), whose exponents share rows.
 Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin) {
   Panel p;
@@ -387,26 +397,30 @@ Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::si
   p.ok.assign(x.rows, 1);
   const std::size_t K = x.cols;
   parallel_for(x.rows, 16, [&](std::size_t r0, std::size_t r1) {
+    std::vector<float> v(K);
+    std::vector<std::int16_t> e(K);
     for (std::size_t i = r0; i < r1; ++i) {
       const float* row = x.row(i);
-      float* v = p.v.data() + p.at(i, 0);
-      std::int16_t* e = p.e16.data() + (i / p.Le) * kp * p.Le + i % p.Le;
       std::uint32_t special = 0;
+      for (std::size_t t = 0; t < K; ++t) {
+        const std::uint32_t b = bits_of(row[t]), mag = b & kMagnitudeMask;
+        const bool bad = (b & kExponentMask) == kExponentMask;
+        special |= static_cast<std::uint32_t>(bad);
+        const int ex = std::max(std::max(static_cast<int>(mag >> kM32) - binary32::kBias, binary32::kMinExponent), emin);
+        v[t] = bad ? 0.0f : row[t];
+        e[t] = static_cast<std::int16_t>(mag == 0 || bad ? kZeroExp16 : ex);
+      }
+      float* pv = p.v.data() + p.at(i, 0);
+      std::int16_t* pe = p.e16.data() + (i / p.Le) * kp * p.Le + i % p.Le;
+      for (std::size_t t = 0; t < K; ++t) {
+        pv[t * L] = v[t];
+        pe[t * p.Le] = e[t];
+      }
       bool nan_scale = false;
       for (std::size_t u = 0; u < p.nu; ++u) {
-        const std::size_t t0 = u * k, t1 = std::min(K, t0 + k);
-        for (std::size_t t = t0; t < t1; ++t) {
-          const std::uint32_t b = bits_of(row[t]), mag = b & kMagnitudeMask;
-          const bool bad = (b & kExponentMask) == kExponentMask;
-          special |= static_cast<std::uint32_t>(bad);
-          const int ex = static_cast<int>(mag >> kM32) - binary32::kBias;
-          v[t * L] = bad ? 0.0f : row[t];
-          e[t * p.Le] = static_cast<std::int16_t>(mag == 0 || bad ? kZeroExp16
-                                                                 : std::max(std::max(ex, binary32::kMinExponent), emin));
-        }
-        const float sc = x.scale(i, t0);
+        const float sc = x.scale(i, u * k);
         nan_scale = nan_scale || std::isnan(sc);
-        p.s[p.at_u(i, u)] = std::isnan(sc) ? 0 : std::ilogb(sc);  // UE8M0: a power of two
+        p.s[p.at_u(i, u)] = std::isnan(sc) ? 0 : scale_exponent(sc);  // UE8M0: a power of two
       }
       p.ok[i] = special == 0 && !nan_scale ? 1 : 0;
     }
@@ -430,36 +444,34 @@ Panel groups_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::s
   const std::size_t K = x.cols;
   const float to_quanta = std::ldexp(1.0f, -qin);
   parallel_for(x.rows, 16, [&](std::size_t r0, std::size_t r1) {
+    std::vector<std::int32_t> q(kp, 0);  // the row's quanta, zeros past K
     for (std::size_t i = r0; i < r1; ++i) {
       const float* row = x.row(i);
-      std::int32_t* e = p.e.data() + p.at(i, 0);
       std::uint32_t special = 0;
+      for (std::size_t t = 0; t < K; ++t) {  // exact: whole numbers of quanta
+        const bool bad = (bits_of(row[t]) & kExponentMask) == kExponentMask;
+        special |= static_cast<std::uint32_t>(bad);
+        const float v = bad ? 0.0f : row[t];
+        q[t] = static_cast<std::int32_t>(v * to_quanta);
+      }
+      std::int32_t* e = p.e.data() + p.at(i, 0);
+      for (std::size_t t = 0; t < kp; t += 2)
+        e[t / 2 * L] = static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(q[t])) |
+                                                 static_cast<std::uint32_t>(static_cast<std::uint16_t>(q[t + 1])) << 16);
       bool nan_scale = false;
       for (std::size_t u = 0; u < p.nu; ++u) {
-        const std::size_t t0 = u * g, t1 = std::min(K, t0 + g);
+        const std::size_t t0 = u * g, o = p.at_u(i, u);
         std::uint32_t mask = 0;
-        auto quanta = [&](std::size_t t) {  // exact: a whole number of quanta
-          if (t >= t1) return 0;
-          const bool bad = (bits_of(row[t]) & kExponentMask) == kExponentMask;
-          special |= static_cast<std::uint32_t>(bad);
-          return bad ? 0 : static_cast<std::int32_t>(row[t] * to_quanta);
-        };
-        for (std::size_t t = t0; t < t1; t += 2) {  // t0 and g even: pairs within the group
-          const std::int32_t q0 = quanta(t), q1 = quanta(t + 1);
-          mask |= (static_cast<std::uint32_t>(q0 != 0) | static_cast<std::uint32_t>(q1 != 0) << 1) << (t - t0);
-          e[t / 2 * L] = static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(q0)) |
-                                                   static_cast<std::uint32_t>(static_cast<std::uint16_t>(q1)) << 16);
-        }
-        const std::size_t o = p.at_u(i, u);
+        for (std::size_t t = 0; t < g; ++t) mask |= static_cast<std::uint32_t>(q[t0 + t] != 0) << t;
         p.z[o] = static_cast<std::int32_t>(mask);
         if (t0 >= K) continue;  // a group past K: no product, no term, whatever its scale
         const float sc = x.scale(i, t0);
         if (std::isnan(sc)) {
           nan_scale = true;
         } else if (sc != 0.0f) {  // accum/dot_forms.cpp scale_parts
-          const int ex = std::max(std::ilogb(sc), sf.min_normal_exponent());
+          const int ex = std::max(scale_exponent(sc), sf.min_normal_exponent());
           p.s[o] = ex;
-          p.ss[o] = std::ldexp(sc, sf.mantissa_bits - ex);
+          p.ss[o] = times_pow2(sc, sf.mantissa_bits - ex);
         }
       }
       p.ok[i] = special == 0 && !nan_scale ? 1 : 0;
