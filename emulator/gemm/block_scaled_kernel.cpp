@@ -323,6 +323,14 @@ inline LH to_int64(const IH& x) {
 #endif
 }
 
+// The sums of adjacent int16 products of a (the same pair in every lane) and b.
+inline IV madd(std::int32_t a, const IV& b) {
+#if defined(__AVX512F__)
+  return std::bit_cast<IV>(_mm512_madd_epi16(_mm512_set1_epi32(a), std::bit_cast<__m512i>(b)));
+#else
+  return std::bit_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), std::bit_cast<__m256i>(b)));
+#endif
+}
 // acc + the sums of adjacent int16 products of a (the same pair in every lane) and b.
 inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
 #if defined(__AVX512F__)
@@ -595,9 +603,13 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
     alignas(64) std::int32_t parts[kMaxChunks][R][G][W];
     std::size_t chunks = 0;
     for (std::size_t c0 = 0; c0 < k; c0 += tp.chunk, ++chunks) {
-      IV part[R][G] = {};
+      IV part[R][G];  // the chunk's first term sets it (a zero-initialised array was a memset)
       const std::size_t c1 = std::min(k, c0 + tp.chunk);
-      for (std::size_t t = c0; t < c1; ++t) {
+      for (std::size_t g = 0; g < G; ++g) {
+        const FV b = load<FV>(bv[g] + c0 * W);
+        for (std::size_t r = 0; r < R; ++r) part[r][g] = __builtin_convertvector((av[c0 * R + r] * b) * sf[r][g], IV);
+      }
+      for (std::size_t t = c0 + 1; t < c1; ++t) {
         FV b[G];
         for (std::size_t g = 0; g < G; ++g) b[g] = load<FV>(bv[g] + t * W);
         for (std::size_t r = 0; r < R; ++r) {
@@ -669,8 +681,12 @@ void groups_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0,
       const std::int32_t* aq = A.e.data() + (rb * A.kp + (u0 + gi) * pairs) * R;
       const std::int32_t* bq[G];
       for (std::size_t g = 0; g < G; ++g) bq[g] = B.e.data() + ((g0 + g) * B.kp + (u0 + gi) * pairs) * W;
-      IV p[R][G] = {};
-      for (std::size_t t = 0; t < pairs; ++t) {
+      IV p[R][G];  // the first pair sets p (a zero-initialised array was a memset per group)
+      for (std::size_t g = 0; g < G; ++g) {
+        const IV b = load<IV>(bq[g]);
+        for (std::size_t r = 0; r < R; ++r) p[r][g] = madd(aq[r], b);
+      }
+      for (std::size_t t = 1; t < pairs; ++t) {
         IV b[G];
         for (std::size_t g = 0; g < G; ++g) b[g] = load<IV>(bq[g] + t * W);
         for (std::size_t r = 0; r < R; ++r)
