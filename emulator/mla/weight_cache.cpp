@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <pthread.h>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,18 @@ struct Cache {
   std::uint64_t clock = 0, hits = 0, misses = 0;
 };
 
+// Never destroyed (a call at exit finds it). Its mutex is held across fork() (pthread_atfork), so a
+// child forked while another thread was inside the cache starts with it unlocked and consistent.
+Cache* the_cache = nullptr;
+
 Cache& cache() {
-  static Cache c;
-  return c;
+  static const bool made = [] {
+    the_cache = new Cache;
+    pthread_atfork([] { the_cache->mu.lock(); }, [] { the_cache->mu.unlock(); }, [] { the_cache->mu.unlock(); });
+    return true;
+  }();
+  (void)made;
+  return *the_cache;
 }
 
 std::string recipe_key(const OperandRecipe& op) {

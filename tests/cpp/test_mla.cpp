@@ -7,6 +7,10 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <atomic>
+#include <thread>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/isa.hpp"
 #include "mla/decode.hpp"
@@ -15,6 +19,7 @@
 #include "mla/paged_cache.hpp"
 #include "mla/rope.hpp"
 #include "mla/weight_cache.hpp"
+#include "gemm/recipe.hpp"
 #include "common/parallel.hpp"
 #include "mla/weights.hpp"
 #include "quant/scale_rule.hpp"
@@ -752,4 +757,32 @@ TEST(MlaForward, HeadGroupsAcrossTokenChunksEqualTheRowByRowPath) {
             << "T " << T << " form " << form_name(f);
       }
     }
+}
+
+TEST(MlaWeightCache, ForkedChildWhileAnotherThreadUsesTheCache) {
+  // fork() while another thread is inside the cache (its mutex possibly held): the child's cache is
+  // unlocked and usable (pthread_atfork), not a deadlock (alarm: 30 s).
+  const std::vector<float> wt = uniform_values(128 * 256, 5, 1.0);
+  const OperandRecipe& op = gemm_recipe(kFp8LinearRecipe).b;
+  std::atomic<bool> stop{false};
+  std::thread busy([&] {
+    std::vector<float> other = wt;
+    for (std::size_t i = 0; !stop.load(); ++i) {
+      other[i % other.size()] = -other[i % other.size()];  // new values: misses that insert and evict
+      (void)quantized_weights(other, 128, 256, op);
+    }
+  });
+  for (int i = 0; i < 50; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      alarm(30);
+      const auto q = quantized_weights(wt, 128, 256, op);
+      _exit(q->rows == 128 && weight_cache_info().entries >= 1 ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "fork " << i << " status " << status;
+  }
+  stop.store(true);
+  busy.join();
 }
