@@ -60,10 +60,12 @@ constexpr std::size_t kLanes = 16, kHalf = 8;
 constexpr std::size_t kTileRows = 3, kTileGroups = 2;
 using FW = F16;
 using IW = I16;
+using UW = U16;
 #else
 constexpr std::size_t kTileRows = 2, kTileGroups = 1;
 using FW = F8;
 using IW = I8;
+using UW = std::uint32_t __attribute__((vector_size(32)));
 #endif
 constexpr std::size_t kPieces = sizeof(F16) / sizeof(FW), kPieceLanes = kLanes / kPieces;
 
@@ -152,6 +154,9 @@ inline I8 half(const I16& v, std::size_t h) {
   return h == 0 ? __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
                 : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
 }
+// Half h of a group's 16 int32 lanes held as native pieces (alignment_tops).
+inline I8 half(const I16 (&v)[1], std::size_t h) { return half(v[0], h); }
+inline I8 half(const I8 (&v)[2], std::size_t h) { return v[h]; }
 inline L8 max(const L8& x, const L8& y) { return x > y ? x : y; }
 inline L8 min(const L8& x, const L8& y) { return x < y ? x : y; }
 // 2^e for e in [-1022, 1023], from its bits.
@@ -273,30 +278,35 @@ BlockOperands<T> block_operands(const Panels<T>& p, std::size_t ib, std::size_t 
 
 // Steps 1-2 of a block of n products, for fused_block and fused_block_int alike: each lane's largest
 // alignment exponent, C's first (accum's c_alignment_exponent; FP32: subnormals at -126), then
-// the products'.
+// the products'. In native vectors (kPieces of kPieceLanes lanes a group): on AVX2 GCC lowered
+// 64-byte int32 maxima through the stack, general registers and vpinsrq (FP8LAB_CPU=avx2 512^3:
+// most of the kernel's time).
 template <class T>
 inline void alignment_tops(const BlockOperands<T>& o, std::size_t n, const Params& m, const Tile& d,
-                           I16 (&top)[kTileRows][kTileGroups]) {
-  constexpr std::size_t R = kTileRows, G = kTileGroups;
+                           IW (&top)[kTileRows][kTileGroups][kPieces]) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups, P = kPieces, L = kPieceLanes;
   const std::int32_t* ae = o.ae;
   const std::int32_t* const* be = o.be;
   for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g) {
-      const U16 mag = load<U16>(d[r][g]) & binary32::kMagnitudeMask;
-      const I16 field = std::bit_cast<I16>(mag >> kM32);
-      const I16 x = (field > 1 ? field : I16{} + 1) - binary32::kBias;
-      const I16 e = x > m.c_emin ? x : I16{} + m.c_emin;
-      top[r][g] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? I16{} + kZeroExp : e;
-    }
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t h = 0; h < P; ++h) {
+        const UW mag = load<UW>(d[r][g] + h * L) & binary32::kMagnitudeMask;
+        const IW field = std::bit_cast<IW>(mag >> kM32);
+        const IW x = (field > 1 ? field : IW{} + 1) - binary32::kBias;
+        const IW e = x > m.c_emin ? x : IW{} + m.c_emin;
+        top[r][g][h] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? IW{} + kZeroExp : e;
+      }
   for (std::size_t k = 0; k < n; ++k) {
-    I16 eb[G];
-    for (std::size_t g = 0; g < G; ++g) eb[g] = load<I16>(be[g] + k * kLanes);
+    IW eb[G][P];
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t h = 0; h < P; ++h) eb[g][h] = load<IW>(be[g] + k * kLanes + h * L);
     for (std::size_t r = 0; r < R; ++r) {
       const std::int32_t ea = ae[k * R + r];
-      for (std::size_t g = 0; g < G; ++g) {
-        const I16 pe = ea + eb[g];
-        top[r][g] = top[r][g] > pe ? top[r][g] : pe;
-      }
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < P; ++h) {
+          const IW pe = ea + eb[g][h];
+          top[r][g][h] = top[r][g][h] > pe ? top[r][g][h] : pe;
+        }
     }
   }
 }
@@ -311,7 +321,7 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
   const BlockOperands<T> o = block_operands(p, ib, g0, k0);
   const T* av = o.av;
   const T* const* bv = o.bv;
-  I16 top[R][G];
+  IW top[R][G][kPieces];
   alignment_tops(o, n, m, d, top);
   // Step 3: each term times 2^(F - top), exact, truncated by the conversion to int32; the chunks'
   // int32 sums added in binary64.
@@ -342,11 +352,11 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
   } else {  // binary32 products (kNarrow), kPieces native vectors per group
     FW sf[R][G][kPieces];
     for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) {
-        const I16 t = top[r][g] > -2 * kNarrow ? top[r][g] : I16{} - 2 * kNarrow;
-        const F16 sc = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
-        std::memcpy(sf[r][g], &sc, sizeof sc);
-      }
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < kPieces; ++h) {
+          const IW t = top[r][g][h] > -2 * kNarrow ? top[r][g][h] : IW{} - 2 * kNarrow;
+          sf[r][g][h] = std::bit_cast<FW>((m.frac - t + binary32::kBias) << kM32);
+        }
     for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
       IW part[R][G][kPieces] = {};
       const std::size_t c1 = std::min(n, c0 + m.chunk);
@@ -444,7 +454,7 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   const BlockOperands<T> o = block_operands(p, ib, g0, k0);
   const T* av = o.av;
   const T* const* bv = o.bv;
-  I16 top[R][G];
+  IW top[R][G][kPieces];
   alignment_tops(o, n, m, d, top);
   // Step 3: the truncated terms' int32 sums per lane, k below m.split and from it (Params::split).
   I16 sum[2][R][G];
@@ -474,11 +484,11 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   } else {
     FW sf[R][G][kPieces];
     for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) {
-        const I16 t = top[r][g] > -2 * kNarrow ? top[r][g] : I16{} - 2 * kNarrow;
-        const F16 sc = std::bit_cast<F16>((m.frac - t + binary32::kBias) << kM32);
-        std::memcpy(sf[r][g], &sc, sizeof sc);
-      }
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < kPieces; ++h) {
+          const IW t = top[r][g][h] > -2 * kNarrow ? top[r][g][h] : IW{} - 2 * kNarrow;
+          sf[r][g][h] = std::bit_cast<FW>((m.frac - t + binary32::kBias) << kM32);
+        }
     for (std::size_t c = 0; c < 2; ++c) {
     IW part[R][G][kPieces] = {};
     for (std::size_t k = c ? m.split : 0; k < (c ? n : std::min(n, m.split)); ++k) {
@@ -505,7 +515,7 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
   // C's term, S and steps 4-5.
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g)
-      finish_avx512(top[r][g], sum[0][r][g], sum[1][r][g], m.frac, m.precision, m.fp16, d[r][g]);
+      finish_avx512(top[r][g][0], sum[0][r][g], sum[1][r][g], m.frac, m.precision, m.fp16, d[r][g]);
 }
 #endif  // __AVX512F__
 
