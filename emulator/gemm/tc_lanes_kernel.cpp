@@ -50,7 +50,21 @@ using F8 = float __attribute__((vector_size(32)));
 using I16 = std::int32_t __attribute__((vector_size(64)));
 using U16 = std::uint32_t __attribute__((vector_size(64)));
 using F16 = float __attribute__((vector_size(64)));
-constexpr std::size_t kLanes = 16, kHalf = 8;
+constexpr std::size_t kLanes = 16;
+// The binary64 lanes (products, sums, steps 4-5) go by kHalves pieces of kHalf lanes: native
+// vectors with AVX2 (4 doubles; GCC lowered 64-byte double and int64 vectors through the stack and
+// general registers), 8 otherwise.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr std::size_t kHalves = 4;
+#else
+constexpr std::size_t kHalves = 2;
+#endif
+constexpr std::size_t kHalf = kLanes / kHalves;
+using DH = double __attribute__((vector_size(kHalf * 8)));
+using LH = std::int64_t __attribute__((vector_size(kHalf * 8)));
+using UH = std::uint64_t __attribute__((vector_size(kHalf * 8)));
+using IH = std::int32_t __attribute__((vector_size(kHalf * 4)));
+using FH = float __attribute__((vector_size(kHalf * 4)));
 
 // Register tile: rows of A x column groups of B. With AVX-512, 3 x 2 keeps the 12 scale vectors,
 // 12 partial sums, 4 B vectors and the A broadcast in the 32 registers; with 16 registers, 2 x 1.
@@ -155,26 +169,38 @@ inline I8 half(const I16& v, std::size_t h) {
                 : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 // Half h of a group's 16 int32 lanes held as native pieces (alignment_tops).
-inline I8 half(const I16 (&v)[1], std::size_t h) { return half(v[0], h); }
-inline I8 half(const I8 (&v)[2], std::size_t h) { return v[h]; }
-inline L8 max(const L8& x, const L8& y) { return x > y ? x : y; }
-inline L8 min(const L8& x, const L8& y) { return x < y ? x : y; }
+inline IH half(const IW (&v)[kPieces], std::size_t h) {
+#if defined(__AVX512F__)
+  return half(v[0], h);
+#elif defined(__AVX2__)
+  const I8& x = v[h / 2];
+  return h % 2 == 0 ? __builtin_shufflevector(x, x, 0, 1, 2, 3) : __builtin_shufflevector(x, x, 4, 5, 6, 7);
+#else
+  return v[h];
+#endif
+}
+inline LH max(const LH& x, const LH& y) { return x > y ? x : y; }
+inline LH min(const LH& x, const LH& y) { return x < y ? x : y; }
 // 2^e for e in [-1022, 1023], from its bits.
-inline D8 pow2(const L8& e) { return std::bit_cast<D8>((e + kBias64) << kM64); }
+inline DH pow2(const LH& e) { return std::bit_cast<DH>((e + kBias64) << kM64); }
 
 // Step 5: sum * 2^q (sum an integer below 2^53, q >= kNoTop - 28), truncated to `precision`
 // significant bits and onto FP32's grid (subnormals onto multiples of 2^-149; truncation twice is
 // truncation once to the coarser grid), infinite from 2^128 (the double-to-float conversion's
 // overflow, as truncation leaves nothing between FP32's largest finite value and 2^128); a zero
 // result is +0 whatever the sum's sign (accum/tensor_core.hpp).
-inline F8 normalise(const D8& sum, const L8& q, int precision) {
-  const U8 bits = std::bit_cast<U8>(sum * pow2(q));  // exact: at most 37 bits, a normal double
-  const U8 sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
-  const L8 e = std::bit_cast<L8>(mag >> kM64) - kBias64;  // mag's exponent; a zero's is -1023
+inline FH normalise(const DH& sum, const LH& q, int precision) {
+  const UH bits = std::bit_cast<UH>(sum * pow2(q));  // exact: at most 37 bits, a normal double
+  const UH sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
+  const LH e = std::bit_cast<LH>(mag >> kM64) - kBias64;  // mag's exponent; a zero's is -1023
   // Bits kept: those from 2^max(e - precision + 1, -149) up; the double's last bit is 2^(e - 52).
-  const L8 clear = max(L8{} + (kM64 + 1 - precision), binary32::kMinQuantum + kM64 - e);
-  const U8 kept = clear > kM64 ? U8{} : mag & (~U8{} << std::bit_cast<U8>(min(clear, L8{} + 63)));
-  return __builtin_convertvector(std::bit_cast<D8>(kept == 0 ? U8{} : kept | sign), F8);
+  // The selections as masks (comparisons' all-ones lanes): GCC lowered the 64-bit ?: selections of
+  // unsigned lanes to scalar cmov chains on AVX2.
+  const LH clear = max(LH{} + (kM64 + 1 - precision), binary32::kMinQuantum + kM64 - e);
+  const UH below = std::bit_cast<UH>(clear > kM64);  // nothing kept
+  const UH kept = mag & (~UH{} << std::bit_cast<UH>(min(clear, LH{} + 63))) & ~below;
+  const UH nonzero = ~std::bit_cast<UH>(std::bit_cast<LH>(kept) == 0);
+  return __builtin_convertvector(std::bit_cast<DH>(kept | (sign & nonzero)), FH);
 }
 
 // Whether every element of x is zero or has its FP32 exponent in [-kNarrow, kNarrow].
@@ -207,14 +233,16 @@ bool float_products(const GemmOperand& a, const GemmOperand& b, const TensorCore
 // FP16's grid (quantum 2^max(e - 10, -24) for a value in [2^e, 2^(e+1))), by adding and subtracting
 // 2^52 quanta, which leaves the rounded value in the double's last bit (-ffp-contract=off and no
 // fast-math keep both operations); infinite from 2^16 after rounding; a zero result is +0.
-inline F8 normalise_fp16(const D8& sum, const L8& q) {
-  const U8 bits = std::bit_cast<U8>(sum * pow2(q));
-  const U8 sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
-  const L8 e = std::bit_cast<L8>(mag >> kM64) - kBias64;
-  const D8 big = pow2(max(e - kFp16Mantissa, L8{} + kFp16MinQuantum) + kM64);
-  const D8 r = (std::bit_cast<D8>(mag) + big) - big;
-  const U8 kept = r >= 0x1p16 ? std::bit_cast<U8>(D8{} + __builtin_huge_val()) : std::bit_cast<U8>(r);
-  return __builtin_convertvector(std::bit_cast<D8>(kept == 0 ? U8{} : kept | sign), F8);
+inline FH normalise_fp16(const DH& sum, const LH& q) {
+  const UH bits = std::bit_cast<UH>(sum * pow2(q));
+  const UH sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
+  const LH e = std::bit_cast<LH>(mag >> kM64) - kBias64;
+  const DH big = pow2(max(e - kFp16Mantissa, LH{} + kFp16MinQuantum) + kM64);
+  const DH r = (std::bit_cast<DH>(mag) + big) - big;
+  const UH over = std::bit_cast<UH>(r >= 0x1p16);  // masks, as in normalise
+  const UH kept = (std::bit_cast<UH>(DH{} + __builtin_huge_val()) & over) | (std::bit_cast<UH>(r) & ~over);
+  const UH nonzero = ~std::bit_cast<UH>(std::bit_cast<LH>(kept) == 0);
+  return __builtin_convertvector(std::bit_cast<DH>(kept | (sign & nonzero)), FH);
 }
 
 // Operands packed for the tile, zeros past the ends and up to whole instructions along K: A per
@@ -324,30 +352,32 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
   IW top[R][G][kPieces];
   alignment_tops(o, n, m, d, top);
   // Step 3: each term times 2^(F - top), exact, truncated by the conversion to int32; the chunks'
-  // int32 sums added in binary64.
-  D8 s[R][G][2];
-  for (std::size_t r = 0; r < R; ++r)
-    for (std::size_t g = 0; g < G; ++g)
-      for (std::size_t h = 0; h < 2; ++h)
-        s[r][g][h] = pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop));
-  D8 sum[R][G][2] = {};
+  // int32 sums added in binary64. 2^(F - top) in binary64 (C's term; the binary64 products):
+  auto scale = [&](std::size_t r, std::size_t g, std::size_t h) {
+    return pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), LH), LH{} + kNoTop));
+  };
+  DH sum[R][G][kHalves] = {};
   if constexpr (std::is_same_v<T, double>) {
+    DH s[R][G][kHalves];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t h = 0; h < kHalves; ++h) s[r][g][h] = scale(r, g, h);
     for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
-      I8 part[R][G][2] = {};
+      IH part[R][G][kHalves] = {};
       const std::size_t c1 = std::min(n, c0 + m.chunk);
       for (std::size_t k = c0; k < c1; ++k) {
-        D8 b[G][2];
+        DH b[G][kHalves];
         for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t h = 0; h < 2; ++h) b[g][h] = load<D8>(bv[g] + k * kLanes + h * kHalf);
+          for (std::size_t h = 0; h < kHalves; ++h) b[g][h] = load<DH>(bv[g] + k * kLanes + h * kHalf);
         for (std::size_t r = 0; r < R; ++r) {
           const double x = av[k * R + r];
           for (std::size_t g = 0; g < G; ++g)
-            for (std::size_t h = 0; h < 2; ++h) part[r][g][h] += __builtin_convertvector(x * b[g][h] * s[r][g][h], I8);
+            for (std::size_t h = 0; h < kHalves; ++h) part[r][g][h] += __builtin_convertvector(x * b[g][h] * s[r][g][h], IH);
         }
       }
       for (std::size_t r = 0; r < R; ++r)
         for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(part[r][g][h], D8);
+          for (std::size_t h = 0; h < kHalves; ++h) sum[r][g][h] += __builtin_convertvector(part[r][g][h], DH);
     }
   } else {  // binary32 products (kNarrow), kPieces native vectors per group
     FW sf[R][G][kPieces];
@@ -371,26 +401,25 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
               part[r][g][h] += __builtin_convertvector(x * b[g][h] * sf[r][g][h], IW);
         }
       }
+      // (Halves of the native pieces: through a buffer, GCC moved the AVX2 sums through the stack
+      // and general registers.)
       for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t g = 0; g < G; ++g) {
-          alignas(64) std::int32_t lanes[kLanes];
-          std::memcpy(lanes, part[r][g], sizeof lanes);
-          for (std::size_t h = 0; h < 2; ++h) sum[r][g][h] += __builtin_convertvector(load<I8>(lanes + h * kHalf), D8);
-        }
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t h = 0; h < kHalves; ++h) sum[r][g][h] += __builtin_convertvector(half(part[r][g], h), DH);
     }
   }
   // C's term (|C| 2^(F - top) < 2^(F + 1): an int32), then steps 4-5.
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t g = 0; g < G; ++g)
-      for (std::size_t h = 0; h < 2; ++h) {
-        const F8 c = load<F8>(d[r][g] + h * kHalf);
-        const I8 inf = (std::bit_cast<I8>(c) & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
+      for (std::size_t h = 0; h < kHalves; ++h) {
+        const FH c = load<FH>(d[r][g] + h * kHalf);
+        const IH inf = (std::bit_cast<IH>(c) & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
                        static_cast<std::int32_t>(binary32::kExponentMask);
-        const D8 cd = __builtin_convertvector(inf ? F8{} : c, D8);
-        const D8 tc = __builtin_convertvector(__builtin_convertvector(cd * s[r][g][h], I8), D8);
-        const L8 q = max(__builtin_convertvector(half(top[r][g], h), L8), L8{} + kNoTop) - m.frac;
-        const F8 v = m.fp16 ? normalise_fp16(sum[r][g][h] + tc, q) : normalise(sum[r][g][h] + tc, q, m.precision);
-        const F8 out = inf ? c : v;
+        const DH cd = __builtin_convertvector(inf ? FH{} : c, DH);
+        const DH tc = __builtin_convertvector(__builtin_convertvector(cd * scale(r, g, h), IH), DH);
+        const LH q = max(__builtin_convertvector(half(top[r][g], h), LH), LH{} + kNoTop) - m.frac;
+        const FH v = m.fp16 ? normalise_fp16(sum[r][g][h] + tc, q) : normalise(sum[r][g][h] + tc, q, m.precision);
+        const FH out = inf ? c : v;
         std::memcpy(d[r][g] + h * kHalf, &out, sizeof out);
       }
 }
