@@ -356,7 +356,15 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
   auto scale = [&](std::size_t r, std::size_t g, std::size_t h) {
     return pow2(m.frac - max(__builtin_convertvector(half(top[r][g], h), LH), LH{} + kNoTop));
   };
-  DH sum[R][G][kHalves] = {};
+  // The chunks' sums in binary64, set by the first chunk (n >= 1): zero-initialised arrays here
+  // were cleared with rep stos per block on AVX2.
+  DH sum[R][G][kHalves];
+  auto add_chunk = [&sum](std::size_t c0, std::size_t r, std::size_t g, std::size_t h, const DH& v) {
+    if (c0 == 0)
+      sum[r][g][h] = v;
+    else
+      sum[r][g][h] += v;
+  };
   if constexpr (std::is_same_v<T, double>) {
     DH s[R][G][kHalves];
     for (std::size_t r = 0; r < R; ++r)
@@ -377,7 +385,7 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
       }
       for (std::size_t r = 0; r < R; ++r)
         for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t h = 0; h < kHalves; ++h) sum[r][g][h] += __builtin_convertvector(part[r][g][h], DH);
+          for (std::size_t h = 0; h < kHalves; ++h) add_chunk(c0, r, g, h, __builtin_convertvector(part[r][g][h], DH));
     }
   } else {  // binary32 products (kNarrow), kPieces native vectors per group
     FW sf[R][G][kPieces];
@@ -388,24 +396,26 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
           sf[r][g][h] = std::bit_cast<FW>((m.frac - t + binary32::kBias) << kM32);
         }
     for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
-      IW part[R][G][kPieces] = {};
+      // The chunk's int32 sums, set by its first product (as sum above).
+      IW part[R][G][kPieces];
       const std::size_t c1 = std::min(n, c0 + m.chunk);
-      for (std::size_t k = c0; k < c1; ++k) {
+      auto terms = [&](std::size_t k, auto add) {
         FW b[G][kPieces];
         for (std::size_t g = 0; g < G; ++g)
           for (std::size_t h = 0; h < kPieces; ++h) b[g][h] = load<FW>(bv[g] + k * kLanes + h * kPieceLanes);
         for (std::size_t r = 0; r < R; ++r) {
           const float x = av[k * R + r];
           for (std::size_t g = 0; g < G; ++g)
-            for (std::size_t h = 0; h < kPieces; ++h)
-              part[r][g][h] += __builtin_convertvector(x * b[g][h] * sf[r][g][h], IW);
+            for (std::size_t h = 0; h < kPieces; ++h) add(part[r][g][h], __builtin_convertvector(x * b[g][h] * sf[r][g][h], IW));
         }
-      }
+      };
+      terms(c0, [](IW& s, const IW& t) { s = t; });
+      for (std::size_t k = c0 + 1; k < c1; ++k) terms(k, [](IW& s, const IW& t) { s += t; });
       // (Halves of the native pieces: through a buffer, GCC moved the AVX2 sums through the stack
       // and general registers.)
       for (std::size_t r = 0; r < R; ++r)
         for (std::size_t g = 0; g < G; ++g)
-          for (std::size_t h = 0; h < kHalves; ++h) sum[r][g][h] += __builtin_convertvector(half(part[r][g], h), DH);
+          for (std::size_t h = 0; h < kHalves; ++h) add_chunk(c0, r, g, h, __builtin_convertvector(half(part[r][g], h), DH));
     }
   }
   // C's term (|C| 2^(F - top) < 2^(F + 1): an int32), then steps 4-5.
