@@ -70,6 +70,15 @@ function(fp8lab_dispatch_sources area deps)
       set_tests_properties(isa_symbols_${area}_${isa} PROPERTIES LABELS unit)
     endif()
   endforeach()
+  # std::bit_cast<V> is one weak symbol per instantiation, shared by every variant wherever a build
+  # does not inline it, and a wide vector's return convention differs between variants: dispatched
+  # sources use lanes_cast (common/isa.hpp), which has internal linkage. Fails on any std::bit_cast.
+  if(BUILD_TESTING)
+    add_test(NAME isa_sources_no_std_bit_cast_${area}
+             COMMAND bash -c "! grep -n 'std::bit_cast' \"$@\"" _ ${sources}
+             WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+    set_tests_properties(isa_sources_no_std_bit_cast_${area} PROPERTIES LABELS unit)
+  endif()
 endfunction()
 
 # The variants built and each one's flags, for common/isa.cpp (fp8lab.build_info()) and the

@@ -20,6 +20,30 @@
 #endif
 
 namespace fp8lab {
+namespace FP8LAB_ISA_NS {
+namespace {
+// std::bit_cast for dispatched sources, whose vectors (GCC vector extensions) are bit_cast lane by
+// lane. std::bit_cast<V> is one template for every variant: where a build does not inline it (-O0),
+// each variant's objects emit it as a weak symbol under one mangled name (int __vector(8) is the
+// same type with or without AVX), the linker keeps one copy, and a variant that returns 32- or
+// 64-byte vectors in registers calls one that returns them in memory: the -O0 build of
+// tools/determinism.sh crashed in the AVX2 bound kernel. The builtin has no symbol, and this
+// function has internal linkage: one copy per variant.
+// (Internal linkage also makes GCC's note that returning a wide vector without AVX changes the ABI
+// moot: no other object calls it.)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+template <class To, class From>
+inline To lanes_cast(const From& x) {
+  return __builtin_bit_cast(To, x);
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}  // namespace
+}  // namespace FP8LAB_ISA_NS
 
 enum class Isa : std::uint8_t { Portable, Avx2, Avx512 };
 

@@ -19,7 +19,7 @@ void sigmoid_f32_lanes(const float* __restrict x, std::size_t n, float* __restri
     // constant arm into a branch that skips the range reduction)
     const bool inside = (v >= -104.0f) & (v <= 40.0f) & (v != 0.0f);  // false for NaN
     const std::uint32_t keep = 0u - static_cast<std::uint32_t>(inside);
-    const float w = std::bit_cast<float>((std::bit_cast<std::uint32_t>(v) & keep) | (0x3F800000u & ~keep));  // else 1
+    const float w = lanes_cast<float>((lanes_cast<std::uint32_t>(v) & keep) | (0x3F800000u & ~keep));  // else 1
     const double y = sigmoid_double(w);
     const float lo = static_cast<float>(y - y * MARGIN);
     const float hi = static_cast<float>(y + y * MARGIN);

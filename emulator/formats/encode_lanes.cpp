@@ -126,7 +126,7 @@ NearestPlan make_nearest_plan(const Plan& p) {
   l.rebias = static_cast<std::uint32_t>(126 + p.emin) << p.m;
   l.min_normal = static_cast<std::uint32_t>(p.emin + 127) << 23;
   l.magic_bits = static_cast<std::uint32_t>(p.qmin + 23 + 127) << 23;
-  l.magic = std::bit_cast<float>(l.magic_bits);
+  l.magic = lanes_cast<float>(l.magic_bits);
   l.max_code = p.max_code;
   l.zero_limit = p.flush ? (1u << p.m) : 1u;
   l.zero_sign = p.signed_zero ? l.sign_bit : 0u;
@@ -157,7 +157,7 @@ inline std::uint32_t nearest_lane(std::uint32_t u, const NearestPlan& p) {
   const std::uint32_t sign = (u >> p.sign_shift) & p.sign_bit;
   const std::uint32_t magnitude = u & 0x7FFFFFFFu;
   const std::uint32_t normal = ((magnitude + ((1u << (p.sh - 1)) - 1u) + ((magnitude >> p.sh) & 1u)) >> p.sh) - p.rebias;
-  const std::uint32_t small = std::bit_cast<std::uint32_t>(std::bit_cast<float>(magnitude) + p.magic) - p.magic_bits;
+  const std::uint32_t small = lanes_cast<std::uint32_t>(lanes_cast<float>(magnitude) + p.magic) - p.magic_bits;
   const std::uint32_t code = pick(magnitude >= p.min_normal, normal, small);
   std::uint32_t r = pick(code > p.max_code, p.overflow, code) | sign;
   if constexpr (kZeroSelect) r = pick(code < p.zero_limit, sign & p.zero_sign, r);
@@ -168,9 +168,9 @@ template <class Out>
 void nearest_lanes(const float* __restrict in, std::size_t n, const Plan& plan, Out* __restrict out) {
   const NearestPlan p = make_nearest_plan(plan);  // a local copy, as in lanes()
   if (zero_needs_select(p)) {
-    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<true>(std::bit_cast<std::uint32_t>(in[i]), p));
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<true>(lanes_cast<std::uint32_t>(in[i]), p));
   } else {
-    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<false>(std::bit_cast<std::uint32_t>(in[i]), p));
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(nearest_lane<false>(lanes_cast<std::uint32_t>(in[i]), p));
   }
 }
 
@@ -179,7 +179,7 @@ void lanes(const float* __restrict in, std::size_t n, const Plan& plan, Out* __r
   // A local copy: stores through a uint8_t* may alias anything, and would otherwise force the
   // plan to be reloaded every element and block vectorisation.
   const LanePlan p = make_lane_plan<R>(plan);
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(encode_float_lane<R>(std::bit_cast<std::uint32_t>(in[i]), p));
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(encode_float_lane<R>(lanes_cast<std::uint32_t>(in[i]), p));
 }
 
 template <class Out>

@@ -14,21 +14,21 @@ namespace {
 // on 0/1 values only (no branches, no short-circuit), so that loops over it vectorise.
 inline std::uint32_t bad_bit(float x, float max_finite, float min_positive, int min_exp, int mant_bits,
                              std::uint32_t is_signed, std::uint32_t zero, std::uint32_t nan, std::uint32_t inf) {
-  const std::uint32_t b = std::bit_cast<std::uint32_t>(x), mag = b & 0x7FFFFFFFu;
+  const std::uint32_t b = lanes_cast<std::uint32_t>(x), mag = b & 0x7FFFFFFFu;
   const std::uint32_t field = mag >> 23;
   const std::uint32_t normal = field != 0;
   // x = sig * 2^(e - 23) (float32 subnormals: field 0, e = -126); x's binade e_true (for a
   // subnormal, that of sig, read from sig converted to float: exact, and it vectorises).
   const std::uint32_t sig = (mag & 0x7FFFFFu) | (normal << 23);
   const int e = static_cast<int>(field) - 127 + static_cast<int>(1 - normal);
-  const int sub = static_cast<int>(std::bit_cast<std::uint32_t>(static_cast<float>(static_cast<int>(sig))) >> 23) - 127 - 149;
+  const int sub = static_cast<int>(lanes_cast<std::uint32_t>(static_cast<float>(static_cast<int>(sig))) >> 23) - 127 - 149;
   const int e_true = sub ^ ((e ^ sub) & -static_cast<int>(normal));  // normal ? e : sub, without a branch
   // The format's quantum there is 2^q, q = max(e_true, emin) - m: the bits of sig below it (at
   // most all 24) must be zero.
   const int q = std::max(e_true, min_exp) - mant_bits;
   const int cut = std::min(std::max(q - (e - 23), 0), 24);
   const std::uint32_t low = sig & ((1u << cut) - 1u);
-  const float a = std::bit_cast<float>(mag);
+  const float a = lanes_cast<float>(mag);
   const std::uint32_t finite_ok = static_cast<std::uint32_t>(low == 0) & static_cast<std::uint32_t>(a >= min_positive) &
                                   static_cast<std::uint32_t>(a <= max_finite) & (is_signed | ((b >> 31) ^ 1u));
   const std::uint32_t is_zero = mag == 0, is_inf = mag == 0x7F800000u, is_nan = mag > 0x7F800000u;

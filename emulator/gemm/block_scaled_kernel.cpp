@@ -274,69 +274,69 @@ inline H half(const V& v, std::size_t h) {
 inline IV vmax(const IV& x, const IV& y) { return x > y ? x : y; }
 inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
 // 2^e from its bits: e in [-126, 127] (binary32), [-1022, 1023] (binary64).
-inline FV pow2f(const IV& e) { return std::bit_cast<FV>((e + 127) << kM32); }
-inline DH pow2d(const LH& e) { return std::bit_cast<DH>((e + 1023) << 52); }
+inline FV pow2f(const IV& e) { return lanes_cast<FV>((e + 127) << kM32); }
+inline DH pow2d(const LH& e) { return lanes_cast<DH>((e + 1023) << 52); }
 
 // Truncation toward zero of every lane (vroundps / vrndscaleps, and the binary64 forms).
 inline FV trunc_lanes(const FV& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<FV>(_mm512_roundscale_ps(std::bit_cast<__m512>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+  return lanes_cast<FV>(_mm512_roundscale_ps(lanes_cast<__m512>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
 #else
-  return std::bit_cast<FV>(_mm256_round_ps(std::bit_cast<__m256>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+  return lanes_cast<FV>(_mm256_round_ps(lanes_cast<__m256>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
 #endif
 }
 inline DH trunc_lanes(const DH& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<DH>(_mm512_roundscale_pd(std::bit_cast<__m512d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+  return lanes_cast<DH>(_mm512_roundscale_pd(lanes_cast<__m512d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
 #else
-  return std::bit_cast<DH>(_mm256_round_pd(std::bit_cast<__m256d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+  return lanes_cast<DH>(_mm256_round_pd(lanes_cast<__m256d>(x), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
 #endif
 }
 // Widening conversions of a half vector (one instruction each; GCC's generic lowering of
 // __builtin_convertvector here went through narrower pieces).
 inline DH to_double(const FH& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<DH>(_mm512_cvtps_pd(std::bit_cast<__m256>(x)));
+  return lanes_cast<DH>(_mm512_cvtps_pd(lanes_cast<__m256>(x)));
 #else
-  return std::bit_cast<DH>(_mm256_cvtps_pd(std::bit_cast<__m128>(x)));
+  return lanes_cast<DH>(_mm256_cvtps_pd(lanes_cast<__m128>(x)));
 #endif
 }
 inline DH to_double(const IH& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<DH>(_mm512_cvtepi32_pd(std::bit_cast<__m256i>(x)));
+  return lanes_cast<DH>(_mm512_cvtepi32_pd(lanes_cast<__m256i>(x)));
 #else
-  return std::bit_cast<DH>(_mm256_cvtepi32_pd(std::bit_cast<__m128i>(x)));
+  return lanes_cast<DH>(_mm256_cvtepi32_pd(lanes_cast<__m128i>(x)));
 #endif
 }
 inline IV to_int32(const SH& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<IV>(_mm512_cvtepi16_epi32(std::bit_cast<__m256i>(x)));
+  return lanes_cast<IV>(_mm512_cvtepi16_epi32(lanes_cast<__m256i>(x)));
 #else
-  return std::bit_cast<IV>(_mm256_cvtepi16_epi32(std::bit_cast<__m128i>(x)));
+  return lanes_cast<IV>(_mm256_cvtepi16_epi32(lanes_cast<__m128i>(x)));
 #endif
 }
 inline LH to_int64(const IH& x) {
 #if defined(__AVX512F__)
-  return std::bit_cast<LH>(_mm512_cvtepi32_epi64(std::bit_cast<__m256i>(x)));
+  return lanes_cast<LH>(_mm512_cvtepi32_epi64(lanes_cast<__m256i>(x)));
 #else
-  return std::bit_cast<LH>(_mm256_cvtepi32_epi64(std::bit_cast<__m128i>(x)));
+  return lanes_cast<LH>(_mm256_cvtepi32_epi64(lanes_cast<__m128i>(x)));
 #endif
 }
 
 // The sums of adjacent int16 products of a (the same pair in every lane) and b.
 inline IV madd(std::int32_t a, const IV& b) {
 #if defined(__AVX512F__)
-  return std::bit_cast<IV>(_mm512_madd_epi16(_mm512_set1_epi32(a), std::bit_cast<__m512i>(b)));
+  return lanes_cast<IV>(_mm512_madd_epi16(_mm512_set1_epi32(a), lanes_cast<__m512i>(b)));
 #else
-  return std::bit_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), std::bit_cast<__m256i>(b)));
+  return lanes_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), lanes_cast<__m256i>(b)));
 #endif
 }
 // acc + the sums of adjacent int16 products of a (the same pair in every lane) and b.
 inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
 #if defined(__AVX512F__)
-  return std::bit_cast<IV>(_mm512_dpwssd_epi32(std::bit_cast<__m512i>(acc), _mm512_set1_epi32(a), std::bit_cast<__m512i>(b)));
+  return lanes_cast<IV>(_mm512_dpwssd_epi32(lanes_cast<__m512i>(acc), _mm512_set1_epi32(a), lanes_cast<__m512i>(b)));
 #else
-  return acc + std::bit_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), std::bit_cast<__m256i>(b)));
+  return acc + lanes_cast<IV>(_mm256_madd_epi16(_mm256_set1_epi32(a), lanes_cast<__m256i>(b)));
 #endif
 }
 
@@ -346,17 +346,17 @@ inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
 // 24 significant bits, 2^128 or more, to binary32), +0 for a zero result whatever the sum's sign:
 // accum's normalise with TowardZero rounding and an FP32 accumulator.
 inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
-  const UH bits = std::bit_cast<UH>(sum * pow2d(q));  // exact: a normal double
+  const UH bits = lanes_cast<UH>(sum * pow2d(q));  // exact: a normal double
   const UH sign = bits & (UH{} + (std::uint64_t{1} << 63)), mag = bits ^ sign;
-  const LH e = std::bit_cast<LH>(mag >> 52) - 1023;  // a zero's: -1023
+  const LH e = lanes_cast<LH>(mag >> 52) - 1023;  // a zero's: -1023
   const LH keep_low = LH{} + (53 - precision), sub = (binary32::kMinQuantum + 52) - e;
   const LH clear = keep_low > sub ? keep_low : sub;  // low bits of the double's 53 to clear
-  const UH kept = clear > 52 ? UH{} : mag & (~UH{} << std::bit_cast<UH>(clear > 63 ? LH{} + 63 : clear));
-  const DH r = std::bit_cast<DH>(kept == 0 ? UH{} : kept | sign);
+  const UH kept = clear > 52 ? UH{} : mag & (~UH{} << lanes_cast<UH>(clear > 63 ? LH{} + 63 : clear));
+  const DH r = lanes_cast<DH>(kept == 0 ? UH{} : kept | sign);
 #if defined(__AVX512F__)
-  return std::bit_cast<FH>(_mm512_cvtpd_ps(std::bit_cast<__m512d>(r)));
+  return lanes_cast<FH>(_mm512_cvtpd_ps(lanes_cast<__m512d>(r)));
 #else
-  return std::bit_cast<FH>(_mm256_cvtpd_ps(std::bit_cast<__m256d>(r)));
+  return lanes_cast<FH>(_mm256_cvtpd_ps(lanes_cast<__m256d>(r)));
 #endif
 }
 
@@ -502,11 +502,11 @@ using Bad = IV[kTileRows][kTileGroups];
 // C's alignment exponent (zero_term when zero) per lane, and C with non-finite lanes zeroed and
 // marked in bad (the chain takes those outputs).
 inline IV c_exponent(FV& c, IV& bad, int zte) {
-  const UV cu = std::bit_cast<UV>(c);
+  const UV cu = lanes_cast<UV>(c);
   const IV nonfinite = (cu & kExponentMask) == kExponentMask;
   bad |= nonfinite;
   c = nonfinite ? FV{} : c;
-  const IV field = std::bit_cast<IV>((cu >> kM32) & 0xFFu);
+  const IV field = lanes_cast<IV>((cu >> kM32) & 0xFFu);
   const IV e = (field > 1 ? field : IV{} + 1) - binary32::kBias;
   return ((cu & kMagnitudeMask) == 0) | nonfinite ? IV{} + zte : e;
 }
@@ -536,11 +536,11 @@ inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, floa
 // as finish() (the hostile and preset tests run both: AVX-512 this, AVX2 finish()).
 inline void finish_int(const IV& top, const IV& p0, const IV& p1, const TileParams& tp, float* d) {
   constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
-  const __m512i t = std::bit_cast<__m512i>(top);
+  const __m512i t = lanes_cast<__m512i>(top);
   const __m512 c = _mm512_loadu_ps(d);
   const __m512 cs = _mm512_scalef_round_ps(c, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(tp.frac), t)), kRz);
-  const __m512i u = std::bit_cast<__m512i>(p0);
-  const __m512i v = _mm512_add_epi32(std::bit_cast<__m512i>(p1), _mm512_cvttps_epi32(cs));
+  const __m512i u = lanes_cast<__m512i>(p0);
+  const __m512i v = _mm512_add_epi32(lanes_cast<__m512i>(p1), _mm512_cvttps_epi32(cs));
   const __m512i w = _mm512_add_epi32(u, v);
   const __mmask16 neg = _mm512_movepi32_mask(_mm512_ternarylogic_epi32(u, v, w, 0xE8));
   const __m512i mag = _mm512_mask_sub_epi32(w, neg, _mm512_setzero_si512(), w);

@@ -54,7 +54,7 @@ struct Parts {
   int e, m, s;
 };
 Parts parts(float v, const Params& p) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(v);
+  const std::uint32_t bits = lanes_cast<std::uint32_t>(v);
   if ((bits & binary32::kMagnitudeMask) == 0) return {kZeroExp, 0, 0};
   const int e = static_cast<int>((bits & binary32::kExponentMask) >> binary32::kMantissaBits) - binary32::kBias;
   const int frac = static_cast<int>((bits & binary32::kFractionMask) >> (binary32::kMantissaBits - p.mant_bits));
@@ -271,10 +271,10 @@ using VI4 = std::int32_t __attribute__((vector_size(4 * sizeof(std::int32_t))));
 using VL4 = std::int64_t __attribute__((vector_size(4 * sizeof(std::int64_t))));
 using VD4 = double __attribute__((vector_size(4 * sizeof(double))));
 // x >> n, 0 for n outside [0, 31]; x << n likewise (unsigned min: a negative n is huge).
-inline VU shr(const VU& x, const VI& n) { return x >> lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
-inline VU shl(const VU& x, const VI& n) { return x << lanes_min(std::bit_cast<VU>(n), VU{} + 31); }
+inline VU shr(const VU& x, const VI& n) { return x >> lanes_min(lanes_cast<VU>(n), VU{} + 31); }
+inline VU shl(const VU& x, const VI& n) { return x << lanes_min(lanes_cast<VU>(n), VU{} + 31); }
 // floor(log2 x) per lane for 0 < x < 2^24 (exact from its float's exponent; x = 0 gives -127).
-inline VI log2_floor(const VI& x) { return (std::bit_cast<VI>(__builtin_convertvector(x, VF)) >> 23) - binary32::kBias; }
+inline VI log2_floor(const VI& x) { return (lanes_cast<VI>(__builtin_convertvector(x, VF)) >> 23) - binary32::kBias; }
 
 // Operands. A's values per (block of kRowsPerTask rows, k): the block's kRowsPerTask values (a task
 // reads A as one stream); B's per (column group, k), 16 lanes, 0 past N. Per quad of k, as bytes
@@ -304,8 +304,8 @@ void pack_row(const float* x, std::size_t r, std::size_t K, const Params& p, flo
   std::size_t k = 0;
   for (; k + kW <= K; k += kW) {
     const VU u = load<VU>(x + k);
-    const VI field = std::bit_cast<VI>((u & binary32::kMagnitudeMask) >> kM32) - binary32::kBias;
-    const VI top = std::bit_cast<VI>((u >> (kM32 - p.mant_bits)) & ((1u << p.mant_bits) - 1)) | (1 << p.mant_bits);
+    const VI field = lanes_cast<VI>((u & binary32::kMagnitudeMask) >> kM32) - binary32::kBias;
+    const VI top = lanes_cast<VI>((u >> (kM32 - p.mant_bits)) & ((1u << p.mant_bits) - 1)) | (1 << p.mant_bits);
     const VI m = top >> lanes_min(lanes_max(p.min_exp - field, VI{}), VI{} + 31);
     const VI e = lanes_max(field, VI{} + p.min_exp);
     const VI low = m & -m;  // 1, 2, 4 or 8: |significand| < 16
@@ -361,7 +361,7 @@ Operands prepare(const GemmOperand& a, const GemmOperand& b, std::size_t groups,
 // a zero operand (la + lb >= kLowZero8 + min_exp - mant_bits, at most 126: no byte wraps) never is.
 inline VU thresholds(const VI& emax, const Params& m) {
   const VI t = lanes_min(lanes_max(emax - m.frac, VI{} - 128), VI{} + (kLowZero8 + m.min_exp - m.mant_bits));
-  return (std::bit_cast<VU>(t) & 0xFFu) * 0x01010101u;
+  return (lanes_cast<VU>(t) & 0xFFu) * 0x01010101u;
 }
 
 // bp[l] += n[l] * 2^ue[l] + 2^last[l] for kW lanes (exponents in binary64's normal range: every
@@ -371,7 +371,7 @@ inline void add_bound(double* bp, const VI& n, const VI& ue, const VI& last) {
 #if defined(__AVX2__)
   // GCC lowers the generic code below through 128-bit halves (two vcvtdq2pd xmm and an insert per
   // conversion); one vcvtdq2pd / vpmovsxdq ymm each here.
-  const __m256i n8 = std::bit_cast<__m256i>(n), e8 = std::bit_cast<__m256i>(be), l8 = std::bit_cast<__m256i>(bl);
+  const __m256i n8 = lanes_cast<__m256i>(n), e8 = lanes_cast<__m256i>(be), l8 = lanes_cast<__m256i>(bl);
   for (int h = 0; h < 2; ++h) {
     const __m128i nh = h ? _mm256_extracti128_si256(n8, 1) : _mm256_castsi256_si128(n8);
     const __m128i eh = h ? _mm256_extracti128_si256(e8, 1) : _mm256_castsi256_si128(e8);
@@ -386,8 +386,8 @@ inline void add_bound(double* bp, const VI& n, const VI& ue, const VI& last) {
     std::memcpy(&n4, reinterpret_cast<const std::int32_t*>(&n) + h, sizeof n4);
     std::memcpy(&e4, reinterpret_cast<const std::int32_t*>(&be) + h, sizeof e4);
     std::memcpy(&l4, reinterpret_cast<const std::int32_t*>(&bl) + h, sizeof l4);
-    const VD4 align = __builtin_convertvector(n4, VD4) * std::bit_cast<VD4>(__builtin_convertvector(e4, VL4) << 52);
-    const VD4 tail = std::bit_cast<VD4>(__builtin_convertvector(l4, VL4) << 52);
+    const VD4 align = __builtin_convertvector(n4, VD4) * lanes_cast<VD4>(__builtin_convertvector(e4, VL4) << 52);
+    const VD4 tail = lanes_cast<VD4>(__builtin_convertvector(l4, VL4) << 52);
     store(bp + h, load<VD4>(bp + h) + (align + tail));
   }
 #endif
@@ -429,10 +429,10 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
       const VI ce = ck == 0 ? VI{} + kZeroC : pe - m.frac + log2_floor(ck);
       emax[r][v] = lanes_max(e[r][v] < 2 * m.min_exp ? VI{} + kZeroExp : e[r][v], ce);
       const VI sh = emax[r][v] - pe + m.out_bits;
-      const VU c_hr = std::bit_cast<VU>(ck) << m.out_bits, tc = shr(c_hr, sh);
+      const VU c_hr = lanes_cast<VU>(ck) << m.out_bits, tc = shr(c_hr, sh);
       c_cut[r][v] = shl(tc, sh) != c_hr;
-      s[r][v] = kept < 0 ? -std::bit_cast<VI>(tc) : std::bit_cast<VI>(tc);
-      scale[r][v] = std::bit_cast<VF>((m.frac - lanes_max(emax[r][v], VI{} - 100) + binary32::kBias) << binary32::kMantissaBits);
+      s[r][v] = kept < 0 ? -lanes_cast<VI>(tc) : lanes_cast<VI>(tc);
+      scale[r][v] = lanes_cast<VF>((m.frac - lanes_max(emax[r][v], VI{} - 100) + binary32::kBias) << binary32::kMantissaBits);
     }
   add_aligned_products<R>(x, y, k0, k1, scale, s);  // pass 2
   // Pass 3: per lane and k mod 4, minus the count of inexact terms (at most 8 per byte).
@@ -440,12 +440,12 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
   {
     VS8 thr[R][kV];
     for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t v = 0; v < kV; ++v) thr[r][v] = std::bit_cast<VS8>(thresholds(emax[r][v], m));
+      for (std::size_t v = 0; v < kV; ++v) thr[r][v] = lanes_cast<VS8>(thresholds(emax[r][v], m));
     for (std::size_t u = u0; u < u1; ++u) {
       VS8 lb[kV];
       for (std::size_t v = 0; v < kV; ++v) lb[v] = load<VS8>(yl + (u * kLanes + v * kW) * 4);
       for (std::size_t r = 0; r < R; ++r) {
-        const VS8 la = std::bit_cast<VS8>(VU{} + load<std::uint32_t>(xl[r] + u * TM * 4));
+        const VS8 la = lanes_cast<VS8>(VU{} + load<std::uint32_t>(xl[r] + u * TM * 4));
         for (std::size_t v = 0; v < kV; ++v) n8[r][v] += thr[r][v] > la + lb[v];
       }
     }
@@ -463,7 +463,7 @@ inline void instruction_block(const Operands& o, const Params& m, std::size_t i,
       store(ch[r]->kept + v * kW, sv < 0 ? -kept : kept);
       store(ch[r]->emax + v * kW, emax[r][v] + cut);
       // The four bytes' counts summed into the top byte (at most 32: no carry out of a byte).
-      const VI n = std::bit_cast<VI>((std::bit_cast<VU>(VS8{} - n8[r][v]) * 0x01010101u) >> 24) - c_cut[r][v];
+      const VI n = lanes_cast<VI>((lanes_cast<VU>(VS8{} - n8[r][v]) * 0x01010101u) >> 24) - c_cut[r][v];
       const VI ue = emax[r][v] - m.frac;
       add_bound(ch[r]->bp + v * kW, n, ue, sv == 0 ? VI{} + kEtaExp : ue + fl + 1 - m.out_bits);
     }
@@ -485,7 +485,7 @@ inline void instruction(const Operands& o, const Params& m, std::size_t i0, std:
 inline void chain_value(const Chain& ch, const Params& m, float* out) {
   for (std::size_t l = 0; l < kLanes; ++l) {
     const int e = std::max(ch.emax[l] - m.frac, binary32::kMinExponent);
-    const float p2 = std::bit_cast<float>(static_cast<std::uint32_t>(e + binary32::kBias) << binary32::kMantissaBits);
+    const float p2 = lanes_cast<float>(static_cast<std::uint32_t>(e + binary32::kBias) << binary32::kMantissaBits);
     out[l] = static_cast<float>(ch.kept[l]) * p2;
   }
 }

@@ -144,7 +144,7 @@ std::vector<Chunk> chunks_of(const GemmOperand& a, const GemmOperand& b, std::si
 // A scale as m * 2^e with m its whole significand (24 bits when normal), not reduced to an odd m as
 // float_parts does: scales in one binade share e, so a row's span below counts binades.
 FloatParts scale_parts(float x) {
-  const auto u = std::bit_cast<std::uint32_t>(x);
+  const auto u = lanes_cast<std::uint32_t>(x);
   const auto mag = static_cast<std::int32_t>(binary32::significand_of_bits(u));
   if (mag == 0) return {0, 0};
   return {(u & binary32::kSignMask) ? -mag : mag, binary32::exponent_of_bits(u) - binary32::kMantissaBits};
@@ -246,9 +246,9 @@ struct ExactSum {
     const std::uint64_t kept = m >> shift, rem = m & ((std::uint64_t{1} << shift) - 1),
                         half = std::uint64_t{1} << (shift - 1);
     const std::uint64_t sig = kept + ((rem > half) | ((rem == half) & (kept & 1)));
-    double result = static_cast<double>(sig) * std::bit_cast<double>(static_cast<std::uint64_t>(q + 1023) << 52);
+    double result = static_cast<double>(sig) * lanes_cast<double>(static_cast<std::uint64_t>(q + 1023) << 52);
     // round_exact's overflow test, with 2^(emax + 1) exact.
-    if (emax < 1023 && result >= std::bit_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52))
+    if (emax < 1023 && result >= lanes_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52))
       result = std::numeric_limits<double>::infinity();
     return negative ? -result : result;
   }
@@ -488,7 +488,7 @@ struct TileSums {
         const I pow2q = _mm512_slli_epi64(_mm512_add_epi64(q, _mm512_set1_epi64(1023)), 52);
         __m512d x = _mm512_mul_pd(_mm512_cvtepi64_pd(sig), _mm512_castsi512_pd(pow2q));
         if (emax < 1023) {
-          const __m512d limit = _mm512_set1_pd(std::bit_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52));
+          const __m512d limit = _mm512_set1_pd(lanes_cast<double>(static_cast<std::uint64_t>(emax + 1 + 1023) << 52));
           x = _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, limit, _CMP_GE_OQ),
                                  _mm512_set1_pd(std::numeric_limits<double>::infinity()));
         }

@@ -26,7 +26,7 @@ using Packed = Panels<float>;
 inline V load(const float* p) { return Lanes<float>::load(p); }
 using UV = std::uint32_t __attribute__((vector_size(sizeof(V))));
 // std::fabs lane-wise: the sign bit cleared.
-inline V magnitude(V x) { return std::bit_cast<V>(std::bit_cast<UV>(x) & 0x7FFFFFFFu); }
+inline V magnitude(V x) { return lanes_cast<V>(lanes_cast<UV>(x) & 0x7FFFFFFFu); }
 
 // Writes fl(e * s) of row r of op to dst[k * stride] for every k: the scale read once per tile.
 void dequantise_row(const GemmOperand& op, std::size_t r, float* dst, std::size_t stride) {
@@ -382,8 +382,8 @@ void fp32_gemm_accumulate_sums(const GemmOperand& a, const GemmOperand& b, bool 
             const float* y = p.group(g0 + g);
             for (std::size_t k = kb; k < ke; ++k) {
               const V yv = load(y + k * kLanes), m = magnitude(yv);
-              const V one = std::bit_cast<V>(std::bit_cast<UV>(Lanes<float>::splat(1.0f)) |
-                                             (std::bit_cast<UV>(yv) & 0x80000000u));
+              const V one = lanes_cast<V>(lanes_cast<UV>(Lanes<float>::splat(1.0f)) |
+                                             (lanes_cast<UV>(yv) & 0x80000000u));
               std::memcpy(ay + (g * kSumsKBlock + k - kb) * kLanes, &m, sizeof m);
               std::memcpy(sy + ((g * kSumsKBlock + k - kb) * 2) * kLanes, &one, sizeof one);
               const V neg = -one;

@@ -92,7 +92,7 @@ struct Fp32Parts {
 };
 
 inline Fp32Parts fp32_parts(float c) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(c);
+  const std::uint32_t bits = lanes_cast<std::uint32_t>(c);
   const auto m = static_cast<std::int32_t>(binary32::significand_of_bits(bits));
   return {m == 0 ? kZeroC : binary32::exponent_of_bits(bits), m, (bits & binary32::kSignMask) != 0};
 }
@@ -105,7 +105,7 @@ inline float normalise(std::int32_t s, int emax) {
   if (nb > kOutBits) as = (as >> (nb - kOutBits)) << (nb - kOutBits);
   // as * 2^(emax - 13) in binary64 (exact: 14 bits, and 2^(emax - 13) is a normal double for any
   // emax here, >= kZeroC), then to float; the power of two built from its bits, not std::ldexp.
-  const double pow2 = std::bit_cast<double>(static_cast<std::uint64_t>(emax - kFracBits + 1023) << 52);
+  const double pow2 = lanes_cast<double>(static_cast<std::uint64_t>(emax - kFracBits + 1023) << 52);
   const float v = static_cast<float>(static_cast<double>(as) * pow2);
   return s < 0 ? -v : v;
 }
@@ -122,7 +122,7 @@ using ULanes = std::uint32_t __attribute__((vector_size(64)));
 // normal float below 2^min_exp whose significand has few enough bits to shift right exactly.
 template <Fp8Layout Op>
 inline E4m3Parts fp8_parts_from_bits(float v) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(v);
+  const std::uint32_t bits = lanes_cast<std::uint32_t>(v);
   if ((bits & binary32::kMagnitudeMask) == 0) return {kZeroExp, 0};
   const int e = static_cast<int>((bits >> kM32) & binary32::kFieldMax) - binary32::kBias;
   const int top = static_cast<int>((1u << Op.mant_bits) | ((bits >> (kM32 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)));
@@ -206,12 +206,12 @@ inline void pair_words(const float* x, std::size_t n, PairWords& w) {
     ULanes u;
     std::memcpy(&u, buf + h * kLanes, sizeof u);
     const Lanes zero = (u & binary32::kMagnitudeMask) == 0;
-    const Lanes field = std::bit_cast<Lanes>((u >> kM32) & binary32::kFieldMax) - binary32::kBias;
-    const Lanes top = std::bit_cast<Lanes>(((u >> (kM32 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)) | (1u << Op.mant_bits));
+    const Lanes field = lanes_cast<Lanes>((u >> kM32) & binary32::kFieldMax) - binary32::kBias;
+    const Lanes top = lanes_cast<Lanes>(((u >> (kM32 - Op.mant_bits)) & ((1u << Op.mant_bits) - 1)) | (1u << Op.mant_bits));
     const Lanes sh = lanes_min(lanes_max(Op.min_exp - field, Lanes{}), Lanes{} + 31);
     m[h] = zero ? Lanes{} : top >> sh;
     e[h] = zero ? Lanes{} + kZeroExp : lanes_max(field, Lanes{} + Op.min_exp);
-    s[h] = (std::bit_cast<Lanes>(u) < 0) & (m[h] != 0);  // fp8_parts_from_bits' m < 0
+    s[h] = (lanes_cast<Lanes>(u) < 0) & (m[h] != 0);  // fp8_parts_from_bits' m < 0
     // The first pass's exponents (a zero operand's is kZeroExp8), four k to a 32-bit word.
     const Lanes e8 = m[h] != 0 ? e[h] : Lanes{} + kZeroExp8;
     using Bytes = std::int8_t __attribute__((vector_size(16)));
@@ -219,8 +219,8 @@ inline void pair_words(const float* x, std::size_t n, PairWords& w) {
     std::memcpy(w.e4 + h * 4, &b8, sizeof b8);
   }
   auto pairs = [](const Lanes (&v)[2], int shift, std::uint32_t* out) {
-    const ULanes lo = std::bit_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
-    const ULanes hi = std::bit_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
+    const ULanes lo = lanes_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
+    const ULanes hi = lanes_cast<ULanes>(__builtin_shufflevector(v[0], v[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
     const ULanes word = ((lo << shift) & 0xFFFFu) | (hi << (16 + shift));
     std::memcpy(out, &word, sizeof word);
   };
@@ -523,7 +523,7 @@ void pack_row(const float* x, std::size_t r, std::size_t K, float* f, std::uint8
   std::size_t k = 0;
   for (; k + kW <= K; k += kW) {
     const VU mag = load<VU>(x + k) & binary32::kMagnitudeMask;
-    const VI e = lanes_max(std::bit_cast<VI>(mag >> kM32) - binary32::kBias, VI{} + Op.min_exp);
+    const VI e = lanes_max(lanes_cast<VI>(mag >> kM32) - binary32::kBias, VI{} + Op.min_exp);
     const Bytes eb = __builtin_convertvector(mag == 0 ? VI{} : e + kExpBias8, Bytes);
     for (std::size_t q = 0; q < kW / 4; ++q) std::memcpy(e4 + ((k / 4 + q) * W + r) * 4, reinterpret_cast<const char*>(&eb) + 4 * q, 4);
     for (std::size_t j = 0; j < kW; ++j) f[(k + j) * W + r] = x[k + j];
@@ -577,22 +577,22 @@ inline void clear_partial(PartialSum& p) {  // the zero partial sum (C of a prom
 inline void partial_to_float(const PartialSum& p, float* out) {
   for (std::size_t v = 0; v < kV; ++v) {
     const VI e2 = lanes_max(load<VI>(p.pe14 + v * kW) - kFracBits, VI{} + binary32::kMinExponent);
-    const VF d = __builtin_convertvector(load<VI>(p.kept14 + v * kW), VF) * std::bit_cast<VF>((e2 + binary32::kBias) << kM32);
+    const VF d = __builtin_convertvector(load<VI>(p.kept14 + v * kW), VF) * lanes_cast<VF>((e2 + binary32::kBias) << kM32);
     std::memcpy(out + v * kW, &d, sizeof d);
   }
 }
 // x >> n per lane, 0 for n outside [0, 31] (vpsrlvd with AVX2; the clamp elsewhere: unsigned min).
 inline VU shift_right(const VU& x, const VI& n) {
 #if defined(__AVX2__)
-  return std::bit_cast<VU>(_mm256_srlv_epi32(std::bit_cast<__m256i>(x), std::bit_cast<__m256i>(n)));
+  return lanes_cast<VU>(_mm256_srlv_epi32(lanes_cast<__m256i>(x), lanes_cast<__m256i>(n)));
 #else
-  return x >> lanes_min(std::bit_cast<VU>(n), VU{} + 31);
+  return x >> lanes_min(lanes_cast<VU>(n), VU{} + 31);
 #endif
 }
 // x with y's sign: -x where y < 0 (vpsignd with AVX2; x = 0 where y = 0 there, callers pass x = 0 then).
 inline VI with_sign(const VI& x, const VI& y) {
 #if defined(__AVX2__)
-  return std::bit_cast<VI>(_mm256_sign_epi32(std::bit_cast<__m256i>(x), std::bit_cast<__m256i>(y)));
+  return lanes_cast<VI>(_mm256_sign_epi32(lanes_cast<__m256i>(x), lanes_cast<__m256i>(y)));
 #else
   return y < 0 ? -x : x;
 #endif
@@ -630,9 +630,9 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     for (std::size_t v = 0; v < kV; ++v) {
       const VI kept14 = load<VI>(d[r]->kept14 + v * kW);
       emax[r][v] = lanes_max(e[r][v] < 2 * Op.min_exp ? VI{} + kZeroExp : e[r][v], load<VI>(d[r]->ce + v * kW));
-      const VU tc = shift_right(std::bit_cast<VU>(kept14 < 0 ? -kept14 : kept14), emax[r][v] - load<VI>(d[r]->pe14 + v * kW));
-      s[r][v] = with_sign(std::bit_cast<VI>(tc), kept14);
-      scale[r][v] = std::bit_cast<VF>((kFracBits - lanes_max(emax[r][v], VI{} - 100) + kBias) << kM32);
+      const VU tc = shift_right(lanes_cast<VU>(kept14 < 0 ? -kept14 : kept14), emax[r][v] - load<VI>(d[r]->pe14 + v * kW));
+      s[r][v] = with_sign(lanes_cast<VI>(tc), kept14);
+      scale[r][v] = lanes_cast<VF>((kFracBits - lanes_max(emax[r][v], VI{} - 100) + kBias) << kM32);
     }
   // Pass 2: hopper_e4m3_dot_add's terms, |product| aligned to 2^(emax - 13) with its magnitude
   // truncated, the product's sign.
@@ -645,7 +645,7 @@ inline void instruction_block(const Operands& o, std::size_t i, std::size_t jt, 
     for (std::size_t v = 0; v < kV; ++v) {
       const VI sv = s[r][v];
       const VI as = sv < 0 ? -sv : sv;
-      const VI nb = (std::bit_cast<VI>(__builtin_convertvector(as | 1, VF)) >> kM32) - (kBias - 1);
+      const VI nb = (lanes_cast<VI>(__builtin_convertvector(as | 1, VF)) >> kM32) - (kBias - 1);
       const VI cut = lanes_max(nb - kOutBits, VI{});
       const VI kept14 = with_sign((as >> cut) << 14, sv);
       const VI pe14 = emax[r][v] - 14 + cut;
@@ -756,11 +756,11 @@ inline Lanes operand_field(const ULanes& u, Lanes& leave) {
   constexpr int kMinField = Op.min_exp + binary32::kBias, kKeep = 32 - (kM32 - Op.mant_bits);
   constexpr std::uint32_t kLeast = static_cast<std::uint32_t>(kMinField - Op.mant_bits) << kM32;  // 2^(emin - m)
   const ULanes mag = u & binary32::kMagnitudeMask;
-  const Lanes field = std::bit_cast<Lanes>(mag >> kM32);
+  const Lanes field = lanes_cast<Lanes>(mag >> kM32);
   // The bits below the quantum, 2^(max(e, emin) - m), moved to the top (kKeep - (emin - e) of
   // them stay below for a subnormal of the format; the clamp only matters out of range).
   const Lanes keep = lanes_max(lanes_min(field - kMinField + kKeep, Lanes{} + kKeep), Lanes{});
-  const Lanes low = std::bit_cast<Lanes>(u << std::bit_cast<ULanes>(keep));
+  const Lanes low = lanes_cast<Lanes>(u << lanes_cast<ULanes>(keep));
   const Lanes in_range = (mag - kLeast) <= (Op.max_finite_bits - kLeast);  // unsigned: zero wraps above
   leave |= ~((mag == 0) | (in_range & (low == 0)));
   return lanes_max(field, Lanes{} + kMinField);
@@ -785,7 +785,7 @@ inline std::uint32_t dot_block(const float* a, const float* b, const float* c, f
       std::memcpy(&ua, a + i * K + h * kLanes, sizeof ua);
       std::memcpy(&ub, b + i * K + h * kLanes, sizeof ub);
       const Lanes pe = operand_field<Op>(ua, leave) + operand_field<Op>(ub, leave);
-      prod[i][h] = std::bit_cast<FLanes>(ua) * std::bit_cast<FLanes>(ub);
+      prod[i][h] = lanes_cast<FLanes>(ua) * lanes_cast<FLanes>(ub);
       e = lanes_max(e, prod[i][h] != 0 ? pe : Lanes{} + kNoProduct);  // zero products do not count
     }
     em[i] = leave != 0 ? Lanes{} + kLeave : e;
@@ -796,8 +796,8 @@ inline std::uint32_t dot_block(const float* a, const float* b, const float* c, f
   ULanes uc;
   std::memcpy(&uc, c, sizeof uc);
   constexpr int kFieldMax = binary32::kFieldMax, kBias = binary32::kBias;
-  const Lanes cfield = std::bit_cast<Lanes>((uc >> kM32) & binary32::kFieldMax);
-  const Lanes cm = std::bit_cast<Lanes>(uc & binary32::kFractionMask) | ((cfield != 0) & (1 << kM32));
+  const Lanes cfield = lanes_cast<Lanes>((uc >> kM32) & binary32::kFieldMax);
+  const Lanes cm = lanes_cast<Lanes>(uc & binary32::kFractionMask) | ((cfield != 0) & (1 << kM32));
   const Lanes ce = cm == 0 ? Lanes{} + kZeroC : lanes_max(cfield, Lanes{} + 1) - kBias;
   const Lanes leave = (emax_p >= kLeave) | (cfield == kFieldMax);
   // Left lanes get a harmless emax (their results are discarded).
@@ -805,7 +805,7 @@ inline std::uint32_t dot_block(const float* a, const float* b, const float* c, f
   // 2^(13 - emax): a normal float (emax >= -100 when any product is non-zero; below, every p is
   // 0); 0 for a left instruction, whose products are then all 0 (no float-to-int overflow).
   const Lanes scale_field = leave != 0 ? Lanes{} : kFracBits - lanes_max(emax, Lanes{} - 100) + kBias;
-  const FLanes scale = std::bit_cast<FLanes>(scale_field << kM32);
+  const FLanes scale = lanes_cast<FLanes>(scale_field << kM32);
   Lanes terms[kLanes];
   for (std::size_t i = 0; i < kLanes; ++i) {
     const FLanes s = FLanes{} + scale[i];
@@ -816,20 +816,20 @@ inline std::uint32_t dot_block(const float* a, const float* b, const float* c, f
   Lanes s = reduce_each<LaneOp::Add>(terms);
   // C aligned to 2^(emax - 13), magnitude truncated (its lowest bit is 2^(ce - 23); emax >= ce).
   const Lanes sh = lanes_min(lanes_max(emax - ce + (kM32 - kFracBits), Lanes{}), Lanes{} + 31);
-  const Lanes tc = std::bit_cast<Lanes>(std::bit_cast<ULanes>(cm) >> std::bit_cast<ULanes>(sh));
-  s += std::bit_cast<Lanes>(uc) < 0 ? -tc : tc;
+  const Lanes tc = lanes_cast<Lanes>(lanes_cast<ULanes>(cm) >> lanes_cast<ULanes>(sh));
+  s += lanes_cast<Lanes>(uc) < 0 ? -tc : tc;
   // D: |S| truncated to 14 significant bits (normalise()), times 2^(emax - 13). |S| < 2^21, so its
   // bit length is read exactly from its float's exponent. The power of two is applied in two
   // normal factors (a C near 2^-126 puts it below FP32's normal range); each product is exact.
   const Lanes as = s < 0 ? -s : s;
-  const Lanes nb = (std::bit_cast<Lanes>(__builtin_convertvector(as | 1, FLanes)) >> kM32) - (kBias - 1);
+  const Lanes nb = (lanes_cast<Lanes>(__builtin_convertvector(as | 1, FLanes)) >> kM32) - (kBias - 1);
   const Lanes cut = lanes_max(nb - kOutBits, Lanes{});
   const Lanes kept = as >> cut;
   const Lanes e2 = emax - kFracBits + cut;
   const Lanes e_hi = lanes_max(e2, Lanes{} + binary32::kMinExponent);
   const Lanes e_lo = lanes_max(e2, Lanes{} + binary32::kMinExponent - kFracBits) - e_hi;
-  const FLanes d = __builtin_convertvector(s < 0 ? -kept : kept, FLanes) * std::bit_cast<FLanes>((e_hi + kBias) << kM32) *
-                   std::bit_cast<FLanes>((e_lo + kBias) << kM32);
+  const FLanes d = __builtin_convertvector(s < 0 ? -kept : kept, FLanes) * lanes_cast<FLanes>((e_hi + kBias) << kM32) *
+                   lanes_cast<FLanes>((e_lo + kBias) << kM32);
   std::memcpy(out, &d, sizeof d);
   std::uint32_t left = 0;
   for (std::size_t l = 0; l < kLanes; ++l) left |= static_cast<std::uint32_t>(leave[l] != 0) << l;
@@ -938,7 +938,7 @@ bool hopper_fp8_kernel_models(const TensorCoreModel& m, Fp8Operands operands) {
          !m.c_after_products && m.scale_block == 0 && m.accumulator == AccumulatorFormat::Fp32 &&
          m.input_min_exponent == op.min_exp && m.input_mantissa_bits == op.mant_bits &&
          f.min_normal_exponent() == op.min_exp && f.mantissa_bits == op.mant_bits &&
-         std::bit_cast<std::uint32_t>(static_cast<float>(f.max_finite())) == op.max_finite_bits;
+         lanes_cast<std::uint32_t>(static_cast<float>(f.max_finite())) == op.max_finite_bits;
 }
 
 std::vector<float> hopper_fp8_gemm_accumulate(const GemmOperand& a, const GemmOperand& b, std::size_t promote_every,

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/isa.hpp"
+
 namespace fp8lab::FP8LAB_ISA_NS {
 namespace {
 
@@ -77,16 +79,16 @@ inline void largest_exponent_sums(const std::uint8_t* const (&x4)[R], const std:
     VB eb[kV];
     for (std::size_t v = 0; v < kV; ++v) eb[v] = load<VB>(y4 + (u * kLanes + v * kW) * 4);
     for (std::size_t r = 0; r < R; ++r) {
-      const VB ea = std::bit_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * kRowsPerTask * 4));
+      const VB ea = lanes_cast<VB>(VU{} + load<std::uint32_t>(x4[r] + u * kRowsPerTask * 4));
       for (std::size_t v = 0; v < kV; ++v) m4[r][v] = lanes_max(m4[r][v], ea + eb[v]);
     }
   }
   for (std::size_t r = 0; r < R; ++r)
     for (std::size_t v = 0; v < kV; ++v) {
-      VU w = std::bit_cast<VU>(m4[r][v]);
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 16)));
-      w = std::bit_cast<VU>(lanes_max(std::bit_cast<VB>(w), std::bit_cast<VB>(w >> 8)));
-      e[r][v] = std::bit_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
+      VU w = lanes_cast<VU>(m4[r][v]);
+      w = lanes_cast<VU>(lanes_max(lanes_cast<VB>(w), lanes_cast<VB>(w >> 16)));
+      w = lanes_cast<VU>(lanes_max(lanes_cast<VB>(w), lanes_cast<VB>(w >> 8)));
+      e[r][v] = lanes_cast<VI>(w & 0xFFu) - 2 * kExpBias8;
     }
 }
 

@@ -153,7 +153,7 @@ Params params_of(const TensorCoreModel& m) {
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
 // below at the input format's minimum; kZeroExp for zero, whose products take no part.
 inline std::int32_t align_exponent(float v, int emin) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(v);
+  const std::uint32_t u = lanes_cast<std::uint32_t>(v);
   if ((u & binary32::kMagnitudeMask) == 0) return kZeroExp;
   return std::max(binary32::exponent_of_bits(u), emin);
 }
@@ -182,7 +182,7 @@ inline IH half(const IW (&v)[kPieces], std::size_t h) {
 inline LH max(const LH& x, const LH& y) { return x > y ? x : y; }
 inline LH min(const LH& x, const LH& y) { return x < y ? x : y; }
 // 2^e for e in [-1022, 1023], from its bits.
-inline DH pow2(const LH& e) { return std::bit_cast<DH>((e + kBias64) << kM64); }
+inline DH pow2(const LH& e) { return lanes_cast<DH>((e + kBias64) << kM64); }
 
 // Step 5: sum * 2^q (sum an integer below 2^53, q >= kNoTop - 28), truncated to `precision`
 // significant bits and onto FP32's grid (subnormals onto multiples of 2^-149; truncation twice is
@@ -190,17 +190,17 @@ inline DH pow2(const LH& e) { return std::bit_cast<DH>((e + kBias64) << kM64); }
 // overflow, as truncation leaves nothing between FP32's largest finite value and 2^128); a zero
 // result is +0 whatever the sum's sign (accum/tensor_core.hpp).
 inline FH normalise(const DH& sum, const LH& q, int precision) {
-  const UH bits = std::bit_cast<UH>(sum * pow2(q));  // exact: at most 37 bits, a normal double
+  const UH bits = lanes_cast<UH>(sum * pow2(q));  // exact: at most 37 bits, a normal double
   const UH sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
-  const LH e = std::bit_cast<LH>(mag >> kM64) - kBias64;  // mag's exponent; a zero's is -1023
+  const LH e = lanes_cast<LH>(mag >> kM64) - kBias64;  // mag's exponent; a zero's is -1023
   // Bits kept: those from 2^max(e - precision + 1, -149) up; the double's last bit is 2^(e - 52).
   // The selections as masks (comparisons' all-ones lanes): GCC lowered the 64-bit ?: selections of
   // unsigned lanes to scalar cmov chains on AVX2.
   const LH clear = max(LH{} + (kM64 + 1 - precision), binary32::kMinQuantum + kM64 - e);
-  const UH below = std::bit_cast<UH>(clear > kM64);  // nothing kept
-  const UH kept = mag & (~UH{} << std::bit_cast<UH>(min(clear, LH{} + 63))) & ~below;
-  const UH nonzero = ~std::bit_cast<UH>(std::bit_cast<LH>(kept) == 0);
-  return __builtin_convertvector(std::bit_cast<DH>(kept | (sign & nonzero)), FH);
+  const UH below = lanes_cast<UH>(clear > kM64);  // nothing kept
+  const UH kept = mag & (~UH{} << lanes_cast<UH>(min(clear, LH{} + 63))) & ~below;
+  const UH nonzero = ~lanes_cast<UH>(lanes_cast<LH>(kept) == 0);
+  return __builtin_convertvector(lanes_cast<DH>(kept | (sign & nonzero)), FH);
 }
 
 // Whether every element of x is zero or has its FP32 exponent in [-kNarrow, kNarrow].
@@ -209,7 +209,7 @@ bool narrow(const GemmOperand& x) {
                       hi = static_cast<std::uint32_t>(binary32::kBias + kNarrow + 1) << kM32;
   std::uint32_t bad = 0;
   for (const float v : x.elements) {
-    const std::uint32_t mag = std::bit_cast<std::uint32_t>(v) & binary32::kMagnitudeMask;
+    const std::uint32_t mag = lanes_cast<std::uint32_t>(v) & binary32::kMagnitudeMask;
     bad |= static_cast<std::uint32_t>(mag != 0 && (mag < lo || mag >= hi));
   }
   return bad == 0;
@@ -234,15 +234,15 @@ bool float_products(const GemmOperand& a, const GemmOperand& b, const TensorCore
 // 2^52 quanta, which leaves the rounded value in the double's last bit (-ffp-contract=off and no
 // fast-math keep both operations); infinite from 2^16 after rounding; a zero result is +0.
 inline FH normalise_fp16(const DH& sum, const LH& q) {
-  const UH bits = std::bit_cast<UH>(sum * pow2(q));
+  const UH bits = lanes_cast<UH>(sum * pow2(q));
   const UH sign = bits & (std::uint64_t{1} << 63), mag = bits ^ sign;
-  const LH e = std::bit_cast<LH>(mag >> kM64) - kBias64;
+  const LH e = lanes_cast<LH>(mag >> kM64) - kBias64;
   const DH big = pow2(max(e - kFp16Mantissa, LH{} + kFp16MinQuantum) + kM64);
-  const DH r = (std::bit_cast<DH>(mag) + big) - big;
-  const UH over = std::bit_cast<UH>(r >= 0x1p16);  // masks, as in normalise
-  const UH kept = (std::bit_cast<UH>(DH{} + __builtin_huge_val()) & over) | (std::bit_cast<UH>(r) & ~over);
-  const UH nonzero = ~std::bit_cast<UH>(std::bit_cast<LH>(kept) == 0);
-  return __builtin_convertvector(std::bit_cast<DH>(kept | (sign & nonzero)), FH);
+  const DH r = (lanes_cast<DH>(mag) + big) - big;
+  const UH over = lanes_cast<UH>(r >= 0x1p16);  // masks, as in normalise
+  const UH kept = (lanes_cast<UH>(DH{} + __builtin_huge_val()) & over) | (lanes_cast<UH>(r) & ~over);
+  const UH nonzero = ~lanes_cast<UH>(lanes_cast<LH>(kept) == 0);
+  return __builtin_convertvector(lanes_cast<DH>(kept | (sign & nonzero)), FH);
 }
 
 // Operands packed for the tile, zeros past the ends and up to whole instructions along K: A per
@@ -319,7 +319,7 @@ inline void alignment_tops(const BlockOperands<T>& o, std::size_t n, const Param
     for (std::size_t g = 0; g < G; ++g)
       for (std::size_t h = 0; h < P; ++h) {
         const UW mag = load<UW>(d[r][g] + h * L) & binary32::kMagnitudeMask;
-        const IW field = std::bit_cast<IW>(mag >> kM32);
+        const IW field = lanes_cast<IW>(mag >> kM32);
         const IW x = (field > 1 ? field : IW{} + 1) - binary32::kBias;
         const IW e = x > m.c_emin ? x : IW{} + m.c_emin;
         top[r][g][h] = (mag == 0) | (field == static_cast<int>(binary32::kFieldMax)) ? IW{} + kZeroExp : e;
@@ -393,7 +393,7 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t h = 0; h < kPieces; ++h) {
           const IW t = top[r][g][h] > -2 * kNarrow ? top[r][g][h] : IW{} - 2 * kNarrow;
-          sf[r][g][h] = std::bit_cast<FW>((m.frac - t + binary32::kBias) << kM32);
+          sf[r][g][h] = lanes_cast<FW>((m.frac - t + binary32::kBias) << kM32);
         }
     for (std::size_t c0 = 0; c0 < n; c0 += m.chunk) {
       // The chunk's int32 sums, set by its first product (as sum above).
@@ -423,7 +423,7 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
     for (std::size_t g = 0; g < G; ++g)
       for (std::size_t h = 0; h < kHalves; ++h) {
         const FH c = load<FH>(d[r][g] + h * kHalf);
-        const IH inf = (std::bit_cast<IH>(c) & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
+        const IH inf = (lanes_cast<IH>(c) & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
                        static_cast<std::int32_t>(binary32::kExponentMask);
         const DH cd = __builtin_convertvector(inf ? FH{} : c, DH);
         const DH tc = __builtin_convertvector(__builtin_convertvector(cd * scale(r, g, h), IH), DH);
@@ -443,14 +443,14 @@ void fused_block(const Panels<T>& p, std::size_t ib, std::size_t g0, std::size_t
 // The same bits as the integer lanes (test_gemm_tc_lanes runs both on every claimed preset).
 inline void finish_avx512(const I16& top, const I16& sum, const I16& sum2, int frac, int precision, bool fp16, float* d) {
   constexpr int kRz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
-  const __m512i t = std::bit_cast<__m512i>(top), sm = std::bit_cast<__m512i>(sum);
+  const __m512i t = lanes_cast<__m512i>(top), sm = lanes_cast<__m512i>(sum);
   const __m512 c = _mm512_loadu_ps(d);
   const __m512i cb = _mm512_castps_si512(c);
   const __mmask16 inf = _mm512_cmpeq_epi32_mask(_mm512_and_si512(cb, _mm512_set1_epi32(binary32::kMagnitudeMask)),
                                                 _mm512_set1_epi32(binary32::kExponentMask));
   const __m512 cs = _mm512_scalef_round_ps(c, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(frac), t)), kRz);
   const __m512i tc = _mm512_add_epi32(_mm512_maskz_cvttps_epi32(static_cast<__mmask16>(~inf), cs),
-                                      std::bit_cast<__m512i>(sum2));
+                                      lanes_cast<__m512i>(sum2));
   const __m512i w = _mm512_add_epi32(sm, tc);
   // S's sign: the majority of the addends' and the wrapped sum's sign bits (fused_block_int).
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_ternarylogic_epi32(sm, tc, w, 0xE8), _mm512_setzero_si512());
@@ -526,7 +526,7 @@ void fused_block_int(const Panels<T>& p, std::size_t ib, std::size_t g0, std::si
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t h = 0; h < kPieces; ++h) {
           const IW t = top[r][g][h] > -2 * kNarrow ? top[r][g][h] : IW{} - 2 * kNarrow;
-          sf[r][g][h] = std::bit_cast<FW>((m.frac - t + binary32::kBias) << kM32);
+          sf[r][g][h] = lanes_cast<FW>((m.frac - t + binary32::kBias) << kM32);
         }
     for (std::size_t c = 0; c < 2; ++c) {
     IW part[R][G][kPieces] = {};
