@@ -664,6 +664,48 @@ std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std
   return out;
 }
 
+// Steps 1-2 of the lane-state chains for the block of N k from kc: per lane of the tile, the
+// products' largest alignment exponent as int32 (ExponentWords: P = 4 / W k per word, W bytes an
+// exponent; a word's P maxima reduced at the end). Inlined into both chains, so the k loop stays
+// unrolled with its maxima in registers.
+template <std::size_t N, int W>
+[[gnu::always_inline]] inline void block_tops(const Panels<float>& p, const ExponentWords& x, std::size_t ib,
+                                              std::size_t g0, std::size_t kc, __m512i (&tops)[kTileRows][kTileGroups]) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups, P = 4 / W;
+  __m512i top[R][G];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) top[r][g] = W == 2 ? _mm512_set1_epi16(-0x8000) : _mm512_set1_epi8(-0x80);
+  const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / P * R;
+  const std::int32_t* be[G];
+  for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / P * kLanes;
+#pragma GCC unroll 16
+  for (std::size_t k = 0; k < N / P; ++k) {
+    __m512i eb[G];
+    for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be[g] + k * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512i ea = _mm512_set1_epi32(ae[k * R + r]);
+      for (std::size_t g = 0; g < G; ++g) {
+        if constexpr (W == 2)
+          top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
+        else
+          top[r][g] = _mm512_max_epi8(top[r][g], _mm512_adds_epi8(ea, eb[g]));
+        asm("" : "+v"(top[r][g]));
+      }
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g) {
+      __m512i t = top[r][g];
+      if constexpr (W == 2) {
+        t = _mm512_srai_epi32(_mm512_max_epi16(t, _mm512_rol_epi32(t, 16)), 16);
+      } else {
+        t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
+        t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
+      }
+      tops[r][g] = t;
+    }
+}
+
 // The FP16 accumulator's lane-state chain (AVX-512, binary32 products): the blocks of
 // fused_block_int with their shape known at compile time (block N, one int32 chunk with |S| <
 // 2^24: params_of, W bytes an exponent), the k loops unrolled, D kept in registers as the float of
@@ -690,39 +732,14 @@ void fp16_state_chain(const Panels<float>& p, const ExponentWords& x, const Para
   for (std::size_t kc = kb; kc < kend; kc += N) {
     const BlockOperands<float> o = block_operands(p, ib, g0, kc);
     // Steps 1-2: the products' largest exponent per lane, P k at a time (ExponentWords), then C's.
-    __m512i top[R][G];
-    for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) top[r][g] = W == 2 ? _mm512_set1_epi16(-0x8000) : _mm512_set1_epi8(-0x80);
-    const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / P * R;
-    const std::int32_t* be[G];
-    for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / P * kLanes;
-#pragma GCC unroll 16
-    for (std::size_t k = 0; k < N / P; ++k) {
-      __m512i eb[G];
-      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be[g] + k * kLanes);
-      for (std::size_t r = 0; r < R; ++r) {
-        const __m512i ea = _mm512_set1_epi32(ae[k * R + r]);
-        for (std::size_t g = 0; g < G; ++g) {
-          if constexpr (W == 2)
-            top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
-          else
-            top[r][g] = _mm512_max_epi8(top[r][g], _mm512_adds_epi8(ea, eb[g]));
-          asm("" : "+v"(top[r][g]));
-        }
-      }
-    }
+    __m512i tops[R][G];
+    block_tops<N, W>(p, x, ib, g0, kc, tops);
     __m512 e[R][G], sf[R][G];
     __m512i s1[R][G];
     __mmask16 inf[R][G];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
-        __m512i t = top[r][g];
-        if constexpr (W == 2) {
-          t = _mm512_srai_epi32(_mm512_max_epi16(t, _mm512_rol_epi32(t, 16)), 16);
-        } else {
-          t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
-          t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
-        }
+        const __m512i t = tops[r][g];
         const __m512 c = dv[r][g];
         inf[r][g] = _mm512_fpclass_ps_mask(c, 0x18);  // +-Inf
         const __m512 gc = _mm512_getexp_ps(c);
@@ -788,39 +805,14 @@ void float_state_chain(const Panels<float>& p, const ExponentWords& x, const Par
     for (std::size_t g = 0; g < G; ++g) dv[r][g] = _mm512_setzero_ps();
   for (std::size_t kc = kb; kc < kend; kc += N) {
     const BlockOperands<float> o = block_operands(p, ib, g0, kc);
-    __m512i top[R][G];
-    for (std::size_t r = 0; r < R; ++r)
-      for (std::size_t g = 0; g < G; ++g) top[r][g] = W == 2 ? _mm512_set1_epi16(-0x8000) : _mm512_set1_epi8(-0x80);
-    const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / P * R;
-    const std::int32_t* be[G];
-    for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / P * kLanes;
-#pragma GCC unroll 16
-    for (std::size_t k = 0; k < N / P; ++k) {
-      __m512i eb[G];
-      for (std::size_t g = 0; g < G; ++g) eb[g] = _mm512_loadu_si512(be[g] + k * kLanes);
-      for (std::size_t r = 0; r < R; ++r) {
-        const __m512i ea = _mm512_set1_epi32(ae[k * R + r]);
-        for (std::size_t g = 0; g < G; ++g) {
-          if constexpr (W == 2)
-            top[r][g] = _mm512_max_epi16(top[r][g], _mm512_add_epi16(ea, eb[g]));
-          else
-            top[r][g] = _mm512_max_epi8(top[r][g], _mm512_adds_epi8(ea, eb[g]));
-          asm("" : "+v"(top[r][g]));
-        }
-      }
-    }
+    __m512i tops[R][G];
+    block_tops<N, W>(p, x, ib, g0, kc, tops);
     // e = F - max(products' top, D's exponent), and C's term: the sums' start.
     __m512 e[R][G], sf[R][G];
     __m512i s1[R][G], s2[R][G];
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g) {
-        __m512i t = top[r][g];
-        if constexpr (W == 2) {
-          t = _mm512_srai_epi32(_mm512_max_epi16(t, _mm512_rol_epi32(t, 16)), 16);
-        } else {
-          t = _mm512_max_epi8(t, _mm512_slli_epi32(t, 16));
-          t = _mm512_srai_epi32(_mm512_max_epi8(t, _mm512_slli_epi32(t, 8)), 24);
-        }
+        const __m512i t = tops[r][g];
         e[r][g] = _mm512_sub_ps(frac, _mm512_max_ps(_mm512_cvtepi32_ps(t), _mm512_getexp_ps(dv[r][g])));
         sf[r][g] = _mm512_scalef_ps(one, _mm512_min_ps(e[r][g], sf_cap));
         const __m512i tc = _mm512_cvttps_epi32(_mm512_scalef_ps(dv[r][g], e[r][g]));
