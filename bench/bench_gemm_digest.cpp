@@ -98,8 +98,13 @@ fp8lab::GemmOperand preset_operand(const char* fmt, const char* scale_fmt, std::
   x.scales.resize(((rows + x.tile_rows - 1) / x.tile_rows) * x.grid_cols());
   if (block) {
     const fp8lab::Format& sf = fp8lab::format_by_name(scale_fmt);
-    for (auto& s : x.scales)
-      s = static_cast<float>(fp8lab::round_to_format(std::ldexp(1.0 + (g.next() % 64) / 64.0, static_cast<int>(g.next() % 9) - 4), sf));
+    for (auto& s : x.scales) {
+      // Two draws in two statements: as the arguments of one call their order is unspecified (Clang
+      // took them left to right, GCC right to left, and the digests differed).
+      const int e = static_cast<int>(g.next() % 9) - 4;
+      const double m = 1.0 + static_cast<double>(g.next() % 64) / 64.0;
+      s = static_cast<float>(fp8lab::round_to_format(std::ldexp(m, e), sf));
+    }
   } else {
     for (auto& s : x.scales) s = std::bit_cast<float>((g.next() & 0x007FFFFFu) | 0x3B800000u);  // [2^-8, 2^-7)
   }
