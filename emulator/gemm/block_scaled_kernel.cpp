@@ -238,15 +238,24 @@ bool groups_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t
 // (c0 = 2 qin - 2 scale mantissa bits + F; exact in binary32: at most 24 significant bits, the
 // power of two clamped to [-60, 100], below which every weight's term is 0), the terms and C's
 // added in binary64 (< 2^53, checked).
-#if defined(__AVX2__)
+//
+// The portable build (x86-64's SSE2; NEON on aarch64, where it is the only build) runs the same
+// tiles on 4 lanes (16-byte vectors, one machine register each) with the helpers below written as
+// vector operations the baseline has natively: int32, int16 and float lanes, binary64 arithmetic
+// and bitwise logic (no 64-bit integer compares, variable shifts or int64 conversions, which SSE2
+// lacks and GCC lowers lane by lane). ScaledGroups sums a group's int16 products in int16 lanes
+// there (pmullw / paddw; exact while g / 2 qmax^2 < 2^15, checked), and step 5 truncates with
+// binary64 arithmetic (normalise_lanes).
 #if defined(__AVX512F__)
 constexpr std::size_t W = 16;
 constexpr std::size_t kTileRows = 6, kTileGroups = 2;
-#else
+#elif defined(__AVX2__)
 constexpr std::size_t W = 8;
 constexpr std::size_t kTileRows = 2, kTileGroups = 2;
+#else
+constexpr std::size_t W = 4;
+constexpr std::size_t kTileRows = 2, kTileGroups = 2;
 #endif
-constexpr bool kTiles = true;
 constexpr std::size_t WH = W / 2;
 using FV = float __attribute__((vector_size(4 * W)));
 using IV = std::int32_t __attribute__((vector_size(4 * W)));
@@ -277,6 +286,7 @@ inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
 inline FV pow2f(const IV& e) { return lanes_cast<FV>((e + 127) << kM32); }
 inline DH pow2d(const LH& e) { return lanes_cast<DH>((e + 1023) << 52); }
 
+#if defined(__AVX2__)
 // Truncation toward zero of every lane (vroundps / vrndscaleps, and the binary64 forms).
 inline FV trunc_lanes(const FV& x) {
 #if defined(__AVX512F__)
@@ -345,8 +355,8 @@ inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
 // truncating once onto the coarser), infinite from 2^128 (the conversion of a value with at most
 // 24 significant bits, 2^128 or more, to binary32), +0 for a zero result whatever the sum's sign:
 // accum's normalise with TowardZero rounding and an FP32 accumulator.
-inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
-  const UH bits = lanes_cast<UH>(sum * pow2d(q));  // exact: a normal double
+inline FH normalise_lanes(const DH& sum, const DH& pow2q, int precision) {
+  const UH bits = lanes_cast<UH>(sum * pow2q);  // exact: a normal double
   const UH sign = bits & (UH{} + (std::uint64_t{1} << 63)), mag = bits ^ sign;
   const LH e = lanes_cast<LH>(mag >> 52) - 1023;  // a zero's: -1023
   const LH keep_low = LH{} + (53 - precision), sub = (binary32::kMinQuantum + 52) - e;
@@ -360,6 +370,93 @@ inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
 #endif
 }
 
+// Half h of a vector's lanes in binary64, and 2^e for half h of e's lanes.
+inline DH half_to_double(const FV& x, std::size_t h) { return to_double(half<FH>(x, h)); }
+inline DH half_to_double(const IV& x, std::size_t h) { return to_double(half<IH>(x, h)); }
+inline DH half_pow2d(const IV& e, std::size_t h) { return pow2d(to_int64(half<IH>(e, h))); }
+
+// ScaledGroups: a group's sums of adjacent int16 products, int32 lanes (vpmaddwd, vpdpwssd).
+using GroupSums = IV;
+constexpr bool kGroupsInt16 = false;
+// Fused step 1: an A exponent in every int16 lane (vpbroadcastw from memory).
+constexpr std::size_t kExpCopies = 1;
+inline SV splat_exp(const std::int16_t* e) { return SV{} + *e; }
+inline IV group_sums(const GroupSums& p) { return p; }
+#else
+// The portable helpers (see above): operations every 16-byte vector unit has.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "lanes_cast of int16 pairs and binary64 words");
+constexpr std::uint64_t kSign64 = std::uint64_t{1} << 63;
+
+// Truncation toward zero: through int32 below 2^23 (larger floats are integers), and for binary64
+// below 2^52 by adding and subtracting 2^52 (round to nearest) and stepping back where that rounded
+// up (larger doubles are integers; the argument's sign put back).
+inline FV trunc_lanes(const FV& x) {
+  const IV small = lanes_cast<FV>(lanes_cast<UV>(x) & kMagnitudeMask) < 0x1p23f;
+  const FV t = __builtin_convertvector(__builtin_convertvector(small ? x : FV{}, IV), FV);
+  return small ? t : x;
+}
+inline DH trunc_lanes(const DH& x) {
+  const UH sign = lanes_cast<UH>(x) & kSign64;
+  const DH a = lanes_cast<DH>(lanes_cast<UH>(x) ^ sign);
+  DH r = (a + 0x1p52) - 0x1p52;
+  r = r > a ? r - 1.0 : r;
+  r = a < 0x1p52 ? r : a;
+  return lanes_cast<DH>(lanes_cast<UH>(r) | sign);
+}
+// Truncation of 0 <= x < 2^31 toward zero (cvttpd2dq, cvtdq2pd).
+inline DH trunc_small(const DH& x) { return __builtin_convertvector(__builtin_convertvector(x, IH), DH); }
+inline IV to_int32(const SH& x) { return __builtin_convertvector(x, IV); }
+// Half h of a vector's lanes in binary64 (cvtps2pd, cvtdq2pd), and 2^e for half h of e's lanes
+// (binary64's high words from int32 lanes, interleaved with zero low words).
+static_assert(W == 4, "the portable halves below are two lanes");
+inline DH half_to_double(const FV& x, std::size_t h) {
+  return __builtin_convertvector(h == 0 ? __builtin_shufflevector(x, x, 0, 1) : __builtin_shufflevector(x, x, 2, 3), DH);
+}
+inline DH half_to_double(const IV& x, std::size_t h) {
+  return __builtin_convertvector(h == 0 ? __builtin_shufflevector(x, x, 0, 1) : __builtin_shufflevector(x, x, 2, 3), DH);
+}
+inline DH half_pow2d(const IV& e, std::size_t h) {
+  const IV hi = (e + 1023) << 20;
+  return lanes_cast<DH>(h == 0 ? __builtin_shufflevector(IV{}, hi, 0, 4, 0, 5) : __builtin_shufflevector(IV{}, hi, 0, 6, 0, 7));
+}
+
+// ScaledGroups: a group's int16 products summed in int16 lanes (an operand's pair of quanta in
+// each int32 lane; exact: the tiles' condition), then each lane pair's two sums added in int32.
+using S2 = std::int16_t __attribute__((vector_size(4 * W)));
+using GroupSums = S2;
+constexpr bool kGroupsInt16 = true;
+// Fused step 1: an A exponent in every int16 lane, from the two copies A's panel holds (movd,
+// pshufd: a 16-bit broadcast is four instructions on SSE2).
+constexpr std::size_t kExpCopies = 2;
+static_assert(sizeof(SV) == sizeof(IV));
+inline SV splat_exp(const std::int16_t* e) { return lanes_cast<SV>(IV{} + load<std::int32_t>(e)); }
+inline S2 madd(std::int32_t a, const IV& b) { return lanes_cast<S2>(IV{} + a) * lanes_cast<S2>(b); }
+inline S2 madd(const S2& acc, std::int32_t a, const IV& b) { return acc + madd(a, b); }
+inline IV group_sums(const S2& p) {
+  const IV x = lanes_cast<IV>(p);
+  return ((x << 16) >> 16) + (x >> 16);
+}
+
+// Step 5 as the AVX2 build's normalise_lanes (same values), in binary64 arithmetic: |sum| (an
+// integer) truncated to its `precision` leading bits (|sum| 2^(p - 1 - e) < 2^p, e = its exponent,
+// truncated through int32, times 2^(e + 1 - p)), times 2^q (exact), truncated onto FP32's grid
+// below 2^-126 (multiples of 2^-149: nested grids), to binary32 (exact, or infinite from 2^128),
+// its sign put back unless zero.
+inline FH normalise_lanes(const DH& sum, const DH& pow2q, int precision) {
+  const UH bits = lanes_cast<UH>(sum);
+  const UH sign = bits & kSign64;
+  const DH a = lanes_cast<DH>(bits ^ sign);
+  DH top = lanes_cast<DH>(bits & (std::uint64_t{0x7FF} << 52));  // 2^e, or 0 for a zero sum
+  top = top > 1.0 ? top : DH{} + 1.0;
+  const DH inv = lanes_cast<DH>((UH{} + (static_cast<std::uint64_t>(precision - 1 + 2 * 1023) << 52)) - lanes_cast<UH>(top));
+  const DH kept = trunc_small(a * inv) * (top * lanes_cast<double>(static_cast<std::uint64_t>(1023 + 1 - precision) << 52));
+  const DH v = kept * pow2q;
+  const LH tiny = v < 0x1p-126;
+  const DH r = tiny ? trunc_small((tiny ? v : DH{}) * 0x1p149) * 0x1p-149 : v;
+  return __builtin_convertvector(lanes_cast<DH>(lanes_cast<UH>(r) | (r != 0.0 ? sign : UH{})), FH);
+}
+#endif
+
 // The alignment exponent of a zero element (int16 lanes): two of them sum to -32768, one and a real
 // exponent stay far below every sum of two real ones.
 constexpr std::int16_t kZeroExp16 = -16384;
@@ -371,7 +468,8 @@ struct Panel {
   PooledVector<float> v;          // Fused: values (0 for NaN and Inf)
   std::size_t Le = 0;             // Fused: alignment exponents (kZeroExp16 for zero) in rows of Le lanes
   PooledVector<std::int16_t> e16;  // (A: kTileRows, B: a tile's kTileGroups x W columns), element t
-                                   // of row i at [(i / Le) kp + t] Le + i % Le
+                                   // of row i at ([(i / Le) kp + t] Le + i % Le) copies, `copies`
+                                   // times (A's: kExpCopies)
   PooledVector<std::int32_t> e;   // ScaledGroups: quanta pairs
   PooledVector<std::int32_t> s;   // per instruction (group): scale exponent
   PooledVector<std::int32_t> z;   // ScaledGroups, per group: mask of the nonzero elements
@@ -392,7 +490,8 @@ inline float times_pow2(float s, int e) {
 }
 
 // blocks: a multiple of `mult` (B's: whole tiles of column groups), whose exponents share rows.
-Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin) {
+Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin,
+                  std::size_t copies = 1) {
   Panel p;
   p.L = L;
   p.Le = L * mult;
@@ -400,7 +499,7 @@ Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::si
   p.kp = kp;
   p.nu = kp / k;
   p.v.assign(p.blocks * kp * L, 0.0f);
-  p.e16.assign(p.v.size(), kZeroExp16);
+  p.e16.assign(p.v.size() * copies, kZeroExp16);
   p.s.assign(p.blocks * p.nu * L, 0);
   p.ok.assign(x.rows, 1);
   const std::size_t K = x.cols;
@@ -419,10 +518,10 @@ Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::si
         e[t] = static_cast<std::int16_t>(mag == 0 || bad ? kZeroExp16 : ex);
       }
       float* pv = p.v.data() + p.at(i, 0);
-      std::int16_t* pe = p.e16.data() + (i / p.Le) * kp * p.Le + i % p.Le;
+      std::int16_t* pe = p.e16.data() + ((i / p.Le) * kp * p.Le + i % p.Le) * copies;
       for (std::size_t t = 0; t < K; ++t) {
         pv[t * L] = v[t];
-        pe[t * p.Le] = e[t];
+        for (std::size_t c = 0; c < copies; ++c) pe[t * p.Le * copies + c] = e[t];
       }
       bool nan_scale = false;
       for (std::size_t u = 0; u < p.nu; ++u) {
@@ -514,13 +613,13 @@ inline IV c_exponent(FV& c, IV& bad, int zte) {
 // C's term for one output vector: trunc(C 2^(F - top)) (|.| < 2^(F + 1)), in binary64 halves.
 inline void c_term(const FV& c, const IV& top, const TileParams& tp, DH (&out)[2]) {
   for (std::size_t h = 0; h < 2; ++h)
-    out[h] = trunc_lanes(to_double(half<FH>(c, h)) * pow2d(tp.frac - to_int64(half<IH>(top, h))));
+    out[h] = trunc_lanes(half_to_double(c, h) * half_pow2d(tp.frac - top, h));
 }
 
 // Step 5 for one output vector: d = normalise(sum, top - F).
 inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, float* d) {
   for (std::size_t h = 0; h < 2; ++h) {
-    const FH out = normalise_lanes(sum[h], to_int64(half<IH>(top, h)) - tp.frac, tp.precision);
+    const FH out = normalise_lanes(sum[h], half_pow2d(top - tp.frac, h), tp.precision);
     std::memcpy(d + h * WH, &out, sizeof out);
   }
 }
@@ -568,7 +667,7 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
   for (std::size_t u = 0; u < A.nu; ++u) {
     const std::size_t t0 = u * k;
     const float* av = A.v.data() + (rb * A.kp + t0) * R;
-    const std::int16_t* ae = A.e16.data() + (rb * A.kp + t0) * R;
+    const std::int16_t* ae = A.e16.data() + (rb * A.kp + t0) * R * kExpCopies;
     const std::int16_t* be = B.e16.data() + (g0 / G * B.kp + t0) * G * W;
     const float* bv[G];
     for (std::size_t g = 0; g < G; ++g) bv[g] = B.v.data() + ((g0 + g) * B.kp + t0) * W;
@@ -578,7 +677,7 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
     for (std::size_t t = 0; t < k; ++t) {
       const SV eb = load<SV>(be + t * G * W);
       for (std::size_t r = 0; r < R; ++r) {
-        const SV s = eb + ae[t * R + r];
+        const SV s = eb + splat_exp(ae + (t * R + r) * kExpCopies);
         top16[r] = top16[r] > s ? top16[r] : s;
       }
     }
@@ -636,7 +735,7 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
         c_term(load<FV>(d[r][g]), t, tp, sum);
         for (std::size_t ch = 0; ch < chunks; ++ch)
           for (std::size_t h = 0; h < 2; ++h)
-            sum[h] += to_double(half<IH>(load<IV>(parts[ch][r][g]), h));
+            sum[h] += half_to_double(load<IV>(parts[ch][r][g]), h);
         finish(sum, t, tp, d[r][g]);
       }
   }
@@ -681,7 +780,7 @@ void groups_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0,
       const std::int32_t* aq = A.e.data() + (rb * A.kp + (u0 + gi) * pairs) * R;
       const std::int32_t* bq[G];
       for (std::size_t g = 0; g < G; ++g) bq[g] = B.e.data() + ((g0 + g) * B.kp + (u0 + gi) * pairs) * W;
-      IV p[R][G];  // the first pair sets p (a zero-initialised array was a memset per group)
+      GroupSums p[R][G];  // the first pair sets p (a zero-initialised array was a memset per group)
       for (std::size_t g = 0; g < G; ++g) {
         const IV b = load<IV>(bq[g]);
         for (std::size_t r = 0; r < R; ++r) p[r][g] = madd(aq[r], b);
@@ -696,11 +795,11 @@ void groups_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0,
         const std::size_t ua = (rb * A.nu + u0 + gi) * R + r;
         for (std::size_t g = 0; g < G; ++g) {
           const std::size_t ub = ((g0 + g) * B.nu + u0 + gi) * W;
-          const FV w = __builtin_convertvector(p[r][g], FV) * (load<FV>(B.ss.data() + ub) * A.ss[ua]);
+          const FV w = __builtin_convertvector(group_sums(p[r][g]), FV) * (load<FV>(B.ss.data() + ub) * A.ss[ua]);
           const IV sh = vmin(vmax(tp.c0 + (load<IV>(B.s.data() + ub) + A.s[ua]) - top[r][g], IV{} - 60), IV{} + 100);
           const FV term = trunc_lanes(w * pow2f(sh));
           for (std::size_t h = 0; h < 2; ++h) {
-            const DH s = load<DH>(sums[r][g] + h * WH) + to_double(half<FH>(term, h));
+            const DH s = load<DH>(sums[r][g] + h * WH) + half_to_double(term, h);
             std::memcpy(sums[r][g] + h * WH, &s, sizeof s);
           }
         }
@@ -739,9 +838,6 @@ void run_tiles(const Panel& A, const Panel& B, std::size_t M, std::size_t N, con
     }
   });
 }
-#else
-constexpr bool kTiles = false;
-#endif
 }  // namespace
 
 std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& b, const TensorCoreModel& m,
@@ -753,7 +849,6 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
   const std::size_t kp = (K + k - 1) / k * k;
   const Format& in = format_by_name(m.input_format);
   std::vector<float> acc(M * N, 0.0f);
-#if defined(__AVX2__)
   {
     const Format& in_b = format_by_name(b_input_format(m));
     const Format& sf = format_by_name(m.scale_format);
@@ -780,7 +875,7 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
       if (ok && (k + tp.chunk - 1) / tp.chunk <= kMaxChunks) {
         const double c_term = std::ldexp(1.0, F + 1), rest = static_cast<double>(k > tp.chunk ? k - tp.chunk : 0);
         tp.int_finish = k <= 2 * tp.chunk && rest * T + c_term < 0x1p31 && static_cast<double>(k) * T + c_term < 0x1p32;
-        const Panel PA = fused_panel(a, kTileRows, 1, kp, k, m.input_min_exponent);
+        const Panel PA = fused_panel(a, kTileRows, 1, kp, k, m.input_min_exponent, kExpCopies);
         const Panel PB = fused_panel(b, W, kTileGroups, kp, k, b_input_min_exponent(m));
         run_tiles(PA, PB, M, N, tp, fused_tile, chain, acc);
         return acc;
@@ -794,7 +889,8 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
       const int c0 = 2 * qin - 2 * sf.mantissa_bits + F;
       const bool ok = std::string_view(b_input_format(m)) == m.input_format && g % 2 == 0 && g <= 32 && k % g == 0 &&
                       qmax < 0x1p15 && static_cast<double>(g) * qmax * qmax < 0x1p31 && wmax < 0x1p24 && c0 <= 100 &&
-                      static_cast<double>(k / g) * wmax * std::ldexp(1.0, c0) + std::ldexp(1.0, F + 1) < 0x1p53;
+                      static_cast<double>(k / g) * wmax * std::ldexp(1.0, c0) + std::ldexp(1.0, F + 1) < 0x1p53 &&
+                      (!kGroupsInt16 || static_cast<double>(g / 2) * qmax * qmax < 0x1p15);
       if (ok) {
         tp.groups = k / g;
         tp.g = g;
@@ -806,7 +902,6 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
       }
     }
   }
-#endif
   const Decoded A = decode(a, m, kp, m.input_format, m.input_min_exponent);
   const Decoded B = decode(b, m, kp, b_input_format(m), b_input_min_exponent(m));
   const int qin = in.min_normal_exponent() - in.mantissa_bits;
