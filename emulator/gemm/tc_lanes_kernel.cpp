@@ -115,6 +115,7 @@ struct Params {
                          // two (split) whose second sum plus C's term fits int32 and |S| < 2^32
   std::size_t split;     // fused_block_int: products in the first int32 chunk (block when one)
   bool s_fits;           // one chunk, and |S| = |sum + C's term| <= block T + 2^(F + 1) stays below 2^31
+  bool lane_sums;        // int_finish's condition in every variant (the lane-state chains' sums)
 };
 
 Params params_of(const TensorCoreModel& m) {
@@ -142,12 +143,12 @@ Params params_of(const TensorCoreModel& m) {
 #else
   constexpr bool kIntLanes = false;
 #endif
-  const bool one = kIntLanes && block <= chunk && (!fp16 || small);
-  const bool two = kIntLanes && !fp16 && block > chunk && first >= 1 &&
+  const bool one = block <= chunk && (!fp16 || small);
+  const bool two = !fp16 && block > chunk && first >= 1 &&
                    static_cast<double>(block - first) * T + c_term <= lim && static_cast<double>(block) * T + c_term < 0x1p32;
   return {static_cast<std::size_t>(m.k), block, chunk, m.alignment_frac_bits, m.output_precision, m.input_min_exponent,
-          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, one || two, one ? block : first,
-          one && static_cast<double>(block) * T + c_term <= lim};
+          b_input_min_exponent(m), fp16, fp16 ? kFp16Emin : binary32::kMinExponent, kIntLanes && (one || two),
+          one ? block : first, one && static_cast<double>(block) * T + c_term <= lim, one || two};
 }
 
 // Step 1: a finite operand's alignment exponent, its FP32 exponent (subnormals at -126) clamped
@@ -632,7 +633,6 @@ auto blocks_chain(const Panels<T>& p, const Params& m) {
   };
 }
 
-#if defined(__AVX512F__)
 // The panels' alignment exponents 4 / W k to an int32 word, W bytes each (k in order from the low
 // bytes; A: per row block, k group and row; B: per column group, k group and lane), so that one
 // vpaddw / vpaddsb and one vpmaxsw / vpmaxsb take the largest exponent of 2 or 4 k at once. A zero
@@ -664,6 +664,7 @@ std::vector<std::int32_t> exponent_words(const std::vector<std::int32_t>& e, std
   return out;
 }
 
+#if defined(__AVX512F__)
 // Steps 1-2 of the lane-state chains for the block of N k from kc: per lane of the tile, the
 // products' largest alignment exponent as int32 (ExponentWords: P = 4 / W k per word, W bytes an
 // exponent; a word's P maxima reduced at the end). Inlined into both chains, so the k loop stays
@@ -860,6 +861,8 @@ void float_state_chain(const Panels<float>& p, const ExponentWords& x, const Par
     for (std::size_t g = 0; g < G; ++g) _mm512_storeu_ps(d[r][g], dv[r][g]);
 }
 
+#endif  // __AVX512F__
+
 // Whether the lane-state chains (fp16_state_chain, float_state_chain) compute this model's blocks
 // (with binary32 products): fused_block_int's sums (Params::int_finish); an FP16 accumulator, or an
 // FP32 one with F >= precision - 1 (which the integer lane state these chains replaced needed;
@@ -868,11 +871,214 @@ void float_state_chain(const Panels<float>& p, const ExponentWords& x, const Par
 // minimum - F >= -126 suffices; and finite: |D| is below the interval's |products| summed,
 // < K 2^(2 kNarrow + 2) <= 2^128 for K < 2^26.
 bool lane_state_applies(const Params& m, std::size_t K) {
-  return m.int_finish && K > 0 && K < (std::size_t{1} << 26) &&
+  return m.lane_sums && K > 0 && K < (std::size_t{1} << 26) &&
          (m.fp16 || (m.frac >= m.precision - 1 &&
                      std::max(m.emin_a, -kNarrow) + std::max(m.emin_b, -kNarrow) - m.frac >= binary32::kMinExponent));
 }
 
+template <std::size_t N, std::size_t S, int W, bool Fp16>
+struct Shape {
+  static constexpr std::size_t n = N, s = S;
+  static constexpr int w = W;
+  static constexpr bool fp16 = Fp16;
+};
+
+#if !defined(__AVX512F__)
+// The lane-state chains without AVX-512 (the portable variant: SSE2 here, NEON on aarch64; AVX2):
+// fp16_state_chain's and float_state_chain's arithmetic in float and int32 lanes of native vectors
+// only (kGenLanes lanes; GCC vector extensions, no intrinsics), where fused_block's binary64
+// finish (int64 lanes, 64-byte vectors) went through scalar code. Per block of N products (N even,
+// exponents 2 k a word as int16, ExponentWords<2>):
+// - top: the products' largest alignment exponent (int16 adds and maxima, the word's two halves
+//   reduced to int32), and D's: its FP32 exponent field - 127 (D is 0, a normal float, or with an
+//   FP16 accumulator possibly infinite: 0 and infinite take no part; FP16: at least -14);
+// - e = F - top; each term the product times 2^min(e, F + 2 kNarrow) (a float built from its
+//   exponent field), truncated by the float-to-int32 conversion; C's term D 2^e by adding e to D's
+//   exponent field (exact; a result below 2^-126 is below 1: term 0), truncated the same way;
+// - FP32: |S| (a 32-bit magnitude: with two chunks the sign is the majority of the addends' and the
+//   wrapped sum's, as finish_avx512) converted toward zero: f = |S|'s nearest float from its exact
+//   halves (|S| >> 8) 2^8 and |S| & 255, and the float below f where f > |S| (|S| - f computed
+//   exactly: hf - f by Sterbenz, small integers after), so its 24 leading bits; masked to
+//   `precision` bits, its sign set, then times 2^(top - F) by adding top - F to its exponent field
+//   (D is 0 or a normal float: lane_state_applies); a zero S gives +0;
+// - FP16: |S| < 2^24 exact as a float, times 2^(top - F) (clamped to [-126, 127]: lower, the value
+//   is below 2^-102, 0 in FP16 either way), rounded once to nearest even onto FP16's grid by adding
+//   and subtracting 2^23 quanta (quantum 2^clamp(e - 10, -24, 5): values from 2^16 become infinite
+//   either way), infinite from 2^16, sign set unless zero; an infinite C stays the result.
+#if defined(__AVX2__)
+constexpr std::size_t kGenBytes = 32;
+#else
+constexpr std::size_t kGenBytes = 16;
+#endif
+using GF = float __attribute__((vector_size(kGenBytes)));
+using GI = std::int32_t __attribute__((vector_size(kGenBytes)));
+using GU = std::uint32_t __attribute__((vector_size(kGenBytes)));
+using GS = std::int16_t __attribute__((vector_size(kGenBytes)));
+constexpr std::size_t kGenLanes = kGenBytes / 4, kGenVecs = kLanes / kGenLanes;
+
+template <class V>
+inline V vmax(const V& x, const V& y) { return x > y ? x : y; }
+template <class V>
+inline V vmin(const V& x, const V& y) { return x < y ? x : y; }
+
+template <std::size_t N, std::size_t S, bool Fits, bool Fp16>
+void generic_state_chain(const Panels<float>& p, const ExponentWords& x, const Params& m, std::size_t ib,
+                         std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+  constexpr std::size_t R = kTileRows, G = kTileGroups, V = kGenVecs, L = kGenLanes;
+  static_assert(N % 2 == 0 && (!Fits || S == N));
+  constexpr std::int32_t kBias = binary32::kBias;
+  const GI cap = GI{} + (m.frac + 2 * kNarrow);
+  const GU keep = GU{} + ~((std::uint32_t{1} << (binary32::kPrecision - m.precision)) - 1);
+  const GU sign_bit = GU{} + binary32::kSignMask;
+  GF dv[R][G][V];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t v = 0; v < V; ++v) dv[r][g][v] = GF{};
+  for (std::size_t kc = kb; kc < kend; kc += N) {
+    const BlockOperands<float> o = block_operands(p, ib, g0, kc);
+    // Steps 1-2: the products' largest exponent, 2 k a word.
+    GS t16[R][G][V];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t v = 0; v < V; ++v) t16[r][g][v] = GS{} + static_cast<std::int16_t>(-0x8000);
+    const std::int32_t* ae = x.a.data() + (ib * p.K + kc) / 2 * R;
+    const std::int32_t* be[G];
+    for (std::size_t g = 0; g < G; ++g) be[g] = x.b.data() + ((g0 + g) * p.K + kc) / 2 * kLanes;
+#pragma GCC unroll 16
+    for (std::size_t k = 0; k < N / 2; ++k) {
+      GS eb[G][V];
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t v = 0; v < V; ++v) eb[g][v] = load<GS>(be[g] + k * kLanes + v * L);
+      for (std::size_t r = 0; r < R; ++r) {
+        const GS ea = lanes_cast<GS>(GI{} + ae[k * R + r]);
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t v = 0; v < V; ++v) t16[r][g][v] = vmax(t16[r][g][v], ea + eb[g][v]);
+      }
+    }
+    // D's exponent, e, the scales and C's term: the sums' start.
+    GI e[R][G][V], s1[R][G][V], s2[R][G][V];
+    GF sf[R][G][V];
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t v = 0; v < V; ++v) {
+          const GI t32 = lanes_cast<GI>(t16[r][g][v]);
+          GI top = vmax((t32 << 16) >> 16, t32 >> 16);
+          const GI cb = lanes_cast<GI>(dv[r][g][v]);
+          const GI field = (cb >> kM32) & 0xFF;
+          const GI live = (field != 0) & (field != static_cast<std::int32_t>(binary32::kFieldMax));
+          GI ce = field - kBias;
+          if constexpr (Fp16) ce = vmax(ce, GI{} + m.c_emin);
+          top = (live & (ce > top)) != 0 ? ce : top;
+          e[r][g][v] = m.frac - top;
+          sf[r][g][v] = lanes_cast<GF>((vmin(e[r][g][v], cap) + kBias) << kM32);
+          const GU eu = lanes_cast<GU>(e[r][g][v]);
+          const GF cs = lanes_cast<GF>(lanes_cast<GU>(cb) + (eu << kM32));
+          const GI tc = __builtin_convertvector(cs, GI) & (live & (field + e[r][g][v] > 0));
+          if constexpr (Fits) {
+            s1[r][g][v] = tc;
+          } else {
+            s1[r][g][v] = GI{};
+            s2[r][g][v] = tc;
+          }
+        }
+    // Step 3.
+#pragma GCC unroll 32
+    for (std::size_t k = 0; k < N; ++k) {
+      GF b[G][V];
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t v = 0; v < V; ++v) b[g][v] = load<GF>(o.bv[g] + k * kLanes + v * L);
+      for (std::size_t r = 0; r < R; ++r) {
+        const GF xa = GF{} + o.av[k * R + r];
+        for (std::size_t g = 0; g < G; ++g)
+          for (std::size_t v = 0; v < V; ++v) {
+            const GI t = __builtin_convertvector(xa * b[g][v] * sf[r][g][v], GI);
+            GI& sum = k < S ? s1[r][g][v] : s2[r][g][v];
+            sum += t;
+          }
+      }
+    }
+    // Steps 4-5.
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t g = 0; g < G; ++g)
+        for (std::size_t v = 0; v < V; ++v) {
+          const GI q = GI{} - e[r][g][v];
+          if constexpr (Fp16) {
+            const GI sgn = s1[r][g][v] >> 31;
+            const GF mag = __builtin_convertvector((s1[r][g][v] ^ sgn) - sgn, GF);  // exact: |S| < 2^24
+            const GF y = mag * lanes_cast<GF>((vmin(vmax(q, GI{} - 126), GI{} + 127) + kBias) << kM32);
+            const GI ey = (lanes_cast<GI>(y) >> kM32) - kBias;
+            const GI quantum = vmin(vmax(ey - kFp16Mantissa, GI{} + kFp16MinQuantum), GI{} + (kFp16Emax - kFp16Mantissa));
+            const GF big = lanes_cast<GF>((quantum + (kM32 + kBias)) << kM32);
+            const GF rounded = (y + big) - big;
+            const GU over = lanes_cast<GU>(rounded >= 0x1p16f);
+            GU rb = (over & binary32::kExponentMask) | (lanes_cast<GU>(rounded) & ~over);
+            rb |= sign_bit & lanes_cast<GU>(sgn) & lanes_cast<GU>(rb != 0);
+            const GI cb = lanes_cast<GI>(dv[r][g][v]);
+            const GU inf = lanes_cast<GU>((cb & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
+                                          static_cast<std::int32_t>(binary32::kExponentMask));
+            dv[r][g][v] = lanes_cast<GF>((lanes_cast<GU>(cb) & inf) | (rb & ~inf));
+          } else {
+            GU w, neg;
+            if constexpr (Fits) {
+              w = lanes_cast<GU>(s1[r][g][v]);
+              neg = lanes_cast<GU>(s1[r][g][v] >> 31);
+            } else {
+              const GU a1 = lanes_cast<GU>(s1[r][g][v]), a2 = lanes_cast<GU>(s2[r][g][v]);
+              w = a1 + a2;
+              neg = lanes_cast<GU>(lanes_cast<GI>((a1 & a2) | (a1 & w) | (a2 & w)) >> 31);
+            }
+            const GU mag = (w ^ neg) - neg;
+            const GF hf = __builtin_convertvector(lanes_cast<GI>(mag >> 8), GF) * 256.0f;
+            const GF lf = __builtin_convertvector(lanes_cast<GI>(mag & 0xFF), GF);
+            const GF f = hf + lf;  // |S| to nearest
+            const GF below = (hf - f) + lf;  // |S| - f, exact
+            GU vb = lanes_cast<GU>(f) + lanes_cast<GU>(below < 0.0f);
+            vb = (vb & keep) | (neg & sign_bit);
+            dv[r][g][v] = lanes_cast<GF>((vb + (lanes_cast<GU>(q) << kM32)) & ~lanes_cast<GU>(mag == 0));
+          }
+        }
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t v = 0; v < V; ++v) std::memcpy(d[r][g] + v * L, &dv[r][g][v], sizeof dv[r][g][v]);
+}
+
+// run() with generic_state_chain for the block shapes of the preset rows; false (nothing done) for others.
+bool run_generic_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m,
+                       std::size_t NC, Combine combine, std::vector<float>& out) {
+  const std::size_t n = m.block, s = m.split;
+  if (n % 2 != 0) return false;
+  const ExponentWords x{exponent_words<2>(p.ae, p.K, kTileRows), exponent_words<2>(p.be, p.K, kLanes)};
+  auto go = [&](auto shape) {
+    using Sh = decltype(shape);
+    run(p, a, b, m, NC, combine, out,
+        [&p, &x, &m](std::size_t ib, std::size_t g0, std::size_t kb, std::size_t kend, Tile& d) {
+          if constexpr (Sh::fp16)
+            generic_state_chain<Sh::n, Sh::n, true, true>(p, x, m, ib, g0, kb, kend, d);
+          else if (m.s_fits)
+            generic_state_chain<Sh::n, Sh::n, true, false>(p, x, m, ib, g0, kb, kend, d);
+          else
+            generic_state_chain<Sh::n, Sh::s, false, false>(p, x, m, ib, g0, kb, kend, d);
+        });
+    return true;
+  };
+  auto shapes = [&](auto fp16_) {
+    constexpr bool F16 = decltype(fp16_)::value;
+    if (n == 4 && s == 4) return go(Shape<4, 4, 2, F16>{});
+    if (n == 8 && s == 8) return go(Shape<8, 8, 2, F16>{});
+    if (n == 16 && s == 16) return go(Shape<16, 16, 2, F16>{});
+    if constexpr (!F16) {
+      if (n == 32 && s == 32) return go(Shape<32, 32, 2, F16>{});
+      if (n == 32 && s == 18) return go(Shape<32, 18, 2, F16>{});
+      if (n == 32 && s == 20) return go(Shape<32, 20, 2, F16>{});
+    }
+    return false;
+  };
+  return m.fp16 ? shapes(std::true_type{}) : shapes(std::false_type{});
+}
+#endif  // !__AVX512F__
+
+#if defined(__AVX512F__)
 // The smallest and largest alignment exponent of the non-zero elements of a panel (packed
 // alignment exponents; zeros and padding are kZeroExp); {0, 0} when there is none.
 std::pair<int, int> exponent_range(const std::vector<std::int32_t>& e) {
@@ -907,13 +1113,6 @@ int lane_state_width(const Params& m, const Panels<float>& p) {
                      -128 + std::max(hi_a, hi_b) < std::min(lo_a + lo_b, c_low);
   return bytes ? 1 : 2;
 }
-
-template <std::size_t N, std::size_t S, int W, bool Fp16>
-struct Shape {
-  static constexpr std::size_t n = N, s = S;
-  static constexpr int w = W;
-  static constexpr bool fp16 = Fp16;
-};
 
 // run() with the lane-state chains for the block shapes of the preset rows; false (nothing done) for others.
 bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOperand& b, const Params& m,
@@ -978,6 +1177,8 @@ std::vector<float> tc_lanes_gemm_accumulate(const GemmOperand& a, const GemmOper
     const Panels<float> p = pack<float>(a, b, m);
 #if defined(__AVX512F__)
     if (lane_state_applies(m, K) && run_lane_state(p, a, b, m, NC, combine, out)) return out;
+#else
+    if (lane_state_applies(m, K) && run_generic_state(p, a, b, m, NC, combine, out)) return out;
 #endif
     run(p, a, b, m, NC, combine, out, blocks_chain(p, m));
   } else {
