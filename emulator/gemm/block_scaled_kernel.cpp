@@ -244,8 +244,9 @@ bool groups_step(const Decoded& A, std::size_t ia, const Decoded& B, std::size_t
 // vector operations the baseline has natively: int32, int16 and float lanes, binary64 arithmetic
 // and bitwise logic (no 64-bit integer compares, variable shifts or int64 conversions, which SSE2
 // lacks and GCC lowers lane by lane). ScaledGroups sums a group's int16 products in int16 lanes
-// there (pmullw / paddw; exact while g / 2 qmax^2 < 2^15, checked), and step 5 truncates with
-// binary64 arithmetic (normalise_lanes).
+// there (pmullw / paddw; exact while g / 2 qmax^2 < 2^15, checked); C's term is formed in binary32
+// (c_term), and step 5, for precision 24 only (checked: every block-scaled preset's), is the
+// binary64 sum's conversion to binary32 stepped back where it rounded away from zero (finish).
 #if defined(__AVX512F__)
 constexpr std::size_t W = 16;
 constexpr std::size_t kTileRows = 6, kTileGroups = 2;
@@ -355,8 +356,8 @@ inline IV madd(const IV& acc, std::int32_t a, const IV& b) {
 // truncating once onto the coarser), infinite from 2^128 (the conversion of a value with at most
 // 24 significant bits, 2^128 or more, to binary32), +0 for a zero result whatever the sum's sign:
 // accum's normalise with TowardZero rounding and an FP32 accumulator.
-inline FH normalise_lanes(const DH& sum, const DH& pow2q, int precision) {
-  const UH bits = lanes_cast<UH>(sum * pow2q);  // exact: a normal double
+inline FH normalise_lanes(const DH& sum, const LH& q, int precision) {
+  const UH bits = lanes_cast<UH>(sum * pow2d(q));  // exact: a normal double
   const UH sign = bits & (UH{} + (std::uint64_t{1} << 63)), mag = bits ^ sign;
   const LH e = lanes_cast<LH>(mag >> 52) - 1023;  // a zero's: -1023
   const LH keep_low = LH{} + (53 - precision), sub = (binary32::kMinQuantum + 52) - e;
@@ -370,14 +371,14 @@ inline FH normalise_lanes(const DH& sum, const DH& pow2q, int precision) {
 #endif
 }
 
-// Half h of a vector's lanes in binary64, and 2^e for half h of e's lanes.
+// Half h of a vector's lanes in binary64.
 inline DH half_to_double(const FV& x, std::size_t h) { return to_double(half<FH>(x, h)); }
 inline DH half_to_double(const IV& x, std::size_t h) { return to_double(half<IH>(x, h)); }
-inline DH half_pow2d(const IV& e, std::size_t h) { return pow2d(to_int64(half<IH>(e, h))); }
 
 // ScaledGroups: a group's sums of adjacent int16 products, int32 lanes (vpmaddwd, vpdpwssd).
 using GroupSums = IV;
 constexpr bool kGroupsInt16 = false;
+constexpr bool kFinish24 = false;  // step 5 for any precision up to 24
 // Fused step 1: an A exponent in every int16 lane (vpbroadcastw from memory).
 constexpr std::size_t kExpCopies = 1;
 inline SV splat_exp(const std::int16_t* e) { return SV{} + *e; }
@@ -387,33 +388,26 @@ inline IV group_sums(const GroupSums& p) { return p; }
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "lanes_cast of int16 pairs and binary64 words");
 constexpr std::uint64_t kSign64 = std::uint64_t{1} << 63;
 
-// Truncation toward zero: through int32 below 2^23 (larger floats are integers), and for binary64
-// below 2^52 by adding and subtracting 2^52 (round to nearest) and stepping back where that rounded
-// up (larger doubles are integers; the argument's sign put back).
+// Truncation toward zero: through int32 below 2^23 (larger floats are integers).
 inline FV trunc_lanes(const FV& x) {
   const IV small = lanes_cast<FV>(lanes_cast<UV>(x) & kMagnitudeMask) < 0x1p23f;
   const FV t = __builtin_convertvector(__builtin_convertvector(small ? x : FV{}, IV), FV);
   return small ? t : x;
 }
-inline DH trunc_lanes(const DH& x) {
-  const UH sign = lanes_cast<UH>(x) & kSign64;
-  const DH a = lanes_cast<DH>(lanes_cast<UH>(x) ^ sign);
-  DH r = (a + 0x1p52) - 0x1p52;
-  r = r > a ? r - 1.0 : r;
-  r = a < 0x1p52 ? r : a;
-  return lanes_cast<DH>(lanes_cast<UH>(r) | sign);
-}
-// Truncation of 0 <= x < 2^31 toward zero (cvttpd2dq, cvtdq2pd).
-inline DH trunc_small(const DH& x) { return __builtin_convertvector(__builtin_convertvector(x, IH), DH); }
 inline IV to_int32(const SH& x) { return __builtin_convertvector(x, IV); }
-// Half h of a vector's lanes in binary64 (cvtps2pd, cvtdq2pd), and 2^e for half h of e's lanes
-// (binary64's high words from int32 lanes, interleaved with zero low words).
+// Half h of a vector's lanes in binary64 (cvtps2pd, cvtdq2pd; all four lanes converted, then
+// halved: converting a two-lane half, GCC loaded int32 pairs into general registers and the upper
+// float pair went through cvtss2sd), and 2^e for half h of e's lanes (binary64's high words from
+// int32 lanes, interleaved with zero low words).
 static_assert(W == 4, "the portable halves below are two lanes");
+using DV = double __attribute__((vector_size(8 * W)));
 inline DH half_to_double(const FV& x, std::size_t h) {
-  return __builtin_convertvector(h == 0 ? __builtin_shufflevector(x, x, 0, 1) : __builtin_shufflevector(x, x, 2, 3), DH);
+  const DV d = __builtin_convertvector(x, DV);
+  return h == 0 ? __builtin_shufflevector(d, d, 0, 1) : __builtin_shufflevector(d, d, 2, 3);
 }
 inline DH half_to_double(const IV& x, std::size_t h) {
-  return __builtin_convertvector(h == 0 ? __builtin_shufflevector(x, x, 0, 1) : __builtin_shufflevector(x, x, 2, 3), DH);
+  const DV d = __builtin_convertvector(x, DV);
+  return h == 0 ? __builtin_shufflevector(d, d, 0, 1) : __builtin_shufflevector(d, d, 2, 3);
 }
 inline DH half_pow2d(const IV& e, std::size_t h) {
   const IV hi = (e + 1023) << 20;
@@ -425,6 +419,7 @@ inline DH half_pow2d(const IV& e, std::size_t h) {
 using S2 = std::int16_t __attribute__((vector_size(4 * W)));
 using GroupSums = S2;
 constexpr bool kGroupsInt16 = true;
+constexpr bool kFinish24 = true;  // step 5 (finish) for precision 24 only
 // Fused step 1: an A exponent in every int16 lane, from the two copies A's panel holds (movd,
 // pshufd: a 16-bit broadcast is four instructions on SSE2).
 constexpr std::size_t kExpCopies = 2;
@@ -437,24 +432,6 @@ inline IV group_sums(const S2& p) {
   return ((x << 16) >> 16) + (x >> 16);
 }
 
-// Step 5 as the AVX2 build's normalise_lanes (same values), in binary64 arithmetic: |sum| (an
-// integer) truncated to its `precision` leading bits (|sum| 2^(p - 1 - e) < 2^p, e = its exponent,
-// truncated through int32, times 2^(e + 1 - p)), times 2^q (exact), truncated onto FP32's grid
-// below 2^-126 (multiples of 2^-149: nested grids), to binary32 (exact, or infinite from 2^128),
-// its sign put back unless zero.
-inline FH normalise_lanes(const DH& sum, const DH& pow2q, int precision) {
-  const UH bits = lanes_cast<UH>(sum);
-  const UH sign = bits & kSign64;
-  const DH a = lanes_cast<DH>(bits ^ sign);
-  DH top = lanes_cast<DH>(bits & (std::uint64_t{0x7FF} << 52));  // 2^e, or 0 for a zero sum
-  top = top > 1.0 ? top : DH{} + 1.0;
-  const DH inv = lanes_cast<DH>((UH{} + (static_cast<std::uint64_t>(precision - 1 + 2 * 1023) << 52)) - lanes_cast<UH>(top));
-  const DH kept = trunc_small(a * inv) * (top * lanes_cast<double>(static_cast<std::uint64_t>(1023 + 1 - precision) << 52));
-  const DH v = kept * pow2q;
-  const LH tiny = v < 0x1p-126;
-  const DH r = tiny ? trunc_small((tiny ? v : DH{}) * 0x1p149) * 0x1p-149 : v;
-  return __builtin_convertvector(lanes_cast<DH>(lanes_cast<UH>(r) | (r != 0.0 ? sign : UH{})), FH);
-}
 #endif
 
 // The alignment exponent of a zero element (int16 lanes): two of them sum to -32768, one and a real
@@ -490,8 +467,8 @@ inline float times_pow2(float s, int e) {
 }
 
 // blocks: a multiple of `mult` (B's: whole tiles of column groups), whose exponents share rows.
-Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin,
-                  std::size_t copies = 1) {
+template <std::size_t copies = 1>
+Panel fused_panel(const GemmOperand& x, std::size_t L, std::size_t mult, std::size_t kp, std::size_t k, int emin) {
   Panel p;
   p.L = L;
   p.Le = L * mult;
@@ -610,19 +587,54 @@ inline IV c_exponent(FV& c, IV& bad, int zte) {
   return ((cu & kMagnitudeMask) == 0) | nonfinite ? IV{} + zte : e;
 }
 
+#if defined(__AVX2__)
 // C's term for one output vector: trunc(C 2^(F - top)) (|.| < 2^(F + 1)), in binary64 halves.
 inline void c_term(const FV& c, const IV& top, const TileParams& tp, DH (&out)[2]) {
   for (std::size_t h = 0; h < 2; ++h)
-    out[h] = trunc_lanes(half_to_double(c, h) * half_pow2d(tp.frac - top, h));
+    out[h] = trunc_lanes(to_double(half<FH>(c, h)) * pow2d(tp.frac - to_int64(half<IH>(top, h))));
 }
 
 // Step 5 for one output vector: d = normalise(sum, top - F).
 inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, float* d) {
   for (std::size_t h = 0; h < 2; ++h) {
-    const FH out = normalise_lanes(sum[h], half_pow2d(top - tp.frac, h), tp.precision);
+    const FH out = normalise_lanes(sum[h], to_int64(half<IH>(top, h)) - tp.frac, tp.precision);
     std::memcpy(d + h * WH, &out, sizeof out);
   }
 }
+#else
+// C's term, the same values in binary32: C 2^x (x = F - top) in two exact steps of 2^floor(x / 2)
+// and 2^ceil(x / 2), x clamped to [-252, 254] (a C term with x below -252 is below 2^-124, and
+// x exceeds 254 only when C is zero: top >= C's exponent >= -126), truncated (an integer below
+// 2^(F + 1), so exact in binary32), then to binary64 halves. A step that leaves the normal range
+// is exact but for a product below 2^-126, where the term is 0 either way.
+inline void c_term(const FV& c, const IV& top, const TileParams& tp, DH (&out)[2]) {
+  const IV x = vmin(vmax(tp.frac - top, IV{} - 252), IV{} + 254), xa = x >> 1;
+  const FV t = trunc_lanes((c * pow2f(xa)) * pow2f(x - xa));
+  for (std::size_t h = 0; h < 2; ++h) out[h] = half_to_double(t, h);
+}
+
+// Step 5 for one output vector, precision 24 (the portable tiles' condition): v = sum 2^(top - F)
+// is exact in binary64; its conversion to binary32 rounds to nearest (onto 24 bits, or onto the
+// 2^-149 grid below 2^-126), so where that rounded away from zero the binary32 one step toward
+// zero (its bits minus one) is v truncated, as normalise truncates; infinite from 2^128 (not
+// stepped: normalise's overflow), +0 for a zero result.
+inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, float* d) {
+  FH f[2];
+  IV up[2];  // per binary64 lane: all ones where the conversion rounded away from zero
+  for (std::size_t h = 0; h < 2; ++h) {
+    const DH v = sum[h] * half_pow2d(top - tp.frac, h);
+    f[h] = __builtin_convertvector(v, FH);
+    const DH a = lanes_cast<DH>(lanes_cast<UH>(v) & ~kSign64);
+    DH b = lanes_cast<DH>(lanes_cast<UH>(__builtin_convertvector(f[h], DH)) & ~kSign64);
+    b = b < 0x1p128 ? b : DH{} + 0x1p128;  // an infinite f stays where |v| >= 2^128
+    up[h] = lanes_cast<IV>(b > a);
+  }
+  IV bits = lanes_cast<IV>(__builtin_shufflevector(f[0], f[1], 0, 1, 2, 3)) +
+            __builtin_shufflevector(up[0], up[1], 0, 2, 4, 6);
+  bits = (bits & static_cast<std::int32_t>(kMagnitudeMask)) == 0 ? IV{} : bits;
+  std::memcpy(d, &bits, sizeof bits);
+}
+#endif
 
 #if defined(__AVX512F__)
 // Fused's C term, S and step 5 on 16 int32 lanes (TileParams::int_finish: at most two chunks, the
@@ -853,7 +865,8 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
     const Format& in_b = format_by_name(b_input_format(m));
     const Format& sf = format_by_name(m.scale_format);
     const int F = m.alignment_frac_bits;
-    const bool step5 = m.output_rounding == Rounding::TowardZero && m.output_precision <= 24 &&
+    const bool step5 = m.output_rounding == Rounding::TowardZero &&
+                       (kFinish24 ? m.output_precision == 24 : m.output_precision <= 24) &&
                        m.zero_term_exponent != kNoZeroTerm;
     TileParams tp;
     tp.k = k;
@@ -875,7 +888,7 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
       if (ok && (k + tp.chunk - 1) / tp.chunk <= kMaxChunks) {
         const double c_term = std::ldexp(1.0, F + 1), rest = static_cast<double>(k > tp.chunk ? k - tp.chunk : 0);
         tp.int_finish = k <= 2 * tp.chunk && rest * T + c_term < 0x1p31 && static_cast<double>(k) * T + c_term < 0x1p32;
-        const Panel PA = fused_panel(a, kTileRows, 1, kp, k, m.input_min_exponent, kExpCopies);
+        const Panel PA = fused_panel<kExpCopies>(a, kTileRows, 1, kp, k, m.input_min_exponent);
         const Panel PB = fused_panel(b, W, kTileGroups, kp, k, b_input_min_exponent(m));
         run_tiles(PA, PB, M, N, tp, fused_tile, chain, acc);
         return acc;
