@@ -285,9 +285,10 @@ inline IV vmax(const IV& x, const IV& y) { return x > y ? x : y; }
 inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
 // 2^e from its bits: e in [-126, 127] (binary32), [-1022, 1023] (binary64).
 inline FV pow2f(const IV& e) { return lanes_cast<FV>((e + 127) << kM32); }
-inline DH pow2d(const LH& e) { return lanes_cast<DH>((e + 1023) << 52); }
 
 #if defined(__AVX2__)
+inline DH pow2d(const LH& e) { return lanes_cast<DH>((e + 1023) << 52); }
+
 // Truncation toward zero of every lane (vroundps / vrndscaleps, and the binary64 forms).
 inline FV trunc_lanes(const FV& x) {
 #if defined(__AVX512F__)

@@ -161,8 +161,9 @@ TEST(BlockScaledKernel, HostileOperandsAndShapesOnEveryVariant) {
     spec.instruction = m.name;
     const std::size_t k = static_cast<std::size_t>(m.k), sb = static_cast<std::size_t>(m.scale_block);
     for (const std::size_t K : {std::size_t{3}, sb + 1, 2 * k + sb / 2 + 1}) {
-      for (const std::size_t M : {1, 7, 17, 33})
-      for (const std::size_t N : {1, 7, 17, 33}) {
+      // 2 x 8: one whole tile of the portable build (2 rows, 2 groups of 4 columns), no tail.
+      for (const std::size_t M : {1, 2, 7, 17, 33})
+      for (const std::size_t N : {1, 7, 8, 17, 33}) {
         const GemmOperand a = hostile(m, m.input_format, M, K, rng), b = hostile(m, b_input_format(m), N, K, rng);
         const std::vector<double> ref = gemm(a, b, spec, nullptr, slow);
         for (const Isa isa : runnable_isas()) {
