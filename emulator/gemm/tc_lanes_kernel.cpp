@@ -889,9 +889,10 @@ struct Shape {
 // only (kGenLanes lanes; GCC vector extensions, no intrinsics), where fused_block's binary64
 // finish (int64 lanes, 64-byte vectors) went through scalar code. Per block of N products (N even,
 // exponents 2 k a word as int16, ExponentWords<2>):
-// - top: the products' largest alignment exponent (int16 adds and maxima, the word's two halves
-//   reduced to int32), and D's: its FP32 exponent field - 127 (D is 0, a normal float, or with an
-//   FP16 accumulator possibly infinite: 0 and infinite take no part; FP16: at least -14);
+// - top: the products' largest alignment exponent (int16 adds and maxima) and D's, its FP32
+//   exponent field - 127 (D is 0, a normal float, or with an FP16 accumulator possibly infinite;
+//   FP16: at least -14), put in both halves of an int16 pair, one more maximum, then the word's
+//   two halves reduced to int32;
 // - e = F - top; each term the product times 2^min(e, F + 2 kNarrow) (a float built from its
 //   exponent field), truncated by the float-to-int32 conversion; C's term D 2^e by adding e to D's
 //   exponent field (exact; a result below 2^-126 is below 1: term 0), truncated the same way;
@@ -918,6 +919,12 @@ constexpr std::size_t kGenLanes = kGenBytes / 4, kGenVecs = kLanes / kGenLanes;
 
 template <class V>
 inline V vmax(const V& x, const V& y) { return x > y ? x : y; }
+// The two int16 halves of each int32 word swapped.
+#if defined(__AVX2__)
+#define SWAP16 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
+#else
+#define SWAP16 1, 0, 3, 2, 5, 4, 7, 6
+#endif
 template <class V>
 inline V vmin(const V& x, const V& y) { return x < y ? x : y; }
 
@@ -961,14 +968,16 @@ void generic_state_chain(const Panels<float>& p, const ExponentWords& x, const P
     for (std::size_t r = 0; r < R; ++r)
       for (std::size_t g = 0; g < G; ++g)
         for (std::size_t v = 0; v < V; ++v) {
-          const GI t32 = lanes_cast<GI>(t16[r][g][v]);
-          GI top = vmax((t32 << 16) >> 16, t32 >> 16);
           const GI cb = lanes_cast<GI>(dv[r][g][v]);
           const GI field = (cb >> kM32) & 0xFF;
           const GI live = (field != 0) & (field != static_cast<std::int32_t>(binary32::kFieldMax));
           GI ce = field - kBias;
-          if constexpr (Fp16) ce = vmax(ce, GI{} + m.c_emin);
-          top = (live & (ce > top)) != 0 ? ce : top;
+          // D's exponent in both halves of its word, so that one int16 maximum takes it with the
+          // products' two: FP32, a zero D gives -127, below every non-zero product's top (>= -2
+          // kNarrow) and harmless when every product is zero (S = 0); FP16, 0 and infinite below all.
+          if constexpr (Fp16) ce = live != 0 ? vmax(ce, GI{} + m.c_emin) : GI{} - 0x8000;
+          const GS w = vmax(t16[r][g][v], lanes_cast<GS>((ce & 0xFFFF) | (ce << 16)));
+          const GI top = lanes_cast<GI>(vmax(w, __builtin_shufflevector(w, w, SWAP16))) >> 16;
           e[r][g][v] = m.frac - top;
           sf[r][g][v] = lanes_cast<GF>((vmin(e[r][g][v], cap) + kBias) << kM32);
           const GU eu = lanes_cast<GU>(e[r][g][v]);

@@ -15,9 +15,13 @@
 // one such chunk, or two whose second sum plus C's term stays in int32 (Blackwell FP8): S = sum +
 // C's term is formed as a sign and a 32-bit magnitude and |S| 2^(top - F) truncated to the output
 // precision and FP32's grid (an FP16 accumulator: rounded to nearest even onto FP16's grid) with
-// AVX-512's rounding overrides (vcvtudq2ps / vscalefps toward zero, vcvtps2ph). The other variants
-// (and models no preset has) sum the chunks in binary64 (integers below 2^53), and the sum times
-// 2^(top - F), exact in binary64, is truncated or rounded there.
+// AVX-512's rounding overrides (vcvtudq2ps / vscalefps toward zero, vcvtps2ph). The AVX2 and
+// portable variants (SSE2, NEON on aarch64) compute the same int32 sums and finish in float and
+// int32 lanes of their native vectors (generic_state_chain: truncation toward zero emulated on the
+// nearest float, scaling by 2^e on exponent fields, FP16 rounding by adding and subtracting a power
+// of two). Operands outside binary32 products' range, and models no preset has, sum the chunks in
+// binary64 (integers below 2^53), and the sum times 2^(top - F), exact in binary64, is truncated or
+// rounded there.
 #pragma once
 
 #include <cstddef>
