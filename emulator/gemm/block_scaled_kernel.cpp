@@ -379,6 +379,8 @@ inline DH half_to_double(const IV& x, std::size_t h) { return to_double(half<IH>
 // ScaledGroups: a group's sums of adjacent int16 products, int32 lanes (vpmaddwd, vpdpwssd).
 using GroupSums = IV;
 constexpr bool kGroupsInt16 = false;
+// x clamped to [lo, hi] (vpmaxsd, vpminsd).
+inline IV clamp_small(const IV& x, int lo, int hi) { return vmin(vmax(x, IV{} + lo), IV{} + hi); }
 constexpr bool kFinish24 = false;  // step 5 for any precision up to 24
 // Fused step 1: an A exponent in every int16 lane (vpbroadcastw from memory).
 constexpr std::size_t kExpCopies = 1;
@@ -420,6 +422,15 @@ inline DH half_pow2d(const IV& e, std::size_t h) {
 using S2 = std::int16_t __attribute__((vector_size(4 * W)));
 using GroupSums = S2;
 constexpr bool kGroupsInt16 = true;
+// x clamped to [lo, hi], every lane of x, lo and hi in int16's range (exponent sums, below 2^15 in
+// magnitude: see the callers): then the low int16 halves compare as the int32 lanes do and each
+// high half is its low half's sign, so int16 max and min (pmaxsw, pminsw; SSE2 has no int32 ones,
+// and an int32 max is four instructions) give the int32 clamp.
+inline IV clamp_small(const IV& x, int lo, int hi) {
+  const S2 y = lanes_cast<S2>(x), l = lanes_cast<S2>(IV{} + lo), h = lanes_cast<S2>(IV{} + hi);
+  const S2 m = y > l ? y : l;
+  return lanes_cast<IV>(m < h ? m : h);
+}
 constexpr bool kFinish24 = true;  // step 5 (finish) for precision 24 only
 // Fused step 1: an A exponent in every int16 lane, from the two copies A's panel holds (movd,
 // pshufd: a 16-bit broadcast is four instructions on SSE2).
@@ -609,7 +620,7 @@ inline void finish(const DH (&sum)[2], const IV& top, const TileParams& tp, floa
 // 2^(F + 1), so exact in binary32), then to binary64 halves. A step that leaves the normal range
 // is exact but for a product below 2^-126, where the term is 0 either way.
 inline void c_term(const FV& c, const IV& top, const TileParams& tp, DH (&out)[2]) {
-  const IV x = vmin(vmax(tp.frac - top, IV{} - 252), IV{} + 254), xa = x >> 1;
+  const IV x = clamp_small(tp.frac - top, -252, 254), xa = x >> 1;  // |F - top| < 500
   const FV t = trunc_lanes((c * pow2f(xa)) * pow2f(x - xa));
   for (std::size_t h = 0; h < 2; ++h) out[h] = half_to_double(t, h);
 }
@@ -709,7 +720,8 @@ void fused_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0, 
         std::memcpy(d[r][g], &c, sizeof c);
         const IV t = vmax(top[r][g] + s, ce);
         std::memcpy(tops[r][g], &t, sizeof t);
-        sf[r][g] = pow2f(vmin(vmax(tp.frac - t + s, IV{} - 126), IV{} + 127));
+        // |F - t + s| < 1000: t in [zero_term, 2 * 15 + 254], |s| <= 254.
+        sf[r][g] = pow2f(clamp_small(tp.frac - t + s, -126, 127));
       }
     // Step 3: the truncated terms, chunk by chunk in int32 lanes (kept in L1 between chunks).
     alignas(64) std::int32_t parts[kMaxChunks][R][G][W];
@@ -809,7 +821,8 @@ void groups_tile(const Panel& A, const Panel& B, std::size_t rb, std::size_t g0,
         for (std::size_t g = 0; g < G; ++g) {
           const std::size_t ub = ((g0 + g) * B.nu + u0 + gi) * W;
           const FV w = __builtin_convertvector(group_sums(p[r][g]), FV) * (load<FV>(B.ss.data() + ub) * A.ss[ua]);
-          const IV sh = vmin(vmax(tp.c0 + (load<IV>(B.s.data() + ub) + A.s[ua]) - top[r][g], IV{} - 60), IV{} + 100);
+          // |sh - c0| < 1000 (scale exponents within +-150, top within [zero_term, 300]), |c0| < 2^14.
+          const IV sh = clamp_small(tp.c0 + (load<IV>(B.s.data() + ub) + A.s[ua]) - top[r][g], -60, 100);
           const FV term = trunc_lanes(w * pow2f(sh));
           for (std::size_t h = 0; h < 2; ++h) {
             const DH s = load<DH>(sums[r][g] + h * WH) + half_to_double(term, h);
@@ -904,7 +917,7 @@ std::vector<float> block_scaled_kernel(const GemmOperand& a, const GemmOperand& 
       const bool ok = std::string_view(b_input_format(m)) == m.input_format && g % 2 == 0 && g <= 32 && k % g == 0 &&
                       qmax < 0x1p15 && static_cast<double>(g) * qmax * qmax < 0x1p31 && wmax < 0x1p24 && c0 <= 100 &&
                       static_cast<double>(k / g) * wmax * std::ldexp(1.0, c0) + std::ldexp(1.0, F + 1) < 0x1p53 &&
-                      (!kGroupsInt16 || static_cast<double>(g / 2) * qmax * qmax < 0x1p15);
+                      (!kGroupsInt16 || (static_cast<double>(g / 2) * qmax * qmax < 0x1p15 && c0 > -0x1p14));
       if (ok) {
         tp.groups = k / g;
         tp.g = g;
