@@ -896,10 +896,12 @@ struct Shape {
 // - e = F - top; each term the product times 2^min(e, F + 2 kNarrow) (a float built from its
 //   exponent field), truncated by the float-to-int32 conversion; C's term D 2^e by adding e to D's
 //   exponent field (exact; a result below 2^-126 is below 1: term 0), truncated the same way;
-// - FP32: |S| (a 32-bit magnitude: with two chunks the sign is the majority of the addends' and the
-//   wrapped sum's, as finish_avx512) converted toward zero: f = |S|'s nearest float from its exact
-//   halves (|S| >> 8) 2^8 and |S| & 255, and the float below f where f > |S| (|S| - f computed
-//   exactly: hf - f by Sterbenz, small integers after), so its 24 leading bits; masked to
+// - FP32: S converted toward zero (its 24 leading bits): one chunk (Params::s_fits), S's nearest
+//   float and the one toward zero where that is farther from zero than S (S - f in int32); two,
+//   |S| as a 32-bit magnitude (the sign the majority of the addends' and the wrapped sum's, as
+//   finish_avx512), f = |S|'s nearest float from its exact halves (|S| >> 8) 2^8 and |S| & 255,
+//   and the float below f where f > |S| (|S| - f computed exactly: hf - f by Sterbenz, small
+//   integers after); masked to
 //   `precision` bits, its sign set, then times 2^(top - F) by adding top - F to its exponent field
 //   (D is 0 or a normal float: lane_state_applies); a zero S gives +0;
 // - FP16: |S| < 2^24 exact as a float, times 2^(top - F) (clamped to [-126, 127]: lower, the value
@@ -970,7 +972,8 @@ void generic_state_chain(const Panels<float>& p, const ExponentWords& x, const P
         for (std::size_t v = 0; v < V; ++v) {
           const GI cb = lanes_cast<GI>(dv[r][g][v]);
           const GI field = (cb >> kM32) & 0xFF;
-          const GI live = (field != 0) & (field != static_cast<std::int32_t>(binary32::kFieldMax));
+          // (An FP32 D is never infinite: lane_state_applies.)
+          const GI live = Fp16 ? (field != 0) & (field != static_cast<std::int32_t>(binary32::kFieldMax)) : field != 0;
           GI ce = field - kBias;
           // D's exponent in both halves of its word, so that one int16 maximum takes it with the
           // products' two: FP32, a zero D gives -127, below every non-zero product's top (>= -2
@@ -1026,16 +1029,20 @@ void generic_state_chain(const Panels<float>& p, const ExponentWords& x, const P
             const GU inf = lanes_cast<GU>((cb & static_cast<std::int32_t>(binary32::kMagnitudeMask)) ==
                                           static_cast<std::int32_t>(binary32::kExponentMask));
             dv[r][g][v] = lanes_cast<GF>((lanes_cast<GU>(cb) & inf) | (rb & ~inf));
+          } else if constexpr (Fits) {
+            // |S| < 2^31 in int32: f = S's nearest float, but at most 2^31 - 128 (the largest float
+            // below 2^31: S's truncation where S rounds up to 2^31), S - f exact in int32, and the
+            // float one step toward zero (its bits - 1) where f lies farther from zero than S.
+            const GI sum = s1[r][g][v];
+            const GF f = vmin(__builtin_convertvector(sum, GF), GF{} + 0x1.fffffep30f);
+            const GI diff = sum - __builtin_convertvector(f, GI);
+            const GI toward = ((diff ^ sum) >> 31) & (diff != 0);
+            const GU vb = lanes_cast<GU>(lanes_cast<GI>(f) + toward) & keep;
+            dv[r][g][v] = lanes_cast<GF>((vb + (lanes_cast<GU>(q) << kM32)) & ~lanes_cast<GU>(sum == 0));
           } else {
-            GU w, neg;
-            if constexpr (Fits) {
-              w = lanes_cast<GU>(s1[r][g][v]);
-              neg = lanes_cast<GU>(s1[r][g][v] >> 31);
-            } else {
-              const GU a1 = lanes_cast<GU>(s1[r][g][v]), a2 = lanes_cast<GU>(s2[r][g][v]);
-              w = a1 + a2;
-              neg = lanes_cast<GU>(lanes_cast<GI>((a1 & a2) | (a1 & w) | (a2 & w)) >> 31);
-            }
+            const GU a1 = lanes_cast<GU>(s1[r][g][v]), a2 = lanes_cast<GU>(s2[r][g][v]);
+            const GU w = a1 + a2;
+            const GU neg = lanes_cast<GU>(lanes_cast<GI>((a1 & a2) | (a1 & w) | (a2 & w)) >> 31);
             const GU mag = (w ^ neg) - neg;
             const GF hf = __builtin_convertvector(lanes_cast<GI>(mag >> 8), GF) * 256.0f;
             const GF lf = __builtin_convertvector(lanes_cast<GI>(mag & 0xFF), GF);
