@@ -282,7 +282,6 @@ inline H half(const V& v, std::size_t h) {
   return r;
 }
 inline IV vmax(const IV& x, const IV& y) { return x > y ? x : y; }
-inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
 // 2^e from its bits: e in [-126, 127] (binary32), [-1022, 1023] (binary64).
 inline FV pow2f(const IV& e) { return lanes_cast<FV>((e + 127) << kM32); }
 
@@ -379,6 +378,7 @@ inline DH half_to_double(const IV& x, std::size_t h) { return to_double(half<IH>
 // ScaledGroups: a group's sums of adjacent int16 products, int32 lanes (vpmaddwd, vpdpwssd).
 using GroupSums = IV;
 constexpr bool kGroupsInt16 = false;
+inline IV vmin(const IV& x, const IV& y) { return x < y ? x : y; }
 // x clamped to [lo, hi] (vpmaxsd, vpminsd).
 inline IV clamp_small(const IV& x, int lo, int hi) { return vmin(vmax(x, IV{} + lo), IV{} + hi); }
 constexpr bool kFinish24 = false;  // step 5 for any precision up to 24
