@@ -15,6 +15,7 @@
 #include "common/parallel.hpp"
 #include "formats/encode.hpp"
 #include "formats/format.hpp"
+#include "gemm/combine.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/tc_lanes_kernel.hpp"
 
@@ -306,6 +307,65 @@ TEST(TcLanesKernel, RefusesAPromotionIntervalOffTheInstruction) {
 
 // K = 0: every output's chain is empty, so its accumulator is +0, on every claimed preset and
 // variant (the AVX-512 lane-state path divided by the panels' K when packing exponent words).
+// Models beside the preset rows, which the kernel takes as well (tc_lanes_kernel_models): a
+// preset's block shape (so that the lane-state chains run, generic_state_chain in the AVX2 and
+// portable variants) with another F or output precision: one int32 chunk with few bits kept and a
+// coarse or fine alignment, two sums (C's term apart, and Blackwell FP8's 18 + 14 products) with
+// precision < 24 (no preset has it), an FP16 accumulator with a coarser alignment. Against the
+// instruction chains themselves (accum's fused_dot_add per output, zero-padded to whole
+// instructions, and the combine), one chain over K and promoted every instruction, on every variant.
+TEST(TcLanesKernel, ModelsBesideThePresets) {
+  struct Variant {
+    const char* base;
+    int frac, precision;
+  };
+  const Variant variants[] = {{"ampere_fp16", 3, 4},   {"ampere_fp16", 10, 11}, {"ampere_fp16", 20, 7},
+                              {"ampere_bf16", 24, 13}, {"ada_tf32", 12, 13},    {"hopper_bf16", 25, 9},
+                              {"hopper_fp16", 25, 17}, {"blackwell_fp8", 25, 7}, {"blackwell_fp8", 25, 20},
+                              {"ada_fp8_f16", 5, 11},  {"ada_fp8_f16", 10, 11}, {"ada_fp8", 6, 7}};
+  for (const Variant& var : variants) {
+    TensorCoreModel model = tensor_core_by_name(var.base);
+    model.alignment_frac_bits = var.frac;
+    model.output_precision = var.precision;
+    ASSERT_TRUE(tc_lanes_kernel_models(model)) << var.base << " F " << var.frac << " p " << var.precision;
+    const Format& fa = format_by_name(model.input_format);
+    const Format& fb = format_by_name(b_input_format(model));
+    const std::size_t M = 9, N = 21, k = static_cast<std::size_t>(model.k), K = 3 * k + 5, Kp = 4 * k;
+    for (const bool narrow : {false, true}) {
+      const auto x = hostile(M, K, fa, 300 + var.frac, false, narrow), y = hostile(N, K, fb, 400 + var.precision, true, narrow);
+      const GemmOperand a = operand_from_floats(x.data(), M, K, "a"), b = operand_from_floats(y.data(), N, K, "b");
+      for (const std::size_t every : {std::size_t{0}, k}) {
+        std::vector<float> want(M * N);
+        std::vector<float> ra(Kp), rb(Kp);
+        for (std::size_t i = 0; i < M; ++i)
+          for (std::size_t j = 0; j < N; ++j) {
+            std::fill(ra.begin(), ra.end(), 0.0f);
+            std::fill(rb.begin(), rb.end(), 0.0f);
+            std::copy(x.begin() + i * K, x.begin() + (i + 1) * K, ra.begin());
+            std::copy(y.begin() + j * K, y.begin() + (j + 1) * K, rb.begin());
+            float acc = 0.0f, c = 0.0f;
+            for (std::size_t k0 = 0; k0 < Kp; k0 += k) {
+              c = fused_dot_add(ra.data() + k0, rb.data() + k0, every == 0 ? c : 0.0f, model);
+              if (every != 0) acc = combine_partial(Combine::DeepGemm, c, a.scale(i, k0), b.scale(j, k0), acc);
+            }
+            want[i * N + j] = every == 0 ? combine_partial(Combine::DeepGemm, c, a.scale(i, 0), b.scale(j, 0), 0.0f) : acc;
+          }
+        for (const Isa isa : runnable_isas()) {
+          const ScopedIsa use(isa);
+          const std::vector<float> fast = tc_lanes_gemm_accumulate(a, b, model, every, Combine::DeepGemm);
+          for (std::size_t e = 0; e < fast.size(); ++e) {
+            if (std::isnan(want[e]) && std::isnan(fast[e])) continue;
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[e]), std::bit_cast<std::uint32_t>(want[e]))
+                << var.base << " F " << var.frac << " p " << var.precision << " " << isa_name(isa) << " every " << every
+                << (narrow ? " narrow" : " wide") << " element [" << e / N << ", " << e % N << "] got " << fast[e]
+                << " want " << want[e];
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(TcLanesKernel, EmptyKGivesZeros) {
   for (const TensorCoreModel& model : tensor_core_presets()) {
     if (!tc_lanes_kernel_models(model)) continue;
