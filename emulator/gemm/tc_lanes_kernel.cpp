@@ -923,9 +923,9 @@ template <class V>
 inline V vmax(const V& x, const V& y) { return x > y ? x : y; }
 // The two int16 halves of each int32 word swapped.
 #if defined(__AVX2__)
-#define SWAP16 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
+#define FP8LAB_TC_SWAP16 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
 #else
-#define SWAP16 1, 0, 3, 2, 5, 4, 7, 6
+#define FP8LAB_TC_SWAP16 1, 0, 3, 2, 5, 4, 7, 6
 #endif
 template <class V>
 inline V vmin(const V& x, const V& y) { return x < y ? x : y; }
@@ -980,7 +980,7 @@ void generic_state_chain(const Panels<float>& p, const ExponentWords& x, const P
           // kNarrow) and harmless when every product is zero (S = 0); FP16, 0 and infinite below all.
           if constexpr (Fp16) ce = live != 0 ? vmax(ce, GI{} + m.c_emin) : GI{} - 0x8000;
           const GS w = vmax(t16[r][g][v], lanes_cast<GS>((ce & 0xFFFF) | (ce << 16)));
-          const GI top = lanes_cast<GI>(vmax(w, __builtin_shufflevector(w, w, SWAP16))) >> 16;
+          const GI top = lanes_cast<GI>(vmax(w, __builtin_shufflevector(w, w, FP8LAB_TC_SWAP16))) >> 16;
           e[r][g][v] = m.frac - top;
           sf[r][g][v] = lanes_cast<GF>((vmin(e[r][g][v], cap) + kBias) << kM32);
           const GU eu = lanes_cast<GU>(e[r][g][v]);
@@ -1092,6 +1092,7 @@ bool run_generic_state(const Panels<float>& p, const GemmOperand& a, const GemmO
   };
   return m.fp16 ? shapes(std::true_type{}) : shapes(std::false_type{});
 }
+#undef FP8LAB_TC_SWAP16
 #endif  // !__AVX512F__
 
 #if defined(__AVX512F__)
