@@ -251,6 +251,14 @@ void forget_pool_in_child() {
   on_pool_worker = false;
 }
 
+// Set up when the library loads, before any thread exists. Registered at the pool's first use
+// instead, a fork() between another thread's taking the pool (pool_held) and its registering this
+// handler left the child with the pool held and no handler to release it: every parallel_for there
+// ran on its caller alone (ParallelFor.ForkedChildNeverDeadlocks: 3 runs of 150 under load); one
+// inside that first use's static initialisation would have waited on its guard forever.
+[[maybe_unused]] const int kForkHandler = pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+const std::size_t kCores = std::max(1u, std::thread::hardware_concurrency());
+
 }  // namespace
 
 ParallelCounts parallel_counts() {
@@ -272,11 +280,8 @@ void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std
     if (pool_held.exchange(true)) {
       job.work();
     } else {
-      static const int registered = pthread_atfork(nullptr, nullptr, forget_pool_in_child);
-      (void)registered;
-      static const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
       if (!pool) pool = new Pool(nullptr);
-      pool->run(job, threads - 1, wanted <= cores);
+      pool->run(job, threads - 1, wanted <= kCores);
       pool_held.store(false);
     }
   }

@@ -761,9 +761,16 @@ TEST(MlaForward, HeadGroupsAcrossTokenChunksEqualTheRowByRowPath) {
 
 TEST(MlaWeightCache, ForkedChildWhileAnotherThreadUsesTheCache) {
   // fork() while another thread is inside the cache (its mutex possibly held): the child's cache is
-  // unlocked and usable (pthread_atfork), not a deadlock (alarm: 30 s).
+  // unlocked and usable (pthread_atfork), not a deadlock (alarm: 30 s). What a call does besides
+  // the cache runs here once first: a fork while the other thread is inside some function's first
+  // call (a lazy static's initialisation, e.g. scale_rule_schema()'s) leaves the child waiting on
+  // that guard forever, the hazard of fork() in any threaded program, not the cache's. The cache
+  // itself is made when the library loads (weight_cache.cpp), so its first use cannot race a fork.
   const std::vector<float> wt = uniform_values(128 * 256, 5, 1.0);
   const OperandRecipe& op = gemm_recipe(kFp8LinearRecipe).b;
+  (void)weights_fingerprint(wt.data(), wt.size());
+  (void)op.rule.to_json();
+  (void)quantize_operand(wt.data(), 128, 256, op);
   std::atomic<bool> stop{false};
   std::thread busy([&] {
     std::vector<float> other = wt;
