@@ -126,6 +126,28 @@ std::uint64_t fnv1a_text(const char* text) {
   return h;
 }
 
+// The hash of what `run` returns, or of the message it throws (a refusal, so that a change of what is
+// accepted shows in the digest too).
+template <class Run>
+std::uint64_t hash_or_message(Run run) {
+  try {
+    return fnv1a(run());
+  } catch (const std::exception& e) {
+    return fnv1a_text(e.what());
+  }
+}
+
+// `x` as a two-level (NVFP4) tensor whose elements came from a tensor of amax `amax`: S_dec = 1 /
+// fl(448 * 6 / amax), as quant/scale_rule.cpp's nvfp4_global_encode gives it and operand_from_qtensor
+// requires.
+fp8lab::GemmOperand two_level(const fp8lab::GemmOperand& x, float amax) {
+  fp8lab::GemmOperand y = x;
+  y.global_numerator = 448.0f * 6.0f;
+  y.global_amax = amax;
+  y.global_scale = 1.0f / (y.global_numerator / amax);
+  return y;
+}
+
 }  // namespace
 
 // Every accumulator, combine order, output format and operand set, with 1 and 3 threads; `verbose`
@@ -169,6 +191,7 @@ std::uint64_t digest(bool verbose) {
 // every 4 instructions, BF16 and FP32 out, values and bounds, with 1 and 3 threads. M and N leave
 // partial lane groups (16 + 3, 16 + 5); K = 288 is a multiple of every scale block but not of
 // every k. A spec a preset refuses hashes its message, so a change of what is accepted shows too.
+// The NVFP4 row also runs with two-level operands (TensorCore, and the Promoted and Exact refusals).
 std::uint64_t presets_digest(bool verbose) {
   using namespace fp8lab;
   const std::size_t M = 19, N = 21, K = 288;
@@ -182,8 +205,26 @@ std::uint64_t presets_digest(bool verbose) {
     const double cap = m.accumulator == AccumulatorFormat::Fp16 ? 4.0 : 0x1p14;
     const GemmOperand a = preset_operand(m.input_format, m.scale_format, M, K, block, false, cap, ++seed);
     const GemmOperand b = preset_operand(b_input_format(m), m.scale_format, N, K, block, true, cap, ++seed);
+    // NVFP4 rows (E2M1 with UE4M3 block scales) again as two-level tensors: the epilogue's alpha from
+    // both tensor amaxes (gemm/block_scaled.hpp), and every other accumulate mode refusing them. The
+    // amaxes are ones whose alpha depends on the order of its three products (so the digest pins it).
+    const bool nvfp4 = std::strcmp(m.scale_format, "ue4m3") == 0 && std::strcmp(m.input_format, "e2m1") == 0;
+    const GemmOperand a2 = nvfp4 ? two_level(a, 0x1.9d5cdcp+5f) : GemmOperand{}, b2 = nvfp4 ? two_level(b, 0x1.ecfa62p+0f) : GemmOperand{};
     for (int threads : {1, 3}) {
       set_num_threads(threads);
+      if (nvfp4)
+        for (Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted, Accumulate::Exact})
+          for (OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32}) {
+            GemmSpec s;
+            s.accumulate = acc;
+            s.instruction = m.name;
+            s.out = out;
+            const std::uint64_t hd = hash_or_message([&] { return gemm(a2, b2, s, c.data()); });
+            const std::uint64_t hb = hash_or_message([&] { return gemm_error_bound(a2, b2, s, c.data()); });
+            if (verbose) std::printf("threads=%d preset %s two-level %s: result %016llx bound %016llx\n", threads, m.name,
+                                     to_json(s).c_str(), static_cast<unsigned long long>(hd), static_cast<unsigned long long>(hb));
+            total = total * 31 + hd * 7 + hb;
+          }
       for (Accumulate acc : {Accumulate::TensorCore, Accumulate::Promoted})
         for (OutputFormat out : {OutputFormat::Bf16, OutputFormat::Fp32}) {
           if (acc == Accumulate::Promoted && block) continue;
@@ -192,17 +233,8 @@ std::uint64_t presets_digest(bool verbose) {
           s.instruction = m.name;
           s.promote_every = 4 * m.k;
           s.out = out;
-          std::uint64_t hd, hb;
-          try {
-            hd = fnv1a(gemm(a, b, s, c.data()));
-          } catch (const std::exception& e) {
-            hd = fnv1a_text(e.what());
-          }
-          try {
-            hb = fnv1a(gemm_error_bound(a, b, s, c.data()));
-          } catch (const std::exception& e) {
-            hb = fnv1a_text(e.what());
-          }
+          const std::uint64_t hd = hash_or_message([&] { return gemm(a, b, s, c.data()); });
+          const std::uint64_t hb = hash_or_message([&] { return gemm_error_bound(a, b, s, c.data()); });
           if (verbose) std::printf("threads=%d preset %s %s: result %016llx bound %016llx\n", threads, m.name, to_json(s).c_str(),
                                    static_cast<unsigned long long>(hd), static_cast<unsigned long long>(hb));
           total = total * 31 + hd * 7 + hb;
