@@ -883,6 +883,22 @@ struct Shape {
   static constexpr bool fp16 = Fp16;
 };
 
+// go(Shape<n, s, W, Fp16>{}) for each (block n, split s) of the preset rows (blocks of 32 with an
+// FP32 accumulator only); false (nothing done) for other shapes. The lane-state chains of both
+// sections instantiate exactly these.
+template <int W, bool Fp16, class Go>
+bool for_preset_shape(std::size_t n, std::size_t s, Go go) {
+  if (n == 4 && s == 4) return go(Shape<4, 4, W, Fp16>{});
+  if (n == 8 && s == 8) return go(Shape<8, 8, W, Fp16>{});
+  if (n == 16 && s == 16) return go(Shape<16, 16, W, Fp16>{});
+  if constexpr (!Fp16) {
+    if (n == 32 && s == 32) return go(Shape<32, 32, W, Fp16>{});
+    if (n == 32 && s == 18) return go(Shape<32, 18, W, Fp16>{});
+    if (n == 32 && s == 20) return go(Shape<32, 20, W, Fp16>{});
+  }
+  return false;
+}
+
 #if !defined(__AVX512F__)
 // The lane-state chains without AVX-512 (the portable variant: SSE2 here, NEON on aarch64; AVX2):
 // fp16_state_chain's and float_state_chain's arithmetic in float and int32 lanes of native vectors
@@ -1078,19 +1094,7 @@ bool run_generic_state(const Panels<float>& p, const GemmOperand& a, const GemmO
         });
     return true;
   };
-  auto shapes = [&](auto fp16_) {
-    constexpr bool F16 = decltype(fp16_)::value;
-    if (n == 4 && s == 4) return go(Shape<4, 4, 2, F16>{});
-    if (n == 8 && s == 8) return go(Shape<8, 8, 2, F16>{});
-    if (n == 16 && s == 16) return go(Shape<16, 16, 2, F16>{});
-    if constexpr (!F16) {
-      if (n == 32 && s == 32) return go(Shape<32, 32, 2, F16>{});
-      if (n == 32 && s == 18) return go(Shape<32, 18, 2, F16>{});
-      if (n == 32 && s == 20) return go(Shape<32, 20, 2, F16>{});
-    }
-    return false;
-  };
-  return m.fp16 ? shapes(std::true_type{}) : shapes(std::false_type{});
+  return m.fp16 ? for_preset_shape<2, true>(n, s, go) : for_preset_shape<2, false>(n, s, go);
 }
 #undef FP8LAB_TC_SWAP16
 #endif  // !__AVX512F__
@@ -1153,23 +1157,8 @@ bool run_lane_state(const Panels<float>& p, const GemmOperand& a, const GemmOper
     return true;
   };
   // Each (block, split) of the preset rows, for either width and accumulator.
-  auto shapes = [&](auto w_, auto fp16_) {
-    constexpr int W = decltype(w_)::value;
-    constexpr bool F16 = decltype(fp16_)::value;
-    if (n == 4 && s == 4) return go(Shape<4, 4, W, F16>{});
-    if (n == 8 && s == 8) return go(Shape<8, 8, W, F16>{});
-    if (n == 16 && s == 16) return go(Shape<16, 16, W, F16>{});
-    if constexpr (!F16) {
-      if (n == 32 && s == 32) return go(Shape<32, 32, W, F16>{});
-      if (n == 32 && s == 18) return go(Shape<32, 18, W, F16>{});
-      if (n == 32 && s == 20) return go(Shape<32, 20, W, F16>{});
-    }
-    return false;
-  };
-  using One = std::integral_constant<int, 1>;
-  using Two = std::integral_constant<int, 2>;
-  if (m.fp16) return w == 1 ? shapes(One{}, std::true_type{}) : shapes(Two{}, std::true_type{});
-  return w == 1 ? shapes(One{}, std::false_type{}) : shapes(Two{}, std::false_type{});
+  if (m.fp16) return w == 1 ? for_preset_shape<1, true>(n, s, go) : for_preset_shape<2, true>(n, s, go);
+  return w == 1 ? for_preset_shape<1, false>(n, s, go) : for_preset_shape<2, false>(n, s, go);
 }
 #endif  // __AVX512F__
 
